@@ -1,0 +1,234 @@
+//! `WalConfig`: every limit with its default and valid range.
+
+use std::time::Duration;
+
+use crate::error::WalError;
+use crate::format::{frame_bytes, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+
+/// When an appended record is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// The append returns after the record is synced to stable storage.
+    /// Concurrent appenders share one sync (leader/follower group commit).
+    Always,
+    /// Group commit: a flusher thread syncs every appended record at most
+    /// `max_delay` after the first unsynced append, or as soon as
+    /// `max_bytes` are waiting. The append returns at once with a ticket.
+    Batch {
+        /// Longest a record waits for its sync.
+        max_delay: Duration,
+        /// Sync as soon as this many bytes are unsynced.
+        max_bytes: u64,
+    },
+    /// Never sync on the log's own initiative: records reach the OS page
+    /// cache at once and the disk when the OS writes them back or when
+    /// `Wal::sync` or a ticket wait asks.
+    Never,
+}
+
+impl SyncPolicy {
+    /// `Batch` with 2 ms and 1 MiB.
+    pub const fn batch_default() -> Self {
+        SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 }
+    }
+}
+
+/// Per-append override of the log's policy. `Batch` uses the log's batch
+/// parameters (its own if it was opened with `Batch`, else the defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced before `append` returns.
+    Always,
+    /// Synced by the group-commit flusher.
+    Batch,
+    /// Not synced unless someone asks.
+    Never,
+}
+
+/// What `open` does with damage it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Cut a torn or corrupt tail made of records that were never durable;
+    /// refuse to open (error) if a record that was durable is damaged.
+    #[default]
+    TolerateCorruptedTail,
+    /// Any damage beyond a clean end of the log is an error.
+    AbsoluteConsistency,
+    /// Keep the longest valid prefix, cut everything after the first bad
+    /// record, and report what was dropped, durable or not.
+    PointInTime,
+}
+
+/// Configuration of a log. Build with `WalConfig::default()` and the setters.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    /// Size of each segment file. Default 64 MiB; at least 4 KiB, a multiple of 4 KiB.
+    pub segment_bytes: u64,
+    /// Segments created (zero-filled) when the log is first opened. Default 4; at least 2.
+    pub segments_initial: u32,
+    /// The ring may grow to this many segments when all hold unreleased data.
+    /// Default 16; at least `segments_initial`. Disk use is at most
+    /// `segments_max * segment_bytes` plus a lock file.
+    pub segments_max: u32,
+    /// Largest payload accepted. Default 1 MiB; must fit one segment.
+    pub record_bytes_max: u32,
+    /// Default durability of `append`.
+    pub sync_policy: SyncPolicy,
+    /// How long `append` waits for a checkpoint to free a segment before
+    /// returning `Full`. Default 0 (fail at once).
+    pub full_wait: Duration,
+    /// How `open` treats damage.
+    pub recovery_mode: RecoveryMode,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_bytes: 64 << 20,
+            segments_initial: 4,
+            segments_max: 16,
+            record_bytes_max: 1 << 20,
+            sync_policy: SyncPolicy::batch_default(),
+            full_wait: Duration::ZERO,
+            recovery_mode: RecoveryMode::default(),
+        }
+    }
+}
+
+impl WalConfig {
+    /// Sets `segment_bytes`, lowering `record_bytes_max` to what fits one
+    /// segment if it was larger.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        let room = bytes.saturating_sub(SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES);
+        if u64::from(self.record_bytes_max) > room {
+            self.record_bytes_max = u32::try_from(room).unwrap_or(u32::MAX);
+        }
+        self
+    }
+    /// Sets `segments_initial`.
+    pub fn segments_initial(mut self, count: u32) -> Self {
+        self.segments_initial = count;
+        self
+    }
+    /// Sets `segments_max`.
+    pub fn segments_max(mut self, count: u32) -> Self {
+        self.segments_max = count;
+        self
+    }
+    /// Sets `record_bytes_max`.
+    pub fn record_bytes_max(mut self, bytes: u32) -> Self {
+        self.record_bytes_max = bytes;
+        self
+    }
+    /// Sets `sync_policy`.
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+    /// Sets `full_wait`.
+    pub fn full_wait(mut self, wait: Duration) -> Self {
+        self.full_wait = wait;
+        self
+    }
+    /// Sets `recovery_mode`.
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// Checks every rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), WalError> {
+        let invalid = |field: &'static str, rule: String| Err(WalError::InvalidConfig { field, rule });
+        if self.segment_bytes < 4096 || self.segment_bytes % 4096 != 0 {
+            return invalid(
+                "segment_bytes",
+                format!("must be a multiple of 4096 and at least 4096, got {}", self.segment_bytes),
+            );
+        }
+        if self.segment_bytes > (1 << 40) {
+            return invalid("segment_bytes", format!("must be at most 1 TiB, got {}", self.segment_bytes));
+        }
+        if self.segments_initial < 2 {
+            return invalid("segments_initial", format!("must be at least 2, got {}", self.segments_initial));
+        }
+        if self.segments_max < self.segments_initial {
+            return invalid(
+                "segments_max",
+                format!("must be at least segments_initial ({}), got {}", self.segments_initial, self.segments_max),
+            );
+        }
+        if self.segments_max > 1 << 20 {
+            return invalid("segments_max", format!("must be at most 1048576, got {}", self.segments_max));
+        }
+        let room = self.segment_bytes - SEGMENT_HEADER_BYTES;
+        if frame_bytes(u64::from(self.record_bytes_max)) > room {
+            return invalid(
+                "record_bytes_max",
+                format!(
+                    "must fit one segment: at most {} for segment_bytes {}, got {}",
+                    room - RECORD_HEADER_BYTES,
+                    self.segment_bytes,
+                    self.record_bytes_max
+                ),
+            );
+        }
+        if let SyncPolicy::Batch { max_delay, max_bytes } = self.sync_policy {
+            if max_delay.is_zero() || max_delay > Duration::from_secs(60) {
+                return invalid("sync_policy.max_delay", format!("must be between 1 ns and 60 s, got {max_delay:?}"));
+            }
+            if max_bytes == 0 {
+                return invalid("sync_policy.max_bytes", "must be at least 1".to_string());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn batch_params(&self) -> (Duration, u64) {
+        match self.sync_policy {
+            SyncPolicy::Batch { max_delay, max_bytes } => (max_delay, max_bytes),
+            _ => match SyncPolicy::batch_default() {
+                SyncPolicy::Batch { max_delay, max_bytes } => (max_delay, max_bytes),
+                _ => unreachable!("batch_default returns Batch"),
+            },
+        }
+    }
+
+    pub(crate) fn default_durability(&self) -> Durability {
+        match self.sync_policy {
+            SyncPolicy::Always => Durability::Always,
+            SyncPolicy::Batch { .. } => Durability::Batch,
+            SyncPolicy::Never => Durability::Never,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(WalConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(WalConfig, &str)> = vec![
+            (WalConfig::default().segment_bytes(1000), "segment_bytes"),
+            (WalConfig::default().segments_initial(1), "segments_initial"),
+            (WalConfig::default().segments_initial(8).segments_max(4), "segments_max"),
+            (WalConfig::default().segment_bytes(4096).record_bytes_max(4096), "record_bytes_max"),
+            (
+                WalConfig::default().sync_policy(SyncPolicy::Batch { max_delay: Duration::ZERO, max_bytes: 1 }),
+                "sync_policy.max_delay",
+            ),
+        ];
+        for (config, field) in cases {
+            match config.validate() {
+                Err(WalError::InvalidConfig { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("expected InvalidConfig for {field}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Errors returned at the crate boundary.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where in the log a problem was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Index of the segment file (`seg-<index>.wal`).
+    pub segment_index: u32,
+    /// Sequence number of the segment's current lap (0 if its header is unreadable).
+    pub segment_seq: u64,
+    /// Byte offset inside the segment file.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "segment {} (seq {}) offset {}", self.segment_index, self.segment_seq, self.offset)
+    }
+}
+
+/// A corruption that recovery refused to repair in the configured mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// Where the first bad bytes are.
+    pub position: Position,
+    /// The LSN the log expected at that position.
+    pub lsn_expected: u64,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+/// Every error the WAL returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// A configuration value broke its rule; nothing was opened.
+    #[error("invalid configuration: {field} {rule}")]
+    InvalidConfig {
+        /// The offending field of `WalConfig`.
+        field: &'static str,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// An operating-system call failed.
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        /// What the WAL was doing.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process holds the log directory.
+    #[error("log directory {path} is locked by another process")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Recovery found corruption that the recovery mode does not allow it to cut.
+    #[error("corrupt log at {}: {} (expected lsn {})", .0.position, .0.reason, .0.lsn_expected)]
+    Corruption(Box<Corruption>),
+    /// A segment file does not match the configuration or the format.
+    #[error("segment {segment_index}: {reason}")]
+    BadSegment {
+        /// The segment file index.
+        segment_index: u32,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record is larger than `record_bytes_max`; nothing was written.
+    #[error("record of {len} bytes exceeds record_bytes_max ({max})")]
+    RecordTooLarge {
+        /// Payload length given.
+        len: usize,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// Every segment holds unreleased data and the ring may not grow; nothing was written.
+    #[error("log is full: every segment holds unreleased records (waited {waited:?}); checkpoint to release space")]
+    Full {
+        /// How long the append waited for space before giving up.
+        waited: Duration,
+    },
+    /// A sync failed earlier; the log accepts no more appends and claims no more durability.
+    #[error("log is poisoned by an earlier failed sync: {cause}; reopen it to recover")]
+    Poisoned {
+        /// The error of the failed sync.
+        cause: Arc<str>,
+    },
+    /// The requested LSN is older than the oldest retained record, or newer than the last one.
+    #[error("lsn {lsn} is not in the log (retained {first}..={last})")]
+    LsnNotRetained {
+        /// The LSN asked for.
+        lsn: u64,
+        /// The oldest retained LSN.
+        first: u64,
+        /// The newest written LSN.
+        last: u64,
+    },
+    /// The log was closed.
+    #[error("log is closed")]
+    Closed,
+}
+
+impl WalError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        WalError::Io { op, path: path.into(), source }
+    }
+}

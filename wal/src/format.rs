@@ -1,0 +1,361 @@
+//! On-disk layout: segment headers and record frames.
+//!
+//! Pure encode/decode with no I/O, so the fuzzers and the recovery scan share
+//! exactly one definition of what a valid byte sequence is. The layout is
+//! documented byte by byte in `wal/FORMAT.md`; keep the two in step.
+
+/// Magic bytes at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"RECWALSG";
+/// Version of the on-disk format written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes reserved at the start of a segment for its header.
+pub const SEGMENT_HEADER_BYTES: u64 = 64;
+/// Bytes of a record header; the payload follows it.
+pub const RECORD_HEADER_BYTES: u64 = 24;
+/// Every record frame starts on a multiple of this many bytes.
+pub const RECORD_ALIGN: u64 = 8;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES % RECORD_ALIGN == 0);
+const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN == 0);
+const _: () = assert!(RECORD_ALIGN.is_power_of_two());
+
+/// What a segment header says about the segment's contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// The segment holds records of the log from `first_lsn` on.
+    Live,
+    /// The segment was invalidated by recovery; its sequence number stays
+    /// reserved so that it is never reused for different records.
+    Free,
+}
+
+impl SegmentState {
+    fn to_u32(self) -> u32 {
+        match self {
+            SegmentState::Live => 1,
+            SegmentState::Free => 2,
+        }
+    }
+
+    fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            1 => Some(SegmentState::Live),
+            2 => Some(SegmentState::Free),
+            _ => None,
+        }
+    }
+}
+
+/// The 64-byte header at offset 0 of every segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Live or free.
+    pub state: SegmentState,
+    /// Sequence number: unique per lap of any segment, increasing over time.
+    pub seq: u64,
+    /// LSN of the first record this lap of the segment holds.
+    pub first_lsn: u64,
+    /// Every LSN up to and including this one had been released by a
+    /// checkpoint when the segment was started.
+    pub released_lsn: u64,
+    /// Size of the segment file in bytes.
+    pub segment_bytes: u64,
+}
+
+/// Why a segment header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderDefect {
+    /// All 64 bytes are zero: the segment was never started.
+    Zeroed,
+    /// The magic bytes are wrong.
+    Magic,
+    /// The CRC does not match.
+    Checksum,
+    /// The format version is not one this crate reads.
+    Version(u32),
+    /// The state field has an unknown value.
+    State(u32),
+}
+
+impl SegmentHeader {
+    /// Encodes the header, CRC included.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+        let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
+        buf[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[12..16].copy_from_slice(&self.state.to_u32().to_le_bytes());
+        buf[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
+        buf[32..40].copy_from_slice(&self.released_lsn.to_le_bytes());
+        buf[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        let crc = crc32fast::hash(&buf[0..60]);
+        buf[60..64].copy_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    /// Decodes and checks a header. `bytes` must hold at least 64 bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderDefect> {
+        let Some(buf) = bytes.get(0..SEGMENT_HEADER_BYTES as usize) else {
+            return Err(HeaderDefect::Zeroed);
+        };
+        if buf.iter().all(|byte| *byte == 0) {
+            return Err(HeaderDefect::Zeroed);
+        }
+        if buf[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderDefect::Magic);
+        }
+        if crc32fast::hash(&buf[0..60]) != read_u32(buf, 60) {
+            return Err(HeaderDefect::Checksum);
+        }
+        let version = read_u32(buf, 8);
+        if version != FORMAT_VERSION {
+            return Err(HeaderDefect::Version(version));
+        }
+        let state_raw = read_u32(buf, 12);
+        let state = SegmentState::from_u32(state_raw).ok_or(HeaderDefect::State(state_raw))?;
+        Ok(SegmentHeader {
+            state,
+            seq: read_u64(buf, 16),
+            first_lsn: read_u64(buf, 24),
+            released_lsn: read_u64(buf, 32),
+            segment_bytes: read_u64(buf, 40),
+        })
+    }
+}
+
+/// The fixed part of a record frame.
+///
+/// Layout (little endian): `crc u32 | len u32 | lsn u64 | durable_gap u32 |
+/// kind u8 | 3 zero bytes`, then `len` payload bytes, then zero padding to the
+/// next multiple of 8. The CRC covers the segment's sequence number, header
+/// bytes 4..24 and the payload, so a record from an earlier lap of a recycled
+/// segment never validates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// CRC-32 (Castagnoli is not used; crc32fast's IEEE polynomial).
+    pub crc: u32,
+    /// Payload length in bytes.
+    pub len: u32,
+    /// Log sequence number of the record.
+    pub lsn: u64,
+    /// `lsn - durable_lsn` when the record was written, saturated at
+    /// `u32::MAX`: tells recovery which earlier records were already durable.
+    pub durable_gap: u32,
+    /// Caller-chosen record kind.
+    pub kind: u8,
+}
+
+impl RecordHeader {
+    /// Builds the header for a payload, computing its CRC.
+    pub fn new(seq: u64, lsn: u64, durable_lsn: u64, kind: u8, payload: &[u8]) -> Self {
+        debug_assert!(durable_lsn < lsn, "a record cannot be durable before it is written");
+        let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
+        let durable_gap = u32::try_from(lsn - durable_lsn).unwrap_or(u32::MAX);
+        let mut header = RecordHeader { crc: 0, len, lsn, durable_gap, kind };
+        header.crc = header.compute_crc(&seq_hasher(seq), payload);
+        header
+    }
+
+    /// The highest LSN the writer knew to be durable when it wrote this record.
+    pub fn durable_lsn_hint(&self) -> u64 {
+        if self.durable_gap == u32::MAX {
+            return 0;
+        }
+        self.lsn.saturating_sub(u64::from(self.durable_gap))
+    }
+
+    /// Encodes the 24 header bytes.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_BYTES as usize] {
+        let mut buf = [0u8; RECORD_HEADER_BYTES as usize];
+        buf[0..4].copy_from_slice(&self.crc.to_le_bytes());
+        self.encode_body(&mut buf);
+        buf
+    }
+
+    fn encode_body(&self, buf: &mut [u8; RECORD_HEADER_BYTES as usize]) {
+        buf[4..8].copy_from_slice(&self.len.to_le_bytes());
+        buf[8..16].copy_from_slice(&self.lsn.to_le_bytes());
+        buf[16..20].copy_from_slice(&self.durable_gap.to_le_bytes());
+        buf[20] = self.kind;
+        buf[21..24].copy_from_slice(&[0, 0, 0]);
+    }
+
+    /// Parses the 24 header bytes without checking the CRC.
+    /// Returns `None` if the reserved bytes are not zero.
+    pub fn parse(buf: &[u8]) -> Option<Self> {
+        let buf = buf.get(0..RECORD_HEADER_BYTES as usize)?;
+        if buf[21..24] != [0, 0, 0] {
+            return None;
+        }
+        Some(RecordHeader {
+            crc: read_u32(buf, 0),
+            len: read_u32(buf, 4),
+            lsn: read_u64(buf, 8),
+            durable_gap: read_u32(buf, 16),
+            kind: buf[20],
+        })
+    }
+
+    /// CRC of this header's fields and `payload`, starting from a hasher that
+    /// has already absorbed the segment's sequence number.
+    pub fn compute_crc(&self, seq_hasher: &crc32fast::Hasher, payload: &[u8]) -> u32 {
+        let mut body = [0u8; RECORD_HEADER_BYTES as usize];
+        self.encode_body(&mut body);
+        let mut hasher = seq_hasher.clone();
+        hasher.update(&body[4..]);
+        hasher.update(payload);
+        hasher.finalize()
+    }
+
+    /// Total bytes the frame occupies, padding included.
+    pub fn frame_bytes(&self) -> u64 {
+        frame_bytes(u64::from(self.len))
+    }
+}
+
+/// A hasher that has absorbed `seq`; cloned once per record.
+pub fn seq_hasher(seq: u64) -> crc32fast::Hasher {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher
+}
+
+/// Bytes a record with `payload_len` bytes of payload occupies on disk.
+pub fn frame_bytes(payload_len: u64) -> u64 {
+    align_up(RECORD_HEADER_BYTES + payload_len)
+}
+
+/// Rounds `value` up to the record alignment.
+pub fn align_up(value: u64) -> u64 {
+    (value + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
+}
+
+/// What was found at one record position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// A valid record of this lap: header, and payload at `offset + 24`.
+    Record(RecordHeader),
+    /// Zero bytes: nothing was ever written here on this lap.
+    Zeroed,
+    /// Bytes that do not form a valid record of this lap (stale data from an
+    /// earlier lap, a torn write, or corruption). The header as parsed, if
+    /// its reserved bytes were zero.
+    Invalid(Option<RecordHeader>),
+    /// The segment ends before a header fits.
+    End,
+}
+
+/// Decodes the slot at `offset` of a segment image `bytes` whose header has
+/// sequence number `seq`. `record_bytes_max` bounds the payload length.
+///
+/// This is the single definition of a valid record: the recovery scan, the
+/// reader and the fuzzers all go through it.
+pub fn decode_slot(bytes: &[u8], offset: u64, seq_hasher: &crc32fast::Hasher, record_bytes_max: u32) -> Slot {
+    let Ok(start) = usize::try_from(offset) else {
+        return Slot::End;
+    };
+    let Some(header_bytes) = start.checked_add(RECORD_HEADER_BYTES as usize).and_then(|end| bytes.get(start..end))
+    else {
+        return Slot::End;
+    };
+    if header_bytes.iter().all(|byte| *byte == 0) {
+        return Slot::Zeroed;
+    }
+    let Some(header) = RecordHeader::parse(header_bytes) else {
+        return Slot::Invalid(None);
+    };
+    if header.len > record_bytes_max || header.durable_gap == 0 {
+        return Slot::Invalid(Some(header));
+    }
+    let payload_start = start + RECORD_HEADER_BYTES as usize;
+    let Some(payload) = payload_start.checked_add(header.len as usize).and_then(|end| bytes.get(payload_start..end))
+    else {
+        return Slot::Invalid(Some(header));
+    };
+    if header.compute_crc(seq_hasher, payload) != header.crc {
+        return Slot::Invalid(Some(header));
+    }
+    Slot::Record(header)
+}
+
+fn read_u32(buf: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&buf[at..at + 4]);
+    u32::from_le_bytes(raw)
+}
+
+fn read_u64(buf: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(seq: u64, lsn: u64, durable: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+        let header = RecordHeader::new(seq, lsn, durable, kind, payload);
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(payload);
+        out.resize(header.frame_bytes() as usize, 0);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn record_round_trips(seq in any::<u64>(), lsn in 1u64.., kind in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let durable = lsn - 1;
+            let bytes = frame(seq, lsn, durable, kind, &payload);
+            prop_assert_eq!(bytes.len() as u64 % RECORD_ALIGN, 0);
+            match decode_slot(&bytes, 0, &seq_hasher(seq), 1024) {
+                Slot::Record(header) => {
+                    prop_assert_eq!(header.lsn, lsn);
+                    prop_assert_eq!(header.kind, kind);
+                    prop_assert_eq!(header.len as usize, payload.len());
+                    prop_assert_eq!(header.durable_lsn_hint(), durable);
+                    prop_assert_eq!(&bytes[24..24 + payload.len()], &payload[..]);
+                }
+                other => prop_assert!(false, "decoded {:?}", other),
+            }
+        }
+
+        #[test]
+        fn a_record_never_validates_under_another_sequence_number(seq in any::<u64>(), other in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assume!(seq != other);
+            let bytes = frame(seq, 7, 6, 1, &payload);
+            prop_assert!(!matches!(decode_slot(&bytes, 0, &seq_hasher(other), 1024), Slot::Record(_)));
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_detected(payload in proptest::collection::vec(any::<u8>(), 1..64), bit in 0usize..(88 * 8)) {
+            let mut bytes = frame(3, 9, 8, 2, &payload);
+            let covered = 24 + payload.len();
+            let bit = bit % (covered * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(!matches!(decode_slot(&bytes, 0, &seq_hasher(3), 1024), Slot::Record(_)));
+        }
+
+        #[test]
+        fn segment_header_round_trips(seq in any::<u64>(), first in any::<u64>(), released in any::<u64>(), size in any::<u64>()) {
+            let header = SegmentHeader { state: SegmentState::Live, seq, first_lsn: first, released_lsn: released, segment_bytes: size };
+            prop_assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
+        }
+    }
+
+    #[test]
+    fn zero_bytes_are_an_empty_slot_not_a_record() {
+        let bytes = [0u8; 64];
+        assert_eq!(decode_slot(&bytes, 0, &seq_hasher(1), 1024), Slot::Zeroed);
+        assert_eq!(decode_slot(&bytes, 48, &seq_hasher(1), 1024), Slot::End);
+        assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderDefect::Zeroed));
+    }
+
+    #[test]
+    fn oversize_length_is_rejected_before_reading_the_payload() {
+        let mut bytes = frame(1, 1, 0, 0, b"abc");
+        bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode_slot(&bytes, 0, &seq_hasher(1), 1024), Slot::Invalid(Some(_))));
+    }
+}

@@ -1,0 +1,427 @@
+//! Recovery: scan every segment, check every CRC and the LSN chain, find the
+//! end of the log, and decide whether damage at that end may be cut.
+//!
+//! The scan is pure: it reads segment images and returns a plan (`Scan`).
+//! Applying the plan (zeroing a torn tail, invalidating segments beyond it)
+//! is the caller's job, so `inspect`/`verify` can run the same scan read-only.
+//! The crash cases this handles are listed in FORMAT.md, "Recovery".
+
+use std::borrow::Cow;
+
+use crate::config::RecoveryMode;
+use crate::error::{Corruption, Position, WalError};
+use crate::format::{
+    decode_slot, seq_hasher, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION,
+    RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::storage::SegmentFile;
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files examined.
+    pub segments_scanned: u32,
+    /// Records in the recovered log (all CRCs checked).
+    pub records_recovered: u64,
+    /// Oldest retained LSN (equal to `last_lsn + 1` when the log is empty).
+    pub first_lsn: u64,
+    /// Newest recovered LSN (0 when nothing was ever written).
+    pub last_lsn: u64,
+    /// Every LSN up to this one had been released by a checkpoint.
+    pub released_lsn: u64,
+    /// Bytes of damaged or never-durable data cut from the end of the log.
+    pub bytes_cut: u64,
+    /// Valid records found beyond the cut and dropped with it.
+    pub records_dropped: u64,
+    /// Where the log ended in damage that was cut (a torn write), if it did.
+    pub tail_damage: Option<Corruption>,
+    /// Damage to records that had been durable, cut in `PointInTime` mode.
+    pub corruption: Option<Corruption>,
+    /// Segments whose headers were unreadable and were treated as free
+    /// (only in `PointInTime` mode; the other modes refuse to open).
+    pub segments_damaged: Vec<u32>,
+    /// Segments beyond the cut that were marked free.
+    pub segments_invalidated: Vec<u32>,
+    /// Segment files that were shorter than configured and were extended.
+    pub segments_extended: Vec<u32>,
+}
+
+impl RecoveryReport {
+    /// True if recovery found nothing to cut or report.
+    pub fn is_clean(&self) -> bool {
+        self.bytes_cut == 0
+            && self.records_dropped == 0
+            && self.tail_damage.is_none()
+            && self.corruption.is_none()
+            && self.segments_damaged.is_empty()
+    }
+}
+
+/// One record seen by the scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// Segment file index.
+    pub segment_index: u32,
+    /// Offset of the record header in the segment.
+    pub offset: u64,
+    /// Its LSN.
+    pub lsn: u64,
+    /// Caller-chosen kind.
+    pub kind: u8,
+    /// Payload length.
+    pub len: u32,
+}
+
+/// A segment file as opened, with its decoded header.
+pub(crate) struct OpenedSegment {
+    pub(crate) index: u32,
+    pub(crate) file: Box<dyn SegmentFile>,
+    pub(crate) header: Result<SegmentHeader, HeaderDefect>,
+}
+
+/// A segment of the recovered log, in order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChainLink {
+    /// Position in the `segments` slice given to `scan`.
+    pub(crate) slot: usize,
+    pub(crate) seq: u64,
+    pub(crate) first_lsn: u64,
+    /// Offset just past the last record of this lap.
+    pub(crate) end_offset: u64,
+}
+
+/// The outcome of a scan: the log as found, and the repairs it needs.
+pub(crate) struct Scan {
+    pub(crate) chain: Vec<ChainLink>,
+    pub(crate) next_lsn: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) released_lsn: u64,
+    /// Zero this byte range of this slot before appending again.
+    pub(crate) zero_range: Option<(usize, u64, u64)>,
+    /// Mark these slots free (they hold only records beyond the cut).
+    pub(crate) invalidate: Vec<usize>,
+    pub(crate) report: RecoveryReport,
+}
+
+/// A valid record found beyond the end of the log.
+struct Evidence {
+    lsn: u64,
+    durable_lsn_hint: u64,
+    slot: usize,
+    end_offset: u64,
+}
+
+fn segment_bytes(segment: &OpenedSegment) -> Result<Cow<'_, [u8]>, std::io::Error> {
+    let len = segment.file.len() as usize;
+    if let Some(view) = segment.file.view(0, len) {
+        return Ok(Cow::Borrowed(view));
+    }
+    let mut buf = vec![0u8; len];
+    segment.file.read_at(0, &mut buf)?;
+    Ok(Cow::Owned(buf))
+}
+
+fn position(segment: &OpenedSegment, offset: u64) -> Position {
+    Position {
+        segment_index: segment.index,
+        segment_seq: segment.header.as_ref().map(|header| header.seq).unwrap_or(0),
+        offset,
+    }
+}
+
+fn corruption(segment: &OpenedSegment, offset: u64, lsn_expected: u64, reason: String) -> Corruption {
+    Corruption { position: position(segment, offset), lsn_expected, reason }
+}
+
+/// Scans `segments` and plans the repair. `visit` sees every record of the
+/// recovered log in LSN order, with its payload.
+pub(crate) fn scan(
+    segments: &[OpenedSegment],
+    segment_bytes_configured: u64,
+    record_bytes_max: u32,
+    mode: RecoveryMode,
+    storage_name: &dyn Fn(u32) -> std::path::PathBuf,
+    visit: &mut dyn FnMut(&RecordInfo, &[u8]),
+) -> Result<Scan, WalError> {
+    let mut report = RecoveryReport { segments_scanned: segments.len() as u32, ..RecoveryReport::default() };
+
+    // Headers first: which segments are live, in which order, and what seq comes next.
+    let mut live: Vec<usize> = Vec::new();
+    let mut seq_max = 0u64;
+    for (slot, segment) in segments.iter().enumerate() {
+        match &segment.header {
+            Ok(header) => {
+                if header.segment_bytes != segment_bytes_configured {
+                    return Err(WalError::BadSegment {
+                        segment_index: segment.index,
+                        reason: format!(
+                            "header says {} bytes per segment but the log is configured for {}",
+                            header.segment_bytes, segment_bytes_configured
+                        ),
+                    });
+                }
+                seq_max = seq_max.max(header.seq);
+                if header.state == SegmentState::Live {
+                    live.push(slot);
+                }
+            }
+            Err(HeaderDefect::Zeroed) => {}
+            Err(HeaderDefect::Version(version)) => {
+                return Err(WalError::BadSegment {
+                    segment_index: segment.index,
+                    reason: format!("format version {version} is not supported (this build reads {FORMAT_VERSION})"),
+                });
+            }
+            Err(defect) => {
+                let detail = corruption(segment, 0, 0, format!("segment header is damaged ({defect:?})"));
+                if mode != RecoveryMode::PointInTime {
+                    return Err(WalError::Corruption(Box::new(detail)));
+                }
+                report.segments_damaged.push(segment.index);
+                report.corruption.get_or_insert(detail);
+            }
+        }
+    }
+    let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
+    live.sort_by_key(|slot| header_of(*slot).map(|header| header.seq));
+    let released_lsn = live.last().and_then(|slot| header_of(*slot)).map_or(0, |header| header.released_lsn);
+    report.released_lsn = released_lsn;
+
+    // The log starts in the newest segment that begins at or before the first unreleased LSN;
+    // older live segments hold only released records from earlier laps.
+    let start =
+        live.iter().rposition(|slot| header_of(*slot).is_some_and(|header| header.first_lsn <= released_lsn + 1));
+    let start = match (start, live.first()) {
+        (Some(start), _) => start,
+        (None, None) => 0,
+        (None, Some(oldest)) => {
+            let first = header_of(*oldest).map_or(0, |header| header.first_lsn);
+            let detail = corruption(
+                &segments[*oldest],
+                0,
+                released_lsn + 1,
+                format!("records {}..{} are missing: no segment holds them", released_lsn + 1, first),
+            );
+            if mode != RecoveryMode::PointInTime {
+                return Err(WalError::Corruption(Box::new(detail)));
+            }
+            report.corruption.get_or_insert(detail);
+            0
+        }
+    };
+    let live = live.split_off(start.min(live.len()));
+
+    let mut chain: Vec<ChainLink> = Vec::new();
+    let mut lsn_expected =
+        live.first().and_then(|slot| header_of(*slot)).map_or(released_lsn + 1, |header| header.first_lsn);
+    report.first_lsn = lsn_expected;
+    let mut zero_range = None;
+    let mut invalidate = Vec::new();
+
+    for (live_idx, &slot) in live.iter().enumerate() {
+        let segment = &segments[slot];
+        let Some(header) = header_of(slot) else { continue };
+        if !chain.is_empty() && header.first_lsn != lsn_expected {
+            // The previous segment ended cleanly but this one does not continue it.
+            let previous = chain[chain.len() - 1];
+            let end = handle_end(
+                segments,
+                &live[live_idx..],
+                (previous.slot, previous.end_offset),
+                None,
+                lsn_expected,
+                record_bytes_max,
+                mode,
+                &mut report,
+                format!("segment {} starts at lsn {} instead of {}", segment.index, header.first_lsn, lsn_expected),
+            )?;
+            zero_range = end.zero_range;
+            invalidate = end.invalidate;
+            break;
+        }
+        let bytes =
+            segment_bytes(segment).map_err(|err| WalError::io("read segment", storage_name(segment.index), err))?;
+        let hasher = seq_hasher(header.seq);
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let stop = loop {
+            match decode_slot(&bytes, offset, &hasher, record_bytes_max) {
+                Slot::Record(record) if record.lsn == lsn_expected => {
+                    let payload_start = (offset + RECORD_HEADER_BYTES) as usize;
+                    let payload = &bytes[payload_start..payload_start + record.len as usize];
+                    let info = RecordInfo {
+                        segment_index: segment.index,
+                        offset,
+                        lsn: record.lsn,
+                        kind: record.kind,
+                        len: record.len,
+                    };
+                    visit(&info, payload);
+                    report.records_recovered += 1;
+                    lsn_expected += 1;
+                    offset += record.frame_bytes();
+                }
+                other => break other,
+            }
+        };
+        chain.push(ChainLink { slot, seq: header.seq, first_lsn: header.first_lsn, end_offset: offset });
+        let next_continues =
+            live.get(live_idx + 1).and_then(|next| header_of(*next)).is_some_and(|next| next.first_lsn == lsn_expected);
+        if next_continues {
+            // Whatever follows the last record here (zeros, stale bytes of an
+            // earlier lap) is unused space: the writer rolled to the next segment.
+            continue;
+        }
+        let end = handle_end(
+            segments,
+            &live[live_idx + 1..],
+            (slot, offset),
+            Some(stop),
+            lsn_expected,
+            record_bytes_max,
+            mode,
+            &mut report,
+            describe_stop(stop, lsn_expected),
+        )?;
+        zero_range = end.zero_range;
+        invalidate = end.invalidate;
+        break;
+    }
+
+    report.last_lsn = lsn_expected - 1;
+    if report.records_recovered == 0 {
+        report.first_lsn = lsn_expected;
+    }
+    for slot in &invalidate {
+        report.segments_invalidated.push(segments[*slot].index);
+    }
+    Ok(Scan { chain, next_lsn: lsn_expected, next_seq: seq_max + 1, released_lsn, zero_range, invalidate, report })
+}
+
+fn describe_stop(stop: Slot, lsn_expected: u64) -> String {
+    match stop {
+        Slot::Record(record) => format!("valid record has lsn {} where {} belongs", record.lsn, lsn_expected),
+        Slot::Zeroed => "zero bytes where the record belongs".to_string(),
+        Slot::End => "the segment ends where the record belongs".to_string(),
+        Slot::Invalid(Some(header)) => format!("record header (lsn field {}) fails its checks", header.lsn),
+        Slot::Invalid(None) => "bytes that do not parse as a record header".to_string(),
+    }
+}
+
+struct EndPlan {
+    zero_range: Option<(usize, u64, u64)>,
+    invalidate: Vec<usize>,
+}
+
+/// Decides what the end of the log at `at` is: a clean end, a torn tail of
+/// never-durable records (cut it), or damage to durable records (refuse,
+/// unless `PointInTime`). `later` are the live segments after it.
+#[allow(clippy::too_many_arguments)]
+fn handle_end(
+    segments: &[OpenedSegment],
+    later: &[usize],
+    at: (usize, u64),
+    stop: Option<Slot>,
+    lsn_expected: u64,
+    record_bytes_max: u32,
+    mode: RecoveryMode,
+    report: &mut RecoveryReport,
+    reason: String,
+) -> Result<EndPlan, WalError> {
+    let (slot, offset) = at;
+    let segment = &segments[slot];
+    let evidence = find_evidence(segments, slot, offset, later, lsn_expected, record_bytes_max);
+    let durable_proof = evidence.iter().find(|found| found.durable_lsn_hint >= lsn_expected);
+    let torn_frame_end = match stop {
+        Some(Slot::Invalid(Some(header))) if header.lsn >= lsn_expected => {
+            Some((offset + header.frame_bytes()).min(segment.file.len()))
+        }
+        Some(Slot::Invalid(None)) | Some(Slot::Record(_)) => {
+            Some((offset + RECORD_HEADER_BYTES).min(segment.file.len()))
+        }
+        _ => None,
+    };
+    let clean = evidence.is_empty() && torn_frame_end.is_none() && later.is_empty();
+    if clean {
+        return Ok(EndPlan { zero_range: None, invalidate: Vec::new() });
+    }
+
+    let evidence_end_here = evidence.iter().filter(|found| found.slot == slot).map(|found| found.end_offset).max();
+    let damage_end = evidence_end_here.into_iter().chain(torn_frame_end).max().unwrap_or(offset);
+    let bytes_cut_later: u64 = evidence
+        .iter()
+        .filter(|found| found.slot != slot)
+        .map(|found| found.end_offset - SEGMENT_HEADER_BYTES)
+        .max()
+        .unwrap_or(0);
+    let detail = corruption(segment, offset, lsn_expected, reason);
+
+    if let Some(proof) = durable_proof {
+        let detail = Corruption {
+            reason: format!(
+                "{}; record {} was durable (record {} was written after it became durable), so this is not a torn write",
+                detail.reason, lsn_expected, proof.lsn
+            ),
+            ..detail
+        };
+        if mode != RecoveryMode::PointInTime {
+            return Err(WalError::Corruption(Box::new(detail)));
+        }
+        report.corruption.get_or_insert(detail);
+    } else {
+        if mode == RecoveryMode::AbsoluteConsistency {
+            return Err(WalError::Corruption(Box::new(detail)));
+        }
+        report.tail_damage = Some(detail);
+    }
+    report.records_dropped += evidence.len() as u64;
+    report.bytes_cut += (damage_end - offset) + bytes_cut_later;
+    let zero_range = (damage_end > offset && evidence_end_here.is_some()).then_some((slot, offset, damage_end));
+    Ok(EndPlan { zero_range, invalidate: later.to_vec() })
+}
+
+/// Valid records of the current lap beyond the end of the log: after `offset`
+/// in `slot` (at every aligned position, since frame boundaries past damage
+/// are unknown) and in every later live segment.
+fn find_evidence(
+    segments: &[OpenedSegment],
+    slot: usize,
+    offset: u64,
+    later: &[usize],
+    lsn_expected: u64,
+    record_bytes_max: u32,
+) -> Vec<Evidence> {
+    let mut evidence = Vec::new();
+    let mut search = |slot: usize, from: u64, every_position: bool| {
+        let segment = &segments[slot];
+        let Ok(header) = segment.header else { return };
+        let Ok(bytes) = segment_bytes(segment) else { return };
+        let hasher = seq_hasher(header.seq);
+        let mut position = from;
+        while position + RECORD_HEADER_BYTES <= bytes.len() as u64 {
+            let plausible =
+                RecordHeader::parse(&bytes[position as usize..]).is_some_and(|record| record.lsn >= lsn_expected);
+            if plausible {
+                if let Slot::Record(record) = decode_slot(&bytes, position, &hasher, record_bytes_max) {
+                    let end_offset = position + record.frame_bytes();
+                    evidence.push(Evidence {
+                        lsn: record.lsn,
+                        durable_lsn_hint: record.durable_lsn_hint(),
+                        slot,
+                        end_offset,
+                    });
+                    position = end_offset;
+                    continue;
+                }
+            }
+            if !every_position {
+                return;
+            }
+            position += RECORD_ALIGN;
+        }
+    };
+    search(slot, offset, true);
+    for later_slot in later {
+        search(*later_slot, SEGMENT_HEADER_BYTES, true);
+    }
+    evidence
+}

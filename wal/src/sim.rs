@@ -1,0 +1,277 @@
+//! A simulated disk for deterministic power-loss tests.
+//!
+//! Each file keeps a *volatile* image (what reads see: the page cache) and a
+//! *durable* image (what survives power loss). Writes change the volatile
+//! image and mark 512-byte sectors dirty; `sync_data` copies dirty sectors to
+//! the durable image. `crash` models power loss: every dirty sector
+//! independently either reached the disk or did not, so unsynced writes are
+//! dropped or torn at sector granularity, in any order. Faults are injected
+//! on request: a failing sync, a full disk, a bit flip in synced data.
+//! Everything random comes from one seed, so a failing schedule replays.
+//!
+//! Assumption (also in FORMAT.md): a 512-byte sector is written atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::storage::{SegmentFile, Storage, WritePath};
+
+/// Sector size of the simulated disk.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// A small, fast, seedable PRNG (SplitMix64); good enough for fault schedules.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..bound` (`bound` > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound.max(1)
+    }
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Default)]
+struct SimFile {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    dirty_sectors: BTreeSet<u64>,
+}
+
+struct SimState {
+    files: BTreeMap<u32, SimFile>,
+    rng: SplitMix64,
+    sync_failures_pending: u32,
+    space_bytes_max: Option<u64>,
+    syncs: u64,
+}
+
+impl SimState {
+    fn bytes_used(&self) -> u64 {
+        self.files.values().map(|file| file.volatile.len() as u64).sum()
+    }
+}
+
+/// Simulated storage; clones share the same disk.
+#[derive(Clone)]
+pub struct SimStorage {
+    state: Arc<Mutex<SimState>>,
+}
+
+fn lock(state: &Mutex<SimState>) -> MutexGuard<'_, SimState> {
+    // A panic while holding the lock is a test failure already being
+    // reported; the simulated disk itself stays consistent.
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimStorage {
+    /// An empty disk whose faults are drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SimStorage {
+            state: Arc::new(Mutex::new(SimState {
+                files: BTreeMap::new(),
+                rng: SplitMix64::new(seed),
+                sync_failures_pending: 0,
+                space_bytes_max: None,
+                syncs: 0,
+            })),
+        }
+    }
+
+    /// Power loss: each dirty sector independently keeps its durable
+    /// contents or takes the volatile ones; then the volatile image becomes
+    /// what is on disk.
+    pub fn crash(&self) {
+        let mut state = lock(&self.state);
+        let SimState { files, rng, .. } = &mut *state;
+        for file in files.values_mut() {
+            for sector in std::mem::take(&mut file.dirty_sectors) {
+                if rng.chance(50) {
+                    let start = (sector * SECTOR_BYTES) as usize;
+                    let end = (start + SECTOR_BYTES as usize).min(file.volatile.len());
+                    file.durable[start..end].copy_from_slice(&file.volatile[start..end]);
+                }
+            }
+            file.volatile.clone_from(&file.durable);
+        }
+        state.sync_failures_pending = 0;
+    }
+
+    /// The next `count` syncs fail with EIO (and write nothing durable).
+    pub fn fail_next_syncs(&self, count: u32) {
+        lock(&self.state).sync_failures_pending = count;
+    }
+
+    /// Creating files beyond `bytes` in total fails with ENOSPC.
+    pub fn set_space_limit(&self, bytes: Option<u64>) {
+        lock(&self.state).space_bytes_max = bytes;
+    }
+
+    /// Flips one bit in both images of file `index`: synced data rotting.
+    pub fn flip_bit(&self, index: u32, offset: u64, bit: u8) {
+        let mut state = lock(&self.state);
+        if let Some(file) = state.files.get_mut(&index) {
+            let at = offset as usize;
+            if at < file.durable.len() {
+                file.durable[at] ^= 1 << (bit % 8);
+                file.volatile[at] ^= 1 << (bit % 8);
+            }
+        }
+    }
+
+    /// Copy of the volatile image of file `index`.
+    pub fn image(&self, index: u32) -> Option<Vec<u8>> {
+        lock(&self.state).files.get(&index).map(|file| file.volatile.clone())
+    }
+
+    /// Replaces file `index` (both images) with `bytes`, creating it if needed.
+    pub fn set_image(&self, index: u32, bytes: Vec<u8>) {
+        let mut state = lock(&self.state);
+        let file = state.files.entry(index).or_default();
+        file.durable.clone_from(&bytes);
+        file.volatile = bytes;
+        file.dirty_sectors.clear();
+    }
+
+    /// Removes file `index`.
+    pub fn remove(&self, index: u32) {
+        lock(&self.state).files.remove(&index);
+    }
+
+    /// Number of successful syncs so far.
+    pub fn syncs(&self) -> u64 {
+        lock(&self.state).syncs
+    }
+
+    /// Total bytes of all files.
+    pub fn bytes_used(&self) -> u64 {
+        lock(&self.state).bytes_used()
+    }
+}
+
+impl Storage for SimStorage {
+    fn list_segments(&self) -> io::Result<Vec<u32>> {
+        Ok(lock(&self.state).files.keys().copied().collect())
+    }
+
+    fn create_segment(&self, index: u32, bytes: u64) -> io::Result<Box<dyn SegmentFile>> {
+        let mut state = lock(&self.state);
+        if let Some(max) = state.space_bytes_max {
+            if state.bytes_used() + bytes > max {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
+        // Creation is durable on return, as FileStorage's is (fsync + rename + dir fsync).
+        let zeros = vec![0u8; bytes as usize];
+        state.files.insert(index, SimFile { volatile: zeros.clone(), durable: zeros, dirty_sectors: BTreeSet::new() });
+        Ok(Box::new(SimSegment { state: Arc::clone(&self.state), index, len: bytes }))
+    }
+
+    fn open_segment(&self, index: u32) -> io::Result<Box<dyn SegmentFile>> {
+        let state = lock(&self.state);
+        let file = state.files.get(&index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Box::new(SimSegment { state: Arc::clone(&self.state), index, len: file.volatile.len() as u64 }))
+    }
+
+    fn describe(&self, index: Option<u32>) -> PathBuf {
+        match index {
+            Some(index) => PathBuf::from(format!("sim:{}", crate::storage::segment_file_name(index))),
+            None => PathBuf::from("sim:"),
+        }
+    }
+}
+
+struct SimSegment {
+    state: Arc<Mutex<SimState>>,
+    index: u32,
+    len: u64,
+}
+
+impl SimSegment {
+    fn range(&self, offset: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.len => Ok(offset as usize..end as usize),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "range outside the segment")),
+        }
+    }
+}
+
+impl SegmentFile for SimSegment {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let range = self.range(offset, buf.len())?;
+        let state = lock(&self.state);
+        let file = state.files.get(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let source = file.volatile.get(range).ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(source);
+        Ok(())
+    }
+
+    fn view(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
+
+    fn write_at(&self, offset: u64, bytes: &[u8], _path: WritePath) -> io::Result<()> {
+        let range = self.range(offset, bytes.len())?;
+        let mut state = lock(&self.state);
+        let file = state.files.get_mut(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if range.end > file.volatile.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        file.volatile[range.clone()].copy_from_slice(bytes);
+        let first = range.start as u64 / SECTOR_BYTES;
+        let last = (range.end as u64 - 1) / SECTOR_BYTES;
+        file.dirty_sectors.extend(first..=last);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        if state.sync_failures_pending > 0 {
+            state.sync_failures_pending -= 1;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        state.syncs += 1;
+        let file = state.files.get_mut(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        for sector in std::mem::take(&mut file.dirty_sectors) {
+            let start = (sector * SECTOR_BYTES) as usize;
+            let end = (start + SECTOR_BYTES as usize).min(file.volatile.len());
+            file.durable[start..end].copy_from_slice(&file.volatile[start..end]);
+        }
+        Ok(())
+    }
+
+    fn extend_to(&mut self, bytes: u64) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        let file = state.files.get_mut(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if (file.volatile.len() as u64) < bytes {
+            file.volatile.resize(bytes as usize, 0);
+            file.durable.resize(bytes as usize, 0);
+        }
+        self.len = self.len.max(bytes);
+        Ok(())
+    }
+}

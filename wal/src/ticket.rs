@@ -1,0 +1,80 @@
+//! `AppendTicket`: the LSN of an append, and the way to wait until it is durable.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::config::Durability;
+use crate::error::WalError;
+use crate::wal::{Lsn, Shared};
+
+/// Returned by `Wal::append`: the record's LSN, at once, and a wait for its durability.
+///
+/// Under `Always` the ticket is already durable. Under `Batch`, waiting
+/// blocks until the flusher's next group commit. Under `Never`, waiting
+/// asks for a sync (the caller decided this record matters after all).
+#[must_use = "an append is not durable until its ticket says so"]
+pub struct AppendTicket {
+    shared: Arc<Shared>,
+    lsn: Lsn,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for AppendTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendTicket").field("lsn", &self.lsn).field("durability", &self.durability).finish()
+    }
+}
+
+impl AppendTicket {
+    pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn, durability: Durability) -> Self {
+        AppendTicket { shared, lsn, durability }
+    }
+
+    /// The record's LSN.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// True once the record is durable.
+    pub fn is_durable(&self) -> bool {
+        self.shared.commit.lsn_durable() >= self.lsn
+    }
+
+    /// Blocks until the record is durable; returns its LSN. Fails if a sync
+    /// failed (the log is poisoned) or the log was dropped first.
+    pub fn wait(&self) -> Result<Lsn, WalError> {
+        match self.durability {
+            Durability::Always | Durability::Never => self.shared.commit.make_durable(&self.shared, self.lsn)?,
+            Durability::Batch => self.shared.commit.wait_durable(self.lsn)?,
+        }
+        Ok(self.lsn)
+    }
+
+    /// Waits without blocking a thread, for async code (tokio or any executor).
+    pub fn wait_async(&self) -> DurableFuture {
+        if self.durability == Durability::Never && !self.is_durable() {
+            self.shared.request_sync();
+        }
+        DurableFuture { shared: Arc::clone(&self.shared), lsn: self.lsn }
+    }
+}
+
+/// Resolves to the LSN once it is durable. See `AppendTicket::wait_async`.
+#[must_use = "futures do nothing unless polled"]
+pub struct DurableFuture {
+    shared: Arc<Shared>,
+    lsn: Lsn,
+}
+
+impl Future for DurableFuture {
+    type Output = Result<Lsn, WalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.shared.commit.poll_durable(self.lsn, cx.waker()) {
+            Some(res) => Poll::Ready(res.map(|()| self.lsn)),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,592 @@
+//! `Wal`: the append path, the ring of segments, checkpoints and opening.
+//!
+//! Concurrency, in one paragraph: appends serialise on `Shared::inner` just
+//! long enough to take an LSN, find room and copy the frame into the page
+//! cache; nothing slow happens under that lock except starting a segment
+//! (one header sync per segment lap). Syncs happen outside it, in
+//! `GroupCommit`, one leader at a time, for every appender waiting.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use tracing::{info, info_span, warn};
+
+use crate::config::{Durability, SyncPolicy, WalConfig};
+use crate::error::WalError;
+use crate::format::{
+    frame_bytes, RecordHeader, SegmentHeader, SegmentState, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::group_commit::{run_flusher, FlushMsg, GroupCommit};
+use crate::metrics::{Metrics, WalMetrics};
+use crate::recovery::{scan, OpenedSegment, RecoveryReport};
+use crate::storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
+use crate::ticket::AppendTicket;
+
+/// A log sequence number: dense, strictly increasing, starting at 1.
+pub type Lsn = u64;
+
+/// One segment file and whether it has writes no sync has covered yet.
+pub(crate) struct Segment {
+    pub(crate) index: u32,
+    pub(crate) file: Box<dyn SegmentFile>,
+    pub(crate) dirty: AtomicBool,
+}
+
+/// A segment in the log, with the identity of its current lap.
+#[derive(Clone)]
+pub(crate) struct LiveSegment {
+    pub(crate) segment: Arc<Segment>,
+    pub(crate) seq: u64,
+    pub(crate) first_lsn: Lsn,
+}
+
+pub(crate) struct Inner {
+    /// Segments holding retained records, oldest first; the last is active.
+    pub(crate) live: VecDeque<LiveSegment>,
+    /// Where the next frame goes in the active segment.
+    write_offset: u64,
+    /// Segments ready for a new lap. One is reused only when nothing else
+    /// (a reader, a sync in flight) holds it.
+    free: Vec<Arc<Segment>>,
+    /// Segments written since the last sync began.
+    pub(crate) dirty: Vec<Arc<Segment>>,
+    pub(crate) next_lsn: Lsn,
+    next_seq: u64,
+    released_lsn: Lsn,
+    segments_total: u32,
+    next_index: u32,
+    /// Bytes appended with `Durability::Batch` since the last sync began.
+    pub(crate) batch_bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl Inner {
+    fn mark_dirty(&mut self, segment: &Arc<Segment>) {
+        if !segment.dirty.swap(true, Ordering::AcqRel) {
+            self.dirty.push(Arc::clone(segment));
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) storage: Box<dyn Storage>,
+    pub(crate) config: WalConfig,
+    pub(crate) inner: Mutex<Inner>,
+    space_freed: std::sync::Condvar,
+    pub(crate) lsn_written: AtomicU64,
+    pub(crate) commit: GroupCommit,
+    pub(crate) metrics: Metrics,
+    flusher_tx: Sender<FlushMsg>,
+}
+
+pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
+    // The lock is only poisoned if a thread panicked while holding it, which
+    // means an invariant broke; continuing would risk writing a bad log.
+    shared.inner.lock().expect("wal append lock poisoned: an invariant check failed while appending")
+}
+
+impl Shared {
+    /// The highest LSN a reader may see: durable, or written under `Never`.
+    pub(crate) fn lsn_visible(&self) -> Lsn {
+        match self.config.sync_policy {
+            SyncPolicy::Never => self.lsn_written.load(Ordering::Acquire),
+            _ => self.commit.lsn_durable(),
+        }
+    }
+
+    pub(crate) fn request_sync(&self) {
+        let _ = self.flusher_tx.send(FlushMsg::SyncNow);
+    }
+}
+
+/// The write-ahead log. `Send + Sync`: share it with an `Arc`.
+///
+/// ```
+/// use recwal_wal::{Wal, WalConfig, SyncPolicy};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config)?;
+/// let ticket = wal.append(1, b"hello")?;
+/// assert_eq!(ticket.lsn(), 1);
+/// let records: Vec<_> = wal.read_from(1)?.collect::<Result<_, _>>()?;
+/// assert_eq!(records[0].payload(), b"hello");
+/// wal.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Wal {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+    report: RecoveryReport,
+    // Dropped after the flusher stops (fields drop in order after `drop`).
+    _lock: Option<DirLock>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in directory `dir`, recovering it.
+    pub fn open(dir: &Path, config: WalConfig) -> Result<Wal, WalError> {
+        config.validate()?;
+        let storage = FileStorage::open(dir)?;
+        let lock = DirLock::acquire(dir)?;
+        let mut wal = Wal::open_with_storage(Box::new(storage), config)?;
+        wal._lock = Some(lock);
+        Ok(wal)
+    }
+
+    /// Opens the log on any `Storage` (the simulated disk in tests).
+    pub fn open_with_storage(storage: Box<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
+        config.validate()?;
+        let span = info_span!("wal.open", segment_bytes = config.segment_bytes);
+        let _entered = span.enter();
+        let started = Instant::now();
+        let metrics = Metrics::new();
+
+        let mut indices =
+            storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
+        indices.sort_unstable();
+        let mut extended = Vec::new();
+        let mut opened = Vec::with_capacity(indices.len().max(config.segments_initial as usize));
+        for &index in &indices {
+            let path = storage.describe(Some(index));
+            let mut file = storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?;
+            if file.len() > config.segment_bytes {
+                return Err(WalError::BadSegment {
+                    segment_index: index,
+                    reason: format!("file is {} bytes, larger than segment_bytes {}", file.len(), config.segment_bytes),
+                });
+            }
+            if file.len() < config.segment_bytes {
+                // A file cut short (by a crash during creation on a file system
+                // without atomic rename, or by hand): what is there is scanned
+                // as usual; the missing part reads as zeros, never-written space.
+                file.extend_to(config.segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
+                extended.push(index);
+            }
+            let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
+            opened.push(OpenedSegment { index, file, header });
+        }
+        if opened.is_empty() {
+            for index in 0..config.segments_initial {
+                let path = storage.describe(Some(index));
+                let file = storage
+                    .create_segment(index, config.segment_bytes)
+                    .map_err(|err| WalError::io("create segment", &path, err))?;
+                metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+                opened.push(OpenedSegment { index, file, header: Err(crate::format::HeaderDefect::Zeroed) });
+            }
+        }
+
+        let describe = |index: u32| storage.describe(Some(index));
+        let plan = scan(
+            &opened,
+            config.segment_bytes,
+            config.record_bytes_max,
+            config.recovery_mode,
+            &describe,
+            &mut |_, _| {},
+        )?;
+        let mut report = plan.report;
+        report.segments_extended = extended;
+
+        // Apply the plan: cut the torn tail, retire segments beyond it, and make
+        // the recovered log durable before anything new claims to follow it.
+        let mut touched: Vec<usize> = plan.chain.iter().map(|link| link.slot).collect();
+        if let Some((slot, from, to)) = plan.zero_range {
+            let zeros = vec![0u8; (to - from) as usize];
+            let segment = &opened[slot];
+            segment
+                .file
+                .write_at(from, &zeros, WritePath::Syscall)
+                .map_err(|err| WalError::io("cut torn tail", describe(segment.index), err))?;
+            touched.push(slot);
+        }
+        for &slot in &plan.invalidate {
+            let segment = &opened[slot];
+            if let Ok(header) = segment.header {
+                let retired = SegmentHeader { state: SegmentState::Free, ..header };
+                segment
+                    .file
+                    .write_at(0, &retired.encode(), WritePath::Syscall)
+                    .map_err(|err| WalError::io("retire segment", describe(segment.index), err))?;
+                touched.push(slot);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for slot in touched {
+            let segment = &opened[slot];
+            segment.file.sync_data().map_err(|err| WalError::io("sync segment", describe(segment.index), err))?;
+        }
+
+        let segments_total = opened.len() as u32;
+        let next_index = opened.iter().map(|segment| segment.index + 1).max().unwrap_or(0);
+        let chain_slots: Vec<usize> = plan.chain.iter().map(|link| link.slot).collect();
+        let mut segments: Vec<Option<Arc<Segment>>> = opened
+            .into_iter()
+            .map(|opened| {
+                Some(Arc::new(Segment { index: opened.index, file: opened.file, dirty: AtomicBool::new(false) }))
+            })
+            .collect();
+        let mut live = VecDeque::new();
+        for link in &plan.chain {
+            if let Some(segment) = segments[link.slot].take() {
+                live.push_back(LiveSegment { segment, seq: link.seq, first_lsn: link.first_lsn });
+            }
+        }
+        let free: Vec<Arc<Segment>> = segments.into_iter().flatten().collect();
+        debug_assert_eq!(live.len(), chain_slots.len());
+        let write_offset = plan.chain.last().map_or(SEGMENT_HEADER_BYTES, |link| link.end_offset);
+        let lsn_last = plan.next_lsn - 1;
+
+        let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            storage,
+            inner: Mutex::new(Inner {
+                live,
+                write_offset,
+                free,
+                dirty: Vec::new(),
+                next_lsn: plan.next_lsn,
+                next_seq: plan.next_seq,
+                released_lsn: plan.released_lsn,
+                segments_total,
+                next_index,
+                batch_bytes: 0,
+                scratch: Vec::new(),
+            }),
+            space_freed: std::sync::Condvar::new(),
+            lsn_written: AtomicU64::new(lsn_last),
+            commit: GroupCommit::new(lsn_last),
+            metrics,
+            flusher_tx,
+            config,
+        });
+        let (max_delay, _) = shared.config.batch_params();
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("recwal-flusher".to_string())
+            .spawn(move || run_flusher(&flusher_shared, &flusher_rx, max_delay))
+            .map_err(|err| WalError::io("start flusher thread", shared.storage.describe(None), err))?;
+
+        if report.is_clean() {
+            info!(
+                segments = report.segments_scanned,
+                records = report.records_recovered,
+                last_lsn = report.last_lsn,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "wal recovered"
+            );
+        } else {
+            warn!(
+                segments = report.segments_scanned,
+                records = report.records_recovered,
+                last_lsn = report.last_lsn,
+                bytes_cut = report.bytes_cut,
+                records_dropped = report.records_dropped,
+                tail_damage = ?report.tail_damage,
+                corruption = ?report.corruption,
+                "wal recovered with repairs"
+            );
+        }
+        Ok(Wal { shared, flusher: Some(flusher), report, _lock: None })
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.config
+    }
+
+    /// Appends a record with the log's default durability. Returns once the
+    /// record is written (and, under `Always`, synced).
+    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<AppendTicket, WalError> {
+        self.append_with(kind, payload, self.shared.config.default_durability())
+    }
+
+    /// Appends a record with the given durability.
+    pub fn append_with(&self, kind: u8, payload: &[u8], durability: Durability) -> Result<AppendTicket, WalError> {
+        let shared = &*self.shared;
+        if payload.len() > shared.config.record_bytes_max as usize {
+            return Err(WalError::RecordTooLarge { len: payload.len(), max: shared.config.record_bytes_max });
+        }
+        shared.commit.check_poisoned()?;
+        let frame = frame_bytes(payload.len() as u64);
+        let (lsn, batch_msg) = {
+            let mut inner = self.ensure_room(lock_inner(shared), frame)?;
+            // Checked again under the lock: a sync may have failed while we waited.
+            shared.commit.check_poisoned()?;
+            let lsn = inner.next_lsn;
+            let Some(active) = inner.live.back().cloned() else {
+                unreachable!("ensure_room leaves an active segment");
+            };
+            let header = RecordHeader::new(active.seq, lsn, shared.commit.lsn_durable(), kind, payload);
+            let offset = inner.write_offset;
+            let written = match durability {
+                Durability::Always => {
+                    let mut scratch = std::mem::take(&mut inner.scratch);
+                    scratch.clear();
+                    scratch.extend_from_slice(&header.encode());
+                    scratch.extend_from_slice(payload);
+                    let res = active.segment.file.write_at(offset, &scratch, WritePath::Syscall);
+                    inner.scratch = scratch;
+                    res
+                }
+                Durability::Batch | Durability::Never => {
+                    active.segment.file.write_at(offset, &header.encode(), WritePath::Map).and_then(|()| {
+                        active.segment.file.write_at(offset + RECORD_HEADER_BYTES, payload, WritePath::Map)
+                    })
+                }
+            };
+            written.map_err(|err| WalError::io("append", shared.storage.describe(Some(active.segment.index)), err))?;
+            inner.mark_dirty(&active.segment);
+            inner.write_offset = offset + frame;
+            inner.next_lsn = lsn + 1;
+            shared.lsn_written.store(lsn, Ordering::Release);
+            let mut batch_msg = None;
+            if durability == Durability::Batch {
+                let (_, max_bytes) = shared.config.batch_params();
+                let before = inner.batch_bytes;
+                inner.batch_bytes += frame;
+                if before == 0 {
+                    batch_msg = Some(FlushMsg::BatchStarted);
+                }
+                if before < max_bytes && inner.batch_bytes >= max_bytes {
+                    batch_msg = Some(FlushMsg::BatchFull);
+                }
+            }
+            (lsn, batch_msg)
+        };
+        let counters = &shared.metrics.counters;
+        counters.records_appended.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_appended.fetch_add(frame, Ordering::Relaxed);
+
+        match durability {
+            Durability::Always => {
+                shared.commit.make_durable(shared, lsn)?;
+                Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability))
+            }
+            Durability::Batch => {
+                if let Some(msg) = batch_msg {
+                    // A send fails only if the flusher is gone, which happens
+                    // only in `close`/`drop`; the ticket's wait then reports it.
+                    let _ = shared.flusher_tx.send(msg);
+                }
+                Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability))
+            }
+            Durability::Never => Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability)),
+        }
+    }
+
+    /// Makes sure the active segment has `frame` bytes free, starting a new
+    /// segment (recycled, or created while the ring may grow) when it has not,
+    /// and waiting up to `full_wait` for a checkpoint when neither is possible.
+    fn ensure_room<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+        frame: u64,
+    ) -> Result<MutexGuard<'a, Inner>, WalError> {
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let deadline = Instant::now() + config.full_wait;
+        let mut counted_wait = false;
+        loop {
+            if !inner.live.is_empty() && inner.write_offset + frame <= config.segment_bytes {
+                return Ok(inner);
+            }
+            if let Some(free_idx) = inner.free.iter().position(|segment| Arc::strong_count(segment) == 1) {
+                let segment = inner.free.swap_remove(free_idx);
+                let recycled = start_segment(shared, &mut inner, segment)?;
+                if recycled {
+                    shared.metrics.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            if inner.segments_total < config.segments_max {
+                let index = inner.next_index;
+                let path = shared.storage.describe(Some(index));
+                let file = shared
+                    .storage
+                    .create_segment(index, config.segment_bytes)
+                    .map_err(|err| WalError::io("create segment", &path, err))?;
+                inner.next_index += 1;
+                inner.segments_total += 1;
+                shared.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+                let segment = Arc::new(Segment { index, file, dirty: AtomicBool::new(false) });
+                start_segment(shared, &mut inner, segment)?;
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                shared.metrics.counters.full_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(WalError::Full { waited: config.full_wait });
+            }
+            if !counted_wait {
+                shared.metrics.counters.full_waits.fetch_add(1, Ordering::Relaxed);
+                counted_wait = true;
+            }
+            let (guard, _) = shared
+                .space_freed
+                .wait_timeout(inner, deadline - now)
+                .expect("wal append lock poisoned: an invariant check failed while appending");
+            inner = guard;
+        }
+    }
+
+    /// Releases every record up to and including `lsn`: segments holding only
+    /// such records return to the ring for reuse. Returns how many segments
+    /// were released. Releasing is not itself durable: until the next
+    /// segment starts, a restart may retain (never lose) released records.
+    pub fn checkpoint(&self, lsn: Lsn) -> Result<u32, WalError> {
+        let shared = &*self.shared;
+        let span = info_span!("wal.checkpoint", lsn);
+        let _entered = span.enter();
+        let mut inner = lock_inner(shared);
+        let lsn = lsn.min(inner.next_lsn - 1);
+        if lsn <= inner.released_lsn {
+            return Ok(0);
+        }
+        inner.released_lsn = lsn;
+        let mut released = 0;
+        while inner.live.len() > 1 && inner.live[1].first_lsn - 1 <= lsn {
+            if let Some(done) = inner.live.pop_front() {
+                inner.free.push(done.segment);
+                released += 1;
+            }
+        }
+        drop(inner);
+        if released > 0 {
+            shared.space_freed.notify_all();
+            info!(released_lsn = lsn, segments_released = released, "wal checkpoint");
+        }
+        Ok(released)
+    }
+
+    /// Syncs everything written so far and returns the durable LSN.
+    pub fn sync(&self) -> Result<Lsn, WalError> {
+        let lsn = self.shared.lsn_written.load(Ordering::Acquire);
+        self.shared.commit.make_durable(&self.shared, lsn)?;
+        Ok(lsn)
+    }
+
+    /// Highest LSN written (visible to readers under `Never`).
+    pub fn lsn_written(&self) -> Lsn {
+        self.shared.lsn_written.load(Ordering::Acquire)
+    }
+
+    /// Highest LSN known durable.
+    pub fn lsn_durable(&self) -> Lsn {
+        self.shared.commit.lsn_durable()
+    }
+
+    /// Oldest LSN still retained (equal to `lsn_written() + 1` when empty).
+    pub fn lsn_first(&self) -> Lsn {
+        let inner = lock_inner(&self.shared);
+        inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn)
+    }
+
+    /// Counters and histograms.
+    pub fn metrics(&self) -> WalMetrics {
+        let shared = &*self.shared;
+        let (segments_live, segments_free, lsn_released) = {
+            let inner = lock_inner(shared);
+            (inner.live.len() as u64, inner.free.len() as u64, inner.released_lsn)
+        };
+        let counters = &shared.metrics.counters;
+        WalMetrics {
+            records_appended: counters.records_appended.load(Ordering::Relaxed),
+            bytes_appended: counters.bytes_appended.load(Ordering::Relaxed),
+            syncs: counters.syncs.load(Ordering::Relaxed),
+            sync_failures: counters.sync_failures.load(Ordering::Relaxed),
+            full_waits: counters.full_waits.load(Ordering::Relaxed),
+            full_errors: counters.full_errors.load(Ordering::Relaxed),
+            segments_created: counters.segments_created.load(Ordering::Relaxed),
+            segments_recycled: counters.segments_recycled.load(Ordering::Relaxed),
+            segments_live,
+            segments_free,
+            sync_latency_us: shared.metrics.sync_latency_us.snapshot(),
+            group_records: shared.metrics.group_records.snapshot(),
+            lsn_written: shared.lsn_written.load(Ordering::Acquire),
+            lsn_durable: shared.commit.lsn_durable(),
+            lsn_released,
+        }
+    }
+
+    /// An iterator over records from `lsn` on; see `Reader`.
+    pub fn read_from(&self, lsn: Lsn) -> Result<crate::reader::Reader, WalError> {
+        crate::reader::Reader::new(Arc::clone(&self.shared), lsn)
+    }
+
+    /// Syncs everything written, stops the flusher and closes the log.
+    pub fn close(mut self) -> Result<(), WalError> {
+        let res = self.sync().map(|_| ());
+        self.stop_flusher();
+        res
+    }
+
+    fn stop_flusher(&mut self) {
+        let _ = self.shared.flusher_tx.send(FlushMsg::Shutdown);
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.join();
+        }
+        self.shared.commit.close();
+    }
+}
+
+impl Drop for Wal {
+    /// Stops the flusher without a final sync: what was written is in the
+    /// page cache and survives the process, but not a power loss. Use
+    /// `close` for a clean shutdown.
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+/// Starts a new lap of `segment` as the active segment. Returns whether the
+/// segment had held an earlier lap.
+fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> Result<bool, WalError> {
+    let header = SegmentHeader {
+        state: SegmentState::Live,
+        seq: inner.next_seq,
+        first_lsn: inner.next_lsn,
+        released_lsn: inner.released_lsn,
+        segment_bytes: shared.config.segment_bytes,
+    };
+    let index = segment.index;
+    let path = || shared.storage.describe(Some(index));
+    let had_lap =
+        read_header(segment.file.as_ref()).map_err(|err| WalError::io("read segment header", path(), err))?.is_ok();
+    // IMPORTANT: the new header is synced before any record of the new lap is
+    // written. Otherwise power loss could keep some new records (which
+    // overwrite the old lap's) but not the header, and recovery would read the
+    // old lap with holes in it: released records, but records all the same.
+    let res = segment.file.write_at(0, &header.encode(), WritePath::Syscall).and_then(|()| segment.file.sync_data());
+    if let Err(err) = res {
+        inner.free.push(segment);
+        // A failed sync poisons the log, wherever it happens: after fsync
+        // reports an error the kernel may have dropped the dirty pages, and a
+        // later successful fsync would not bring them back.
+        let cause: Arc<str> = format!("sync of new segment header {} failed: {err}", path().display()).into();
+        shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(cause = %cause, "wal sync failed; the log is poisoned");
+        shared.commit.poison(cause);
+        return Err(shared.commit.check_poisoned().err().unwrap_or(WalError::Closed));
+    }
+    inner.next_seq += 1;
+    inner.live.push_back(LiveSegment { segment, seq: header.seq, first_lsn: header.first_lsn });
+    inner.write_offset = SEGMENT_HEADER_BYTES;
+    Ok(had_lap)
+}
+
+fn read_header(file: &dyn SegmentFile) -> std::io::Result<Result<SegmentHeader, crate::format::HeaderDefect>> {
+    let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
+    file.read_at(0, &mut buf)?;
+    Ok(SegmentHeader::decode(&buf))
+}
