@@ -11,7 +11,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bytes reserved at the start of a segment for its header.
 pub const SEGMENT_HEADER_BYTES: u64 = 64;
 /// Bytes of a record header; the payload follows it.
-pub const RECORD_HEADER_BYTES: u64 = 24;
+pub const RECORD_HEADER_BYTES: u64 = 32;
 /// Every record frame starts on a multiple of this many bytes.
 pub const RECORD_ALIGN: u64 = 8;
 
@@ -125,19 +125,22 @@ impl SegmentHeader {
 
 /// The fixed part of a record frame.
 ///
-/// Layout (little endian): `crc u32 | len u32 | lsn u64 | durable_gap u32 |
-/// kind u8 | 3 zero bytes`, then `len` payload bytes, then zero padding to the
-/// next multiple of 8. The CRC covers the segment's sequence number, header
-/// bytes 4..24 and the payload, so a record from an earlier lap of a recycled
-/// segment never validates.
+/// Layout (little endian): `crc u32 | len u32 | lsn u64 | seq u64 |
+/// durable_gap u32 | kind u8 | 3 zero bytes`, then `len` payload bytes, then
+/// zero padding to the next multiple of 8. The CRC covers header bytes 4..32
+/// (so the segment's sequence number) and the payload: a record left from an
+/// earlier lap of a recycled segment carries an older `seq` and is never
+/// taken for a record of the current lap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
-    /// CRC-32 (Castagnoli is not used; crc32fast's IEEE polynomial).
+    /// CRC-32 (IEEE, crc32fast) of header bytes 4..32 and the payload.
     pub crc: u32,
     /// Payload length in bytes.
     pub len: u32,
     /// Log sequence number of the record.
     pub lsn: u64,
+    /// Sequence number of the segment lap the record was written in.
+    pub seq: u64,
     /// `lsn - durable_lsn` when the record was written, saturated at
     /// `u32::MAX`: tells recovery which earlier records were already durable.
     pub durable_gap: u32,
@@ -151,8 +154,8 @@ impl RecordHeader {
         debug_assert!(durable_lsn < lsn, "a record cannot be durable before it is written");
         let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
         let durable_gap = u32::try_from(lsn - durable_lsn).unwrap_or(u32::MAX);
-        let mut header = RecordHeader { crc: 0, len, lsn, durable_gap, kind };
-        header.crc = header.compute_crc(&seq_hasher(seq), payload);
+        let mut header = RecordHeader { crc: 0, len, lsn, seq, durable_gap, kind };
+        header.crc = header.compute_crc(payload);
         header
     }
 
@@ -164,7 +167,7 @@ impl RecordHeader {
         self.lsn.saturating_sub(u64::from(self.durable_gap))
     }
 
-    /// Encodes the 24 header bytes.
+    /// Encodes the header bytes.
     pub fn encode(&self) -> [u8; RECORD_HEADER_BYTES as usize] {
         let mut buf = [0u8; RECORD_HEADER_BYTES as usize];
         buf[0..4].copy_from_slice(&self.crc.to_le_bytes());
@@ -175,33 +178,34 @@ impl RecordHeader {
     fn encode_body(&self, buf: &mut [u8; RECORD_HEADER_BYTES as usize]) {
         buf[4..8].copy_from_slice(&self.len.to_le_bytes());
         buf[8..16].copy_from_slice(&self.lsn.to_le_bytes());
-        buf[16..20].copy_from_slice(&self.durable_gap.to_le_bytes());
-        buf[20] = self.kind;
-        buf[21..24].copy_from_slice(&[0, 0, 0]);
+        buf[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        buf[24..28].copy_from_slice(&self.durable_gap.to_le_bytes());
+        buf[28] = self.kind;
+        buf[29..32].copy_from_slice(&[0, 0, 0]);
     }
 
-    /// Parses the 24 header bytes without checking the CRC.
+    /// Parses the header bytes without checking the CRC.
     /// Returns `None` if the reserved bytes are not zero.
     pub fn parse(buf: &[u8]) -> Option<Self> {
         let buf = buf.get(0..RECORD_HEADER_BYTES as usize)?;
-        if buf[21..24] != [0, 0, 0] {
+        if buf[29..32] != [0, 0, 0] {
             return None;
         }
         Some(RecordHeader {
             crc: read_u32(buf, 0),
             len: read_u32(buf, 4),
             lsn: read_u64(buf, 8),
-            durable_gap: read_u32(buf, 16),
-            kind: buf[20],
+            seq: read_u64(buf, 16),
+            durable_gap: read_u32(buf, 24),
+            kind: buf[28],
         })
     }
 
-    /// CRC of this header's fields and `payload`, starting from a hasher that
-    /// has already absorbed the segment's sequence number.
-    pub fn compute_crc(&self, seq_hasher: &crc32fast::Hasher, payload: &[u8]) -> u32 {
+    /// CRC of this header's fields (all but the CRC itself) and `payload`.
+    pub fn compute_crc(&self, payload: &[u8]) -> u32 {
         let mut body = [0u8; RECORD_HEADER_BYTES as usize];
         self.encode_body(&mut body);
-        let mut hasher = seq_hasher.clone();
+        let mut hasher = crc32fast::Hasher::new();
         hasher.update(&body[4..]);
         hasher.update(payload);
         hasher.finalize()
@@ -211,13 +215,6 @@ impl RecordHeader {
     pub fn frame_bytes(&self) -> u64 {
         frame_bytes(u64::from(self.len))
     }
-}
-
-/// A hasher that has absorbed `seq`; cloned once per record.
-pub fn seq_hasher(seq: u64) -> crc32fast::Hasher {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&seq.to_le_bytes());
-    hasher
 }
 
 /// Bytes a record with `payload_len` bytes of payload occupies on disk.
@@ -233,24 +230,25 @@ pub fn align_up(value: u64) -> u64 {
 /// What was found at one record position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// A valid record of this lap: header, and payload at `offset + 24`.
+    /// A valid record of this lap: header, and payload at `offset + 32`.
     Record(RecordHeader),
     /// Zero bytes: nothing was ever written here on this lap.
     Zeroed,
-    /// Bytes that do not form a valid record of this lap (stale data from an
-    /// earlier lap, a torn write, or corruption). The header as parsed, if
-    /// its reserved bytes were zero.
+    /// A whole, valid record of an earlier lap of the segment: unused space.
+    Stale(RecordHeader),
+    /// Bytes that form no valid record (a torn write, or corruption). The
+    /// header as parsed, if its reserved bytes were zero.
     Invalid(Option<RecordHeader>),
     /// The segment ends before a header fits.
     End,
 }
 
-/// Decodes the slot at `offset` of a segment image `bytes` whose header has
-/// sequence number `seq`. `record_bytes_max` bounds the payload length.
+/// Decodes the slot at `offset` of a segment image `bytes` whose current lap
+/// has sequence number `seq`. `record_bytes_max` bounds the payload length.
 ///
 /// This is the single definition of a valid record: the recovery scan, the
 /// reader and the fuzzers all go through it.
-pub fn decode_slot(bytes: &[u8], offset: u64, seq_hasher: &crc32fast::Hasher, record_bytes_max: u32) -> Slot {
+pub fn decode_slot(bytes: &[u8], offset: u64, seq: u64, record_bytes_max: u32) -> Slot {
     let Ok(start) = usize::try_from(offset) else {
         return Slot::End;
     };
@@ -264,7 +262,7 @@ pub fn decode_slot(bytes: &[u8], offset: u64, seq_hasher: &crc32fast::Hasher, re
     let Some(header) = RecordHeader::parse(header_bytes) else {
         return Slot::Invalid(None);
     };
-    if header.len > record_bytes_max || header.durable_gap == 0 {
+    if header.len > record_bytes_max || header.durable_gap == 0 || header.lsn == 0 {
         return Slot::Invalid(Some(header));
     }
     let payload_start = start + RECORD_HEADER_BYTES as usize;
@@ -272,10 +270,16 @@ pub fn decode_slot(bytes: &[u8], offset: u64, seq_hasher: &crc32fast::Hasher, re
     else {
         return Slot::Invalid(Some(header));
     };
-    if header.compute_crc(seq_hasher, payload) != header.crc {
+    if header.compute_crc(payload) != header.crc {
         return Slot::Invalid(Some(header));
     }
-    Slot::Record(header)
+    match header.seq.cmp(&seq) {
+        std::cmp::Ordering::Equal => Slot::Record(header),
+        std::cmp::Ordering::Less => Slot::Stale(header),
+        // A lap newer than the segment's own header cannot exist in a log this
+        // crate wrote: the header is synced before any record of its lap.
+        std::cmp::Ordering::Greater => Slot::Invalid(Some(header)),
+    }
 }
 
 fn read_u32(buf: &[u8], at: usize) -> u32 {
@@ -309,13 +313,13 @@ mod tests {
             let durable = lsn - 1;
             let bytes = frame(seq, lsn, durable, kind, &payload);
             prop_assert_eq!(bytes.len() as u64 % RECORD_ALIGN, 0);
-            match decode_slot(&bytes, 0, &seq_hasher(seq), 1024) {
+            match decode_slot(&bytes, 0, seq, 1024) {
                 Slot::Record(header) => {
                     prop_assert_eq!(header.lsn, lsn);
                     prop_assert_eq!(header.kind, kind);
                     prop_assert_eq!(header.len as usize, payload.len());
                     prop_assert_eq!(header.durable_lsn_hint(), durable);
-                    prop_assert_eq!(&bytes[24..24 + payload.len()], &payload[..]);
+                    prop_assert_eq!(&bytes[32..32 + payload.len()], &payload[..]);
                 }
                 other => prop_assert!(false, "decoded {:?}", other),
             }
@@ -325,16 +329,17 @@ mod tests {
         fn a_record_never_validates_under_another_sequence_number(seq in any::<u64>(), other in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assume!(seq != other);
             let bytes = frame(seq, 7, 6, 1, &payload);
-            prop_assert!(!matches!(decode_slot(&bytes, 0, &seq_hasher(other), 1024), Slot::Record(_)));
+            prop_assert!(!matches!(decode_slot(&bytes, 0, other, 1024), Slot::Record(_)));
         }
 
         #[test]
-        fn any_single_bit_flip_is_detected(payload in proptest::collection::vec(any::<u8>(), 1..64), bit in 0usize..(88 * 8)) {
+        fn any_single_bit_flip_is_detected(payload in proptest::collection::vec(any::<u8>(), 1..64), bit in 0usize..(96 * 8)) {
             let mut bytes = frame(3, 9, 8, 2, &payload);
-            let covered = 24 + payload.len();
+            let covered = 32 + payload.len();
             let bit = bit % (covered * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(!matches!(decode_slot(&bytes, 0, &seq_hasher(3), 1024), Slot::Record(_)));
+            prop_assert!(!matches!(decode_slot(&bytes, 0, 3, 1024), Slot::Record(_)));
+            prop_assert!(!matches!(decode_slot(&bytes, 0, 3, 1024), Slot::Stale(_)));
         }
 
         #[test]
@@ -347,15 +352,22 @@ mod tests {
     #[test]
     fn zero_bytes_are_an_empty_slot_not_a_record() {
         let bytes = [0u8; 64];
-        assert_eq!(decode_slot(&bytes, 0, &seq_hasher(1), 1024), Slot::Zeroed);
-        assert_eq!(decode_slot(&bytes, 48, &seq_hasher(1), 1024), Slot::End);
+        assert_eq!(decode_slot(&bytes, 0, 1, 1024), Slot::Zeroed);
+        assert_eq!(decode_slot(&bytes, 40, 1, 1024), Slot::End);
         assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderDefect::Zeroed));
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_lap_is_stale_not_live() {
+        let bytes = frame(4, 10, 9, 1, b"old lap");
+        assert!(matches!(decode_slot(&bytes, 0, 5, 1024), Slot::Stale(header) if header.seq == 4));
+        assert!(matches!(decode_slot(&bytes, 0, 3, 1024), Slot::Invalid(Some(_))));
     }
 
     #[test]
     fn oversize_length_is_rejected_before_reading_the_payload() {
         let mut bytes = frame(1, 1, 0, 0, b"abc");
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_slot(&bytes, 0, &seq_hasher(1), 1024), Slot::Invalid(Some(_))));
+        assert!(matches!(decode_slot(&bytes, 0, 1, 1024), Slot::Invalid(Some(_))));
     }
 }

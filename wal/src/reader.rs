@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::{Corruption, Position, WalError};
-use crate::format::{decode_slot, seq_hasher, RecordHeader, Slot, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{decode_slot, RecordHeader, Slot, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::wal::{lock_inner, LiveSegment, Lsn, Segment, Shared};
 
 /// A record read back from the log.
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Record {
 /// the way out; a record that fails yields an error and ends the iteration.
 pub struct Reader {
     shared: Arc<Shared>,
-    current: Option<(LiveSegment, crc32fast::Hasher)>,
+    current: Option<LiveSegment>,
     offset: u64,
     lsn_next: Lsn,
     failed: bool,
@@ -98,11 +98,10 @@ impl Reader {
         let Some(segment) = segment else {
             return Err(WalError::LsnNotRetained { lsn: self.lsn_next, first, last });
         };
-        let hasher = seq_hasher(segment.seq);
         let mut lsn = segment.first_lsn;
         let mut offset = SEGMENT_HEADER_BYTES;
         while lsn < self.lsn_next {
-            match self.decode(&segment, &hasher, offset) {
+            match self.decode(&segment, offset) {
                 Some(header) if header.lsn == lsn => {
                     offset += header.frame_bytes();
                     lsn += 1;
@@ -110,12 +109,12 @@ impl Reader {
                 _ => return Err(self.corrupt(&segment, offset, lsn)),
             }
         }
-        self.current = Some((segment, hasher));
+        self.current = Some(segment);
         self.offset = offset;
         Ok(())
     }
 
-    fn decode(&self, segment: &LiveSegment, hasher: &crc32fast::Hasher, offset: u64) -> Option<RecordHeader> {
+    fn decode(&self, segment: &LiveSegment, offset: u64) -> Option<RecordHeader> {
         let file = &segment.segment.file;
         let record_max = self.shared.config.record_bytes_max;
         let header_end = offset.checked_add(RECORD_HEADER_BYTES)?;
@@ -133,11 +132,11 @@ impl Reader {
             return None;
         }
         let slot = match file.view(offset, frame_len) {
-            Some(view) => decode_slot(view, 0, hasher, record_max),
+            Some(view) => decode_slot(view, 0, segment.seq, record_max),
             None => {
                 let mut buf = vec![0u8; frame_len];
                 file.read_at(offset, &mut buf).ok()?;
-                decode_slot(&buf, 0, hasher, record_max)
+                decode_slot(&buf, 0, segment.seq, record_max)
             }
         };
         match slot {
@@ -155,8 +154,8 @@ impl Reader {
     }
 
     fn read_current(&mut self) -> Option<Record> {
-        let (segment, hasher) = self.current.as_ref()?;
-        let header = self.decode(segment, hasher, self.offset)?;
+        let segment = self.current.as_ref()?;
+        let header = self.decode(segment, self.offset)?;
         if header.lsn != self.lsn_next {
             return None;
         }
@@ -198,7 +197,7 @@ impl Iterator for Reader {
                     Some(record) => record,
                     None => {
                         self.failed = true;
-                        let (segment, _) = self.current.as_ref()?;
+                        let segment = self.current.as_ref()?;
                         return Some(Err(self.corrupt(segment, self.offset, self.lsn_next)));
                     }
                 }

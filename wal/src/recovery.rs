@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use crate::config::RecoveryMode;
 use crate::error::{Corruption, Position, WalError};
 use crate::format::{
-    decode_slot, seq_hasher, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION,
+    decode_slot, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION,
     RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::storage::SegmentFile;
@@ -184,7 +184,14 @@ pub(crate) fn scan(
     }
     let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
     live.sort_by_key(|slot| header_of(*slot).map(|header| header.seq));
-    let released_lsn = live.last().and_then(|slot| header_of(*slot)).map_or(0, |header| header.released_lsn);
+    // Released LSNs only grow, and every header records the value when its lap
+    // began; free headers count too (they keep the fields of the lap they retired).
+    let released_lsn = segments
+        .iter()
+        .filter_map(|segment| segment.header.as_ref().ok())
+        .map(|header| header.released_lsn)
+        .max()
+        .unwrap_or(0);
     report.released_lsn = released_lsn;
 
     // The log starts in the newest segment that begins at or before the first unreleased LSN;
@@ -241,10 +248,9 @@ pub(crate) fn scan(
         }
         let bytes =
             segment_bytes(segment).map_err(|err| WalError::io("read segment", storage_name(segment.index), err))?;
-        let hasher = seq_hasher(header.seq);
         let mut offset = SEGMENT_HEADER_BYTES;
         let stop = loop {
-            match decode_slot(&bytes, offset, &hasher, record_bytes_max) {
+            match decode_slot(&bytes, offset, header.seq, record_bytes_max) {
                 Slot::Record(record) if record.lsn == lsn_expected => {
                     let payload_start = (offset + RECORD_HEADER_BYTES) as usize;
                     let payload = &bytes[payload_start..payload_start + record.len as usize];
@@ -302,6 +308,7 @@ fn describe_stop(stop: Slot, lsn_expected: u64) -> String {
         Slot::Record(record) => format!("valid record has lsn {} where {} belongs", record.lsn, lsn_expected),
         Slot::Zeroed => "zero bytes where the record belongs".to_string(),
         Slot::End => "the segment ends where the record belongs".to_string(),
+        Slot::Stale(header) => format!("a record of an earlier lap (seq {}) where the record belongs", header.seq),
         Slot::Invalid(Some(header)) => format!("record header (lsn field {}) fails its checks", header.lsn),
         Slot::Invalid(None) => "bytes that do not parse as a record header".to_string(),
     }
@@ -335,10 +342,11 @@ fn handle_end(
         Some(Slot::Invalid(Some(header))) if header.lsn >= lsn_expected => {
             Some((offset + header.frame_bytes()).min(segment.file.len()))
         }
-        Some(Slot::Invalid(None)) | Some(Slot::Record(_)) => {
+        Some(Slot::Invalid(_)) | Some(Slot::Record(_)) => {
             Some((offset + RECORD_HEADER_BYTES).min(segment.file.len()))
         }
-        _ => None,
+        // Zeros, a whole record of an earlier lap, or the segment's end: a clean end.
+        Some(Slot::Zeroed) | Some(Slot::Stale(_)) | Some(Slot::End) | None => None,
     };
     let clean = evidence.is_empty() && torn_frame_end.is_none() && later.is_empty();
     if clean {
@@ -395,13 +403,12 @@ fn find_evidence(
         let segment = &segments[slot];
         let Ok(header) = segment.header else { return };
         let Ok(bytes) = segment_bytes(segment) else { return };
-        let hasher = seq_hasher(header.seq);
         let mut position = from;
         while position + RECORD_HEADER_BYTES <= bytes.len() as u64 {
             let plausible =
                 RecordHeader::parse(&bytes[position as usize..]).is_some_and(|record| record.lsn >= lsn_expected);
             if plausible {
-                if let Slot::Record(record) = decode_slot(&bytes, position, &hasher, record_bytes_max) {
+                if let Slot::Record(record) = decode_slot(&bytes, position, header.seq, record_bytes_max) {
                     let end_offset = position + record.frame_bytes();
                     evidence.push(Evidence {
                         lsn: record.lsn,
