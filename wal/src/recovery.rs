@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use crate::config::RecoveryMode;
 use crate::error::{Corruption, Position, WalError};
 use crate::format::{
-    decode_slot, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION,
-    RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    decode_slot, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION, RECORD_ALIGN,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::storage::SegmentFile;
 
@@ -100,6 +100,8 @@ pub(crate) struct Scan {
     pub(crate) zero_range: Option<(usize, u64, u64)>,
     /// Mark these slots free (they hold only records beyond the cut).
     pub(crate) invalidate: Vec<usize>,
+    /// The log ended in damage: append the next record to a new segment.
+    pub(crate) seal_tail: bool,
     pub(crate) report: RecoveryReport,
 }
 
@@ -224,6 +226,7 @@ pub(crate) fn scan(
     report.first_lsn = lsn_expected;
     let mut zero_range = None;
     let mut invalidate = Vec::new();
+    let mut seal_tail = false;
 
     for (live_idx, &slot) in live.iter().enumerate() {
         let segment = &segments[slot];
@@ -244,6 +247,7 @@ pub(crate) fn scan(
             )?;
             zero_range = end.zero_range;
             invalidate = end.invalidate;
+            seal_tail = end.seal_tail;
             break;
         }
         let bytes =
@@ -290,6 +294,7 @@ pub(crate) fn scan(
         )?;
         zero_range = end.zero_range;
         invalidate = end.invalidate;
+        seal_tail = end.seal_tail;
         break;
     }
 
@@ -300,7 +305,16 @@ pub(crate) fn scan(
     for slot in &invalidate {
         report.segments_invalidated.push(segments[*slot].index);
     }
-    Ok(Scan { chain, next_lsn: lsn_expected, next_seq: seq_max + 1, released_lsn, zero_range, invalidate, report })
+    Ok(Scan {
+        chain,
+        next_lsn: lsn_expected,
+        next_seq: seq_max + 1,
+        released_lsn,
+        zero_range,
+        invalidate,
+        seal_tail,
+        report,
+    })
 }
 
 fn describe_stop(stop: Slot, lsn_expected: u64) -> String {
@@ -317,6 +331,7 @@ fn describe_stop(stop: Slot, lsn_expected: u64) -> String {
 struct EndPlan {
     zero_range: Option<(usize, u64, u64)>,
     invalidate: Vec<usize>,
+    seal_tail: bool,
 }
 
 /// Decides what the end of the log at `at` is: a clean end, a torn tail of
@@ -339,18 +354,16 @@ fn handle_end(
     let evidence = find_evidence(segments, slot, offset, later, lsn_expected, record_bytes_max);
     let durable_proof = evidence.iter().find(|found| found.durable_lsn_hint >= lsn_expected);
     let torn_frame_end = match stop {
-        Some(Slot::Invalid(Some(header))) if header.lsn >= lsn_expected => {
+        Some(Slot::Invalid(Some(header))) if header.lsn >= lsn_expected && header.len <= record_bytes_max => {
             Some((offset + header.frame_bytes()).min(segment.file.len()))
         }
-        Some(Slot::Invalid(_)) | Some(Slot::Record(_)) => {
-            Some((offset + RECORD_HEADER_BYTES).min(segment.file.len()))
-        }
+        Some(Slot::Invalid(_)) | Some(Slot::Record(_)) => Some((offset + RECORD_HEADER_BYTES).min(segment.file.len())),
         // Zeros, a whole record of an earlier lap, or the segment's end: a clean end.
         Some(Slot::Zeroed) | Some(Slot::Stale(_)) | Some(Slot::End) | None => None,
     };
     let clean = evidence.is_empty() && torn_frame_end.is_none() && later.is_empty();
     if clean {
-        return Ok(EndPlan { zero_range: None, invalidate: Vec::new() });
+        return Ok(EndPlan { zero_range: None, invalidate: Vec::new(), seal_tail: false });
     }
 
     let evidence_end_here = evidence.iter().filter(|found| found.slot == slot).map(|found| found.end_offset).max();
@@ -383,8 +396,8 @@ fn handle_end(
     }
     report.records_dropped += evidence.len() as u64;
     report.bytes_cut += (damage_end - offset) + bytes_cut_later;
-    let zero_range = (damage_end > offset && evidence_end_here.is_some()).then_some((slot, offset, damage_end));
-    Ok(EndPlan { zero_range, invalidate: later.to_vec() })
+    let zero_range = (damage_end > offset).then_some((slot, offset, damage_end));
+    Ok(EndPlan { zero_range, invalidate: later.to_vec(), seal_tail: true })
 }
 
 /// Valid records of the current lap beyond the end of the log: after `offset`

@@ -239,7 +239,14 @@ impl Wal {
         }
         let free: Vec<Arc<Segment>> = segments.into_iter().flatten().collect();
         debug_assert_eq!(live.len(), chain_slots.len());
-        let write_offset = plan.chain.last().map_or(SEGMENT_HEADER_BYTES, |link| link.end_offset);
+        // After a cut, new records go to a fresh segment: whatever damage was
+        // not zeroed stays behind the end of a sealed segment, where recovery
+        // never reads it as the continuation of the log.
+        let write_offset = match plan.chain.last() {
+            Some(_) if plan.seal_tail => config.segment_bytes,
+            Some(link) => link.end_offset,
+            None => SEGMENT_HEADER_BYTES,
+        };
         let lsn_last = plan.next_lsn - 1;
 
         let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
@@ -401,7 +408,7 @@ impl Wal {
             if !inner.live.is_empty() && inner.write_offset + frame <= config.segment_bytes {
                 return Ok(inner);
             }
-            if let Some(free_idx) = inner.free.iter().position(|segment| Arc::strong_count(segment) == 1) {
+            if let Some(free_idx) = inner.free.iter().position(|segment| is_unshared(segment)) {
                 let segment = inner.free.swap_remove(free_idx);
                 let recycled = start_segment(shared, &mut inner, segment)?;
                 if recycled {
@@ -547,6 +554,14 @@ impl Drop for Wal {
     fn drop(&mut self) {
         self.stop_flusher();
     }
+}
+
+/// True if only the ring (and the dirty list, which just means "sync me")
+/// holds `segment`: no reader and no sync in flight can see it being reused.
+/// Both counts change only under the append lock, which the caller holds.
+fn is_unshared(segment: &Arc<Segment>) -> bool {
+    let in_dirty_list = usize::from(segment.dirty.load(Ordering::Acquire));
+    Arc::strong_count(segment) == 1 + in_dirty_list
 }
 
 /// Starts a new lap of `segment` as the active segment. Returns whether the

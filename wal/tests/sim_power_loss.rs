@@ -104,7 +104,10 @@ fn reopen_and_check(
     }
     if flipped.is_none() {
         if report.last_lsn < model.acked {
-            return Err(format!("acknowledged lsn {} lost: recovered up to {} ({report:?})", model.acked, report.last_lsn));
+            return Err(format!(
+                "acknowledged lsn {} lost: recovered up to {} ({report:?})",
+                model.acked, report.last_lsn
+            ));
         }
         if report.corruption.is_some() {
             return Err(format!("corruption reported without any injected: {report:?}"));
@@ -112,7 +115,10 @@ fn reopen_and_check(
     }
     let first = wal.lsn_first();
     if first > model.released + 1 && report.last_lsn > model.released {
-        return Err(format!("unreleased records missing from the front: first retained {first}, released {}", model.released));
+        return Err(format!(
+            "unreleased records missing from the front: first retained {first}, released {}",
+            model.released
+        ));
     }
     let mut expected = first;
     let reader = wal.read_from(first).map_err(|err| format!("read_from({first}): {err}"))?;

@@ -1,0 +1,375 @@
+//! Behaviour of the log on real files: each durability policy round-trips
+//! through a reopen, group commit groups, tickets wait (blocking and async),
+//! readers run beside appenders, the ring stays within its configured size,
+//! a full ring waits or fails without overwriting, bad input is refused, a
+//! failed sync poisons the log, and the recovery modes do what they say.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use recwal_wal::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use recwal_wal::sim::SimStorage;
+use recwal_wal::{inspect, verify, Durability, RecoveryMode, SegmentStatus, SyncPolicy, Wal, WalConfig, WalError};
+
+fn small(policy: SyncPolicy) -> WalConfig {
+    WalConfig::default().segment_bytes(64 << 10).segments_initial(2).segments_max(4).sync_policy(policy)
+}
+
+fn numbered(i: u64) -> Vec<u8> {
+    let mut bytes = i.to_le_bytes().to_vec();
+    bytes.resize(8 + (i % 97) as usize, (i % 251) as u8);
+    bytes
+}
+
+fn read_all(wal: &Wal) -> Vec<(u64, u8, Vec<u8>)> {
+    wal.read_from(wal.lsn_first())
+        .expect("reader")
+        .map(|record| {
+            let record = record.expect("record");
+            (record.lsn(), record.kind(), record.payload().to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn every_policy_round_trips_through_a_reopen() {
+    let policies = [
+        SyncPolicy::Always,
+        SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 4096 },
+        SyncPolicy::Never,
+    ];
+    for policy in policies {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), small(policy)).expect("open");
+        for i in 1..=500u64 {
+            let ticket = wal.append((i % 7) as u8, &numbered(i)).expect("append");
+            assert_eq!(ticket.lsn(), i, "LSNs are dense from 1 under {policy:?}");
+        }
+        wal.close().expect("close");
+        let wal = Wal::open(dir.path(), small(policy)).expect("reopen");
+        assert!(wal.recovery_report().is_clean(), "{policy:?}: {:?}", wal.recovery_report());
+        let records = read_all(&wal);
+        assert_eq!(records.len(), 500, "{policy:?}");
+        for (lsn, kind, payload) in records {
+            assert_eq!(kind, (lsn % 7) as u8);
+            assert_eq!(payload, numbered(lsn));
+        }
+    }
+}
+
+#[test]
+fn always_is_durable_on_return_and_batch_after_its_ticket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = SyncPolicy::Batch { max_delay: Duration::from_millis(50), max_bytes: 1 << 30 };
+    let wal = Wal::open(dir.path(), small(policy)).expect("open");
+    let batch = wal.append(1, b"batched").expect("append");
+    // 50 ms of delay: the flusher has not run yet, so the record is not durable...
+    assert!(!batch.is_durable());
+    // ...and a reader of a non-Never log does not see it yet either.
+    assert_eq!(wal.read_from(1).expect("reader").count(), 0);
+    let always = wal.append_with(1, b"urgent", Durability::Always).expect("append");
+    assert!(always.is_durable());
+    // The Always sync covered everything written before it, the batched record included.
+    assert!(batch.is_durable());
+    let third = wal.append(1, b"third").expect("append");
+    assert_eq!(third.wait().expect("wait"), 3);
+    assert_eq!(wal.lsn_durable(), 3);
+    assert_eq!(wal.read_from(1).expect("reader").count(), 3);
+}
+
+#[test]
+fn batch_syncs_as_soon_as_max_bytes_are_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A delay long enough that only the byte threshold can explain a prompt sync.
+    let policy = SyncPolicy::Batch { max_delay: Duration::from_secs(30), max_bytes: 1024 };
+    let wal = Wal::open(dir.path(), small(policy)).expect("open");
+    // Frames of 100-byte payloads take 136 bytes: the eighth crosses 1024.
+    let mut last = None;
+    for i in 0..8u64 {
+        last = Some(wal.append(0, &[i as u8; 100]).expect("append"));
+    }
+    let started = std::time::Instant::now();
+    last.expect("appended").wait().expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(10), "waited for the delay, not the byte threshold");
+}
+
+#[test]
+fn concurrent_appenders_share_syncs_and_get_dense_lsns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Arc::new(Wal::open(dir.path(), small(SyncPolicy::Always).segments_max(16)).expect("open"));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                (0..100u64)
+                    .map(|i| wal.append(t as u8, &numbered(t * 1000 + i)).expect("append").lsn())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut lsns: Vec<u64> = threads.into_iter().flat_map(|thread| thread.join().expect("thread")).collect();
+    lsns.sort_unstable();
+    assert_eq!(lsns, (1..=800).collect::<Vec<_>>());
+    let metrics = wal.metrics();
+    assert_eq!(metrics.lsn_durable, 800);
+    assert!(metrics.syncs <= 800, "one sync per record at most: {metrics:?}");
+    assert_eq!(metrics.group_records.count, metrics.syncs);
+    assert_eq!(metrics.group_records.sum, 800, "every record made durable by exactly one group commit");
+}
+
+#[test]
+fn async_wait_resolves_when_the_group_commit_covers_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 };
+    let wal = Wal::open(dir.path(), small(policy)).expect("open");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    runtime.block_on(async {
+        let tickets: Vec<_> = (0..10u64).map(|i| wal.append(0, &numbered(i)).expect("append")).collect();
+        for ticket in &tickets {
+            let lsn = tokio::time::timeout(Duration::from_secs(10), ticket.wait_async()).await.expect("in time");
+            assert_eq!(lsn.expect("durable"), ticket.lsn());
+        }
+        // Under Never, waiting asks the flusher for a sync.
+        let never = wal.append_with(0, b"never", Durability::Never).expect("append");
+        let lsn = tokio::time::timeout(Duration::from_secs(10), never.wait_async()).await.expect("in time");
+        assert_eq!(lsn.expect("durable"), 11);
+    });
+}
+
+#[test]
+fn a_reader_keeps_up_with_appends_in_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small(SyncPolicy::Never).segment_bytes(8192).segments_max(64);
+    let wal = Arc::new(Wal::open(dir.path(), config).expect("open"));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let wal = Arc::clone(&wal);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for i in 1..=3000u64 {
+                let _ = wal.append(0, &numbered(i)).expect("append");
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut reader = wal.read_from(1).expect("reader");
+    let mut next = 1u64;
+    while next <= 3000 {
+        match reader.next() {
+            Some(record) => {
+                let record = record.expect("record");
+                assert_eq!(record.lsn(), next);
+                assert_eq!(record.payload(), numbered(next));
+                next += 1;
+            }
+            None => {
+                // Caught up with the writer: a later `next` sees what was appended since.
+                assert!(!done.load(Ordering::Acquire) || next > wal.lsn_written());
+                std::thread::yield_now();
+            }
+        }
+    }
+    writer.join().expect("writer");
+}
+
+#[test]
+fn the_ring_stays_within_its_size_over_twenty_laps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment_bytes = 16 << 10;
+    let config = WalConfig::default().segment_bytes(segment_bytes).segments_initial(4).segments_max(6);
+    let capacity = segment_bytes * 6;
+    let wal = Wal::open(dir.path(), config.clone().sync_policy(SyncPolicy::Never)).expect("open");
+    let payload = vec![7u8; 200];
+    let frame = 8 * (RECORD_HEADER_BYTES + 200).div_ceil(8);
+    let records = 20 * capacity / frame;
+    for i in 1..=records {
+        let _ = wal.append(0, &payload).expect("append");
+        if i % 50 == 0 {
+            // A consumer that keeps up: everything but the last few records is released.
+            wal.checkpoint(i - 10).expect("checkpoint");
+        }
+    }
+    let metrics = wal.metrics();
+    assert!(metrics.segments_recycled >= 20, "the ring turned: {metrics:?}");
+    assert!(metrics.segments_live + metrics.segments_free <= 6);
+    drop(wal);
+    let bytes_on_disk: u64 = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    assert!(bytes_on_disk <= capacity, "{bytes_on_disk} bytes on disk for a ring of {capacity}");
+    let wal = Wal::open(dir.path(), config).expect("reopen");
+    assert_eq!(wal.recovery_report().last_lsn, records);
+    assert!(wal.lsn_first() <= records - 10 + 1);
+}
+
+#[test]
+fn a_full_ring_refuses_without_overwriting_then_waits_for_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WalConfig::default()
+        .segment_bytes(4096)
+        .segments_initial(2)
+        .segments_max(2)
+        .sync_policy(SyncPolicy::Never)
+        .record_bytes_max(1000);
+    let wal = Wal::open(dir.path(), config.clone()).expect("open");
+    let mut appended = 0u64;
+    loop {
+        match wal.append(0, &[1u8; 1000]) {
+            Ok(_) => appended += 1,
+            Err(WalError::Full { .. }) => break,
+            Err(err) => panic!("unexpected error {err}"),
+        }
+    }
+    assert!(appended >= 6, "two 4 KiB segments hold at least 6 records of 1 KiB");
+    // Nothing was overwritten: every record is still there.
+    assert_eq!(read_all(&wal).len() as u64, appended);
+    assert_eq!(wal.metrics().full_errors, 1);
+    drop(wal);
+
+    // With full_wait, an append blocks until another thread checkpoints.
+    let wal = Arc::new(Wal::open(dir.path(), config.full_wait(Duration::from_secs(30))).expect("reopen"));
+    let waiter = {
+        let wal = Arc::clone(&wal);
+        std::thread::spawn(move || wal.append(0, &[2u8; 1000]).map(|ticket| ticket.lsn()))
+    };
+    while wal.metrics().full_waits == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wal.checkpoint(appended).expect("checkpoint");
+    assert_eq!(waiter.join().expect("thread").expect("append after checkpoint"), appended + 1);
+}
+
+#[test]
+fn oversize_records_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), small(SyncPolicy::Always).record_bytes_max(100)).expect("open");
+    match wal.append(0, &[0u8; 101]) {
+        Err(WalError::RecordTooLarge { len: 101, max: 100 }) => {}
+        other => panic!("expected RecordTooLarge, got {other:?}"),
+    }
+    assert_eq!(wal.lsn_written(), 0);
+    assert_eq!(wal.append(0, &[0u8; 100]).expect("append").lsn(), 1);
+}
+
+#[test]
+fn invalid_configuration_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("log");
+    match Wal::open(&target, WalConfig::default().segment_bytes(1000)) {
+        Err(WalError::InvalidConfig { field: "segment_bytes", .. }) => {}
+        other => panic!("expected InvalidConfig, got {:?}", other.err()),
+    }
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_failed_sync_poisons_the_log_for_every_waiter_and_every_later_append() {
+    let storage = SimStorage::new(1);
+    let wal = Wal::open_with_storage(Box::new(storage.clone()), small(SyncPolicy::Always)).expect("open");
+    let _ = wal.append(0, b"durable").expect("append");
+    let batch = wal.append_with(0, b"pending", Durability::Batch).expect("append");
+    storage.fail_next_syncs(1);
+    assert!(matches!(wal.append(0, b"fails"), Err(WalError::Poisoned { .. })));
+    assert!(matches!(batch.wait(), Err(WalError::Poisoned { .. })), "a waiter gets the error");
+    assert!(matches!(wal.append(0, b"later"), Err(WalError::Poisoned { .. })));
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned { .. })));
+    assert_eq!(wal.lsn_durable(), 1, "no later append claims durability");
+    assert_eq!(wal.metrics().sync_failures, 1);
+    drop(wal);
+    storage.crash();
+    let wal = Wal::open_with_storage(Box::new(storage), small(SyncPolicy::Always)).expect("reopen");
+    assert!(wal.recovery_report().last_lsn >= 1);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), small(SyncPolicy::Always)).expect("open");
+    assert!(matches!(Wal::open(dir.path(), small(SyncPolicy::Always)), Err(WalError::Locked { .. })));
+    drop(wal);
+    assert!(Wal::open(dir.path(), small(SyncPolicy::Always)).is_ok());
+}
+
+/// Writes `n` Always-synced records and returns the path of segment 0.
+fn log_with_records(dir: &std::path::Path, config: &WalConfig, n: u64) -> std::path::PathBuf {
+    let wal = Wal::open(dir, config.clone()).expect("open");
+    for i in 1..=n {
+        let _ = wal.append(0, &numbered(i)).expect("append");
+    }
+    wal.close().expect("close");
+    dir.join("seg-00000000.wal")
+}
+
+fn flip(path: &std::path::Path, offset: u64) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset as usize] ^= 0x10;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn recovery_modes_treat_a_torn_tail_and_a_damaged_durable_record_differently() {
+    let config = small(SyncPolicy::Always);
+    let last_record_offset = |dir: &std::path::Path| {
+        let mut offset = 0;
+        inspect(dir, &config, &mut |info, _| offset = info.offset).expect("inspect");
+        offset
+    };
+
+    // A torn last record (its bytes half-written) was never acknowledged: the
+    // default mode cuts it and reports it; absolute consistency refuses.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment = log_with_records(dir.path(), &config, 10);
+    let offset = last_record_offset(dir.path());
+    flip(&segment, offset + RECORD_HEADER_BYTES + 3);
+    match Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::AbsoluteConsistency)) {
+        Err(WalError::Corruption(detail)) => assert_eq!(detail.lsn_expected, 10),
+        other => panic!("absolute consistency must refuse, got {:?}", other.err()),
+    }
+    let report = verify(dir.path(), &config).expect("verify");
+    assert_eq!(report.last_lsn, 9);
+    assert!(report.tail_damage.is_some());
+    let wal = Wal::open(dir.path(), config.clone()).expect("default mode opens");
+    let report = wal.recovery_report().clone();
+    assert_eq!(report.last_lsn, 9);
+    assert!(report.tail_damage.is_some() && report.bytes_cut > 0, "{report:?}");
+    assert_eq!(wal.append(0, b"after the cut").expect("append").lsn(), 10);
+    wal.close().expect("close");
+    assert!(verify(dir.path(), &config).expect("verify").is_clean(), "the cut was repaired");
+
+    // A damaged record followed by records written after it was durable is
+    // mid-log corruption: refused by default, cut and reported point-in-time.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment = log_with_records(dir.path(), &config, 10);
+    flip(&segment, SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + 1);
+    match Wal::open(dir.path(), config.clone()) {
+        Err(WalError::Corruption(detail)) => {
+            assert_eq!(detail.lsn_expected, 1);
+            assert_eq!(detail.position.offset, SEGMENT_HEADER_BYTES);
+        }
+        other => panic!("mid-log corruption must be refused, got {:?}", other.err()),
+    }
+    let wal = Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::PointInTime)).expect("point in time");
+    let report = wal.recovery_report();
+    assert_eq!(report.last_lsn, 0);
+    assert_eq!(report.records_dropped, 9, "{report:?}");
+    assert!(report.corruption.is_some());
+}
+
+#[test]
+fn inspect_lists_segments_and_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small(SyncPolicy::Always).segment_bytes(4096);
+    log_with_records(dir.path(), &config, 100);
+    let mut lsns = Vec::new();
+    let inspection = inspect(dir.path(), &config, &mut |info, payload| {
+        assert_eq!(payload, numbered(info.lsn));
+        lsns.push(info.lsn);
+    })
+    .expect("inspect");
+    assert_eq!(lsns, (1..=100).collect::<Vec<_>>());
+    let live: u64 = inspection.segments.iter().filter(|s| s.status == SegmentStatus::Live).map(|s| s.records).sum();
+    assert_eq!(live, 100);
+    assert!(inspection.report.is_clean());
+}
