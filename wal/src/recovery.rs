@@ -214,8 +214,25 @@ pub(crate) fn scan(
             if mode != RecoveryMode::PointInTime {
                 return Err(WalError::Corruption(Box::new(detail)));
             }
+            // Point in time: the valid prefix is empty. Everything after the
+            // hole is dropped, and the log goes on from the first missing LSN.
+            let evidence =
+                find_evidence(segments, *oldest, SEGMENT_HEADER_BYTES, &live[1..], released_lsn + 1, record_bytes_max);
+            report.records_dropped += evidence.len() as u64;
             report.corruption.get_or_insert(detail);
-            0
+            report.first_lsn = released_lsn + 1;
+            report.last_lsn = released_lsn;
+            report.segments_invalidated = live.iter().map(|slot| segments[*slot].index).collect();
+            return Ok(Scan {
+                chain: Vec::new(),
+                next_lsn: released_lsn + 1,
+                next_seq: seq_max + 1,
+                released_lsn,
+                zero_range: None,
+                invalidate: live,
+                seal_tail: false,
+                report,
+            });
         }
     };
     let live = live.split_off(start.min(live.len()));

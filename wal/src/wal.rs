@@ -409,7 +409,7 @@ impl Wal {
                 return Ok(inner);
             }
             if let Some(free_idx) = inner.free.iter().position(|segment| is_unshared(segment)) {
-                let segment = inner.free.swap_remove(free_idx);
+                let segment = inner.free.remove(free_idx);
                 let recycled = start_segment(shared, &mut inner, segment)?;
                 if recycled {
                     shared.metrics.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
