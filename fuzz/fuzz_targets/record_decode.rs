@@ -1,0 +1,6 @@
+//! See `recwal_wal::testing::fuzz_record_decode` for what this target checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    recwal_wal::testing::fuzz_record_decode(data);
+});
