@@ -30,17 +30,20 @@ pub(crate) enum FlushMsg {
 
 pub(crate) struct GroupCommit {
     lsn_durable: AtomicU64,
-    sync_lock: Mutex<()>,
-    waiters_lock: Mutex<()>,
-    waiters_cv: Condvar,
+    /// True while a leader syncs. Waiters (followers, `Batch` tickets) sleep on
+    /// `synced`; every sync wakes them all, and each checks whether it is covered
+    /// or must lead the next sync. Unlike queueing on a mutex, nobody can barge
+    /// ahead of a waiter for more than one sync.
+    syncing: Mutex<bool>,
+    synced: Condvar,
     async_waiters: Mutex<Vec<(Lsn, Waker)>>,
     poison: OnceLock<Arc<str>>,
     closed: AtomicBool,
 }
 
 fn relock<T>(res: std::sync::LockResult<T>) -> T {
-    // These mutexes guard no data (or a waker list that stays valid), so a
-    // panic elsewhere while holding one leaves nothing inconsistent.
+    // These mutexes guard a flag and a waker list that stay valid whatever a
+    // panicking thread was doing, so a poisoned lock is still usable.
     res.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -48,9 +51,8 @@ impl GroupCommit {
     pub(crate) fn new(lsn_durable: Lsn) -> Self {
         GroupCommit {
             lsn_durable: AtomicU64::new(lsn_durable),
-            sync_lock: Mutex::new(()),
-            waiters_lock: Mutex::new(()),
-            waiters_cv: Condvar::new(),
+            syncing: Mutex::new(false),
+            synced: Condvar::new(),
             async_waiters: Mutex::new(Vec::new()),
             poison: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -68,23 +70,33 @@ impl GroupCommit {
         }
     }
 
-    /// Returns once `lsn` is durable, syncing as leader if nobody else is.
+    /// Returns once `lsn` is durable, leading a sync whenever none is running.
     pub(crate) fn make_durable(&self, shared: &Shared, lsn: Lsn) -> Result<(), WalError> {
+        let mut syncing = relock(self.syncing.lock());
         loop {
             self.check_poisoned()?;
             if self.lsn_durable() >= lsn {
                 return Ok(());
             }
-            let _leader = relock(self.sync_lock.lock());
-            self.check_poisoned()?;
-            if self.lsn_durable() >= lsn {
-                return Ok(());
+            if *syncing {
+                syncing = relock(self.synced.wait(syncing));
+                continue;
             }
-            self.sync_all_written(shared)?;
+            *syncing = true;
+            drop(syncing);
+            let res = self.sync_all_written(shared);
+            syncing = relock(self.syncing.lock());
+            *syncing = false;
+            self.synced.notify_all();
+            drop(syncing);
+            self.wake_async();
+            res?;
+            syncing = relock(self.syncing.lock());
         }
     }
 
     /// One group commit: syncs every segment written since the last one began.
+    /// Only the leader (`syncing` set) calls this.
     fn sync_all_written(&self, shared: &Shared) -> Result<(), WalError> {
         let (target, dirty) = {
             let mut inner = lock_inner(shared);
@@ -113,36 +125,32 @@ impl GroupCommit {
         metrics.counters.syncs.fetch_add(1, Ordering::Relaxed);
         metrics.sync_latency_us.record(started.elapsed().as_micros() as u64);
         metrics.group_records.record(target.saturating_sub(previous));
-        self.wake(target);
         Ok(())
     }
 
     /// The log is going away: nobody will sync for waiters any more.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let _guard = relock(self.waiters_lock.lock());
-        self.waiters_cv.notify_all();
-        drop(_guard);
-        let mut wakers = relock(self.async_waiters.lock());
-        for (_, waker) in wakers.drain(..) {
-            waker.wake();
-        }
+        self.wake_all();
     }
 
     pub(crate) fn poison(&self, cause: Arc<str>) {
         let _ = self.poison.set(cause);
-        self.wake(Lsn::MAX);
+        self.wake_all();
     }
 
-    fn wake(&self, durable: Lsn) {
-        {
-            let _guard = relock(self.waiters_lock.lock());
-            self.waiters_cv.notify_all();
-        }
+    fn wake_all(&self) {
+        drop(relock(self.syncing.lock()));
+        self.synced.notify_all();
+        self.wake_async();
+    }
+
+    fn wake_async(&self) {
+        let durable = self.lsn_durable();
+        let finished = self.poison.get().is_some() || self.closed.load(Ordering::Acquire);
         let mut wakers = relock(self.async_waiters.lock());
-        let poisoned = self.poison.get().is_some();
         wakers.retain(|(lsn, waker)| {
-            let done = poisoned || *lsn <= durable;
+            let done = finished || *lsn <= durable;
             if done {
                 waker.wake_by_ref();
             }
@@ -152,7 +160,7 @@ impl GroupCommit {
 
     /// Blocks until `lsn` is durable (someone else syncs it).
     pub(crate) fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
-        let mut guard = relock(self.waiters_lock.lock());
+        let mut syncing = relock(self.syncing.lock());
         loop {
             self.check_poisoned()?;
             if self.lsn_durable() >= lsn {
@@ -161,28 +169,31 @@ impl GroupCommit {
             if self.closed.load(Ordering::Acquire) {
                 return Err(WalError::Closed);
             }
-            // The timeout only guards against a flusher that died; normal
-            // wake-ups come from `wake`.
-            guard = relock(self.waiters_cv.wait_timeout(guard, Duration::from_millis(100))).0;
+            syncing = relock(self.synced.wait(syncing));
         }
     }
 
-    /// Async variant: Ready once `lsn` is durable or the log is poisoned.
+    /// Async variant: Ready once `lsn` is durable or the log is poisoned or closed.
     pub(crate) fn poll_durable(&self, lsn: Lsn, waker: &Waker) -> Option<Result<(), WalError>> {
-        if let Err(err) = self.check_poisoned() {
-            return Some(Err(err));
-        }
-        if self.lsn_durable() >= lsn {
-            return Some(Ok(()));
+        let ready = |this: &Self| {
+            if let Err(err) = this.check_poisoned() {
+                return Some(Err(err));
+            }
+            if this.lsn_durable() >= lsn {
+                return Some(Ok(()));
+            }
+            if this.closed.load(Ordering::Acquire) {
+                return Some(Err(WalError::Closed));
+            }
+            None
+        };
+        if let Some(res) = ready(self) {
+            return Some(res);
         }
         let mut wakers = relock(self.async_waiters.lock());
-        // Checked again under the lock: `wake` takes it after moving the watermark.
-        if self.lsn_durable() >= lsn || self.poison.get().is_some() {
-            drop(wakers);
-            return Some(self.check_poisoned());
-        }
-        if self.closed.load(Ordering::Acquire) {
-            return Some(Err(WalError::Closed));
+        // Checked again under the lock: `wake_async` takes it after the watermark moves.
+        if let Some(res) = ready(self) {
+            return Some(res);
         }
         if let Some(slot) = wakers.iter_mut().find(|(waiting, existing)| *waiting == lsn && existing.will_wake(waker)) {
             slot.1.clone_from(waker);

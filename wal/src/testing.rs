@@ -123,13 +123,19 @@ pub fn fuzz_ops(data: &[u8]) {
             _ => {
                 drop(wal);
                 storage.crash();
-                wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone()).expect("recovery after power loss");
+                wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone())
+                    .expect("recovery after power loss");
                 let last = wal.recovery_report().last_lsn;
                 assert!(last >= acked, "acknowledged lsn {acked} lost, recovered up to {last}");
                 for record in wal.read_from(wal.lsn_first()).expect("reader") {
                     let record = record.expect("record");
                     if record.lsn() > released {
-                        assert_eq!(model.get(&record.lsn()).map(Vec::as_slice), Some(record.payload()), "lsn {}", record.lsn());
+                        assert_eq!(
+                            model.get(&record.lsn()).map(Vec::as_slice),
+                            Some(record.payload()),
+                            "lsn {}",
+                            record.lsn()
+                        );
                     }
                 }
                 model.retain(|lsn, _| *lsn <= last);
