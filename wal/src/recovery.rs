@@ -102,6 +102,9 @@ pub(crate) struct Scan {
     pub(crate) invalidate: Vec<usize>,
     /// The log ended in damage: append the next record to a new segment.
     pub(crate) seal_tail: bool,
+    /// Segments with unreadable headers (`PointInTime` only): retire them
+    /// with a free header under a fresh seq.
+    pub(crate) retire_damaged: Vec<usize>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -149,6 +152,7 @@ pub(crate) fn scan(
 
     // Headers first: which segments are live, in which order, and what seq comes next.
     let mut live: Vec<usize> = Vec::new();
+    let mut damaged: Vec<usize> = Vec::new();
     let mut seq_max = 0u64;
     for (slot, segment) in segments.iter().enumerate() {
         match &segment.header {
@@ -181,6 +185,13 @@ pub(crate) fn scan(
                 }
                 report.segments_damaged.push(segment.index);
                 report.corruption.get_or_insert(detail);
+                damaged.push(slot);
+                // Its lap's seq is unknown, and its records carry theirs: keep
+                // every one of those numbers from being handed out again, or a
+                // new lap could take an old record for one of its own.
+                if let Ok(bytes) = segment_bytes(segment) {
+                    seq_max = seq_max.max(max_record_seq(&bytes, record_bytes_max));
+                }
             }
         }
     }
@@ -231,6 +242,7 @@ pub(crate) fn scan(
                 zero_range: None,
                 invalidate: live,
                 seal_tail: false,
+                retire_damaged: damaged,
                 report,
             });
         }
@@ -330,8 +342,22 @@ pub(crate) fn scan(
         zero_range,
         invalidate,
         seal_tail,
+        retire_damaged: damaged,
         report,
     })
+}
+
+/// The highest `seq` of any valid record at any aligned offset of `bytes`.
+fn max_record_seq(bytes: &[u8], record_bytes_max: u32) -> u64 {
+    let mut seq_max = 0;
+    let mut position = SEGMENT_HEADER_BYTES;
+    while position + RECORD_HEADER_BYTES <= bytes.len() as u64 {
+        if let Slot::Stale(record) = decode_slot(bytes, position, u64::MAX, record_bytes_max) {
+            seq_max = seq_max.max(record.seq);
+        }
+        position += RECORD_ALIGN;
+    }
+    seq_max
 }
 
 fn describe_stop(stop: Slot, lsn_expected: u64) -> String {

@@ -45,6 +45,10 @@ pub trait Storage: Send + Sync {
 pub trait SegmentFile: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> u64;
+    /// True for a zero-length file (which cannot be mapped).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Reads `buf.len()` bytes at `offset`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// A zero-copy view of `len` bytes at `offset`, where the backend has one.

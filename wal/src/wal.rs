@@ -215,6 +215,23 @@ impl Wal {
                 touched.push(slot);
             }
         }
+        let mut next_seq = plan.next_seq;
+        for &slot in &plan.retire_damaged {
+            let segment = &opened[slot];
+            let retired = SegmentHeader {
+                state: SegmentState::Free,
+                seq: next_seq,
+                first_lsn: 0,
+                released_lsn: plan.released_lsn,
+                segment_bytes: config.segment_bytes,
+            };
+            next_seq += 1;
+            segment
+                .file
+                .write_at(0, &retired.encode(), WritePath::Syscall)
+                .map_err(|err| WalError::io("retire damaged segment", describe(segment.index), err))?;
+            touched.push(slot);
+        }
         touched.sort_unstable();
         touched.dedup();
         for slot in touched {
@@ -258,7 +275,7 @@ impl Wal {
                 free,
                 dirty: Vec::new(),
                 next_lsn: plan.next_lsn,
-                next_seq: plan.next_seq,
+                next_seq,
                 released_lsn: plan.released_lsn,
                 segments_total,
                 next_index,
@@ -408,7 +425,7 @@ impl Wal {
             if !inner.live.is_empty() && inner.write_offset + frame <= config.segment_bytes {
                 return Ok(inner);
             }
-            if let Some(free_idx) = inner.free.iter().position(|segment| is_unshared(segment)) {
+            if let Some(free_idx) = inner.free.iter().position(is_unshared) {
                 let segment = inner.free.remove(free_idx);
                 let recycled = start_segment(shared, &mut inner, segment)?;
                 if recycled {
