@@ -2,9 +2,9 @@
 //! began; the durable watermark only moves after a sync succeeds; a failed
 //! sync poisons the log for good.
 //!
-//! Appenders under `Always` sync inline as leader/followers: whoever takes
-//! `sync_lock` first syncs for everyone, and those queued behind it usually
-//! find their LSN already durable when they get it. `Batch` appends are synced
+//! Appenders under `Always` sync inline as leader/followers: whoever finds no
+//! sync running leads one for everything written so far; the others sleep on
+//! a condvar and wake to find their LSN durable, or lead the next sync. `Batch` appends are synced
 //! by the flusher thread, woken through a crossbeam channel once per batch
 //! (not once per record), at `max_delay` or when `max_bytes` are waiting.
 

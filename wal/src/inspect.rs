@@ -130,6 +130,19 @@ pub fn inspect_storage(
 /// Checks every CRC and the LSN chain of the log in `dir` without changing
 /// it. `Ok` with a clean report means `open` would recover the whole log
 /// with nothing to cut.
+///
+/// ```
+/// use recwal_wal::{verify, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(1, b"record")?;
+/// wal.close()?;
+/// let report = verify(dir.path(), &config)?;
+/// assert!(report.is_clean());
+/// assert_eq!(report.last_lsn, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify(dir: &Path, config: &WalConfig) -> Result<RecoveryReport, WalError> {
     inspect(dir, config, &mut |_, _| {}).map(|inspection| inspection.report)
 }

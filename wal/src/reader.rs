@@ -59,6 +59,20 @@ impl std::fmt::Debug for Record {
 /// at the time of each `next` call. `None` means "caught up": calling `next`
 /// again later yields records appended since. Every CRC is checked again on
 /// the way out; a record that fails yields an error and ends the iteration.
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+/// wal.append(1, b"a")?;
+/// let mut reader = wal.read_from(1)?;
+/// assert_eq!(reader.next().transpose()?.map(|record| record.lsn()), Some(1));
+/// assert!(reader.next().is_none()); // caught up
+/// wal.append(2, b"b")?;
+/// let record = reader.next().transpose()?.expect("appended since");
+/// assert_eq!((record.lsn(), record.kind(), record.payload()), (2, 2, &b"b"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Reader {
     shared: Arc<Shared>,
     current: Option<LiveSegment>,

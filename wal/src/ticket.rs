@@ -14,6 +14,17 @@ use crate::wal::{Lsn, Shared};
 /// Under `Always` the ticket is already durable. Under `Batch`, waiting
 /// blocks until the flusher's next group commit. Under `Never`, waiting
 /// asks for a sync (the caller decided this record matters after all).
+///
+/// ```
+/// use recwal_wal::{Durability, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+/// let ticket = wal.append_with(1, b"not urgent", Durability::Never)?;
+/// assert!(!ticket.is_durable());
+/// assert_eq!(ticket.wait()?, 1); // asks for the sync and blocks until it is done
+/// assert!(ticket.is_durable());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "an append is not durable until its ticket says so"]
 pub struct AppendTicket {
     shared: Arc<Shared>,

@@ -468,6 +468,21 @@ impl Wal {
     /// such records return to the ring for reuse. Returns how many segments
     /// were released. Releasing is not itself durable: until the next
     /// segment starts, a restart may retain (never lose) released records.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Never);
+    /// let wal = Wal::open(dir.path(), config)?;
+    /// for _ in 0..100 {
+    ///     wal.append(0, &[0u8; 100])?;
+    /// }
+    /// // Everything up to 90 is in a snapshot elsewhere: let the ring reuse it.
+    /// let released = wal.checkpoint(90)?;
+    /// assert!(released >= 1);
+    /// assert!(wal.lsn_first() <= 91);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkpoint(&self, lsn: Lsn) -> Result<u32, WalError> {
         let shared = &*self.shared;
         let span = info_span!("wal.checkpoint", lsn);
