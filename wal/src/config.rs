@@ -59,7 +59,25 @@ pub enum RecoveryMode {
     PointInTime,
 }
 
-/// Configuration of a log. Build with `WalConfig::default()` and the setters.
+/// Configuration of a log. Build with `WalConfig::default()` and the setters;
+/// `Wal::open` validates it and names the field and rule of any mistake.
+///
+/// ```
+/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig, WalError};
+/// use std::time::Duration;
+/// let config = WalConfig::default()
+///     .segment_bytes(16 << 20)
+///     .segments_initial(4)
+///     .segments_max(8) // at most 128 MiB on disk
+///     .sync_policy(SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 256 << 10 })
+///     .full_wait(Duration::from_millis(100))
+///     .recovery_mode(RecoveryMode::TolerateCorruptedTail);
+/// assert!(config.validate().is_ok());
+/// match WalConfig::default().segments_initial(1).validate() {
+///     Err(WalError::InvalidConfig { field, rule }) => assert_eq!((field, rule.as_str()), ("segments_initial", "must be at least 2, got 1")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct WalConfig {
     /// Size of each segment file. Default 64 MiB; at least 4 KiB, a multiple of 4 KiB.

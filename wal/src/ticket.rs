@@ -64,6 +64,18 @@ impl AppendTicket {
     }
 
     /// Waits without blocking a thread, for async code (tokio or any executor).
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let policy = SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 20 };
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(policy))?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let lsn = runtime.block_on(async { wal.append(1, b"event")?.wait_async().await })?;
+    /// assert_eq!(lsn, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_async(&self) -> DurableFuture {
         if self.durability == Durability::Never && !self.is_durable() {
             self.shared.request_sync();

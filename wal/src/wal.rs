@@ -137,7 +137,23 @@ impl Wal {
         Ok(wal)
     }
 
-    /// Opens the log on any `Storage` (the simulated disk in tests).
+    /// Opens the log on any `Storage`: the simulated disk in tests, or a
+    /// storage of your own (it must keep the promises in `Storage`'s docs).
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let disk = SimStorage::new(42);
+    /// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
+    /// let wal = Wal::open_with_storage(Box::new(disk.clone()), config.clone())?;
+    /// wal.append(1, b"survives")?;
+    /// wal.append_with(1, b"may not", recwal_wal::Durability::Never)?;
+    /// drop(wal);
+    /// disk.crash(); // power loss: unsynced sectors are kept or dropped at random
+    /// let wal = Wal::open_with_storage(Box::new(disk), config)?;
+    /// assert!(wal.recovery_report().last_lsn >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_with_storage(storage: Box<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let span = info_span!("wal.open", segment_bytes = config.segment_bytes);
@@ -319,7 +335,18 @@ impl Wal {
         Ok(Wal { shared, flusher: Some(flusher), report, _lock: None })
     }
 
-    /// What recovery found when this log was opened.
+    /// What recovery found when this log was opened: records recovered, the
+    /// LSN range, and anything cut or reported.
+    ///
+    /// ```
+    /// use recwal_wal::{Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+    /// let report = wal.recovery_report();
+    /// assert!(report.is_clean());
+    /// assert_eq!((report.records_recovered, report.last_lsn), (0, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
     }
@@ -531,7 +558,18 @@ impl Wal {
         inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn)
     }
 
-    /// Counters and histograms.
+    /// Counters and histograms, read at this moment.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(1, b"x")?;
+    /// let metrics = wal.metrics();
+    /// assert_eq!((metrics.records_appended, metrics.lsn_durable), (1, 1));
+    /// assert_eq!(metrics.syncs, metrics.sync_latency_us.count);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> WalMetrics {
         let shared = &*self.shared;
         let (segments_live, segments_free, lsn_released) = {
