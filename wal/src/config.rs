@@ -202,6 +202,14 @@ impl WalConfig {
         Ok(())
     }
 
+    /// The largest payload any segment of this size can hold: what readers and
+    /// recovery accept, so lowering `record_bytes_max` never makes records
+    /// already on disk look damaged.
+    pub(crate) fn record_bytes_readable(&self) -> u32 {
+        let room = self.segment_bytes.saturating_sub(SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES);
+        u32::try_from(room).unwrap_or(u32::MAX)
+    }
+
     pub(crate) fn batch_params(&self) -> (Duration, u64) {
         match self.sync_policy {
             SyncPolicy::Batch { max_delay, max_bytes } => (max_delay, max_bytes),

@@ -95,7 +95,7 @@ pub fn inspect_storage(
     let plan = scan(
         &opened,
         config.segment_bytes,
-        config.record_bytes_max,
+        config.record_bytes_readable(),
         RecoveryMode::PointInTime,
         &describe,
         &mut |info, payload| {

@@ -130,7 +130,7 @@ impl Reader {
 
     fn decode(&self, segment: &LiveSegment, offset: u64) -> Option<RecordHeader> {
         let file = &segment.segment.file;
-        let record_max = self.shared.config.record_bytes_max;
+        let record_max = self.shared.config.record_bytes_readable();
         let header_end = offset.checked_add(RECORD_HEADER_BYTES)?;
         if header_end > file.len() {
             return None;

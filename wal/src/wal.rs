@@ -200,7 +200,7 @@ impl Wal {
         let plan = scan(
             &opened,
             config.segment_bytes,
-            config.record_bytes_max,
+            config.record_bytes_readable(),
             config.recovery_mode,
             &describe,
             &mut |_, _| {},

@@ -373,3 +373,15 @@ fn inspect_lists_segments_and_every_record() {
     assert_eq!(live, 100);
     assert!(inspection.report.is_clean());
 }
+
+#[test]
+fn lowering_record_bytes_max_keeps_larger_records_already_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), small(SyncPolicy::Always).record_bytes_max(4000)).expect("open");
+    let _ = wal.append(0, &[9u8; 3000]).expect("append");
+    wal.close().expect("close");
+    let wal = Wal::open(dir.path(), small(SyncPolicy::Always).record_bytes_max(100)).expect("reopen");
+    assert!(wal.recovery_report().is_clean(), "{:?}", wal.recovery_report());
+    assert_eq!(read_all(&wal)[0].2.len(), 3000);
+    assert!(matches!(wal.append(0, &[9u8; 3000]), Err(WalError::RecordTooLarge { .. })));
+}
