@@ -75,7 +75,16 @@ pub enum HeaderDefect {
     Version(u32),
     /// The state field has an unknown value.
     State(u32),
+    /// The CRC matches but the fields break the format's rules (a zero
+    /// `seq` or `first_lsn`, a released LSN at or past the first LSN, or LSNs
+    /// too large to be real): written by something other than this crate.
+    Fields,
 }
+
+/// LSNs never reach this (at a billion records a second, it takes 146 years);
+/// anything above is not a real LSN, and keeping LSN arithmetic below it
+/// rules out overflow.
+pub const LSN_LIMIT: u64 = 1 << 62;
 
 impl SegmentHeader {
     /// Encodes the header, CRC included.
@@ -113,13 +122,19 @@ impl SegmentHeader {
         }
         let state_raw = read_u32(buf, 12);
         let state = SegmentState::from_u32(state_raw).ok_or(HeaderDefect::State(state_raw))?;
-        Ok(SegmentHeader {
+        let header = SegmentHeader {
             state,
             seq: read_u64(buf, 16),
             first_lsn: read_u64(buf, 24),
             released_lsn: read_u64(buf, 32),
             segment_bytes: read_u64(buf, 40),
-        })
+        };
+        let limits = header.seq < LSN_LIMIT && header.first_lsn < LSN_LIMIT && header.released_lsn < LSN_LIMIT;
+        let live_rules = header.seq >= 1 && header.first_lsn >= 1 && header.released_lsn < header.first_lsn;
+        if !limits || (state == SegmentState::Live && !live_rules) {
+            return Err(HeaderDefect::Fields);
+        }
+        Ok(header)
     }
 }
 
@@ -262,7 +277,7 @@ pub fn decode_slot(bytes: &[u8], offset: u64, seq: u64, record_bytes_max: u32) -
     let Some(header) = RecordHeader::parse(header_bytes) else {
         return Slot::Invalid(None);
     };
-    if header.len > record_bytes_max || header.durable_gap == 0 || header.lsn == 0 {
+    if header.len > record_bytes_max || header.durable_gap == 0 || header.lsn == 0 || header.lsn >= LSN_LIMIT {
         return Slot::Invalid(Some(header));
     }
     let payload_start = start + RECORD_HEADER_BYTES as usize;
@@ -313,7 +328,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_round_trips(seq in any::<u64>(), lsn in 1u64.., kind in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn record_round_trips(seq in any::<u64>(), lsn in 1u64..LSN_LIMIT, kind in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
             let durable = lsn - 1;
             let bytes = frame(seq, lsn, durable, kind, &payload);
             prop_assert_eq!(bytes.len() as u64 % RECORD_ALIGN, 0);
@@ -347,7 +362,8 @@ mod tests {
         }
 
         #[test]
-        fn segment_header_round_trips(seq in any::<u64>(), first in any::<u64>(), released in any::<u64>(), size in any::<u64>()) {
+        fn segment_header_round_trips(seq in 1..LSN_LIMIT, first in 1..LSN_LIMIT, released in 0..LSN_LIMIT, size in any::<u64>()) {
+            prop_assume!(released < first);
             let header = SegmentHeader { state: SegmentState::Live, seq, first_lsn: first, released_lsn: released, segment_bytes: size };
             prop_assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
         }

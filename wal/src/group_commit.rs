@@ -120,7 +120,11 @@ impl GroupCommit {
                 return self.check_poisoned();
             }
         }
+        drop(dirty);
         let previous = self.lsn_durable.fetch_max(target, Ordering::AcqRel);
+        // Appends waiting for space may now reuse a segment this sync held or
+        // made durable.
+        shared.space_freed.notify_all();
         let metrics = &shared.metrics;
         metrics.counters.syncs.fetch_add(1, Ordering::Relaxed);
         metrics.sync_latency_us.record(started.elapsed().as_micros() as u64);

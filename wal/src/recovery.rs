@@ -247,7 +247,22 @@ pub(crate) fn scan(
             });
         }
     };
-    let live = live.split_off(start.min(live.len()));
+    // Defence in depth: an older live segment that ends exactly where the start
+    // segment begins is kept too. Releasing is only ever a permission to drop
+    // records, so retaining a contiguous predecessor can never lose anything,
+    // whereas trusting a `released_lsn` that overstates what was released would.
+    let mut start = start.min(live.len());
+    while start > 0 && start < live.len() {
+        let (previous, current) = (live[start - 1], live[start]);
+        let (Some(previous_header), Some(current_header)) = (header_of(previous), header_of(current)) else { break };
+        let Ok(bytes) = segment_bytes(&segments[previous]) else { break };
+        let last = last_contiguous_lsn(&bytes, &previous_header, record_bytes_max);
+        if previous_header.first_lsn >= current_header.first_lsn || last + 1 != current_header.first_lsn {
+            break;
+        }
+        start -= 1;
+    }
+    let live = live.split_off(start);
 
     let mut chain: Vec<ChainLink> = Vec::new();
     let mut lsn_expected =
@@ -345,6 +360,21 @@ pub(crate) fn scan(
         retire_damaged: damaged,
         report,
     })
+}
+
+/// The LSN of the last record in the unbroken run from the start of a
+/// segment lap (`first_lsn - 1` if there is none).
+fn last_contiguous_lsn(bytes: &[u8], header: &SegmentHeader, record_bytes_max: u32) -> u64 {
+    let mut lsn_expected = header.first_lsn;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let Slot::Record(record) = decode_slot(bytes, offset, header.seq, record_bytes_max) {
+        if record.lsn != lsn_expected {
+            break;
+        }
+        lsn_expected += 1;
+        offset += record.frame_bytes();
+    }
+    lsn_expected - 1
 }
 
 /// The highest `seq` of any valid record at any aligned offset of `bytes`.

@@ -114,7 +114,8 @@ impl SimStorage {
         state.sync_failures_pending = 0;
     }
 
-    /// The next `count` syncs fail with EIO (and write nothing durable).
+    /// The next `count` syncs fail with EIO; the data they should have written
+    /// is lost to the disk (reads still see it until the next `crash`).
     pub fn fail_next_syncs(&self, count: u32) {
         lock(&self.state).sync_failures_pending = count;
     }
@@ -252,6 +253,12 @@ impl SegmentFile for SimSegment {
         let mut state = lock(&self.state);
         if state.sync_failures_pending > 0 {
             state.sync_failures_pending -= 1;
+            // As Linux does after a failed writeback: the dirty pages are marked
+            // clean and their data is lost to the disk (reads still see it until
+            // a power loss), so a later successful sync will not write it.
+            if let Some(file) = state.files.get_mut(&self.index) {
+                file.dirty_sectors.clear();
+            }
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         state.syncs += 1;

@@ -35,6 +35,10 @@ pub(crate) struct Segment {
     pub(crate) index: u32,
     pub(crate) file: Box<dyn SegmentFile>,
     pub(crate) dirty: AtomicBool,
+    /// The directory lock, held for as long as anything (a `Record`, a
+    /// `Reader`) can still read this segment's map: another `Wal` on the same
+    /// directory could otherwise recycle the bytes under it.
+    _dir_lock: Option<Arc<DirLock>>,
 }
 
 /// A segment in the log, with the identity of its current lap.
@@ -45,14 +49,21 @@ pub(crate) struct LiveSegment {
     pub(crate) first_lsn: Lsn,
 }
 
+/// A released segment and the last LSN its lap held (0 if it held none).
+pub(crate) struct FreeSegment {
+    segment: Arc<Segment>,
+    lsn_last: Lsn,
+}
+
 pub(crate) struct Inner {
     /// Segments holding retained records, oldest first; the last is active.
     pub(crate) live: VecDeque<LiveSegment>,
     /// Where the next frame goes in the active segment.
     write_offset: u64,
     /// Segments ready for a new lap. One is reused only when nothing else
-    /// (a reader, a sync in flight) holds it.
-    free: Vec<Arc<Segment>>,
+    /// (a reader, a sync in flight) holds it, and only once its records are
+    /// durable (see `ensure_room`).
+    free: Vec<FreeSegment>,
     /// Segments written since the last sync began.
     pub(crate) dirty: Vec<Arc<Segment>>,
     pub(crate) next_lsn: Lsn,
@@ -77,11 +88,15 @@ pub(crate) struct Shared {
     pub(crate) storage: Box<dyn Storage>,
     pub(crate) config: WalConfig,
     pub(crate) inner: Mutex<Inner>,
-    space_freed: std::sync::Condvar,
+    /// Signalled when a segment may have become reusable: after a checkpoint,
+    /// and after every sync (which drops the leader's hold and moves the
+    /// durable watermark).
+    pub(crate) space_freed: std::sync::Condvar,
     pub(crate) lsn_written: AtomicU64,
     pub(crate) commit: GroupCommit,
     pub(crate) metrics: Metrics,
     flusher_tx: Sender<FlushMsg>,
+    dir_lock: Option<Arc<DirLock>>,
 }
 
 pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
@@ -122,8 +137,6 @@ pub struct Wal {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
     report: RecoveryReport,
-    // Dropped after the flusher stops (fields drop in order after `drop`).
-    _lock: Option<DirLock>,
 }
 
 impl Wal {
@@ -131,10 +144,8 @@ impl Wal {
     pub fn open(dir: &Path, config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let storage = FileStorage::open(dir)?;
-        let lock = DirLock::acquire(dir)?;
-        let mut wal = Wal::open_with_storage(Box::new(storage), config)?;
-        wal._lock = Some(lock);
-        Ok(wal)
+        let lock = Arc::new(DirLock::acquire(dir)?);
+        Wal::open_inner(Box::new(storage), config, Some(lock))
     }
 
     /// Opens the log on any `Storage`: the simulated disk in tests, or a
@@ -155,6 +166,14 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_storage(storage: Box<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
+        Wal::open_inner(storage, config, None)
+    }
+
+    fn open_inner(
+        storage: Box<dyn Storage>,
+        config: WalConfig,
+        dir_lock: Option<Arc<DirLock>>,
+    ) -> Result<Wal, WalError> {
         config.validate()?;
         let span = info_span!("wal.open", segment_bytes = config.segment_bytes);
         let _entered = span.enter();
@@ -238,7 +257,7 @@ impl Wal {
                 state: SegmentState::Free,
                 seq: next_seq,
                 first_lsn: 0,
-                released_lsn: plan.released_lsn,
+                released_lsn: plan.released_lsn.min(plan.next_lsn - 1),
                 segment_bytes: config.segment_bytes,
             };
             next_seq += 1;
@@ -261,7 +280,12 @@ impl Wal {
         let mut segments: Vec<Option<Arc<Segment>>> = opened
             .into_iter()
             .map(|opened| {
-                Some(Arc::new(Segment { index: opened.index, file: opened.file, dirty: AtomicBool::new(false) }))
+                Some(Arc::new(Segment {
+                    index: opened.index,
+                    file: opened.file,
+                    dirty: AtomicBool::new(false),
+                    _dir_lock: dir_lock.clone(),
+                }))
             })
             .collect();
         let mut live = VecDeque::new();
@@ -270,7 +294,8 @@ impl Wal {
                 live.push_back(LiveSegment { segment, seq: link.seq, first_lsn: link.first_lsn });
             }
         }
-        let free: Vec<Arc<Segment>> = segments.into_iter().flatten().collect();
+        let free: Vec<FreeSegment> =
+            segments.into_iter().flatten().map(|segment| FreeSegment { segment, lsn_last: 0 }).collect();
         debug_assert_eq!(live.len(), chain_slots.len());
         // After a cut, new records go to a fresh segment: whatever damage was
         // not zeroed stays behind the end of a sealed segment, where recovery
@@ -292,7 +317,9 @@ impl Wal {
                 dirty: Vec::new(),
                 next_lsn: plan.next_lsn,
                 next_seq,
-                released_lsn: plan.released_lsn,
+                // Never beyond the recovered log: a header written later must not
+                // claim records released that this log does not have.
+                released_lsn: plan.released_lsn.min(plan.next_lsn - 1),
                 segments_total,
                 next_index,
                 batch_bytes: 0,
@@ -303,6 +330,7 @@ impl Wal {
             commit: GroupCommit::new(lsn_last),
             metrics,
             flusher_tx,
+            dir_lock,
             config,
         });
         let (max_delay, _) = shared.config.batch_params();
@@ -332,7 +360,7 @@ impl Wal {
                 "wal recovered with repairs"
             );
         }
-        Ok(Wal { shared, flusher: Some(flusher), report, _lock: None })
+        Ok(Wal { shared, flusher: Some(flusher), report })
     }
 
     /// What recovery found when this log was opened: records recovered, the
@@ -446,14 +474,26 @@ impl Wal {
     ) -> Result<MutexGuard<'a, Inner>, WalError> {
         let shared = &*self.shared;
         let config = &shared.config;
-        let deadline = Instant::now() + config.full_wait;
+        // `None`: wait as long as it takes (a `full_wait` too long to add to now).
+        let deadline = Instant::now().checked_add(config.full_wait);
         let mut counted_wait = false;
         loop {
             if !inner.live.is_empty() && inner.write_offset + frame <= config.segment_bytes {
                 return Ok(inner);
             }
-            if let Some(free_idx) = inner.free.iter().position(is_unshared) {
-                let segment = inner.free.remove(free_idx);
+            if let Some(free_idx) = inner.free.iter().position(|free| is_unshared(&free.segment)) {
+                let lsn_last = inner.free[free_idx].lsn_last;
+                if lsn_last > shared.commit.lsn_durable() {
+                    // Released but not yet durable: a new lap must not overwrite
+                    // records the disk has never seen before the release is
+                    // recorded durably (in the new lap's header). Sync first,
+                    // outside the append lock, then look again.
+                    drop(inner);
+                    shared.commit.make_durable(shared, lsn_last)?;
+                    inner = lock_inner(shared);
+                    continue;
+                }
+                let segment = inner.free.remove(free_idx).segment;
                 let recycled = start_segment(shared, &mut inner, segment)?;
                 if recycled {
                     shared.metrics.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
@@ -470,29 +510,39 @@ impl Wal {
                 inner.next_index += 1;
                 inner.segments_total += 1;
                 shared.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
-                let segment = Arc::new(Segment { index, file, dirty: AtomicBool::new(false) });
+                let segment = Arc::new(Segment {
+                    index,
+                    file,
+                    dirty: AtomicBool::new(false),
+                    _dir_lock: shared.dir_lock.clone(),
+                });
                 start_segment(shared, &mut inner, segment)?;
                 continue;
             }
             let now = Instant::now();
-            if now >= deadline {
-                shared.metrics.counters.full_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(WalError::Full { waited: config.full_wait });
-            }
+            let remaining = match deadline {
+                Some(deadline) if now >= deadline => {
+                    shared.metrics.counters.full_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(WalError::Full { waited: config.full_wait });
+                }
+                Some(deadline) => deadline - now,
+                None => std::time::Duration::from_secs(3600),
+            };
             if !counted_wait {
                 shared.metrics.counters.full_waits.fetch_add(1, Ordering::Relaxed);
                 counted_wait = true;
             }
             let (guard, _) = shared
                 .space_freed
-                .wait_timeout(inner, deadline - now)
+                .wait_timeout(inner, remaining)
                 .expect("wal append lock poisoned: an invariant check failed while appending");
             inner = guard;
         }
     }
 
     /// Releases every record up to and including `lsn`: segments holding only
-    /// such records return to the ring for reuse. Returns how many segments
+    /// such records return to the ring for reuse (a segment whose records are
+    /// not yet durable is synced before its first reuse). Returns how many segments
     /// were released. Releasing is not itself durable: until the next
     /// segment starts, a restart may retain (never lose) released records.
     ///
@@ -522,8 +572,9 @@ impl Wal {
         inner.released_lsn = lsn;
         let mut released = 0;
         while inner.live.len() > 1 && inner.live[1].first_lsn - 1 <= lsn {
+            let lsn_last = inner.live[1].first_lsn - 1;
             if let Some(done) = inner.live.pop_front() {
-                inner.free.push(done.segment);
+                inner.free.push(FreeSegment { segment: done.segment, lsn_last });
                 released += 1;
             }
         }
@@ -641,7 +692,9 @@ fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> R
         state: SegmentState::Live,
         seq: inner.next_seq,
         first_lsn: inner.next_lsn,
-        released_lsn: inner.released_lsn,
+        // Only what is durable may be recorded as released: recovery trusts
+        // this value, and a power loss never cuts the log below the durable LSN.
+        released_lsn: inner.released_lsn.min(shared.commit.lsn_durable()),
         segment_bytes: shared.config.segment_bytes,
     };
     let index = segment.index;
@@ -654,7 +707,7 @@ fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> R
     // old lap with holes in it: released records, but records all the same.
     let res = segment.file.write_at(0, &header.encode(), WritePath::Syscall).and_then(|()| segment.file.sync_data());
     if let Err(err) = res {
-        inner.free.push(segment);
+        inner.free.push(FreeSegment { segment, lsn_last: 0 });
         // A failed sync poisons the log, wherever it happens: after fsync
         // reports an error the kernel may have dropped the dirty pages, and a
         // later successful fsync would not bring them back.

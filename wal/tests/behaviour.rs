@@ -385,3 +385,102 @@ fn lowering_record_bytes_max_keeps_larger_records_already_on_disk() {
     assert_eq!(read_all(&wal)[0].2.len(), 3000);
     assert!(matches!(wal.append(0, &[9u8; 3000]), Err(WalError::RecordTooLarge { .. })));
 }
+
+/// Regression (found in review): releasing records that were not yet durable
+/// put a released LSN beyond the durable end into a segment header; after a
+/// power loss cut the log back, the next recovery started the log after
+/// records that had been acknowledged since, and lost them silently.
+#[test]
+fn releasing_unsynced_records_then_losing_power_keeps_later_acknowledged_records() {
+    let storage = SimStorage::new(3);
+    let config = WalConfig::default()
+        .segment_bytes(4096)
+        .segments_initial(2)
+        .segments_max(6)
+        .record_bytes_max(1000)
+        .sync_policy(SyncPolicy::Always);
+    let wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone()).expect("open");
+    for i in 1..=5u64 {
+        let _ = wal.append(0, &numbered(i)).expect("append");
+    }
+    for i in 6..=80u64 {
+        let _ = wal.append_with(0, &numbered(i), Durability::Never).expect("append");
+    }
+    wal.checkpoint(80).expect("checkpoint");
+    for i in 81..=120u64 {
+        let _ = wal.append_with(0, &numbered(i), Durability::Never).expect("append");
+    }
+    // Segments started after the checkpoint may record as released only what
+    // is durable (reusing a released segment syncs first, so some is).
+    let durable = wal.lsn_durable();
+    let inspection = recwal_wal::inspect_storage(&storage, &config, &mut |_, _| {}).expect("inspect");
+    for segment in &inspection.segments {
+        if let Some((_, _, released)) = segment.header {
+            assert!(released <= durable, "segment {} says lsn {released} released; durable {durable}", segment.index);
+        }
+    }
+    drop(wal);
+    storage.crash();
+    let wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone()).expect("reopen");
+    let cut_to = wal.recovery_report().last_lsn;
+    let _ = wal.checkpoint(cut_to.saturating_sub(2));
+    let mut acknowledged = Vec::new();
+    // Enough to fill one segment and roll to another after the cut.
+    for _ in 0..25 {
+        let lsn = wal.append(0, &[5u8; 300]).expect("append").lsn();
+        acknowledged.push(lsn);
+    }
+    assert!(wal.metrics().segments_live >= 3, "the acknowledged records span segments");
+    wal.close().expect("close");
+    let wal = Wal::open_with_storage(Box::new(storage), config).expect("reopen again");
+    let first = wal.lsn_first();
+    assert!(first <= acknowledged[0], "log starts at {first}, after acknowledged lsn {}", acknowledged[0]);
+    let lsns: Vec<u64> = read_all(&wal).into_iter().map(|(lsn, _, _)| lsn).collect();
+    for lsn in acknowledged {
+        assert!(lsns.contains(&lsn), "acknowledged lsn {lsn} lost");
+    }
+}
+
+/// Regression (found in review): a `Record` kept after its `Wal` was dropped
+/// let a second `Wal` open the directory and recycle the bytes under it.
+#[test]
+fn records_and_readers_keep_the_directory_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), small(SyncPolicy::Always)).expect("open");
+    let _ = wal.append(0, b"held").expect("append");
+    let record = wal.read_from(1).expect("reader").next().expect("one record").expect("record");
+    drop(wal);
+    assert!(matches!(Wal::open(dir.path(), small(SyncPolicy::Always)), Err(WalError::Locked { .. })));
+    assert_eq!(record.payload(), b"held");
+    drop(record);
+    assert!(Wal::open(dir.path(), small(SyncPolicy::Always)).is_ok());
+}
+
+#[test]
+fn an_unbounded_full_wait_waits_instead_of_overflowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WalConfig::default()
+        .segment_bytes(4096)
+        .segments_initial(2)
+        .segments_max(2)
+        .record_bytes_max(1000)
+        .sync_policy(SyncPolicy::Always)
+        .full_wait(Duration::MAX);
+    let wal = Arc::new(Wal::open(dir.path(), config).expect("open"));
+    // Two segments of 4 KiB hold three records of 1000 bytes each.
+    for _ in 0..6 {
+        let _ = wal.append(0, &[1u8; 1000]).expect("append");
+    }
+    let writer = {
+        let wal = Arc::clone(&wal);
+        // The checkpoint below frees the first segment: room for three more.
+        std::thread::spawn(move || (0..3).map(|_| wal.append(0, &[2u8; 1000]).map(|t| t.lsn())).collect::<Vec<_>>())
+    };
+    while wal.metrics().full_waits == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wal.checkpoint(wal.lsn_durable()).expect("checkpoint");
+    for res in writer.join().expect("writer") {
+        res.expect("append after the checkpoint freed space");
+    }
+}
