@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use crate::config::Durability;
 use crate::error::WalError;
+use crate::group_commit::GroupCommit;
 use crate::wal::{Lsn, Shared};
 
 /// Returned by `Wal::append`: the record's LSN, at once, and a wait for its durability.
@@ -25,9 +26,13 @@ use crate::wal::{Lsn, Shared};
 /// assert!(ticket.is_durable());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A ticket does not keep the log open: once the `Wal` is dropped, waiting
+/// on a record that is not yet durable fails with `WalError::Closed`.
 #[must_use = "an append is not durable until its ticket says so"]
 pub struct AppendTicket {
-    shared: Arc<Shared>,
+    commit: Arc<GroupCommit>,
+    shared: Weak<Shared>,
     lsn: Lsn,
     durability: Durability,
 }
@@ -39,8 +44,8 @@ impl std::fmt::Debug for AppendTicket {
 }
 
 impl AppendTicket {
-    pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn, durability: Durability) -> Self {
-        AppendTicket { shared, lsn, durability }
+    pub(crate) fn new(shared: &Arc<Shared>, lsn: Lsn, durability: Durability) -> Self {
+        AppendTicket { commit: Arc::clone(&shared.commit), shared: Arc::downgrade(shared), lsn, durability }
     }
 
     /// The record's LSN.
@@ -50,15 +55,21 @@ impl AppendTicket {
 
     /// True once the record is durable.
     pub fn is_durable(&self) -> bool {
-        self.shared.commit.lsn_durable() >= self.lsn
+        self.commit.lsn_durable() >= self.lsn
     }
 
     /// Blocks until the record is durable; returns its LSN. Fails if a sync
     /// failed (the log is poisoned) or the log was dropped first.
     pub fn wait(&self) -> Result<Lsn, WalError> {
-        match self.durability {
-            Durability::Always | Durability::Never => self.shared.commit.make_durable(&self.shared, self.lsn)?,
-            Durability::Batch => self.shared.commit.wait_durable(self.lsn)?,
+        match (self.durability, self.shared.upgrade()) {
+            (Durability::Always | Durability::Never, Some(shared)) => self.commit.make_durable(&shared, self.lsn)?,
+            (Durability::Batch, _) => self.commit.wait_durable(self.lsn)?,
+            (_, None) => {
+                self.commit.check_poisoned()?;
+                if !self.is_durable() {
+                    return Err(WalError::Closed);
+                }
+            }
         }
         Ok(self.lsn)
     }
@@ -78,16 +89,18 @@ impl AppendTicket {
     /// ```
     pub fn wait_async(&self) -> DurableFuture {
         if self.durability == Durability::Never && !self.is_durable() {
-            self.shared.request_sync();
+            if let Some(shared) = self.shared.upgrade() {
+                shared.request_sync();
+            }
         }
-        DurableFuture { shared: Arc::clone(&self.shared), lsn: self.lsn }
+        DurableFuture { commit: Arc::clone(&self.commit), lsn: self.lsn }
     }
 }
 
 /// Resolves to the LSN once it is durable. See `AppendTicket::wait_async`.
 #[must_use = "futures do nothing unless polled"]
 pub struct DurableFuture {
-    shared: Arc<Shared>,
+    commit: Arc<GroupCommit>,
     lsn: Lsn,
 }
 
@@ -95,7 +108,7 @@ impl Future for DurableFuture {
     type Output = Result<Lsn, WalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.shared.commit.poll_durable(self.lsn, cx.waker()) {
+        match self.commit.poll_durable(self.lsn, cx.waker()) {
             Some(res) => Poll::Ready(res.map(|()| self.lsn)),
             None => Poll::Pending,
         }

@@ -93,7 +93,7 @@ pub(crate) struct Shared {
     /// durable watermark).
     pub(crate) space_freed: std::sync::Condvar,
     pub(crate) lsn_written: AtomicU64,
-    pub(crate) commit: GroupCommit,
+    pub(crate) commit: Arc<GroupCommit>,
     pub(crate) metrics: Metrics,
     flusher_tx: Sender<FlushMsg>,
     dir_lock: Option<Arc<DirLock>>,
@@ -327,7 +327,7 @@ impl Wal {
             }),
             space_freed: std::sync::Condvar::new(),
             lsn_written: AtomicU64::new(lsn_last),
-            commit: GroupCommit::new(lsn_last),
+            commit: Arc::new(GroupCommit::new(lsn_last)),
             metrics,
             flusher_tx,
             dir_lock,
@@ -450,7 +450,7 @@ impl Wal {
         match durability {
             Durability::Always => {
                 shared.commit.make_durable(shared, lsn)?;
-                Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability))
+                Ok(AppendTicket::new(&self.shared, lsn, durability))
             }
             Durability::Batch => {
                 if let Some(msg) = batch_msg {
@@ -458,9 +458,9 @@ impl Wal {
                     // only in `close`/`drop`; the ticket's wait then reports it.
                     let _ = shared.flusher_tx.send(msg);
                 }
-                Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability))
+                Ok(AppendTicket::new(&self.shared, lsn, durability))
             }
-            Durability::Never => Ok(AppendTicket::new(Arc::clone(&self.shared), lsn, durability)),
+            Durability::Never => Ok(AppendTicket::new(&self.shared, lsn, durability)),
         }
     }
 
