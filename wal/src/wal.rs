@@ -477,6 +477,7 @@ impl Wal {
         // `None`: wait as long as it takes (a `full_wait` too long to add to now).
         let deadline = Instant::now().checked_add(config.full_wait);
         let mut counted_wait = false;
+        let mut waited_for_sync = false;
         loop {
             if !inner.live.is_empty() && inner.write_offset + frame <= config.segment_bytes {
                 return Ok(inner);
@@ -498,6 +499,17 @@ impl Wal {
                 if recycled {
                     shared.metrics.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
                 }
+                continue;
+            }
+            if !inner.free.is_empty() && !waited_for_sync {
+                // Released segments exist but something holds them. A sync in
+                // flight holds what it syncs for a moment; wait it out (and make
+                // everything durable) before calling the ring full.
+                waited_for_sync = true;
+                drop(inner);
+                let lsn = shared.lsn_written.load(Ordering::Acquire);
+                shared.commit.make_durable(shared, lsn)?;
+                inner = lock_inner(shared);
                 continue;
             }
             if inner.segments_total < config.segments_max {
