@@ -18,6 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::error::WalError;
 use crate::wal::{lock_inner, Lsn, Shared};
 
+/// Longest a sync leader waits for in-flight `Always` appends to join its group.
+const GROUP_JOIN_WAIT: Duration = Duration::from_micros(30);
+
 pub(crate) enum FlushMsg {
     /// The first `Batch` append since the last sync: start the delay clock.
     BatchStarted,
@@ -84,6 +87,13 @@ impl GroupCommit {
             }
             *syncing = true;
             drop(syncing);
+            // Appenders that have their LSN but have not written yet would miss
+            // this sync and wait for the next one; give them a few microseconds
+            // to join. Nobody is waited for when appends come one at a time.
+            let join_until = Instant::now() + GROUP_JOIN_WAIT;
+            while shared.always_appending.load(Ordering::Acquire) > 0 && Instant::now() < join_until {
+                std::thread::yield_now();
+            }
             let res = self.sync_all_written(shared);
             syncing = relock(self.syncing.lock());
             *syncing = false;

@@ -93,6 +93,9 @@ pub(crate) struct Shared {
     /// durable watermark).
     pub(crate) space_freed: std::sync::Condvar,
     pub(crate) lsn_written: AtomicU64,
+    /// `Always` appends between taking a number and reaching their sync: a
+    /// new sync leader gives them a moment to join its group.
+    pub(crate) always_appending: AtomicU64,
     pub(crate) commit: Arc<GroupCommit>,
     pub(crate) metrics: Metrics,
     flusher_tx: Sender<FlushMsg>,
@@ -327,6 +330,7 @@ impl Wal {
             }),
             space_freed: std::sync::Condvar::new(),
             lsn_written: AtomicU64::new(lsn_last),
+            always_appending: AtomicU64::new(0),
             commit: Arc::new(GroupCommit::new(lsn_last)),
             metrics,
             flusher_tx,
@@ -398,6 +402,7 @@ impl Wal {
         }
         shared.commit.check_poisoned()?;
         let frame = frame_bytes(payload.len() as u64);
+        let joining = JoiningGroup::new(shared, durability == Durability::Always);
         let (lsn, batch_msg) = {
             let mut inner = self.ensure_room(lock_inner(shared), frame)?;
             // Checked again under the lock: a sync may have failed while we waited.
@@ -447,6 +452,7 @@ impl Wal {
         counters.records_appended.fetch_add(1, Ordering::Relaxed);
         counters.bytes_appended.fetch_add(frame, Ordering::Relaxed);
 
+        drop(joining);
         match durability {
             Durability::Always => {
                 shared.commit.make_durable(shared, lsn)?;
@@ -686,6 +692,28 @@ impl Drop for Wal {
     /// `close` for a clean shutdown.
     fn drop(&mut self) {
         self.stop_flusher();
+    }
+}
+
+/// Counts an `Always` append in `always_appending` for as long as it lives.
+struct JoiningGroup<'a> {
+    shared: Option<&'a Shared>,
+}
+
+impl<'a> JoiningGroup<'a> {
+    fn new(shared: &'a Shared, always: bool) -> Self {
+        if always {
+            shared.always_appending.fetch_add(1, Ordering::AcqRel);
+        }
+        JoiningGroup { shared: always.then_some(shared) }
+    }
+}
+
+impl Drop for JoiningGroup<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared {
+            shared.always_appending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
