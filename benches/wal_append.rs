@@ -38,23 +38,22 @@ fn wal_config(policy: SyncPolicy) -> WalConfig {
     WalConfig::default().segment_bytes(64 << 20).segments_initial(4).segments_max(8).sync_policy(policy)
 }
 
+/// Appends one record as writer thread `t`.
+type AppendFn = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Splits `iters` appends over `threads` threads running `append` and
 /// returns the wall time for all of them.
-fn run_threads<F>(threads: usize, iters: u64, append: F) -> Duration
-where
-    F: Fn(usize, u64) + Send + Sync + 'static,
-{
-    let append = Arc::new(append);
+fn run_threads(threads: usize, iters: u64, append: &AppendFn) -> Duration {
     let per_thread = iters.div_ceil(threads as u64);
     let start = Arc::new(std::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
-            let append = Arc::clone(&append);
+            let append = Arc::clone(append);
             let start = Arc::clone(&start);
             std::thread::spawn(move || {
                 start.wait();
-                for i in 0..per_thread {
-                    append(thread, i);
+                for _ in 0..per_thread {
+                    append(thread);
                 }
             })
         })
@@ -65,6 +64,24 @@ where
         handle.join().expect("bench thread");
     }
     began.elapsed()
+}
+
+/// One criterion group over every record size and writer count. `setup`
+/// opens the system under test in a fresh directory for (size, threads) and
+/// returns how a writer appends one record.
+fn bench_grid(c: &mut Criterion, name: &str, setup: impl Fn(&Path, usize, usize) -> AppendFn) {
+    let mut group = c.benchmark_group(name);
+    for size in SIZES {
+        for threads in THREADS {
+            group.throughput(Throughput::Elements(1));
+            group.bench_function(BenchmarkId::new(format!("{size}B"), threads), |b| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let append = setup(dir.path(), size, threads);
+                b.iter_custom(|iters| run_threads(threads, iters, &append));
+            });
+        }
+    }
+    group.finish();
 }
 
 /// Keeps the ring turning the way a real consumer would: release all but the
@@ -104,129 +121,82 @@ fn bench_bare(c: &mut Criterion) {
     group.finish();
 }
 
+/// The policies measured, with the `Batch` parameters used throughout.
+const POLICIES: [(&str, SyncPolicy); 3] = [
+    ("always", SyncPolicy::Always),
+    ("batch", SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 20 }),
+    ("never", SyncPolicy::Never),
+];
+
 fn bench_recwal(c: &mut Criterion) {
-    let policies = [
-        ("always", SyncPolicy::Always),
-        ("batch", SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 20 }),
-        ("never", SyncPolicy::Never),
-    ];
-    for (name, policy) in policies {
-        let mut group = c.benchmark_group(format!("recwal/{name}"));
-        for size in SIZES {
-            for threads in THREADS {
-                group.throughput(Throughput::Elements(1));
-                group.bench_function(BenchmarkId::new(format!("{size}B"), threads), |b| {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let wal = Arc::new(Wal::open(dir.path(), wal_config(policy)).expect("open"));
-                    let record = Arc::new(vec![7u8; size]);
-                    b.iter_custom(|iters| {
-                        let wal = Arc::clone(&wal);
-                        let record = Arc::clone(&record);
-                        run_threads(threads, iters, move |_, _| {
-                            let ticket = wal.append(1, &record).expect("append");
-                            maybe_checkpoint(&wal, ticket.lsn());
-                        })
-                    });
-                });
-            }
-        }
-        group.finish();
+    for (name, policy) in POLICIES {
+        bench_grid(c, &format!("recwal/{name}"), |dir, size, _| {
+            let wal = Wal::open(dir, wal_config(policy)).expect("open");
+            let record = vec![7u8; size];
+            Arc::new(move |_| {
+                let ticket = wal.append(1, &record).expect("append");
+                maybe_checkpoint(&wal, ticket.lsn());
+            })
+        });
     }
 }
 
 fn bench_sqlite(c: &mut Criterion) {
     for (name, synchronous) in [("full", "FULL"), ("off", "OFF")] {
-        let mut group = c.benchmark_group(format!("sqlite_wal/{name}"));
-        for size in SIZES {
-            for threads in THREADS {
-                group.throughput(Throughput::Elements(1));
-                group.bench_function(BenchmarkId::new(format!("{size}B"), threads), |b| {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let path = dir.path().join("log.db");
-                    let open = move |path: &Path| {
-                        let conn = rusqlite::Connection::open(path).expect("sqlite open");
-                        conn.busy_timeout(Duration::from_secs(60)).expect("busy timeout");
-                        conn.execute_batch(&format!(
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};
-                             CREATE TABLE IF NOT EXISTS log(id INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
-                        ))
-                        .expect("sqlite setup");
-                        conn
-                    };
-                    drop(open(&path));
-                    let record = Arc::new(vec![7u8; size]);
-                    b.iter_custom(|iters| {
-                        let connections: Vec<_> = (0..threads).map(|_| std::sync::Mutex::new(open(&path))).collect();
-                        let connections = Arc::new(connections);
-                        let record = Arc::clone(&record);
-                        run_threads(threads, iters, move |thread, _| {
-                            let conn = connections[thread].lock().expect("connection");
-                            conn.prepare_cached("INSERT INTO log(payload) VALUES (?1)")
-                                .expect("prepare")
-                                .execute([&record[..]])
-                                .expect("insert");
-                        })
-                    });
-                });
-            }
-        }
-        group.finish();
+        bench_grid(c, &format!("sqlite_wal/{name}"), |dir, size, threads| {
+            let path = dir.join("log.db");
+            // One connection per writer: SQLite serialises them itself.
+            let connections: Vec<_> = (0..threads)
+                .map(|_| {
+                    let conn = rusqlite::Connection::open(&path).expect("sqlite open");
+                    conn.busy_timeout(Duration::from_secs(60)).expect("busy timeout");
+                    conn.execute_batch(&format!(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};
+                         CREATE TABLE IF NOT EXISTS log(id INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
+                    ))
+                    .expect("sqlite setup");
+                    std::sync::Mutex::new(conn)
+                })
+                .collect();
+            let record = vec![7u8; size];
+            Arc::new(move |thread| {
+                let conn = connections[thread].lock().expect("connection");
+                conn.prepare_cached("INSERT INTO log(payload) VALUES (?1)")
+                    .expect("prepare")
+                    .execute([&record[..]])
+                    .expect("insert");
+            })
+        });
     }
 }
 
 fn bench_fjall(c: &mut Criterion) {
     for (name, mode) in [("sync", fjall::PersistMode::SyncData), ("buffer", fjall::PersistMode::Buffer)] {
-        let mut group = c.benchmark_group(format!("fjall/{name}"));
-        for size in SIZES {
-            for threads in THREADS {
-                group.throughput(Throughput::Elements(1));
-                group.bench_function(BenchmarkId::new(format!("{size}B"), threads), |b| {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let keyspace = fjall::Config::new(dir.path()).open().expect("fjall open");
-                    let partition =
-                        keyspace.open_partition("log", fjall::PartitionCreateOptions::default()).expect("partition");
-                    let next_key = Arc::new(AtomicU64::new(0));
-                    let record = Arc::new(vec![7u8; size]);
-                    b.iter_custom(|iters| {
-                        let keyspace = keyspace.clone();
-                        let partition = partition.clone();
-                        let next_key = Arc::clone(&next_key);
-                        let record = Arc::clone(&record);
-                        run_threads(threads, iters, move |_, _| {
-                            let key = next_key.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-                            partition.insert(key, &record[..]).expect("insert");
-                            keyspace.persist(mode).expect("persist");
-                        })
-                    });
-                });
-            }
-        }
-        group.finish();
+        bench_grid(c, &format!("fjall/{name}"), |dir, size, _| {
+            let keyspace = fjall::Config::new(dir).open().expect("fjall open");
+            let partition =
+                keyspace.open_partition("log", fjall::PartitionCreateOptions::default()).expect("partition");
+            let next_key = AtomicU64::new(0);
+            let record = vec![7u8; size];
+            Arc::new(move |_| {
+                let key = next_key.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+                partition.insert(key, &record[..]).expect("insert");
+                keyspace.persist(mode).expect("persist");
+            })
+        });
     }
 }
 
 fn bench_okaywal(c: &mut Criterion) {
-    let mut group = c.benchmark_group("okaywal/commit");
-    for size in SIZES {
-        for threads in THREADS {
-            group.throughput(Throughput::Elements(1));
-            group.bench_function(BenchmarkId::new(format!("{size}B"), threads), |b| {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let log = okaywal::WriteAheadLog::recover(dir.path(), okaywal::LogVoid).expect("okaywal open");
-                let record = Arc::new(vec![7u8; size]);
-                b.iter_custom(|iters| {
-                    let log = log.clone();
-                    let record = Arc::clone(&record);
-                    run_threads(threads, iters, move |_, _| {
-                        let mut entry = log.begin_entry().expect("begin");
-                        entry.write_chunk(&record).expect("write");
-                        entry.commit().expect("commit");
-                    })
-                });
-            });
-        }
-    }
-    group.finish();
+    bench_grid(c, "okaywal/commit", |dir, size, _| {
+        let log = okaywal::WriteAheadLog::recover(dir, okaywal::LogVoid).expect("okaywal open");
+        let record = vec![7u8; size];
+        Arc::new(move |_| {
+            let mut entry = log.begin_entry().expect("begin");
+            entry.write_chunk(&record).expect("write");
+            entry.commit().expect("commit");
+        })
+    });
 }
 
 fn config() -> Criterion {
@@ -337,12 +307,7 @@ fn micros(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 fn latency_report() {
     let duration = if quick() { Duration::from_millis(300) } else { Duration::from_secs(3) };
     println!("\nlatency per append (µs): policy size threads -> p50 p99 p99.9 (records/s)");
-    let policies = [
-        ("always", SyncPolicy::Always),
-        ("batch", SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 20 }),
-        ("never", SyncPolicy::Never),
-    ];
-    for (name, policy) in policies {
+    for (name, policy) in POLICIES {
         for size in SIZES {
             for threads in THREADS {
                 let histogram = append_latency(policy, size, threads, duration);

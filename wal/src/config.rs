@@ -3,7 +3,16 @@
 use std::time::Duration;
 
 use crate::error::WalError;
-use crate::format::{frame_bytes, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+
+const BATCH_DELAY_DEFAULT: Duration = Duration::from_millis(2);
+const BATCH_BYTES_DEFAULT: u64 = 1 << 20;
+
+/// The largest payload a segment of `segment_bytes` can hold.
+fn payload_room(segment_bytes: u64) -> u32 {
+    let room = segment_bytes.saturating_sub(SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES);
+    u32::try_from(room).unwrap_or(u32::MAX)
+}
 
 /// When an appended record is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +38,7 @@ pub enum SyncPolicy {
 impl SyncPolicy {
     /// `Batch` with 2 ms and 1 MiB.
     pub const fn batch_default() -> Self {
-        SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 }
+        SyncPolicy::Batch { max_delay: BATCH_DELAY_DEFAULT, max_bytes: BATCH_BYTES_DEFAULT }
     }
 }
 
@@ -118,10 +127,7 @@ impl WalConfig {
     /// segment if it was larger.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
-        let room = bytes.saturating_sub(SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES);
-        if u64::from(self.record_bytes_max) > room {
-            self.record_bytes_max = u32::try_from(room).unwrap_or(u32::MAX);
-        }
+        self.record_bytes_max = self.record_bytes_max.min(payload_room(bytes));
         self
     }
     /// Sets `segments_initial`.
@@ -179,13 +185,12 @@ impl WalConfig {
         if self.segments_max > 1 << 20 {
             return invalid("segments_max", format!("must be at most 1048576, got {}", self.segments_max));
         }
-        let room = self.segment_bytes - SEGMENT_HEADER_BYTES;
-        if frame_bytes(u64::from(self.record_bytes_max)) > room {
+        if self.record_bytes_max > self.record_bytes_readable() {
             return invalid(
                 "record_bytes_max",
                 format!(
                     "must fit one segment: at most {} for segment_bytes {}, got {}",
-                    room - RECORD_HEADER_BYTES,
+                    self.record_bytes_readable(),
                     self.segment_bytes,
                     self.record_bytes_max
                 ),
@@ -206,17 +211,13 @@ impl WalConfig {
     /// recovery accept, so lowering `record_bytes_max` never makes records
     /// already on disk look damaged.
     pub(crate) fn record_bytes_readable(&self) -> u32 {
-        let room = self.segment_bytes.saturating_sub(SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES);
-        u32::try_from(room).unwrap_or(u32::MAX)
+        payload_room(self.segment_bytes)
     }
 
     pub(crate) fn batch_params(&self) -> (Duration, u64) {
         match self.sync_policy {
             SyncPolicy::Batch { max_delay, max_bytes } => (max_delay, max_bytes),
-            _ => match SyncPolicy::batch_default() {
-                SyncPolicy::Batch { max_delay, max_bytes } => (max_delay, max_bytes),
-                _ => unreachable!("batch_default returns Batch"),
-            },
+            SyncPolicy::Always | SyncPolicy::Never => (BATCH_DELAY_DEFAULT, BATCH_BYTES_DEFAULT),
         }
     }
 

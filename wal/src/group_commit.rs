@@ -122,12 +122,7 @@ impl GroupCommit {
         let started = Instant::now();
         for segment in &dirty {
             if let Err(err) = segment.file.sync_data() {
-                let cause: Arc<str> =
-                    format!("sync of {} failed: {err}", shared.storage.describe(Some(segment.index)).display()).into();
-                shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(cause = %cause, "wal sync failed; the log is poisoned");
-                self.poison(cause);
-                return self.check_poisoned();
+                return Err(self.fail_sync(shared, segment.index, err));
             }
         }
         drop(dirty);
@@ -148,7 +143,19 @@ impl GroupCommit {
         self.wake_all();
     }
 
-    pub(crate) fn poison(&self, cause: Arc<str>) {
+    /// A sync of segment `index` failed: poison the log, wherever it happened.
+    /// After fsync reports an error the kernel may have dropped the dirty
+    /// pages, and a later successful fsync would not bring them back.
+    pub(crate) fn fail_sync(&self, shared: &Shared, index: u32, err: std::io::Error) -> WalError {
+        let cause: Arc<str> =
+            format!("sync of {} failed: {err}", shared.storage.describe(Some(index)).display()).into();
+        shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(cause = %cause, "wal sync failed; the log is poisoned");
+        self.poison(Arc::clone(&cause));
+        WalError::Poisoned { cause }
+    }
+
+    fn poison(&self, cause: Arc<str>) {
         let _ = self.poison.set(cause);
         self.wake_all();
     }

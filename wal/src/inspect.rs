@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::config::{RecoveryMode, WalConfig};
 use crate::error::WalError;
-use crate::format::{HeaderDefect, SegmentHeader, SegmentState, SEGMENT_HEADER_BYTES};
-use crate::recovery::{scan, OpenedSegment, RecordInfo, RecoveryReport};
+use crate::format::{HeaderDefect, SegmentState};
+use crate::recovery::{open_segments, scan, RecordInfo, RecoveryReport};
 use crate::storage::{DirLock, FileStorage, Storage};
 
 /// What a segment file holds.
@@ -74,22 +74,7 @@ pub fn inspect_storage(
     config: &WalConfig,
     visit: &mut dyn FnMut(&RecordInfo, &[u8]),
 ) -> Result<Inspection, WalError> {
-    let mut indices =
-        storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
-    indices.sort_unstable();
-    let mut opened = Vec::new();
-    for index in indices {
-        let path = storage.describe(Some(index));
-        let file = storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?;
-        let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
-        let header = if file.len() >= SEGMENT_HEADER_BYTES {
-            file.read_at(0, &mut buf).map_err(|err| WalError::io("read segment header", &path, err))?;
-            SegmentHeader::decode(&buf)
-        } else {
-            Err(HeaderDefect::Zeroed)
-        };
-        opened.push(OpenedSegment { index, file, header });
-    }
+    let (opened, _) = open_segments(storage, config.segment_bytes, false)?;
     let mut per_segment: HashMap<u32, u64> = HashMap::new();
     let describe = |index: u32| storage.describe(Some(index));
     let plan = scan(

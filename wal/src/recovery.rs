@@ -14,7 +14,7 @@ use crate::format::{
     decode_slot, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION, RECORD_ALIGN,
     RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use crate::storage::SegmentFile;
+use crate::storage::{SegmentFile, Storage};
 
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,6 +77,52 @@ pub(crate) struct OpenedSegment {
     pub(crate) index: u32,
     pub(crate) file: Box<dyn SegmentFile>,
     pub(crate) header: Result<SegmentHeader, HeaderDefect>,
+}
+
+/// Reads and decodes the header of a segment file; a file too short to hold
+/// one reads as never started.
+pub(crate) fn read_header(file: &dyn SegmentFile) -> std::io::Result<Result<SegmentHeader, HeaderDefect>> {
+    if file.len() < SEGMENT_HEADER_BYTES {
+        return Ok(Err(HeaderDefect::Zeroed));
+    }
+    let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
+    file.read_at(0, &mut buf)?;
+    Ok(SegmentHeader::decode(&buf))
+}
+
+/// Opens every segment file of `storage` in index order and reads its header.
+/// A file larger than `segment_bytes` is an error; a shorter one is extended
+/// with zeros when `extend` is set (what is there is scanned as usual, the
+/// missing part reads as never-written space) and listed in the result.
+pub(crate) fn open_segments(
+    storage: &dyn Storage,
+    segment_bytes: u64,
+    extend: bool,
+) -> Result<(Vec<OpenedSegment>, Vec<u32>), WalError> {
+    let mut indices =
+        storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
+    indices.sort_unstable();
+    let mut opened = Vec::with_capacity(indices.len());
+    let mut extended = Vec::new();
+    for index in indices {
+        let path = storage.describe(Some(index));
+        let mut file = storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?;
+        if file.len() > segment_bytes {
+            return Err(WalError::BadSegment {
+                segment_index: index,
+                reason: format!("file is {} bytes, larger than segment_bytes {segment_bytes}", file.len()),
+            });
+        }
+        if extend && file.len() < segment_bytes {
+            // Cut short by a crash during creation on a file system without
+            // atomic rename, or by hand.
+            file.extend_to(segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
+            extended.push(index);
+        }
+        let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
+        opened.push(OpenedSegment { index, file, header });
+    }
+    Ok((opened, extended))
 }
 
 /// A segment of the recovered log, in order.

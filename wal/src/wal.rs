@@ -23,7 +23,7 @@ use crate::format::{
 };
 use crate::group_commit::{run_flusher, FlushMsg, GroupCommit};
 use crate::metrics::{Metrics, WalMetrics};
-use crate::recovery::{scan, OpenedSegment, RecoveryReport};
+use crate::recovery::{open_segments, read_header, scan, OpenedSegment, RecoveryReport};
 use crate::storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
 use crate::ticket::AppendTicket;
 
@@ -183,30 +183,7 @@ impl Wal {
         let started = Instant::now();
         let metrics = Metrics::new();
 
-        let mut indices =
-            storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
-        indices.sort_unstable();
-        let mut extended = Vec::new();
-        let mut opened = Vec::with_capacity(indices.len().max(config.segments_initial as usize));
-        for &index in &indices {
-            let path = storage.describe(Some(index));
-            let mut file = storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?;
-            if file.len() > config.segment_bytes {
-                return Err(WalError::BadSegment {
-                    segment_index: index,
-                    reason: format!("file is {} bytes, larger than segment_bytes {}", file.len(), config.segment_bytes),
-                });
-            }
-            if file.len() < config.segment_bytes {
-                // A file cut short (by a crash during creation on a file system
-                // without atomic rename, or by hand): what is there is scanned
-                // as usual; the missing part reads as zeros, never-written space.
-                file.extend_to(config.segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
-                extended.push(index);
-            }
-            let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
-            opened.push(OpenedSegment { index, file, header });
-        }
+        let (mut opened, extended) = open_segments(storage.as_ref(), config.segment_bytes, true)?;
         if opened.is_empty() {
             for index in 0..config.segments_initial {
                 let path = storage.describe(Some(index));
@@ -279,7 +256,6 @@ impl Wal {
 
         let segments_total = opened.len() as u32;
         let next_index = opened.iter().map(|segment| segment.index + 1).max().unwrap_or(0);
-        let chain_slots: Vec<usize> = plan.chain.iter().map(|link| link.slot).collect();
         let mut segments: Vec<Option<Arc<Segment>>> = opened
             .into_iter()
             .map(|opened| {
@@ -299,7 +275,7 @@ impl Wal {
         }
         let free: Vec<FreeSegment> =
             segments.into_iter().flatten().map(|segment| FreeSegment { segment, lsn_last: 0 }).collect();
-        debug_assert_eq!(live.len(), chain_slots.len());
+        debug_assert_eq!(live.len(), plan.chain.len());
         // After a cut, new records go to a fresh segment: whatever damage was
         // not zeroed stays behind the end of a sealed segment, where recovery
         // never reads it as the continuation of the log.
@@ -748,23 +724,10 @@ fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> R
     let res = segment.file.write_at(0, &header.encode(), WritePath::Syscall).and_then(|()| segment.file.sync_data());
     if let Err(err) = res {
         inner.free.push(FreeSegment { segment, lsn_last: 0 });
-        // A failed sync poisons the log, wherever it happens: after fsync
-        // reports an error the kernel may have dropped the dirty pages, and a
-        // later successful fsync would not bring them back.
-        let cause: Arc<str> = format!("sync of new segment header {} failed: {err}", path().display()).into();
-        shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(cause = %cause, "wal sync failed; the log is poisoned");
-        shared.commit.poison(cause);
-        return Err(shared.commit.check_poisoned().err().unwrap_or(WalError::Closed));
+        return Err(shared.commit.fail_sync(shared, index, err));
     }
     inner.next_seq += 1;
     inner.live.push_back(LiveSegment { segment, seq: header.seq, first_lsn: header.first_lsn });
     inner.write_offset = SEGMENT_HEADER_BYTES;
     Ok(had_lap)
-}
-
-fn read_header(file: &dyn SegmentFile) -> std::io::Result<Result<SegmentHeader, crate::format::HeaderDefect>> {
-    let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
-    file.read_at(0, &mut buf)?;
-    Ok(SegmentHeader::decode(&buf))
 }
