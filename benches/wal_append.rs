@@ -17,6 +17,7 @@
 //! `RECWAL_BENCH_LATENCY_ONLY=1` runs only the latency report.
 //!
 //! Run: `cargo bench --bench wal_append` (results: docs/BENCHMARKS.md).
+#![allow(clippy::print_stdout)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

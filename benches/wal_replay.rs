@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo bench --bench wal_replay` (results: docs/BENCHMARKS.md).
 //! Under `cargo test` the log is 16 MiB so the check stays quick.
+#![allow(clippy::print_stdout)]
 
 use std::os::fd::AsRawFd;
 use std::path::Path;

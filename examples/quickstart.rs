@@ -4,6 +4,7 @@
 //!
 //! `cargo run --example quickstart -- ./recwal-data hello world`, then kill it
 //! or not, and run it again: the records are still there.
+#![allow(clippy::print_stdout)]
 
 use recwal::wal::{SyncPolicy, Wal, WalConfig};
 

@@ -1,9 +1,37 @@
 //! recwal: a stateful recommendation engine that writes every state change to
-//! its own write-ahead log before it acknowledges it.
+//! its own write-ahead log before it acknowledges it, so it needs no external
+//! database and loses nothing it has acknowledged.
 //!
-//! This release contains the log itself, re-exported as [`wal`]; the engine,
-//! ranking models and the HTTP server are built on it in later releases.
-//! See README.md and ARCHITECTURE.md.
+//! [`Engine::open`] recovers the state (newest snapshot + log replay);
+//! [`Engine::ingest`] validates an event, logs it, waits until it is durable
+//! under the configured policy, applies it and only then acknowledges it, so
+//! the next [`Engine::recommend`] reflects it. The log itself is the
+//! standalone [`wal`] crate. See README.md, ARCHITECTURE.md and
+//! docs/DURABILITY.md.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub use recwal_wal as wal;
+
+mod algo;
+mod config;
+mod dedup;
+mod engine;
+mod error;
+pub mod eval;
+mod event;
+mod ids;
+mod recommend;
+pub mod record;
+mod snapshot;
+mod state;
+
+pub use config::{BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, UserCfConfig};
+pub use dedup::FirstSeen;
+pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt};
+pub use error::EngineError;
+pub use event::{Event, EventKind, LoggedKind, EVENT_ID_BYTES_MAX};
+pub use ids::ID_BYTES_MAX;
+pub use recommend::{Reason, RecommendRequest, Recommendations, Scored, Strategy, N_MAX};
+pub use state::{Pair, SnapshotBody};
+pub use wal::Durability;

@@ -1,0 +1,97 @@
+//! Reproduces the evaluation table of docs/EVALUATION.md:
+//!
+//! ```text
+//! scripts/fetch-movielens.sh
+//! cargo run --release --example evaluate -- data/ml-100k/ml-100k.inter
+//! ```
+//!
+//! Protocols: `hash80/20` (top-N@10 and DOA) and MovieLens' five folds u1–u5
+//! (DOA and top-N averaged over folds). Every strategy is trained by
+//! ingesting the training ratings through `Engine::ingest_batch`.
+#![allow(clippy::print_stdout)]
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol, Report, StrategyReport};
+use recwal::{EngineConfig, Strategy};
+
+const K: usize = 10;
+const RELEVANT_MIN: f32 = 4.0;
+
+fn config(alpha: f32) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    config.itemrank.alpha = alpha;
+    config
+}
+
+fn run(
+    ratings: &[recwal::eval::Rating],
+    protocol: Protocol,
+    strategies: &[Strategy],
+    alpha: f32,
+) -> Result<Vec<StrategyReport>, Box<dyn Error>> {
+    let split = split(ratings, protocol)?;
+    let set = EvalSet::new(&split);
+    let dir = tempfile::tempdir()?;
+    let engine = train_engine(dir.path(), config(alpha), &split.train)?;
+    Ok(strategies.iter().map(|&strategy| evaluate_engine(&engine, &set, strategy, K, RELEVANT_MIN)).collect())
+}
+
+fn row(name: &str, alpha: Option<f32>, hash: &Report, folds: &Report, per_user_us: u128) -> String {
+    let alpha = alpha.map_or("–".to_string(), |alpha| format!("{alpha}"));
+    format!(
+        "| {name} | {alpha} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} ({:.2}) | {:.4} | {:.4} | {:.2} ({:.2}) | {per_user_us} |",
+        hash.precision,
+        hash.recall,
+        hash.ndcg,
+        hash.hit_rate,
+        hash.doa,
+        hash.doa_ties_half,
+        folds.precision,
+        folds.ndcg,
+        folds.doa,
+        folds.doa_ties_half,
+    )
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
+    let ratings = load_ratings(&path)?;
+    println!("{} ratings from {}\n", ratings.len(), path.display());
+    println!(
+        "| strategy | α | hash P@10 | hash R@10 | hash NDCG@10 | hash HR@10 | hash DOA (ties ½) | u1–u5 P@10 | u1–u5 NDCG@10 | u1–u5 DOA (ties ½) | µs/user |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs: Vec<(Vec<Strategy>, f32)> = vec![(Strategy::ALL.to_vec(), 0.85)];
+    for alpha in [0.5, 0.1] {
+        runs.push((vec![Strategy::ItemRankExact, Strategy::ItemRank], alpha));
+    }
+    for (strategies, alpha) in runs {
+        let hash = run(&ratings, Protocol::Hash8020, &strategies, alpha)?;
+        let mut folds: Vec<Vec<StrategyReport>> = Vec::new();
+        for fold in 1..=5 {
+            folds.push(run(&ratings, Protocol::MovieLensFold { fold }, &strategies, alpha)?);
+        }
+        for (at, strategy) in strategies.iter().enumerate() {
+            let fold_reports: Vec<Report> = folds.iter().map(|fold| fold[at].report).collect();
+            let mean = Report::mean(&fold_reports);
+            let uses_alpha = matches!(strategy, Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend);
+            println!(
+                "{}",
+                row(
+                    strategy.name(),
+                    uses_alpha.then_some(alpha),
+                    &hash[at].report,
+                    &mean,
+                    hash[at].per_user.as_micros()
+                )
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Engine configuration: event weights, validation limits, dedup window,
+//! algorithm parameters and automatic checkpoints.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use recwal_wal::{SyncPolicy, WalConfig};
+
+use crate::error::EngineError;
+
+/// Everything `Engine::open` needs besides the directory.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The log's configuration (segment size, ring size, sync policy).
+    pub wal: WalConfig,
+    /// Weight of each implicit event kind.
+    pub weights: KindWeights,
+    /// Inclusive range of accepted rating values.
+    pub rating_min: f32,
+    /// See `rating_min`.
+    pub rating_max: f32,
+    /// How far in the future an event's timestamp may be, relative to the
+    /// engine's clock.
+    pub max_future: Duration,
+    /// Most events one `ingest_batch` call may carry.
+    pub batch_events_max: usize,
+    /// Client event ids remembered for deduplication.
+    pub dedup: DedupConfig,
+    /// User-based collaborative filtering.
+    pub usercf: UserCfConfig,
+    /// ItemRank.
+    pub itemrank: ItemRankConfig,
+    /// Weights of the blend strategy.
+    pub blend: BlendConfig,
+    /// When the engine checkpoints on its own.
+    pub checkpoint: CheckpointConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            wal: WalConfig::default()
+                .segment_bytes(64 << 20)
+                .segments_initial(4)
+                .segments_max(64)
+                .sync_policy(SyncPolicy::batch_default()),
+            weights: KindWeights::default(),
+            rating_min: 0.0,
+            rating_max: 5.0,
+            max_future: Duration::from_secs(3600),
+            batch_events_max: 10_000,
+            dedup: DedupConfig::default(),
+            usercf: UserCfConfig::default(),
+            itemrank: ItemRankConfig::default(),
+            blend: BlendConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+        }
+    }
+}
+
+/// Weights of implicit events. A rating's weight is its value.
+#[derive(Clone, Debug)]
+pub struct KindWeights {
+    /// `view`.
+    pub view: f32,
+    /// `click`.
+    pub click: f32,
+    /// `cart`.
+    pub cart: f32,
+    /// `purchase`.
+    pub purchase: f32,
+    /// Custom kinds by name; an event of a kind not listed is rejected.
+    pub custom: BTreeMap<String, f32>,
+}
+
+impl Default for KindWeights {
+    fn default() -> Self {
+        KindWeights { view: 1.0, click: 2.0, cart: 4.0, purchase: 8.0, custom: BTreeMap::new() }
+    }
+}
+
+/// The window inside which a repeated client event id is a duplicate. An id
+/// leaves the window once more than `max_ids` newer ids arrived or once it is
+/// older than `max_age` (by ingest time), whichever comes first.
+#[derive(Clone, Debug)]
+pub struct DedupConfig {
+    /// Most ids remembered.
+    pub max_ids: usize,
+    /// Longest an id is remembered.
+    pub max_age: Duration,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig { max_ids: 1_000_000, max_age: Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// User-based collaborative filtering.
+#[derive(Clone, Debug)]
+pub struct UserCfConfig {
+    /// Neighbours per user.
+    pub neighbours: usize,
+    /// Pruning: at most this many users of each of the target user's items
+    /// are scanned for neighbours (the most recent first). `usize::MAX` is
+    /// exact.
+    pub scan_users_per_item: usize,
+}
+
+impl Default for UserCfConfig {
+    fn default() -> Self {
+        UserCfConfig { neighbours: 50, scan_users_per_item: usize::MAX }
+    }
+}
+
+/// ItemRank (Gori & Pucci 2007).
+#[derive(Clone, Debug)]
+pub struct ItemRankConfig {
+    /// Damping α: IR ← α·C·IR + (1−α)·d.
+    pub alpha: f32,
+    /// Iterations of the exact mode.
+    pub iterations: u32,
+    /// Fast mode: most random-walk steps per request.
+    pub walk_steps_max: u32,
+    /// Fast mode: stop once this many items were visited at least
+    /// `walk_visits_min` times.
+    pub walk_stop_items: u32,
+    /// See `walk_stop_items`.
+    pub walk_visits_min: u32,
+    /// Seed of the fast mode's walks (mixed with the user's id, so answers
+    /// are repeatable).
+    pub seed: u64,
+}
+
+impl Default for ItemRankConfig {
+    fn default() -> Self {
+        ItemRankConfig {
+            alpha: 0.85,
+            iterations: 20,
+            walk_steps_max: 200_000,
+            walk_stop_items: 200,
+            walk_visits_min: 20,
+            seed: 0x5EED,
+        }
+    }
+}
+
+/// Weights of the blend: each strategy's scores are scaled to a maximum of
+/// 1 for the user, then summed with these weights.
+#[derive(Clone, Debug)]
+pub struct BlendConfig {
+    /// UserCF's weight.
+    pub usercf: f32,
+    /// Fast ItemRank's weight.
+    pub itemrank: f32,
+    /// Popularity's weight.
+    pub popularity: f32,
+}
+
+impl Default for BlendConfig {
+    fn default() -> Self {
+        BlendConfig { usercf: 1.0, itemrank: 0.3, popularity: 0.1 }
+    }
+}
+
+/// Automatic checkpoints: one starts when any threshold is crossed since the
+/// last one. `None` disables that trigger.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Records appended.
+    pub every_records: Option<u64>,
+    /// Log bytes appended.
+    pub every_bytes: Option<u64>,
+    /// Time elapsed (only while records arrived).
+    pub every: Option<Duration>,
+    /// Snapshots kept; the log keeps what the oldest of them needs, so a
+    /// damaged newest snapshot can fall back to an older one.
+    pub snapshots_kept: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            every_records: Some(1_000_000),
+            every_bytes: Some(64 << 20),
+            every: Some(Duration::from_secs(300)),
+            snapshots_kept: 2,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks every rule; the error names the setting.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        fn bad(field: &'static str, rule: impl Into<String>) -> EngineError {
+            EngineError::InvalidConfig { field, rule: rule.into() }
+        }
+        self.wal.validate()?;
+        let weights = [
+            ("weights.view", self.weights.view),
+            ("weights.click", self.weights.click),
+            ("weights.cart", self.weights.cart),
+            ("weights.purchase", self.weights.purchase),
+        ];
+        for (field, weight) in weights {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(bad(field, format!("must be finite and ≥ 0, got {weight}")));
+            }
+        }
+        for (name, weight) in &self.weights.custom {
+            if !(weight.is_finite() && *weight >= 0.0) {
+                return Err(bad("weights.custom", format!("kind {name:?}: must be finite and ≥ 0, got {weight}")));
+            }
+            if name.is_empty() || name.len() > 64 {
+                return Err(bad("weights.custom", format!("kind name {name:?} must be 1–64 bytes")));
+            }
+        }
+        if !(self.rating_min.is_finite() && self.rating_max.is_finite() && self.rating_min <= self.rating_max) {
+            return Err(bad("rating_min/rating_max", "must be finite with rating_min ≤ rating_max"));
+        }
+        if self.rating_min < 0.0 {
+            return Err(bad("rating_min", "must be ≥ 0 (ratings are interaction strengths)"));
+        }
+        if self.batch_events_max == 0 {
+            return Err(bad("batch_events_max", "must be ≥ 1"));
+        }
+        if self.dedup.max_ids == 0 {
+            return Err(bad("dedup.max_ids", "must be ≥ 1"));
+        }
+        if self.usercf.neighbours == 0 {
+            return Err(bad("usercf.neighbours", "must be ≥ 1"));
+        }
+        if self.usercf.scan_users_per_item == 0 {
+            return Err(bad("usercf.scan_users_per_item", "must be ≥ 1"));
+        }
+        let alpha = self.itemrank.alpha;
+        if !(alpha.is_finite() && (0.0..1.0).contains(&alpha)) {
+            return Err(bad("itemrank.alpha", format!("must be in [0, 1), got {alpha}")));
+        }
+        if self.itemrank.iterations == 0 || self.itemrank.iterations > 1000 {
+            return Err(bad("itemrank.iterations", "must be 1–1000"));
+        }
+        if self.itemrank.walk_steps_max == 0 {
+            return Err(bad("itemrank.walk_steps_max", "must be ≥ 1"));
+        }
+        let blend = [
+            ("blend.usercf", self.blend.usercf),
+            ("blend.itemrank", self.blend.itemrank),
+            ("blend.popularity", self.blend.popularity),
+        ];
+        for (field, weight) in blend {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(bad(field, format!("must be finite and ≥ 0, got {weight}")));
+            }
+        }
+        if self.checkpoint.snapshots_kept == 0 {
+            return Err(bad("checkpoint.snapshots_kept", "must be ≥ 1"));
+        }
+        if self.checkpoint.every_records == Some(0) || self.checkpoint.every_bytes == Some(0) {
+            return Err(bad("checkpoint", "thresholds must be ≥ 1 (use None to disable)"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The window of recent client event ids that makes ingest exactly-once.
+//! It is part of the state: rebuilt by replay and saved in snapshots, so a
+//! retry after a restart is still recognised.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::DedupConfig;
+
+/// Where an id was first accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstSeen {
+    /// LSN of the record that carried it.
+    pub lsn: u64,
+    /// Engine clock when it was ingested.
+    pub ingested_ms: i64,
+}
+
+/// Ids in arrival order, and an index over them.
+#[derive(Clone, Default)]
+pub(crate) struct DedupWindow {
+    by_id: FxHashMap<Arc<str>, FirstSeen>,
+    order: VecDeque<Arc<str>>,
+}
+
+impl DedupWindow {
+    /// The id's first acceptance, if it is still inside the window at `now_ms`.
+    pub fn lookup(&self, id: &str, now_ms: i64, config: &DedupConfig) -> Option<FirstSeen> {
+        let seen = self.by_id.get(id)?;
+        let max_age = i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX);
+        (seen.ingested_ms >= now_ms.saturating_sub(max_age)).then_some(*seen)
+    }
+
+    /// Records an accepted id, then evicts what fell out of the window.
+    /// Driven only by logged values, so replay evicts exactly as the live
+    /// run did.
+    pub fn record(&mut self, id: &str, seen: FirstSeen, config: &DedupConfig) {
+        let id: Arc<str> = Arc::from(id);
+        if self.by_id.insert(Arc::clone(&id), seen).is_none() {
+            self.order.push_back(id);
+        }
+        let max_age = i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX);
+        let oldest_allowed = seen.ingested_ms.saturating_sub(max_age);
+        while let Some(front) = self.order.front() {
+            let expired = self.by_id.get(front).is_none_or(|first| first.ingested_ms < oldest_allowed);
+            if self.order.len() > config.max_ids || expired {
+                if let Some(front) = self.order.pop_front() {
+                    self.by_id.remove(&front);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Entries in arrival order, for snapshots.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, FirstSeen)> + '_ {
+        self.order.iter().filter_map(|id| self.by_id.get(id).map(|seen| (&**id, *seen)))
+    }
+
+    pub fn from_entries(entries: Vec<(String, FirstSeen)>) -> DedupWindow {
+        let mut window = DedupWindow::default();
+        for (id, seen) in entries {
+            let id: Arc<str> = Arc::from(id);
+            if window.by_id.insert(Arc::clone(&id), seen).is_none() {
+                window.order.push_back(id);
+            }
+        }
+        window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ids_leave_by_count_and_by_age() {
+        let config = DedupConfig { max_ids: 2, max_age: Duration::from_millis(100) };
+        let mut window = DedupWindow::default();
+        window.record("a", FirstSeen { lsn: 1, ingested_ms: 0 }, &config);
+        window.record("b", FirstSeen { lsn: 2, ingested_ms: 10 }, &config);
+        assert_eq!(window.lookup("a", 10, &config).map(|s| s.lsn), Some(1));
+        window.record("c", FirstSeen { lsn: 3, ingested_ms: 20 }, &config);
+        assert_eq!(window.lookup("a", 20, &config), None, "evicted by count");
+        assert!(window.lookup("b", 20, &config).is_some());
+        assert_eq!(window.lookup("b", 111, &config), None, "too old at lookup time");
+        window.record("d", FirstSeen { lsn: 4, ingested_ms: 200 }, &config);
+        assert_eq!(window.len(), 1, "b and c evicted by age");
+    }
+}

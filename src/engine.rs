@@ -1,0 +1,700 @@
+//! `Engine`: the ingest pipeline (validate → log → wait for durability →
+//! apply in LSN order → acknowledge), reads, checkpoints and start-up.
+//!
+//! Locks, always taken in this order:
+//! - `sequencer` (a mutex) orders appends: dedup check, LSN assignment and
+//!   the queue of records not yet applied. Never held across a sync.
+//! - `state` (a read-write lock) is written only to apply records, which
+//!   takes microseconds; readers never wait for a sync.
+//! - `checkpointing` serialises checkpoints.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use recwal_wal::{Durability, RecoveryReport, SyncPolicy, Wal, WalMetrics};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::event::{self, Event, ValidEvent};
+use crate::recommend::{self, RecommendRequest, Recommendations, Scored, Strategy};
+use crate::record::{EventsV1, ForgetUserV1, LogRecord, LoggedEvent, RemoveItemV1};
+use crate::snapshot;
+use crate::state::State;
+
+/// Acknowledgement of one ingested event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// LSN of the record holding the event (for a duplicate: the record
+    /// that first carried its event id).
+    pub lsn: u64,
+    /// The event id was already accepted inside the dedup window; nothing
+    /// was written or changed.
+    pub duplicate: bool,
+}
+
+/// One of a user's recorded interactions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// External item id.
+    pub item: String,
+    /// The strength every strategy uses: latest rating + implicit weights.
+    pub value: f32,
+    /// Latest rating, if the user rated the item.
+    pub rating: Option<f32>,
+    /// Events recorded for this pair.
+    pub events: u32,
+}
+
+/// What `open` found and did.
+#[derive(Clone, Debug)]
+pub struct OpenReport {
+    /// The log's recovery report.
+    pub wal: RecoveryReport,
+    /// LSN of the snapshot the state started from (0: none).
+    pub snapshot_lsn: u64,
+    /// Snapshots that could not be read, with the reason, newest first.
+    pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Records replayed from the log.
+    pub records_replayed: u64,
+    /// Time to load the snapshot.
+    pub snapshot_load: Duration,
+    /// Time to replay the log.
+    pub replay: Duration,
+}
+
+/// Counts describing the engine now.
+#[derive(Clone, Debug)]
+pub struct EngineStats {
+    /// Users ever seen.
+    pub users: usize,
+    /// Items ever seen.
+    pub items: usize,
+    /// Stored (user, item) pairs.
+    pub pairs: u64,
+    /// Events applied (including those of users forgotten since).
+    pub events_applied: u64,
+    /// LSN of the last record applied.
+    pub applied_lsn: u64,
+    /// Client event ids in the dedup window.
+    pub dedup_ids: usize,
+    /// LSN of the newest snapshot written or loaded (0: none).
+    pub snapshot_lsn: u64,
+    /// The log's counters.
+    pub wal: WalMetrics,
+}
+
+/// What a checkpoint did.
+#[derive(Clone, Debug)]
+pub struct CheckpointInfo {
+    /// LSN the snapshot covers.
+    pub lsn: u64,
+    /// The snapshot file (`None`: the newest snapshot already covered it).
+    pub path: Option<PathBuf>,
+    /// Snapshot size in bytes.
+    pub bytes: u64,
+    /// Log segments released for reuse.
+    pub segments_released: u32,
+}
+
+/// A record appended but not yet applied.
+struct Pending {
+    lsn: u64,
+    kind: u8,
+    payload: Vec<u8>,
+    event_ids: Vec<String>,
+}
+
+#[derive(Default)]
+struct Sequencer {
+    pending: VecDeque<Pending>,
+    /// Event ids of pending records, so a retry racing its original is
+    /// still caught.
+    in_flight: FxHashMap<String, u64>,
+}
+
+struct CheckpointMark {
+    lsn: u64,
+    records: u64,
+    bytes: u64,
+    at: Instant,
+}
+
+struct Shared {
+    config: EngineConfig,
+    snapshots_dir: PathBuf,
+    wal: Wal,
+    default_durability: Durability,
+    sequencer: Mutex<Sequencer>,
+    state: RwLock<State>,
+    checkpointing: Mutex<CheckpointMark>,
+    poisoned: OnceLock<String>,
+}
+
+/// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
+///
+/// ```
+/// use recwal::{Engine, EngineConfig, Event, EventKind, RecommendRequest, Strategy};
+/// let dir = tempfile::tempdir()?;
+/// let engine = Engine::open(dir.path(), EngineConfig::default())?;
+/// engine.ingest(Event::new("alice", "book", EventKind::Purchase))?;
+/// engine.ingest(Event::new("bob", "book", EventKind::Purchase))?;
+/// let receipt = engine.ingest(Event::new("bob", "lamp", EventKind::Click))?;
+/// // Read-your-writes: the acknowledged event is already in the answer.
+/// let answer = engine.recommend(&RecommendRequest::new("alice", 5, Strategy::UserCf))?;
+/// assert_eq!(answer.items[0].item, "lamp");
+/// assert!(answer.lsn >= receipt.lsn);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Engine {
+    shared: Arc<Shared>,
+    report: OpenReport,
+    stop: Option<mpsc::Sender<()>>,
+    checkpointer: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `dir`: recovers the log, loads the
+    /// newest readable snapshot and replays the log from it.
+    pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine, EngineError> {
+        config.validate()?;
+        let snapshots_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshots_dir)
+            .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
+        let wal = Wal::open(&dir.join("wal"), config.wal.clone())?;
+        let default_durability = match config.wal.sync_policy {
+            SyncPolicy::Always => Durability::Always,
+            SyncPolicy::Batch { .. } => Durability::Batch,
+            SyncPolicy::Never => Durability::Never,
+        };
+        let (state, report) = recover(&wal, &snapshots_dir, &config)?;
+        let metrics = wal.metrics();
+        let mark = CheckpointMark {
+            lsn: report.snapshot_lsn,
+            records: metrics.records_appended,
+            bytes: metrics.bytes_appended,
+            at: Instant::now(),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            snapshots_dir,
+            wal,
+            default_durability,
+            sequencer: Mutex::new(Sequencer::default()),
+            state: RwLock::new(state),
+            checkpointing: Mutex::new(mark),
+            poisoned: OnceLock::new(),
+        });
+        let (stop, checkpointer) = start_checkpointer(&shared)?;
+        Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
+    }
+
+    /// What `open` found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Ingests one event with the log's default durability; returns once it
+    /// is durable and applied.
+    pub fn ingest(&self, event: Event) -> Result<Receipt, EngineError> {
+        self.ingest_with(event, self.shared.default_durability)
+    }
+
+    /// `ingest` with an explicit durability.
+    pub fn ingest_with(&self, event: Event, durability: Durability) -> Result<Receipt, EngineError> {
+        let receipts = self.shared.ingest(std::slice::from_ref(&event), durability, "event")?;
+        receipts.into_iter().next().ok_or_else(|| EngineError::Poisoned("ingest returned no receipt".into()))
+    }
+
+    /// Ingests events as one log record: all of them or none. Returns one
+    /// receipt per event, in order.
+    pub fn ingest_batch(&self, events: &[Event]) -> Result<Vec<Receipt>, EngineError> {
+        self.ingest_batch_with(events, self.shared.default_durability)
+    }
+
+    /// `ingest_batch` with an explicit durability.
+    pub fn ingest_batch_with(&self, events: &[Event], durability: Durability) -> Result<Vec<Receipt>, EngineError> {
+        self.shared.ingest(events, durability, "events")
+    }
+
+    /// Removes `user`'s contribution from all derived state; logged, so it
+    /// survives replay. Returns the record's LSN. The raw events stay in
+    /// the log's segments until a later checkpoint recycles them.
+    pub fn forget_user(&self, user: &str) -> Result<u64, EngineError> {
+        event::validate_id("user", user)?;
+        if self.shared.read_state().users.get(user).is_none() {
+            return Err(EngineError::UnknownUser(user.to_string()));
+        }
+        let record = LogRecord::ForgetUser(ForgetUserV1 { user });
+        self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
+    }
+
+    /// Stops recommending `item` (its past interactions still link other
+    /// items). Logged, so it survives replay. Returns the record's LSN.
+    pub fn remove_item(&self, item: &str) -> Result<u64, EngineError> {
+        event::validate_id("item", item)?;
+        if self.shared.read_state().items.get(item).is_none() {
+            return Err(EngineError::UnknownItem(item.to_string()));
+        }
+        let record = LogRecord::RemoveItem(RemoveItemV1 { item });
+        self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
+    }
+
+    /// Recommends items for a user.
+    pub fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
+        let state = self.shared.read_state();
+        recommend::recommend(&state, &self.shared.config, request)
+    }
+
+    /// Items most often interacted with together with `item`.
+    pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<Scored>, EngineError> {
+        event::validate_id("item", item)?;
+        if n == 0 || n > recommend::N_MAX {
+            return Err(EngineError::invalid("n", format!("must be 1–{}, got {n}", recommend::N_MAX)));
+        }
+        let state = self.shared.read_state();
+        let dense = state.items.get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
+        Ok(recommend::similar_items(&state, dense, n))
+    }
+
+    /// The `n` most popular items (removed items left out).
+    pub fn popular(&self, n: usize) -> Result<Vec<Scored>, EngineError> {
+        if n == 0 || n > recommend::N_MAX {
+            return Err(EngineError::invalid("n", format!("must be 1–{}, got {n}", recommend::N_MAX)));
+        }
+        let state = self.shared.read_state();
+        Ok(crate::algo::popularity::top(&state, n, |item| !state.item_removed[item as usize])
+            .into_iter()
+            .map(|(item, score)| Scored {
+                item: state.items.name(item).to_string(),
+                score,
+                strategy: Strategy::Popularity,
+                reasons: vec![recommend::Reason::Popular { events: state.item_events[item as usize] }],
+            })
+            .collect())
+    }
+
+    /// The user's recorded interactions, by item id.
+    pub fn interactions(&self, user: &str) -> Result<Vec<Interaction>, EngineError> {
+        event::validate_id("user", user)?;
+        let state = self.shared.read_state();
+        let dense = state.users.get(user).ok_or_else(|| EngineError::UnknownUser(user.to_string()))?;
+        let mut out: Vec<Interaction> = state
+            .user_items(dense)
+            .iter()
+            .map(|pair| Interaction {
+                item: state.items.name(pair.item).to_string(),
+                value: pair.value(),
+                rating: (!pair.rating.is_nan()).then_some(pair.rating),
+                events: pair.events,
+            })
+            .collect();
+        out.sort_by(|a, b| crate::ids::id_order(&a.item, &b.item));
+        Ok(out)
+    }
+
+    /// Calls `visit(item, score)` for every item the engine knows, with
+    /// `strategy`'s score for `user` (0 where it has none; also for an
+    /// unknown user). The offline evaluation scores through this.
+    pub fn score_items(&self, user: &str, strategy: Strategy, mut visit: impl FnMut(&str, f64)) {
+        let state = self.shared.read_state();
+        let scores = match state.users.get(user) {
+            Some(dense) => recommend::score_all(&state, &self.shared.config, dense, strategy),
+            None if strategy == Strategy::Popularity || strategy == Strategy::Blend => {
+                recommend::score_all(&state, &self.shared.config, u32::MAX, Strategy::Popularity)
+            }
+            None => vec![0.0; state.items.len()],
+        };
+        for (item, score) in scores.into_iter().enumerate() {
+            visit(state.items.name(item as u32), score);
+        }
+    }
+
+    /// Writes a snapshot of the state and lets the log recycle what the
+    /// oldest kept snapshot no longer needs.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        self.shared.checkpoint()
+    }
+
+    /// LSN of the last record applied to the state.
+    pub fn applied_lsn(&self) -> u64 {
+        self.shared.read_state().applied_lsn
+    }
+
+    /// A digest of the state (see `docs/DURABILITY.md`): equal digests mean
+    /// the same records were applied. For tests and replicas.
+    pub fn state_digest(&self) -> u64 {
+        self.shared.read_state().digest()
+    }
+
+    /// Counts describing the engine now.
+    pub fn stats(&self) -> EngineStats {
+        let snapshot_lsn = self.shared.checkpointing.lock().map_or(0, |mark| mark.lsn);
+        let state = self.shared.read_state();
+        EngineStats {
+            users: state.users.len(),
+            items: state.items.len(),
+            pairs: state.pairs(),
+            events_applied: state.events_applied,
+            applied_lsn: state.applied_lsn,
+            dedup_ids: state.dedup.len(),
+            snapshot_lsn,
+            wal: self.shared.wal.metrics(),
+        }
+    }
+
+    /// The underlying log (for inspection and metrics).
+    pub fn wal(&self) -> &Wal {
+        &self.shared.wal
+    }
+
+    /// Stops the automatic checkpoints and syncs the log.
+    pub fn close(mut self) -> Result<(), EngineError> {
+        self.stop_checkpointer();
+        self.shared.wal.sync()?;
+        Ok(())
+    }
+
+    fn stop_checkpointer(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.checkpointer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_checkpointer();
+    }
+}
+
+impl Shared {
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while applying would leave the lock poisoned; readers
+        // still get the state (applies are all-or-nothing per event) while
+        // writers refuse (see `lock_sequencer`).
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_sequencer(&self) -> Result<MutexGuard<'_, Sequencer>, EngineError> {
+        if let Some(reason) = self.poisoned.get() {
+            return Err(EngineError::Poisoned(reason.clone()));
+        }
+        self.sequencer.lock().map_err(|_| self.poison("a writer panicked"))
+    }
+
+    fn poison(&self, reason: impl Into<String>) -> EngineError {
+        let reason = reason.into();
+        let _ = self.poisoned.set(reason.clone());
+        warn!(%reason, "engine stops accepting writes");
+        EngineError::Poisoned(reason)
+    }
+
+    fn ingest(&self, events: &[Event], durability: Durability, field: &str) -> Result<Vec<Receipt>, EngineError> {
+        if events.len() > self.config.batch_events_max {
+            return Err(EngineError::invalid(
+                field,
+                format!("at most {} events per call, got {}", self.config.batch_events_max, events.len()),
+            ));
+        }
+        let now = event::now_ms();
+        let valid: Vec<ValidEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(at, event)| {
+                let name = if field == "event" { field.to_string() } else { format!("{field}[{at}]") };
+                event::validate(event, &self.config, now, &name)
+            })
+            .collect::<Result<_, _>>()?;
+        let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
+        // Events of this call whose id repeats an earlier one in the call.
+        let mut repeats_in_call = Vec::new();
+        let (lsn, ticket) = {
+            let mut sequencer = self.lock_sequencer()?;
+            let mut fresh: Vec<&ValidEvent> = Vec::with_capacity(valid.len());
+            let mut fresh_ids: Vec<String> = Vec::new();
+            {
+                let state = self.read_state();
+                for (at, event) in valid.iter().enumerate() {
+                    if let Some(id) = &event.event_id {
+                        let earlier = state
+                            .dedup
+                            .lookup(id, now, &self.config.dedup)
+                            .map(|seen| seen.lsn)
+                            .or_else(|| sequencer.in_flight.get(id).copied());
+                        if let Some(lsn) = earlier {
+                            receipts[at] = Some(Receipt { lsn, duplicate: true });
+                            continue;
+                        }
+                        if fresh_ids.contains(id) {
+                            repeats_in_call.push(at);
+                            continue;
+                        }
+                        fresh_ids.push(id.clone());
+                    }
+                    fresh.push(event);
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(receipts.into_iter().flatten().collect());
+            }
+            let record = LogRecord::Events(EventsV1 {
+                ingested_ms: now,
+                events: fresh
+                    .iter()
+                    .map(|event| LoggedEvent {
+                        user: &event.user,
+                        item: &event.item,
+                        kind: event.kind,
+                        weight: event.weight,
+                        timestamp_ms: event.timestamp_ms,
+                        event_id: event.event_id.as_deref(),
+                    })
+                    .collect(),
+            });
+            self.append(&mut sequencer, &record, fresh_ids, durability, field)?
+        };
+        self.await_and_apply(lsn, &ticket, durability)?;
+        for (at, receipt) in receipts.iter_mut().enumerate() {
+            if receipt.is_none() {
+                *receipt = Some(Receipt { lsn, duplicate: repeats_in_call.contains(&at) });
+            }
+        }
+        Ok(receipts.into_iter().flatten().collect())
+    }
+
+    fn log_and_apply(
+        &self,
+        record: &LogRecord<'_>,
+        event_ids: Vec<String>,
+        durability: Durability,
+    ) -> Result<u64, EngineError> {
+        let (lsn, ticket) = {
+            let mut sequencer = self.lock_sequencer()?;
+            self.append(&mut sequencer, record, event_ids, durability, "record")?
+        };
+        self.await_and_apply(lsn, &ticket, durability)?;
+        Ok(lsn)
+    }
+
+    /// Appends under the sequencer lock. The write never syncs here: an
+    /// `Always` record is written as `Never` and synced by the caller's
+    /// ticket wait, outside the lock, where concurrent waiters share a sync.
+    fn append(
+        &self,
+        sequencer: &mut Sequencer,
+        record: &LogRecord<'_>,
+        event_ids: Vec<String>,
+        durability: Durability,
+        field: &str,
+    ) -> Result<(u64, recwal_wal::AppendTicket), EngineError> {
+        let (kind, payload) = record.encode()?;
+        let limit = self.wal.config().record_bytes_max as usize;
+        if payload.len() > limit {
+            return Err(EngineError::invalid(
+                field,
+                format!("encodes to {} bytes; the log's record limit is {limit}: send fewer events", payload.len()),
+            ));
+        }
+        let write = if durability == Durability::Always { Durability::Never } else { durability };
+        let ticket = self.wal.append_with(kind, &payload, write).map_err(|err| self.wal_failed(err))?;
+        let lsn = ticket.lsn();
+        for id in &event_ids {
+            sequencer.in_flight.insert(id.clone(), lsn);
+        }
+        sequencer.pending.push_back(Pending { lsn, kind, payload, event_ids });
+        Ok((lsn, ticket))
+    }
+
+    fn wal_failed(&self, err: recwal_wal::WalError) -> EngineError {
+        if matches!(err, recwal_wal::WalError::Poisoned { .. } | recwal_wal::WalError::Io { .. }) {
+            let _ = self.poison(format!("log failure: {err}"));
+        }
+        EngineError::Wal(err)
+    }
+
+    /// Waits for the record's durability (no lock held), then applies every
+    /// pending record up to it, in LSN order.
+    fn await_and_apply(
+        &self,
+        lsn: u64,
+        ticket: &recwal_wal::AppendTicket,
+        durability: Durability,
+    ) -> Result<(), EngineError> {
+        if durability != Durability::Never {
+            ticket.wait().map_err(|err| self.wal_failed(err))?;
+        }
+        let mut sequencer = self.lock_sequencer()?;
+        let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
+        while sequencer.pending.front().is_some_and(|pending| pending.lsn <= lsn) {
+            let Some(pending) = sequencer.pending.pop_front() else { break };
+            let record = LogRecord::decode(pending.lsn, pending.kind, &pending.payload)
+                .map_err(|err| self.poison(format!("cannot apply our own record: {err}")))?;
+            state.apply(pending.lsn, &record, &self.config.dedup);
+            for id in &pending.event_ids {
+                sequencer.in_flight.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        let mut mark = self.checkpointing.lock().map_err(|_| self.poison("a checkpoint panicked"))?;
+        let metrics = self.wal.metrics();
+        let (lsn, bytes) = {
+            let state = self.read_state();
+            if state.applied_lsn == mark.lsn {
+                return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
+            }
+            (state.applied_lsn, snapshot::encode(state.applied_lsn, &state.snapshot_view())?)
+        };
+        // Everything the snapshot holds must be durable in the log first:
+        // otherwise a crash could lose records the snapshot already shows
+        // and their LSNs would be handed out again.
+        self.wal.sync().map_err(|err| self.wal_failed(err))?;
+        let path = snapshot::write(&self.snapshots_dir, lsn, &bytes)?;
+        let kept = snapshot::list(&self.snapshots_dir)?;
+        let keep = self.config.checkpoint.snapshots_kept;
+        for (_, old) in kept.iter().skip(keep) {
+            if let Err(err) = std::fs::remove_file(old) {
+                warn!(path = %old.display(), %err, "cannot remove an old snapshot");
+            }
+        }
+        snapshot::sync_dir(&self.snapshots_dir)?;
+        // The log keeps what the oldest kept snapshot needs, so a damaged
+        // newest snapshot can still fall back to it.
+        let oldest = kept.iter().take(keep).map(|(lsn, _)| *lsn).min().unwrap_or(lsn);
+        let segments_released = self.wal.checkpoint(oldest).map_err(|err| self.wal_failed(err))?;
+        *mark = CheckpointMark {
+            lsn,
+            records: metrics.records_appended,
+            bytes: metrics.bytes_appended,
+            at: Instant::now(),
+        };
+        info!(lsn, bytes = bytes.len(), segments_released, "checkpoint written");
+        Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let Ok(mark) = self.checkpointing.lock() else { return false };
+        let config = &self.config.checkpoint;
+        let metrics = self.wal.metrics();
+        let records = metrics.records_appended.saturating_sub(mark.records);
+        let bytes = metrics.bytes_appended.saturating_sub(mark.bytes);
+        records > 0
+            && (config.every_records.is_some_and(|every| records >= every)
+                || config.every_bytes.is_some_and(|every| bytes >= every)
+                || config.every.is_some_and(|every| mark.at.elapsed() >= every))
+    }
+}
+
+fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHandle<()>), EngineError> {
+    const POLL: Duration = Duration::from_millis(100);
+    let (stop, stopped) = mpsc::channel::<()>();
+    let shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("recwal-checkpoint".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(POLL) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if shared.poisoned.get().is_none() && shared.checkpoint_due() {
+                if let Err(err) = shared.checkpoint() {
+                    warn!(%err, "automatic checkpoint failed");
+                }
+            }
+        })
+        .map_err(|err| EngineError::io("starting the checkpoint thread", err))?;
+    Ok((stop, handle))
+}
+
+/// Newest readable snapshot + replay of the log after it.
+fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(State, OpenReport), EngineError> {
+    let first = wal.lsn_first();
+    let last = wal.lsn_written();
+    let started = Instant::now();
+    let mut skipped = Vec::new();
+    let mut state = None;
+    for (lsn, path) in snapshot::list(snapshots_dir)? {
+        if lsn > last {
+            return Err(EngineError::Unrecoverable(format!(
+                "snapshot {} covers LSN {lsn} but the log ends at LSN {last}: the log lost acknowledged records \
+                 or belongs to another data directory",
+                path.display()
+            )));
+        }
+        let loaded = snapshot::read(&path).and_then(|body| {
+            State::from_snapshot(body).map_err(|reason| EngineError::Snapshot { path: path.clone(), reason })
+        });
+        match loaded {
+            Ok(loaded) => {
+                state = Some(loaded);
+                break;
+            }
+            Err(err) => {
+                warn!(path = %path.display(), %err, "snapshot unreadable; trying the previous one");
+                skipped.push((path, err.to_string()));
+            }
+        }
+    }
+    let snapshot_load = started.elapsed();
+    let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn);
+    if state_lsn + 1 < first {
+        return Err(EngineError::Unrecoverable(format!(
+            "the log starts at LSN {first} and the newest readable snapshot covers LSN {state_lsn}: records \
+             {}..{} are gone ({} snapshot(s) unreadable)",
+            state_lsn + 1,
+            first - 1,
+            skipped.len()
+        )));
+    }
+    if state.is_none() && !skipped.is_empty() {
+        warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
+    }
+    let mut state = state.unwrap_or_default();
+    let replay_started = Instant::now();
+    let total = last.saturating_sub(state_lsn);
+    let mut replayed = 0u64;
+    let reader = wal.read_from(state_lsn + 1)?;
+    let mut last_log = Instant::now();
+    info!(from = state_lsn + 1, to = last, records = total, "replaying the log");
+    for record in reader {
+        let record = record?;
+        let decoded = LogRecord::decode(record.lsn(), record.kind(), record.payload())?;
+        state.apply(record.lsn(), &decoded, &config.dedup);
+        replayed += 1;
+        if last_log.elapsed() >= Duration::from_secs(1) {
+            last_log = Instant::now();
+            let rate = replayed as f64 / replay_started.elapsed().as_secs_f64();
+            info!(
+                percent = format!("{:.1}", 100.0 * replayed as f64 / total.max(1) as f64),
+                records_per_sec = rate as u64,
+                "replay progress"
+            );
+        }
+    }
+    let replay = replay_started.elapsed();
+    info!(records = replayed, ms = replay.as_millis() as u64, snapshot_lsn = state_lsn, "replay finished");
+    let report = OpenReport {
+        wal: wal.recovery_report().clone(),
+        snapshot_lsn: state_lsn,
+        snapshots_skipped: skipped,
+        records_replayed: replayed,
+        snapshot_load,
+        replay,
+    };
+    Ok((state, report))
+}

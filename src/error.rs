@@ -1,0 +1,77 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+use recwal_wal::WalError;
+
+/// Everything the engine's public API can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Input broke a rule; nothing was written.
+    #[error("invalid {field}: {rule}")]
+    Invalid {
+        /// The offending field, e.g. `events[3].user`.
+        field: String,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// The configuration broke a rule.
+    #[error("invalid configuration {field}: {rule}")]
+    InvalidConfig {
+        /// The offending setting.
+        field: &'static str,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// The user is not known to the engine.
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    /// The item is not known to the engine.
+    #[error("unknown item {0:?}")]
+    UnknownItem(String),
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A record in the log could not be decoded or applied.
+    #[error("log record at LSN {lsn}: {reason}")]
+    BadRecord {
+        /// The record's LSN.
+        lsn: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A snapshot could not be written or read.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No usable starting point: the log no longer holds the records that
+    /// come after the newest readable snapshot.
+    #[error("cannot rebuild state: {0}")]
+    Unrecoverable(String),
+    /// File-system error outside the log.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An earlier failure (a failed sync or apply) stopped the engine from
+    /// accepting writes; reopen it to recover from the log.
+    #[error("engine stopped accepting writes after an earlier failure: {0}")]
+    Poisoned(String),
+}
+
+impl EngineError {
+    pub(crate) fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        EngineError::Invalid { field: field.into(), rule: rule.into() }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EngineError::Io { context: context.into(), source }
+    }
+}

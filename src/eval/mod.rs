@@ -1,0 +1,98 @@
+//! Offline evaluation: load a ratings file, split it by a named protocol, and
+//! measure any model on top-N metrics and the degree of agreement (DOA).
+//!
+//! Nothing here knows about the engine. A model is a closure that, given a
+//! user, fills one score per item of the universe ([`EvalSet::items`]); the
+//! metrics are computed from those scores alone, so an engine, a baseline and
+//! a test double are measured the same way.
+//!
+//! The pipeline has three steps, one per submodule:
+//!
+//! - [`load_ratings`] / [`parse_ratings`] read MovieLens `u.data`, RecBole
+//!   atomic `.inter` files and plain CSV, keeping the file's row order (the
+//!   protocols depend on it).
+//! - [`split`] applies a [`Protocol`]: the five MovieLens folds, the hashed
+//!   80/20 split per user, a temporal split per user, or a seeded random
+//!   holdout.
+//! - [`EvalSet::new`] indexes a [`Split`], and [`evaluate`] calls the model
+//!   once per test user and returns a [`Report`].
+//!
+//! ```
+//! use recwal::eval::{evaluate, parse_ratings, split, EvalSet, Format, Protocol};
+//!
+//! let data = "1\t10\t5\t0\n1\t11\t3\t1\n2\t10\t4\t2\n2\t12\t1\t3\n";
+//! let ratings = parse_ratings(data.as_bytes(), Format::MovieLens, "inline").unwrap();
+//! let split = split(&ratings, Protocol::Hash8020).unwrap();
+//! let set = EvalSet::new(&split);
+//! // Every user gets the same scores: higher item id, higher score.
+//! let report = evaluate(&set, 1, 4.0, |_user, scores| {
+//!     for (idx, score) in scores.iter_mut().enumerate() {
+//!         *score = idx as f64;
+//!     }
+//! });
+//! assert!(report.precision <= 1.0);
+//! ```
+
+use std::io;
+use std::path::PathBuf;
+
+mod data;
+mod engine;
+mod metrics;
+mod split;
+
+pub use data::{detect_format, load_ratings, parse_ratings, Format, Rating};
+pub use engine::{evaluate_engine, train_engine, StrategyReport};
+pub use metrics::{evaluate, EvalSet, Report};
+pub use split::{split, Protocol, Split};
+
+/// Why ratings could not be loaded or split.
+///
+/// Messages name the input, the 1-based line, the field and the rule that was
+/// broken, e.g. ``ml.csv line 7: field `rating`: not a finite number: "abc"``.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The ratings file could not be opened.
+    #[error("{}: {source}", path.display())]
+    Open {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The error from the operating system.
+        #[source]
+        source: io::Error,
+    },
+    /// A line could not be read: an I/O error, or bytes that are not UTF-8.
+    #[error("{input} line {line}: {source}")]
+    Read {
+        /// The name of the input (a path, or what the caller passed).
+        input: String,
+        /// The 1-based line that failed.
+        line: usize,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A field of a line broke a rule of its format.
+    #[error("{input} line {line}: field `{field}`: {rule}")]
+    Parse {
+        /// The name of the input (a path, or what the caller passed).
+        input: String,
+        /// The 1-based line, counting headers and blank lines.
+        line: usize,
+        /// The field, as the format names it (`user`, `rating`, `user_id`, …).
+        field: &'static str,
+        /// The rule that was broken, with the offending text.
+        rule: String,
+    },
+    /// The ratings do not fit a protocol, or its parameters are out of range.
+    #[error("{protocol} split: field `{field}`: {rule}")]
+    Split {
+        /// The protocol's name, as [`Protocol::name`] gives it.
+        protocol: &'static str,
+        /// The parameter or rating field that is at fault.
+        field: &'static str,
+        /// The rule that was broken.
+        rule: String,
+    },
+}

@@ -1,0 +1,244 @@
+//! Events as callers give them, and their validation. A validated event has
+//! its weight and timestamp resolved, so replaying it never consults the
+//! configuration again.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::ids::ID_BYTES_MAX;
+
+/// Longest client event id accepted, in bytes.
+pub const EVENT_ID_BYTES_MAX: usize = 256;
+
+/// What the user did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Saw the item.
+    View,
+    /// Clicked it.
+    Click,
+    /// Put it in the cart.
+    Cart,
+    /// Bought it.
+    Purchase,
+    /// Rated it; the value must lie in the configured rating range. A later
+    /// rating of the same item replaces the earlier one.
+    Rating(f32),
+    /// A kind configured in `KindWeights::custom`.
+    Custom(String),
+}
+
+/// One interaction, as a caller submits it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// External user id, 1–256 bytes.
+    pub user: String,
+    /// External item id, 1–256 bytes.
+    pub item: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Overrides the kind's configured weight (not allowed for ratings,
+    /// whose weight is their value).
+    pub weight: Option<f32>,
+    /// Milliseconds since the Unix epoch; now when absent.
+    pub timestamp_ms: Option<i64>,
+    /// Client event id for exactly-once ingest, 1–256 bytes.
+    pub event_id: Option<String>,
+}
+
+impl Event {
+    /// An event with the default weight, timestamp now and no event id.
+    pub fn new(user: impl Into<String>, item: impl Into<String>, kind: EventKind) -> Event {
+        Event { user: user.into(), item: item.into(), kind, weight: None, timestamp_ms: None, event_id: None }
+    }
+
+    /// Sets the client event id.
+    pub fn with_id(mut self, event_id: impl Into<String>) -> Event {
+        self.event_id = Some(event_id.into());
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn at(mut self, timestamp_ms: i64) -> Event {
+        self.timestamp_ms = Some(timestamp_ms);
+        self
+    }
+
+    /// Sets the weight.
+    pub fn weighted(mut self, weight: f32) -> Event {
+        self.weight = Some(weight);
+        self
+    }
+}
+
+/// The kind as logged: a rating's value travels as the event's weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoggedKind {
+    /// See `EventKind`.
+    View,
+    /// See `EventKind`.
+    Click,
+    /// See `EventKind`.
+    Cart,
+    /// See `EventKind`.
+    Purchase,
+    /// See `EventKind`; the weight is the rating.
+    Rating,
+    /// A custom kind; its name is not needed to rebuild state.
+    Custom,
+}
+
+/// A validated event, ready to log.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ValidEvent {
+    pub user: String,
+    pub item: String,
+    pub kind: LoggedKind,
+    pub weight: f32,
+    pub timestamp_ms: i64,
+    pub event_id: Option<String>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
+}
+
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
+    if id.is_empty() {
+        return Err(EngineError::invalid(field, "must not be empty"));
+    }
+    if id.len() > ID_BYTES_MAX {
+        return Err(EngineError::invalid(field, format!("must be at most {ID_BYTES_MAX} bytes, got {}", id.len())));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(EngineError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks `event` against the configuration; `field` prefixes error field
+/// names (e.g. `events[3]`).
+pub(crate) fn validate(
+    event: &Event,
+    config: &EngineConfig,
+    now_ms: i64,
+    field: &str,
+) -> Result<ValidEvent, EngineError> {
+    validate_id(&format!("{field}.user"), &event.user)?;
+    validate_id(&format!("{field}.item"), &event.item)?;
+    if let Some(id) = &event.event_id {
+        if id.is_empty() || id.len() > EVENT_ID_BYTES_MAX {
+            return Err(EngineError::invalid(
+                format!("{field}.event_id"),
+                format!("must be 1–{EVENT_ID_BYTES_MAX} bytes, got {}", id.len()),
+            ));
+        }
+    }
+    let weights = &config.weights;
+    let (kind, default_weight) = match &event.kind {
+        EventKind::View => (LoggedKind::View, weights.view),
+        EventKind::Click => (LoggedKind::Click, weights.click),
+        EventKind::Cart => (LoggedKind::Cart, weights.cart),
+        EventKind::Purchase => (LoggedKind::Purchase, weights.purchase),
+        EventKind::Rating(value) => {
+            let (min, max) = (config.rating_min, config.rating_max);
+            if !value.is_finite() || *value < min || *value > max {
+                return Err(EngineError::invalid(
+                    format!("{field}.kind.rating"),
+                    format!("must be a finite number in [{min}, {max}], got {value}"),
+                ));
+            }
+            if event.weight.is_some() {
+                return Err(EngineError::invalid(
+                    format!("{field}.weight"),
+                    "must be absent for a rating (its weight is its value)",
+                ));
+            }
+            (LoggedKind::Rating, *value)
+        }
+        EventKind::Custom(name) => match weights.custom.get(name) {
+            Some(weight) => (LoggedKind::Custom, *weight),
+            None => {
+                return Err(EngineError::invalid(
+                    format!("{field}.kind"),
+                    format!("custom kind {name:?} is not configured in weights.custom"),
+                ))
+            }
+        },
+    };
+    let weight = event.weight.unwrap_or(default_weight);
+    if !weight.is_finite() || weight < 0.0 {
+        return Err(EngineError::invalid(format!("{field}.weight"), format!("must be finite and ≥ 0, got {weight}")));
+    }
+    let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
+    if timestamp_ms < 0 {
+        return Err(EngineError::invalid(format!("{field}.timestamp_ms"), "must be ≥ 0 (ms since the Unix epoch)"));
+    }
+    let max_future = i64::try_from(config.max_future.as_millis()).unwrap_or(i64::MAX);
+    if timestamp_ms > now_ms.saturating_add(max_future) {
+        return Err(EngineError::invalid(
+            format!("{field}.timestamp_ms"),
+            format!(
+                "is {} ms in the future; at most {} ms allowed",
+                timestamp_ms - now_ms,
+                Duration::from_millis(max_future as u64).as_millis()
+            ),
+        ));
+    }
+    Ok(ValidEvent {
+        user: event.user.clone(),
+        item: event.item.clone(),
+        kind,
+        weight,
+        timestamp_ms,
+        event_id: event.event_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(event: Event) -> Result<ValidEvent, EngineError> {
+        validate(&event, &EngineConfig::default(), 1_000_000, "event")
+    }
+
+    fn field_of(result: Result<ValidEvent, EngineError>) -> String {
+        match result {
+            Err(EngineError::Invalid { field, .. }) => field,
+            other => format!("not an Invalid error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        assert_eq!(field_of(check(Event::new("", "i", EventKind::View))), "event.user");
+        assert_eq!(field_of(check(Event::new("u", "x".repeat(257), EventKind::View))), "event.item");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::Rating(f32::NAN)))), "event.kind.rating");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::Rating(6.0)))), "event.kind.rating");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).weighted(-1.0))), "event.weight");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).weighted(f32::INFINITY))), "event.weight");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::Custom("share".into())))), "event.kind");
+        assert_eq!(
+            field_of(check(Event::new("u", "i", EventKind::View).at(1_000_000 + 3_600_001))),
+            "event.timestamp_ms"
+        );
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).with_id(""))), "event.event_id");
+        assert_eq!(field_of(check(Event::new("u\n", "i", EventKind::View))), "event.user");
+    }
+
+    #[test]
+    fn defaults_are_resolved() -> Result<(), EngineError> {
+        let valid = check(Event::new("u", "i", EventKind::Purchase))?;
+        assert_eq!((valid.weight, valid.timestamp_ms, valid.kind), (8.0, 1_000_000, LoggedKind::Purchase));
+        let valid = check(Event::new("u", "i", EventKind::Rating(4.5)).at(5))?;
+        assert_eq!((valid.weight, valid.timestamp_ms, valid.kind), (4.5, 5, LoggedKind::Rating));
+        let valid = check(Event::new("u", "x".repeat(256), EventKind::View).weighted(0.0))?;
+        assert_eq!(valid.weight, 0.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The in-memory state, derived from the log and nothing else: interned ids,
+//! each user's interactions, the item→users index (which is also the item
+//! co-occurrence graph in factored form: C̃ = AᵀA − diag), popularity, removed
+//! items and the dedup window. `apply` is the only way it changes, so
+//! replaying the same records in the same order rebuilds the same state.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::DedupConfig;
+use crate::dedup::{DedupWindow, FirstSeen};
+use crate::event::LoggedKind;
+use crate::ids::{Dense, Interner};
+use crate::record::LogRecord;
+
+/// One user's interaction with one item.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pair {
+    /// The item.
+    pub item: Dense,
+    /// Latest rating, NaN when the user never rated the item.
+    pub rating: f32,
+    /// Sum of the implicit events' weights.
+    pub implicit: f32,
+    /// Events seen for this pair (for popularity, and for `forget_user`).
+    pub events: u32,
+}
+
+impl Pair {
+    /// The interaction strength used by every strategy: the latest rating
+    /// (if any) plus the implicit weights.
+    pub fn value(&self) -> f32 {
+        let rating = if self.rating.is_nan() { 0.0 } else { self.rating };
+        rating + self.implicit
+    }
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct State {
+    pub users: Interner,
+    pub items: Interner,
+    /// Per user, sorted by item.
+    pub user_items: Vec<Vec<Pair>>,
+    /// Per user, Σ value². Maintained incrementally in f64 and saved in
+    /// snapshots (not recomputed) so a restart reproduces it bit for bit.
+    pub user_norm_sq: Vec<f64>,
+    /// Per item, sorted by user: the users who interacted with it.
+    pub item_users: Vec<Vec<Dense>>,
+    /// Per item, events seen (popularity).
+    pub item_events: Vec<u64>,
+    /// Items ordered by popularity, most popular first.
+    pub popular: BTreeSet<(Reverse<u64>, Dense)>,
+    pub item_removed: Vec<bool>,
+    pub dedup: DedupWindow,
+    /// LSN of the last record applied.
+    pub applied_lsn: u64,
+    /// Events applied since the log began (including forgotten users').
+    pub events_applied: u64,
+}
+
+impl State {
+    /// Applies the record at `lsn`. Records must come in LSN order; a record
+    /// at or below `applied_lsn` is already in the state and is ignored.
+    pub fn apply(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
+        if lsn <= self.applied_lsn {
+            return;
+        }
+        match record {
+            LogRecord::Events(batch) => {
+                for event in &batch.events {
+                    let user = self.intern_user(event.user);
+                    let item = self.intern_item(event.item);
+                    self.add_interaction(user, item, event.kind, event.weight);
+                    if let Some(id) = event.event_id {
+                        self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
+                    }
+                }
+                self.events_applied += batch.events.len() as u64;
+            }
+            LogRecord::ForgetUser(forget) => {
+                if let Some(user) = self.users.get(forget.user) {
+                    self.forget(user);
+                }
+            }
+            LogRecord::RemoveItem(remove) => {
+                if let Some(item) = self.items.get(remove.item) {
+                    self.item_removed[item as usize] = true;
+                }
+            }
+        }
+        self.applied_lsn = lsn;
+    }
+
+    fn intern_user(&mut self, name: &str) -> Dense {
+        let user = self.users.intern(name);
+        if user as usize == self.user_items.len() {
+            self.user_items.push(Vec::new());
+            self.user_norm_sq.push(0.0);
+        }
+        user
+    }
+
+    fn intern_item(&mut self, name: &str) -> Dense {
+        let item = self.items.intern(name);
+        if item as usize == self.item_users.len() {
+            self.item_users.push(Vec::new());
+            self.item_events.push(0);
+            self.item_removed.push(false);
+            self.popular.insert((Reverse(0), item));
+        }
+        item
+    }
+
+    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32) {
+        let pairs = &mut self.user_items[user as usize];
+        let pos = match pairs.binary_search_by_key(&item, |pair| pair.item) {
+            Ok(pos) => pos,
+            Err(pos) => {
+                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0 });
+                let users = &mut self.item_users[item as usize];
+                if let Err(at) = users.binary_search(&user) {
+                    users.insert(at, user);
+                }
+                pos
+            }
+        };
+        let pair = &mut pairs[pos];
+        let before = f64::from(pair.value());
+        match kind {
+            LoggedKind::Rating => pair.rating = weight,
+            _ => pair.implicit += weight,
+        }
+        pair.events = pair.events.saturating_add(1);
+        let after = f64::from(pair.value());
+        self.user_norm_sq[user as usize] += after * after - before * before;
+        self.bump_popularity(item, 1);
+    }
+
+    fn bump_popularity(&mut self, item: Dense, delta: i64) {
+        let count = &mut self.item_events[item as usize];
+        self.popular.remove(&(Reverse(*count), item));
+        *count = count.saturating_add_signed(delta);
+        self.popular.insert((Reverse(*count), item));
+    }
+
+    fn forget(&mut self, user: Dense) {
+        let pairs = std::mem::take(&mut self.user_items[user as usize]);
+        for pair in &pairs {
+            let users = &mut self.item_users[pair.item as usize];
+            if let Ok(at) = users.binary_search(&user) {
+                users.remove(at);
+            }
+            self.bump_popularity(pair.item, -i64::from(pair.events));
+        }
+        self.user_norm_sq[user as usize] = 0.0;
+    }
+
+    pub fn user_items(&self, user: Dense) -> &[Pair] {
+        &self.user_items[user as usize]
+    }
+
+    pub fn pair(&self, user: Dense, item: Dense) -> Option<&Pair> {
+        let pairs = &self.user_items[user as usize];
+        pairs.binary_search_by_key(&item, |pair| pair.item).ok().map(|pos| &pairs[pos])
+    }
+
+    /// Stored (user, item) pairs.
+    pub fn pairs(&self) -> u64 {
+        self.user_items.iter().map(|pairs| pairs.len() as u64).sum()
+    }
+
+    /// A borrowed view that serialises exactly like `SnapshotBody`.
+    pub fn snapshot_view(&self) -> SnapshotView<'_> {
+        SnapshotView {
+            applied_lsn: self.applied_lsn,
+            events_applied: self.events_applied,
+            users: self.users.names(),
+            items: self.items.names(),
+            user_items: &self.user_items,
+            user_norm_sq: &self.user_norm_sq,
+            removed_items: (0..self.item_removed.len() as Dense)
+                .filter(|&item| self.item_removed[item as usize])
+                .collect(),
+            dedup: self.dedup.entries().collect(),
+        }
+    }
+
+    /// A digest of everything the state holds except the clock readings in
+    /// the dedup window: two runs that applied the same records agree on it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut view = self.snapshot_view();
+        for entry in &mut view.dedup {
+            entry.1.ingested_ms = 0;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        match postcard::to_stdvec(&view) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.to_string().hash(&mut hasher),
+        }
+        hasher.finish()
+    }
+
+    /// Rebuilds the state from a snapshot; the indexes that are pure
+    /// functions of the saved fields are derived again. Fails if the body is
+    /// inconsistent (a CRC-valid snapshot written by a buggy build).
+    pub fn from_snapshot(body: SnapshotBody) -> Result<State, String> {
+        let users = body.users.len();
+        let items = body.items.len();
+        if body.user_items.len() != users || body.user_norm_sq.len() != users {
+            return Err(format!("{} users but {} interaction lists", users, body.user_items.len()));
+        }
+        let mut state = State {
+            users: Interner::from_names(body.users),
+            items: Interner::from_names(body.items),
+            user_items: body.user_items,
+            user_norm_sq: body.user_norm_sq,
+            item_users: vec![Vec::new(); items],
+            item_events: vec![0; items],
+            popular: BTreeSet::new(),
+            item_removed: vec![false; items],
+            dedup: DedupWindow::from_entries(body.dedup),
+            applied_lsn: body.applied_lsn,
+            events_applied: body.events_applied,
+        };
+        if state.users.len() != users || state.items.len() != items {
+            return Err("duplicate ids".into());
+        }
+        for (user, pairs) in state.user_items.iter().enumerate() {
+            for (at, pair) in pairs.iter().enumerate() {
+                if pair.item as usize >= items || (at > 0 && pairs[at - 1].item >= pair.item) {
+                    return Err(format!("user {user}: interactions out of order or out of range"));
+                }
+                // Users arrive in increasing order, so each list stays sorted.
+                state.item_users[pair.item as usize].push(user as Dense);
+                state.item_events[pair.item as usize] += u64::from(pair.events);
+            }
+        }
+        for &item in &body.removed_items {
+            match state.item_removed.get_mut(item as usize) {
+                Some(removed) => *removed = true,
+                None => return Err(format!("removed item {item} out of range")),
+            }
+        }
+        state.popular = (0..items as Dense).map(|item| (Reverse(state.item_events[item as usize]), item)).collect();
+        Ok(state)
+    }
+}
+
+/// What a snapshot stores, borrowed from the live state for writing; the
+/// field order must stay that of `SnapshotBody`.
+#[derive(Serialize)]
+pub(crate) struct SnapshotView<'a> {
+    applied_lsn: u64,
+    events_applied: u64,
+    users: &'a [std::sync::Arc<str>],
+    items: &'a [std::sync::Arc<str>],
+    user_items: &'a [Vec<Pair>],
+    user_norm_sq: &'a [f64],
+    removed_items: Vec<Dense>,
+    dedup: Vec<(&'a str, FirstSeen)>,
+}
+
+/// What a snapshot stores: every field that cannot be derived from the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    pub(crate) applied_lsn: u64,
+    pub(crate) events_applied: u64,
+    pub(crate) users: Vec<String>,
+    pub(crate) items: Vec<String>,
+    pub(crate) user_items: Vec<Vec<Pair>>,
+    pub(crate) user_norm_sq: Vec<f64>,
+    pub(crate) removed_items: Vec<Dense>,
+    pub(crate) dedup: Vec<(String, FirstSeen)>,
+}
