@@ -164,10 +164,27 @@ impl Engine {
     /// newest readable snapshot and replays the log from it.
     pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine, EngineError> {
         config.validate()?;
+        let wal = Wal::open(&dir.join("wal"), config.wal.clone())?;
+        Engine::open_on(dir, wal, config)
+    }
+
+    /// `open` with the log on a caller-supplied storage (snapshots still go
+    /// to `dir/snapshots`). The tests use it to run the engine on a
+    /// simulated disk that loses power.
+    pub fn open_with_wal_storage(
+        dir: &Path,
+        storage: Box<dyn recwal_wal::Storage>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        config.validate()?;
+        let wal = Wal::open_with_storage(storage, config.wal.clone())?;
+        Engine::open_on(dir, wal, config)
+    }
+
+    fn open_on(dir: &Path, wal: Wal, config: EngineConfig) -> Result<Engine, EngineError> {
         let snapshots_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshots_dir)
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
-        let wal = Wal::open(&dir.join("wal"), config.wal.clone())?;
         let default_durability = match config.wal.sync_policy {
             SyncPolicy::Always => Durability::Always,
             SyncPolicy::Batch { .. } => Durability::Batch,

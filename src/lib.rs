@@ -25,6 +25,7 @@ mod recommend;
 pub mod record;
 mod snapshot;
 mod state;
+pub mod synth;
 
 pub use config::{BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, UserCfConfig};
 pub use dedup::FirstSeen;

@@ -1,0 +1,1 @@
+//! Seeded synthetic workloads for benchmarks (filled in by the bench work).

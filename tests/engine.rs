@@ -1,0 +1,302 @@
+//! The engine's behaviour through its public API: validation that writes
+//! nothing, read-your-writes, exactly-once ingest across restarts,
+//! forget/remove surviving replay, snapshot fallback, concurrency.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use recwal::wal::SyncPolicy;
+use recwal::{Engine, EngineConfig, EngineError, Event, EventKind, Reason, RecommendRequest, Strategy};
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    config
+}
+
+fn open(dir: &Path) -> Engine {
+    Engine::open(dir, config()).unwrap()
+}
+
+fn field(result: Result<impl std::fmt::Debug, EngineError>) -> String {
+    match result {
+        Err(EngineError::Invalid { field, .. }) => field,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn engine_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+}
+
+#[test]
+fn every_rejection_names_its_field_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.ingest(Event::new("u", "i", EventKind::View)).unwrap();
+    let lsn = engine.wal().lsn_written();
+    let digest = engine.state_digest();
+    let far_future = recwal_now_ms() + 2 * 3600 * 1000;
+    let cases: Vec<(Event, &str)> = vec![
+        (Event::new("", "i", EventKind::View), "event.user"),
+        (Event::new("u".repeat(257), "i", EventKind::View), "event.user"),
+        (Event::new("u", "", EventKind::View), "event.item"),
+        (Event::new("u", "i", EventKind::View).weighted(f32::NAN), "event.weight"),
+        (Event::new("u", "i", EventKind::View).weighted(f32::INFINITY), "event.weight"),
+        (Event::new("u", "i", EventKind::View).weighted(-0.5), "event.weight"),
+        (Event::new("u", "i", EventKind::Rating(5.5)), "event.kind.rating"),
+        (Event::new("u", "i", EventKind::Rating(-1.0)), "event.kind.rating"),
+        (Event::new("u", "i", EventKind::Rating(f32::NAN)), "event.kind.rating"),
+        (Event::new("u", "i", EventKind::Custom("wishlist".into())), "event.kind"),
+        (Event::new("u", "i", EventKind::View).at(far_future), "event.timestamp_ms"),
+        (Event::new("u", "i", EventKind::View).at(-1), "event.timestamp_ms"),
+        (Event::new("u", "i", EventKind::View).with_id("x".repeat(257)), "event.event_id"),
+    ];
+    for (event, expected) in cases {
+        assert_eq!(field(engine.ingest(event.clone())), expected, "{event:?}");
+    }
+    // One bad event rejects the whole batch, and the error says which one.
+    let batch = vec![Event::new("u", "a", EventKind::View), Event::new("u", "", EventKind::View)];
+    assert_eq!(field(engine.ingest_batch(&batch)), "events[1].item");
+    let too_many = vec![Event::new("u", "a", EventKind::View); 10_001];
+    assert_eq!(field(engine.ingest_batch(&too_many)), "events");
+    assert_eq!(field(engine.recommend(&RecommendRequest::new("u", 0, Strategy::UserCf))), "n");
+    assert_eq!(field(engine.recommend(&RecommendRequest::new("u", 1001, Strategy::UserCf))), "n");
+    assert_eq!(field(engine.recommend(&RecommendRequest::new("", 1, Strategy::UserCf))), "user");
+    assert!(matches!(engine.forget_user("nobody"), Err(EngineError::UnknownUser(_))));
+    assert!(matches!(engine.remove_item("nothing"), Err(EngineError::UnknownItem(_))));
+    assert!(matches!(engine.similar_items("nothing", 3), Err(EngineError::UnknownItem(_))));
+    assert_eq!(engine.wal().lsn_written(), lsn, "a rejected call wrote to the log");
+    assert_eq!(engine.state_digest(), digest, "a rejected call changed the state");
+    drop(engine);
+    let engine = open(dir.path());
+    assert_eq!(engine.wal().lsn_written(), lsn);
+}
+
+fn recwal_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn an_acknowledged_event_is_in_the_next_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.ingest(Event::new("ann", "tea", EventKind::Purchase)).unwrap();
+    engine.ingest(Event::new("bob", "tea", EventKind::Purchase)).unwrap();
+    for strategy in [Strategy::UserCf, Strategy::ItemRank, Strategy::ItemRankExact, Strategy::Blend] {
+        // A fresh pair of users per strategy, linked by a shared item.
+        let (me, them, name) = (format!("ann-{strategy:?}"), format!("bob-{strategy:?}"), strategy.name());
+        engine.ingest(Event::new(&me, format!("pot-{name}"), EventKind::Purchase)).unwrap();
+        engine.ingest(Event::new(&them, format!("pot-{name}"), EventKind::Purchase)).unwrap();
+        let before = engine.recommend(&RecommendRequest::new(&me, 3, strategy)).unwrap();
+        assert!(before.items.iter().all(|scored| scored.item != format!("cup-{name}")));
+        let receipt = engine.ingest(Event::new(&them, format!("cup-{name}"), EventKind::Cart)).unwrap();
+        let after = engine.recommend(&RecommendRequest::new(&me, 3, strategy)).unwrap();
+        assert!(after.lsn >= receipt.lsn);
+        assert_eq!(after.items[0].item, format!("cup-{name}"), "{strategy:?}: {after:?}");
+        assert_eq!(after.items[0].strategy, strategy);
+        assert!(!after.items[0].reasons.is_empty(), "{strategy:?} gave no reason");
+    }
+    // UserCF says which neighbour; seen items never come back.
+    let answer = engine.recommend(&RecommendRequest::new("ann-UserCf", 10, Strategy::UserCf)).unwrap();
+    assert!(matches!(&answer.items[0].reasons[0], Reason::Neighbour { user, .. } if user == "bob-UserCf"));
+    assert!(answer.items.iter().all(|scored| scored.item != "pot-user_cf"));
+    // Filters.
+    let request = RecommendRequest::new("ann-UserCf", 10, Strategy::UserCf).exclude(["cup-user_cf"]);
+    let answer = engine.recommend(&request).unwrap();
+    assert!(answer.items.iter().all(|scored| scored.item != "cup-user_cf"));
+    let request = RecommendRequest::new("ann-Blend", 10, Strategy::Blend).allow(["cup-item_rank", "cup-blend"]);
+    let answer = engine.recommend(&request).unwrap();
+    let items: Vec<&str> = answer.items.iter().map(|s| s.item.as_str()).collect();
+    assert_eq!(items, vec!["cup-blend", "cup-item_rank"]);
+    // An unknown user gets popular items, marked as cold start.
+    engine.ingest(Event::new("carol", "pot-blend", EventKind::View)).unwrap();
+    let answer = engine.recommend(&RecommendRequest::new("newcomer", 2, Strategy::UserCf)).unwrap();
+    assert!(answer.cold_start);
+    assert_eq!(answer.items[0].item, "pot-blend");
+    assert_eq!(answer.items[0].strategy, Strategy::Popularity);
+    let similar = engine.similar_items("pot-user_cf", 5).unwrap();
+    assert_eq!(similar.iter().map(|s| s.item.as_str()).collect::<Vec<_>>(), vec!["cup-user_cf"]);
+}
+
+#[test]
+fn duplicates_are_acknowledged_change_nothing_and_survive_restart_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let first = engine.ingest(Event::new("u", "a", EventKind::View).with_id("e1")).unwrap();
+    assert!(!first.duplicate);
+    let lsn = engine.wal().lsn_written();
+    let digest = engine.state_digest();
+    let again = engine.ingest(Event::new("u", "b", EventKind::Purchase).with_id("e1")).unwrap();
+    assert_eq!((again.lsn, again.duplicate), (first.lsn, true));
+    assert_eq!((engine.wal().lsn_written(), engine.state_digest()), (lsn, digest));
+    // Inside one batch: the second copy is a duplicate of the first.
+    let receipts = engine
+        .ingest_batch(&[
+            Event::new("u", "c", EventKind::View).with_id("e2"),
+            Event::new("u", "d", EventKind::View).with_id("e2"),
+            Event::new("u", "e", EventKind::View).with_id("e1"),
+        ])
+        .unwrap();
+    assert!(!receipts[0].duplicate && receipts[1].duplicate && receipts[2].duplicate);
+    assert_eq!(receipts[1].lsn, receipts[0].lsn);
+    assert_eq!(receipts[2].lsn, first.lsn);
+    let items: Vec<String> = engine.interactions("u").unwrap().into_iter().map(|i| i.item).collect();
+    assert_eq!(items, vec!["a", "c"]);
+    drop(engine);
+    // After a restart (replay) the window is still there…
+    let engine = open(dir.path());
+    assert!(engine.ingest(Event::new("u", "z", EventKind::View).with_id("e2")).unwrap().duplicate);
+    engine.checkpoint().unwrap();
+    drop(engine);
+    // …and after a restart from a snapshot.
+    let engine = open(dir.path());
+    assert!(engine.open_report().snapshot_lsn > 0);
+    assert!(engine.ingest(Event::new("u", "z", EventKind::View).with_id("e1")).unwrap().duplicate);
+    assert_eq!(engine.interactions("u").unwrap().len(), 2);
+}
+
+#[test]
+fn a_short_dedup_window_forgets_by_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.dedup.max_ids = 2;
+    config.dedup.max_age = Duration::from_secs(3600);
+    let engine = Engine::open(dir.path(), config).unwrap();
+    for id in ["a", "b", "c"] {
+        engine.ingest(Event::new("u", id, EventKind::View).with_id(id)).unwrap();
+    }
+    assert!(!engine.ingest(Event::new("u", "a2", EventKind::View).with_id("a")).unwrap().duplicate);
+    assert!(engine.ingest(Event::new("u", "c2", EventKind::View).with_id("c")).unwrap().duplicate);
+}
+
+#[test]
+fn forget_and_remove_survive_replay_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    for (user, item) in [("ann", "x"), ("ann", "y"), ("bob", "x"), ("bob", "z"), ("cid", "x"), ("cid", "w")] {
+        engine.ingest(Event::new(user, item, EventKind::Click)).unwrap();
+    }
+    engine.forget_user("bob").unwrap();
+    engine.remove_item("w").unwrap();
+    let check = |engine: &Engine| {
+        assert!(engine.interactions("bob").unwrap().is_empty());
+        let answer = engine.recommend(&RecommendRequest::new("ann", 10, Strategy::UserCf)).unwrap();
+        let items: Vec<&str> = answer.items.iter().map(|s| s.item.as_str()).collect();
+        assert!(!items.contains(&"w"), "removed item recommended: {items:?}");
+        assert!(
+            !items.contains(&"z") || answer.items.iter().any(|s| s.item == "z" && s.strategy == Strategy::Popularity)
+        );
+        let popular: Vec<String> = engine.popular(10).unwrap().into_iter().map(|s| s.item).collect();
+        assert_eq!(popular, vec!["x", "y"], "bob's events still count, or w is still listed");
+    };
+    check(&engine);
+    let digest = engine.state_digest();
+    drop(engine);
+    let engine = open(dir.path());
+    check(&engine);
+    assert_eq!(engine.state_digest(), digest);
+    engine.checkpoint().unwrap();
+    drop(engine);
+    let engine = open(dir.path());
+    assert_eq!(engine.open_report().records_replayed, 0);
+    check(&engine);
+    assert_eq!(engine.state_digest(), digest);
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.ingest(Event::new("u", "a", EventKind::View)).unwrap();
+    let older = engine.checkpoint().unwrap();
+    engine.ingest(Event::new("u", "b", EventKind::View)).unwrap();
+    let newer = engine.checkpoint().unwrap();
+    engine.ingest(Event::new("u", "c", EventKind::View)).unwrap();
+    let digest = engine.state_digest();
+    drop(engine);
+    let newest = newer.path.unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+    let engine = open(dir.path());
+    let report = engine.open_report();
+    assert_eq!(report.snapshot_lsn, older.lsn);
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert!(report.snapshots_skipped[0].1.contains("CRC"), "{:?}", report.snapshots_skipped);
+    assert_eq!(engine.state_digest(), digest);
+}
+
+#[test]
+fn a_log_recycled_past_every_readable_snapshot_is_an_error_not_an_empty_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.checkpoint.snapshots_kept = 1;
+    config.wal = config.wal.segment_bytes(64 << 10).segments_initial(2).segments_max(4);
+    let engine = Engine::open(dir.path(), config.clone()).unwrap();
+    let mut snapshot = None;
+    for round in 0..200 {
+        let events: Vec<Event> =
+            (0..200).map(|i| Event::new(format!("u{i}"), format!("item-{round}-{i}"), EventKind::View)).collect();
+        engine.ingest_batch(&events).unwrap();
+        snapshot = engine.checkpoint().unwrap().path;
+    }
+    assert!(engine.wal().lsn_first() > 1, "the ring should have recycled");
+    drop(engine);
+    std::fs::write(snapshot.unwrap(), b"garbage").unwrap();
+    match Engine::open(dir.path(), config) {
+        Err(EngineError::Unrecoverable(reason)) => assert!(reason.contains("gone"), "{reason}"),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened with an incomplete state"),
+    }
+}
+
+#[test]
+fn many_writers_and_readers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.wal = config.wal.sync_policy(SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 16 });
+    let engine = Arc::new(Engine::open(dir.path(), config).unwrap());
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for i in 0..200 {
+                    let event = Event::new(format!("w{writer}"), format!("i{}", i % 50), EventKind::View)
+                        .with_id(format!("{writer}-{i}"));
+                    let receipt = engine.ingest(event).unwrap();
+                    // Our own event is visible as soon as it is acknowledged.
+                    assert!(engine.applied_lsn() >= receipt.lsn);
+                    assert!(receipt.lsn > last);
+                    last = receipt.lsn;
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let strategy = Strategy::ALL[i % Strategy::ALL.len()];
+                    engine.recommend(&RecommendRequest::new(format!("w{}", i % 4), 5, strategy)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in writers.into_iter().chain(readers) {
+        handle.join().unwrap();
+    }
+    let stats = engine.stats();
+    assert_eq!((stats.events_applied, stats.applied_lsn, stats.dedup_ids), (800, 800, 800));
+    assert!(stats.wal.syncs < 800, "no group commit: {} syncs for 800 appends", stats.wal.syncs);
+}
