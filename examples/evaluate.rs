@@ -71,6 +71,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     for alpha in [0.5, 0.1] {
         runs.push((vec![Strategy::ItemRankExact, Strategy::ItemRank], alpha));
     }
+    // RECWAL_EVAL_ONLY=item_rank,item_rank_exact: only those, at α 0.85.
+    if let Ok(only) = std::env::var("RECWAL_EVAL_ONLY") {
+        let wanted: Vec<Strategy> =
+            Strategy::ALL.into_iter().filter(|s| only.split(',').any(|name| name == s.name())).collect();
+        runs = vec![(wanted, 0.85)];
+    }
     for (strategies, alpha) in runs {
         let hash = run(&ratings, Protocol::Hash8020, &strategies, alpha)?;
         let mut folds: Vec<Vec<StrategyReport>> = Vec::new();

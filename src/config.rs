@@ -120,28 +120,14 @@ pub struct ItemRankConfig {
     pub alpha: f32,
     /// Iterations of the exact mode.
     pub iterations: u32,
-    /// Fast mode: most random-walk steps per request.
-    pub walk_steps_max: u32,
-    /// Fast mode: stop once this many items were visited at least
-    /// `walk_visits_min` times.
-    pub walk_stop_items: u32,
-    /// See `walk_stop_items`.
-    pub walk_visits_min: u32,
-    /// Seed of the fast mode's walks (mixed with the user's id, so answers
-    /// are repeatable).
-    pub seed: u64,
+    /// Fast mode: hops of the series computed exactly; the rest is
+    /// replaced by the walk's stationary distribution.
+    pub fast_hops: u32,
 }
 
 impl Default for ItemRankConfig {
     fn default() -> Self {
-        ItemRankConfig {
-            alpha: 0.85,
-            iterations: 20,
-            walk_steps_max: 200_000,
-            walk_stop_items: 200,
-            walk_visits_min: 20,
-            seed: 0x5EED,
-        }
+        ItemRankConfig { alpha: 0.85, iterations: 20, fast_hops: 2 }
     }
 }
 
@@ -240,8 +226,8 @@ impl EngineConfig {
         if self.itemrank.iterations == 0 || self.itemrank.iterations > 1000 {
             return Err(bad("itemrank.iterations", "must be 1–1000"));
         }
-        if self.itemrank.walk_steps_max == 0 {
-            return Err(bad("itemrank.walk_steps_max", "must be ≥ 1"));
+        if self.itemrank.fast_hops > self.itemrank.iterations {
+            return Err(bad("itemrank.fast_hops", "must be ≤ itemrank.iterations"));
         }
         let blend = [
             ("blend.usercf", self.blend.usercf),

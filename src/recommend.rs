@@ -22,7 +22,7 @@ const REASONS_PER_ITEM: usize = 3;
 pub enum Strategy {
     /// User-based collaborative filtering.
     UserCf,
-    /// ItemRank, fast mode (random walks).
+    /// ItemRank, fast mode (a few exact hops plus the stationary tail).
     ItemRank,
     /// ItemRank, exact mode (the paper's iteration).
     ItemRankExact,
@@ -156,9 +156,7 @@ pub(crate) fn score_all(state: &State, config: &EngineConfig, user: Dense, strat
             let neighbours = usercf::neighbours(state, user, &config.usercf);
             usercf::scores_from(state, &neighbours, &mut scores);
         }
-        Strategy::ItemRank => {
-            itemrank::fast(state, user, &config.itemrank, &mut scores);
-        }
+        Strategy::ItemRank => itemrank::fast(state, user, &config.itemrank, &mut scores),
         Strategy::ItemRankExact => itemrank::exact(state, user, &config.itemrank, &mut scores),
         Strategy::Popularity => popularity::scores(state, &mut scores),
         Strategy::Blend => blend(state, config, user, &mut scores),

@@ -37,7 +37,7 @@ impl Pair {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct State {
     pub users: Interner,
     pub items: Interner,
@@ -58,6 +58,8 @@ pub(crate) struct State {
     pub applied_lsn: u64,
     /// Events applied since the log began (including forgotten users').
     pub events_applied: u64,
+    /// ItemRank's column sums, memoised for one LSN (see `algo::itemrank`).
+    pub column_sums: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<f64>>)>>,
 }
 
 impl State {
@@ -224,6 +226,7 @@ impl State {
             dedup: DedupWindow::from_entries(body.dedup),
             applied_lsn: body.applied_lsn,
             events_applied: body.events_applied,
+            column_sums: std::sync::Mutex::new(None),
         };
         if state.users.len() != users || state.items.len() != items {
             return Err("duplicate ids".into());

@@ -8,17 +8,19 @@
 //! Column sums are Σ_{u∈Uⱼ}(|Iᵤ| − 1).
 //!
 //! Exact mode runs the paper's iteration IR ← α·C·IR + (1−α)·d_u from
-//! IR = 1/|items|. Fast mode estimates the same ranking with random walks
-//! with restart (as Pixie does): a walk starts at an item drawn from d_u,
-//! and at each step continues with probability α along C — a step from j
-//! picks one of the (user, item) co-occurrences of j uniformly, which is
-//! exactly column j of C — and the visit counts estimate Σₜ αᵗCᵗd_u, the
-//! fixed point the exact iteration converges to. Walks stop early once
-//! enough unseen items have enough visits.
+//! IR = 1/|items|, which after n steps is
+//! IRₙ = (1−α)·Σ_{t<n} αᵗCᵗd_u + αⁿCⁿ(1/|items|).
+//!
+//! Fast mode computes the first `fast_hops` terms of that series exactly,
+//! starting from the sparse d_u, and replaces the tail Σ_{t>h} αᵗCᵗd_u by
+//! its limit: C is a symmetric graph normalised by column, whose random walk
+//! has the stationary distribution π ∝ column sums, and Cᵗd_u → π as t grows.
+//! So IR_fast = (1−α)·Σ_{t≤h} αᵗCᵗd_u + α^{h+1}·π. The column sums are
+//! memoised per state LSN (a pure function of the state, so answers stay
+//! repeatable).
 
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
-use crate::algo::SplitMix64;
 use crate::config::ItemRankConfig;
 use crate::ids::Dense;
 use crate::state::State;
@@ -33,6 +35,41 @@ fn preference(state: &State, user: Dense) -> Vec<(Dense, f64)> {
     pairs.iter().map(|pair| (pair.item, f64::from(pair.value()) / total)).collect()
 }
 
+/// Σ_{u∈Uⱼ}(|Iᵤ| − 1) per item, memoised for the state's current LSN.
+fn column_sums(state: &State) -> Arc<Vec<f64>> {
+    let mut memo = state.column_sums.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((lsn, sums)) = &*memo {
+        if *lsn == state.applied_lsn && sums.len() == state.items.len() {
+            return Arc::clone(sums);
+        }
+    }
+    let mut sums = vec![0.0f64; state.items.len()];
+    for pairs in &state.user_items {
+        let others = pairs.len().saturating_sub(1) as f64;
+        for pair in pairs {
+            sums[pair.item as usize] += others;
+        }
+    }
+    let sums = Arc::new(sums);
+    *memo = Some((state.applied_lsn, Arc::clone(&sums)));
+    sums
+}
+
+/// out = C·x (dense), through the factored graph.
+fn multiply(state: &State, column_sum: &[f64], x: &[f64], per_user: &mut [f64], scaled: &mut [f64], out: &mut [f64]) {
+    for ((scaled, &x), &sum) in scaled.iter_mut().zip(x).zip(column_sum) {
+        *scaled = if sum > 0.0 { x / sum } else { 0.0 };
+    }
+    for (total, pairs) in per_user.iter_mut().zip(&state.user_items) {
+        *total = pairs.iter().map(|pair| scaled[pair.item as usize]).sum();
+    }
+    for (item, out) in out.iter_mut().enumerate() {
+        let users = &state.item_users[item];
+        let through_users: f64 = users.iter().map(|&u| per_user[u as usize]).sum();
+        *out = through_users - users.len() as f64 * scaled[item];
+    }
+}
+
 /// Exact ItemRank scores for every item.
 pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
     let items = state.items.len();
@@ -41,117 +78,85 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
         return;
     }
     let alpha = f64::from(config.alpha);
-    let mut column_sum = vec![0.0f64; items];
-    for pairs in &state.user_items {
-        let others = pairs.len().saturating_sub(1) as f64;
-        for pair in pairs {
-            column_sum[pair.item as usize] += others;
-        }
-    }
+    let column_sum = column_sums(state);
     let mut d = vec![0.0f64; items];
     for &(item, weight) in &preference {
         d[item as usize] = weight;
     }
     let mut rank = vec![1.0 / items as f64; items];
+    let mut next = vec![0.0f64; items];
     let mut scaled = vec![0.0f64; items];
     let mut per_user = vec![0.0f64; state.users.len()];
     for _ in 0..config.iterations {
-        for ((scaled, &rank), &sum) in scaled.iter_mut().zip(&rank).zip(&column_sum) {
-            *scaled = if sum > 0.0 { rank / sum } else { 0.0 };
-        }
-        for (total, pairs) in per_user.iter_mut().zip(&state.user_items) {
-            *total = pairs.iter().map(|pair| scaled[pair.item as usize]).sum();
-        }
-        for (item, next) in rank.iter_mut().enumerate() {
-            let users = &state.item_users[item];
-            let through_users: f64 = users.iter().map(|&u| per_user[u as usize]).sum();
-            let correlated = through_users - users.len() as f64 * scaled[item];
-            *next = alpha * correlated + (1.0 - alpha) * d[item];
+        multiply(state, &column_sum, &rank, &mut per_user, &mut scaled, &mut next);
+        for ((rank, &next), &d) in rank.iter_mut().zip(&next).zip(&d) {
+            *rank = alpha * next + (1.0 - alpha) * d;
         }
     }
     scores.copy_from_slice(&rank);
 }
 
-/// Fast ItemRank: visit counts of random walks with restart, normalised per
-/// walk. Repeatable: the walks are seeded by the user's id and the state's
-/// LSN.
-pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) -> u64 {
+/// Fast ItemRank: `fast_hops` exact terms plus the stationary tail.
+pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
+    let items = state.items.len();
     let preference = preference(state, user);
-    if preference.is_empty() {
-        return 0;
+    if items == 0 || preference.is_empty() {
+        return;
     }
-    let mut rng = SplitMix64::new(config.seed ^ (u64::from(user) << 32) ^ state.applied_lsn.rotate_left(17));
     let alpha = f64::from(config.alpha);
-    let seen = state.user_items(user);
-    let is_seen = |item: Dense| seen.binary_search_by_key(&item, |pair| pair.item).is_ok();
-    // Cumulative d_u for drawing start items.
-    let mut cumulative = Vec::with_capacity(preference.len());
-    let mut acc = 0.0;
-    for &(item, weight) in &preference {
-        acc += weight;
-        cumulative.push((acc, item));
+    let column_sum = column_sums(state);
+    // Hop 0 and the first hop from the sparse d_u: only the users of the
+    // user's items are touched.
+    let mut term = vec![0.0f64; items];
+    let mut weight = 1.0 - alpha;
+    for &(item, share) in &preference {
+        scores[item as usize] += weight * share;
     }
-    // Per visited item: the largest (|I_u| − 1) among its users, the bound
-    // of the rejection step. Computed once per item per request.
-    let mut bound: FxHashMap<Dense, u64> = FxHashMap::default();
-    let mut visits_enough = 0u32;
-    let mut steps = 0u64;
-    let mut walks = 0u64;
-    'walks: while steps < u64::from(config.walk_steps_max) {
-        walks += 1;
-        let draw = rng.unit() * acc;
-        let start = cumulative.partition_point(|&(c, _)| c <= draw).min(cumulative.len() - 1);
-        let mut at = cumulative[start].1;
-        loop {
-            steps += 1;
-            let score = &mut scores[at as usize];
-            *score += 1.0;
-            if *score as u32 == config.walk_visits_min && !is_seen(at) {
-                visits_enough += 1;
-                if visits_enough >= config.walk_stop_items {
-                    break 'walks;
+    if config.fast_hops >= 1 {
+        let mut per_user: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
+        for &(item, share) in &preference {
+            let sum = column_sum[item as usize];
+            if sum > 0.0 {
+                for &other in &state.item_users[item as usize] {
+                    *per_user.entry(other).or_default() += share / sum;
                 }
             }
-            if steps >= u64::from(config.walk_steps_max) || rng.unit() >= alpha {
-                break;
+        }
+        for (&other, &total) in &per_user {
+            for pair in state.user_items(other) {
+                term[pair.item as usize] += total;
             }
-            match step(state, at, &mut bound, &mut rng) {
-                Some(next) => at = next,
-                None => break, // an empty column: the walk's mass leaves the graph
+        }
+        for &(item, share) in &preference {
+            let sum = column_sum[item as usize];
+            if sum > 0.0 {
+                term[item as usize] -= state.item_users[item as usize].len() as f64 * share / sum;
+            }
+        }
+        weight *= alpha;
+        for (score, &term) in scores.iter_mut().zip(&term) {
+            *score += weight * term;
+        }
+    }
+    if config.fast_hops >= 2 {
+        let mut next = vec![0.0f64; items];
+        let mut scaled = vec![0.0f64; items];
+        let mut per_user = vec![0.0f64; state.users.len()];
+        for _ in 1..config.fast_hops {
+            multiply(state, &column_sum, &term, &mut per_user, &mut scaled, &mut next);
+            std::mem::swap(&mut term, &mut next);
+            weight *= alpha;
+            for (score, &term) in scores.iter_mut().zip(&term) {
+                *score += weight * term;
             }
         }
     }
-    if walks > 0 {
-        let scale = (1.0 - alpha) / walks as f64;
-        for score in scores.iter_mut() {
-            *score *= scale;
-        }
-    }
-    steps
-}
-
-/// One step along column `from` of C: a uniformly chosen pair (u, i) with u
-/// a user of `from` and i ≠ `from` one of u's items. Drawing u ∝ (|I_u| − 1)
-/// by rejection against the column's largest degree makes this exact.
-fn step(state: &State, from: Dense, bound: &mut FxHashMap<Dense, u64>, rng: &mut SplitMix64) -> Option<Dense> {
-    let users = &state.item_users[from as usize];
-    let max_others = *bound.entry(from).or_insert_with(|| {
-        users.iter().map(|&u| state.user_items[u as usize].len().saturating_sub(1) as u64).max().unwrap_or(0)
-    });
-    if max_others == 0 {
-        return None;
-    }
-    loop {
-        let user = users[rng.below(users.len() as u64) as usize];
-        let pairs = &state.user_items[user as usize];
-        let others = pairs.len() as u64 - 1;
-        if rng.below(max_others) < others {
-            let skip = pairs.binary_search_by_key(&from, |pair| pair.item).unwrap_or(0);
-            let mut pick = rng.below(others) as usize;
-            if pick >= skip {
-                pick += 1;
-            }
-            return Some(pairs[pick].item);
+    // The tail: α^{h+1}·π with π ∝ column sums.
+    let total: f64 = column_sum.iter().sum();
+    if total > 0.0 {
+        let tail = alpha.powi(config.fast_hops as i32 + 1) / total;
+        for (score, &sum) in scores.iter_mut().zip(column_sum.iter()) {
+            *score += tail * sum;
         }
     }
 }
