@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use recwal_wal::{Durability, RecoveryReport, SyncPolicy, Wal, WalMetrics};
+use recwal_wal::{Durability, RecoveryReport, SyncPolicy, Wal, WalError, WalMetrics};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -101,6 +101,14 @@ pub struct CheckpointInfo {
     pub bytes: u64,
     /// Log segments released for reuse.
     pub segments_released: u32,
+}
+
+/// The outcome of sequencing one ingest call.
+enum Sequenced {
+    /// Every event was a duplicate: nothing written.
+    Duplicates(Vec<Receipt>),
+    /// A record was appended.
+    Appended { lsn: u64, ticket: recwal_wal::AppendTicket, receipts: Vec<Option<Receipt>>, repeats: Vec<usize> },
 }
 
 /// A record appended but not yet applied.
@@ -435,61 +443,98 @@ impl Shared {
                 event::validate(event, &self.config, now, &name)
             })
             .collect::<Result<_, _>>()?;
-        let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
-        // Events of this call whose id repeats an earlier one in the call.
-        let mut repeats_in_call = Vec::new();
-        let (lsn, ticket) = {
-            let mut sequencer = self.lock_sequencer()?;
-            let mut fresh: Vec<&ValidEvent> = Vec::with_capacity(valid.len());
-            let mut fresh_ids: Vec<String> = Vec::new();
-            {
-                let state = self.read_state();
-                for (at, event) in valid.iter().enumerate() {
-                    if let Some(id) = &event.event_id {
-                        let earlier = state
-                            .dedup
-                            .lookup(id, now, &self.config.dedup)
-                            .map(|seen| seen.lsn)
-                            .or_else(|| sequencer.in_flight.get(id).copied());
-                        if let Some(lsn) = earlier {
-                            receipts[at] = Some(Receipt { lsn, duplicate: true });
-                            continue;
+        // A full ring is made room for once (a checkpoint), then retried.
+        let mut made_room = false;
+        loop {
+            match self.sequence_events(&valid, now, durability, field) {
+                Err(EngineError::Wal(WalError::Full { .. })) if !made_room => {
+                    made_room = true;
+                    self.make_room()?;
+                }
+                Err(err) => return Err(err),
+                Ok(Sequenced::Duplicates(receipts)) => return Ok(receipts),
+                Ok(Sequenced::Appended { lsn, ticket, mut receipts, repeats }) => {
+                    self.await_and_apply(lsn, &ticket, durability)?;
+                    for (at, receipt) in receipts.iter_mut().enumerate() {
+                        if receipt.is_none() {
+                            *receipt = Some(Receipt { lsn, duplicate: repeats.contains(&at) });
                         }
-                        if fresh_ids.contains(id) {
-                            repeats_in_call.push(at);
-                            continue;
-                        }
-                        fresh_ids.push(id.clone());
                     }
-                    fresh.push(event);
+                    return Ok(receipts.into_iter().flatten().collect());
                 }
             }
-            if fresh.is_empty() {
-                return Ok(receipts.into_iter().flatten().collect());
-            }
-            let record = LogRecord::Events(EventsV1 {
-                ingested_ms: now,
-                events: fresh
-                    .iter()
-                    .map(|event| LoggedEvent {
-                        user: &event.user,
-                        item: &event.item,
-                        kind: event.kind,
-                        weight: event.weight,
-                        timestamp_ms: event.timestamp_ms,
-                        event_id: event.event_id.as_deref(),
-                    })
-                    .collect(),
-            });
-            self.append(&mut sequencer, &record, fresh_ids, durability, field)?
-        };
-        self.await_and_apply(lsn, &ticket, durability)?;
-        for (at, receipt) in receipts.iter_mut().enumerate() {
-            if receipt.is_none() {
-                *receipt = Some(Receipt { lsn, duplicate: repeats_in_call.contains(&at) });
+        }
+    }
+
+    /// Under the sequencer lock: drops the events whose id was already
+    /// accepted, and appends the rest as one record.
+    fn sequence_events(
+        &self,
+        valid: &[ValidEvent],
+        now: i64,
+        durability: Durability,
+        field: &str,
+    ) -> Result<Sequenced, EngineError> {
+        let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
+        // Events of this call whose id repeats an earlier one in the call.
+        let mut repeats = Vec::new();
+        let mut sequencer = self.lock_sequencer()?;
+        let mut fresh: Vec<&ValidEvent> = Vec::with_capacity(valid.len());
+        let mut fresh_ids: Vec<String> = Vec::new();
+        {
+            let state = self.read_state();
+            for (at, event) in valid.iter().enumerate() {
+                if let Some(id) = &event.event_id {
+                    let earlier = state
+                        .dedup
+                        .lookup(id, now, &self.config.dedup)
+                        .map(|seen| seen.lsn)
+                        .or_else(|| sequencer.in_flight.get(id).copied());
+                    if let Some(lsn) = earlier {
+                        receipts[at] = Some(Receipt { lsn, duplicate: true });
+                        continue;
+                    }
+                    if fresh_ids.contains(id) {
+                        repeats.push(at);
+                        continue;
+                    }
+                    fresh_ids.push(id.clone());
+                }
+                fresh.push(event);
             }
         }
-        Ok(receipts.into_iter().flatten().collect())
+        if fresh.is_empty() {
+            return Ok(Sequenced::Duplicates(receipts.into_iter().flatten().collect()));
+        }
+        let record = LogRecord::Events(EventsV1 {
+            ingested_ms: now,
+            events: fresh
+                .iter()
+                .map(|event| LoggedEvent {
+                    user: &event.user,
+                    item: &event.item,
+                    kind: event.kind,
+                    weight: event.weight,
+                    timestamp_ms: event.timestamp_ms,
+                    event_id: event.event_id.as_deref(),
+                })
+                .collect(),
+        });
+        let (lsn, ticket) = self.append(&mut sequencer, &record, fresh_ids, durability, field)?;
+        Ok(Sequenced::Appended { lsn, ticket, receipts, repeats })
+    }
+
+    /// The log's ring is full: checkpoint now, and if the oldest kept
+    /// snapshot still pins the ring, release up to the newest one (the
+    /// older snapshot then no longer has the log it would need).
+    fn make_room(&self) -> Result<(), EngineError> {
+        warn!("log ring full: checkpointing to make room");
+        let info = self.checkpoint()?;
+        let released = self.wal.checkpoint(info.lsn).map_err(|err| self.wal_failed(err))?;
+        if released > 0 {
+            warn!(lsn = info.lsn, "released the log behind the newest snapshot; older snapshots can no longer be used");
+        }
+        Ok(())
     }
 
     fn log_and_apply(
@@ -498,9 +543,16 @@ impl Shared {
         event_ids: Vec<String>,
         durability: Durability,
     ) -> Result<u64, EngineError> {
-        let (lsn, ticket) = {
+        let append = || {
             let mut sequencer = self.lock_sequencer()?;
-            self.append(&mut sequencer, record, event_ids, durability, "record")?
+            self.append(&mut sequencer, record, event_ids.clone(), durability, "record")
+        };
+        let (lsn, ticket) = match append() {
+            Err(EngineError::Wal(WalError::Full { .. })) => {
+                self.make_room()?;
+                append()?
+            }
+            other => other?,
         };
         self.await_and_apply(lsn, &ticket, durability)?;
         Ok(lsn)
@@ -535,8 +587,8 @@ impl Shared {
         Ok((lsn, ticket))
     }
 
-    fn wal_failed(&self, err: recwal_wal::WalError) -> EngineError {
-        if matches!(err, recwal_wal::WalError::Poisoned { .. } | recwal_wal::WalError::Io { .. }) {
+    fn wal_failed(&self, err: WalError) -> EngineError {
+        if matches!(err, WalError::Poisoned { .. } | WalError::Io { .. }) {
             let _ = self.poison(format!("log failure: {err}"));
         }
         EngineError::Wal(err)
@@ -618,7 +670,7 @@ impl Shared {
 }
 
 fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHandle<()>), EngineError> {
-    const POLL: Duration = Duration::from_millis(100);
+    const POLL: Duration = Duration::from_millis(20);
     let (stop, stopped) = mpsc::channel::<()>();
     let shared = Arc::clone(shared);
     let handle = std::thread::Builder::new()
