@@ -26,6 +26,13 @@ fn config(alpha: f32) -> EngineConfig {
     config.checkpoint.every_bytes = None;
     config.checkpoint.every = None;
     config.itemrank.alpha = alpha;
+    // RECWAL_BLEND=<usercf>,<itemrank>,<popularity>: blend weights to try.
+    if let Ok(weights) = std::env::var("RECWAL_BLEND") {
+        let weights: Vec<f32> = weights.split(',').filter_map(|w| w.parse().ok()).collect();
+        if let [usercf, itemrank, popularity] = weights[..] {
+            config.blend = recwal::BlendConfig { usercf, itemrank, popularity };
+        }
+    }
     config
 }
 
@@ -45,7 +52,7 @@ fn run(
 fn row(name: &str, alpha: Option<f32>, hash: &Report, folds: &Report, per_user_us: u128) -> String {
     let alpha = alpha.map_or("–".to_string(), |alpha| format!("{alpha}"));
     format!(
-        "| {name} | {alpha} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} ({:.2}) | {:.4} | {:.4} | {:.2} ({:.2}) | {per_user_us} |",
+        "| {name} | {alpha} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} ({:.2}) | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} ({:.2}) | {per_user_us} |",
         hash.precision,
         hash.recall,
         hash.ndcg,
@@ -53,7 +60,9 @@ fn row(name: &str, alpha: Option<f32>, hash: &Report, folds: &Report, per_user_u
         hash.doa,
         hash.doa_ties_half,
         folds.precision,
+        folds.recall,
         folds.ndcg,
+        folds.hit_rate,
         folds.doa,
         folds.doa_ties_half,
     )
@@ -64,9 +73,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let ratings = load_ratings(&path)?;
     println!("{} ratings from {}\n", ratings.len(), path.display());
     println!(
-        "| strategy | α | hash P@10 | hash R@10 | hash NDCG@10 | hash HR@10 | hash DOA (ties ½) | u1–u5 P@10 | u1–u5 NDCG@10 | u1–u5 DOA (ties ½) | µs/user |"
+        "| strategy | α | hash P@10 | hash R@10 | hash NDCG@10 | hash HR@10 | hash DOA (ties ½) | u1–u5 P@10 | u1–u5 R@10 | u1–u5 NDCG@10 | u1–u5 HR@10 | u1–u5 DOA (ties ½) | µs/user |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut runs: Vec<(Vec<Strategy>, f32)> = vec![(Strategy::ALL.to_vec(), 0.85)];
     for alpha in [0.5, 0.1] {
         runs.push((vec![Strategy::ItemRankExact, Strategy::ItemRank], alpha));

@@ -145,7 +145,7 @@ pub struct BlendConfig {
 
 impl Default for BlendConfig {
     fn default() -> Self {
-        BlendConfig { usercf: 1.0, itemrank: 0.3, popularity: 0.1 }
+        BlendConfig { usercf: 1.0, itemrank: 0.1, popularity: 0.05 }
     }
 }
 
