@@ -24,6 +24,8 @@ mod ids;
 mod recommend;
 pub mod record;
 mod snapshot;
+#[doc(hidden)]
+pub mod fuzzing;
 mod state;
 pub mod synth;
 
