@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub usercf: UserCfConfig,
     /// ItemRank.
     pub itemrank: ItemRankConfig,
+    /// Popularity.
+    pub popularity: PopularityConfig,
     /// Weights of the blend strategy.
     pub blend: BlendConfig,
     /// When the engine checkpoints on its own.
@@ -52,6 +54,7 @@ impl Default for EngineConfig {
             dedup: DedupConfig::default(),
             usercf: UserCfConfig::default(),
             itemrank: ItemRankConfig::default(),
+            popularity: PopularityConfig::default(),
             blend: BlendConfig::default(),
             checkpoint: CheckpointConfig::default(),
         }
@@ -129,6 +132,15 @@ impl Default for ItemRankConfig {
     fn default() -> Self {
         ItemRankConfig { alpha: 0.85, iterations: 20, fast_hops: 2 }
     }
+}
+
+/// Popularity: event counts, or counts decayed by event time.
+#[derive(Clone, Debug, Default)]
+pub struct PopularityConfig {
+    /// When set, an event's weight in popularity halves every `half_life`
+    /// of event time. Fixed when the data directory is created: a snapshot
+    /// written under another setting is refused at open.
+    pub half_life: Option<Duration>,
 }
 
 /// Weights of the blend: each strategy's scores are scaled to a maximum of
@@ -238,6 +250,9 @@ impl EngineConfig {
             if !(weight.is_finite() && weight >= 0.0) {
                 return Err(bad(field, format!("must be finite and ≥ 0, got {weight}")));
             }
+        }
+        if self.popularity.half_life.is_some_and(|half_life| half_life.as_millis() == 0) {
+            return Err(bad("popularity.half_life", "must be at least 1 ms (or None for plain counts)"));
         }
         if self.checkpoint.snapshots_kept == 0 {
             return Err(bad("checkpoint.snapshots_kept", "must be ≥ 1"));

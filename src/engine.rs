@@ -733,7 +733,20 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
     if state.is_none() && !skipped.is_empty() {
         warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
     }
-    let mut state = state.unwrap_or_default();
+    let half_life_ms = config.popularity.half_life.map(|half_life| half_life.as_secs_f64() * 1000.0);
+    if let Some(loaded) = &state {
+        if loaded.half_life_ms != half_life_ms {
+            return Err(EngineError::InvalidConfig {
+                field: "popularity.half_life",
+                rule: format!(
+                    "the data directory's snapshot was built with a half-life of {:?} ms, the configuration asks for \
+                     {:?} ms; the setting cannot change once a snapshot exists",
+                    loaded.half_life_ms, half_life_ms
+                ),
+            });
+        }
+    }
+    let mut state = state.unwrap_or_else(|| State::new(config.popularity.half_life));
     let replay_started = Instant::now();
     let total = last.saturating_sub(state_lsn);
     let mut replayed = 0u64;

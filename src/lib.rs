@@ -20,12 +20,12 @@ mod engine;
 mod error;
 pub mod eval;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod recommend;
 pub mod record;
 mod snapshot;
-#[doc(hidden)]
-pub mod fuzzing;
 mod state;
 pub mod synth;
 

@@ -149,8 +149,17 @@ mod tests {
             events_applied: 3,
             users: vec!["u".into()],
             items: vec!["i".into()],
-            user_items: vec![vec![crate::state::Pair { item: 0, rating: 4.0, implicit: 1.0, events: 2 }]],
+            user_items: vec![vec![crate::state::Pair {
+                item: 0,
+                rating: 4.0,
+                implicit: 1.0,
+                events: 2,
+                mass: f64::NEG_INFINITY,
+            }]],
             user_norm_sq: vec![25.0],
+            half_life_ms: None,
+            latest_ms: 7,
+            item_popularity: vec![2.0],
             removed_items: vec![],
             dedup: vec![],
         }

@@ -26,6 +26,10 @@ pub struct Pair {
     pub implicit: f32,
     /// Events seen for this pair (for popularity, and for `forget_user`).
     pub events: u32,
+    /// With time-decayed popularity: log₂ Σ 2^(t/half-life) over the pair's
+    /// events (t in ms since the epoch), so `forget_user` can subtract it;
+    /// −∞ otherwise.
+    pub mass: f64,
 }
 
 impl Pair {
@@ -48,10 +52,21 @@ pub(crate) struct State {
     pub user_norm_sq: Vec<f64>,
     /// Per item, sorted by user: the users who interacted with it.
     pub item_users: Vec<Vec<Dense>>,
-    /// Per item, events seen (popularity).
+    /// Per item, events seen.
     pub item_events: Vec<u64>,
-    /// Items ordered by popularity, most popular first.
-    pub popular: BTreeSet<(Reverse<u64>, Dense)>,
+    /// Per item, the popularity key: the event count, or with a half-life
+    /// log₂ Σ 2^(t/half-life) over its events. Ordering by this key is the
+    /// decayed order at any time (every item decays at the same rate). Saved
+    /// in snapshots, like the norms, for bit-exact restarts.
+    pub item_popularity: Vec<f64>,
+    /// Items ordered by popularity key, most popular first.
+    pub popular: BTreeSet<(Reverse<OrderedKey>, Dense)>,
+    /// Popularity half-life in ms (`None`: plain counts). Fixed per data
+    /// directory.
+    pub half_life_ms: Option<f64>,
+    /// Latest event timestamp applied: decayed scores are reported as of it,
+    /// so answers do not depend on the wall clock.
+    pub latest_ms: i64,
     pub item_removed: Vec<bool>,
     pub dedup: DedupWindow,
     /// LSN of the last record applied.
@@ -62,7 +77,46 @@ pub(crate) struct State {
     pub column_sums: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<f64>>)>>,
 }
 
+/// An `f64` with a total order, for the popularity index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct OrderedKey(u64);
+
+impl OrderedKey {
+    pub fn new(value: f64) -> OrderedKey {
+        let bits = value.to_bits();
+        // Flip negatives entirely and positives' sign bit: the unsigned order
+        // of the result is the numeric order (−∞ lowest).
+        OrderedKey(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
+    }
+}
+
+/// log₂(2ᵃ + 2ᵇ) without overflow.
+fn log2_add(a: f64, b: f64) -> f64 {
+    let (high, low) = if a >= b { (a, b) } else { (b, a) };
+    if low == f64::NEG_INFINITY {
+        return high;
+    }
+    high + (1.0 + (low - high).exp2()).log2()
+}
+
+/// log₂(2ᵃ − 2ᵇ), −∞ when nothing (or only rounding) is left.
+fn log2_sub(a: f64, b: f64) -> f64 {
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let rest = 1.0 - (b - a).exp2();
+    if rest.is_nan() || rest <= 1e-9 {
+        return f64::NEG_INFINITY;
+    }
+    a + rest.log2()
+}
+
 impl State {
+    /// An empty state whose popularity decays with `half_life` (or counts).
+    pub fn new(half_life: Option<std::time::Duration>) -> State {
+        State { half_life_ms: half_life.map(|half_life| half_life.as_secs_f64() * 1000.0), ..State::default() }
+    }
+
     /// Applies the record at `lsn`. Records must come in LSN order; a record
     /// at or below `applied_lsn` is already in the state and is ignored.
     pub fn apply(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
@@ -74,7 +128,7 @@ impl State {
                 for event in &batch.events {
                     let user = self.intern_user(event.user);
                     let item = self.intern_item(event.item);
-                    self.add_interaction(user, item, event.kind, event.weight);
+                    self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms);
                     if let Some(id) = event.event_id {
                         self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
                     }
@@ -109,18 +163,20 @@ impl State {
         if item as usize == self.item_users.len() {
             self.item_users.push(Vec::new());
             self.item_events.push(0);
+            let key = if self.half_life_ms.is_some() { f64::NEG_INFINITY } else { 0.0 };
+            self.item_popularity.push(key);
             self.item_removed.push(false);
-            self.popular.insert((Reverse(0), item));
+            self.popular.insert((Reverse(OrderedKey::new(key)), item));
         }
         item
     }
 
-    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32) {
+    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
         let pairs = &mut self.user_items[user as usize];
         let pos = match pairs.binary_search_by_key(&item, |pair| pair.item) {
             Ok(pos) => pos,
             Err(pos) => {
-                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0 });
+                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, mass: f64::NEG_INFINITY });
                 let users = &mut self.item_users[item as usize];
                 if let Err(at) = users.binary_search(&user) {
                     users.insert(at, user);
@@ -137,14 +193,35 @@ impl State {
         pair.events = pair.events.saturating_add(1);
         let after = f64::from(pair.value());
         self.user_norm_sq[user as usize] += after * after - before * before;
-        self.bump_popularity(item, 1);
+        self.latest_ms = self.latest_ms.max(timestamp_ms);
+        let key = self.item_popularity[item as usize];
+        let new_key = match self.half_life_ms {
+            Some(half_life) => {
+                let mass = timestamp_ms as f64 / half_life;
+                pair.mass = log2_add(pair.mass, mass);
+                log2_add(key, mass)
+            }
+            None => key + 1.0,
+        };
+        self.item_events[item as usize] += 1;
+        self.set_popularity(item, new_key);
     }
 
-    fn bump_popularity(&mut self, item: Dense, delta: i64) {
-        let count = &mut self.item_events[item as usize];
-        self.popular.remove(&(Reverse(*count), item));
-        *count = count.saturating_add_signed(delta);
-        self.popular.insert((Reverse(*count), item));
+    fn set_popularity(&mut self, item: Dense, key: f64) {
+        let old = &mut self.item_popularity[item as usize];
+        self.popular.remove(&(Reverse(OrderedKey::new(*old)), item));
+        *old = key;
+        self.popular.insert((Reverse(OrderedKey::new(key)), item));
+    }
+
+    /// The popularity score reported for `item`: its event count, or its
+    /// decayed mass as of the latest event applied.
+    pub fn popularity_score(&self, item: Dense) -> f64 {
+        let key = self.item_popularity[item as usize];
+        match self.half_life_ms {
+            Some(half_life) => (key - self.latest_ms as f64 / half_life).exp2(),
+            None => key,
+        }
     }
 
     fn forget(&mut self, user: Dense) {
@@ -154,7 +231,14 @@ impl State {
             if let Ok(at) = users.binary_search(&user) {
                 users.remove(at);
             }
-            self.bump_popularity(pair.item, -i64::from(pair.events));
+            let key = self.item_popularity[pair.item as usize];
+            let key = match self.half_life_ms {
+                Some(_) => log2_sub(key, pair.mass),
+                None => (key - f64::from(pair.events)).max(0.0),
+            };
+            self.item_events[pair.item as usize] =
+                self.item_events[pair.item as usize].saturating_sub(u64::from(pair.events));
+            self.set_popularity(pair.item, key);
         }
         self.user_norm_sq[user as usize] = 0.0;
     }
@@ -182,6 +266,9 @@ impl State {
             items: self.items.names(),
             user_items: &self.user_items,
             user_norm_sq: &self.user_norm_sq,
+            half_life_ms: self.half_life_ms,
+            latest_ms: self.latest_ms,
+            item_popularity: &self.item_popularity,
             removed_items: (0..self.item_removed.len() as Dense)
                 .filter(|&item| self.item_removed[item as usize])
                 .collect(),
@@ -214,6 +301,9 @@ impl State {
         if body.user_items.len() != users || body.user_norm_sq.len() != users {
             return Err(format!("{} users but {} interaction lists", users, body.user_items.len()));
         }
+        if body.item_popularity.len() != items {
+            return Err(format!("{items} items but {} popularity keys", body.item_popularity.len()));
+        }
         let mut state = State {
             users: Interner::from_names(body.users),
             items: Interner::from_names(body.items),
@@ -221,7 +311,10 @@ impl State {
             user_norm_sq: body.user_norm_sq,
             item_users: vec![Vec::new(); items],
             item_events: vec![0; items],
+            item_popularity: body.item_popularity,
             popular: BTreeSet::new(),
+            half_life_ms: body.half_life_ms,
+            latest_ms: body.latest_ms,
             item_removed: vec![false; items],
             dedup: DedupWindow::from_entries(body.dedup),
             applied_lsn: body.applied_lsn,
@@ -247,7 +340,9 @@ impl State {
                 None => return Err(format!("removed item {item} out of range")),
             }
         }
-        state.popular = (0..items as Dense).map(|item| (Reverse(state.item_events[item as usize]), item)).collect();
+        state.popular = (0..items as Dense)
+            .map(|item| (Reverse(OrderedKey::new(state.item_popularity[item as usize])), item))
+            .collect();
         Ok(state)
     }
 }
@@ -262,6 +357,9 @@ pub(crate) struct SnapshotView<'a> {
     items: &'a [std::sync::Arc<str>],
     user_items: &'a [Vec<Pair>],
     user_norm_sq: &'a [f64],
+    half_life_ms: Option<f64>,
+    latest_ms: i64,
+    item_popularity: &'a [f64],
     removed_items: Vec<Dense>,
     dedup: Vec<(&'a str, FirstSeen)>,
 }
@@ -275,6 +373,9 @@ pub struct SnapshotBody {
     pub(crate) items: Vec<String>,
     pub(crate) user_items: Vec<Vec<Pair>>,
     pub(crate) user_norm_sq: Vec<f64>,
+    pub(crate) half_life_ms: Option<f64>,
+    pub(crate) latest_ms: i64,
+    pub(crate) item_popularity: Vec<f64>,
     pub(crate) removed_items: Vec<Dense>,
     pub(crate) dedup: Vec<(String, FirstSeen)>,
 }

@@ -300,3 +300,48 @@ fn many_writers_and_readers_at_once() {
     assert_eq!((stats.events_applied, stats.applied_lsn, stats.dedup_ids), (800, 800, 800));
     assert!(stats.wal.syncs < 800, "no group commit: {} syncs for 800 appends", stats.wal.syncs);
 }
+
+#[test]
+fn decayed_popularity_favours_recent_events_and_forgets_users_exactly() {
+    let day = 24 * 3600 * 1000;
+    let t0 = recwal_now_ms() - 10 * day;
+    let dir = tempfile::tempdir().unwrap();
+    let mut decayed = config();
+    decayed.popularity.half_life = Some(Duration::from_secs(24 * 3600));
+    let engine = Engine::open(dir.path(), decayed.clone()).unwrap();
+    for user in ["a", "b", "c"] {
+        engine.ingest(Event::new(user, "old", EventKind::View).at(t0)).unwrap();
+    }
+    for user in ["d", "e"] {
+        engine.ingest(Event::new(user, "new", EventKind::View).at(t0 + 3 * day)).unwrap();
+    }
+    engine.ingest(Event::new("a", "new-ish", EventKind::View).at(t0 + 2 * day)).unwrap();
+    let ranked = |engine: &Engine| -> Vec<(String, f64)> {
+        engine.popular(10).unwrap().into_iter().map(|s| (s.item, s.score)).collect()
+    };
+    // Scores are as of the latest event: new = 2, new-ish = 2^-1, old = 3 × 2^-3.
+    let got = ranked(&engine);
+    let names: Vec<&str> = got.iter().map(|(item, _)| item.as_str()).collect();
+    assert_eq!(names, vec!["new", "new-ish", "old"]);
+    assert!(
+        (got[0].1 - 2.0).abs() < 1e-9 && (got[1].1 - 0.5).abs() < 1e-9 && (got[2].1 - 0.375).abs() < 1e-9,
+        "{got:?}"
+    );
+    engine.forget_user("d").unwrap();
+    let got = ranked(&engine);
+    assert!((got[0].1 - 1.0).abs() < 1e-9, "forgetting d must remove exactly its event: {got:?}");
+    engine.forget_user("e").unwrap();
+    assert_eq!(ranked(&engine).iter().map(|(item, _)| item.as_str()).collect::<Vec<_>>(), vec!["new-ish", "old"]);
+    let digest = engine.state_digest();
+    engine.checkpoint().unwrap();
+    drop(engine);
+    let engine = Engine::open(dir.path(), decayed).unwrap();
+    assert_eq!(engine.state_digest(), digest);
+    drop(engine);
+    // The half-life cannot change under an existing snapshot.
+    match Engine::open(dir.path(), config()) {
+        Err(EngineError::InvalidConfig { field, .. }) => assert_eq!(field, "popularity.half_life"),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened with a different half-life"),
+    }
+}

@@ -37,8 +37,12 @@ fn op() -> impl PropStrategy<Value = Op> {
     ]
 }
 
-fn config(policy: SyncPolicy) -> EngineConfig {
+fn config(policy: SyncPolicy, seed: u64) -> EngineConfig {
     let mut config = EngineConfig::default();
+    // Half the cases use time-decayed popularity (half-life 5 ms of event time).
+    if seed % 2 == 0 {
+        config.popularity.half_life = Some(std::time::Duration::from_millis(5));
+    }
     config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).segments_max(8).sync_policy(policy);
     config.checkpoint.every_records = None;
     config.checkpoint.every_bytes = None;
@@ -84,10 +88,11 @@ fn run(ops: &[Op], seed: u64) {
     let crashed_dir = tempfile::tempdir().unwrap();
     let reference_dir = tempfile::tempdir().unwrap();
     let storage = SimStorage::new(seed);
-    let open_crashed =
-        |dir: &Path| Engine::open_with_wal_storage(dir, Box::new(storage.clone()), config(SyncPolicy::Always)).unwrap();
+    let open_crashed = |dir: &Path| {
+        Engine::open_with_wal_storage(dir, Box::new(storage.clone()), config(SyncPolicy::Always, seed)).unwrap()
+    };
     let mut engine = open_crashed(crashed_dir.path());
-    let reference = Engine::open(reference_dir.path(), config(SyncPolicy::Never)).unwrap();
+    let reference = Engine::open(reference_dir.path(), config(SyncPolicy::Never, seed)).unwrap();
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Ingest(events) => {
