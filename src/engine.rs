@@ -111,6 +111,19 @@ enum Sequenced {
     Appended { lsn: u64, ticket: recwal_wal::AppendTicket, receipts: Vec<Option<Receipt>>, repeats: Vec<usize> },
 }
 
+/// An ingest call between its append and its acknowledgement.
+struct Waiting {
+    lsn: u64,
+    ticket: recwal_wal::AppendTicket,
+    receipts: Vec<Option<Receipt>>,
+    repeats: Vec<usize>,
+}
+
+enum Started {
+    Done(Vec<Receipt>),
+    Waiting(Waiting),
+}
+
 /// A record appended but not yet applied.
 struct Pending {
     lsn: u64,
@@ -251,6 +264,18 @@ impl Engine {
     /// `ingest_batch` with an explicit durability.
     pub fn ingest_batch_with(&self, events: &[Event], durability: Durability) -> Result<Vec<Receipt>, EngineError> {
         self.shared.ingest(events, durability, "events")
+    }
+
+    /// `ingest_batch_with` for async code: the wait for durability does not
+    /// block a thread (usable from tokio or any executor). Validation, the
+    /// append and the apply are short and run on the calling task; a full
+    /// ring's checkpoint (rare) blocks it.
+    pub async fn ingest_batch_async(
+        &self,
+        events: &[Event],
+        durability: Durability,
+    ) -> Result<Vec<Receipt>, EngineError> {
+        self.shared.ingest_async(events, durability, "events").await
     }
 
     /// Removes `user`'s contribution from all derived state; logged, so it
@@ -428,6 +453,49 @@ impl Shared {
     }
 
     fn ingest(&self, events: &[Event], durability: Durability, field: &str) -> Result<Vec<Receipt>, EngineError> {
+        match self.ingest_start(events, durability, field)? {
+            Started::Done(receipts) => Ok(receipts),
+            Started::Waiting(waiting) => {
+                if durability != Durability::Never {
+                    waiting.ticket.wait().map_err(|err| self.wal_failed(err))?;
+                }
+                self.ingest_finish(waiting)
+            }
+        }
+    }
+
+    async fn ingest_async(
+        &self,
+        events: &[Event],
+        durability: Durability,
+        field: &str,
+    ) -> Result<Vec<Receipt>, EngineError> {
+        match self.ingest_start(events, durability, field)? {
+            Started::Done(receipts) => Ok(receipts),
+            Started::Waiting(waiting) => {
+                if durability != Durability::Never {
+                    waiting.ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
+                }
+                self.ingest_finish(waiting)
+            }
+        }
+    }
+
+    /// Applies the record once it is durable and builds the receipts.
+    fn ingest_finish(&self, waiting: Waiting) -> Result<Vec<Receipt>, EngineError> {
+        let Waiting { lsn, mut receipts, repeats, .. } = waiting;
+        self.apply_through(lsn)?;
+        for (at, receipt) in receipts.iter_mut().enumerate() {
+            if receipt.is_none() {
+                *receipt = Some(Receipt { lsn, duplicate: repeats.contains(&at) });
+            }
+        }
+        Ok(receipts.into_iter().flatten().collect())
+    }
+
+    /// Validates and appends (no sync): either every event was a duplicate,
+    /// or a record awaits its durability.
+    fn ingest_start(&self, events: &[Event], durability: Durability, field: &str) -> Result<Started, EngineError> {
         if events.len() > self.config.batch_events_max {
             return Err(EngineError::invalid(
                 field,
@@ -452,15 +520,9 @@ impl Shared {
                     self.make_room()?;
                 }
                 Err(err) => return Err(err),
-                Ok(Sequenced::Duplicates(receipts)) => return Ok(receipts),
-                Ok(Sequenced::Appended { lsn, ticket, mut receipts, repeats }) => {
-                    self.await_and_apply(lsn, &ticket, durability)?;
-                    for (at, receipt) in receipts.iter_mut().enumerate() {
-                        if receipt.is_none() {
-                            *receipt = Some(Receipt { lsn, duplicate: repeats.contains(&at) });
-                        }
-                    }
-                    return Ok(receipts.into_iter().flatten().collect());
+                Ok(Sequenced::Duplicates(receipts)) => return Ok(Started::Done(receipts)),
+                Ok(Sequenced::Appended { lsn, ticket, receipts, repeats }) => {
+                    return Ok(Started::Waiting(Waiting { lsn, ticket, receipts, repeats }));
                 }
             }
         }
@@ -605,6 +667,11 @@ impl Shared {
         if durability != Durability::Never {
             ticket.wait().map_err(|err| self.wal_failed(err))?;
         }
+        self.apply_through(lsn)
+    }
+
+    /// Applies every pending record up to `lsn`, in LSN order.
+    fn apply_through(&self, lsn: u64) -> Result<(), EngineError> {
         let mut sequencer = self.lock_sequencer()?;
         let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
         while sequencer.pending.front().is_some_and(|pending| pending.lsn <= lsn) {
