@@ -105,8 +105,8 @@ pub struct UserCfConfig {
     /// Neighbours per user.
     pub neighbours: usize,
     /// Pruning: at most this many users of each of the target user's items
-    /// are scanned for neighbours (the most recent first). `usize::MAX` is
-    /// exact.
+    /// are scanned for neighbours: those who first appeared in the engine
+    /// most recently. `usize::MAX` is exact.
     pub scan_users_per_item: usize,
 }
 
@@ -200,14 +200,15 @@ impl EngineConfig {
             ("weights.cart", self.weights.cart),
             ("weights.purchase", self.weights.purchase),
         ];
+        let max = crate::event::WEIGHT_MAX;
         for (field, weight) in weights {
-            if !(weight.is_finite() && weight >= 0.0) {
-                return Err(bad(field, format!("must be finite and ≥ 0, got {weight}")));
+            if !(weight.is_finite() && (0.0..=max).contains(&weight)) {
+                return Err(bad(field, format!("must be in [0, {max}], got {weight}")));
             }
         }
         for (name, weight) in &self.weights.custom {
-            if !(weight.is_finite() && *weight >= 0.0) {
-                return Err(bad("weights.custom", format!("kind {name:?}: must be finite and ≥ 0, got {weight}")));
+            if !(weight.is_finite() && (0.0..=max).contains(weight)) {
+                return Err(bad("weights.custom", format!("kind {name:?}: must be in [0, {max}], got {weight}")));
             }
             if name.is_empty() || name.len() > 64 {
                 return Err(bad("weights.custom", format!("kind name {name:?} must be 1–64 bytes")));
@@ -216,8 +217,18 @@ impl EngineConfig {
         if !(self.rating_min.is_finite() && self.rating_max.is_finite() && self.rating_min <= self.rating_max) {
             return Err(bad("rating_min/rating_max", "must be finite with rating_min ≤ rating_max"));
         }
-        if self.rating_min < 0.0 {
-            return Err(bad("rating_min", "must be ≥ 0 (ratings are interaction strengths)"));
+        if self.rating_min < 0.0 || self.rating_max > crate::event::WEIGHT_MAX {
+            return Err(bad(
+                "rating_min/rating_max",
+                format!("must lie in [0, {}] (ratings are interaction strengths)", crate::event::WEIGHT_MAX),
+            ));
+        }
+        if self.wal.full_wait != std::time::Duration::ZERO {
+            return Err(bad(
+                "wal.full_wait",
+                "must be zero: when the log's ring is full the engine makes room itself by checkpointing, \
+                 and a writer waiting inside the log would hold up every other writer",
+            ));
         }
         if self.batch_events_max == 0 {
             return Err(bad("batch_events_max", "must be ≥ 1"));

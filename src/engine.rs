@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use recwal_wal::{Durability, RecoveryReport, SyncPolicy, Wal, WalError, WalMetrics};
+use recwal_wal::{AppendTicket, Durability, RecoveryReport, SyncPolicy, Wal, WalError, WalMetrics};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -59,7 +59,8 @@ pub struct OpenReport {
     pub wal: RecoveryReport,
     /// LSN of the snapshot the state started from (0: none).
     pub snapshot_lsn: u64,
-    /// Snapshots that could not be read, with the reason, newest first.
+    /// Snapshots that could not be read, with the reason, newest first; each
+    /// was renamed to `<name>.bad` (kept as evidence, never loaded again).
     pub snapshots_skipped: Vec<(PathBuf, String)>,
     /// Records replayed from the log.
     pub records_replayed: u64,
@@ -103,25 +104,20 @@ pub struct CheckpointInfo {
     pub segments_released: u32,
 }
 
-/// The outcome of sequencing one ingest call.
-enum Sequenced {
-    /// Every event was a duplicate: nothing written.
-    Duplicates(Vec<Receipt>),
-    /// A record was appended.
-    Appended { lsn: u64, ticket: recwal_wal::AppendTicket, receipts: Vec<Option<Receipt>>, repeats: Vec<usize> },
-}
-
-/// An ingest call between its append and its acknowledgement.
+/// An ingest call after its append (or its duplicate check), before its
+/// acknowledgement: what it must wait for and apply.
 struct Waiting {
+    /// Apply through this LSN: the call's own record, or the latest pending
+    /// record one of its duplicates refers to.
     lsn: u64,
-    ticket: recwal_wal::AppendTicket,
+    /// Wait on this for durability (`None`: nothing pending to wait for).
+    ticket: Option<AppendTicket>,
+    /// The call's own record, if it appended one.
+    appended: Option<u64>,
+    /// Receipts known so far (duplicates); the rest get `appended`.
     receipts: Vec<Option<Receipt>>,
+    /// Events whose id repeats an earlier event of the same call.
     repeats: Vec<usize>,
-}
-
-enum Started {
-    Done(Vec<Receipt>),
-    Waiting(Waiting),
 }
 
 /// A record appended but not yet applied.
@@ -130,14 +126,24 @@ struct Pending {
     kind: u8,
     payload: Vec<u8>,
     event_ids: Vec<String>,
+    durability: Durability,
+    ticket: AppendTicket,
 }
 
 #[derive(Default)]
 struct Sequencer {
+    /// In LSN order.
     pending: VecDeque<Pending>,
     /// Event ids of pending records, so a retry racing its original is
-    /// still caught.
+    /// still caught (and waits for the original to be durable and applied).
     in_flight: FxHashMap<String, u64>,
+}
+
+impl Sequencer {
+    fn ticket_of(&self, lsn: u64) -> Option<AppendTicket> {
+        let at = self.pending.binary_search_by_key(&lsn, |pending| pending.lsn).ok()?;
+        Some(self.pending[at].ticket.clone())
+    }
 }
 
 struct CheckpointMark {
@@ -404,9 +410,10 @@ impl Engine {
         }
     }
 
-    /// The underlying log (for inspection and metrics).
-    pub fn wal(&self) -> &Wal {
-        &self.shared.wal
+    /// The log's counters and watermarks now. (The log itself is not
+    /// exposed: a write behind the engine's back would break its invariants.)
+    pub fn wal_metrics(&self) -> WalMetrics {
+        self.shared.wal.metrics()
     }
 
     /// Stops the automatic checkpoints and syncs the log.
@@ -453,15 +460,11 @@ impl Shared {
     }
 
     fn ingest(&self, events: &[Event], durability: Durability, field: &str) -> Result<Vec<Receipt>, EngineError> {
-        match self.ingest_start(events, durability, field)? {
-            Started::Done(receipts) => Ok(receipts),
-            Started::Waiting(waiting) => {
-                if durability != Durability::Never {
-                    waiting.ticket.wait().map_err(|err| self.wal_failed(err))?;
-                }
-                self.ingest_finish(waiting)
-            }
+        let waiting = self.ingest_start(events, durability, field)?;
+        if let (Some(ticket), true) = (&waiting.ticket, durability != Durability::Never) {
+            ticket.wait().map_err(|err| self.wal_failed(err))?;
         }
+        self.ingest_finish(waiting, durability)
     }
 
     async fn ingest_async(
@@ -470,32 +473,36 @@ impl Shared {
         durability: Durability,
         field: &str,
     ) -> Result<Vec<Receipt>, EngineError> {
-        match self.ingest_start(events, durability, field)? {
-            Started::Done(receipts) => Ok(receipts),
-            Started::Waiting(waiting) => {
-                if durability != Durability::Never {
-                    waiting.ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
-                }
-                self.ingest_finish(waiting)
-            }
+        let waiting = self.ingest_start(events, durability, field)?;
+        if let (Some(ticket), true) = (&waiting.ticket, durability != Durability::Never) {
+            ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
         }
+        // A `Never` call applying behind records that must first be durable
+        // waits for them here, not inside `apply_through`, so the thread is
+        // not blocked.
+        if let Some(ticket) = self.undurable_through(waiting.lsn) {
+            ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
+        }
+        self.ingest_finish(waiting, durability)
     }
 
-    /// Applies the record once it is durable and builds the receipts.
-    fn ingest_finish(&self, waiting: Waiting) -> Result<Vec<Receipt>, EngineError> {
-        let Waiting { lsn, mut receipts, repeats, .. } = waiting;
+    /// Applies what the call waited for and builds the receipts. (If an
+    /// async caller is cancelled before this, the checkpointer thread applies
+    /// the record once it is durable.)
+    fn ingest_finish(&self, waiting: Waiting, _durability: Durability) -> Result<Vec<Receipt>, EngineError> {
+        let Waiting { lsn, appended, mut receipts, repeats, .. } = waiting;
         self.apply_through(lsn)?;
         for (at, receipt) in receipts.iter_mut().enumerate() {
-            if receipt.is_none() {
-                *receipt = Some(Receipt { lsn, duplicate: repeats.contains(&at) });
+            if let (None, Some(appended)) = (&receipt, appended) {
+                *receipt = Some(Receipt { lsn: appended, duplicate: repeats.contains(&at) });
             }
         }
         Ok(receipts.into_iter().flatten().collect())
     }
 
-    /// Validates and appends (no sync): either every event was a duplicate,
-    /// or a record awaits its durability.
-    fn ingest_start(&self, events: &[Event], durability: Durability, field: &str) -> Result<Started, EngineError> {
+    /// Validates and sequences the call (append without sync, or duplicate
+    /// detection), making room once if the ring is full.
+    fn ingest_start(&self, events: &[Event], durability: Durability, field: &str) -> Result<Waiting, EngineError> {
         if events.len() > self.config.batch_events_max {
             return Err(EngineError::invalid(
                 field,
@@ -511,24 +518,16 @@ impl Shared {
                 event::validate(event, &self.config, now, &name)
             })
             .collect::<Result<_, _>>()?;
-        // A full ring is made room for once (a checkpoint), then retried.
-        let mut made_room = false;
-        loop {
-            match self.sequence_events(&valid, now, durability, field) {
-                Err(EngineError::Wal(WalError::Full { .. })) if !made_room => {
-                    made_room = true;
-                    self.make_room()?;
-                }
-                Err(err) => return Err(err),
-                Ok(Sequenced::Duplicates(receipts)) => return Ok(Started::Done(receipts)),
-                Ok(Sequenced::Appended { lsn, ticket, receipts, repeats }) => {
-                    return Ok(Started::Waiting(Waiting { lsn, ticket, receipts, repeats }));
-                }
+        match self.sequence_events(&valid, now, durability, field) {
+            Err(EngineError::Wal(WalError::Full { .. })) => {
+                self.make_room()?;
+                self.sequence_events(&valid, now, durability, field)
             }
+            other => other,
         }
     }
 
-    /// Under the sequencer lock: drops the events whose id was already
+    /// Under the sequencer lock: finds the events whose id was already
     /// accepted, and appends the rest as one record.
     fn sequence_events(
         &self,
@@ -536,24 +535,26 @@ impl Shared {
         now: i64,
         durability: Durability,
         field: &str,
-    ) -> Result<Sequenced, EngineError> {
+    ) -> Result<Waiting, EngineError> {
         let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
-        // Events of this call whose id repeats an earlier one in the call.
         let mut repeats = Vec::new();
         let mut sequencer = self.lock_sequencer()?;
         let mut fresh: Vec<&ValidEvent> = Vec::with_capacity(valid.len());
         let mut fresh_ids: Vec<String> = Vec::new();
+        // The latest pending (unapplied) record a duplicate refers to: the
+        // call must not return before that record is durable and applied.
+        let mut pending_original = 0u64;
         {
             let state = self.read_state();
             for (at, event) in valid.iter().enumerate() {
                 if let Some(id) = &event.event_id {
-                    let earlier = state
-                        .dedup
-                        .lookup(id, now, &self.config.dedup)
-                        .map(|seen| seen.lsn)
-                        .or_else(|| sequencer.in_flight.get(id).copied());
-                    if let Some(lsn) = earlier {
+                    if let Some(seen) = state.dedup.lookup(id, now, &self.config.dedup) {
+                        receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
+                        continue;
+                    }
+                    if let Some(&lsn) = sequencer.in_flight.get(id) {
                         receipts[at] = Some(Receipt { lsn, duplicate: true });
+                        pending_original = pending_original.max(lsn);
                         continue;
                     }
                     if fresh_ids.contains(id) {
@@ -566,7 +567,8 @@ impl Shared {
             }
         }
         if fresh.is_empty() {
-            return Ok(Sequenced::Duplicates(receipts.into_iter().flatten().collect()));
+            let ticket = sequencer.ticket_of(pending_original);
+            return Ok(Waiting { lsn: pending_original, ticket, appended: None, receipts, repeats });
         }
         let record = LogRecord::Events(EventsV1 {
             ingested_ms: now,
@@ -583,7 +585,7 @@ impl Shared {
                 .collect(),
         });
         let (lsn, ticket) = self.append(&mut sequencer, &record, fresh_ids, durability, field)?;
-        Ok(Sequenced::Appended { lsn, ticket, receipts, repeats })
+        Ok(Waiting { lsn, ticket: Some(ticket), appended: Some(lsn), receipts, repeats })
     }
 
     /// The log's ring is full: checkpoint now, and if the oldest kept
@@ -616,7 +618,10 @@ impl Shared {
             }
             other => other?,
         };
-        self.await_and_apply(lsn, &ticket, durability)?;
+        if durability != Durability::Never {
+            ticket.wait().map_err(|err| self.wal_failed(err))?;
+        }
+        self.apply_through(lsn)?;
         Ok(lsn)
     }
 
@@ -630,7 +635,7 @@ impl Shared {
         event_ids: Vec<String>,
         durability: Durability,
         field: &str,
-    ) -> Result<(u64, recwal_wal::AppendTicket), EngineError> {
+    ) -> Result<(u64, AppendTicket), EngineError> {
         let (kind, payload) = record.encode()?;
         let limit = self.wal.config().record_bytes_max as usize;
         if payload.len() > limit {
@@ -645,7 +650,8 @@ impl Shared {
         for id in &event_ids {
             sequencer.in_flight.insert(id.clone(), lsn);
         }
-        sequencer.pending.push_back(Pending { lsn, kind, payload, event_ids });
+        let pending = Pending { lsn, kind, payload, event_ids, durability, ticket: ticket.clone() };
+        sequencer.pending.push_back(pending);
         Ok((lsn, ticket))
     }
 
@@ -656,25 +662,41 @@ impl Shared {
         EngineError::Wal(err)
     }
 
-    /// Waits for the record's durability (no lock held), then applies every
-    /// pending record up to it, in LSN order.
-    fn await_and_apply(
-        &self,
-        lsn: u64,
-        ticket: &recwal_wal::AppendTicket,
-        durability: Durability,
-    ) -> Result<(), EngineError> {
-        if durability != Durability::Never {
-            ticket.wait().map_err(|err| self.wal_failed(err))?;
-        }
-        self.apply_through(lsn)
+    /// The sequencer, even after the engine stopped accepting writes (a
+    /// record already durable must still be applied).
+    fn sequencer_for_apply(&self) -> Result<MutexGuard<'_, Sequencer>, EngineError> {
+        self.sequencer.lock().map_err(|_| self.poison("a writer panicked"))
     }
 
-    /// Applies every pending record up to `lsn`, in LSN order.
+    /// The ticket of the latest pending record at or below `lsn` that asked
+    /// for durability and is not durable yet: it must be durable before
+    /// anything after it is applied (a `Never` call behind a `Batch` one).
+    fn undurable_through(&self, lsn: u64) -> Option<AppendTicket> {
+        let sequencer = self.sequencer_for_apply().ok()?;
+        let durable = self.wal.lsn_durable();
+        sequencer
+            .pending
+            .iter()
+            .take_while(|pending| pending.lsn <= lsn)
+            .filter(|pending| pending.durability != Durability::Never && pending.lsn > durable)
+            .last()
+            .map(|pending| pending.ticket.clone())
+    }
+
+    /// Applies every pending record up to `lsn`, in LSN order. Records that
+    /// asked for durability are applied only once durable: if one is not yet
+    /// (a `Never` call behind it), this waits for it first.
     fn apply_through(&self, lsn: u64) -> Result<(), EngineError> {
-        let mut sequencer = self.lock_sequencer()?;
+        if let Some(ticket) = self.undurable_through(lsn) {
+            ticket.wait().map_err(|err| self.wal_failed(err))?;
+        }
+        let mut sequencer = self.sequencer_for_apply()?;
         let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
-        while sequencer.pending.front().is_some_and(|pending| pending.lsn <= lsn) {
+        let durable = self.wal.lsn_durable();
+        while let Some(front) = sequencer.pending.front() {
+            if front.lsn > lsn || (front.durability != Durability::Never && front.lsn > durable) {
+                break;
+            }
             let Some(pending) = sequencer.pending.pop_front() else { break };
             let record = LogRecord::decode(pending.lsn, pending.kind, &pending.payload)
                 .map_err(|err| self.poison(format!("cannot apply our own record: {err}")))?;
@@ -683,14 +705,37 @@ impl Shared {
                 sequencer.in_flight.remove(id);
             }
         }
+        if state.applied_lsn < lsn {
+            // Only if a record became non-durable again: the log failed.
+            return Err(EngineError::Poisoned(format!(
+                "record {lsn} could not be applied: the log did not make it durable"
+            )));
+        }
         Ok(())
+    }
+
+    /// Applies pending records the log has made durable but whose callers
+    /// are gone (a cancelled async ingest). Run by the checkpointer thread.
+    fn apply_durable(&self) {
+        let durable = self.wal.lsn_durable();
+        let behind = self
+            .sequencer_for_apply()
+            .map(|sequencer| sequencer.pending.front().is_some_and(|front| front.lsn <= durable))
+            .unwrap_or(false);
+        if behind {
+            if let Err(err) = self.apply_through(durable) {
+                warn!(%err, "applying durable records in the background failed");
+            }
+        }
     }
 
     fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
         let mut mark = self.checkpointing.lock().map_err(|_| self.poison("a checkpoint panicked"))?;
         let metrics = self.wal.metrics();
         let (lsn, bytes) = {
-            let state = self.read_state();
+            // A panic while applying may have left a batch half applied:
+            // never snapshot that.
+            let state = self.state.read().map_err(|_| self.poison("a writer panicked while applying"))?;
             if state.applied_lsn == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
@@ -747,6 +792,7 @@ fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHan
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
+            shared.apply_durable();
             if shared.poisoned.get().is_none() && shared.checkpoint_due() {
                 if let Err(err) = shared.checkpoint() {
                     warn!(%err, "automatic checkpoint failed");
@@ -781,7 +827,15 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
                 break;
             }
             Err(err) => {
-                warn!(path = %path.display(), %err, "snapshot unreadable; trying the previous one");
+                // Set aside (not deleted: it is evidence), so it never counts
+                // as a kept snapshot and the log stays pinned for the good one.
+                let mut quarantined = path.clone().into_os_string();
+                quarantined.push(".bad");
+                let quarantined = PathBuf::from(quarantined);
+                warn!(path = %path.display(), %err, moved_to = %quarantined.display(), "snapshot unreadable; trying the previous one");
+                std::fs::rename(&path, &quarantined)
+                    .map_err(|io| EngineError::io(format!("setting aside {}", path.display()), io))?;
+                snapshot::sync_dir(snapshots_dir)?;
                 skipped.push((path, err.to_string()));
             }
         }

@@ -13,6 +13,10 @@ use crate::ids::ID_BYTES_MAX;
 /// Longest client event id accepted, in bytes.
 pub const EVENT_ID_BYTES_MAX: usize = 256;
 
+/// Largest weight (and rating) accepted. With at most 2³² events per pair,
+/// sums stay far from `f32` overflow, so scores can never become ∞ or NaN.
+pub const WEIGHT_MAX: f32 = 1e6;
+
 /// What the user did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,12 +135,7 @@ pub(crate) fn validate(
     validate_id(&format!("{field}.user"), &event.user)?;
     validate_id(&format!("{field}.item"), &event.item)?;
     if let Some(id) = &event.event_id {
-        if id.is_empty() || id.len() > EVENT_ID_BYTES_MAX {
-            return Err(EngineError::invalid(
-                format!("{field}.event_id"),
-                format!("must be 1–{EVENT_ID_BYTES_MAX} bytes, got {}", id.len()),
-            ));
-        }
+        validate_id(&format!("{field}.event_id"), id)?;
     }
     let weights = &config.weights;
     let (kind, default_weight) = match &event.kind {
@@ -171,8 +170,11 @@ pub(crate) fn validate(
         },
     };
     let weight = event.weight.unwrap_or(default_weight);
-    if !weight.is_finite() || weight < 0.0 {
-        return Err(EngineError::invalid(format!("{field}.weight"), format!("must be finite and ≥ 0, got {weight}")));
+    if !weight.is_finite() || !(0.0..=WEIGHT_MAX).contains(&weight) {
+        return Err(EngineError::invalid(
+            format!("{field}.weight"),
+            format!("must be a finite number in [0, {WEIGHT_MAX}], got {weight}"),
+        ));
     }
     let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
     if timestamp_ms < 0 {
@@ -229,6 +231,8 @@ mod tests {
         );
         assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).with_id(""))), "event.event_id");
         assert_eq!(field_of(check(Event::new("u\n", "i", EventKind::View))), "event.user");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).weighted(3e38))), "event.weight");
+        assert_eq!(field_of(check(Event::new("u", "i", EventKind::View).with_id("a\u{7}b"))), "event.event_id");
     }
 
     #[test]

@@ -99,18 +99,6 @@ fn log2_add(a: f64, b: f64) -> f64 {
     high + (1.0 + (low - high).exp2()).log2()
 }
 
-/// log₂(2ᵃ − 2ᵇ), −∞ when nothing (or only rounding) is left.
-fn log2_sub(a: f64, b: f64) -> f64 {
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let rest = 1.0 - (b - a).exp2();
-    if rest.is_nan() || rest <= 1e-9 {
-        return f64::NEG_INFINITY;
-    }
-    a + rest.log2()
-}
-
 impl State {
     /// An empty state whose popularity decays with `half_life` (or counts).
     pub fn new(half_life: Option<std::time::Duration>) -> State {
@@ -231,13 +219,18 @@ impl State {
             if let Ok(at) = users.binary_search(&user) {
                 users.remove(at);
             }
-            let key = self.item_popularity[pair.item as usize];
-            let key = match self.half_life_ms {
-                Some(_) => log2_sub(key, pair.mass),
-                None => (key - f64::from(pair.events)).max(0.0),
-            };
             self.item_events[pair.item as usize] =
                 self.item_events[pair.item as usize].saturating_sub(u64::from(pair.events));
+            // Recomputed from the remaining users rather than subtracted:
+            // decayed masses can differ by many orders of magnitude, and a
+            // subtraction would lose the small ones that remain.
+            let key = match self.half_life_ms {
+                Some(_) => self.item_users[pair.item as usize]
+                    .iter()
+                    .filter_map(|&other| self.pair(other, pair.item).map(|p| p.mass))
+                    .fold(f64::NEG_INFINITY, log2_add),
+                None => self.item_events[pair.item as usize] as f64,
+            };
             self.set_popularity(pair.item, key);
         }
         self.user_norm_sq[user as usize] = 0.0;

@@ -29,7 +29,9 @@ use crate::wal::{Lsn, Shared};
 ///
 /// A ticket does not keep the log open: once the `Wal` is dropped, waiting
 /// on a record that is not yet durable fails with `WalError::Closed`.
+/// Clones wait for the same record.
 #[must_use = "an append is not durable until its ticket says so"]
+#[derive(Clone)]
 pub struct AppendTicket {
     commit: Arc<GroupCommit>,
     shared: Weak<Shared>,
