@@ -26,6 +26,10 @@ fn config(alpha: f32) -> EngineConfig {
     config.checkpoint.every_bytes = None;
     config.checkpoint.every = None;
     config.itemrank.alpha = alpha;
+    // RECWAL_FAST_HOPS=<h>: exact hops of fast ItemRank.
+    if let Some(hops) = std::env::var("RECWAL_FAST_HOPS").ok().and_then(|h| h.parse().ok()) {
+        config.itemrank.fast_hops = hops;
+    }
     // RECWAL_BLEND=<usercf>,<itemrank>,<popularity>: blend weights to try.
     if let Ok(weights) = std::env::var("RECWAL_BLEND") {
         let weights: Vec<f32> = weights.split(',').filter_map(|w| w.parse().ok()).collect();

@@ -112,7 +112,7 @@ pub struct UserCfConfig {
 
 impl Default for UserCfConfig {
     fn default() -> Self {
-        UserCfConfig { neighbours: 50, scan_users_per_item: usize::MAX }
+        UserCfConfig { neighbours: 50, scan_users_per_item: 1000 }
     }
 }
 
@@ -126,11 +126,16 @@ pub struct ItemRankConfig {
     /// Fast mode: hops of the series computed exactly; the rest is
     /// replaced by the walk's stationary distribution.
     pub fast_hops: u32,
+    /// Fast mode's pruning: at most this many users of each of the user's
+    /// items are walked through (those who appeared last), each standing
+    /// for the item's whole user list. Exact while every item has fewer
+    /// users.
+    pub scan_users_per_item: usize,
 }
 
 impl Default for ItemRankConfig {
     fn default() -> Self {
-        ItemRankConfig { alpha: 0.85, iterations: 20, fast_hops: 2 }
+        ItemRankConfig { alpha: 0.85, iterations: 20, fast_hops: 1, scan_users_per_item: 1000 }
     }
 }
 
@@ -248,6 +253,9 @@ impl EngineConfig {
         }
         if self.itemrank.iterations == 0 || self.itemrank.iterations > 1000 {
             return Err(bad("itemrank.iterations", "must be 1–1000"));
+        }
+        if self.itemrank.scan_users_per_item == 0 {
+            return Err(bad("itemrank.scan_users_per_item", "must be ≥ 1"));
         }
         if self.itemrank.fast_hops > self.itemrank.iterations {
             return Err(bad("itemrank.fast_hops", "must be ≤ itemrank.iterations"));

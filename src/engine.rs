@@ -872,6 +872,7 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
     let total = last.saturating_sub(state_lsn);
     let mut replayed = 0u64;
     let reader = wal.read_from(state_lsn + 1)?;
+    state.begin_replay();
     let mut last_log = Instant::now();
     info!(from = state_lsn + 1, to = last, records = total, "replaying the log");
     for record in reader {
@@ -889,6 +890,7 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
             );
         }
     }
+    state.finish_replay();
     let replay = replay_started.elapsed();
     info!(records = replayed, ms = replay.as_millis() as u64, snapshot_lsn = state_lsn, "replay finished");
     let report = OpenReport {

@@ -150,32 +150,48 @@ pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
 
 /// Dense scores of `strategy` for every item (0 for items it cannot score).
 pub(crate) fn score_all(state: &State, config: &EngineConfig, user: Dense, strategy: Strategy) -> Vec<f64> {
+    score_with_neighbours(state, config, user, strategy).0
+}
+
+/// Scores, and the UserCF neighbours when the strategy used them (so the
+/// reasons do not compute them again).
+fn score_with_neighbours(
+    state: &State,
+    config: &EngineConfig,
+    user: Dense,
+    strategy: Strategy,
+) -> (Vec<f64>, Vec<(Dense, f64)>) {
     let mut scores = vec![0.0; state.items.len()];
+    let mut neighbours = Vec::new();
     match strategy {
         Strategy::UserCf => {
-            let neighbours = usercf::neighbours(state, user, &config.usercf);
+            neighbours = usercf::neighbours(state, user, &config.usercf);
             usercf::scores_from(state, &neighbours, &mut scores);
         }
         Strategy::ItemRank => itemrank::fast(state, user, &config.itemrank, &mut scores),
         Strategy::ItemRankExact => itemrank::exact(state, user, &config.itemrank, &mut scores),
         Strategy::Popularity => popularity::scores(state, &mut scores),
-        Strategy::Blend => blend(state, config, user, &mut scores),
+        Strategy::Blend => neighbours = blend(state, config, user, &mut scores),
     }
-    scores
+    (scores, neighbours)
 }
 
-fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) {
+fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) -> Vec<(Dense, f64)> {
     let weights = &config.blend;
     let parts: [(f32, Strategy); 3] = [
         (weights.usercf, Strategy::UserCf),
         (weights.itemrank, Strategy::ItemRank),
         (weights.popularity, Strategy::Popularity),
     ];
+    let mut neighbours = Vec::new();
     for (weight, strategy) in parts {
         if weight <= 0.0 {
             continue;
         }
-        let part = score_all(state, config, user, strategy);
+        let (part, used) = score_with_neighbours(state, config, user, strategy);
+        if strategy == Strategy::UserCf {
+            neighbours = used;
+        }
         let max = part.iter().copied().fold(0.0f64, f64::max);
         if max > 0.0 {
             let scale = f64::from(weight) / max;
@@ -184,6 +200,7 @@ fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) 
             }
         }
     }
+    neighbours
 }
 
 /// Answers `request` from `state`.
@@ -206,7 +223,7 @@ pub(crate) fn recommend(
     let mut items = Vec::with_capacity(request.n);
     let cold_start = user.is_none();
     if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
-        let scores = score_all(state, config, user, request.strategy);
+        let (scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
         let candidates: Vec<(Dense, f64)> = scores
             .iter()
             .enumerate()
@@ -214,10 +231,6 @@ pub(crate) fn recommend(
             .map(|(item, &score)| (item as Dense, score))
             .collect();
         let best = top_n(&state.items, candidates, request.n);
-        let neighbours = match request.strategy {
-            Strategy::UserCf | Strategy::Blend => usercf::neighbours(state, user, &config.usercf),
-            _ => Vec::new(),
-        };
         for (item, score) in best {
             let reasons = reasons(state, user, item, request.strategy, &neighbours);
             items.push(Scored { item: state.items.name(item).to_string(), score, strategy: request.strategy, reasons });
@@ -265,7 +278,7 @@ fn reasons(state: &State, user: Dense, item: Dense, strategy: Strategy, neighbou
 /// The user's items that co-occur most with `item`, among the user's
 /// strongest interactions (bounded work per answer).
 fn co_interacted(state: &State, user: Dense, item: Dense) -> Vec<Reason> {
-    const HISTORY_CHECKED: usize = 32;
+    const HISTORY_CHECKED: usize = 8;
     let mut history: Vec<_> = state.user_items(user).to_vec();
     history.sort_by(|a, b| b.value().total_cmp(&a.value()).then(a.item.cmp(&b.item)));
     history.truncate(HISTORY_CHECKED);
@@ -286,8 +299,8 @@ fn co_interacted(state: &State, user: Dense, item: Dense) -> Vec<Reason> {
 /// (C̃ᵢⱼ / √(|Uᵢ|·|Uⱼ|)), ties to the lower id.
 pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored> {
     let mut counts: rustc_hash::FxHashMap<Dense, u32> = rustc_hash::FxHashMap::default();
-    for &user in &state.item_users[item as usize] {
-        for pair in state.user_items(user) {
+    for entry in &state.item_users[item as usize] {
+        for pair in state.user_items(entry.user) {
             if pair.item != item {
                 *counts.entry(pair.item).or_default() += 1;
             }

@@ -50,8 +50,16 @@ pub(crate) struct State {
     /// Per user, Σ value². Maintained incrementally in f64 and saved in
     /// snapshots (not recomputed) so a restart reproduces it bit for bit.
     pub user_norm_sq: Vec<f64>,
-    /// Per item, sorted by user: the users who interacted with it.
-    pub item_users: Vec<Vec<Dense>>,
+    /// Per item, sorted by user: the users who interacted with it, with
+    /// their current value (so UserCF reads it without a lookup).
+    pub item_users: Vec<Vec<ItemUser>>,
+    /// Per item j, Σ_{u∈Uⱼ}(|Iᵤ| − 1): the column sums of ItemRank's
+    /// co-occurrence graph, maintained per new pair (integers, so the same
+    /// whatever the order of updates).
+    pub item_others: Vec<u64>,
+    /// While replaying a log: `item_users`, `item_others` and `popular` are
+    /// not maintained per event but rebuilt once by `finish_replay`.
+    pub replaying: bool,
     /// Per item, events seen.
     pub item_events: Vec<u64>,
     /// Per item, the popularity key: the event count, or with a half-life
@@ -73,8 +81,13 @@ pub(crate) struct State {
     pub applied_lsn: u64,
     /// Events applied since the log began (including forgotten users').
     pub events_applied: u64,
-    /// ItemRank's column sums, memoised for one LSN (see `algo::itemrank`).
-    pub column_sums: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<f64>>)>>,
+}
+
+/// An entry of an item's user list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ItemUser {
+    pub user: Dense,
+    pub value: f32,
 }
 
 /// An `f64` with a total order, for the popularity index.
@@ -150,11 +163,14 @@ impl State {
         let item = self.items.intern(name);
         if item as usize == self.item_users.len() {
             self.item_users.push(Vec::new());
+            self.item_others.push(0);
             self.item_events.push(0);
             let key = if self.half_life_ms.is_some() { f64::NEG_INFINITY } else { 0.0 };
             self.item_popularity.push(key);
             self.item_removed.push(false);
-            self.popular.insert((Reverse(OrderedKey::new(key)), item));
+            if !self.replaying {
+                self.popular.insert((Reverse(OrderedKey::new(key)), item));
+            }
         }
         item
     }
@@ -164,11 +180,15 @@ impl State {
         let pos = match pairs.binary_search_by_key(&item, |pair| pair.item) {
             Ok(pos) => pos,
             Err(pos) => {
-                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, mass: f64::NEG_INFINITY });
-                let users = &mut self.item_users[item as usize];
-                if let Err(at) = users.binary_search(&user) {
-                    users.insert(at, user);
+                if !self.replaying {
+                    // The graph's column sums: every item the user already
+                    // has gains one co-occurrence, the new one gains them all.
+                    for pair in pairs.iter() {
+                        self.item_others[pair.item as usize] += 1;
+                    }
+                    self.item_others[item as usize] += pairs.len() as u64;
                 }
+                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, mass: f64::NEG_INFINITY });
                 pos
             }
         };
@@ -179,8 +199,16 @@ impl State {
             _ => pair.implicit += weight,
         }
         pair.events = pair.events.saturating_add(1);
-        let after = f64::from(pair.value());
+        let value = pair.value();
+        let after = f64::from(value);
         self.user_norm_sq[user as usize] += after * after - before * before;
+        if !self.replaying {
+            let users = &mut self.item_users[item as usize];
+            match users.binary_search_by_key(&user, |entry| entry.user) {
+                Ok(at) => users[at].value = value,
+                Err(at) => users.insert(at, ItemUser { user, value }),
+            }
+        }
         self.latest_ms = self.latest_ms.max(timestamp_ms);
         let key = self.item_popularity[item as usize];
         let new_key = match self.half_life_ms {
@@ -197,9 +225,43 @@ impl State {
 
     fn set_popularity(&mut self, item: Dense, key: f64) {
         let old = &mut self.item_popularity[item as usize];
-        self.popular.remove(&(Reverse(OrderedKey::new(*old)), item));
+        if !self.replaying {
+            self.popular.remove(&(Reverse(OrderedKey::new(*old)), item));
+            self.popular.insert((Reverse(OrderedKey::new(key)), item));
+        }
         *old = key;
-        self.popular.insert((Reverse(OrderedKey::new(key)), item));
+    }
+
+    /// Starts a replay: per-event index maintenance is deferred.
+    pub fn begin_replay(&mut self) {
+        self.replaying = true;
+    }
+
+    /// Ends a replay: rebuilds the item→users lists, the column sums and
+    /// the popularity order from the per-user lists, in O(pairs). The result
+    /// is exactly what per-event maintenance would have built.
+    pub fn finish_replay(&mut self) {
+        self.rebuild_indexes();
+        self.replaying = false;
+    }
+
+    fn rebuild_indexes(&mut self) {
+        let items = self.items.len();
+        let mut item_users: Vec<Vec<ItemUser>> = vec![Vec::new(); items];
+        let mut item_others = vec![0u64; items];
+        for (user, pairs) in self.user_items.iter().enumerate() {
+            let others = pairs.len().saturating_sub(1) as u64;
+            for pair in pairs {
+                // Users arrive in increasing order, so each list is sorted.
+                item_users[pair.item as usize].push(ItemUser { user: user as Dense, value: pair.value() });
+                item_others[pair.item as usize] += others;
+            }
+        }
+        self.item_users = item_users;
+        self.item_others = item_others;
+        self.popular = (0..items as Dense)
+            .map(|item| (Reverse(OrderedKey::new(self.item_popularity[item as usize])), item))
+            .collect();
     }
 
     /// The popularity score reported for `item`: its event count, or its
@@ -213,12 +275,19 @@ impl State {
     }
 
     fn forget(&mut self, user: Dense) {
+        if self.replaying {
+            // Forgets are rare: make the indexes exact for this one.
+            self.rebuild_indexes();
+        }
         let pairs = std::mem::take(&mut self.user_items[user as usize]);
+        let others = pairs.len().saturating_sub(1) as u64;
         for pair in &pairs {
             let users = &mut self.item_users[pair.item as usize];
-            if let Ok(at) = users.binary_search(&user) {
+            if let Ok(at) = users.binary_search_by_key(&user, |entry| entry.user) {
                 users.remove(at);
             }
+            let column = &mut self.item_others[pair.item as usize];
+            *column = column.saturating_sub(others);
             self.item_events[pair.item as usize] =
                 self.item_events[pair.item as usize].saturating_sub(u64::from(pair.events));
             // Recomputed from the remaining users rather than subtracted:
@@ -227,7 +296,7 @@ impl State {
             let key = match self.half_life_ms {
                 Some(_) => self.item_users[pair.item as usize]
                     .iter()
-                    .filter_map(|&other| self.pair(other, pair.item).map(|p| p.mass))
+                    .filter_map(|entry| self.pair(entry.user, pair.item).map(|p| p.mass))
                     .fold(f64::NEG_INFINITY, log2_add),
                 None => self.item_events[pair.item as usize] as f64,
             };
@@ -302,7 +371,9 @@ impl State {
             items: Interner::from_names(body.items),
             user_items: body.user_items,
             user_norm_sq: body.user_norm_sq,
-            item_users: vec![Vec::new(); items],
+            item_users: Vec::new(),
+            item_others: Vec::new(),
+            replaying: false,
             item_events: vec![0; items],
             item_popularity: body.item_popularity,
             popular: BTreeSet::new(),
@@ -312,7 +383,6 @@ impl State {
             dedup: DedupWindow::from_entries(body.dedup),
             applied_lsn: body.applied_lsn,
             events_applied: body.events_applied,
-            column_sums: std::sync::Mutex::new(None),
         };
         if state.users.len() != users || state.items.len() != items {
             return Err("duplicate ids".into());
@@ -322,8 +392,6 @@ impl State {
                 if pair.item as usize >= items || (at > 0 && pairs[at - 1].item >= pair.item) {
                     return Err(format!("user {user}: interactions out of order or out of range"));
                 }
-                // Users arrive in increasing order, so each list stays sorted.
-                state.item_users[pair.item as usize].push(user as Dense);
                 state.item_events[pair.item as usize] += u64::from(pair.events);
             }
         }
@@ -333,9 +401,7 @@ impl State {
                 None => return Err(format!("removed item {item} out of range")),
             }
         }
-        state.popular = (0..items as Dense)
-            .map(|item| (Reverse(OrderedKey::new(state.item_popularity[item as usize])), item))
-            .collect();
+        state.rebuild_indexes();
         Ok(state)
     }
 }
@@ -371,4 +437,67 @@ pub struct SnapshotBody {
     pub(crate) item_popularity: Vec<f64>,
     pub(crate) removed_items: Vec<Dense>,
     pub(crate) dedup: Vec<(String, FirstSeen)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventsV1, ForgetUserV1, LoggedEvent};
+    use proptest::prelude::*;
+
+    fn events_record(events: &[(u8, u8, u8)], names: &[String]) -> Vec<(String, String, LoggedKind, f32)> {
+        events
+            .iter()
+            .map(|&(user, item, kind)| {
+                let kind = if kind % 2 == 0 { LoggedKind::Rating } else { LoggedKind::Click };
+                (names[user as usize % 8].clone(), format!("i{}", item % 12), kind, f32::from(item % 5) + 1.0)
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The indexes maintained per event equal those rebuilt from the
+        /// per-user lists (what a snapshot load or a replay does).
+        #[test]
+        fn live_indexes_equal_rebuilt_ones(
+            batches in prop::collection::vec(prop::collection::vec((0u8..8, 0u8..12, 0u8..4), 1..6), 1..30),
+            forgets in prop::collection::vec(0u8..8, 0..4),
+        ) {
+            let names: Vec<String> = (0..8).map(|u| format!("u{u}")).collect();
+            let dedup = DedupConfig::default();
+            let mut live = State::new(None);
+            let mut replayed = State::new(None);
+            replayed.begin_replay();
+            let mut lsn = 0;
+            for (at, batch) in batches.iter().enumerate() {
+                let owned = events_record(batch, &names);
+                let events = owned
+                    .iter()
+                    .map(|(user, item, kind, weight)| LoggedEvent {
+                        user,
+                        item,
+                        kind: *kind,
+                        weight: *weight,
+                        timestamp_ms: at as i64,
+                        event_id: None,
+                    })
+                    .collect();
+                let record = LogRecord::Events(EventsV1 { ingested_ms: 0, events });
+                lsn += 1;
+                live.apply(lsn, &record, &dedup);
+                replayed.apply(lsn, &record, &dedup);
+                if let Some(&user) = forgets.get(at) {
+                    let record = LogRecord::ForgetUser(ForgetUserV1 { user: &names[user as usize] });
+                    lsn += 1;
+                    live.apply(lsn, &record, &dedup);
+                    replayed.apply(lsn, &record, &dedup);
+                }
+            }
+            replayed.finish_replay();
+            prop_assert_eq!(&live.item_users, &replayed.item_users);
+            prop_assert_eq!(&live.item_others, &replayed.item_others);
+            prop_assert_eq!(&live.popular, &replayed.popular);
+            prop_assert_eq!(live.digest(), replayed.digest());
+        }
+    }
 }

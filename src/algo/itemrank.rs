@@ -16,10 +16,7 @@
 //! its limit: C is a symmetric graph normalised by column, whose random walk
 //! has the stationary distribution π ∝ column sums, and Cᵗd_u → π as t grows.
 //! So IR_fast = (1−α)·Σ_{t≤h} αᵗCᵗd_u + α^{h+1}·π. The column sums are
-//! memoised per state LSN (a pure function of the state, so answers stay
-//! repeatable).
-
-use std::sync::Arc;
+//! part of the state, maintained per new pair.
 
 use crate::config::ItemRankConfig;
 use crate::ids::Dense;
@@ -35,37 +32,17 @@ fn preference(state: &State, user: Dense) -> Vec<(Dense, f64)> {
     pairs.iter().map(|pair| (pair.item, f64::from(pair.value()) / total)).collect()
 }
 
-/// Σ_{u∈Uⱼ}(|Iᵤ| − 1) per item, memoised for the state's current LSN.
-fn column_sums(state: &State) -> Arc<Vec<f64>> {
-    let mut memo = state.column_sums.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((lsn, sums)) = &*memo {
-        if *lsn == state.applied_lsn && sums.len() == state.items.len() {
-            return Arc::clone(sums);
-        }
-    }
-    let mut sums = vec![0.0f64; state.items.len()];
-    for pairs in &state.user_items {
-        let others = pairs.len().saturating_sub(1) as f64;
-        for pair in pairs {
-            sums[pair.item as usize] += others;
-        }
-    }
-    let sums = Arc::new(sums);
-    *memo = Some((state.applied_lsn, Arc::clone(&sums)));
-    sums
-}
-
 /// out = C·x (dense), through the factored graph.
-fn multiply(state: &State, column_sum: &[f64], x: &[f64], per_user: &mut [f64], scaled: &mut [f64], out: &mut [f64]) {
-    for ((scaled, &x), &sum) in scaled.iter_mut().zip(x).zip(column_sum) {
-        *scaled = if sum > 0.0 { x / sum } else { 0.0 };
+fn multiply(state: &State, x: &[f64], per_user: &mut [f64], scaled: &mut [f64], out: &mut [f64]) {
+    for ((scaled, &x), &sum) in scaled.iter_mut().zip(x).zip(&state.item_others) {
+        *scaled = if sum > 0 { x / sum as f64 } else { 0.0 };
     }
     for (total, pairs) in per_user.iter_mut().zip(&state.user_items) {
         *total = pairs.iter().map(|pair| scaled[pair.item as usize]).sum();
     }
     for (item, out) in out.iter_mut().enumerate() {
         let users = &state.item_users[item];
-        let through_users: f64 = users.iter().map(|&u| per_user[u as usize]).sum();
+        let through_users: f64 = users.iter().map(|entry| per_user[entry.user as usize]).sum();
         *out = through_users - users.len() as f64 * scaled[item];
     }
 }
@@ -78,7 +55,6 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
         return;
     }
     let alpha = f64::from(config.alpha);
-    let column_sum = column_sums(state);
     let mut d = vec![0.0f64; items];
     for &(item, weight) in &preference {
         d[item as usize] = weight;
@@ -88,7 +64,7 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
     let mut scaled = vec![0.0f64; items];
     let mut per_user = vec![0.0f64; state.users.len()];
     for _ in 0..config.iterations {
-        multiply(state, &column_sum, &rank, &mut per_user, &mut scaled, &mut next);
+        multiply(state, &rank, &mut per_user, &mut scaled, &mut next);
         for ((rank, &next), &d) in rank.iter_mut().zip(&next).zip(&d) {
             *rank = alpha * next + (1.0 - alpha) * d;
         }
@@ -104,9 +80,11 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         return;
     }
     let alpha = f64::from(config.alpha);
-    let column_sum = column_sums(state);
-    // Hop 0 and the first hop from the sparse d_u: only the users of the
-    // user's items are touched.
+    let column_sum = &state.item_others;
+    // Hop 0, then the first hop from the sparse d_u: only the users of the
+    // user's items are touched. Pruning: of a very popular item, only the
+    // `scan_users_per_item` users who appeared last are walked through, each
+    // standing for |U_j| / scanned of its users (exact below the cap).
     let mut term = vec![0.0f64; items];
     let mut weight = 1.0 - alpha;
     for &(item, share) in &preference {
@@ -116,10 +94,14 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         let mut per_user: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
         for &(item, share) in &preference {
             let sum = column_sum[item as usize];
-            if sum > 0.0 {
-                for &other in &state.item_users[item as usize] {
-                    *per_user.entry(other).or_default() += share / sum;
-                }
+            let users = &state.item_users[item as usize];
+            if sum == 0 || users.is_empty() {
+                continue;
+            }
+            let start = users.len().saturating_sub(config.scan_users_per_item);
+            let scale = users.len() as f64 / (users.len() - start) as f64;
+            for entry in &users[start..] {
+                *per_user.entry(entry.user).or_default() += scale * share / sum as f64;
             }
         }
         for (&other, &total) in &per_user {
@@ -129,8 +111,8 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         }
         for &(item, share) in &preference {
             let sum = column_sum[item as usize];
-            if sum > 0.0 {
-                term[item as usize] -= state.item_users[item as usize].len() as f64 * share / sum;
+            if sum > 0 {
+                term[item as usize] -= state.item_users[item as usize].len() as f64 * share / sum as f64;
             }
         }
         weight *= alpha;
@@ -143,7 +125,7 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         let mut scaled = vec![0.0f64; items];
         let mut per_user = vec![0.0f64; state.users.len()];
         for _ in 1..config.fast_hops {
-            multiply(state, &column_sum, &term, &mut per_user, &mut scaled, &mut next);
+            multiply(state, &term, &mut per_user, &mut scaled, &mut next);
             std::mem::swap(&mut term, &mut next);
             weight *= alpha;
             for (score, &term) in scores.iter_mut().zip(&term) {
@@ -152,11 +134,11 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         }
     }
     // The tail: α^{h+1}·π with π ∝ column sums.
-    let total: f64 = column_sum.iter().sum();
-    if total > 0.0 {
-        let tail = alpha.powi(config.fast_hops as i32 + 1) / total;
+    let total: u64 = column_sum.iter().sum();
+    if total > 0 {
+        let tail = alpha.powi(config.fast_hops as i32 + 1) / total as f64;
         for (score, &sum) in scores.iter_mut().zip(column_sum.iter()) {
-            *score += tail * sum;
+            *score += tail * sum as f64;
         }
     }
 }
@@ -165,5 +147,5 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
 pub(crate) fn co_occurrences(state: &State, a: Dense, b: Dense) -> u32 {
     let (x, y) = (&state.item_users[a as usize], &state.item_users[b as usize]);
     let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
-    small.iter().filter(|user| large.binary_search(user).is_ok()).count() as u32
+    small.iter().filter(|entry| large.binary_search_by_key(&entry.user, |other| other.user).is_ok()).count() as u32
 }

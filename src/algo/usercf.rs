@@ -40,12 +40,9 @@ pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> V
             // Pruning: scan only the most recently arrived users of a very
             // popular item (exact while the cap is above the item's degree).
             let start = users.len().saturating_sub(config.scan_users_per_item);
-            for &other in &users[start..] {
-                if other == user {
-                    continue;
-                }
-                let theirs = state.pair(other, pair.item).map_or(0.0, |p| f64::from(p.value()));
-                if theirs == 0.0 {
+            for entry in &users[start..] {
+                let (other, theirs) = (entry.user, f64::from(entry.value));
+                if other == user || theirs == 0.0 {
                     continue;
                 }
                 let dot = &mut dots[other as usize];
