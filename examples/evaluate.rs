@@ -30,6 +30,10 @@ fn config(alpha: f32) -> EngineConfig {
     if let Some(hops) = std::env::var("RECWAL_FAST_HOPS").ok().and_then(|h| h.parse().ok()) {
         config.itemrank.fast_hops = hops;
     }
+    // RECWAL_FAST_SEEDS=<n>: fast ItemRank's seed_items_max.
+    if let Some(seeds) = std::env::var("RECWAL_FAST_SEEDS").ok().and_then(|n| n.parse().ok()) {
+        config.itemrank.seed_items_max = seeds;
+    }
     // RECWAL_BLEND=<usercf>,<itemrank>,<popularity>: blend weights to try.
     if let Ok(weights) = std::env::var("RECWAL_BLEND") {
         let weights: Vec<f32> = weights.split(',').filter_map(|w| w.parse().ok()).collect();

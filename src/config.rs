@@ -105,8 +105,8 @@ pub struct UserCfConfig {
     /// Neighbours per user.
     pub neighbours: usize,
     /// Pruning: at most this many users of each of the target user's items
-    /// are scanned for neighbours: those who first appeared in the engine
-    /// most recently. `usize::MAX` is exact.
+    /// are scanned for neighbours: those who first interacted with it most
+    /// recently. `usize::MAX` is exact.
     pub scan_users_per_item: usize,
 }
 
@@ -127,15 +127,28 @@ pub struct ItemRankConfig {
     /// replaced by the walk's stationary distribution.
     pub fast_hops: u32,
     /// Fast mode's pruning: at most this many users of each of the user's
-    /// items are walked through (those who appeared last), each standing
+    /// items are walked through (those who first interacted with it last), each standing
     /// for the item's whole user list. Exact while every item has fewer
     /// users.
     pub scan_users_per_item: usize,
+    /// Fast mode's pruning: of each user reached, at most this many items
+    /// are followed (each standing for the user's whole list).
+    pub scan_items_per_user: usize,
+    /// Fast mode's pruning: the walk starts from at most this many of the
+    /// user's strongest items.
+    pub seed_items_max: usize,
 }
 
 impl Default for ItemRankConfig {
     fn default() -> Self {
-        ItemRankConfig { alpha: 0.85, iterations: 20, fast_hops: 1, scan_users_per_item: 1000 }
+        ItemRankConfig {
+            alpha: 0.85,
+            iterations: 20,
+            fast_hops: 1,
+            scan_users_per_item: 1000,
+            scan_items_per_user: 1000,
+            seed_items_max: 100,
+        }
     }
 }
 
@@ -256,6 +269,12 @@ impl EngineConfig {
         }
         if self.itemrank.scan_users_per_item == 0 {
             return Err(bad("itemrank.scan_users_per_item", "must be ≥ 1"));
+        }
+        if self.itemrank.scan_items_per_user == 0 {
+            return Err(bad("itemrank.scan_items_per_user", "must be ≥ 1"));
+        }
+        if self.itemrank.seed_items_max == 0 {
+            return Err(bad("itemrank.seed_items_max", "must be ≥ 1"));
         }
         if self.itemrank.fast_hops > self.itemrank.iterations {
             return Err(bad("itemrank.fast_hops", "must be ≤ itemrank.iterations"));

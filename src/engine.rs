@@ -514,7 +514,7 @@ impl Shared {
             .iter()
             .enumerate()
             .map(|(at, event)| {
-                let name = if field == "event" { field.to_string() } else { format!("{field}[{at}]") };
+                let name = || if field == "event" { field.to_string() } else { format!("{field}[{at}]") };
                 event::validate(event, &self.config, now, &name)
             })
             .collect::<Result<_, _>>()?;
@@ -626,8 +626,9 @@ impl Shared {
     }
 
     /// Appends under the sequencer lock. The write never syncs here: an
-    /// `Always` record is written as `Never` and synced by the caller's
-    /// ticket wait, outside the lock, where concurrent waiters share a sync.
+    /// `Always` record is written by `append_sync_later` and synced by the
+    /// caller's ticket wait, outside the lock, where concurrent waiters
+    /// share a sync.
     fn append(
         &self,
         sequencer: &mut Sequencer,
@@ -644,8 +645,11 @@ impl Shared {
                 format!("encodes to {} bytes; the log's record limit is {limit}: send fewer events", payload.len()),
             ));
         }
-        let write = if durability == Durability::Always { Durability::Never } else { durability };
-        let ticket = self.wal.append_with(kind, &payload, write).map_err(|err| self.wal_failed(err))?;
+        let appended = match durability {
+            Durability::Always => self.wal.append_sync_later(kind, &payload),
+            other => self.wal.append_with(kind, &payload, other),
+        };
+        let ticket = appended.map_err(|err| self.wal_failed(err))?;
         let lsn = ticket.lsn();
         for id in &event_ids {
             sequencer.in_flight.insert(id.clone(), lsn);

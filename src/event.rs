@@ -111,32 +111,42 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
 
-pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
+/// The rule `id` breaks, if any.
+fn id_rule(id: &str) -> Option<String> {
     if id.is_empty() {
-        return Err(EngineError::invalid(field, "must not be empty"));
+        return Some("must not be empty".into());
     }
     if id.len() > ID_BYTES_MAX {
-        return Err(EngineError::invalid(field, format!("must be at most {ID_BYTES_MAX} bytes, got {}", id.len())));
+        return Some(format!("must be at most {ID_BYTES_MAX} bytes, got {}", id.len()));
     }
     if id.chars().any(char::is_control) {
-        return Err(EngineError::invalid(field, "must not contain control characters"));
+        return Some("must not contain control characters".into());
     }
-    Ok(())
+    None
 }
 
-/// Checks `event` against the configuration; `field` prefixes error field
-/// names (e.g. `events[3]`).
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
+    match id_rule(id) {
+        Some(rule) => Err(EngineError::invalid(field, rule)),
+        None => Ok(()),
+    }
+}
+
+/// Checks `event` against the configuration; `prefix` names the event in
+/// errors (e.g. `events[3]`), and is called only when there is one.
 pub(crate) fn validate(
     event: &Event,
     config: &EngineConfig,
     now_ms: i64,
-    field: &str,
+    prefix: &dyn Fn() -> String,
 ) -> Result<ValidEvent, EngineError> {
-    validate_id(&format!("{field}.user"), &event.user)?;
-    validate_id(&format!("{field}.item"), &event.item)?;
-    if let Some(id) = &event.event_id {
-        validate_id(&format!("{field}.event_id"), id)?;
+    let ids = [("user", Some(&event.user)), ("item", Some(&event.item)), ("event_id", event.event_id.as_ref())];
+    for (name, id) in ids {
+        if let Some(rule) = id.and_then(|id| id_rule(id)) {
+            return Err(EngineError::invalid(format!("{}.{name}", prefix()), rule));
+        }
     }
+    let field = Lazy(prefix);
     let weights = &config.weights;
     let (kind, default_weight) = match &event.kind {
         EventKind::View => (LoggedKind::View, weights.view),
@@ -147,13 +157,13 @@ pub(crate) fn validate(
             let (min, max) = (config.rating_min, config.rating_max);
             if !value.is_finite() || *value < min || *value > max {
                 return Err(EngineError::invalid(
-                    format!("{field}.kind.rating"),
+                    field.at("kind.rating"),
                     format!("must be a finite number in [{min}, {max}], got {value}"),
                 ));
             }
             if event.weight.is_some() {
                 return Err(EngineError::invalid(
-                    format!("{field}.weight"),
+                    field.at("weight"),
                     "must be absent for a rating (its weight is its value)",
                 ));
             }
@@ -163,7 +173,7 @@ pub(crate) fn validate(
             Some(weight) => (LoggedKind::Custom, *weight),
             None => {
                 return Err(EngineError::invalid(
-                    format!("{field}.kind"),
+                    field.at("kind"),
                     format!("custom kind {name:?} is not configured in weights.custom"),
                 ))
             }
@@ -172,18 +182,18 @@ pub(crate) fn validate(
     let weight = event.weight.unwrap_or(default_weight);
     if !weight.is_finite() || !(0.0..=WEIGHT_MAX).contains(&weight) {
         return Err(EngineError::invalid(
-            format!("{field}.weight"),
+            field.at("weight"),
             format!("must be a finite number in [0, {WEIGHT_MAX}], got {weight}"),
         ));
     }
     let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
     if timestamp_ms < 0 {
-        return Err(EngineError::invalid(format!("{field}.timestamp_ms"), "must be ≥ 0 (ms since the Unix epoch)"));
+        return Err(EngineError::invalid(field.at("timestamp_ms"), "must be ≥ 0 (ms since the Unix epoch)"));
     }
     let max_future = i64::try_from(config.max_future.as_millis()).unwrap_or(i64::MAX);
     if timestamp_ms > now_ms.saturating_add(max_future) {
         return Err(EngineError::invalid(
-            format!("{field}.timestamp_ms"),
+            field.at("timestamp_ms"),
             format!(
                 "is {} ms in the future; at most {} ms allowed",
                 timestamp_ms - now_ms,
@@ -201,12 +211,21 @@ pub(crate) fn validate(
     })
 }
 
+/// An error field name built only when an error needs it.
+struct Lazy<'a>(&'a dyn Fn() -> String);
+
+impl Lazy<'_> {
+    fn at(&self, name: &str) -> String {
+        format!("{}.{name}", (self.0)())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn check(event: Event) -> Result<ValidEvent, EngineError> {
-        validate(&event, &EngineConfig::default(), 1_000_000, "event")
+        validate(&event, &EngineConfig::default(), 1_000_000, &|| "event".to_string())
     }
 
     fn field_of(result: Result<ValidEvent, EngineError>) -> String {

@@ -102,7 +102,8 @@ pub enum Reason {
     CoInteracted {
         /// The user's item.
         item: String,
-        /// Users who interacted with both.
+        /// Users who interacted with both (estimated from a sample of 1,000
+        /// when both items have more users than that).
         users: u32,
     },
     /// One of the most interacted-with items.
@@ -223,16 +224,27 @@ pub(crate) fn recommend(
     let mut items = Vec::with_capacity(request.n);
     let cold_start = user.is_none();
     if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
-        let (scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
+        let (mut scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
+        // Seen items drop out here, in O(seen), so the scan below needs no
+        // lookup per item.
+        for pair in state.user_items(user) {
+            scores[pair.item as usize] = 0.0;
+        }
         let candidates: Vec<(Dense, f64)> = scores
             .iter()
             .enumerate()
-            .filter(|&(item, &score)| score > 0.0 && keep(item as Dense))
+            .filter(|&(item, &score)| {
+                score > 0.0
+                    && !state.item_removed[item]
+                    && (excluded.is_empty() || !excluded.contains(&(item as Dense)))
+                    && allowed.as_ref().is_none_or(|allowed| allowed.contains(&(item as Dense)))
+            })
             .map(|(item, &score)| (item as Dense, score))
             .collect();
         let best = top_n(&state.items, candidates, request.n);
+        let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
-            let reasons = reasons(state, user, item, request.strategy, &neighbours);
+            let reasons = reasons(state, item, request.strategy, &neighbours, &mut co);
             items.push(Scored { item: state.items.name(item).to_string(), score, strategy: request.strategy, reasons });
         }
     }
@@ -253,7 +265,13 @@ pub(crate) fn recommend(
     Ok(Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items })
 }
 
-fn reasons(state: &State, user: Dense, item: Dense, strategy: Strategy, neighbours: &[(Dense, f64)]) -> Vec<Reason> {
+fn reasons(
+    state: &State,
+    item: Dense,
+    strategy: Strategy,
+    neighbours: &[(Dense, f64)],
+    co: &mut CoInteraction<'_>,
+) -> Vec<Reason> {
     match strategy {
         Strategy::UserCf | Strategy::Blend if !neighbours.is_empty() => {
             let top = usercf::top_contributors(state, neighbours, item, REASONS_PER_ITEM);
@@ -267,32 +285,118 @@ fn reasons(state: &State, user: Dense, item: Dense, strategy: Strategy, neighbou
                     })
                     .collect();
             }
-            co_interacted(state, user, item)
+            co.reasons(item)
         }
-        Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend => co_interacted(state, user, item),
+        Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend => co.reasons(item),
         Strategy::UserCf => Vec::new(),
         Strategy::Popularity => vec![Reason::Popular { events: state.item_events[item as usize] }],
     }
 }
 
-/// The user's items that co-occur most with `item`, among the user's
-/// strongest interactions (bounded work per answer).
-fn co_interacted(state: &State, user: Dense, item: Dense) -> Vec<Reason> {
-    const HISTORY_CHECKED: usize = 8;
-    let mut history: Vec<_> = state.user_items(user).to_vec();
-    history.sort_by(|a, b| b.value().total_cmp(&a.value()).then(a.item.cmp(&b.item)));
-    history.truncate(HISTORY_CHECKED);
-    let mut found: Vec<(Dense, u32)> = history
-        .iter()
-        .map(|pair| (pair.item, itemrank::co_occurrences(state, pair.item, item)))
-        .filter(|&(_, users)| users > 0)
-        .collect();
-    found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    found
-        .into_iter()
-        .take(REASONS_PER_ITEM)
-        .map(|(other, users)| Reason::CoInteracted { item: state.items.name(other).to_string(), users })
-        .collect()
+thread_local! {
+    /// Per user, a bit per history item they share with the requesting
+    /// user; reused across requests on this thread, cleared after each.
+    static MARKS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Which of the requesting user's strongest items each answered item
+/// co-occurs with, and how often. The users of those (at most 8) items are
+/// marked once per answer, so each answered item costs one pass over its
+/// users. Long lists are sampled (their last `SCAN` users) and the counts
+/// scaled, so the work is bounded on any state.
+struct CoInteraction<'a> {
+    state: &'a State,
+    history: Vec<Dense>,
+    /// Users marked, to clear afterwards; `None` until first needed.
+    marked: Option<Vec<Dense>>,
+    user: Dense,
+}
+
+impl<'a> CoInteraction<'a> {
+    const HISTORY: usize = 8;
+    const SCAN: usize = 1000;
+
+    fn new(state: &'a State, user: Dense) -> Self {
+        CoInteraction { state, history: Vec::new(), marked: None, user }
+    }
+
+    fn sample(&self, item: Dense) -> (&'a [crate::state::ItemUser], f64) {
+        let users = &self.state.item_users[item as usize];
+        let sample = &users[users.len().saturating_sub(Self::SCAN)..];
+        (sample, if sample.is_empty() { 1.0 } else { users.len() as f64 / sample.len() as f64 })
+    }
+
+    fn mark(&mut self) {
+        let mut history: Vec<_> = self.state.user_items(self.user).to_vec();
+        history.sort_by(|a, b| b.value().total_cmp(&a.value()).then(a.item.cmp(&b.item)));
+        self.history = history.iter().take(Self::HISTORY).map(|pair| pair.item).collect();
+        let mut marked = Vec::new();
+        MARKS.with(|cell| {
+            let mut marks = cell.borrow_mut();
+            if marks.len() < self.state.users.len() {
+                marks.resize(self.state.users.len(), 0);
+            }
+            for (bit, &item) in self.history.iter().enumerate() {
+                for entry in self.sample(item).0 {
+                    let mark = &mut marks[entry.user as usize];
+                    if *mark == 0 {
+                        marked.push(entry.user);
+                    }
+                    *mark |= 1 << bit;
+                }
+            }
+        });
+        self.marked = Some(marked);
+    }
+
+    fn reasons(&mut self, item: Dense) -> Vec<Reason> {
+        if self.marked.is_none() {
+            self.mark();
+        }
+        let mut counts = [0u32; Self::HISTORY];
+        let (sample, scale) = self.sample(item);
+        MARKS.with(|cell| {
+            let marks = cell.borrow();
+            for entry in sample {
+                let mut mark = marks.get(entry.user as usize).copied().unwrap_or(0);
+                while mark != 0 {
+                    counts[mark.trailing_zeros() as usize] += 1;
+                    mark &= mark - 1;
+                }
+            }
+        });
+        let mut found: Vec<(Dense, u32)> = self
+            .history
+            .iter()
+            .zip(counts)
+            .filter(|&(_, hits)| hits > 0)
+            .map(|(&other, hits)| {
+                let other_scale = self.sample(other).1;
+                (other, (f64::from(hits) * scale * other_scale).round() as u32)
+            })
+            .collect();
+        found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        found
+            .into_iter()
+            .take(REASONS_PER_ITEM)
+            .map(|(other, users)| Reason::CoInteracted { item: self.state.items.name(other).to_string(), users })
+            .collect()
+    }
+}
+
+impl Drop for CoInteraction<'_> {
+    fn drop(&mut self) {
+        if let Some(marked) = self.marked.take() {
+            MARKS.with(|cell| {
+                let mut marks = cell.borrow_mut();
+                for user in marked {
+                    if let Some(mark) = marks.get_mut(user as usize) {
+                        *mark = 0;
+                    }
+                }
+            });
+        }
+    }
 }
 
 /// Items most often interacted with together with `item`, by cosine

@@ -154,6 +154,7 @@ mod tests {
                 rating: 4.0,
                 implicit: 1.0,
                 events: 2,
+                slot: 0,
                 mass: f64::NEG_INFINITY,
             }]],
             user_norm_sq: vec![25.0],

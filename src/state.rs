@@ -26,6 +26,10 @@ pub struct Pair {
     pub implicit: f32,
     /// Events seen for this pair (for popularity, and for `forget_user`).
     pub events: u32,
+    /// This user's position in the item's user list, so the list can be
+    /// updated in O(1) and kept in arrival order (saved in snapshots, so a
+    /// restart rebuilds the very same order).
+    pub slot: u32,
     /// With time-decayed popularity: log₂ Σ 2^(t/half-life) over the pair's
     /// events (t in ms since the epoch), so `forget_user` can subtract it;
     /// −∞ otherwise.
@@ -50,15 +54,16 @@ pub(crate) struct State {
     /// Per user, Σ value². Maintained incrementally in f64 and saved in
     /// snapshots (not recomputed) so a restart reproduces it bit for bit.
     pub user_norm_sq: Vec<f64>,
-    /// Per item, sorted by user: the users who interacted with it, with
+    /// Per item: the users who interacted with it, in order of their first
+    /// interaction (a forgotten user's place is taken by the last one), with
     /// their current value (so UserCF reads it without a lookup).
     pub item_users: Vec<Vec<ItemUser>>,
     /// Per item j, Σ_{u∈Uⱼ}(|Iᵤ| − 1): the column sums of ItemRank's
     /// co-occurrence graph, maintained per new pair (integers, so the same
     /// whatever the order of updates).
     pub item_others: Vec<u64>,
-    /// While replaying a log: `item_users`, `item_others` and `popular` are
-    /// not maintained per event but rebuilt once by `finish_replay`.
+    /// While replaying a log: `item_others` and `popular` are not
+    /// maintained per event but rebuilt once by `finish_replay`.
     pub replaying: bool,
     /// Per item, events seen.
     pub item_events: Vec<u64>,
@@ -188,7 +193,11 @@ impl State {
                     }
                     self.item_others[item as usize] += pairs.len() as u64;
                 }
-                pairs.insert(pos, Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, mass: f64::NEG_INFINITY });
+                let users = &mut self.item_users[item as usize];
+                let slot = users.len() as u32;
+                users.push(ItemUser { user, value: 0.0 });
+                let pair = Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot, mass: f64::NEG_INFINITY };
+                pairs.insert(pos, pair);
                 pos
             }
         };
@@ -202,12 +211,8 @@ impl State {
         let value = pair.value();
         let after = f64::from(value);
         self.user_norm_sq[user as usize] += after * after - before * before;
-        if !self.replaying {
-            let users = &mut self.item_users[item as usize];
-            match users.binary_search_by_key(&user, |entry| entry.user) {
-                Ok(at) => users[at].value = value,
-                Err(at) => users.insert(at, ItemUser { user, value }),
-            }
+        if let Some(entry) = self.item_users[item as usize].get_mut(pair.slot as usize) {
+            entry.value = value;
         }
         self.latest_ms = self.latest_ms.max(timestamp_ms);
         let key = self.item_popularity[item as usize];
@@ -237,31 +242,57 @@ impl State {
         self.replaying = true;
     }
 
-    /// Ends a replay: rebuilds the item→users lists, the column sums and
-    /// the popularity order from the per-user lists, in O(pairs). The result
-    /// is exactly what per-event maintenance would have built.
+    /// Ends a replay: rebuilds the column sums and the popularity order
+    /// from the per-user lists, in O(pairs). The result is exactly what
+    /// per-event maintenance would have built.
     pub fn finish_replay(&mut self) {
-        self.rebuild_indexes();
+        self.rebuild_derived();
         self.replaying = false;
     }
 
-    fn rebuild_indexes(&mut self) {
+    fn rebuild_derived(&mut self) {
         let items = self.items.len();
-        let mut item_users: Vec<Vec<ItemUser>> = vec![Vec::new(); items];
         let mut item_others = vec![0u64; items];
-        for (user, pairs) in self.user_items.iter().enumerate() {
+        for pairs in &self.user_items {
             let others = pairs.len().saturating_sub(1) as u64;
             for pair in pairs {
-                // Users arrive in increasing order, so each list is sorted.
-                item_users[pair.item as usize].push(ItemUser { user: user as Dense, value: pair.value() });
                 item_others[pair.item as usize] += others;
             }
         }
-        self.item_users = item_users;
         self.item_others = item_others;
         self.popular = (0..items as Dense)
             .map(|item| (Reverse(OrderedKey::new(self.item_popularity[item as usize])), item))
             .collect();
+    }
+
+    /// Puts every user back at its slot in the item lists (snapshot load).
+    fn place_item_users(&mut self) -> Result<(), String> {
+        let items = self.items.len();
+        let mut lengths = vec![0usize; items];
+        for pairs in &self.user_items {
+            for pair in pairs {
+                lengths[pair.item as usize] += 1;
+            }
+        }
+        let empty = ItemUser { user: Dense::MAX, value: f32::NAN };
+        let mut item_users: Vec<Vec<ItemUser>> = lengths.iter().map(|&len| vec![empty; len]).collect();
+        for (user, pairs) in self.user_items.iter().enumerate() {
+            for pair in pairs {
+                match item_users[pair.item as usize].get_mut(pair.slot as usize) {
+                    Some(entry) if entry.user == Dense::MAX => {
+                        *entry = ItemUser { user: user as Dense, value: pair.value() };
+                    }
+                    _ => {
+                        return Err(format!(
+                            "user {user}, item {}: slot {} taken or out of range",
+                            pair.item, pair.slot
+                        ))
+                    }
+                }
+            }
+        }
+        self.item_users = item_users;
+        Ok(())
     }
 
     /// The popularity score reported for `item`: its event count, or its
@@ -276,15 +307,23 @@ impl State {
 
     fn forget(&mut self, user: Dense) {
         if self.replaying {
-            // Forgets are rare: make the indexes exact for this one.
-            self.rebuild_indexes();
+            // Forgets are rare: make the derived indexes exact for this one.
+            self.rebuild_derived();
         }
         let pairs = std::mem::take(&mut self.user_items[user as usize]);
         let others = pairs.len().saturating_sub(1) as u64;
         for pair in &pairs {
             let users = &mut self.item_users[pair.item as usize];
-            if let Ok(at) = users.binary_search_by_key(&user, |entry| entry.user) {
-                users.remove(at);
+            let slot = pair.slot as usize;
+            if slot < users.len() {
+                users.swap_remove(slot);
+                // The last user took the freed slot: tell its pair.
+                if let Some(&moved) = users.get(slot) {
+                    let moved_pairs = &mut self.user_items[moved.user as usize];
+                    if let Ok(at) = moved_pairs.binary_search_by_key(&pair.item, |p| p.item) {
+                        moved_pairs[at].slot = slot as u32;
+                    }
+                }
             }
             let column = &mut self.item_others[pair.item as usize];
             *column = column.saturating_sub(others);
@@ -401,7 +440,8 @@ impl State {
                 None => return Err(format!("removed item {item} out of range")),
             }
         }
-        state.rebuild_indexes();
+        state.place_item_users()?;
+        state.rebuild_derived();
         Ok(state)
     }
 }

@@ -47,6 +47,23 @@ fn multiply(state: &State, x: &[f64], per_user: &mut [f64], scaled: &mut [f64], 
     }
 }
 
+/// The `max` largest shares of `preference` (ties to the lower item),
+/// renormalised to sum to 1; unchanged when it is short enough.
+fn strongest(mut preference: Vec<(Dense, f64)>, max: usize) -> Vec<(Dense, f64)> {
+    if preference.len() <= max {
+        return preference;
+    }
+    preference.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    preference.truncate(max);
+    let total: f64 = preference.iter().map(|&(_, share)| share).sum();
+    if total > 0.0 {
+        for (_, share) in &mut preference {
+            *share /= total;
+        }
+    }
+    preference
+}
+
 /// Exact ItemRank scores for every item.
 pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
     let items = state.items.len();
@@ -81,9 +98,12 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
     }
     let alpha = f64::from(config.alpha);
     let column_sum = &state.item_others;
+    // Pruning for very active users: the walk starts from their
+    // `seed_items_max` strongest items (renormalised).
+    let preference = strongest(preference, config.seed_items_max);
     // Hop 0, then the first hop from the sparse d_u: only the users of the
     // user's items are touched. Pruning: of a very popular item, only the
-    // `scan_users_per_item` users who appeared last are walked through, each
+    // `scan_users_per_item` users who interacted with it last are walked through, each
     // standing for |U_j| / scanned of its users (exact below the cap).
     let mut term = vec![0.0f64; items];
     let mut weight = 1.0 - alpha;
@@ -105,7 +125,11 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
             }
         }
         for (&other, &total) in &per_user {
-            for pair in state.user_items(other) {
+            // A very active co-user's items are sampled the same way.
+            let pairs = state.user_items(other);
+            let sample = &pairs[..pairs.len().min(config.scan_items_per_user)];
+            let total = total * pairs.len() as f64 / sample.len().max(1) as f64;
+            for pair in sample {
                 term[pair.item as usize] += total;
             }
         }
@@ -141,11 +165,4 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
             *score += tail * sum as f64;
         }
     }
-}
-
-/// How many users interacted with both `a` and `b` (C̃ₐᵦ).
-pub(crate) fn co_occurrences(state: &State, a: Dense, b: Dense) -> u32 {
-    let (x, y) = (&state.item_users[a as usize], &state.item_users[b as usize]);
-    let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
-    small.iter().filter(|entry| large.binary_search_by_key(&entry.user, |other| other.user).is_ok()).count() as u32
 }
