@@ -34,6 +34,10 @@ fn config(alpha: f32) -> EngineConfig {
     if let Some(seeds) = std::env::var("RECWAL_FAST_SEEDS").ok().and_then(|n| n.parse().ok()) {
         config.itemrank.seed_items_max = seeds;
     }
+    // RECWAL_FAST_SCAN=<n>: fast ItemRank's scan_users_per_item.
+    if let Some(scan) = std::env::var("RECWAL_FAST_SCAN").ok().and_then(|n| n.parse().ok()) {
+        config.itemrank.scan_users_per_item = scan;
+    }
     // RECWAL_BLEND=<usercf>,<itemrank>,<popularity>: blend weights to try.
     if let Ok(weights) = std::env::var("RECWAL_BLEND") {
         let weights: Vec<f32> = weights.split(',').filter_map(|w| w.parse().ok()).collect();

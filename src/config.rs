@@ -145,9 +145,9 @@ impl Default for ItemRankConfig {
             alpha: 0.85,
             iterations: 20,
             fast_hops: 1,
-            scan_users_per_item: 1000,
-            scan_items_per_user: 1000,
-            seed_items_max: 100,
+            scan_users_per_item: 200,
+            scan_items_per_user: 300,
+            seed_items_max: 50,
         }
     }
 }

@@ -63,8 +63,12 @@ pub(crate) struct State {
     /// whatever the order of updates).
     pub item_others: Vec<u64>,
     /// While replaying a log: `item_others` and `popular` are not
-    /// maintained per event but rebuilt once by `finish_replay`.
+    /// maintained per event but rebuilt once by `finish_replay`, and new
+    /// pairs go to an unsorted tail of the user's list (`replay_tails`),
+    /// merged every `REPLAY_TAIL_MAX` pairs, instead of a sorted insert that
+    /// moves the whole list of a very active user each time.
     pub replaying: bool,
+    pub replay_tails: Vec<u32>,
     /// Per item, events seen.
     pub item_events: Vec<u64>,
     /// Per item, the popularity key: the event count, or with a half-life
@@ -116,6 +120,10 @@ fn log2_add(a: f64, b: f64) -> f64 {
     }
     high + (1.0 + (low - high).exp2()).log2()
 }
+
+/// Pairs a user's list may hold unsorted during a replay.
+// (Small under unit tests, so their short lists exercise the merges.)
+const REPLAY_TAIL_MAX: u32 = if cfg!(test) { 4 } else { 64 };
 
 impl State {
     /// An empty state whose popularity decays with `half_life` (or counts).
@@ -180,9 +188,53 @@ impl State {
         item
     }
 
-    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
+    /// Where `item` is in a user's list during a replay, adding it to the
+    /// unsorted tail (and merging the tail when full) if it is new.
+    fn replay_position(&mut self, user: Dense, item: Dense) -> usize {
+        if self.replay_tails.len() < self.user_items.len() {
+            self.replay_tails.resize(self.user_items.len(), 0);
+        }
         let pairs = &mut self.user_items[user as usize];
-        let pos = match pairs.binary_search_by_key(&item, |pair| pair.item) {
+        let tail = &mut self.replay_tails[user as usize];
+        let sorted = pairs.len() - *tail as usize;
+        if let Ok(pos) = pairs[..sorted].binary_search_by_key(&item, |pair| pair.item) {
+            return pos;
+        }
+        if let Some(at) = pairs[sorted..].iter().position(|pair| pair.item == item) {
+            return sorted + at;
+        }
+        let users = &mut self.item_users[item as usize];
+        let slot = users.len() as u32;
+        users.push(ItemUser { user, value: 0.0 });
+        pairs.push(Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot, mass: f64::NEG_INFINITY });
+        *tail += 1;
+        if *tail < REPLAY_TAIL_MAX {
+            return pairs.len() - 1;
+        }
+        // A stable sort of two sorted runs is a linear merge.
+        pairs.sort_by_key(|pair| pair.item);
+        *tail = 0;
+        pairs.binary_search_by_key(&item, |pair| pair.item).unwrap_or(0)
+    }
+
+    /// Sorts every list that has an unsorted replay tail.
+    fn merge_replay_tails(&mut self) {
+        for (user, tail) in self.replay_tails.iter_mut().enumerate() {
+            if *tail > 0 {
+                self.user_items[user].sort_by_key(|pair| pair.item);
+                *tail = 0;
+            }
+        }
+    }
+
+    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
+        let replay_pos = if self.replaying { Some(self.replay_position(user, item)) } else { None };
+        let pairs = &mut self.user_items[user as usize];
+        let found = match replay_pos {
+            Some(pos) => Ok(pos),
+            None => pairs.binary_search_by_key(&item, |pair| pair.item),
+        };
+        let pos = match found {
             Ok(pos) => pos,
             Err(pos) => {
                 if !self.replaying {
@@ -246,6 +298,8 @@ impl State {
     /// from the per-user lists, in O(pairs). The result is exactly what
     /// per-event maintenance would have built.
     pub fn finish_replay(&mut self) {
+        self.merge_replay_tails();
+        self.replay_tails = Vec::new();
         self.rebuild_derived();
         self.replaying = false;
     }
@@ -307,7 +361,9 @@ impl State {
 
     fn forget(&mut self, user: Dense) {
         if self.replaying {
-            // Forgets are rare: make the derived indexes exact for this one.
+            // Forgets are rare: make the lists sorted and the derived
+            // indexes exact for this one.
+            self.merge_replay_tails();
             self.rebuild_derived();
         }
         let pairs = std::mem::take(&mut self.user_items[user as usize]);
@@ -413,6 +469,7 @@ impl State {
             item_users: Vec::new(),
             item_others: Vec::new(),
             replaying: false,
+            replay_tails: Vec::new(),
             item_events: vec![0; items],
             item_popularity: body.item_popularity,
             popular: BTreeSet::new(),
