@@ -547,7 +547,7 @@ impl Shared {
         {
             let state = self.read_state();
             for (at, event) in valid.iter().enumerate() {
-                if let Some(id) = &event.event_id {
+                if let Some(id) = event.event_id {
                     if let Some(seen) = state.dedup.lookup(id, now, &self.config.dedup) {
                         receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
                         continue;
@@ -557,11 +557,11 @@ impl Shared {
                         pending_original = pending_original.max(lsn);
                         continue;
                     }
-                    if fresh_ids.contains(id) {
+                    if fresh_ids.iter().any(|fresh| fresh == id) {
                         repeats.push(at);
                         continue;
                     }
-                    fresh_ids.push(id.clone());
+                    fresh_ids.push(id.to_string());
                 }
                 fresh.push(event);
             }
@@ -575,12 +575,12 @@ impl Shared {
             events: fresh
                 .iter()
                 .map(|event| LoggedEvent {
-                    user: &event.user,
-                    item: &event.item,
+                    user: event.user,
+                    item: event.item,
                     kind: event.kind,
                     weight: event.weight,
                     timestamp_ms: event.timestamp_ms,
-                    event_id: event.event_id.as_deref(),
+                    event_id: event.event_id,
                 })
                 .collect(),
         });

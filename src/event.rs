@@ -98,13 +98,13 @@ pub enum LoggedKind {
 
 /// A validated event, ready to log.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ValidEvent {
-    pub user: String,
-    pub item: String,
+pub(crate) struct ValidEvent<'a> {
+    pub user: &'a str,
+    pub item: &'a str,
     pub kind: LoggedKind,
     pub weight: f32,
     pub timestamp_ms: i64,
-    pub event_id: Option<String>,
+    pub event_id: Option<&'a str>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -134,12 +134,12 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
 
 /// Checks `event` against the configuration; `prefix` names the event in
 /// errors (e.g. `events[3]`), and is called only when there is one.
-pub(crate) fn validate(
-    event: &Event,
+pub(crate) fn validate<'a>(
+    event: &'a Event,
     config: &EngineConfig,
     now_ms: i64,
     prefix: &dyn Fn() -> String,
-) -> Result<ValidEvent, EngineError> {
+) -> Result<ValidEvent<'a>, EngineError> {
     let ids = [("user", Some(&event.user)), ("item", Some(&event.item)), ("event_id", event.event_id.as_ref())];
     for (name, id) in ids {
         if let Some(rule) = id.and_then(|id| id_rule(id)) {
@@ -202,12 +202,12 @@ pub(crate) fn validate(
         ));
     }
     Ok(ValidEvent {
-        user: event.user.clone(),
-        item: event.item.clone(),
+        user: &event.user,
+        item: &event.item,
         kind,
         weight,
         timestamp_ms,
-        event_id: event.event_id.clone(),
+        event_id: event.event_id.as_deref(),
     })
 }
 
@@ -224,11 +224,12 @@ impl Lazy<'_> {
 mod tests {
     use super::*;
 
-    fn check(event: Event) -> Result<ValidEvent, EngineError> {
+    fn check(event: Event) -> Result<(LoggedKind, f32, i64), EngineError> {
         validate(&event, &EngineConfig::default(), 1_000_000, &|| "event".to_string())
+            .map(|valid| (valid.kind, valid.weight, valid.timestamp_ms))
     }
 
-    fn field_of(result: Result<ValidEvent, EngineError>) -> String {
+    fn field_of(result: Result<(LoggedKind, f32, i64), EngineError>) -> String {
         match result {
             Err(EngineError::Invalid { field, .. }) => field,
             other => format!("not an Invalid error: {other:?}"),
@@ -256,12 +257,9 @@ mod tests {
 
     #[test]
     fn defaults_are_resolved() -> Result<(), EngineError> {
-        let valid = check(Event::new("u", "i", EventKind::Purchase))?;
-        assert_eq!((valid.weight, valid.timestamp_ms, valid.kind), (8.0, 1_000_000, LoggedKind::Purchase));
-        let valid = check(Event::new("u", "i", EventKind::Rating(4.5)).at(5))?;
-        assert_eq!((valid.weight, valid.timestamp_ms, valid.kind), (4.5, 5, LoggedKind::Rating));
-        let valid = check(Event::new("u", "x".repeat(256), EventKind::View).weighted(0.0))?;
-        assert_eq!(valid.weight, 0.0);
+        assert_eq!(check(Event::new("u", "i", EventKind::Purchase))?, (LoggedKind::Purchase, 8.0, 1_000_000));
+        assert_eq!(check(Event::new("u", "i", EventKind::Rating(4.5)).at(5))?, (LoggedKind::Rating, 4.5, 5));
+        assert_eq!(check(Event::new("u", "x".repeat(256), EventKind::View).weighted(0.0))?.1, 0.0);
         Ok(())
     }
 }
