@@ -90,7 +90,8 @@ impl AppendTicket {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_async(&self) -> DurableFuture {
-        if self.durability == Durability::Never && !self.is_durable() {
+        // `Never` and `append_sync_later` tickets are synced only on request.
+        if matches!(self.durability, Durability::Never | Durability::Always) && !self.is_durable() {
             if let Some(shared) = self.shared.upgrade() {
                 shared.request_sync();
             }

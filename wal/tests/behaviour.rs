@@ -484,3 +484,23 @@ fn an_unbounded_full_wait_waits_instead_of_overflowing() {
         res.expect("append after the checkpoint freed space");
     }
 }
+
+#[test]
+fn append_sync_later_is_durable_only_once_its_ticket_is_waited_on() {
+    let storage = SimStorage::new(11);
+    let wal = Wal::open_with_storage(Box::new(storage.clone()), small(SyncPolicy::Never)).expect("open");
+    let tickets: Vec<_> = (0..8).map(|i| wal.append_sync_later(0, &numbered(i)).expect("append")).collect();
+    assert!(tickets.iter().all(|ticket| !ticket.is_durable()), "nothing is synced before a wait");
+    let syncs = storage.syncs();
+    assert_eq!(tickets[7].wait().expect("wait"), 8);
+    assert!(tickets.iter().all(|ticket| ticket.is_durable()), "one wait made the whole prefix durable");
+    assert!(storage.syncs() > syncs);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let later = wal.append_sync_later(0, &numbered(8)).expect("append");
+    assert_eq!(runtime.block_on(later.wait_async()).expect("async wait"), 9, "an async wait asks for the sync");
+    drop(wal);
+    storage.crash();
+    let wal = Wal::open_with_storage(Box::new(storage), small(SyncPolicy::Never)).expect("reopen");
+    let expected: Vec<(u64, u8, Vec<u8>)> = (0..9).map(|i| (i + 1, 0, numbered(i))).collect();
+    assert_eq!(read_all(&wal), expected);
+}
