@@ -2,8 +2,10 @@
 //! apply in LSN order → acknowledge), reads, checkpoints and start-up.
 //!
 //! Locks, always taken in this order:
+//! - `applying` serialises appliers, so records are applied in LSN order.
 //! - `sequencer` (a mutex) orders appends: dedup check, LSN assignment and
-//!   the queue of records not yet applied. Never held across a sync.
+//!   the queue of records not yet applied. Never held across a sync, nor
+//!   while the state is updated.
 //! - `state` (a read-write lock) is written only to apply records, which
 //!   takes microseconds; readers never wait for a sync.
 //! - `checkpointing` serialises checkpoints.
@@ -159,6 +161,8 @@ struct Shared {
     wal: Wal,
     default_durability: Durability,
     sequencer: Mutex<Sequencer>,
+    /// Held while records are taken off the queue and applied.
+    applying: Mutex<()>,
     state: RwLock<State>,
     checkpointing: Mutex<CheckpointMark>,
     poisoned: OnceLock<String>,
@@ -231,6 +235,7 @@ impl Engine {
             wal,
             default_durability,
             sequencer: Mutex::new(Sequencer::default()),
+            applying: Mutex::new(()),
             state: RwLock::new(state),
             checkpointing: Mutex::new(mark),
             poisoned: OnceLock::new(),
@@ -464,6 +469,7 @@ impl Shared {
         if let (Some(ticket), true) = (&waiting.ticket, durability != Durability::Never) {
             ticket.wait().map_err(|err| self.wal_failed(err))?;
         }
+        self.sync_untracked(&waiting, durability)?;
         self.ingest_finish(waiting, durability)
     }
 
@@ -477,6 +483,7 @@ impl Shared {
         if let (Some(ticket), true) = (&waiting.ticket, durability != Durability::Never) {
             ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
         }
+        self.sync_untracked(&waiting, durability)?;
         // A `Never` call applying behind records that must first be durable
         // waits for them here, not inside `apply_through`, so the thread is
         // not blocked.
@@ -484,6 +491,16 @@ impl Shared {
             ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
         }
         self.ingest_finish(waiting, durability)
+    }
+
+    /// A duplicate of a record already taken off the queue (being applied)
+    /// has no ticket to wait on; if that record is not durable yet (it was
+    /// written `Never`), sync for it. Rare.
+    fn sync_untracked(&self, waiting: &Waiting, durability: Durability) -> Result<(), EngineError> {
+        if waiting.ticket.is_none() && durability != Durability::Never && self.wal.lsn_durable() < waiting.lsn {
+            self.wal.sync().map_err(|err| self.wal_failed(err))?;
+        }
+        Ok(())
     }
 
     /// Applies what the call waited for and builds the receipts. (If an
@@ -694,22 +711,43 @@ impl Shared {
         if let Some(ticket) = self.undurable_through(lsn) {
             ticket.wait().map_err(|err| self.wal_failed(err))?;
         }
-        let mut sequencer = self.sequencer_for_apply()?;
-        let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
-        let durable = self.wal.lsn_durable();
-        while let Some(front) = sequencer.pending.front() {
-            if front.lsn > lsn || (front.durability != Durability::Never && front.lsn > durable) {
-                break;
+        // Appliers take turns (so records are applied in LSN order), but
+        // the sequencer is held only to take the due records off the queue:
+        // appends go on while the state is updated.
+        let _applying = self.applying.lock().map_err(|_| self.poison("a writer panicked while applying"))?;
+        let due: Vec<Pending> = {
+            let mut sequencer = self.sequencer_for_apply()?;
+            let durable = self.wal.lsn_durable();
+            let count = sequencer
+                .pending
+                .iter()
+                .take_while(|p| p.lsn <= lsn && (p.durability == Durability::Never || p.lsn <= durable))
+                .count();
+            sequencer.pending.drain(..count).collect()
+        };
+        let applied_lsn = {
+            let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
+            for pending in &due {
+                let record = LogRecord::decode(pending.lsn, pending.kind, &pending.payload)
+                    .map_err(|err| self.poison(format!("cannot apply our own record: {err}")))?;
+                state.apply(pending.lsn, &record, &self.config.dedup);
             }
-            let Some(pending) = sequencer.pending.pop_front() else { break };
-            let record = LogRecord::decode(pending.lsn, pending.kind, &pending.payload)
-                .map_err(|err| self.poison(format!("cannot apply our own record: {err}")))?;
-            state.apply(pending.lsn, &record, &self.config.dedup);
-            for id in &pending.event_ids {
-                sequencer.in_flight.remove(id);
+            state.applied_lsn
+        };
+        // Only now, with the ids in the state's dedup window, do they leave
+        // the in-flight set: a concurrent duplicate check always finds them
+        // in one or the other.
+        if due.iter().any(|pending| !pending.event_ids.is_empty()) {
+            let mut sequencer = self.sequencer_for_apply()?;
+            for pending in &due {
+                for id in &pending.event_ids {
+                    if sequencer.in_flight.get(id) == Some(&pending.lsn) {
+                        sequencer.in_flight.remove(id);
+                    }
+                }
             }
         }
-        if state.applied_lsn < lsn {
+        if applied_lsn < lsn {
             // Only if a record became non-durable again: the log failed.
             return Err(EngineError::Poisoned(format!(
                 "record {lsn} could not be applied: the log did not make it durable"
