@@ -470,7 +470,7 @@ impl Shared {
             ticket.wait().map_err(|err| self.wal_failed(err))?;
         }
         self.sync_untracked(&waiting, durability)?;
-        self.ingest_finish(waiting, durability)
+        self.ingest_finish(waiting)
     }
 
     async fn ingest_async(
@@ -490,7 +490,7 @@ impl Shared {
         if let Some(ticket) = self.undurable_through(waiting.lsn) {
             ticket.wait_async().await.map_err(|err| self.wal_failed(err))?;
         }
-        self.ingest_finish(waiting, durability)
+        self.ingest_finish(waiting)
     }
 
     /// A duplicate of a record already taken off the queue (being applied)
@@ -506,7 +506,7 @@ impl Shared {
     /// Applies what the call waited for and builds the receipts. (If an
     /// async caller is cancelled before this, the checkpointer thread applies
     /// the record once it is durable.)
-    fn ingest_finish(&self, waiting: Waiting, _durability: Durability) -> Result<Vec<Receipt>, EngineError> {
+    fn ingest_finish(&self, waiting: Waiting) -> Result<Vec<Receipt>, EngineError> {
         let Waiting { lsn, appended, mut receipts, repeats, .. } = waiting;
         self.apply_through(lsn)?;
         for (at, receipt) in receipts.iter_mut().enumerate() {
