@@ -139,13 +139,25 @@ impl State {
         }
         match record {
             LogRecord::Events(batch) => {
+                // The popularity order is updated once per distinct item of
+                // the record, at its end (popular items repeat within a
+                // batch); the keys themselves change per event.
+                let mut touched: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
                 for event in &batch.events {
                     let user = self.intern_user(event.user);
                     let item = self.intern_item(event.item);
+                    if !self.replaying {
+                        touched.entry(item).or_insert(self.item_popularity[item as usize]);
+                    }
                     self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms);
                     if let Some(id) = event.event_id {
                         self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
                     }
+                }
+                for (item, before) in touched {
+                    let after = self.item_popularity[item as usize];
+                    self.popular.remove(&(Reverse(OrderedKey::new(before)), item));
+                    self.popular.insert((Reverse(OrderedKey::new(after)), item));
                 }
                 self.events_applied += batch.events.len() as u64;
             }
@@ -277,7 +289,8 @@ impl State {
             None => key + 1.0,
         };
         self.item_events[item as usize] += 1;
-        self.set_popularity(item, new_key);
+        // The order (`popular`) is updated by `apply` at the record's end.
+        self.item_popularity[item as usize] = new_key;
     }
 
     fn set_popularity(&mut self, item: Dense, key: f64) {
