@@ -562,11 +562,16 @@ impl Shared {
         // call must not return before that record is durable and applied.
         let mut pending_original = 0u64;
         {
-            let state = self.read_state();
+            // The dedup window is read only when an event carries an id, so
+            // plain appends never wait for an apply in progress.
+            let state = valid.iter().any(|event| event.event_id.is_some()).then(|| self.read_state());
             for (at, event) in valid.iter().enumerate() {
-                if let Some(id) = event.event_id {
+                if let (Some(id), Some(state)) = (event.event_id, &state) {
                     if let Some(seen) = state.dedup.lookup(id, now, &self.config.dedup) {
                         receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
+                        // Applied, but maybe written `Never` and not yet
+                        // durable: the caller's durability covers it too.
+                        pending_original = pending_original.max(seen.lsn);
                         continue;
                     }
                     if let Some(&lsn) = sequencer.in_flight.get(id) {
@@ -867,6 +872,14 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
             Ok(loaded) => {
                 state = Some(loaded);
                 break;
+            }
+            Err(EngineError::Snapshot { reason, .. }) if reason.starts_with(snapshot::VERSION_MISMATCH) => {
+                // Written by another build: not damage, and nothing to fall
+                // back from. Leave it in place and refuse to start.
+                return Err(EngineError::Snapshot {
+                    path,
+                    reason: format!("{reason}; open this data directory with the recwal that wrote it"),
+                });
             }
             Err(err) => {
                 // Set aside (not deleted: it is evidence), so it never counts

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (1)
+//! 8   4  format version (2; 1 lacked `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
@@ -21,8 +21,10 @@ use crate::error::EngineError;
 use crate::state::SnapshotBody;
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_BYTES: usize = 40;
+/// How a version mismatch starts, so `open` can tell it from damage.
+pub(crate) const VERSION_MISMATCH: &str = "format version";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";
 
@@ -93,7 +95,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     }
     let version = u32_at(8);
     if version != VERSION {
-        return Err(format!("format version {version}, this build reads {VERSION}"));
+        return Err(format!("{VERSION_MISMATCH} {version}, this build reads {VERSION}"));
     }
     let lsn = u64_at(16);
     let len = u64_at(24);

@@ -372,14 +372,26 @@ impl State {
         }
     }
 
-    fn forget(&mut self, user: Dense) {
-        if self.replaying {
-            // Forgets are rare: make the lists sorted and the derived
-            // indexes exact for this one.
-            self.merge_replay_tails();
-            self.rebuild_derived();
+    /// Where `item` is in `user`'s list: a binary search, plus (during a
+    /// replay) a scan of the list's unsorted tail.
+    fn position_of(&self, user: Dense, item: Dense) -> Option<usize> {
+        let pairs = &self.user_items[user as usize];
+        let tail = if self.replaying { self.replay_tails.get(user as usize).map_or(0, |&t| t as usize) } else { 0 };
+        let sorted = pairs.len().saturating_sub(tail);
+        match pairs[..sorted].binary_search_by_key(&item, |pair| pair.item) {
+            Ok(at) => Some(at),
+            Err(_) => pairs[sorted..].iter().position(|pair| pair.item == item).map(|at| sorted + at),
         }
+    }
+
+    fn forget(&mut self, user: Dense) {
+        // During a replay the column sums and the popularity order are
+        // rebuilt at the end: only what later records read is kept exact
+        // here (lists, slots, event counts, popularity keys).
         let pairs = std::mem::take(&mut self.user_items[user as usize]);
+        if let Some(tail) = self.replay_tails.get_mut(user as usize) {
+            *tail = 0;
+        }
         let others = pairs.len().saturating_sub(1) as u64;
         for pair in &pairs {
             let users = &mut self.item_users[pair.item as usize];
@@ -388,9 +400,8 @@ impl State {
                 users.swap_remove(slot);
                 // The last user took the freed slot: tell its pair.
                 if let Some(&moved) = users.get(slot) {
-                    let moved_pairs = &mut self.user_items[moved.user as usize];
-                    if let Ok(at) = moved_pairs.binary_search_by_key(&pair.item, |p| p.item) {
-                        moved_pairs[at].slot = slot as u32;
+                    if let Some(at) = self.position_of(moved.user, pair.item) {
+                        self.user_items[moved.user as usize][at].slot = slot as u32;
                     }
                 }
             }
@@ -404,7 +415,9 @@ impl State {
             let key = match self.half_life_ms {
                 Some(_) => self.item_users[pair.item as usize]
                     .iter()
-                    .filter_map(|entry| self.pair(entry.user, pair.item).map(|p| p.mass))
+                    .filter_map(|entry| {
+                        self.position_of(entry.user, pair.item).map(|at| self.user_items[entry.user as usize][at].mass)
+                    })
                     .fold(f64::NEG_INFINITY, log2_add),
                 None => self.item_events[pair.item as usize] as f64,
             };

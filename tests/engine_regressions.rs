@@ -219,3 +219,39 @@ fn a_failed_sync_stops_writes_but_not_reads() {
     assert_eq!(answer.items.len(), 0, "a has seen x, the only item");
     assert_eq!(engine.popular(3).unwrap()[0].item, "x");
 }
+
+/// A retry asking for `Always` of an event first written `Never` (and
+/// already applied) is acknowledged only once that record is durable.
+#[test]
+fn an_always_retry_of_a_never_original_makes_it_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config(SyncPolicy::Never)).unwrap();
+    let event = Event::new("a", "x", EventKind::View).with_id("ev-1");
+    let first = engine.ingest_with(event.clone(), Durability::Never).unwrap();
+    assert_eq!(engine.wal_metrics().lsn_durable, 0);
+    let retry = engine.ingest_with(event, Durability::Always).unwrap();
+    assert_eq!(retry, recwal::Receipt { lsn: first.lsn, duplicate: true });
+    assert!(engine.wal_metrics().lsn_durable >= first.lsn, "acknowledged as Always while not durable");
+}
+
+/// A snapshot written by another format version is refused, and left where
+/// it is (it is not damage, and must not be set aside as `.bad`).
+#[test]
+fn a_snapshot_of_another_format_version_is_refused_not_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config(SyncPolicy::Always)).unwrap();
+    engine.ingest(Event::new("a", "x", EventKind::View)).unwrap();
+    let path = engine.checkpoint().unwrap().path.unwrap();
+    engine.close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..36]);
+    bytes[36..40].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match Engine::open(dir.path(), config(SyncPolicy::Always)) {
+        Err(EngineError::Snapshot { reason, .. }) => assert!(reason.contains("format version 99"), "{reason}"),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened"),
+    }
+    assert!(path.exists(), "the snapshot was moved");
+}

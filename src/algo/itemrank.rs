@@ -125,18 +125,23 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
             }
         }
         for (&other, &total) in &per_user {
-            // A very active co-user's items are sampled the same way.
+            // A very active co-user's items are sampled evenly across its
+            // list (old and new items alike), each standing for `step`.
             let pairs = state.user_items(other);
-            let sample = &pairs[..pairs.len().min(config.scan_items_per_user)];
-            let total = total * pairs.len() as f64 / sample.len().max(1) as f64;
-            for pair in sample {
+            let step = pairs.len().div_ceil(config.scan_items_per_user).max(1);
+            let sampled = pairs.len().div_ceil(step);
+            let total = total * pairs.len() as f64 / sampled.max(1) as f64;
+            for pair in pairs.iter().step_by(step) {
                 term[pair.item as usize] += total;
             }
         }
         for &(item, share) in &preference {
             let sum = column_sum[item as usize];
             if sum > 0 {
-                term[item as usize] -= state.item_users[item as usize].len() as f64 * share / sum as f64;
+                // The diagonal. Sampling makes the estimate above inexact,
+                // so the difference is kept from going negative.
+                let term = &mut term[item as usize];
+                *term = (*term - state.item_users[item as usize].len() as f64 * share / sum as f64).max(0.0);
             }
         }
         weight *= alpha;
