@@ -16,7 +16,10 @@
 //! its limit: C is a symmetric graph normalised by column, whose random walk
 //! has the stationary distribution π ∝ column sums, and Cᵗd_u → π as t grows.
 //! So IR_fast = (1−α)·Σ_{t≤h} αᵗCᵗd_u + α^{h+1}·π. The column sums are
-//! part of the state, maintained per new pair.
+//! part of the state, maintained per new pair. So that a request's cost does
+//! not grow with the state, the first hop starts from the user's strongest
+//! items and samples long user and item lists (each sample scaled to stand
+//! for its list); docs/EVALUATION.md measures what that costs.
 
 use crate::config::ItemRankConfig;
 use crate::ids::Dense;
