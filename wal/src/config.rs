@@ -125,117 +125,117 @@ impl Default for WalConfig {
 impl WalConfig {
     /// Sets `segment_bytes`, lowering `record_bytes_max` to what fits one
     /// segment if it was larger.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().segment_bytes(64 << 10);
-/// assert_eq!(config.segment_bytes, 64 << 10);
-/// assert!(u64::from(config.record_bytes_max) < 64 << 10); // a record fits a segment
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().segment_bytes(64 << 10);
+    /// assert_eq!(config.segment_bytes, 64 << 10);
+    /// assert!(u64::from(config.record_bytes_max) < 64 << 10); // a record fits a segment
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self.record_bytes_max = self.record_bytes_max.min(payload_room(bytes));
         self
     }
     /// Sets `segments_initial`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().segments_initial(2).segments_max(8);
-/// assert_eq!((config.segments_initial, config.segments_max), (2, 8));
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().segments_initial(2).segments_max(8);
+    /// assert_eq!((config.segments_initial, config.segments_max), (2, 8));
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn segments_initial(mut self, count: u32) -> Self {
         self.segments_initial = count;
         self
     }
     /// Sets `segments_max`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().segments_initial(4).segments_max(2);
-/// assert!(config.validate().is_err()); // max below initial
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().segments_initial(4).segments_max(2);
+    /// assert!(config.validate().is_err()); // max below initial
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn segments_max(mut self, count: u32) -> Self {
         self.segments_max = count;
         self
     }
     /// Sets `record_bytes_max`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().segment_bytes(1 << 20).record_bytes_max(4096);
-/// assert_eq!(config.record_bytes_max, 4096);
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).record_bytes_max(4096);
+    /// assert_eq!(config.record_bytes_max, 4096);
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn record_bytes_max(mut self, bytes: u32) -> Self {
         self.record_bytes_max = bytes;
         self
     }
     /// Sets `sync_policy`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().sync_policy(SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 16 });
-/// assert!(matches!(config.sync_policy, SyncPolicy::Batch { .. }));
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().sync_policy(SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 16 });
+    /// assert!(matches!(config.sync_policy, SyncPolicy::Batch { .. }));
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
         self.sync_policy = policy;
         self
     }
     /// Sets `full_wait`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().full_wait(Duration::from_millis(100));
-/// assert_eq!(config.full_wait, Duration::from_millis(100));
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().full_wait(Duration::from_millis(100));
+    /// assert_eq!(config.full_wait, Duration::from_millis(100));
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn full_wait(mut self, wait: Duration) -> Self {
         self.full_wait = wait;
         self
     }
     /// Sets `recovery_mode`.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// let config = WalConfig::default().recovery_mode(RecoveryMode::AbsoluteConsistency);
-/// assert_eq!(config.recovery_mode, RecoveryMode::AbsoluteConsistency);
-/// config.validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let config = WalConfig::default().recovery_mode(RecoveryMode::AbsoluteConsistency);
+    /// assert_eq!(config.recovery_mode, RecoveryMode::AbsoluteConsistency);
+    /// config.validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
         self
     }
 
     /// Checks every rule; the error names the field and the rule.
-///
-/// ```
-/// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
-/// use std::time::Duration;
-/// match WalConfig::default().segment_bytes(1000).validate() {
-///     Err(recwal_wal::WalError::InvalidConfig { field, .. }) => assert_eq!(field, "segment_bytes"),
-///     other => panic!("{other:?}"),
-/// }
-/// WalConfig::default().validate()?;
-/// # Ok::<(), recwal_wal::WalError>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{RecoveryMode, SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// match WalConfig::default().segment_bytes(1000).validate() {
+    ///     Err(recwal_wal::WalError::InvalidConfig { field, .. }) => assert_eq!(field, "segment_bytes"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// WalConfig::default().validate()?;
+    /// # Ok::<(), recwal_wal::WalError>(())
+    /// ```
     pub fn validate(&self) -> Result<(), WalError> {
         let invalid = |field: &'static str, rule: String| Err(WalError::InvalidConfig { field, rule });
         if self.segment_bytes < 4096 || self.segment_bytes % 4096 != 0 {

@@ -57,17 +57,17 @@ pub struct HistogramSnapshot {
 
 impl HistogramSnapshot {
     /// Upper bound of the bucket holding quantile `q` (0.0..=1.0); 0 if empty.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(1, b"a")?;
-/// let syncs = wal.metrics().sync_latency_us;
-/// assert!(syncs.count >= 1);
-/// assert!(syncs.quantile_upper_bound(0.5) <= syncs.quantile_upper_bound(0.99));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(1, b"a")?;
+    /// let syncs = wal.metrics().sync_latency_us;
+    /// assert!(syncs.count >= 1);
+    /// assert!(syncs.quantile_upper_bound(0.5) <= syncs.quantile_upper_bound(0.99));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn quantile_upper_bound(&self, q: f64) -> u64 {
         let rank = ((self.count as f64) * q.clamp(0.0, 1.0)).ceil() as u64;
         let mut seen = 0;

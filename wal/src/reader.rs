@@ -26,46 +26,46 @@ enum Payload {
 
 impl Record {
     /// The record's LSN.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(7, b"hello")?;
-/// let record = wal.read_from(1)?.next().ok_or("empty")??;
-/// assert_eq!(record.lsn(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(7, b"hello")?;
+    /// let record = wal.read_from(1)?.next().ok_or("empty")??;
+    /// assert_eq!(record.lsn(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn(&self) -> Lsn {
         self.lsn
     }
 
     /// The kind given to `append`.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(7, b"hello")?;
-/// let record = wal.read_from(1)?.next().ok_or("empty")??;
-/// assert_eq!(record.kind(), 7);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(7, b"hello")?;
+    /// let record = wal.read_from(1)?.next().ok_or("empty")??;
+    /// assert_eq!(record.kind(), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
     /// The payload; zero-copy from the map for file-backed logs.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(7, b"hello")?;
-/// let record = wal.read_from(1)?.next().ok_or("empty")??;
-/// assert_eq!(record.payload(), b"hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(7, b"hello")?;
+    /// let record = wal.read_from(1)?.next().ok_or("empty")??;
+    /// assert_eq!(record.payload(), b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload(&self) -> &[u8] {
         match &self.payload {
             Payload::Mapped { segment, start, len } => segment.file.view(*start, *len).unwrap_or(&[]),
@@ -127,18 +127,18 @@ impl Reader {
     }
 
     /// The LSN the next record will have.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(7, b"hello")?;
-/// let mut reader = wal.read_from(1)?;
-/// assert_eq!(reader.lsn_next(), 1);
-/// reader.next();
-/// assert_eq!(reader.lsn_next(), 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(7, b"hello")?;
+    /// let mut reader = wal.read_from(1)?;
+    /// assert_eq!(reader.lsn_next(), 1);
+    /// reader.next();
+    /// assert_eq!(reader.lsn_next(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn_next(&self) -> Lsn {
         self.lsn_next
     }

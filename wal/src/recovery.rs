@@ -48,15 +48,15 @@ pub struct RecoveryReport {
 
 impl RecoveryReport {
     /// True if recovery found nothing to cut or report.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
-/// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
-/// assert!(Wal::open(dir.path(), config)?.recovery_report().is_clean());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+    /// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
+    /// assert!(Wal::open(dir.path(), config)?.recovery_report().is_clean());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_clean(&self) -> bool {
         self.bytes_cut == 0
             && self.records_dropped == 0

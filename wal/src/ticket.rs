@@ -51,30 +51,30 @@ impl AppendTicket {
     }
 
     /// The record's LSN.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// assert_eq!((wal.append(1, b"a")?.lsn(), wal.append(1, b"b")?.lsn()), (1, 2));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// assert_eq!((wal.append(1, b"a")?.lsn(), wal.append(1, b"b")?.lsn()), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn(&self) -> Lsn {
         self.lsn
     }
 
     /// True once the record is durable.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// let ticket = wal.append(1, b"a")?;
-/// assert!(!ticket.is_durable());
-/// wal.sync()?;
-/// assert!(ticket.is_durable());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// let ticket = wal.append(1, b"a")?;
+    /// assert!(!ticket.is_durable());
+    /// wal.sync()?;
+    /// assert!(ticket.is_durable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_durable(&self) -> bool {
         self.commit.lsn_durable() >= self.lsn
     }

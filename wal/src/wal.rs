@@ -144,15 +144,15 @@ pub struct Wal {
 
 impl Wal {
     /// Opens (creating if needed) the log in directory `dir`, recovering it.
-///
-/// ```
-/// use recwal_wal::{Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
-/// assert!(wal.recovery_report().is_clean());
-/// assert!(matches!(Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20)), Err(recwal_wal::WalError::Locked { .. })));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+    /// assert!(wal.recovery_report().is_clean());
+    /// assert!(matches!(Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20)), Err(recwal_wal::WalError::Locked { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: &Path, config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let storage = FileStorage::open(dir)?;
@@ -364,61 +364,61 @@ impl Wal {
     /// assert_eq!((report.records_recovered, report.last_lsn), (0, 0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
-/// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
-/// let report = Wal::open(dir.path(), config)?.recovery_report().clone();
-/// assert_eq!((report.records_recovered, report.last_lsn, report.bytes_cut), (1, 1, 0));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+    /// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
+    /// let report = Wal::open(dir.path(), config)?.recovery_report().clone();
+    /// assert_eq!((report.records_recovered, report.last_lsn, report.bytes_cut), (1, 1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
     }
 
     /// The configuration the log was opened with.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// assert_eq!((wal.config().segment_bytes, wal.config().sync_policy), (1 << 20, SyncPolicy::Never));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// assert_eq!((wal.config().segment_bytes, wal.config().sync_policy), (1 << 20, SyncPolicy::Never));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn config(&self) -> &WalConfig {
         &self.shared.config
     }
 
     /// Appends a record with the log's default durability. Returns once the
     /// record is written (and, under `Always`, synced).
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// let ticket = wal.append(3, b"payload")?;
-/// assert_eq!(ticket.lsn(), 1);
-/// assert!(ticket.is_durable()); // Always: synced before `append` returned
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// let ticket = wal.append(3, b"payload")?;
+    /// assert_eq!(ticket.lsn(), 1);
+    /// assert!(ticket.is_durable()); // Always: synced before `append` returned
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn append(&self, kind: u8, payload: &[u8]) -> Result<AppendTicket, WalError> {
         self.append_with(kind, payload, self.shared.config.default_durability())
     }
 
     /// Appends a record with the given durability.
-///
-/// ```
-/// use recwal_wal::{Durability, SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// let lazy = wal.append_with(1, b"later", Durability::Never)?;
-/// assert!(!lazy.is_durable());
-/// let urgent = wal.append_with(1, b"now", Durability::Always)?;
-/// assert!(urgent.is_durable() && lazy.is_durable()); // one sync covers the prefix
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{Durability, SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// let lazy = wal.append_with(1, b"later", Durability::Never)?;
+    /// assert!(!lazy.is_durable());
+    /// let urgent = wal.append_with(1, b"now", Durability::Always)?;
+    /// assert!(urgent.is_durable() && lazy.is_durable()); // one sync covers the prefix
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn append_with(&self, kind: u8, payload: &[u8], durability: Durability) -> Result<AppendTicket, WalError> {
         self.append_inner(kind, payload, durability, true)
     }
@@ -661,18 +661,18 @@ impl Wal {
     }
 
     /// Syncs everything written so far and returns the durable LSN.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// wal.append(1, b"a")?;
-/// wal.append(1, b"b")?;
-/// assert_eq!(wal.lsn_durable(), 0);
-/// assert_eq!(wal.sync()?, 2);
-/// assert_eq!(wal.lsn_durable(), 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// wal.append(1, b"a")?;
+    /// wal.append(1, b"b")?;
+    /// assert_eq!(wal.lsn_durable(), 0);
+    /// assert_eq!(wal.sync()?, 2);
+    /// assert_eq!(wal.lsn_durable(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sync(&self) -> Result<Lsn, WalError> {
         let lsn = self.shared.lsn_written.load(Ordering::Acquire);
         self.shared.commit.make_durable(&self.shared, lsn)?;
@@ -680,45 +680,45 @@ impl Wal {
     }
 
     /// Highest LSN written (visible to readers under `Never`).
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// assert_eq!(wal.lsn_written(), 0);
-/// wal.append(1, b"a")?;
-/// assert_eq!((wal.lsn_written(), wal.lsn_durable()), (1, 0));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// assert_eq!(wal.lsn_written(), 0);
+    /// wal.append(1, b"a")?;
+    /// assert_eq!((wal.lsn_written(), wal.lsn_durable()), (1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn_written(&self) -> Lsn {
         self.shared.lsn_written.load(Ordering::Acquire)
     }
 
     /// Highest LSN known durable.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// wal.append(1, b"a")?;
-/// assert_eq!(wal.lsn_durable(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(1, b"a")?;
+    /// assert_eq!(wal.lsn_durable(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn_durable(&self) -> Lsn {
         self.shared.commit.lsn_durable()
     }
 
     /// Oldest LSN still retained (equal to `lsn_written() + 1` when empty).
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
-/// assert_eq!(wal.lsn_first(), 1); // empty: the next LSN
-/// wal.append(1, b"a")?;
-/// assert_eq!(wal.lsn_first(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// assert_eq!(wal.lsn_first(), 1); // empty: the next LSN
+    /// wal.append(1, b"a")?;
+    /// assert_eq!(wal.lsn_first(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lsn_first(&self) -> Lsn {
         let inner = lock_inner(&self.shared);
         inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn)
@@ -763,35 +763,35 @@ impl Wal {
     }
 
     /// An iterator over records from `lsn` on; see `Reader`.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
-/// for word in ["a", "b", "c"] {
-///     wal.append(1, word.as_bytes())?;
-/// }
-/// let tail: Vec<Vec<u8>> = wal.read_from(2)?.map(|record| record.map(|r| r.payload().to_vec())).collect::<Result<_, _>>()?;
-/// assert_eq!(tail, vec![b"b".to_vec(), b"c".to_vec()]);
-/// assert!(wal.read_from(9).is_err()); // beyond the end
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// for word in ["a", "b", "c"] {
+    ///     wal.append(1, word.as_bytes())?;
+    /// }
+    /// let tail: Vec<Vec<u8>> = wal.read_from(2)?.map(|record| record.map(|r| r.payload().to_vec())).collect::<Result<_, _>>()?;
+    /// assert_eq!(tail, vec![b"b".to_vec(), b"c".to_vec()]);
+    /// assert!(wal.read_from(9).is_err()); // beyond the end
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_from(&self, lsn: Lsn) -> Result<crate::reader::Reader, WalError> {
         crate::reader::Reader::new(Arc::clone(&self.shared), lsn)
     }
 
     /// Syncs everything written, stops the flusher and closes the log.
-///
-/// ```
-/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never);
-/// let wal = Wal::open(dir.path(), config.clone())?;
-/// wal.append(1, b"kept")?;
-/// wal.close()?; // synced, and the directory is free again
-/// assert_eq!(Wal::open(dir.path(), config)?.lsn_durable(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never);
+    /// let wal = Wal::open(dir.path(), config.clone())?;
+    /// wal.append(1, b"kept")?;
+    /// wal.close()?; // synced, and the directory is free again
+    /// assert_eq!(Wal::open(dir.path(), config)?.lsn_durable(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(mut self) -> Result<(), WalError> {
         let res = self.sync().map(|_| ());
         self.stop_flusher();
