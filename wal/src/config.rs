@@ -16,6 +16,18 @@ fn payload_room(segment_bytes: u64) -> u32 {
 
 /// When an appended record is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// use std::time::Duration;
+/// let dir = tempfile::tempdir()?;
+/// let policy = SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 };
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(policy))?;
+/// let ticket = wal.append(1, b"grouped")?; // returns at once
+/// ticket.wait()?; // within max_delay plus one sync
+/// assert_eq!(SyncPolicy::batch_default(), SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum SyncPolicy {
     /// The append returns after the record is synced to stable storage.
     /// Concurrent appenders share one sync (leader/follower group commit).
@@ -45,6 +57,15 @@ impl SyncPolicy {
 /// Per-append override of the log's policy. `Batch` uses the log's batch
 /// parameters (its own if it was opened with `Batch`, else the defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// ```
+/// use recwal_wal::{Durability, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+/// let cheap = wal.append_with(1, b"log line", Durability::Never)?;
+/// assert!(!cheap.is_durable()); // this append alone skips the sync
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum Durability {
     /// Synced before `append` returns.
     Always,
@@ -56,6 +77,18 @@ pub enum Durability {
 
 /// What `open` does with damage it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+///
+/// ```
+/// use recwal_wal::{RecoveryMode, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
+/// // A clean log opens the same way in every mode.
+/// for mode in [RecoveryMode::TolerateCorruptedTail, RecoveryMode::AbsoluteConsistency, RecoveryMode::PointInTime] {
+///     assert!(Wal::open(dir.path(), config.clone().recovery_mode(mode))?.recovery_report().is_clean());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum RecoveryMode {
     /// Cut a torn or corrupt tail made of records that were never durable;
     /// refuse to open (error) if a record that was durable is damaged.

@@ -36,6 +36,17 @@ pub struct Corruption {
 /// Every error the WAL returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Never))?;
+/// match wal.append(1, &[0u8; 8192]) {
+///     Err(WalError::RecordTooLarge { len, max }) => assert!(len > max as usize),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum WalError {
     /// A configuration value broke its rule; nothing was opened.
     #[error("invalid configuration: {field} {rule}")]

@@ -55,6 +55,23 @@ pub struct Inspection {
 /// Scans the log in `dir` without changing it; `visit` sees every record of
 /// the recovered log with its payload. Takes the directory's lock, so it
 /// fails with `Locked` while a process has the log open.
+///
+/// ```
+/// use recwal_wal::{inspect, SegmentStatus, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(4, b"one")?;
+/// wal.append(4, b"two")?;
+/// wal.close()?;
+/// let mut seen = Vec::new();
+/// let inspection = inspect(dir.path(), &config, &mut |info, payload| seen.push((info.lsn, payload.to_vec())))?;
+/// assert_eq!(seen, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+/// assert!(inspection.segments.iter().any(|segment| segment.records == 2));
+/// assert!(inspection.report.is_clean());
+/// # let _ = SegmentStatus::Live;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn inspect(
     dir: &Path,
     config: &WalConfig,
@@ -69,6 +86,17 @@ pub fn inspect(
 }
 
 /// `inspect` over any `Storage`.
+///
+/// ```
+/// use recwal_wal::sim::SimStorage;
+/// use recwal_wal::{inspect_storage, SyncPolicy, Wal, WalConfig};
+/// let disk = SimStorage::new(1);
+/// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
+/// Wal::open_with_storage(Box::new(disk.clone()), config.clone())?.append(1, b"x")?;
+/// let inspection = inspect_storage(&disk, &config, &mut |_, _| {})?;
+/// assert_eq!(inspection.report.last_lsn, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn inspect_storage(
     storage: &dyn Storage,
     config: &WalConfig,

@@ -80,6 +80,16 @@ pub struct DirLock {
 
 impl DirLock {
     /// Takes the lock of `dir` (which must exist), or fails with `Locked`.
+    ///
+    /// ```
+    /// use recwal_wal::{DirLock, WalError};
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = DirLock::acquire(dir.path())?;
+    /// assert!(matches!(DirLock::acquire(dir.path()), Err(WalError::Locked { .. })));
+    /// drop(lock);
+    /// DirLock::acquire(dir.path())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquire(dir: &Path) -> Result<Self, WalError> {
         let lock_path = dir.join("LOCK");
         let file = OpenOptions::new()
@@ -104,6 +114,14 @@ impl DirLock {
 
 impl FileStorage {
     /// Opens (creating if needed) the directory. Take its `DirLock` first.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(&dir.path().join("new-log"))?; // creates the directory
+    /// assert!(storage.list_segments()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: &Path) -> Result<Self, WalError> {
         std::fs::create_dir_all(dir).map_err(|err| WalError::io("create directory", dir, err))?;
         Ok(FileStorage { dir: dir.to_path_buf() })
