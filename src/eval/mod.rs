@@ -21,8 +21,8 @@
 //! use recwal::eval::{evaluate, parse_ratings, split, EvalSet, Format, Protocol};
 //!
 //! let data = "1\t10\t5\t0\n1\t11\t3\t1\n2\t10\t4\t2\n2\t12\t1\t3\n";
-//! let ratings = parse_ratings(data.as_bytes(), Format::MovieLens, "inline").unwrap();
-//! let split = split(&ratings, Protocol::Hash8020).unwrap();
+//! let ratings = parse_ratings(data.as_bytes(), Format::MovieLens, "inline")?;
+//! let split = split(&ratings, Protocol::Hash8020)?;
 //! let set = EvalSet::new(&split);
 //! // Every user gets the same scores: higher item id, higher score.
 //! let report = evaluate(&set, 1, 4.0, |_user, scores| {
@@ -31,6 +31,7 @@
 //!     }
 //! });
 //! assert!(report.precision <= 1.0);
+//! # Ok::<(), recwal::eval::EvalError>(())
 //! ```
 
 use std::io;
