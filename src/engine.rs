@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::event::{self, Event, ValidEvent};
+use crate::event::{self, Event};
 use crate::recommend::{self, RecommendRequest, Recommendations, Scored, Strategy};
 use crate::record::{EventsV1, ForgetUserV1, LogRecord, LoggedEvent, RemoveItemV1};
 use crate::snapshot;
@@ -527,7 +527,7 @@ impl Shared {
             ));
         }
         let now = event::now_ms();
-        let valid: Vec<ValidEvent> = events
+        let valid: Vec<LoggedEvent> = events
             .iter()
             .enumerate()
             .map(|(at, event)| {
@@ -548,7 +548,7 @@ impl Shared {
     /// accepted, and appends the rest as one record.
     fn sequence_events(
         &self,
-        valid: &[ValidEvent],
+        valid: &[LoggedEvent<'_>],
         now: i64,
         durability: Durability,
         field: &str,
@@ -556,7 +556,7 @@ impl Shared {
         let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
         let mut repeats = Vec::new();
         let mut sequencer = self.lock_sequencer()?;
-        let mut fresh: Vec<&ValidEvent> = Vec::with_capacity(valid.len());
+        let mut fresh: Vec<LoggedEvent<'_>> = Vec::with_capacity(valid.len());
         let mut fresh_ids: Vec<String> = Vec::new();
         // The latest pending (unapplied) record a duplicate refers to: the
         // call must not return before that record is durable and applied.
@@ -585,27 +585,14 @@ impl Shared {
                     }
                     fresh_ids.push(id.to_string());
                 }
-                fresh.push(event);
+                fresh.push(event.clone());
             }
         }
         if fresh.is_empty() {
             let ticket = sequencer.ticket_of(pending_original);
             return Ok(Waiting { lsn: pending_original, ticket, appended: None, receipts, repeats });
         }
-        let record = LogRecord::Events(EventsV1 {
-            ingested_ms: now,
-            events: fresh
-                .iter()
-                .map(|event| LoggedEvent {
-                    user: event.user,
-                    item: event.item,
-                    kind: event.kind,
-                    weight: event.weight,
-                    timestamp_ms: event.timestamp_ms,
-                    event_id: event.event_id,
-                })
-                .collect(),
-        });
+        let record = LogRecord::Events(EventsV1 { ingested_ms: now, events: fresh });
         let (lsn, ticket) = self.append(&mut sequencer, &record, fresh_ids, durability, field)?;
         Ok(Waiting { lsn, ticket: Some(ticket), appended: Some(lsn), receipts, repeats })
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::ids::ID_BYTES_MAX;
+use crate::record::{LoggedEvent, LoggedKind};
 
 /// Longest client event id accepted, in bytes.
 pub const EVENT_ID_BYTES_MAX: usize = 256;
@@ -79,34 +80,6 @@ impl Event {
     }
 }
 
-/// The kind as logged: a rating's value travels as the event's weight.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LoggedKind {
-    /// See `EventKind`.
-    View,
-    /// See `EventKind`.
-    Click,
-    /// See `EventKind`.
-    Cart,
-    /// See `EventKind`.
-    Purchase,
-    /// See `EventKind`; the weight is the rating.
-    Rating,
-    /// A custom kind; its name is not needed to rebuild state.
-    Custom,
-}
-
-/// A validated event, ready to log.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ValidEvent<'a> {
-    pub user: &'a str,
-    pub item: &'a str,
-    pub kind: LoggedKind,
-    pub weight: f32,
-    pub timestamp_ms: i64,
-    pub event_id: Option<&'a str>,
-}
-
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
@@ -134,12 +107,13 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
 
 /// Checks `event` against the configuration; `prefix` names the event in
 /// errors (e.g. `events[3]`), and is called only when there is one.
+/// Returns the event as it will be logged (weight and time resolved).
 pub(crate) fn validate<'a>(
     event: &'a Event,
     config: &EngineConfig,
     now_ms: i64,
     prefix: &dyn Fn() -> String,
-) -> Result<ValidEvent<'a>, EngineError> {
+) -> Result<LoggedEvent<'a>, EngineError> {
     let ids = [("user", Some(&event.user)), ("item", Some(&event.item)), ("event_id", event.event_id.as_ref())];
     for (name, id) in ids {
         if let Some(rule) = id.and_then(|id| id_rule(id)) {
@@ -201,7 +175,7 @@ pub(crate) fn validate<'a>(
             ),
         ));
     }
-    Ok(ValidEvent {
+    Ok(LoggedEvent {
         user: &event.user,
         item: &event.item,
         kind,

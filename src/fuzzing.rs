@@ -58,8 +58,7 @@ pub fn fuzz_snapshot(data: &[u8]) {
 
 /// Seeds for both targets: a few valid records and snapshots.
 pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    use crate::event::LoggedKind;
-    use crate::record::{EventsV1, ForgetUserV1, LoggedEvent, RemoveItemV1};
+    use crate::record::{EventsV1, ForgetUserV1, LoggedEvent, LoggedKind, RemoveItemV1};
     let events = LogRecord::Events(EventsV1 {
         ingested_ms: 1_700_000_000_000,
         events: vec![

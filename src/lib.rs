@@ -33,8 +33,9 @@ pub use config::{BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemR
 pub use dedup::FirstSeen;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt};
 pub use error::EngineError;
-pub use event::{Event, EventKind, LoggedKind, EVENT_ID_BYTES_MAX};
+pub use event::{Event, EventKind, EVENT_ID_BYTES_MAX};
 pub use ids::ID_BYTES_MAX;
 pub use recommend::{Reason, RecommendRequest, Recommendations, Scored, Strategy, N_MAX};
+pub use record::LoggedKind;
 pub use state::{Pair, SnapshotBody};
 pub use wal::Durability;

@@ -6,7 +6,23 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::event::LoggedKind;
+
+/// The kind as logged: a rating's value travels as the event's weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoggedKind {
+    /// See `EventKind`.
+    View,
+    /// See `EventKind`.
+    Click,
+    /// See `EventKind`.
+    Cart,
+    /// See `EventKind`.
+    Purchase,
+    /// See `EventKind`; the weight is the rating.
+    Rating,
+    /// A custom kind; its name is not needed to rebuild state.
+    Custom,
+}
 
 /// A batch of events, all-or-nothing (`EventsV1`).
 pub const KIND_EVENTS_V1: u8 = 1;

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DedupConfig;
 use crate::dedup::{DedupWindow, FirstSeen};
-use crate::event::LoggedKind;
 use crate::ids::{Dense, Interner};
-use crate::record::LogRecord;
+use crate::record::{LogRecord, LoggedKind};
 
 /// One user's interaction with one item.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
