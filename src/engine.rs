@@ -321,9 +321,7 @@ impl Engine {
     /// Items most often interacted with together with `item`.
     pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<Scored>, EngineError> {
         event::validate_id("item", item)?;
-        if n == 0 || n > recommend::N_MAX {
-            return Err(EngineError::invalid("n", format!("must be 1–{}, got {n}", recommend::N_MAX)));
-        }
+        recommend::validate_n(n)?;
         let state = self.shared.read_state();
         let dense = state.items.get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
         Ok(recommend::similar_items(&state, dense, n))
@@ -331,19 +329,9 @@ impl Engine {
 
     /// The `n` most popular items (removed items left out).
     pub fn popular(&self, n: usize) -> Result<Vec<Scored>, EngineError> {
-        if n == 0 || n > recommend::N_MAX {
-            return Err(EngineError::invalid("n", format!("must be 1–{}, got {n}", recommend::N_MAX)));
-        }
+        recommend::validate_n(n)?;
         let state = self.shared.read_state();
-        Ok(crate::algo::popularity::top(&state, n, |item| !state.item_removed[item as usize])
-            .into_iter()
-            .map(|(item, score)| Scored {
-                item: state.items.name(item).to_string(),
-                score,
-                strategy: Strategy::Popularity,
-                reasons: vec![recommend::Reason::Popular { events: state.item_events[item as usize] }],
-            })
-            .collect())
+        Ok(recommend::popular(&state, n, |item| !state.item_removed[item as usize]))
     }
 
     /// The user's recorded interactions, by item id.
@@ -372,10 +360,14 @@ impl Engine {
         let state = self.shared.read_state();
         let scores = match state.users.get(user) {
             Some(dense) => recommend::score_all(&state, &self.shared.config, dense, strategy),
-            None if strategy == Strategy::Popularity || strategy == Strategy::Blend => {
-                recommend::score_all(&state, &self.shared.config, u32::MAX, Strategy::Popularity)
+            None => {
+                // An unknown user: only popularity (alone or in the blend) has a score.
+                let mut scores = vec![0.0; state.items.len()];
+                if matches!(strategy, Strategy::Popularity | Strategy::Blend) {
+                    crate::algo::popularity::scores(&state, &mut scores);
+                }
+                scores
             }
-            None => vec![0.0; state.items.len()],
         };
         for (item, score) in scores.into_iter().enumerate() {
             visit(state.items.name(item as u32), score);

@@ -140,13 +140,31 @@ pub struct Recommendations {
     pub items: Vec<Scored>,
 }
 
-/// Checks `n` (1–`N_MAX`) and the filter ids.
-pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
-    if request.n == 0 || request.n > N_MAX {
-        return Err(EngineError::invalid("n", format!("must be 1–{N_MAX}, got {}", request.n)));
+/// Checks a requested number of items: 1–`N_MAX`.
+pub(crate) fn validate_n(n: usize) -> Result<(), EngineError> {
+    if n == 0 || n > N_MAX {
+        return Err(EngineError::invalid("n", format!("must be 1–{N_MAX}, got {n}")));
     }
-    crate::event::validate_id("user", &request.user)?;
     Ok(())
+}
+
+/// Checks `n` and the user id.
+pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
+    validate_n(request.n)?;
+    crate::event::validate_id("user", &request.user)
+}
+
+/// The `n` most popular items passing `keep`, as answers.
+pub(crate) fn popular(state: &State, n: usize, keep: impl FnMut(Dense) -> bool) -> Vec<Scored> {
+    popularity::top(state, n, keep)
+        .into_iter()
+        .map(|(item, score)| Scored {
+            item: state.items.name(item).to_string(),
+            score,
+            strategy: Strategy::Popularity,
+            reasons: vec![Reason::Popular { events: state.item_events[item as usize] }],
+        })
+        .collect()
 }
 
 /// Dense scores of `strategy` for every item (0 for items it cannot score).
@@ -222,6 +240,7 @@ pub(crate) fn recommend(
             && user.is_none_or(|user| state.pair(user, item).is_none())
     };
     let mut items = Vec::with_capacity(request.n);
+    let mut chosen: HashSet<Dense> = HashSet::new();
     let cold_start = user.is_none();
     if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
         let (mut scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
@@ -242,6 +261,7 @@ pub(crate) fn recommend(
             .map(|(item, &score)| (item as Dense, score))
             .collect();
         let best = top_n(&state.items, candidates, request.n);
+        chosen.extend(best.iter().map(|&(item, _)| item));
         let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
             let reasons = reasons(state, item, request.strategy, &neighbours, &mut co);
@@ -250,17 +270,8 @@ pub(crate) fn recommend(
     }
     if items.len() < request.n {
         // Cold start, or not enough scored candidates: fill with popular items.
-        let chosen: HashSet<&str> = items.iter().map(|scored: &Scored| scored.item.as_str()).collect();
-        let chosen: HashSet<Dense> = chosen.iter().filter_map(|name| state.items.get(name)).collect();
-        let fill = popularity::top(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
-        for (item, score) in fill {
-            items.push(Scored {
-                item: state.items.name(item).to_string(),
-                score,
-                strategy: Strategy::Popularity,
-                reasons: vec![Reason::Popular { events: state.item_events[item as usize] }],
-            });
-        }
+        let fill = popular(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
+        items.extend(fill);
     }
     Ok(Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items })
 }
@@ -327,9 +338,20 @@ impl<'a> CoInteraction<'a> {
     }
 
     fn mark(&mut self) {
-        let mut history: Vec<_> = self.state.user_items(self.user).to_vec();
-        history.sort_by(|a, b| b.value().total_cmp(&a.value()).then(a.item.cmp(&b.item)));
-        self.history = history.iter().take(Self::HISTORY).map(|pair| pair.item).collect();
+        // The strongest items (value descending, ties to the lower dense
+        // id), kept in a small sorted list: one pass, no copy of the user's
+        // list, however long it is.
+        let mut strongest: Vec<(f32, Dense)> = Vec::with_capacity(Self::HISTORY + 1);
+        for pair in self.state.user_items(self.user) {
+            let entry = (pair.value(), pair.item);
+            let at =
+                strongest.partition_point(|&(value, item)| value.total_cmp(&entry.0).then(entry.1.cmp(&item)).is_gt());
+            if at < Self::HISTORY {
+                strongest.insert(at, entry);
+                strongest.truncate(Self::HISTORY);
+            }
+        }
+        self.history = strongest.into_iter().map(|(_, item)| item).collect();
         let mut marked = Vec::new();
         MARKS.with(|cell| {
             let mut marks = cell.borrow_mut();
