@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -165,6 +166,8 @@ struct Shared {
     applying: Mutex<()>,
     state: RwLock<State>,
     checkpointing: Mutex<CheckpointMark>,
+    /// LSN of the newest snapshot, readable without waiting for a checkpoint.
+    snapshot_lsn: AtomicU64,
     poisoned: OnceLock<String>,
 }
 
@@ -237,6 +240,7 @@ impl Engine {
             sequencer: Mutex::new(Sequencer::default()),
             applying: Mutex::new(()),
             state: RwLock::new(state),
+            snapshot_lsn: AtomicU64::new(mark.lsn),
             checkpointing: Mutex::new(mark),
             poisoned: OnceLock::new(),
         });
@@ -393,7 +397,9 @@ impl Engine {
 
     /// Counts describing the engine now.
     pub fn stats(&self) -> EngineStats {
-        let snapshot_lsn = self.shared.checkpointing.lock().map_or(0, |mark| mark.lsn);
+        // Not from the checkpoint's mutex: `stats` must not wait for a
+        // checkpoint in progress.
+        let snapshot_lsn = self.shared.snapshot_lsn.load(Ordering::Acquire);
         let state = self.shared.read_state();
         EngineStats {
             users: state.users.len(),
@@ -784,6 +790,7 @@ impl Shared {
         // newest snapshot can still fall back to it.
         let oldest = kept.iter().take(keep).map(|(lsn, _)| *lsn).min().unwrap_or(lsn);
         let segments_released = self.wal.checkpoint(oldest).map_err(|err| self.wal_failed(err))?;
+        self.snapshot_lsn.store(lsn, Ordering::Release);
         *mark = CheckpointMark {
             lsn,
             records: metrics.records_appended,
