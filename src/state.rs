@@ -205,15 +205,11 @@ impl State {
         if self.replay_tails.len() < self.user_items.len() {
             self.replay_tails.resize(self.user_items.len(), 0);
         }
-        let pairs = &mut self.user_items[user as usize];
-        let tail = &mut self.replay_tails[user as usize];
-        let sorted = pairs.len() - *tail as usize;
-        if let Ok(pos) = pairs[..sorted].binary_search_by_key(&item, |pair| pair.item) {
+        if let Some(pos) = self.position_of(user, item) {
             return pos;
         }
-        if let Some(at) = pairs[sorted..].iter().position(|pair| pair.item == item) {
-            return sorted + at;
-        }
+        let pairs = &mut self.user_items[user as usize];
+        let tail = &mut self.replay_tails[user as usize];
         let users = &mut self.item_users[item as usize];
         let slot = users.len() as u32;
         users.push(ItemUser { user, value: 0.0 });
@@ -414,9 +410,7 @@ impl State {
             let key = match self.half_life_ms {
                 Some(_) => self.item_users[pair.item as usize]
                     .iter()
-                    .filter_map(|entry| {
-                        self.position_of(entry.user, pair.item).map(|at| self.user_items[entry.user as usize][at].mass)
-                    })
+                    .filter_map(|entry| self.pair(entry.user, pair.item).map(|p| p.mass))
                     .fold(f64::NEG_INFINITY, log2_add),
                 None => self.item_events[pair.item as usize] as f64,
             };
@@ -430,8 +424,7 @@ impl State {
     }
 
     pub fn pair(&self, user: Dense, item: Dense) -> Option<&Pair> {
-        let pairs = &self.user_items[user as usize];
-        pairs.binary_search_by_key(&item, |pair| pair.item).ok().map(|pos| &pairs[pos])
+        self.position_of(user, item).map(|at| &self.user_items[user as usize][at])
     }
 
     /// Stored (user, item) pairs.
