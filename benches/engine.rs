@@ -438,7 +438,7 @@ fn wal_run(wal: &Wal, payloads: &[Vec<u8>], wait: bool, threads: usize, iters: u
                         }
                         // Keep the ring turning as a consumer that keeps up
                         // would (as benches/wal_append.rs does).
-                        if ticket.lsn() % 65_536 == 0 {
+                        if ticket.lsn().is_multiple_of(65_536) {
                             let _ = wal.checkpoint(ticket.lsn().saturating_sub(1024));
                         }
                     }

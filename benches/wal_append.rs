@@ -88,7 +88,7 @@ fn bench_grid(c: &mut Criterion, name: &str, setup: impl Fn(&Path, usize, usize)
 /// Keeps the ring turning the way a real consumer would: release all but the
 /// newest records now and then.
 fn maybe_checkpoint(wal: &Wal, lsn: u64) {
-    if lsn % 65_536 == 0 {
+    if lsn.is_multiple_of(65_536) {
         let _ = wal.checkpoint(lsn.saturating_sub(1024));
     }
 }

@@ -5,6 +5,11 @@
 //! cargo run --release --example evaluate -- data/ml-100k/ml-100k.inter
 //! ```
 //!
+//! With `RECWAL_EVAL_MODEL=<model.onnx>` the model is added and activated on
+//! each trained engine and every strategy is also scored ranked by it (rows
+//! `<strategy> + model`), so ranked and un-ranked can be compared on the same
+//! split (needs the ONNX Runtime library: scripts/install-onnxruntime.sh).
+//!
 //! Protocols: `hash80/20` (top-N@10 and DOA) and MovieLens' five folds u1–u5
 //! (DOA and top-N averaged over folds). Every strategy is trained by
 //! ingesting the training ratings through `Engine::ingest_batch`.
@@ -13,7 +18,10 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol, Report, StrategyReport};
+use recwal::eval::{
+    evaluate_engine, evaluate_engine_ranked, load_ratings, split, train_engine, EvalSet, Protocol, Report,
+    StrategyReport,
+};
 use recwal::{EngineConfig, Strategy};
 
 const K: usize = 10;
@@ -58,7 +66,20 @@ fn run(
     let set = EvalSet::new(&split);
     let dir = tempfile::tempdir()?;
     let engine = train_engine(dir.path(), config(alpha), &split.train)?;
-    Ok(strategies.iter().map(|&strategy| evaluate_engine(&engine, &set, strategy, K, RELEVANT_MIN)).collect())
+    let mut reports: Vec<StrategyReport> =
+        strategies.iter().map(|&strategy| evaluate_engine(&engine, &set, strategy, K, RELEVANT_MIN)).collect();
+    if let Some(model) = std::env::var_os("RECWAL_EVAL_MODEL") {
+        let added = engine.add_model_file(std::path::Path::new(&model))?;
+        engine.activate_model(added.version)?;
+        for &strategy in strategies {
+            let (report, unranked) = evaluate_engine_ranked(&engine, &set, strategy, K, RELEVANT_MIN);
+            if unranked > 0 {
+                eprintln!("{}: {unranked} users answered without the model", strategy.name());
+            }
+            reports.push(report);
+        }
+    }
+    Ok(reports)
 }
 
 fn row(name: &str, alpha: Option<f32>, hash: &Report, folds: &Report, per_user_us: u128) -> String {
@@ -104,14 +125,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         for fold in 1..=5 {
             folds.push(run(&ratings, Protocol::MovieLensFold { fold }, &strategies, alpha)?);
         }
-        for (at, strategy) in strategies.iter().enumerate() {
+        let ranked = std::env::var_os("RECWAL_EVAL_MODEL").is_some();
+        let rows =
+            strategies.iter().map(|s| (*s, false)).chain(strategies.iter().filter(|_| ranked).map(|s| (*s, true)));
+        for (at, (strategy, with_model)) in rows.enumerate() {
             let fold_reports: Vec<Report> = folds.iter().map(|fold| fold[at].report).collect();
             let mean = Report::mean(&fold_reports);
             let uses_alpha = matches!(strategy, Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend);
             println!(
                 "{}",
                 row(
-                    strategy.name(),
+                    &format!("{}{}", strategy.name(), if with_model { " + model" } else { "" }),
                     uses_alpha.then_some(alpha),
                     &hash[at].report,
                     &mean,

@@ -2,8 +2,11 @@
 # Runs every test of the workspace: unit and property tests, the WAL's
 # integration tests (simulated power loss, SIGKILL crashes, corruption sweep),
 # the fuzz corpora, the doc examples, and each benchmark once in test mode.
-# Needs only the Rust toolchain and a C compiler (SQLite, a benchmark
-# reference, is compiled from its bundled source).
+# Needs only the Rust toolchain, a C compiler (SQLite, a benchmark
+# reference, is compiled from its bundled source) and Python 3 with pip: the
+# ONNX Runtime library the model tests load is installed first from the
+# onnxruntime wheel on PyPI (scripts/install-onnxruntime.sh; no-op when
+# already there). The model fixtures are committed, so no other Python.
 #
 # Long modes: WAL_SIM_SCHEDULES=<n> (power-loss schedules, default 2000),
 # RECWAL_CRASH_ITERS=<n> (log SIGKILLs per durability policy, default 20),
@@ -11,5 +14,7 @@
 # RECWAL_REPLAY_CASES=<n> (engine replay-equivalence streams, default 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
+export ORT_DYLIB_PATH
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

@@ -2,11 +2,13 @@
 //! algorithm parameters and automatic checkpoints.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use recwal_wal::{SyncPolicy, WalConfig};
 
 use crate::error::EngineError;
+use crate::model::{BreakerConfig, Clock, ModelDevice};
 
 /// Everything `Engine::open` needs besides the directory.
 #[derive(Clone, Debug)]
@@ -36,6 +38,8 @@ pub struct EngineConfig {
     pub blend: BlendConfig,
     /// When the engine checkpoints on its own.
     pub checkpoint: CheckpointConfig,
+    /// Ranking models.
+    pub models: ModelConfig,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +61,44 @@ impl Default for EngineConfig {
             popularity: PopularityConfig::default(),
             blend: BlendConfig::default(),
             checkpoint: CheckpointConfig::default(),
+            models: ModelConfig::default(),
+        }
+    }
+}
+
+/// Ranking models (see docs/MODELS.md).
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// The ONNX Runtime library. `None`: `$ORT_DYLIB_PATH`, else
+    /// `.onnxruntime/lib/libonnxruntime.so` (where
+    /// `scripts/install-onnxruntime.sh` puts it). Loaded once per process.
+    pub runtime_path: Option<PathBuf>,
+    /// Sessions per loaded version: how many requests it scores at once.
+    pub sessions: usize,
+    /// Candidates the strategy proposes for the model to reorder (at least
+    /// the `n` asked for).
+    pub candidates: usize,
+    /// Versions kept besides those a rollback can reach; older ones are
+    /// retired and their files deleted.
+    pub retention: usize,
+    /// Where inference runs.
+    pub device: ModelDevice,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+    /// The breaker's clock (tests use a manual one).
+    pub clock: Clock,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            runtime_path: None,
+            sessions: 2,
+            candidates: 100,
+            retention: 5,
+            device: ModelDevice::default(),
+            breaker: BreakerConfig::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -272,6 +314,18 @@ impl EngineConfig {
         }
         if self.itemrank.scan_items_per_user == 0 {
             return Err(bad("itemrank.scan_items_per_user", "must be ≥ 1"));
+        }
+        if self.models.sessions == 0 || self.models.sessions > 64 {
+            return Err(bad("models.sessions", "must be 1–64"));
+        }
+        if self.models.candidates == 0 || self.models.candidates > crate::recommend::N_MAX {
+            return Err(bad("models.candidates", format!("must be 1–{}", crate::recommend::N_MAX)));
+        }
+        if self.models.retention == 0 {
+            return Err(bad("models.retention", "must be ≥ 1"));
+        }
+        if self.models.breaker.failures == 0 {
+            return Err(bad("models.breaker.failures", "must be ≥ 1"));
         }
         if self.itemrank.seed_items_max == 0 {
             return Err(bad("itemrank.seed_items_max", "must be ≥ 1"));

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::event::{self, Event};
+use crate::model::ranker::{Plan, Ranker};
 use crate::recommend::{self, RecommendRequest, Recommendations, Scored, Strategy};
 use crate::record::{EventsV1, ForgetUserV1, LogRecord, LoggedEvent, RemoveItemV1};
 use crate::snapshot;
@@ -156,7 +157,7 @@ struct CheckpointMark {
     at: Instant,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: EngineConfig,
     snapshots_dir: PathBuf,
     wal: Wal,
@@ -169,6 +170,7 @@ struct Shared {
     /// LSN of the newest snapshot, readable without waiting for a checkpoint.
     snapshot_lsn: AtomicU64,
     poisoned: OnceLock<String>,
+    pub(crate) ranker: Ranker,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -187,7 +189,7 @@ struct Shared {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     report: OpenReport,
     stop: Option<mpsc::Sender<()>>,
     checkpointer: Option<JoinHandle<()>>,
@@ -225,6 +227,8 @@ impl Engine {
             SyncPolicy::Never => Durability::Never,
         };
         let (state, report) = recover(&wal, &snapshots_dir, &config)?;
+        let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
+        ranker.restore(&state.models)?;
         let metrics = wal.metrics();
         let mark = CheckpointMark {
             lsn: report.snapshot_lsn,
@@ -243,6 +247,7 @@ impl Engine {
             snapshot_lsn: AtomicU64::new(mark.lsn),
             checkpointing: Mutex::new(mark),
             poisoned: OnceLock::new(),
+            ranker,
         });
         let (stop, checkpointer) = start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
@@ -316,10 +321,48 @@ impl Engine {
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
     }
 
-    /// Recommends items for a user.
+    /// Recommends items for a user. With an active ranking model, the
+    /// strategy proposes `models.candidates` items, the model reorders them
+    /// (outside the state lock) and the answer names the version; if the
+    /// model is unavailable the answer keeps the strategy's order and says
+    /// why (`Recommendations::ranking`).
     pub fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
+        recommend::validate(request)?;
+        let (model, admission) = match self.shared.ranker.plan() {
+            Plan::Plain(ranking) => {
+                let mut answer = recommend::recommend(&self.shared.read_state(), &self.shared.config, request)?;
+                answer.ranking = ranking;
+                return Ok(answer);
+            }
+            Plan::Rank(model, admission) => (model, admission),
+        };
+        let (mut answer, features) = self.candidates(request)?;
+        self.shared.ranker.rank(&model, admission, &mut answer, &features, request.n);
+        Ok(answer)
+    }
+
+    /// The candidates a model would rank for `request` and their features
+    /// (feature schema v1, row-major), as of now: what the model sees, for
+    /// checking a model or exporting training data.
+    pub fn candidate_features(&self, request: &RecommendRequest) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
+        recommend::validate(request)?;
+        let (answer, features) = self.candidates(request)?;
+        let width = crate::model::schema::FEATURES;
+        Ok(answer.items.into_iter().zip(features.chunks(width)).map(|(item, row)| (item.item, row.to_vec())).collect())
+    }
+
+    /// The strategy's best `max(n, models.candidates)` items and their
+    /// features, from one read of the state.
+    fn candidates(&self, request: &RecommendRequest) -> Result<(Recommendations, Vec<f32>), EngineError> {
+        let config = &self.shared.config;
+        let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
         let state = self.shared.read_state();
-        recommend::recommend(&state, &self.shared.config, request)
+        let answer = recommend::recommend(&state, config, &wide)?;
+        let items: Vec<crate::ids::Dense> =
+            answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
+        let user = state.users.get(&request.user).filter(|&user| !state.user_items(user).is_empty());
+        let features = crate::model::features::build(&state, config, user, request.strategy, &items);
+        Ok((answer, features))
     }
 
     /// Items most often interacted with together with `item`.
@@ -441,7 +484,7 @@ impl Drop for Engine {
 }
 
 impl Shared {
-    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         // A panic while applying would leave the lock poisoned; readers
         // still get the state (applies are all-or-nothing per event) while
         // writers refuse (see `lock_sequencer`).
@@ -608,7 +651,7 @@ impl Shared {
         Ok(())
     }
 
-    fn log_and_apply(
+    pub(crate) fn log_and_apply(
         &self,
         record: &LogRecord<'_>,
         event_ids: Vec<String>,
@@ -771,7 +814,7 @@ impl Shared {
             if state.applied_lsn == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
-            (state.applied_lsn, snapshot::encode(state.applied_lsn, &state.snapshot_view())?)
+            (state.applied_lsn, snapshot::encode(state.applied_lsn, &state.snapshot_view(), &state.models)?)
         };
         // Everything the snapshot holds must be durable in the log first:
         // otherwise a crash could lose records the snapshot already shows

@@ -29,6 +29,16 @@ pub enum EngineError {
     /// The item is not known to the engine.
     #[error("unknown item {0:?}")]
     UnknownItem(String),
+    /// No such model version (or it was retired).
+    #[error("unknown model version {0}")]
+    UnknownModel(u32),
+    /// A model was refused (it breaks the contract, fails its warm-up, or
+    /// its file is missing or altered); the active version did not change.
+    #[error("model refused: {0}")]
+    BadModel(String),
+    /// The ONNX Runtime library could not be loaded.
+    #[error("ONNX Runtime unavailable: {0}")]
+    ModelRuntime(String),
     /// The write-ahead log failed.
     #[error(transparent)]
     Wal(#[from] WalError),

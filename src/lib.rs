@@ -17,25 +17,30 @@ mod algo;
 mod config;
 mod dedup;
 mod engine;
+mod engine_models;
 mod error;
 pub mod eval;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+pub mod model;
 mod recommend;
 pub mod record;
 mod snapshot;
 mod state;
 pub mod synth;
 
-pub use config::{BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, UserCfConfig};
+pub use config::{
+    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
+};
 pub use dedup::FirstSeen;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt};
+pub use engine_models::MODEL_BYTES_MAX;
 pub use error::EngineError;
 pub use event::{Event, EventKind, EVENT_ID_BYTES_MAX};
 pub use ids::ID_BYTES_MAX;
-pub use recommend::{Reason, RecommendRequest, Recommendations, Scored, Strategy, N_MAX};
+pub use recommend::{Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy, N_MAX};
 pub use record::LoggedKind;
 pub use state::{Pair, SnapshotBody};
 pub use wal::Durability;

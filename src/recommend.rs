@@ -124,6 +124,8 @@ pub struct Scored {
     pub strategy: Strategy,
     /// The strongest reasons, best first.
     pub reasons: Vec<Reason>,
+    /// The ranking model's score, when a model ordered the answer.
+    pub model_score: Option<f32>,
 }
 
 /// The answer to a `RecommendRequest`.
@@ -138,6 +140,49 @@ pub struct Recommendations {
     pub lsn: u64,
     /// Best first.
     pub items: Vec<Scored>,
+    /// Whether a ranking model ordered the items, and which version.
+    pub ranking: Ranking,
+}
+
+/// How an answer was ordered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Ranking {
+    /// In the strategy's order: no model is active, or (with `reason`) the
+    /// active version cannot serve (its file is missing or altered, or the
+    /// runtime is unavailable; see `Engine::model_status`).
+    Unranked {
+        /// Why an active version is not used.
+        reason: Option<String>,
+    },
+    /// Reordered by this model version.
+    Model {
+        /// The version.
+        version: u32,
+    },
+    /// The active version was skipped for this answer (its breaker is open,
+    /// or its inference failed) and the items are in the strategy's order.
+    Degraded {
+        /// The version skipped.
+        version: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Ranking {
+    /// The model version that ordered the answer, if any.
+    pub fn version(&self) -> Option<u32> {
+        match self {
+            Ranking::Model { version } => Some(*version),
+            _ => None,
+        }
+    }
+
+    /// True for `Degraded`.
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, Ranking::Degraded { .. })
+    }
 }
 
 /// Checks a requested number of items: 1–`N_MAX`.
@@ -163,6 +208,7 @@ pub(crate) fn popular(state: &State, n: usize, keep: impl FnMut(Dense) -> bool) 
             score,
             strategy: Strategy::Popularity,
             reasons: vec![Reason::Popular { events: state.item_events[item as usize] }],
+            model_score: None,
         })
         .collect()
 }
@@ -265,7 +311,8 @@ pub(crate) fn recommend(
         let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
             let reasons = reasons(state, item, request.strategy, &neighbours, &mut co);
-            items.push(Scored { item: state.items.name(item).to_string(), score, strategy: request.strategy, reasons });
+            let name = state.items.name(item).to_string();
+            items.push(Scored { item: name, score, strategy: request.strategy, reasons, model_score: None });
         }
     }
     if items.len() < request.n {
@@ -273,7 +320,8 @@ pub(crate) fn recommend(
         let fill = popular(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
         items.extend(fill);
     }
-    Ok(Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items })
+    let ranking = Ranking::Unranked { reason: None };
+    Ok(Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items, ranking })
 }
 
 fn reasons(
@@ -450,6 +498,7 @@ pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored>
                 item: state.items.name(item).to_string(),
                 users: counts.get(&other).copied().unwrap_or(0),
             }],
+            model_score: None,
         })
         .collect()
 }

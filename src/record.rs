@@ -31,6 +31,13 @@ pub const KIND_FORGET_USER_V1: u8 = 2;
 /// `remove_item` (`RemoveItemV1`).
 pub const KIND_REMOVE_ITEM_V1: u8 = 3;
 
+/// A model version was added (`ModelAddedV1`).
+pub const KIND_MODEL_ADDED_V1: u8 = 4;
+/// A model version was activated (`ModelActivatedV1`).
+pub const KIND_MODEL_ACTIVATED_V1: u8 = 5;
+/// A model version was retired and its file deleted (`ModelRetiredV1`).
+pub const KIND_MODEL_RETIRED_V1: u8 = 6;
+
 /// Kind 1: events ingested by one call, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventsV1<'a> {
@@ -72,6 +79,39 @@ pub struct RemoveItemV1<'a> {
     pub item: &'a str,
 }
 
+/// Kind 4: a model file was stored in the data directory and validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAddedV1 {
+    /// Version number given to it.
+    pub version: u32,
+    /// SHA-256 of the file.
+    pub sha256: [u8; 32],
+    /// File size.
+    pub bytes: u64,
+    /// Engine clock when it was added (ms since the Unix epoch).
+    pub added_ms: i64,
+}
+
+/// Kind 5: a model version became the active one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelActivatedV1 {
+    /// The version.
+    pub version: u32,
+    /// Its SHA-256, checked again against the file on every restart.
+    pub sha256: [u8; 32],
+    /// Engine clock when it was activated.
+    pub at_ms: i64,
+    /// A rollback to the version active before the current one.
+    pub rollback: bool,
+}
+
+/// Kind 6: a model version left the catalog (retention); its file is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRetiredV1 {
+    /// The version.
+    pub version: u32,
+}
+
 /// A decoded record, borrowing from the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord<'a> {
@@ -81,6 +121,12 @@ pub enum LogRecord<'a> {
     ForgetUser(ForgetUserV1<'a>),
     /// Kind 3.
     RemoveItem(RemoveItemV1<'a>),
+    /// Kind 4.
+    ModelAdded(ModelAddedV1),
+    /// Kind 5.
+    ModelActivated(ModelActivatedV1),
+    /// Kind 6.
+    ModelRetired(ModelRetiredV1),
 }
 
 impl<'a> LogRecord<'a> {
@@ -90,6 +136,9 @@ impl<'a> LogRecord<'a> {
             LogRecord::Events(body) => (KIND_EVENTS_V1, postcard::to_stdvec(body)),
             LogRecord::ForgetUser(body) => (KIND_FORGET_USER_V1, postcard::to_stdvec(body)),
             LogRecord::RemoveItem(body) => (KIND_REMOVE_ITEM_V1, postcard::to_stdvec(body)),
+            LogRecord::ModelAdded(body) => (KIND_MODEL_ADDED_V1, postcard::to_stdvec(body)),
+            LogRecord::ModelActivated(body) => (KIND_MODEL_ACTIVATED_V1, postcard::to_stdvec(body)),
+            LogRecord::ModelRetired(body) => (KIND_MODEL_RETIRED_V1, postcard::to_stdvec(body)),
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -103,6 +152,9 @@ impl<'a> LogRecord<'a> {
             KIND_EVENTS_V1 => postcard::from_bytes(payload).map(LogRecord::Events).map_err(bad),
             KIND_FORGET_USER_V1 => postcard::from_bytes(payload).map(LogRecord::ForgetUser).map_err(bad),
             KIND_REMOVE_ITEM_V1 => postcard::from_bytes(payload).map(LogRecord::RemoveItem).map_err(bad),
+            KIND_MODEL_ADDED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelAdded).map_err(bad),
+            KIND_MODEL_ACTIVATED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelActivated).map_err(bad),
+            KIND_MODEL_RETIRED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelRetired).map_err(bad),
             other => Err(EngineError::BadRecord {
                 lsn,
                 reason: format!("unknown record kind {other} (written by a newer recwal?)"),
@@ -134,6 +186,16 @@ mod tests {
         let forget = LogRecord::ForgetUser(ForgetUserV1 { user: "u1" });
         let (kind, payload) = forget.encode()?;
         assert_eq!(LogRecord::decode(2, kind, &payload)?, forget);
+        let models = [
+            LogRecord::ModelAdded(ModelAddedV1 { version: 3, sha256: [7; 32], bytes: 99, added_ms: 5 }),
+            LogRecord::ModelActivated(ModelActivatedV1 { version: 3, sha256: [7; 32], at_ms: 6, rollback: true }),
+            LogRecord::ModelRetired(ModelRetiredV1 { version: 2 }),
+        ];
+        for (at, record) in models.into_iter().enumerate() {
+            let (kind, payload) = record.encode()?;
+            assert_eq!(kind, KIND_MODEL_ADDED_V1 + at as u8);
+            assert_eq!(LogRecord::decode(3, kind, &payload)?, record);
+        }
         Ok(())
     }
 

@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (2; 1 lacked `Pair::slot`)
+//! 8   4  format version (3; 2 lacked the model catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
 //! 32  4  CRC-32 of the body
 //! 36  4  CRC-32 of bytes 0..36
-//! 40  …  body: postcard `SnapshotBody`
+//! 40  …  body: postcard `SnapshotBody`, then postcard `Catalog` (the
+//!        model catalog; absent in version 2, read as empty)
 //! ```
 
 use std::fs::{self, File};
@@ -18,10 +19,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::EngineError;
+use crate::model::catalog::Catalog;
 use crate::state::SnapshotBody;
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The previous version, still read: it differs only by lacking the catalog.
+const VERSION_WITHOUT_MODELS: u32 = 2;
 const HEADER_BYTES: usize = 40;
 /// How a version mismatch starts, so `open` can tell it from damage.
 pub(crate) const VERSION_MISMATCH: &str = "format version";
@@ -58,11 +62,13 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, EngineError> {
 
 /// Encodes the state at `lsn` (a `SnapshotBody` or its borrowed view) into
 /// the file format.
-pub(crate) fn encode(lsn: u64, body: &impl serde::Serialize) -> Result<Vec<u8>, EngineError> {
-    let payload = postcard::to_stdvec(body).map_err(|err| EngineError::Snapshot {
+pub(crate) fn encode(lsn: u64, body: &impl serde::Serialize, models: &Catalog) -> Result<Vec<u8>, EngineError> {
+    let failed = |err: postcard::Error| EngineError::Snapshot {
         path: PathBuf::new(),
         reason: format!("cannot encode the state: {err}"),
-    })?;
+    };
+    let mut payload = postcard::to_stdvec(body).map_err(failed)?;
+    payload.extend_from_slice(&postcard::to_stdvec(models).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -94,8 +100,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
         return Err("header CRC mismatch".into());
     }
     let version = u32_at(8);
-    if version != VERSION {
-        return Err(format!("{VERSION_MISMATCH} {version}, this build reads {VERSION}"));
+    if version != VERSION && version != VERSION_WITHOUT_MODELS {
+        return Err(format!("{VERSION_MISMATCH} {version}, this build reads {VERSION_WITHOUT_MODELS} and {VERSION}"));
     }
     let lsn = u64_at(16);
     let len = u64_at(24);
@@ -106,7 +112,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if crc32fast::hash(payload) != u32_at(32) {
         return Err("body CRC mismatch".into());
     }
-    let body: SnapshotBody = postcard::from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
+    let (mut body, rest): (SnapshotBody, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
+    if version == VERSION {
+        body.models = postcard::from_bytes(rest).map_err(|err| format!("cannot decode the model catalog: {err}"))?;
+    } else if !rest.is_empty() {
+        return Err(format!("{} bytes after the body", rest.len()));
+    }
     if body.applied_lsn != lsn {
         return Err(format!("body LSN {} differs from header LSN {lsn}", body.applied_lsn));
     }
@@ -165,12 +177,36 @@ mod tests {
             item_popularity: vec![2.0],
             removed_items: vec![],
             dedup: vec![],
+            models: Catalog::default(),
         }
     }
 
     #[test]
+    fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
+        let bytes = encode(7, &body(), &Catalog::default())?;
+        // Version 2: the same header and body, no catalog after it.
+        let payload = postcard::to_stdvec(&body()).map_err(|err| EngineError::invalid("body", err.to_string()))?;
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&VERSION_WITHOUT_MODELS.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(&payload);
+        assert_eq!(decode(&old), Ok(body()));
+        old[8] = 4;
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        assert!(decode(&old).is_err_and(|err| err.starts_with(VERSION_MISMATCH)));
+        Ok(())
+    }
+
+    #[test]
     fn every_flipped_bit_is_detected() -> Result<(), EngineError> {
-        let bytes = encode(7, &body())?;
+        let mut models = Catalog::default();
+        models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
+        let bytes = encode(7, &body(), &models)?;
+        assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
         assert_eq!(decode(&bytes).map(|b| b.applied_lsn), Ok(7));
         for at in 0..bytes.len() {
             for bit in 0..8 {

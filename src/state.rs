@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::DedupConfig;
 use crate::dedup::{DedupWindow, FirstSeen};
 use crate::ids::{Dense, Interner};
+use crate::model::catalog::Catalog;
 use crate::record::{LogRecord, LoggedKind};
 
 /// One user's interaction with one item.
@@ -89,6 +90,8 @@ pub(crate) struct State {
     pub applied_lsn: u64,
     /// Events applied since the log began (including forgotten users').
     pub events_applied: u64,
+    /// Ranking model versions and activations.
+    pub models: Catalog,
 }
 
 /// An entry of an item's user list.
@@ -170,6 +173,9 @@ impl State {
                     self.item_removed[item as usize] = true;
                 }
             }
+            LogRecord::ModelAdded(added) => self.models.add(lsn, added),
+            LogRecord::ModelActivated(activated) => self.models.activate(lsn, activated),
+            LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
         }
         self.applied_lsn = lsn;
     }
@@ -464,6 +470,7 @@ impl State {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(err) => err.to_string().hash(&mut hasher),
         }
+        self.models.hash(&mut hasher);
         hasher.finish()
     }
 
@@ -497,6 +504,7 @@ impl State {
             dedup: DedupWindow::from_entries(body.dedup),
             applied_lsn: body.applied_lsn,
             events_applied: body.events_applied,
+            models: body.models,
         };
         if state.users.len() != users || state.items.len() != items {
             return Err("duplicate ids".into());
@@ -552,6 +560,9 @@ pub struct SnapshotBody {
     pub(crate) item_popularity: Vec<f64>,
     pub(crate) removed_items: Vec<Dense>,
     pub(crate) dedup: Vec<(String, FirstSeen)>,
+    /// Read from after the body proper (format version 3), see `snapshot`.
+    #[serde(skip)]
+    pub(crate) models: Catalog,
 }
 
 #[cfg(test)]

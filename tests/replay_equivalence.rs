@@ -40,7 +40,7 @@ fn op() -> impl PropStrategy<Value = Op> {
 fn config(policy: SyncPolicy, seed: u64) -> EngineConfig {
     let mut config = EngineConfig::default();
     // Half the cases use time-decayed popularity (half-life 5 ms of event time).
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         config.popularity.half_life = Some(std::time::Duration::from_millis(5));
     }
     config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).segments_max(8).sync_policy(policy);

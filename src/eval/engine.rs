@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::eval::{evaluate, EvalSet, Rating, Report};
 use crate::event::{Event, EventKind};
-use crate::recommend::Strategy;
+use crate::recommend::{RecommendRequest, Strategy};
 use crate::{Durability, EngineConfig};
 
 /// Events per `ingest_batch` call while training.
@@ -67,4 +67,47 @@ pub fn evaluate_engine(
         });
     });
     StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) }
+}
+
+/// Like `evaluate_engine`, with the engine's active ranking model: the
+/// strategy proposes `models.candidates` items per user through
+/// `Engine::recommend`, the model orders them, and they are scored above
+/// every other item in the model's order (the rest keep the strategy's
+/// scores). Comparing it with `evaluate_engine` on the same engine measures
+/// what the model adds. Users whose answer is not ranked by the model
+/// (breaker open, inference failed) are counted in the second value.
+pub fn evaluate_engine_ranked(
+    engine: &Engine,
+    set: &EvalSet,
+    strategy: Strategy,
+    k: usize,
+    relevant_min: f32,
+) -> (StrategyReport, u32) {
+    let index: rustc_hash::FxHashMap<&str, usize> =
+        set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
+    let candidates = engine.config().models.candidates;
+    let started = Instant::now();
+    let mut users = 0u32;
+    let mut unranked = 0u32;
+    let report = evaluate(set, k, relevant_min, |user, scores| {
+        users += 1;
+        engine.score_items(user, strategy, |item, score| {
+            if let Some(&at) = index.get(item) {
+                scores[at] = score;
+            }
+        });
+        let top = scores.iter().copied().fold(0.0f64, f64::max);
+        match engine.recommend(&RecommendRequest::new(user, candidates, strategy)) {
+            Ok(answer) if answer.ranking.version().is_some() => {
+                let count = answer.items.len();
+                for (rank, item) in answer.items.iter().enumerate() {
+                    if let Some(&at) = index.get(item.item.as_str()) {
+                        scores[at] = top + 1.0 + (count - rank) as f64;
+                    }
+                }
+            }
+            _ => unranked += 1,
+        }
+    });
+    (StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) }, unranked)
 }

@@ -43,7 +43,7 @@ mod metrics;
 mod split;
 
 pub use data::{detect_format, load_ratings, parse_ratings, Format, Rating};
-pub use engine::{evaluate_engine, train_engine, StrategyReport};
+pub use engine::{evaluate_engine, evaluate_engine_ranked, train_engine, StrategyReport};
 pub use metrics::{evaluate, EvalSet, Report};
 pub use split::{split, Protocol, Split};
 

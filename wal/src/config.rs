@@ -271,7 +271,7 @@ impl WalConfig {
     /// ```
     pub fn validate(&self) -> Result<(), WalError> {
         let invalid = |field: &'static str, rule: String| Err(WalError::InvalidConfig { field, rule });
-        if self.segment_bytes < 4096 || self.segment_bytes % 4096 != 0 {
+        if self.segment_bytes < 4096 || !self.segment_bytes.is_multiple_of(4096) {
             return invalid(
                 "segment_bytes",
                 format!("must be a multiple of 4096 and at least 4096, got {}", self.segment_bytes),

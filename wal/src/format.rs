@@ -15,8 +15,8 @@ pub const RECORD_HEADER_BYTES: u64 = 32;
 /// Every record frame starts on a multiple of this many bytes.
 pub const RECORD_ALIGN: u64 = 8;
 
-const _: () = assert!(SEGMENT_HEADER_BYTES % RECORD_ALIGN == 0);
-const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_ALIGN.is_power_of_two());
 
 /// What a segment header says about the segment's contents.

@@ -1,0 +1,145 @@
+//! The model registry on `Engine`: add, activate, roll back, list. Every
+//! change is a log record (kinds 4–6) made durable before it takes effect,
+//! so the active version after a restart is the one last acknowledged.
+
+use std::path::Path;
+
+use recwal_wal::Durability;
+use tracing::info;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::model::catalog::ModelEntry;
+use crate::model::{runtime, store, ModelInfo, ModelStatus};
+use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1};
+
+/// Largest model file accepted.
+pub const MODEL_BYTES_MAX: usize = 1 << 30;
+
+impl Engine {
+    /// Adds a model from a file: see `add_model`.
+    pub fn add_model_file(&self, path: &Path) -> Result<ModelInfo, EngineError> {
+        let bytes = std::fs::read(path).map_err(|err| EngineError::io(format!("reading {}", path.display()), err))?;
+        self.add_model(&bytes)
+    }
+
+    /// Validates an ONNX model (it loads, meets feature schema v1, and
+    /// scores the warm-up batch with finite outputs), stores a copy in the
+    /// data directory and logs it as the next version. Nothing is stored or
+    /// logged if it is refused. Adding a file already present (same SHA-256)
+    /// returns that version.
+    pub fn add_model(&self, bytes: &[u8]) -> Result<ModelInfo, EngineError> {
+        if bytes.is_empty() || bytes.len() > MODEL_BYTES_MAX {
+            return Err(EngineError::invalid(
+                "model",
+                format!("must be 1–{MODEL_BYTES_MAX} bytes, got {}", bytes.len()),
+            ));
+        }
+        let ranker = &self.shared.ranker;
+        let _admin = ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        let sha256 = store::sha256(bytes);
+        let (existing, version) = {
+            let state = self.shared.read_state();
+            (state.models.find_hash(&sha256).cloned(), state.models.next_version())
+        };
+        if let Some(entry) = existing {
+            return Ok(self.info(&entry));
+        }
+        let runtime = runtime::get(ranker.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
+        // Checked with one session; the version's own pool loads on activation.
+        ranker.load_bytes(runtime, bytes, version)?;
+        store::write(&ranker.dir, version, bytes)?;
+        let record = ModelAddedV1 { version, sha256, bytes: bytes.len() as u64, added_ms: now_ms() };
+        if let Err(err) = self.shared.log_and_apply(&LogRecord::ModelAdded(record), Vec::new(), Durability::Always) {
+            // Not logged: the file belongs to no version (a restart would
+            // sweep it too).
+            let _ = store::remove(&ranker.dir, version);
+            return Err(err);
+        }
+        info!(version, sha256 = %store::hex(&sha256), bytes = bytes.len(), "model added");
+        self.retire_old()?;
+        self.entry(version).map(|entry| self.info(&entry))
+    }
+
+    /// Makes `version` the active model: loads and warms it up first (a
+    /// refusal leaves the active version as it was), logs the activation,
+    /// waits until the record is durable, then swaps it in atomically.
+    /// Requests already scoring finish on the previous version.
+    pub fn activate_model(&self, version: u32) -> Result<ModelInfo, EngineError> {
+        let _admin =
+            self.shared.ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        self.activate(version, false)
+    }
+
+    /// Re-activates the version that was active before the current one.
+    pub fn rollback_model(&self) -> Result<ModelInfo, EngineError> {
+        let _admin =
+            self.shared.ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        let previous = self.shared.read_state().models.previous();
+        let previous = previous.ok_or_else(|| EngineError::invalid("model", "no previous version to roll back to"))?;
+        self.activate(previous, true)
+    }
+
+    /// Every version the log knows, oldest first.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        let state = self.shared.read_state();
+        let active = state.models.active();
+        state.models.entries.iter().map(|entry| ModelInfo::from_entry(entry, active)).collect()
+    }
+
+    /// The ranking side now: runtime, active and serving versions, fault,
+    /// breaker.
+    pub fn model_status(&self) -> ModelStatus {
+        let state = self.shared.read_state();
+        self.shared.ranker.status(&state.models)
+    }
+
+    fn activate(&self, version: u32, rollback: bool) -> Result<ModelInfo, EngineError> {
+        let entry = self.entry(version)?;
+        if entry.retired_lsn.is_some() {
+            return Err(EngineError::UnknownModel(version));
+        }
+        let ranker = &self.shared.ranker;
+        let already = self.shared.read_state().models.active() == Some(version)
+            && ranker.serving.load().as_ref().is_some_and(|model| model.version == version);
+        if already && !rollback {
+            return Ok(self.info(&entry));
+        }
+        let model = ranker.load(&entry)?;
+        let record = ModelActivatedV1 { version, sha256: entry.sha256, at_ms: now_ms(), rollback };
+        let lsn = self.shared.log_and_apply(&LogRecord::ModelActivated(record), Vec::new(), Durability::Always)?;
+        ranker.serve(model);
+        info!(version, lsn, rollback, "model activated");
+        self.retire_old()?;
+        self.entry(version).map(|entry| self.info(&entry))
+    }
+
+    /// Retires versions beyond the retention setting: logged first, then
+    /// the file is deleted (a crash in between leaves a file the next start
+    /// sweeps).
+    fn retire_old(&self) -> Result<(), EngineError> {
+        let ranker = &self.shared.ranker;
+        let retire = self.shared.read_state().models.to_retire(ranker.config.retention);
+        for version in retire {
+            let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
+            self.shared.log_and_apply(&record, Vec::new(), Durability::Always)?;
+            store::remove(&ranker.dir, version)?;
+            info!(version, "model retired");
+        }
+        Ok(())
+    }
+
+    fn entry(&self, version: u32) -> Result<ModelEntry, EngineError> {
+        self.shared.read_state().models.get(version).cloned().ok_or(EngineError::UnknownModel(version))
+    }
+
+    fn info(&self, entry: &ModelEntry) -> ModelInfo {
+        ModelInfo::from_entry(entry, self.shared.read_state().models.active())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}

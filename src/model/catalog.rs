@@ -1,0 +1,170 @@
+//! The model catalog: every version added, its SHA-256, its activations and
+//! whether it was retired, rebuilt from the log's model records (kinds 4–6)
+//! and saved in snapshots like the rest of the state. Which version is
+//! active is a fact of the log, so a restart comes back on the same one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{ModelActivatedV1, ModelAddedV1};
+
+/// Versions the rollback stack remembers.
+const STACK_MAX: usize = 16;
+
+/// One activation of a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Activation {
+    /// LSN of the activation record.
+    pub lsn: u64,
+    /// When it was activated (ms since the Unix epoch, engine clock).
+    pub at_ms: i64,
+    /// It was a rollback.
+    pub rollback: bool,
+}
+
+/// A version as the log recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Version number, from 1, never reused.
+    pub version: u32,
+    /// SHA-256 of the model file.
+    pub sha256: [u8; 32],
+    /// File size.
+    pub bytes: u64,
+    /// When it was added (ms since the Unix epoch).
+    pub added_ms: i64,
+    /// LSN of its `ModelAdded` record.
+    pub added_lsn: u64,
+    /// Its activations, oldest first.
+    pub activations: Vec<Activation>,
+    /// LSN of its `ModelRetired` record (its file is deleted).
+    pub retired_lsn: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Catalog {
+    /// By version.
+    pub entries: Vec<ModelEntry>,
+    /// Activated versions, the active one last; a rollback pops it.
+    pub stack: Vec<u32>,
+}
+
+impl Catalog {
+    pub fn active(&self) -> Option<u32> {
+        self.stack.last().copied()
+    }
+
+    /// The version a rollback would activate.
+    pub fn previous(&self) -> Option<u32> {
+        self.stack.len().checked_sub(2).map(|at| self.stack[at])
+    }
+
+    pub fn next_version(&self) -> u32 {
+        self.entries.last().map_or(1, |entry| entry.version + 1)
+    }
+
+    pub fn get(&self, version: u32) -> Option<&ModelEntry> {
+        self.entries.binary_search_by_key(&version, |entry| entry.version).ok().map(|at| &self.entries[at])
+    }
+
+    fn get_mut(&mut self, version: u32) -> Option<&mut ModelEntry> {
+        self.entries.binary_search_by_key(&version, |entry| entry.version).ok().map(|at| &mut self.entries[at])
+    }
+
+    /// A live (not retired) version with this hash.
+    pub fn find_hash(&self, sha256: &[u8; 32]) -> Option<&ModelEntry> {
+        self.entries.iter().find(|entry| entry.retired_lsn.is_none() && &entry.sha256 == sha256)
+    }
+
+    pub fn add(&mut self, lsn: u64, record: &ModelAddedV1) {
+        if self.get(record.version).is_some() || record.version < self.next_version() {
+            return;
+        }
+        self.entries.push(ModelEntry {
+            version: record.version,
+            sha256: record.sha256,
+            bytes: record.bytes,
+            added_ms: record.added_ms,
+            added_lsn: lsn,
+            activations: Vec::new(),
+            retired_lsn: None,
+        });
+    }
+
+    pub fn activate(&mut self, lsn: u64, record: &ModelActivatedV1) {
+        let Some(entry) = self.get_mut(record.version) else { return };
+        entry.activations.push(Activation { lsn, at_ms: record.at_ms, rollback: record.rollback });
+        if record.rollback && self.previous() == Some(record.version) {
+            self.stack.pop();
+        } else {
+            self.stack.push(record.version);
+            if self.stack.len() > STACK_MAX {
+                self.stack.remove(0);
+            }
+        }
+    }
+
+    pub fn retire(&mut self, lsn: u64, version: u32) {
+        if let Some(entry) = self.get_mut(version) {
+            entry.retired_lsn.get_or_insert(lsn);
+        }
+        self.stack.retain(|&kept| kept != version);
+    }
+
+    /// Live versions a retention of `keep` retires: all but the `keep`
+    /// newest, never the active one or one a rollback could reach.
+    pub fn to_retire(&self, keep: usize) -> Vec<u32> {
+        let live: Vec<u32> =
+            self.entries.iter().filter(|entry| entry.retired_lsn.is_none()).map(|entry| entry.version).collect();
+        let newest_kept = live.len().saturating_sub(keep);
+        live[..newest_kept].iter().copied().filter(|version| !self.stack.contains(version)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn added(version: u32) -> ModelAddedV1 {
+        ModelAddedV1 { version, sha256: [version as u8; 32], bytes: 10, added_ms: 0 }
+    }
+
+    fn activated(version: u32, rollback: bool) -> ModelActivatedV1 {
+        ModelActivatedV1 { version, sha256: [version as u8; 32], at_ms: 0, rollback }
+    }
+
+    #[test]
+    fn activations_stack_and_rollbacks_pop() {
+        let mut catalog = Catalog::default();
+        for version in 1..=3 {
+            catalog.add(u64::from(version), &added(version));
+        }
+        assert_eq!(catalog.next_version(), 4);
+        catalog.activate(10, &activated(1, false));
+        catalog.activate(11, &activated(2, false));
+        catalog.activate(12, &activated(3, false));
+        assert_eq!((catalog.active(), catalog.previous()), (Some(3), Some(2)));
+        catalog.activate(13, &activated(2, true));
+        assert_eq!((catalog.active(), catalog.previous()), (Some(2), Some(1)));
+        assert_eq!(catalog.get(2).map(|entry| entry.activations.len()), Some(2));
+        // Retention 1 keeps the newest (3) and everything a rollback reaches.
+        assert_eq!(catalog.to_retire(1), Vec::<u32>::new());
+        catalog.activate(14, &activated(3, false));
+        catalog.retire(15, 1);
+        assert_eq!(catalog.stack, vec![2, 3]);
+        assert!(catalog.find_hash(&[1; 32]).is_none());
+        assert_eq!(catalog.find_hash(&[2; 32]).map(|entry| entry.version), Some(2));
+    }
+
+    #[test]
+    fn retention_never_retires_the_active_version() {
+        let mut catalog = Catalog::default();
+        for version in 1..=5 {
+            catalog.add(u64::from(version), &added(version));
+        }
+        catalog.activate(6, &activated(1, false));
+        assert_eq!(catalog.to_retire(2), vec![2, 3]);
+        // A replayed record at or below a version already known is ignored.
+        catalog.add(7, &added(2));
+        assert_eq!(catalog.entries.len(), 5);
+    }
+}

@@ -1,0 +1,313 @@
+//! A model version loaded and ready to score: its sessions (a small pool,
+//! since a session runs one inference at a time), its breaker, and on CUDA
+//! its device buffers. Loading checks the contract (`schema::check`) and
+//! scores the warm-up batch on every session, so a version that loads is a
+//! version that answers.
+//!
+//! The engine holds the active version in an `ArcSwap`; each request holds
+//! its own `Arc` while it scores, so a swap never interrupts a request and
+//! the old version is freed when its last request ends (`live_count` shows
+//! it).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef};
+use tracing::warn;
+
+use crate::model::breaker::{Breaker, BreakerConfig, Clock};
+use crate::model::runtime::Runtime;
+use crate::model::schema::{self, Signature, FEATURES, INPUT_NAME, OUTPUT_NAME};
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelDevice {
+    /// The CPU.
+    Cpu,
+    /// A CUDA GPU (with the `cuda` feature and the GPU runtime); falls back
+    /// to the CPU, with one warning, when none is usable.
+    Cuda {
+        /// The GPU's index.
+        device_id: i32,
+    },
+}
+
+impl Default for ModelDevice {
+    fn default() -> Self {
+        if cfg!(feature = "cuda") {
+            ModelDevice::Cuda { device_id: 0 }
+        } else {
+            ModelDevice::Cpu
+        }
+    }
+}
+
+/// Versions loaded now (active, being validated, or still serving a request
+/// that started before a swap).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static CUDA_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Model versions loaded in this process now.
+pub(crate) fn live_count() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+pub(crate) struct LoadedModel {
+    pub version: u32,
+    /// "cpu" or "cuda".
+    pub device: &'static str,
+    pub breaker: Breaker,
+    pool: Mutex<Vec<Slot>>,
+    returned: Condvar,
+}
+
+struct Slot {
+    session: Session,
+    #[cfg(feature = "cuda")]
+    gpu: Option<gpu::Buffers>,
+}
+
+impl LoadedModel {
+    /// Loads `bytes` into `sessions` sessions, checks the contract and runs
+    /// the warm-up batch on each. The error says what is wrong.
+    pub fn load(
+        runtime: &Runtime,
+        bytes: &[u8],
+        version: u32,
+        sessions: usize,
+        device: ModelDevice,
+        breaker: (BreakerConfig, Clock),
+    ) -> Result<LoadedModel, String> {
+        let mut pool = Vec::with_capacity(sessions.max(1));
+        let mut placed = "cpu";
+        for _ in 0..sessions.max(1) {
+            let (session, on) = new_session(runtime, bytes, device)?;
+            placed = on;
+            if pool.is_empty() {
+                schema::check(&signature(&session)?)?;
+            }
+            pool.push(Slot::new(session, on)?);
+        }
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        let model = LoadedModel {
+            version,
+            device: placed,
+            breaker: Breaker::new(breaker.0, breaker.1),
+            pool: Mutex::new(Vec::new()),
+            returned: Condvar::new(),
+        };
+        let warmup = schema::warmup_batch();
+        for mut slot in pool {
+            let scores =
+                slot.run(&warmup, schema::WARMUP_ROWS).map_err(|err| format!("warm-up batch failed: {err}"))?;
+            schema::check_scores(&scores, schema::WARMUP_ROWS).map_err(|err| format!("warm-up batch: {err}"))?;
+            model.give_back(slot);
+        }
+        Ok(model)
+    }
+
+    /// Scores `rows` candidates (`features` row-major, `FEATURES` columns).
+    pub fn score(&self, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let mut slot = self.take()?;
+        let scored = slot.run(features, rows);
+        self.give_back(slot);
+        let scores = scored?;
+        schema::check_scores(&scores, rows)?;
+        Ok(scores)
+    }
+
+    fn take(&self) -> Result<Slot, String> {
+        let mut pool = self.pool.lock().map_err(|_| "session pool poisoned".to_string())?;
+        loop {
+            if let Some(slot) = pool.pop() {
+                return Ok(slot);
+            }
+            pool = self.returned.wait(pool).map_err(|_| "session pool poisoned".to_string())?;
+        }
+    }
+
+    fn give_back(&self, slot: Slot) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(slot);
+            self.returned.notify_one();
+        }
+    }
+}
+
+impl Drop for LoadedModel {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn new_session(runtime: &Runtime, bytes: &[u8], device: ModelDevice) -> Result<(Session, &'static str), String> {
+    let builder = || {
+        Session::builder(&runtime.env)
+            .and_then(|builder| builder.with_intra_threads(1).map_err(ort::Error::from))
+            .map_err(|err| format!("cannot configure an ONNX Runtime session: {err}"))
+    };
+    if let ModelDevice::Cuda { device_id } = device {
+        match cuda_session(runtime, builder()?, bytes, device_id) {
+            Ok(session) => return Ok((session, "cuda")),
+            Err(reason) => {
+                if !CUDA_FALLBACK_LOGGED.swap(true, Ordering::SeqCst) {
+                    warn!(%reason, "CUDA is not available; models run on the CPU");
+                }
+            }
+        }
+    }
+    let session =
+        builder()?.commit_from_memory(bytes).map_err(|err| format!("ONNX Runtime cannot load the model: {err}"))?;
+    Ok((session, "cpu"))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_session(
+    runtime: &Runtime,
+    builder: ort::session::builder::SessionBuilder,
+    bytes: &[u8],
+    device_id: i32,
+) -> Result<Session, String> {
+    if !runtime.cuda {
+        return Err(format!("the ONNX Runtime at {} has no CUDA execution provider", runtime.path.display()));
+    }
+    let provider = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
+    let mut builder = builder.with_execution_providers([provider]).map_err(|err| err.to_string())?;
+    builder.commit_from_memory(bytes).map_err(|err| err.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_session(
+    _runtime: &Runtime,
+    _builder: ort::session::builder::SessionBuilder,
+    _bytes: &[u8],
+    _device_id: i32,
+) -> Result<Session, String> {
+    Err("this build has no `cuda` feature".into())
+}
+
+fn signature(session: &Session) -> Result<Signature, String> {
+    let metadata = session.metadata().map_err(|err| format!("cannot read the model's metadata: {err}"))?;
+    let describe = |outlets: &[ort::value::Outlet]| {
+        outlets
+            .iter()
+            .map(|outlet| {
+                let dtype = outlet.dtype();
+                let float = dtype.tensor_type() == Some(TensorElementType::Float32);
+                let shape = dtype.tensor_shape().map(|shape| shape.to_vec()).unwrap_or_default();
+                (outlet.name().to_string(), float, shape)
+            })
+            .collect()
+    };
+    Ok(Signature {
+        schema: metadata.custom(schema::SCHEMA_METADATA_KEY),
+        inputs: describe(session.inputs()),
+        outputs: describe(session.outputs()),
+    })
+}
+
+impl Slot {
+    #[cfg(feature = "cuda")]
+    fn new(session: Session, device: &'static str) -> Result<Slot, String> {
+        let gpu = if device == "cuda" { Some(gpu::Buffers::new(&session)?) } else { None };
+        Ok(Slot { session, gpu })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn new(session: Session, _device: &'static str) -> Result<Slot, String> {
+        Ok(Slot { session })
+    }
+
+    fn run(&mut self, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
+        if features.len() != rows * FEATURES {
+            return Err(format!("{} feature values for {rows} rows of {FEATURES}", features.len()));
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &mut self.gpu {
+            if rows <= gpu.rows {
+                return gpu.run(&mut self.session, features, rows);
+            }
+        }
+        let input = TensorRef::from_array_view(([rows, FEATURES], features)).map_err(|err| err.to_string())?;
+        let outputs = self.session.run(ort::inputs![INPUT_NAME => input]).map_err(|err| err.to_string())?;
+        let output = outputs.get(OUTPUT_NAME).ok_or_else(|| format!("the model gave no `{OUTPUT_NAME}` output"))?;
+        let (_, scores) = output.try_extract_tensor::<f32>().map_err(|err| err.to_string())?;
+        Ok(scores.to_vec())
+    }
+}
+
+/// CUDA: each session's input and output live on the GPU, bound once with
+/// an `IoBinding` when the version loads; a request copies its rows into
+/// pinned host memory, then to the device, runs, and copies the scores
+/// back. Requests with more rows than the buffers hold use a plain run.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+    use ort::session::{IoBinding, Session};
+    use ort::value::Tensor;
+
+    use crate::model::schema::{FEATURES, INPUT_NAME, OUTPUT_NAME};
+
+    /// Rows the device buffers hold: the default candidate count, rounded up.
+    pub const ROWS: usize = 256;
+
+    pub struct Buffers {
+        pub rows: usize,
+        binding: IoBinding,
+        host_in: Tensor<f32>,
+        device_in: Tensor<f32>,
+        device_out: Tensor<f32>,
+        host_out: Tensor<f32>,
+    }
+
+    impl Buffers {
+        pub fn new(session: &Session) -> Result<Buffers, String> {
+            let fail = |what: &str, err: ort::Error| format!("CUDA buffers ({what}): {err}");
+            let device = Allocator::new(
+                session,
+                MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)
+                    .map_err(|err| fail("device memory info", err))?,
+            )
+            .map_err(|err| fail("device allocator", err))?;
+            let pinned = Allocator::new(
+                session,
+                MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, MemoryType::CPUInput)
+                    .map_err(|err| fail("pinned memory info", err))?,
+            )
+            .map_err(|err| fail("pinned allocator", err))?;
+            let host_in = Tensor::<f32>::new(&pinned, [ROWS, FEATURES]).map_err(|err| fail("host input", err))?;
+            let device_in = Tensor::<f32>::new(&device, [ROWS, FEATURES]).map_err(|err| fail("device input", err))?;
+            // `score` is [N] or [N, 1] (the contract allows both).
+            let rank = session
+                .outputs()
+                .iter()
+                .find(|output| output.name() == OUTPUT_NAME)
+                .and_then(|output| output.dtype().tensor_shape().map(|shape| shape.len()))
+                .unwrap_or(1);
+            let out_shape: Vec<usize> = if rank == 2 { vec![ROWS, 1] } else { vec![ROWS] };
+            let device_out =
+                Tensor::<f32>::new(&device, out_shape.clone()).map_err(|err| fail("device output", err))?;
+            let host_out = Tensor::<f32>::new(&pinned, out_shape).map_err(|err| fail("host output", err))?;
+            let mut binding = session.create_binding().map_err(|err| fail("binding", err))?;
+            binding.bind_input(INPUT_NAME, &device_in).map_err(|err| fail("binding the input", err))?;
+            Ok(Buffers { rows: ROWS, binding, host_in, device_in, device_out, host_out })
+        }
+
+        pub fn run(&mut self, session: &mut Session, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
+            let (_, host) = self.host_in.try_extract_tensor_mut::<f32>().map_err(|err| err.to_string())?;
+            host[..features.len()].copy_from_slice(features);
+            // Padding rows score zeros; their scores are dropped below.
+            host[features.len()..].fill(0.0);
+            self.host_in.copy_into(&mut self.device_in).map_err(|err| err.to_string())?;
+            self.binding.bind_output(OUTPUT_NAME, &mut self.device_out).map_err(|err| err.to_string())?;
+            session.run_binding(&self.binding).map_err(|err| err.to_string())?;
+            self.device_out.copy_into(&mut self.host_out).map_err(|err| err.to_string())?;
+            let (_, scores) = self.host_out.try_extract_tensor::<f32>().map_err(|err| err.to_string())?;
+            Ok(scores[..rows].to_vec())
+        }
+    }
+}

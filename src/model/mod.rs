@@ -1,0 +1,88 @@
+//! Ranking models: ONNX models that reorder a strategy's candidates.
+//!
+//! - `schema`: the features the engine computes (schema v1) and the
+//!   contract a model must meet.
+//! - `features`: builds a request's feature matrix from the state.
+//! - `runtime`: the ONNX Runtime library, loaded once per process.
+//! - `loaded`: a version loaded into a pool of sessions, warmed up.
+//! - `breaker`: the per-model circuit breaker and its clock.
+//! - `catalog`: versions and activations, as the log recorded them.
+//! - `store`: the model files in the data directory.
+//!
+//! The engine (`engine.rs`) ties them together: `add_model`, `activate_model`,
+//! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
+
+pub(crate) mod breaker;
+pub(crate) mod catalog;
+pub(crate) mod features;
+pub(crate) mod loaded;
+pub(crate) mod ranker;
+pub(crate) mod runtime;
+pub mod schema;
+pub(crate) mod store;
+
+pub use breaker::{BreakerConfig, BreakerCounts, BreakerState, Clock, ClockSource, ManualClock};
+pub use catalog::{Activation, ModelEntry};
+pub use loaded::ModelDevice;
+pub use runtime::{RUNTIME_DEFAULT_PATH, RUNTIME_PATH_ENV};
+
+use serde::{Deserialize, Serialize};
+
+/// A model version, as `Engine::models` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Version number, from 1, never reused.
+    pub version: u32,
+    /// SHA-256 of the model file, hex.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// When it was added (ms since the Unix epoch).
+    pub added_ms: i64,
+    /// LSN of the record that added it.
+    pub added_lsn: u64,
+    /// Its activations, oldest first (LSN, time, rollback or not).
+    pub activations: Vec<Activation>,
+    /// It is the active version (per the log).
+    pub active: bool,
+    /// Retired by the retention setting: its file is deleted.
+    pub retired: bool,
+}
+
+impl ModelInfo {
+    pub(crate) fn from_entry(entry: &ModelEntry, active: Option<u32>) -> ModelInfo {
+        ModelInfo {
+            version: entry.version,
+            sha256: store::hex(&entry.sha256),
+            bytes: entry.bytes,
+            added_ms: entry.added_ms,
+            added_lsn: entry.added_lsn,
+            activations: entry.activations.clone(),
+            active: active == Some(entry.version),
+            retired: entry.retired_lsn.is_some(),
+        }
+    }
+}
+
+/// The ranking side of the engine now, for status pages and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// The ONNX Runtime library: its path once loaded, or why it is not.
+    pub runtime: Result<String, String>,
+    /// The active version according to the log.
+    pub active: Option<u32>,
+    /// The version answers are ranked with (`None`: un-ranked).
+    pub serving: Option<u32>,
+    /// "cpu" or "cuda", for the serving version.
+    pub device: Option<String>,
+    /// Why the active version is not serving (missing or altered file, no
+    /// runtime, failed warm-up at start-up).
+    pub fault: Option<String>,
+    /// The serving version's breaker.
+    pub breaker: Option<BreakerState>,
+    /// Its counters.
+    pub breaker_counts: Option<BreakerCounts>,
+    /// Versions loaded in this process (the serving one, plus any still
+    /// finishing requests that began before a swap).
+    pub loaded_versions: usize,
+}

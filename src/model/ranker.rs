@@ -1,0 +1,169 @@
+//! The serving side: which loaded version answers, why none does, and the
+//! ranking of one request's candidates.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use tracing::warn;
+
+use crate::config::ModelConfig;
+use crate::error::EngineError;
+use crate::model::breaker::{Admission, Outcome};
+use crate::model::catalog::{Catalog, ModelEntry};
+use crate::model::loaded::{self, LoadedModel};
+use crate::model::{runtime, store, ModelStatus};
+use crate::recommend::{Ranking, Recommendations};
+
+pub(crate) struct Ranker {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    /// The version answers are ranked with.
+    pub serving: ArcSwapOption<LoadedModel>,
+    /// Why the active version (per the log) is not serving.
+    pub fault: Mutex<Option<String>>,
+    /// Serialises add / activate / rollback / retire.
+    pub admin: Mutex<()>,
+}
+
+/// What a request does about ranking, decided before it reads the state.
+pub(crate) enum Plan {
+    /// No model: the strategy's order, with this ranking note.
+    Plain(Ranking),
+    /// Rank with this model (admitted by its breaker as `Admission`).
+    Rank(Arc<LoadedModel>, Admission),
+}
+
+impl Ranker {
+    pub fn new(dir: PathBuf, config: ModelConfig) -> Result<Ranker, EngineError> {
+        std::fs::create_dir_all(&dir).map_err(|err| EngineError::io(format!("creating {}", dir.display()), err))?;
+        Ok(Ranker { dir, config, serving: ArcSwapOption::empty(), fault: Mutex::new(None), admin: Mutex::new(()) })
+    }
+
+    /// Loads, checks and warms up `entry`'s file (hash verified first).
+    pub fn load(&self, entry: &ModelEntry) -> Result<LoadedModel, EngineError> {
+        let runtime = runtime::get(self.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
+        let bytes = store::read_verified(&self.dir, entry.version, &entry.sha256).map_err(EngineError::BadModel)?;
+        self.load_bytes(runtime, &bytes, entry.version)
+    }
+
+    pub fn load_bytes(
+        &self,
+        runtime: &runtime::Runtime,
+        bytes: &[u8],
+        version: u32,
+    ) -> Result<LoadedModel, EngineError> {
+        LoadedModel::load(
+            runtime,
+            bytes,
+            version,
+            self.config.sessions,
+            self.config.device,
+            (self.config.breaker.clone(), self.config.clock.clone()),
+        )
+        .map_err(|reason| EngineError::BadModel(format!("v{version}: {reason}")))
+    }
+
+    /// Start-up: serve the version the log says is active, if its file is
+    /// intact and it loads; otherwise answer un-ranked and keep the fault.
+    pub fn restore(&self, catalog: &Catalog) -> Result<(), EngineError> {
+        let live: Vec<u32> =
+            catalog.entries.iter().filter(|entry| entry.retired_lsn.is_none()).map(|entry| entry.version).collect();
+        store::sweep(&self.dir, &live)?;
+        let Some(entry) = catalog.active().and_then(|version| catalog.get(version)) else { return Ok(()) };
+        match self.load(entry) {
+            Ok(model) => self.serve(model),
+            Err(err) => {
+                warn!(version = entry.version, %err, "the active model cannot serve: answers are un-ranked");
+                self.set_fault(Some(err.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn serve(&self, model: LoadedModel) {
+        self.serving.store(Some(Arc::new(model)));
+        self.set_fault(None);
+    }
+
+    fn set_fault(&self, fault: Option<String>) {
+        if let Ok(mut slot) = self.fault.lock() {
+            *slot = fault;
+        }
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().ok().and_then(|fault| fault.clone())
+    }
+
+    pub fn plan(&self) -> Plan {
+        let Some(model) = self.serving.load_full() else {
+            return Plan::Plain(Ranking::Unranked { reason: self.fault() });
+        };
+        match model.breaker.admit() {
+            Admission::Skip => Plan::Plain(Ranking::Degraded {
+                version: model.version,
+                reason: "the model's circuit breaker is open".into(),
+            }),
+            admission => Plan::Rank(model, admission),
+        }
+    }
+
+    /// Reorders `answer` (the strategy's candidates, best first) by the
+    /// model's scores for `features`, keeps `n`. On failure the answer keeps
+    /// the strategy's order and says `degraded`.
+    pub fn rank(
+        &self,
+        model: &LoadedModel,
+        admission: Admission,
+        answer: &mut Recommendations,
+        features: &[f32],
+        n: usize,
+    ) {
+        let started = Instant::now();
+        let scored = model.score(features, answer.items.len());
+        let elapsed = started.elapsed();
+        match scored {
+            Ok(scores) => {
+                let slow = elapsed > model.breaker.latency_budget();
+                model.breaker.record(admission, if slow { Outcome::Failed } else { Outcome::Ok });
+                for (item, score) in answer.items.iter_mut().zip(scores) {
+                    item.model_score = Some(score);
+                }
+                // Stable: equal model scores keep the strategy's order.
+                answer.items.sort_by(|a, b| {
+                    let (a, b) = (a.model_score.unwrap_or(f32::MIN), b.model_score.unwrap_or(f32::MIN));
+                    b.total_cmp(&a)
+                });
+                answer.ranking = Ranking::Model { version: model.version };
+            }
+            Err(reason) => {
+                model.breaker.record(admission, Outcome::Failed);
+                warn!(version = model.version, %reason, "model inference failed: answering un-ranked");
+                answer.ranking =
+                    Ranking::Degraded { version: model.version, reason: format!("inference failed: {reason}") };
+            }
+        }
+        answer.items.truncate(n);
+    }
+
+    pub fn status(&self, catalog: &Catalog) -> ModelStatus {
+        let runtime = match runtime::peek() {
+            Some(Ok(runtime)) => Ok(runtime.path.display().to_string()),
+            Some(Err(reason)) => Err(reason),
+            None => Err("not loaded yet: it loads when a model is first added or activated".into()),
+        };
+        let serving = self.serving.load_full();
+        ModelStatus {
+            runtime,
+            active: catalog.active(),
+            serving: serving.as_ref().map(|model| model.version),
+            device: serving.as_ref().map(|model| model.device.to_string()),
+            fault: self.fault(),
+            breaker: serving.as_ref().map(|model| model.breaker.state()),
+            breaker_counts: serving.as_ref().map(|model| model.breaker.counts()),
+            loaded_versions: loaded::live_count(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Model files in the data directory: `models/v000001.onnx`, … Written
+//! atomically (temp file, fsync, rename, fsync of the directory) before the
+//! log records them; read back only after their SHA-256 matches the one the
+//! log recorded, so a restart never serves a different model in silence.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::error::EngineError;
+use crate::snapshot::sync_dir;
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub(crate) fn hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub(crate) fn path(dir: &Path, version: u32) -> PathBuf {
+    dir.join(format!("v{version:06}.onnx"))
+}
+
+/// Stores `bytes` as `version`, durably.
+pub(crate) fn write(dir: &Path, version: u32, bytes: &[u8]) -> Result<PathBuf, EngineError> {
+    let path = path(dir, version);
+    let tmp = dir.join(format!("v{version:06}.onnx.tmp"));
+    let fail = |what: &str, err: std::io::Error| EngineError::io(format!("{what} {}", tmp.display()), err);
+    let mut file = File::create(&tmp).map_err(|err| fail("creating", err))?;
+    file.write_all(bytes).map_err(|err| fail("writing", err))?;
+    file.sync_all().map_err(|err| fail("syncing", err))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|err| fail("renaming", err))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// The file of `version`, if its hash is `expected`; otherwise what is wrong.
+pub(crate) fn read_verified(dir: &Path, version: u32, expected: &[u8; 32]) -> Result<Vec<u8>, String> {
+    let path = path(dir, version);
+    let bytes = fs::read(&path).map_err(|err| format!("model v{version}: cannot read {}: {err}", path.display()))?;
+    let found = sha256(&bytes);
+    if &found != expected {
+        return Err(format!(
+            "model v{version}: {} has SHA-256 {}, the log recorded {}: the file was altered",
+            path.display(),
+            hex(&found),
+            hex(expected)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Deletes `version`'s file (retired).
+pub(crate) fn remove(dir: &Path, version: u32) -> Result<(), EngineError> {
+    let path = path(dir, version);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(EngineError::io(format!("removing {}", path.display()), err)),
+    }
+}
+
+/// Removes files no live version owns: temp files, and files written by an
+/// `add_model` that crashed before its record was durable, or retired
+/// versions whose deletion a crash interrupted.
+pub(crate) fn sweep(dir: &Path, live: &[u32]) -> Result<(), EngineError> {
+    let entries = fs::read_dir(dir).map_err(|err| EngineError::io(format!("reading {}", dir.display()), err))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|err| EngineError::io(format!("reading {}", dir.display()), err))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let version: Option<u32> =
+            name.strip_prefix('v').and_then(|rest| rest.strip_suffix(".onnx")).and_then(|n| n.parse().ok());
+        let orphan = name.ends_with(".onnx.tmp") || version.is_some_and(|version| !live.contains(&version));
+        if orphan {
+            warn!(file = %entry.path().display(), "removing a model file the log does not own");
+            fs::remove_file(entry.path())
+                .map_err(|err| EngineError::io(format!("removing {}", entry.path().display()), err))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_verified_and_orphans_swept() -> Result<(), EngineError> {
+        let dir = tempfile::tempdir().map_err(|err| EngineError::io("tempdir", err))?;
+        let hash = sha256(b"model");
+        write(dir.path(), 1, b"model")?;
+        write(dir.path(), 2, b"other")?;
+        assert_eq!(read_verified(dir.path(), 1, &hash).ok(), Some(b"model".to_vec()));
+        let altered = read_verified(dir.path(), 2, &hash).err().unwrap_or_default();
+        assert!(altered.contains("the file was altered"), "{altered}");
+        fs::write(dir.path().join("v000003.onnx.tmp"), b"x").map_err(|err| EngineError::io("tmp", err))?;
+        sweep(dir.path(), &[1])?;
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .map_err(|err| EngineError::io("list", err))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["v000001.onnx".to_string()]);
+        let missing = read_verified(dir.path(), 2, &hash).err().unwrap_or_default();
+        assert!(missing.contains("cannot read"), "{missing}");
+        assert_eq!(hex(&hash).len(), 64);
+        Ok(())
+    }
+}

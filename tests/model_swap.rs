@@ -1,0 +1,98 @@
+//! Hot swap under load: reader threads recommend without pause while the
+//! active version is swapped (and rolled back) over a hundred times. No
+//! request fails, every answer's scores are those of the version it names,
+//! and once the last request on an old version ends, that version is freed.
+//! (Its own test binary: it counts the versions loaded in the process.)
+#![allow(clippy::unwrap_used)]
+
+mod model_support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use model_support::{config, fixture_bytes, linear_score, seed};
+use recwal::{Engine, Ranking, RecommendRequest, Strategy};
+
+const SWAPS: u32 = 120;
+const READERS: usize = 3;
+
+#[test]
+fn swaps_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    // Not under test here: a slow moment on a busy machine must not open it.
+    config.models.breaker.latency_budget = std::time::Duration::from_secs(30);
+    let engine = Arc::new(Engine::open(dir.path(), config).unwrap());
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    engine.activate_model(1).unwrap();
+    // The state does not change during the test, so each request's
+    // features are fixed: computed once here.
+    type Features = Vec<(String, Vec<f32>)>;
+    let requests: Vec<(RecommendRequest, Features)> = ["u1", "u4", "u7", "heavy", "nobody"]
+        .iter()
+        .zip(Strategy::ALL.iter().cycle())
+        .map(|(user, &strategy)| {
+            let request = RecommendRequest::new(*user, 5, strategy);
+            let features = engine.candidate_features(&request).unwrap();
+            (request, features)
+        })
+        .collect();
+    let requests = Arc::new(requests);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let readers: Vec<_> = (0..READERS)
+        .map(|reader| {
+            let (engine, requests, stop, answered) =
+                (Arc::clone(&engine), Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let mut at = reader;
+                while !stop.load(Ordering::Relaxed) {
+                    let (request, features) = &requests[at % requests.len()];
+                    at += 1;
+                    let answer = engine.recommend(request).unwrap();
+                    let Ranking::Model { version } = answer.ranking else {
+                        panic!("a request was not ranked during a swap: {:?}", answer.ranking);
+                    };
+                    let fixture = if version == 1 { "linear_v1" } else { "linear_v2" };
+                    assert_eq!(answer.items.len(), request.n);
+                    for item in &answer.items {
+                        let row = &features.iter().find(|(name, _)| name == &item.item).unwrap().1;
+                        let expected = linear_score(fixture, row);
+                        let got = item.model_score.unwrap();
+                        assert!(
+                            (got - expected).abs() < 1e-4,
+                            "v{version}: {} scored {got}, not {expected}",
+                            item.item
+                        );
+                    }
+                    answered[version as usize - 1].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut rollbacks = 0;
+    for swap in 0..SWAPS {
+        if swap % 10 == 9 {
+            engine.rollback_model().unwrap();
+            rollbacks += 1;
+        } else {
+            let current = engine.model_status().serving.unwrap();
+            engine.activate_model(3 - current).unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let (v1, v2) = (answered[0].load(Ordering::Relaxed), answered[1].load(Ordering::Relaxed));
+    assert!(v1 > 0 && v2 > 0, "both versions must have answered: v1 {v1}, v2 {v2}");
+    assert!(rollbacks >= 10);
+    let activations: usize = engine.models().iter().map(|model| model.activations.len()).sum();
+    assert_eq!(activations as u32, SWAPS + 1);
+    // Only the serving version is still loaded: every swapped-out version
+    // was freed once its last request ended.
+    let status = engine.model_status();
+    assert_eq!(status.loaded_versions, 1, "{status:?}");
+}

@@ -1,0 +1,324 @@
+//! Ranking models end to end, on the committed fixtures and the real ONNX
+//! Runtime: registry (add, activate, rollback, list, retention), scores
+//! that match the version named, bad models refused with the active
+//! version untouched, restart on the same version (also after SIGKILL), a
+//! tampered file detected, and the circuit breaker driven by a manual clock.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod model_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use model_support::{config, fixture, fixture_bytes, linear_score, seed};
+use recwal::model::{BreakerConfig, BreakerState, Clock};
+use recwal::{Engine, EngineError, Ranking, RecommendRequest, Strategy};
+
+/// Every item's model score is the named version's function of the
+/// item's features.
+fn assert_scores_match(engine: &Engine, request: &RecommendRequest, fixture_of: &dyn Fn(u32) -> &'static str) {
+    let features = engine.candidate_features(request).unwrap();
+    let answer = engine.recommend(request).unwrap();
+    let version = answer.ranking.version().unwrap_or_else(|| panic!("not ranked: {:?}", answer.ranking));
+    assert_eq!(answer.items.len(), request.n);
+    let mut previous = f32::INFINITY;
+    for item in &answer.items {
+        let row = &features.iter().find(|(name, _)| name == &item.item).unwrap().1;
+        let expected = linear_score(fixture_of(version), row);
+        let got = item.model_score.unwrap();
+        assert!((got - expected).abs() < 1e-4, "v{version} scored {} {got}, expected {expected}", item.item);
+        assert!(got <= previous, "not in model order");
+        previous = got;
+    }
+}
+
+fn linear(version: u32) -> &'static str {
+    if version == 1 {
+        "linear_v1"
+    } else {
+        "linear_v2"
+    }
+}
+
+#[test]
+fn add_activate_rollback_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    seed(&engine);
+    let request = RecommendRequest::new("u3", 5, Strategy::UserCf);
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Unranked { reason: None });
+
+    let v1 = engine.add_model_file(&fixture("linear_v1")).unwrap();
+    let v2 = engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    // The same file again is the same version; nothing new is logged.
+    let lsn = engine.applied_lsn();
+    assert_eq!(engine.add_model(&fixture_bytes("linear_v1")).unwrap().version, 1);
+    assert_eq!(engine.applied_lsn(), lsn);
+    assert_eq!(v1.sha256.len(), 64);
+    assert!(dir.path().join("models/v000001.onnx").is_file());
+    // Added is not active.
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Unranked { reason: None });
+
+    engine.activate_model(1).unwrap();
+    assert_scores_match(&engine, &request, &linear);
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 1 });
+    engine.activate_model(2).unwrap();
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 2 });
+    assert_scores_match(&engine, &request, &linear);
+    // Every strategy and a cold-start user are ranked too.
+    for strategy in Strategy::ALL {
+        assert_scores_match(&engine, &RecommendRequest::new("u5", 4, strategy), &linear);
+    }
+    assert_scores_match(&engine, &RecommendRequest::new("nobody", 4, Strategy::UserCf), &linear);
+
+    let rolled = engine.rollback_model().unwrap();
+    assert_eq!(rolled.version, 1);
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 1 });
+    assert!(matches!(engine.rollback_model(), Err(EngineError::Invalid { .. })));
+
+    let listed = engine.models();
+    assert_eq!(listed.len(), 2);
+    assert!(listed[0].active && !listed[1].active);
+    assert_eq!(listed[0].activations.len(), 2);
+    assert!(listed[0].activations[1].rollback);
+    assert!(listed[0].activations[0].lsn < listed[1].activations[0].lsn);
+    let status = engine.model_status();
+    assert_eq!((status.active, status.serving, status.fault.clone()), (Some(1), Some(1), None));
+    assert_eq!(status.breaker, Some(BreakerState::Closed));
+    assert!(status.runtime.is_ok());
+    assert!(matches!(engine.activate_model(9), Err(EngineError::UnknownModel(9))));
+}
+
+#[test]
+fn bad_models_are_refused_and_the_active_version_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.activate_model(1).unwrap();
+    let lsn = engine.applied_lsn();
+    let cases = [
+        ("corrupt", "cannot load the model"),
+        ("wrong_schema", "declares feature schema \"99\""),
+        ("no_schema", "no `recwal.feature_schema` metadata"),
+        ("wrong_shape", "has shape [N, 5]"),
+        ("wrong_names", "input is named `x`"),
+        ("nan_output", "row 0 is NaN"),
+    ];
+    for (name, expected) in cases {
+        match engine.add_model(&fixture_bytes(name)) {
+            Err(EngineError::BadModel(reason)) => assert!(reason.contains(expected), "{name}: {reason}"),
+            other => panic!("{name} was not refused: {other:?}"),
+        }
+    }
+    assert!(matches!(engine.add_model(b""), Err(EngineError::Invalid { .. })));
+    assert_eq!(engine.applied_lsn(), lsn, "a refused model wrote to the log");
+    assert_eq!(engine.models().len(), 1);
+    let files = std::fs::read_dir(dir.path().join("models")).unwrap().count();
+    assert_eq!(files, 1, "a refused model left a file");
+    let answer = engine.recommend(&RecommendRequest::new("u1", 3, Strategy::UserCf)).unwrap();
+    assert_eq!(answer.ranking, Ranking::Model { version: 1 });
+}
+
+#[test]
+fn restart_comes_back_on_the_active_version_and_detects_a_tampered_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+        engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+        engine.activate_model(2).unwrap();
+        engine.checkpoint().unwrap();
+        engine.activate_model(1).unwrap();
+        engine.activate_model(2).unwrap();
+    }
+    let request = RecommendRequest::new("u2", 4, Strategy::ItemRank);
+    {
+        // The catalog comes from the snapshot plus the log after it.
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 2 });
+        assert_scores_match(&engine, &request, &linear);
+        assert_eq!(engine.rollback_model().unwrap().version, 1);
+        engine.activate_model(2).unwrap();
+    }
+    let file = dir.path().join("models/v000002.onnx");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    let answer = engine.recommend(&request).unwrap();
+    match &answer.ranking {
+        Ranking::Unranked { reason: Some(reason) } => assert!(reason.contains("altered"), "{reason}"),
+        other => panic!("a tampered model must not serve: {other:?}"),
+    }
+    assert_eq!(answer.items.len(), 4);
+    let status = engine.model_status();
+    assert_eq!((status.active, status.serving), (Some(2), None));
+    assert!(status.fault.unwrap().contains("SHA-256"));
+    // Activating an intact version repairs it.
+    engine.activate_model(1).unwrap();
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 1 });
+    drop(engine);
+    std::fs::remove_file(dir.path().join("models/v000001.onnx")).unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert!(engine.model_status().fault.unwrap().contains("cannot read"));
+}
+
+const CHILD_DIR: &str = "RECWAL_MODEL_CRASH_DIR";
+
+/// The child of the SIGKILL test (returns at once without its variable).
+#[test]
+fn model_crash_child_entry_point() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let engine = Engine::open(Path::new(&dir), config()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    engine.activate_model(1).unwrap();
+    engine.activate_model(2).unwrap();
+    println!("ACTIVATED 2");
+    // Keep going until killed, so the kill lands while the engine is live
+    // (with a deadline, so a failed parent never leaves it running).
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let _ = engine.recommend(&RecommendRequest::new("u1", 3, Strategy::UserCf));
+    }
+}
+
+#[test]
+fn activation_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["model_crash_child_entry_point", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let acknowledged = lines.by_ref().map_while(Result::ok).find(|line| line.contains("ACTIVATED"));
+    assert!(acknowledged.is_some_and(|line| line.ends_with("ACTIVATED 2")), "the child did not activate v2");
+    std::thread::sleep(Duration::from_millis(20));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    let request = RecommendRequest::new("u1", 3, Strategy::UserCf);
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 2 });
+    assert_scores_match(&engine, &request, &linear);
+}
+
+fn breaker_config(latency_budget: Duration) -> (recwal::EngineConfig, recwal::model::ManualClock) {
+    let mut config = config();
+    let (clock, hand) = Clock::manual();
+    config.models.clock = clock;
+    config.models.breaker = BreakerConfig {
+        failures: 3,
+        window: Duration::from_secs(10),
+        open_for: Duration::from_secs(5),
+        latency_budget,
+    };
+    (config, hand)
+}
+
+#[test]
+fn breaker_opens_on_failures_and_a_good_probe_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hand) = breaker_config(Duration::from_secs(60));
+    let engine = Engine::open(dir.path(), config).unwrap();
+    seed(&engine);
+    // Fails on users with more than e³ ≈ 20 items.
+    engine.add_model(&fixture_bytes("failing")).unwrap();
+    engine.activate_model(1).unwrap();
+    let heavy = RecommendRequest::new("heavy", 3, Strategy::ItemRank);
+    let light = RecommendRequest::new("light", 3, Strategy::ItemRank);
+    assert_eq!(engine.recommend(&light).unwrap().ranking, Ranking::Model { version: 1 });
+    for _ in 0..3 {
+        let answer = engine.recommend(&heavy).unwrap();
+        match &answer.ranking {
+            Ranking::Degraded { version: 1, reason } => assert!(reason.contains("inference failed"), "{reason}"),
+            other => panic!("expected degraded: {other:?}"),
+        }
+        assert_eq!(answer.items.len(), 3);
+        assert!(answer.items.iter().all(|item| item.model_score.is_none()));
+    }
+    assert_eq!(engine.model_status().breaker, Some(BreakerState::Open));
+    // Open: even a request the model could answer is not sent to it.
+    for request in [&light, &heavy] {
+        match engine.recommend(request).unwrap().ranking {
+            Ranking::Degraded { reason, .. } => assert!(reason.contains("breaker is open"), "{reason}"),
+            other => panic!("expected degraded: {other:?}"),
+        }
+    }
+    hand.advance(Duration::from_secs(5));
+    // Half-open: the probe succeeds and closes it.
+    assert_eq!(engine.recommend(&light).unwrap().ranking, Ranking::Model { version: 1 });
+    let status = engine.model_status();
+    assert_eq!(status.breaker, Some(BreakerState::Closed));
+    let counts = status.breaker_counts.unwrap();
+    assert_eq!((counts.opened, counts.failures, counts.skipped), (1, 3, 2));
+    // A failed probe opens it again.
+    for _ in 0..3 {
+        engine.recommend(&heavy).unwrap();
+    }
+    hand.advance(Duration::from_secs(5));
+    assert!(engine.recommend(&heavy).unwrap().ranking.is_degraded());
+    assert_eq!(engine.model_status().breaker, Some(BreakerState::Open));
+}
+
+#[test]
+fn breaker_opens_on_a_slow_model_and_answers_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    // The slow fixture takes tens of milliseconds; the budget is 1 ms.
+    let (config, hand) = breaker_config(Duration::from_millis(1));
+    let engine = Engine::open(dir.path(), config).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("slow")).unwrap();
+    engine.activate_model(1).unwrap();
+    let request = RecommendRequest::new("u4", 5, Strategy::UserCf);
+    // Slow answers are still the model's (they are correct, only late)...
+    for _ in 0..3 {
+        let answer = engine.recommend(&request).unwrap();
+        assert_eq!(answer.ranking, Ranking::Model { version: 1 });
+        assert_eq!(answer.items.len(), 5);
+    }
+    // ...but they count, and the breaker opens: answers come without it.
+    assert_eq!(engine.model_status().breaker, Some(BreakerState::Open));
+    let answer = engine.recommend(&request).unwrap();
+    assert!(answer.ranking.is_degraded());
+    assert_eq!(answer.items.len(), 5);
+    // The probe is slow again: open again.
+    hand.advance(Duration::from_secs(5));
+    assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 1 });
+    assert_eq!(engine.model_status().breaker, Some(BreakerState::Open));
+}
+
+#[test]
+fn retention_retires_old_versions_and_deletes_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.models.retention = 1;
+    let engine = Engine::open(dir.path(), config.clone()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.activate_model(1).unwrap();
+    engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    engine.add_model(&fixture_bytes("failing")).unwrap();
+    // v1 is active (kept), v3 is newest (kept), v2 goes.
+    let models = engine.models();
+    let retired: Vec<u32> = models.iter().filter(|model| model.retired).map(|model| model.version).collect();
+    assert_eq!(retired, vec![2]);
+    assert!(!dir.path().join("models/v000002.onnx").exists());
+    assert!(matches!(engine.activate_model(2), Err(EngineError::UnknownModel(2))));
+    // Adding v2's bytes again makes a new version.
+    assert_eq!(engine.add_model(&fixture_bytes("linear_v2")).unwrap().version, 4);
+    drop(engine);
+    let engine = Engine::open(dir.path(), config).unwrap();
+    assert_eq!(engine.models().iter().filter(|model| model.retired).count(), 2);
+    assert_eq!(engine.model_status().serving, Some(1));
+}
