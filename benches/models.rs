@@ -140,9 +140,17 @@ fn main() {
         let (engine, stop, swaps) = (Arc::clone(&engine), Arc::clone(&stop), Arc::clone(&swaps));
         std::thread::spawn(move || {
             let mut version = 1;
+            let probe = std::env::var("RECWAL_SWAP_PROBE").unwrap_or_default();
             while !stop.load(Ordering::Relaxed) {
                 version = 3 - version;
-                engine.activate_model(version).unwrap();
+                if probe == "ingest" {
+                    let event = recwal::Event::new("probe", format!("p{version}"), recwal::EventKind::Click);
+                    engine.ingest_with(event, Durability::Always).unwrap();
+                } else if probe == "status" {
+                    let _ = engine.model_status();
+                } else {
+                    engine.activate_model(version).unwrap();
+                }
                 swaps.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -165,5 +173,8 @@ fn main() {
         if ratio <= 1.5 { "✔" } else { "✘" }
     );
     let status = engine.model_status();
-    println!("loaded versions after the run: {} (device {:?})", status.loaded_versions, status.device);
+    println!(
+        "loaded versions after the run: {} (device {:?}, io_binding {})",
+        status.loaded_versions, status.device, status.io_binding
+    );
 }

@@ -869,6 +869,7 @@ fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHan
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
             shared.apply_durable();
+            shared.ranker.reap();
             if shared.poisoned.get().is_none() && shared.checkpoint_due() {
                 if let Err(err) = shared.checkpoint() {
                     warn!(%err, "automatic checkpoint failed");

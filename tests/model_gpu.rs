@@ -54,6 +54,8 @@ fn models_run_on_the_gpu_when_present_and_on_the_cpu_otherwise() {
     engine.activate_model(1).unwrap();
     let status = engine.model_status();
     assert_eq!(status.device.as_deref(), Some(if on_gpu { "cuda" } else { "cpu" }), "{status:?}");
+    assert_eq!(status.io_binding, on_gpu, "{status:?}");
+    println!("model status: {status:?}");
     // Scores equal the CPU formula (known, cold-start and heavy users).
     for (user, n) in [("u1", 5), ("heavy", 5), ("nobody", 3)] {
         let request = RecommendRequest::new(user, n, Strategy::UserCf);

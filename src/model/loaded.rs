@@ -57,6 +57,8 @@ pub(crate) struct LoadedModel {
     pub version: u32,
     /// "cpu" or "cuda".
     pub device: &'static str,
+    /// On CUDA: every session runs through its bound buffers.
+    pub io_binding: bool,
     pub breaker: Breaker,
     pool: Mutex<Vec<Slot>>,
     returned: Condvar,
@@ -70,8 +72,28 @@ struct Slot {
 
 impl LoadedModel {
     /// Loads `bytes` into `sessions` sessions, checks the contract and runs
-    /// the warm-up batch on each. The error says what is wrong.
+    /// the warm-up batch on each. The error says what is wrong. A model that
+    /// loads on the GPU but fails its warm-up there is loaded on the CPU (with
+    /// a warning) before it is refused.
     pub fn load(
+        runtime: &Runtime,
+        bytes: &[u8],
+        version: u32,
+        sessions: usize,
+        device: ModelDevice,
+        breaker: (BreakerConfig, Clock),
+    ) -> Result<LoadedModel, String> {
+        match Self::load_on(runtime, bytes, version, sessions, device, breaker.clone()) {
+            Err(reason) if device != ModelDevice::Cpu && runtime.cuda => {
+                let on_cpu = Self::load_on(runtime, bytes, version, sessions, ModelDevice::Cpu, breaker)?;
+                warn!(version, %reason, "the model failed on the GPU; it runs on the CPU");
+                Ok(on_cpu)
+            }
+            other => other,
+        }
+    }
+
+    fn load_on(
         runtime: &Runtime,
         bytes: &[u8],
         version: u32,
@@ -87,23 +109,27 @@ impl LoadedModel {
             if pool.is_empty() {
                 schema::check(&signature(&session)?)?;
             }
-            pool.push(Slot::new(session, on)?);
+            pool.push(Slot::new(session, on, device)?);
         }
         LIVE.fetch_add(1, Ordering::SeqCst);
-        let model = LoadedModel {
+        let mut model = LoadedModel {
             version,
             device: placed,
+            io_binding: false,
             breaker: Breaker::new(breaker.0, breaker.1),
             pool: Mutex::new(Vec::new()),
             returned: Condvar::new(),
         };
         let warmup = schema::warmup_batch();
+        let mut bound = placed == "cuda";
         for mut slot in pool {
             let scores =
                 slot.run(&warmup, schema::WARMUP_ROWS).map_err(|err| format!("warm-up batch failed: {err}"))?;
             schema::check_scores(&scores, schema::WARMUP_ROWS).map_err(|err| format!("warm-up batch: {err}"))?;
+            bound &= slot.bound();
             model.give_back(slot);
         }
+        model.io_binding = bound;
         Ok(model)
     }
 
@@ -212,14 +238,24 @@ fn signature(session: &Session) -> Result<Signature, String> {
 
 impl Slot {
     #[cfg(feature = "cuda")]
-    fn new(session: Session, device: &'static str) -> Result<Slot, String> {
-        let gpu = if device == "cuda" { Some(gpu::Buffers::new(&session)?) } else { None };
+    fn new(session: Session, placed: &'static str, device: ModelDevice) -> Result<Slot, String> {
+        let gpu = match device {
+            ModelDevice::Cuda { device_id } if placed == "cuda" => Some(gpu::Buffers::new(&session, device_id)?),
+            _ => None,
+        };
         Ok(Slot { session, gpu })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn new(session: Session, _device: &'static str) -> Result<Slot, String> {
+    fn new(session: Session, _placed: &'static str, _device: ModelDevice) -> Result<Slot, String> {
         Ok(Slot { session })
+    }
+
+    fn bound(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        return self.gpu.is_some();
+        #[cfg(not(feature = "cuda"))]
+        return false;
     }
 
     fn run(&mut self, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
@@ -240,10 +276,14 @@ impl Slot {
     }
 }
 
-/// CUDA: each session's input and output live on the GPU, bound once with
-/// an `IoBinding` when the version loads; a request copies its rows into
-/// pinned host memory, then to the device, runs, and copies the scores
-/// back. Requests with more rows than the buffers hold use a plain run.
+/// CUDA: each session's input and output live in device memory, allocated
+/// when the version loads and bound once with an `IoBinding`. A request
+/// writes its rows into a host buffer, copies them to the device input,
+/// runs, and copies the device output back into a host buffer: no
+/// allocation and no binding per request, and a swap changes nothing but the
+/// `Arc` of ready buffers. Requests with more rows than the buffers hold use
+/// a plain run. (Pinned host buffers bound directly fail in ONNX Runtime
+/// 1.31, which treats pinned memory as device memory: `examples/cuda_probe`.)
 #[cfg(feature = "cuda")]
 mod gpu {
     use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
@@ -252,7 +292,7 @@ mod gpu {
 
     use crate::model::schema::{FEATURES, INPUT_NAME, OUTPUT_NAME};
 
-    /// Rows the device buffers hold: the default candidate count, rounded up.
+    /// Rows the buffers hold: the default candidate count, rounded up.
     pub const ROWS: usize = 256;
 
     pub struct Buffers {
@@ -265,22 +305,12 @@ mod gpu {
     }
 
     impl Buffers {
-        pub fn new(session: &Session) -> Result<Buffers, String> {
+        pub fn new(session: &Session, device_id: i32) -> Result<Buffers, String> {
             let fail = |what: &str, err: ort::Error| format!("CUDA buffers ({what}): {err}");
-            let device = Allocator::new(
-                session,
-                MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)
-                    .map_err(|err| fail("device memory info", err))?,
-            )
-            .map_err(|err| fail("device allocator", err))?;
-            let pinned = Allocator::new(
-                session,
-                MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, MemoryType::CPUInput)
-                    .map_err(|err| fail("pinned memory info", err))?,
-            )
-            .map_err(|err| fail("pinned allocator", err))?;
-            let host_in = Tensor::<f32>::new(&pinned, [ROWS, FEATURES]).map_err(|err| fail("host input", err))?;
-            let device_in = Tensor::<f32>::new(&device, [ROWS, FEATURES]).map_err(|err| fail("device input", err))?;
+            let device = MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default)
+                .and_then(|info| Allocator::new(session, info))
+                .map_err(|err| fail("device allocator", err))?;
+            let host = Allocator::default();
             // `score` is [N] or [N, 1] (the contract allows both).
             let rank = session
                 .outputs()
@@ -289,11 +319,14 @@ mod gpu {
                 .and_then(|output| output.dtype().tensor_shape().map(|shape| shape.len()))
                 .unwrap_or(1);
             let out_shape: Vec<usize> = if rank == 2 { vec![ROWS, 1] } else { vec![ROWS] };
-            let device_out =
+            let host_in = Tensor::<f32>::new(&host, [ROWS, FEATURES]).map_err(|err| fail("host input", err))?;
+            let device_in = Tensor::<f32>::new(&device, [ROWS, FEATURES]).map_err(|err| fail("device input", err))?;
+            let mut device_out =
                 Tensor::<f32>::new(&device, out_shape.clone()).map_err(|err| fail("device output", err))?;
-            let host_out = Tensor::<f32>::new(&pinned, out_shape).map_err(|err| fail("host output", err))?;
+            let host_out = Tensor::<f32>::new(&host, out_shape).map_err(|err| fail("host output", err))?;
             let mut binding = session.create_binding().map_err(|err| fail("binding", err))?;
             binding.bind_input(INPUT_NAME, &device_in).map_err(|err| fail("binding the input", err))?;
+            binding.bind_output(OUTPUT_NAME, &mut device_out).map_err(|err| fail("binding the output", err))?;
             Ok(Buffers { rows: ROWS, binding, host_in, device_in, device_out, host_out })
         }
 
@@ -303,11 +336,10 @@ mod gpu {
             // Padding rows score zeros; their scores are dropped below.
             host[features.len()..].fill(0.0);
             self.host_in.copy_into(&mut self.device_in).map_err(|err| err.to_string())?;
-            self.binding.bind_output(OUTPUT_NAME, &mut self.device_out).map_err(|err| err.to_string())?;
             session.run_binding(&self.binding).map_err(|err| err.to_string())?;
             self.device_out.copy_into(&mut self.host_out).map_err(|err| err.to_string())?;
             let (_, scores) = self.host_out.try_extract_tensor::<f32>().map_err(|err| err.to_string())?;
-            Ok(scores[..rows].to_vec())
+            scores.get(..rows).map(<[f32]>::to_vec).ok_or_else(|| format!("{} scores for {rows} rows", scores.len()))
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct ModelStatus {
     pub serving: Option<u32>,
     /// "cpu" or "cuda", for the serving version.
     pub device: Option<String>,
+    /// On CUDA: inputs and outputs go through buffers bound at load
+    /// (`IoBinding`), not allocated per request.
+    pub io_binding: bool,
     /// Why the active version is not serving (missing or altered file, no
     /// runtime, failed warm-up at start-up).
     pub fault: Option<String>,

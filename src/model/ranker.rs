@@ -25,6 +25,10 @@ pub(crate) struct Ranker {
     pub fault: Mutex<Option<String>>,
     /// Serialises add / activate / rollback / retire.
     pub admin: Mutex<()>,
+    /// Versions swapped out, held until their last request ends and freed
+    /// by `reap` (on the checkpoint thread), so no request ever pays for
+    /// tearing down a version's sessions.
+    retiring: Mutex<Vec<Arc<LoadedModel>>>,
 }
 
 /// What a request does about ranking, decided before it reads the state.
@@ -38,7 +42,14 @@ pub(crate) enum Plan {
 impl Ranker {
     pub fn new(dir: PathBuf, config: ModelConfig) -> Result<Ranker, EngineError> {
         std::fs::create_dir_all(&dir).map_err(|err| EngineError::io(format!("creating {}", dir.display()), err))?;
-        Ok(Ranker { dir, config, serving: ArcSwapOption::empty(), fault: Mutex::new(None), admin: Mutex::new(()) })
+        Ok(Ranker {
+            dir,
+            config,
+            serving: ArcSwapOption::empty(),
+            fault: Mutex::new(None),
+            admin: Mutex::new(()),
+            retiring: Mutex::new(Vec::new()),
+        })
     }
 
     /// Loads, checks and warms up `entry`'s file (hash verified first).
@@ -83,8 +94,25 @@ impl Ranker {
     }
 
     pub fn serve(&self, model: LoadedModel) {
-        self.serving.store(Some(Arc::new(model)));
+        let old = self.serving.swap(Some(Arc::new(model)));
         self.set_fault(None);
+        if let (Some(old), Ok(mut retiring)) = (old, self.retiring.lock()) {
+            retiring.push(old);
+        }
+    }
+
+    /// Frees swapped-out versions no request holds any more.
+    pub fn reap(&self) {
+        let freed: Vec<Arc<LoadedModel>> = match self.retiring.lock() {
+            Ok(mut retiring) => {
+                let (free, busy) = retiring.drain(..).partition(|model| Arc::strong_count(model) == 1);
+                *retiring = busy;
+                free
+            }
+            Err(_) => return,
+        };
+        // Dropped here, outside the lock.
+        drop(freed);
     }
 
     fn set_fault(&self, fault: Option<String>) {
@@ -149,6 +177,7 @@ impl Ranker {
     }
 
     pub fn status(&self, catalog: &Catalog) -> ModelStatus {
+        self.reap();
         let runtime = match runtime::peek() {
             Some(Ok(runtime)) => Ok(runtime.path.display().to_string()),
             Some(Err(reason)) => Err(reason),
@@ -160,6 +189,7 @@ impl Ranker {
             active: catalog.active(),
             serving: serving.as_ref().map(|model| model.version),
             device: serving.as_ref().map(|model| model.device.to_string()),
+            io_binding: serving.as_ref().is_some_and(|model| model.io_binding),
             fault: self.fault(),
             breaker: serving.as_ref().map(|model| model.breaker.state()),
             breaker_counts: serving.as_ref().map(|model| model.breaker.counts()),
