@@ -27,6 +27,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::model::ranker::{Plan, Ranker};
+use crate::offload::Offload;
 use crate::recommend::{self, RecommendRequest, Recommendations, Scored, Strategy};
 use crate::record::{EventsV1, ForgetUserV1, LogRecord, LoggedEvent, RemoveItemV1};
 use crate::snapshot;
@@ -171,6 +172,7 @@ pub(crate) struct Shared {
     snapshot_lsn: AtomicU64,
     poisoned: OnceLock<String>,
     pub(crate) ranker: Ranker,
+    offload: Offload,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -236,6 +238,7 @@ impl Engine {
             bytes: metrics.bytes_appended,
             at: Instant::now(),
         };
+        let config_sessions = config.models.sessions;
         let shared = Arc::new(Shared {
             config,
             snapshots_dir,
@@ -248,6 +251,7 @@ impl Engine {
             checkpointing: Mutex::new(mark),
             poisoned: OnceLock::new(),
             ranker,
+            offload: Offload::new(config_sessions),
         });
         let (stop, checkpointer) = start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
@@ -327,18 +331,16 @@ impl Engine {
     /// model is unavailable the answer keeps the strategy's order and says
     /// why (`Recommendations::ranking`).
     pub fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
-        recommend::validate(request)?;
-        let (model, admission) = match self.shared.ranker.plan() {
-            Plan::Plain(ranking) => {
-                let mut answer = recommend::recommend(&self.shared.read_state(), &self.shared.config, request)?;
-                answer.ranking = ranking;
-                return Ok(answer);
-            }
-            Plan::Rank(model, admission) => (model, admission),
-        };
-        let (mut answer, features) = self.candidates(request)?;
-        self.shared.ranker.rank(&model, admission, &mut answer, &features, request.n);
-        Ok(answer)
+        self.shared.recommend(request)
+    }
+
+    /// `recommend` for async code: the work (state reads and model
+    /// inference, which block) runs on the engine's worker threads
+    /// (`models.sessions` of them, started on first use), never on the
+    /// caller's executor.
+    pub async fn recommend_async(&self, request: RecommendRequest) -> Result<Recommendations, EngineError> {
+        let shared = Arc::clone(&self.shared);
+        self.shared.offload.run(move || shared.recommend(&request)).await
     }
 
     /// The candidates a model would rank for `request` and their features
@@ -346,23 +348,9 @@ impl Engine {
     /// checking a model or exporting training data.
     pub fn candidate_features(&self, request: &RecommendRequest) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
         recommend::validate(request)?;
-        let (answer, features) = self.candidates(request)?;
+        let (answer, features) = self.shared.candidates(request)?;
         let width = crate::model::schema::FEATURES;
         Ok(answer.items.into_iter().zip(features.chunks(width)).map(|(item, row)| (item.item, row.to_vec())).collect())
-    }
-
-    /// The strategy's best `max(n, models.candidates)` items and their
-    /// features, from one read of the state.
-    fn candidates(&self, request: &RecommendRequest) -> Result<(Recommendations, Vec<f32>), EngineError> {
-        let config = &self.shared.config;
-        let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
-        let state = self.shared.read_state();
-        let answer = recommend::recommend(&state, config, &wide)?;
-        let items: Vec<crate::ids::Dense> =
-            answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
-        let user = state.users.get(&request.user).filter(|&user| !state.user_items(user).is_empty());
-        let features = crate::model::features::build(&state, config, user, request.strategy, &items);
-        Ok((answer, features))
     }
 
     /// Items most often interacted with together with `item`.
@@ -484,6 +472,40 @@ impl Drop for Engine {
 }
 
 impl Shared {
+    fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
+        recommend::validate(request)?;
+        let (model, admission) = match self.ranker.plan() {
+            Plan::Plain(ranking) => {
+                let mut answer = recommend::recommend(&self.read_state(), &self.config, request)?;
+                answer.ranking = ranking;
+                return Ok(answer);
+            }
+            Plan::Rank(model, admission) => (model, admission),
+        };
+        let (mut answer, features) = match self.candidates(request) {
+            Ok(found) => found,
+            Err(err) => {
+                model.breaker.abandon(admission);
+                return Err(err);
+            }
+        };
+        self.ranker.rank(&model, admission, &mut answer, &features, request.n);
+        Ok(answer)
+    }
+
+    /// The strategy's best `max(n, models.candidates)` items and their
+    /// features, from one read of the state.
+    pub(crate) fn candidates(&self, request: &RecommendRequest) -> Result<(Recommendations, Vec<f32>), EngineError> {
+        let config = &self.config;
+        let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
+        let state = self.read_state();
+        let answer = recommend::recommend(&state, config, &wide)?;
+        let items: Vec<crate::ids::Dense> =
+            answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
+        let user = state.users.get(&request.user).filter(|&user| !state.user_items(user).is_empty());
+        let features = crate::model::features::build(&state, config, user, request.strategy, &items);
+        Ok((answer, features))
+    }
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         // A panic while applying would leave the lock poisoned; readers
         // still get the state (applies are all-or-nothing per event) while

@@ -25,6 +25,7 @@ mod event;
 pub mod fuzzing;
 mod ids;
 pub mod model;
+mod offload;
 mod recommend;
 pub mod record;
 mod snapshot;

@@ -322,3 +322,48 @@ fn retention_retires_old_versions_and_deletes_their_files() {
     assert_eq!(engine.models().iter().filter(|model| model.retired).count(), 2);
     assert_eq!(engine.model_status().serving, Some(1));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn recommend_async_runs_inference_off_the_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.activate_model(1).unwrap();
+    let request = RecommendRequest::new("u6", 4, Strategy::Blend);
+    let answer = engine.recommend_async(request.clone()).await.unwrap();
+    assert_eq!(answer, engine.recommend(&request).unwrap());
+    assert_eq!(answer.ranking, Ranking::Model { version: 1 });
+    // The executor's thread is still free: a second request interleaves.
+    let (a, b) = tokio::join!(
+        engine.recommend_async(RecommendRequest::new("u1", 3, Strategy::UserCf)),
+        engine.recommend_async(RecommendRequest::new("nobody", 3, Strategy::UserCf))
+    );
+    assert!(a.is_ok() && b.is_ok());
+    // With the slow model (tens of ms per inference) the single executor
+    // thread keeps running other tasks while the request is scored: had the
+    // inference run on it, the ticker below would never tick before it ended.
+    engine.add_model(&fixture_bytes("slow")).unwrap();
+    engine.activate_model(2).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut ticks = 0u32;
+    let (answer, ()) = tokio::join!(
+        async {
+            let answer = engine.recommend_async(RecommendRequest::new("u2", 3, Strategy::UserCf)).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        },
+        async {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                ticks += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+    );
+    assert!(answer.unwrap().ranking.version().is_some());
+    assert!(ticks > 1, "the executor was blocked during inference ({ticks} ticks)");
+    assert!(matches!(
+        engine.recommend_async(RecommendRequest::new("u1", 0, Strategy::UserCf)).await,
+        Err(EngineError::Invalid { .. })
+    ));
+}

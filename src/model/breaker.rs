@@ -240,6 +240,19 @@ impl Breaker {
         }
     }
 
+    /// A request admitted as the probe ended before it ran the model (an
+    /// error of its own): the next request probes instead.
+    pub fn abandon(&self, admission: Admission) {
+        if admission != Admission::Probe {
+            return;
+        }
+        if let Ok(mut guard) = self.inner.lock() {
+            if let Inner::HalfOpen { probe_out } = &mut guard.0 {
+                *probe_out = false;
+            }
+        }
+    }
+
     pub fn state(&self) -> BreakerState {
         match self.inner.lock().as_deref() {
             Ok((Inner::Closed { .. }, _)) => BreakerState::Closed,
@@ -291,6 +304,18 @@ mod tests {
         assert_eq!(breaker.admit(), Admission::Run);
         let counts = breaker.counts();
         assert_eq!((counts.opened, counts.failures, counts.skipped), (1, 3, 3));
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_request_probe() {
+        let (breaker, hand) = breaker();
+        for _ in 0..3 {
+            breaker.record(Admission::Run, Outcome::Failed);
+        }
+        hand.advance(Duration::from_secs(5));
+        assert_eq!(breaker.admit(), Admission::Probe);
+        breaker.abandon(Admission::Probe);
+        assert_eq!(breaker.admit(), Admission::Probe);
     }
 
     #[test]
