@@ -87,6 +87,12 @@ impl Engine {
         state.models.entries.iter().map(|entry| ModelInfo::from_entry(entry, active)).collect()
     }
 
+    /// Everything `stats` and `model_status` report, in the Prometheus text
+    /// exposition format (for a `/metrics` endpoint).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.stats(), &self.model_status())
+    }
+
     /// The ranking side now: runtime, active and serving versions, fault,
     /// breaker.
     pub fn model_status(&self) -> ModelStatus {

@@ -24,6 +24,7 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+mod metrics;
 pub mod model;
 mod offload;
 mod recommend;

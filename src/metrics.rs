@@ -1,0 +1,165 @@
+//! The engine's metrics in the Prometheus text exposition format (0.0.4):
+//! state sizes, the log's counters, watermarks and histograms, and the
+//! ranking side (runtime, active and serving versions, fault, breaker).
+//! `Engine::metrics_text` renders them; a server serves them at `/metrics`.
+
+use std::fmt::Write;
+
+use recwal_wal::HistogramSnapshot;
+
+use crate::engine::EngineStats;
+use crate::model::{BreakerState, ModelStatus};
+
+/// Renders `stats` and `models` as Prometheus text.
+pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
+    let mut out = Metrics(String::with_capacity(4096));
+    out.gauge("recwal_users", "Users ever seen.", stats.users as u64);
+    out.gauge("recwal_items", "Items ever seen.", stats.items as u64);
+    out.gauge("recwal_pairs", "Stored (user, item) pairs.", stats.pairs);
+    out.counter("recwal_events_applied_total", "Events applied (including forgotten users').", stats.events_applied);
+    out.gauge("recwal_applied_lsn", "LSN of the last record applied.", stats.applied_lsn);
+    out.gauge("recwal_dedup_ids", "Client event ids in the dedup window.", stats.dedup_ids as u64);
+    out.gauge("recwal_snapshot_lsn", "LSN of the newest snapshot (0: none).", stats.snapshot_lsn);
+
+    let wal = &stats.wal;
+    out.counter("recwal_wal_records_appended_total", "Records appended to the log.", wal.records_appended);
+    out.counter("recwal_wal_bytes_appended_total", "Payload bytes appended to the log.", wal.bytes_appended);
+    out.counter("recwal_wal_syncs_total", "Log syncs (fdatasync).", wal.syncs);
+    out.counter("recwal_wal_sync_failures_total", "Failed log syncs (the log is then poisoned).", wal.sync_failures);
+    out.counter("recwal_wal_full_waits_total", "Appends that waited for a full ring.", wal.full_waits);
+    out.counter("recwal_wal_full_errors_total", "Appends refused by a full ring.", wal.full_errors);
+    out.counter("recwal_wal_segments_created_total", "Segment files created.", wal.segments_created);
+    out.counter("recwal_wal_segments_recycled_total", "Segments recycled.", wal.segments_recycled);
+    out.gauge("recwal_wal_segments_live", "Segments holding unreleased records.", wal.segments_live);
+    out.gauge("recwal_wal_segments_free", "Segments ready for reuse.", wal.segments_free);
+    out.gauge("recwal_wal_lsn_written", "Last LSN written.", wal.lsn_written);
+    out.gauge("recwal_wal_lsn_durable", "Last LSN known durable.", wal.lsn_durable);
+    out.gauge("recwal_wal_lsn_released", "Last LSN released by a checkpoint.", wal.lsn_released);
+    out.histogram("recwal_wal_sync_latency_us", "Log sync latency in microseconds.", &wal.sync_latency_us);
+    out.histogram("recwal_wal_group_records", "Records made durable per sync (group commit size).", &wal.group_records);
+
+    out.gauge(
+        "recwal_model_runtime_loaded",
+        "1 if the ONNX Runtime library is loaded.",
+        u64::from(models.runtime.is_ok()),
+    );
+    out.gauge(
+        "recwal_model_active_version",
+        "Active model version per the log (0: none).",
+        models.active.map_or(0, u64::from),
+    );
+    out.gauge(
+        "recwal_model_serving_version",
+        "Model version answers are ranked with (0: un-ranked).",
+        models.serving.map_or(0, u64::from),
+    );
+    out.gauge(
+        "recwal_model_fault",
+        "1 if the active version cannot serve (see the status).",
+        u64::from(models.fault.is_some()),
+    );
+    out.gauge("recwal_model_loaded_versions", "Model versions loaded in the process.", models.loaded_versions as u64);
+    out.header("recwal_model_breaker_state", "The serving version's circuit breaker (1 for its state).", "gauge");
+    for state in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
+        let value = u64::from(models.breaker == Some(state));
+        out.line(&format!("recwal_model_breaker_state{{state=\"{}\"}}", state.name()), value);
+    }
+    let counts = models.breaker_counts.unwrap_or_default();
+    out.counter("recwal_model_breaker_opened_total", "Times the serving version's breaker opened.", counts.opened);
+    out.counter(
+        "recwal_model_breaker_failures_total",
+        "Inferences of the serving version that failed or ran over budget.",
+        counts.failures,
+    );
+    out.counter(
+        "recwal_model_breaker_skipped_total",
+        "Requests answered without the serving version because its breaker was open.",
+        counts.skipped,
+    );
+    out.0
+}
+
+struct Metrics(String);
+
+impl Metrics {
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn line(&mut self, series: &str, value: u64) {
+        let _ = writeln!(self.0, "{series} {value}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: u64) {
+        self.header(name, help, "gauge");
+        self.line(name, value);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.header(name, help, "counter");
+        self.line(name, value);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, histogram: &HistogramSnapshot) {
+        self.header(name, help, "histogram");
+        let mut cumulative = 0;
+        for &(upper, count) in &histogram.buckets {
+            cumulative += count;
+            self.line(&format!("{name}_bucket{{le=\"{upper}\"}}"), cumulative);
+        }
+        self.line(&format!("{name}_bucket{{le=\"+Inf\"}}"), histogram.count);
+        self.line(&format!("{name}_sum"), histogram.sum);
+        self.line(&format!("{name}_count"), histogram.count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Engine, EngineConfig, Event, EventKind};
+
+    /// Every line is a comment or `name{labels} value`; every series has a
+    /// TYPE; histogram buckets are cumulative and end at the count.
+    #[test]
+    fn the_text_is_valid_exposition_format() -> Result<(), crate::EngineError> {
+        let dir = tempfile::tempdir().map_err(|err| crate::EngineError::io("tempdir", err))?;
+        let mut config = EngineConfig::default();
+        config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2);
+        let engine = Engine::open(dir.path(), config)?;
+        for at in 0..5 {
+            engine.ingest(Event::new(format!("u{at}"), "i", EventKind::Click))?;
+        }
+        let text = engine.metrics_text();
+        let mut typed = std::collections::HashSet::new();
+        let mut last_bucket: Option<(String, u64)> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split(' ');
+                typed.insert(parts.next().unwrap_or_default().to_string());
+                assert!(matches!(parts.next(), Some("gauge" | "counter" | "histogram")), "{line}");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap_or_default();
+            let value: u64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let name = series.split('{').next().unwrap_or_default();
+            let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+            assert!(typed.contains(name) || typed.contains(base), "{name} has no TYPE");
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            if name.ends_with("_bucket") {
+                if let Some((previous, count)) = &last_bucket {
+                    if previous == base {
+                        assert!(value >= *count, "buckets of {base} not cumulative");
+                    }
+                }
+                last_bucket = Some((base.to_string(), value));
+            }
+        }
+        assert!(text.contains("recwal_users 5\n"));
+        assert!(text.contains("recwal_wal_records_appended_total 5\n"));
+        assert!(text.contains("recwal_model_serving_version 0\n"));
+        assert!(text.contains("recwal_model_breaker_state{state=\"closed\"} 0\n"));
+        Ok(())
+    }
+}
