@@ -78,8 +78,8 @@ pub struct ModelConfig {
     /// Candidates the strategy proposes for the model to reorder (at least
     /// the `n` asked for).
     pub candidates: usize,
-    /// Versions kept besides those a rollback can reach; older ones are
-    /// retired and their files deleted.
+    /// The newest versions kept; older ones are retired and their files
+    /// deleted, except the active version and those a rollback can reach.
     pub retention: usize,
     /// Where inference runs.
     pub device: ModelDevice,

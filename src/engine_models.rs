@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use recwal_wal::Durability;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -45,19 +45,19 @@ impl Engine {
         if let Some(entry) = existing {
             return Ok(self.info(&entry));
         }
+        let version = version.ok_or_else(|| EngineError::invalid("model", "no version numbers left"))?;
         let runtime = runtime::get(ranker.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
         // Checked with one session; the version's own pool loads on activation.
-        ranker.load_bytes(runtime, bytes, version)?;
+        ranker.load_bytes(runtime, bytes, version, 1)?;
         store::write(&ranker.dir, version, bytes)?;
+        // If the record fails to log, the file stays: it may still have
+        // reached the log (a failed sync after the write), and if not, the
+        // next add of this version number overwrites it and the next start
+        // sweeps it.
         let record = ModelAddedV1 { version, sha256, bytes: bytes.len() as u64, added_ms: now_ms() };
-        if let Err(err) = self.shared.log_and_apply(&LogRecord::ModelAdded(record), Vec::new(), Durability::Always) {
-            // Not logged: the file belongs to no version (a restart would
-            // sweep it too).
-            let _ = store::remove(&ranker.dir, version);
-            return Err(err);
-        }
+        self.shared.log_and_apply(&LogRecord::ModelAdded(record), Vec::new(), Durability::Always)?;
         info!(version, sha256 = %store::hex(&sha256), bytes = bytes.len(), "model added");
-        self.retire_old()?;
+        self.retire_old();
         self.entry(version).map(|entry| self.info(&entry))
     }
 
@@ -96,8 +96,8 @@ impl Engine {
     /// The ranking side now: runtime, active and serving versions, fault,
     /// breaker.
     pub fn model_status(&self) -> ModelStatus {
-        let state = self.shared.read_state();
-        self.shared.ranker.status(&state.models)
+        let active = self.shared.read_state().models.active();
+        self.shared.ranker.status(active)
     }
 
     fn activate(&self, version: u32, rollback: bool) -> Result<ModelInfo, EngineError> {
@@ -116,23 +116,32 @@ impl Engine {
         let lsn = self.shared.log_and_apply(&LogRecord::ModelActivated(record), Vec::new(), Durability::Always)?;
         ranker.serve(model);
         info!(version, lsn, rollback, "model activated");
-        self.retire_old()?;
+        self.retire_old();
         self.entry(version).map(|entry| self.info(&entry))
     }
 
     /// Retires versions beyond the retention setting: logged first, then
     /// the file is deleted (a crash in between leaves a file the next start
-    /// sweeps).
-    fn retire_old(&self) -> Result<(), EngineError> {
+    /// sweeps). Runs after an add or activation took effect, so a failure
+    /// here is a warning (the next add or activation retries), not the
+    /// call's error.
+    fn retire_old(&self) {
         let ranker = &self.shared.ranker;
         let retire = self.shared.read_state().models.to_retire(ranker.config.retention);
         for version in retire {
             let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
-            self.shared.log_and_apply(&record, Vec::new(), Durability::Always)?;
-            store::remove(&ranker.dir, version)?;
-            info!(version, "model retired");
+            let retired = self
+                .shared
+                .log_and_apply(&record, Vec::new(), Durability::Always)
+                .and_then(|_| store::remove(&ranker.dir, version));
+            match retired {
+                Ok(()) => info!(version, "model retired"),
+                Err(err) => {
+                    warn!(version, %err, "retiring an old model version failed; the next add or activation retries");
+                    return;
+                }
+            }
         }
-        Ok(())
     }
 
     fn entry(&self, version: u32) -> Result<ModelEntry, EngineError> {

@@ -58,7 +58,9 @@ pub fn fuzz_snapshot(data: &[u8]) {
 
 /// Seeds for both targets: a few valid records and snapshots.
 pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    use crate::record::{EventsV1, ForgetUserV1, LoggedEvent, LoggedKind, RemoveItemV1};
+    use crate::record::{
+        EventsV1, ForgetUserV1, LoggedEvent, LoggedKind, ModelActivatedV1, ModelAddedV1, ModelRetiredV1, RemoveItemV1,
+    };
     let events = LogRecord::Events(EventsV1 {
         ingested_ms: 1_700_000_000_000,
         events: vec![
@@ -92,6 +94,12 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         events,
         LogRecord::ForgetUser(ForgetUserV1 { user: "u1" }),
         LogRecord::RemoveItem(RemoveItemV1 { item: "i2" }),
+        LogRecord::ModelAdded(ModelAddedV1 { version: 1, sha256: [7; 32], bytes: 339, added_ms: 5 }),
+        LogRecord::ModelAdded(ModelAddedV1 { version: 2, sha256: [8; 32], bytes: 400, added_ms: 6 }),
+        LogRecord::ModelActivated(ModelActivatedV1 { version: 1, sha256: [7; 32], at_ms: 7, rollback: false }),
+        LogRecord::ModelActivated(ModelActivatedV1 { version: 2, sha256: [8; 32], at_ms: 8, rollback: false }),
+        LogRecord::ModelActivated(ModelActivatedV1 { version: 1, sha256: [7; 32], at_ms: 9, rollback: true }),
+        LogRecord::ModelRetired(ModelRetiredV1 { version: 2 }),
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();

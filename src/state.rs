@@ -483,6 +483,7 @@ impl State {
         if body.user_items.len() != users || body.user_norm_sq.len() != users {
             return Err(format!("{} users but {} interaction lists", users, body.user_items.len()));
         }
+        body.models.validate()?;
         if body.item_popularity.len() != items {
             return Err(format!("{items} items but {} popularity keys", body.item_popularity.len()));
         }

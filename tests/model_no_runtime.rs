@@ -32,4 +32,18 @@ fn a_missing_runtime_is_an_error_and_answers_stay_unranked() {
     let status = engine.model_status();
     assert!(status.runtime.unwrap_err().contains("no ONNX Runtime library"));
     assert_eq!(status.serving, None);
+    drop(engine);
+
+    // The failure is not cached: once the library is there (here: another
+    // path), the next add loads it, without restarting the process.
+    let installed = match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(path) if !path.is_empty() => std::path::PathBuf::from(path),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".onnxruntime/lib/libonnxruntime.so"),
+    };
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2);
+    config.models.runtime_path = Some(installed);
+    let engine = Engine::open(&dir.path().join("data"), config).unwrap();
+    assert_eq!(engine.add_model(&bytes).unwrap().version, 1);
+    assert!(engine.model_status().runtime.is_ok());
 }

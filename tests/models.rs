@@ -367,3 +367,118 @@ async fn recommend_async_runs_inference_off_the_executor() {
         Err(EngineError::Invalid { .. })
     ));
 }
+
+#[test]
+fn an_empty_candidate_list_is_no_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hand) = breaker_config(Duration::from_secs(60));
+    let engine = Engine::open(dir.path(), config).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("failing")).unwrap();
+    engine.activate_model(1).unwrap();
+    let heavy = RecommendRequest::new("heavy", 3, Strategy::ItemRank);
+    for _ in 0..3 {
+        engine.recommend(&heavy).unwrap();
+    }
+    hand.advance(Duration::from_secs(5));
+    // Nothing passes the filter: the model does not run, and the probe is
+    // not spent on it.
+    let empty = RecommendRequest::new("light", 3, Strategy::ItemRank).allow(["no-such-item"]);
+    let answer = engine.recommend(&empty).unwrap();
+    assert!(answer.items.is_empty());
+    assert_eq!(answer.ranking, Ranking::Unranked { reason: Some("no candidates to rank".into()) });
+    assert_ne!(engine.model_status().breaker, Some(BreakerState::Closed));
+    // The next real request is the probe; it fails, so the breaker opens again.
+    assert!(engine.recommend(&heavy).unwrap().ranking.is_degraded());
+    assert_eq!(engine.model_status().breaker, Some(BreakerState::Open));
+    assert_eq!(engine.model_status().breaker_counts.unwrap().opened, 2);
+}
+
+#[test]
+fn repairing_a_faulted_version_keeps_rollback_working() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+        engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+        engine.activate_model(1).unwrap();
+        engine.activate_model(2).unwrap();
+    }
+    let file = dir.path().join("models/v000002.onnx");
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"damaged").unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert!(engine.model_status().fault.is_some());
+    std::fs::write(&file, &good).unwrap();
+    engine.activate_model(2).unwrap();
+    let status = engine.model_status();
+    assert_eq!((status.serving, status.fault), (Some(2), None));
+    assert_eq!(engine.rollback_model().unwrap().version, 1);
+    assert_eq!(engine.model_status().serving, Some(1));
+}
+
+#[test]
+fn waiting_for_a_session_is_not_charged_to_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.models.sessions = 1;
+    let engine = Engine::open(dir.path(), config.clone()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("slow")).unwrap();
+    engine.activate_model(1).unwrap();
+    let request = RecommendRequest::new("u3", 3, Strategy::UserCf);
+    let mut single = Duration::ZERO;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        engine.recommend(&request).unwrap();
+        single = single.max(started.elapsed());
+    }
+    drop(engine);
+    // A budget five times one request: queueing behind five others can take
+    // longer than that, but no inference does.
+    config.models.breaker.latency_budget = single * 5;
+    config.models.breaker.failures = 1;
+    let engine = std::sync::Arc::new(Engine::open(dir.path(), config).unwrap());
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (engine, request) = (std::sync::Arc::clone(&engine), request.clone());
+            std::thread::spawn(move || engine.recommend(&request).unwrap().ranking)
+        })
+        .collect();
+    for thread in threads {
+        match thread.join().unwrap() {
+            Ranking::Model { version: 1 } => {}
+            Ranking::Degraded { reason, .. } => assert!(reason.contains("stayed busy"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let status = engine.model_status();
+    assert_eq!(status.breaker_counts.unwrap().failures, 0, "{status:?}");
+    assert_eq!(status.breaker, Some(BreakerState::Closed));
+}
+
+#[test]
+fn files_the_log_does_not_own_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+        engine.activate_model(1).unwrap();
+    }
+    // What a crash leaves: a file stored but never logged, a temp file.
+    let models = dir.path().join("models");
+    std::fs::write(models.join("v000002.onnx"), fixture_bytes("linear_v2")).unwrap();
+    std::fs::write(models.join("v000003.onnx.tmp"), b"partial").unwrap();
+    std::fs::write(models.join("notes.txt"), b"not ours").unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    let mut left: Vec<String> =
+        std::fs::read_dir(&models).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, vec!["notes.txt", "v000001.onnx"]);
+    assert_eq!(engine.model_status().serving, Some(1));
+    // The next version number is 2 again, and its file is the new one.
+    assert_eq!(engine.add_model(&fixture_bytes("failing")).unwrap().version, 2);
+    assert_eq!(std::fs::read(models.join("v000002.onnx")).unwrap(), fixture_bytes("failing"));
+}

@@ -58,8 +58,9 @@ impl Catalog {
         self.stack.len().checked_sub(2).map(|at| self.stack[at])
     }
 
-    pub fn next_version(&self) -> u32 {
-        self.entries.last().map_or(1, |entry| entry.version + 1)
+    /// `None` once every `u32` was used.
+    pub fn next_version(&self) -> Option<u32> {
+        self.entries.last().map_or(Some(1), |entry| entry.version.checked_add(1))
     }
 
     pub fn get(&self, version: u32) -> Option<&ModelEntry> {
@@ -76,7 +77,7 @@ impl Catalog {
     }
 
     pub fn add(&mut self, lsn: u64, record: &ModelAddedV1) {
-        if self.get(record.version).is_some() || record.version < self.next_version() {
+        if self.next_version().is_none_or(|next| record.version < next) {
             return;
         }
         self.entries.push(ModelEntry {
@@ -95,7 +96,9 @@ impl Catalog {
         entry.activations.push(Activation { lsn, at_ms: record.at_ms, rollback: record.rollback });
         if record.rollback && self.previous() == Some(record.version) {
             self.stack.pop();
-        } else {
+        } else if self.active() != Some(record.version) {
+            // (Re-activating the active version, to repair a fault, does
+            // not stack it twice.)
             self.stack.push(record.version);
             if self.stack.len() > STACK_MAX {
                 self.stack.remove(0);
@@ -108,6 +111,20 @@ impl Catalog {
             entry.retired_lsn.get_or_insert(lsn);
         }
         self.stack.retain(|&kept| kept != version);
+    }
+
+    /// Checks a catalog read from a snapshot: versions ascending and unique,
+    /// the stack naming live versions only.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.entries.windows(2).any(|pair| pair[0].version >= pair[1].version) {
+            return Err("model versions out of order".into());
+        }
+        for &version in &self.stack {
+            if self.get(version).is_none_or(|entry| entry.retired_lsn.is_some()) {
+                return Err(format!("the model stack names version {version}, which is not live"));
+            }
+        }
+        Ok(())
     }
 
     /// Live versions a retention of `keep` retires: all but the `keep`
@@ -138,7 +155,7 @@ mod tests {
         for version in 1..=3 {
             catalog.add(u64::from(version), &added(version));
         }
-        assert_eq!(catalog.next_version(), 4);
+        assert_eq!(catalog.next_version(), Some(4));
         catalog.activate(10, &activated(1, false));
         catalog.activate(11, &activated(2, false));
         catalog.activate(12, &activated(3, false));
@@ -166,5 +183,20 @@ mod tests {
         // A replayed record at or below a version already known is ignored.
         catalog.add(7, &added(2));
         assert_eq!(catalog.entries.len(), 5);
+        assert_eq!(catalog.validate(), Ok(()));
+        // Activating the active version again (a repair) does not stack it.
+        catalog.activate(8, &activated(1, false));
+        assert_eq!(catalog.stack, vec![1]);
+        catalog.stack.push(9);
+        assert!(catalog.validate().is_err());
+    }
+
+    #[test]
+    fn version_numbers_run_out_without_overflow() {
+        let mut catalog = Catalog::default();
+        catalog.add(1, &added(u32::MAX));
+        assert_eq!(catalog.next_version(), None);
+        catalog.add(2, &added(5));
+        assert_eq!(catalog.entries.len(), 1);
     }
 }

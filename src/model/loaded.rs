@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
@@ -51,6 +52,16 @@ static CUDA_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Model versions loaded in this process now.
 pub(crate) fn live_count() -> usize {
     LIVE.load(Ordering::SeqCst)
+}
+
+/// Why a version did not score a request.
+#[derive(Debug)]
+pub(crate) enum ScoreError {
+    /// Every session stayed busy for the whole wait (overload, not a fault
+    /// of the model: the breaker does not count it).
+    Busy,
+    /// The inference failed or gave unusable scores.
+    Failed(String),
 }
 
 pub(crate) struct LoadedModel {
@@ -133,26 +144,33 @@ impl LoadedModel {
         Ok(model)
     }
 
-    /// Scores `rows` candidates (`features` row-major, `FEATURES` columns).
-    pub fn score(&self, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
-        if rows == 0 {
-            return Ok(Vec::new());
-        }
-        let mut slot = self.take()?;
+    /// Scores `rows` candidates (`features` row-major, `FEATURES` columns)
+    /// with the first session free within `wait`. Returns the scores and
+    /// the inference time alone (not the wait for a session).
+    pub fn score(&self, features: &[f32], rows: usize, wait: Duration) -> Result<(Vec<f32>, Duration), ScoreError> {
+        let mut slot = self.take(wait)?;
+        let started = Instant::now();
         let scored = slot.run(features, rows);
+        let took = started.elapsed();
         self.give_back(slot);
-        let scores = scored?;
-        schema::check_scores(&scores, rows)?;
-        Ok(scores)
+        let scores = scored.map_err(ScoreError::Failed)?;
+        schema::check_scores(&scores, rows).map_err(ScoreError::Failed)?;
+        Ok((scores, took))
     }
 
-    fn take(&self) -> Result<Slot, String> {
-        let mut pool = self.pool.lock().map_err(|_| "session pool poisoned".to_string())?;
+    fn take(&self, wait: Duration) -> Result<Slot, ScoreError> {
+        let deadline = Instant::now() + wait;
+        let poisoned = || ScoreError::Failed("session pool poisoned".into());
+        let mut pool = self.pool.lock().map_err(|_| poisoned())?;
         loop {
             if let Some(slot) = pool.pop() {
                 return Ok(slot);
             }
-            pool = self.returned.wait(pool).map_err(|_| "session pool poisoned".to_string())?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ScoreError::Busy);
+            }
+            pool = self.returned.wait_timeout(pool, left).map_err(|_| poisoned())?.0;
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use tracing::warn;
@@ -12,7 +11,7 @@ use crate::config::ModelConfig;
 use crate::error::EngineError;
 use crate::model::breaker::{Admission, Outcome};
 use crate::model::catalog::{Catalog, ModelEntry};
-use crate::model::loaded::{self, LoadedModel};
+use crate::model::loaded::{self, LoadedModel, ScoreError};
 use crate::model::{runtime, store, ModelStatus};
 use crate::recommend::{Ranking, Recommendations};
 
@@ -56,7 +55,7 @@ impl Ranker {
     pub fn load(&self, entry: &ModelEntry) -> Result<LoadedModel, EngineError> {
         let runtime = runtime::get(self.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
         let bytes = store::read_verified(&self.dir, entry.version, &entry.sha256).map_err(EngineError::BadModel)?;
-        self.load_bytes(runtime, &bytes, entry.version)
+        self.load_bytes(runtime, &bytes, entry.version, self.config.sessions)
     }
 
     pub fn load_bytes(
@@ -64,12 +63,13 @@ impl Ranker {
         runtime: &runtime::Runtime,
         bytes: &[u8],
         version: u32,
+        sessions: usize,
     ) -> Result<LoadedModel, EngineError> {
         LoadedModel::load(
             runtime,
             bytes,
             version,
-            self.config.sessions,
+            sessions,
             self.config.device,
             (self.config.breaker.clone(), self.config.clock.clone()),
         )
@@ -149,12 +149,17 @@ impl Ranker {
         features: &[f32],
         n: usize,
     ) {
-        let started = Instant::now();
-        let scored = model.score(features, answer.items.len());
-        let elapsed = started.elapsed();
-        match scored {
-            Ok(scores) => {
-                let slow = elapsed > model.breaker.latency_budget();
+        if answer.items.is_empty() {
+            // Nothing to rank: the model did not run, so this is no probe.
+            model.breaker.abandon(admission);
+            answer.ranking = Ranking::Unranked { reason: Some("no candidates to rank".into()) };
+            return;
+        }
+        // A request waits for a free session at most the latency budget.
+        let budget = model.breaker.latency_budget();
+        match model.score(features, answer.items.len(), budget) {
+            Ok((scores, took)) => {
+                let slow = took > budget;
                 model.breaker.record(admission, if slow { Outcome::Failed } else { Outcome::Ok });
                 for (item, score) in answer.items.iter_mut().zip(scores) {
                     item.model_score = Some(score);
@@ -166,7 +171,14 @@ impl Ranker {
                 });
                 answer.ranking = Ranking::Model { version: model.version };
             }
-            Err(reason) => {
+            Err(ScoreError::Busy) => {
+                model.breaker.abandon(admission);
+                answer.ranking = Ranking::Degraded {
+                    version: model.version,
+                    reason: format!("every session of the model stayed busy for {budget:?}"),
+                };
+            }
+            Err(ScoreError::Failed(reason)) => {
                 model.breaker.record(admission, Outcome::Failed);
                 warn!(version = model.version, %reason, "model inference failed: answering un-ranked");
                 answer.ranking =
@@ -176,8 +188,7 @@ impl Ranker {
         answer.items.truncate(n);
     }
 
-    pub fn status(&self, catalog: &Catalog) -> ModelStatus {
-        self.reap();
+    pub fn status(&self, active: Option<u32>) -> ModelStatus {
         let runtime = match runtime::peek() {
             Some(Ok(runtime)) => Ok(runtime.path.display().to_string()),
             Some(Err(reason)) => Err(reason),
@@ -186,7 +197,7 @@ impl Ranker {
         let serving = self.serving.load_full();
         ModelStatus {
             runtime,
-            active: catalog.active(),
+            active,
             serving: serving.as_ref().map(|model| model.version),
             device: serving.as_ref().map(|model| model.device.to_string()),
             io_binding: serving.as_ref().is_some_and(|model| model.io_binding),

@@ -4,7 +4,7 @@
 //! serving un-ranked answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use tracing::{info, warn};
@@ -23,7 +23,11 @@ pub(crate) struct Runtime {
     pub cuda: bool,
 }
 
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+/// The runtime once loaded. A failed load is not cached (only its reason,
+/// for the status): installing the library later makes the next add or
+/// activation load it, without a restart.
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static LOADING: Mutex<Option<String>> = Mutex::new(None);
 
 /// Where to load the library from: the configured path, else
 /// `$ORT_DYLIB_PATH`, else `RUNTIME_DEFAULT_PATH`.
@@ -38,35 +42,47 @@ pub(crate) fn resolve(configured: Option<&Path>) -> PathBuf {
 }
 
 /// The process's runtime, loading it on first use from `configured` (see
-/// `resolve`). Later calls get the first outcome, whatever path they name:
+/// `resolve`). Once loaded, later calls get it whatever path they name:
 /// ONNX Runtime allows one library and one environment per process.
 pub(crate) fn get(configured: Option<&Path>) -> Result<&'static Runtime, String> {
-    let outcome = RUNTIME.get_or_init(|| {
-        let path = resolve(configured);
-        let loaded = load(&path);
-        match &loaded {
-            Ok(runtime) => info!(path = %runtime.path.display(), cuda = runtime.cuda, "ONNX Runtime loaded"),
-            Err(reason) => warn!(%reason, "ONNX Runtime unavailable: models cannot be added or served"),
+    if let Some(runtime) = RUNTIME.get() {
+        warn_if_other(configured, runtime);
+        return Ok(runtime);
+    }
+    let mut failure = LOADING.lock().map_err(|_| "the runtime loader panicked".to_string())?;
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    match load(&resolve(configured)) {
+        Ok(loaded) => {
+            info!(path = %loaded.path.display(), cuda = loaded.cuda, "ONNX Runtime loaded");
+            *failure = None;
+            Ok(RUNTIME.get_or_init(|| loaded))
         }
-        loaded
-    });
-    match outcome {
-        Ok(runtime) => {
-            if let Some(asked) = configured {
-                if std::path::absolute(asked).ok().as_deref() != Some(runtime.path.as_path()) {
-                    warn!(asked = %asked.display(), loaded = %runtime.path.display(),
-                        "ONNX Runtime is already loaded from another path; using it");
-                }
-            }
-            Ok(runtime)
+        Err(reason) => {
+            warn!(%reason, "ONNX Runtime unavailable: models cannot be added or served");
+            *failure = Some(reason.clone());
+            Err(reason)
         }
-        Err(reason) => Err(reason.clone()),
     }
 }
 
-/// The runtime if a load was attempted: its path, or why it failed.
+fn warn_if_other(configured: Option<&Path>, runtime: &Runtime) {
+    if let Some(asked) = configured {
+        if std::path::absolute(asked).ok().as_deref() != Some(runtime.path.as_path()) {
+            warn!(asked = %asked.display(), loaded = %runtime.path.display(),
+                "ONNX Runtime is already loaded from another path; using it");
+        }
+    }
+}
+
+/// The runtime if loaded, else why the last attempt failed (`None`: never
+/// attempted).
 pub(crate) fn peek() -> Option<Result<&'static Runtime, String>> {
-    RUNTIME.get().map(|outcome| outcome.as_ref().map_err(Clone::clone))
+    if let Some(runtime) = RUNTIME.get() {
+        return Some(Ok(runtime));
+    }
+    LOADING.lock().ok().and_then(|failure| failure.clone()).map(Err)
 }
 
 fn load(path: &Path) -> Result<Runtime, String> {

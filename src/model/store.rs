@@ -75,14 +75,19 @@ pub(crate) fn sweep(dir: &Path, live: &[u32]) -> Result<(), EngineError> {
         let entry = entry.map_err(|err| EngineError::io(format!("reading {}", dir.display()), err))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let version: Option<u32> =
-            name.strip_prefix('v').and_then(|rest| rest.strip_suffix(".onnx")).and_then(|n| n.parse().ok());
-        let orphan = name.ends_with(".onnx.tmp") || version.is_some_and(|version| !live.contains(&version));
-        if orphan {
+        // Only names this module writes: anything else is not ours.
+        let version: Option<u32> = name
+            .strip_prefix('v')
+            .and_then(|rest| rest.strip_suffix(".onnx").or_else(|| rest.strip_suffix(".onnx.tmp")))
+            .and_then(|n| n.parse().ok())
+            .filter(|&version| name == format!("v{version:06}.onnx") || name == format!("v{version:06}.onnx.tmp"));
+        let Some(version) = version else { continue };
+        if name.ends_with(".tmp") || !live.contains(&version) {
             warn!(file = %entry.path().display(), "removing a model file the log does not own");
-            fs::remove_file(entry.path())
-                .map_err(|err| EngineError::io(format!("removing {}", entry.path().display()), err))?;
-            removed = true;
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed = true,
+                Err(err) => warn!(file = %entry.path().display(), %err, "cannot remove it; it is ignored"),
+            }
         }
     }
     if removed {
@@ -105,13 +110,14 @@ mod tests {
         let altered = read_verified(dir.path(), 2, &hash).err().unwrap_or_default();
         assert!(altered.contains("the file was altered"), "{altered}");
         fs::write(dir.path().join("v000003.onnx.tmp"), b"x").map_err(|err| EngineError::io("tmp", err))?;
+        fs::write(dir.path().join("v1.onnx"), b"not ours").map_err(|err| EngineError::io("other", err))?;
         sweep(dir.path(), &[1])?;
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .map_err(|err| EngineError::io("list", err))?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .collect();
         left.sort();
-        assert_eq!(left, vec!["v000001.onnx".to_string()]);
+        assert_eq!(left, vec!["v000001.onnx".to_string(), "v1.onnx".to_string()]);
         let missing = read_verified(dir.path(), 2, &hash).err().unwrap_or_default();
         assert!(missing.contains("cannot read"), "{missing}");
         assert_eq!(hex(&hash).len(), 64);
