@@ -172,6 +172,12 @@ fn main() {
         swaps as f64 / elapsed.as_secs_f64(),
         if ratio <= 1.5 { "✔" } else { "✘" }
     );
+    // Swapped-out versions are freed by the engine's background thread
+    // (every 20 ms) once their last request ended.
+    let waited = Instant::now();
+    while engine.model_status().loaded_versions > 1 && waited.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let status = engine.model_status();
     println!(
         "loaded versions after the run: {} (device {:?}, io_binding {})",
