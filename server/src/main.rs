@@ -1,0 +1,452 @@
+//! `recwal`: the server (`recwal serve`) and the command-line tools.
+#![allow(clippy::print_stdout)]
+
+mod api;
+mod config;
+mod openapi;
+mod problem;
+mod server;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use recwal::{Durability, Engine, EngineConfig, Event, EventKind};
+use tracing::{error, info, warn};
+
+use crate::config::ServeConfig;
+
+#[derive(Parser)]
+#[command(name = "recwal", version, about = "A recommendation engine with its own write-ahead log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (defaults: ./recwal-data, 127.0.0.1:8089).
+    Serve(ServeArgs),
+    /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
+    /// user,item,rating[,timestamp]) through the normal ingest path.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+        data_dir: PathBuf,
+        /// Events per log record.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Offline evaluation of every strategy on a ratings file (hash 80/20 split).
+    Eval {
+        file: PathBuf,
+        /// Cut-off of the top-N metrics.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Inspect or verify a log (read-only; works on a copy while no server runs).
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+    /// Write a snapshot of a data directory (no server may be running on it).
+    Checkpoint {
+        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+        data_dir: PathBuf,
+    },
+    /// Ranking models of a data directory (no server may be running on it;
+    /// a running server has /admin/models).
+    Models {
+        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Segments and records, with every CRC checked.
+    Inspect {
+        #[arg(default_value = "./recwal-data/wal")]
+        dir: PathBuf,
+    },
+    /// Check every CRC and the LSN chain; exit 1 on any corruption.
+    Verify {
+        #[arg(default_value = "./recwal-data/wal")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every version.
+    List,
+    /// Validate and add an ONNX model.
+    Add { file: PathBuf },
+    /// Activate a version.
+    Activate { version: u32 },
+    /// Re-activate the previous version.
+    Rollback,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (flags and RECWAL_* variables override it).
+    #[arg(long, env = "RECWAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "RECWAL_LISTEN")]
+    listen: Option<String>,
+    #[arg(long, env = "RECWAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Bearer token for every endpoint but /healthz and /readyz.
+    #[arg(long, env = "RECWAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// always, batch or never.
+    #[arg(long, env = "RECWAL_SYNC")]
+    sync: Option<String>,
+    #[arg(long, env = "RECWAL_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    #[arg(long, env = "RECWAL_BODY_LIMIT_BYTES")]
+    body_limit_bytes: Option<usize>,
+    #[arg(long, env = "RECWAL_MAX_N")]
+    max_n: Option<usize>,
+    #[arg(long, env = "RECWAL_MAX_BATCH")]
+    max_batch: Option<usize>,
+    #[arg(long, env = "RECWAL_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// auto, human or json.
+    #[arg(long, env = "RECWAL_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Exit on SIGTERM / SIGINT without writing a snapshot.
+    #[arg(long)]
+    no_snapshot_on_shutdown: bool,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig, config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(listen) = &self.listen {
+            config.listen.clone_from(listen);
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(token) = &self.token {
+            config.token = Some(token.clone());
+        }
+        if let Some(sync) = &self.sync {
+            config.sync.clone_from(sync);
+        }
+        if let Some(timeout) = self.request_timeout_ms {
+            config.request_timeout_ms = timeout;
+        }
+        if let Some(limit) = self.body_limit_bytes {
+            config.body_limit_bytes = limit;
+        }
+        if let Some(max_n) = self.max_n {
+            config.max_n = max_n;
+        }
+        if let Some(max_batch) = self.max_batch {
+            config.max_batch = max_batch;
+        }
+        if let Some(concurrency) = self.concurrency {
+            config.concurrency = concurrency;
+        }
+        if let Some(format) = &self.log_format {
+            config.log_format.clone_from(format);
+        }
+        if self.no_snapshot_on_shutdown {
+            config.snapshot_on_shutdown = false;
+        }
+        Ok(config)
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        "json" => true,
+        "human" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(&args),
+        other => {
+            init_logging("auto");
+            tool(other)
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("recwal: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
+    let config = args.config().map_err(|err| err.to_string())?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let addr = config.validate().map_err(|err| err.to_string())?;
+    config.engine().map_err(|err| err.to_string())?;
+    init_logging(&config.log_format);
+    let durability = match config.sync.as_str() {
+        "always" => Durability::Always,
+        "never" => Durability::Never,
+        _ => Durability::Batch,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+        let local = listener.local_addr().map_err(|err| err.to_string())?;
+        // The first line of stdout, for scripts and tests (port 0 picks one).
+        println!("listening on {local}");
+        let _ = std::io::stdout().flush();
+        info!(%local, data_dir = %config.data_dir.display(), "listening; /healthz answers now, /readyz once the log is replayed");
+        let snapshot_on_shutdown = config.snapshot_on_shutdown;
+        let app = Arc::new(server::App::new(config, durability));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        {
+            let (app, failed) = (Arc::clone(&app), Arc::clone(&failed));
+            tokio::spawn(async move {
+                if let Err(reason) = server::open_engine(app).await {
+                    error!(%reason, "cannot open the engine");
+                    failed.store(true, Ordering::SeqCst);
+                    let _ = stop.send(());
+                }
+            });
+        }
+        let shutdown = async move {
+            tokio::select! {
+                () = termination() => info!("shutting down: finishing requests in flight"),
+                // (A dropped sender, after a successful open, is no signal.)
+                Ok(()) = stopped => {}
+            }
+        };
+        axum::serve(listener, server::router(Arc::clone(&app)))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|err| format!("server error: {err}"))?;
+        if failed.load(Ordering::SeqCst) {
+            return Ok(ExitCode::FAILURE);
+        }
+        let Some(engine) = app.engine.get().cloned() else { return Ok(ExitCode::SUCCESS) };
+        let closed = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if snapshot_on_shutdown {
+                let info = engine.checkpoint().map_err(|err| format!("the shutdown snapshot failed: {err}"))?;
+                info!(lsn = info.lsn, "shutdown snapshot written");
+            }
+            drop(app);
+            match Arc::try_unwrap(engine) {
+                Ok(engine) => engine.close().map_err(|err| format!("closing the engine: {err}")),
+                Err(_) => {
+                    warn!("the engine is still referenced; it closes when dropped");
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .map_err(|err| err.to_string())?;
+        closed?;
+        info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn open(dir: &Path) -> Result<Engine, String> {
+    Engine::open(dir, EngineConfig::default()).map_err(|err| format!("opening {}: {err}", dir.display()))
+}
+
+fn tool(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Serve(_) => Ok(ExitCode::SUCCESS),
+        Command::Import { file, data_dir, batch } => import(&file, &data_dir, batch),
+        Command::Eval { file, k } => eval(&file, k),
+        Command::Wal { command } => wal(command),
+        Command::Checkpoint { data_dir } => {
+            let engine = open(&data_dir)?;
+            let info = engine.checkpoint().map_err(|err| err.to_string())?;
+            println!(
+                "snapshot at LSN {} ({} bytes), {} segment(s) released",
+                info.lsn, info.bytes, info.segments_released
+            );
+            engine.close().map_err(|err| err.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { data_dir, command } => models(&data_dir, command),
+    }
+}
+
+fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String> {
+    let ratings = recwal::eval::load_ratings(file).map_err(|err| format!("{}: {err}", file.display()))?;
+    let engine = open(data_dir)?;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let total = ratings.len();
+    for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
+        let events: Vec<Event> = chunk
+            .iter()
+            .map(|rating| {
+                let event = Event::new(rating.user.clone(), rating.item.clone(), EventKind::Rating(rating.value));
+                match rating.timestamp_ms {
+                    Some(ms) => event.at(ms),
+                    None => event,
+                }
+            })
+            .collect();
+        engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
+        let done = (at * batch.max(1) + chunk.len()).min(total);
+        if last.elapsed().as_secs() >= 1 || done == total {
+            last = Instant::now();
+            info!(
+                percent = format!("{:.1}", 100.0 * done as f64 / total.max(1) as f64),
+                events_per_sec = (done as f64 / started.elapsed().as_secs_f64()) as u64,
+                "import progress"
+            );
+        }
+    }
+    engine.checkpoint().map_err(|err| err.to_string())?;
+    engine.close().map_err(|err| err.to_string())?;
+    println!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(file: &Path, k: usize) -> Result<ExitCode, String> {
+    use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol};
+    let ratings = load_ratings(file).map_err(|err| format!("{}: {err}", file.display()))?;
+    let split = split(&ratings, Protocol::Hash8020).map_err(|err| err.to_string())?;
+    let set = EvalSet::new(&split);
+    let dir = tempdir()?;
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every = None;
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    let engine = train_engine(&dir, config, &split.train).map_err(|err| err.to_string())?;
+    println!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len());
+    println!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |");
+    println!("|---|---|---|---|---|---|---|");
+    for strategy in recwal::Strategy::ALL {
+        let report = evaluate_engine(&engine, &set, strategy, k, 4.0);
+        let r = report.report;
+        println!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
+            strategy.name(),
+            r.precision,
+            r.recall,
+            r.ndcg,
+            r.hit_rate,
+            r.doa,
+            report.per_user.as_micros()
+        );
+    }
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempdir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("recwal-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    Ok(dir)
+}
+
+fn wal(command: WalCommand) -> Result<ExitCode, String> {
+    let (dir, verify_only) = match command {
+        WalCommand::Inspect { dir } => (dir, false),
+        WalCommand::Verify { dir } => (dir, true),
+    };
+    let config = EngineConfig::default().wal;
+    let mut records = 0u64;
+    let inspection = recwal::wal::inspect(&dir, &config, &mut |_, _| records += 1)
+        .map_err(|err| format!("{}: {err}", dir.display()))?;
+    if !verify_only {
+        for segment in &inspection.segments {
+            println!(
+                "segment {:4}: {:?}, {} records, {} bytes used, header (seq, first LSN, ..) {:?}",
+                segment.index, segment.status, segment.records, segment.bytes_used, segment.header
+            );
+        }
+    }
+    let report = &inspection.report;
+    println!("{report:?}");
+    let clean = report.corruption.is_none();
+    println!("{records} records checked: {}", if clean { "no corruption" } else { "CORRUPTION FOUND" });
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
+    let engine = open(data_dir)?;
+    let show = |info: &recwal::model::ModelInfo| {
+        println!(
+            "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
+            info.version,
+            info.sha256,
+            info.bytes,
+            info.added_lsn,
+            info.activations.len(),
+            if info.active { "  ACTIVE" } else { "" },
+            if info.retired { "  retired" } else { "" }
+        );
+    };
+    match command {
+        ModelsCommand::List => engine.models().iter().for_each(show),
+        ModelsCommand::Add { file } => show(&engine.add_model_file(&file).map_err(|err| err.to_string())?),
+        ModelsCommand::Activate { version } => show(&engine.activate_model(version).map_err(|err| err.to_string())?),
+        ModelsCommand::Rollback => show(&engine.rollback_model().map_err(|err| err.to_string())?),
+    }
+    engine.close().map_err(|err| err.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}

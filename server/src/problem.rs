@@ -1,0 +1,109 @@
+//! Errors as `application/problem+json` (RFC 9457): every refusal names the
+//! field or the rule, with the status that says whose fault it is.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use recwal::wal::WalError;
+use recwal::EngineError;
+use serde::de::DeserializeOwned;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem { status, title, detail: detail.into() }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid request", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    }
+}
+
+impl From<EngineError> for Problem {
+    fn from(err: EngineError) -> Problem {
+        let detail = err.to_string();
+        let (status, title) = match &err {
+            EngineError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid request"),
+            EngineError::UnknownUser(_) | EngineError::UnknownItem(_) | EngineError::UnknownModel(_) => {
+                (StatusCode::NOT_FOUND, "not found")
+            }
+            EngineError::BadModel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model refused"),
+            EngineError::ModelRuntime(_) => (StatusCode::SERVICE_UNAVAILABLE, "model runtime unavailable"),
+            EngineError::Wal(WalError::Full { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "log full"),
+            EngineError::Poisoned(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine stopped accepting writes"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        };
+        Problem::new(status, title, detail)
+    }
+}
+
+/// `Json<T>` whose rejections are problems (malformed JSON, wrong types,
+/// unknown fields, wrong content type, oversize body).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_problem(&rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: &JsonRejection) -> Problem {
+    let status = rejection.status();
+    let title = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
+        _ => "invalid request",
+    };
+    // Unprocessable (well-formed JSON of the wrong shape) reads as a bad
+    // request to the client: both are the caller's input.
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    Problem::new(status, title, rejection.body_text())
+}
+
+/// `Query<T>` whose rejections are problems.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(query_problem(&rejection)),
+        }
+    }
+}
+
+fn query_problem(rejection: &QueryRejection) -> Problem {
+    Problem::bad_request(rejection.body_text())
+}

@@ -1,0 +1,454 @@
+//! The HTTP server: the data plane under `/v1`, the admin plane, health,
+//! metrics and the OpenAPI document; auth, limits, timeouts, request ids and
+//! per-route latency histograms as middleware.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use recwal::{Durability, Engine};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tracing::{info, warn, Instrument};
+
+use crate::api::{
+    self, ApiEvent, ApiReceipt, CountQuery, DurabilityQuery, IngestRequest, IngestResponse, RecommendQuery,
+};
+use crate::config::ServeConfig;
+use crate::openapi;
+use crate::problem::{ApiJson, ApiQuery, Problem};
+
+/// What every handler shares.
+pub struct App {
+    pub config: ServeConfig,
+    /// Set once the log is replayed.
+    pub engine: OnceLock<Arc<Engine>>,
+    pub default_durability: Durability,
+    in_flight: Semaphore,
+    next_request: AtomicU64,
+    routes: Mutex<BTreeMap<(String, String, u16), RouteStats>>,
+    pub started: Instant,
+}
+
+/// Per (method, route, status): a latency histogram.
+#[derive(Default)]
+struct RouteStats {
+    buckets: [u64; LATENCY_BUCKETS_US.len()],
+    count: u64,
+    sum_us: u64,
+}
+
+const LATENCY_BUCKETS_US: [u64; 14] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 2_500_000, 10_000_000];
+
+impl App {
+    pub fn new(config: ServeConfig, default_durability: Durability) -> App {
+        App {
+            in_flight: Semaphore::new(config.concurrency),
+            config,
+            engine: OnceLock::new(),
+            default_durability,
+            next_request: AtomicU64::new(1),
+            routes: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>, Problem> {
+        self.engine.get().cloned().ok_or_else(|| Problem::unavailable("starting: the log is being replayed"))
+    }
+
+    fn record(&self, method: &Method, route: &str, status: StatusCode, micros: u64) {
+        let Ok(mut routes) = self.routes.lock() else { return };
+        let stats = routes.entry((method.to_string(), route.to_string(), status.as_u16())).or_default();
+        for (at, &upper) in LATENCY_BUCKETS_US.iter().enumerate() {
+            if micros <= upper {
+                stats.buckets[at] += 1;
+            }
+        }
+        stats.count += 1;
+        stats.sum_us += micros;
+    }
+
+    fn route_metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP recwal_http_request_duration_us HTTP request latency in microseconds, per route and status.\n\
+             # TYPE recwal_http_request_duration_us histogram\n",
+        );
+        if let Ok(routes) = self.routes.lock() {
+            for ((method, route, status), stats) in routes.iter() {
+                let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+                for (at, upper) in LATENCY_BUCKETS_US.iter().enumerate() {
+                    out.push_str(&format!(
+                        "recwal_http_request_duration_us_bucket{{{labels},le=\"{upper}\"}} {}\n",
+                        stats.buckets[at]
+                    ));
+                }
+                out.push_str(&format!(
+                    "recwal_http_request_duration_us_bucket{{{labels},le=\"+Inf\"}} {}\n",
+                    stats.count
+                ));
+                out.push_str(&format!("recwal_http_request_duration_us_sum{{{labels}}} {}\n", stats.sum_us));
+                out.push_str(&format!("recwal_http_request_duration_us_count{{{labels}}} {}\n", stats.count));
+            }
+        }
+        out
+    }
+}
+
+/// The router with every route and middleware.
+pub fn router(app: Arc<App>) -> Router {
+    let models = Router::new()
+        .route("/admin/models", get(list_models).post(add_model))
+        .layer(DefaultBodyLimit::max(app.config.model_limit_bytes));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/events", post(ingest))
+        .route("/v1/event", post(ingest_one))
+        .route("/v1/users/{user}/recommend", get(recommend))
+        .route("/v1/users/{user}/interactions", get(interactions))
+        .route("/v1/users/{user}", delete(forget_user))
+        .route("/v1/items/{item}/similar", get(similar))
+        .route("/v1/items/{item}", delete(remove_item))
+        .route("/v1/popular", get(popular))
+        .route("/admin/stats", get(stats))
+        .route("/admin/wal", get(wal_status))
+        .route("/admin/checkpoint", post(checkpoint))
+        .route("/admin/models/status", get(model_status))
+        .route("/admin/models/rollback", post(rollback_model))
+        .route("/admin/models/{version}/activate", post(activate_model))
+        .layer(DefaultBodyLimit::max(app.config.body_limit_bytes))
+        .merge(models)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no such route",
+        format!("{method} {} is not a route of this API (see /openapi.json)", uri.path()),
+    )
+}
+
+/// Request id, auth, concurrency limit, timeout, latency histogram.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let id = app.next_request.fetch_add(1, Ordering::Relaxed);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let span = tracing::info_span!("request", request_id = id, %method, route = %route);
+    let started = Instant::now();
+    let response = async {
+        let open = matches!(route.as_str(), "/healthz" | "/readyz");
+        if let (Some(token), false) = (app.config.token.as_deref(), open) {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "));
+            if presented != Some(token) {
+                let mut response = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this endpoint needs the header `Authorization: Bearer <token>` with the configured token",
+                )
+                .into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
+        let Ok(_permit) = app.in_flight.try_acquire() else {
+            return Problem::unavailable(format!(
+                "too many requests in flight (concurrency limit {}); retry later",
+                app.config.concurrency
+            ))
+            .into_response();
+        };
+        match tokio::time::timeout(app.config.request_timeout(), next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => Problem::unavailable(format!(
+                "the request took longer than {} ms (request_timeout_ms); an ingest may still have been \
+                 logged: retry it with the same event ids",
+                app.config.request_timeout_ms
+            ))
+            .into_response(),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let micros = started.elapsed().as_micros() as u64;
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    app.record(&method, &route, response.status(), micros);
+    span.in_scope(|| info!(status = response.status().as_u16(), micros, "request"));
+    response
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let Some(engine) = app.engine.get() else {
+        let body = json!({ "ready": false, "reasons": ["replaying the log"] });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    let wal = engine.wal_metrics();
+    let models = engine.model_status();
+    let mut reasons = Vec::new();
+    if wal.sync_failures > 0 {
+        reasons.push(format!("the log failed {} sync(s): the engine accepts no writes; restart it", wal.sync_failures));
+    }
+    let body = json!({
+        "ready": reasons.is_empty(),
+        "reasons": reasons,
+        "records_replayed": engine.open_report().records_replayed,
+        "model": {
+            "active": models.active,
+            "serving": models.serving,
+            "fault": models.fault,
+            "breaker": models.breaker,
+        },
+    });
+    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::new();
+    text.push_str("# HELP recwal_ready 1 once the log is replayed.\n# TYPE recwal_ready gauge\n");
+    match app.engine.get() {
+        Some(engine) => {
+            text.push_str("recwal_ready 1\n");
+            let report = engine.open_report();
+            text.push_str(&format!(
+                "# HELP recwal_replay_records Records replayed at start-up.\n# TYPE recwal_replay_records gauge\nrecwal_replay_records {}\n",
+                report.records_replayed
+            ));
+            text.push_str(&format!(
+                "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {}\n",
+                report.replay.as_millis()
+            ));
+            text.push_str(&engine.metrics_text());
+        }
+        None => text.push_str("recwal_ready 0\n"),
+    }
+    text.push_str(&app.route_metrics());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    Json(openapi::document())
+}
+
+fn receipts(receipts: Vec<recwal::Receipt>) -> Json<IngestResponse> {
+    Json(IngestResponse {
+        receipts: receipts.into_iter().map(|r| ApiReceipt { lsn: r.lsn, duplicate: r.duplicate }).collect(),
+    })
+}
+
+async fn ingest(
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson<IngestRequest>,
+) -> Result<Json<IngestResponse>, Problem> {
+    let engine = app.engine()?;
+    if body.events.is_empty() || body.events.len() > app.config.max_batch {
+        return Err(Problem::bad_request(format!(
+            "invalid events: must hold 1–{} events, got {}",
+            app.config.max_batch,
+            body.events.len()
+        )));
+    }
+    let durability = api::durability(body.durability.as_deref(), app.default_durability)?;
+    let events = body
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(at, event)| event.into_event(&format!("events[{at}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(receipts(engine.ingest_batch_async(&events, durability).await?))
+}
+
+async fn ingest_one(
+    State(app): State<Arc<App>>,
+    ApiQuery(query): ApiQuery<DurabilityQuery>,
+    ApiJson(event): ApiJson<ApiEvent>,
+) -> Result<Json<IngestResponse>, Problem> {
+    let engine = app.engine()?;
+    let durability = api::durability(query.durability.as_deref(), app.default_durability)?;
+    let event = event.into_event("event")?;
+    Ok(receipts(engine.ingest_batch_async(&[event], durability).await?))
+}
+
+async fn recommend(
+    State(app): State<Arc<App>>,
+    Path(user): Path<String>,
+    ApiQuery(query): ApiQuery<RecommendQuery>,
+) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let request = query.into_request(user, app.config.max_n)?;
+    Ok(Json(engine.recommend_async(request).await?).into_response())
+}
+
+async fn similar(
+    State(app): State<Arc<App>>,
+    Path(item): Path<String>,
+    ApiQuery(query): ApiQuery<CountQuery>,
+) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let n = api::check_n(query.n, app.config.max_n)?;
+    Ok(Json(json!({ "item": item.clone(), "items": engine.similar_items(&item, n)? })).into_response())
+}
+
+async fn popular(State(app): State<Arc<App>>, ApiQuery(query): ApiQuery<CountQuery>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let n = api::check_n(query.n, app.config.max_n)?;
+    Ok(Json(json!({ "items": engine.popular(n)? })).into_response())
+}
+
+async fn interactions(State(app): State<Arc<App>>, Path(user): Path<String>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    Ok(Json(json!({ "user": user.clone(), "interactions": engine.interactions(&user)? })).into_response())
+}
+
+/// Runs a blocking engine call off the async threads.
+async fn blocking<T: Send + 'static>(
+    engine: Arc<Engine>,
+    work: impl FnOnce(&Engine) -> Result<T, recwal::EngineError> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::task::spawn_blocking(move || work(&engine)).await {
+        Ok(result) => result.map_err(Problem::from),
+        Err(err) => Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err.to_string())),
+    }
+}
+
+async fn forget_user(State(app): State<Arc<App>>, Path(user): Path<String>) -> Result<Response, Problem> {
+    let lsn = blocking(app.engine()?, move |engine| engine.forget_user(&user)).await?;
+    Ok(Json(json!({ "lsn": lsn })).into_response())
+}
+
+async fn remove_item(State(app): State<Arc<App>>, Path(item): Path<String>) -> Result<Response, Problem> {
+    let lsn = blocking(app.engine()?, move |engine| engine.remove_item(&item)).await?;
+    Ok(Json(json!({ "lsn": lsn })).into_response())
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let stats = engine.stats();
+    Ok(Json(json!({
+        "users": stats.users,
+        "items": stats.items,
+        "pairs": stats.pairs,
+        "events_applied": stats.events_applied,
+        "applied_lsn": stats.applied_lsn,
+        "dedup_ids": stats.dedup_ids,
+        "snapshot_lsn": stats.snapshot_lsn,
+        "uptime_s": app.started.elapsed().as_secs(),
+    }))
+    .into_response())
+}
+
+async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let wal = engine.wal_metrics();
+    let report = engine.open_report();
+    Ok(Json(json!({
+        "lsn_written": wal.lsn_written,
+        "lsn_durable": wal.lsn_durable,
+        "lsn_released": wal.lsn_released,
+        "records_appended": wal.records_appended,
+        "bytes_appended": wal.bytes_appended,
+        "syncs": wal.syncs,
+        "sync_failures": wal.sync_failures,
+        "segments_live": wal.segments_live,
+        "segments_free": wal.segments_free,
+        "sync_latency_us_p50": wal.sync_latency_us.quantile_upper_bound(0.5),
+        "sync_latency_us_p99": wal.sync_latency_us.quantile_upper_bound(0.99),
+        "recovery": {
+            "records_recovered": report.wal.records_recovered,
+            "bytes_cut": report.wal.bytes_cut,
+            "snapshot_lsn": report.snapshot_lsn,
+            "records_replayed": report.records_replayed,
+            "replay_ms": report.replay.as_millis() as u64,
+        },
+    }))
+    .into_response())
+}
+
+async fn checkpoint(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let info = blocking(app.engine()?, |engine| engine.checkpoint()).await?;
+    Ok(Json(json!({
+        "lsn": info.lsn,
+        "path": info.path.map(|path| path.display().to_string()),
+        "bytes": info.bytes,
+        "segments_released": info.segments_released,
+    }))
+    .into_response())
+}
+
+async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    Ok(Json(json!({ "models": engine.models() })).into_response())
+}
+
+async fn add_model(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, Problem> {
+    let info = blocking(app.engine()?, move |engine| engine.add_model(&body)).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn activate_model(State(app): State<Arc<App>>, Path(version): Path<String>) -> Result<Response, Problem> {
+    let version: u32 = version
+        .parse()
+        .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
+    let info = blocking(app.engine()?, move |engine| engine.activate_model(version)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let info = blocking(app.engine()?, |engine| engine.rollback_model()).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn model_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    Ok(Json(engine.model_status()).into_response())
+}
+
+/// Opens the engine off the async threads, then marks the server ready.
+pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
+    let dir = app.config.data_dir.clone();
+    let config = app.config.engine().map_err(|err| err.to_string())?;
+    info!(data_dir = %dir.display(), "opening the engine: replaying the log");
+    let opened = tokio::task::spawn_blocking(move || Engine::open(&dir, config))
+        .await
+        .map_err(|err| format!("the start-up task failed: {err}"))?
+        .map_err(|err| err.to_string())?;
+    let report = opened.open_report();
+    info!(
+        records_replayed = report.records_replayed,
+        snapshot_lsn = report.snapshot_lsn,
+        replay_ms = report.replay.as_millis() as u64,
+        "ready"
+    );
+    if app.engine.set(Arc::new(opened)).is_err() {
+        warn!("the engine was opened twice");
+    }
+    Ok(())
+}
