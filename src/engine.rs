@@ -57,6 +57,15 @@ pub struct Interaction {
     pub events: u32,
 }
 
+/// How far the start-up replay is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayProgress {
+    /// Records replayed so far.
+    pub records_done: u64,
+    /// Records to replay in all.
+    pub records_total: u64,
+}
+
 /// What `open` found and did.
 #[derive(Clone, Debug)]
 pub struct OpenReport {
@@ -201,9 +210,19 @@ impl Engine {
     /// Opens (or creates) the engine in `dir`: recovers the log, loads the
     /// newest readable snapshot and replays the log from it.
     pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::open_with_progress(dir, config, &|_| {})
+    }
+
+    /// `open`, calling `progress` during the replay of the log (about every
+    /// 100 ms, and once at the end), for progress bars and readiness probes.
+    pub fn open_with_progress(
+        dir: &Path,
+        config: EngineConfig,
+        progress: &(dyn Fn(ReplayProgress) + Sync),
+    ) -> Result<Engine, EngineError> {
         config.validate()?;
         let wal = Wal::open(&dir.join("wal"), config.wal.clone())?;
-        Engine::open_on(dir, wal, config)
+        Engine::open_on(dir, wal, config, progress)
     }
 
     /// `open` with the log on a caller-supplied storage (snapshots still go
@@ -216,10 +235,15 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         config.validate()?;
         let wal = Wal::open_with_storage(storage, config.wal.clone())?;
-        Engine::open_on(dir, wal, config)
+        Engine::open_on(dir, wal, config, &|_| {})
     }
 
-    fn open_on(dir: &Path, wal: Wal, config: EngineConfig) -> Result<Engine, EngineError> {
+    fn open_on(
+        dir: &Path,
+        wal: Wal,
+        config: EngineConfig,
+        progress: &(dyn Fn(ReplayProgress) + Sync),
+    ) -> Result<Engine, EngineError> {
         let snapshots_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshots_dir)
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
@@ -228,7 +252,7 @@ impl Engine {
             SyncPolicy::Batch { .. } => Durability::Batch,
             SyncPolicy::Never => Durability::Never,
         };
-        let (state, report) = recover(&wal, &snapshots_dir, &config)?;
+        let (state, report) = recover(&wal, &snapshots_dir, &config, progress)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(&state.models)?;
         let metrics = wal.metrics();
@@ -903,7 +927,12 @@ fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHan
 }
 
 /// Newest readable snapshot + replay of the log after it.
-fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(State, OpenReport), EngineError> {
+fn recover(
+    wal: &Wal,
+    snapshots_dir: &Path,
+    config: &EngineConfig,
+    progress: &(dyn Fn(ReplayProgress) + Sync),
+) -> Result<(State, OpenReport), EngineError> {
     let first = wal.lsn_first();
     let last = wal.lsn_written();
     let started = Instant::now();
@@ -981,12 +1010,18 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
     let reader = wal.read_from(state_lsn + 1)?;
     state.begin_replay();
     let mut last_log = Instant::now();
+    let mut last_progress = Instant::now();
     info!(from = state_lsn + 1, to = last, records = total, "replaying the log");
+    progress(ReplayProgress { records_done: 0, records_total: total });
     for record in reader {
         let record = record?;
         let decoded = LogRecord::decode(record.lsn(), record.kind(), record.payload())?;
         state.apply(record.lsn(), &decoded, &config.dedup);
         replayed += 1;
+        if replayed.is_multiple_of(1024) && last_progress.elapsed() >= Duration::from_millis(100) {
+            last_progress = Instant::now();
+            progress(ReplayProgress { records_done: replayed, records_total: total });
+        }
         if last_log.elapsed() >= Duration::from_secs(1) {
             last_log = Instant::now();
             let rate = replayed as f64 / replay_started.elapsed().as_secs_f64();
@@ -998,6 +1033,7 @@ fn recover(wal: &Wal, snapshots_dir: &Path, config: &EngineConfig) -> Result<(St
         }
     }
     state.finish_replay();
+    progress(ReplayProgress { records_done: replayed, records_total: total.max(replayed) });
     let replay = replay_started.elapsed();
     info!(records = replayed, ms = replay.as_millis() as u64, snapshot_lsn = state_lsn, "replay finished");
     let report = OpenReport {

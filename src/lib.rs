@@ -37,7 +37,7 @@ pub use config::{
     BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
 };
 pub use dedup::FirstSeen;
-pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt};
+pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
 pub use engine_models::MODEL_BYTES_MAX;
 pub use error::EngineError;
 pub use event::{Event, EventKind, EVENT_ID_BYTES_MAX};

@@ -375,3 +375,29 @@ fn async_ingest_waits_without_blocking_the_thread() {
     // needed its own sync.
     assert!(syncs < 64, "{syncs} syncs for 64 concurrent async ingests on one thread");
 }
+
+#[test]
+fn open_reports_replay_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    {
+        let engine = Engine::open(dir.path(), config.clone()).unwrap();
+        for at in 0..3000 {
+            let event = Event::new(format!("u{}", at % 50), format!("i{at}"), EventKind::Click);
+            engine.ingest_with(event, recwal::Durability::Never).unwrap();
+        }
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let engine =
+        Engine::open_with_progress(dir.path(), config, &|progress| seen.lock().unwrap().push(progress)).unwrap();
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.first().map(|p| p.records_done), Some(0));
+    let last = *seen.last().unwrap();
+    assert_eq!((last.records_done, last.records_total), (3000, 3000));
+    assert!(seen.windows(2).all(|pair| pair[0].records_done <= pair[1].records_done));
+    assert_eq!(engine.open_report().records_replayed, 3000);
+}

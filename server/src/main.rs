@@ -335,6 +335,14 @@ fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String
     let started = Instant::now();
     let mut last = Instant::now();
     let total = ratings.len();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("import {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
         let events: Vec<Event> = chunk
             .iter()
@@ -348,6 +356,9 @@ fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String
             .collect();
         engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
         let done = (at * batch.max(1) + chunk.len()).min(total);
+        if let Some(bar) = &bar {
+            bar.set_position(done as u64);
+        }
         if last.elapsed().as_secs() >= 1 || done == total {
             last = Instant::now();
             info!(
@@ -356,6 +367,9 @@ fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String
                 "import progress"
             );
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     engine.checkpoint().map_err(|err| err.to_string())?;
     engine.close().map_err(|err| err.to_string())?;

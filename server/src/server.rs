@@ -36,6 +36,9 @@ pub struct App {
     next_request: AtomicU64,
     routes: Mutex<BTreeMap<(String, String, u16), RouteStats>>,
     pub started: Instant,
+    /// Start-up replay: records done and to do.
+    replay_done: AtomicU64,
+    replay_total: AtomicU64,
 }
 
 /// Per (method, route, status): a latency histogram.
@@ -59,6 +62,8 @@ impl App {
             next_request: AtomicU64::new(1),
             routes: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            replay_done: AtomicU64::new(0),
+            replay_total: AtomicU64::new(0),
         }
     }
 
@@ -207,7 +212,13 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let Some(engine) = app.engine.get() else {
-        let body = json!({ "ready": false, "reasons": ["replaying the log"] });
+        let (done, total) = (app.replay_done.load(Ordering::Relaxed), app.replay_total.load(Ordering::Relaxed));
+        let percent = if total == 0 { 0.0 } else { 100.0 * done as f64 / total as f64 };
+        let body = json!({
+            "ready": false,
+            "reasons": [format!("replaying the log: {percent:.1}% ({done} of {total} records)")],
+            "replay": { "records_done": done, "records_total": total },
+        });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let wal = engine.wal_metrics();
@@ -233,15 +244,17 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = String::new();
+    text.push_str(&format!(
+        "# HELP recwal_replay_records_done Start-up replay: records replayed.\n# TYPE recwal_replay_records_done gauge\nrecwal_replay_records_done {}\n\
+         # HELP recwal_replay_records_total Start-up replay: records to replay.\n# TYPE recwal_replay_records_total gauge\nrecwal_replay_records_total {}\n",
+        app.replay_done.load(Ordering::Relaxed),
+        app.replay_total.load(Ordering::Relaxed)
+    ));
     text.push_str("# HELP recwal_ready 1 once the log is replayed.\n# TYPE recwal_ready gauge\n");
     match app.engine.get() {
         Some(engine) => {
             text.push_str("recwal_ready 1\n");
             let report = engine.open_report();
-            text.push_str(&format!(
-                "# HELP recwal_replay_records Records replayed at start-up.\n# TYPE recwal_replay_records gauge\nrecwal_replay_records {}\n",
-                report.records_replayed
-            ));
             text.push_str(&format!(
                 "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {}\n",
                 report.replay.as_millis()
@@ -436,10 +449,34 @@ pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
     let dir = app.config.data_dir.clone();
     let config = app.config.engine().map_err(|err| err.to_string())?;
     info!(data_dir = %dir.display(), "opening the engine: replaying the log");
-    let opened = tokio::task::spawn_blocking(move || Engine::open(&dir, config))
-        .await
-        .map_err(|err| format!("the start-up task failed: {err}"))?
-        .map_err(|err| err.to_string())?;
+    let watcher = Arc::clone(&app);
+    let opened = tokio::task::spawn_blocking(move || {
+        // A progress bar when a person watches; log lines (every second,
+        // from the engine) either way.
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("replay {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let opened = Engine::open_with_progress(&dir, config, &|progress| {
+            watcher.replay_done.store(progress.records_done, Ordering::Relaxed);
+            watcher.replay_total.store(progress.records_total, Ordering::Relaxed);
+            if let Some(bar) = &bar {
+                bar.set_length(progress.records_total);
+                bar.set_position(progress.records_done);
+            }
+        });
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        opened
+    })
+    .await
+    .map_err(|err| format!("the start-up task failed: {err}"))?
+    .map_err(|err| err.to_string())?;
     let report = opened.open_report();
     info!(
         records_replayed = report.records_replayed,
