@@ -11,7 +11,8 @@
 # Long modes: WAL_SIM_SCHEDULES=<n> (power-loss schedules, default 2000),
 # RECWAL_CRASH_ITERS=<n> (log SIGKILLs per durability policy, default 20),
 # RECWAL_ENGINE_CRASH_ITERS=<n> (engine SIGKILLs per policy, default 20),
-# RECWAL_REPLAY_CASES=<n> (engine replay-equivalence streams, default 64).
+# RECWAL_REPLAY_CASES=<n> (engine replay-equivalence streams, default 64),
+# RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
