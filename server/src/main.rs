@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout)]
 
 mod api;
+mod client;
 mod config;
 mod openapi;
 mod problem;
@@ -53,19 +54,40 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
-    /// Write a snapshot of a data directory (no server may be running on it).
+    /// Write a snapshot: of a running server (`--server`), or of a data
+    /// directory no server holds.
     Checkpoint {
         #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
-    /// Ranking models of a data directory (no server may be running on it;
-    /// a running server has /admin/models).
+    /// Ranking models: of a running server (`--server`), or of a data
+    /// directory no server holds.
     Models {
         #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[command(subcommand)]
         command: ModelsCommand,
     },
+}
+
+#[derive(Args)]
+struct RemoteArgs {
+    /// A running server, e.g. http://127.0.0.1:8089.
+    #[arg(long, env = "RECWAL_SERVER", global = true)]
+    server: Option<String>,
+    /// Its bearer token.
+    #[arg(long, env = "RECWAL_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+impl RemoteArgs {
+    fn remote(&self) -> Result<Option<client::Remote>, String> {
+        self.server.as_deref().map(|url| client::Remote::new(url, self.token.clone())).transpose()
+    }
 }
 
 #[derive(Subcommand)]
@@ -315,7 +337,15 @@ fn tool(command: Command) -> Result<ExitCode, String> {
         Command::Import { file, data_dir, batch } => import(&file, &data_dir, batch),
         Command::Eval { file, k } => eval(&file, k),
         Command::Wal { command } => wal(command),
-        Command::Checkpoint { data_dir } => {
+        Command::Checkpoint { data_dir, remote } => {
+            if let Some(remote) = remote.remote()? {
+                let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
+                println!(
+                    "snapshot at LSN {} ({} bytes), {} segment(s) released",
+                    info["lsn"], info["bytes"], info["segments_released"]
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let engine = open(&data_dir)?;
             let info = engine.checkpoint().map_err(|err| err.to_string())?;
             println!(
@@ -325,7 +355,10 @@ fn tool(command: Command) -> Result<ExitCode, String> {
             engine.close().map_err(|err| err.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models { data_dir, command } => models(&data_dir, command),
+        Command::Models { data_dir, remote, command } => match remote.remote()? {
+            Some(remote) => remote_models(&remote, command),
+            None => models(&data_dir, command),
+        },
     }
 }
 
@@ -441,20 +474,43 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<ExitCode, String> {
+    let json = "application/json";
+    let answer = match command {
+        ModelsCommand::List => remote.call("GET", "/admin/models", json, b"")?["models"].take(),
+        ModelsCommand::Add { file } => {
+            let bytes = std::fs::read(&file).map_err(|err| format!("{}: {err}", file.display()))?;
+            remote.call("POST", "/admin/models", "application/octet-stream", &bytes)?
+        }
+        ModelsCommand::Activate { version } => {
+            remote.call("POST", &format!("/admin/models/{version}/activate"), json, b"")?
+        }
+        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", json, b"")?,
+    };
+    let infos: Vec<recwal::model::ModelInfo> = match answer {
+        serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
+        other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
+    };
+    infos.iter().for_each(show_model);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_model(info: &recwal::model::ModelInfo) {
+    println!(
+        "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
+        info.version,
+        info.sha256,
+        info.bytes,
+        info.added_lsn,
+        info.activations.len(),
+        if info.active { "  ACTIVE" } else { "" },
+        if info.retired { "  retired" } else { "" }
+    );
+}
+
 fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
     let engine = open(data_dir)?;
-    let show = |info: &recwal::model::ModelInfo| {
-        println!(
-            "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
-            info.version,
-            info.sha256,
-            info.bytes,
-            info.added_lsn,
-            info.activations.len(),
-            if info.active { "  ACTIVE" } else { "" },
-            if info.retired { "  retired" } else { "" }
-        );
-    };
+    let show = show_model;
     match command {
         ModelsCommand::List => engine.models().iter().for_each(show),
         ModelsCommand::Add { file } => show(&engine.add_model_file(&file).map_err(|err| err.to_string())?),

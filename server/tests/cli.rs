@@ -86,3 +86,29 @@ fn import_inspect_checkpoint_models_eval() {
     assert!(!damaged.status.success(), "{}", String::from_utf8_lossy(&damaged.stdout));
     assert!(String::from_utf8_lossy(&damaged.stdout).contains("CORRUPTION FOUND"));
 }
+
+#[test]
+fn models_and_checkpoint_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "cli-token-0123456789";
+    let server = support::Server::start(dir.path(), Some(token), &[]);
+    let url = format!("http://{}", server.addr);
+    let remote = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &url, "--token", token]);
+        recwal(&all, &dir.path().join("unused"))
+    };
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/linear_v1.onnx");
+    let added = stdout(&remote(&["models", "add", fixture.to_str().unwrap()]));
+    assert!(added.starts_with("v1  sha256 "), "{added}");
+    stdout(&remote(&["models", "activate", "1"]));
+    let listed = stdout(&remote(&["models", "list"]));
+    assert!(listed.contains("ACTIVE"), "{listed}");
+    let checkpoint = stdout(&remote(&["checkpoint"]));
+    assert!(checkpoint.starts_with("snapshot at LSN"), "{checkpoint}");
+    // A wrong token is refused with the server's reason.
+    let refused = recwal(&["models", "list", "--server", &url, "--token", "wrong-token-0123456789"], dir.path());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 401"));
+    assert!(!dir.path().join("unused").exists(), "a remote command opened a data directory");
+}
