@@ -127,8 +127,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
 
 /// Writes `bytes` as the snapshot at `lsn`, atomically and durably.
 pub(crate) fn write(dir: &Path, lsn: u64, bytes: &[u8]) -> Result<PathBuf, EngineError> {
-    let path = dir.join(file_name(lsn));
-    let tmp = dir.join(format!("{}.tmp", file_name(lsn)));
+    write_atomically(dir, &file_name(lsn), bytes)
+}
+
+/// Writes `dir/name` so that a crash leaves either no file or the whole
+/// file: `name.tmp` written and fsynced, renamed, the directory fsynced.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, EngineError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let fail = |what: &str, err: std::io::Error| EngineError::io(format!("{what} {}", tmp.display()), err);
     let mut file = File::create(&tmp).map_err(|err| fail("creating", err))?;
     file.write_all(bytes).map_err(|err| fail("writing", err))?;

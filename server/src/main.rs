@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use recwal::{Durability, Engine, EngineConfig, Event, EventKind};
+use recwal::{Durability, Engine, EngineConfig, Event};
 use tracing::{error, info, warn};
 
 use crate::config::ServeConfig;
@@ -144,9 +144,9 @@ struct ServeArgs {
     /// auto, human or json.
     #[arg(long, env = "RECWAL_LOG_FORMAT")]
     log_format: Option<String>,
-    /// Exit on SIGTERM / SIGINT without writing a snapshot.
-    #[arg(long)]
-    no_snapshot_on_shutdown: bool,
+    /// Write a snapshot on SIGTERM / SIGINT before exiting (true or false).
+    #[arg(long, env = "RECWAL_SNAPSHOT_ON_SHUTDOWN")]
+    snapshot_on_shutdown: Option<bool>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -188,8 +188,8 @@ impl ServeArgs {
         if let Some(format) = &self.log_format {
             config.log_format.clone_from(format);
         }
-        if self.no_snapshot_on_shutdown {
-            config.snapshot_on_shutdown = false;
+        if let Some(snapshot) = self.snapshot_on_shutdown {
+            config.snapshot_on_shutdown = snapshot;
         }
         Ok(config)
     }
@@ -247,7 +247,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the async runtime: {err}"))?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| format!("cannot listen on {addr}: {err}"))?;
         let local = listener.local_addr().map_err(|err| err.to_string())?;
         // The first line of stdout, for scripts and tests (port 0 picks one).
@@ -257,12 +257,16 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let snapshot_on_shutdown = config.snapshot_on_shutdown;
         let app = Arc::new(server::App::new(config, durability));
         let failed = Arc::new(AtomicBool::new(false));
+        let open_error = Arc::new(std::sync::Mutex::new(None::<String>));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         {
-            let (app, failed) = (Arc::clone(&app), Arc::clone(&failed));
+            let (app, failed, open_error) = (Arc::clone(&app), Arc::clone(&failed), Arc::clone(&open_error));
             tokio::spawn(async move {
                 if let Err(reason) = server::open_engine(app).await {
                     error!(%reason, "cannot open the engine");
+                    if let Ok(mut slot) = open_error.lock() {
+                        *slot = Some(format!("cannot open the engine: {reason}"));
+                    }
                     failed.store(true, Ordering::SeqCst);
                     let _ = stop.send(());
                 }
@@ -270,7 +274,14 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         }
         let shutdown = async move {
             tokio::select! {
-                () = termination() => info!("shutting down: finishing requests in flight"),
+                () = termination() => {
+                    info!("shutting down: finishing requests in flight (a second signal exits at once)");
+                    tokio::spawn(async {
+                        termination().await;
+                        warn!("second signal: exiting without finishing");
+                        std::process::exit(130);
+                    });
+                }
                 // (A dropped sender, after a successful open, is no signal.)
                 Ok(()) = stopped => {}
             }
@@ -280,29 +291,55 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
             .await
             .map_err(|err| format!("server error: {err}"))?;
         if failed.load(Ordering::SeqCst) {
-            return Ok(ExitCode::FAILURE);
+            return Err(open_error.lock().ok().and_then(|reason| reason.clone()).unwrap_or_default());
         }
-        let Some(engine) = app.engine.get().cloned() else { return Ok(ExitCode::SUCCESS) };
+        let Some(engine) = app.engine.get().cloned() else {
+            // Stopped while replaying: nothing was changed that needs
+            // saving, and the replay thread is abandoned (below).
+            warn!("stopped during the start-up replay; the next start replays again");
+            return Ok(Outcome::StoppedDuringReplay);
+        };
         let closed = tokio::task::spawn_blocking(move || -> Result<(), String> {
             if snapshot_on_shutdown {
                 let info = engine.checkpoint().map_err(|err| format!("the shutdown snapshot failed: {err}"))?;
                 info!(lsn = info.lsn, "shutdown snapshot written");
             }
             drop(app);
-            match Arc::try_unwrap(engine) {
-                Ok(engine) => engine.close().map_err(|err| format!("closing the engine: {err}")),
-                Err(_) => {
-                    warn!("the engine is still referenced; it closes when dropped");
-                    Ok(())
+            // Work detached from timed-out requests may still hold the
+            // engine for a moment: wait for it, then close (sync the log).
+            let mut engine = engine;
+            for _ in 0..600 {
+                match Arc::try_unwrap(engine) {
+                    Ok(owned) => return owned.close().map_err(|err| format!("closing the engine: {err}")),
+                    Err(shared) => {
+                        engine = shared;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
                 }
             }
+            warn!("the engine is still in use after 30 s; it closes when dropped");
+            Ok(())
         })
         .await
         .map_err(|err| err.to_string())?;
         closed?;
         info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+        Ok(Outcome::Stopped)
+    });
+    match outcome {
+        Ok(Outcome::Stopped) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::StoppedDuringReplay) => {
+            // Do not wait for the replay thread.
+            runtime.shutdown_background();
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => Err(reason),
+    }
+}
+
+enum Outcome {
+    Stopped,
+    StoppedDuringReplay,
 }
 
 async fn termination() {
@@ -377,16 +414,7 @@ fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String
         bar
     });
     for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
-        let events: Vec<Event> = chunk
-            .iter()
-            .map(|rating| {
-                let event = Event::new(rating.user.clone(), rating.item.clone(), EventKind::Rating(rating.value));
-                match rating.timestamp_ms {
-                    Some(ms) => event.at(ms),
-                    None => event,
-                }
-            })
-            .collect();
+        let events: Vec<Event> = chunk.iter().map(recwal::eval::Rating::to_event).collect();
         engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
         let done = (at * batch.max(1) + chunk.len()).min(total);
         if let Some(bar) = &bar {

@@ -1,7 +1,7 @@
 //! Errors as `application/problem+json` (RFC 9457): every refusal names the
 //! field or the rule, with the status that says whose fault it is.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -106,4 +106,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 fn query_problem(rejection: &QueryRejection) -> Problem {
     Problem::bad_request(rejection.body_text())
+}
+
+/// `Path<T>` whose rejections (e.g. invalid percent-encoding) are problems.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(path_problem(&rejection)),
+        }
+    }
+}
+
+fn path_problem(rejection: &PathRejection) -> Problem {
+    Problem::new(rejection.status(), "invalid request", rejection.body_text())
+}
+
+/// A raw body whose rejections (over the size limit) are problems.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(rejection) => Err(bytes_problem(&rejection)),
+        }
+    }
+}
+
+fn bytes_problem(rejection: &BytesRejection) -> Problem {
+    let status = rejection.status();
+    let title = if status == StatusCode::PAYLOAD_TOO_LARGE { "body too large" } else { "invalid request" };
+    Problem::new(status, title, rejection.body_text())
 }

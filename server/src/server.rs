@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +23,7 @@ use crate::api::{
 };
 use crate::config::ServeConfig;
 use crate::openapi;
-use crate::problem::{ApiJson, ApiQuery, Problem};
+use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem};
 
 /// What every handler shares.
 pub struct App {
@@ -72,6 +71,18 @@ impl App {
     }
 
     fn record(&self, method: &Method, route: &str, status: StatusCode, micros: u64) {
+        // Standard methods only: a client inventing method names must not
+        // grow the series without bound (routes are templates, statuses few).
+        let method = match *method {
+            Method::GET
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::PATCH => method.as_str(),
+            _ => "OTHER",
+        };
         let Ok(mut routes) = self.routes.lock() else { return };
         let stats = routes.entry((method.to_string(), route.to_string(), status.as_u16())).or_default();
         for (at, &upper) in LATENCY_BUCKETS_US.iter().enumerate() {
@@ -136,8 +147,17 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(app.config.body_limit_bytes))
         .merge(models)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        format!("{method} is not allowed on {} (see /openapi.json)", uri.path()),
+    )
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Problem {
@@ -165,8 +185,10 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "));
-            if presented != Some(token) {
+                .and_then(|value| value.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, presented)| presented.trim());
+            if !presented.is_some_and(|presented| same_secret(presented, token)) {
                 let mut response = Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
@@ -177,6 +199,11 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
                 return response;
             }
         }
+        // Probes and metrics are never refused for load: an orchestrator
+        // must see a busy server as alive.
+        if open || route == "/metrics" {
+            return next.run(request).await;
+        }
         let Ok(_permit) = app.in_flight.try_acquire() else {
             return Problem::unavailable(format!(
                 "too many requests in flight (concurrency limit {}); retry later",
@@ -184,11 +211,16 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
             ))
             .into_response();
         };
+        // Operator actions (model uploads, checkpoints of a large state) may
+        // take long and are not cut off.
+        if route.starts_with("/admin/") {
+            return next.run(request).await;
+        }
         match tokio::time::timeout(app.config.request_timeout(), next.run(request)).await {
             Ok(response) => response,
             Err(_) => Problem::unavailable(format!(
-                "the request took longer than {} ms (request_timeout_ms); an ingest may still have been \
-                 logged: retry it with the same event ids",
+                "the request took longer than {} ms (request_timeout_ms); a write it carried may still \
+                 complete: resend ingests with the same event ids",
                 app.config.request_timeout_ms
             ))
             .into_response(),
@@ -206,6 +238,17 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     response
 }
 
+/// Compares a presented token with the configured one in time that does not
+/// depend on where they differ.
+fn same_secret(presented: &str, token: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), token.as_bytes());
+    let mut differ = u8::from(a.len() != b.len());
+    for (at, &byte) in b.iter().enumerate() {
+        differ |= byte ^ a.get(at).copied().unwrap_or(0);
+    }
+    differ == 0
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
@@ -221,8 +264,14 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
-    let wal = engine.wal_metrics();
-    let models = engine.model_status();
+    let engine = Arc::clone(engine);
+    let Ok((wal, models, replayed)) = tokio::task::spawn_blocking(move || {
+        (engine.wal_metrics(), engine.model_status(), engine.open_report().records_replayed)
+    })
+    .await
+    else {
+        return Problem::unavailable("the readiness check failed").into_response();
+    };
     let mut reasons = Vec::new();
     if wal.sync_failures > 0 {
         reasons.push(format!("the log failed {} sync(s): the engine accepts no writes; restart it", wal.sync_failures));
@@ -230,7 +279,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     let body = json!({
         "ready": reasons.is_empty(),
         "reasons": reasons,
-        "records_replayed": engine.open_report().records_replayed,
+        "records_replayed": replayed,
         "model": {
             "active": models.active,
             "serving": models.serving,
@@ -251,15 +300,18 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.replay_total.load(Ordering::Relaxed)
     ));
     text.push_str("# HELP recwal_ready 1 once the log is replayed.\n# TYPE recwal_ready gauge\n");
-    match app.engine.get() {
+    match app.engine.get().cloned() {
         Some(engine) => {
             text.push_str("recwal_ready 1\n");
-            let report = engine.open_report();
+            let replay_ms = engine.open_report().replay.as_millis();
             text.push_str(&format!(
-                "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {}\n",
-                report.replay.as_millis()
+                "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {replay_ms}\n"
             ));
-            text.push_str(&engine.metrics_text());
+            // Off the async threads: it reads the state under its lock.
+            match tokio::task::spawn_blocking(move || engine.metrics_text()).await {
+                Ok(engine_text) => text.push_str(&engine_text),
+                Err(err) => warn!(%err, "rendering the engine's metrics failed"),
+            }
         }
         None => text.push_str("recwal_ready 0\n"),
     }
@@ -296,7 +348,7 @@ async fn ingest(
         .enumerate()
         .map(|(at, event)| event.into_event(&format!("events[{at}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(receipts(engine.ingest_batch_async(&events, durability).await?))
+    Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&events, durability)).await?))
 }
 
 async fn ingest_one(
@@ -307,12 +359,12 @@ async fn ingest_one(
     let engine = app.engine()?;
     let durability = api::durability(query.durability.as_deref(), app.default_durability)?;
     let event = event.into_event("event")?;
-    Ok(receipts(engine.ingest_batch_async(&[event], durability).await?))
+    Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&[event], durability)).await?))
 }
 
 async fn recommend(
     State(app): State<Arc<App>>,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
     ApiQuery(query): ApiQuery<RecommendQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
@@ -322,23 +374,26 @@ async fn recommend(
 
 async fn similar(
     State(app): State<Arc<App>>,
-    Path(item): Path<String>,
+    ApiPath(item): ApiPath<String>,
     ApiQuery(query): ApiQuery<CountQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let n = api::check_n(query.n, app.config.max_n)?;
-    Ok(Json(json!({ "item": item.clone(), "items": engine.similar_items(&item, n)? })).into_response())
+    let items = blocking(engine, move |engine| engine.similar_items(&item, n)).await?;
+    Ok(Json(json!({ "items": items })).into_response())
 }
 
 async fn popular(State(app): State<Arc<App>>, ApiQuery(query): ApiQuery<CountQuery>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let n = api::check_n(query.n, app.config.max_n)?;
-    Ok(Json(json!({ "items": engine.popular(n)? })).into_response())
+    let items = blocking(engine, move |engine| engine.popular(n)).await?;
+    Ok(Json(json!({ "items": items })).into_response())
 }
 
-async fn interactions(State(app): State<Arc<App>>, Path(user): Path<String>) -> Result<Response, Problem> {
+async fn interactions(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    Ok(Json(json!({ "user": user.clone(), "interactions": engine.interactions(&user)? })).into_response())
+    let interactions = blocking(engine, move |engine| engine.interactions(&user)).await?;
+    Ok(Json(json!({ "interactions": interactions })).into_response())
 }
 
 /// Runs a blocking engine call off the async threads.
@@ -352,19 +407,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn forget_user(State(app): State<Arc<App>>, Path(user): Path<String>) -> Result<Response, Problem> {
+async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
     let lsn = blocking(app.engine()?, move |engine| engine.forget_user(&user)).await?;
     Ok(Json(json!({ "lsn": lsn })).into_response())
 }
 
-async fn remove_item(State(app): State<Arc<App>>, Path(item): Path<String>) -> Result<Response, Problem> {
+async fn remove_item(State(app): State<Arc<App>>, ApiPath(item): ApiPath<String>) -> Result<Response, Problem> {
     let lsn = blocking(app.engine()?, move |engine| engine.remove_item(&item)).await?;
     Ok(Json(json!({ "lsn": lsn })).into_response())
 }
 
 async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let engine = app.engine()?;
-    let stats = engine.stats();
+    let stats = blocking(app.engine()?, |engine| Ok(engine.stats())).await?;
     Ok(Json(json!({
         "users": stats.users,
         "items": stats.items,
@@ -417,16 +471,16 @@ async fn checkpoint(State(app): State<Arc<App>>) -> Result<Response, Problem> {
 }
 
 async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let engine = app.engine()?;
-    Ok(Json(json!({ "models": engine.models() })).into_response())
+    let models = blocking(app.engine()?, |engine| Ok(engine.models())).await?;
+    Ok(Json(json!({ "models": models })).into_response())
 }
 
-async fn add_model(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, Problem> {
+async fn add_model(State(app): State<Arc<App>>, ApiBytes(body): ApiBytes) -> Result<Response, Problem> {
     let info = blocking(app.engine()?, move |engine| engine.add_model(&body)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-async fn activate_model(State(app): State<Arc<App>>, Path(version): Path<String>) -> Result<Response, Problem> {
+async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<String>) -> Result<Response, Problem> {
     let version: u32 = version
         .parse()
         .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
@@ -440,8 +494,8 @@ async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem
 }
 
 async fn model_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let engine = app.engine()?;
-    Ok(Json(engine.model_status()).into_response())
+    let status = blocking(app.engine()?, |engine| Ok(engine.model_status())).await?;
+    Ok(Json(status).into_response())
 }
 
 /// Opens the engine off the async threads, then marks the server ready.

@@ -128,6 +128,16 @@ fn every_endpoint_answers_and_auth_guards_them() {
     }
     assert_eq!(server.lsn(), lsn, "an unauthorised request wrote to the log");
     assert_eq!(server.json("GET", "/admin/stats", "").1["users"], 3);
+    // The scheme is case-insensitive.
+    let lower = format!("bearer {TOKEN}");
+    assert_eq!(request(&server.addr, "GET", "/admin/stats", &[("authorization", &lower)], b"").unwrap().status, 200);
+    // Invented methods are refused and counted under one label, so they
+    // cannot grow /metrics.
+    for method in ["FOO", "BAR"] {
+        request(&server.addr, method, "/v1/popular", &[], b"").unwrap().assert_problem(401, method);
+    }
+    let text = server.call("GET", "/metrics", b"").text();
+    assert!(text.contains("method=\"OTHER\"") && !text.contains("method=\"FOO\""));
     // Health and readiness need no token.
     assert_eq!(request(&server.addr, "GET", "/healthz", &[], b"").unwrap().status, 200);
     assert_eq!(request(&server.addr, "GET", "/readyz", &[], b"").unwrap().status, 200);
@@ -136,7 +146,13 @@ fn every_endpoint_answers_and_auth_guards_them() {
 #[test]
 fn bad_input_is_refused_with_problem_json_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), None, &["--body-limit-bytes", "4096", "--max-batch", "5", "--max-n", "50"]);
+    let config = dir.path().join("recwal.toml");
+    std::fs::write(&config, "model_limit_bytes = 100000\n").unwrap();
+    let server = Server::start(
+        dir.path(),
+        None,
+        &["--body-limit-bytes", "4096", "--max-batch", "5", "--max-n", "50", "--config", config.to_str().unwrap()],
+    );
     seed(&server);
     let lsn = server.lsn();
     let long = "x".repeat(257);
@@ -188,7 +204,18 @@ fn bad_input_is_refused_with_problem_json_and_writes_nothing() {
     server.call("GET", "/v1/users/nobody/interactions", b"").assert_problem(404, "unknown user");
     server.call("DELETE", "/v1/items/no-such-item", b"").assert_problem(404, "remove an unknown item");
     server.call("GET", "/v1/nothing-here", b"").assert_problem(404, "unknown route");
-    assert_eq!(server.call("PUT", "/v1/events", b"{}").status, 405);
+    server.call("PUT", "/v1/events", b"{}").assert_problem(405, "wrong method");
+    server.call("GET", "/v1/users/%ff/recommend", b"").assert_problem(400, "invalid percent-encoding");
+    server.call("DELETE", "/v1/users/%c3%28", b"").assert_problem(400, "invalid UTF-8 in the path");
+    let upload = request(
+        &server.addr,
+        "POST",
+        "/admin/models",
+        &[("content-type", "application/octet-stream")],
+        &fixture("slow"),
+    )
+    .unwrap();
+    upload.assert_problem(413, "a model over model_limit_bytes");
     assert_eq!(server.lsn(), lsn, "refused input moved the log");
     // Still up and answering.
     assert_eq!(server.json("GET", "/v1/popular?n=2", "").0, 200);
@@ -220,6 +247,8 @@ fn timeouts_and_the_concurrency_limit_answer_503() {
     };
     let mut refused = 0;
     for _ in 0..200 {
+        // Probes are never refused for load.
+        assert_eq!(server.call("GET", "/healthz", b"").status, 200);
         let response = server.call("GET", "/v1/popular", b"");
         if response.status == 503 {
             response.assert_problem(503, "concurrency limit");
@@ -282,6 +311,17 @@ fn configuration_layers_and_refusals() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"));
     assert!(!dir.path().join("data").exists(), "a refused start created the data directory");
+    // A data directory that cannot be opened: a clear message, exit 1.
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&not_a_dir)
+        .env_remove("RECWAL_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("recwal: cannot open the engine"), "{failed:?}");
     std::fs::write(&file, "colour = \"red\"\n").unwrap();
     let unknown = Command::new(env!("CARGO_BIN_EXE_recwal")).args(["serve", "--config"]).arg(&file).output().unwrap();
     assert!(!unknown.status.success());

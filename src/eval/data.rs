@@ -23,6 +23,18 @@ pub struct Rating {
     pub timestamp_ms: Option<i64>,
 }
 
+impl Rating {
+    /// The rating as an engine event (kind rating, at its time if known).
+    pub fn to_event(&self) -> crate::event::Event {
+        let event =
+            crate::event::Event::new(self.user.clone(), self.item.clone(), crate::event::EventKind::Rating(self.value));
+        match self.timestamp_ms {
+            Some(at) => event.at(at),
+            None => event,
+        }
+    }
+}
+
 /// The layout of a ratings file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::eval::{evaluate, EvalSet, Rating, Report};
-use crate::event::{Event, EventKind};
+use crate::event::Event;
 use crate::recommend::{RecommendRequest, Strategy};
 use crate::{Durability, EngineConfig};
 
@@ -20,16 +20,7 @@ const TRAIN_BATCH: usize = 1000;
 pub fn train_engine(dir: &Path, config: EngineConfig, train: &[Rating]) -> Result<Engine, EngineError> {
     let engine = Engine::open(dir, config)?;
     for chunk in train.chunks(TRAIN_BATCH) {
-        let events: Vec<Event> = chunk
-            .iter()
-            .map(|rating| {
-                let event = Event::new(rating.user.clone(), rating.item.clone(), EventKind::Rating(rating.value));
-                match rating.timestamp_ms {
-                    Some(at) => event.at(at),
-                    None => event,
-                }
-            })
-            .collect();
+        let events: Vec<Event> = chunk.iter().map(Rating::to_event).collect();
         engine.ingest_batch_with(&events, Durability::Never)?;
     }
     Ok(engine)

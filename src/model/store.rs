@@ -3,15 +3,14 @@
 //! log records them; read back only after their SHA-256 matches the one the
 //! log recorded, so a restart never serves a different model in silence.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::error::EngineError;
-use crate::snapshot::sync_dir;
+use crate::snapshot::{sync_dir, write_atomically};
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -25,18 +24,10 @@ pub(crate) fn path(dir: &Path, version: u32) -> PathBuf {
     dir.join(format!("v{version:06}.onnx"))
 }
 
-/// Stores `bytes` as `version`, durably.
+/// Stores `bytes` as `version`, durably (a crash leaves the whole file or
+/// a `.tmp` the next start sweeps).
 pub(crate) fn write(dir: &Path, version: u32, bytes: &[u8]) -> Result<PathBuf, EngineError> {
-    let path = path(dir, version);
-    let tmp = dir.join(format!("v{version:06}.onnx.tmp"));
-    let fail = |what: &str, err: std::io::Error| EngineError::io(format!("{what} {}", tmp.display()), err);
-    let mut file = File::create(&tmp).map_err(|err| fail("creating", err))?;
-    file.write_all(bytes).map_err(|err| fail("writing", err))?;
-    file.sync_all().map_err(|err| fail("syncing", err))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|err| fail("renaming", err))?;
-    sync_dir(dir)?;
-    Ok(path)
+    write_atomically(dir, &format!("v{version:06}.onnx"), bytes)
 }
 
 /// The file of `version`, if its hash is `expected`; otherwise what is wrong.
