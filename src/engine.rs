@@ -372,7 +372,8 @@ impl Engine {
     /// checking a model or exporting training data.
     pub fn candidate_features(&self, request: &RecommendRequest) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
         recommend::validate(request)?;
-        let (answer, features) = self.shared.candidates(request)?;
+        let (candidates, features) = self.shared.candidates(request, false)?;
+        let answer = candidates.answer;
         let width = crate::model::schema::FEATURES;
         Ok(answer.items.into_iter().zip(features.chunks(width)).map(|(item, row)| (item.item, row.to_vec())).collect())
     }
@@ -506,29 +507,42 @@ impl Shared {
             }
             Plan::Rank(model, admission) => (model, admission),
         };
-        let (mut answer, features) = match self.candidates(request) {
+        let (candidates, features) = match self.candidates(request, true) {
             Ok(found) => found,
             Err(err) => {
                 model.breaker.abandon(admission);
                 return Err(err);
             }
         };
+        let mut answer = candidates.answer;
         self.ranker.rank(&model, admission, &mut answer, &features, request.n);
+        // Reasons only for the items kept (the model ran outside the lock).
+        recommend::fill_reasons(&self.read_state(), candidates.user, &candidates.neighbours, &mut answer.items);
         Ok(answer)
     }
 
     /// The strategy's best `max(n, models.candidates)` items and their
     /// features, from one read of the state.
-    pub(crate) fn candidates(&self, request: &RecommendRequest) -> Result<(Recommendations, Vec<f32>), EngineError> {
+    pub(crate) fn candidates(
+        &self,
+        request: &RecommendRequest,
+        defer_reasons: bool,
+    ) -> Result<(recommend::Candidates, Vec<f32>), EngineError> {
         let config = &self.config;
         let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
         let state = self.read_state();
-        let answer = recommend::recommend(&state, config, &wide)?;
+        let candidates = recommend::recommend_with(&state, config, &wide, defer_reasons)?;
         let items: Vec<crate::ids::Dense> =
-            answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
-        let user = state.users.get(&request.user).filter(|&user| !state.user_items(user).is_empty());
-        let features = crate::model::features::build(&state, config, user, request.strategy, &items);
-        Ok((answer, features))
+            candidates.answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
+        let features = crate::model::features::build(
+            &state,
+            config,
+            candidates.user,
+            request.strategy,
+            &candidates.scores,
+            &items,
+        );
+        Ok((candidates, features))
     }
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         // A panic while applying would leave the lock poisoned; readers

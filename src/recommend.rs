@@ -274,6 +274,28 @@ pub(crate) fn recommend(
     config: &EngineConfig,
     request: &RecommendRequest,
 ) -> Result<Recommendations, EngineError> {
+    recommend_with(state, config, request, false).map(|candidates| candidates.answer)
+}
+
+/// An answer and what was computed on the way, for a ranking model: the
+/// strategy's dense scores (seen items zeroed; empty at cold start or for
+/// popularity) and the UserCF neighbours, so features and reasons need not
+/// compute them again.
+pub(crate) struct Candidates {
+    pub answer: Recommendations,
+    pub user: Option<Dense>,
+    pub scores: Vec<f64>,
+    pub neighbours: Vec<(Dense, f64)>,
+}
+
+/// `recommend`; with `defer_reasons` the strategy's items get no reasons
+/// yet (a model keeps only some of them: `fill_reasons` adds them to those).
+pub(crate) fn recommend_with(
+    state: &State,
+    config: &EngineConfig,
+    request: &RecommendRequest,
+    defer_reasons: bool,
+) -> Result<Candidates, EngineError> {
     validate(request)?;
     let excluded: HashSet<Dense> = request.exclude.iter().filter_map(|name| state.items.get(name)).collect();
     let allowed: Option<HashSet<Dense>> =
@@ -288,6 +310,7 @@ pub(crate) fn recommend(
     let mut items = Vec::with_capacity(request.n);
     let mut chosen: HashSet<Dense> = HashSet::new();
     let cold_start = user.is_none();
+    let (mut dense, mut used_neighbours) = (Vec::new(), Vec::new());
     if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
         let (mut scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
         // Seen items drop out here, in O(seen), so the scan below needs no
@@ -310,10 +333,13 @@ pub(crate) fn recommend(
         chosen.extend(best.iter().map(|&(item, _)| item));
         let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
-            let reasons = reasons(state, item, request.strategy, &neighbours, &mut co);
+            let reasons =
+                if defer_reasons { Vec::new() } else { reasons(state, item, request.strategy, &neighbours, &mut co) };
             let name = state.items.name(item).to_string();
             items.push(Scored { item: name, score, strategy: request.strategy, reasons, model_score: None });
         }
+        dense = scores;
+        used_neighbours = neighbours;
     }
     if items.len() < request.n {
         // Cold start, or not enough scored candidates: fill with popular items.
@@ -321,7 +347,21 @@ pub(crate) fn recommend(
         items.extend(fill);
     }
     let ranking = Ranking::Unranked { reason: None };
-    Ok(Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items, ranking })
+    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items, ranking };
+    Ok(Candidates { answer, user, scores: dense, neighbours: used_neighbours })
+}
+
+/// Gives the strategy's items of `items` (those `recommend_with` left
+/// without reasons) their reasons, from `state` as it is now.
+pub(crate) fn fill_reasons(state: &State, user: Option<Dense>, neighbours: &[(Dense, f64)], items: &mut [Scored]) {
+    let Some(user) = user.filter(|&user| (user as usize) < state.users.len()) else { return };
+    let mut co = CoInteraction::new(state, user);
+    for scored in items.iter_mut().filter(|scored| scored.reasons.is_empty() && scored.strategy != Strategy::Popularity)
+    {
+        if let Some(item) = state.items.get(&scored.item) {
+            scored.reasons = reasons(state, item, scored.strategy, neighbours, &mut co);
+        }
+    }
 }
 
 fn reasons(

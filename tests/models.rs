@@ -62,6 +62,12 @@ fn add_activate_rollback_and_list() {
     // Added is not active.
     assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Unranked { reason: None });
 
+    let mut unranked_reasons = std::collections::HashMap::new();
+    for strategy in [Strategy::UserCf, Strategy::ItemRank, Strategy::Blend] {
+        for item in engine.recommend(&RecommendRequest::new("u5", 100, strategy)).unwrap().items {
+            unranked_reasons.insert((strategy, item.item), item.reasons);
+        }
+    }
     engine.activate_model(1).unwrap();
     assert_scores_match(&engine, &request, &linear);
     assert_eq!(engine.recommend(&request).unwrap().ranking, Ranking::Model { version: 1 });
@@ -73,6 +79,15 @@ fn add_activate_rollback_and_list() {
         assert_scores_match(&engine, &RecommendRequest::new("u5", 4, strategy), &linear);
     }
     assert_scores_match(&engine, &RecommendRequest::new("nobody", 4, Strategy::UserCf), &linear);
+    // A ranked item carries the reasons the strategy gives it un-ranked.
+    for strategy in [Strategy::UserCf, Strategy::ItemRank, Strategy::Blend] {
+        let ranked = engine.recommend(&RecommendRequest::new("u5", 4, strategy)).unwrap();
+        for item in &ranked.items {
+            let expected = &unranked_reasons[&(strategy, item.item.clone())];
+            assert_eq!(&item.reasons, expected, "{strategy:?} {}", item.item);
+            assert!(!item.reasons.is_empty(), "{strategy:?} {} has no reasons", item.item);
+        }
+    }
 
     let rolled = engine.rollback_model().unwrap();
     assert_eq!(rolled.version, 1);

@@ -9,11 +9,14 @@ use crate::recommend::{score_all, Strategy};
 use crate::state::State;
 
 /// Row-major `[candidates.len(), FEATURES]`.
+/// `strategy_scores`: the strategy's dense scores if already computed (by
+/// `recommend_with`), so they are not computed again.
 pub(crate) fn build(
     state: &State,
     config: &EngineConfig,
     user: Option<Dense>,
     strategy: Strategy,
+    strategy_scores: &[f64],
     candidates: &[Dense],
 ) -> Vec<f32> {
     let pick = |all: Vec<f64>| -> Vec<f64> {
@@ -24,12 +27,18 @@ pub(crate) fn build(
         // Cold start: the answer is popularity, whatever was asked.
         None => (vec![0.0; candidates.len()], vec![0.0; candidates.len()], popularity.clone()),
         Some(user) => {
-            let usercf = pick(score_all(state, config, user, Strategy::UserCf));
-            let itemrank = pick(score_all(state, config, user, Strategy::ItemRank));
+            let known = |wanted: Strategy| {
+                (strategy == wanted && !strategy_scores.is_empty()).then(|| strategy_scores.to_vec())
+            };
+            let usercf =
+                pick(known(Strategy::UserCf).unwrap_or_else(|| score_all(state, config, user, Strategy::UserCf)));
+            let itemrank =
+                pick(known(Strategy::ItemRank).unwrap_or_else(|| score_all(state, config, user, Strategy::ItemRank)));
             let own = match strategy {
                 Strategy::UserCf => usercf.clone(),
                 Strategy::ItemRank => itemrank.clone(),
                 Strategy::Popularity => popularity.clone(),
+                _ if !strategy_scores.is_empty() => pick(strategy_scores.to_vec()),
                 other => pick(score_all(state, config, user, other)),
             };
             (usercf, itemrank, own)
