@@ -353,3 +353,38 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
     // And an undocumented path is not served.
     assert!(server.call("GET", "/v1/secret", b"").text().contains("no such route"));
 }
+
+#[test]
+fn healthz_answers_while_the_log_replays_and_readyz_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A log with no snapshot: 300k events to replay at the next start.
+        let mut config = recwal::EngineConfig::default();
+        config.checkpoint.every = None;
+        config.checkpoint.every_records = None;
+        config.checkpoint.every_bytes = None;
+        let engine = recwal::Engine::open(dir.path(), config).unwrap();
+        for batch in 0..300 {
+            let events: Vec<recwal::Event> = (0..1000)
+                .map(|at| {
+                    recwal::Event::new(
+                        format!("u{}", (batch * 7 + at) % 5000),
+                        format!("i{at}"),
+                        recwal::EventKind::Click,
+                    )
+                })
+                .collect();
+            engine.ingest_batch_with(&events, recwal::Durability::Never).unwrap();
+        }
+    }
+    let server = Server::spawn(dir.path(), None, &[]);
+    let ready = server.call("GET", "/readyz", b"");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.json()["reasons"][0].as_str().unwrap().starts_with("replaying the log"), "{}", ready.text());
+    assert_eq!(server.call("GET", "/healthz", b"").status, 200);
+    server.call("GET", "/v1/popular", b"").assert_problem(503, "a request during replay");
+    assert!(server.call("GET", "/metrics", b"").text().contains("recwal_ready 0"));
+    server.wait_ready();
+    assert_eq!(server.json("GET", "/admin/stats", "").1["events_applied"], 300_000);
+    assert_eq!(server.json("GET", "/admin/wal", "").1["recovery"]["records_replayed"], 300);
+}

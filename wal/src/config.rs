@@ -49,6 +49,14 @@ pub enum SyncPolicy {
 
 impl SyncPolicy {
     /// `Batch` with 2 ms and 1 MiB.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, WalConfig};
+    /// use std::time::Duration;
+    /// let policy = SyncPolicy::batch_default();
+    /// assert_eq!(policy, SyncPolicy::Batch { max_delay: Duration::from_millis(2), max_bytes: 1 << 20 });
+    /// assert_eq!(WalConfig::default().sync_policy, policy); // the default of every log
+    /// ```
     pub const fn batch_default() -> Self {
         SyncPolicy::Batch { max_delay: BATCH_DELAY_DEFAULT, max_bytes: BATCH_BYTES_DEFAULT }
     }

@@ -6,6 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where in the log a problem was found.
+///
+/// ```
+/// use recwal_wal::Position;
+/// let at = Position { segment_index: 3, segment_seq: 7, offset: 4096 };
+/// assert_eq!(at.to_string(), "segment 3 (seq 7) offset 4096");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
     /// Index of the segment file (`seg-<index>.wal`).
@@ -23,6 +29,22 @@ impl std::fmt::Display for Position {
 }
 
 /// A corruption that recovery refused to repair in the configured mode.
+///
+/// ```
+/// use recwal_wal::sim::SimStorage;
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+/// let disk = SimStorage::new(7);
+/// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open_with_storage(Box::new(disk.clone()), config.clone())?;
+/// wal.append(1, b"first")?;
+/// wal.append(1, b"second")?; // written after record 1 was durable: proof that it was
+/// drop(wal);
+/// disk.flip_bit(0, 100, 0); // rot inside record 1's payload (its frame starts at offset 64)
+/// let refused = Wal::open_with_storage(Box::new(disk), config);
+/// let Err(WalError::Corruption(found)) = refused else { panic!("not refused") };
+/// assert_eq!((found.lsn_expected, found.position.segment_index, found.position.offset), (1, 0, 64));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Corruption {
     /// Where the first bad bytes are.

@@ -5,14 +5,54 @@
 //! documented byte by byte in `wal/FORMAT.md`; keep the two in step.
 
 /// Magic bytes at the start of every segment file.
+///
+/// ```
+/// use recwal_wal::format::{SegmentHeader, SegmentState, SEGMENT_MAGIC};
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+/// assert_eq!(header.encode()[..8], SEGMENT_MAGIC);
+/// assert_eq!(&SEGMENT_MAGIC, b"RECWALSG");
+/// ```
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RECWALSG";
 /// Version of the on-disk format written by this crate.
+///
+/// ```
+/// use recwal_wal::format::{SegmentHeader, SegmentState, FORMAT_VERSION};
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+/// let bytes = header.encode();
+/// assert_eq!(u32::from_le_bytes(bytes[8..12].try_into()?), FORMAT_VERSION);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const FORMAT_VERSION: u32 = 1;
 /// Bytes reserved at the start of a segment for its header.
+///
+/// ```
+/// use recwal_wal::format::{SegmentHeader, SegmentState, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+/// assert_eq!(header.encode().len() as u64, SEGMENT_HEADER_BYTES);
+/// assert_eq!(SEGMENT_HEADER_BYTES % RECORD_ALIGN, 0); // the first record is aligned
+/// ```
 pub const SEGMENT_HEADER_BYTES: u64 = 64;
 /// Bytes of a record header; the payload follows it.
+///
+/// ```
+/// use recwal_wal::format::{frame_bytes, RecordHeader, RECORD_HEADER_BYTES};
+/// let header = RecordHeader::new(1, 1, 0, 7, b"");
+/// assert_eq!(header.encode().len() as u64, RECORD_HEADER_BYTES);
+/// assert_eq!(frame_bytes(0), RECORD_HEADER_BYTES); // an empty record is all header
+/// ```
 pub const RECORD_HEADER_BYTES: u64 = 32;
 /// Every record frame starts on a multiple of this many bytes.
+///
+/// ```
+/// use recwal_wal::format::{frame_bytes, RECORD_ALIGN};
+/// for payload_len in 0..20 {
+///     assert_eq!(frame_bytes(payload_len) % RECORD_ALIGN, 0);
+/// }
+/// assert!(RECORD_ALIGN.is_power_of_two());
+/// ```
 pub const RECORD_ALIGN: u64 = 8;
 
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
@@ -20,6 +60,15 @@ const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_ALIGN.is_power_of_two());
 
 /// What a segment header says about the segment's contents.
+///
+/// ```
+/// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
+/// // A free header keeps its seq reserved; it need not name a first LSN.
+/// let free = SegmentHeader { state: SegmentState::Free, seq: 5, first_lsn: 0, released_lsn: 0, segment_bytes: 4096 };
+/// assert_eq!(SegmentHeader::decode(&free.encode()), Ok(free));
+/// let live = SegmentHeader { state: SegmentState::Live, ..free };
+/// assert_eq!(SegmentHeader::decode(&live.encode()), Err(HeaderDefect::Fields)); // live needs first_lsn >= 1
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentState {
     /// The segment holds records of the log from `first_lsn` on.
@@ -47,6 +96,14 @@ impl SegmentState {
 }
 
 /// The 64-byte header at offset 0 of every segment file.
+///
+/// ```
+/// use recwal_wal::format::{SegmentHeader, SegmentState, SEGMENT_HEADER_BYTES};
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 3, first_lsn: 100, released_lsn: 99, segment_bytes: 1 << 20 };
+/// let bytes: [u8; SEGMENT_HEADER_BYTES as usize] = header.encode();
+/// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
     /// Live or free.
@@ -63,6 +120,18 @@ pub struct SegmentHeader {
 }
 
 /// Why a segment header was rejected.
+///
+/// ```
+/// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+/// assert_eq!(SegmentHeader::decode(&[0u8; 64]), Err(HeaderDefect::Zeroed));
+/// let mut bytes = header.encode();
+/// bytes[20] ^= 1; // a flipped bit in `seq`
+/// assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderDefect::Checksum));
+/// bytes[0] = b'X';
+/// assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderDefect::Magic));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderDefect {
     /// All 64 bytes are zero: the segment was never started.
@@ -84,10 +153,27 @@ pub enum HeaderDefect {
 /// LSNs never reach this (at a billion records a second, it takes 146 years);
 /// anything above is not a real LSN, and keeping LSN arithmetic below it
 /// rules out overflow.
+///
+/// ```
+/// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState, LSN_LIMIT};
+/// assert!(LSN_LIMIT.checked_add(LSN_LIMIT).is_some()); // sums of two LSNs cannot overflow
+/// let header =
+///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: LSN_LIMIT, released_lsn: 0, segment_bytes: 4096 };
+/// assert_eq!(SegmentHeader::decode(&header.encode()), Err(HeaderDefect::Fields)); // not a real LSN
+/// ```
 pub const LSN_LIMIT: u64 = 1 << 62;
 
 impl SegmentHeader {
     /// Encodes the header, CRC included.
+    ///
+    /// ```
+    /// use recwal_wal::format::{SegmentHeader, SegmentState};
+    /// let header =
+    ///     SegmentHeader { state: SegmentState::Live, seq: 2, first_lsn: 10, released_lsn: 9, segment_bytes: 4096 };
+    /// let bytes = header.encode();
+    /// assert_eq!(bytes[16..24], 2u64.to_le_bytes()); // seq, little endian
+    /// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+    /// ```
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES as usize] {
         let mut buf = [0u8; SEGMENT_HEADER_BYTES as usize];
         buf[0..8].copy_from_slice(&SEGMENT_MAGIC);
@@ -103,6 +189,15 @@ impl SegmentHeader {
     }
 
     /// Decodes and checks a header. `bytes` must hold at least 64 bytes.
+    ///
+    /// ```
+    /// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
+    /// let header =
+    ///     SegmentHeader { state: SegmentState::Live, seq: 2, first_lsn: 10, released_lsn: 9, segment_bytes: 4096 };
+    /// let bytes = header.encode();
+    /// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+    /// assert_eq!(SegmentHeader::decode(&bytes[..32]), Err(HeaderDefect::Zeroed)); // too short to be a header
+    /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderDefect> {
         let Some(buf) = bytes.get(0..SEGMENT_HEADER_BYTES as usize) else {
             return Err(HeaderDefect::Zeroed);
@@ -146,6 +241,16 @@ impl SegmentHeader {
 /// (so the segment's sequence number) and the payload: a record left from an
 /// earlier lap of a recycled segment carries an older `seq` and is never
 /// taken for a record of the current lap.
+///
+/// ```
+/// use recwal_wal::format::{decode_slot, RecordHeader, Slot};
+/// let header = RecordHeader::new(1, 5, 4, 9, b"abc");
+/// let mut frame = header.encode().to_vec();
+/// frame.extend_from_slice(b"abc");
+/// frame.resize(header.frame_bytes() as usize, 0);
+/// assert_eq!(frame.len(), 40); // 32-byte header, 3-byte payload, 5 bytes of padding
+/// assert_eq!(decode_slot(&frame, 0, 1, 1024), Slot::Record(header));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     /// CRC-32 (IEEE, crc32fast) of header bytes 4..32 and the payload.
@@ -165,6 +270,13 @@ pub struct RecordHeader {
 
 impl RecordHeader {
     /// Builds the header for a payload, computing its CRC.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// let header = RecordHeader::new(1, 5, 4, 9, b"abc");
+    /// assert_eq!((header.seq, header.lsn, header.kind, header.len, header.durable_gap), (1, 5, 9, 3, 1));
+    /// assert_eq!(header.crc, header.compute_crc(b"abc"));
+    /// ```
     pub fn new(seq: u64, lsn: u64, durable_lsn: u64, kind: u8, payload: &[u8]) -> Self {
         debug_assert!(durable_lsn < lsn, "a record cannot be durable before it is written");
         let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
@@ -175,6 +287,13 @@ impl RecordHeader {
     }
 
     /// The highest LSN the writer knew to be durable when it wrote this record.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// assert_eq!(RecordHeader::new(1, 10, 7, 0, b"").durable_lsn_hint(), 7);
+    /// // A gap too large for the header saturates and says nothing.
+    /// assert_eq!(RecordHeader::new(1, 1 << 40, 0, 0, b"").durable_lsn_hint(), 0);
+    /// ```
     pub fn durable_lsn_hint(&self) -> u64 {
         if self.durable_gap == u32::MAX {
             return 0;
@@ -183,6 +302,14 @@ impl RecordHeader {
     }
 
     /// Encodes the header bytes.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// let header = RecordHeader::new(1, 5, 4, 9, b"abc");
+    /// let bytes = header.encode();
+    /// assert_eq!(bytes[0..4], header.crc.to_le_bytes());
+    /// assert_eq!(RecordHeader::parse(&bytes), Some(header));
+    /// ```
     pub fn encode(&self) -> [u8; RECORD_HEADER_BYTES as usize] {
         let mut buf = [0u8; RECORD_HEADER_BYTES as usize];
         buf[0..4].copy_from_slice(&self.crc.to_le_bytes());
@@ -201,6 +328,15 @@ impl RecordHeader {
 
     /// Parses the header bytes without checking the CRC.
     /// Returns `None` if the reserved bytes are not zero.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// let header = RecordHeader::new(1, 5, 4, 9, b"abc");
+    /// let mut bytes = header.encode();
+    /// assert_eq!(RecordHeader::parse(&bytes), Some(header));
+    /// bytes[30] = 1; // a reserved byte
+    /// assert_eq!(RecordHeader::parse(&bytes), None);
+    /// ```
     pub fn parse(buf: &[u8]) -> Option<Self> {
         let buf = buf.get(0..RECORD_HEADER_BYTES as usize)?;
         if buf[29..32] != [0, 0, 0] {
@@ -217,6 +353,13 @@ impl RecordHeader {
     }
 
     /// CRC of this header's fields (all but the CRC itself) and `payload`.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// let header = RecordHeader::new(1, 5, 4, 9, b"abc");
+    /// assert_eq!(header.compute_crc(b"abc"), header.crc);
+    /// assert_ne!(header.compute_crc(b"abd"), header.crc); // the payload is covered
+    /// ```
     pub fn compute_crc(&self, payload: &[u8]) -> u32 {
         let mut body = [0u8; RECORD_HEADER_BYTES as usize];
         self.encode_body(&mut body);
@@ -227,22 +370,52 @@ impl RecordHeader {
     }
 
     /// Total bytes the frame occupies, padding included.
+    ///
+    /// ```
+    /// use recwal_wal::format::RecordHeader;
+    /// assert_eq!(RecordHeader::new(1, 1, 0, 0, b"").frame_bytes(), 32);
+    /// assert_eq!(RecordHeader::new(1, 1, 0, 0, b"abc").frame_bytes(), 40);
+    /// ```
     pub fn frame_bytes(&self) -> u64 {
         frame_bytes(u64::from(self.len))
     }
 }
 
 /// Bytes a record with `payload_len` bytes of payload occupies on disk.
+///
+/// ```
+/// use recwal_wal::format::frame_bytes;
+/// assert_eq!(frame_bytes(0), 32);
+/// assert_eq!(frame_bytes(1), 40);
+/// assert_eq!(frame_bytes(8), 40);
+/// assert_eq!(frame_bytes(9), 48);
+/// ```
 pub fn frame_bytes(payload_len: u64) -> u64 {
     align_up(RECORD_HEADER_BYTES + payload_len)
 }
 
 /// Rounds `value` up to the record alignment.
+///
+/// ```
+/// use recwal_wal::format::align_up;
+/// assert_eq!((align_up(0), align_up(1), align_up(8), align_up(33)), (0, 8, 8, 40));
+/// ```
 pub fn align_up(value: u64) -> u64 {
     (value + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }
 
 /// What was found at one record position.
+///
+/// ```
+/// use recwal_wal::format::{decode_slot, RecordHeader, Slot};
+/// let header = RecordHeader::new(3, 1, 0, 7, b"payload");
+/// let mut frame = header.encode().to_vec();
+/// frame.extend_from_slice(b"payload");
+/// assert_eq!(decode_slot(&frame, 0, 3, 1024), Slot::Record(header));
+/// assert_eq!(decode_slot(&frame, 0, 4, 1024), Slot::Stale(header)); // left from lap 3, read in lap 4
+/// assert_eq!(decode_slot(&[0u8; 64], 0, 3, 1024), Slot::Zeroed);
+/// assert_eq!(decode_slot(&frame, 16, 3, 1024), Slot::End); // no room for a header
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     /// A valid record of this lap: header, and payload at `offset + 32`.
@@ -263,6 +436,17 @@ pub enum Slot {
 ///
 /// This is the single definition of a valid record: the recovery scan, the
 /// reader and the fuzzers all go through it.
+///
+/// ```
+/// use recwal_wal::format::{decode_slot, RecordHeader, Slot};
+/// let header = RecordHeader::new(3, 1, 0, 7, b"payload");
+/// let mut frame = header.encode().to_vec();
+/// frame.extend_from_slice(b"payload");
+/// assert_eq!(decode_slot(&frame, 0, 3, 1024), Slot::Record(header));
+/// frame[33] ^= 1; // torn or rotten payload
+/// assert_eq!(decode_slot(&frame, 0, 3, 1024), Slot::Invalid(Some(header)));
+/// assert_eq!(decode_slot(&frame, 0, 3, 4), Slot::Invalid(Some(header))); // longer than record_bytes_max
+/// ```
 pub fn decode_slot(bytes: &[u8], offset: u64, seq: u64, record_bytes_max: u32) -> Slot {
     let Ok(start) = usize::try_from(offset) else {
         return Slot::End;

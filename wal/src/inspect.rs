@@ -12,6 +12,19 @@ use crate::recovery::{open_segments, scan, RecordInfo, RecoveryReport};
 use crate::storage::{DirLock, FileStorage, Storage};
 
 /// What a segment file holds.
+///
+/// ```
+/// use recwal_wal::{inspect, SegmentStatus, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).segments_initial(3).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(1, b"x")?;
+/// wal.close()?;
+/// let inspection = inspect(dir.path(), &config, &mut |_, _| {})?;
+/// let statuses: Vec<SegmentStatus> = inspection.segments.iter().map(|segment| segment.status).collect();
+/// assert_eq!(statuses, [SegmentStatus::Live, SegmentStatus::Empty, SegmentStatus::Empty]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentStatus {
     /// Part of the recovered log.
@@ -28,6 +41,20 @@ pub enum SegmentStatus {
 }
 
 /// One segment file as inspected.
+///
+/// ```
+/// use recwal_wal::{inspect, SegmentStatus, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(1, b"abc")?;
+/// wal.close()?;
+/// let first = &inspect(dir.path(), &config, &mut |_, _| {})?.segments[0];
+/// assert_eq!((first.index, first.status, first.records), (0, SegmentStatus::Live, 1));
+/// assert_eq!(first.header, Some((1, 1, 0))); // (seq, first_lsn, released_lsn)
+/// assert_eq!(first.bytes_used, 64 + 40); // segment header, then one 40-byte frame
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentInfo {
     /// File index (`seg-<index>.wal`).
@@ -43,6 +70,20 @@ pub struct SegmentInfo {
 }
 
 /// The result of `inspect`.
+///
+/// ```
+/// use recwal_wal::{inspect, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(1, b"a")?;
+/// wal.append(1, b"b")?;
+/// wal.close()?;
+/// let inspection = inspect(dir.path(), &config, &mut |_, _| {})?;
+/// assert_eq!(inspection.segments.len(), 2);
+/// assert_eq!((inspection.report.records_recovered, inspection.report.last_lsn), (2, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Inspection {
     /// Every segment file, by index.

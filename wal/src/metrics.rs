@@ -45,6 +45,14 @@ impl Histogram {
 }
 
 /// A histogram as read at one moment.
+///
+/// ```
+/// use recwal_wal::HistogramSnapshot;
+/// // Values 1, 2, 3 and 5: buckets up to 1, up to 3 and up to 7.
+/// let snapshot = HistogramSnapshot { count: 4, sum: 11, buckets: vec![(1, 1), (3, 2), (7, 1)] };
+/// assert_eq!(snapshot.quantile_upper_bound(0.5), 3);
+/// assert_eq!(snapshot.quantile_upper_bound(1.0), 7);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     /// Number of values recorded.
@@ -108,6 +116,18 @@ impl Metrics {
 }
 
 /// Everything the log counts, read at one moment.
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+/// wal.append(1, b"a")?;
+/// wal.append(1, b"b")?;
+/// let metrics = wal.metrics();
+/// assert_eq!((metrics.records_appended, metrics.bytes_appended), (2, 2 * 40)); // whole frames
+/// assert_eq!((metrics.lsn_written, metrics.lsn_durable, metrics.syncs), (2, 0, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalMetrics {
     /// Records appended since open.

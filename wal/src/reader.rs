@@ -7,6 +7,17 @@ use crate::format::{decode_slot, RecordHeader, Slot, RECORD_HEADER_BYTES, SEGMEN
 use crate::wal::{lock_inner, LiveSegment, Lsn, Segment, Shared};
 
 /// A record read back from the log.
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+/// wal.append(7, b"hello")?;
+/// let record = wal.read_from(1)?.next().ok_or("empty")??;
+/// assert_eq!((record.lsn(), record.kind(), record.payload()), (1, 7, &b"hello"[..]));
+/// assert_eq!(format!("{record:?}"), "Record { lsn: 1, kind: 7, len: 5 }");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Record {
     lsn: Lsn,
     kind: u8,

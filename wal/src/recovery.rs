@@ -17,6 +17,22 @@ use crate::format::{
 use crate::storage::{SegmentFile, Storage};
 
 /// What recovery found and did.
+///
+/// ```
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// for _ in 0..3 {
+///     wal.append(1, b"r")?;
+/// }
+/// wal.close()?;
+/// let wal = Wal::open(dir.path(), config)?;
+/// let report = wal.recovery_report();
+/// assert_eq!((report.segments_scanned, report.records_recovered, report.first_lsn, report.last_lsn), (4, 3, 1, 3));
+/// assert!(report.tail_damage.is_none() && report.segments_invalidated.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Segment files examined.
@@ -67,6 +83,19 @@ impl RecoveryReport {
 }
 
 /// One record seen by the scan.
+///
+/// ```
+/// use recwal_wal::{inspect, RecordInfo, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+/// let wal = Wal::open(dir.path(), config.clone())?;
+/// wal.append(9, b"hello")?;
+/// wal.close()?;
+/// let mut seen: Vec<RecordInfo> = Vec::new();
+/// inspect(dir.path(), &config, &mut |info, _| seen.push(*info))?;
+/// assert_eq!(seen, [RecordInfo { segment_index: 0, offset: 64, lsn: 1, kind: 9, len: 5 }]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordInfo {
     /// Segment file index.

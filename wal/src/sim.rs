@@ -19,18 +19,48 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::storage::{SegmentFile, Storage, WritePath};
 
 /// Sector size of the simulated disk.
+///
+/// ```
+/// use recwal_wal::format::SEGMENT_HEADER_BYTES;
+/// use recwal_wal::sim::SECTOR_BYTES;
+/// // A segment header fits one sector, so the simulated disk never tears it,
+/// // and the smallest valid segment (4 KiB) is a whole number of sectors.
+/// assert!(SEGMENT_HEADER_BYTES <= SECTOR_BYTES);
+/// assert_eq!(4096 % SECTOR_BYTES, 0);
+/// ```
 pub const SECTOR_BYTES: u64 = 512;
 
 /// A small, fast, seedable PRNG (SplitMix64); good enough for fault schedules.
+///
+/// ```
+/// use recwal_wal::sim::SplitMix64;
+/// let (mut a, mut b) = (SplitMix64::new(42), SplitMix64::new(42));
+/// assert_eq!(a.next_u64(), b.next_u64()); // one seed, one sequence
+/// assert_ne!(a.next_u64(), SplitMix64::new(43).next_u64());
+/// ```
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
     /// A generator from `seed`.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SplitMix64;
+    /// let mut rng = SplitMix64::new(7);
+    /// let first = rng.next_u64();
+    /// assert_eq!(SplitMix64::new(7).next_u64(), first);
+    /// ```
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
     /// The next 64 random bits.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SplitMix64;
+    /// let mut rng = SplitMix64::new(1);
+    /// let draws: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+    /// assert!(draws.windows(2).all(|pair| pair[0] != pair[1]));
+    /// ```
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -39,10 +69,23 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
     /// A number in `0..bound` (`bound` > 0).
+    ///
+    /// ```
+    /// use recwal_wal::sim::SplitMix64;
+    /// let mut rng = SplitMix64::new(1);
+    /// assert!((0..100).all(|_| rng.below(6) < 6));
+    /// assert_eq!(rng.below(0), 0); // a zero bound is treated as 1
+    /// ```
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound.max(1)
     }
     /// True with probability `percent`/100.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SplitMix64;
+    /// let mut rng = SplitMix64::new(1);
+    /// assert!((0..100).all(|_| !rng.chance(0) && rng.chance(100)));
+    /// ```
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
@@ -70,6 +113,17 @@ impl SimState {
 }
 
 /// Simulated storage; clones share the same disk.
+///
+/// ```
+/// use recwal_wal::sim::SimStorage;
+/// use recwal_wal::Storage;
+/// let disk = SimStorage::new(1);
+/// let clone = disk.clone();
+/// clone.create_segment(0, 4096)?;
+/// assert_eq!(disk.list_segments()?, vec![0]); // clones share one disk
+/// assert_eq!(disk.bytes_used(), 4096);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct SimStorage {
     state: Arc<Mutex<SimState>>,
@@ -83,6 +137,15 @@ fn lock(state: &Mutex<SimState>) -> MutexGuard<'_, SimState> {
 
 impl SimStorage {
     /// An empty disk whose faults are drawn from `seed`.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(9);
+    /// assert!(disk.list_segments()?.is_empty());
+    /// assert_eq!((disk.bytes_used(), disk.syncs()), (0, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(seed: u64) -> Self {
         SimStorage {
             state: Arc::new(Mutex::new(SimState {
@@ -98,6 +161,21 @@ impl SimStorage {
     /// Power loss: each dirty sector independently keeps its durable
     /// contents or takes the volatile ones; then the volatile image becomes
     /// what is on disk.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{Storage, WritePath};
+    /// let disk = SimStorage::new(3);
+    /// let file = disk.create_segment(0, 4096)?;
+    /// file.write_at(0, b"synced", WritePath::Syscall)?;
+    /// file.sync_data()?;
+    /// file.write_at(512, b"maybe", WritePath::Syscall)?; // never synced
+    /// disk.crash();
+    /// let image = disk.image(0).ok_or("no file")?;
+    /// assert_eq!(&image[..6], b"synced");
+    /// assert!(image[512..517] == *b"maybe" || image[512..517] == [0; 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn crash(&self) {
         let mut state = lock(&self.state);
         let SimState { files, rng, .. } = &mut *state;
@@ -116,16 +194,50 @@ impl SimStorage {
 
     /// The next `count` syncs fail with EIO; the data they should have written
     /// is lost to the disk (reads still see it until the next `crash`).
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+    /// let disk = SimStorage::new(1);
+    /// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
+    /// let wal = Wal::open_with_storage(Box::new(disk.clone()), config)?;
+    /// disk.fail_next_syncs(1);
+    /// assert!(matches!(wal.append(1, b"a"), Err(WalError::Poisoned { .. })));
+    /// assert!(matches!(wal.append(1, b"b"), Err(WalError::Poisoned { .. }))); // for good
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fail_next_syncs(&self, count: u32) {
         lock(&self.state).sync_failures_pending = count;
     }
 
     /// Creating files beyond `bytes` in total fails with ENOSPC.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// disk.set_space_limit(Some(8192));
+    /// disk.create_segment(0, 4096)?;
+    /// disk.create_segment(1, 4096)?;
+    /// assert!(disk.create_segment(2, 4096).is_err()); // ENOSPC
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_space_limit(&self, bytes: Option<u64>) {
         lock(&self.state).space_bytes_max = bytes;
     }
 
     /// Flips one bit in both images of file `index`: synced data rotting.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// disk.create_segment(0, 4096)?;
+    /// disk.flip_bit(0, 10, 3);
+    /// disk.crash(); // the flip is in the durable image too
+    /// assert_eq!(disk.image(0).ok_or("no file")?[10], 1 << 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flip_bit(&self, index: u32, offset: u64, bit: u8) {
         let mut state = lock(&self.state);
         if let Some(file) = state.files.get_mut(&index) {
@@ -138,11 +250,31 @@ impl SimStorage {
     }
 
     /// Copy of the volatile image of file `index`.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{Storage, WritePath};
+    /// let disk = SimStorage::new(1);
+    /// assert!(disk.image(0).is_none());
+    /// disk.create_segment(0, 4096)?.write_at(8, b"abc", WritePath::Map)?;
+    /// assert_eq!(&disk.image(0).ok_or("no file")?[8..11], b"abc"); // unsynced writes are visible
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn image(&self, index: u32) -> Option<Vec<u8>> {
         lock(&self.state).files.get(&index).map(|file| file.volatile.clone())
     }
 
     /// Replaces file `index` (both images) with `bytes`, creating it if needed.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// disk.set_image(5, vec![1, 2, 3]);
+    /// assert_eq!(disk.list_segments()?, vec![5]);
+    /// assert_eq!(disk.open_segment(5)?.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_image(&self, index: u32, bytes: Vec<u8>) {
         let mut state = lock(&self.state);
         let file = state.files.entry(index).or_default();
@@ -152,16 +284,47 @@ impl SimStorage {
     }
 
     /// Removes file `index`.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// disk.set_image(0, vec![0; 4096]);
+    /// disk.remove(0);
+    /// assert!(disk.list_segments()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, index: u32) {
         lock(&self.state).files.remove(&index);
     }
 
     /// Number of successful syncs so far.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// let file = disk.create_segment(0, 4096)?;
+    /// file.sync_data()?;
+    /// file.sync_data()?;
+    /// assert_eq!(disk.syncs(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn syncs(&self) -> u64 {
         lock(&self.state).syncs
     }
 
     /// Total bytes of all files.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::Storage;
+    /// let disk = SimStorage::new(1);
+    /// disk.create_segment(0, 4096)?;
+    /// disk.set_image(1, vec![0; 100]);
+    /// assert_eq!(disk.bytes_used(), 4196);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bytes_used(&self) -> u64 {
         lock(&self.state).bytes_used()
     }

@@ -17,6 +17,16 @@ use crate::error::WalError;
 
 /// How an append's bytes should reach the file. A hint: simulated storage
 /// ignores it.
+///
+/// ```
+/// use recwal_wal::{FileStorage, Storage, WritePath};
+/// let dir = tempfile::tempdir()?;
+/// let file = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+/// file.write_at(100, b"mapped", WritePath::Map)?;
+/// file.write_at(200, b"pwrite", WritePath::Syscall)?;
+/// assert_eq!((file.view(100, 6), file.view(200, 6)), (Some(&b"mapped"[..]), Some(&b"pwrite"[..])));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WritePath {
     /// A `pwrite` system call. Used for appends that are synced at once:
@@ -29,43 +39,192 @@ pub enum WritePath {
 }
 
 /// A directory of segment files.
+///
+/// ```
+/// use recwal_wal::{FileStorage, Storage};
+/// let dir = tempfile::tempdir()?;
+/// let storage: Box<dyn Storage> = Box::new(FileStorage::open(dir.path())?);
+/// storage.create_segment(3, 4096)?;
+/// assert_eq!(storage.list_segments()?, vec![3]);
+/// assert_eq!(storage.open_segment(3)?.len(), 4096);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Storage: Send + Sync {
     /// Indices of the segment files present, in any order.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// storage.create_segment(2, 4096)?;
+    /// storage.create_segment(0, 4096)?;
+    /// std::fs::write(dir.path().join("notes.txt"), "not a segment")?;
+    /// let mut indices = storage.list_segments()?;
+    /// indices.sort_unstable();
+    /// assert_eq!(indices, vec![0, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn list_segments(&self) -> io::Result<Vec<u32>>;
     /// Creates segment `index` with `bytes` zero bytes, durably: when this
     /// returns, the file, its size and its directory entry survive power loss.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let file = FileStorage::open(dir.path())?.create_segment(0, 8192)?;
+    /// assert_eq!(file.len(), 8192);
+    /// let mut buf = [1u8; 16];
+    /// file.read_at(8000, &mut buf)?;
+    /// assert_eq!(buf, [0u8; 16]); // zero-filled
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn create_segment(&self, index: u32, bytes: u64) -> io::Result<Box<dyn SegmentFile>>;
     /// Opens an existing segment file.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage, WritePath};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// storage.create_segment(0, 4096)?.write_at(0, b"kept", WritePath::Syscall)?;
+    /// assert_eq!(storage.open_segment(0)?.view(0, 4), Some(&b"kept"[..]));
+    /// assert!(storage.open_segment(1).is_err()); // no such file
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn open_segment(&self, index: u32) -> io::Result<Box<dyn SegmentFile>>;
     /// A path for error messages.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// assert_eq!(storage.describe(Some(7)), dir.path().join("seg-00000007.wal"));
+    /// assert_eq!(storage.describe(None), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn describe(&self, index: Option<u32>) -> PathBuf;
 }
 
 /// One segment file.
+///
+/// ```
+/// use recwal_wal::{FileStorage, SegmentFile, Storage, WritePath};
+/// let dir = tempfile::tempdir()?;
+/// let file: Box<dyn SegmentFile> = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+/// file.write_at(64, b"record", WritePath::Syscall)?;
+/// file.sync_data()?;
+/// let mut buf = [0u8; 6];
+/// file.read_at(64, &mut buf)?;
+/// assert_eq!(&buf, b"record");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait SegmentFile: Send + Sync {
     /// Current length in bytes.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// assert_eq!(FileStorage::open(dir.path())?.create_segment(0, 8192)?.len(), 8192);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn len(&self) -> u64;
     /// True for a zero-length file (which cannot be mapped).
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// assert!(storage.create_segment(0, 0)?.is_empty());
+    /// assert!(!storage.create_segment(1, 4096)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Reads `buf.len()` bytes at `offset`.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage, WritePath};
+    /// let dir = tempfile::tempdir()?;
+    /// let file = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+    /// file.write_at(10, b"abc", WritePath::Syscall)?;
+    /// let mut buf = [0u8; 3];
+    /// file.read_at(10, &mut buf)?;
+    /// assert_eq!(&buf, b"abc");
+    /// assert!(file.read_at(4095, &mut buf).is_err()); // past the end
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// A zero-copy view of `len` bytes at `offset`, where the backend has one.
     ///
     /// Callers only ask for ranges that no writer is changing: bytes below the
     /// log's written watermark of a segment that cannot be recycled while the
     /// caller holds it.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage, WritePath};
+    /// let dir = tempfile::tempdir()?;
+    /// let file = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+    /// file.write_at(0, b"mapped", WritePath::Map)?;
+    /// assert_eq!(file.view(0, 6), Some(&b"mapped"[..])); // no copy
+    /// assert_eq!(file.view(4094, 4), None); // outside the file
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn view(&self, offset: u64, len: usize) -> Option<&[u8]>;
     /// Writes `bytes` at `offset`.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage, WritePath};
+    /// let dir = tempfile::tempdir()?;
+    /// let file = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+    /// file.write_at(0, b"one", WritePath::Map)?;
+    /// file.write_at(3, b"two", WritePath::Syscall)?;
+    /// assert_eq!(file.view(0, 6), Some(&b"onetwo"[..]));
+    /// assert!(file.write_at(4095, b"xx", WritePath::Syscall).is_err()); // files never grow by writing
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn write_at(&self, offset: u64, bytes: &[u8], path: WritePath) -> io::Result<()>;
     /// Makes every write so far durable (`fdatasync`).
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{Storage, WritePath};
+    /// let disk = SimStorage::new(1);
+    /// let file = disk.create_segment(0, 4096)?;
+    /// file.write_at(0, b"durable", WritePath::Syscall)?;
+    /// file.sync_data()?;
+    /// disk.crash(); // power loss keeps whatever was synced
+    /// assert_eq!(&disk.image(0).ok_or("no file")?[..7], b"durable");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn sync_data(&self) -> io::Result<()>;
     /// Grows the file to `bytes` with zeros and syncs it.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage, WritePath};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut file = FileStorage::open(dir.path())?.create_segment(0, 4096)?;
+    /// file.extend_to(8192)?;
+    /// assert_eq!(file.len(), 8192);
+    /// file.write_at(8000, b"new room", WritePath::Map)?;
+    /// assert_eq!(file.view(8000, 8), Some(&b"new room"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn extend_to(&mut self, bytes: u64) -> io::Result<()>;
 }
 
 /// A real directory of `seg-<index>.wal` files.
+///
+/// ```
+/// use recwal_wal::{DirLock, FileStorage, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let _lock = DirLock::acquire(dir.path())?; // what `Wal::open` does for you
+/// let storage = FileStorage::open(dir.path())?;
+/// let config = WalConfig::default().segment_bytes(1 << 20).segments_initial(2);
+/// let wal = Wal::open_with_storage(Box::new(storage), config)?;
+/// assert_eq!(wal.append(1, b"a")?.wait()?, 1);
+/// assert!(dir.path().join("seg-00000001.wal").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct FileStorage {
     dir: PathBuf,
 }
@@ -74,6 +233,16 @@ pub struct FileStorage {
 ///
 /// The kernel releases it when the process dies, so a SIGKILLed owner never
 /// blocks a restart; a second opener, in this process or another, gets `Locked`.
+///
+/// ```
+/// use recwal_wal::{DirLock, Wal, WalConfig, WalError};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+/// assert!(matches!(DirLock::acquire(dir.path()), Err(WalError::Locked { .. })));
+/// wal.close()?; // releases the lock
+/// DirLock::acquire(dir.path())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DirLock {
     _file: File,
 }
@@ -137,12 +306,12 @@ impl FileStorage {
 }
 
 /// File name of segment `index`.
-pub fn segment_file_name(index: u32) -> String {
+pub(crate) fn segment_file_name(index: u32) -> String {
     format!("seg-{index:08}.wal")
 }
 
 /// Parses a segment file name back to its index.
-pub fn parse_segment_file_name(name: &str) -> Option<u32> {
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
     let digits = name.strip_prefix("seg-")?.strip_suffix(".wal")?;
     if digits.len() != 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;

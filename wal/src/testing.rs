@@ -11,6 +11,14 @@ use crate::sim::{SimStorage, SplitMix64};
 use crate::wal::Wal;
 
 /// Segment size used by the fuzzers: small, so inputs cover whole segments.
+///
+/// ```
+/// use recwal_wal::testing::FUZZ_SEGMENT_BYTES;
+/// use recwal_wal::WalConfig;
+/// // The smallest segment a log accepts: inputs cover whole segments.
+/// assert!(WalConfig::default().segment_bytes(FUZZ_SEGMENT_BYTES).validate().is_ok());
+/// assert!(WalConfig::default().segment_bytes(FUZZ_SEGMENT_BYTES / 2).validate().is_err());
+/// ```
 pub const FUZZ_SEGMENT_BYTES: u64 = 4096;
 
 fn fuzz_config(mode: RecoveryMode) -> WalConfig {
@@ -25,6 +33,18 @@ fn fuzz_config(mode: RecoveryMode) -> WalConfig {
 
 /// Record decoding over arbitrary bytes: never panics, and whatever decodes
 /// as a record re-encodes to exactly the bytes it came from.
+///
+/// ```
+/// use recwal_wal::format::{decode_slot, RecordHeader, Slot};
+/// use recwal_wal::testing::fuzz_record_decode;
+/// let header = RecordHeader::new(3, 1, 0, 7, b"payload");
+/// let mut input = vec![3, 0]; // seq 3, offset 0
+/// input.extend_from_slice(&header.encode());
+/// input.extend_from_slice(b"payload");
+/// assert_eq!(decode_slot(&input[2..], 0, 3, 1024), Slot::Record(header));
+/// fuzz_record_decode(&input); // a real record: its invariants hold
+/// fuzz_record_decode(&[0xFF; 64]); // garbage: no panic
+/// ```
 pub fn fuzz_record_decode(data: &[u8]) {
     let (seq, offset, bytes) = match data {
         [seq, offset, rest @ ..] => (u64::from(*seq), u64::from(*offset % 16) * 8, rest),
@@ -51,6 +71,20 @@ pub fn fuzz_record_decode(data: &[u8]) {
 /// segments (1..=3) the rest is cut into. In every mode `open` must not
 /// panic; when it succeeds, the reader returns exactly the records recovery
 /// counted, in LSN order, and a second open finds nothing more to repair.
+///
+/// ```
+/// use recwal_wal::sim::SimStorage;
+/// use recwal_wal::testing::{fuzz_recovery, FUZZ_SEGMENT_BYTES};
+/// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+/// let disk = SimStorage::new(1);
+/// let config = WalConfig::default().segment_bytes(FUZZ_SEGMENT_BYTES).sync_policy(SyncPolicy::Always);
+/// Wal::open_with_storage(Box::new(disk.clone()), config)?.append(1, b"seed")?;
+/// let mut input = vec![0]; // one segment
+/// input.extend(disk.image(0).ok_or("no segment")?);
+/// assert_eq!(input.len() as u64, 1 + FUZZ_SEGMENT_BYTES);
+/// fuzz_recovery(&input);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn fuzz_recovery(data: &[u8]) {
     let Some((count, rest)) = data.split_first() else { return };
     let count = 1 + usize::from(*count % 3);
@@ -83,6 +117,13 @@ pub fn fuzz_recovery(data: &[u8]) {
 /// one operation: appends of assorted sizes and durabilities, syncs,
 /// checkpoints and power losses. After every power loss the recovered log
 /// must hold every acknowledged record and nothing that was never appended.
+///
+/// ```
+/// use recwal_wal::testing::fuzz_ops;
+/// // Appends (op % 8 in 0..=3), a sync (4), a checkpoint (5), power losses (6, 7).
+/// fuzz_ops(&[0, 2, 4, 1, 5, 6, 0, 7, 3]);
+/// fuzz_ops(&[]);
+/// ```
 pub fn fuzz_ops(data: &[u8]) {
     let storage = SimStorage::new(data.len() as u64);
     let config = fuzz_config(RecoveryMode::TolerateCorruptedTail).segments_max(3);

@@ -81,6 +81,19 @@ impl AppendTicket {
 
     /// Blocks until the record is durable; returns its LSN. Fails if a sync
     /// failed (the log is poisoned) or the log was dropped first.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// let kept = wal.append(1, b"a")?;
+    /// assert_eq!(kept.wait()?, 1); // under `Never`, waiting asks for the sync
+    /// let unsynced = wal.append(1, b"b")?;
+    /// drop(wal);
+    /// assert!(matches!(unsynced.wait(), Err(WalError::Closed)));
+    /// assert_eq!(kept.wait()?, 1); // already durable
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self) -> Result<Lsn, WalError> {
         match (self.durability, self.shared.upgrade()) {
             (Durability::Always | Durability::Never, Some(shared)) => self.commit.make_durable(&shared, self.lsn)?,
@@ -120,6 +133,17 @@ impl AppendTicket {
 }
 
 /// Resolves to the LSN once it is durable. See `AppendTicket::wait_async`.
+///
+/// ```
+/// use recwal_wal::{DurableFuture, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+/// let future: DurableFuture = wal.append(1, b"event")?.wait_async();
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(runtime.block_on(future)?, 1);
+/// assert_eq!(wal.lsn_durable(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct DurableFuture {
     commit: Arc<GroupCommit>,

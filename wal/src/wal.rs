@@ -28,6 +28,16 @@ use crate::storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
 use crate::ticket::AppendTicket;
 
 /// A log sequence number: dense, strictly increasing, starting at 1.
+///
+/// ```
+/// use recwal_wal::{Lsn, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+/// let first: Lsn = wal.append(1, b"a")?.lsn();
+/// let second: Lsn = wal.append(1, b"b")?.lsn();
+/// assert_eq!((first, second), (1, 2)); // dense, from 1
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Lsn = u64;
 
 /// One segment file and whether it has writes no sync has covered yet.

@@ -28,6 +28,13 @@ pub fn fixture(name: &str) -> Vec<u8> {
 impl Server {
     /// Starts `recwal serve` on `dir` with extra flags; waits until ready.
     pub fn start(dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        let server = Server::spawn(dir, token, extra);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `recwal serve`; returns once it listens (it may still replay).
+    pub fn spawn(dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_recwal"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -50,9 +57,7 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        let server = Server { child, addr, token: token.map(str::to_string) };
-        server.wait_ready();
-        server
+        Server { child, addr, token: token.map(str::to_string) }
     }
 
     pub fn wait_ready(&self) {
