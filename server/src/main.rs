@@ -33,7 +33,7 @@ enum Command {
     /// Run the HTTP server (defaults: ./recwal-data, 127.0.0.1:8089).
     Serve(ServeArgs),
     /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
-    /// user,item,rating[,timestamp]) through the normal ingest path.
+    /// user,item,rating and an optional timestamp) through the normal ingest path.
     Import {
         file: PathBuf,
         #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
