@@ -17,24 +17,77 @@ pub type Dense = u32;
 /// is what lets a snapshot and the log agree.
 #[derive(Default, Clone)]
 pub struct Interner {
-    by_name: FxHashMap<Arc<str>, Dense>,
+    by_name: FxHashMap<Key, Dense>,
     names: Vec<Arc<str>>,
 }
 
+/// Bytes of a name kept inside the hash table itself.
+const INLINE_BYTES: usize = 22;
+
+/// A name as the hash table keys it: short names (nearly all ids) inline, so
+/// a lookup compares them without following a pointer to the heap (a cache
+/// miss per event on large states); longer ones share the `Arc` of `names`.
+#[derive(Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Heap(Arc<str>),
+}
+
+impl Key {
+    fn new(name: &Arc<str>) -> Key {
+        let src = name.as_bytes();
+        if src.len() <= INLINE_BYTES {
+            let mut bytes = [0u8; INLINE_BYTES];
+            bytes[..src.len()].copy_from_slice(src);
+            Key::Inline { len: src.len() as u8, bytes }
+        } else {
+            Key::Heap(Arc::clone(name))
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Heap(name) => name.as_bytes(),
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, so that lookups by `&[u8]` find it.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
 impl Interner {
     pub fn get(&self, name: &str) -> Option<Dense> {
-        self.by_name.get(name).copied()
+        self.by_name.get(name.as_bytes()).copied()
     }
 
     /// The dense id of `name`, assigned now if it is new.
     pub fn intern(&mut self, name: &str) -> Dense {
-        if let Some(&id) = self.by_name.get(name) {
+        if let Some(&id) = self.by_name.get(name.as_bytes()) {
             return id;
         }
         let id = self.names.len() as Dense;
         let name: Arc<str> = Arc::from(name);
-        self.names.push(Arc::clone(&name));
-        self.by_name.insert(name, id);
+        self.by_name.insert(Key::new(&name), id);
+        self.names.push(name);
         id
     }
 

@@ -63,12 +63,13 @@ pub(crate) struct State {
     /// whatever the order of updates).
     pub item_others: Vec<u64>,
     /// While replaying a log: `item_others` and `popular` are not
-    /// maintained per event but rebuilt once by `finish_replay`, and new
-    /// pairs go to an unsorted tail of the user's list (`replay_tails`),
-    /// merged every `REPLAY_TAIL_MAX` pairs, instead of a sorted insert that
-    /// moves the whole list of a very active user each time.
+    /// maintained per event but rebuilt once by `finish_replay`, and events
+    /// are not applied to the per-user lists one by one (a binary search into
+    /// a long list each, mostly cache misses) but appended to `deferred` and
+    /// applied user by user (`apply_deferred`) before anything reads the
+    /// lists (a forget, the end of the replay) or when it is full.
     pub replaying: bool,
-    pub replay_tails: Vec<u32>,
+    pub deferred: Deferred,
     /// Per item, events seen.
     pub item_events: Vec<u64>,
     /// Per item, the popularity key: the event count, or with a half-life
@@ -123,9 +124,38 @@ fn log2_add(a: f64, b: f64) -> f64 {
     high + (1.0 + (low - high).exp2()).log2()
 }
 
-/// Pairs a user's list may hold unsorted during a replay.
-// (Small under unit tests, so their short lists exercise the merges.)
-const REPLAY_TAIL_MAX: u32 = if cfg!(test) { 4 } else { 64 };
+/// Events held in `Deferred` before they are applied.
+// (Small under unit tests, so that their short logs apply in several rounds.)
+const DEFERRED_MAX: usize = if cfg!(test) { 7 } else { 1 << 21 };
+
+/// Events of a replay not yet applied to the per-user lists, in log order.
+/// Their effects on the item arrays (popularity keys, event counts) and on
+/// the interners are applied at once, since those are cheap and ordered
+/// globally; what remains is per pair and per user, so it can be applied
+/// per user later in the same order and give the very same result.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    events: Vec<DeferredEvent>,
+    /// Per event, `timestamp_ms / half_life` (only with a half-life).
+    masses: Vec<f64>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct DeferredEvent {
+    user: Dense,
+    item: Dense,
+    weight: f32,
+    rating: bool,
+}
+
+/// A deferred event, grouped by user: `seq` is its place in the log.
+#[derive(Clone, Copy, Default)]
+struct UserEvent {
+    seq: u32,
+    item: Dense,
+    weight: f32,
+    rating: bool,
+}
 
 impl State {
     /// An empty state whose popularity decays with `half_life` (or counts).
@@ -205,59 +235,21 @@ impl State {
         item
     }
 
-    /// Where `item` is in a user's list during a replay, adding it to the
-    /// unsorted tail (and merging the tail when full) if it is new.
-    fn replay_position(&mut self, user: Dense, item: Dense) -> usize {
-        if self.replay_tails.len() < self.user_items.len() {
-            self.replay_tails.resize(self.user_items.len(), 0);
-        }
-        if let Some(pos) = self.position_of(user, item) {
-            return pos;
-        }
-        let pairs = &mut self.user_items[user as usize];
-        let tail = &mut self.replay_tails[user as usize];
-        let users = &mut self.item_users[item as usize];
-        let slot = users.len() as u32;
-        users.push(ItemUser { user, value: 0.0 });
-        pairs.push(Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot, mass: f64::NEG_INFINITY });
-        *tail += 1;
-        if *tail < REPLAY_TAIL_MAX {
-            return pairs.len() - 1;
-        }
-        // A stable sort of two sorted runs is a linear merge.
-        pairs.sort_by_key(|pair| pair.item);
-        *tail = 0;
-        pairs.binary_search_by_key(&item, |pair| pair.item).unwrap_or(0)
-    }
-
-    /// Sorts every list that has an unsorted replay tail.
-    fn merge_replay_tails(&mut self) {
-        for (user, tail) in self.replay_tails.iter_mut().enumerate() {
-            if *tail > 0 {
-                self.user_items[user].sort_by_key(|pair| pair.item);
-                *tail = 0;
-            }
-        }
-    }
-
     fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
-        let replay_pos = if self.replaying { Some(self.replay_position(user, item)) } else { None };
+        if self.replaying {
+            self.defer_interaction(user, item, kind, weight, timestamp_ms);
+            return;
+        }
         let pairs = &mut self.user_items[user as usize];
-        let found = match replay_pos {
-            Some(pos) => Ok(pos),
-            None => pairs.binary_search_by_key(&item, |pair| pair.item),
-        };
-        let pos = match found {
+        let pos = match pairs.binary_search_by_key(&item, |pair| pair.item) {
             Ok(pos) => pos,
             Err(pos) => {
-                if !self.replaying {
-                    // The graph's column sums: every item the user already
-                    // has gains one co-occurrence, the new one gains them all.
-                    for pair in pairs.iter() {
-                        self.item_others[pair.item as usize] += 1;
-                    }
-                    self.item_others[item as usize] += pairs.len() as u64;
+                // The graph's column sums: every item the user already has
+                // gains one co-occurrence, the new one gains them all.
+                for pair in pairs.iter() {
+                    self.item_others[pair.item as usize] += 1;
                 }
+                self.item_others[item as usize] += pairs.len() as u64;
                 let users = &mut self.item_users[item as usize];
                 let slot = users.len() as u32;
                 users.push(ItemUser { user, value: 0.0 });
@@ -303,17 +295,170 @@ impl State {
         *old = key;
     }
 
+    /// `add_interaction` during a replay: what is global (clock, item
+    /// popularity keys and counts, in log order) now, the rest deferred.
+    fn defer_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
+        self.latest_ms = self.latest_ms.max(timestamp_ms);
+        let key = self.item_popularity[item as usize];
+        let new_key = match self.half_life_ms {
+            Some(half_life) => {
+                let mass = timestamp_ms as f64 / half_life;
+                self.deferred.masses.push(mass);
+                log2_add(key, mass)
+            }
+            None => key + 1.0,
+        };
+        self.item_events[item as usize] += 1;
+        self.item_popularity[item as usize] = new_key;
+        let rating = kind == LoggedKind::Rating;
+        self.deferred.events.push(DeferredEvent { user, item, weight, rating });
+        if self.deferred.events.len() >= DEFERRED_MAX {
+            self.apply_deferred();
+        }
+    }
+
+    /// Applies the deferred events to the per-user lists, the norms and the
+    /// item lists, exactly as `add_interaction` would have one by one: per
+    /// pair and per user in log order, and new pairs take their slots in the
+    /// item lists in the order of their first event.
+    fn apply_deferred(&mut self) {
+        let events = std::mem::take(&mut self.deferred.events);
+        let masses = std::mem::take(&mut self.deferred.masses);
+        if events.is_empty() {
+            return;
+        }
+        // Group by user (a stable counting sort: log order within a user).
+        let users = self.user_items.len();
+        let mut starts = vec![0u32; users + 1];
+        for event in &events {
+            starts[event.user as usize + 1] += 1;
+        }
+        for user in 0..users {
+            starts[user + 1] += starts[user];
+        }
+        let mut next = starts.clone();
+        let mut grouped = vec![UserEvent::default(); events.len()];
+        for (seq, event) in events.iter().enumerate() {
+            let at = &mut next[event.user as usize];
+            grouped[*at as usize] =
+                UserEvent { seq: seq as u32, item: event.item, weight: event.weight, rating: event.rating };
+            *at += 1;
+        }
+        drop(next);
+        let count = events.len();
+        drop(events);
+        // Per new pair, by the seq of its first event: (user, position).
+        let mut first_at = vec![(Dense::MAX, 0u32); count];
+        let mut keys: Vec<(Dense, u32)> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
+        let mut fresh: Vec<Pair> = Vec::new();
+        let mut fresh_seq: Vec<u32> = Vec::new();
+        for user in 0..users {
+            let run = &grouped[starts[user] as usize..starts[user + 1] as usize];
+            if run.is_empty() {
+                continue;
+            }
+            let pairs = &mut self.user_items[user];
+            let norm = &mut self.user_norm_sq[user];
+            let old_len = pairs.len();
+            // Where each event goes: an existing pair, or a new one.
+            keys.clear();
+            keys.extend(run.iter().enumerate().map(|(at, event)| (event.item, at as u32)));
+            keys.sort_unstable();
+            targets.clear();
+            targets.resize(run.len(), 0);
+            fresh.clear();
+            fresh_seq.clear();
+            let mut at = 0;
+            while at < keys.len() {
+                let item = keys[at].0;
+                let target = match pairs.binary_search_by_key(&item, |pair| pair.item) {
+                    Ok(pos) => pos as u32,
+                    Err(_) => {
+                        fresh.push(Pair {
+                            item,
+                            rating: f32::NAN,
+                            implicit: 0.0,
+                            events: 0,
+                            slot: 0,
+                            mass: f64::NEG_INFINITY,
+                        });
+                        fresh_seq.push(run[keys[at].1 as usize].seq);
+                        (old_len + fresh.len() - 1) as u32
+                    }
+                };
+                while at < keys.len() && keys[at].0 == item {
+                    targets[keys[at].1 as usize] = target;
+                    at += 1;
+                }
+            }
+            // The events, in log order.
+            for (event, &target) in run.iter().zip(&targets) {
+                let target = target as usize;
+                let pair = if target < old_len { &mut pairs[target] } else { &mut fresh[target - old_len] };
+                let before = f64::from(pair.value());
+                if event.rating {
+                    pair.rating = event.weight;
+                } else {
+                    pair.implicit += event.weight;
+                }
+                pair.events = pair.events.saturating_add(1);
+                let after = f64::from(pair.value());
+                *norm += after * after - before * before;
+                if !masses.is_empty() {
+                    pair.mass = log2_add(pair.mass, masses[event.seq as usize]);
+                }
+            }
+            // The item lists carry the latest values of the existing pairs.
+            for &target in &targets {
+                let target = target as usize;
+                if target < old_len {
+                    let pair = &pairs[target];
+                    if let Some(entry) = self.item_users[pair.item as usize].get_mut(pair.slot as usize) {
+                        entry.value = pair.value();
+                    }
+                }
+            }
+            // The new pairs (made in item order) merge in, from the back.
+            if !fresh.is_empty() {
+                pairs.resize(old_len + fresh.len(), fresh[0]);
+                let mut old = old_len;
+                let mut out = pairs.len();
+                for (at, &pair) in fresh.iter().enumerate().rev() {
+                    while old > 0 && pairs[old - 1].item > pair.item {
+                        out -= 1;
+                        old -= 1;
+                        pairs[out] = pairs[old];
+                    }
+                    out -= 1;
+                    pairs[out] = pair;
+                    first_at[fresh_seq[at] as usize] = (user as Dense, out as u32);
+                }
+            }
+        }
+        // Slots: the new pairs join the item lists in order of first event.
+        for &(user, pos) in &first_at {
+            if user == Dense::MAX {
+                continue;
+            }
+            let pair = &mut self.user_items[user as usize][pos as usize];
+            let users = &mut self.item_users[pair.item as usize];
+            pair.slot = users.len() as u32;
+            users.push(ItemUser { user, value: pair.value() });
+        }
+    }
+
     /// Starts a replay: per-event index maintenance is deferred.
     pub fn begin_replay(&mut self) {
         self.replaying = true;
     }
 
-    /// Ends a replay: rebuilds the column sums and the popularity order
-    /// from the per-user lists, in O(pairs). The result is exactly what
-    /// per-event maintenance would have built.
+    /// Ends a replay: applies the deferred events, then rebuilds the column
+    /// sums and the popularity order from the per-user lists, in O(pairs).
+    /// The result is exactly what per-event maintenance would have built.
     pub fn finish_replay(&mut self) {
-        self.merge_replay_tails();
-        self.replay_tails = Vec::new();
+        self.apply_deferred();
+        self.deferred = Deferred::default();
         self.rebuild_derived();
         self.replaying = false;
     }
@@ -373,26 +518,20 @@ impl State {
         }
     }
 
-    /// Where `item` is in `user`'s list: a binary search, plus (during a
-    /// replay) a scan of the list's unsorted tail.
+    /// Where `item` is in `user`'s list (during a replay, once the deferred
+    /// events are applied).
     fn position_of(&self, user: Dense, item: Dense) -> Option<usize> {
-        let pairs = &self.user_items[user as usize];
-        let tail = if self.replaying { self.replay_tails.get(user as usize).map_or(0, |&t| t as usize) } else { 0 };
-        let sorted = pairs.len().saturating_sub(tail);
-        match pairs[..sorted].binary_search_by_key(&item, |pair| pair.item) {
-            Ok(at) => Some(at),
-            Err(_) => pairs[sorted..].iter().position(|pair| pair.item == item).map(|at| sorted + at),
-        }
+        self.user_items[user as usize].binary_search_by_key(&item, |pair| pair.item).ok()
     }
 
     fn forget(&mut self, user: Dense) {
         // During a replay the column sums and the popularity order are
         // rebuilt at the end: only what later records read is kept exact
         // here (lists, slots, event counts, popularity keys).
-        let pairs = std::mem::take(&mut self.user_items[user as usize]);
-        if let Some(tail) = self.replay_tails.get_mut(user as usize) {
-            *tail = 0;
+        if self.replaying {
+            self.apply_deferred();
         }
+        let pairs = std::mem::take(&mut self.user_items[user as usize]);
         let others = pairs.len().saturating_sub(1) as u64;
         for pair in &pairs {
             let users = &mut self.item_users[pair.item as usize];
@@ -495,7 +634,7 @@ impl State {
             item_users: Vec::new(),
             item_others: Vec::new(),
             replaying: false,
-            replay_tails: Vec::new(),
+            deferred: Deferred::default(),
             item_events: vec![0; items],
             item_popularity: body.item_popularity,
             popular: BTreeSet::new(),
@@ -589,11 +728,13 @@ mod tests {
         fn live_indexes_equal_rebuilt_ones(
             batches in prop::collection::vec(prop::collection::vec((0u8..8, 0u8..12, 0u8..4), 1..6), 1..30),
             forgets in prop::collection::vec(0u8..8, 0..4),
+            half_life_ms in prop::option::of(1u64..10),
         ) {
             let names: Vec<String> = (0..8).map(|u| format!("u{u}")).collect();
             let dedup = DedupConfig::default();
-            let mut live = State::new(None);
-            let mut replayed = State::new(None);
+            let half_life = half_life_ms.map(std::time::Duration::from_millis);
+            let mut live = State::new(half_life);
+            let mut replayed = State::new(half_life);
             replayed.begin_replay();
             let mut lsn = 0;
             for (at, batch) in batches.iter().enumerate() {
