@@ -44,18 +44,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             };
             let borrowed = TensorRef::from_array_view(([rows, 6], features.as_slice())).and_then(|input| {
-                session
-                    .run(ort::inputs!["features" => input])
-                    .map(|out| format!("{:?}", out["score"].try_extract_tensor::<f32>().map(|t| t.1.to_vec())))
+                session.run(ort::inputs!["features" => input]).and_then(|out| {
+                    let (_, scores) = out
+                        .get("score")
+                        .ok_or_else(|| ort::Error::new("no `score` output"))?
+                        .try_extract_tensor::<f32>()?;
+                    Ok(format!("{scores:?}"))
+                })
             });
             println!(
                 "{name:8} pattern {memory_pattern:5}: borrowed input: {}",
                 borrowed.unwrap_or_else(|err| err.to_string())
             );
             let owned = Tensor::from_array(([rows, 6], features.clone())).and_then(|input| {
-                session
-                    .run(ort::inputs!["features" => input])
-                    .map(|out| format!("{:?}", out["score"].try_extract_tensor::<f32>().map(|t| t.1.to_vec())))
+                session.run(ort::inputs!["features" => input]).and_then(|out| {
+                    let (_, scores) = out
+                        .get("score")
+                        .ok_or_else(|| ort::Error::new("no `score` output"))?
+                        .try_extract_tensor::<f32>()?;
+                    Ok(format!("{scores:?}"))
+                })
             });
             println!(
                 "{name:8} pattern {memory_pattern:5}: owned input:    {}",
@@ -98,7 +106,12 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 let mut s = session()?;
                 let input = ort::value::TensorRef::from_array_view(([rows, 6], features))?;
                 let out = s.run(ort::inputs!["features" => input])?;
-                Ok(out["score"].try_extract_tensor::<f32>()?.1.to_vec())
+                Ok(out
+                    .get("score")
+                    .ok_or_else(|| ort::Error::new("no `score` output"))?
+                    .try_extract_tensor::<f32>()?
+                    .1
+                    .to_vec())
             }),
         ),
         (
@@ -142,7 +155,12 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 b.bind_input("features", &input)?;
                 b.bind_output_to_device("score", &MemoryInfo::default())?;
                 let out = s.run_binding(&b)?;
-                Ok(out["score"].try_extract_tensor::<f32>()?.1.to_vec())
+                Ok(out
+                    .get("score")
+                    .ok_or_else(|| ort::Error::new("no `score` output"))?
+                    .try_extract_tensor::<f32>()?
+                    .1
+                    .to_vec())
             }),
         ),
         (
