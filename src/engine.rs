@@ -2,7 +2,10 @@
 //! apply in LSN order → acknowledge), reads, checkpoints and start-up.
 //!
 //! Locks, always taken in this order:
-//! - `applying` serialises appliers, so records are applied in LSN order.
+//! - `applying` (a mutex and a condvar) gives appliers turns, so records
+//!   are applied in LSN order; it is not held during a turn itself, and a
+//!   turn stops at the lowest LSN a caller waits for, so callers return in
+//!   LSN order as their records are applied.
 //! - `sequencer` (a mutex) orders appends: dedup check, LSN assignment and
 //!   the queue of records not yet applied. Never held across a sync, nor
 //!   while the state is updated.
@@ -14,7 +17,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -173,8 +176,10 @@ pub(crate) struct Shared {
     wal: Wal,
     default_durability: Durability,
     sequencer: Mutex<Sequencer>,
-    /// Held while records are taken off the queue and applied.
-    applying: Mutex<()>,
+    /// Whose turn it is to apply, and how far the state is applied.
+    applying: Mutex<ApplyGate>,
+    /// Signalled whenever an applier finishes a turn.
+    applied: Condvar,
     state: RwLock<State>,
     checkpointing: Mutex<CheckpointMark>,
     /// LSN of the newest snapshot, readable without waiting for a checkpoint.
@@ -182,6 +187,36 @@ pub(crate) struct Shared {
     poisoned: OnceLock<String>,
     pub(crate) ranker: Ranker,
     offload: Offload,
+}
+
+/// Appliers take turns: one at a time applies records, in LSN order.
+struct ApplyGate {
+    /// An applier is at work (outside this lock).
+    busy: bool,
+    /// A turn panicked: the state may be half updated, nothing more is
+    /// applied.
+    panicked: bool,
+    /// LSN of the last record applied.
+    applied_lsn: u64,
+    /// The LSNs callers wait to see applied: a turn stops at the lowest, so
+    /// that caller returns as soon as its record is in (a closed-loop writer
+    /// then appends its next record while the others are applied).
+    waiting: Vec<u64>,
+}
+
+/// Ends a turn that panicked: the engine stops accepting writes, and the
+/// callers waiting for the turn are woken (to find it poisoned).
+struct TurnGuard<'a>(&'a Shared);
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.poison("a writer panicked while applying");
+        let mut gate = self.0.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gate.busy = false;
+        gate.panicked = true;
+        drop(gate);
+        self.0.applied.notify_all();
+    }
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -269,7 +304,13 @@ impl Engine {
             wal,
             default_durability,
             sequencer: Mutex::new(Sequencer::default()),
-            applying: Mutex::new(()),
+            applying: Mutex::new(ApplyGate {
+                busy: false,
+                panicked: false,
+                applied_lsn: state.applied_lsn,
+                waiting: Vec::new(),
+            }),
+            applied: Condvar::new(),
             state: RwLock::new(state),
             snapshot_lsn: AtomicU64::new(mark.lsn),
             checkpointing: Mutex::new(mark),
@@ -806,8 +847,53 @@ impl Shared {
         }
         // Appliers take turns (so records are applied in LSN order), but
         // the sequencer is held only to take the due records off the queue:
-        // appends go on while the state is updated.
-        let _applying = self.applying.lock().map_err(|_| self.poison("a writer panicked while applying"))?;
+        // appends go on while the state is updated. A turn applies up to the
+        // lowest LSN waited for, then hands over, so callers return in LSN
+        // order as their records are applied rather than all at the end.
+        let lock_gate = || self.applying.lock().map_err(|_| self.poison("a writer panicked while applying"));
+        let mut gate = lock_gate()?;
+        loop {
+            if gate.applied_lsn >= lsn {
+                return Ok(());
+            }
+            if gate.panicked {
+                return Err(self.poison("a writer panicked while applying"));
+            }
+            if gate.busy {
+                gate.waiting.push(lsn);
+                gate = self.applied.wait(gate).map_err(|_| self.poison("a writer panicked while applying"))?;
+                if let Some(at) = gate.waiting.iter().position(|&waiting| waiting == lsn) {
+                    gate.waiting.swap_remove(at);
+                }
+                continue;
+            }
+            // (A waiter already covered has yet to wake and leave the list.)
+            let applied_lsn = gate.applied_lsn;
+            let through = gate.waiting.iter().copied().filter(|&waiting| waiting > applied_lsn).fold(lsn, u64::min);
+            gate.busy = true;
+            drop(gate);
+            let turn = TurnGuard(self);
+            let applied = self.apply_turn(through);
+            std::mem::forget(turn);
+            gate = lock_gate()?;
+            gate.busy = false;
+            if let Ok(applied_lsn) = applied {
+                gate.applied_lsn = gate.applied_lsn.max(applied_lsn);
+            }
+            self.applied.notify_all();
+            let applied_lsn = applied?;
+            if applied_lsn < through {
+                // Only if a record became non-durable again: the log failed.
+                return Err(EngineError::Poisoned(format!(
+                    "record {through} could not be applied: the log did not make it durable"
+                )));
+            }
+        }
+    }
+
+    /// One applier's turn: applies the due records up to `lsn` (those that
+    /// asked for durability only once durable); returns the state's LSN.
+    fn apply_turn(&self, lsn: u64) -> Result<u64, EngineError> {
         let due: Vec<Pending> = {
             let mut sequencer = self.sequencer_for_apply()?;
             let durable = self.wal.lsn_durable();
@@ -818,15 +904,29 @@ impl Shared {
                 .count();
             sequencer.pending.drain(..count).collect()
         };
+        // Decoded before the state is locked (readers wait only for the
+        // updates); records before one that fails to decode are applied.
+        let mut records = Vec::with_capacity(due.len());
+        let mut undecodable = None;
+        for pending in &due {
+            match LogRecord::decode(pending.lsn, pending.kind, &pending.payload) {
+                Ok(record) => records.push((pending.lsn, record)),
+                Err(err) => {
+                    undecodable = Some(err);
+                    break;
+                }
+            }
+        }
         let applied_lsn = {
             let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
-            for pending in &due {
-                let record = LogRecord::decode(pending.lsn, pending.kind, &pending.payload)
-                    .map_err(|err| self.poison(format!("cannot apply our own record: {err}")))?;
-                state.apply(pending.lsn, &record, &self.config.dedup);
+            for (lsn, record) in &records {
+                state.apply(*lsn, record, &self.config.dedup);
             }
             state.applied_lsn
         };
+        if let Some(err) = undecodable {
+            return Err(self.poison(format!("cannot apply our own record: {err}")));
+        }
         // Only now, with the ids in the state's dedup window, do they leave
         // the in-flight set: a concurrent duplicate check always finds them
         // in one or the other.
@@ -840,13 +940,7 @@ impl Shared {
                 }
             }
         }
-        if applied_lsn < lsn {
-            // Only if a record became non-durable again: the log failed.
-            return Err(EngineError::Poisoned(format!(
-                "record {lsn} could not be applied: the log did not make it durable"
-            )));
-        }
-        Ok(())
+        Ok(applied_lsn)
     }
 
     /// Applies pending records the log has made durable but whose callers
