@@ -880,7 +880,12 @@ impl Shared {
             if let Ok(applied_lsn) = applied {
                 gate.applied_lsn = gate.applied_lsn.max(applied_lsn);
             }
-            self.applied.notify_all();
+            // Waiters register in `waiting` under this lock before they
+            // wait, so with none registered there is no one to wake (and
+            // a lone writer skips the wake-up system call).
+            if !gate.waiting.is_empty() {
+                self.applied.notify_all();
+            }
             let applied_lsn = applied?;
             if applied_lsn < through {
                 // Only if a record became non-durable again: the log failed.
