@@ -34,6 +34,15 @@ fn assert_scores_match(engine: &Engine, request: &RecommendRequest, fixture_of: 
     }
 }
 
+/// An engine in `dir`, seeded, serving the fixture `name` as version 1.
+fn serving(dir: &Path, config: recwal::EngineConfig, name: &str) -> Engine {
+    let engine = Engine::open(dir, config).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes(name)).unwrap();
+    engine.activate_model(1).unwrap();
+    engine
+}
+
 fn linear(version: u32) -> &'static str {
     if version == 1 {
         "linear_v1"
@@ -110,10 +119,7 @@ fn add_activate_rollback_and_list() {
 #[test]
 fn bad_models_are_refused_and_the_active_version_stays() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), config()).unwrap();
-    seed(&engine);
-    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-    engine.activate_model(1).unwrap();
+    let engine = serving(dir.path(), config(), "linear_v1");
     let lsn = engine.applied_lsn();
     let cases = [
         ("corrupt", "cannot load the model"),
@@ -291,10 +297,7 @@ fn breaker_opens_on_a_slow_model_and_answers_keep_coming() {
     let dir = tempfile::tempdir().unwrap();
     // The slow fixture takes tens of milliseconds; the budget is 1 ms.
     let (config, hand) = breaker_config(Duration::from_millis(1));
-    let engine = Engine::open(dir.path(), config).unwrap();
-    seed(&engine);
-    engine.add_model(&fixture_bytes("slow")).unwrap();
-    engine.activate_model(1).unwrap();
+    let engine = serving(dir.path(), config, "slow");
     let request = RecommendRequest::new("u4", 5, Strategy::UserCf);
     // Slow answers are still the model's (they are correct, only late)...
     for _ in 0..3 {
@@ -341,10 +344,7 @@ fn retention_retires_old_versions_and_deletes_their_files() {
 #[tokio::test(flavor = "current_thread")]
 async fn recommend_async_runs_inference_off_the_executor() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), config()).unwrap();
-    seed(&engine);
-    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-    engine.activate_model(1).unwrap();
+    let engine = serving(dir.path(), config(), "linear_v1");
     let request = RecommendRequest::new("u6", 4, Strategy::Blend);
     let answer = engine.recommend_async(request.clone()).await.unwrap();
     assert_eq!(answer, engine.recommend(&request).unwrap());
@@ -387,10 +387,7 @@ async fn recommend_async_runs_inference_off_the_executor() {
 fn an_empty_candidate_list_is_no_probe() {
     let dir = tempfile::tempdir().unwrap();
     let (config, hand) = breaker_config(Duration::from_secs(60));
-    let engine = Engine::open(dir.path(), config).unwrap();
-    seed(&engine);
-    engine.add_model(&fixture_bytes("failing")).unwrap();
-    engine.activate_model(1).unwrap();
+    let engine = serving(dir.path(), config, "failing");
     let heavy = RecommendRequest::new("heavy", 3, Strategy::ItemRank);
     for _ in 0..3 {
         engine.recommend(&heavy).unwrap();
