@@ -280,38 +280,19 @@ fn ingest_run(
             Call::Batch => Vec::new(),
         })
         .collect();
-    let barrier = Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|scope| {
-        let handles: Vec<_> = work
-            .into_iter()
-            .enumerate()
-            .map(|(thread, events)| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    match call {
-                        Call::Single => {
-                            for event in events {
-                                engine.ingest_with(event, durability).unwrap();
-                            }
-                        }
-                        Call::Batch => {
-                            for at in 0..per_thread {
-                                let chunk = call_at(thread, at) % chunks;
-                                let slice = &pool[chunk * BATCH_EVENTS..(chunk + 1) * BATCH_EVENTS];
-                                engine.ingest_batch_with(slice, durability).unwrap();
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let began = Instant::now();
-        for handle in handles {
-            handle.join().unwrap();
+    let elapsed = timed_threads(work, |thread, events| match call {
+        Call::Single => {
+            for event in events {
+                engine.ingest_with(event, durability).unwrap();
+            }
         }
-        began.elapsed()
+        Call::Batch => {
+            for at in 0..per_thread {
+                let chunk = call_at(thread, at) % chunks;
+                let slice = &pool[chunk * BATCH_EVENTS..(chunk + 1) * BATCH_EVENTS];
+                engine.ingest_batch_with(slice, durability).unwrap();
+            }
+        }
     });
     ((per_thread * threads * call.events()) as u64, elapsed)
 }
@@ -423,25 +404,36 @@ fn wal_case(name: &str, threads: usize, call: Call) -> String {
 
 fn wal_run(wal: &Wal, payloads: &[Vec<u8>], wait: bool, threads: usize, iters: u64, first: u64) -> (u64, Duration) {
     let per_thread = iters.div_ceil(threads as u64);
-    let barrier = Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads as u64)
-            .map(|thread| {
-                let barrier = &barrier;
+    let elapsed = timed_threads((0..threads as u64).collect(), |_, thread| {
+        for at in 0..per_thread {
+            let payload = &payloads[((first + thread * per_thread + at) as usize) % payloads.len()];
+            let ticket = wal.append(KIND_EVENTS_V1, payload).unwrap();
+            if wait {
+                ticket.wait().unwrap();
+            }
+            // Keep the ring turning as a consumer that keeps up would (as
+            // benches/wal_append.rs does).
+            if ticket.lsn().is_multiple_of(65_536) {
+                let _ = wal.checkpoint(ticket.lsn().saturating_sub(1024));
+            }
+        }
+    });
+    (per_thread * threads as u64, elapsed)
+}
+
+/// Runs `work(thread, input)` on one thread per input, all released at
+/// once; the time until the last finishes.
+fn timed_threads<T: Send>(inputs: Vec<T>, work: impl Fn(usize, T) + Sync) -> Duration {
+    let barrier = Barrier::new(inputs.len() + 1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(thread, input)| {
+                let (barrier, work) = (&barrier, &work);
                 scope.spawn(move || {
                     barrier.wait();
-                    for at in 0..per_thread {
-                        let payload = &payloads[((first + thread * per_thread + at) as usize) % payloads.len()];
-                        let ticket = wal.append(KIND_EVENTS_V1, payload).unwrap();
-                        if wait {
-                            ticket.wait().unwrap();
-                        }
-                        // Keep the ring turning as a consumer that keeps up
-                        // would (as benches/wal_append.rs does).
-                        if ticket.lsn().is_multiple_of(65_536) {
-                            let _ = wal.checkpoint(ticket.lsn().saturating_sub(1024));
-                        }
-                    }
+                    work(thread, input);
                 })
             })
             .collect();
@@ -451,8 +443,7 @@ fn wal_run(wal: &Wal, payloads: &[Vec<u8>], wait: bool, threads: usize, iters: u
             handle.join().unwrap();
         }
         began.elapsed()
-    });
-    (per_thread * threads as u64, elapsed)
+    })
 }
 
 fn bench_wal_only(c: &mut Criterion, payloads: &Payloads, mode: Mode) {

@@ -44,26 +44,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             };
             let borrowed = TensorRef::from_array_view(([rows, 6], features.as_slice())).and_then(|input| {
-                session.run(ort::inputs!["features" => input]).and_then(|out| {
-                    let (_, scores) = out
-                        .get("score")
-                        .ok_or_else(|| ort::Error::new("no `score` output"))?
-                        .try_extract_tensor::<f32>()?;
-                    Ok(format!("{scores:?}"))
-                })
+                session.run(ort::inputs!["features" => input]).and_then(|out| Ok(format!("{:?}", score_of(&out)?)))
             });
             println!(
                 "{name:8} pattern {memory_pattern:5}: borrowed input: {}",
                 borrowed.unwrap_or_else(|err| err.to_string())
             );
             let owned = Tensor::from_array(([rows, 6], features.clone())).and_then(|input| {
-                session.run(ort::inputs!["features" => input]).and_then(|out| {
-                    let (_, scores) = out
-                        .get("score")
-                        .ok_or_else(|| ort::Error::new("no `score` output"))?
-                        .try_extract_tensor::<f32>()?;
-                    Ok(format!("{scores:?}"))
-                })
+                session.run(ort::inputs!["features" => input]).and_then(|out| Ok(format!("{:?}", score_of(&out)?)))
             });
             println!(
                 "{name:8} pattern {memory_pattern:5}: owned input:    {}",
@@ -106,12 +94,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 let mut s = session()?;
                 let input = ort::value::TensorRef::from_array_view(([rows, 6], features))?;
                 let out = s.run(ort::inputs!["features" => input])?;
-                Ok(out
-                    .get("score")
-                    .ok_or_else(|| ort::Error::new("no `score` output"))?
-                    .try_extract_tensor::<f32>()?
-                    .1
-                    .to_vec())
+                score_of(&out)
             }),
         ),
         (
@@ -121,10 +104,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 let mut input = Tensor::<f32>::new(&Allocator::default(), [rows, 6])?;
                 fill(&mut input)?;
                 let mut output = Tensor::<f32>::new(&Allocator::default(), [rows])?;
-                let mut b = s.create_binding()?;
-                b.bind_input("features", &input)?;
-                b.bind_output("score", &mut output)?;
-                s.run_binding(&b)?;
+                run_bound(&mut s, &input, &mut output)?;
                 Ok(output.try_extract_tensor::<f32>()?.1.to_vec())
             }),
         ),
@@ -137,10 +117,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 fill(&mut input)?;
                 let mut output =
                     Tensor::<f32>::new(&alloc(&s, AllocationDevice::CUDA_PINNED, MemoryType::CPUOutput)?, [rows])?;
-                let mut b = s.create_binding()?;
-                b.bind_input("features", &input)?;
-                b.bind_output("score", &mut output)?;
-                s.run_binding(&b)?;
+                run_bound(&mut s, &input, &mut output)?;
                 Ok(output.try_extract_tensor::<f32>()?.1.to_vec())
             }),
         ),
@@ -155,12 +132,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 b.bind_input("features", &input)?;
                 b.bind_output_to_device("score", &MemoryInfo::default())?;
                 let out = s.run_binding(&b)?;
-                Ok(out
-                    .get("score")
-                    .ok_or_else(|| ort::Error::new("no `score` output"))?
-                    .try_extract_tensor::<f32>()?
-                    .1
-                    .to_vec())
+                score_of(&out)
             }),
         ),
         (
@@ -173,10 +145,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 let mut device_in = Tensor::<f32>::new(&cuda, [rows, 6])?;
                 host.copy_into(&mut device_in)?;
                 let mut device_out = Tensor::<f32>::new(&cuda, [rows])?;
-                let mut b = s.create_binding()?;
-                b.bind_input("features", &device_in)?;
-                b.bind_output("score", &mut device_out)?;
-                s.run_binding(&b)?;
+                run_bound(&mut s, &device_in, &mut device_out)?;
                 let back = device_out.to(AllocationDevice::CPU, 0)?;
                 Ok(back.try_extract_tensor::<f32>()?.1.to_vec())
             }),
@@ -191,10 +160,7 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
                 let mut device_in = Tensor::<f32>::new(&cuda, [rows, 6])?;
                 host.copy_into(&mut device_in)?;
                 let mut output = Tensor::<f32>::new(&Allocator::default(), [rows])?;
-                let mut b = s.create_binding()?;
-                b.bind_input("features", &device_in)?;
-                b.bind_output("score", &mut output)?;
-                s.run_binding(&b)?;
+                run_bound(&mut s, &device_in, &mut output)?;
                 Ok(output.try_extract_tensor::<f32>()?.1.to_vec())
             }),
         ),
@@ -203,6 +169,27 @@ fn io_binding_variants(env: &ort::environment::Environment, bytes: &[u8], featur
         let result = variant().map(|scores| format!("{scores:?}")).unwrap_or_else(|err| format!("ERR {err}"));
         println!("io binding, {name:45}: {}", result.chars().take(240).collect::<String>());
     }
+}
+
+/// The `score` output's values.
+#[cfg(feature = "cuda")]
+fn score_of(outputs: &ort::session::SessionOutputs<'_>) -> ort::Result<Vec<f32>> {
+    let score = outputs.get("score").ok_or_else(|| ort::Error::new("no `score` output"))?;
+    Ok(score.try_extract_tensor::<f32>()?.1.to_vec())
+}
+
+/// Binds `input` and `output` and runs once.
+#[cfg(feature = "cuda")]
+fn run_bound(
+    session: &mut ort::session::Session,
+    input: &ort::value::Tensor<f32>,
+    output: &mut ort::value::Tensor<f32>,
+) -> ort::Result<()> {
+    let mut binding = session.create_binding()?;
+    binding.bind_input("features", input)?;
+    binding.bind_output("score", output)?;
+    session.run_binding(&binding)?;
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]

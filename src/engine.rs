@@ -573,15 +573,13 @@ impl Shared {
         let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
         let state = self.read_state();
         let candidates = recommend::recommend_with(&state, config, &wide, defer_reasons)?;
-        let items: Vec<crate::ids::Dense> =
-            candidates.answer.items.iter().filter_map(|scored| state.items.get(&scored.item)).collect();
         let features = crate::model::features::build(
             &state,
             config,
             candidates.user,
             request.strategy,
             &candidates.scores,
-            &items,
+            &candidates.items,
         );
         Ok((candidates, features))
     }

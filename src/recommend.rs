@@ -201,8 +201,11 @@ pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
 
 /// The `n` most popular items passing `keep`, as answers.
 pub(crate) fn popular(state: &State, n: usize, keep: impl FnMut(Dense) -> bool) -> Vec<Scored> {
-    popularity::top(state, n, keep)
-        .into_iter()
+    popular_answers(state, popularity::top(state, n, keep))
+}
+
+fn popular_answers(state: &State, top: Vec<(Dense, f64)>) -> Vec<Scored> {
+    top.into_iter()
         .map(|(item, score)| Scored {
             item: state.items.name(item).to_string(),
             score,
@@ -284,6 +287,8 @@ pub(crate) fn recommend(
 pub(crate) struct Candidates {
     pub answer: Recommendations,
     pub user: Option<Dense>,
+    /// The dense ids of `answer.items`, in the same order.
+    pub items: Vec<Dense>,
     pub scores: Vec<f64>,
     pub neighbours: Vec<(Dense, f64)>,
 }
@@ -311,6 +316,7 @@ pub(crate) fn recommend_with(
     let mut chosen: HashSet<Dense> = HashSet::new();
     let cold_start = user.is_none();
     let (mut dense, mut used_neighbours) = (Vec::new(), Vec::new());
+    let mut dense_items: Vec<Dense> = Vec::with_capacity(request.n);
     if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
         let (mut scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
         // Seen items drop out here, in O(seen), so the scan below needs no
@@ -331,6 +337,7 @@ pub(crate) fn recommend_with(
             .collect();
         let best = top_n(&state.items, candidates, request.n);
         chosen.extend(best.iter().map(|&(item, _)| item));
+        dense_items.extend(best.iter().map(|&(item, _)| item));
         let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
             let reasons =
@@ -343,12 +350,13 @@ pub(crate) fn recommend_with(
     }
     if items.len() < request.n {
         // Cold start, or not enough scored candidates: fill with popular items.
-        let fill = popular(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
-        items.extend(fill);
+        let fill = popularity::top(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
+        dense_items.extend(fill.iter().map(|&(item, _)| item));
+        items.extend(popular_answers(state, fill));
     }
     let ranking = Ranking::Unranked { reason: None };
     let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items, ranking };
-    Ok(Candidates { answer, user, scores: dense, neighbours: used_neighbours })
+    Ok(Candidates { answer, user, items: dense_items, scores: dense, neighbours: used_neighbours })
 }
 
 /// Gives the strategy's items of `items` (those `recommend_with` left

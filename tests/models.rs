@@ -34,6 +34,16 @@ fn assert_scores_match(engine: &Engine, request: &RecommendRequest, fixture_of: 
     }
 }
 
+/// An engine in `dir`, seeded, with the linear fixtures added as v1 and v2
+/// (neither active).
+fn with_linear_models(dir: &Path) -> Engine {
+    let engine = Engine::open(dir, config()).unwrap();
+    seed(&engine);
+    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+    engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    engine
+}
+
 /// An engine in `dir`, seeded, serving the fixture `name` as version 1.
 fn serving(dir: &Path, config: recwal::EngineConfig, name: &str) -> Engine {
     let engine = Engine::open(dir, config).unwrap();
@@ -148,10 +158,7 @@ fn bad_models_are_refused_and_the_active_version_stays() {
 fn restart_comes_back_on_the_active_version_and_detects_a_tampered_file() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        seed(&engine);
-        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-        engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+        let engine = with_linear_models(dir.path());
         engine.activate_model(2).unwrap();
         engine.checkpoint().unwrap();
         engine.activate_model(1).unwrap();
@@ -196,10 +203,7 @@ const CHILD_DIR: &str = "RECWAL_MODEL_CRASH_DIR";
 #[test]
 fn model_crash_child_entry_point() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
-    let engine = Engine::open(Path::new(&dir), config()).unwrap();
-    seed(&engine);
-    engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-    engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+    let engine = with_linear_models(Path::new(&dir));
     engine.activate_model(1).unwrap();
     engine.activate_model(2).unwrap();
     println!("ACTIVATED 2");
@@ -410,10 +414,7 @@ fn an_empty_candidate_list_is_no_probe() {
 fn repairing_a_faulted_version_keeps_rollback_working() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        seed(&engine);
-        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-        engine.add_model(&fixture_bytes("linear_v2")).unwrap();
+        let engine = with_linear_models(dir.path());
         engine.activate_model(1).unwrap();
         engine.activate_model(2).unwrap();
     }
@@ -474,10 +475,7 @@ fn waiting_for_a_session_is_not_charged_to_the_model() {
 fn files_the_log_does_not_own_are_swept_at_start() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        seed(&engine);
-        engine.add_model(&fixture_bytes("linear_v1")).unwrap();
-        engine.activate_model(1).unwrap();
+        let _engine = serving(dir.path(), config(), "linear_v1");
     }
     // What a crash leaves: a file stored but never logged, a temp file.
     let models = dir.path().join("models");

@@ -60,14 +60,7 @@ fn send(addr: &str, client: usize, seq: u64) -> Option<bool> {
 fn acknowledged_events_survive_sigkill_of_the_server() {
     let iterations: usize = std::env::var("RECWAL_HTTP_CRASH_ITERS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
     let seed = std::env::var("RECWAL_CRASH_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0x5EED_u64);
-    let mut state: u64 = seed;
-    let mut below = |n: u64| {
-        // xorshift64*: enough to spread the kill times.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    };
+    let mut rng = recwal::synth::SplitMix64::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut clients = vec![Client::default(); CLIENTS];
     let mut total_acked = 0;
@@ -107,7 +100,7 @@ fn acknowledged_events_survive_sigkill_of_the_server() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(30 + below(250)));
+        std::thread::sleep(Duration::from_millis(30 + rng.below(250)));
         server.kill(); // SIGKILL
         stop.store(true, Ordering::Relaxed);
         clients = workers.into_iter().map(|worker| worker.join().unwrap()).collect();

@@ -19,7 +19,7 @@ pub(crate) fn build(
     strategy_scores: &[f64],
     candidates: &[Dense],
 ) -> Vec<f32> {
-    let pick = |all: Vec<f64>| -> Vec<f64> {
+    let pick = |all: &[f64]| -> Vec<f64> {
         candidates.iter().map(|&item| all.get(item as usize).copied().unwrap_or(0.0)).collect()
     };
     let popularity: Vec<f64> = candidates.iter().map(|&item| state.popularity_score(item)).collect();
@@ -27,19 +27,20 @@ pub(crate) fn build(
         // Cold start: the answer is popularity, whatever was asked.
         None => (vec![0.0; candidates.len()], vec![0.0; candidates.len()], popularity.clone()),
         Some(user) => {
-            let known = |wanted: Strategy| {
-                (strategy == wanted && !strategy_scores.is_empty()).then(|| strategy_scores.to_vec())
+            // The strategy's own scores are reused; the others computed.
+            let scores_of = |wanted: Strategy| {
+                if wanted == strategy && !strategy_scores.is_empty() {
+                    pick(strategy_scores)
+                } else {
+                    pick(&score_all(state, config, user, wanted))
+                }
             };
-            let usercf =
-                pick(known(Strategy::UserCf).unwrap_or_else(|| score_all(state, config, user, Strategy::UserCf)));
-            let itemrank =
-                pick(known(Strategy::ItemRank).unwrap_or_else(|| score_all(state, config, user, Strategy::ItemRank)));
+            let (usercf, itemrank) = (scores_of(Strategy::UserCf), scores_of(Strategy::ItemRank));
             let own = match strategy {
                 Strategy::UserCf => usercf.clone(),
                 Strategy::ItemRank => itemrank.clone(),
                 Strategy::Popularity => popularity.clone(),
-                _ if !strategy_scores.is_empty() => pick(strategy_scores.to_vec()),
-                other => pick(score_all(state, config, user, other)),
+                other => scores_of(other),
             };
             (usercf, itemrank, own)
         }

@@ -17,7 +17,8 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 use tracing::warn;
 
-use crate::model::breaker::{Breaker, BreakerConfig, Clock};
+use crate::config::ModelConfig;
+use crate::model::breaker::Breaker;
 use crate::model::runtime::Runtime;
 use crate::model::schema::{self, Signature, FEATURES, INPUT_NAME, OUTPUT_NAME};
 
@@ -86,17 +87,17 @@ impl LoadedModel {
     /// the warm-up batch on each. The error says what is wrong. A model that
     /// loads on the GPU but fails its warm-up there is loaded on the CPU (with
     /// a warning) before it is refused.
+    /// The device, breaker and clock come from `config`.
     pub fn load(
         runtime: &Runtime,
         bytes: &[u8],
         version: u32,
         sessions: usize,
-        device: ModelDevice,
-        breaker: (BreakerConfig, Clock),
+        config: &ModelConfig,
     ) -> Result<LoadedModel, String> {
-        match Self::load_on(runtime, bytes, version, sessions, device, breaker.clone()) {
-            Err(reason) if device != ModelDevice::Cpu && runtime.cuda => {
-                let on_cpu = Self::load_on(runtime, bytes, version, sessions, ModelDevice::Cpu, breaker)?;
+        match Self::load_on(runtime, bytes, version, sessions, config.device, config) {
+            Err(reason) if config.device != ModelDevice::Cpu && runtime.cuda => {
+                let on_cpu = Self::load_on(runtime, bytes, version, sessions, ModelDevice::Cpu, config)?;
                 warn!(version, %reason, "the model failed on the GPU; it runs on the CPU");
                 Ok(on_cpu)
             }
@@ -110,7 +111,7 @@ impl LoadedModel {
         version: u32,
         sessions: usize,
         device: ModelDevice,
-        breaker: (BreakerConfig, Clock),
+        config: &ModelConfig,
     ) -> Result<LoadedModel, String> {
         let mut pool = Vec::with_capacity(sessions.max(1));
         let mut placed = "cpu";
@@ -127,7 +128,7 @@ impl LoadedModel {
             version,
             device: placed,
             io_binding: false,
-            breaker: Breaker::new(breaker.0, breaker.1),
+            breaker: Breaker::new(config.breaker.clone(), config.clock.clone()),
             pool: Mutex::new(Vec::new()),
             returned: Condvar::new(),
         };

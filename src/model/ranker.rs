@@ -65,15 +65,8 @@ impl Ranker {
         version: u32,
         sessions: usize,
     ) -> Result<LoadedModel, EngineError> {
-        LoadedModel::load(
-            runtime,
-            bytes,
-            version,
-            sessions,
-            self.config.device,
-            (self.config.breaker.clone(), self.config.clock.clone()),
-        )
-        .map_err(|reason| EngineError::BadModel(format!("v{version}: {reason}")))
+        LoadedModel::load(runtime, bytes, version, sessions, &self.config)
+            .map_err(|reason| EngineError::BadModel(format!("v{version}: {reason}")))
     }
 
     /// Start-up: serve the version the log says is active, if its file is
