@@ -260,7 +260,7 @@ fn batch_risk_window(max_delay: Duration, size: usize, gap: Duration, duration: 
         std::thread::spawn(move || {
             let mut histogram = Histogram::<u64>::new(3).expect("histogram");
             let mut seen = 0u64;
-            while !done.load(Ordering::Acquire) || seen < wal.lsn_written() {
+            while !done.load(Ordering::Acquire) || seen < wal.lsn_appended() {
                 let durable = wal.lsn_durable();
                 let now = epoch.elapsed().as_nanos() as u64;
                 for lsn in seen + 1..=durable {

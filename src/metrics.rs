@@ -32,7 +32,8 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.counter("recwal_wal_segments_recycled_total", "Segments recycled.", wal.segments_recycled);
     out.gauge("recwal_wal_segments_live", "Segments holding unreleased records.", wal.segments_live);
     out.gauge("recwal_wal_segments_free", "Segments ready for reuse.", wal.segments_free);
-    out.gauge("recwal_wal_lsn_written", "Last LSN written.", wal.lsn_written);
+    out.gauge("recwal_wal_lsn_written", "Last LSN in its file with every record before it.", wal.lsn_written);
+    out.gauge("recwal_wal_lsn_appended", "Last LSN handed out (written or still staged in memory).", wal.lsn_appended);
     out.gauge("recwal_wal_lsn_durable", "Last LSN known durable.", wal.lsn_durable);
     out.gauge("recwal_wal_lsn_released", "Last LSN released by a checkpoint.", wal.lsn_released);
     out.histogram("recwal_wal_sync_latency_us", "Log sync latency in microseconds.", &wal.sync_latency_us);

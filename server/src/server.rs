@@ -438,6 +438,7 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let report = engine.open_report();
     Ok(Json(json!({
         "lsn_written": wal.lsn_written,
+        "lsn_appended": wal.lsn_appended,
         "lsn_durable": wal.lsn_durable,
         "lsn_released": wal.lsn_released,
         "records_appended": wal.records_appended,

@@ -108,7 +108,7 @@ impl GroupCommit {
     /// One group commit: syncs every segment written since the last one began.
     /// Only the leader (`syncing` set) calls this.
     fn sync_all_written(&self, shared: &Shared) -> Result<(), WalError> {
-        let (target, dirty) = {
+        let (target, dirty, write_out) = {
             let mut inner = lock_inner(shared);
             inner.batch_bytes = 0;
             let dirty = std::mem::take(&mut inner.dirty);
@@ -117,12 +117,15 @@ impl GroupCommit {
                 // again and queues the segment for the next sync.
                 segment.dirty.store(false, Ordering::Release);
             }
-            (inner.next_lsn - 1, dirty)
+            let write_out = inner.staged.begin_write(&shared.write_order);
+            (inner.next_lsn - 1, dirty, write_out)
         };
         let started = Instant::now();
+        // Outside the append lock: appends go on staging the next group.
+        write_out.finish(shared)?;
         for segment in &dirty {
             if let Err(err) = segment.file.sync_data() {
-                return Err(self.fail_sync(shared, segment.index, err));
+                return Err(self.fail_io(shared, segment.index, "sync", err));
             }
         }
         drop(dirty);
@@ -143,14 +146,16 @@ impl GroupCommit {
         self.wake_all();
     }
 
-    /// A sync of segment `index` failed: poison the log, wherever it happened.
-    /// After fsync reports an error the kernel may have dropped the dirty
-    /// pages, and a later successful fsync would not bring them back.
-    pub(crate) fn fail_sync(&self, shared: &Shared, index: u32, err: std::io::Error) -> WalError {
+    /// A sync (or the write of staged records) of segment `index` failed:
+    /// poison the log, wherever it happened. After fsync reports an error the
+    /// kernel may have dropped the dirty pages, and a later successful fsync
+    /// would not bring them back; after a failed write-out, records already
+    /// handed LSNs are missing from the middle of the log.
+    pub(crate) fn fail_io(&self, shared: &Shared, index: u32, what: &str, err: std::io::Error) -> WalError {
         let cause: Arc<str> =
-            format!("sync of {} failed: {err}", shared.storage.describe(Some(index)).display()).into();
+            format!("{what} of {} failed: {err}", shared.storage.describe(Some(index)).display()).into();
         shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(cause = %cause, "wal sync failed; the log is poisoned");
+        tracing::error!(cause = %cause, "wal {what} failed; the log is poisoned");
         self.poison(Arc::clone(&cause));
         WalError::Poisoned { cause }
     }
@@ -243,7 +248,7 @@ pub(crate) fn run_flusher(shared: &Shared, rx: &Receiver<FlushMsg>, max_delay: D
                 }
             }
         }
-        let target = shared.lsn_written.load(Ordering::Acquire);
+        let target = shared.lsn_appended.load(Ordering::Acquire);
         // An error poisons the log; every waiter sees it through `GroupCommit`.
         let _ = shared.commit.make_durable(shared, target);
     }

@@ -44,6 +44,7 @@ mod reader;
 mod recovery;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+mod staging;
 mod storage;
 #[cfg(any(test, feature = "sim"))]
 pub mod testing;

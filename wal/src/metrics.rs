@@ -136,7 +136,7 @@ pub struct WalMetrics {
     pub bytes_appended: u64,
     /// Successful group commits.
     pub syncs: u64,
-    /// Failed syncs (the first one poisons the log).
+    /// Failed syncs or writes of staged records (the first one poisons the log).
     pub sync_failures: u64,
     /// Appends that had to wait for a checkpoint to free a segment.
     pub full_waits: u64,
@@ -154,8 +154,10 @@ pub struct WalMetrics {
     pub sync_latency_us: HistogramSnapshot,
     /// Records made durable by each group commit.
     pub group_records: HistogramSnapshot,
-    /// Highest LSN written.
+    /// Highest LSN in its file with every record before it (see `Wal::lsn_written`).
     pub lsn_written: u64,
+    /// Last LSN handed out, written or still staged in memory.
+    pub lsn_appended: u64,
     /// Highest LSN known durable.
     pub lsn_durable: u64,
     /// Highest LSN released by a checkpoint.

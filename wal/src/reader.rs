@@ -126,13 +126,14 @@ impl Reader {
     pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn) -> Result<Reader, WalError> {
         let reader =
             Reader { shared, current: None, offset: SEGMENT_HEADER_BYTES, lsn_next: lsn.max(1), failed: false };
-        let written = reader.shared.lsn_written.load(std::sync::atomic::Ordering::Acquire);
-        let first = {
+        // Any LSN handed out may be a starting point, visible or not yet (a
+        // staged record, or one a checkpoint released before it was written).
+        let (first, last) = {
             let inner = lock_inner(&reader.shared);
-            inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn)
+            (inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn), inner.next_lsn - 1)
         };
-        if reader.lsn_next < first || reader.lsn_next > written + 1 {
-            return Err(WalError::LsnNotRetained { lsn, first, last: written });
+        if reader.lsn_next < first || reader.lsn_next > last + 1 {
+            return Err(WalError::LsnNotRetained { lsn, first, last });
         }
         Ok(reader)
     }

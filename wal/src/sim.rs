@@ -102,6 +102,7 @@ struct SimState {
     files: BTreeMap<u32, SimFile>,
     rng: SplitMix64,
     sync_failures_pending: u32,
+    write_failures_pending: u32,
     space_bytes_max: Option<u64>,
     syncs: u64,
 }
@@ -152,6 +153,7 @@ impl SimStorage {
                 files: BTreeMap::new(),
                 rng: SplitMix64::new(seed),
                 sync_failures_pending: 0,
+                write_failures_pending: 0,
                 space_bytes_max: None,
                 syncs: 0,
             })),
@@ -190,6 +192,7 @@ impl SimStorage {
             file.volatile.clone_from(&file.durable);
         }
         state.sync_failures_pending = 0;
+        state.write_failures_pending = 0;
     }
 
     /// The next `count` syncs fail with EIO; the data they should have written
@@ -208,6 +211,22 @@ impl SimStorage {
     /// ```
     pub fn fail_next_syncs(&self, count: u32) {
         lock(&self.state).sync_failures_pending = count;
+    }
+
+    /// The next `count` writes fail with EIO and change nothing.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+    /// let disk = SimStorage::new(1);
+    /// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
+    /// let wal = Wal::open_with_storage(Box::new(disk.clone()), config)?;
+    /// disk.fail_next_writes(1);
+    /// assert!(matches!(wal.append(1, b"a"), Err(WalError::Poisoned { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fail_next_writes(&self, count: u32) {
+        lock(&self.state).write_failures_pending = count;
     }
 
     /// Creating files beyond `bytes` in total fails with ENOSPC.
@@ -398,6 +417,10 @@ impl SegmentFile for SimSegment {
     fn write_at(&self, offset: u64, bytes: &[u8], _path: WritePath) -> io::Result<()> {
         let range = self.range(offset, bytes.len())?;
         let mut state = lock(&self.state);
+        if state.write_failures_pending > 0 {
+            state.write_failures_pending -= 1;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         let file = state.files.get_mut(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if range.end > file.volatile.len() {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));

@@ -1,10 +1,12 @@
 //! `Wal`: the append path, the ring of segments, checkpoints and opening.
 //!
 //! Concurrency, in one paragraph: appends serialise on `Shared::inner` just
-//! long enough to take an LSN, find room and copy the frame into the page
-//! cache; nothing slow happens under that lock except starting a segment
-//! (one header sync per segment lap). Syncs happen outside it, in
-//! `GroupCommit`, one leader at a time, for every appender waiting.
+//! long enough to take an LSN, find room and copy the frame into memory
+//! (`Always`/`Batch`: the staging buffer; `Never`: the page cache through the
+//! map); nothing slow happens under that lock except starting a segment
+//! (one header sync per segment lap). Write-outs of staged frames and syncs
+//! happen outside it, in `GroupCommit`, one leader at a time, for every
+//! appender waiting.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -24,6 +26,7 @@ use crate::format::{
 use crate::group_commit::{run_flusher, FlushMsg, GroupCommit};
 use crate::metrics::{Metrics, WalMetrics};
 use crate::recovery::{open_segments, read_header, scan, OpenedSegment, RecoveryReport};
+use crate::staging::Staging;
 use crate::storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
 use crate::ticket::AppendTicket;
 
@@ -49,6 +52,13 @@ pub(crate) struct Segment {
     /// `Reader`) can still read this segment's map: another `Wal` on the same
     /// directory could otherwise recycle the bytes under it.
     _dir_lock: Option<Arc<DirLock>>,
+}
+
+#[cfg(test)]
+impl Segment {
+    pub(crate) fn for_test(index: u32, file: Box<dyn SegmentFile>) -> Self {
+        Segment { index, file, dirty: AtomicBool::new(false), _dir_lock: None }
+    }
 }
 
 /// A segment in the log, with the identity of its current lap.
@@ -81,9 +91,11 @@ pub(crate) struct Inner {
     released_lsn: Lsn,
     segments_total: u32,
     next_index: u32,
-    /// Bytes appended with `Durability::Batch` since the last sync began.
+    /// Bytes appended with `Durability::Batch` (or `append_sync_later`)
+    /// since the last sync began.
     pub(crate) batch_bytes: u64,
-    scratch: Vec<u8>,
+    /// `Always` and `Batch` frames not yet written to their files.
+    pub(crate) staged: Staging,
 }
 
 impl Inner {
@@ -102,7 +114,14 @@ pub(crate) struct Shared {
     /// and after every sync (which drops the leader's hold and moves the
     /// durable watermark).
     pub(crate) space_freed: std::sync::Condvar,
+    /// Every record up to here is in its file (the page cache).
     pub(crate) lsn_written: AtomicU64,
+    /// The last LSN handed out: staged or written.
+    pub(crate) lsn_appended: AtomicU64,
+    /// Held by whoever writes staged frames to the files, from taking them
+    /// (under `inner`) until they are written: write-outs stay in LSN order.
+    /// It keeps the emptied buffers for reuse.
+    pub(crate) write_order: Mutex<Vec<Vec<u8>>>,
     /// `Always` appends between taking a number and reaching their sync: a
     /// new sync leader gives them a moment to join its group.
     pub(crate) always_appending: AtomicU64,
@@ -321,10 +340,12 @@ impl Wal {
                 segments_total,
                 next_index,
                 batch_bytes: 0,
-                scratch: Vec::new(),
+                staged: Staging::new(staging_capacity(&config)),
             }),
             space_freed: std::sync::Condvar::new(),
             lsn_written: AtomicU64::new(lsn_last),
+            lsn_appended: AtomicU64::new(lsn_last),
+            write_order: Mutex::new(Vec::new()),
             always_appending: AtomicU64::new(0),
             commit: Arc::new(GroupCommit::new(lsn_last)),
             metrics,
@@ -477,29 +498,37 @@ impl Wal {
             };
             let header = RecordHeader::new(active.seq, lsn, shared.commit.lsn_durable(), kind, payload);
             let offset = inner.write_offset;
-            let written = match durability {
-                Durability::Always => {
-                    let mut scratch = std::mem::take(&mut inner.scratch);
-                    scratch.clear();
-                    scratch.extend_from_slice(&header.encode());
-                    scratch.extend_from_slice(payload);
-                    let res = active.segment.file.write_at(offset, &scratch, WritePath::Syscall);
-                    inner.scratch = scratch;
-                    res
+            match durability {
+                Durability::Always | Durability::Batch => {
+                    inner.staged.push(&active.segment, offset, frame, (&header.encode(), payload), lsn);
                 }
-                Durability::Batch | Durability::Never => {
-                    active.segment.file.write_at(offset, &header.encode(), WritePath::Map).and_then(|()| {
-                        active.segment.file.write_at(offset + RECORD_HEADER_BYTES, payload, WritePath::Map)
-                    })
+                Durability::Never => {
+                    // Straight into the page cache, behind everything before it:
+                    // staged frames are written first, and a write-out in flight
+                    // (it holds the write order) is waited for.
+                    let write_out = inner.staged.begin_write(&shared.write_order);
+                    write_out.finish(shared)?;
+                    active
+                        .segment
+                        .file
+                        .write_at(offset, &header.encode(), WritePath::Map)
+                        .and_then(|()| {
+                            active.segment.file.write_at(offset + RECORD_HEADER_BYTES, payload, WritePath::Map)
+                        })
+                        .map_err(|err| {
+                            WalError::io("append", shared.storage.describe(Some(active.segment.index)), err)
+                        })?;
+                    shared.lsn_written.store(lsn, Ordering::Release);
                 }
-            };
-            written.map_err(|err| WalError::io("append", shared.storage.describe(Some(active.segment.index)), err))?;
+            }
             inner.mark_dirty(&active.segment);
             inner.write_offset = offset + frame;
             inner.next_lsn = lsn + 1;
-            shared.lsn_written.store(lsn, Ordering::Release);
+            shared.lsn_appended.store(lsn, Ordering::Release);
             let mut batch_msg = None;
-            if durability == Durability::Batch {
+            // Staged frames nobody syncs at once are the flusher's: within
+            // `max_delay`, or sooner once `max_bytes` are waiting.
+            if durability == Durability::Batch || (durability == Durability::Always && !sync_now) {
                 let (_, max_bytes) = shared.config.batch_params();
                 let before = inner.batch_bytes;
                 inner.batch_bytes += frame;
@@ -578,8 +607,8 @@ impl Wal {
                 // flight holds what it syncs for a moment; wait it out (and make
                 // everything durable) before calling the ring full.
                 waited_for_sync = true;
+                let lsn = inner.next_lsn - 1;
                 drop(inner);
-                let lsn = shared.lsn_written.load(Ordering::Acquire);
                 shared.commit.make_durable(shared, lsn)?;
                 inner = lock_inner(shared);
                 continue;
@@ -684,12 +713,16 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<Lsn, WalError> {
-        let lsn = self.shared.lsn_written.load(Ordering::Acquire);
+        let lsn = self.shared.lsn_appended.load(Ordering::Acquire);
         self.shared.commit.make_durable(&self.shared, lsn)?;
         Ok(lsn)
     }
 
-    /// Highest LSN written (visible to readers under `Never`).
+    /// Highest LSN whose record, and every one before it, is in its file
+    /// (the page cache): visible to readers under `Never`, and kept by a
+    /// process crash. `Always` and `Batch` records get there when they are
+    /// synced (or just before a later `Never` append), so this may trail
+    /// `lsn_appended`.
     ///
     /// ```
     /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
@@ -702,6 +735,22 @@ impl Wal {
     /// ```
     pub fn lsn_written(&self) -> Lsn {
         self.shared.lsn_written.load(Ordering::Acquire)
+    }
+
+    /// The last LSN handed out by an append, written or still staged in memory.
+    ///
+    /// ```
+    /// use recwal_wal::{Durability, SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+    /// let staged = wal.append_sync_later(1, b"staged until its sync")?;
+    /// assert_eq!((wal.lsn_appended(), wal.lsn_written()), (1, 0));
+    /// staged.wait()?;
+    /// assert_eq!((wal.lsn_appended(), wal.lsn_written(), wal.lsn_durable()), (1, 1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lsn_appended(&self) -> Lsn {
+        self.shared.lsn_appended.load(Ordering::Acquire)
     }
 
     /// Highest LSN known durable.
@@ -767,6 +816,7 @@ impl Wal {
             sync_latency_us: shared.metrics.sync_latency_us.snapshot(),
             group_records: shared.metrics.group_records.snapshot(),
             lsn_written: shared.lsn_written.load(Ordering::Acquire),
+            lsn_appended: shared.lsn_appended.load(Ordering::Acquire),
             lsn_durable: shared.commit.lsn_durable(),
             lsn_released,
         }
@@ -818,12 +868,28 @@ impl Wal {
 }
 
 impl Drop for Wal {
-    /// Stops the flusher without a final sync: what was written is in the
-    /// page cache and survives the process, but not a power loss. Use
-    /// `close` for a clean shutdown.
+    /// Writes what is staged and stops the flusher, without a final sync:
+    /// everything appended is in the page cache and survives the process,
+    /// but not a power loss. Use `close` for a clean shutdown.
     fn drop(&mut self) {
+        let shared = &*self.shared;
+        if shared.commit.check_poisoned().is_ok() {
+            let mut inner = lock_inner(shared);
+            let write_out = inner.staged.begin_write(&shared.write_order);
+            // A failure poisons the log and is logged; nobody is left to tell.
+            let _ = write_out.finish(shared);
+        }
         self.stop_flusher();
     }
+}
+
+/// Capacity of a staging buffer: room for a batch of `max_bytes` (or 1 MiB
+/// under the other policies) and the record that fills it, within [64 KiB, 4 MiB];
+/// larger batches grow the buffer.
+fn staging_capacity(config: &WalConfig) -> usize {
+    let (_, max_bytes) = config.batch_params();
+    let wanted = max_bytes.saturating_add(u64::from(config.record_bytes_max));
+    wanted.clamp(64 << 10, 4 << 20) as usize
 }
 
 /// Counts an `Always` append in `always_appending` for as long as it lives.
@@ -879,7 +945,7 @@ fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> R
     let res = segment.file.write_at(0, &header.encode(), WritePath::Syscall).and_then(|()| segment.file.sync_data());
     if let Err(err) = res {
         inner.free.push(FreeSegment { segment, lsn_last: 0 });
-        return Err(shared.commit.fail_sync(shared, index, err));
+        return Err(shared.commit.fail_io(shared, index, "start (header write and sync)", err));
     }
     inner.next_seq += 1;
     inner.live.push_back(LiveSegment { segment, seq: header.seq, first_lsn: header.first_lsn });

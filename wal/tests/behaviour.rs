@@ -504,3 +504,75 @@ fn append_sync_later_is_durable_only_once_its_ticket_is_waited_on() {
     let expected: Vec<(u64, u8, Vec<u8>)> = (0..9).map(|i| (i + 1, 0, numbered(i))).collect();
     assert_eq!(read_all(&wal), expected);
 }
+
+#[test]
+fn staged_batch_records_reach_the_file_in_order_before_a_later_never_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A delay long enough that the flusher never writes during the test.
+    let config = small(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 });
+    let wal = Wal::open(dir.path(), config.clone()).expect("open");
+    for i in 1..=5u64 {
+        let ticket = wal.append(1, &numbered(i)).expect("append");
+        assert!(!ticket.is_durable());
+    }
+    // Staged in memory: handed LSNs, not yet in the file.
+    assert_eq!((wal.lsn_appended(), wal.lsn_written(), wal.lsn_durable()), (5, 0, 0));
+    // A `Never` append goes behind them, so they are written first.
+    let _ = wal.append_with(2, &numbered(6), Durability::Never).expect("never append");
+    assert_eq!((wal.lsn_appended(), wal.lsn_written(), wal.lsn_durable()), (6, 6, 0));
+    assert_eq!(wal.sync().expect("sync"), 6);
+    let records = read_all(&wal);
+    let expected: Vec<(u64, u8, Vec<u8>)> = (1..=6u64).map(|i| (i, if i == 6 { 2 } else { 1 }, numbered(i))).collect();
+    assert_eq!(records, expected);
+}
+
+#[test]
+fn dropping_the_log_writes_staged_records_without_a_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 });
+    let wal = Wal::open(dir.path(), config.clone()).expect("open");
+    for i in 1..=2000u64 {
+        let _ = wal.append(1, &numbered(i)).expect("append");
+    }
+    // Segments were started along the way (their headers are synced), but no
+    // record has been written or synced.
+    assert!(wal.metrics().segments_live > 1);
+    assert_eq!((wal.lsn_written(), wal.lsn_durable()), (0, 0));
+    drop(wal); // no close: written to the page cache, not synced
+    let wal = Wal::open(dir.path(), config).expect("reopen");
+    assert_eq!(wal.recovery_report().last_lsn, 2000);
+    let payloads: Vec<Vec<u8>> = read_all(&wal).into_iter().map(|(_, _, payload)| payload).collect();
+    assert_eq!(payloads, (1..=2000u64).map(numbered).collect::<Vec<_>>());
+}
+
+#[test]
+fn batch_records_are_written_and_synced_by_the_flusher_within_max_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small(SyncPolicy::Batch { max_delay: Duration::from_millis(5), max_bytes: 1 << 30 });
+    let wal = Wal::open(dir.path(), config).expect("open");
+    let ticket = wal.append(1, b"flushed without anyone waiting").expect("append");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ticket.is_durable() {
+        assert!(std::time::Instant::now() < deadline, "the flusher never synced the record");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!((wal.lsn_written(), wal.metrics().syncs), (1, 1));
+}
+
+#[test]
+fn a_failed_write_of_staged_records_poisons_the_log() {
+    let disk = SimStorage::new(7);
+    let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Never);
+    let wal = Wal::open_with_storage(Box::new(disk.clone()), config.clone()).expect("open");
+    let _ = wal.append(1, b"kept").expect("append");
+    wal.sync().expect("sync");
+    let staged = wal.append_sync_later(1, b"lost with its write").expect("staged");
+    disk.fail_next_writes(1);
+    assert!(matches!(staged.wait(), Err(WalError::Poisoned { .. })));
+    assert!(matches!(wal.append(1, b"after"), Err(WalError::Poisoned { .. })));
+    assert_eq!(wal.metrics().sync_failures, 1);
+    drop(wal);
+    disk.crash();
+    let wal = Wal::open_with_storage(Box::new(disk), config).expect("reopen");
+    assert_eq!(wal.recovery_report().last_lsn, 1);
+}

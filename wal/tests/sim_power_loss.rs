@@ -1,5 +1,5 @@
 //! Simulated power loss: thousands of seeded schedules of appends, syncs,
-//! checkpoints, crashes, failed syncs, full disks and bit flips, run against
+//! checkpoints, crashes, failed syncs and writes, full disks and bit flips, run against
 //! the simulated disk, with the log's guarantees checked after every reopen:
 //!
 //! - every LSN acknowledged as durable is recovered, with its payload;
@@ -168,21 +168,23 @@ fn run_schedule(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
             );
         }
         if roll < 60 {
-            let durability = match rng.below(3) {
-                0 => Durability::Always,
-                1 => Durability::Never,
+            // `None`: `append_sync_later` (staged, synced when its ticket is waited for).
+            let durability = match rng.below(4) {
+                0 => Some(Durability::Always),
+                1 => Some(Durability::Never),
+                2 => None,
                 _ => {
-                    if config.sync_policy == SyncPolicy::Always {
-                        Durability::Always
-                    } else {
-                        Durability::Never
-                    }
+                    Some(if config.sync_policy == SyncPolicy::Always { Durability::Always } else { Durability::Never })
                 }
             };
             let kind = rng.below(256) as u8;
-            let lsn_next = wal.lsn_written() + 1;
+            let lsn_next = wal.lsn_appended() + 1;
             let bytes = payload(&mut rng, lsn_next, incarnation);
-            match wal.append_with(kind, &bytes, durability) {
+            let appended = match durability {
+                Some(durability) => wal.append_with(kind, &bytes, durability),
+                None => wal.append_sync_later(kind, &bytes),
+            };
+            match appended {
                 Ok(ticket) => {
                     if model.poisoned {
                         return Err("append succeeded on a poisoned log".to_string());
@@ -191,8 +193,18 @@ fn run_schedule(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
                         return Err(format!("lsn {} handed out where {lsn_next} was next", ticket.lsn()));
                     }
                     model.records.insert(ticket.lsn(), (kind, bytes));
-                    if durability == Durability::Always {
+                    if durability == Some(Durability::Always) {
                         model.acked = model.acked.max(ticket.lsn());
+                    }
+                    if durability.is_none() && rng.chance(50) {
+                        match ticket.wait() {
+                            Ok(lsn) => model.acked = model.acked.max(lsn),
+                            Err(WalError::Poisoned { .. }) => {
+                                coverage.poisoned += 1;
+                                model.poisoned = true;
+                            }
+                            Err(err) => return Err(format!("wait failed unexpectedly: {err}")),
+                        }
                     }
                 }
                 Err(WalError::Poisoned { .. }) => {
@@ -220,7 +232,7 @@ fn run_schedule(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
         } else if roll < 80 {
             // Usually release only acknowledged records, as an engine would after
             // a snapshot; sometimes release records that are not durable yet.
-            let limit = if rng.chance(50) { model.acked } else { wal.lsn_written() };
+            let limit = if rng.chance(50) { model.acked } else { wal.lsn_appended() };
             if limit > model.released {
                 let lsn = model.released + 1 + rng.below(limit - model.released);
                 wal.checkpoint(lsn).map_err(|err| format!("checkpoint: {err}"))?;
@@ -240,8 +252,10 @@ fn run_schedule(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
             }
             incarnation += 1;
             wal = reopen_and_check(&storage, &config, &mut model, None, coverage)?;
-        } else if roll < 91 {
+        } else if roll < 90 {
             storage.fail_next_syncs(1);
+        } else if roll < 91 {
+            storage.fail_next_writes(1);
         } else if roll < 94 {
             // Rot a bit inside a durable, unreleased record, then power-cycle.
             let mut candidates = Vec::new();

@@ -101,7 +101,7 @@ impl Server {
     pub fn lsn(&self) -> u64 {
         let (status, wal) = self.json("GET", "/admin/wal", "");
         assert_eq!(status, 200, "{wal}");
-        wal["lsn_written"].as_u64().unwrap()
+        wal["lsn_appended"].as_u64().unwrap()
     }
 
     pub fn kill(mut self) {
