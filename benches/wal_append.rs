@@ -14,7 +14,8 @@
 //! quote). After the criterion groups, a latency report prints p50/p99 per
 //! append and, for `Batch`, how long a record stays at risk (append until
 //! durable). `RECWAL_BENCH_QUICK=1` shortens everything (a smoke run);
-//! `RECWAL_BENCH_LATENCY_ONLY=1` runs only the latency report.
+//! `RECWAL_BENCH_LATENCY_ONLY=1` runs only the latency report, and
+//! `RECWAL_BENCH_LATENCY_POLICY=<always|batch|never>` only that policy's rows.
 //!
 //! Run: `cargo bench --bench wal_append` (results: docs/BENCHMARKS.md).
 #![allow(clippy::print_stdout)]
@@ -305,12 +306,26 @@ fn micros(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
+/// Lets the disk settle before a latency case: the previous case's dirty
+/// pages (hundreds of MB) would otherwise be written back during this one.
+fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 fn latency_report() {
     let duration = if quick() { Duration::from_millis(300) } else { Duration::from_secs(3) };
+    // `RECWAL_BENCH_LATENCY_POLICY=batch` reports only that policy.
+    let only = std::env::var("RECWAL_BENCH_LATENCY_POLICY").ok();
     println!("\nlatency per append (µs): policy size threads -> p50 p99 p99.9 (records/s)");
     for (name, policy) in POLICIES {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         for size in SIZES {
             for threads in THREADS {
+                settle();
                 let histogram = append_latency(policy, size, threads, duration);
                 println!(
                     "latency {name:6} {size:5}B {threads:2}t -> p50 {:9.2} p99 {:9.2} p99.9 {:9.2} ({:.0}/s)",
@@ -324,6 +339,7 @@ fn latency_report() {
     }
     println!("\nBatch: time a record is at risk (append returned, not yet durable), one writer every 50 µs");
     for max_delay_ms in [1u64, 2, 5] {
+        settle();
         let histogram = batch_risk_window(Duration::from_millis(max_delay_ms), 64, Duration::from_micros(50), duration);
         println!(
             "risk   max_delay {max_delay_ms} ms -> p50 {:9.2} p99 {:9.2} max {:9.2} µs ({} records)",

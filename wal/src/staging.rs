@@ -1,7 +1,9 @@
 //! Staging: `Always` and `Batch` frames are copied into memory under the
 //! append lock and reach their segment files later, in one `pwrite` per
 //! segment, done by whoever syncs them (the group-commit leader or the
-//! flusher).
+//! flusher) or, for `Always`, by the appender itself when no other write-out
+//! is running: then its `pwrite` overlaps the sync in progress, as it would
+//! if it had written directly, instead of lengthening the next one.
 //!
 //! Why not copy them straight into the shared map, as `Never` does: every
 //! sync writes the map's dirty pages back, and the kernel then write-protects
@@ -21,7 +23,7 @@
 //! reach the files in LSN order and `lsn_written` always describes a prefix.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::error::WalError;
 use crate::storage::WritePath;
@@ -84,7 +86,21 @@ impl Staging {
     /// Takes everything staged for writing, with the write-order lock. Called
     /// under the append lock; the write itself may happen after releasing it.
     pub(crate) fn begin_write<'a>(&mut self, write_order: &'a Mutex<Vec<Vec<u8>>>) -> WriteOut<'a> {
-        let mut emptied = relock(write_order.lock());
+        self.take(relock(write_order.lock()))
+    }
+
+    /// As `begin_write`, unless a write-out is in flight: then `None`, and
+    /// what is staged stays for the next one.
+    pub(crate) fn try_begin_write<'a>(&mut self, write_order: &'a Mutex<Vec<Vec<u8>>>) -> Option<WriteOut<'a>> {
+        let emptied = match write_order.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(self.take(emptied))
+    }
+
+    fn take<'a>(&mut self, mut emptied: MutexGuard<'a, Vec<Vec<u8>>>) -> WriteOut<'a> {
         // Buffers emptied by earlier write-outs come back for reuse.
         while let Some(buffer) = emptied.pop() {
             if self.spare.len() < SPARES_MAX {

@@ -488,7 +488,7 @@ impl Wal {
         shared.commit.check_poisoned()?;
         let frame = frame_bytes(payload.len() as u64);
         let joining = JoiningGroup::new(shared, durability == Durability::Always);
-        let (lsn, batch_msg) = {
+        let (lsn, batch_msg, eager_write) = {
             let mut inner = self.ensure_room(lock_inner(shared), frame)?;
             // Checked again under the lock: a sync may have failed while we waited.
             shared.commit.check_poisoned()?;
@@ -498,9 +498,15 @@ impl Wal {
             };
             let header = RecordHeader::new(active.seq, lsn, shared.commit.lsn_durable(), kind, payload);
             let offset = inner.write_offset;
+            let mut eager_write = None;
             match durability {
                 Durability::Always | Durability::Batch => {
                     inner.staged.push(&active.segment, offset, frame, (&header.encode(), payload), lsn);
+                    if durability == Durability::Always && sync_now {
+                        // Written now, outside the lock, while the sync in progress
+                        // (if any) runs: the next leader then only syncs.
+                        eager_write = inner.staged.try_begin_write(&shared.write_order);
+                    }
                 }
                 Durability::Never => {
                     // Straight into the page cache, behind everything before it:
@@ -539,8 +545,11 @@ impl Wal {
                     batch_msg = Some(FlushMsg::BatchFull);
                 }
             }
-            (lsn, batch_msg)
+            (lsn, batch_msg, eager_write)
         };
+        if let Some(write_out) = eager_write {
+            write_out.finish(shared)?;
+        }
         let counters = &shared.metrics.counters;
         counters.records_appended.fetch_add(1, Ordering::Relaxed);
         counters.bytes_appended.fetch_add(frame, Ordering::Relaxed);
