@@ -32,6 +32,12 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.counter("recwal_wal_segments_recycled_total", "Segments recycled.", wal.segments_recycled);
     out.gauge("recwal_wal_segments_live", "Segments holding unreleased records.", wal.segments_live);
     out.gauge("recwal_wal_segments_free", "Segments ready for reuse.", wal.segments_free);
+    out.gauge("recwal_wal_staged_bytes", "Bytes of records staged in memory, not yet written.", wal.staged_bytes);
+    out.counter(
+        "recwal_wal_staging_overflows_total",
+        "Appends that wrote staged records themselves because syncs fell behind.",
+        wal.staging_overflows,
+    );
     out.gauge("recwal_wal_lsn_written", "Last LSN in its file with every record before it.", wal.lsn_written);
     out.gauge("recwal_wal_lsn_appended", "Last LSN handed out (written or still staged in memory).", wal.lsn_appended);
     out.gauge("recwal_wal_lsn_durable", "Last LSN known durable.", wal.lsn_durable);

@@ -99,6 +99,7 @@ pub(crate) struct Counters {
     pub(crate) full_errors: AtomicU64,
     pub(crate) segments_created: AtomicU64,
     pub(crate) segments_recycled: AtomicU64,
+    pub(crate) staging_overflows: AtomicU64,
 }
 
 pub(crate) struct Metrics {
@@ -150,6 +151,11 @@ pub struct WalMetrics {
     pub segments_live: u64,
     /// Segments ready for reuse now.
     pub segments_free: u64,
+    /// Bytes of `Always`/`Batch` frames staged in memory, not yet written.
+    pub staged_bytes: u64,
+    /// Appends that found the staging limit reached (the syncs fell behind)
+    /// and wrote the staged frames themselves, without a sync.
+    pub staging_overflows: u64,
     /// Latency of each group commit, in microseconds.
     pub sync_latency_us: HistogramSnapshot,
     /// Records made durable by each group commit.

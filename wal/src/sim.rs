@@ -103,6 +103,7 @@ struct SimState {
     rng: SplitMix64,
     sync_failures_pending: u32,
     write_failures_pending: u32,
+    sync_delay: std::time::Duration,
     space_bytes_max: Option<u64>,
     syncs: u64,
 }
@@ -154,6 +155,7 @@ impl SimStorage {
                 rng: SplitMix64::new(seed),
                 sync_failures_pending: 0,
                 write_failures_pending: 0,
+                sync_delay: std::time::Duration::ZERO,
                 space_bytes_max: None,
                 syncs: 0,
             })),
@@ -227,6 +229,25 @@ impl SimStorage {
     /// ```
     pub fn fail_next_writes(&self, count: u32) {
         lock(&self.state).write_failures_pending = count;
+    }
+
+    /// Every sync from now on takes `delay` (a slow disk) before it does its work.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let disk = SimStorage::new(1);
+    /// let wal = Wal::open_with_storage(Box::new(disk.clone()), WalConfig::default().segment_bytes(4096))?;
+    /// disk.delay_syncs(Duration::from_millis(20));
+    /// let _ = wal.append(1, b"a")?;
+    /// let started = Instant::now();
+    /// wal.sync()?;
+    /// assert!(started.elapsed() >= Duration::from_millis(20));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delay_syncs(&self, delay: std::time::Duration) {
+        lock(&self.state).sync_delay = delay;
     }
 
     /// Creating files beyond `bytes` in total fails with ENOSPC.
@@ -436,6 +457,10 @@ impl SegmentFile for SimSegment {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let delay = lock(&self.state).sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut state = lock(&self.state);
         if state.sync_failures_pending > 0 {
             state.sync_failures_pending -= 1;

@@ -49,11 +49,17 @@ pub(crate) struct Staging {
     /// Capacity of a new buffer, its pages touched once so appends never fault.
     initial_capacity: usize,
     lsn_last: Lsn,
+    /// Bytes in `chunks`.
+    bytes: u64,
 }
 
 impl Staging {
     pub(crate) fn new(initial_capacity: usize) -> Self {
-        Staging { chunks: Vec::new(), spare: Vec::new(), initial_capacity, lsn_last: 0 }
+        Staging { chunks: Vec::new(), spare: Vec::new(), initial_capacity, lsn_last: 0, bytes: 0 }
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Stages the frame of `lsn` at `offset` of `segment`: `header`, then
@@ -81,6 +87,7 @@ impl Staging {
             chunk.bytes.resize(end, 0);
         }
         self.lsn_last = lsn;
+        self.bytes += frame;
     }
 
     /// Takes everything staged for writing, with the write-order lock. Called
@@ -107,6 +114,7 @@ impl Staging {
                 self.spare.push(buffer);
             }
         }
+        self.bytes = 0;
         WriteOut { emptied, chunks: std::mem::take(&mut self.chunks), lsn_last: self.lsn_last }
     }
 }

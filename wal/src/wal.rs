@@ -122,6 +122,8 @@ pub(crate) struct Shared {
     /// (under `inner`) until they are written: write-outs stay in LSN order.
     /// It keeps the emptied buffers for reuse.
     pub(crate) write_order: Mutex<Vec<Vec<u8>>>,
+    /// Staged bytes beyond which an appender writes them itself.
+    pub(crate) staging_limit: u64,
     /// `Always` appends between taking a number and reaching their sync: a
     /// new sync leader gives them a moment to join its group.
     pub(crate) always_appending: AtomicU64,
@@ -346,6 +348,7 @@ impl Wal {
             lsn_written: AtomicU64::new(lsn_last),
             lsn_appended: AtomicU64::new(lsn_last),
             write_order: Mutex::new(Vec::new()),
+            staging_limit: staging_limit(&config),
             always_appending: AtomicU64::new(0),
             commit: Arc::new(GroupCommit::new(lsn_last)),
             metrics,
@@ -506,6 +509,12 @@ impl Wal {
                         // Written now, outside the lock, while the sync in progress
                         // (if any) runs: the next leader then only syncs.
                         eager_write = inner.staged.try_begin_write(&shared.write_order);
+                    } else if inner.staged.bytes() >= shared.staging_limit {
+                        // The syncs fell behind (a slow disk): write what is staged
+                        // now, without a sync, so memory stays bounded and the
+                        // kernel's write-back throttling reaches the appenders.
+                        eager_write = Some(inner.staged.begin_write(&shared.write_order));
+                        shared.metrics.counters.staging_overflows.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Durability::Never => {
@@ -806,9 +815,9 @@ impl Wal {
     /// ```
     pub fn metrics(&self) -> WalMetrics {
         let shared = &*self.shared;
-        let (segments_live, segments_free, lsn_released) = {
+        let (segments_live, segments_free, lsn_released, staged_bytes) = {
             let inner = lock_inner(shared);
-            (inner.live.len() as u64, inner.free.len() as u64, inner.released_lsn)
+            (inner.live.len() as u64, inner.free.len() as u64, inner.released_lsn, inner.staged.bytes())
         };
         let counters = &shared.metrics.counters;
         WalMetrics {
@@ -822,6 +831,8 @@ impl Wal {
             segments_recycled: counters.segments_recycled.load(Ordering::Relaxed),
             segments_live,
             segments_free,
+            staged_bytes,
+            staging_overflows: counters.staging_overflows.load(Ordering::Relaxed),
             sync_latency_us: shared.metrics.sync_latency_us.snapshot(),
             group_records: shared.metrics.group_records.snapshot(),
             lsn_written: shared.lsn_written.load(Ordering::Acquire),
@@ -890,6 +901,13 @@ impl Drop for Wal {
         }
         self.stop_flusher();
     }
+}
+
+/// Staged bytes at which an appender writes them out itself: twice a batch
+/// (the flusher should have synced one by then), within [4 MiB, 256 MiB].
+fn staging_limit(config: &WalConfig) -> u64 {
+    let (_, max_bytes) = config.batch_params();
+    max_bytes.saturating_mul(2).clamp(4 << 20, 256 << 20)
 }
 
 /// Capacity of a staging buffer: room for a batch of `max_bytes` (or 1 MiB

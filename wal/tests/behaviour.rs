@@ -576,3 +576,27 @@ fn a_failed_write_of_staged_records_poisons_the_log() {
     let wal = Wal::open_with_storage(Box::new(disk), config).expect("reopen");
     assert_eq!(wal.recovery_report().last_lsn, 1);
 }
+
+#[test]
+fn staged_memory_stays_bounded_when_syncs_fall_behind() {
+    let disk = SimStorage::new(11);
+    let batch = SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 64 << 10 };
+    let config = WalConfig::default().segment_bytes(4 << 20).segments_initial(4).segments_max(8).sync_policy(batch);
+    let wal = Wal::open_with_storage(Box::new(disk.clone()), config).expect("open");
+    // A disk whose every sync takes 200 ms: the flusher falls far behind.
+    disk.delay_syncs(Duration::from_millis(200));
+    let record = [5u8; 1000];
+    let mut peak = 0;
+    for _ in 0..12_000 {
+        let _ = wal.append(1, &record).expect("append");
+        peak = peak.max(wal.metrics().staged_bytes);
+    }
+    let metrics = wal.metrics();
+    // The limit is 4 MiB here (twice max_bytes, at least 4 MiB); one frame may pass it.
+    assert!(peak <= (4 << 20) + 1024, "{peak} bytes staged");
+    assert!(metrics.staging_overflows > 0, "{metrics:?}");
+    // Written by the appender, not yet synced.
+    assert!(metrics.lsn_written > metrics.lsn_durable, "{metrics:?}");
+    disk.delay_syncs(Duration::ZERO);
+    assert_eq!(wal.sync().expect("sync"), 12_000);
+}
