@@ -7,7 +7,11 @@
 //! - `sqlite_wal/{full,off}`: SQLite in WAL mode (rusqlite, bundled), one
 //!   INSERT per record in autocommit, synchronous FULL (durable) or OFF (lazy);
 //! - `fjall/{sync,buffer}`: an insert then `persist(SyncData)` or `persist(Buffer)`;
-//! - `okaywal/commit`: okaywal entries (always durable; it has no lazy mode).
+//! - `okaywal/commit`: okaywal entries (always durable; it has no lazy mode);
+//! - `rocksdb/{sync,lazy}` (only with the `bench-rocksdb` feature): one `put`
+//!   per record with the WAL on, `WriteOptions::set_sync(true)` (fdatasync of
+//!   the WAL before `put` returns) or `set_sync(false)` (written to the WAL,
+//!   not synced).
 //!
 //! Each case runs with 1, 8 and 16 writer threads and 64-byte and 1 KiB
 //! records; criterion reports time per record (its median is the figure to
@@ -17,7 +21,9 @@
 //! `RECWAL_BENCH_LATENCY_ONLY=1` runs only the latency report, and
 //! `RECWAL_BENCH_LATENCY_POLICY=<always|batch|never>` only that policy's rows.
 //!
-//! Run: `cargo bench --bench wal_append` (results: docs/BENCHMARKS.md).
+//! Run: `cargo bench --bench wal_append` (results: docs/BENCHMARKS.md). With
+//! RocksDB, which compiles its C++ and needs libclang (so `cargo test` and CI
+//! leave it out): `cargo bench --features bench-rocksdb --bench wal_append`.
 #![allow(clippy::print_stdout)]
 
 use std::path::Path;
@@ -201,6 +207,40 @@ fn bench_okaywal(c: &mut Criterion) {
     });
 }
 
+/// RocksDB (the `rocksdb` crate, bundled RocksDB, no compression libraries
+/// compiled in). Options are RocksDB's defaults except `create_if_missing`:
+/// WAL on, `fdatasync` for synced writes (`use_fsync` off), 64 MiB memtables
+/// flushed in the background; with no compression library the default
+/// compression is none. Keys are the writer's id then its counter (both
+/// big-endian, so each writer appends in key order and writers never collide);
+/// the value is the record.
+#[cfg(feature = "bench-rocksdb")]
+fn bench_rocksdb(c: &mut Criterion) {
+    for (name, sync) in [("sync", true), ("lazy", false)] {
+        bench_grid(c, &format!("rocksdb/{name}"), |dir, size, threads| {
+            let mut options = rocksdb::Options::default();
+            options.create_if_missing(true);
+            let db = rocksdb::DB::open(&options, dir).expect("rocksdb open");
+            let mut write = rocksdb::WriteOptions::default();
+            write.set_sync(sync);
+            // One counter per writer; it outlives criterion's repeated runs,
+            // so keys stay unique for the whole case.
+            let counters: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+            let record = vec![7u8; size];
+            Arc::new(move |thread| {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&(thread as u64).to_be_bytes());
+                key[8..].copy_from_slice(&counters[thread].fetch_add(1, Ordering::Relaxed).to_be_bytes());
+                db.put_opt(key, &record, &write).expect("rocksdb put");
+            })
+        });
+    }
+}
+
+/// Without `bench-rocksdb` there is no RocksDB case.
+#[cfg(not(feature = "bench-rocksdb"))]
+fn bench_rocksdb(_: &mut Criterion) {}
+
 fn config() -> Criterion {
     let (warm_up, measure, samples) = if quick() {
         (Duration::from_millis(100), Duration::from_millis(300), 10)
@@ -213,7 +253,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = throughput;
     config = config();
-    targets = bench_bare, bench_recwal, bench_sqlite, bench_fjall, bench_okaywal
+    targets = bench_bare, bench_recwal, bench_sqlite, bench_fjall, bench_okaywal, bench_rocksdb
 }
 
 /// Per-append latency percentiles (microseconds) with `threads` writers for `duration`.
