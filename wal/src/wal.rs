@@ -127,6 +127,9 @@ pub(crate) struct Shared {
     /// `Always` appends between taking a number and reaching their sync: a
     /// new sync leader gives them a moment to join its group.
     pub(crate) always_appending: AtomicU64,
+    /// `Always` appends (and `append_sync_later`s) staged since the last
+    /// sync took its group.
+    pub(crate) always_staged: AtomicU64,
     pub(crate) commit: Arc<GroupCommit>,
     pub(crate) metrics: Metrics,
     flusher_tx: Sender<FlushMsg>,
@@ -350,6 +353,7 @@ impl Wal {
             write_order: Mutex::new(Vec::new()),
             staging_limit: staging_limit(&config),
             always_appending: AtomicU64::new(0),
+            always_staged: AtomicU64::new(0),
             commit: Arc::new(GroupCommit::new(lsn_last)),
             metrics,
             flusher_tx,
@@ -505,6 +509,9 @@ impl Wal {
             match durability {
                 Durability::Always | Durability::Batch => {
                     inner.staged.push(&active.segment, offset, frame, (&header.encode(), payload), lsn);
+                    if durability == Durability::Always {
+                        shared.always_staged.fetch_add(1, Ordering::Relaxed);
+                    }
                     if durability == Durability::Always && sync_now {
                         // Written now, outside the lock, while the sync in progress
                         // (if any) runs: the next leader then only syncs.
