@@ -32,9 +32,12 @@ pub enum SyncPolicy {
     /// The append returns after the record is synced to stable storage.
     /// Concurrent appenders share one sync (leader/follower group commit).
     Always,
-    /// Group commit: a flusher thread syncs every appended record at most
-    /// `max_delay` after the first unsynced append, or as soon as
-    /// `max_bytes` are waiting. The append returns at once with a ticket.
+    /// Group commit: a flusher thread writes and syncs every appended record
+    /// at most `max_delay` after the first unsynced append, or as soon as
+    /// `max_bytes` are waiting. The append returns at once with a ticket;
+    /// until the flusher writes it, the record is staged in this process's
+    /// memory, so a crash of the process (not only a power loss) may lose
+    /// records not yet acknowledged.
     Batch {
         /// Longest a record waits for its sync.
         max_delay: Duration,

@@ -120,7 +120,8 @@ pub fn fuzz_recovery(data: &[u8]) {
 ///
 /// ```
 /// use recwal_wal::testing::fuzz_ops;
-/// // Appends (op % 8 in 0..=3), a sync (4), a checkpoint (5), power losses (6, 7).
+/// // Appends (op % 8 in 0..=3: Always, Never, Always, append_sync_later), a sync (4),
+/// // a checkpoint (5), power losses (6, 7).
 /// fuzz_ops(&[0, 2, 4, 1, 5, 6, 0, 7, 3]);
 /// fuzz_ops(&[]);
 /// ```
@@ -138,15 +139,21 @@ pub fn fuzz_ops(data: &[u8]) {
         match op % 8 {
             0..=3 => {
                 let len = usize::from(op / 8) * 16 + usize::from(op % 3);
+                // 0, 2: Always; 1: Never; 3: append_sync_later (staged, unsynced).
                 let durability = if op % 2 == 0 { Durability::Always } else { Durability::Never };
-                let lsn = wal.lsn_written() + 1;
+                let lsn = wal.lsn_appended() + 1;
                 let mut payload = lsn.to_le_bytes().to_vec();
                 payload.extend((0..len).map(|_| rng.next_u64() as u8));
-                match wal.append_with(op, &payload, durability) {
+                let appended = if op % 4 == 3 {
+                    wal.append_sync_later(op, &payload)
+                } else {
+                    wal.append_with(op, &payload, durability)
+                };
+                match appended {
                     Ok(ticket) => {
                         assert_eq!(ticket.lsn(), lsn);
                         model.insert(lsn, payload);
-                        if durability == Durability::Always {
+                        if durability == Durability::Always && op % 4 != 3 {
                             acked = lsn;
                         }
                     }
