@@ -505,11 +505,15 @@ fn append_sync_later_is_durable_only_once_its_ticket_is_waited_on() {
     assert_eq!(read_all(&wal), expected);
 }
 
+/// `Batch` with a delay and a size the tests never reach: the flusher stays idle.
+fn batch_without_flusher() -> WalConfig {
+    small(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 })
+}
+
 #[test]
 fn staged_batch_records_reach_the_file_in_order_before_a_later_never_append() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A delay long enough that the flusher never writes during the test.
-    let config = small(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 });
+    let config = batch_without_flusher();
     let wal = Wal::open(dir.path(), config.clone()).expect("open");
     for i in 1..=5u64 {
         let ticket = wal.append(1, &numbered(i)).expect("append");
@@ -529,7 +533,7 @@ fn staged_batch_records_reach_the_file_in_order_before_a_later_never_append() {
 #[test]
 fn dropping_the_log_writes_staged_records_without_a_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = small(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 });
+    let config = batch_without_flusher();
     let wal = Wal::open(dir.path(), config.clone()).expect("open");
     for i in 1..=2000u64 {
         let _ = wal.append(1, &numbered(i)).expect("append");
