@@ -25,7 +25,11 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.counter("recwal_wal_records_appended_total", "Records appended to the log.", wal.records_appended);
     out.counter("recwal_wal_bytes_appended_total", "Payload bytes appended to the log.", wal.bytes_appended);
     out.counter("recwal_wal_syncs_total", "Log syncs (fdatasync).", wal.syncs);
-    out.counter("recwal_wal_sync_failures_total", "Failed log syncs (the log is then poisoned).", wal.sync_failures);
+    out.counter(
+        "recwal_wal_sync_failures_total",
+        "Failed log syncs or writes of staged records (the log is then poisoned).",
+        wal.sync_failures,
+    );
     out.counter("recwal_wal_full_waits_total", "Appends that waited for a full ring.", wal.full_waits);
     out.counter("recwal_wal_full_errors_total", "Appends refused by a full ring.", wal.full_errors);
     out.counter("recwal_wal_segments_created_total", "Segment files created.", wal.segments_created);

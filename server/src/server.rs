@@ -274,7 +274,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     };
     let mut reasons = Vec::new();
     if wal.sync_failures > 0 {
-        reasons.push(format!("the log failed {} sync(s): the engine accepts no writes; restart it", wal.sync_failures));
+        reasons.push(format!(
+            "the log failed {} sync(s) or write(s): the engine accepts no writes; restart it",
+            wal.sync_failures
+        ));
     }
     let body = json!({
         "ready": reasons.is_empty(),
