@@ -132,6 +132,11 @@ impl WriteOut<'_> {
     /// write poisons the log: records already acknowledged as appended would
     /// otherwise be missing from the middle of it.
     pub(crate) fn finish(mut self, shared: &Shared) -> Result<(), WalError> {
+        // A write-out taken before an earlier one failed (it waited for the
+        // write order) must not write past the hole, nor let `lsn_written` or
+        // a sync claim the failed records: the failure poisoned the log while
+        // holding the write order, so this check sees it.
+        shared.commit.check_poisoned()?;
         for chunk in &self.chunks {
             if let Err(err) = chunk.segment.file.write_at(chunk.offset, &chunk.bytes, WritePath::Syscall) {
                 return Err(shared.commit.fail_io(shared, chunk.segment.index, "write", err));
