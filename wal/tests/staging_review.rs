@@ -137,3 +137,22 @@ fn a_sync_behind_a_failed_write_out_does_not_make_it_durable() {
     let _ = syncer.join().unwrap();
     assert_eq!(wal.lsn_durable(), 0, "lsn_durable claims record 1, which was never written");
 }
+
+/// `append_sync_later` counts its frame in the batch (so the next `Batch`
+/// append sends no `BatchStarted`) but never wakes the flusher itself: a
+/// `Batch` record behind it is not synced within `max_delay`, and its
+/// ticket's `wait` (which never leads a sync) blocks.
+#[test]
+fn a_batch_append_after_append_sync_later_is_synced_within_max_delay() {
+    let disk = SimStorage::new(3);
+    let policy = SyncPolicy::Batch { max_delay: Duration::from_millis(1), max_bytes: 1 << 20 };
+    let config = WalConfig::default().segment_bytes(64 << 10).segments_initial(2).segments_max(4).sync_policy(policy);
+    let wal = Wal::open_with_storage(Box::new(disk), config).expect("open");
+    let _later = wal.append_sync_later(1, b"nobody waits for me yet").expect("append_sync_later");
+    let batch = wal.append(1, b"batch").expect("batch append");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !batch.is_durable() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(batch.is_durable(), "a Batch record was not synced within 2 s (max_delay 1 ms)");
+}
