@@ -575,6 +575,10 @@ impl Wal {
             Durability::Always => {
                 if sync_now {
                     shared.commit.make_durable(shared, lsn)?;
+                } else if let Some(msg) = batch_msg {
+                    // Counted in the batch above: the flusher syncs it within
+                    // `max_delay`, and later `Batch` appends rely on this message.
+                    let _ = shared.flusher_tx.send(msg);
                 }
                 Ok(AppendTicket::new(&self.shared, lsn, durability))
             }
