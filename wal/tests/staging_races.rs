@@ -1,6 +1,8 @@
-//! Review tests for staged write-outs: a write-out that fails while a later
-//! write-out waits for the write order must not let the later one claim the
-//! failed records as written (or durable).
+//! Races around staged write-outs, made deterministic with a storage whose
+//! gate holds one `pwrite` and then fails it: a write-out queued behind a
+//! failed one must not let the later one claim the failed records as
+//! written (or durable); and `append_sync_later` must not leave a later
+//! `Batch` append without its flusher wake-up.
 
 use std::io;
 use std::path::PathBuf;
@@ -119,7 +121,11 @@ fn a_never_append_behind_a_failed_write_out_does_not_claim_it_written() {
     assert!(!appender.join().unwrap(), "the first append's write failed");
     let second_ok = never.join().unwrap();
     // Record 1 never reached its file: nothing may claim it written.
-    assert_eq!(wal.lsn_written(), 0, "lsn_written claims record 1, which is not in the file (second append ok: {second_ok})");
+    assert_eq!(
+        wal.lsn_written(),
+        0,
+        "lsn_written claims record 1, which is not in the file (second append ok: {second_ok})"
+    );
 }
 
 #[test]
