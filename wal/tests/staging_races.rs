@@ -60,10 +60,10 @@ impl SegmentFile for GatedFile {
     }
     fn write_at(&self, offset: u64, bytes: &[u8], path: WritePath) -> io::Result<()> {
         if matches!(path, WritePath::Syscall) && offset > 0 && self.gate.armed.swap(false, Ordering::AcqRel) {
-            if let Some(tx) = self.gate.entered.lock().unwrap().take() {
+            if let Some(tx) = self.gate.entered.lock().expect("gate lock").take() {
                 let _ = tx.send(());
             }
-            let rx = self.gate.release.lock().unwrap().take();
+            let rx = self.gate.release.lock().expect("gate lock").take();
             if let Some(rx) = rx {
                 let _ = rx.recv();
             }
@@ -96,8 +96,8 @@ fn open(policy: SyncPolicy) -> (Arc<Wal>, Gate, SimStorage) {
 fn block_an_eager_write(wal: &Arc<Wal>, gate: &Gate) -> (std::thread::JoinHandle<bool>, Sender<()>) {
     let (entered_tx, entered_rx) = channel();
     let (release_tx, release_rx) = channel();
-    *gate.entered.lock().unwrap() = Some(entered_tx);
-    *gate.release.lock().unwrap() = Some(release_rx);
+    *gate.entered.lock().expect("gate lock") = Some(entered_tx);
+    *gate.release.lock().expect("gate lock") = Some(release_rx);
     gate.armed.store(true, Ordering::Release);
     let appender = {
         let wal = Arc::clone(wal);
@@ -117,9 +117,9 @@ fn a_never_append_behind_a_failed_write_out_does_not_claim_it_written() {
         std::thread::spawn(move || wal.append_with(1, b"second", Durability::Never).is_ok())
     };
     std::thread::sleep(Duration::from_millis(100));
-    release.send(()).unwrap();
-    assert!(!appender.join().unwrap(), "the first append's write failed");
-    let second_ok = never.join().unwrap();
+    release.send(()).expect("release the gate");
+    assert!(!appender.join().expect("thread"), "the first append's write failed");
+    let second_ok = never.join().expect("thread");
     // Record 1 never reached its file: nothing may claim it written.
     assert_eq!(
         wal.lsn_written(),
@@ -138,9 +138,9 @@ fn a_sync_behind_a_failed_write_out_does_not_make_it_durable() {
         std::thread::spawn(move || wal.sync().is_ok())
     };
     std::thread::sleep(Duration::from_millis(100));
-    release.send(()).unwrap();
-    assert!(!appender.join().unwrap(), "the first append's write failed");
-    let _ = syncer.join().unwrap();
+    release.send(()).expect("release the gate");
+    assert!(!appender.join().expect("thread"), "the first append's write failed");
+    let _ = syncer.join().expect("thread");
     assert_eq!(wal.lsn_durable(), 0, "lsn_durable claims record 1, which was never written");
 }
 
