@@ -91,8 +91,7 @@ pub(crate) struct Inner {
     released_lsn: Lsn,
     segments_total: u32,
     next_index: u32,
-    /// Bytes appended with `Durability::Batch` (or `append_sync_later`)
-    /// since the last sync began.
+    /// Bytes appended with `Durability::Batch` since the last sync began.
     pub(crate) batch_bytes: u64,
     /// `Always` and `Batch` frames not yet written to their files.
     pub(crate) staged: Staging,
@@ -548,9 +547,11 @@ impl Wal {
             inner.next_lsn = lsn + 1;
             shared.lsn_appended.store(lsn, Ordering::Release);
             let mut batch_msg = None;
-            // Staged frames nobody syncs at once are the flusher's: within
-            // `max_delay`, or sooner once `max_bytes` are waiting.
-            if durability == Durability::Batch || (durability == Durability::Always && !sync_now) {
+            // `Batch` frames are the flusher's: within `max_delay`, or sooner
+            // once `max_bytes` are waiting. (`append_sync_later` frames wait for
+            // their ticket, or the next sync of any kind; counting them here
+            // would keep later `Batch` appends from starting the clock.)
+            if durability == Durability::Batch {
                 let (_, max_bytes) = shared.config.batch_params();
                 let before = inner.batch_bytes;
                 inner.batch_bytes += frame;
@@ -575,10 +576,6 @@ impl Wal {
             Durability::Always => {
                 if sync_now {
                     shared.commit.make_durable(shared, lsn)?;
-                } else if let Some(msg) = batch_msg {
-                    // Counted in the batch above: the flusher syncs it within
-                    // `max_delay`, and later `Batch` appends rely on this message.
-                    let _ = shared.flusher_tx.send(msg);
                 }
                 Ok(AppendTicket::new(&self.shared, lsn, durability))
             }
