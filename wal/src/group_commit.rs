@@ -51,9 +51,10 @@ pub(crate) struct GroupCommit {
     closed: AtomicBool,
 }
 
-fn relock<T>(res: std::sync::LockResult<T>) -> T {
-    // These mutexes guard a flag and a waker list that stay valid whatever a
-    // panicking thread was doing, so a poisoned lock is still usable.
+pub(crate) fn relock<T>(res: std::sync::LockResult<T>) -> T {
+    // These mutexes (and the write-order lock of `staging`) guard a flag, a
+    // waker list and spare buffers that stay valid whatever a panicking thread
+    // was doing, so a poisoned lock is still usable.
     res.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::error::WalError;
+use crate::group_commit::relock;
 use crate::storage::WritePath;
 use crate::wal::{Lsn, Segment, Shared};
 
@@ -165,12 +166,6 @@ fn prefaulted(capacity: usize) -> Vec<u8> {
     }
     bytes.clear();
     bytes
-}
-
-fn relock<T>(res: std::sync::LockResult<T>) -> T {
-    // The write-order lock guards spare buffers only; a panic elsewhere
-    // leaves them valid.
-    res.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
