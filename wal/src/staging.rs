@@ -50,13 +50,24 @@ pub(crate) struct Staging {
     /// Capacity of a new buffer, its pages touched once so appends never fault.
     initial_capacity: usize,
     lsn_last: Lsn,
+    /// The last LSN handed to a write-out: until `lsn_written` reaches it, a
+    /// write-out may still be in flight.
+    lsn_taken: Lsn,
     /// Bytes in `chunks`.
     bytes: u64,
 }
 
 impl Staging {
     pub(crate) fn new(initial_capacity: usize) -> Self {
-        Staging { chunks: Vec::new(), spare: Vec::new(), initial_capacity, lsn_last: 0, bytes: 0 }
+        Staging { chunks: Vec::new(), spare: Vec::new(), initial_capacity, lsn_last: 0, lsn_taken: 0, bytes: 0 }
+    }
+
+    /// Whether a write that bypasses staging (a `Never` append through the
+    /// map) must first write out: frames are staged, or a write-out taken
+    /// earlier has not put its records in the files yet. Usually false, so
+    /// `Never` appends skip the write-order lock.
+    pub(crate) fn must_write_before(&self, lsn_written: Lsn) -> bool {
+        !self.chunks.is_empty() || lsn_written < self.lsn_taken
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -116,6 +127,9 @@ impl Staging {
             }
         }
         self.bytes = 0;
+        if !self.chunks.is_empty() {
+            self.lsn_taken = self.lsn_last;
+        }
         WriteOut { emptied, chunks: std::mem::take(&mut self.chunks), lsn_last: self.lsn_last }
     }
 }
@@ -196,9 +210,14 @@ mod tests {
         assert_eq!(staging.chunks[0].bytes.len() as u64, offset - 64);
         assert_eq!(&staging.chunks[0].bytes[24..32], b"abc\0\0\0\0\0", "padding is zeros");
 
+        assert!(staging.must_write_before(0), "frames are staged");
+
         let write_order = Mutex::new(Vec::new());
         let write_out = staging.begin_write(&write_order);
         assert_eq!((write_out.chunks.len(), write_out.lsn_last), (2, 3));
         assert!(staging.chunks.is_empty());
+        // Taken but not yet written: a bypassing write still has to wait.
+        assert!(staging.must_write_before(2));
+        assert!(!staging.must_write_before(3), "everything taken is written");
     }
 }

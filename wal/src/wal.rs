@@ -527,8 +527,9 @@ impl Wal {
                     // Straight into the page cache, behind everything before it:
                     // staged frames are written first, and a write-out in flight
                     // (it holds the write order) is waited for.
-                    let write_out = inner.staged.begin_write(&shared.write_order);
-                    write_out.finish(shared)?;
+                    if inner.staged.must_write_before(shared.lsn_written.load(Ordering::Acquire)) {
+                        inner.staged.begin_write(&shared.write_order).finish(shared)?;
+                    }
                     active
                         .segment
                         .file
