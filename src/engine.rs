@@ -256,7 +256,19 @@ impl Engine {
         progress: &(dyn Fn(ReplayProgress) + Sync),
     ) -> Result<Engine, EngineError> {
         config.validate()?;
-        let wal = Wal::open(&dir.join("wal"), config.wal.clone())?;
+        let wal_dir = dir.join("wal");
+        // The log is created before `snapshots/`: a data directory that has
+        // `snapshots/` but no log lost its log, and must not start empty.
+        if !recwal_wal::holds_log(&wal_dir)? && dir.join("snapshots").is_dir() {
+            return Err(EngineError::Unrecoverable(format!(
+                "{} was initialised ({} exists) but its log {} is gone (no MANIFEST and no segment file): \
+                 refusing to start empty; restore the data directory from a backup",
+                dir.display(),
+                dir.join("snapshots").display(),
+                wal_dir.display()
+            )));
+        }
+        let wal = Wal::open(&wal_dir, config.wal.clone())?;
         Engine::open_on(dir, wal, config, progress)
     }
 
@@ -520,6 +532,8 @@ impl Engine {
     pub fn close(mut self) -> Result<(), EngineError> {
         self.stop_checkpointer();
         self.shared.wal.sync()?;
+        // From now on a log that ends earlier is damage, not a torn write.
+        self.shared.wal.record_floor()?;
         Ok(())
     }
 
@@ -990,6 +1004,11 @@ impl Shared {
         // newest snapshot can still fall back to it.
         let oldest = kept.iter().take(keep).map(|(lsn, _)| *lsn).min().unwrap_or(lsn);
         let segments_released = self.wal.checkpoint(oldest).map_err(|err| self.wal_failed(err))?;
+        // Everything up to `lsn` is durable (synced above): record it, so that
+        // a log later found to end before it is refused as damaged.
+        if let Err(err) = self.wal.record_floor() {
+            warn!(%err, "could not record the log's durable end in its manifest");
+        }
         self.snapshot_lsn.store(lsn, Ordering::Release);
         *mark = CheckpointMark {
             lsn,

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// ```
 /// use recwal_wal::Position;
 /// let at = Position { segment_index: 3, segment_seq: 7, offset: 4096 };
-/// assert_eq!(at.to_string(), "segment 3 (seq 7) offset 4096");
+/// assert_eq!(at.to_string(), "segment 3 (file seg-00000003.wal, seq 7) offset 4096");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
@@ -24,7 +24,14 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "segment {} (seq {}) offset {}", self.segment_index, self.segment_seq, self.offset)
+        write!(
+            f,
+            "segment {} (file {}, seq {}) offset {}",
+            self.segment_index,
+            crate::storage::segment_file_name(self.segment_index),
+            self.segment_seq,
+            self.offset
+        )
     }
 }
 
@@ -96,8 +103,20 @@ pub enum WalError {
         path: PathBuf,
     },
     /// Recovery found corruption that the recovery mode does not allow it to cut.
-    #[error("corrupt log at {}: {} (expected lsn {})", .0.position, .0.reason, .0.lsn_expected)]
+    #[error("corrupt log at {}: {} (expected lsn {}); {RECOVERY_OPTIONS}", .0.position, .0.reason, .0.lsn_expected)]
     Corruption(Box<Corruption>),
+    /// A file of the log is missing, cut short or unreadable where the log
+    /// proves it existed whole: damage, refused rather than read as "never
+    /// written" (see FORMAT.md, "Files"). Nothing was changed on disk.
+    #[error("damaged log: {}: {reason}; {options}", .path.display())]
+    Damaged {
+        /// The file (or directory) that is damaged.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// What the operator can do.
+        options: String,
+    },
     /// A segment file does not match the configuration or the format.
     #[error("segment {segment_index}: {reason}")]
     BadSegment {
@@ -140,6 +159,12 @@ pub enum WalError {
     #[error("log is closed")]
     Closed,
 }
+
+/// What an operator can do when recovery refuses damage (named in every
+/// refusal so that nobody has to look it up while the service is down).
+pub(crate) const RECOVERY_OPTIONS: &str = "the log was left as it is; to recover, restore the log directory from a \
+     backup, or open it with recovery_mode = point-in-time to keep the longest valid prefix (the records after the \
+     damage are dropped and reported)";
 
 impl WalError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::{RecoveryMode, WalConfig};
 use crate::error::WalError;
 use crate::format::{HeaderDefect, SegmentState};
-use crate::recovery::{open_segments, scan, RecordInfo, RecoveryReport};
+use crate::recovery::{check_floor, open_segments, scan, FileRepair, FoundFiles, RecordInfo, RecoveryReport};
 use crate::storage::{DirLock, FileStorage, Storage};
 
 /// What a segment file holds.
@@ -143,7 +143,8 @@ pub fn inspect_storage(
     config: &WalConfig,
     visit: &mut dyn FnMut(&RecordInfo, &[u8]),
 ) -> Result<Inspection, WalError> {
-    let (opened, _) = open_segments(storage, config.segment_bytes, false)?;
+    let FoundFiles { manifest, opened, missing, short } =
+        open_segments(storage, config.segment_bytes, FileRepair::Report)?;
     let mut per_segment: HashMap<u32, u64> = HashMap::new();
     let describe = |index: u32| storage.describe(Some(index));
     let plan = scan(
@@ -157,6 +158,10 @@ pub fn inspect_storage(
             visit(info, payload);
         },
     )?;
+    let mut report = plan.report.clone();
+    report.segments_extended = short;
+    report.segments_missing = missing;
+    check_floor(manifest, storage, &opened, &plan, RecoveryMode::PointInTime, &mut report)?;
     let segments = opened
         .iter()
         .enumerate()
@@ -178,7 +183,7 @@ pub fn inspect_storage(
             }
         })
         .collect();
-    Ok(Inspection { segments, report: plan.report })
+    Ok(Inspection { segments, report })
 }
 
 /// Checks every CRC and the LSN chain of the log in `dir` without changing

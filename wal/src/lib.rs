@@ -39,6 +39,7 @@ mod error;
 pub mod format;
 mod group_commit;
 mod inspect;
+mod manifest;
 mod metrics;
 mod reader;
 mod recovery;
@@ -57,6 +58,6 @@ pub use inspect::{inspect, inspect_storage, verify, Inspection, SegmentInfo, Seg
 pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
-pub use storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
+pub use storage::{holds_log, DirLock, FileStorage, SegmentFile, Storage, WritePath};
 pub use ticket::{AppendTicket, DurableFuture};
 pub use wal::{Lsn, Wal};

@@ -9,11 +9,12 @@
 use std::borrow::Cow;
 
 use crate::config::RecoveryMode;
-use crate::error::{Corruption, Position, WalError};
+use crate::error::{Corruption, Position, WalError, RECOVERY_OPTIONS};
 use crate::format::{
     decode_slot, HeaderDefect, RecordHeader, SegmentHeader, SegmentState, Slot, FORMAT_VERSION, RECORD_ALIGN,
     RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
+use crate::manifest::{self, Manifest};
 use crate::storage::{SegmentFile, Storage};
 
 /// What recovery found and did.
@@ -58,8 +59,15 @@ pub struct RecoveryReport {
     pub segments_damaged: Vec<u32>,
     /// Segments beyond the cut that were marked free.
     pub segments_invalidated: Vec<u32>,
-    /// Segment files that were shorter than configured and were extended.
+    /// Segment files that were shorter than configured: damage, refused
+    /// by `open` except in `PointInTime` mode, which extends them with zeros.
     pub segments_extended: Vec<u32>,
+    /// Segment files that were missing: damage, refused by `open` except in
+    /// `PointInTime` mode, which recreates them empty.
+    pub segments_missing: Vec<u32>,
+    /// Records the log had durably reached (per its manifest) that were
+    /// not found: damage, refused except in `PointInTime` mode.
+    pub records_missing: u64,
 }
 
 impl RecoveryReport {
@@ -79,6 +87,9 @@ impl RecoveryReport {
             && self.tail_damage.is_none()
             && self.corruption.is_none()
             && self.segments_damaged.is_empty()
+            && self.segments_extended.is_empty()
+            && self.segments_missing.is_empty()
+            && self.records_missing == 0
     }
 }
 
@@ -128,39 +139,160 @@ pub(crate) fn read_header(file: &dyn SegmentFile) -> std::io::Result<Result<Segm
     Ok(SegmentHeader::decode(&buf))
 }
 
-/// Opens every segment file of `storage` in index order and reads its header.
-/// A file larger than `segment_bytes` is an error; a shorter one is extended
-/// with zeros when `extend` is set (what is there is scanned as usual, the
-/// missing part reads as never-written space) and listed in the result.
+/// What `open_segments` may do about missing or short segment files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileRepair {
+    /// Change nothing; report them (`inspect`, `verify`).
+    Report,
+    /// Refuse to open: they are damage (`open` in the default modes).
+    Refuse,
+    /// Recreate missing files and extend short ones with zeros, and report
+    /// them (`open` in `PointInTime` mode); the scan then finds the records
+    /// lost with them.
+    Restore,
+}
+
+/// The segment files of a log directory as found, before the scan.
+pub(crate) struct FoundFiles {
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) opened: Vec<OpenedSegment>,
+    /// Files that should exist and did not.
+    pub(crate) missing: Vec<u32>,
+    /// Files shorter than `segment_bytes`.
+    pub(crate) short: Vec<u32>,
+}
+
+/// Reads the manifest, then opens every segment file of `storage` in index
+/// order and reads its header. Segment files are created whole and are
+/// never deleted or truncated (FORMAT.md, "Files"), so a file that is
+/// missing (below the count the manifest records, or below the highest
+/// index present) or shorter than `segment_bytes` is damage; `repair` says
+/// what to do about it. A file larger than `segment_bytes` is an error.
 pub(crate) fn open_segments(
     storage: &dyn Storage,
     segment_bytes: u64,
-    extend: bool,
-) -> Result<(Vec<OpenedSegment>, Vec<u32>), WalError> {
+    repair: FileRepair,
+) -> Result<FoundFiles, WalError> {
+    let manifest_path = storage.describe_manifest();
+    let manifest = match storage.read_manifest().map_err(|err| WalError::io("read manifest", &manifest_path, err))? {
+        Some(bytes) => {
+            Some(Manifest::decode(&bytes).map_err(|reason| manifest::damaged(manifest_path.clone(), reason))?)
+        }
+        None => None,
+    };
+    if let Some(manifest) = manifest {
+        if manifest.segment_bytes != segment_bytes {
+            return Err(WalError::InvalidConfig {
+                field: "segment_bytes",
+                rule: format!(
+                    "is {segment_bytes}, but the log in {} was created with {} bytes per segment, which cannot change",
+                    storage.describe(None).display(),
+                    manifest.segment_bytes
+                ),
+            });
+        }
+    }
     let mut indices =
         storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
     indices.sort_unstable();
-    let mut opened = Vec::with_capacity(indices.len());
-    let mut extended = Vec::new();
-    for index in indices {
+    let present_end = indices.last().map_or(0, |last| last + 1);
+    let created = manifest.map_or(0, |manifest| manifest.segments_created).max(present_end);
+    let missing: Vec<u32> = (0..created).filter(|index| indices.binary_search(index).is_err()).collect();
+    if let (Some(&first), FileRepair::Refuse) = (missing.first(), repair) {
+        let known_from = match manifest {
+            Some(manifest) if manifest.segments_created > first => "MANIFEST records",
+            _ => "the higher-numbered files present show",
+        };
+        return Err(WalError::Damaged {
+            path: storage.describe(Some(first)),
+            reason: format!(
+                "the segment file is missing ({} of {created} missing): {known_from} that the log created segment files \
+                 0..{created}, and a segment file is never deleted",
+                missing.len()
+            ),
+            options: RECOVERY_OPTIONS.to_string(),
+        });
+    }
+
+    let mut opened = Vec::with_capacity(created as usize);
+    let mut short = Vec::new();
+    for index in 0..created {
         let path = storage.describe(Some(index));
-        let mut file = storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?;
+        let mut file = if missing.binary_search(&index).is_ok() {
+            if repair != FileRepair::Restore {
+                continue;
+            }
+            storage.create_segment(index, segment_bytes).map_err(|err| WalError::io("recreate segment", &path, err))?
+        } else {
+            storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?
+        };
         if file.len() > segment_bytes {
             return Err(WalError::BadSegment {
                 segment_index: index,
                 reason: format!("file is {} bytes, larger than segment_bytes {segment_bytes}", file.len()),
             });
         }
-        if extend && file.len() < segment_bytes {
-            // Cut short by a crash during creation on a file system without
-            // atomic rename, or by hand.
-            file.extend_to(segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
-            extended.push(index);
+        if file.len() < segment_bytes {
+            if repair == FileRepair::Refuse {
+                return Err(WalError::Damaged {
+                    path,
+                    reason: format!(
+                        "the segment file is {} bytes, shorter than segment_bytes {segment_bytes}: segment files are \
+                         created whole (written, synced, then renamed into place) and never truncated, so it was cut \
+                         after it was written",
+                        file.len()
+                    ),
+                    options: RECOVERY_OPTIONS.to_string(),
+                });
+            }
+            if repair == FileRepair::Restore {
+                file.extend_to(segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
+            }
+            short.push(index);
         }
         let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
         opened.push(OpenedSegment { index, file, header });
     }
-    Ok((opened, extended))
+    Ok(FoundFiles { manifest, opened, missing, short })
+}
+
+/// Refuses (or, in `PointInTime`, reports) a recovered log that ends before
+/// the LSN its manifest says it had reached: records the log once held
+/// durably are gone, so a segment was replaced by an older copy or damaged
+/// in a way no other check saw.
+pub(crate) fn check_floor(
+    manifest: Option<Manifest>,
+    storage: &dyn Storage,
+    segments: &[OpenedSegment],
+    scan: &Scan,
+    mode: RecoveryMode,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let Some(manifest) = manifest else { return Ok(()) };
+    if report.last_lsn >= manifest.lsn_floor {
+        return Ok(());
+    }
+    let reason = format!(
+        "the log ends at lsn {}, but it had reached lsn {} (recorded in {} when the log was last opened, grown or \
+         closed): records {}..={} are missing",
+        report.last_lsn,
+        manifest.lsn_floor,
+        storage.describe_manifest().display(),
+        report.last_lsn + 1,
+        manifest.lsn_floor
+    );
+    // Where the log ends: the records that should follow are missing from there.
+    let position = match scan.chain.last() {
+        Some(link) => position(&segments[link.slot], link.end_offset),
+        None => Position { segment_index: 0, segment_seq: 0, offset: SEGMENT_HEADER_BYTES },
+    };
+    let detail = Corruption { position, lsn_expected: report.last_lsn + 1, reason };
+    if mode != RecoveryMode::PointInTime {
+        return Err(WalError::Corruption(Box::new(detail)));
+    }
+    report.records_missing = manifest.lsn_floor - report.last_lsn;
+    report.corruption.get_or_insert(detail);
+    Ok(())
 }
 
 /// A segment of the recovered log, in order.
@@ -202,6 +334,9 @@ struct Evidence {
 
 fn segment_bytes(segment: &OpenedSegment) -> Result<Cow<'_, [u8]>, std::io::Error> {
     let len = segment.file.len() as usize;
+    if len == 0 {
+        return Ok(Cow::Borrowed(&[]));
+    }
     if let Some(view) = segment.file.view(0, len) {
         return Ok(Cow::Borrowed(view));
     }
@@ -255,7 +390,31 @@ pub(crate) fn scan(
                     live.push(slot);
                 }
             }
-            Err(HeaderDefect::Zeroed) => {}
+            Err(HeaderDefect::Zeroed) => {
+                // A segment never started is all zeros: it was created
+                // zero-filled and its header is synced before any record.
+                // Data behind a zero header means the header was destroyed.
+                let bytes = segment_bytes(segment)
+                    .map_err(|err| WalError::io("read segment", storage_name(segment.index), err))?;
+                if let Some(at) = first_nonzero(&bytes, SEGMENT_HEADER_BYTES) {
+                    let detail = corruption(
+                        segment,
+                        0,
+                        0,
+                        format!(
+                            "segment header is zeroed but the segment holds data (first non-zero byte at offset {at}): \
+                             the header was destroyed"
+                        ),
+                    );
+                    if mode != RecoveryMode::PointInTime {
+                        return Err(WalError::Corruption(Box::new(detail)));
+                    }
+                    report.segments_damaged.push(segment.index);
+                    report.corruption.get_or_insert(detail);
+                    damaged.push(slot);
+                    seq_max = seq_max.max(max_record_seq(&bytes, record_bytes_max));
+                }
+            }
             Err(HeaderDefect::Version(version)) => {
                 return Err(WalError::BadSegment {
                     segment_index: segment.index,
@@ -461,6 +620,21 @@ fn last_contiguous_lsn(bytes: &[u8], header: &SegmentHeader, record_bytes_max: u
     lsn_expected - 1
 }
 
+/// Offset of the first non-zero byte at or after `from`.
+fn first_nonzero(bytes: &[u8], from: u64) -> Option<u64> {
+    let tail = bytes.get(from as usize..)?;
+    let mut at = 0usize;
+    // This runs over every never-started segment at open: OR-folding a
+    // page at a time vectorises, a byte-wise search would not.
+    for chunk in tail.chunks(4096) {
+        if chunk.iter().fold(0u8, |acc, byte| acc | byte) != 0 {
+            return Some(from + (at + chunk.iter().position(|byte| *byte != 0)?) as u64);
+        }
+        at += chunk.len();
+    }
+    None
+}
+
 /// The highest `seq` of any valid record at any aligned offset of `bytes`.
 fn max_record_seq(bytes: &[u8], record_bytes_max: u32) -> u64 {
     let mut seq_max = 0;
@@ -510,9 +684,24 @@ fn handle_end(
     let segment = &segments[slot];
     let evidence = find_evidence(segments, slot, offset, later, lsn_expected, record_bytes_max);
     let durable_proof = evidence.iter().find(|found| found.durable_lsn_hint >= lsn_expected);
+    let lap_seq = segment.header.as_ref().map_or(0, |header| header.seq);
     let torn_frame_end = match stop {
-        Some(Slot::Invalid(Some(header))) if header.lsn >= lsn_expected && header.len <= record_bytes_max => {
+        Some(Slot::Invalid(Some(header)))
+            if header.seq == lap_seq && header.lsn == lsn_expected && header.len <= record_bytes_max =>
+        {
+            // The header of this very record reached the disk, its body did
+            // not (or rotted): a torn write of the current lap.
             Some((offset + header.frame_bytes()).min(segment.file.len()))
+        }
+        Some(Slot::Invalid(_))
+            if !names_this_record(segment, offset, lap_seq, lsn_expected)
+                && stale_lap_follows(segment, offset, lap_seq, record_bytes_max) =>
+        {
+            // The new lap ended inside a frame of an earlier lap, whose
+            // records still follow: the old bytes here are unused space, not
+            // damage (FORMAT.md, "Recovery", step 4). Reporting them would
+            // raise an alarm on every healthy restart once the ring laps.
+            None
         }
         Some(Slot::Invalid(_)) | Some(Slot::Record(_)) => Some((offset + RECORD_HEADER_BYTES).min(segment.file.len())),
         // Zeros, a whole record of an earlier lap, or the segment's end: a clean end.
@@ -555,6 +744,44 @@ fn handle_end(
     report.bytes_cut += (damage_end - offset) + bytes_cut_later;
     let zero_range = (damage_end > offset).then_some((slot, offset, damage_end));
     Ok(EndPlan { zero_range, invalidate: later.to_vec(), seal_tail: true })
+}
+
+/// True if the bytes at `offset` carry this lap's `seq` or the expected LSN
+/// where a record header keeps them: a frame of the current lap that is
+/// damaged (one flipped bit changes at most one of the two), never the
+/// leftovers of an earlier lap, whose records carry older seqs and LSNs.
+fn names_this_record(segment: &OpenedSegment, offset: u64, lap_seq: u64, lsn_expected: u64) -> bool {
+    let mut raw = [0u8; RECORD_HEADER_BYTES as usize];
+    if offset + RECORD_HEADER_BYTES > segment.file.len() || segment.file.read_at(offset, &mut raw).is_err() {
+        return false;
+    }
+    let field = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&raw[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    // Offsets of `lsn` and `seq` in the record frame (FORMAT.md).
+    field(8) == lsn_expected || field(16) == lap_seq
+}
+
+/// True if a whole record of an earlier lap lies at some aligned offset at or
+/// after `offset`: then the segment was reused, and bytes at the end of the
+/// current lap that form no record of it are what the earlier lap left.
+/// A segment on its first lap was zero-filled, so there, anything but zeros
+/// after the last record is a torn write.
+fn stale_lap_follows(segment: &OpenedSegment, offset: u64, lap_seq: u64, record_bytes_max: u32) -> bool {
+    let Ok(bytes) = segment_bytes(segment) else { return false };
+    let mut position = offset;
+    while position + RECORD_HEADER_BYTES <= bytes.len() as u64 {
+        let candidate = RecordHeader::parse(&bytes[position as usize..]).is_some_and(|record| record.seq < lap_seq);
+        if candidate {
+            if let Slot::Stale(_) = decode_slot(&bytes, position, lap_seq, record_bytes_max) {
+                return true;
+            }
+        }
+        position += RECORD_ALIGN;
+    }
+    false
 }
 
 /// Valid records of the current lap beyond the end of the log: after `offset`

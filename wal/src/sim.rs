@@ -106,6 +106,8 @@ struct SimState {
     sync_delay: std::time::Duration,
     space_bytes_max: Option<u64>,
     syncs: u64,
+    /// The identity file: written durably and atomically, so a crash never changes it.
+    manifest: Option<Vec<u8>>,
 }
 
 impl SimState {
@@ -158,6 +160,7 @@ impl SimStorage {
                 sync_delay: std::time::Duration::ZERO,
                 space_bytes_max: None,
                 syncs: 0,
+                manifest: None,
             })),
         }
     }
@@ -399,6 +402,20 @@ impl Storage for SimStorage {
             Some(index) => PathBuf::from(format!("sim:{}", crate::storage::segment_file_name(index))),
             None => PathBuf::from("sim:"),
         }
+    }
+
+    fn read_manifest(&self) -> io::Result<Option<Vec<u8>>> {
+        Ok(lock(&self.state).manifest.clone())
+    }
+
+    fn write_manifest(&self, bytes: &[u8]) -> io::Result<()> {
+        // Durable and atomic on return, as FileStorage's rename + directory sync is.
+        lock(&self.state).manifest = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn describe_manifest(&self) -> PathBuf {
+        PathBuf::from("sim:MANIFEST")
     }
 }
 

@@ -102,6 +102,42 @@ pub trait Storage: Send + Sync {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn describe(&self, index: Option<u32>) -> PathBuf;
+    /// The contents of the log's identity file (`MANIFEST`, FORMAT.md), or
+    /// `None` if there is none (a new directory, or a log written before it existed).
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// assert_eq!(storage.read_manifest()?, None);
+    /// storage.write_manifest(b"identity")?;
+    /// assert_eq!(storage.read_manifest()?.as_deref(), Some(&b"identity"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn read_manifest(&self) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces the identity file, durably and atomically: after power loss
+    /// it holds either the old or the new contents, whole.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FileStorage::open(dir.path())?;
+    /// storage.write_manifest(b"one")?;
+    /// storage.write_manifest(b"two")?;
+    /// assert_eq!(storage.read_manifest()?.as_deref(), Some(&b"two"[..]));
+    /// assert_eq!(storage.describe_manifest(), dir.path().join("MANIFEST"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn write_manifest(&self, bytes: &[u8]) -> io::Result<()>;
+    /// The identity file's path, for error messages.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// assert_eq!(FileStorage::open(dir.path())?.describe_manifest(), dir.path().join("MANIFEST"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn describe_manifest(&self) -> PathBuf;
 }
 
 /// One segment file.
@@ -359,7 +395,68 @@ impl Storage for FileStorage {
             None => self.dir.clone(),
         }
     }
+
+    fn read_manifest(&self) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.describe_manifest()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn write_manifest(&self, bytes: &[u8]) -> io::Result<()> {
+        let final_path = self.describe_manifest();
+        let temp_path = self.dir.join(format!("{MANIFEST_FILE_NAME}.tmp"));
+        let written = (|| {
+            let file = OpenOptions::new().create(true).truncate(true).write(true).open(&temp_path)?;
+            file.write_all_at(bytes, 0)?;
+            file.sync_all()?;
+            // The rename replaces the old manifest whole; the directory sync
+            // makes the replacement survive power loss.
+            std::fs::rename(&temp_path, &final_path)?;
+            self.sync_dir()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp_path);
+        }
+        written
+    }
+
+    fn describe_manifest(&self) -> PathBuf {
+        self.dir.join(MANIFEST_FILE_NAME)
+    }
 }
+
+/// True if `dir` holds a log: its identity file (`MANIFEST`) or any segment
+/// file. A directory that does not exist holds none. Changes nothing.
+///
+/// ```
+/// use recwal_wal::{holds_log, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// assert!(!holds_log(&dir.path().join("wal"))?);
+/// Wal::open(&dir.path().join("wal"), WalConfig::default().segment_bytes(1 << 20))?;
+/// assert!(holds_log(&dir.path().join("wal"))?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn holds_log(dir: &Path) -> Result<bool, WalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(WalError::io("list log directory", dir, err)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|err| WalError::io("list log directory", dir, err))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == MANIFEST_FILE_NAME || parse_segment_file_name(&name).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The identity file's name in the log directory.
+pub(crate) const MANIFEST_FILE_NAME: &str = "MANIFEST";
 
 fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     let chunk = vec![0u8; 1 << 20];

@@ -18,14 +18,17 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use tracing::{info, info_span, warn};
 
-use crate::config::{Durability, SyncPolicy, WalConfig};
+use crate::config::{Durability, RecoveryMode, SyncPolicy, WalConfig};
 use crate::error::WalError;
 use crate::format::{
     frame_bytes, RecordHeader, SegmentHeader, SegmentState, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::group_commit::{run_flusher, FlushMsg, GroupCommit};
+use crate::manifest::Manifest;
 use crate::metrics::{Metrics, WalMetrics};
-use crate::recovery::{open_segments, read_header, scan, OpenedSegment, RecoveryReport};
+use crate::recovery::{
+    check_floor, open_segments, read_header, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport,
+};
 use crate::staging::Staging;
 use crate::storage::{DirLock, FileStorage, SegmentFile, Storage, WritePath};
 use crate::ticket::AppendTicket;
@@ -133,6 +136,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     flusher_tx: Sender<FlushMsg>,
     dir_lock: Option<Arc<DirLock>>,
+    /// Serialises writes of the manifest (they share its temporary file).
+    /// Taken after the append lock where both are held, never before it.
+    manifest_writes: Mutex<()>,
 }
 
 pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
@@ -142,6 +148,15 @@ pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
 }
 
 impl Shared {
+    /// Replaces the manifest (see `manifest.rs`).
+    fn write_manifest(&self, segments_created: u32, lsn_floor: u64) -> Result<(), WalError> {
+        let _serial = self.manifest_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let manifest = Manifest { segment_bytes: self.config.segment_bytes, segments_created, lsn_floor };
+        self.storage
+            .write_manifest(&manifest.encode())
+            .map_err(|err| WalError::io("write manifest", self.storage.describe_manifest(), err))
+    }
+
     /// The highest LSN a reader may see: durable, or written under `Never`.
     pub(crate) fn lsn_visible(&self) -> Lsn {
         match self.config.sync_policy {
@@ -225,8 +240,16 @@ impl Wal {
         let started = Instant::now();
         let metrics = Metrics::new();
 
-        let (mut opened, extended) = open_segments(storage.as_ref(), config.segment_bytes, true)?;
+        let repair = match config.recovery_mode {
+            RecoveryMode::PointInTime => FileRepair::Restore,
+            _ => FileRepair::Refuse,
+        };
+        let FoundFiles { manifest, mut opened, missing, short } =
+            open_segments(storage.as_ref(), config.segment_bytes, repair)?;
         if opened.is_empty() {
+            // Never initialised: no manifest and no segment file (a manifest
+            // with no segment left is refused by `open_segments`).
+            debug_assert!(manifest.is_none());
             for index in 0..config.segments_initial {
                 let path = storage.describe(Some(index));
                 let file = storage
@@ -235,6 +258,15 @@ impl Wal {
                 metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
                 opened.push(OpenedSegment { index, file, header: Err(crate::format::HeaderDefect::Zeroed) });
             }
+            // From here on, a missing or zeroed first segment is damage, not a new log.
+            let created = Manifest {
+                segment_bytes: config.segment_bytes,
+                segments_created: config.segments_initial,
+                lsn_floor: 0,
+            };
+            storage
+                .write_manifest(&created.encode())
+                .map_err(|err| WalError::io("write manifest", storage.describe_manifest(), err))?;
         }
 
         let describe = |index: u32| storage.describe(Some(index));
@@ -246,8 +278,10 @@ impl Wal {
             &describe,
             &mut |_, _| {},
         )?;
-        let mut report = plan.report;
-        report.segments_extended = extended;
+        let mut report = plan.report.clone();
+        report.segments_extended = short;
+        report.segments_missing = missing;
+        check_floor(manifest, storage.as_ref(), &opened, &plan, config.recovery_mode, &mut report)?;
 
         // Apply the plan: cut the torn tail, retire segments beyond it, and make
         // the recovered log durable before anything new claims to follow it.
@@ -298,6 +332,12 @@ impl Wal {
 
         let segments_total = opened.len() as u32;
         let next_index = opened.iter().map(|segment| segment.index + 1).max().unwrap_or(0);
+        // Record the segment files this log has. The floor is not raised to
+        // what was recovered: after a failed sync the page cache may still
+        // show records that never reached the disk (FORMAT.md, assumption 4),
+        // and a floor must only ever name LSNs this process saw synced.
+        let lsn_floor = manifest.map_or(0, |manifest| manifest.lsn_floor).min(plan.next_lsn - 1);
+        write_manifest_or_warn(storage.as_ref(), config.segment_bytes, next_index, lsn_floor);
         let mut segments: Vec<Option<Arc<Segment>>> = opened
             .into_iter()
             .map(|opened| {
@@ -357,6 +397,7 @@ impl Wal {
             metrics,
             flusher_tx,
             dir_lock,
+            manifest_writes: Mutex::new(()),
             config,
         });
         let (max_delay, _) = shared.config.batch_params();
@@ -650,6 +691,10 @@ impl Wal {
                 inner.next_index += 1;
                 inner.segments_total += 1;
                 shared.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+                let lsn_durable = shared.commit.lsn_durable();
+                if let Err(err) = shared.write_manifest(inner.next_index, lsn_durable) {
+                    warn!(%err, "could not record the new segment in the log's manifest");
+                }
                 let segment = Arc::new(Segment {
                     index,
                     file,
@@ -869,6 +914,33 @@ impl Wal {
         crate::reader::Reader::new(Arc::clone(&self.shared), lsn)
     }
 
+    /// Records in the log's manifest that every LSN up to `lsn_durable` is
+    /// durable, and returns that LSN. A later `open` refuses a log that ends
+    /// before it (records once durable are missing: a segment was damaged or
+    /// replaced by an older copy), where it could otherwise only guess that
+    /// the damaged end was a torn write. `close` does this; call it at other
+    /// quiet moments too (the engine does after each checkpoint). It costs a
+    /// small file write and two `fsync`s; it never blocks appends.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always))?;
+    /// wal.append(1, b"a")?;
+    /// assert_eq!(wal.record_floor()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_floor(&self) -> Result<u64, WalError> {
+        let shared = &*self.shared;
+        // A poisoned log's durable mark is stale but true; refuse anyway, so
+        // nothing is recorded about a log in an unknown state.
+        shared.commit.check_poisoned()?;
+        let segments_created = lock_inner(shared).next_index;
+        let lsn_floor = shared.commit.lsn_durable();
+        shared.write_manifest(segments_created, lsn_floor)?;
+        Ok(lsn_floor)
+    }
+
     /// Syncs everything written, stops the flusher and closes the log.
     ///
     /// ```
@@ -883,6 +955,11 @@ impl Wal {
     /// ```
     pub fn close(mut self) -> Result<(), WalError> {
         let res = self.sync().map(|_| ());
+        if res.is_ok() {
+            if let Err(err) = self.record_floor() {
+                warn!(%err, "could not record the closed log's end in its manifest");
+            }
+        }
         self.stop_flusher();
         res
     }
@@ -909,6 +986,17 @@ impl Drop for Wal {
             let _ = write_out.finish(shared);
         }
         self.stop_flusher();
+    }
+}
+
+/// Records in the manifest that segment files `0..segments_created` exist and
+/// that every LSN up to `lsn_floor` is durable. Called where both are known
+/// (open, growth of the ring, close), never on the append path. A failure
+/// only weakens what the next open can check, so it is logged, not returned.
+fn write_manifest_or_warn(storage: &dyn Storage, segment_bytes: u64, segments_created: u32, lsn_floor: u64) {
+    let manifest = Manifest { segment_bytes, segments_created, lsn_floor };
+    if let Err(err) = storage.write_manifest(&manifest.encode()) {
+        warn!(path = %storage.describe_manifest().display(), %err, "could not update the log's manifest");
     }
 }
 

@@ -292,13 +292,25 @@ fn a_second_open_of_the_same_directory_is_refused() {
     assert!(Wal::open(dir.path(), small(SyncPolicy::Always)).is_ok());
 }
 
-/// Writes `n` Always-synced records and returns the path of segment 0.
+/// Writes `n` Always-synced records, closes the log cleanly and returns the
+/// path of segment 0.
 fn log_with_records(dir: &std::path::Path, config: &WalConfig, n: u64) -> std::path::PathBuf {
     let wal = Wal::open(dir, config.clone()).expect("open");
     for i in 1..=n {
         let _ = wal.append(0, &numbered(i)).expect("append");
     }
     wal.close().expect("close");
+    dir.join("seg-00000000.wal")
+}
+
+/// Like `log_with_records`, but the process "crashes" instead of closing:
+/// the log is dropped, so nothing records how far it had got.
+fn crashed_log_with_records(dir: &std::path::Path, config: &WalConfig, n: u64) -> std::path::PathBuf {
+    let wal = Wal::open(dir, config.clone()).expect("open");
+    for i in 1..=n {
+        let _ = wal.append(0, &numbered(i)).expect("append");
+    }
+    drop(wal);
     dir.join("seg-00000000.wal")
 }
 
@@ -317,10 +329,27 @@ fn recovery_modes_treat_a_torn_tail_and_a_damaged_durable_record_differently() {
         offset
     };
 
-    // A torn last record (its bytes half-written) was never acknowledged: the
-    // default mode cuts it and reports it; absolute consistency refuses.
+    // After a clean close every record was durable: a damaged last record
+    // is damage, not a torn write, and is refused (the manifest recorded
+    // how far the log reached).
     let dir = tempfile::tempdir().expect("tempdir");
     let segment = log_with_records(dir.path(), &config, 10);
+    let offset = last_record_offset(dir.path());
+    flip(&segment, offset + RECORD_HEADER_BYTES + 3);
+    match Wal::open(dir.path(), config.clone()) {
+        Err(WalError::Corruption(detail)) => {
+            assert!(detail.reason.contains("records 10..=10 are missing"), "{}", detail.reason);
+            assert_eq!(detail.lsn_expected, 10);
+        }
+        other => panic!("a damaged last record after a clean close must be refused, got {:?}", other.err()),
+    }
+    assert!(!verify(dir.path(), &config).expect("verify").is_clean());
+
+    // A torn last record (its bytes half-written by a crash) was never
+    // acknowledged: the default mode cuts it and reports it; absolute
+    // consistency refuses.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment = crashed_log_with_records(dir.path(), &config, 10);
     let offset = last_record_offset(dir.path());
     flip(&segment, offset + RECORD_HEADER_BYTES + 3);
     match Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::AbsoluteConsistency)) {

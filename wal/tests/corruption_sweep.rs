@@ -51,7 +51,7 @@ fn check(storage: &SimStorage, mode: RecoveryMode, records: &[RecordInfo], damag
     }));
     let wal = match opened {
         Err(_) => panic!("{what}: open panicked in {mode:?}"),
-        Ok(Err(WalError::Corruption(_) | WalError::BadSegment { .. })) => return,
+        Ok(Err(WalError::Corruption(_) | WalError::BadSegment { .. } | WalError::Damaged { .. })) => return,
         Ok(Err(err)) => panic!("{what}: unexpected error in {mode:?}: {err}"),
         Ok(Ok(wal)) => wal,
     };
@@ -133,8 +133,14 @@ fn cutting_the_log_at_every_byte_leaves_a_clean_prefix() {
             let opened = Wal::open_with_storage(Box::new(storage.clone()), config());
             match opened {
                 Ok(wal) => {
+                    assert!(!truncate, "{what}: a short segment file was accepted");
                     assert_eq!(wal.recovery_report().last_lsn, survivors, "{what}: {:?}", wal.recovery_report());
                     drop(wal);
+                }
+                // A segment file is never truncated (it is created whole and
+                // reused): a short one is damage, refused naming the file.
+                Err(WalError::Damaged { path, .. }) if truncate => {
+                    assert!(path.to_string_lossy().ends_with(&format!("seg-{segment:08}.wal")), "{what}: {path:?}");
                 }
                 // A header cut in the middle is damage (a real disk writes its
                 // first sector whole), and is reported as such.
@@ -170,10 +176,12 @@ fn inverting_any_byte_never_returns_a_corrupt_record() {
     }
 }
 
-/// The same cuts on real files, truncated on disk: the log must extend the
-/// short file and recover the prefix.
+/// The same cuts on real files, truncated on disk: a short segment file is
+/// damage (segment files are created whole and never truncated), refused by
+/// default with the file named; point in time extends it and recovers the
+/// prefix, reporting the short file and the records the log had reached.
 #[test]
-fn truncated_segment_files_on_disk_recover_a_prefix() {
+fn truncated_segment_files_are_refused_by_default_and_reported_point_in_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config();
     let wal = Wal::open(dir.path(), config.clone()).expect("open");
@@ -183,19 +191,36 @@ fn truncated_segment_files_on_disk_recover_a_prefix() {
     wal.close().expect("close");
     let segment = dir.path().join("seg-00000000.wal");
     let original = std::fs::read(&segment).expect("read");
+    let manifest = std::fs::read(dir.path().join("MANIFEST")).expect("manifest");
     let mut records = Vec::new();
     recwal_wal::inspect(dir.path(), &config, &mut |info, _| records.push(*info)).expect("inspect");
     for cut in (SEGMENT_HEADER_BYTES..original.len() as u64).step_by(7).chain([0, 1, 63]) {
         std::fs::write(&segment, &original[..cut as usize]).expect("truncate");
+        std::fs::write(dir.path().join("MANIFEST"), &manifest).expect("manifest");
         let survivors = records.iter().filter(|record| covered_end(record) <= cut).count() as u64;
+        let verified = recwal_wal::verify(dir.path(), &config).expect("verify");
+        assert_eq!(verified.segments_extended, vec![0], "cut at {cut}: verify must report the short file");
+        assert!(!verified.is_clean());
         match Wal::open(dir.path(), config.clone()) {
-            Ok(wal) => {
-                assert_eq!(wal.recovery_report().last_lsn, survivors, "cut at {cut}");
-                assert!(cut < SEGMENT_HEADER_BYTES || wal.recovery_report().segments_extended == vec![0]);
+            Err(WalError::Damaged { path, reason, .. }) => {
+                assert_eq!(path, segment, "cut at {cut}");
+                assert!(reason.contains("shorter than segment_bytes"), "cut at {cut}: {reason}");
             }
-            Err(WalError::Corruption(_)) if cut > 0 && cut < SEGMENT_HEADER_BYTES => {}
-            Err(err) => panic!("cut at {cut}: {err}"),
+            other => panic!("cut at {cut}: a short segment must be refused, got {:?}", other.err()),
         }
+        assert_eq!(std::fs::metadata(&segment).expect("metadata").len(), cut, "a refusal changes nothing");
+        let wal =
+            Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::PointInTime)).expect("point in time");
+        let report = wal.recovery_report().clone();
+        if cut == 0 || cut >= SEGMENT_HEADER_BYTES {
+            assert_eq!(report.last_lsn, survivors, "cut at {cut}: {report:?}");
+        }
+        assert_eq!(report.segments_extended, vec![0], "cut at {cut}");
+        assert!(!report.is_clean());
+        if survivors < 20 && cut >= SEGMENT_HEADER_BYTES {
+            assert_eq!(report.records_missing, 20 - survivors, "cut at {cut}: {report:?}");
+        }
+        drop(wal);
         assert_eq!(std::fs::metadata(&segment).expect("metadata").len(), SEGMENT_BYTES);
     }
 }

@@ -46,6 +46,15 @@ impl Storage for GatedStorage {
     fn describe(&self, index: Option<u32>) -> PathBuf {
         self.inner.describe(index)
     }
+    fn read_manifest(&self) -> io::Result<Option<Vec<u8>>> {
+        self.inner.read_manifest()
+    }
+    fn write_manifest(&self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_manifest(bytes)
+    }
+    fn describe_manifest(&self) -> PathBuf {
+        self.inner.describe_manifest()
+    }
 }
 
 impl SegmentFile for GatedFile {

@@ -1,0 +1,398 @@
+//! The corruption matrix: for a data directory with no snapshot, with
+//! snapshots, and after the log's ring has lapped, each ended either by a
+//! clean close or by a crash, damage each kind of file in each way an
+//! operator's disk (or hand) can, and check that `Engine::open` ends in
+//! exactly one of three outcomes:
+//!
+//! - **refused**, with a message that names the damaged file, and with
+//!   nothing under `wal/` changed;
+//! - **identical**: the state digest equals the undamaged one;
+//! - **reported loss**: opened with less than before, and the loss is in the
+//!   open report (the cases docs/DURABILITY.md names: a damaged newest record
+//!   of a log that was not closed cleanly reads as a torn write).
+//!
+//! "Recovered with loss in silence" fails the test, and `wal verify` (run
+//! first, read-only) must agree with `open` on every case. The table in
+//! docs/DURABILITY.md, "Damage at rest", lists the same cases and outcomes.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use recwal::wal::{inspect, verify, RecordInfo, SyncPolicy};
+use recwal::{Engine, EngineConfig, Event, EventKind};
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).segments_max(6).sync_policy(SyncPolicy::Always);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    config.checkpoint.snapshots_kept = 2;
+    config
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum History {
+    NoSnapshot,
+    WithSnapshots,
+    Lapped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Closed,
+    Crashed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// The segment holding the oldest record of the log.
+    OldestSegment,
+    /// The segment holding the newest record.
+    ActiveSegment,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Damage {
+    DeleteSegment(Target),
+    TruncateSegmentToZero(Target),
+    TruncateSegmentMidRecord(Target),
+    ZeroSegmentHeader(Target),
+    FlipDurableRecord,
+    FlipNewestRecord,
+    FlipUnusedTail,
+    DeleteNewestSnapshot,
+    TruncateNewestSnapshot,
+    FlipNewestSnapshot,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Refused,
+    Identical,
+    ReportedLoss,
+}
+
+struct Template {
+    dir: tempfile::TempDir,
+    digest: u64,
+    records: Vec<RecordInfo>,
+}
+
+fn event(n: u64) -> Event {
+    Event::new(format!("u{}", n % 37), format!("i{}", (n * 7) % 101), EventKind::View).with_id(format!("e{n}"))
+}
+
+fn build(history: History, ending: Ending) -> Template {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    let mut n = 0u64;
+    let mut ingest = |engine: &Engine, count: u64| {
+        for _ in 0..count {
+            n += 1;
+            engine.ingest(event(n)).unwrap();
+        }
+    };
+    match history {
+        History::NoSnapshot => ingest(&engine, 400),
+        History::WithSnapshots => {
+            ingest(&engine, 300);
+            engine.checkpoint().unwrap();
+            ingest(&engine, 150);
+            engine.checkpoint().unwrap();
+            ingest(&engine, 60);
+        }
+        History::Lapped => {
+            for _ in 0..12 {
+                ingest(&engine, 150);
+                engine.checkpoint().unwrap();
+            }
+            ingest(&engine, 60);
+            assert!(engine.wal_metrics().segments_recycled > 0, "the ring must have lapped");
+        }
+    }
+    let digest = engine.state_digest();
+    match ending {
+        Ending::Closed => engine.close().unwrap(),
+        // Always-synced: dropping without close leaves what a SIGKILL leaves.
+        Ending::Crashed => drop(engine),
+    }
+    let mut records = Vec::new();
+    let wal_config = config().wal;
+    inspect(&dir.path().join("wal"), &wal_config, &mut |info, _| records.push(*info)).unwrap();
+    Template { dir, digest, records }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn segment_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join("wal").join(format!("seg-{index:08}.wal"))
+}
+
+fn newest_snapshot(dir: &Path) -> Option<PathBuf> {
+    let mut snapshots: Vec<PathBuf> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "bin"))
+        .collect();
+    snapshots.sort();
+    snapshots.pop()
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x5A;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Applies `damage`; returns the file damaged, or `None` where the case
+/// does not apply to this history (no snapshot to damage).
+fn apply(damage: Damage, dir: &Path, records: &[RecordInfo]) -> Option<PathBuf> {
+    let oldest = records.first().unwrap();
+    let newest = records.last().unwrap();
+    let target_segment = |target: Target| match target {
+        Target::OldestSegment => oldest.segment_index,
+        Target::ActiveSegment => newest.segment_index,
+    };
+    let record_end = |record: &RecordInfo| record.offset + 32 + u64::from(record.len);
+    match damage {
+        Damage::DeleteSegment(target) => {
+            let path = segment_path(dir, target_segment(target));
+            std::fs::remove_file(&path).unwrap();
+            Some(path)
+        }
+        Damage::TruncateSegmentToZero(target) => {
+            let path = segment_path(dir, target_segment(target));
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+            Some(path)
+        }
+        Damage::TruncateSegmentMidRecord(target) => {
+            let index = target_segment(target);
+            let in_segment: Vec<&RecordInfo> = records.iter().filter(|r| r.segment_index == index).collect();
+            let middle = in_segment[in_segment.len() / 2];
+            let path = segment_path(dir, index);
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(middle.offset + 13).unwrap();
+            Some(path)
+        }
+        Damage::ZeroSegmentHeader(target) => {
+            let path = segment_path(dir, target_segment(target));
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[..64].fill(0);
+            std::fs::write(&path, bytes).unwrap();
+            Some(path)
+        }
+        Damage::FlipDurableRecord => {
+            let middle = &records[records.len() / 2];
+            let path = segment_path(dir, middle.segment_index);
+            flip(&path, middle.offset + 32 + u64::from(middle.len) / 2);
+            Some(path)
+        }
+        Damage::FlipNewestRecord => {
+            let path = segment_path(dir, newest.segment_index);
+            flip(&path, newest.offset + 32 + u64::from(newest.len) / 2);
+            Some(path)
+        }
+        Damage::FlipUnusedTail => {
+            let path = segment_path(dir, newest.segment_index);
+            let offset = record_end(newest).next_multiple_of(8) + 200;
+            if offset >= std::fs::metadata(&path).unwrap().len() {
+                return None;
+            }
+            flip(&path, offset);
+            Some(path)
+        }
+        Damage::DeleteNewestSnapshot => {
+            let path = newest_snapshot(dir)?;
+            std::fs::remove_file(&path).unwrap();
+            Some(path)
+        }
+        Damage::TruncateNewestSnapshot => {
+            let path = newest_snapshot(dir)?;
+            let len = std::fs::metadata(&path).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+            Some(path)
+        }
+        Damage::FlipNewestSnapshot => {
+            let path = newest_snapshot(dir)?;
+            let len = std::fs::metadata(&path).unwrap().len();
+            flip(&path, len / 2);
+            Some(path)
+        }
+    }
+}
+
+/// The outcome docs/DURABILITY.md promises for each case.
+fn promised(damage: Damage, ending: Ending) -> &'static [Outcome] {
+    match damage {
+        Damage::DeleteSegment(_)
+        | Damage::TruncateSegmentToZero(_)
+        | Damage::TruncateSegmentMidRecord(_)
+        | Damage::ZeroSegmentHeader(_)
+        | Damage::FlipDurableRecord => &[Outcome::Refused],
+        // After a clean close the manifest records the log's end: damage to
+        // the newest record is damage. After a crash it is indistinguishable
+        // from a torn write unless a checkpoint or the ring's growth recorded
+        // the log as durable past it.
+        Damage::FlipNewestRecord => match ending {
+            Ending::Closed => &[Outcome::Refused],
+            Ending::Crashed => &[Outcome::ReportedLoss, Outcome::Refused],
+        },
+        Damage::FlipUnusedTail => &[Outcome::Identical],
+        // The log is kept from the oldest kept snapshot on.
+        Damage::DeleteNewestSnapshot | Damage::TruncateNewestSnapshot | Damage::FlipNewestSnapshot => {
+            &[Outcome::Identical]
+        }
+    }
+}
+
+fn wal_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.ends_with("LOCK"))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
+fn run_case(template: &Template, history: History, ending: Ending, damage: Damage) -> Option<Outcome> {
+    let case = tempfile::tempdir().unwrap();
+    let dir = case.path().join("data");
+    copy_dir(template.dir.path(), &dir);
+    let damaged = apply(damage, &dir, &template.records)?;
+    let what = format!("{history:?} / {ending:?} / {damage:?}");
+    let file_name = damaged.file_name().unwrap().to_string_lossy().to_string();
+
+    let verified = verify(&dir.join("wal"), &config().wal);
+    let verify_clean = matches!(&verified, Ok(report) if report.is_clean());
+    let before = wal_files(&dir);
+
+    let outcome = match Engine::open(&dir, config()) {
+        Err(err) => {
+            let message = err.to_string();
+            assert!(message.contains(&file_name), "{what}: the refusal must name {file_name}: {message}");
+            assert_eq!(wal_files(&dir), before, "{what}: a refusal must change nothing under wal/");
+            assert!(!verify_clean, "{what}: open refused ({message}) but wal verify found nothing: {verified:?}");
+            Outcome::Refused
+        }
+        Ok(engine) => {
+            let report = engine.open_report().clone();
+            let digest = engine.state_digest();
+            drop(engine);
+            assert_eq!(
+                verify_clean,
+                report.wal.is_clean(),
+                "{what}: wal verify ({verified:?}) and open ({:?}) disagree",
+                report.wal
+            );
+            if digest == template.digest {
+                Outcome::Identical
+            } else {
+                let wal_loss = !report.wal.is_clean();
+                let snapshot_loss = !report.snapshots_skipped.is_empty();
+                assert!(wal_loss || snapshot_loss, "{what}: state changed in silence: {report:?}");
+                assert!(report.wal.tail_damage.is_some(), "{what}: a loss must be a reported torn tail: {report:?}");
+                assert_eq!(report.wal.last_lsn + 1, template.records.last().unwrap().lsn, "{what}: one record cut");
+                Outcome::ReportedLoss
+            }
+        }
+    };
+    if matches!(damage, Damage::TruncateNewestSnapshot | Damage::FlipNewestSnapshot) && outcome == Outcome::Identical {
+        let mut quarantined = damaged.clone().into_os_string();
+        quarantined.push(".bad");
+        assert!(Path::new(&quarantined).exists(), "{what}: the damaged snapshot must be set aside and reported");
+    }
+    assert!(
+        promised(damage, ending).contains(&outcome),
+        "{what}: {outcome:?}, promised {:?}",
+        promised(damage, ending)
+    );
+    Some(outcome)
+}
+
+#[test]
+fn every_damage_case_is_refused_recovered_identically_or_reported() {
+    let damages = [
+        Damage::DeleteSegment(Target::OldestSegment),
+        Damage::DeleteSegment(Target::ActiveSegment),
+        Damage::TruncateSegmentToZero(Target::OldestSegment),
+        Damage::TruncateSegmentToZero(Target::ActiveSegment),
+        Damage::TruncateSegmentMidRecord(Target::OldestSegment),
+        Damage::TruncateSegmentMidRecord(Target::ActiveSegment),
+        Damage::ZeroSegmentHeader(Target::OldestSegment),
+        Damage::ZeroSegmentHeader(Target::ActiveSegment),
+        Damage::FlipDurableRecord,
+        Damage::FlipNewestRecord,
+        Damage::FlipUnusedTail,
+        Damage::DeleteNewestSnapshot,
+        Damage::TruncateNewestSnapshot,
+        Damage::FlipNewestSnapshot,
+    ];
+    let mut table = Vec::new();
+    for history in [History::NoSnapshot, History::WithSnapshots, History::Lapped] {
+        for ending in [Ending::Closed, Ending::Crashed] {
+            let template = build(history, ending);
+            for damage in damages {
+                if let Some(outcome) = run_case(&template, history, ending, damage) {
+                    table.push(format!("{history:?} / {ending:?} / {damage:?}: {outcome:?}"));
+                }
+            }
+        }
+    }
+    // Every history had every segment case, and the snapshot ones had theirs.
+    assert!(table.len() >= 3 * 2 * 10 + 2 * 2 * 3, "{table:#?}");
+    eprintln!("{}", table.join("\n"));
+}
+
+/// Finding 1 of the hardening issue, through the engine: before any
+/// snapshot, a log whose only segment with records is deleted, emptied or
+/// has its header zeroed must not open empty (it did, and then handed out
+/// LSN 1 again).
+#[test]
+fn a_damaged_first_segment_before_any_snapshot_is_refused_not_started_empty() {
+    let template = build(History::NoSnapshot, Ending::Crashed);
+    for damage in [
+        Damage::DeleteSegment(Target::OldestSegment),
+        Damage::TruncateSegmentToZero(Target::OldestSegment),
+        Damage::ZeroSegmentHeader(Target::OldestSegment),
+    ] {
+        assert_eq!(run_case(&template, History::NoSnapshot, Ending::Crashed, damage), Some(Outcome::Refused));
+    }
+}
+
+/// A data directory whose whole log directory was removed is refused too.
+#[test]
+fn a_data_dir_whose_log_directory_is_gone_is_refused() {
+    let template = build(History::NoSnapshot, Ending::Closed);
+    std::fs::remove_dir_all(template.dir.path().join("wal")).unwrap();
+    let err = Engine::open(template.dir.path(), config()).err().expect("must be refused");
+    assert!(err.to_string().contains("is gone"), "{err}");
+    assert!(!template.dir.path().join("wal").exists(), "nothing may be created");
+}
+
+/// Finding 5: once the ring has lapped, a clean restart reports nothing.
+#[test]
+fn a_lapped_ring_reopens_clean_after_a_clean_close_and_after_a_crash() {
+    for ending in [Ending::Closed, Ending::Crashed] {
+        let template = build(History::Lapped, ending);
+        let verified = verify(&template.dir.path().join("wal"), &config().wal).unwrap();
+        assert!(verified.is_clean(), "{ending:?}: {verified:?}");
+        let engine = Engine::open(template.dir.path(), config()).unwrap();
+        assert!(engine.open_report().wal.is_clean(), "{ending:?}: {:?}", engine.open_report().wal);
+        assert_eq!(engine.state_digest(), template.digest);
+    }
+}
