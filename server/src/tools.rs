@@ -3,7 +3,7 @@
 //! first (`datadir`): only `import` may create one, and none writes into a
 //! path that is not a data dir.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,6 +15,14 @@ use tracing::info;
 
 use crate::{client, datadir, Command, ModelsCommand, WalCommand};
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (`recwal wal inspect | head`) or its disk is full.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|err| format!("writing to stdout: {err}"))
+    };
+}
+
 /// Runs a tool (not `serve`).
 pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
     match command {
@@ -25,18 +33,22 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
         Command::Checkpoint { data_dir, remote } => {
             if let Some(remote) = remote.remote()? {
                 let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
-                println!(
+                out!(
                     "snapshot at LSN {} ({} bytes), {} segment(s) released",
-                    info["lsn"], info["bytes"], info["segments_released"]
-                );
+                    info["lsn"],
+                    info["bytes"],
+                    info["segments_released"]
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             let engine = open_existing(&data_dir)?;
             let info = engine.checkpoint().map_err(|err| err.to_string())?;
-            println!(
+            out!(
                 "snapshot at LSN {} ({} bytes), {} segment(s) released",
-                info.lsn, info.bytes, info.segments_released
-            );
+                info.lsn,
+                info.bytes,
+                info.segments_released
+            )?;
             engine.close().map_err(|err| err.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
@@ -95,7 +107,7 @@ fn import(file: &Path, data_dir: &Path, batch: usize, delimiter: Option<Delimite
     }
     engine.checkpoint().map_err(|err| err.to_string())?;
     engine.close().map_err(|err| err.to_string())?;
-    println!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64());
+    out!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,13 +123,13 @@ fn eval(file: &Path, k: usize, delimiter: Option<Delimiter>) -> Result<ExitCode,
     config.checkpoint.every_records = None;
     config.checkpoint.every_bytes = None;
     let engine = train_engine(&scratch.path, config, &split.train).map_err(|err| err.to_string())?;
-    println!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len());
-    println!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |");
-    println!("|---|---|---|---|---|---|---|");
+    out!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len())?;
+    out!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |")?;
+    out!("|---|---|---|---|---|---|---|")?;
     for strategy in recwal::Strategy::ALL {
         let report = evaluate_engine(&engine, &set, strategy, k, 4.0);
         let r = report.report;
-        println!(
+        out!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
             strategy.name(),
             r.precision,
@@ -126,7 +138,7 @@ fn eval(file: &Path, k: usize, delimiter: Option<Delimiter>) -> Result<ExitCode,
             r.hit_rate,
             r.doa,
             report.per_user.as_micros()
-        );
+        )?;
     }
     drop(engine);
     Ok(ExitCode::SUCCESS)
@@ -191,8 +203,8 @@ impl Action {
                 "serve cuts the torn tail (records that were never acknowledged as durable) and reports it"
             }
             Action::Refuse => {
-                "serve refuses to open: a record that was durable is damaged (restore the data dir from a backup; the \
-                 recovery modes are in docs/DURABILITY.md)"
+                "serve refuses to open: a record that was durable is damaged (recovery options: docs/DURABILITY.md; \
+                 restore the data dir from a backup)"
             }
         }
     }
@@ -271,7 +283,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
     };
     let log = match datadir::log_dir(&dir) {
         Ok(log) => log,
-        Err(err) if json => return Ok(unchecked_json(&dir, &err.to_string())),
+        Err(err) if json => return unchecked_json(&dir, &err.to_string()),
         Err(err) => {
             eprintln!("recwal: {err}");
             return Ok(ExitCode::from(EXIT_UNCHECKED));
@@ -283,7 +295,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
         // Damage the scan cannot get past: `open` refuses it too.
         Err(WalError::Corruption(found)) => {
             let damage = Damage::from_corruption("corruption", &found, Action::Refuse);
-            return Ok(show_verdict(&log, None, &[damage], json));
+            return show_verdict(&log, None, &[damage], json);
         }
         Err(WalError::BadSegment { segment_index, reason }) => {
             let damage = Damage {
@@ -294,9 +306,9 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
                 reason,
                 action: Action::Refuse,
             };
-            return Ok(show_verdict(&log, None, &[damage], json));
+            return show_verdict(&log, None, &[damage], json);
         }
-        Err(err) if json => return Ok(unchecked_json(&log, &err.to_string())),
+        Err(err) if json => return unchecked_json(&log, &err.to_string()),
         Err(err) => {
             eprintln!("recwal: cannot check {}: {err}", log.display());
             return Ok(ExitCode::from(EXIT_UNCHECKED));
@@ -304,19 +316,23 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
     };
     if list_segments {
         for segment in &inspection.segments {
-            println!(
+            out!(
                 "segment {:4}: {:?}, {} records, {} bytes used, header (seq, first LSN, released LSN) {:?}",
-                segment.index, segment.status, segment.records, segment.bytes_used, segment.header
-            );
+                segment.index,
+                segment.status,
+                segment.records,
+                segment.bytes_used,
+                segment.header
+            )?;
         }
     }
     let found = damages(&inspection.report);
-    Ok(show_verdict(&log, Some(&inspection.report), &found, json))
+    show_verdict(&log, Some(&inspection.report), &found, json)
 }
 
 /// Prints what verify found (a human report, or one JSON object) and
 /// returns the exit status: 0 clean, 1 damage.
-fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], json: bool) -> ExitCode {
+fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], json: bool) -> Result<ExitCode, String> {
     let action = found.iter().map(|damage| damage.action).max().unwrap_or(Action::Open);
     let clean = found.is_empty() && report.is_some_and(RecoveryReport::is_clean);
     let records = report.map_or(0, |report| report.records_recovered);
@@ -349,7 +365,7 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
             "damage": damage,
             "error": null,
         });
-        println!("{object}");
+        out!("{object}")?;
     } else {
         match report {
             Some(report) => {
@@ -358,20 +374,21 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
                 } else {
                     "no records".to_string()
                 };
-                println!(
+                out!(
                     "log {}: {} segment file(s), {range}, released up to LSN {}",
                     log.display(),
                     report.segments_scanned,
                     report.released_lsn
-                );
+                )?;
                 if report.bytes_cut > 0 || report.records_dropped > 0 {
-                    println!(
+                    out!(
                         "beyond the valid log: {} bytes to cut, {} records to drop",
-                        report.bytes_cut, report.records_dropped
-                    );
+                        report.bytes_cut,
+                        report.records_dropped
+                    )?;
                 }
             }
-            None => println!("log {}: the scan stopped at damage it cannot get past", log.display()),
+            None => out!("log {}: the scan stopped at damage it cannot get past", log.display())?,
         }
         for (at, damage) in found.iter().enumerate() {
             let place = match (damage.file(log), damage.offset) {
@@ -380,8 +397,8 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
                 _ => "the log".to_string(),
             };
             let lsn = damage.lsn.map(|lsn| format!(", LSN {lsn}")).unwrap_or_default();
-            println!("damage {} ({}): {place}{lsn}: {}", at + 1, damage.kind, damage.reason);
-            println!("  {}", damage.action.words());
+            out!("damage {} ({}): {place}{lsn}: {}", at + 1, damage.kind, damage.reason)?;
+            out!("  {}", damage.action.words())?;
         }
         let verdict = match action {
             Action::Refuse => "CORRUPTION FOUND (serve refuses to open this log)",
@@ -389,19 +406,15 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
             Action::Open if clean => "no corruption",
             Action::Open => "DAMAGE FOUND",
         };
-        println!("{records} records checked: {verdict}");
+        out!("{records} records checked: {verdict}")?;
     }
-    if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_DAMAGE)
-    }
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGE) })
 }
 
 /// `wal verify --json` when the log could not be checked: exit 2.
-fn unchecked_json(dir: &Path, error: &str) -> ExitCode {
-    println!("{}", serde_json::json!({ "log_dir": dir, "clean": false, "error": error }));
-    ExitCode::from(EXIT_UNCHECKED)
+fn unchecked_json(dir: &Path, error: &str) -> Result<ExitCode, String> {
+    out!("{}", serde_json::json!({ "log_dir": dir, "clean": false, "error": error }))?;
+    Ok(ExitCode::from(EXIT_UNCHECKED))
 }
 
 fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<ExitCode, String> {
@@ -421,12 +434,14 @@ fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<Exit
         serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
         other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
     };
-    infos.iter().for_each(show_model);
+    for info in &infos {
+        show_model(info)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_model(info: &recwal::model::ModelInfo) {
-    println!(
+fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
+    out!(
         "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
         info.version,
         info.sha256,
@@ -435,17 +450,19 @@ fn show_model(info: &recwal::model::ModelInfo) {
         info.activations.len(),
         if info.active { "  ACTIVE" } else { "" },
         if info.retired { "  retired" } else { "" }
-    );
+    )
 }
 
 fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
     let engine = open_existing(data_dir)?;
-    let show = show_model;
-    match command {
-        ModelsCommand::List => engine.models().iter().for_each(show),
-        ModelsCommand::Add { file } => show(&engine.add_model_file(&file).map_err(|err| err.to_string())?),
-        ModelsCommand::Activate { version } => show(&engine.activate_model(version).map_err(|err| err.to_string())?),
-        ModelsCommand::Rollback => show(&engine.rollback_model().map_err(|err| err.to_string())?),
+    let shown = match command {
+        ModelsCommand::List => engine.models(),
+        ModelsCommand::Add { file } => vec![engine.add_model_file(&file).map_err(|err| err.to_string())?],
+        ModelsCommand::Activate { version } => vec![engine.activate_model(version).map_err(|err| err.to_string())?],
+        ModelsCommand::Rollback => vec![engine.rollback_model().map_err(|err| err.to_string())?],
+    };
+    for info in &shown {
+        show_model(info)?;
     }
     engine.close().map_err(|err| err.to_string())?;
     Ok(ExitCode::SUCCESS)
