@@ -307,3 +307,47 @@ fn import_refuses_a_file_it_cannot_parse_as_a_whole_and_writes_nothing() {
     }
     assert_eq!(listing(&data), before, "a refused import changed the data dir");
 }
+
+#[test]
+fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = support::Server::start(&data, None, &[]);
+    for json in [false, true] {
+        let mut args = vec!["wal", "verify", p(&data)];
+        if json {
+            args.insert(2, "--json");
+        }
+        let output = recwal(&args);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let (stdout, stderr) = text(&output);
+        if json {
+            let object: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert!(object["error"].as_str().unwrap().contains("locked"), "{object}");
+            assert_eq!(object["clean"], false);
+        } else {
+            assert!(stderr.contains("cannot check") && stderr.contains("locked"), "{stderr}");
+        }
+    }
+    drop(server);
+}
+
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 3);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(["wal", "inspect", p(&data)])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the tool (which first scans the log) writes.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writing to stdout"), "{stderr}");
+}
