@@ -35,6 +35,7 @@ enum Command {
     Serve(ServeArgs),
     /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
     /// user,item,rating and an optional timestamp) through the normal ingest path.
+    ///
     /// The whole file is read first: one it cannot parse as a whole (a line
     /// it does not recognise, another delimiter, rows of different lengths,
     /// no ratings at all) is refused, naming the line, and nothing is written.
@@ -104,15 +105,18 @@ impl RemoteArgs {
 
 #[derive(Subcommand)]
 enum WalCommand {
-    /// Segments and records, with every CRC checked, then the `verify` report.
+    /// Segments and records, with every CRC checked, then the `verify`
+    /// report; exits as `verify` does.
     Inspect {
         /// A data dir, or its wal/ (or a copy of one).
         #[arg(default_value = "./recwal-data")]
         dir: PathBuf,
     },
     /// Check every CRC and the LSN chain, and say what `serve` would do with
-    /// each damage found (refuse, or cut a torn tail). Exit 0: clean;
-    /// 1: damage found; 2: could not check (not a log, locked, I/O).
+    /// each damage found (refuse, or cut a torn tail).
+    ///
+    /// Exit 0: clean; 1: damage found; 2: could not check (not a log,
+    /// locked by a running server, I/O).
     Verify {
         /// A data dir, or its wal/ (or a copy of one).
         #[arg(default_value = "./recwal-data")]
