@@ -4,19 +4,20 @@
 mod api;
 mod client;
 mod config;
+mod datadir;
 mod openapi;
 mod problem;
 mod server;
+mod tools;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use recwal::{Durability, Engine, EngineConfig, Event};
+use recwal::Durability;
 use tracing::{error, info, warn};
 
 use crate::config::ServeConfig;
@@ -34,6 +35,11 @@ enum Command {
     Serve(ServeArgs),
     /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
     /// user,item,rating and an optional timestamp) through the normal ingest path.
+    ///
+    /// The whole file is read first: one it cannot parse as a whole (a line
+    /// it does not recognise, another delimiter, rows of different lengths,
+    /// no ratings at all) is refused, naming the line, and nothing is written.
+    /// Creates the data dir if it does not exist or is an empty directory.
     Import {
         file: PathBuf,
         #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
@@ -41,6 +47,10 @@ enum Command {
         /// Events per log record.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Field separator: one character, or tab, space, comma, semicolon,
+        /// pipe (default: tab for u.data and .inter, comma for .csv).
+        #[arg(long)]
+        delimiter: Option<recwal::eval::Delimiter>,
     },
     /// Offline evaluation of every strategy on a ratings file (hash 80/20 split).
     Eval {
@@ -48,6 +58,9 @@ enum Command {
         /// Cut-off of the top-N metrics.
         #[arg(long, default_value_t = 10)]
         k: usize,
+        /// Field separator, as for `import`.
+        #[arg(long)]
+        delimiter: Option<recwal::eval::Delimiter>,
     },
     /// Inspect or verify a log (read-only; works on a copy while no server runs).
     Wal {
@@ -92,15 +105,25 @@ impl RemoteArgs {
 
 #[derive(Subcommand)]
 enum WalCommand {
-    /// Segments and records, with every CRC checked.
+    /// Segments and records, with every CRC checked, then the `verify`
+    /// report; exits as `verify` does.
     Inspect {
-        #[arg(default_value = "./recwal-data/wal")]
+        /// A data dir, or its wal/ (or a copy of one).
+        #[arg(default_value = "./recwal-data")]
         dir: PathBuf,
     },
-    /// Check every CRC and the LSN chain; exit 1 on any corruption.
+    /// Check every CRC and the LSN chain, and say what `serve` would do with
+    /// each damage found (refuse, or cut a torn tail).
+    ///
+    /// Exit 0: clean; 1: damage found; 2: could not check (not a log,
+    /// locked by a running server, I/O).
     Verify {
-        #[arg(default_value = "./recwal-data/wal")]
+        /// A data dir, or its wal/ (or a copy of one).
+        #[arg(default_value = "./recwal-data")]
         dir: PathBuf,
+        /// One JSON object instead of the human report.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -217,7 +240,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         other => {
             init_logging("auto");
-            tool(other)
+            tools::run(other)
         }
     };
     match outcome {
@@ -237,6 +260,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
     }
     let addr = config.validate().map_err(|err| err.to_string())?;
     config.engine().map_err(|err| err.to_string())?;
+    datadir::existing_or_new(&config.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
     init_logging(&config.log_format);
     let durability = match config.sync.as_str() {
         "always" => Durability::Always,
@@ -362,189 +386,4 @@ async fn termination() {
     {
         let _ = interrupt.await;
     }
-}
-
-fn open(dir: &Path) -> Result<Engine, String> {
-    Engine::open(dir, EngineConfig::default()).map_err(|err| format!("opening {}: {err}", dir.display()))
-}
-
-fn tool(command: Command) -> Result<ExitCode, String> {
-    match command {
-        Command::Serve(_) => Ok(ExitCode::SUCCESS),
-        Command::Import { file, data_dir, batch } => import(&file, &data_dir, batch),
-        Command::Eval { file, k } => eval(&file, k),
-        Command::Wal { command } => wal(command),
-        Command::Checkpoint { data_dir, remote } => {
-            if let Some(remote) = remote.remote()? {
-                let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
-                println!(
-                    "snapshot at LSN {} ({} bytes), {} segment(s) released",
-                    info["lsn"], info["bytes"], info["segments_released"]
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let engine = open(&data_dir)?;
-            let info = engine.checkpoint().map_err(|err| err.to_string())?;
-            println!(
-                "snapshot at LSN {} ({} bytes), {} segment(s) released",
-                info.lsn, info.bytes, info.segments_released
-            );
-            engine.close().map_err(|err| err.to_string())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Models { data_dir, remote, command } => match remote.remote()? {
-            Some(remote) => remote_models(&remote, command),
-            None => models(&data_dir, command),
-        },
-    }
-}
-
-fn import(file: &Path, data_dir: &Path, batch: usize) -> Result<ExitCode, String> {
-    let ratings = recwal::eval::load_ratings(file).map_err(|err| format!("{}: {err}", file.display()))?;
-    let engine = open(data_dir)?;
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let total = ratings.len();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("import {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
-        let events: Vec<Event> = chunk.iter().map(recwal::eval::Rating::to_event).collect();
-        engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
-        let done = (at * batch.max(1) + chunk.len()).min(total);
-        if let Some(bar) = &bar {
-            bar.set_position(done as u64);
-        }
-        if last.elapsed().as_secs() >= 1 || done == total {
-            last = Instant::now();
-            info!(
-                percent = format!("{:.1}", 100.0 * done as f64 / total.max(1) as f64),
-                events_per_sec = (done as f64 / started.elapsed().as_secs_f64()) as u64,
-                "import progress"
-            );
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    engine.checkpoint().map_err(|err| err.to_string())?;
-    engine.close().map_err(|err| err.to_string())?;
-    println!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn eval(file: &Path, k: usize) -> Result<ExitCode, String> {
-    use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol};
-    let ratings = load_ratings(file).map_err(|err| format!("{}: {err}", file.display()))?;
-    let split = split(&ratings, Protocol::Hash8020).map_err(|err| err.to_string())?;
-    let set = EvalSet::new(&split);
-    let dir = tempdir()?;
-    let mut config = EngineConfig::default();
-    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    let engine = train_engine(&dir, config, &split.train).map_err(|err| err.to_string())?;
-    println!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len());
-    println!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |");
-    println!("|---|---|---|---|---|---|---|");
-    for strategy in recwal::Strategy::ALL {
-        let report = evaluate_engine(&engine, &set, strategy, k, 4.0);
-        let r = report.report;
-        println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
-            strategy.name(),
-            r.precision,
-            r.recall,
-            r.ndcg,
-            r.hit_rate,
-            r.doa,
-            report.per_user.as_micros()
-        );
-    }
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn tempdir() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("recwal-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
-    Ok(dir)
-}
-
-fn wal(command: WalCommand) -> Result<ExitCode, String> {
-    let (dir, verify_only) = match command {
-        WalCommand::Inspect { dir } => (dir, false),
-        WalCommand::Verify { dir } => (dir, true),
-    };
-    let config = EngineConfig::default().wal;
-    let mut records = 0u64;
-    let inspection = recwal::wal::inspect(&dir, &config, &mut |_, _| records += 1)
-        .map_err(|err| format!("{}: {err}", dir.display()))?;
-    if !verify_only {
-        for segment in &inspection.segments {
-            println!(
-                "segment {:4}: {:?}, {} records, {} bytes used, header (seq, first LSN, ..) {:?}",
-                segment.index, segment.status, segment.records, segment.bytes_used, segment.header
-            );
-        }
-    }
-    let report = &inspection.report;
-    println!("{report:?}");
-    let clean = report.corruption.is_none();
-    println!("{records} records checked: {}", if clean { "no corruption" } else { "CORRUPTION FOUND" });
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<ExitCode, String> {
-    let json = "application/json";
-    let answer = match command {
-        ModelsCommand::List => remote.call("GET", "/admin/models", json, b"")?["models"].take(),
-        ModelsCommand::Add { file } => {
-            let bytes = std::fs::read(&file).map_err(|err| format!("{}: {err}", file.display()))?;
-            remote.call("POST", "/admin/models", "application/octet-stream", &bytes)?
-        }
-        ModelsCommand::Activate { version } => {
-            remote.call("POST", &format!("/admin/models/{version}/activate"), json, b"")?
-        }
-        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", json, b"")?,
-    };
-    let infos: Vec<recwal::model::ModelInfo> = match answer {
-        serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
-        other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
-    };
-    infos.iter().for_each(show_model);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show_model(info: &recwal::model::ModelInfo) {
-    println!(
-        "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
-        info.version,
-        info.sha256,
-        info.bytes,
-        info.added_lsn,
-        info.activations.len(),
-        if info.active { "  ACTIVE" } else { "" },
-        if info.retired { "  retired" } else { "" }
-    );
-}
-
-fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
-    let engine = open(data_dir)?;
-    let show = show_model;
-    match command {
-        ModelsCommand::List => engine.models().iter().for_each(show),
-        ModelsCommand::Add { file } => show(&engine.add_model_file(&file).map_err(|err| err.to_string())?),
-        ModelsCommand::Activate { version } => show(&engine.activate_model(version).map_err(|err| err.to_string())?),
-        ModelsCommand::Rollback => show(&engine.rollback_model().map_err(|err| err.to_string())?),
-    }
-    engine.close().map_err(|err| err.to_string())?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -148,8 +148,9 @@ fn bad_input_is_refused_with_problem_json_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("recwal.toml");
     std::fs::write(&config, "model_limit_bytes = 100000\n").unwrap();
+    // The data dir beside the configuration file: serve refuses a directory that holds other files.
     let server = Server::start(
-        dir.path(),
+        &dir.path().join("data"),
         None,
         &["--body-limit-bytes", "4096", "--max-batch", "5", "--max-n", "50", "--config", config.to_str().unwrap()],
     );

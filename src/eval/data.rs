@@ -50,6 +50,129 @@ pub enum Format {
     Csv,
 }
 
+/// The field separator of a ratings file: one character that cannot be part
+/// of a number or a line ending (tab, `,`, `;`, `|`, a space, …).
+///
+/// ```
+/// use recwal::eval::Delimiter;
+/// assert_eq!("tab".parse::<Delimiter>()?.as_char(), '\t');
+/// assert_eq!(";".parse::<Delimiter>()?.as_char(), ';');
+/// assert!("7".parse::<Delimiter>().is_err());
+/// assert!(",,".parse::<Delimiter>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiter(char);
+
+impl Delimiter {
+    /// A tab: MovieLens `u.data` and RecBole `.inter`.
+    pub const TAB: Delimiter = Delimiter('\t');
+    /// A comma: CSV.
+    pub const COMMA: Delimiter = Delimiter(',');
+    /// What a line that lacks the expected delimiter is tried with, to say
+    /// which one the file uses instead.
+    const CANDIDATES: [Delimiter; 4] = [Delimiter('\t'), Delimiter(','), Delimiter(';'), Delimiter('|')];
+
+    /// Any character but a letter, a digit, `.`, `-`, `+`, `"`, `'` (parts of
+    /// ids and numbers, or quotes, which are not supported) or a control
+    /// character other than tab.
+    pub fn new(separator: char) -> Result<Delimiter, String> {
+        let refused = separator.is_alphanumeric()
+            || matches!(separator, '.' | '-' | '+' | '"' | '\'')
+            || (separator.is_control() && separator != '\t');
+        if refused {
+            return Err(format!(
+                "{separator:?} cannot be a delimiter: letters, digits, `.`, `-`, `+`, quotes and control characters \
+                 (but tab) can be part of a field"
+            ));
+        }
+        Ok(Delimiter(separator))
+    }
+
+    /// The character.
+    pub fn as_char(self) -> char {
+        self.0
+    }
+
+    /// `tab`, `space`, or the character in backquotes, for messages.
+    pub fn name(self) -> String {
+        match self.0 {
+            '\t' => "tab".to_string(),
+            ' ' => "space".to_string(),
+            other => format!("`{other}`"),
+        }
+    }
+
+    /// How to write it as a `--delimiter` value.
+    pub fn flag(self) -> String {
+        match self.0 {
+            '\t' => "tab".to_string(),
+            ' ' => "space".to_string(),
+            other => format!("'{other}'"),
+        }
+    }
+
+    /// `tab-separated`, `comma-separated`, or `` `;`-separated ``.
+    fn separated(self) -> String {
+        match self.0 {
+            ',' => "comma-separated".to_string(),
+            _ => format!("{}-separated", self.name()),
+        }
+    }
+
+    /// The line split on this delimiter, each field trimmed.
+    fn split(self, line: &str) -> Vec<&str> {
+        line.split(self.0).map(str::trim).collect()
+    }
+
+    /// A delimiter other than `self` that the line holds and that splits it
+    /// into a number of fields `fits`: the file's delimiter, most likely.
+    fn other_in(self, line: &str, fits: impl Fn(usize) -> bool) -> Option<Delimiter> {
+        Delimiter::CANDIDATES
+            .into_iter()
+            .filter(|candidate| *candidate != self && line.contains(candidate.0))
+            .find(|candidate| fits(line.split(candidate.0).count()))
+    }
+}
+
+impl std::str::FromStr for Delimiter {
+    type Err = String;
+
+    /// One character, or `tab` (also `\t`), `space`, `comma`, `semicolon`, `pipe`.
+    fn from_str(text: &str) -> Result<Delimiter, String> {
+        let separator = match text {
+            "tab" | "\\t" => '\t',
+            "space" => ' ',
+            "comma" => ',',
+            "semicolon" => ';',
+            "pipe" => '|',
+            _ => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(only), None) => only,
+                    _ => {
+                        return Err(format!(
+                            "{text:?} is not a delimiter: give one character, or tab, space, comma, semicolon, pipe"
+                        ))
+                    }
+                }
+            }
+        };
+        Delimiter::new(separator)
+    }
+}
+
+impl Format {
+    /// The delimiter the format uses unless told otherwise: tab for
+    /// MovieLens and `.inter`, comma for CSV.
+    pub fn delimiter(self) -> Delimiter {
+        match self {
+            Format::MovieLens | Format::Inter => Delimiter::TAB,
+            Format::Csv => Delimiter::COMMA,
+        }
+    }
+}
+
 /// Picks the format from the file's extension: `.inter` → [`Format::Inter`],
 /// `.csv` → [`Format::Csv`], anything else → [`Format::MovieLens`] (`u.data`).
 pub fn detect_format(path: &Path) -> Format {
@@ -60,36 +183,67 @@ pub fn detect_format(path: &Path) -> Format {
     }
 }
 
-/// Reads a ratings file in the format [`detect_format`] picks for its path.
+/// Reads a ratings file in the format [`detect_format`] picks for its path,
+/// with that format's delimiter.
 pub fn load_ratings(path: &Path) -> Result<Vec<Rating>, EvalError> {
-    let file = File::open(path).map_err(|source| EvalError::Open { path: path.to_path_buf(), source })?;
-    parse_ratings(BufReader::new(file), detect_format(path), &path.display().to_string())
+    load_ratings_with(path, None)
 }
 
-/// Parses ratings from `reader` in `format`; `source` names the input in
-/// errors. Rows keep the order they have in the input.
+/// [`load_ratings`] with another delimiter than the format's (`None`: the
+/// format's own).
+pub fn load_ratings_with(path: &Path, delimiter: Option<Delimiter>) -> Result<Vec<Rating>, EvalError> {
+    let file = File::open(path).map_err(|source| EvalError::Open { path: path.to_path_buf(), source })?;
+    let format = detect_format(path);
+    parse_ratings_with(
+        BufReader::new(file),
+        format,
+        delimiter.unwrap_or(format.delimiter()),
+        &path.display().to_string(),
+    )
+}
+
+/// Parses ratings from `reader` in `format`, with its own delimiter;
+/// `source` names the input in errors. Rows keep the order they have in
+/// the input.
 pub fn parse_ratings(reader: impl BufRead, format: Format, source: &str) -> Result<Vec<Rating>, EvalError> {
-    let mut parser = LineParser::new(format);
+    parse_ratings_with(reader, format, format.delimiter(), source)
+}
+
+/// [`parse_ratings`] with fields separated by `delimiter`. The input is
+/// taken as a whole or refused: every row must have the number of fields of
+/// the first (or of the header), a line that would split on another
+/// delimiter is refused as [`EvalError::Delimiter`], and an input without a
+/// single rating as [`EvalError::Empty`].
+pub fn parse_ratings_with(
+    reader: impl BufRead,
+    format: Format,
+    delimiter: Delimiter,
+    source: &str,
+) -> Result<Vec<Rating>, EvalError> {
+    let mut parser = LineParser::new(format, delimiter);
     let mut ratings = Vec::new();
     for_each_line(reader, source, |line_no, line| {
-        let fail = |field: &'static str, rule: String| EvalError::Parse {
-            input: source.to_string(),
-            line: line_no,
-            field,
-            rule,
+        let fail = |failure: Failure| match failure {
+            Failure::Field(field, rule) => EvalError::Parse { input: source.to_string(), line: line_no, field, rule },
+            Failure::Delimiter(found) => {
+                EvalError::Delimiter { input: source.to_string(), line: line_no, expected: delimiter, found }
+            }
         };
-        if let Some(rating) = parser.parse(line).map_err(|(field, rule)| fail(field, rule))? {
+        if let Some(rating) = parser.parse(line).map_err(fail)? {
             ratings.push(rating);
         }
         Ok(())
     })?;
-    if let LineParser::Inter { columns: None } = parser {
+    if let LineParser::Inter { columns: None, .. } = parser {
         return Err(EvalError::Parse {
             input: source.to_string(),
             line: 1,
             field: "header",
             rule: "missing: a .inter file starts with a header line".to_string(),
         });
+    }
+    if ratings.is_empty() {
+        return Err(EvalError::Empty { input: source.to_string() });
     }
     Ok(ratings)
 }
@@ -127,6 +281,20 @@ fn for_each_line(
 /// A broken rule: the field and what was wrong with it.
 type FieldError = (&'static str, String);
 
+/// Why a line was refused.
+enum Failure {
+    /// A field broke a rule.
+    Field(&'static str, String),
+    /// The line is separated by another delimiter.
+    Delimiter(Delimiter),
+}
+
+impl From<FieldError> for Failure {
+    fn from((field, rule): FieldError) -> Failure {
+        Failure::Field(field, rule)
+    }
+}
+
 /// Column positions of a `.inter` file, read from its header.
 #[derive(Debug, Clone, Copy)]
 struct InterColumns {
@@ -136,59 +304,117 @@ struct InterColumns {
     timestamp: Option<usize>,
     /// How many fields a row must have to reach every column used.
     n_fields_min: usize,
+    /// How many fields the header has, which every row must have.
+    n_fields: usize,
 }
 
 /// Per-format state carried from line to line.
 enum LineParser {
-    MovieLens,
+    MovieLens {
+        delimiter: Delimiter,
+    },
     /// `columns` is `None` until the header has been read.
     Inter {
+        delimiter: Delimiter,
         columns: Option<InterColumns>,
     },
-    /// `first_line` is true until the first non-blank line, which may be a header.
+    /// `n_fields` is `None` until the first non-blank line, which may be a
+    /// header; every later row must have as many fields.
     Csv {
-        first_line: bool,
+        delimiter: Delimiter,
+        n_fields: Option<usize>,
     },
 }
 
 impl LineParser {
-    fn new(format: Format) -> LineParser {
+    fn new(format: Format, delimiter: Delimiter) -> LineParser {
         match format {
-            Format::MovieLens => LineParser::MovieLens,
-            Format::Inter => LineParser::Inter { columns: None },
-            Format::Csv => LineParser::Csv { first_line: true },
+            Format::MovieLens => LineParser::MovieLens { delimiter },
+            Format::Inter => LineParser::Inter { delimiter, columns: None },
+            Format::Csv => LineParser::Csv { delimiter, n_fields: None },
         }
     }
 
     /// Parses one non-blank line; `Ok(None)` for a header.
-    fn parse(&mut self, line: &str) -> Result<Option<Rating>, FieldError> {
+    fn parse(&mut self, line: &str) -> Result<Option<Rating>, Failure> {
         match self {
-            LineParser::MovieLens => parse_movielens(line).map(Some),
-            LineParser::Inter { columns: None } => {
-                *self = LineParser::Inter { columns: Some(parse_inter_header(line)?) };
+            LineParser::MovieLens { delimiter } => parse_movielens(line, *delimiter).map(Some),
+            LineParser::Inter { delimiter, columns: None } => {
+                let delimiter = *delimiter;
+                *self = LineParser::Inter { delimiter, columns: Some(parse_inter_header(line, delimiter)?) };
                 Ok(None)
             }
-            LineParser::Inter { columns: Some(columns) } => parse_inter_row(line, columns).map(Some),
-            LineParser::Csv { first_line } => {
-                let is_first_line = *first_line;
-                *first_line = false;
-                if is_first_line && is_csv_header(line) {
-                    return Ok(None);
+            LineParser::Inter { delimiter, columns: Some(columns) } => {
+                parse_inter_row(line, *delimiter, columns).map(Some)
+            }
+            LineParser::Csv { delimiter, n_fields } => {
+                let delimiter = *delimiter;
+                let fields = delimiter.split(line);
+                match *n_fields {
+                    None => {
+                        if let Some(other) = delimiter.other_in(line, |n| (3..=4).contains(&n)) {
+                            if !(3..=4).contains(&fields.len()) {
+                                return Err(Failure::Delimiter(other));
+                            }
+                        }
+                        *n_fields = Some(fields.len());
+                        if is_csv_header(&fields) {
+                            if !(3..=4).contains(&fields.len()) {
+                                return Err(Failure::Field(
+                                    "header",
+                                    format!(
+                                        "expected 3 or 4 {} names (user, item, rating[, timestamp]), found {}",
+                                        delimiter.separated(),
+                                        fields.len()
+                                    ),
+                                ));
+                            }
+                            return Ok(None);
+                        }
+                    }
+                    Some(expected) if fields.len() != expected => {
+                        if let Some(other) = delimiter.other_in(line, |n| n == expected) {
+                            return Err(Failure::Delimiter(other));
+                        }
+                        // Too few or too many for any row: parse_csv_row names the field.
+                        if (3..=4).contains(&fields.len()) {
+                            return Err(Failure::Field(
+                                "record",
+                                format!(
+                                    "expected {expected} {} fields, as on the first line, found {}",
+                                    delimiter.separated(),
+                                    fields.len()
+                                ),
+                            ));
+                        }
+                    }
+                    Some(_) => {}
                 }
-                parse_csv_row(line).map(Some)
+                parse_csv_row(&fields, delimiter).map(Some).map_err(Failure::from)
             }
         }
     }
 }
 
-fn parse_movielens(line: &str) -> Result<Rating, FieldError> {
+fn parse_movielens(line: &str, delimiter: Delimiter) -> Result<Rating, Failure> {
     const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
-    let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+    let fields = delimiter.split(line);
+    if fields.len() != NAMES.len() {
+        if let Some(other) = delimiter.other_in(line, |n| n == NAMES.len()) {
+            return Err(Failure::Delimiter(other));
+        }
+    }
     if fields.len() < NAMES.len() {
-        return Err((NAMES[fields.len()], format!("missing: expected 4 tab-separated fields, found {}", fields.len())));
+        return Err(Failure::Field(
+            NAMES[fields.len()],
+            format!("missing: expected 4 {} fields, found {}", delimiter.separated(), fields.len()),
+        ));
     }
     if fields.len() > NAMES.len() {
-        return Err(("record", format!("expected 4 tab-separated fields, found {}", fields.len())));
+        return Err(Failure::Field(
+            "record",
+            format!("expected 4 {} fields, found {}", delimiter.separated(), fields.len()),
+        ));
     }
     Ok(Rating {
         user: parse_id("user", fields[0])?,
@@ -198,12 +424,18 @@ fn parse_movielens(line: &str) -> Result<Rating, FieldError> {
     })
 }
 
-fn parse_inter_header(line: &str) -> Result<InterColumns, FieldError> {
+fn parse_inter_header(line: &str, delimiter: Delimiter) -> Result<InterColumns, Failure> {
     let mut user = None;
     let mut item = None;
     let mut rating = None;
     let mut timestamp = None;
-    for (column, field) in line.split('\t').enumerate() {
+    let fields = delimiter.split(line);
+    if fields.len() < 2 {
+        if let Some(other) = delimiter.other_in(line, |n| n >= 2) {
+            return Err(Failure::Delimiter(other));
+        }
+    }
+    for (column, field) in fields.iter().enumerate() {
         let name = field.split(':').next().unwrap_or(field).trim();
         let slot = match name {
             "user_id" => &mut user,
@@ -213,18 +445,23 @@ fn parse_inter_header(line: &str) -> Result<InterColumns, FieldError> {
             _ => continue,
         };
         if slot.is_some() {
-            return Err(("header", format!("column `{name}` appears twice")));
+            return Err(Failure::Field("header", format!("column `{name}` appears twice")));
         }
         *slot = Some(column);
     }
-    let user = user.ok_or(("user_id", "column missing from the header".to_string()))?;
-    let item = item.ok_or(("item_id", "column missing from the header".to_string()))?;
+    let user = user.ok_or(Failure::Field("user_id", "column missing from the header".to_string()))?;
+    let item = item.ok_or(Failure::Field("item_id", "column missing from the header".to_string()))?;
     let n_fields_min = [Some(user), Some(item), rating, timestamp].into_iter().flatten().max().unwrap_or(0) + 1;
-    Ok(InterColumns { user, item, rating, timestamp, n_fields_min })
+    Ok(InterColumns { user, item, rating, timestamp, n_fields_min, n_fields: fields.len() })
 }
 
-fn parse_inter_row(line: &str, columns: &InterColumns) -> Result<Rating, FieldError> {
-    let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+fn parse_inter_row(line: &str, delimiter: Delimiter, columns: &InterColumns) -> Result<Rating, Failure> {
+    let fields = delimiter.split(line);
+    if fields.len() != columns.n_fields {
+        if let Some(other) = delimiter.other_in(line, |n| n == columns.n_fields) {
+            return Err(Failure::Delimiter(other));
+        }
+    }
     if fields.len() < columns.n_fields_min {
         let named = [
             (Some(columns.user), "user_id"),
@@ -238,9 +475,20 @@ fn parse_inter_row(line: &str, columns: &InterColumns) -> Result<Rating, FieldEr
             .filter(|(column, _)| *column >= fields.len())
             .min()
             .map_or("record", |(_, name)| name);
-        return Err((
+        return Err(Failure::Field(
             missing,
-            format!("missing: the header needs {} tab-separated fields, found {}", columns.n_fields_min, fields.len()),
+            format!(
+                "missing: the header needs {} {} fields, found {}",
+                columns.n_fields_min,
+                delimiter.separated(),
+                fields.len()
+            ),
+        ));
+    }
+    if fields.len() != columns.n_fields {
+        return Err(Failure::Field(
+            "record",
+            format!("the header has {} {} fields, found {}", columns.n_fields, delimiter.separated(), fields.len()),
         ));
     }
     Ok(Rating {
@@ -257,25 +505,23 @@ fn parse_inter_row(line: &str, columns: &InterColumns) -> Result<Rating, FieldEr
     })
 }
 
-/// A CSV's first line is a header when its rating field is not a number.
-fn is_csv_header(line: &str) -> bool {
-    match line.split(',').nth(2) {
-        Some(rating) => rating.trim().parse::<f32>().is_err(),
-        None => true,
-    }
+/// A CSV's first line is a header when none of its fields is a number (a
+/// row's rating always is; its ids may be). `1,2,abc` is a row with a bad
+/// rating, not a header.
+fn is_csv_header(fields: &[&str]) -> bool {
+    fields.iter().all(|field| field.parse::<f64>().is_err())
 }
 
-fn parse_csv_row(line: &str) -> Result<Rating, FieldError> {
+fn parse_csv_row(fields: &[&str], delimiter: Delimiter) -> Result<Rating, FieldError> {
     const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
-    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
     if fields.len() < 3 {
         return Err((
             NAMES[fields.len()],
-            format!("missing: expected 3 or 4 comma-separated fields, found {}", fields.len()),
+            format!("missing: expected 3 or 4 {} fields, found {}", delimiter.separated(), fields.len()),
         ));
     }
     if fields.len() > NAMES.len() {
-        return Err(("record", format!("expected 3 or 4 comma-separated fields, found {}", fields.len())));
+        return Err(("record", format!("expected 3 or 4 {} fields, found {}", delimiter.separated(), fields.len())));
     }
     Ok(Rating {
         user: parse_id("user", fields[0])?,
@@ -479,6 +725,110 @@ mod tests {
         assert_eq!(message, format!("{} line 7: field `rating`: not a finite number: \"abc\"", path.display()));
         let missing = dir.path().join("missing.inter");
         assert!(matches!(load_ratings(&missing), Err(EvalError::Open { .. })));
+    }
+
+    fn parse_with(text: &str, format: Format, delimiter: char) -> Result<Vec<Rating>, EvalError> {
+        parse_ratings_with(text.as_bytes(), format, Delimiter::new(delimiter).unwrap(), "test.txt")
+    }
+
+    #[test]
+    fn an_input_without_ratings_is_refused() {
+        for (text, format) in [
+            ("", Format::Csv),
+            ("\n \n\r\n", Format::Csv),
+            ("user,item,rating\n", Format::Csv),
+            ("", Format::MovieLens),
+            ("user_id:token\titem_id:token\n\n", Format::Inter),
+        ] {
+            assert_eq!(error_message(text, format), "test.txt: no ratings: the file holds no data rows", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn csv_rows_have_the_field_count_of_the_first_line() {
+        assert_eq!(
+            error_message("u,i,4\nu,i,5,881250949\n", Format::Csv),
+            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4"
+        );
+        assert_eq!(
+            error_message("user,item,rating\nu,i,5,881250949\n", Format::Csv),
+            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4"
+        );
+        assert_eq!(
+            error_message("user,item\nu,i\n", Format::Csv),
+            "test.txt line 1: field `header`: expected 3 or 4 comma-separated names (user, item, rating[, timestamp]), found 2"
+        );
+    }
+
+    #[test]
+    fn a_first_csv_line_with_a_number_is_a_row_not_a_header() {
+        // Taken for a header, this row would be dropped without a word.
+        assert_eq!(
+            error_message("1,2,abc\n1,3,4\n", Format::Csv),
+            "test.txt line 1: field `rating`: not a finite number: \"abc\""
+        );
+        assert_eq!(parse("a,b,4\n", Format::Csv).unwrap(), vec![rating("a", "b", 4.0, None)]);
+    }
+
+    #[test]
+    fn a_line_separated_by_another_delimiter_is_refused_with_its_name() {
+        let cases = [
+            ("u1;i1;4\n", Format::Csv, ';'),
+            ("user;item;rating;timestamp\nu1;i1;4;5\n", Format::Csv, ';'),
+            ("1;2;3,5\n", Format::Csv, ';'),
+            ("u,i,4\nu|i|4\n", Format::Csv, '|'),
+            ("1,2,3,4\n", Format::MovieLens, ','),
+            ("user_id,item_id\nu,i\n", Format::Inter, ','),
+        ];
+        for (text, format, found) in cases {
+            match parse(text, format) {
+                Err(EvalError::Delimiter { found: named, .. }) => assert_eq!(named.as_char(), found, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            error_message("u1;i1;4\n", Format::Csv),
+            "test.txt line 1: the line has no `,` but splits on `;`: the file looks `;`-separated; \
+             pass --delimiter ';' to `recwal import` / `recwal eval`"
+        );
+        assert_eq!(
+            error_message("1,2\n1\t2\t3\t4\n", Format::Csv),
+            "test.txt line 1: field `rating`: missing: expected 3 or 4 comma-separated fields, found 2"
+        );
+    }
+
+    #[test]
+    fn a_given_delimiter_replaces_the_formats() {
+        let expected = vec![rating("u1", "i1", 4.0, Some(5000)), rating("u2", "i1", 3.5, Some(6000))];
+        let text = "user;item;rating;timestamp\nu1;i1;4;5\nu2;i1;3.5;6\n";
+        assert_eq!(parse_with(text, Format::Csv, ';').unwrap(), expected);
+        assert_eq!(parse_with("u1|i1|4|5\nu2|i1|3.5|6\n", Format::MovieLens, '|').unwrap(), expected);
+        let text = "user_id:token,item_id:token,rating:float,timestamp:float\nu1,i1,4,5\nu2,i1,3.5,6\n";
+        assert_eq!(parse_with(text, Format::Inter, ',').unwrap(), expected);
+        assert_eq!(
+            parse_with("u1;i1;4\nu2;i1\n", Format::Csv, ';').unwrap_err().to_string(),
+            "test.txt line 2: field `rating`: missing: expected 3 or 4 `;`-separated fields, found 2"
+        );
+    }
+
+    #[test]
+    fn inter_rows_have_the_field_count_of_the_header() {
+        assert_eq!(
+            error_message("user_id:token\titem_id:token\nu\ti\t4\n", Format::Inter),
+            "test.txt line 2: field `record`: the header has 2 tab-separated fields, found 3"
+        );
+    }
+
+    #[test]
+    fn delimiters_are_one_character_that_no_field_holds() {
+        for (text, separator) in
+            [("tab", '\t'), ("\\t", '\t'), ("\t", '\t'), (";", ';'), ("semicolon", ';'), ("space", ' ')]
+        {
+            assert_eq!(text.parse::<Delimiter>().unwrap().as_char(), separator, "{text:?}");
+        }
+        for text in ["", ";;", "a", "7", ".", "-", "\"", "\n"] {
+            assert!(text.parse::<Delimiter>().is_err(), "{text:?}");
+        }
     }
 
     #[test]

@@ -42,7 +42,9 @@ mod engine;
 mod metrics;
 mod split;
 
-pub use data::{detect_format, load_ratings, parse_ratings, Format, Rating};
+pub use data::{
+    detect_format, load_ratings, load_ratings_with, parse_ratings, parse_ratings_with, Delimiter, Format, Rating,
+};
 pub use engine::{evaluate_engine, evaluate_engine_ranked, train_engine, StrategyReport};
 pub use metrics::{evaluate, EvalSet, Report};
 pub use split::{split, Protocol, Split};
@@ -85,6 +87,32 @@ pub enum EvalError {
         field: &'static str,
         /// The rule that was broken, with the offending text.
         rule: String,
+    },
+    /// A line has no field separator of its format but another one that
+    /// would split it as the format asks: the file uses another delimiter.
+    #[error(
+        "{input} line {line}: the line has no {expected} but splits on {found}: the file looks {found}-separated; \
+         pass --delimiter {flag} to `recwal import` / `recwal eval`",
+        expected = expected.name(),
+        found = found.name(),
+        flag = found.flag()
+    )]
+    Delimiter {
+        /// The name of the input (a path, or what the caller passed).
+        input: String,
+        /// The 1-based line that gave it away.
+        line: usize,
+        /// The delimiter the parser was told to expect.
+        expected: data::Delimiter,
+        /// The delimiter the line looks separated by.
+        found: data::Delimiter,
+    },
+    /// The input holds no rating at all (it is empty, blank, or only a
+    /// header): importing it would do nothing, which is never what was meant.
+    #[error("{input}: no ratings: the file holds no data rows")]
+    Empty {
+        /// The name of the input (a path, or what the caller passed).
+        input: String,
     },
     /// The ratings do not fit a protocol, or its parameters are out of range.
     #[error("{protocol} split: field `{field}`: {rule}")]

@@ -1,0 +1,469 @@
+//! The command-line tools: `import`, `eval`, `wal inspect|verify`,
+//! `checkpoint` and `models`. Every one that takes a data dir checks it
+//! first (`datadir`): only `import` may create one, and none writes into a
+//! path that is not a data dir.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use recwal::eval::Delimiter;
+use recwal::wal::{RecoveryReport, WalError};
+use recwal::{Engine, EngineConfig, Event};
+use tracing::info;
+
+use crate::{client, datadir, Command, ModelsCommand, WalCommand};
+
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (`recwal wal inspect | head`) or its disk is full.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|err| format!("writing to stdout: {err}"))
+    };
+}
+
+/// Runs a tool (not `serve`).
+pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Serve(_) => Ok(ExitCode::SUCCESS),
+        Command::Import { file, data_dir, batch, delimiter } => import(&file, &data_dir, batch, delimiter),
+        Command::Eval { file, k, delimiter } => eval(&file, k, delimiter),
+        Command::Wal { command } => wal(command),
+        Command::Checkpoint { data_dir, remote } => {
+            if let Some(remote) = remote.remote()? {
+                let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
+                out!(
+                    "snapshot at LSN {} ({} bytes), {} segment(s) released",
+                    info["lsn"],
+                    info["bytes"],
+                    info["segments_released"]
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let engine = open_existing(&data_dir)?;
+            let info = engine.checkpoint().map_err(|err| err.to_string())?;
+            out!(
+                "snapshot at LSN {} ({} bytes), {} segment(s) released",
+                info.lsn,
+                info.bytes,
+                info.segments_released
+            )?;
+            engine.close().map_err(|err| err.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { data_dir, remote, command } => match remote.remote()? {
+            Some(remote) => remote_models(&remote, command),
+            None => models(&data_dir, command),
+        },
+    }
+}
+
+fn open(dir: &Path) -> Result<Engine, String> {
+    Engine::open(dir, EngineConfig::default()).map_err(|err| format!("opening {}: {err}", dir.display()))
+}
+
+/// Opens a data dir that must exist already.
+fn open_existing(dir: &Path) -> Result<Engine, String> {
+    let dir = datadir::existing(dir).map_err(|err| err.to_string())?;
+    open(&dir)
+}
+
+fn import(file: &Path, data_dir: &Path, batch: usize, delimiter: Option<Delimiter>) -> Result<ExitCode, String> {
+    let data_dir = datadir::existing_or_new(data_dir).map_err(|err| err.to_string())?;
+    // The whole file is read before the data dir is touched: a file that
+    // cannot be parsed as a whole writes nothing.
+    let ratings = recwal::eval::load_ratings_with(file, delimiter).map_err(|err| err.to_string())?;
+    let engine = open(&data_dir)?;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let total = ratings.len();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("import {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
+        let events: Vec<Event> = chunk.iter().map(recwal::eval::Rating::to_event).collect();
+        engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
+        let done = (at * batch.max(1) + chunk.len()).min(total);
+        if let Some(bar) = &bar {
+            bar.set_position(done as u64);
+        }
+        if last.elapsed().as_secs() >= 1 || done == total {
+            last = Instant::now();
+            info!(
+                percent = format!("{:.1}", 100.0 * done as f64 / total.max(1) as f64),
+                events_per_sec = (done as f64 / started.elapsed().as_secs_f64()) as u64,
+                "import progress"
+            );
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    engine.checkpoint().map_err(|err| err.to_string())?;
+    engine.close().map_err(|err| err.to_string())?;
+    out!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(file: &Path, k: usize, delimiter: Option<Delimiter>) -> Result<ExitCode, String> {
+    use recwal::eval::{evaluate_engine, load_ratings_with, split, train_engine, EvalSet, Protocol};
+    let ratings = load_ratings_with(file, delimiter).map_err(|err| err.to_string())?;
+    let split = split(&ratings, Protocol::Hash8020).map_err(|err| err.to_string())?;
+    let set = EvalSet::new(&split);
+    let scratch = ScratchDir::new()?;
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every = None;
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    let engine = train_engine(&scratch.path, config, &split.train).map_err(|err| err.to_string())?;
+    out!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len())?;
+    out!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |")?;
+    out!("|---|---|---|---|---|---|---|")?;
+    for strategy in recwal::Strategy::ALL {
+        let report = evaluate_engine(&engine, &set, strategy, k, 4.0);
+        let r = report.report;
+        out!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
+            strategy.name(),
+            r.precision,
+            r.recall,
+            r.ndcg,
+            r.hit_rate,
+            r.doa,
+            report.per_user.as_micros()
+        )?;
+    }
+    drop(engine);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The throw-away data dir of `eval`: created new (never one left by an
+/// earlier run), removed when dropped, on every path out.
+struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir, String> {
+        let base = std::env::temp_dir();
+        let pid = std::process::id();
+        for attempt in 0..100u32 {
+            let path = base.join(format!("recwal-eval-{pid}-{attempt}"));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(format!("{}: {err}", path.display())),
+            }
+        }
+        Err(format!("{}: no free name for a scratch directory (recwal-eval-{pid}-*)", base.display()))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), %err, "could not remove the scratch data dir");
+        }
+    }
+}
+
+/// Exit status of `wal verify` when it found damage.
+const EXIT_DAMAGE: u8 = 1;
+/// Exit status of `wal verify` when it could not check the log.
+const EXIT_UNCHECKED: u8 = 2;
+
+/// What `serve` does with one damage, or with the whole log.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Open,
+    CutTornTail,
+    Refuse,
+}
+
+impl Action {
+    fn key(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::CutTornTail => "cut_torn_tail",
+            Action::Refuse => "refuse",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Action::Open => "serve opens the log as it is",
+            Action::CutTornTail => {
+                "serve cuts the torn tail (records that were never acknowledged as durable) and reports it"
+            }
+            Action::Refuse => {
+                "serve refuses to open: a record that was durable is damaged (recovery options: docs/DURABILITY.md; \
+                 restore the data dir from a backup)"
+            }
+        }
+    }
+}
+
+/// One damage `wal verify` found.
+struct Damage {
+    kind: &'static str,
+    segment: Option<u32>,
+    offset: Option<u64>,
+    lsn: Option<u64>,
+    reason: String,
+    action: Action,
+}
+
+impl Damage {
+    fn from_corruption(kind: &'static str, found: &recwal::wal::Corruption, action: Action) -> Damage {
+        Damage {
+            kind,
+            segment: Some(found.position.segment_index),
+            offset: Some(found.position.offset),
+            lsn: (found.lsn_expected > 0).then_some(found.lsn_expected),
+            reason: found.reason.clone(),
+            action,
+        }
+    }
+
+    fn file(&self, log: &Path) -> Option<PathBuf> {
+        self.segment.map(|index| log.join(format!("seg-{index:08}.wal")))
+    }
+}
+
+/// Every damage in a report of the scan that `open` runs, with what `open`
+/// (in its default mode, as `serve` runs it) does about it.
+fn damages(report: &RecoveryReport) -> Vec<Damage> {
+    let mut found = Vec::new();
+    if let Some(corruption) = &report.corruption {
+        found.push(Damage::from_corruption("corruption", corruption, Action::Refuse));
+    }
+    for index in &report.segments_damaged {
+        let listed = found.iter().any(|damage| damage.segment == Some(*index) && damage.offset == Some(0));
+        if !listed {
+            found.push(Damage {
+                kind: "damaged_segment_header",
+                segment: Some(*index),
+                offset: Some(0),
+                lsn: None,
+                reason: "segment header is damaged".to_string(),
+                action: Action::Refuse,
+            });
+        }
+    }
+    if let Some(tail) = &report.tail_damage {
+        found.push(Damage::from_corruption("torn_tail", tail, Action::CutTornTail));
+    }
+    if found.is_empty() && !report.is_clean() {
+        found.push(Damage {
+            kind: "cut",
+            segment: None,
+            offset: None,
+            lsn: None,
+            reason: format!(
+                "the scan would cut {} bytes and drop {} records",
+                report.bytes_cut, report.records_dropped
+            ),
+            action: Action::CutTornTail,
+        });
+    }
+    found
+}
+
+fn wal(command: WalCommand) -> Result<ExitCode, String> {
+    let (dir, list_segments, json) = match command {
+        WalCommand::Inspect { dir } => (dir, true, false),
+        WalCommand::Verify { dir, json } => (dir, false, json),
+    };
+    let log = match datadir::log_dir(&dir) {
+        Ok(log) => log,
+        Err(err) if json => return unchecked_json(&dir, &err.to_string()),
+        Err(err) => {
+            eprintln!("recwal: {err}");
+            return Ok(ExitCode::from(EXIT_UNCHECKED));
+        }
+    };
+    let config = EngineConfig::default().wal;
+    let inspection = match recwal::wal::inspect(&log, &config, &mut |_, _| {}) {
+        Ok(inspection) => inspection,
+        // Damage the scan cannot get past: `open` refuses it too.
+        Err(WalError::Corruption(found)) => {
+            let damage = Damage::from_corruption("corruption", &found, Action::Refuse);
+            return show_verdict(&log, None, &[damage], json);
+        }
+        Err(WalError::BadSegment { segment_index, reason }) => {
+            let damage = Damage {
+                kind: "bad_segment",
+                segment: Some(segment_index),
+                offset: None,
+                lsn: None,
+                reason,
+                action: Action::Refuse,
+            };
+            return show_verdict(&log, None, &[damage], json);
+        }
+        Err(err) if json => return unchecked_json(&log, &err.to_string()),
+        Err(err) => {
+            eprintln!("recwal: cannot check {}: {err}", log.display());
+            return Ok(ExitCode::from(EXIT_UNCHECKED));
+        }
+    };
+    if list_segments {
+        for segment in &inspection.segments {
+            out!(
+                "segment {:4}: {:?}, {} records, {} bytes used, header (seq, first LSN, released LSN) {:?}",
+                segment.index,
+                segment.status,
+                segment.records,
+                segment.bytes_used,
+                segment.header
+            )?;
+        }
+    }
+    let found = damages(&inspection.report);
+    show_verdict(&log, Some(&inspection.report), &found, json)
+}
+
+/// Prints what verify found (a human report, or one JSON object) and
+/// returns the exit status: 0 clean, 1 damage.
+fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], json: bool) -> Result<ExitCode, String> {
+    let action = found.iter().map(|damage| damage.action).max().unwrap_or(Action::Open);
+    let clean = found.is_empty() && report.is_some_and(RecoveryReport::is_clean);
+    let records = report.map_or(0, |report| report.records_recovered);
+    if json {
+        let damage: Vec<serde_json::Value> = found
+            .iter()
+            .map(|damage| {
+                serde_json::json!({
+                    "kind": damage.kind,
+                    "file": damage.file(log),
+                    "segment": damage.segment,
+                    "offset": damage.offset,
+                    "lsn": damage.lsn,
+                    "reason": damage.reason,
+                    "serve": damage.action.key(),
+                })
+            })
+            .collect();
+        let object = serde_json::json!({
+            "log_dir": log,
+            "clean": clean,
+            "serve": action.key(),
+            "records_checked": records,
+            "segments_scanned": report.map(|report| report.segments_scanned),
+            "first_lsn": report.map(|report| report.first_lsn),
+            "last_lsn": report.map(|report| report.last_lsn),
+            "released_lsn": report.map(|report| report.released_lsn),
+            "bytes_cut": report.map(|report| report.bytes_cut),
+            "records_dropped": report.map(|report| report.records_dropped),
+            "damage": damage,
+            "error": null,
+        });
+        out!("{object}")?;
+    } else {
+        match report {
+            Some(report) => {
+                let range = if report.last_lsn >= report.first_lsn {
+                    format!("LSNs {}..{}", report.first_lsn, report.last_lsn)
+                } else {
+                    "no records".to_string()
+                };
+                out!(
+                    "log {}: {} segment file(s), {range}, released up to LSN {}",
+                    log.display(),
+                    report.segments_scanned,
+                    report.released_lsn
+                )?;
+                if report.bytes_cut > 0 || report.records_dropped > 0 {
+                    out!(
+                        "beyond the valid log: {} bytes to cut, {} records to drop",
+                        report.bytes_cut,
+                        report.records_dropped
+                    )?;
+                }
+            }
+            None => out!("log {}: the scan stopped at damage it cannot get past", log.display())?,
+        }
+        for (at, damage) in found.iter().enumerate() {
+            let place = match (damage.file(log), damage.offset) {
+                (Some(file), Some(offset)) => format!("{} at offset {offset}", file.display()),
+                (Some(file), None) => file.display().to_string(),
+                _ => "the log".to_string(),
+            };
+            let lsn = damage.lsn.map(|lsn| format!(", LSN {lsn}")).unwrap_or_default();
+            out!("damage {} ({}): {place}{lsn}: {}", at + 1, damage.kind, damage.reason)?;
+            out!("  {}", damage.action.words())?;
+        }
+        let verdict = match action {
+            Action::Refuse => "CORRUPTION FOUND (serve refuses to open this log)",
+            Action::CutTornTail => "TORN TAIL FOUND (serve cuts it; nothing acknowledged as durable is lost)",
+            Action::Open if clean => "no corruption",
+            Action::Open => "DAMAGE FOUND",
+        };
+        out!("{records} records checked: {verdict}")?;
+    }
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGE) })
+}
+
+/// `wal verify --json` when the log could not be checked: exit 2.
+fn unchecked_json(dir: &Path, error: &str) -> Result<ExitCode, String> {
+    out!("{}", serde_json::json!({ "log_dir": dir, "clean": false, "error": error }))?;
+    Ok(ExitCode::from(EXIT_UNCHECKED))
+}
+
+fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<ExitCode, String> {
+    let json = "application/json";
+    let answer = match command {
+        ModelsCommand::List => remote.call("GET", "/admin/models", json, b"")?["models"].take(),
+        ModelsCommand::Add { file } => {
+            let bytes = std::fs::read(&file).map_err(|err| format!("{}: {err}", file.display()))?;
+            remote.call("POST", "/admin/models", "application/octet-stream", &bytes)?
+        }
+        ModelsCommand::Activate { version } => {
+            remote.call("POST", &format!("/admin/models/{version}/activate"), json, b"")?
+        }
+        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", json, b"")?,
+    };
+    let infos: Vec<recwal::model::ModelInfo> = match answer {
+        serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
+        other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
+    };
+    for info in &infos {
+        show_model(info)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
+    out!(
+        "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
+        info.version,
+        info.sha256,
+        info.bytes,
+        info.added_lsn,
+        info.activations.len(),
+        if info.active { "  ACTIVE" } else { "" },
+        if info.retired { "  retired" } else { "" }
+    )
+}
+
+fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
+    let engine = open_existing(data_dir)?;
+    let shown = match command {
+        ModelsCommand::List => engine.models(),
+        ModelsCommand::Add { file } => vec![engine.add_model_file(&file).map_err(|err| err.to_string())?],
+        ModelsCommand::Activate { version } => vec![engine.activate_model(version).map_err(|err| err.to_string())?],
+        ModelsCommand::Rollback => vec![engine.rollback_model().map_err(|err| err.to_string())?],
+    };
+    for info in &shown {
+        show_model(info)?;
+    }
+    engine.close().map_err(|err| err.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,353 @@
+//! The tools never write where they should not: a path that is not a recwal
+//! data dir is refused (and left as it was), the log directory is never taken
+//! for a data dir, `wal verify` reads a data dir and names every damage, and
+//! `import` refuses a file it cannot parse as a whole.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `recwal args` with no data dir in the environment (every test names
+/// its own); a command still running after 30 s (e.g. a `serve` that was not
+/// refused) is killed and reported as such.
+fn recwal(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(args)
+        .env_remove("RECWAL_DATA_DIR")
+        .env_remove("RECWAL_SERVER")
+        .env_remove("RECWAL_TOKEN")
+        .env("ORT_DYLIB_PATH", support::runtime_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!("`recwal {}` still ran after 30 s: {}", args.join(" "), String::from_utf8_lossy(&output.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn succeeds(output: &Output) -> String {
+    let (stdout, stderr) = text(output);
+    assert!(output.status.success(), "failed: {stdout}\n{stderr}");
+    stdout
+}
+
+/// Refused: non-zero exit; returns stderr.
+fn refused(output: &Output) -> String {
+    let (stdout, stderr) = text(output);
+    assert!(!output.status.success(), "not refused: {stdout}\n{stderr}");
+    stderr
+}
+
+/// Every file and directory under `dir` with its length and modification
+/// time: equal listings mean nothing was created, removed or written.
+fn listing(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            found.insert(path, (meta.len(), meta.modified().unwrap()));
+        }
+    }
+    found
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A data dir written through the engine: `n_records` log records of 10
+/// events each, every one durable, and no snapshot.
+fn data_dir_with_records(dir: &Path, n_records: usize) -> PathBuf {
+    let data = dir.join("data");
+    let mut config = recwal::EngineConfig::default();
+    config.checkpoint.every = None;
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    let engine = recwal::Engine::open(&data, config).unwrap();
+    for batch in 0..n_records {
+        let events: Vec<recwal::Event> = (0..10)
+            .map(|at| recwal::Event::new(format!("u{batch}"), format!("i{at}"), recwal::EventKind::Click))
+            .collect();
+        engine.ingest_batch_with(&events, recwal::Durability::Always).unwrap();
+    }
+    engine.close().unwrap();
+    data
+}
+
+/// (segment file, record offset, payload length) of the record at `lsn`.
+fn record_at(wal_dir: &Path, lsn: u64) -> (PathBuf, u64, u32) {
+    let config = recwal::EngineConfig::default().wal;
+    let mut found = None;
+    recwal::wal::inspect(wal_dir, &config, &mut |info, _| {
+        if info.lsn == lsn {
+            found = Some((wal_dir.join(format!("seg-{:08}.wal", info.segment_index)), info.offset, info.len));
+        }
+    })
+    .unwrap();
+    found.unwrap()
+}
+
+#[test]
+fn checkpoint_and_models_on_a_mistyped_data_dir_are_refused_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    let stderr = refused(&recwal(&["checkpoint", "--data-dir", p(&typo)]));
+    assert!(stderr.contains("not a recwal data dir") && stderr.contains("wal/MANIFEST"), "{stderr}");
+    assert!(!typo.exists(), "checkpoint created {}", typo.display());
+
+    let typo2 = dir.path().join("typo2");
+    let stderr = refused(&recwal(&["models", "--data-dir", p(&typo2), "list"]));
+    assert!(stderr.contains("not a recwal data dir") && stderr.contains(p(&typo2)), "{stderr}");
+    assert!(!typo2.exists(), "models created {}", typo2.display());
+
+    // An existing empty directory is no data dir either, and stays empty.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for args in [
+        vec!["checkpoint", "--data-dir", p(&empty)],
+        vec!["models", "--data-dir", p(&empty), "list"],
+        vec!["wal", "verify", p(&empty)],
+        vec!["wal", "inspect", p(&empty)],
+    ] {
+        let stderr = refused(&recwal(&args));
+        assert!(stderr.contains("not a recwal data dir"), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "{args:?} wrote into {}", empty.display());
+    }
+}
+
+#[test]
+fn the_log_directory_as_data_dir_is_refused_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 3);
+    // A snapshot, so snapshots/ holds one too.
+    succeeds(&recwal(&["checkpoint", "--data-dir", p(&data)]));
+    let before = listing(&data);
+    let file = dir.path().join("ratings.csv");
+    std::fs::write(&file, "u,i,4\n").unwrap();
+    let data_name = p(&data);
+    for inner in ["wal", "snapshots"] {
+        let inner_dir = data.join(inner);
+        let inner = p(&inner_dir);
+        for args in [
+            vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", inner],
+            vec!["import", p(&file), "--data-dir", inner],
+            vec!["checkpoint", "--data-dir", inner],
+            vec!["models", "--data-dir", inner, "list"],
+        ] {
+            let stderr = refused(&recwal(&args));
+            assert!(
+                stderr.contains(&format!("directory of the data dir {data_name}; pass {data_name}")),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    // A path below the log is refused too (it would nest a data dir in it).
+    let nested = data.join("wal").join("new");
+    let stderr = refused(&recwal(&["import", p(&file), "--data-dir", p(&nested)]));
+    assert!(stderr.contains(&format!("inside the data dir {data_name}")), "{stderr}");
+    assert_eq!(listing(&data), before, "a refused command changed the data dir");
+    // A directory of segment files that is no data dir's wal/ (a copy).
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(data.join("wal/seg-00000000.wal"), copy.join("seg-00000000.wal")).unwrap();
+    let stderr = refused(&recwal(&["checkpoint", "--data-dir", p(&copy)]));
+    assert!(stderr.contains("is a log directory"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&copy).unwrap().count(), 1);
+}
+
+#[test]
+fn serve_and_import_refuse_a_non_empty_directory_that_is_not_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("photos");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("holiday.jpg"), b"jpeg").unwrap();
+    let file = dir.path().join("ratings.csv");
+    std::fs::write(&file, "u,i,4\n").unwrap();
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", p(&other)],
+        vec!["import", p(&file), "--data-dir", p(&other)],
+    ] {
+        let stderr = refused(&recwal(&args));
+        assert!(stderr.contains("not a recwal data dir") && stderr.contains("holiday.jpg"), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+    // An empty directory, and one that does not exist, become data dirs.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    succeeds(&recwal(&["import", p(&file), "--data-dir", p(&empty)]));
+    let verify = succeeds(&recwal(&["wal", "verify", p(&empty)]));
+    assert!(verify.contains("1 records checked: no corruption"), "{verify}");
+    let fresh = dir.path().join("fresh");
+    succeeds(&recwal(&["import", p(&file), "--data-dir", p(&fresh)]));
+    assert!(fresh.join("wal/seg-00000000.wal").is_file());
+}
+
+#[test]
+fn wal_verify_and_inspect_accept_a_data_dir_or_its_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 7);
+    for target in [data.clone(), data.join("wal")] {
+        let verify = succeeds(&recwal(&["wal", "verify", p(&target)]));
+        assert!(verify.contains("7 records checked: no corruption"), "{verify}");
+        assert!(verify.contains("LSNs 1..7"), "{verify}");
+        let inspect = succeeds(&recwal(&["wal", "inspect", p(&target)]));
+        assert!(inspect.contains("segment    0: Live, 7 records"), "{inspect}");
+        let json: serde_json::Value =
+            serde_json::from_str(&succeeds(&recwal(&["wal", "verify", "--json", p(&target)]))).unwrap();
+        assert_eq!(json["clean"], true, "{json}");
+        assert_eq!(json["records_checked"], 7, "{json}");
+        assert_eq!(json["last_lsn"], 7, "{json}");
+        assert_eq!(json["damage"].as_array().unwrap().len(), 0, "{json}");
+    }
+}
+
+#[test]
+fn wal_verify_names_the_damaged_file_exits_non_zero_and_agrees_with_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 20);
+    // Rot inside record 10's payload; records 11..20 were written after it
+    // was durable, so this is damage to a durable record, not a torn write.
+    let (segment, offset, len) = record_at(&data.join("wal"), 10);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[(offset + 32 + u64::from(len) / 2) as usize] ^= 0x5a;
+    std::fs::write(&segment, bytes).unwrap();
+    let before = listing(&data);
+
+    let output = recwal(&["wal", "verify", p(&data)]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("CORRUPTION FOUND"), "{stdout}");
+    assert!(stdout.contains(&format!("{} at offset {offset}", segment.display())), "{stdout}");
+    assert!(stdout.contains("LSN 10"), "{stdout}");
+    assert!(stdout.contains("serve refuses to open"), "{stdout}");
+    assert!(stdout.contains("9 records checked"), "{stdout}");
+
+    let output = recwal(&["wal", "verify", "--json", p(&data.join("wal"))]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["clean"], false, "{json}");
+    assert_eq!(json["serve"], "refuse", "{json}");
+    let damage = &json["damage"][0];
+    assert_eq!(damage["file"], p(&segment), "{json}");
+    assert_eq!(damage["offset"], offset, "{json}");
+    assert_eq!(damage["lsn"], 10, "{json}");
+    assert_eq!(damage["serve"], "refuse", "{json}");
+
+    // What verify says is what opening does: refused, naming the damage.
+    let stderr = refused(&recwal(&["checkpoint", "--data-dir", p(&data)]));
+    assert!(stderr.contains("corrupt") || stderr.contains("durable"), "{stderr}");
+    assert_eq!(listing(&data), before, "verify or a refused open changed the damaged data dir");
+}
+
+#[test]
+fn import_refuses_a_semicolon_csv_unless_told_the_delimiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let one_row = dir.path().join("one.csv");
+    std::fs::write(&one_row, "u1;i1;4\n").unwrap();
+    let stderr = refused(&recwal(&["import", p(&one_row), "--data-dir", p(&data)]));
+    assert!(stderr.contains("line 1") && stderr.contains("--delimiter ';'"), "{stderr}");
+    let with_header = dir.path().join("ratings.csv");
+    std::fs::write(&with_header, "user;item;rating;timestamp\nu1;i1;4;881250949\nu2;i1;3.5;881250950\n").unwrap();
+    let stderr = refused(&recwal(&["import", p(&with_header), "--data-dir", p(&data)]));
+    assert!(stderr.contains("line 1") && stderr.contains("--delimiter ';'"), "{stderr}");
+    assert!(!data.exists(), "a refused import created the data dir");
+
+    let imported = succeeds(&recwal(&["import", p(&with_header), "--delimiter", ";", "--data-dir", p(&data)]));
+    assert!(imported.contains("imported 2 events"), "{imported}");
+    let imported = succeeds(&recwal(&["import", p(&one_row), "--delimiter", ";", "--data-dir", p(&data)]));
+    assert!(imported.contains("imported 1 events"), "{imported}");
+    let eval = refused(&recwal(&["eval", p(&with_header)]));
+    assert!(eval.contains("--delimiter ';'"), "{eval}");
+}
+
+#[test]
+fn import_refuses_a_file_it_cannot_parse_as_a_whole_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 2);
+    let before = listing(&data);
+    let cases = [
+        ("empty.csv", "", "no ratings"),
+        ("blank.csv", "\n\n", "no ratings"),
+        ("header-only.csv", "user,item,rating\n", "no ratings"),
+        ("ragged.csv", "u1,i1,4\nu2,i2,5,881250949\n", "line 2"),
+        ("ragged-header.csv", "user,item,rating\nu2,i2,5,881250949\n", "line 2"),
+        ("bad-first-row.csv", "1,2,abc\n1,3,4\n", "line 1"),
+        ("header.data", "user\titem\trating\ttimestamp\n1\t2\t3\t4\n", "line 1"),
+        ("short.inter", "user_id:token\titem_id:token\trating:float\nu\ti\t4\nu\ti\n", "line 3"),
+        ("long.inter", "user_id:token\titem_id:token\nu\ti\t4\n", "line 2"),
+    ];
+    for (name, content, expected) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, content).unwrap();
+        let stderr = refused(&recwal(&["import", p(&file), "--data-dir", p(&data)]));
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    assert_eq!(listing(&data), before, "a refused import changed the data dir");
+}
+
+#[test]
+fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = support::Server::start(&data, None, &[]);
+    for json in [false, true] {
+        let mut args = vec!["wal", "verify", p(&data)];
+        if json {
+            args.insert(2, "--json");
+        }
+        let output = recwal(&args);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let (stdout, stderr) = text(&output);
+        if json {
+            let object: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert!(object["error"].as_str().unwrap().contains("locked"), "{object}");
+            assert_eq!(object["clean"], false);
+        } else {
+            assert!(stderr.contains("cannot check") && stderr.contains("locked"), "{stderr}");
+        }
+    }
+    drop(server);
+}
+
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 3);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(["wal", "inspect", p(&data)])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the tool (which first scans the log) writes.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writing to stdout"), "{stderr}");
+}
