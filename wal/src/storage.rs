@@ -305,6 +305,45 @@ impl FileStorage {
     }
 }
 
+/// True if `err` says the file system (or the user's quota) has no room:
+/// `ENOSPC` or `EDQUOT`. Such a failure to *create* something holds no
+/// acknowledged data, so callers may retry once space is freed.
+///
+/// ```
+/// use recwal_wal::is_out_of_space;
+/// assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
+/// assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
+/// ```
+pub fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// Bytes an unprivileged writer may still allocate on the file system that
+/// holds `path` (`statvfs`: `f_bavail * f_frsize`).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// assert!(recwal_wal::available_bytes(dir.path())? > 0);
+/// assert!(recwal_wal::available_bytes(&dir.path().join("missing")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn available_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
+    // and `stats` is a valid, writable statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
 /// File name of segment `index`.
 pub(crate) fn segment_file_name(index: u32) -> String {
     format!("seg-{index:08}.wal")
