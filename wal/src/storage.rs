@@ -373,15 +373,34 @@ impl Storage for FileStorage {
     fn create_segment(&self, index: u32, bytes: u64) -> io::Result<Box<dyn SegmentFile>> {
         let final_path = self.segment_path(index);
         let temp_path = self.dir.join(format!("{}.tmp", segment_file_name(index)));
-        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&temp_path)?;
-        // Write real zeros rather than fallocate: a sync into blocks that are
-        // already written costs less than one that must also convert unwritten
-        // extents (see FORMAT.md, "Why zero-filled").
-        write_zeros(&file, 0, bytes)?;
-        file.sync_all()?;
+        let created = (|| {
+            let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&temp_path)?;
+            // Write real zeros rather than fallocate: a sync into blocks that are
+            // already written costs less than one that must also convert unwritten
+            // extents (see FORMAT.md, "Why zero-filled").
+            write_zeros(&file, 0, bytes)?;
+            file.sync_all()?;
+            Ok(file)
+        })();
+        let file = match created {
+            Ok(file) => file,
+            Err(err) => {
+                // A failed creation (typically ENOSPC while zero-filling) must
+                // not keep the space it took: the next try starts afresh.
+                if let Err(remove) = std::fs::remove_file(&temp_path) {
+                    if remove.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(path = %temp_path.display(), %remove, "cannot remove a failed segment's temp file");
+                    }
+                }
+                return Err(err);
+            }
+        };
         // IMPORTANT: the rename makes the segment appear whole or not at all;
         // the directory sync makes the rename survive power loss.
-        std::fs::rename(&temp_path, &final_path)?;
+        if let Err(err) = std::fs::rename(&temp_path, &final_path) {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(err);
+        }
         self.sync_dir()?;
         Ok(Box::new(MappedFile::new(file, final_path)?))
     }

@@ -85,26 +85,19 @@ fn a_segment_that_cannot_be_created_does_not_poison_the_log_simulated() {
     let disk = SimStorage::new(3);
     let config = WalConfig::default().segment_bytes(16 << 10).segments_initial(2).sync_policy(SyncPolicy::Always);
     let wal = Wal::open_with_storage(Box::new(disk.clone()), config).unwrap();
-    appends_resume_once_space_is_back(
-        &wal,
-        &|| disk.set_space_limit(None),
-        &|| disk.set_space_limit(Some(disk.bytes_used())),
-    );
+    appends_resume_once_space_is_back(&wal, &|| disk.set_space_limit(None), &|| {
+        disk.set_space_limit(Some(disk.bytes_used()))
+    });
 }
 
 #[test]
 fn a_segment_that_cannot_be_created_does_not_poison_the_log_on_a_real_disk() {
     let Some(volume) = volume(2 << 20) else { return };
-    let config =
-        WalConfig::default().segment_bytes(128 << 10).segments_initial(2).sync_policy(SyncPolicy::Always);
+    let config = WalConfig::default().segment_bytes(128 << 10).segments_initial(2).sync_policy(SyncPolicy::Always);
     let wal = Wal::open(&volume.path().join("wal"), config).unwrap();
     let filler = volume.path().join("filler");
-    appends_resume_once_space_is_back(
-        &wal,
-        &|| std::fs::remove_file(&filler).unwrap(),
-        &|| {
-            volume.fill("filler").unwrap();
-        },
-    );
+    appends_resume_once_space_is_back(&wal, &|| std::fs::remove_file(&filler).unwrap(), &|| {
+        volume.fill("filler").unwrap();
+    });
     assert_eq!(temp_files(&volume.path().join("wal")), Vec::<String>::new());
 }
