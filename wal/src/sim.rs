@@ -400,6 +400,11 @@ impl Storage for SimStorage {
             None => PathBuf::from("sim:"),
         }
     }
+
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        let state = lock(&self.state);
+        Ok(Some(state.space_bytes_max.map_or(u64::MAX, |max| max.saturating_sub(state.bytes_used()))))
+    }
 }
 
 struct SimSegment {

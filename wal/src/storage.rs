@@ -102,6 +102,19 @@ pub trait Storage: Send + Sync {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn describe(&self, index: Option<u32>) -> PathBuf;
+    /// Bytes still free for new segments, where the backend can tell
+    /// (`None`: it cannot). Lets a caller notice that space came back after
+    /// a refused segment creation without trying one.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(FileStorage::open(dir.path())?.available_bytes()?.is_some_and(|free| free > 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// One segment file.
@@ -416,6 +429,10 @@ impl Storage for FileStorage {
             Some(index) => self.segment_path(index),
             None => self.dir.clone(),
         }
+    }
+
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        available_bytes(&self.dir).map(Some)
     }
 }
 

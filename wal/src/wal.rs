@@ -852,6 +852,22 @@ impl Wal {
         }
     }
 
+    /// Bytes still free for new segments on the log's storage (`None`: the
+    /// storage cannot tell). After a `SegmentStart` refused for lack of
+    /// space, this says when a retry can succeed.
+    ///
+    /// ```
+    /// use recwal_wal::{Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+    /// assert!(wal.available_bytes()?.is_some_and(|free| free > 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn available_bytes(&self) -> Result<Option<u64>, WalError> {
+        let shared = &*self.shared;
+        shared.storage.available_bytes().map_err(|err| WalError::io("statvfs", shared.storage.describe(None), err))
+    }
+
     /// An iterator over records from `lsn` on; see `Reader`.
     ///
     /// ```
