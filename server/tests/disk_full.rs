@@ -69,13 +69,16 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
+type Acked = BTreeMap<String, BTreeSet<String>>;
+
+/// A 16 MiB tmpfs and a `serve.toml` with 256 KiB segments, or `None`
+/// (said) where mounting is not allowed.
+fn volume_and_config() -> Option<(Tmpfs, tempfile::TempDir, String)> {
     let volume = match Tmpfs::mount(16 << 20) {
         Ok(volume) => volume,
         Err(why) => {
             println!("SKIPPED on this machine ({why}); tests/disk_full.rs covers it on the simulated disk");
-            return;
+            return None;
         }
     };
     println!("ran on a real 16 MiB tmpfs");
@@ -83,15 +86,14 @@ fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
     let config = config_dir.path().join("serve.toml");
     std::fs::write(&config, "sync = \"always\"\nwal_segment_bytes = 262144\n").unwrap();
     let config = config.to_str().unwrap().to_string();
-    let data = volume.path().join("data");
-    let server = Server::start(&data, None, &["--config", &config]);
-    volume.fill("filler").unwrap();
+    Some((volume, config_dir, config))
+}
 
-    let mut acked: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut next = 0;
-    let refused = loop {
-        let (body, events) = batch(next, 200);
-        next += 200;
+/// Ingests batches of 200 until one is refused; returns the refusal's head and body.
+fn ingest_until_refused(server: &Server, acked: &mut Acked, next: &mut usize) -> (String, String) {
+    loop {
+        let (body, events) = batch(*next, 200);
+        *next += 200;
         let (status, head, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
         match status {
             200 => {
@@ -99,11 +101,39 @@ fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
                     acked.entry(user).or_default().insert(item);
                 }
             }
-            503 => break (head, answer),
+            503 => return (head, answer),
             other => panic!("ingest answered {other}: {answer}"),
         }
-        assert!(next < 200_000, "the volume never filled");
-    };
+        assert!(*next < 200_000, "the volume never filled");
+    }
+}
+
+/// Every acknowledged event is there, and no refused one.
+fn assert_exactly(server: &Server, acked: &Acked) {
+    for (user, items) in acked {
+        let (status, _, answer) = exchange(&server.addr, "GET", &format!("/v1/users/{user}/interactions"), "");
+        assert_eq!(status, 200, "{answer}");
+        let found: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let found: BTreeSet<String> = found["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|interaction| interaction["item"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(&found, items, "user {user}: acknowledged events lost, or refused ones invented");
+    }
+}
+
+#[test]
+fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
+    let Some((volume, _config_dir, config)) = volume_and_config() else { return };
+    let data = volume.path().join("data");
+    let server = Server::start(&data, None, &["--config", &config]);
+    volume.fill("filler").unwrap();
+
+    let mut acked = Acked::new();
+    let mut next = 0;
+    let refused = ingest_until_refused(&server, &mut acked, &mut next);
     let (head, answer) = refused;
     assert!(head.contains("content-type: application/problem+json"), "{head}");
     assert!(head.contains("retry-after: "), "{head}");
@@ -147,16 +177,23 @@ fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
 
     server.kill();
     let server = Server::start(&data, None, &["--config", &config]);
-    for (user, items) in &acked {
-        let (status, _, answer) = exchange(&server.addr, "GET", &format!("/v1/users/{user}/interactions"), "");
-        assert_eq!(status, 200, "{answer}");
-        let found: serde_json::Value = serde_json::from_str(&answer).unwrap();
-        let found: BTreeSet<String> = found["interactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|interaction| interaction["item"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(&found, items, "user {user}: acknowledged events lost, or refused ones invented");
-    }
+    assert_exactly(&server, &acked);
+}
+
+/// SIGTERM while the disk is full: the shutdown snapshot cannot be written,
+/// but the log holds every acknowledged event, so the server still closes
+/// it and exits 0; the next start (space freed) has them all.
+#[test]
+fn a_shutdown_on_a_full_disk_closes_the_log_and_exits_cleanly() {
+    let Some((volume, _config_dir, config)) = volume_and_config() else { return };
+    let data = volume.path().join("data");
+    let server = Server::start(&data, None, &["--config", &config]);
+    volume.fill("filler").unwrap();
+    let mut acked = Acked::new();
+    ingest_until_refused(&server, &mut acked, &mut 0);
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?} on a full disk");
+    std::fs::remove_file(volume.path().join("filler")).unwrap();
+    let server = Server::start(&data, None, &["--config", &config]);
+    assert_exactly(&server, &acked);
 }
