@@ -309,6 +309,30 @@ impl FileStorage {
         Ok(FileStorage { dir: dir.to_path_buf() })
     }
 
+    /// Removes `seg-<n>.wal.tmp` files that a crash during `create_segment`
+    /// left behind (they never became segments, and hold up to a segment's
+    /// worth of space). Call it only while holding the directory's `DirLock`.
+    pub(crate) fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let stale = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(".tmp"))
+                .is_some_and(|name| parse_segment_file_name(name).is_some());
+            if stale {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %entry.path().display(), "removed a segment temp file left by a crash")
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %entry.path().display(), %err, "cannot remove a stale segment temp file")
+                    }
+                }
+            }
+        }
+    }
+
     fn segment_path(&self, index: u32) -> PathBuf {
         self.dir.join(segment_file_name(index))
     }

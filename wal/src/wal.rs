@@ -190,6 +190,7 @@ impl Wal {
         config.validate()?;
         let storage = FileStorage::open(dir)?;
         let lock = Arc::new(DirLock::acquire(dir)?);
+        storage.remove_stale_temp_files();
         Wal::open_inner(Box::new(storage), config, Some(lock))
     }
 

@@ -101,3 +101,18 @@ fn a_segment_that_cannot_be_created_does_not_poison_the_log_on_a_real_disk() {
     });
     assert_eq!(temp_files(&volume.path().join("wal")), Vec::<String>::new());
 }
+
+/// A crash (SIGKILL, power loss) while a segment was being zero-filled
+/// leaves `seg-<n>.wal.tmp`; the next open removes it (under the directory
+/// lock, so never another live process's file) instead of keeping its space.
+#[test]
+fn a_temp_file_left_by_a_crash_during_segment_creation_is_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig::default().segment_bytes(64 << 10).segments_initial(2);
+    Wal::open(dir.path(), config.clone()).unwrap().close().unwrap();
+    std::fs::write(dir.path().join("seg-00000009.wal.tmp"), vec![0u8; 64 << 10]).unwrap();
+    std::fs::write(dir.path().join("notes.tmp"), b"not ours").unwrap();
+    let wal = Wal::open(dir.path(), config).unwrap();
+    assert_eq!(temp_files(dir.path()), vec!["notes.tmp".to_string()]);
+    drop(wal);
+}
