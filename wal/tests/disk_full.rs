@@ -116,3 +116,27 @@ fn a_temp_file_left_by_a_crash_during_segment_creation_is_removed_at_open() {
     assert_eq!(temp_files(dir.path()), vec!["notes.tmp".to_string()]);
     drop(wal);
 }
+
+/// A copy-on-write file system can refuse, when full, even the overwrite of
+/// a recycled segment's header: nothing was written (the old lap is intact),
+/// so the append is refused as out of space and the log is not poisoned.
+#[test]
+fn a_new_lap_whose_header_cannot_be_written_for_lack_of_space_does_not_poison_the_log() {
+    let disk = SimStorage::new(5);
+    let config =
+        WalConfig::default().segment_bytes(4096).segments_initial(2).segments_max(2).sync_policy(SyncPolicy::Always);
+    let wal = Wal::open_with_storage(Box::new(disk.clone()), config).unwrap();
+    let payload = [1u8; 500];
+    let full = loop {
+        if let Err(err) = wal.append(1, &payload) {
+            break err;
+        }
+    };
+    assert!(matches!(full, WalError::Full { .. }), "{full:?}");
+    let last = wal.lsn_appended();
+    assert!(wal.checkpoint(last).unwrap() >= 1);
+    disk.fail_next_writes_no_space(1);
+    let refused = wal.append(1, &payload).expect_err("the new lap's header write fails");
+    assert!(refused.is_out_of_space(), "{refused:?}");
+    assert_eq!(wal.append(1, &payload).unwrap().wait().unwrap(), last + 1);
+}
