@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::EngineConfig;
+use crate::disk::{self, Backoff, DiskFull, DiskWatch};
 use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::model::ranker::{Plan, Ranker};
@@ -106,6 +107,10 @@ pub struct EngineStats {
     pub snapshot_lsn: u64,
     /// The log's counters.
     pub wal: WalMetrics,
+    /// The disk-full condition in force (`None`: writes find room).
+    pub disk_full: Option<DiskFull>,
+    /// Automatic checkpoints that failed (each is retried with backoff).
+    pub checkpoint_failures: u64,
 }
 
 /// What a checkpoint did.
@@ -185,6 +190,10 @@ pub(crate) struct Shared {
     /// LSN of the newest snapshot, readable without waiting for a checkpoint.
     snapshot_lsn: AtomicU64,
     poisoned: OnceLock<String>,
+    /// Writes refused for lack of space, until space is back.
+    disk: DiskWatch,
+    /// When the automatic checkpoint may try again after failures.
+    checkpoint_backoff: Mutex<Backoff>,
     pub(crate) ranker: Ranker,
     offload: Offload,
 }
@@ -327,6 +336,8 @@ impl Engine {
             snapshot_lsn: AtomicU64::new(mark.lsn),
             checkpointing: Mutex::new(mark),
             poisoned: OnceLock::new(),
+            disk: DiskWatch::new(),
+            checkpoint_backoff: Mutex::new(Backoff::new()),
             ranker,
             offload: Offload::new(config_sessions),
         });
@@ -519,7 +530,16 @@ impl Engine {
             dedup_ids: state.dedup.len(),
             snapshot_lsn,
             wal: self.shared.wal.metrics(),
+            disk_full: self.shared.disk.current(),
+            checkpoint_failures: self.shared.lock_backoff().failed_total.load(Ordering::Relaxed),
         }
+    }
+
+    /// The disk-full condition in force, if a log segment or a snapshot
+    /// could not be written for lack of space; it clears by itself once
+    /// space is back (a server reports itself not ready meanwhile).
+    pub fn disk_full(&self) -> Option<DiskFull> {
+        self.shared.disk.current()
     }
 
     /// The log's counters and watermarks now. (The log itself is not
@@ -823,6 +843,17 @@ impl Shared {
     }
 
     fn wal_failed(&self, err: WalError) -> EngineError {
+        if err.is_out_of_space() {
+            // A segment that could not be started holds nothing: refuse this
+            // write, report the condition, and do not poison.
+            let WalError::SegmentStart { path, .. } = &err else { return EngineError::Wal(err) };
+            let path = path.clone();
+            let detail = err.to_string();
+            let metrics = self.wal.metrics();
+            let started = metrics.segments_created + metrics.segments_recycled;
+            self.disk.set(disk::Cause::Log, path.clone(), detail.clone(), self.wal.config().segment_bytes, started);
+            return EngineError::DiskFull { path, detail };
+        }
         if matches!(err, WalError::Poisoned { .. } | WalError::Io { .. }) {
             let _ = self.poison(format!("log failure: {err}"));
         }
@@ -991,7 +1022,18 @@ impl Shared {
         // otherwise a crash could lose records the snapshot already shows
         // and their LSNs would be handed out again.
         self.wal.sync().map_err(|err| self.wal_failed(err))?;
-        let path = snapshot::write(&self.snapshots_dir, lsn, &bytes)?;
+        let path = match snapshot::write(&self.snapshots_dir, lsn, &bytes) {
+            Ok(path) => path,
+            Err(EngineError::Io { context, source }) if recwal_wal::is_out_of_space(&source) => {
+                let path = self.snapshots_dir.join(snapshot::file_name(lsn));
+                let detail = format!("{context}: {source}");
+                self.disk.set(disk::Cause::Snapshot, path.clone(), detail.clone(), bytes.len() as u64, 0);
+                return Err(EngineError::DiskFull { path, detail });
+            }
+            Err(err) => return Err(err),
+        };
+        self.disk.clear(disk::Cause::Snapshot, "a snapshot was written");
+        self.lock_backoff().succeeded();
         let kept = snapshot::list(&self.snapshots_dir)?;
         let keep = self.config.checkpoint.snapshots_kept;
         for (_, old) in kept.iter().skip(keep) {
@@ -1020,6 +1062,35 @@ impl Shared {
         Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })
     }
 
+    fn lock_backoff(&self) -> MutexGuard<'_, Backoff> {
+        // Plain data: a panic elsewhere leaves it consistent.
+        self.checkpoint_backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Clears a disk-full condition whose space is back, without a write
+    /// (a node that is not ready gets none): the log's once a segment fits
+    /// (or one was started), a snapshot's once it fits. Run by the
+    /// checkpoint thread.
+    fn probe_disk(&self) {
+        if let Some((needed, started_at_refusal, _)) = self.disk.waiting(disk::Cause::Log) {
+            let metrics = self.wal.metrics();
+            if metrics.segments_created + metrics.segments_recycled > started_at_refusal {
+                self.disk.clear(disk::Cause::Log, "the log started a segment");
+            } else if let Ok(Some(free)) = self.wal.available_bytes() {
+                if free >= needed {
+                    self.disk.clear(disk::Cause::Log, "a segment fits again");
+                }
+            }
+        }
+        if let Some((needed, _, _)) = self.disk.waiting(disk::Cause::Snapshot) {
+            if recwal_wal::available_bytes(&self.snapshots_dir).is_ok_and(|free| free >= needed) {
+                self.disk.clear(disk::Cause::Snapshot, "the snapshot fits again");
+                // Try the automatic checkpoint now, not at the end of its backoff.
+                self.lock_backoff().retry_now();
+            }
+        }
+    }
+
     fn checkpoint_due(&self) -> bool {
         let Ok(mark) = self.checkpointing.lock() else { return false };
         let config = &self.config.checkpoint;
@@ -1046,9 +1117,12 @@ fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHan
             }
             shared.apply_durable();
             shared.ranker.reap();
-            if shared.poisoned.get().is_none() && shared.checkpoint_due() {
+            shared.probe_disk();
+            if shared.poisoned.get().is_none() && shared.lock_backoff().ready(Instant::now()) && shared.checkpoint_due()
+            {
                 if let Err(err) = shared.checkpoint() {
-                    warn!(%err, "automatic checkpoint failed");
+                    // Logged once per run of failures, retried with backoff.
+                    shared.lock_backoff().failed(&err);
                 }
             }
         })

@@ -70,6 +70,17 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The disk is full (ENOSPC, or a quota): a new log segment or a
+    /// snapshot could not be written. Nothing was written and nothing
+    /// acknowledged is at risk; the engine is not stopped: retry once space
+    /// is freed (`Engine::disk_full` says what and since when).
+    #[error("the disk is full: {detail}")]
+    DiskFull {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// What failed, in words.
+        detail: String,
+    },
     /// An earlier failure (a failed sync or apply) stopped the engine from
     /// accepting writes; reopen it to recover from the log.
     #[error("engine stopped accepting writes after an earlier failure: {0}")]

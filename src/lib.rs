@@ -16,6 +16,7 @@ pub use recwal_wal as wal;
 mod algo;
 mod config;
 mod dedup;
+mod disk;
 mod engine;
 mod engine_models;
 mod error;
@@ -37,6 +38,7 @@ pub use config::{
     BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
 };
 pub use dedup::FirstSeen;
+pub use disk::DiskFull;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
 pub use engine_models::MODEL_BYTES_MAX;
 pub use error::EngineError;

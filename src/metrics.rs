@@ -20,6 +20,16 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.gauge("recwal_applied_lsn", "LSN of the last record applied.", stats.applied_lsn);
     out.gauge("recwal_dedup_ids", "Client event ids in the dedup window.", stats.dedup_ids as u64);
     out.gauge("recwal_snapshot_lsn", "LSN of the newest snapshot (0: none).", stats.snapshot_lsn);
+    out.gauge(
+        "recwal_disk_full",
+        "1 while a log segment or snapshot cannot be written for lack of space (writes answer 503).",
+        u64::from(stats.disk_full.is_some()),
+    );
+    out.counter(
+        "recwal_checkpoint_failures_total",
+        "Automatic checkpoints that failed (retried with exponential backoff).",
+        stats.checkpoint_failures,
+    );
 
     let wal = &stats.wal;
     out.counter("recwal_wal_records_appended_total", "Records appended to the log.", wal.records_appended);

@@ -136,11 +136,21 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<P
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let fail = |what: &str, err: std::io::Error| EngineError::io(format!("{what} {}", tmp.display()), err);
-    let mut file = File::create(&tmp).map_err(|err| fail("creating", err))?;
-    file.write_all(bytes).map_err(|err| fail("writing", err))?;
-    file.sync_all().map_err(|err| fail("syncing", err))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|err| fail("renaming", err))?;
+    let written = File::create(&tmp).map_err(|err| fail("creating", err)).and_then(|mut file| {
+        file.write_all(bytes).map_err(|err| fail("writing", err))?;
+        file.sync_all().map_err(|err| fail("syncing", err))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|err| fail("renaming", err))
+    });
+    if let Err(err) = written {
+        // A failed write (typically ENOSPC) must not keep the space it took.
+        if let Err(remove) = fs::remove_file(&tmp) {
+            if remove.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %tmp.display(), %remove, "cannot remove a failed snapshot's temp file");
+            }
+        }
+        return Err(err);
+    }
     sync_dir(dir)?;
     Ok(path)
 }

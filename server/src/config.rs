@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub snapshot_on_shutdown: bool,
     /// "auto" (human in a terminal, JSON otherwise), "human" or "json".
     pub log_format: String,
+    /// Size of each log segment file, bytes (the log grows and recycles
+    /// whole segments; see docs/DURABILITY.md).
+    pub wal_segment_bytes: u64,
     /// The ONNX Runtime library (default: `$ORT_DYLIB_PATH`, then
     /// `.onnxruntime/lib/libonnxruntime.so`).
     pub model_runtime: Option<PathBuf>,
@@ -60,6 +63,7 @@ impl Default for ServeConfig {
             snapshot_on_shutdown: true,
             log_format: "auto".into(),
             model_runtime: None,
+            wal_segment_bytes: recwal::wal::WalConfig::default().segment_bytes,
         }
     }
 }
@@ -136,6 +140,8 @@ impl ServeConfig {
         let mut config = EngineConfig::default();
         config.wal = config.wal.sync_policy(self.sync_policy()?);
         config.batch_events_max = self.max_batch;
+        config.wal = config.wal.segment_bytes(self.wal_segment_bytes);
+        config.validate().map_err(|err| bad("engine", err.to_string()))?;
         config.models.runtime_path = self.model_runtime.clone();
         Ok(config)
     }

@@ -325,8 +325,15 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         };
         let closed = tokio::task::spawn_blocking(move || -> Result<(), String> {
             if snapshot_on_shutdown {
-                let info = engine.checkpoint().map_err(|err| format!("the shutdown snapshot failed: {err}"))?;
-                info!(lsn = info.lsn, "shutdown snapshot written");
+                match engine.checkpoint() {
+                    Ok(info) => info!(lsn = info.lsn, "shutdown snapshot written"),
+                    // The log holds every acknowledged event: close it all the
+                    // same; the next start replays a little more.
+                    Err(err @ recwal::EngineError::DiskFull { .. }) => {
+                        warn!(%err, "shutdown snapshot skipped: the disk is full; the log is closed and holds every acknowledged event")
+                    }
+                    Err(err) => return Err(format!("the shutdown snapshot failed: {err}")),
+                }
             }
             drop(app);
             // Work detached from timed-out requests may still hold the

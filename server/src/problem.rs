@@ -16,11 +16,18 @@ pub struct Problem {
     pub status: StatusCode,
     pub title: &'static str,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (a condition expected to pass).
+    pub retry_after: Option<u32>,
 }
+
+/// `Retry-After` of a write refused because the disk is full: the engine
+/// notices freed space within a fraction of a second, but freeing it is
+/// usually an operator's job.
+pub const DISK_FULL_RETRY_AFTER_S: u32 = 5;
 
 impl Problem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { status, title, detail: detail.into() }
+        Problem { status, title, detail: detail.into(), retry_after: None }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -40,7 +47,12 @@ impl IntoResponse for Problem {
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -56,6 +68,11 @@ impl From<EngineError> for Problem {
             EngineError::ModelRuntime(_) => (StatusCode::SERVICE_UNAVAILABLE, "model runtime unavailable"),
             EngineError::Wal(WalError::Full { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "log full"),
             EngineError::Poisoned(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine stopped accepting writes"),
+            EngineError::DiskFull { .. } => {
+                let mut problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "disk full", detail);
+                problem.retry_after = Some(DISK_FULL_RETRY_AFTER_S);
+                return problem;
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         };
         Problem::new(status, title, detail)

@@ -265,8 +265,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
-    let Ok((wal, models, replayed)) = tokio::task::spawn_blocking(move || {
-        (engine.wal_metrics(), engine.model_status(), engine.open_report().records_replayed)
+    let Ok((wal, models, replayed, disk_full)) = tokio::task::spawn_blocking(move || {
+        (engine.wal_metrics(), engine.model_status(), engine.open_report().records_replayed, engine.disk_full())
     })
     .await
     else {
@@ -279,10 +279,22 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             wal.sync_failures
         ));
     }
+    if let Some(full) = &disk_full {
+        reasons.push(format!(
+            "disk full: the {} cannot be written ({}); writes answer 503 until space is freed, then resume by themselves",
+            full.what, full.detail
+        ));
+    }
     let body = json!({
         "ready": reasons.is_empty(),
         "reasons": reasons,
         "records_replayed": replayed,
+        "disk_full": disk_full.map(|full| json!({
+            "what": full.what,
+            "path": full.path.display().to_string(),
+            "detail": full.detail,
+            "since_unix_ms": full.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
+        })),
         "model": {
             "active": models.active,
             "serving": models.serving,
@@ -302,10 +314,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.replay_done.load(Ordering::Relaxed),
         app.replay_total.load(Ordering::Relaxed)
     ));
-    text.push_str("# HELP recwal_ready 1 once the log is replayed.\n# TYPE recwal_ready gauge\n");
+    text.push_str(
+        "# HELP recwal_ready 1 once the log is replayed, while the disk has room.\n# TYPE recwal_ready gauge\n",
+    );
     match app.engine.get().cloned() {
         Some(engine) => {
-            text.push_str("recwal_ready 1\n");
+            // Not ready while the disk is full (as /readyz says).
+            text.push_str(if engine.disk_full().is_some() { "recwal_ready 0\n" } else { "recwal_ready 1\n" });
             let replay_ms = engine.open_report().replay.as_millis();
             text.push_str(&format!(
                 "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {replay_ms}\n"

@@ -155,6 +155,21 @@ pub enum WalError {
         /// The newest written LSN.
         last: u64,
     },
+    /// A new segment could not be started: creating its file (or writing the
+    /// header of a released segment's new lap) failed before any record went
+    /// into it, so no acknowledged data is involved and the log is *not*
+    /// poisoned. The append was refused; the next one tries again. On a full
+    /// disk (`is_out_of_space`), free space and retry.
+    #[error("cannot start segment {path} ({op}): {source}; nothing was written, retry once the cause is fixed")]
+    SegmentStart {
+        /// What failed: "create segment" or "write new lap header".
+        op: &'static str,
+        /// The segment file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The log was closed.
     #[error("log is closed")]
     Closed,
@@ -167,6 +182,29 @@ pub(crate) const RECOVERY_OPTIONS: &str = "the log was left as it is; to recover
      damage are dropped and reported)";
 
 impl WalError {
+    /// True for a refusal caused by a full file system or quota (ENOSPC,
+    /// EDQUOT) that left the log usable: a `SegmentStart` that could not
+    /// find room. Free space and retry.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let disk = SimStorage::new(1);
+    /// let config = WalConfig::default().segment_bytes(4096).segments_initial(2).sync_policy(SyncPolicy::Always);
+    /// let wal = Wal::open_with_storage(Box::new(disk.clone()), config)?;
+    /// disk.set_space_limit(Some(disk.bytes_used())); // the ring cannot grow
+    /// let refused = loop {
+    ///     if let Err(err) = wal.append(1, &[0u8; 1000]) { break err; }
+    /// };
+    /// assert!(refused.is_out_of_space());
+    /// disk.set_space_limit(None);
+    /// wal.append(1, b"goes on")?; // not poisoned
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, WalError::SegmentStart { source, .. } if crate::storage::is_out_of_space(source))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         WalError::Io { op, path: path.into(), source }
     }

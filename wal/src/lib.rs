@@ -58,6 +58,8 @@ pub use inspect::{inspect, inspect_storage, verify, Inspection, SegmentInfo, Seg
 pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
-pub use storage::{holds_log, DirLock, FileStorage, SegmentFile, Storage, WritePath};
+pub use storage::{
+    available_bytes, holds_log, is_out_of_space, DirLock, FileStorage, SegmentFile, Storage, WritePath,
+};
 pub use ticket::{AppendTicket, DurableFuture};
 pub use wal::{Lsn, Wal};

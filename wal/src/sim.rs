@@ -103,6 +103,8 @@ struct SimState {
     rng: SplitMix64,
     sync_failures_pending: u32,
     write_failures_pending: u32,
+    /// The error those writes fail with (EIO, or ENOSPC).
+    write_failure_errno: i32,
     sync_delay: std::time::Duration,
     space_bytes_max: Option<u64>,
     syncs: u64,
@@ -157,6 +159,7 @@ impl SimStorage {
                 rng: SplitMix64::new(seed),
                 sync_failures_pending: 0,
                 write_failures_pending: 0,
+                write_failure_errno: libc::EIO,
                 sync_delay: std::time::Duration::ZERO,
                 space_bytes_max: None,
                 syncs: 0,
@@ -231,7 +234,28 @@ impl SimStorage {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn fail_next_writes(&self, count: u32) {
-        lock(&self.state).write_failures_pending = count;
+        let mut state = lock(&self.state);
+        state.write_failures_pending = count;
+        state.write_failure_errno = libc::EIO;
+    }
+
+    /// The next `count` writes fail with ENOSPC and change nothing, as a
+    /// copy-on-write file system may refuse even an overwrite when full.
+    ///
+    /// ```
+    /// use recwal_wal::sim::SimStorage;
+    /// use recwal_wal::{Storage, WritePath};
+    /// let disk = SimStorage::new(1);
+    /// let file = disk.create_segment(0, 4096)?;
+    /// disk.fail_next_writes_no_space(1);
+    /// let refused = file.write_at(0, b"x", WritePath::Syscall).err().ok_or("written")?;
+    /// assert!(recwal_wal::is_out_of_space(&refused));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fail_next_writes_no_space(&self, count: u32) {
+        let mut state = lock(&self.state);
+        state.write_failures_pending = count;
+        state.write_failure_errno = libc::ENOSPC;
     }
 
     /// Every sync from now on takes `delay` (a slow disk) before it does its work.
@@ -417,6 +441,11 @@ impl Storage for SimStorage {
     fn describe_manifest(&self) -> PathBuf {
         PathBuf::from("sim:MANIFEST")
     }
+
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        let state = lock(&self.state);
+        Ok(Some(state.space_bytes_max.map_or(u64::MAX, |max| max.saturating_sub(state.bytes_used()))))
+    }
 }
 
 struct SimSegment {
@@ -457,7 +486,7 @@ impl SegmentFile for SimSegment {
         let mut state = lock(&self.state);
         if state.write_failures_pending > 0 {
             state.write_failures_pending -= 1;
-            return Err(io::Error::from_raw_os_error(libc::EIO));
+            return Err(io::Error::from_raw_os_error(state.write_failure_errno));
         }
         let file = state.files.get_mut(&self.index).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if range.end > file.volatile.len() {

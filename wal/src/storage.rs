@@ -138,6 +138,19 @@ pub trait Storage: Send + Sync {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn describe_manifest(&self) -> PathBuf;
+    /// Bytes still free for new segments, where the backend can tell
+    /// (`None`: it cannot). Lets a caller notice that space came back after
+    /// a refused segment creation without trying one.
+    ///
+    /// ```
+    /// use recwal_wal::{FileStorage, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(FileStorage::open(dir.path())?.available_bytes()?.is_some_and(|free| free > 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// One segment file.
@@ -332,6 +345,30 @@ impl FileStorage {
         Ok(FileStorage { dir: dir.to_path_buf() })
     }
 
+    /// Removes `seg-<n>.wal.tmp` files that a crash during `create_segment`
+    /// left behind (they never became segments, and hold up to a segment's
+    /// worth of space). Call it only while holding the directory's `DirLock`.
+    pub(crate) fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let stale = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(".tmp"))
+                .is_some_and(|name| parse_segment_file_name(name).is_some());
+            if stale {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %entry.path().display(), "removed a segment temp file left by a crash")
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %entry.path().display(), %err, "cannot remove a stale segment temp file")
+                    }
+                }
+            }
+        }
+    }
+
     fn segment_path(&self, index: u32) -> PathBuf {
         self.dir.join(segment_file_name(index))
     }
@@ -339,6 +376,45 @@ impl FileStorage {
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
     }
+}
+
+/// True if `err` says the file system (or the user's quota) has no room:
+/// `ENOSPC` or `EDQUOT`. Such a failure to *create* something holds no
+/// acknowledged data, so callers may retry once space is freed.
+///
+/// ```
+/// use recwal_wal::is_out_of_space;
+/// assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
+/// assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
+/// ```
+pub fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// Bytes an unprivileged writer may still allocate on the file system that
+/// holds `path` (`statvfs`: `f_bavail * f_frsize`).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// assert!(recwal_wal::available_bytes(dir.path())? > 0);
+/// assert!(recwal_wal::available_bytes(&dir.path().join("missing")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn available_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
+    // and `stats` is a valid, writable statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
 }
 
 /// File name of segment `index`.
@@ -370,15 +446,34 @@ impl Storage for FileStorage {
     fn create_segment(&self, index: u32, bytes: u64) -> io::Result<Box<dyn SegmentFile>> {
         let final_path = self.segment_path(index);
         let temp_path = self.dir.join(format!("{}.tmp", segment_file_name(index)));
-        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&temp_path)?;
-        // Write real zeros rather than fallocate: a sync into blocks that are
-        // already written costs less than one that must also convert unwritten
-        // extents (see FORMAT.md, "Why zero-filled").
-        write_zeros(&file, 0, bytes)?;
-        file.sync_all()?;
+        let created = (|| {
+            let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&temp_path)?;
+            // Write real zeros rather than fallocate: a sync into blocks that are
+            // already written costs less than one that must also convert unwritten
+            // extents (see FORMAT.md, "Why zero-filled").
+            write_zeros(&file, 0, bytes)?;
+            file.sync_all()?;
+            Ok(file)
+        })();
+        let file = match created {
+            Ok(file) => file,
+            Err(err) => {
+                // A failed creation (typically ENOSPC while zero-filling) must
+                // not keep the space it took: the next try starts afresh.
+                if let Err(remove) = std::fs::remove_file(&temp_path) {
+                    if remove.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(path = %temp_path.display(), %remove, "cannot remove a failed segment's temp file");
+                    }
+                }
+                return Err(err);
+            }
+        };
         // IMPORTANT: the rename makes the segment appear whole or not at all;
         // the directory sync makes the rename survive power loss.
-        std::fs::rename(&temp_path, &final_path)?;
+        if let Err(err) = std::fs::rename(&temp_path, &final_path) {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(err);
+        }
         self.sync_dir()?;
         Ok(Box::new(MappedFile::new(file, final_path)?))
     }
@@ -424,6 +519,10 @@ impl Storage for FileStorage {
 
     fn describe_manifest(&self) -> PathBuf {
         self.dir.join(MANIFEST_FILE_NAME)
+    }
+
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        available_bytes(&self.dir).map(Some)
     }
 }
 

@@ -193,3 +193,74 @@ pub fn fuzz_ops(data: &[u8]) {
         }
     }
 }
+
+/// A real, small file system for out-of-space tests: a `tmpfs` of a given
+/// size mounted on a fresh directory under the system's temporary directory,
+/// unmounted (and the directory removed) on drop. Mounting needs root (or
+/// `CAP_SYS_ADMIN`); `mount` says why it could not, so a test can fall back
+/// to `SimStorage::set_space_limit` and say which ran.
+///
+/// ```no_run
+/// use recwal_wal::testing::Tmpfs;
+/// let volume = Tmpfs::mount(1 << 20)?; // 1 MiB
+/// assert!(std::fs::write(volume.path().join("big"), vec![0u8; 2 << 20]).is_err()); // ENOSPC
+/// # Ok::<(), String>(())
+/// ```
+pub struct Tmpfs {
+    dir: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a `tmpfs` of `bytes` (rounded up to pages by the kernel).
+    pub fn mount(bytes: u64) -> Result<Tmpfs, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "recwal-tmpfs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .map_err(|err| format!("running mount: {err}"))?;
+        if !output.status.success() {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        Ok(Tmpfs { dir })
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Fills the volume with `name` until a write fails with ENOSPC; returns
+    /// the bytes written. Deleting the file frees them again.
+    pub fn fill(&self, name: &str) -> std::io::Result<u64> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.join(name))?;
+        let chunk = vec![0xA5u8; 4096];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => return Ok(written),
+                Ok(n) => written += n as u64,
+                Err(err) if crate::is_out_of_space(&err) => return Ok(written),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process that still holds a file there (a killed server's
+        // zombie) does not keep the volume mounted.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -205,6 +205,7 @@ impl Wal {
         config.validate()?;
         let storage = FileStorage::open(dir)?;
         let lock = Arc::new(DirLock::acquire(dir)?);
+        storage.remove_stale_temp_files();
         Wal::open_inner(Box::new(storage), config, Some(lock))
     }
 
@@ -684,10 +685,11 @@ impl Wal {
             if inner.segments_total < config.segments_max {
                 let index = inner.next_index;
                 let path = shared.storage.describe(Some(index));
+                // Nothing was written and nothing is lost: a refusal, not a poison.
                 let file = shared
                     .storage
                     .create_segment(index, config.segment_bytes)
-                    .map_err(|err| WalError::io("create segment", &path, err))?;
+                    .map_err(|source| WalError::SegmentStart { op: "create segment", path, source })?;
                 inner.next_index += 1;
                 inner.segments_total += 1;
                 shared.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
@@ -896,6 +898,22 @@ impl Wal {
         }
     }
 
+    /// Bytes still free for new segments on the log's storage (`None`: the
+    /// storage cannot tell). After a `SegmentStart` refused for lack of
+    /// space, this says when a retry can succeed.
+    ///
+    /// ```
+    /// use recwal_wal::{Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+    /// assert!(wal.available_bytes()?.is_some_and(|free| free > 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn available_bytes(&self) -> Result<Option<u64>, WalError> {
+        let shared = &*self.shared;
+        shared.storage.available_bytes().map_err(|err| WalError::io("statvfs", shared.storage.describe(None), err))
+    }
+
     /// An iterator over records from `lsn` on; see `Reader`.
     ///
     /// ```
@@ -1066,10 +1084,18 @@ fn start_segment(shared: &Shared, inner: &mut Inner, segment: Arc<Segment>) -> R
     // written. Otherwise power loss could keep some new records (which
     // overwrite the old lap's) but not the header, and recovery would read the
     // old lap with holes in it: released records, but records all the same.
-    let res = segment.file.write_at(0, &header.encode(), WritePath::Syscall).and_then(|()| segment.file.sync_data());
-    if let Err(err) = res {
+    if let Err(err) = segment.file.write_at(0, &header.encode(), WritePath::Syscall) {
         inner.free.push(FreeSegment { segment, lsn_last: 0 });
-        return Err(shared.commit.fail_io(shared, index, "start (header write and sync)", err));
+        // A copy-on-write file system can refuse even an overwrite for lack
+        // of space; then nothing was written and the old lap is intact.
+        if crate::storage::is_out_of_space(&err) {
+            return Err(WalError::SegmentStart { op: "write new lap header", path: path(), source: err });
+        }
+        return Err(shared.commit.fail_io(shared, index, "start (header write)", err));
+    }
+    if let Err(err) = segment.file.sync_data() {
+        inner.free.push(FreeSegment { segment, lsn_last: 0 });
+        return Err(shared.commit.fail_io(shared, index, "start (header sync)", err));
     }
     inner.next_seq += 1;
     inner.live.push_back(LiveSegment { segment, seq: header.seq, first_lsn: header.first_lsn });

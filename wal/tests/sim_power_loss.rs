@@ -217,7 +217,8 @@ fn run_schedule(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
                     }
                 }
                 Err(WalError::Full { .. }) => coverage.full += 1,
-                Err(WalError::Io { .. }) => coverage.enospc += 1,
+                Err(err) if err.is_out_of_space() => coverage.enospc += 1,
+                Err(WalError::Io { .. }) => {}
                 Err(err) => return Err(format!("append failed unexpectedly: {err}")),
             }
         } else if roll < 70 {
