@@ -60,7 +60,21 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn open(dir: &Path) -> Result<Engine, String> {
-    Engine::open(dir, EngineConfig::default()).map_err(|err| format!("opening {}: {err}", dir.display()))
+    let mut config = EngineConfig::default();
+    config.wal = log_config(&dir.join("wal"))?;
+    Engine::open(dir, config).map_err(|err| format!("opening {}: {err}", dir.display()))
+}
+
+/// The log configuration a tool opens an existing log with: the defaults,
+/// with the segment size the log was created with (a server may have been
+/// configured with another one).
+fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
+    let config = EngineConfig::default().wal;
+    match recwal::wal::log_segment_bytes(log) {
+        Ok(Some(segment_bytes)) => Ok(config.segment_bytes(segment_bytes)),
+        Ok(None) => Ok(config),
+        Err(err) => Err(format!("reading {}: {err}", log.display())),
+    }
 }
 
 /// Opens a data dir that must exist already.
@@ -235,6 +249,11 @@ impl Damage {
     fn file(&self, log: &Path) -> Option<PathBuf> {
         self.segment.map(|index| log.join(format!("seg-{index:08}.wal")))
     }
+
+    /// A segment file that is missing or cut short: `serve` refuses it.
+    fn segment_file(kind: &'static str, segment: u32, reason: String) -> Damage {
+        Damage { kind, segment: Some(segment), offset: None, lsn: None, reason, action: Action::Refuse }
+    }
 }
 
 /// Every damage in a report of the scan that `open` runs, with what `open`
@@ -256,6 +275,14 @@ fn damages(report: &RecoveryReport) -> Vec<Damage> {
                 action: Action::Refuse,
             });
         }
+    }
+    for index in &report.segments_missing {
+        let reason = "the segment file is missing; a segment file is never deleted".to_string();
+        found.push(Damage::segment_file("missing_segment", *index, reason));
+    }
+    for index in &report.segments_extended {
+        let reason = "the segment file is shorter than segment_bytes; a segment file is never truncated".to_string();
+        found.push(Damage::segment_file("short_segment", *index, reason));
     }
     if let Some(tail) = &report.tail_damage {
         found.push(Damage::from_corruption("torn_tail", tail, Action::CutTornTail));
@@ -289,7 +316,14 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(EXIT_UNCHECKED));
         }
     };
-    let config = EngineConfig::default().wal;
+    let config = match log_config(&log) {
+        Ok(config) => config,
+        Err(err) if json => return unchecked_json(&log, &err),
+        Err(err) => {
+            eprintln!("recwal: cannot check {}: {err}", log.display());
+            return Ok(ExitCode::from(EXIT_UNCHECKED));
+        }
+    };
     let inspection = match recwal::wal::inspect(&log, &config, &mut |_, _| {}) {
         Ok(inspection) => inspection,
         // Damage the scan cannot get past: `open` refuses it too.
@@ -304,6 +338,17 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
                 offset: None,
                 lsn: None,
                 reason,
+                action: Action::Refuse,
+            };
+            return show_verdict(&log, None, &[damage], json);
+        }
+        Err(WalError::Damaged { path, reason, .. }) => {
+            let damage = Damage {
+                kind: "damaged_file",
+                segment: None,
+                offset: None,
+                lsn: None,
+                reason: format!("{}: {reason}", path.display()),
                 action: Action::Refuse,
             };
             return show_verdict(&log, None, &[damage], json);
