@@ -259,8 +259,14 @@ impl Conn {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Cut {
+    /// The request head did not arrive in time.
     Header,
+    /// Nothing happened for too long.
     Idle,
+    /// hyper finished the connection.
+    Finished,
+    /// Closed to admit another at the cap.
+    Evicted,
 }
 
 /// The open connections, for the cap and eviction.
@@ -471,20 +477,20 @@ async fn serve_connection(
                 if let Err(err) = finished {
                     debug!(connection = conn.id, %err, "connection ended with an error");
                 }
-                break None;
+                break Cut::Finished;
             }
             () = tokio::time::sleep_until(sleep_until) => {
                 // Re-read: a request may have begun meanwhile.
                 if let Some((at, cut)) = conn.deadline(&limits) {
                     if at <= Instant::now() {
-                        break Some(cut);
+                        break cut;
                     }
                 }
             }
             () = changed => {}
             () = conn.evict.notified() => {
                 debug!(connection = conn.id, "evicted at the connection cap");
-                break None;
+                break Cut::Evicted;
             }
             changed = stopping.changed(), if !draining => {
                 draining = true;
@@ -495,10 +501,11 @@ async fn serve_connection(
         }
     };
     let rewrote = conn.rewrote.load(Ordering::SeqCst);
-    // Drop hyper's half (and its handle on the socket) before we write.
+    // hyper's half is done with: drop it (and its handle on the socket)
+    // before we write or linger.
     drop(connection);
     match cut {
-        Some(Cut::Header) => {
+        Cut::Header => {
             stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
             debug!(connection = conn.id, "request head not complete within header_read_timeout_ms");
             let answer = problem_bytes(
@@ -514,15 +521,20 @@ async fn serve_connection(
                 linger_close(&stream).await;
             }
         }
-        Some(Cut::Idle) => {
+        Cut::Idle => {
             stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
             debug!(connection = conn.id, "idle for idle_timeout_ms: closed");
         }
-        None if rewrote => {
-            stats.bad_heads.fetch_add(1, Ordering::Relaxed);
+        Cut::Finished => {
+            if rewrote {
+                stats.bad_heads.fetch_add(1, Ordering::Relaxed);
+            }
+            // hyper ended it (the client closed, or an answer said
+            // `connection: close`, perhaps before the body was read): let
+            // the client read the last answer before the socket closes.
             linger_close(&stream).await;
         }
-        None => {}
+        Cut::Evicted => {}
     }
 }
 
@@ -604,15 +616,13 @@ fn replace_bare_error(written: &[u8]) -> Option<(usize, Vec<u8>)> {
             "malformed request",
             "the request line or a header field is not valid HTTP/1.1".to_string(),
         ),
-        (
-            StatusCode::URI_TOO_LONG,
-            "URI too long",
-            "the request target is longer than 65534 bytes".to_string(),
-        ),
+        (StatusCode::URI_TOO_LONG, "URI too long", "the request target is longer than 65534 bytes".to_string()),
         (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head too large",
-            format!("the request head is larger than {HEAD_BYTES_MAX} bytes or has more than {HEADERS_MAX} header fields"),
+            format!(
+                "the request head is larger than {HEAD_BYTES_MAX} bytes or has more than {HEADERS_MAX} header fields"
+            ),
         ),
     ] {
         let bare = format!(
@@ -753,9 +763,12 @@ impl AsyncWrite for EdgeIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket closes when its last handle drops (after lingering when
-        // we answered an error).
-        self.get_mut().poll_pending(cx)
+        // Send FIN; the socket itself closes when its last handle drops,
+        // after `linger_close`.
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        let _ = rustix::net::shutdown(&*this.stream, rustix::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -847,10 +860,7 @@ impl HttpBody for TimedBody {
     type Data = axum::body::Bytes;
     type Error = axum::BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
