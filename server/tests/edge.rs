@@ -315,16 +315,33 @@ fn healthz_answers_within_a_second_with_more_idle_and_half_open_connections_than
 fn refused_at_start(token: &str, listen: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let output = Command::new(env!("CARGO_BIN_EXE_recwal"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
         .args(["serve", "--listen", listen, "--token", token, "--data-dir"])
         .arg(&data)
         .env_remove("RECWAL_TOKEN")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success(), "token {token:?} on {listen} was accepted");
+    // A refusal exits at once; a server that accepted the token runs on.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("token {token:?} on {listen} was accepted: the server started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success(), "token {token:?} on {listen}: exit {status}");
     assert!(!data.exists(), "a refused start created the data dir");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    stderr
 }
 
 #[test]
