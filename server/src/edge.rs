@@ -388,7 +388,9 @@ pub async fn serve(
                 stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                 // Out of descriptors (the engine took more than fd_reserve,
                 // or another process shares the limit): make room, retry soon.
-                let out_of_descriptors = matches!(err.raw_os_error(), Some(EMFILE | ENFILE));
+                let out_of_descriptors = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+                    .iter()
+                    .any(|errno| err.raw_os_error() == Some(errno.raw_os_error()));
                 if out_of_descriptors && registry.evict_one() {
                     stats.evicted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -442,10 +444,6 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
     }
 }
-
-/// `errno` values of Linux: too many open files (process, system).
-const EMFILE: i32 = 24;
-const ENFILE: i32 = 23;
 
 async fn serve_connection(
     stream: TcpStream,
@@ -558,16 +556,28 @@ async fn handle(
     };
     if clock.0.timed_out.load(Ordering::SeqCst) {
         stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
-        return Ok(problem_response(
+        // The router's middleware answers 408 itself (with its request id
+        // and in its latency histogram); this covers anything else.
+        if response.status() != StatusCode::REQUEST_TIMEOUT {
+            return Ok(body_timeout_response(&clock).unwrap_or(response));
+        }
+    }
+    Ok(response)
+}
+
+/// The 408 for a request whose body did not arrive in time; `None` if it
+/// did (or was not read).
+pub fn body_timeout_response(clock: &BodyClock) -> Option<Response<Body>> {
+    clock.0.timed_out.load(Ordering::SeqCst).then(|| {
+        problem_response(
             StatusCode::REQUEST_TIMEOUT,
             "request body timeout",
             &format!(
                 "the request body was not complete within {} ms of its head (body_read_timeout_ms); nothing was done",
-                body_read_timeout.as_millis()
+                clock.0.limit_ms.load(Ordering::Relaxed)
             ),
-        ));
-    }
-    Ok(response)
+        )
+    })
 }
 
 struct RequestEnded(Arc<Conn>);
@@ -786,6 +796,8 @@ struct BodyClockInner {
     waiting_since_us: AtomicU64,
     epoch: Mutex<Option<Instant>>,
     timed_out: AtomicBool,
+    /// body_read_timeout_ms, for the answer.
+    limit_ms: AtomicU64,
 }
 
 impl BodyClock {
@@ -847,6 +859,7 @@ struct TimedBody {
 
 impl TimedBody {
     fn new(inner: Incoming, timeout: Duration, clock: BodyClock) -> TimedBody {
+        clock.0.limit_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
         TimedBody { inner, deadline: Box::pin(tokio::time::sleep(timeout)), clock, timeout, done: false }
     }
 }

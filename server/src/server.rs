@@ -182,6 +182,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let span = tracing::info_span!("request", request_id = id, %method, route = %route);
     let started = Instant::now();
+    let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
         let open = matches!(route.as_str(), "/healthz" | "/readyz");
         if let (Some(token), false) = (app.config.token.as_deref(), open) {
@@ -222,8 +223,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         }
         // Time spent waiting for the client's body is not handler time
         // (body_read_timeout_ms bounds it).
-        let clock = request.extensions().get::<BodyClock>().cloned();
-        match edge::handler_timeout(clock, app.config.request_timeout(), next.run(request)).await {
+        match edge::handler_timeout(body_clock.clone(), app.config.request_timeout(), next.run(request)).await {
             Some(response) => response,
             None => Problem::unavailable(format!(
                 "the request took longer than {} ms (request_timeout_ms); a write it carried may still \
@@ -236,7 +236,11 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     .instrument(span.clone())
     .await;
     let micros = started.elapsed().as_micros() as u64;
-    let mut response = response;
+    // A body too slow to arrive failed its extractor: say so (408).
+    let mut response = match body_clock.as_ref().and_then(edge::body_timeout_response) {
+        Some(timed_out) => timed_out,
+        None => response,
+    };
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);
     }

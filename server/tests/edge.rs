@@ -382,3 +382,54 @@ fn print_config_shows_the_edge_settings() {
         assert!(text.contains(line), "{line} missing from {text}");
     }
 }
+
+/// Whether the server closed `stream` (EOF or reset) within `wait`.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut chunk = [0_u8; 1024];
+    match stream.read(&mut chunk) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) => !matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn at_the_cap_the_longest_idle_connection_is_evicted_and_busy_ones_are_refused_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None, &["--max-connections", "2", "--body-read-timeout-ms", "3000"]);
+    // Two idle connections, the first older; a third evicts the first.
+    let mut oldest = TcpStream::connect(&server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut newer = TcpStream::connect(&server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(&server.addr, "/healthz").status, 200);
+    assert!(closed_within(&mut oldest, Duration::from_secs(2)), "the longest-idle connection was not evicted");
+    // Two connections with a request in flight (slow bodies): the second
+    // evicts `newer`, idle now the longest.
+    let slow_head =
+        b"POST /v1/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+    let mut busy_a = TcpStream::connect(&server.addr).unwrap();
+    busy_a.write_all(slow_head).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut busy_b = TcpStream::connect(&server.addr).unwrap();
+    busy_b.write_all(slow_head).unwrap();
+    assert!(closed_within(&mut newer, Duration::from_secs(2)), "the idle connection was not evicted");
+    // Every connection is busy: the next one is refused, with Retry-After.
+    let mut refused = TcpStream::connect(&server.addr).unwrap();
+    refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut raw = Vec::new();
+    let _ = refused.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{text}");
+    parse_responses(&raw)[0].assert_problem(503, "at the cap, all busy");
+    // Once the slow bodies are cut (408), connections get in again.
+    for busy in [&mut busy_a, &mut busy_b] {
+        busy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        read_responses(busy)[0].assert_problem(408, "slow body at the cap");
+    }
+    assert_eq!(get(&server.addr, "/healthz").status, 200);
+    assert!(metric(&server.addr, "recwal_http_connections_refused_total") >= 1);
+    assert!(metric(&server.addr, "recwal_http_connections_evicted_total") >= 1);
+}
