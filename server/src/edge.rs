@@ -454,8 +454,7 @@ async fn serve_connection(
     mut stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
-    let io = EdgeIo { stream: Arc::clone(&stream), conn: Arc::clone(&conn), pending: Vec::new(), sent: 0 };
+    let io = EdgeIo { stream, conn: Arc::clone(&conn), pending: Vec::new(), sent: 0 };
     let service = {
         let (conn, stats) = (Arc::clone(&conn), Arc::clone(stats));
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -464,14 +463,14 @@ async fn serve_connection(
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_headers(HEADERS_MAX).max_header_size(HEAD_BYTES_MAX).header_read_timeout(None);
-    let mut connection = Box::pin(builder.serve_connection(hyper_util::rt::TokioIo::new(io), service));
+    let mut connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let mut draining = false;
     let cut = loop {
         let changed = conn.changed.notified();
         let deadline = conn.deadline(&limits);
         let sleep_until = deadline.map_or_else(|| Instant::now() + Duration::from_secs(3600), |(at, _)| at);
         tokio::select! {
-            finished = connection.as_mut() => {
+            finished = &mut connection => {
                 if let Err(err) = finished {
                     debug!(connection = conn.id, %err, "connection ended with an error");
                 }
@@ -493,15 +492,18 @@ async fn serve_connection(
             changed = stopping.changed(), if !draining => {
                 draining = true;
                 if changed.is_err() || *stopping.borrow() {
-                    connection.as_mut().graceful_shutdown();
+                    Pin::new(&mut connection).graceful_shutdown();
                 }
             }
         }
     };
     let rewrote = conn.rewrote.load(Ordering::SeqCst);
-    // hyper's half is done with: drop it (and its handle on the socket)
-    // before we write or linger.
-    drop(connection);
+    if cut == Cut::Evicted {
+        return;
+    }
+    // hyper is done with the socket (finished, or cut before it wrote
+    // anything for the pending head): take it back to answer or linger.
+    let stream = connection.into_parts().io.into_inner().stream;
     match cut {
         Cut::Header => {
             stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -697,7 +699,7 @@ async fn linger_close(stream: &TcpStream) {
 /// replaces hyper's bare error heads (see the module docs). Not vectored, so
 /// that hyper hands each response over as one contiguous buffer.
 struct EdgeIo {
-    stream: Arc<TcpStream>,
+    stream: TcpStream,
     conn: Arc<Conn>,
     /// Our replacement answer, still to be written.
     pending: Vec<u8>,
@@ -707,15 +709,12 @@ struct EdgeIo {
 impl EdgeIo {
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.pending.len() {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(&self.pending[self.sent..]) {
-                Ok(n) => {
-                    self.sent += n;
-                    self.conn.on_write();
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            self.sent += n;
+            self.conn.on_write();
         }
         self.pending.clear();
         self.sent = 0;
@@ -726,20 +725,12 @@ impl EdgeIo {
 impl AsyncRead for EdgeIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            ready!(this.stream.poll_read_ready(cx))?;
-            match this.stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    if n > 0 {
-                        this.conn.on_read();
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.conn.on_read();
         }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -755,30 +746,22 @@ impl AsyncWrite for EdgeIo {
             let _ = this.poll_pending(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
-        loop {
-            ready!(this.stream.poll_write_ready(cx))?;
-            match this.stream.try_write(buf) {
-                Ok(n) => {
-                    this.conn.on_write();
-                    return Poll::Ready(Ok(n));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let n = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
+        this.conn.on_write();
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_pending(cx)
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Send FIN; the socket itself closes when its last handle drops,
-        // after `linger_close`.
+        // FIN; the socket closes when dropped, after `linger_close`.
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        let _ = rustix::net::shutdown(&*this.stream, rustix::net::Shutdown::Write);
-        Poll::Ready(Ok(()))
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }
 

@@ -195,7 +195,7 @@ fn a_slow_body_is_cut_with_408_at_the_body_read_timeout_and_frees_its_slot_at_on
     )
     .unwrap();
     let started = Instant::now();
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(500));
     // The slow body holds the only slot...
     get(&server.addr, "/v1/popular").assert_problem(503, "slot held by the slow body");
     // ...which trickles on, a byte every 100 ms, and is cut at 1 s.
@@ -415,6 +415,8 @@ fn at_the_cap_the_longest_idle_connection_is_evicted_and_busy_ones_are_refused_w
     let mut busy_b = TcpStream::connect(&server.addr).unwrap();
     busy_b.write_all(slow_head).unwrap();
     assert!(closed_within(&mut newer, Duration::from_secs(2)), "the idle connection was not evicted");
+    // (Until the server has read busy_b's head it is evictable too.)
+    std::thread::sleep(Duration::from_millis(500));
     // Every connection is busy: the next one is refused, with Retry-After.
     let mut refused = TcpStream::connect(&server.addr).unwrap();
     refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
