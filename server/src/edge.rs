@@ -504,37 +504,46 @@ async fn serve_connection(
     // hyper is done with the socket (finished, or cut before it wrote
     // anything for the pending head): take it back to answer or linger.
     let stream = connection.into_parts().io.into_inner().stream;
-    match cut {
-        Cut::Header => {
-            stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
-            debug!(connection = conn.id, "request head not complete within header_read_timeout_ms");
-            let answer = problem_bytes(
-                StatusCode::REQUEST_TIMEOUT,
-                "request head timeout",
-                &format!(
-                    "the request head was not complete within {} ms (header_read_timeout_ms)",
-                    limits.header_read_timeout.as_millis()
-                ),
-                None,
-            );
-            if write_all(&stream, &answer).await.is_ok() {
+    let closing = async {
+        match cut {
+            Cut::Header => {
+                stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                debug!(connection = conn.id, "request head not complete within header_read_timeout_ms");
+                let answer = problem_bytes(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request head timeout",
+                    &format!(
+                        "the request head was not complete within {} ms (header_read_timeout_ms)",
+                        limits.header_read_timeout.as_millis()
+                    ),
+                    None,
+                );
+                if write_all(&stream, &answer).await.is_ok() {
+                    linger_close(&stream).await;
+                }
+            }
+            Cut::Idle => {
+                stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                debug!(connection = conn.id, "idle for idle_timeout_ms: closed");
+            }
+            Cut::Finished => {
+                if rewrote {
+                    stats.bad_heads.fetch_add(1, Ordering::Relaxed);
+                }
+                // hyper ended it (the client closed, or an answer said
+                // `connection: close`, perhaps before the body was read):
+                // let the client read the last answer before the socket
+                // closes.
                 linger_close(&stream).await;
             }
+            Cut::Evicted => {}
         }
-        Cut::Idle => {
-            stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-            debug!(connection = conn.id, "idle for idle_timeout_ms: closed");
-        }
-        Cut::Finished => {
-            if rewrote {
-                stats.bad_heads.fetch_add(1, Ordering::Relaxed);
-            }
-            // hyper ended it (the client closed, or an answer said
-            // `connection: close`, perhaps before the body was read): let
-            // the client read the last answer before the socket closes.
-            linger_close(&stream).await;
-        }
-        Cut::Evicted => {}
+    };
+    // A closing connection still counts against the cap and may be evicted
+    // like an idle one: then it closes at once.
+    tokio::select! {
+        () = closing => {}
+        () = conn.evict.notified() => {}
     }
 }
 
