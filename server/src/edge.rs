@@ -27,7 +27,9 @@
 //! empty body and `connection: close`. hyper has no hook for that answer, so
 //! [`EdgeIo`], the connection's I/O wrapper, recognises that exact head as
 //! hyper writes it (`HTTP/1.1 <400|414|431> …\r\nconnection: close\r\n
-//! content-length: 0\r\n`) and writes a problem+json answer in its place.
+//! content-length: 0\r\n` at the end of a write: it is the last thing
+//! hyper sends on the connection) and writes a problem+json answer in its
+//! place.
 //! This is robust where the alternatives are not: reading request heads
 //! ourselves (with httparse) before hyper would need to re-implement HTTP/1
 //! body framing to find the next head on a keep-alive connection, and
@@ -72,6 +74,10 @@ pub const HEADERS_MAX: usize = 100;
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes drained in that time.
 const LINGER_BYTES_MAX: usize = 1 << 20;
+/// hyper's bare error head (status line, `connection`, `content-length`,
+/// `date`) is about 110 bytes; it is looked for in this many last bytes of a
+/// write.
+const BARE_TAIL_BYTES: usize = 256;
 /// How long writing one of our own error answers may take.
 const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -631,6 +637,14 @@ fn problem_bytes(status: StatusCode, title: &str, detail: &str, retry_after_s: O
 /// The answer in place of hyper's bare error head, if `written` holds one:
 /// where it starts, and ours.
 fn replace_bare_error(written: &[u8]) -> Option<(usize, Vec<u8>)> {
+    // hyper's error head is the last thing it writes on a connection, and
+    // has no body: only a buffer ending a head can hold one, in its last
+    // few hundred bytes (so a large response is not scanned).
+    if !written.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let from = written.len().saturating_sub(BARE_TAIL_BYTES);
+    let tail = &written[from..];
     for (status, title, detail) in [
         (
             StatusCode::BAD_REQUEST,
@@ -653,8 +667,8 @@ fn replace_bare_error(written: &[u8]) -> Option<(usize, Vec<u8>)> {
         );
         // Anywhere in the buffer: after a keep-alive response it may follow
         // that response's bytes. Our bodies never hold a raw CR LF.
-        if let Some(at) = find(written, bare.as_bytes()) {
-            return Some((at, problem_bytes(status, title, &detail, None)));
+        if let Some(at) = find(tail, bare.as_bytes()) {
+            return Some((from + at, problem_bytes(status, title, &detail, None)));
         }
     }
     None
@@ -920,5 +934,8 @@ mod tests {
         // One of ours, with a body, is left alone.
         let ours = problem_bytes(StatusCode::BAD_REQUEST, "invalid request", "x", None);
         assert!(replace_bare_error(&ours).is_none());
+        // A large response before it in the same buffer.
+        let large = [vec![b'x'; 100_000].as_slice(), bare.as_slice()].concat();
+        assert_eq!(replace_bare_error(&large).map(|(at, _)| at), Some(100_000));
     }
 }

@@ -142,14 +142,19 @@ struct ServeArgs {
     max_batch: Option<usize>,
     #[arg(long, env = "RECWAL_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// A request head must be complete this long after its first byte (408).
     #[arg(long, env = "RECWAL_HEADER_READ_TIMEOUT_MS")]
     header_read_timeout_ms: Option<u64>,
+    /// Close a connection with nothing in flight after this long.
     #[arg(long, env = "RECWAL_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
+    /// A request body must be complete this long after its head (408).
     #[arg(long, env = "RECWAL_BODY_READ_TIMEOUT_MS")]
     body_read_timeout_ms: Option<u64>,
+    /// Most open connections (also at most RLIMIT_NOFILE - fd_reserve).
     #[arg(long, env = "RECWAL_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// File descriptors kept for the engine, never given to connections.
     #[arg(long, env = "RECWAL_FD_RESERVE")]
     fd_reserve: Option<u64>,
     /// auto, human or json.
