@@ -432,10 +432,8 @@ pub async fn serve(
         let (router, stats, registry, stopping) =
             (router.clone(), Arc::clone(&stats), Arc::clone(&registry), stopping.clone());
         tokio::spawn(async move {
-            let id = conn.id;
+            let _closed = Closed { id: conn.id, stats: Arc::clone(&stats), registry };
             serve_connection(stream, conn, router, &stats, limits, stopping).await;
-            stats.open.fetch_sub(1, Ordering::Relaxed);
-            registry.remove(id);
         });
     }
     drop(listener);
@@ -448,6 +446,21 @@ pub async fn serve(
             return Ok(());
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
+    }
+}
+
+/// Counts a connection closed when its task ends, even by a panic (a
+/// panicking handler must not make the shutdown wait forever).
+struct Closed {
+    id: u64,
+    stats: Arc<EdgeStats>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.registry.remove(self.id);
     }
 }
 
