@@ -35,6 +35,21 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// Requests handled at once; more are answered 503.
     pub concurrency: usize,
+    /// A request head (line and header fields) must be complete this long
+    /// after its first byte; otherwise 408 and the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no bytes moving this long
+    /// is closed.
+    pub idle_timeout_ms: u64,
+    /// A request body must be complete this long after its head; otherwise
+    /// 408 (not counted in `request_timeout_ms`).
+    pub body_read_timeout_ms: u64,
+    /// Most open connections; also at most `RLIMIT_NOFILE` − `fd_reserve`.
+    /// At the cap a new connection evicts the longest-idle one.
+    pub max_connections: usize,
+    /// File descriptors kept for the engine (log, snapshots, models), not
+    /// given to connections.
+    pub fd_reserve: u64,
     /// Write a snapshot on SIGTERM / SIGINT before exiting.
     pub snapshot_on_shutdown: bool,
     /// "auto" (human in a terminal, JSON otherwise), "human" or "json".
@@ -60,12 +75,57 @@ impl Default for ServeConfig {
             max_n: recwal::N_MAX,
             max_batch: 10_000,
             concurrency: 512,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 4096,
+            fd_reserve: 128,
             snapshot_on_shutdown: true,
             log_format: "auto".into(),
             model_runtime: None,
             wal_segment_bytes: recwal::wal::WalConfig::default().segment_bytes,
         }
     }
+}
+
+/// Shortest token accepted, in characters.
+pub const TOKEN_CHARS_MIN: usize = 16;
+/// Fewest descriptors `fd_reserve` may keep for the engine.
+pub const FD_RESERVE_MIN: u64 = 16;
+
+/// A token is sent as `Authorization: Bearer <token>`, and clients and
+/// proxies trim header values: one with blanks at either end (or only
+/// blanks) could never be presented as configured, so every protected route
+/// would answer 401 to everyone. Characters outside visible ASCII cannot be
+/// sent in a header value at all. A short token can be guessed.
+fn check_token(token: &str) -> Result<(), ConfigError> {
+    if token.trim().is_empty() {
+        return Err(bad("token", "is empty or only whitespace: no client could present it; set a real secret"));
+    }
+    if token.trim() != token {
+        return Err(bad(
+            "token",
+            "has leading or trailing whitespace, which HTTP clients and proxies strip from header values, \
+             so no client could present it as configured",
+        ));
+    }
+    if let Some(bad_char) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(bad(
+            "token",
+            format!(
+                "holds {bad_char:?}: only visible ASCII characters (no spaces or control characters) \
+                 can be sent in an Authorization header"
+            ),
+        ));
+    }
+    let chars = token.chars().count();
+    if chars < TOKEN_CHARS_MIN {
+        return Err(bad(
+            "token",
+            format!("is {chars} characters: at least {TOKEN_CHARS_MIN} are required, so that it cannot be guessed"),
+        ));
+    }
+    Ok(())
 }
 
 /// A configuration error: the setting and the rule.
@@ -100,8 +160,8 @@ impl ServeConfig {
                 format!("{addr} is not a loopback address: set a token (--token or RECWAL_TOKEN) to listen there"),
             ));
         }
-        if self.token.as_deref().is_some_and(|token| token.len() < 16) {
-            return Err(bad("token", "must be at least 16 characters"));
+        if let Some(token) = self.token.as_deref() {
+            check_token(token)?;
         }
         self.sync_policy()?;
         if !["auto", "human", "json"].contains(&self.log_format.as_str()) {
@@ -112,6 +172,7 @@ impl ServeConfig {
             ("model_limit_bytes", self.model_limit_bytes),
             ("max_batch", self.max_batch),
             ("concurrency", self.concurrency),
+            ("max_connections", self.max_connections),
         ] {
             if value == 0 {
                 return Err(bad(field, "must be ≥ 1"));
@@ -120,8 +181,21 @@ impl ServeConfig {
         if self.max_n == 0 || self.max_n > recwal::N_MAX {
             return Err(bad("max_n", format!("must be 1–{}", recwal::N_MAX)));
         }
-        if self.request_timeout_ms == 0 {
-            return Err(bad("request_timeout_ms", "must be ≥ 1"));
+        for (field, value) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(bad(field, "must be ≥ 1"));
+            }
+        }
+        if self.fd_reserve < FD_RESERVE_MIN {
+            return Err(bad(
+                "fd_reserve",
+                format!("must be ≥ {FD_RESERVE_MIN}: the engine needs descriptors for its log, snapshots and models"),
+            ));
         }
         Ok(addr)
     }
@@ -171,6 +245,39 @@ mod tests {
         config.token = Some("a-long-enough-secret".into());
         assert!(config.validate().is_ok());
         assert!(ServeConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn whitespace_only_short_or_padded_tokens_are_refused() {
+        for (token, says) in [
+            ("                    ", "whitespace"),
+            ("\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t", "whitespace"),
+            ("", "empty"),
+            ("short-secret", "at least 16"),
+            ("  a-long-enough-secret", "leading or trailing"),
+            ("a-long-enough-secret\n", "leading or trailing"),
+            ("a-long enough-secret", "visible ASCII"),
+            ("ünïcödé-ünïcödé-ünïcödé", "visible ASCII"),
+        ] {
+            let config = ServeConfig { token: Some(token.into()), ..ServeConfig::default() };
+            let err = config.validate().err().map(|err| err.to_string()).unwrap_or_default();
+            assert!(err.starts_with("configuration token: ") && err.contains(says), "{token:?}: {err:?}");
+        }
+        let config = ServeConfig { token: Some("a-long-enough-secret".into()), ..ServeConfig::default() };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn edge_limits_must_be_positive() {
+        for config in [
+            ServeConfig { header_read_timeout_ms: 0, ..ServeConfig::default() },
+            ServeConfig { idle_timeout_ms: 0, ..ServeConfig::default() },
+            ServeConfig { body_read_timeout_ms: 0, ..ServeConfig::default() },
+            ServeConfig { max_connections: 0, ..ServeConfig::default() },
+            ServeConfig { fd_reserve: 3, ..ServeConfig::default() },
+        ] {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod api;
 mod client;
 mod config;
 mod datadir;
+mod edge;
 mod openapi;
 mod problem;
 mod server;
@@ -32,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (defaults: ./recwal-data, 127.0.0.1:8089).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
     /// user,item,rating and an optional timestamp) through the normal ingest path.
     ///
@@ -164,6 +165,21 @@ struct ServeArgs {
     max_batch: Option<usize>,
     #[arg(long, env = "RECWAL_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// A request head must be complete this long after its first byte (408).
+    #[arg(long, env = "RECWAL_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Close a connection with nothing in flight after this long.
+    #[arg(long, env = "RECWAL_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// A request body must be complete this long after its head (408).
+    #[arg(long, env = "RECWAL_BODY_READ_TIMEOUT_MS")]
+    body_read_timeout_ms: Option<u64>,
+    /// Most open connections (also at most RLIMIT_NOFILE - fd_reserve).
+    #[arg(long, env = "RECWAL_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// File descriptors kept for the engine, never given to connections.
+    #[arg(long, env = "RECWAL_FD_RESERVE")]
+    fd_reserve: Option<u64>,
     /// auto, human or json.
     #[arg(long, env = "RECWAL_LOG_FORMAT")]
     log_format: Option<String>,
@@ -207,6 +223,21 @@ impl ServeArgs {
         }
         if let Some(concurrency) = self.concurrency {
             config.concurrency = concurrency;
+        }
+        if let Some(timeout) = self.header_read_timeout_ms {
+            config.header_read_timeout_ms = timeout;
+        }
+        if let Some(timeout) = self.idle_timeout_ms {
+            config.idle_timeout_ms = timeout;
+        }
+        if let Some(timeout) = self.body_read_timeout_ms {
+            config.body_read_timeout_ms = timeout;
+        }
+        if let Some(max) = self.max_connections {
+            config.max_connections = max;
+        }
+        if let Some(reserve) = self.fd_reserve {
+            config.fd_reserve = reserve;
         }
         if let Some(format) = &self.log_format {
             config.log_format.clone_from(format);
@@ -279,6 +310,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let _ = std::io::stdout().flush();
         info!(%local, data_dir = %config.data_dir.display(), "listening; /healthz answers now, /readyz once the log is replayed");
         let snapshot_on_shutdown = config.snapshot_on_shutdown;
+        let limits = edge::Limits::from_config(&config);
         let app = Arc::new(server::App::new(config, durability));
         let failed = Arc::new(AtomicBool::new(false));
         let open_error = Arc::new(std::sync::Mutex::new(None::<String>));
@@ -310,8 +342,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
                 Ok(()) = stopped => {}
             }
         };
-        axum::serve(listener, server::router(Arc::clone(&app)))
-            .with_graceful_shutdown(shutdown)
+        edge::serve(listener, server::router(Arc::clone(&app)), Arc::clone(&app.edge), limits, shutdown)
             .await
             .map_err(|err| format!("server error: {err}"))?;
         if failed.load(Ordering::SeqCst) {

@@ -22,6 +22,7 @@ use crate::api::{
     self, ApiEvent, ApiReceipt, CountQuery, DurabilityQuery, IngestRequest, IngestResponse, RecommendQuery,
 };
 use crate::config::ServeConfig;
+use crate::edge::{self, BodyClock, EdgeStats};
 use crate::openapi;
 use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem};
 
@@ -38,6 +39,8 @@ pub struct App {
     /// Start-up replay: records done and to do.
     replay_done: AtomicU64,
     replay_total: AtomicU64,
+    /// Connections, timeouts, evictions (src/edge.rs).
+    pub edge: Arc<EdgeStats>,
 }
 
 /// Per (method, route, status): a latency histogram.
@@ -63,6 +66,7 @@ impl App {
             started: Instant::now(),
             replay_done: AtomicU64::new(0),
             replay_total: AtomicU64::new(0),
+            edge: Arc::default(),
         }
     }
 
@@ -178,6 +182,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let span = tracing::info_span!("request", request_id = id, %method, route = %route);
     let started = Instant::now();
+    let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
         let open = matches!(route.as_str(), "/healthz" | "/readyz");
         if let (Some(token), false) = (app.config.token.as_deref(), open) {
@@ -216,9 +221,11 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         if route.starts_with("/admin/") {
             return next.run(request).await;
         }
-        match tokio::time::timeout(app.config.request_timeout(), next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => Problem::unavailable(format!(
+        // Time spent waiting for the client's body is not handler time
+        // (body_read_timeout_ms bounds it).
+        match edge::handler_timeout(body_clock.clone(), app.config.request_timeout(), next.run(request)).await {
+            Some(response) => response,
+            None => Problem::unavailable(format!(
                 "the request took longer than {} ms (request_timeout_ms); a write it carried may still \
                  complete: resend ingests with the same event ids",
                 app.config.request_timeout_ms
@@ -229,7 +236,11 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     .instrument(span.clone())
     .await;
     let micros = started.elapsed().as_micros() as u64;
-    let mut response = response;
+    // A body too slow to arrive failed its extractor: say so (408).
+    let mut response = match body_clock.as_ref().and_then(edge::body_timeout_response) {
+        Some(timed_out) => timed_out,
+        None => response,
+    };
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -333,6 +344,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         None => text.push_str("recwal_ready 0\n"),
     }
+    text.push_str(&app.edge.metrics_text());
     text.push_str(&app.route_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
