@@ -366,7 +366,13 @@ pub fn document(config: &ServeConfig) -> Value {
             } else {
                 json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
             };
-            operation["requestBody"] = json!({ "required": true, "content": content });
+            let limit = if schema == "Model" { config.model_limit_bytes } else { config.body_limit_bytes };
+            operation["requestBody"] = json!({
+                "required": true,
+                "description": format!("At most {limit} bytes (413 beyond)."),
+                "x-maxBodyBytes": limit,
+                "content": content,
+            });
         }
         if !route.auth {
             operation["security"] = json!([]);
