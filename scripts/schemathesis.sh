@@ -8,7 +8,7 @@
 # a token, a few seeded events. schemathesis is installed (pinned) into
 # .venv-schemathesis/ (git-ignored) on first use.
 #
-# Short mode by default (RECWAL_SCHEMATHESIS_EXAMPLES=10 cases per operation
+# Short mode by default (RECWAL_SCHEMATHESIS_EXAMPLES=40 cases per operation
 # and phase; ~2 minutes on 2 cores); long mode: RECWAL_SCHEMATHESIS_EXAMPLES=200
 # (or more). RECWAL_SCHEMATHESIS_SEED fixes the seed; reports (JUnit) go to
 # $RECWAL_SCHEMATHESIS_REPORTS (default: a temporary dir, kept on failure).
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-EXAMPLES="${RECWAL_SCHEMATHESIS_EXAMPLES:-10}"
+EXAMPLES="${RECWAL_SCHEMATHESIS_EXAMPLES:-40}"
 SEED="${RECWAL_SCHEMATHESIS_SEED:-$RANDOM}"
 VENV=.venv-schemathesis
 
