@@ -361,7 +361,10 @@ pub fn document(config: &ServeConfig) -> Value {
                 json!({ "application/octet-stream": { "schema": {
                     "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
                     "minLength": 1, "x-maxBytes": config.model_limit_bytes.min(MODEL_BYTES_MAX),
-                    "description": format!("The ONNX file, 1–{} bytes.", config.model_limit_bytes.min(MODEL_BYTES_MAX)),
+                    "description": format!(
+                        "The ONNX file, 1–{} bytes (the body is read as the raw file whatever its Content-Type).",
+                        config.model_limit_bytes.min(MODEL_BYTES_MAX)
+                    ),
                 } } })
             } else {
                 json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
