@@ -42,7 +42,7 @@ pub use disk::DiskFull;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
 pub use engine_models::MODEL_BYTES_MAX;
 pub use error::EngineError;
-pub use event::{Event, EventKind, EVENT_ID_BYTES_MAX};
+pub use event::{Event, EventKind, EVENT_ID_BYTES_MAX, WEIGHT_MAX};
 pub use ids::ID_BYTES_MAX;
 pub use recommend::{Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy, N_MAX};
 pub use record::LoggedKind;

@@ -1,8 +1,9 @@
 //! The JSON shapes of the data plane (`/v1`), converted to the engine's
 //! types; every conversion error names the field.
 
-use recwal::{Durability, Event, EventKind, RecommendRequest, Strategy};
-use serde::{Deserialize, Serialize};
+use recwal::{Durability, EngineConfig, Event, EventKind, RecommendRequest, Strategy, WEIGHT_MAX};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::problem::Problem;
 
@@ -15,20 +16,80 @@ pub struct ApiEvent {
     /// "view", "click", "cart", "purchase", "rating" (with `value`), or a
     /// configured custom kind.
     pub kind: String,
-    /// The rating, for kind "rating" only.
-    pub value: Option<f32>,
-    /// Overrides the kind's configured weight.
-    pub weight: Option<f32>,
+    /// The rating, for kind "rating" only. Read as `f64` and checked against
+    /// the range before it is narrowed to the engine's `f32`, so a value just
+    /// outside the range is refused instead of rounded into it.
+    pub value: Option<f64>,
+    /// Overrides the kind's configured weight (checked as `value` is).
+    pub weight: Option<f64>,
     /// Milliseconds since the Unix epoch; now when absent.
+    #[serde(default, deserialize_with = "integral")]
     pub timestamp_ms: Option<i64>,
     /// Client event id: a repeat inside the dedup window is a duplicate.
     pub event_id: Option<String>,
 }
 
+/// An integer as JSON Schema (and so /openapi.json) defines one: a number
+/// with no fractional part, so `1057.0` and `1.057e3` are 1057 as `1057` is.
+fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    if let Some(value) = number.as_i64() {
+        return Ok(Some(value));
+    }
+    // i64::MIN and 2⁶³ are exact in f64: the range check is exact too.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match number.as_f64() {
+        Some(value) if value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value) => Ok(Some(value as i64)),
+        _ => Err(D::Error::custom(format_args!("invalid value: {number}, expected an integer of 64 bits"))),
+    }
+}
+
+/// The kinds every server accepts, by name, in the order the API documents
+/// them; configured custom kinds (`EngineConfig::weights.custom`) come on top.
+pub const BUILT_IN_KINDS: [&str; 5] = ["view", "click", "cart", "purchase", "rating"];
+
+/// The API name of a built-in kind (`None` for custom ones). Exhaustive on
+/// purpose: a new `EventKind` does not compile until it is named here, and a
+/// test checks every name here is in `BUILT_IN_KINDS` and parses back.
+#[cfg(test)]
+fn built_in_kind_name(kind: &EventKind) -> Option<&'static str> {
+    match kind {
+        EventKind::View => Some("view"),
+        EventKind::Click => Some("click"),
+        EventKind::Cart => Some("cart"),
+        EventKind::Purchase => Some("purchase"),
+        EventKind::Rating(_) => Some("rating"),
+        EventKind::Custom(_) => None,
+    }
+}
+
+/// Every kind `config` accepts: the built-in ones, then the custom ones.
+pub fn kinds(config: &EngineConfig) -> Vec<String> {
+    BUILT_IN_KINDS.iter().map(|kind| kind.to_string()).chain(config.weights.custom.keys().cloned()).collect()
+}
+
+/// `value` if it is finite and inside `[min, max]`, as the engine's `f32`.
+fn bounded(field: &str, name: &str, value: f64, min: f64, max: f64) -> Result<f32, Problem> {
+    if !value.is_finite() || value < min || value > max {
+        return Err(Problem::bad_request(format!(
+            "invalid {field}.{name}: must be a finite number in [{min}, {max}], got {value}"
+        )));
+    }
+    Ok(value as f32)
+}
+
 impl ApiEvent {
-    pub fn into_event(self, field: &str) -> Result<Event, Problem> {
+    /// The engine's event; `config` gives the rating range (the engine checks
+    /// everything else, and these ranges again).
+    pub fn into_event(self, field: &str, config: &EngineConfig) -> Result<Event, Problem> {
         let kind = match (self.kind.as_str(), self.value) {
-            ("rating", Some(value)) => EventKind::Rating(value),
+            ("rating", Some(value)) => EventKind::Rating(bounded(
+                field,
+                "value",
+                value,
+                f64::from(config.rating_min),
+                f64::from(config.rating_max),
+            )?),
             ("rating", None) => {
                 return Err(Problem::bad_request(format!("invalid {field}.value: required for kind \"rating\"")))
             }
@@ -41,11 +102,15 @@ impl ApiEvent {
             ("purchase", None) => EventKind::Purchase,
             (other, None) => EventKind::Custom(other.to_string()),
         };
+        let weight = match self.weight {
+            Some(weight) => Some(bounded(field, "weight", weight, 0.0, f64::from(WEIGHT_MAX))?),
+            None => None,
+        };
         Ok(Event {
             user: self.user,
             item: self.item,
             kind,
-            weight: self.weight,
+            weight,
             timestamp_ms: self.timestamp_ms,
             event_id: self.event_id,
         })
@@ -143,5 +208,64 @@ impl RecommendQuery {
             request = request.allow(list(self.allow.as_deref()));
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, value: Option<f64>, weight: Option<f64>) -> ApiEvent {
+        ApiEvent {
+            user: "u".into(),
+            item: "i".into(),
+            kind: kind.into(),
+            value,
+            weight,
+            timestamp_ms: None,
+            event_id: None,
+        }
+    }
+
+    #[test]
+    fn every_built_in_kind_is_listed_and_parses_back() {
+        let config = EngineConfig::default();
+        for name in BUILT_IN_KINDS {
+            let value = (name == "rating").then_some(1.0);
+            let parsed = event(name, value, None).into_event("event", &config).map(|event| event.kind);
+            assert_eq!(parsed.as_ref().ok().and_then(built_in_kind_name), Some(name), "{name}");
+        }
+        for kind in [EventKind::View, EventKind::Click, EventKind::Cart, EventKind::Purchase, EventKind::Rating(1.0)] {
+            assert!(built_in_kind_name(&kind).is_some_and(|name| BUILT_IN_KINDS.contains(&name)), "{kind:?}");
+        }
+        let mut custom = EngineConfig::default();
+        custom.weights.custom.insert("share".into(), 3.0);
+        assert_eq!(kinds(&custom).last().map(String::as_str), Some("share"));
+    }
+
+    #[test]
+    fn an_integral_timestamp_is_an_integer_however_written() {
+        let parse = |text: &str| serde_json::from_str::<ApiEvent>(text).map(|event| event.timestamp_ms);
+        let with = |stamp: &str| format!(r#"{{"user":"u","item":"i","kind":"view","timestamp_ms":{stamp}}}"#);
+        assert_eq!(parse(&with("1057")).ok(), Some(Some(1057)));
+        assert_eq!(parse(&with("1057.0")).ok(), Some(Some(1057)));
+        assert_eq!(parse(&with("1.057e3")).ok(), Some(Some(1057)));
+        assert_eq!(parse(&with("null")).ok(), Some(None));
+        assert_eq!(parse(r#"{"user":"u","item":"i","kind":"view"}"#).ok(), Some(None));
+        assert!(parse(&with("1057.5")).is_err());
+        assert!(parse(&with("9223372036854775808")).is_err());
+        assert!(parse(&with("\"1057\"")).is_err());
+    }
+
+    #[test]
+    fn a_value_or_weight_just_outside_its_range_is_refused_not_rounded_in() {
+        let config = EngineConfig::default();
+        let max = f64::from(config.rating_max);
+        // Both round to the bound as f32.
+        assert!(event("rating", Some(max + 1e-9), None).into_event("event", &config).is_err());
+        assert!(event("view", None, Some(-1e-50)).into_event("event", &config).is_err());
+        assert!(event("view", None, Some(f64::from(WEIGHT_MAX) + 0.01)).into_event("event", &config).is_err());
+        assert!(event("rating", Some(max), None).into_event("event", &config).is_ok());
+        assert!(event("view", None, Some(0.0)).into_event("event", &config).is_ok());
     }
 }

@@ -1,141 +1,567 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`. `ROUTES` is the list
 //! of every route the router serves; a test checks the two agree.
+//!
+//! The limits it states are read from the configuration the server runs
+//! with and from the engine's own constants (id length, strategies, kinds,
+//! rating and weight ranges), never restated by hand, so the document and the
+//! checks cannot drift apart; `server/tests/http.rs` sends requests just
+//! inside and just outside each stated limit to hold them together, and
+//! `scripts/schemathesis.sh` fuzzes the server against this document.
 
+use recwal::{EngineConfig, Strategy, EVENT_ID_BYTES_MAX, ID_BYTES_MAX, MODEL_BYTES_MAX, WEIGHT_MAX};
 use serde_json::{json, Value};
 
-/// (method, path, summary, request body schema, auth needed).
-pub const ROUTES: &[(&str, &str, &str, Option<&str>, bool)] = &[
-    ("get", "/healthz", "Liveness: the process answers.", None, false),
-    ("get", "/readyz", "Readiness: replay finished and the log is writable (503 with reasons otherwise).", None, false),
-    ("get", "/metrics", "Prometheus text: engine, log, models, HTTP latency per route.", None, true),
-    ("get", "/openapi.json", "This document.", None, true),
-    (
-        "post",
-        "/v1/events",
-        "Ingest a batch of events (one log record); durable before the answer.",
-        Some("IngestRequest"),
-        true,
+use crate::api;
+use crate::config::ServeConfig;
+
+/// What an operation is, for its responses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/healthz`: answered by the process alone.
+    Probe,
+    /// `/readyz`: its 503 is a readiness report, not a problem.
+    Ready,
+    /// `/metrics`, `/openapi.json`: never refused for load or replay.
+    Meta,
+    /// Reads the engine's state.
+    Read,
+    /// Writes to the log (ingest, forget, remove, models, checkpoint).
+    Write,
+}
+
+/// One route: method, path, summary, request body, auth needed, what it is,
+/// its success status and the schema of its success body.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    summary: &'static str,
+    body: Option<&'static str>,
+    pub auth: bool,
+    kind: Kind,
+    success: &'static str,
+    answer: &'static str,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    kind: Kind,
+    success: &'static str,
+    answer: &'static str,
+) -> Route {
+    Route { method, path, summary, body: None, auth: true, kind, success, answer }
+}
+
+/// Every route the router serves.
+pub const ROUTES: &[Route] = &[
+    Route { auth: false, ..route("get", "/healthz", "Liveness: the process answers.", Kind::Probe, "200", "Health") },
+    Route {
+        auth: false,
+        ..route(
+            "get",
+            "/readyz",
+            "Readiness: replay finished and the log is writable (503 with reasons otherwise).",
+            Kind::Ready,
+            "200",
+            "Readiness",
+        )
+    },
+    route(
+        "get",
+        "/metrics",
+        "Prometheus text: engine, log, models, HTTP latency per route.",
+        Kind::Meta,
+        "200",
+        "Metrics",
     ),
-    ("post", "/v1/event", "Ingest one event (`?durability=`).", Some("Event"), true),
-    (
+    route("get", "/openapi.json", "This document.", Kind::Meta, "200", "Document"),
+    Route {
+        body: Some("IngestRequest"),
+        ..route(
+            "post",
+            "/v1/events",
+            "Ingest a batch of events (one log record); durable before the answer.",
+            Kind::Write,
+            "200",
+            "IngestResponse",
+        )
+    },
+    Route {
+        body: Some("Event"),
+        ..route("post", "/v1/event", "Ingest one event (`?durability=`).", Kind::Write, "200", "IngestResponse")
+    },
+    route(
         "get",
         "/v1/users/{user}/recommend",
-        "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`).",
-        None,
-        true,
+        "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`); an unknown user gets popular items \
+         (`cold_start`).",
+        Kind::Read,
+        "200",
+        "Recommendations",
     ),
-    ("get", "/v1/users/{user}/interactions", "A user's recorded interactions.", None, true),
-    ("delete", "/v1/users/{user}", "Forget a user (logged).", None, true),
-    ("get", "/v1/items/{item}/similar", "Items most often interacted with together with this one (`n`).", None, true),
-    ("delete", "/v1/items/{item}", "Stop recommending an item (logged).", None, true),
-    ("get", "/v1/popular", "The most popular items (`n`).", None, true),
-    ("get", "/admin/stats", "Engine counts.", None, true),
-    ("get", "/admin/wal", "The log: watermarks, counters, sync latency, recovery report.", None, true),
-    ("post", "/admin/checkpoint", "Write a snapshot now and release the log behind it.", None, true),
-    ("get", "/admin/models", "Every model version.", None, true),
-    ("post", "/admin/models", "Add a model (body: the ONNX file, application/octet-stream).", Some("Model"), true),
-    ("get", "/admin/models/status", "Runtime, active and serving versions, fault, breaker.", None, true),
-    ("post", "/admin/models/rollback", "Re-activate the previous version.", None, true),
-    ("post", "/admin/models/{version}/activate", "Activate a version (durable, then swapped in).", None, true),
+    route("get", "/v1/users/{user}/interactions", "A user's recorded interactions.", Kind::Read, "200", "Interactions"),
+    route("delete", "/v1/users/{user}", "Forget a user (logged).", Kind::Write, "200", "Logged"),
+    route(
+        "get",
+        "/v1/items/{item}/similar",
+        "Items most often interacted with together with this one (`n`).",
+        Kind::Read,
+        "200",
+        "Items",
+    ),
+    route("delete", "/v1/items/{item}", "Stop recommending an item (logged).", Kind::Write, "200", "Logged"),
+    route("get", "/v1/popular", "The most popular items (`n`).", Kind::Read, "200", "Items"),
+    route("get", "/admin/stats", "Engine counts.", Kind::Read, "200", "Stats"),
+    route(
+        "get",
+        "/admin/wal",
+        "The log: watermarks, counters, sync latency, recovery report.",
+        Kind::Read,
+        "200",
+        "WalStatus",
+    ),
+    route(
+        "post",
+        "/admin/checkpoint",
+        "Write a snapshot now and release the log behind it.",
+        Kind::Write,
+        "200",
+        "Checkpoint",
+    ),
+    route("get", "/admin/models", "Every model version.", Kind::Read, "200", "Models"),
+    Route {
+        body: Some("Model"),
+        ..route(
+            "post",
+            "/admin/models",
+            "Add a model (body: the ONNX file). 201 with the version (an identical file already added answers \
+             its version); 422 when the file is not a usable model.",
+            Kind::Write,
+            "201",
+            "ModelInfo",
+        )
+    },
+    route(
+        "get",
+        "/admin/models/status",
+        "Runtime, active and serving versions, fault, breaker.",
+        Kind::Read,
+        "200",
+        "ModelStatus",
+    ),
+    route(
+        "post",
+        "/admin/models/rollback",
+        "Re-activate the previous version (409 when there is none).",
+        Kind::Write,
+        "200",
+        "ModelInfo",
+    ),
+    route(
+        "post",
+        "/admin/models/{version}/activate",
+        "Activate a version (durable, then swapped in).",
+        Kind::Write,
+        "200",
+        "ModelInfo",
+    ),
 ];
 
-fn parameters(path: &str, method: &str) -> Vec<Value> {
+/// An external id (user, item, event id): what `recwal::event` enforces.
+/// JSON Schema counts characters and the server counts UTF-8 bytes: both
+/// are stated (`maxLength`, and `x-maxBytes` with the description).
+fn id_schema(what: &str, max_bytes: usize) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_bytes,
+        "x-maxBytes": max_bytes,
+        "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        "description": format!("{what}: 1–{max_bytes} bytes of UTF-8, no control characters (Unicode Cc)."),
+    })
+}
+
+fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
     let mut out = Vec::new();
-    for name in ["user", "item", "version"] {
-        if path.contains(&format!("{{{name}}}")) {
-            out.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }));
+    for (name, what) in [("user", "User id"), ("item", "Item id")] {
+        if route.path.contains(&format!("{{{name}}}")) {
+            out.push(json!({ "name": name, "in": "path", "required": true, "schema": id_schema(what, ID_BYTES_MAX) }));
         }
     }
+    if route.path.contains("{version}") {
+        out.push(json!({
+            "name": "version", "in": "path", "required": true,
+            "schema": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "A model version number." },
+        }));
+    }
     let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
-    if path.ends_with("/recommend") {
-        out.push(query("n", "Items wanted (default 10, at most max_n).", json!({ "type": "integer", "minimum": 1 })));
+    let n = || {
+        query(
+            "n",
+            &format!("Items wanted (default {}, at most max_n = {}).", api::DEFAULT_N, config.max_n),
+            json!({ "type": "integer", "minimum": 1, "maximum": config.max_n }),
+        )
+    };
+    if route.path.ends_with("/recommend") {
+        out.push(n());
+        let strategies: Vec<&str> = Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
         out.push(query(
             "strategy",
             "Scoring strategy (default blend).",
-            json!({ "enum": ["user_cf", "item_rank", "item_rank_exact", "popularity", "blend"] }),
+            json!({ "type": "string", "enum": strategies }),
         ));
         out.push(query("exclude", "Comma-separated item ids never to return.", json!({ "type": "string" })));
         out.push(query("allow", "Comma-separated item ids: only these may be returned.", json!({ "type": "string" })));
     }
-    if path.ends_with("/similar") || path == "/v1/popular" {
-        out.push(query("n", "Items wanted (default 10).", json!({ "type": "integer", "minimum": 1 })));
+    if route.path.ends_with("/similar") || route.path == "/v1/popular" {
+        out.push(n());
     }
-    if path == "/v1/event" && method == "post" {
-        out.push(query("durability", "always, batch or never.", json!({ "enum": ["always", "batch", "never"] })));
+    if route.path == "/v1/event" {
+        out.push(query(
+            "durability",
+            "always, batch or never (default: the server's `sync`).",
+            json!({ "type": "string", "enum": ["always", "batch", "never"] }),
+        ));
     }
     out
 }
 
-/// The document.
-pub fn document() -> Value {
+fn problem(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } })
+}
+
+/// A 503 that a client should retry after a while.
+fn retry_later(description: &str) -> Value {
+    let mut response = problem(description);
+    response["headers"] = json!({
+        "Retry-After": {
+            "description": "Seconds to wait before retrying, when the server can tell.",
+            "required": false,
+            "schema": { "type": "string" },
+        },
+    });
+    response
+}
+
+/// Every status `route` can answer, and what it means there.
+fn responses(route: &Route, config: &ServeConfig) -> Value {
+    let success = match route.answer {
+        "Metrics" => {
+            json!({ "description": "Prometheus text exposition format 0.0.4.", "content": { "text/plain": { "schema": { "type": "string" } } } })
+        }
+        answer => json!({
+            "description": "Success.",
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{answer}") } } },
+        }),
+    };
+    let mut out = serde_json::Map::new();
+    out.insert(route.success.to_string(), success);
+    // Below the router (hyper, the connection layer): every route.
+    out.insert(
+        "400".into(),
+        problem(match route.body {
+            Some("Model") => "Bad request: a malformed request, or an empty model file. Nothing was written.",
+            Some(_) => {
+                "Bad request: malformed JSON, a field of the wrong type, an unknown field, or a value breaking a \
+                 rule (the detail names the field). Nothing was written."
+            }
+            None if route.kind == Kind::Probe || route.kind == Kind::Ready || route.kind == Kind::Meta => {
+                "Bad request: the request line or headers are malformed."
+            }
+            None => "Bad request: a malformed request, or a parameter breaking a rule (the detail names it).",
+        }),
+    );
+    if route.auth {
+        let mut unauthorized =
+            problem("The server has a token and the request lacked `Authorization: Bearer <token>` or had another.");
+        unauthorized["headers"] =
+            json!({ "WWW-Authenticate": { "required": true, "schema": { "type": "string", "const": "Bearer" } } });
+        out.insert("401".into(), unauthorized);
+    }
+    if route.path.contains('{') && !route.path.ends_with("/recommend") {
+        out.insert(
+            "404".into(),
+            problem(if route.path.contains("{version}") {
+                "No such model version (or it was retired)."
+            } else {
+                "The user or item is not known to the engine."
+            }),
+        );
+    }
+    out.insert("408".into(), problem("The client took too long to send the request headers or body."));
+    if let Some(body) = route.body {
+        let limit = if body == "Model" { config.model_limit_bytes } else { config.body_limit_bytes };
+        out.insert("413".into(), problem(&format!("The body is larger than {limit} bytes.")));
+        if body != "Model" {
+            out.insert("415".into(), problem("The body's Content-Type is not application/json."));
+        }
+    }
+    out.insert("414".into(), problem("The URI is too long."));
+    if route.body == Some("Model") {
+        out.insert(
+            "422".into(),
+            problem("The file is not a usable model (it does not load, breaks the feature contract or fails warm-up)."),
+        );
+    }
+    if route.path == "/admin/models/rollback" {
+        out.insert("409".into(), problem("There is no previous version to roll back to."));
+    }
+    out.insert("431".into(), problem("The request headers are too large."));
+    if route.kind != Kind::Probe {
+        out.insert("500".into(), problem("An internal error; the detail says which."));
+    }
+    match route.kind {
+        Kind::Probe | Kind::Meta => {}
+        Kind::Ready => {
+            out.insert(
+                "503".into(),
+                json!({
+                    "description": "Not ready: replaying the log, or unable to write (the reasons say why).",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Readiness" } } },
+                }),
+            );
+        }
+        Kind::Read => {
+            out.insert(
+                "503".into(),
+                retry_later(
+                    "Unavailable: starting (the log is being replayed), the concurrency limit is reached, the \
+                     request timed out, or (recommend) the model runtime is unavailable.",
+                ),
+            );
+        }
+        Kind::Write => {
+            out.insert(
+                "503".into(),
+                retry_later(
+                    "Unavailable: starting, the concurrency limit is reached, the request timed out (a write it \
+                     carried may still complete: resend ingests with the same event ids), the disk is full, the \
+                     log is full, or the engine stopped accepting writes after a failed sync.",
+                ),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+/// The document, for a server running with `config`.
+pub fn document(config: &ServeConfig) -> Value {
+    let engine = config.engine().unwrap_or_else(|_| EngineConfig::default());
     let mut paths = serde_json::Map::new();
-    for &(method, path, summary, body, auth) in ROUTES {
+    for route in ROUTES {
         let mut operation = json!({
-            "summary": summary,
-            "parameters": parameters(path, method),
-            "responses": {
-                "200": { "description": "Success (JSON; /metrics is Prometheus text)." },
-                "4XX": { "description": "The request broke a rule; nothing was written.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
-                "503": { "description": "Starting, overloaded, timed out or unable to write.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
-            },
+            "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.'], "_")),
+            "summary": route.summary,
+            "parameters": parameters(route, config),
+            "responses": responses(route, config),
         });
-        if let Some(schema) = body {
+        if let Some(schema) = route.body {
             let content = if schema == "Model" {
-                json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } })
+                json!({ "application/octet-stream": { "schema": {
+                    "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
+                    "minLength": 1, "x-maxBytes": config.model_limit_bytes.min(MODEL_BYTES_MAX),
+                    "description": format!(
+                        "The ONNX file, 1–{} bytes (the body is read as the raw file whatever its Content-Type).",
+                        config.model_limit_bytes.min(MODEL_BYTES_MAX)
+                    ),
+                } } })
             } else {
                 json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
             };
-            operation["requestBody"] = json!({ "required": true, "content": content });
+            let limit = if schema == "Model" { config.model_limit_bytes } else { config.body_limit_bytes };
+            operation["requestBody"] = json!({
+                "required": true,
+                "description": format!("At most {limit} bytes (413 beyond)."),
+                "x-maxBodyBytes": limit,
+                "content": content,
+            });
         }
-        if !auth {
+        if !route.auth {
             operation["security"] = json!([]);
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[method] = operation;
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        entry[route.method] = operation;
     }
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "recwal",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "A stateful recommendation engine with its own write-ahead log. An HTTP 200 on an ingest means the events are durable under the requested durability. When a token is configured every route but /healthz and /readyz needs `Authorization: Bearer <token>`.",
+            "description": format!(
+                "A stateful recommendation engine with its own write-ahead log. An HTTP 200 on an ingest means the \
+                 events are durable under the requested durability. When a token is configured every route but \
+                 /healthz and /readyz needs `Authorization: Bearer <token>`. Every error is \
+                 application/problem+json. Limits of this server: request bodies at most {} bytes (model uploads \
+                 {}), at most {} events per ingest, n at most {}.",
+                config.body_limit_bytes, config.model_limit_bytes, config.max_batch, config.max_n
+            ),
         },
         "security": [{ "bearer": [] }],
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Problem": {
+            "schemas": schemas(config, &engine),
+        },
+    })
+}
+
+fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
+    let ids = |what| id_schema(what, ID_BYTES_MAX);
+    let max_future_ms = u64::try_from(engine.max_future.as_millis()).unwrap_or(u64::MAX);
+    let timestamp = json!({
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": i64::MAX,
+        "x-maxFutureMs": max_future_ms,
+        "description": format!(
+            "Milliseconds since the Unix epoch, at most {max_future_ms} ms ahead of the server's clock \
+             (a rule of the clock that JSON Schema cannot state); now when absent or null."
+        ),
+    });
+    let event_id = {
+        let mut schema =
+            id_schema("Client event id (a repeat inside the dedup window is a duplicate)", EVENT_ID_BYTES_MAX);
+        schema["type"] = json!(["string", "null"]);
+        schema
+    };
+    let implicit_kinds: Vec<String> = api::kinds(engine).into_iter().filter(|kind| kind != "rating").collect();
+    let (rating_min, rating_max) = (f64::from(engine.rating_min), f64::from(engine.rating_max));
+    let weight_max = f64::from(WEIGHT_MAX);
+    let integer = json!({ "type": "integer", "minimum": 0 });
+    let nullable_integer = json!({ "type": ["integer", "null"], "minimum": 0 });
+    let scored = json!({
+        "type": "object",
+        "required": ["item", "score", "strategy", "reasons"],
+        "properties": {
+            "item": { "type": "string" },
+            "score": { "type": "number" },
+            "strategy": { "type": "string" },
+            "reasons": { "type": "array", "items": { "type": "object", "required": ["kind"], "properties": { "kind": { "type": "string" } } } },
+            "model_score": { "type": ["number", "null"] },
+        },
+    });
+    json!({
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": { "type": "string" }, "title": { "type": "string" },
+                "status": { "type": "integer", "minimum": 400, "maximum": 599 },
+                "detail": { "type": "string", "description": "Names the field or rule." },
+            },
+        },
+        "Event": {
+            "description": "One event. `value` (the rating) only with kind rating, which takes no weight; every \
+                            other kind may override its configured weight.",
+            "oneOf": [
+                {
                     "type": "object",
+                    "title": "Rating",
+                    "additionalProperties": false,
+                    "required": ["user", "item", "kind", "value"],
                     "properties": {
-                        "type": { "type": "string" }, "title": { "type": "string" },
-                        "status": { "type": "integer" }, "detail": { "type": "string", "description": "Names the field or rule." },
+                        "user": ids("User id"),
+                        "item": ids("Item id"),
+                        "kind": { "const": "rating" },
+                        "value": { "type": "number", "minimum": rating_min, "maximum": rating_max, "description": "The rating." },
+                        "timestamp_ms": timestamp,
+                        "event_id": event_id,
                     },
                 },
-                "Event": {
+                {
                     "type": "object",
+                    "title": "Implicit",
                     "additionalProperties": false,
                     "required": ["user", "item", "kind"],
                     "properties": {
-                        "user": { "type": "string", "minLength": 1, "maxLength": 256 },
-                        "item": { "type": "string", "minLength": 1, "maxLength": 256 },
-                        "kind": { "type": "string", "description": "view, click, cart, purchase, rating, or a configured custom kind" },
-                        "value": { "type": "number", "description": "The rating (kind rating only)." },
-                        "weight": { "type": "number", "minimum": 0 },
-                        "timestamp_ms": { "type": "integer" },
-                        "event_id": { "type": "string", "minLength": 1, "maxLength": 256 },
+                        "user": ids("User id"),
+                        "item": ids("Item id"),
+                        "kind": { "type": "string", "enum": implicit_kinds, "description": "A built-in kind or one configured in weights.custom." },
+                        "value": { "type": "null", "description": "Only kind rating takes a value." },
+                        "weight": { "type": ["number", "null"], "minimum": 0, "maximum": weight_max, "description": "Overrides the kind's configured weight." },
+                        "timestamp_ms": timestamp,
+                        "event_id": event_id,
                     },
                 },
-                "IngestRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["events"],
-                    "properties": {
-                        "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" }, "minItems": 1 },
-                        "durability": { "enum": ["always", "batch", "never"] },
-                    },
-                },
+            ],
+        },
+        "IngestRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["events"],
+            "description": format!("At most {} bytes in all (413 beyond).", config.body_limit_bytes),
+            "properties": {
+                "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" }, "minItems": 1, "maxItems": config.max_batch },
+                "durability": { "type": ["string", "null"], "enum": ["always", "batch", "never", null], "description": "The server's `sync` when absent or null." },
             },
+        },
+        "Health": { "type": "object", "required": ["status"], "properties": { "status": { "const": "alive" } } },
+        "Readiness": {
+            "type": "object",
+            "required": ["ready", "reasons"],
+            "properties": { "ready": { "type": "boolean" }, "reasons": { "type": "array", "items": { "type": "string" } } },
+        },
+        "Document": { "type": "object", "required": ["openapi", "paths"] },
+        "IngestResponse": {
+            "type": "object",
+            "required": ["receipts"],
+            "properties": {
+                "receipts": { "type": "array", "items": {
+                    "type": "object", "required": ["lsn", "duplicate"],
+                    "properties": { "lsn": integer, "duplicate": { "type": "boolean" } },
+                } },
+            },
+        },
+        "Recommendations": {
+            "type": "object",
+            "required": ["strategy", "cold_start", "lsn", "items", "ranking"],
+            "properties": {
+                "strategy": { "type": "string" },
+                "cold_start": { "type": "boolean" },
+                "lsn": integer,
+                "items": { "type": "array", "items": scored },
+                "ranking": { "type": "object", "required": ["kind"], "properties": { "kind": { "enum": ["unranked", "model", "degraded"] } } },
+            },
+        },
+        "Items": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": scored } } },
+        "Interactions": {
+            "type": "object",
+            "required": ["interactions"],
+            "properties": { "interactions": { "type": "array", "items": {
+                "type": "object", "required": ["item", "value", "events"],
+                "properties": { "item": { "type": "string" }, "value": { "type": "number" }, "rating": { "type": ["number", "null"] }, "events": integer },
+            } } },
+        },
+        "Logged": { "type": "object", "required": ["lsn"], "properties": { "lsn": integer } },
+        "Stats": {
+            "type": "object",
+            "required": ["users", "items", "events_applied", "applied_lsn"],
+            "properties": { "users": integer, "items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
+        },
+        "WalStatus": {
+            "type": "object",
+            "required": ["lsn_written", "lsn_appended", "lsn_durable", "recovery"],
+            "properties": { "lsn_written": integer, "lsn_appended": integer, "lsn_durable": integer, "sync_failures": integer, "recovery": { "type": "object" } },
+        },
+        "Checkpoint": {
+            "type": "object",
+            "required": ["lsn", "path", "bytes", "segments_released"],
+            "properties": { "lsn": integer, "path": { "type": ["string", "null"] }, "bytes": integer, "segments_released": integer },
+        },
+        "ModelInfo": {
+            "type": "object",
+            "required": ["version", "sha256", "bytes", "active", "retired"],
+            "properties": {
+                "version": integer, "sha256": { "type": "string" }, "bytes": integer, "added_ms": integer,
+                "added_lsn": integer, "activations": { "type": "array" }, "active": { "type": "boolean" }, "retired": { "type": "boolean" },
+            },
+        },
+        "Models": { "type": "object", "required": ["models"], "properties": { "models": { "type": "array", "items": { "$ref": "#/components/schemas/ModelInfo" } } } },
+        "ModelStatus": {
+            "type": "object",
+            "required": ["runtime", "active", "serving"],
+            "properties": { "active": nullable_integer, "serving": nullable_integer, "fault": { "type": ["string", "null"] } },
         },
     })
 }

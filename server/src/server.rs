@@ -349,8 +349,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn openapi_json() -> Json<serde_json::Value> {
-    Json(openapi::document())
+async fn openapi_json(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(openapi::document(&app.config))
 }
 
 fn receipts(receipts: Vec<recwal::Receipt>) -> Json<IngestResponse> {
@@ -376,7 +376,7 @@ async fn ingest(
         .events
         .into_iter()
         .enumerate()
-        .map(|(at, event)| event.into_event(&format!("events[{at}]")))
+        .map(|(at, event)| event.into_event(&format!("events[{at}]"), engine.config()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&events, durability)).await?))
 }
@@ -388,7 +388,7 @@ async fn ingest_one(
 ) -> Result<Json<IngestResponse>, Problem> {
     let engine = app.engine()?;
     let durability = api::durability(query.durability.as_deref(), app.default_durability)?;
-    let event = event.into_event("event")?;
+    let event = event.into_event("event", engine.config())?;
     Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&[event], durability)).await?))
 }
 
@@ -520,7 +520,15 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
 }
 
 async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let info = blocking(app.engine()?, |engine| engine.rollback_model()).await?;
+    // With no previous version the request is well-formed but the registry's
+    // state forbids it: a conflict, not a bad request.
+    let info = blocking(app.engine()?, |engine| engine.rollback_model()).await.map_err(|problem| {
+        if problem.status == StatusCode::BAD_REQUEST {
+            Problem::new(StatusCode::CONFLICT, "conflict", problem.detail)
+        } else {
+            problem
+        }
+    })?;
     Ok(Json(info).into_response())
 }
 
