@@ -12,10 +12,16 @@
 # RECWAL_CRASH_ITERS=<n> (log SIGKILLs per durability policy, default 20),
 # RECWAL_ENGINE_CRASH_ITERS=<n> (engine SIGKILLs per policy, default 20),
 # RECWAL_REPLAY_CASES=<n> (engine replay-equivalence streams, default 64),
-# RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20).
+# RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20),
+# RECWAL_SCHEMATHESIS_EXAMPLES=<n> (API fuzzing cases per operation, default 40).
+# schemathesis (pinned) is installed from PyPI into .venv-schemathesis/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
 export ORT_DYLIB_PATH
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+# The HTTP API against its own /openapi.json: schemathesis, every check, with
+# and without the token (short mode, fixed seed; RECWAL_SCHEMATHESIS_EXAMPLES
+# and RECWAL_SCHEMATHESIS_SEED for longer or other runs).
+RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemathesis.sh

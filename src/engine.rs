@@ -266,16 +266,19 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         config.validate()?;
         let wal_dir = dir.join("wal");
-        // The log is created before `snapshots/`: a data directory that has
-        // `snapshots/` but no log lost its log, and must not start empty.
-        if !recwal_wal::holds_log(&wal_dir)? && dir.join("snapshots").is_dir() {
-            return Err(EngineError::Unrecoverable(format!(
-                "{} was initialised ({} exists) but its log {} is gone (no MANIFEST and no segment file): \
-                 refusing to start empty; restore the data directory from a backup",
-                dir.display(),
-                dir.join("snapshots").display(),
-                wal_dir.display()
-            )));
+        // A snapshot is written only after its records are durable in the
+        // log: a data directory with a snapshot but no log lost its log, and
+        // must not start empty (nor hand out the snapshot's LSNs again).
+        if !recwal_wal::holds_log(&wal_dir)? {
+            if let Some(snapshot) = snapshot::any_file(&dir.join("snapshots"))? {
+                return Err(EngineError::Unrecoverable(format!(
+                    "{} holds {} but its log {} is gone (no MANIFEST and no segment file): refusing to start \
+                     empty; restore the data directory from a backup",
+                    dir.display(),
+                    snapshot.display(),
+                    wal_dir.display()
+                )));
+            }
         }
         let wal = Wal::open(&wal_dir, config.wal.clone())?;
         Engine::open_on(dir, wal, config, progress)

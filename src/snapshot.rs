@@ -60,6 +60,25 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, EngineError> {
     Ok(found)
 }
 
+/// A snapshot file in `dir` (readable or set aside as `.bad`), if there is
+/// one; `None` also where `dir` does not exist. Changes nothing.
+pub(crate) fn any_file(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(EngineError::io(format!("reading {}", dir.display()), err)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|err| EngineError::io(format!("reading {}", dir.display()), err))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(PREFIX) && !name.ends_with(".tmp") {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
 /// Encodes the state at `lsn` (a `SnapshotBody` or its borrowed view) into
 /// the file format.
 pub(crate) fn encode(lsn: u64, body: &impl serde::Serialize, models: &Catalog) -> Result<Vec<u8>, EngineError> {

@@ -374,13 +374,14 @@ fn a_damaged_first_segment_before_any_snapshot_is_refused_not_started_empty() {
     }
 }
 
-/// A data directory whose whole log directory was removed is refused too.
+/// A data directory whose whole log directory was removed is refused too,
+/// where a snapshot shows it had data.
 #[test]
 fn a_data_dir_whose_log_directory_is_gone_is_refused() {
-    let template = build(History::NoSnapshot, Ending::Closed);
+    let template = build(History::WithSnapshots, Ending::Closed);
     std::fs::remove_dir_all(template.dir.path().join("wal")).unwrap();
     let err = Engine::open(template.dir.path(), config()).err().expect("must be refused");
-    assert!(err.to_string().contains("is gone"), "{err}");
+    assert!(err.to_string().contains("is gone") && err.to_string().contains("snapshot-"), "{err}");
     assert!(!template.dir.path().join("wal").exists(), "nothing may be created");
 }
 
@@ -394,5 +395,17 @@ fn a_lapped_ring_reopens_clean_after_a_clean_close_and_after_a_crash() {
         let engine = Engine::open(template.dir.path(), config()).unwrap();
         assert!(engine.open_report().wal.is_clean(), "{ending:?}: {:?}", engine.open_report().wal);
         assert_eq!(engine.state_digest(), template.digest);
+    }
+}
+
+/// Finding 2: a segment cut short in the middle of its records is damage
+/// (segment files are created whole and never truncated), not a torn tail
+/// to cut with a warning: that dropped acknowledged records.
+#[test]
+fn a_segment_truncated_in_the_middle_of_its_records_is_refused_not_cut_as_a_torn_tail() {
+    for history in [History::NoSnapshot, History::Lapped] {
+        let template = build(history, Ending::Crashed);
+        let case = Damage::TruncateSegmentMidRecord(Target::ActiveSegment);
+        assert_eq!(run_case(&template, history, Ending::Crashed, case), Some(Outcome::Refused));
     }
 }

@@ -500,7 +500,20 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         "Readiness": {
             "type": "object",
             "required": ["ready", "reasons"],
-            "properties": { "ready": { "type": "boolean" }, "reasons": { "type": "array", "items": { "type": "string" } } },
+            "properties": {
+                "ready": { "type": "boolean" },
+                "reasons": { "type": "array", "items": { "type": "string" } },
+                "disk_full": {
+                    "description": "Set while a write was refused for lack of space (null otherwise); clears by itself once space is back.",
+                    "type": ["object", "null"],
+                    "properties": {
+                        "what": { "type": "string" },
+                        "path": { "type": "string" },
+                        "detail": { "type": "string" },
+                        "since_unix_ms": integer,
+                    },
+                },
+            },
         },
         "Document": { "type": "object", "required": ["openapi", "paths"] },
         "IngestResponse": {
@@ -542,7 +555,16 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         "WalStatus": {
             "type": "object",
             "required": ["lsn_written", "lsn_appended", "lsn_durable", "recovery"],
-            "properties": { "lsn_written": integer, "lsn_appended": integer, "lsn_durable": integer, "sync_failures": integer, "recovery": { "type": "object" } },
+            "properties": { "lsn_written": integer, "lsn_appended": integer, "lsn_durable": integer, "sync_failures": integer,
+                "recovery": {
+                    "type": "object",
+                    "description": "What the start found: `clean` is false when it cut a torn tail or set a snapshot aside.",
+                    "properties": {
+                        "clean": { "type": "boolean" }, "records_recovered": integer, "bytes_cut": integer, "records_dropped": integer,
+                        "tail_damage": { "type": ["string", "null"] }, "snapshots_skipped": { "type": "array", "items": { "type": "string" } },
+                    },
+                },
+            },
         },
         "Checkpoint": {
             "type": "object",

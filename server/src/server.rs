@@ -480,8 +480,14 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         "sync_latency_us_p50": wal.sync_latency_us.quantile_upper_bound(0.5),
         "sync_latency_us_p99": wal.sync_latency_us.quantile_upper_bound(0.99),
         "recovery": {
+            // False when the start cut or repaired anything (docs/DURABILITY.md,
+            // "Damage at rest"): the operator's signal, beside the WARN line.
+            "clean": report.wal.is_clean() && report.snapshots_skipped.is_empty(),
             "records_recovered": report.wal.records_recovered,
             "bytes_cut": report.wal.bytes_cut,
+            "records_dropped": report.wal.records_dropped,
+            "tail_damage": report.wal.tail_damage.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
+            "snapshots_skipped": report.snapshots_skipped.iter().map(|(path, reason)| format!("{}: {reason}", path.display())).collect::<Vec<_>>(),
             "snapshot_lsn": report.snapshot_lsn,
             "records_replayed": report.records_replayed,
             "replay_ms": report.replay.as_millis() as u64,

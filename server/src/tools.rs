@@ -60,8 +60,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn open(dir: &Path) -> Result<Engine, String> {
-    let mut config = EngineConfig::default();
-    config.wal = log_config(&dir.join("wal"))?;
+    let config = EngineConfig { wal: log_config(&dir.join("wal"))?, ..EngineConfig::default() };
     Engine::open(dir, config).map_err(|err| format!("opening {}: {err}", dir.display()))
 }
 

@@ -59,7 +59,8 @@ pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
 pub use storage::{
-    available_bytes, holds_log, is_out_of_space, log_segment_bytes, DirLock, FileStorage, SegmentFile, Storage, WritePath,
+    available_bytes, holds_log, is_out_of_space, log_segment_bytes, DirLock, FileStorage, SegmentFile, Storage,
+    WritePath,
 };
 pub use ticket::{AppendTicket, DurableFuture};
 pub use wal::{Lsn, Wal};
