@@ -556,7 +556,10 @@ impl Engine {
         self.stop_checkpointer();
         self.shared.wal.sync()?;
         // From now on a log that ends earlier is damage, not a torn write.
-        self.shared.wal.record_floor()?;
+        // Failing to record it (a full disk) only weakens that check.
+        if let Err(err) = self.shared.wal.record_floor() {
+            warn!(%err, "could not record the log's durable end in its manifest");
+        }
         Ok(())
     }
 
@@ -1187,8 +1190,10 @@ fn recover(
     let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn);
     if state_lsn + 1 < first {
         return Err(EngineError::Unrecoverable(format!(
-            "the log starts at LSN {first} and the newest readable snapshot covers LSN {state_lsn}: records \
-             {}..{} are gone ({} snapshot(s) unreadable)",
+            "the log starts at LSN {first} and the newest readable snapshot in {} covers LSN {state_lsn}: records \
+             {}..{} are gone ({} snapshot(s) unreadable; a newer snapshot was deleted or damaged); restore the data \
+             directory from a backup",
+            snapshots_dir.display(),
             state_lsn + 1,
             first - 1,
             skipped.len()
