@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use recwal::wal::SyncPolicy;
+use recwal::wal::{RecoveryMode, SyncPolicy};
 use recwal::EngineConfig;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,11 @@ pub struct ServeConfig {
     /// Size of each log segment file, bytes (the log grows and recycles
     /// whole segments; see docs/DURABILITY.md).
     pub wal_segment_bytes: u64,
+    /// What a start does about a damaged log (docs/DURABILITY.md, "Damage
+    /// at rest"): "tolerate-corrupted-tail" (default), "point-in-time" (the
+    /// way out named in every refusal: keep the longest valid prefix, drop
+    /// and report the rest) or "absolute-consistency".
+    pub wal_recovery: String,
     /// The ONNX Runtime library (default: `$ORT_DYLIB_PATH`, then
     /// `.onnxruntime/lib/libonnxruntime.so`).
     pub model_runtime: Option<PathBuf>,
@@ -84,6 +89,7 @@ impl Default for ServeConfig {
             log_format: "auto".into(),
             model_runtime: None,
             wal_segment_bytes: recwal::wal::WalConfig::default().segment_bytes,
+            wal_recovery: "tolerate-corrupted-tail".into(),
         }
     }
 }
@@ -164,6 +170,7 @@ impl ServeConfig {
             check_token(token)?;
         }
         self.sync_policy()?;
+        self.recovery_mode()?;
         if !["auto", "human", "json"].contains(&self.log_format.as_str()) {
             return Err(bad("log_format", "must be auto, human or json"));
         }
@@ -209,12 +216,24 @@ impl ServeConfig {
         }
     }
 
+    fn recovery_mode(&self) -> Result<RecoveryMode, ConfigError> {
+        match self.wal_recovery.as_str() {
+            "tolerate-corrupted-tail" => Ok(RecoveryMode::TolerateCorruptedTail),
+            "point-in-time" => Ok(RecoveryMode::PointInTime),
+            "absolute-consistency" => Ok(RecoveryMode::AbsoluteConsistency),
+            other => Err(bad(
+                "wal_recovery",
+                format!("{other:?}: must be tolerate-corrupted-tail, point-in-time or absolute-consistency"),
+            )),
+        }
+    }
+
     /// The engine's configuration.
     pub fn engine(&self) -> Result<EngineConfig, ConfigError> {
         let mut config = EngineConfig::default();
         config.wal = config.wal.sync_policy(self.sync_policy()?);
         config.batch_events_max = self.max_batch;
-        config.wal = config.wal.segment_bytes(self.wal_segment_bytes);
+        config.wal = config.wal.segment_bytes(self.wal_segment_bytes).recovery_mode(self.recovery_mode()?);
         config.validate().map_err(|err| bad("engine", err.to_string()))?;
         config.models.runtime_path = self.model_runtime.clone();
         Ok(config)
@@ -287,5 +306,10 @@ mod tests {
         assert_eq!(toml::from_str::<ServeConfig>(&text).ok(), Some(config));
         assert!(toml::from_str::<ServeConfig>("no_such_key = 1").is_err());
         assert!(ServeConfig { sync: "sometimes".into(), ..ServeConfig::default() }.validate().is_err());
+        let unknown_recovery = ServeConfig { wal_recovery: "best-effort".into(), ..ServeConfig::default() };
+        let refused = unknown_recovery.validate().err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(refused.contains("wal_recovery") && refused.contains("point-in-time"), "{refused}");
+        let point_in_time = ServeConfig { wal_recovery: "point-in-time".into(), ..ServeConfig::default() };
+        assert_eq!(point_in_time.engine().map(|config| config.wal.recovery_mode).ok(), Some(RecoveryMode::PointInTime));
     }
 }

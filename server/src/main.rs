@@ -186,6 +186,12 @@ struct ServeArgs {
     /// Write a snapshot on SIGTERM / SIGINT before exiting (true or false).
     #[arg(long, env = "RECWAL_SNAPSHOT_ON_SHUTDOWN")]
     snapshot_on_shutdown: Option<bool>,
+    /// What a start does about a damaged log: tolerate-corrupted-tail (cut
+    /// only a torn tail; refuse damage to durable records), point-in-time
+    /// (keep the longest valid prefix, drop and report the rest) or
+    /// absolute-consistency (refuse any damage).
+    #[arg(long, env = "RECWAL_WAL_RECOVERY")]
+    wal_recovery: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -244,6 +250,9 @@ impl ServeArgs {
         }
         if let Some(snapshot) = self.snapshot_on_shutdown {
             config.snapshot_on_shutdown = snapshot;
+        }
+        if let Some(recovery) = &self.wal_recovery {
+            config.wal_recovery.clone_from(recovery);
         }
         Ok(config)
     }

@@ -561,7 +561,8 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     "description": "What the start found: `clean` is false when it cut a torn tail or set a snapshot aside.",
                     "properties": {
                         "clean": { "type": "boolean" }, "records_recovered": integer, "bytes_cut": integer, "records_dropped": integer,
-                        "tail_damage": { "type": ["string", "null"] }, "snapshots_skipped": { "type": "array", "items": { "type": "string" } },
+                        "tail_damage": { "type": ["string", "null"] }, "corruption": { "type": ["string", "null"] },
+                        "records_missing": integer, "snapshots_skipped": { "type": "array", "items": { "type": "string" } },
                     },
                 },
             },

@@ -487,6 +487,8 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
             "bytes_cut": report.wal.bytes_cut,
             "records_dropped": report.wal.records_dropped,
             "tail_damage": report.wal.tail_damage.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
+            "corruption": report.wal.corruption.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
+            "records_missing": report.wal.records_missing,
             "snapshots_skipped": report.snapshots_skipped.iter().map(|(path, reason)| format!("{}: {reason}", path.display())).collect::<Vec<_>>(),
             "snapshot_lsn": report.snapshot_lsn,
             "records_replayed": report.records_replayed,

@@ -178,8 +178,8 @@ pub enum WalError {
 /// What an operator can do when recovery refuses damage (named in every
 /// refusal so that nobody has to look it up while the service is down).
 pub(crate) const RECOVERY_OPTIONS: &str = "the log was left as it is; to recover, restore the log directory from a \
-     backup, or open it with recovery_mode = point-in-time to keep the longest valid prefix (the records after the \
-     damage are dropped and reported)";
+     backup, or open it in recovery mode point-in-time (RecoveryMode::PointInTime; `recwal serve --wal-recovery \
+     point-in-time`) to keep the longest valid prefix (the records after the damage are dropped and reported)";
 
 impl WalError {
     /// True for a refusal caused by a full file system or quota (ENOSPC,
