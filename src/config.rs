@@ -212,11 +212,18 @@ impl Default for CheckpointConfig {
 }
 
 impl EngineConfig {
-    /// Checks every rule; the error names the setting.
+    /// Checks every rule; the error names the setting. The rules run in a
+    /// fixed order (the first broken one is reported), grouped by part.
     pub fn validate(&self) -> Result<(), EngineError> {
-        fn bad(field: &'static str, rule: impl Into<String>) -> EngineError {
-            EngineError::InvalidConfig { field, rule: rule.into() }
-        }
+        self.validate_log_and_events()?;
+        self.validate_neighbours_and_walks()?;
+        self.validate_models()?;
+        self.validate_scoring()?;
+        self.validate_checkpoints()
+    }
+
+    /// The log, event weights and ratings, batches, the dedup window.
+    fn validate_log_and_events(&self) -> Result<(), EngineError> {
         self.wal.validate()?;
         let weights = [
             ("weights.view", self.weights.view),
@@ -263,6 +270,11 @@ impl EngineConfig {
         if self.dedup.max_ids == 0 {
             return Err(bad("dedup.max_ids", "must be ≥ 1"));
         }
+        Ok(())
+    }
+
+    /// UserCF's neighbours and ItemRank's walk.
+    fn validate_neighbours_and_walks(&self) -> Result<(), EngineError> {
         if self.usercf.neighbours == 0 {
             return Err(bad("usercf.neighbours", "must be ≥ 1"));
         }
@@ -282,6 +294,11 @@ impl EngineConfig {
         if self.itemrank.scan_items_per_user == 0 {
             return Err(bad("itemrank.scan_items_per_user", "must be ≥ 1"));
         }
+        Ok(())
+    }
+
+    /// Ranking models.
+    fn validate_models(&self) -> Result<(), EngineError> {
         if self.models.sessions == 0 || self.models.sessions > MODEL_SESSIONS_MAX {
             return Err(bad("models.sessions", format!("must be 1–{MODEL_SESSIONS_MAX}")));
         }
@@ -294,6 +311,11 @@ impl EngineConfig {
         if self.models.breaker.failures == 0 {
             return Err(bad("models.breaker.failures", "must be ≥ 1"));
         }
+        Ok(())
+    }
+
+    /// ItemRank's seeds and hops, the blend, popularity.
+    fn validate_scoring(&self) -> Result<(), EngineError> {
         if self.itemrank.seed_items_max == 0 {
             return Err(bad("itemrank.seed_items_max", "must be ≥ 1"));
         }
@@ -313,6 +335,11 @@ impl EngineConfig {
         if self.popularity.half_life.is_some_and(|half_life| half_life.as_millis() == 0) {
             return Err(bad("popularity.half_life", "must be at least 1 ms (or None for plain counts)"));
         }
+        Ok(())
+    }
+
+    /// Automatic checkpoints.
+    fn validate_checkpoints(&self) -> Result<(), EngineError> {
         if self.checkpoint.snapshots_kept == 0 {
             return Err(bad("checkpoint.snapshots_kept", "must be ≥ 1"));
         }
@@ -321,4 +348,8 @@ impl EngineConfig {
         }
         Ok(())
     }
+}
+
+fn bad(field: &'static str, rule: impl Into<String>) -> EngineError {
+    EngineError::InvalidConfig { field, rule: rule.into() }
 }
