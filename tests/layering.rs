@@ -61,7 +61,7 @@ fn the_checker_finds_upward_imports() {
     let layers = layers_listed(
         "## Code map: the engine (`src/`)\n\n\
          - `lib.rs`: facade.\n\
-         - `engine/`: top.\n\
+         - `engine/ingest.rs`: top (any facade file names the facade's layer).\n\
          - `recommend.rs`: reads.\n\
          \x20 **Invariant:** a continuation line, not a bullet.\n\
          - `state.rs`, `state/`: state.\n\
@@ -75,8 +75,8 @@ fn the_checker_finds_upward_imports() {
     let file = |module: &str, text: &str| (module.to_string(), format!("src/{module}.rs"), text.to_string());
     let clean = [
         file("", "use crate::engine::Engine;"),
-        file("engine", "use crate::{recommend, state::State};\nfn f() { crate::limits::N_MAX; }"),
-        file("engine_models", "use crate::engine::Engine;"),
+        file("engine::ingest", "use crate::{recommend, state::State};\nfn f() { crate::limits::N_MAX; }"),
+        file("engine_models", "use crate::engine::ingest::Sequencer;"),
         file("recommend", "use crate::state::catalog::Catalog;\nuse crate::wal::Durability;"),
         file("state", "use crate::config::{self, DedupConfig};"),
         file("state::catalog", "use super::Pair;"),
@@ -170,27 +170,29 @@ fn check(layers: &[Vec<ModulePath>], sources: &[(ModulePath, String, String)]) -
 /// The index (0 = top) of the layer `module` is on: the longest listed path
 /// that is it or contains it.
 fn layer_of(layers: &[Vec<ModulePath>], module: &str) -> Option<usize> {
-    let first = module.split("::").next().unwrap_or_default();
-    let module = if module == ENGINE_FACADE
-        || module.starts_with(&format!("{ENGINE_FACADE}::"))
-        || ENGINE_FACADE_ALIASES.contains(&first)
-    {
-        ENGINE_FACADE
-    } else {
-        module
-    };
+    let module = facade_collapsed(module);
     let mut best: Option<(usize, usize)> = None;
     for (index, layer) in layers.iter().enumerate() {
         for listed in layer {
-            let covers = listed == module || (listed.is_empty() && module.is_empty()) || {
-                !listed.is_empty() && module.starts_with(&format!("{listed}::"))
-            };
+            let listed = facade_collapsed(listed);
+            let covers = listed == module || (!listed.is_empty() && module.starts_with(&format!("{listed}::")));
             if covers && best.is_none_or(|(length, _)| listed.len() > length) {
                 best = Some((listed.len(), index));
             }
         }
     }
     best.map(|(_, index)| index)
+}
+
+/// The engine facade's modules (`engine`, `engine::*`, the aliases) as
+/// `engine`: one layer however the facade is split into files or listed.
+fn facade_collapsed(module: &str) -> &str {
+    let first = module.split("::").next().unwrap_or_default();
+    if first == ENGINE_FACADE || ENGINE_FACADE_ALIASES.contains(&first) {
+        ENGINE_FACADE
+    } else {
+        module
+    }
 }
 
 /// `src/a/b.rs` → `a::b`, `src/a/mod.rs` and `a/` → `a`, `lib.rs` → "".
