@@ -2,13 +2,14 @@
 //! algorithm parameters and automatic checkpoints.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use recwal_wal::{SyncPolicy, WalConfig};
 
 use crate::error::EngineError;
-use crate::model::{BreakerConfig, Clock, ModelDevice};
+use crate::limits::{CUSTOM_KIND_BYTES_MAX, ITEMRANK_ITERATIONS_MAX, MODEL_SESSIONS_MAX, N_MAX, WEIGHT_MAX};
+// `EngineConfig::models`; re-exported so `recwal::ModelConfig` keeps its path.
+pub use crate::model::config::ModelConfig;
 
 /// Everything `Engine::open` needs besides the directory.
 #[derive(Clone, Debug)]
@@ -62,43 +63,6 @@ impl Default for EngineConfig {
             blend: BlendConfig::default(),
             checkpoint: CheckpointConfig::default(),
             models: ModelConfig::default(),
-        }
-    }
-}
-
-/// Ranking models (see docs/MODELS.md).
-#[derive(Clone, Debug)]
-pub struct ModelConfig {
-    /// The ONNX Runtime library. `None`: `$ORT_DYLIB_PATH`, else
-    /// `.onnxruntime/lib/libonnxruntime.so` (where
-    /// `scripts/install-onnxruntime.sh` puts it). Loaded once per process.
-    pub runtime_path: Option<PathBuf>,
-    /// Sessions per loaded version: how many requests it scores at once.
-    pub sessions: usize,
-    /// Candidates the strategy proposes for the model to reorder (at least
-    /// the `n` asked for).
-    pub candidates: usize,
-    /// The newest versions kept; older ones are retired and their files
-    /// deleted, except the active version and those a rollback can reach.
-    pub retention: usize,
-    /// Where inference runs.
-    pub device: ModelDevice,
-    /// The circuit breaker.
-    pub breaker: BreakerConfig,
-    /// The breaker's clock (tests use a manual one).
-    pub clock: Clock,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            runtime_path: None,
-            sessions: 2,
-            candidates: 100,
-            retention: 5,
-            device: ModelDevice::default(),
-            breaker: BreakerConfig::default(),
-            clock: Clock::system(),
         }
     }
 }
@@ -248,11 +212,18 @@ impl Default for CheckpointConfig {
 }
 
 impl EngineConfig {
-    /// Checks every rule; the error names the setting.
+    /// Checks every rule; the error names the setting. The rules run in a
+    /// fixed order (the first broken one is reported), grouped by part.
     pub fn validate(&self) -> Result<(), EngineError> {
-        fn bad(field: &'static str, rule: impl Into<String>) -> EngineError {
-            EngineError::InvalidConfig { field, rule: rule.into() }
-        }
+        self.validate_log_and_events()?;
+        self.validate_neighbours_and_walks()?;
+        self.validate_models()?;
+        self.validate_scoring()?;
+        self.validate_checkpoints()
+    }
+
+    /// The log, event weights and ratings, batches, the dedup window.
+    fn validate_log_and_events(&self) -> Result<(), EngineError> {
         self.wal.validate()?;
         let weights = [
             ("weights.view", self.weights.view),
@@ -260,7 +231,7 @@ impl EngineConfig {
             ("weights.cart", self.weights.cart),
             ("weights.purchase", self.weights.purchase),
         ];
-        let max = crate::event::WEIGHT_MAX;
+        let max = WEIGHT_MAX;
         for (field, weight) in weights {
             if !(weight.is_finite() && (0.0..=max).contains(&weight)) {
                 return Err(bad(field, format!("must be in [0, {max}], got {weight}")));
@@ -270,17 +241,20 @@ impl EngineConfig {
             if !(weight.is_finite() && (0.0..=max).contains(weight)) {
                 return Err(bad("weights.custom", format!("kind {name:?}: must be in [0, {max}], got {weight}")));
             }
-            if name.is_empty() || name.len() > 64 {
-                return Err(bad("weights.custom", format!("kind name {name:?} must be 1–64 bytes")));
+            if name.is_empty() || name.len() > CUSTOM_KIND_BYTES_MAX {
+                return Err(bad(
+                    "weights.custom",
+                    format!("kind name {name:?} must be 1–{CUSTOM_KIND_BYTES_MAX} bytes"),
+                ));
             }
         }
         if !(self.rating_min.is_finite() && self.rating_max.is_finite() && self.rating_min <= self.rating_max) {
             return Err(bad("rating_min/rating_max", "must be finite with rating_min ≤ rating_max"));
         }
-        if self.rating_min < 0.0 || self.rating_max > crate::event::WEIGHT_MAX {
+        if self.rating_min < 0.0 || self.rating_max > WEIGHT_MAX {
             return Err(bad(
                 "rating_min/rating_max",
-                format!("must lie in [0, {}] (ratings are interaction strengths)", crate::event::WEIGHT_MAX),
+                format!("must lie in [0, {}] (ratings are interaction strengths)", WEIGHT_MAX),
             ));
         }
         if self.wal.full_wait != std::time::Duration::ZERO {
@@ -296,6 +270,11 @@ impl EngineConfig {
         if self.dedup.max_ids == 0 {
             return Err(bad("dedup.max_ids", "must be ≥ 1"));
         }
+        Ok(())
+    }
+
+    /// UserCF's neighbours and ItemRank's walk.
+    fn validate_neighbours_and_walks(&self) -> Result<(), EngineError> {
         if self.usercf.neighbours == 0 {
             return Err(bad("usercf.neighbours", "must be ≥ 1"));
         }
@@ -306,8 +285,8 @@ impl EngineConfig {
         if !(alpha.is_finite() && (0.0..1.0).contains(&alpha)) {
             return Err(bad("itemrank.alpha", format!("must be in [0, 1), got {alpha}")));
         }
-        if self.itemrank.iterations == 0 || self.itemrank.iterations > 1000 {
-            return Err(bad("itemrank.iterations", "must be 1–1000"));
+        if self.itemrank.iterations == 0 || self.itemrank.iterations > ITEMRANK_ITERATIONS_MAX {
+            return Err(bad("itemrank.iterations", format!("must be 1–{ITEMRANK_ITERATIONS_MAX}")));
         }
         if self.itemrank.scan_users_per_item == 0 {
             return Err(bad("itemrank.scan_users_per_item", "must be ≥ 1"));
@@ -315,11 +294,16 @@ impl EngineConfig {
         if self.itemrank.scan_items_per_user == 0 {
             return Err(bad("itemrank.scan_items_per_user", "must be ≥ 1"));
         }
-        if self.models.sessions == 0 || self.models.sessions > 64 {
-            return Err(bad("models.sessions", "must be 1–64"));
+        Ok(())
+    }
+
+    /// Ranking models.
+    fn validate_models(&self) -> Result<(), EngineError> {
+        if self.models.sessions == 0 || self.models.sessions > MODEL_SESSIONS_MAX {
+            return Err(bad("models.sessions", format!("must be 1–{MODEL_SESSIONS_MAX}")));
         }
-        if self.models.candidates == 0 || self.models.candidates > crate::recommend::N_MAX {
-            return Err(bad("models.candidates", format!("must be 1–{}", crate::recommend::N_MAX)));
+        if self.models.candidates == 0 || self.models.candidates > N_MAX {
+            return Err(bad("models.candidates", format!("must be 1–{}", N_MAX)));
         }
         if self.models.retention == 0 {
             return Err(bad("models.retention", "must be ≥ 1"));
@@ -327,6 +311,11 @@ impl EngineConfig {
         if self.models.breaker.failures == 0 {
             return Err(bad("models.breaker.failures", "must be ≥ 1"));
         }
+        Ok(())
+    }
+
+    /// ItemRank's seeds and hops, the blend, popularity.
+    fn validate_scoring(&self) -> Result<(), EngineError> {
         if self.itemrank.seed_items_max == 0 {
             return Err(bad("itemrank.seed_items_max", "must be ≥ 1"));
         }
@@ -346,6 +335,11 @@ impl EngineConfig {
         if self.popularity.half_life.is_some_and(|half_life| half_life.as_millis() == 0) {
             return Err(bad("popularity.half_life", "must be at least 1 ms (or None for plain counts)"));
         }
+        Ok(())
+    }
+
+    /// Automatic checkpoints.
+    fn validate_checkpoints(&self) -> Result<(), EngineError> {
         if self.checkpoint.snapshots_kept == 0 {
             return Err(bad("checkpoint.snapshots_kept", "must be ≥ 1"));
         }
@@ -354,4 +348,8 @@ impl EngineConfig {
         }
         Ok(())
     }
+}
+
+fn bad(field: &'static str, rule: impl Into<String>) -> EngineError {
+    EngineError::InvalidConfig { field, rule: rule.into() }
 }

@@ -8,15 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::ids::ID_BYTES_MAX;
+use crate::ids::id_rule;
+// The engine facade validates ids through this path; the rule lives with the ids.
+pub(crate) use crate::ids::validate_id;
+use crate::limits::WEIGHT_MAX;
 use crate::record::{LoggedEvent, LoggedKind};
-
-/// Longest client event id accepted, in bytes.
-pub const EVENT_ID_BYTES_MAX: usize = 256;
-
-/// Largest weight (and rating) accepted. With at most 2³² events per pair,
-/// sums stay far from `f32` overflow, so scores can never become ∞ or NaN.
-pub const WEIGHT_MAX: f32 = 1e6;
 
 /// What the user did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,27 +78,6 @@ impl Event {
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
-}
-
-/// The rule `id` breaks, if any.
-fn id_rule(id: &str) -> Option<String> {
-    if id.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if id.len() > ID_BYTES_MAX {
-        return Some(format!("must be at most {ID_BYTES_MAX} bytes, got {}", id.len()));
-    }
-    if id.chars().any(char::is_control) {
-        return Some("must not contain control characters".into());
-    }
-    None
-}
-
-pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
-    match id_rule(id) {
-        Some(rule) => Err(EngineError::invalid(field, rule)),
-        None => Ok(()),
-    }
 }
 
 /// Checks `event` against the configuration; `prefix` names the event in

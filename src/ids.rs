@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-/// Longest external id accepted, in bytes.
-pub const ID_BYTES_MAX: usize = 256;
+use crate::error::EngineError;
+use crate::limits::ID_BYTES_MAX;
 
 /// Dense internal id of a user or an item: its position in the interner.
 pub type Dense = u32;
@@ -117,6 +117,28 @@ impl Interner {
 /// this is numeric order, so "ties go to the lower id" means what it says.
 pub fn id_order(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// The rule `id` breaks, if any.
+pub(crate) fn id_rule(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if id.len() > ID_BYTES_MAX {
+        return Some(format!("must be at most {ID_BYTES_MAX} bytes, got {}", id.len()));
+    }
+    if id.chars().any(char::is_control) {
+        return Some("must not contain control characters".into());
+    }
+    None
+}
+
+/// Checks an external id (user or item); the error names `field`.
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
+    match id_rule(id) {
+        Some(rule) => Err(EngineError::invalid(field, rule)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::algo::{itemrank, popularity, top_n, usercf};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::ids::Dense;
+use crate::ids::{self, Dense};
 use crate::state::State;
 
-/// Most items one request may ask for.
-pub const N_MAX: usize = 1000;
+use crate::limits::N_MAX;
 /// Reasons given per item.
 const REASONS_PER_ITEM: usize = 3;
 
@@ -196,7 +195,7 @@ pub(crate) fn validate_n(n: usize) -> Result<(), EngineError> {
 /// Checks `n` and the user id.
 pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
     validate_n(request.n)?;
-    crate::event::validate_id("user", &request.user)
+    ids::validate_id("user", &request.user)
 }
 
 /// The `n` most popular items passing `keep`, as answers.

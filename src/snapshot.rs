@@ -14,12 +14,15 @@
 //!        model catalog; absent in version 2, read as empty)
 //! ```
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::EngineError;
-use crate::model::catalog::Catalog;
+// The engine syncs the snapshots directory through this path after it
+// deletes old snapshots; the one definition is in `fsutil`.
+pub(crate) use crate::fsutil::sync_dir;
+use crate::fsutil::write_atomically;
+use crate::state::catalog::Catalog;
 use crate::state::SnapshotBody;
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
@@ -147,38 +150,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
 /// Writes `bytes` as the snapshot at `lsn`, atomically and durably.
 pub(crate) fn write(dir: &Path, lsn: u64, bytes: &[u8]) -> Result<PathBuf, EngineError> {
     write_atomically(dir, &file_name(lsn), bytes)
-}
-
-/// Writes `dir/name` so that a crash leaves either no file or the whole
-/// file: `name.tmp` written and fsynced, renamed, the directory fsynced.
-pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, EngineError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let fail = |what: &str, err: std::io::Error| EngineError::io(format!("{what} {}", tmp.display()), err);
-    let written = File::create(&tmp).map_err(|err| fail("creating", err)).and_then(|mut file| {
-        file.write_all(bytes).map_err(|err| fail("writing", err))?;
-        file.sync_all().map_err(|err| fail("syncing", err))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(|err| fail("renaming", err))
-    });
-    if let Err(err) = written {
-        // A failed write (typically ENOSPC) must not keep the space it took.
-        if let Err(remove) = fs::remove_file(&tmp) {
-            if remove.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %tmp.display(), %remove, "cannot remove a failed snapshot's temp file");
-            }
-        }
-        return Err(err);
-    }
-    sync_dir(dir)?;
-    Ok(path)
-}
-
-/// Makes a rename or unlink in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), EngineError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|err| EngineError::io(format!("syncing directory {}", dir.display()), err))
 }
 
 /// Reads and checks the snapshot at `path`.

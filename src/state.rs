@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::DedupConfig;
 use crate::dedup::{DedupWindow, FirstSeen};
 use crate::ids::{Dense, Interner};
-use crate::model::catalog::Catalog;
 use crate::record::{LogRecord, LoggedKind};
+
+// The model catalogue is part of the state (rebuilt from records 4–6, saved
+// in snapshots); the model code above reads it through `crate::model`.
+pub(crate) mod catalog;
+use catalog::Catalog;
 
 /// One user's interaction with one item.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

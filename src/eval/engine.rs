@@ -5,12 +5,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use recwal_wal::Durability;
+
+use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::eval::{evaluate, EvalSet, Rating, Report};
 use crate::event::Event;
 use crate::recommend::{RecommendRequest, Strategy};
-use crate::{Durability, EngineConfig};
 
 /// Events per `ingest_batch` call while training.
 const TRAIN_BATCH: usize = 1000;

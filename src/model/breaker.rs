@@ -9,100 +9,12 @@
 //! caller with the real monotonic clock: a slow model is slow in real time.)
 
 use std::collections::VecDeque;
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A monotonic time source.
-pub trait ClockSource: Send + Sync {
-    /// Time since an arbitrary fixed origin; never decreases.
-    fn now(&self) -> Duration;
-}
-
-/// A shareable clock handle (the system's monotonic clock by default).
-#[derive(Clone)]
-pub struct Clock(Arc<dyn ClockSource>);
-
-impl Clock {
-    /// The system's monotonic clock.
-    pub fn system() -> Clock {
-        struct System(Instant);
-        impl ClockSource for System {
-            fn now(&self) -> Duration {
-                self.0.elapsed()
-            }
-        }
-        Clock(Arc::new(System(Instant::now())))
-    }
-
-    /// A clock that moves only when told (see `ManualClock::advance`).
-    pub fn manual() -> (Clock, ManualClock) {
-        let manual = ManualClock(Arc::new(AtomicU64::new(0)));
-        (Clock(Arc::new(manual.clone())), manual)
-    }
-
-    /// Now, by this clock.
-    pub fn now(&self) -> Duration {
-        self.0.now()
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::system()
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Clock({:?})", self.now())
-    }
-}
-
-/// The hand of a manual clock: tests advance it.
-#[derive(Clone, Debug)]
-pub struct ManualClock(Arc<AtomicU64>);
-
-impl ManualClock {
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::SeqCst);
-    }
-}
-
-impl ClockSource for ManualClock {
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::SeqCst))
-    }
-}
-
-/// When the breaker opens and for how long.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Failures within `window` that open the breaker.
-    pub failures: u32,
-    /// See `failures`.
-    pub window: Duration,
-    /// How long it stays open before a probe is let through.
-    pub open_for: Duration,
-    /// An inference slower than this counts as a failure (its answer is
-    /// still used).
-    pub latency_budget: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            failures: 5,
-            window: Duration::from_secs(10),
-            open_for: Duration::from_secs(5),
-            latency_budget: Duration::from_millis(50),
-        }
-    }
-}
+use crate::model::config::{BreakerConfig, Clock};
 
 /// The breaker's state, for status and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +181,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::config::ManualClock;
 
     fn breaker() -> (Breaker, ManualClock) {
         let (clock, hand) = Clock::manual();

@@ -17,33 +17,10 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 use tracing::warn;
 
-use crate::config::ModelConfig;
 use crate::model::breaker::Breaker;
+use crate::model::config::{ModelConfig, ModelDevice};
 use crate::model::runtime::Runtime;
 use crate::model::schema::{self, Signature, FEATURES, INPUT_NAME, OUTPUT_NAME};
-
-/// Where inference runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelDevice {
-    /// The CPU.
-    Cpu,
-    /// A CUDA GPU (with the `cuda` feature and the GPU runtime); falls back
-    /// to the CPU, with one warning, when none is usable.
-    Cuda {
-        /// The GPU's index.
-        device_id: i32,
-    },
-}
-
-impl Default for ModelDevice {
-    fn default() -> Self {
-        if cfg!(feature = "cuda") {
-            ModelDevice::Cuda { device_id: 0 }
-        } else {
-            ModelDevice::Cpu
-        }
-    }
-}
 
 /// Versions loaded now (active, being validated, or still serving a request
 /// that started before a swap).

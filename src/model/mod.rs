@@ -5,15 +5,21 @@
 //! - `features`: builds a request's feature matrix from the state.
 //! - `runtime`: the ONNX Runtime library, loaded once per process.
 //! - `loaded`: a version loaded into a pool of sessions, warmed up.
-//! - `breaker`: the per-model circuit breaker and its clock.
-//! - `catalog`: versions and activations, as the log recorded them.
+//! - `config`: `ModelConfig` with the device, the breaker's settings and
+//!   its clock; imports nothing from the engine (`config.rs` holds one).
+//! - `breaker`: the per-model circuit breaker.
+//! - `catalog` (in `state/catalog.rs`, re-exported here): versions and
+//!   activations, as the log recorded them; part of the state.
 //! - `store`: the model files in the data directory.
 //!
 //! The engine (`engine.rs`) ties them together: `add_model`, `activate_model`,
 //! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
 
 pub(crate) mod breaker;
-pub(crate) mod catalog;
+// The catalogue lives with the state (it is part of it); this path stays for
+// the model code and the engine.
+pub(crate) use crate::state::catalog;
+pub(crate) mod config;
 pub(crate) mod features;
 pub(crate) mod loaded;
 pub(crate) mod ranker;
@@ -21,9 +27,9 @@ pub(crate) mod runtime;
 pub mod schema;
 pub(crate) mod store;
 
-pub use breaker::{BreakerConfig, BreakerCounts, BreakerState, Clock, ClockSource, ManualClock};
+pub use breaker::{BreakerCounts, BreakerState};
 pub use catalog::{Activation, ModelEntry};
-pub use loaded::ModelDevice;
+pub use config::{BreakerConfig, Clock, ClockSource, ManualClock, ModelConfig, ModelDevice};
 pub use runtime::{RUNTIME_DEFAULT_PATH, RUNTIME_PATH_ENV};
 
 use serde::{Deserialize, Serialize};

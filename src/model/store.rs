@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::error::EngineError;
-use crate::snapshot::{sync_dir, write_atomically};
+use crate::fsutil::{sync_dir, write_atomically};
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

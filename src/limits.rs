@@ -1,0 +1,34 @@
+//! Limits and constants that several layers share: the sizes of ids, the
+//! range of weights, the most items one answer may hold. A leaf: it imports
+//! nothing, so the configuration, the write side and the read side can all
+//! check against the same numbers without importing one another.
+//!
+//! A limit used by one module only stays in that module.
+
+/// Longest external id (user, item) accepted, in bytes.
+pub const ID_BYTES_MAX: usize = 256;
+
+/// Longest client event id accepted, in bytes.
+pub const EVENT_ID_BYTES_MAX: usize = 256;
+
+/// Largest weight (and rating) accepted. With at most 2³² events per pair,
+/// sums stay far from `f32` overflow, so scores can never become ∞ or NaN.
+pub const WEIGHT_MAX: f32 = 1e6;
+
+/// Most items one request may ask for.
+pub const N_MAX: usize = 1000;
+
+/// Longest name of a custom event kind (`KindWeights::custom`), in bytes.
+pub(crate) const CUSTOM_KIND_BYTES_MAX: usize = 64;
+
+/// Most sessions one loaded model version may hold (`ModelConfig::sessions`).
+pub(crate) const MODEL_SESSIONS_MAX: usize = 64;
+
+/// Most iterations of exact ItemRank (`ItemRankConfig::iterations`).
+pub(crate) const ITEMRANK_ITERATIONS_MAX: u32 = 1000;
+
+// The id limits bound the interner's keys and the log's record sizes; the
+// event id limit is the one the dedup window stores.
+const _: () = assert!(ID_BYTES_MAX > 0 && ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(EVENT_ID_BYTES_MAX > 0 && EVENT_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(N_MAX > 0);
