@@ -349,3 +349,46 @@ impl Shared {
         self.sequencer.lock().map_err(|_| self.poison("a writer panicked"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use recwal_wal::{SyncPolicy, Wal, WalConfig};
+
+    use super::*;
+
+    /// The queue hands records to the applier in LSN order, stops at the
+    /// first that asked for durability and is not durable yet, and keeps an
+    /// event id in flight until the applier hands it over.
+    #[test]
+    fn the_queue_is_released_in_lsn_order_up_to_the_first_undurable_record() -> Result<(), EngineError> {
+        let dir = tempfile::tempdir().map_err(|err| EngineError::io("tempdir", err))?;
+        let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never);
+        let wal = Wal::open(dir.path(), config)?;
+        let mut sequencer = Sequencer::default();
+        for (id, durability) in [("a", Durability::Never), ("b", Durability::Batch), ("c", Durability::Never)] {
+            let ticket = wal.append_with(1, id.as_bytes(), durability)?;
+            let lsn = ticket.lsn();
+            let pending = Pending { lsn, kind: 1, payload: Vec::new(), event_ids: vec![id.into()], durability, ticket };
+            sequencer.push(pending);
+        }
+        let lsns = |due: &[Pending]| due.iter().map(|pending| pending.lsn).collect::<Vec<_>>();
+        assert_eq!(sequencer.oldest_lsn(), Some(1));
+        // Nothing durable: record 1 (`Never`) is due; record 2 (`Batch`)
+        // must wait, and so must record 3 behind it.
+        let due = sequencer.take_due(3, 0);
+        assert_eq!(lsns(&due), [1]);
+        assert_eq!(sequencer.undurable_through(3, 0).map(|ticket| ticket.lsn()), Some(2));
+        assert!(sequencer.in_flight.contains_key("a"));
+        sequencer.release_in_flight(&due);
+        assert!(!sequencer.in_flight.contains_key("a"));
+        assert!(sequencer.in_flight.contains_key("b"));
+        // Record 2 durable: the rest is due, in order.
+        assert_eq!(sequencer.undurable_through(3, 2).map(|ticket| ticket.lsn()), None);
+        let due = sequencer.take_due(3, 2);
+        assert_eq!(lsns(&due), [2, 3]);
+        sequencer.release_in_flight(&due);
+        assert!(sequencer.in_flight.is_empty());
+        assert_eq!(sequencer.oldest_lsn(), None);
+        Ok(())
+    }
+}
