@@ -9,7 +9,7 @@
 //! - `catalog`: versions and activations, as the log recorded them.
 //! - `store`: the model files in the data directory.
 //!
-//! The engine (`engine.rs`) ties them together: `add_model`, `activate_model`,
+//! The engine (`engine/models.rs`, `engine/read.rs`) ties them together: `add_model`, `activate_model`,
 //! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
 
 pub(crate) mod breaker;
