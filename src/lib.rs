@@ -18,7 +18,6 @@ mod config;
 mod dedup;
 mod disk;
 mod engine;
-mod engine_models;
 mod error;
 pub mod eval;
 mod event;
@@ -41,8 +40,8 @@ pub use config::{
 };
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
+pub use engine::MODEL_BYTES_MAX;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
-pub use engine_models::MODEL_BYTES_MAX;
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{EVENT_ID_BYTES_MAX, ID_BYTES_MAX, N_MAX, WEIGHT_MAX};

@@ -48,10 +48,16 @@ fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D
 /// them; configured custom kinds (`EngineConfig::weights.custom`) come on top.
 pub const BUILT_IN_KINDS: [&str; 5] = ["view", "click", "cart", "purchase", "rating"];
 
+/// One of each built-in kind, in `BUILT_IN_KINDS`' order (a rating's value
+/// is set when parsed). Parsing goes through this table, so a kind listed
+/// here cannot fall through to `Custom`.
+const BUILT_IN: [EventKind; 5] =
+    [EventKind::View, EventKind::Click, EventKind::Cart, EventKind::Purchase, EventKind::Rating(0.0)];
+
 /// The API name of a built-in kind (`None` for custom ones). Exhaustive on
-/// purpose: a new `EventKind` does not compile until it is named here, and a
-/// test checks every name here is in `BUILT_IN_KINDS` and parses back.
-#[cfg(test)]
+/// purpose: a new `EventKind` does not compile until it is named here; list
+/// it in `BUILT_IN` and `BUILT_IN_KINDS` at the same time (a test enumerates
+/// every variant of `EventKind` and fails on one missing there).
 fn built_in_kind_name(kind: &EventKind) -> Option<&'static str> {
     match kind {
         EventKind::View => Some("view"),
@@ -61,6 +67,11 @@ fn built_in_kind_name(kind: &EventKind) -> Option<&'static str> {
         EventKind::Rating(_) => Some("rating"),
         EventKind::Custom(_) => None,
     }
+}
+
+/// The built-in kind called `name`, if one is.
+fn built_in_kind(name: &str) -> Option<EventKind> {
+    BUILT_IN.into_iter().find(|kind| built_in_kind_name(kind) == Some(name))
 }
 
 /// Every kind `config` accepts: the built-in ones, then the custom ones.
@@ -82,25 +93,24 @@ impl ApiEvent {
     /// The engine's event; `config` gives the rating range (the engine checks
     /// everything else, and these ranges again).
     pub fn into_event(self, field: &str, config: &EngineConfig) -> Result<Event, Problem> {
-        let kind = match (self.kind.as_str(), self.value) {
-            ("rating", Some(value)) => EventKind::Rating(bounded(
+        let kind = match (built_in_kind(&self.kind), self.value) {
+            (Some(EventKind::Rating(_)), Some(value)) => EventKind::Rating(bounded(
                 field,
                 "value",
                 value,
                 f64::from(config.rating_min),
                 f64::from(config.rating_max),
             )?),
-            ("rating", None) => {
+            (Some(EventKind::Rating(_)), None) => {
                 return Err(Problem::bad_request(format!("invalid {field}.value: required for kind \"rating\"")))
             }
             (_, Some(_)) => {
                 return Err(Problem::bad_request(format!("invalid {field}.value: only kind \"rating\" takes a value")))
             }
-            ("view", None) => EventKind::View,
-            ("click", None) => EventKind::Click,
-            ("cart", None) => EventKind::Cart,
-            ("purchase", None) => EventKind::Purchase,
-            (other, None) => EventKind::Custom(other.to_string()),
+            (Some(kind), None) => kind,
+            // Not a built-in name: a custom kind (the engine refuses one
+            // that is not configured).
+            (None, None) => EventKind::Custom(self.kind),
         };
         let weight = match self.weight {
             Some(weight) => Some(bounded(field, "weight", weight, 0.0, f64::from(WEIGHT_MAX))?),
@@ -235,12 +245,47 @@ mod tests {
             let parsed = event(name, value, None).into_event("event", &config).map(|event| event.kind);
             assert_eq!(parsed.as_ref().ok().and_then(built_in_kind_name), Some(name), "{name}");
         }
-        for kind in [EventKind::View, EventKind::Click, EventKind::Cart, EventKind::Purchase, EventKind::Rating(1.0)] {
+        for kind in BUILT_IN {
             assert!(built_in_kind_name(&kind).is_some_and(|name| BUILT_IN_KINDS.contains(&name)), "{kind:?}");
         }
+        assert_eq!(BUILT_IN.map(|kind| built_in_kind_name(&kind)), BUILT_IN_KINDS.map(Some));
         let mut custom = EngineConfig::default();
         custom.weights.custom.insert("share".into(), 3.0);
         assert_eq!(kinds(&custom).last().map(String::as_str), Some("share"));
+    }
+
+    /// Every variant of `enum_name`, found by decoding each variant index
+    /// (postcard encodes a variant as its index, then its fields; zero bytes
+    /// are a valid value of every field used here: 0.0 or an empty string).
+    fn every_variant<T: serde::de::DeserializeOwned>() -> Vec<T> {
+        (0u8..64).filter_map(|index| postcard::from_bytes::<T>(&[index, 0, 0, 0, 0, 0, 0, 0, 0]).ok()).collect()
+    }
+
+    #[test]
+    fn every_event_kind_is_handled_no_built_in_falls_back_to_custom() {
+        let config = EngineConfig::default();
+        let variants = every_variant::<EventKind>();
+        assert_eq!(variants.len(), BUILT_IN.len() + 1, "{variants:?}: list a new kind in BUILT_IN");
+        for kind in variants {
+            let Some(name) = built_in_kind_name(&kind) else {
+                assert!(matches!(kind, EventKind::Custom(_)), "{kind:?}");
+                continue;
+            };
+            assert!(BUILT_IN_KINDS.contains(&name), "{name} is missing from BUILT_IN_KINDS");
+            let value = matches!(kind, EventKind::Rating(_)).then_some(1.0);
+            let parsed = event(name, value, None).into_event("event", &config).map(|event| event.kind);
+            assert_eq!(parsed.as_ref().ok().map(std::mem::discriminant), Some(std::mem::discriminant(&kind)), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_strategy_is_offered_and_parses_back() {
+        let variants = every_variant::<Strategy>();
+        assert_eq!(variants.len(), Strategy::ALL.len(), "{variants:?}: list a new strategy in Strategy::ALL");
+        for variant in variants {
+            assert!(Strategy::ALL.contains(&variant), "{variant:?}");
+            assert_eq!(strategy(Some(variant.name())).ok(), Some(variant));
+        }
     }
 
     #[test]

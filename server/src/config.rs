@@ -73,7 +73,8 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8089".into(),
             data_dir: PathBuf::from("./recwal-data"),
             token: None,
-            sync: "batch".into(),
+            // The log's own default, by name.
+            sync: sync_policy_name(recwal::wal::WalConfig::default().sync_policy).into(),
             body_limit_bytes: 1 << 20,
             model_limit_bytes: 256 << 20,
             request_timeout_ms: 10_000,
@@ -146,6 +147,29 @@ fn bad(field: &'static str, rule: impl Into<String>) -> ConfigError {
     ConfigError { field, rule: rule.into() }
 }
 
+/// Every sync policy the server offers, in the order its help lists them
+/// (`batch` with the log's default parameters).
+const SYNC_POLICIES: [SyncPolicy; 3] = [SyncPolicy::Always, SyncPolicy::batch_default(), SyncPolicy::Never];
+
+/// The name `sync` gives `policy`. Exhaustive on purpose: a new policy does
+/// not compile until it is named here; list it in `SYNC_POLICIES` above at
+/// the same time (`sync_policies_round_trip` checks the two agree).
+fn sync_policy_name(policy: SyncPolicy) -> &'static str {
+    match policy {
+        SyncPolicy::Always => "always",
+        SyncPolicy::Batch { .. } => "batch",
+        SyncPolicy::Never => "never",
+    }
+}
+
+/// Parses a sync policy name into the log's enum.
+pub fn parse_sync_policy(name: &str) -> Result<SyncPolicy, ConfigError> {
+    SYNC_POLICIES.into_iter().find(|policy| sync_policy_name(*policy) == name).ok_or_else(|| {
+        let names: Vec<&str> = SYNC_POLICIES.into_iter().map(sync_policy_name).collect();
+        bad("sync", format!("{name:?}: must be one of {}", names.join(", ")))
+    })
+}
+
 impl ServeConfig {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<ServeConfig, ConfigError> {
@@ -207,13 +231,10 @@ impl ServeConfig {
         Ok(addr)
     }
 
-    fn sync_policy(&self) -> Result<SyncPolicy, ConfigError> {
-        match self.sync.as_str() {
-            "always" => Ok(SyncPolicy::Always),
-            "batch" => Ok(SyncPolicy::batch_default()),
-            "never" => Ok(SyncPolicy::Never),
-            other => Err(bad("sync", format!("{other:?}: must be always, batch or never"))),
-        }
+    /// The log's sync policy `sync` names; an unknown name is refused with
+    /// the list of valid ones.
+    pub fn sync_policy(&self) -> Result<SyncPolicy, ConfigError> {
+        parse_sync_policy(&self.sync)
     }
 
     fn recovery_mode(&self) -> Result<RecoveryMode, ConfigError> {
@@ -311,5 +332,20 @@ mod tests {
         assert!(refused.contains("wal_recovery") && refused.contains("point-in-time"), "{refused}");
         let point_in_time = ServeConfig { wal_recovery: "point-in-time".into(), ..ServeConfig::default() };
         assert_eq!(point_in_time.engine().map(|config| config.wal.recovery_mode).ok(), Some(RecoveryMode::PointInTime));
+    }
+
+    #[test]
+    fn sync_policies_round_trip() {
+        for policy in SYNC_POLICIES {
+            assert_eq!(parse_sync_policy(sync_policy_name(policy)).ok(), Some(policy));
+        }
+        assert_eq!(sync_policy_name(ServeConfig::default().sync_policy().unwrap_or(SyncPolicy::Never)), "batch");
+    }
+
+    #[test]
+    fn an_unknown_sync_policy_is_refused_with_the_valid_names() {
+        let config = ServeConfig { sync: "sometimes".into(), ..ServeConfig::default() };
+        let err = config.validate().err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(err.contains("\"sometimes\": must be one of always, batch, never"), "{err}");
     }
 }

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use recwal::Durability;
 use tracing::{error, info, warn};
 
 use crate::config::ServeConfig;
@@ -302,11 +301,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
     config.engine().map_err(|err| err.to_string())?;
     datadir::existing_or_new(&config.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
     init_logging(&config.log_format);
-    let durability = match config.sync.as_str() {
-        "always" => Durability::Always,
-        "never" => Durability::Never,
-        _ => Durability::Batch,
-    };
+    let durability = config.sync_policy().map_err(|err| err.to_string())?.default_durability();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

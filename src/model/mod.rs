@@ -12,7 +12,7 @@
 //!   activations, as the log recorded them; part of the state.
 //! - `store`: the model files in the data directory.
 //!
-//! The engine (`engine.rs`) ties them together: `add_model`, `activate_model`,
+//! The engine (`engine/models.rs`, `engine/read.rs`) ties them together: `add_model`, `activate_model`,
 //! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
 
 pub(crate) mod breaker;

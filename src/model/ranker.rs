@@ -2,7 +2,7 @@
 //! ranking of one request's candidates.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 use tracing::warn;
@@ -15,15 +15,18 @@ use crate::model::loaded::{self, LoadedModel, ScoreError};
 use crate::model::{runtime, store, ModelStatus};
 use crate::recommend::{Ranking, Recommendations};
 
+/// Owns the model files, the loaded versions and which one serves. The
+/// registry (`engine/models.rs`) asks it for operations; its fields stay
+/// private.
 pub(crate) struct Ranker {
-    pub dir: PathBuf,
-    pub config: ModelConfig,
+    dir: PathBuf,
+    config: ModelConfig,
     /// The version answers are ranked with.
-    pub serving: ArcSwapOption<LoadedModel>,
+    serving: ArcSwapOption<LoadedModel>,
     /// Why the active version (per the log) is not serving.
-    pub fault: Mutex<Option<String>>,
+    fault: Mutex<Option<String>>,
     /// Serialises add / activate / rollback / retire.
-    pub admin: Mutex<()>,
+    admin: Mutex<()>,
     /// Versions swapped out, held until their last request ends and freed
     /// by `reap` (on the checkpoint thread), so no request ever pays for
     /// tearing down a version's sessions.
@@ -51,6 +54,39 @@ impl Ranker {
         })
     }
 
+    /// Serialises the registry's operations (add / activate / rollback /
+    /// retire): held for the whole operation.
+    pub fn lock_admin(&self) -> Result<MutexGuard<'_, ()>, EngineError> {
+        self.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))
+    }
+
+    /// Checks that `bytes` load as version `version` and score the warm-up
+    /// batch (with one session; the version's own pool loads on activation).
+    pub fn check(&self, bytes: &[u8], version: u32) -> Result<(), EngineError> {
+        let runtime = runtime::get(self.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
+        self.load_bytes(runtime, bytes, version, 1).map(drop)
+    }
+
+    /// Stores version `version`'s file in the models directory.
+    pub fn store(&self, version: u32, bytes: &[u8]) -> Result<(), EngineError> {
+        store::write(&self.dir, version, bytes).map(drop)
+    }
+
+    /// Deletes a retired version's file.
+    pub fn remove(&self, version: u32) -> Result<(), EngineError> {
+        store::remove(&self.dir, version)
+    }
+
+    /// Versions kept before the oldest are retired.
+    pub fn retention(&self) -> usize {
+        self.config.retention
+    }
+
+    /// Whether `version` is the one answering now.
+    pub fn is_serving(&self, version: u32) -> bool {
+        self.serving.load().as_ref().is_some_and(|model| model.version == version)
+    }
+
     /// Loads, checks and warms up `entry`'s file (hash verified first).
     pub fn load(&self, entry: &ModelEntry) -> Result<LoadedModel, EngineError> {
         let runtime = runtime::get(self.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
@@ -58,7 +94,7 @@ impl Ranker {
         self.load_bytes(runtime, &bytes, entry.version, self.config.sessions)
     }
 
-    pub fn load_bytes(
+    fn load_bytes(
         &self,
         runtime: &runtime::Runtime,
         bytes: &[u8],

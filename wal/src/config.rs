@@ -63,6 +63,23 @@ impl SyncPolicy {
     pub const fn batch_default() -> Self {
         SyncPolicy::Batch { max_delay: BATCH_DELAY_DEFAULT, max_bytes: BATCH_BYTES_DEFAULT }
     }
+
+    /// The per-append durability that matches this policy: what an append
+    /// that names none gets. The one place the mapping is written.
+    ///
+    /// ```
+    /// use recwal_wal::{Durability, SyncPolicy};
+    /// assert_eq!(SyncPolicy::Always.default_durability(), Durability::Always);
+    /// assert_eq!(SyncPolicy::batch_default().default_durability(), Durability::Batch);
+    /// assert_eq!(SyncPolicy::Never.default_durability(), Durability::Never);
+    /// ```
+    pub const fn default_durability(self) -> Durability {
+        match self {
+            SyncPolicy::Always => Durability::Always,
+            SyncPolicy::Batch { .. } => Durability::Batch,
+            SyncPolicy::Never => Durability::Never,
+        }
+    }
 }
 
 /// Per-append override of the log's policy. `Batch` uses the log's batch
@@ -340,11 +357,7 @@ impl WalConfig {
     }
 
     pub(crate) fn default_durability(&self) -> Durability {
-        match self.sync_policy {
-            SyncPolicy::Always => Durability::Always,
-            SyncPolicy::Batch { .. } => Durability::Batch,
-            SyncPolicy::Never => Durability::Never,
-        }
+        self.sync_policy.default_durability()
     }
 }
 

@@ -1,4 +1,5 @@
-//! The model registry on `Engine`: add, activate, roll back, list. Every
+//! The model registry on `Engine`: add, activate, roll back, list. It asks
+//! the ranker (`model/ranker.rs`) for operations; it never touches its fields. Every
 //! change is a log record (kinds 4–6) made durable before it takes effect,
 //! so the active version after a restart is the one last acknowledged.
 
@@ -7,10 +8,10 @@ use std::path::Path;
 use recwal_wal::Durability;
 use tracing::{info, warn};
 
-use crate::engine::Engine;
+use super::Engine;
 use crate::error::EngineError;
 use crate::model::catalog::ModelEntry;
-use crate::model::{runtime, store, ModelInfo, ModelStatus};
+use crate::model::{store, ModelInfo, ModelStatus};
 use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1};
 
 /// Largest model file accepted.
@@ -36,7 +37,7 @@ impl Engine {
             ));
         }
         let ranker = &self.shared.ranker;
-        let _admin = ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        let _admin = ranker.lock_admin()?;
         let sha256 = store::sha256(bytes);
         let (existing, version) = {
             let state = self.shared.read_state();
@@ -46,10 +47,8 @@ impl Engine {
             return Ok(self.info(&entry));
         }
         let version = version.ok_or_else(|| EngineError::invalid("model", "no version numbers left"))?;
-        let runtime = runtime::get(ranker.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
-        // Checked with one session; the version's own pool loads on activation.
-        ranker.load_bytes(runtime, bytes, version, 1)?;
-        store::write(&ranker.dir, version, bytes)?;
+        ranker.check(bytes, version)?;
+        ranker.store(version, bytes)?;
         // If the record fails to log, the file stays: it may still have
         // reached the log (a failed sync after the write), and if not, the
         // next add of this version number overwrites it and the next start
@@ -66,15 +65,13 @@ impl Engine {
     /// waits until the record is durable, then swaps it in atomically.
     /// Requests already scoring finish on the previous version.
     pub fn activate_model(&self, version: u32) -> Result<ModelInfo, EngineError> {
-        let _admin =
-            self.shared.ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        let _admin = self.shared.ranker.lock_admin()?;
         self.activate(version, false)
     }
 
     /// Re-activates the version that was active before the current one.
     pub fn rollback_model(&self) -> Result<ModelInfo, EngineError> {
-        let _admin =
-            self.shared.ranker.admin.lock().map_err(|_| EngineError::Poisoned("a model operation panicked".into()))?;
+        let _admin = self.shared.ranker.lock_admin()?;
         let previous = self.shared.read_state().models.previous();
         let previous = previous.ok_or_else(|| EngineError::invalid("model", "no previous version to roll back to"))?;
         self.activate(previous, true)
@@ -106,8 +103,7 @@ impl Engine {
             return Err(EngineError::UnknownModel(version));
         }
         let ranker = &self.shared.ranker;
-        let already = self.shared.read_state().models.active() == Some(version)
-            && ranker.serving.load().as_ref().is_some_and(|model| model.version == version);
+        let already = self.shared.read_state().models.active() == Some(version) && ranker.is_serving(version);
         if already && !rollback {
             return Ok(self.info(&entry));
         }
@@ -127,13 +123,11 @@ impl Engine {
     /// call's error.
     fn retire_old(&self) {
         let ranker = &self.shared.ranker;
-        let retire = self.shared.read_state().models.to_retire(ranker.config.retention);
+        let retire = self.shared.read_state().models.to_retire(ranker.retention());
         for version in retire {
             let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
-            let retired = self
-                .shared
-                .log_and_apply(&record, Vec::new(), Durability::Always)
-                .and_then(|_| store::remove(&ranker.dir, version));
+            let retired =
+                self.shared.log_and_apply(&record, Vec::new(), Durability::Always).and_then(|_| ranker.remove(version));
             match retired {
                 Ok(()) => info!(version, "model retired"),
                 Err(err) => {

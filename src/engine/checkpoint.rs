@@ -1,0 +1,229 @@
+//! Checkpoints (snapshot, then release of the log behind the oldest kept
+//! snapshot) and the background thread, whose jobs run every `POLL`:
+//! apply orphaned records, free swapped-out model versions, probe a full
+//! disk, and checkpoint when due.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use recwal_wal::WalMetrics;
+use tracing::{info, warn};
+
+use super::{CheckpointInfo, Shared};
+use crate::disk::{self, Backoff};
+use crate::error::EngineError;
+use crate::snapshot;
+
+/// Where the last checkpoint left the log, to tell when the next is due.
+struct CheckpointMark {
+    lsn: u64,
+    records: u64,
+    bytes: u64,
+    at: Instant,
+}
+
+impl CheckpointMark {
+    fn new(lsn: u64, metrics: &WalMetrics) -> CheckpointMark {
+        CheckpointMark { lsn, records: metrics.records_appended, bytes: metrics.bytes_appended, at: Instant::now() }
+    }
+}
+
+/// The checkpoint protocol's state: one checkpoint at a time (`mark`), the
+/// newest snapshot's LSN for readers that must not wait for one, and the
+/// automatic checkpoint's backoff after failures.
+pub(super) struct Checkpoints {
+    snapshots_dir: PathBuf,
+    /// Serialises checkpoints.
+    mark: Mutex<CheckpointMark>,
+    /// LSN of the newest snapshot, readable without waiting for a checkpoint.
+    snapshot_lsn: AtomicU64,
+    /// When the automatic checkpoint may try again after failures.
+    backoff: Mutex<Backoff>,
+}
+
+impl Checkpoints {
+    /// After start-up from the snapshot at `snapshot_lsn` (0: none).
+    pub(super) fn new(snapshots_dir: PathBuf, snapshot_lsn: u64, metrics: &WalMetrics) -> Checkpoints {
+        Checkpoints {
+            snapshots_dir,
+            mark: Mutex::new(CheckpointMark::new(snapshot_lsn, metrics)),
+            snapshot_lsn: AtomicU64::new(snapshot_lsn),
+            backoff: Mutex::new(Backoff::new()),
+        }
+    }
+
+    /// LSN of the newest snapshot written or loaded (0: none); never waits
+    /// for a checkpoint in progress.
+    pub(super) fn snapshot_lsn(&self) -> u64 {
+        self.snapshot_lsn.load(Ordering::Acquire)
+    }
+
+    /// Automatic checkpoints that failed.
+    pub(super) fn failures(&self) -> u64 {
+        self.lock_backoff().failed_total.load(Ordering::Relaxed)
+    }
+
+    fn lock_backoff(&self) -> MutexGuard<'_, Backoff> {
+        // Plain data: a panic elsewhere leaves it consistent.
+        self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Shared {
+    /// Writes a snapshot of the state (unless the newest already covers it)
+    /// and releases the log behind the oldest kept snapshot.
+    pub(super) fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        let checkpoints = &self.checkpoints;
+        let mut mark = checkpoints.mark.lock().map_err(|_| self.poison("a checkpoint panicked"))?;
+        let metrics = self.wal.metrics();
+        let (lsn, bytes) = {
+            // A panic while applying may have left a batch half applied:
+            // never snapshot that.
+            let state = self.state.read().map_err(|_| self.poison("a writer panicked while applying"))?;
+            if state.applied_lsn == mark.lsn {
+                return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
+            }
+            (state.applied_lsn, snapshot::encode(state.applied_lsn, &state.snapshot_view(), &state.models)?)
+        };
+        assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");
+        // Everything the snapshot holds must be durable in the log first:
+        // otherwise a crash could lose records the snapshot already shows
+        // and their LSNs would be handed out again.
+        self.wal.sync().map_err(|err| self.wal_failed(err))?;
+        assert!(self.wal.lsn_durable() >= lsn);
+        let path = self.write_snapshot(lsn, &bytes)?;
+        let oldest = self.remove_old_snapshots(lsn)?;
+        let segments_released = self.wal.checkpoint(oldest).map_err(|err| self.wal_failed(err))?;
+        // Everything up to `lsn` is durable (synced above): record it, so that
+        // a log later found to end before it is refused as damaged.
+        if let Err(err) = self.wal.record_floor() {
+            warn!(%err, "could not record the log's durable end in its manifest");
+        }
+        checkpoints.snapshot_lsn.store(lsn, Ordering::Release);
+        *mark = CheckpointMark::new(lsn, &metrics);
+        info!(lsn, bytes = bytes.len(), segments_released, "checkpoint written");
+        Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })
+    }
+
+    /// Writes the snapshot file; a full disk is reported as a disk-full
+    /// condition (cleared by the probe once the snapshot fits).
+    fn write_snapshot(&self, lsn: u64, bytes: &[u8]) -> Result<PathBuf, EngineError> {
+        let snapshots_dir = &self.checkpoints.snapshots_dir;
+        let path = match snapshot::write(snapshots_dir, lsn, bytes) {
+            Ok(path) => path,
+            Err(EngineError::Io { context, source }) if recwal_wal::is_out_of_space(&source) => {
+                let path = snapshots_dir.join(snapshot::file_name(lsn));
+                let detail = format!("{context}: {source}");
+                self.disk.set(disk::Cause::Snapshot, path.clone(), detail.clone(), bytes.len() as u64, 0);
+                return Err(EngineError::DiskFull { path, detail });
+            }
+            Err(err) => return Err(err),
+        };
+        self.disk.clear(disk::Cause::Snapshot, "a snapshot was written");
+        self.checkpoints.lock_backoff().succeeded();
+        Ok(path)
+    }
+
+    /// Keeps the newest `snapshots_kept` snapshots; returns the LSN the log
+    /// must still hold from: the oldest kept one's, so a damaged newest
+    /// snapshot can still fall back to it.
+    fn remove_old_snapshots(&self, lsn: u64) -> Result<u64, EngineError> {
+        let snapshots_dir = &self.checkpoints.snapshots_dir;
+        let kept = snapshot::list(snapshots_dir)?;
+        let keep = self.config.checkpoint.snapshots_kept;
+        for (_, old) in kept.iter().skip(keep) {
+            if let Err(err) = std::fs::remove_file(old) {
+                warn!(path = %old.display(), %err, "cannot remove an old snapshot");
+            }
+        }
+        snapshot::sync_dir(snapshots_dir)?;
+        Ok(kept.iter().take(keep).map(|(lsn, _)| *lsn).min().unwrap_or(lsn))
+    }
+
+    /// Clears a disk-full condition whose space is back, without a write
+    /// (a node that is not ready gets none): the log's once a segment fits
+    /// (or one was started), a snapshot's once it fits. One of the
+    /// checkpoint thread's jobs.
+    fn probe_disk(&self) {
+        if let Some((needed, started_at_refusal, _)) = self.disk.waiting(disk::Cause::Log) {
+            let metrics = self.wal.metrics();
+            if metrics.segments_created + metrics.segments_recycled > started_at_refusal {
+                self.disk.clear(disk::Cause::Log, "the log started a segment");
+            } else if let Ok(Some(free)) = self.wal.available_bytes() {
+                if free >= needed {
+                    self.disk.clear(disk::Cause::Log, "a segment fits again");
+                }
+            }
+        }
+        if let Some((needed, _, _)) = self.disk.waiting(disk::Cause::Snapshot) {
+            if recwal_wal::available_bytes(&self.checkpoints.snapshots_dir).is_ok_and(|free| free >= needed) {
+                self.disk.clear(disk::Cause::Snapshot, "the snapshot fits again");
+                // Try the automatic checkpoint now, not at the end of its backoff.
+                self.checkpoints.lock_backoff().retry_now();
+            }
+        }
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let Ok(mark) = self.checkpoints.mark.lock() else { return false };
+        let config = &self.config.checkpoint;
+        let metrics = self.wal.metrics();
+        let records = metrics.records_appended.saturating_sub(mark.records);
+        let bytes = metrics.bytes_appended.saturating_sub(mark.bytes);
+        records > 0
+            && (config.every_records.is_some_and(|every| records >= every)
+                || config.every_bytes.is_some_and(|every| bytes >= every)
+                || config.every.is_some_and(|every| mark.at.elapsed() >= every))
+    }
+
+    /// The automatic checkpoint: when due, not poisoned and not backing off
+    /// after failures (logged once per run of failures, retried with
+    /// backoff). One of the checkpoint thread's jobs.
+    fn checkpoint_when_due(&self) {
+        if self.poisoned.get().is_none()
+            && self.checkpoints.lock_backoff().ready(Instant::now())
+            && self.checkpoint_due()
+        {
+            if let Err(err) = self.checkpoint() {
+                self.checkpoints.lock_backoff().failed(&err);
+            }
+        }
+    }
+
+    /// Frees swapped-out model versions no request holds any more, here
+    /// so that no request pays for tearing one down. One of the checkpoint
+    /// thread's jobs.
+    fn free_swapped_out_models(&self) {
+        self.ranker.reap();
+    }
+
+    /// One round of the background thread's jobs, in this order.
+    fn background_round(&self) {
+        self.apply_orphans();
+        self.free_swapped_out_models();
+        self.probe_disk();
+        self.checkpoint_when_due();
+    }
+}
+
+/// Starts the background thread; it runs until the sender is dropped.
+pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<()>, JoinHandle<()>), EngineError> {
+    const POLL: Duration = Duration::from_millis(20);
+    let (stop, stopped) = mpsc::channel::<()>();
+    let shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("recwal-checkpoint".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(POLL) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            shared.background_round();
+        })
+        .map_err(|err| EngineError::io("starting the checkpoint thread", err))?;
+    Ok((stop, handle))
+}

@@ -1,0 +1,177 @@
+//! Start-up recovery: choose the newest readable snapshot (setting aside
+//! damaged ones), check it fits the log and the configuration, then replay
+//! the log after it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use recwal_wal::Wal;
+use tracing::{info, warn};
+
+use super::{OpenReport, ReplayProgress};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::record::LogRecord;
+use crate::snapshot;
+use crate::state::State;
+
+/// Snapshots that could not be read, with the reason, newest first.
+type Skipped = Vec<(PathBuf, String)>;
+
+/// Newest readable snapshot + replay of the log after it.
+pub(super) fn recover(
+    wal: &Wal,
+    snapshots_dir: &Path,
+    config: &EngineConfig,
+    progress: &(dyn Fn(ReplayProgress) + Sync),
+) -> Result<(State, OpenReport), EngineError> {
+    let started = Instant::now();
+    let (state, skipped) = choose_snapshot(wal, snapshots_dir)?;
+    let snapshot_load = started.elapsed();
+    let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn);
+    check_no_gap(wal, snapshots_dir, state_lsn, skipped.len())?;
+    if state.is_none() && !skipped.is_empty() {
+        warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
+    }
+    if let Some(loaded) = &state {
+        check_half_life(loaded, config)?;
+    }
+    let mut state = state.unwrap_or_else(|| State::new(config.popularity.half_life));
+    let replay_started = Instant::now();
+    let replayed = replay(wal, &mut state, config, progress)?;
+    let replay = replay_started.elapsed();
+    info!(records = replayed, ms = replay.as_millis() as u64, snapshot_lsn = state_lsn, "replay finished");
+    let report = OpenReport {
+        wal: wal.recovery_report().clone(),
+        snapshot_lsn: state_lsn,
+        snapshots_skipped: skipped,
+        records_replayed: replayed,
+        snapshot_load,
+        replay,
+    };
+    Ok((state, report))
+}
+
+/// The newest snapshot that reads back, newest first; each unreadable one
+/// is set aside (renamed `.bad`) and listed. A snapshot beyond the log's
+/// end, or one written by another build, stops the start.
+fn choose_snapshot(wal: &Wal, snapshots_dir: &Path) -> Result<(Option<State>, Skipped), EngineError> {
+    let last = wal.lsn_written();
+    let mut skipped = Vec::new();
+    for (lsn, path) in snapshot::list(snapshots_dir)? {
+        if lsn > last {
+            return Err(EngineError::Unrecoverable(format!(
+                "snapshot {} covers LSN {lsn} but the log ends at LSN {last}: the log lost acknowledged records \
+                 or belongs to another data directory",
+                path.display()
+            )));
+        }
+        let loaded = snapshot::read(&path).and_then(|body| {
+            State::from_snapshot(body).map_err(|reason| EngineError::Snapshot { path: path.clone(), reason })
+        });
+        match loaded {
+            Ok(loaded) => return Ok((Some(loaded), skipped)),
+            Err(EngineError::Snapshot { reason, .. }) if reason.starts_with(snapshot::VERSION_MISMATCH) => {
+                // Written by another build: not damage, and nothing to fall
+                // back from. Leave it in place and refuse to start.
+                return Err(EngineError::Snapshot {
+                    path,
+                    reason: format!("{reason}; open this data directory with the recwal that wrote it"),
+                });
+            }
+            Err(err) => {
+                quarantine(snapshots_dir, &path, &err)?;
+                skipped.push((path, err.to_string()));
+            }
+        }
+    }
+    Ok((None, skipped))
+}
+
+/// Sets an unreadable snapshot aside (not deleted: it is evidence), so it
+/// never counts as a kept snapshot and the log stays pinned for the good one.
+fn quarantine(snapshots_dir: &Path, path: &Path, err: &EngineError) -> Result<(), EngineError> {
+    let mut quarantined = path.to_path_buf().into_os_string();
+    quarantined.push(".bad");
+    let quarantined = PathBuf::from(quarantined);
+    warn!(path = %path.display(), %err, moved_to = %quarantined.display(), "snapshot unreadable; trying the previous one");
+    std::fs::rename(path, &quarantined)
+        .map_err(|io| EngineError::io(format!("setting aside {}", path.display()), io))?;
+    snapshot::sync_dir(snapshots_dir)
+}
+
+/// The log must hold every record after the chosen snapshot.
+fn check_no_gap(wal: &Wal, snapshots_dir: &Path, state_lsn: u64, n_skipped: usize) -> Result<(), EngineError> {
+    let first = wal.lsn_first();
+    if state_lsn + 1 < first {
+        return Err(EngineError::Unrecoverable(format!(
+            "the log starts at LSN {first} and the newest readable snapshot in {} covers LSN {state_lsn}: records \
+             {}..{} are gone ({n_skipped} snapshot(s) unreadable; a newer snapshot was deleted or damaged); restore \
+             the data directory from a backup",
+            snapshots_dir.display(),
+            state_lsn + 1,
+            first - 1,
+        )));
+    }
+    Ok(())
+}
+
+/// The popularity half-life is baked into a snapshot's scores: it cannot
+/// change once one exists.
+fn check_half_life(loaded: &State, config: &EngineConfig) -> Result<(), EngineError> {
+    let half_life_ms = config.popularity.half_life.map(|half_life| half_life.as_secs_f64() * 1000.0);
+    if loaded.half_life_ms != half_life_ms {
+        return Err(EngineError::InvalidConfig {
+            field: "popularity.half_life",
+            rule: format!(
+                "the data directory's snapshot was built with a half-life of {:?} ms, the configuration asks for \
+                 {:?} ms; the setting cannot change once a snapshot exists",
+                loaded.half_life_ms, half_life_ms
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Applies every record of the log after the state's LSN, in LSN order,
+/// reporting progress; returns the number replayed.
+fn replay(
+    wal: &Wal,
+    state: &mut State,
+    config: &EngineConfig,
+    progress: &(dyn Fn(ReplayProgress) + Sync),
+) -> Result<u64, EngineError> {
+    let state_lsn = state.applied_lsn;
+    let last = wal.lsn_written();
+    let total = last.saturating_sub(state_lsn);
+    let mut replayed = 0u64;
+    let reader = wal.read_from(state_lsn + 1)?;
+    state.begin_replay();
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    let mut last_progress = Instant::now();
+    info!(from = state_lsn + 1, to = last, records = total, "replaying the log");
+    progress(ReplayProgress { records_done: 0, records_total: total });
+    for record in reader {
+        let record = record?;
+        let decoded = LogRecord::decode(record.lsn(), record.kind(), record.payload())?;
+        state.apply(record.lsn(), &decoded, &config.dedup);
+        replayed += 1;
+        if replayed.is_multiple_of(1024) && last_progress.elapsed() >= Duration::from_millis(100) {
+            last_progress = Instant::now();
+            progress(ReplayProgress { records_done: replayed, records_total: total });
+        }
+        if last_log.elapsed() >= Duration::from_secs(1) {
+            last_log = Instant::now();
+            let rate = replayed as f64 / started.elapsed().as_secs_f64();
+            info!(
+                percent = format!("{:.1}", 100.0 * replayed as f64 / total.max(1) as f64),
+                records_per_sec = rate as u64,
+                "replay progress"
+            );
+        }
+    }
+    state.finish_replay();
+    progress(ReplayProgress { records_done: replayed, records_total: total.max(replayed) });
+    Ok(replayed)
+}
