@@ -3,7 +3,7 @@
 //!
 //! The scan is pure: it reads segment images and returns a plan (`Scan`).
 //! Applying the plan (zeroing a torn tail, invalidating segments beyond it)
-//! is the caller's job, so `inspect`/`verify` can run the same scan read-only.
+//! is `repair.rs`'s job, so `inspect`/`verify` can run the same scan read-only.
 //! The crash cases this handles are listed in FORMAT.md, "Recovery".
 
 use std::borrow::Cow;
