@@ -1,6 +1,8 @@
-//! `Wal`: the append path, the ring of segments, checkpoints and opening.
+//! `Wal`: the public API of an open log: the append path, checkpoints,
+//! syncs, watermarks, readers and closing. Opening is `open.rs`'s, the ring
+//! `ring.rs`'s, the state the handles share `shared.rs`'s.
 //!
-//! Concurrency, in one paragraph: appends serialise on `Shared::inner` just
+//! Concurrency, in one paragraph: appends serialise on the append lock (`Shared::inner`) just
 //! long enough to take an LSN, find room and copy the frame into memory
 //! (`Always`/`Batch`: the staging buffer; `Never`: the page cache through the
 //! map); nothing slow happens under that lock except starting a segment
