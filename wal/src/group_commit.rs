@@ -266,3 +266,83 @@ pub(crate) fn run_flusher(rx: &Receiver<FlushMsg>, max_delay: Duration, sync_app
         sync_appended();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A log reduced to what group commit sees: an appended LSN and a sync
+    /// that covers it, or fails.
+    struct FakeLog {
+        commit: Arc<GroupCommit>,
+        lsn_appended: AtomicU64,
+        syncs: AtomicU64,
+        fail: AtomicBool,
+    }
+
+    impl SyncGroup for FakeLog {
+        fn joiners_pending(&self, _expected: u64) -> bool {
+            false
+        }
+
+        fn write_and_sync(&self) -> Result<SyncedGroup, WalError> {
+            if self.fail.load(Ordering::Acquire) {
+                return Err(self.commit.poison("sync of a fake segment failed".into()));
+            }
+            self.syncs.fetch_add(1, Ordering::AcqRel);
+            let lsn_last = self.lsn_appended.load(Ordering::Acquire);
+            Ok(SyncedGroup { lsn_last, always_appends: 0, started: Instant::now() })
+        }
+
+        fn after_sync(&self, lsn_previous: Lsn, group: &SyncedGroup) {
+            assert!(lsn_previous <= group.lsn_last);
+        }
+    }
+
+    fn fake_log(lsn_appended: Lsn) -> FakeLog {
+        FakeLog {
+            commit: Arc::new(GroupCommit::new(0)),
+            lsn_appended: AtomicU64::new(lsn_appended),
+            syncs: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn one_sync_covers_every_waiter_and_the_watermark_only_moves_up() {
+        let log = fake_log(8);
+        std::thread::scope(|scope| {
+            for lsn in 1..=8 {
+                let log = &log;
+                scope.spawn(move || log.commit.make_durable(log, lsn).expect("durable"));
+            }
+        });
+        assert_eq!(log.commit.lsn_durable(), 8);
+        assert!(log.syncs.load(Ordering::Acquire) >= 1);
+        let syncs = log.syncs.load(Ordering::Acquire);
+        log.commit.make_durable(&log, 3).expect("already durable");
+        assert_eq!(log.syncs.load(Ordering::Acquire), syncs, "a covered LSN needs no sync");
+        assert_eq!(log.commit.lsn_durable(), 8);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_every_waiter_and_the_watermark_stays() {
+        let log = fake_log(4);
+        log.commit.make_durable(&log, 2).expect("durable");
+        log.lsn_appended.store(6, Ordering::Release);
+        log.fail.store(true, Ordering::Release);
+        assert!(matches!(log.commit.make_durable(&log, 6), Err(WalError::Poisoned { .. })));
+        assert!(matches!(log.commit.wait_durable(5), Err(WalError::Poisoned { .. })));
+        log.fail.store(false, Ordering::Release);
+        assert!(matches!(log.commit.make_durable(&log, 6), Err(WalError::Poisoned { .. })), "poison is for good");
+        assert_eq!(log.commit.lsn_durable(), 4);
+    }
+
+    #[test]
+    fn closing_wakes_waiters_with_closed() {
+        let log = fake_log(1);
+        log.commit.close();
+        assert!(matches!(log.commit.wait_durable(1), Err(WalError::Closed)));
+    }
+}

@@ -246,3 +246,94 @@ fn is_unshared(segment: &Arc<Segment>) -> bool {
     let in_dirty_list = usize::from(segment.dirty.load(Ordering::Acquire));
     Arc::strong_count(segment) == 1 + in_dirty_list
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimStorage;
+    use crate::storage::Storage;
+
+    const SEGMENT_BYTES: u64 = 1 << 12;
+
+    fn segment(disk: &SimStorage, index: u32) -> Arc<Segment> {
+        Arc::new(Segment::for_test(index, disk.create_segment(index, SEGMENT_BYTES).expect("segment")))
+    }
+
+    fn empty_ring() -> Ring {
+        Ring::new(RingStart {
+            live: VecDeque::new(),
+            free: Vec::new(),
+            write_offset: SEGMENT_HEADER_BYTES,
+            next_seq: 1,
+            released_lsn: 0,
+            segments_total: 0,
+            next_index: 0,
+        })
+    }
+
+    #[test]
+    fn room_step_grows_then_fits_then_recycles_only_durable_unshared_segments() {
+        let disk = SimStorage::new(7);
+        let mut ring = empty_ring();
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 0, false), RoomStep::Grow);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 0, 0, false), RoomStep::Full);
+
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 1, 0, SEGMENT_BYTES).is_ok());
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 0, false), RoomStep::Fits);
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES); // records 1..=10, say: the segment is full
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 11, 0, SEGMENT_BYTES).is_ok());
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 0, false), RoomStep::Full);
+
+        // A checkpoint frees the first segment; its records are not durable yet.
+        assert_eq!(ring.release(12, 21), Some(1));
+        assert_eq!(ring.release(12, 21), None, "nothing new to release");
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 5, false), RoomStep::SyncBeforeRecycle(10));
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 10, false), RoomStep::Recycle(0));
+
+        // Held by a reader: one sync to let go of it, then the ring is full.
+        let held = Arc::clone(&ring.free[0].segment);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 10, false), RoomStep::SyncToRelease);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 2, 10, true), RoomStep::Full);
+        drop(held);
+
+        let recycled = ring.take_free(0);
+        assert_eq!(ring.start_lap(recycled, 21, 20, SEGMENT_BYTES).ok(), Some(true), "the segment had a lap");
+        assert_eq!((ring.segments_live(), ring.segments_free(), ring.lsn_first(21)), (2, 0, 11));
+        assert_eq!(ring.holding(25).map(|live| live.first_lsn), Some(21));
+    }
+
+    #[test]
+    fn a_lap_header_is_durable_before_the_lap_starts_and_never_releases_beyond_durable() {
+        let disk = SimStorage::new(11);
+        let mut ring = empty_ring();
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 1, 0, SEGMENT_BYTES).is_ok());
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 9, 0, SEGMENT_BYTES).is_ok());
+        assert_eq!(ring.release(8, 9), Some(1));
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        let recycled = ring.take_free(0);
+        // Released up to 8, durable only up to 6: the header may claim 6.
+        assert_eq!(ring.start_lap(recycled, 17, 6, SEGMENT_BYTES).ok(), Some(true));
+
+        disk.crash(); // keeps only what was synced
+        let file = disk.open_segment(0).expect("segment 0");
+        let header = read_header(file.as_ref()).expect("read").expect("the new lap's header was synced");
+        assert_eq!((header.state, header.seq, header.first_lsn, header.released_lsn), (SegmentState::Live, 3, 17, 6));
+    }
+
+    #[test]
+    fn a_lap_whose_header_write_fails_returns_its_segment_to_the_free_list() {
+        let disk = SimStorage::new(13);
+        let mut ring = empty_ring();
+        let index = ring.grow();
+        disk.fail_next_writes(1);
+        assert!(matches!(ring.start_lap(segment(&disk, index), 1, 0, SEGMENT_BYTES), Err(LapStartError::Write(_))));
+        assert_eq!((ring.segments_live(), ring.segments_free()), (0, 1));
+        assert!(ring.active().is_none(), "no lap started");
+    }
+}
