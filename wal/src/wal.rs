@@ -204,7 +204,7 @@ impl Wal {
         shared.commit.check_poisoned()?;
         let frame = frame_bytes(payload.len() as u64);
         let joining = JoiningGroup::new(shared, durability == Durability::Always);
-        let placed = place(shared, Record { kind, payload, frame }, durability, sync_now)?;
+        let placed = place(shared, NewRecord { kind, payload, frame }, durability, sync_now)?;
         if let Some(write_out) = placed.eager_write {
             write_out.finish(shared)?;
         }
@@ -531,7 +531,7 @@ impl Drop for JoiningGroup<'_> {
 }
 
 /// A record on its way into the log.
-struct Record<'p> {
+struct NewRecord<'p> {
     kind: u8,
     payload: &'p [u8],
     /// Bytes its frame takes, padding included.
@@ -552,7 +552,7 @@ struct Placed<'a> {
 /// the map). Nothing slow happens here except starting a segment.
 fn place<'a>(
     shared: &'a Shared,
-    record: Record<'_>,
+    record: NewRecord<'_>,
     durability: Durability,
     sync_now: bool,
 ) -> Result<Placed<'a>, WalError> {
@@ -568,12 +568,11 @@ fn place<'a>(
         unreachable!("ensure_room leaves an active segment");
     };
     let header = RecordHeader::new(active.seq, lsn, shared.commit.lsn_durable(), record.kind, record.payload);
+    let spot = Spot { lsn, active: &active, offset, header: &header };
     let eager_write = match durability {
-        Durability::Always | Durability::Batch => {
-            stage(shared, &mut inner, &active, offset, &header, &record, lsn, durability, sync_now)
-        }
+        Durability::Always | Durability::Batch => stage(shared, &mut inner, &spot, &record, durability, sync_now),
         Durability::Never => {
-            write_through_map(shared, &mut inner, &active, offset, &header, record.payload, lsn)?;
+            write_through_map(shared, &mut inner, &spot, record.payload)?;
             None
         }
     };
@@ -585,21 +584,26 @@ fn place<'a>(
     Ok(Placed { lsn, batch_msg, eager_write })
 }
 
+/// Where a record goes: its LSN, its segment and offset, and its header.
+struct Spot<'s> {
+    lsn: Lsn,
+    active: &'s LiveSegment,
+    offset: u64,
+    header: &'s RecordHeader,
+}
+
 /// Stages an `Always` or `Batch` frame; returns the write-out this appender
 /// does itself, if any.
-#[allow(clippy::too_many_arguments)] // the pieces of one critical section
 fn stage<'a>(
     shared: &'a Shared,
     inner: &mut Inner,
-    active: &LiveSegment,
-    offset: u64,
-    header: &RecordHeader,
-    record: &Record<'_>,
-    lsn: Lsn,
+    spot: &Spot<'_>,
+    record: &NewRecord<'_>,
     durability: Durability,
     sync_now: bool,
 ) -> Option<WriteOut<'a>> {
-    inner.staged.push(&active.segment, offset, record.frame, (&header.encode(), record.payload), lsn);
+    let frame_parts = (&spot.header.encode()[..], record.payload);
+    inner.staged.push(&spot.active.segment, spot.offset, record.frame, frame_parts, spot.lsn);
     if durability == Durability::Always {
         shared.always_staged.fetch_add(1, Ordering::Relaxed);
     }
@@ -621,22 +625,15 @@ fn stage<'a>(
 /// Writes a `Never` frame straight into the page cache, behind everything
 /// before it: staged frames are written first, and a write-out in flight
 /// (it holds the write order) is waited for.
-fn write_through_map(
-    shared: &Shared,
-    inner: &mut Inner,
-    active: &LiveSegment,
-    offset: u64,
-    header: &RecordHeader,
-    payload: &[u8],
-    lsn: Lsn,
-) -> Result<(), WalError> {
+fn write_through_map(shared: &Shared, inner: &mut Inner, spot: &Spot<'_>, payload: &[u8]) -> Result<(), WalError> {
+    let (lsn, offset) = (spot.lsn, spot.offset);
     if inner.staged.must_write_before(shared.lsn_written.load(Ordering::Acquire)) {
         inner.staged.begin_write(&shared.write_order).finish(shared)?;
     }
-    let file = &active.segment.file;
-    file.write_at(offset, &header.encode(), WritePath::Map)
+    let file = &spot.active.segment.file;
+    file.write_at(offset, &spot.header.encode(), WritePath::Map)
         .and_then(|()| file.write_at(offset + RECORD_HEADER_BYTES, payload, WritePath::Map))
-        .map_err(|err| WalError::io("append", shared.storage.describe(Some(active.segment.index)), err))?;
+        .map_err(|err| WalError::io("append", shared.storage.describe(Some(spot.active.segment.index)), err))?;
     debug_assert_eq!(shared.lsn_written.load(Ordering::Acquire) + 1, lsn, "nothing staged or in flight precedes it");
     shared.lsn_written.store(lsn, Ordering::Release);
     Ok(())
