@@ -234,7 +234,13 @@ impl Ring {
                 released += 1;
             }
         }
-        assert!(!self.live.is_empty() || released == 0, "release keeps the active segment live");
+        debug_assert!(
+            self.live
+                .iter()
+                .zip(self.live.iter().skip(1))
+                .all(|(older, newer)| older.seq < newer.seq && older.first_lsn <= newer.first_lsn),
+            "live segments stay in lap and LSN order"
+        );
         Some(released)
     }
 }
