@@ -28,7 +28,7 @@ impl std::fmt::Display for Position {
             f,
             "segment {} (file {}, seq {}) offset {}",
             self.segment_index,
-            crate::storage::segment_file_name(self.segment_index),
+            crate::format::segment_file_name(self.segment_index),
             self.segment_seq,
             self.offset
         )
@@ -202,10 +202,24 @@ impl WalError {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_out_of_space(&self) -> bool {
-        matches!(self, WalError::SegmentStart { source, .. } if crate::storage::is_out_of_space(source))
+        matches!(self, WalError::SegmentStart { source, .. } if is_out_of_space(source))
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         WalError::Io { op, path: path.into(), source }
     }
+}
+
+/// True if `err` says the file system (or the user's quota) has no room:
+/// `ENOSPC` or `EDQUOT`. Such a failure to *create* something holds no
+/// acknowledged data, so callers may retry once space is freed.
+///
+/// ```
+/// use recwal_wal::is_out_of_space;
+/// assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
+/// assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
+/// ```
+pub fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }

@@ -4,6 +4,33 @@
 //! exactly one definition of what a valid byte sequence is. The layout is
 //! documented byte by byte in `wal/FORMAT.md`; keep the two in step.
 
+/// A log sequence number: dense, strictly increasing, starting at 1.
+///
+/// ```
+/// use recwal_wal::{Lsn, SyncPolicy, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never))?;
+/// let first: Lsn = wal.append(1, b"a")?.lsn();
+/// let second: Lsn = wal.append(1, b"b")?.lsn();
+/// assert_eq!((first, second), (1, 2)); // dense, from 1
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type Lsn = u64;
+
+/// File name of segment `index`.
+pub(crate) fn segment_file_name(index: u32) -> String {
+    format!("seg-{index:08}.wal")
+}
+
+/// Parses a segment file name back to its index.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("seg-")?.strip_suffix(".wal")?;
+    if digits.len() != 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// Magic bytes at the start of every segment file.
 ///
 /// ```

@@ -7,6 +7,12 @@
 //! a condvar and wake to find their LSN durable, or lead the next sync. `Batch` appends are synced
 //! by the flusher thread, woken through a crossbeam channel once per batch
 //! (not once per record), at `max_delay` or when `max_bytes` are waiting.
+//!
+//! This is a primitive: it owns the watermark, the leader/follower protocol,
+//! the poison and the wakers, and nothing else. What a leader actually does
+//! (take the staged group, write it out, sync the dirty segments) is the
+//! log's, handed in as a `SyncGroup`; so this module sees neither segments
+//! nor the append lock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::error::WalError;
-use crate::wal::{lock_inner, Lsn, Shared};
+use crate::format::Lsn;
 
 /// Longest a sync leader waits for `Always` appends to join its group: those
 /// mid-append, and as many as the last sync covered (with steady writers they
@@ -33,6 +39,31 @@ pub(crate) enum FlushMsg {
     /// Someone waits on a record appended without automatic sync.
     SyncNow,
     Shutdown,
+}
+
+/// What a sync leader does, supplied by the log (`shared.rs`).
+pub(crate) trait SyncGroup {
+    /// Whether an `Always` append is on its way into the group a leader is
+    /// about to take: mid-append, or fewer staged than `expected` (the size
+    /// of the last group, when appenders come back at a steady rate).
+    fn joiners_pending(&self, expected: u64) -> bool;
+    /// Takes the group (everything appended so far), writes it out and syncs
+    /// every segment written since the last sync began. A failure has
+    /// poisoned the log (`GroupCommit::poison`) before it is returned.
+    fn write_and_sync(&self) -> Result<SyncedGroup, WalError>;
+    /// The watermark moved from `lsn_previous` to `group.lsn_last`: wake
+    /// appenders waiting for space, count the sync.
+    fn after_sync(&self, lsn_previous: Lsn, group: &SyncedGroup);
+}
+
+/// A group that `SyncGroup::write_and_sync` made durable.
+pub(crate) struct SyncedGroup {
+    /// Every record up to here is durable.
+    pub(crate) lsn_last: Lsn,
+    /// `Always` appends in the group (the next leader expects as many).
+    pub(crate) always_appends: u64,
+    /// When the write-out and sync began.
+    pub(crate) started: Instant,
 }
 
 pub(crate) struct GroupCommit {
@@ -83,7 +114,7 @@ impl GroupCommit {
     }
 
     /// Returns once `lsn` is durable, leading a sync whenever none is running.
-    pub(crate) fn make_durable(&self, shared: &Shared, lsn: Lsn) -> Result<(), WalError> {
+    pub(crate) fn make_durable(&self, group: &impl SyncGroup, lsn: Lsn) -> Result<(), WalError> {
         let mut syncing = relock(self.syncing.lock());
         loop {
             self.check_poisoned()?;
@@ -102,13 +133,10 @@ impl GroupCommit {
             // join. Nobody is waited for when appends come one at a time.
             let expected = self.always_last_group.load(Ordering::Relaxed);
             let join_until = Instant::now() + GROUP_JOIN_WAIT;
-            while (shared.always_appending.load(Ordering::Acquire) > 0
-                || shared.always_staged.load(Ordering::Acquire) < expected)
-                && Instant::now() < join_until
-            {
+            while group.joiners_pending(expected) && Instant::now() < join_until {
                 std::thread::yield_now();
             }
-            let res = self.sync_all_written(shared);
+            let res = self.lead(group);
             syncing = relock(self.syncing.lock());
             *syncing = false;
             self.synced.notify_all();
@@ -119,39 +147,16 @@ impl GroupCommit {
         }
     }
 
-    /// One group commit: syncs every segment written since the last one began.
-    /// Only the leader (`syncing` set) calls this.
-    fn sync_all_written(&self, shared: &Shared) -> Result<(), WalError> {
-        let (target, dirty, write_out) = {
-            let mut inner = lock_inner(shared);
-            inner.batch_bytes = 0;
-            let dirty = std::mem::take(&mut inner.dirty);
-            for segment in &dirty {
-                // Cleared before the sync: a write racing with it sets the flag
-                // again and queues the segment for the next sync.
-                segment.dirty.store(false, Ordering::Release);
-            }
-            let write_out = inner.staged.begin_write(&shared.write_order);
-            self.always_last_group.store(shared.always_staged.swap(0, Ordering::AcqRel), Ordering::Relaxed);
-            (inner.next_lsn - 1, dirty, write_out)
-        };
-        let started = Instant::now();
-        // Outside the append lock: appends go on staging the next group.
-        write_out.finish(shared)?;
-        for segment in &dirty {
-            if let Err(err) = segment.file.sync_data() {
-                return Err(self.fail_io(shared, segment.index, "sync", err));
-            }
-        }
-        drop(dirty);
-        let previous = self.lsn_durable.fetch_max(target, Ordering::AcqRel);
-        // Appends waiting for space may now reuse a segment this sync held or
-        // made durable.
-        shared.space_freed.notify_all();
-        let metrics = &shared.metrics;
-        metrics.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        metrics.sync_latency_us.record(started.elapsed().as_micros() as u64);
-        metrics.group_records.record(target.saturating_sub(previous));
+    /// One group commit: writes out and syncs everything appended so far,
+    /// then moves the watermark. Only the leader (`syncing` set) calls this.
+    fn lead(&self, group: &impl SyncGroup) -> Result<(), WalError> {
+        let synced = group.write_and_sync()?;
+        self.always_last_group.store(synced.always_appends, Ordering::Relaxed);
+        let lsn_previous = self.lsn_durable.fetch_max(synced.lsn_last, Ordering::AcqRel);
+        // Leaders take their groups one after another, each at the end of the log.
+        assert!(lsn_previous <= synced.lsn_last, "the durable watermark only moves up");
+        assert!(self.poison.get().is_none(), "a poisoned log never moves its watermark");
+        group.after_sync(lsn_previous, &synced);
         Ok(())
     }
 
@@ -161,23 +166,16 @@ impl GroupCommit {
         self.wake_all();
     }
 
-    /// A sync (or the write of staged records) of segment `index` failed:
-    /// poison the log, wherever it happened. After fsync reports an error the
-    /// kernel may have dropped the dirty pages, and a later successful fsync
-    /// would not bring them back; after a failed write-out, records already
-    /// handed LSNs are missing from the middle of the log.
-    pub(crate) fn fail_io(&self, shared: &Shared, index: u32, what: &str, err: std::io::Error) -> WalError {
-        let cause: Arc<str> =
-            format!("{what} of {} failed: {err}", shared.storage.describe(Some(index)).display()).into();
-        shared.metrics.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(cause = %cause, "wal {what} failed; the log is poisoned");
-        self.poison(Arc::clone(&cause));
-        WalError::Poisoned { cause }
-    }
-
-    fn poison(&self, cause: Arc<str>) {
-        let _ = self.poison.set(cause);
+    /// A sync or a write-out failed (`cause` says which, of what): poison
+    /// the log for good, wake every waiter with the error, and return it.
+    /// After fsync reports an error the kernel may have dropped the dirty
+    /// pages, and a later successful fsync would not bring them back; after a
+    /// failed write-out, records already handed LSNs are missing from the
+    /// middle of the log.
+    pub(crate) fn poison(&self, cause: Arc<str>) -> WalError {
+        let _ = self.poison.set(Arc::clone(&cause));
         self.wake_all();
+        WalError::Poisoned { cause }
     }
 
     fn wake_all(&self) {
@@ -245,8 +243,10 @@ impl GroupCommit {
     }
 }
 
-/// The flusher thread's loop.
-pub(crate) fn run_flusher(shared: &Shared, rx: &Receiver<FlushMsg>, max_delay: Duration) {
+/// The flusher thread's loop: waits for a batch to fill or its delay to
+/// pass, then calls `sync_appended` (which makes everything appended so far
+/// durable; an error poisons the log and every waiter sees it).
+pub(crate) fn run_flusher(rx: &Receiver<FlushMsg>, max_delay: Duration, sync_appended: impl Fn()) {
     loop {
         let Ok(msg) = rx.recv() else { return };
         match msg {
@@ -263,8 +263,86 @@ pub(crate) fn run_flusher(shared: &Shared, rx: &Receiver<FlushMsg>, max_delay: D
                 }
             }
         }
-        let target = shared.lsn_appended.load(Ordering::Acquire);
-        // An error poisons the log; every waiter sees it through `GroupCommit`.
-        let _ = shared.commit.make_durable(shared, target);
+        sync_appended();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A log reduced to what group commit sees: an appended LSN and a sync
+    /// that covers it, or fails.
+    struct FakeLog {
+        commit: Arc<GroupCommit>,
+        lsn_appended: AtomicU64,
+        syncs: AtomicU64,
+        fail: AtomicBool,
+    }
+
+    impl SyncGroup for FakeLog {
+        fn joiners_pending(&self, _expected: u64) -> bool {
+            false
+        }
+
+        fn write_and_sync(&self) -> Result<SyncedGroup, WalError> {
+            if self.fail.load(Ordering::Acquire) {
+                return Err(self.commit.poison("sync of a fake segment failed".into()));
+            }
+            self.syncs.fetch_add(1, Ordering::AcqRel);
+            let lsn_last = self.lsn_appended.load(Ordering::Acquire);
+            Ok(SyncedGroup { lsn_last, always_appends: 0, started: Instant::now() })
+        }
+
+        fn after_sync(&self, lsn_previous: Lsn, group: &SyncedGroup) {
+            assert!(lsn_previous <= group.lsn_last);
+        }
+    }
+
+    fn fake_log(lsn_appended: Lsn) -> FakeLog {
+        FakeLog {
+            commit: Arc::new(GroupCommit::new(0)),
+            lsn_appended: AtomicU64::new(lsn_appended),
+            syncs: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn one_sync_covers_every_waiter_and_the_watermark_only_moves_up() {
+        let log = fake_log(8);
+        std::thread::scope(|scope| {
+            for lsn in 1..=8 {
+                let log = &log;
+                scope.spawn(move || log.commit.make_durable(log, lsn).expect("durable"));
+            }
+        });
+        assert_eq!(log.commit.lsn_durable(), 8);
+        assert!(log.syncs.load(Ordering::Acquire) >= 1);
+        let syncs = log.syncs.load(Ordering::Acquire);
+        log.commit.make_durable(&log, 3).expect("already durable");
+        assert_eq!(log.syncs.load(Ordering::Acquire), syncs, "a covered LSN needs no sync");
+        assert_eq!(log.commit.lsn_durable(), 8);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_every_waiter_and_the_watermark_stays() {
+        let log = fake_log(4);
+        log.commit.make_durable(&log, 2).expect("durable");
+        log.lsn_appended.store(6, Ordering::Release);
+        log.fail.store(true, Ordering::Release);
+        assert!(matches!(log.commit.make_durable(&log, 6), Err(WalError::Poisoned { .. })));
+        assert!(matches!(log.commit.wait_durable(5), Err(WalError::Poisoned { .. })));
+        log.fail.store(false, Ordering::Release);
+        assert!(matches!(log.commit.make_durable(&log, 6), Err(WalError::Poisoned { .. })), "poison is for good");
+        assert_eq!(log.commit.lsn_durable(), 4);
+    }
+
+    #[test]
+    fn closing_wakes_waiters_with_closed() {
+        let log = fake_log(1);
+        log.commit.close();
+        assert!(matches!(log.commit.wait_durable(1), Err(WalError::Closed)));
     }
 }

@@ -41,8 +41,13 @@ mod group_commit;
 mod inspect;
 mod manifest;
 mod metrics;
+mod open;
 mod reader;
 mod recovery;
+mod repair;
+mod ring;
+mod segment;
+mod shared;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod staging;
@@ -53,14 +58,14 @@ mod ticket;
 mod wal;
 
 pub use config::{Durability, RecoveryMode, SyncPolicy, WalConfig};
-pub use error::{Corruption, Position, WalError};
+pub use error::{is_out_of_space, Corruption, Position, WalError};
+pub use format::Lsn;
 pub use inspect::{inspect, inspect_storage, verify, Inspection, SegmentInfo, SegmentStatus};
 pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
 pub use storage::{
-    available_bytes, holds_log, is_out_of_space, log_segment_bytes, DirLock, FileStorage, SegmentFile, Storage,
-    WritePath,
+    available_bytes, holds_log, log_segment_bytes, DirLock, FileStorage, SegmentFile, Storage, WritePath,
 };
 pub use ticket::{AppendTicket, DurableFuture};
-pub use wal::{Lsn, Wal};
+pub use wal::Wal;

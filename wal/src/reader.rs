@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use crate::error::{Corruption, Position, WalError};
+use crate::format::Lsn;
 use crate::format::{decode_slot, RecordHeader, Slot, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::wal::{lock_inner, LiveSegment, Lsn, Segment, Shared};
+use crate::ring::LiveSegment;
+use crate::segment::Segment;
+use crate::shared::{lock_inner, Shared};
 
 /// A record read back from the log.
 ///
@@ -130,7 +133,7 @@ impl Reader {
         // staged record, or one a checkpoint released before it was written).
         let (first, last) = {
             let inner = lock_inner(&reader.shared);
-            (inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn), inner.next_lsn - 1)
+            (inner.ring.lsn_first(inner.next_lsn), inner.next_lsn - 1)
         };
         if reader.lsn_next < first || reader.lsn_next > last + 1 {
             return Err(WalError::LsnNotRetained { lsn, first, last });
@@ -159,8 +162,8 @@ impl Reader {
     fn locate(&mut self) -> Result<(), WalError> {
         let (segment, first, last) = {
             let inner = lock_inner(&self.shared);
-            let found = inner.live.iter().rev().find(|segment| segment.first_lsn <= self.lsn_next).cloned();
-            let first = inner.live.front().map_or(inner.next_lsn, |segment| segment.first_lsn);
+            let found = inner.ring.holding(self.lsn_next);
+            let first = inner.ring.lsn_first(inner.next_lsn);
             (found, first, inner.next_lsn - 1)
         };
         let Some(segment) = segment else {

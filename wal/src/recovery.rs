@@ -3,7 +3,7 @@
 //!
 //! The scan is pure: it reads segment images and returns a plan (`Scan`).
 //! Applying the plan (zeroing a torn tail, invalidating segments beyond it)
-//! is the caller's job, so `inspect`/`verify` can run the same scan read-only.
+//! is `repair.rs`'s job, so `inspect`/`verify` can run the same scan read-only.
 //! The crash cases this handles are listed in FORMAT.md, "Recovery".
 
 use std::borrow::Cow;
@@ -173,25 +173,7 @@ pub(crate) fn open_segments(
     segment_bytes: u64,
     repair: FileRepair,
 ) -> Result<FoundFiles, WalError> {
-    let manifest_path = storage.describe_manifest();
-    let manifest = match storage.read_manifest().map_err(|err| WalError::io("read manifest", &manifest_path, err))? {
-        Some(bytes) => {
-            Some(Manifest::decode(&bytes).map_err(|reason| manifest::damaged(manifest_path.clone(), reason))?)
-        }
-        None => None,
-    };
-    if let Some(manifest) = manifest {
-        if manifest.segment_bytes != segment_bytes {
-            return Err(WalError::InvalidConfig {
-                field: "segment_bytes",
-                rule: format!(
-                    "is {segment_bytes}, but the log in {} was created with {} bytes per segment, which cannot change",
-                    storage.describe(None).display(),
-                    manifest.segment_bytes
-                ),
-            });
-        }
-    }
+    let manifest = read_manifest(storage, segment_bytes)?;
     let mut indices =
         storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
     indices.sort_unstable();
@@ -217,43 +199,85 @@ pub(crate) fn open_segments(
     let mut opened = Vec::with_capacity(created as usize);
     let mut short = Vec::new();
     for index in 0..created {
-        let path = storage.describe(Some(index));
-        let mut file = if missing.binary_search(&index).is_ok() {
-            if repair != FileRepair::Restore {
-                continue;
-            }
-            storage.create_segment(index, segment_bytes).map_err(|err| WalError::io("recreate segment", &path, err))?
-        } else {
-            storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?
-        };
-        if file.len() > segment_bytes {
-            return Err(WalError::BadSegment {
-                segment_index: index,
-                reason: format!("file is {} bytes, larger than segment_bytes {segment_bytes}", file.len()),
-            });
+        let is_missing = missing.binary_search(&index).is_ok();
+        if is_missing && repair != FileRepair::Restore {
+            continue;
         }
-        if file.len() < segment_bytes {
-            if repair == FileRepair::Refuse {
-                return Err(WalError::Damaged {
-                    path,
-                    reason: format!(
-                        "the segment file is {} bytes, shorter than segment_bytes {segment_bytes}: segment files are \
-                         created whole (written, synced, then renamed into place) and never truncated, so it was cut \
-                         after it was written",
-                        file.len()
-                    ),
-                    options: RECOVERY_OPTIONS.to_string(),
-                });
-            }
-            if repair == FileRepair::Restore {
-                file.extend_to(segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
-            }
+        let (segment, is_short) = open_segment_file(storage, index, is_missing, segment_bytes, repair)?;
+        if is_short {
             short.push(index);
         }
-        let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
-        opened.push(OpenedSegment { index, file, header });
+        opened.push(segment);
     }
     Ok(FoundFiles { manifest, opened, missing, short })
+}
+
+/// Reads the manifest, if any, and checks it names this segment size.
+fn read_manifest(storage: &dyn Storage, segment_bytes: u64) -> Result<Option<Manifest>, WalError> {
+    let manifest_path = storage.describe_manifest();
+    let manifest = match storage.read_manifest().map_err(|err| WalError::io("read manifest", &manifest_path, err))? {
+        Some(bytes) => {
+            Some(Manifest::decode(&bytes).map_err(|reason| manifest::damaged(manifest_path.clone(), reason))?)
+        }
+        None => None,
+    };
+    if let Some(manifest) = manifest {
+        if manifest.segment_bytes != segment_bytes {
+            return Err(WalError::InvalidConfig {
+                field: "segment_bytes",
+                rule: format!(
+                    "is {segment_bytes}, but the log in {} was created with {} bytes per segment, which cannot change",
+                    storage.describe(None).display(),
+                    manifest.segment_bytes
+                ),
+            });
+        }
+    }
+    Ok(manifest)
+}
+
+/// Opens segment file `index` (recreating it if it is missing, which only
+/// `Restore` asks for) and reads its header; a short file is refused, or
+/// extended under `Restore`. Returns the segment and whether it was short.
+fn open_segment_file(
+    storage: &dyn Storage,
+    index: u32,
+    is_missing: bool,
+    segment_bytes: u64,
+    repair: FileRepair,
+) -> Result<(OpenedSegment, bool), WalError> {
+    let path = storage.describe(Some(index));
+    let mut file = if is_missing {
+        storage.create_segment(index, segment_bytes).map_err(|err| WalError::io("recreate segment", &path, err))?
+    } else {
+        storage.open_segment(index).map_err(|err| WalError::io("open segment", &path, err))?
+    };
+    if file.len() > segment_bytes {
+        return Err(WalError::BadSegment {
+            segment_index: index,
+            reason: format!("file is {} bytes, larger than segment_bytes {segment_bytes}", file.len()),
+        });
+    }
+    let is_short = file.len() < segment_bytes;
+    if is_short {
+        if repair == FileRepair::Refuse {
+            return Err(WalError::Damaged {
+                path,
+                reason: format!(
+                    "the segment file is {} bytes, shorter than segment_bytes {segment_bytes}: segment files are \
+                     created whole (written, synced, then renamed into place) and never truncated, so it was cut \
+                     after it was written",
+                    file.len()
+                ),
+                options: RECOVERY_OPTIONS.to_string(),
+            });
+        }
+        if repair == FileRepair::Restore {
+            file.extend_to(segment_bytes).map_err(|err| WalError::io("extend segment", &path, err))?;
+        }
+    }
+    let header = read_header(file.as_ref()).map_err(|err| WalError::io("read segment header", &path, err))?;
+    Ok((OpenedSegment { index, file, header }, is_short))
 }
 
 /// Refuses (or, in `PointInTime`, reports) a recovered log that ends before
@@ -367,77 +391,11 @@ pub(crate) fn scan(
     storage_name: &dyn Fn(u32) -> std::path::PathBuf,
     visit: &mut dyn FnMut(&RecordInfo, &[u8]),
 ) -> Result<Scan, WalError> {
+    let input = ScanInput { segments, record_bytes_max, mode, storage_name };
     let mut report = RecoveryReport { segments_scanned: segments.len() as u32, ..RecoveryReport::default() };
 
     // Headers first: which segments are live, in which order, and what seq comes next.
-    let mut live: Vec<usize> = Vec::new();
-    let mut damaged: Vec<usize> = Vec::new();
-    let mut seq_max = 0u64;
-    for (slot, segment) in segments.iter().enumerate() {
-        match &segment.header {
-            Ok(header) => {
-                if header.segment_bytes != segment_bytes_configured {
-                    return Err(WalError::BadSegment {
-                        segment_index: segment.index,
-                        reason: format!(
-                            "header says {} bytes per segment but the log is configured for {}",
-                            header.segment_bytes, segment_bytes_configured
-                        ),
-                    });
-                }
-                seq_max = seq_max.max(header.seq);
-                if header.state == SegmentState::Live {
-                    live.push(slot);
-                }
-            }
-            Err(HeaderDefect::Zeroed) => {
-                // A segment never started is all zeros: it was created
-                // zero-filled and its header is synced before any record.
-                // Data behind a zero header means the header was destroyed.
-                let bytes = segment_bytes(segment)
-                    .map_err(|err| WalError::io("read segment", storage_name(segment.index), err))?;
-                if let Some(at) = first_nonzero(&bytes, SEGMENT_HEADER_BYTES) {
-                    let detail = corruption(
-                        segment,
-                        0,
-                        0,
-                        format!(
-                            "segment header is zeroed but the segment holds data (first non-zero byte at offset {at}): \
-                             the header was destroyed"
-                        ),
-                    );
-                    if mode != RecoveryMode::PointInTime {
-                        return Err(WalError::Corruption(Box::new(detail)));
-                    }
-                    report.segments_damaged.push(segment.index);
-                    report.corruption.get_or_insert(detail);
-                    damaged.push(slot);
-                    seq_max = seq_max.max(max_record_seq(&bytes, record_bytes_max));
-                }
-            }
-            Err(HeaderDefect::Version(version)) => {
-                return Err(WalError::BadSegment {
-                    segment_index: segment.index,
-                    reason: format!("format version {version} is not supported (this build reads {FORMAT_VERSION})"),
-                });
-            }
-            Err(defect) => {
-                let detail = corruption(segment, 0, 0, format!("segment header is damaged ({defect:?})"));
-                if mode != RecoveryMode::PointInTime {
-                    return Err(WalError::Corruption(Box::new(detail)));
-                }
-                report.segments_damaged.push(segment.index);
-                report.corruption.get_or_insert(detail);
-                damaged.push(slot);
-                // Its lap's seq is unknown, and its records carry theirs: keep
-                // every one of those numbers from being handed out again, or a
-                // new lap could take an old record for one of its own.
-                if let Ok(bytes) = segment_bytes(segment) {
-                    seq_max = seq_max.max(max_record_seq(&bytes, record_bytes_max));
-                }
-            }
-        }
-    }
+    let Headers { mut live, damaged, seq_max } = read_headers(&input, segment_bytes_configured, &mut report)?;
     let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
     live.sort_by_key(|slot| header_of(*slot).map(|header| header.seq));
     // Released LSNs only grow, and every header records the value when its lap
@@ -457,109 +415,266 @@ pub(crate) fn scan(
     let start = match (start, live.first()) {
         (Some(start), _) => start,
         (None, None) => 0,
-        (None, Some(oldest)) => {
-            let first = header_of(*oldest).map_or(0, |header| header.first_lsn);
-            let detail = corruption(
-                &segments[*oldest],
-                0,
-                released_lsn + 1,
-                format!("records {}..{} are missing: no segment holds them", released_lsn + 1, first),
-            );
-            if mode != RecoveryMode::PointInTime {
-                return Err(WalError::Corruption(Box::new(detail)));
-            }
-            // Point in time: the valid prefix is empty. Everything after the
-            // hole is dropped, and the log goes on from the first missing LSN.
-            let evidence =
-                find_evidence(segments, *oldest, SEGMENT_HEADER_BYTES, &live[1..], released_lsn + 1, record_bytes_max);
-            report.records_dropped += evidence.len() as u64;
-            report.corruption.get_or_insert(detail);
-            report.first_lsn = released_lsn + 1;
-            report.last_lsn = released_lsn;
-            report.segments_invalidated = live.iter().map(|slot| segments[*slot].index).collect();
-            return Ok(Scan {
-                chain: Vec::new(),
-                next_lsn: released_lsn + 1,
-                next_seq: seq_max + 1,
-                released_lsn,
-                zero_range: None,
-                invalidate: live,
-                seal_tail: false,
-                retire_damaged: damaged,
-                report,
-            });
+        (None, Some(&oldest)) => {
+            let hole = Hole { oldest, released_lsn, seq_max };
+            return scan_missing_prefix(&input, live, damaged, hole, report);
         }
     };
-    // Defence in depth: an older live segment that ends exactly where the start
-    // segment begins is kept too. Releasing is only ever a permission to drop
-    // records, so retaining a contiguous predecessor can never lose anything,
-    // whereas trusting a `released_lsn` that overstates what was released would.
+    let start = keep_contiguous_predecessors(&input, &live, start);
+    let live = live.split_off(start);
+
+    let walked = walk_chain(&input, &live, released_lsn, visit, &mut report)?;
+    let lsn_expected = walked.lsn_next;
+    let end = walked.end.unwrap_or(EndPlan { zero_range: None, invalidate: Vec::new(), seal_tail: false });
+    report.last_lsn = lsn_expected - 1;
+    if report.records_recovered == 0 {
+        report.first_lsn = lsn_expected;
+    }
+    for slot in &end.invalidate {
+        report.segments_invalidated.push(segments[*slot].index);
+    }
+    Ok(Scan {
+        chain: walked.chain,
+        next_lsn: lsn_expected,
+        next_seq: seq_max + 1,
+        released_lsn,
+        zero_range: end.zero_range,
+        invalidate: end.invalidate,
+        seal_tail: end.seal_tail,
+        retire_damaged: damaged,
+        report,
+    })
+}
+
+/// What every step of a scan reads.
+struct ScanInput<'a> {
+    segments: &'a [OpenedSegment],
+    record_bytes_max: u32,
+    mode: RecoveryMode,
+    storage_name: &'a dyn Fn(u32) -> std::path::PathBuf,
+}
+
+impl ScanInput<'_> {
+    fn bytes_of<'s>(&self, segment: &'s OpenedSegment) -> Result<Cow<'s, [u8]>, WalError> {
+        segment_bytes(segment).map_err(|err| WalError::io("read segment", (self.storage_name)(segment.index), err))
+    }
+}
+
+/// The segments' headers, sorted out.
+struct Headers {
+    /// Slots with a live header (unsorted).
+    live: Vec<usize>,
+    /// Slots with a damaged header (`PointInTime` only; refused otherwise).
+    damaged: Vec<usize>,
+    /// The highest seq any header or (for damaged segments) any record names.
+    seq_max: u64,
+}
+
+/// Sorts the segments by header: live, damaged (refused unless
+/// `PointInTime`), or free; finds the highest seq in use.
+fn read_headers(
+    input: &ScanInput<'_>,
+    segment_bytes_configured: u64,
+    report: &mut RecoveryReport,
+) -> Result<Headers, WalError> {
+    let mut headers = Headers { live: Vec::new(), damaged: Vec::new(), seq_max: 0 };
+    for (slot, segment) in input.segments.iter().enumerate() {
+        match &segment.header {
+            Ok(header) => {
+                if header.segment_bytes != segment_bytes_configured {
+                    return Err(WalError::BadSegment {
+                        segment_index: segment.index,
+                        reason: format!(
+                            "header says {} bytes per segment but the log is configured for {}",
+                            header.segment_bytes, segment_bytes_configured
+                        ),
+                    });
+                }
+                headers.seq_max = headers.seq_max.max(header.seq);
+                if header.state == SegmentState::Live {
+                    headers.live.push(slot);
+                }
+            }
+            Err(HeaderDefect::Zeroed) => {
+                // A segment never started is all zeros: it was created
+                // zero-filled and its header is synced before any record.
+                // Data behind a zero header means the header was destroyed.
+                let bytes = input.bytes_of(segment)?;
+                if let Some(at) = first_nonzero(&bytes, SEGMENT_HEADER_BYTES) {
+                    let reason = format!(
+                        "segment header is zeroed but the segment holds data (first non-zero byte at offset {at}): \
+                         the header was destroyed"
+                    );
+                    note_damaged_header(input, slot, reason, report, &mut headers)?;
+                    headers.seq_max = headers.seq_max.max(max_record_seq(&bytes, input.record_bytes_max));
+                }
+            }
+            Err(HeaderDefect::Version(version)) => {
+                return Err(WalError::BadSegment {
+                    segment_index: segment.index,
+                    reason: format!("format version {version} is not supported (this build reads {FORMAT_VERSION})"),
+                });
+            }
+            Err(defect) => {
+                note_damaged_header(
+                    input,
+                    slot,
+                    format!("segment header is damaged ({defect:?})"),
+                    report,
+                    &mut headers,
+                )?;
+                // Its lap's seq is unknown, and its records carry theirs: keep
+                // every one of those numbers from being handed out again, or a
+                // new lap could take an old record for one of its own.
+                if let Ok(bytes) = segment_bytes(segment) {
+                    headers.seq_max = headers.seq_max.max(max_record_seq(&bytes, input.record_bytes_max));
+                }
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// A segment's header is damaged: an error, unless `PointInTime` (then it
+/// is reported and retired).
+fn note_damaged_header(
+    input: &ScanInput<'_>,
+    slot: usize,
+    reason: String,
+    report: &mut RecoveryReport,
+    headers: &mut Headers,
+) -> Result<(), WalError> {
+    let segment = &input.segments[slot];
+    let detail = corruption(segment, 0, 0, reason);
+    if input.mode != RecoveryMode::PointInTime {
+        return Err(WalError::Corruption(Box::new(detail)));
+    }
+    report.segments_damaged.push(segment.index);
+    report.corruption.get_or_insert(detail);
+    headers.damaged.push(slot);
+    Ok(())
+}
+
+/// No live segment holds the first unreleased LSN.
+struct Hole {
+    /// The oldest live segment's slot.
+    oldest: usize,
+    released_lsn: u64,
+    seq_max: u64,
+}
+
+/// Records after the released ones are missing: an error, unless
+/// `PointInTime`. Then the valid prefix is empty: everything after the hole
+/// is dropped, and the log goes on from the first missing LSN.
+fn scan_missing_prefix(
+    input: &ScanInput<'_>,
+    live: Vec<usize>,
+    damaged: Vec<usize>,
+    hole: Hole,
+    mut report: RecoveryReport,
+) -> Result<Scan, WalError> {
+    let Hole { oldest, released_lsn, seq_max } = hole;
+    let segments = input.segments;
+    let first = segments[oldest].header.as_ref().map_or(0, |header| header.first_lsn);
+    let detail = corruption(
+        &segments[oldest],
+        0,
+        released_lsn + 1,
+        format!("records {}..{} are missing: no segment holds them", released_lsn + 1, first),
+    );
+    if input.mode != RecoveryMode::PointInTime {
+        return Err(WalError::Corruption(Box::new(detail)));
+    }
+    let evidence =
+        find_evidence(segments, oldest, SEGMENT_HEADER_BYTES, &live[1..], released_lsn + 1, input.record_bytes_max);
+    report.records_dropped += evidence.len() as u64;
+    report.corruption.get_or_insert(detail);
+    report.first_lsn = released_lsn + 1;
+    report.last_lsn = released_lsn;
+    report.segments_invalidated = live.iter().map(|slot| segments[*slot].index).collect();
+    Ok(Scan {
+        chain: Vec::new(),
+        next_lsn: released_lsn + 1,
+        next_seq: seq_max + 1,
+        released_lsn,
+        zero_range: None,
+        invalidate: live,
+        seal_tail: false,
+        retire_damaged: damaged,
+        report,
+    })
+}
+
+/// Defence in depth: an older live segment that ends exactly where the start
+/// segment begins is kept too. Releasing is only ever a permission to drop
+/// records, so retaining a contiguous predecessor can never lose anything,
+/// whereas trusting a `released_lsn` that overstates what was released would.
+/// Returns the position in `live` where the log starts.
+fn keep_contiguous_predecessors(input: &ScanInput<'_>, live: &[usize], start: usize) -> usize {
+    let header_of = |slot: usize| input.segments[slot].header.as_ref().ok().copied();
     let mut start = start.min(live.len());
     while start > 0 && start < live.len() {
         let (previous, current) = (live[start - 1], live[start]);
         let (Some(previous_header), Some(current_header)) = (header_of(previous), header_of(current)) else { break };
-        let Ok(bytes) = segment_bytes(&segments[previous]) else { break };
-        let last = last_contiguous_lsn(&bytes, &previous_header, record_bytes_max);
+        let Ok(bytes) = segment_bytes(&input.segments[previous]) else { break };
+        let last = last_contiguous_lsn(&bytes, &previous_header, input.record_bytes_max);
         if previous_header.first_lsn >= current_header.first_lsn || last + 1 != current_header.first_lsn {
             break;
         }
         start -= 1;
     }
-    let live = live.split_off(start);
+    start
+}
 
+/// The recovered chain of segments and where it ended.
+struct Walked {
+    chain: Vec<ChainLink>,
+    /// The LSN after the last record recovered.
+    lsn_next: u64,
+    /// How the log ended, unless it ran to the end of its last segment's
+    /// records with nothing after it to judge.
+    end: Option<EndPlan>,
+}
+
+/// Follows the LSN chain through `live` (from the start segment on),
+/// visiting every record, until the log ends; judges the end.
+fn walk_chain(
+    input: &ScanInput<'_>,
+    live: &[usize],
+    released_lsn: u64,
+    visit: &mut dyn FnMut(&RecordInfo, &[u8]),
+    report: &mut RecoveryReport,
+) -> Result<Walked, WalError> {
+    let segments = input.segments;
+    let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
     let mut chain: Vec<ChainLink> = Vec::new();
     let mut lsn_expected =
         live.first().and_then(|slot| header_of(*slot)).map_or(released_lsn + 1, |header| header.first_lsn);
     report.first_lsn = lsn_expected;
-    let mut zero_range = None;
-    let mut invalidate = Vec::new();
-    let mut seal_tail = false;
-
     for (live_idx, &slot) in live.iter().enumerate() {
         let segment = &segments[slot];
         let Some(header) = header_of(slot) else { continue };
-        if !chain.is_empty() && header.first_lsn != lsn_expected {
+        if let Some(previous) = chain.last().copied().filter(|_| header.first_lsn != lsn_expected) {
             // The previous segment ended cleanly but this one does not continue it.
-            let previous = chain[chain.len() - 1];
+            let reason =
+                format!("segment {} starts at lsn {} instead of {}", segment.index, header.first_lsn, lsn_expected);
+            let at = (previous.slot, previous.end_offset);
             let end = handle_end(
                 segments,
                 &live[live_idx..],
-                (previous.slot, previous.end_offset),
+                at,
                 None,
                 lsn_expected,
-                record_bytes_max,
-                mode,
-                &mut report,
-                format!("segment {} starts at lsn {} instead of {}", segment.index, header.first_lsn, lsn_expected),
+                input.record_bytes_max,
+                input.mode,
+                report,
+                reason,
             )?;
-            zero_range = end.zero_range;
-            invalidate = end.invalidate;
-            seal_tail = end.seal_tail;
-            break;
+            return Ok(Walked { chain, lsn_next: lsn_expected, end: Some(end) });
         }
-        let bytes =
-            segment_bytes(segment).map_err(|err| WalError::io("read segment", storage_name(segment.index), err))?;
-        let mut offset = SEGMENT_HEADER_BYTES;
-        let stop = loop {
-            match decode_slot(&bytes, offset, header.seq, record_bytes_max) {
-                Slot::Record(record) if record.lsn == lsn_expected => {
-                    let payload_start = (offset + RECORD_HEADER_BYTES) as usize;
-                    let payload = &bytes[payload_start..payload_start + record.len as usize];
-                    let info = RecordInfo {
-                        segment_index: segment.index,
-                        offset,
-                        lsn: record.lsn,
-                        kind: record.kind,
-                        len: record.len,
-                    };
-                    visit(&info, payload);
-                    report.records_recovered += 1;
-                    lsn_expected += 1;
-                    offset += record.frame_bytes();
-                }
-                other => break other,
-            }
-        };
+        let bytes = input.bytes_of(segment)?;
+        let (offset, stop) =
+            read_lap(segment, &bytes, &header, &mut lsn_expected, input.record_bytes_max, visit, report);
         chain.push(ChainLink { slot, seq: header.seq, first_lsn: header.first_lsn, end_offset: offset });
         let next_continues =
             live.get(live_idx + 1).and_then(|next| header_of(*next)).is_some_and(|next| next.first_lsn == lsn_expected);
@@ -568,41 +683,56 @@ pub(crate) fn scan(
             // earlier lap) is unused space: the writer rolled to the next segment.
             continue;
         }
+        let reason = describe_stop(stop, lsn_expected);
+        let later = &live[live_idx + 1..];
         let end = handle_end(
             segments,
-            &live[live_idx + 1..],
+            later,
             (slot, offset),
             Some(stop),
             lsn_expected,
-            record_bytes_max,
-            mode,
-            &mut report,
-            describe_stop(stop, lsn_expected),
+            input.record_bytes_max,
+            input.mode,
+            report,
+            reason,
         )?;
-        zero_range = end.zero_range;
-        invalidate = end.invalidate;
-        seal_tail = end.seal_tail;
-        break;
+        return Ok(Walked { chain, lsn_next: lsn_expected, end: Some(end) });
     }
+    Ok(Walked { chain, lsn_next: lsn_expected, end: None })
+}
 
-    report.last_lsn = lsn_expected - 1;
-    if report.records_recovered == 0 {
-        report.first_lsn = lsn_expected;
+/// Reads the records of one lap in LSN order from its start, visiting each;
+/// returns the offset after the last one and the slot that stopped the run.
+fn read_lap(
+    segment: &OpenedSegment,
+    bytes: &[u8],
+    header: &SegmentHeader,
+    lsn_expected: &mut u64,
+    record_bytes_max: u32,
+    visit: &mut dyn FnMut(&RecordInfo, &[u8]),
+    report: &mut RecoveryReport,
+) -> (u64, Slot) {
+    let mut offset = SEGMENT_HEADER_BYTES;
+    loop {
+        match decode_slot(bytes, offset, header.seq, record_bytes_max) {
+            Slot::Record(record) if record.lsn == *lsn_expected => {
+                let payload_start = (offset + RECORD_HEADER_BYTES) as usize;
+                let payload = &bytes[payload_start..payload_start + record.len as usize];
+                let info = RecordInfo {
+                    segment_index: segment.index,
+                    offset,
+                    lsn: record.lsn,
+                    kind: record.kind,
+                    len: record.len,
+                };
+                visit(&info, payload);
+                report.records_recovered += 1;
+                *lsn_expected += 1;
+                offset += record.frame_bytes();
+            }
+            other => return (offset, other),
+        }
     }
-    for slot in &invalidate {
-        report.segments_invalidated.push(segments[*slot].index);
-    }
-    Ok(Scan {
-        chain,
-        next_lsn: lsn_expected,
-        next_seq: seq_max + 1,
-        released_lsn,
-        zero_range,
-        invalidate,
-        seal_tail,
-        retire_damaged: damaged,
-        report,
-    })
 }
 
 /// The LSN of the last record in the unbroken run from the start of a

@@ -423,7 +423,7 @@ impl Storage for SimStorage {
 
     fn describe(&self, index: Option<u32>) -> PathBuf {
         match index {
-            Some(index) => PathBuf::from(format!("sim:{}", crate::storage::segment_file_name(index))),
+            Some(index) => PathBuf::from(format!("sim:{}", crate::format::segment_file_name(index))),
             None => PathBuf::from("sim:"),
         }
     }

@@ -18,22 +18,32 @@
 //! for (docs/DURABILITY.md). Waiting on a ticket writes them out first.
 //!
 //! Ordering: chunks are taken in LSN order under the append lock, and the
-//! taker holds the write-order lock (`Shared::write_order`) from before it
+//! taker holds the write-order lock (the log's `write_order`) from before it
 //! releases the append lock until its bytes are in the files, so write-outs
 //! reach the files in LSN order and `lsn_written` always describes a prefix.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::error::WalError;
-use crate::group_commit::relock;
+use crate::format::Lsn;
+use crate::segment::Segment;
 use crate::storage::WritePath;
-use crate::wal::{Lsn, Segment, Shared};
 
 /// Buffers larger than this are not kept for reuse after a write-out.
 const SPARE_BYTES_MAX: usize = 8 << 20;
 /// How many emptied buffers are kept for reuse.
 const SPARES_MAX: usize = 4;
+
+/// What a write-out needs from the log it writes for (`shared.rs`).
+pub(crate) trait WriteSink {
+    /// Fails if an earlier write-out or sync poisoned the log.
+    fn check_poisoned(&self) -> Result<(), WalError>;
+    /// Writing to segment `segment_index` failed: poison the log.
+    fn fail_write(&self, segment_index: u32, err: io::Error) -> WalError;
+    /// Every record `lsn_first..=lsn_last` is now in its file.
+    fn mark_written(&self, lsn_first: Lsn, lsn_last: Lsn);
+}
 
 /// Frames for one segment, contiguous from `offset`.
 struct Chunk {
@@ -49,6 +59,8 @@ pub(crate) struct Staging {
     spare: Vec<Vec<u8>>,
     /// Capacity of a new buffer, its pages touched once so appends never fault.
     initial_capacity: usize,
+    /// The first LSN in `chunks` (meaningful while `chunks` is not empty).
+    lsn_first: Lsn,
     lsn_last: Lsn,
     /// The last LSN handed to a write-out: until `lsn_written` reaches it, a
     /// write-out may still be in flight.
@@ -59,7 +71,15 @@ pub(crate) struct Staging {
 
 impl Staging {
     pub(crate) fn new(initial_capacity: usize) -> Self {
-        Staging { chunks: Vec::new(), spare: Vec::new(), initial_capacity, lsn_last: 0, lsn_taken: 0, bytes: 0 }
+        Staging {
+            chunks: Vec::new(),
+            spare: Vec::new(),
+            initial_capacity,
+            lsn_first: 0,
+            lsn_last: 0,
+            lsn_taken: 0,
+            bytes: 0,
+        }
     }
 
     /// Whether a write that bypasses staging (a `Never` append through the
@@ -85,6 +105,11 @@ impl Staging {
         (header, payload): (&[u8], &[u8]),
         lsn: Lsn,
     ) {
+        // LSNs are handed out in order under the append lock, which the caller holds.
+        assert!(lsn > self.lsn_last, "frames are staged in LSN order");
+        if self.chunks.is_empty() {
+            self.lsn_first = lsn;
+        }
         let continues = self.chunks.last().is_some_and(|chunk| {
             Arc::ptr_eq(&chunk.segment, segment) && chunk.offset + chunk.bytes.len() as u64 == offset
         });
@@ -105,7 +130,7 @@ impl Staging {
     /// Takes everything staged for writing, with the write-order lock. Called
     /// under the append lock; the write itself may happen after releasing it.
     pub(crate) fn begin_write<'a>(&mut self, write_order: &'a Mutex<Vec<Vec<u8>>>) -> WriteOut<'a> {
-        self.take(relock(write_order.lock()))
+        self.take(write_order.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// As `begin_write`, unless a write-out is in flight: then `None`, and
@@ -130,7 +155,12 @@ impl Staging {
         if !self.chunks.is_empty() {
             self.lsn_taken = self.lsn_last;
         }
-        WriteOut { emptied, chunks: std::mem::take(&mut self.chunks), lsn_last: self.lsn_last }
+        WriteOut {
+            emptied,
+            chunks: std::mem::take(&mut self.chunks),
+            lsn_first: self.lsn_first,
+            lsn_last: self.lsn_last,
+        }
     }
 }
 
@@ -139,6 +169,7 @@ impl Staging {
 pub(crate) struct WriteOut<'a> {
     emptied: MutexGuard<'a, Vec<Vec<u8>>>,
     chunks: Vec<Chunk>,
+    lsn_first: Lsn,
     lsn_last: Lsn,
 }
 
@@ -146,19 +177,19 @@ impl WriteOut<'_> {
     /// Writes the chunks in order and moves `lsn_written` past them. A failed
     /// write poisons the log: records already acknowledged as appended would
     /// otherwise be missing from the middle of it.
-    pub(crate) fn finish(mut self, shared: &Shared) -> Result<(), WalError> {
+    pub(crate) fn finish(mut self, sink: &impl WriteSink) -> Result<(), WalError> {
         // A write-out taken before an earlier one failed (it waited for the
         // write order) must not write past the hole, nor let `lsn_written` or
         // a sync claim the failed records: the failure poisoned the log while
         // holding the write order, so this check sees it.
-        shared.commit.check_poisoned()?;
+        sink.check_poisoned()?;
         for chunk in &self.chunks {
             if let Err(err) = chunk.segment.file.write_at(chunk.offset, &chunk.bytes, WritePath::Syscall) {
-                return Err(shared.commit.fail_io(shared, chunk.segment.index, "write", err));
+                return Err(sink.fail_write(chunk.segment.index, err));
             }
         }
         if !self.chunks.is_empty() {
-            shared.lsn_written.fetch_max(self.lsn_last, Ordering::AcqRel);
+            sink.mark_written(self.lsn_first, self.lsn_last);
         }
         for chunk in self.chunks.drain(..) {
             let mut bytes = chunk.bytes;

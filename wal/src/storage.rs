@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapRaw;
 
 use crate::error::WalError;
+use crate::format::{parse_segment_file_name, segment_file_name};
 
 /// How an append's bytes should reach the file. A hint: simulated storage
 /// ignores it.
@@ -378,20 +379,6 @@ impl FileStorage {
     }
 }
 
-/// True if `err` says the file system (or the user's quota) has no room:
-/// `ENOSPC` or `EDQUOT`. Such a failure to *create* something holds no
-/// acknowledged data, so callers may retry once space is freed.
-///
-/// ```
-/// use recwal_wal::is_out_of_space;
-/// assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
-/// assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
-/// ```
-pub fn is_out_of_space(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-        || matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-}
-
 /// Bytes an unprivileged writer may still allocate on the file system that
 /// holds `path` (`statvfs`: `f_bavail * f_frsize`).
 ///
@@ -415,20 +402,6 @@ pub fn available_bytes(path: &Path) -> io::Result<u64> {
     }
     #[allow(clippy::unnecessary_cast)] // the field types differ between targets
     Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
-}
-
-/// File name of segment `index`.
-pub(crate) fn segment_file_name(index: u32) -> String {
-    format!("seg-{index:08}.wal")
-}
-
-/// Parses a segment file name back to its index.
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("seg-")?.strip_suffix(".wal")?;
-    if digits.len() != 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 impl Storage for FileStorage {

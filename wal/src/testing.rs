@@ -249,7 +249,7 @@ impl Tmpfs {
             match file.write(&chunk) {
                 Ok(0) => return Ok(written),
                 Ok(n) => written += n as u64,
-                Err(err) if crate::is_out_of_space(&err) => return Ok(written),
+                Err(err) if crate::error::is_out_of_space(&err) => return Ok(written),
                 Err(err) => return Err(err),
             }
         }

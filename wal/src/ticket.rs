@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 
 use crate::config::Durability;
 use crate::error::WalError;
+use crate::format::Lsn;
 use crate::group_commit::GroupCommit;
-use crate::wal::{Lsn, Shared};
+use crate::shared::Shared;
 
 /// Returned by `Wal::append`: the record's LSN, at once, and a wait for its durability.
 ///
@@ -96,7 +97,7 @@ impl AppendTicket {
     /// ```
     pub fn wait(&self) -> Result<Lsn, WalError> {
         match (self.durability, self.shared.upgrade()) {
-            (Durability::Always | Durability::Never, Some(shared)) => self.commit.make_durable(&shared, self.lsn)?,
+            (Durability::Always | Durability::Never, Some(shared)) => self.commit.make_durable(&*shared, self.lsn)?,
             (Durability::Batch, _) => self.commit.wait_durable(self.lsn)?,
             (_, None) => {
                 self.commit.check_poisoned()?;
