@@ -206,10 +206,10 @@ pub(crate) fn popular(state: &State, n: usize, keep: impl FnMut(Dense) -> bool) 
 fn popular_answers(state: &State, top: Vec<(Dense, f64)>) -> Vec<Scored> {
     top.into_iter()
         .map(|(item, score)| Scored {
-            item: state.items.name(item).to_string(),
+            item: state.items().name(item).to_string(),
             score,
             strategy: Strategy::Popularity,
-            reasons: vec![Reason::Popular { events: state.item_events[item as usize] }],
+            reasons: vec![Reason::Popular { events: state.item_events(item) }],
             model_score: None,
         })
         .collect()
@@ -228,7 +228,7 @@ fn score_with_neighbours(
     user: Dense,
     strategy: Strategy,
 ) -> (Vec<f64>, Vec<(Dense, f64)>) {
-    let mut scores = vec![0.0; state.items.len()];
+    let mut scores = vec![0.0; state.items().len()];
     let mut neighbours = Vec::new();
     match strategy {
         Strategy::UserCf => {
@@ -301,12 +301,12 @@ pub(crate) fn recommend_with(
     defer_reasons: bool,
 ) -> Result<Candidates, EngineError> {
     validate(request)?;
-    let excluded: HashSet<Dense> = request.exclude.iter().filter_map(|name| state.items.get(name)).collect();
+    let excluded: HashSet<Dense> = request.exclude.iter().filter_map(|name| state.items().get(name)).collect();
     let allowed: Option<HashSet<Dense>> =
-        request.allow.as_ref().map(|names| names.iter().filter_map(|name| state.items.get(name)).collect());
-    let user = state.users.get(&request.user).filter(|&user| !state.user_items(user).is_empty());
+        request.allow.as_ref().map(|names| names.iter().filter_map(|name| state.items().get(name)).collect());
+    let user = state.users().get(&request.user).filter(|&user| !state.user_items(user).is_empty());
     let keep = |item: Dense| {
-        !state.item_removed[item as usize]
+        !state.item_removed(item)
             && !excluded.contains(&item)
             && allowed.as_ref().is_none_or(|allowed| allowed.contains(&item))
             && user.is_none_or(|user| state.pair(user, item).is_none())
@@ -328,20 +328,20 @@ pub(crate) fn recommend_with(
             .enumerate()
             .filter(|&(item, &score)| {
                 score > 0.0
-                    && !state.item_removed[item]
+                    && !state.item_removed(item as Dense)
                     && (excluded.is_empty() || !excluded.contains(&(item as Dense)))
                     && allowed.as_ref().is_none_or(|allowed| allowed.contains(&(item as Dense)))
             })
             .map(|(item, &score)| (item as Dense, score))
             .collect();
-        let best = top_n(&state.items, candidates, request.n);
+        let best = top_n(state.items(), candidates, request.n);
         chosen.extend(best.iter().map(|&(item, _)| item));
         dense_items.extend(best.iter().map(|&(item, _)| item));
         let mut co = CoInteraction::new(state, user);
         for (item, score) in best {
             let reasons =
                 if defer_reasons { Vec::new() } else { reasons(state, item, request.strategy, &neighbours, &mut co) };
-            let name = state.items.name(item).to_string();
+            let name = state.items().name(item).to_string();
             items.push(Scored { item: name, score, strategy: request.strategy, reasons, model_score: None });
         }
         dense = scores;
@@ -354,18 +354,18 @@ pub(crate) fn recommend_with(
         items.extend(popular_answers(state, fill));
     }
     let ranking = Ranking::Unranked { reason: None };
-    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn, items, ranking };
+    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn(), items, ranking };
     Ok(Candidates { answer, user, items: dense_items, scores: dense, neighbours: used_neighbours })
 }
 
 /// Gives the strategy's items of `items` (those `recommend_with` left
 /// without reasons) their reasons, from `state` as it is now.
 pub(crate) fn fill_reasons(state: &State, user: Option<Dense>, neighbours: &[(Dense, f64)], items: &mut [Scored]) {
-    let Some(user) = user.filter(|&user| (user as usize) < state.users.len()) else { return };
+    let Some(user) = user.filter(|&user| (user as usize) < state.users().len()) else { return };
     let mut co = CoInteraction::new(state, user);
     for scored in items.iter_mut().filter(|scored| scored.reasons.is_empty() && scored.strategy != Strategy::Popularity)
     {
-        if let Some(item) = state.items.get(&scored.item) {
+        if let Some(item) = state.items().get(&scored.item) {
             scored.reasons = reasons(state, item, scored.strategy, neighbours, &mut co);
         }
     }
@@ -385,7 +385,7 @@ fn reasons(
                 return top
                     .into_iter()
                     .map(|(other, similarity, contribution)| Reason::Neighbour {
-                        user: state.users.name(other).to_string(),
+                        user: state.users().name(other).to_string(),
                         similarity: similarity as f32,
                         contribution: contribution as f32,
                     })
@@ -395,7 +395,7 @@ fn reasons(
         }
         Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend => co.reasons(item),
         Strategy::UserCf => Vec::new(),
-        Strategy::Popularity => vec![Reason::Popular { events: state.item_events[item as usize] }],
+        Strategy::Popularity => vec![Reason::Popular { events: state.item_events(item) }],
     }
 }
 
@@ -427,7 +427,7 @@ impl<'a> CoInteraction<'a> {
     }
 
     fn sample(&self, item: Dense) -> (&'a [crate::state::ItemUser], f64) {
-        let users = &self.state.item_users[item as usize];
+        let users = self.state.item_users(item);
         let sample = &users[users.len().saturating_sub(Self::SCAN)..];
         (sample, if sample.is_empty() { 1.0 } else { users.len() as f64 / sample.len() as f64 })
     }
@@ -450,8 +450,8 @@ impl<'a> CoInteraction<'a> {
         let mut marked = Vec::new();
         MARKS.with(|cell| {
             let mut marks = cell.borrow_mut();
-            if marks.len() < self.state.users.len() {
-                marks.resize(self.state.users.len(), 0);
+            if marks.len() < self.state.users().len() {
+                marks.resize(self.state.users().len(), 0);
             }
             for (bit, &item) in self.history.iter().enumerate() {
                 for entry in self.sample(item).0 {
@@ -496,7 +496,7 @@ impl<'a> CoInteraction<'a> {
         found
             .into_iter()
             .take(REASONS_PER_ITEM)
-            .map(|(other, users)| Reason::CoInteracted { item: self.state.items.name(other).to_string(), users })
+            .map(|(other, users)| Reason::CoInteracted { item: self.state.items().name(other).to_string(), users })
             .collect()
     }
 }
@@ -520,29 +520,27 @@ impl Drop for CoInteraction<'_> {
 /// (C̃ᵢⱼ / √(|Uᵢ|·|Uⱼ|)), ties to the lower id.
 pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored> {
     let mut counts: rustc_hash::FxHashMap<Dense, u32> = rustc_hash::FxHashMap::default();
-    for entry in &state.item_users[item as usize] {
+    for entry in state.item_users(item) {
         for pair in state.user_items(entry.user) {
             if pair.item != item {
                 *counts.entry(pair.item).or_default() += 1;
             }
         }
     }
-    let degree = state.item_users[item as usize].len() as f64;
+    let degree = state.item_users(item).len() as f64;
     let candidates: Vec<(Dense, f64)> = counts
         .iter()
-        .filter(|&(&other, _)| !state.item_removed[other as usize])
-        .map(|(&other, &both)| {
-            (other, f64::from(both) / (degree * state.item_users[other as usize].len() as f64).sqrt())
-        })
+        .filter(|&(&other, _)| !state.item_removed(other))
+        .map(|(&other, &both)| (other, f64::from(both) / (degree * state.item_users(other).len() as f64).sqrt()))
         .collect();
-    top_n(&state.items, candidates, n)
+    top_n(state.items(), candidates, n)
         .into_iter()
         .map(|(other, score)| Scored {
-            item: state.items.name(other).to_string(),
+            item: state.items().name(other).to_string(),
             score,
             strategy: Strategy::ItemRank,
             reasons: vec![Reason::CoInteracted {
-                item: state.items.name(item).to_string(),
+                item: state.items().name(item).to_string(),
                 users: counts.get(&other).copied().unwrap_or(0),
             }],
             model_score: None,

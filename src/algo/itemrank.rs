@@ -37,14 +37,14 @@ fn preference(state: &State, user: Dense) -> Vec<(Dense, f64)> {
 
 /// out = C·x (dense), through the factored graph.
 fn multiply(state: &State, x: &[f64], per_user: &mut [f64], scaled: &mut [f64], out: &mut [f64]) {
-    for ((scaled, &x), &sum) in scaled.iter_mut().zip(x).zip(&state.item_others) {
+    for ((scaled, &x), &sum) in scaled.iter_mut().zip(x).zip(state.item_others()) {
         *scaled = if sum > 0 { x / sum as f64 } else { 0.0 };
     }
-    for (total, pairs) in per_user.iter_mut().zip(&state.user_items) {
+    for (total, pairs) in per_user.iter_mut().zip(state.all_user_items()) {
         *total = pairs.iter().map(|pair| scaled[pair.item as usize]).sum();
     }
     for (item, out) in out.iter_mut().enumerate() {
-        let users = &state.item_users[item];
+        let users = state.item_users(item as Dense);
         let through_users: f64 = users.iter().map(|entry| per_user[entry.user as usize]).sum();
         *out = through_users - users.len() as f64 * scaled[item];
     }
@@ -69,7 +69,7 @@ fn strongest(mut preference: Vec<(Dense, f64)>, max: usize) -> Vec<(Dense, f64)>
 
 /// Exact ItemRank scores for every item.
 pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
-    let items = state.items.len();
+    let items = state.items().len();
     let preference = preference(state, user);
     if items == 0 || preference.is_empty() {
         return;
@@ -82,7 +82,7 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
     let mut rank = vec![1.0 / items as f64; items];
     let mut next = vec![0.0f64; items];
     let mut scaled = vec![0.0f64; items];
-    let mut per_user = vec![0.0f64; state.users.len()];
+    let mut per_user = vec![0.0f64; state.users().len()];
     for _ in 0..config.iterations {
         multiply(state, &rank, &mut per_user, &mut scaled, &mut next);
         for ((rank, &next), &d) in rank.iter_mut().zip(&next).zip(&d) {
@@ -94,13 +94,13 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
 
 /// Fast ItemRank: `fast_hops` exact terms plus the stationary tail.
 pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
-    let items = state.items.len();
+    let items = state.items().len();
     let preference = preference(state, user);
     if items == 0 || preference.is_empty() {
         return;
     }
     let alpha = f64::from(config.alpha);
-    let column_sum = &state.item_others;
+    let column_sum = state.item_others();
     // Pruning for very active users: the walk starts from their
     // `seed_items_max` strongest items (renormalised).
     let preference = strongest(preference, config.seed_items_max);
@@ -117,7 +117,7 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
         let mut per_user: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
         for &(item, share) in &preference {
             let sum = column_sum[item as usize];
-            let users = &state.item_users[item as usize];
+            let users = state.item_users(item);
             if sum == 0 || users.is_empty() {
                 continue;
             }
@@ -144,7 +144,7 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
                 // The diagonal. Sampling makes the estimate above inexact,
                 // so the difference is kept from going negative.
                 let term = &mut term[item as usize];
-                *term = (*term - state.item_users[item as usize].len() as f64 * share / sum as f64).max(0.0);
+                *term = (*term - state.item_users(item).len() as f64 * share / sum as f64).max(0.0);
             }
         }
         weight *= alpha;
@@ -155,7 +155,7 @@ pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: 
     if config.fast_hops >= 2 {
         let mut next = vec![0.0f64; items];
         let mut scaled = vec![0.0f64; items];
-        let mut per_user = vec![0.0f64; state.users.len()];
+        let mut per_user = vec![0.0f64; state.users().len()];
         for _ in 1..config.fast_hops {
             multiply(state, &term, &mut per_user, &mut scaled, &mut next);
             std::mem::swap(&mut term, &mut next);

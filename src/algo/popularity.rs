@@ -17,8 +17,8 @@ pub(crate) fn top(state: &State, n: usize, mut keep: impl FnMut(Dense) -> bool) 
     let mut out: Vec<(Dense, f64)> = Vec::with_capacity(n);
     let mut group: Vec<Dense> = Vec::new();
     let mut group_key = None;
-    for &(std::cmp::Reverse(key), item) in &state.popular {
-        if state.item_events[item as usize] == 0 {
+    for (key, item) in state.popular() {
+        if state.item_events(item) == 0 {
             break;
         }
         if group_key != Some(key) {
@@ -38,7 +38,7 @@ pub(crate) fn top(state: &State, n: usize, mut keep: impl FnMut(Dense) -> bool) 
 }
 
 fn flush(state: &State, group: &mut Vec<Dense>, out: &mut Vec<(Dense, f64)>, n: usize) {
-    group.sort_unstable_by(|&a, &b| id_order(state.items.name(a), state.items.name(b)));
+    group.sort_unstable_by(|&a, &b| id_order(state.items().name(a), state.items().name(b)));
     for &item in group.iter() {
         if out.len() >= n {
             break;

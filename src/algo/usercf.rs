@@ -21,22 +21,22 @@ thread_local! {
 
 /// The user's neighbours, most similar first: `(user, cosine)`.
 pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> Vec<(Dense, f64)> {
-    let norm_u = state.user_norm_sq[user as usize].sqrt();
+    let norm_u = state.user_norm_sq(user).sqrt();
     if norm_u <= 0.0 {
         return Vec::new();
     }
     DOTS.with(|cell| {
         let mut guard = cell.borrow_mut();
         let (dots, touched) = &mut *guard;
-        if dots.len() < state.users.len() {
-            dots.resize(state.users.len(), 0.0);
+        if dots.len() < state.users().len() {
+            dots.resize(state.users().len(), 0.0);
         }
         for pair in state.user_items(user) {
             let mine = f64::from(pair.value());
             if mine == 0.0 {
                 continue;
             }
-            let users = &state.item_users[pair.item as usize];
+            let users = state.item_users(pair.item);
             // Pruning: scan only the most recently arrived users of a very
             // popular item (exact while the cap is above the item's degree).
             let start = users.len().saturating_sub(config.scan_users_per_item);
@@ -55,13 +55,13 @@ pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> V
         let mut candidates = Vec::with_capacity(touched.len());
         for &other in touched.iter() {
             let dot = std::mem::take(&mut dots[other as usize]);
-            let norm_v = state.user_norm_sq[other as usize].sqrt();
+            let norm_v = state.user_norm_sq(other).sqrt();
             if dot > 0.0 && norm_v > 0.0 {
                 candidates.push((other, dot / (norm_u * norm_v)));
             }
         }
         touched.clear();
-        top_n(&state.users, candidates, config.neighbours)
+        top_n(state.users(), candidates, config.neighbours)
     })
 }
 

@@ -143,11 +143,11 @@ impl Shared {
             for (lsn, record) in &records {
                 // Paired: each record is new to the state before, and the
                 // state is exactly at it after (records in LSN order).
-                assert!(*lsn > state.applied_lsn, "record {lsn} applied out of LSN order");
+                assert!(*lsn > state.applied_lsn(), "record {lsn} applied out of LSN order");
                 state.apply(*lsn, record, &self.config.dedup);
-                assert!(state.applied_lsn == *lsn);
+                assert!(state.applied_lsn() == *lsn);
             }
-            state.applied_lsn
+            state.applied_lsn()
         };
         if let Some(err) = undecodable {
             return Err(self.poison(format!("cannot apply our own record: {err}")));

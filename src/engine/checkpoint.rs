@@ -84,10 +84,10 @@ impl Shared {
             // A panic while applying may have left a batch half applied:
             // never snapshot that.
             let state = self.state.read().map_err(|_| self.poison("a writer panicked while applying"))?;
-            if state.applied_lsn == mark.lsn {
+            if state.applied_lsn() == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
-            (state.applied_lsn, snapshot::encode(state.applied_lsn, &state.snapshot_view(), &state.models)?)
+            (state.applied_lsn(), snapshot::encode(state.applied_lsn(), &state.snapshot_view(), state.models())?)
         };
         assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");
         // Everything the snapshot holds must be durable in the log first:

@@ -232,7 +232,7 @@ impl Shared {
             let state = valid.iter().any(|event| event.event_id.is_some()).then(|| self.read_state());
             for (at, event) in valid.iter().enumerate() {
                 if let (Some(id), Some(state)) = (event.event_id, &state) {
-                    if let Some(seen) = state.dedup.lookup(id, now, &self.config.dedup) {
+                    if let Some(seen) = state.dedup().lookup(id, now, &self.config.dedup) {
                         receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
                         // Applied, but maybe written `Never` and not yet
                         // durable: the caller's durability covers it too.

@@ -250,7 +250,7 @@ impl Engine {
         let default_durability = config.wal.sync_policy.default_durability();
         let (state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
-        ranker.restore(&state.models)?;
+        ranker.restore(state.models())?;
         let checkpoints = Checkpoints::new(snapshots_dir, report.snapshot_lsn, &wal.metrics());
         let config_sessions = config.models.sessions;
         let shared = Arc::new(Shared {
@@ -258,7 +258,7 @@ impl Engine {
             wal,
             default_durability,
             sequencer: Mutex::new(Sequencer::default()),
-            applying: Mutex::new(ApplyGate::new(state.applied_lsn)),
+            applying: Mutex::new(ApplyGate::new(state.applied_lsn())),
             applied: Condvar::new(),
             state: RwLock::new(state),
             checkpoints,
@@ -321,7 +321,7 @@ impl Engine {
     /// the log's segments until a later checkpoint recycles them.
     pub fn forget_user(&self, user: &str) -> Result<u64, EngineError> {
         event::validate_id("user", user)?;
-        if self.shared.read_state().users.get(user).is_none() {
+        if self.shared.read_state().users().get(user).is_none() {
             return Err(EngineError::UnknownUser(user.to_string()));
         }
         let record = LogRecord::ForgetUser(ForgetUserV1 { user });
@@ -332,7 +332,7 @@ impl Engine {
     /// items). Logged, so it survives replay. Returns the record's LSN.
     pub fn remove_item(&self, item: &str) -> Result<u64, EngineError> {
         event::validate_id("item", item)?;
-        if self.shared.read_state().items.get(item).is_none() {
+        if self.shared.read_state().items().get(item).is_none() {
             return Err(EngineError::UnknownItem(item.to_string()));
         }
         let record = LogRecord::RemoveItem(RemoveItemV1 { item });
@@ -373,7 +373,7 @@ impl Engine {
         event::validate_id("item", item)?;
         recommend::validate_n(n)?;
         let state = self.shared.read_state();
-        let dense = state.items.get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
+        let dense = state.items().get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
         Ok(recommend::similar_items(&state, dense, n))
     }
 
@@ -381,19 +381,19 @@ impl Engine {
     pub fn popular(&self, n: usize) -> Result<Vec<Scored>, EngineError> {
         recommend::validate_n(n)?;
         let state = self.shared.read_state();
-        Ok(recommend::popular(&state, n, |item| !state.item_removed[item as usize]))
+        Ok(recommend::popular(&state, n, |item| !state.item_removed(item)))
     }
 
     /// The user's recorded interactions, by item id.
     pub fn interactions(&self, user: &str) -> Result<Vec<Interaction>, EngineError> {
         event::validate_id("user", user)?;
         let state = self.shared.read_state();
-        let dense = state.users.get(user).ok_or_else(|| EngineError::UnknownUser(user.to_string()))?;
+        let dense = state.users().get(user).ok_or_else(|| EngineError::UnknownUser(user.to_string()))?;
         let mut out: Vec<Interaction> = state
             .user_items(dense)
             .iter()
             .map(|pair| Interaction {
-                item: state.items.name(pair.item).to_string(),
+                item: state.items().name(pair.item).to_string(),
                 value: pair.value(),
                 rating: (!pair.rating.is_nan()).then_some(pair.rating),
                 events: pair.events,
@@ -408,11 +408,11 @@ impl Engine {
     /// unknown user). The offline evaluation scores through this.
     pub fn score_items(&self, user: &str, strategy: Strategy, mut visit: impl FnMut(&str, f64)) {
         let state = self.shared.read_state();
-        let scores = match state.users.get(user) {
+        let scores = match state.users().get(user) {
             Some(dense) => recommend::score_all(&state, &self.shared.config, dense, strategy),
             None => {
                 // An unknown user: only popularity (alone or in the blend) has a score.
-                let mut scores = vec![0.0; state.items.len()];
+                let mut scores = vec![0.0; state.items().len()];
                 if matches!(strategy, Strategy::Popularity | Strategy::Blend) {
                     crate::algo::popularity::scores(&state, &mut scores);
                 }
@@ -420,7 +420,7 @@ impl Engine {
             }
         };
         for (item, score) in scores.into_iter().enumerate() {
-            visit(state.items.name(item as u32), score);
+            visit(state.items().name(item as u32), score);
         }
     }
 
@@ -432,7 +432,7 @@ impl Engine {
 
     /// LSN of the last record applied to the state.
     pub fn applied_lsn(&self) -> u64 {
-        self.shared.read_state().applied_lsn
+        self.shared.read_state().applied_lsn()
     }
 
     /// A digest of the state (see `docs/DURABILITY.md`): equal digests mean
@@ -448,12 +448,12 @@ impl Engine {
         let snapshot_lsn = self.shared.checkpoints.snapshot_lsn();
         let state = self.shared.read_state();
         EngineStats {
-            users: state.users.len(),
-            items: state.items.len(),
+            users: state.users().len(),
+            items: state.items().len(),
             pairs: state.pairs(),
-            events_applied: state.events_applied,
-            applied_lsn: state.applied_lsn,
-            dedup_ids: state.dedup.len(),
+            events_applied: state.events_applied(),
+            applied_lsn: state.applied_lsn(),
+            dedup_ids: state.dedup().len(),
             snapshot_lsn,
             wal: self.shared.wal.metrics(),
             disk_full: self.shared.disk.current(),

@@ -41,7 +41,7 @@ impl Engine {
         let sha256 = store::sha256(bytes);
         let (existing, version) = {
             let state = self.shared.read_state();
-            (state.models.find_hash(&sha256).cloned(), state.models.next_version())
+            (state.models().find_hash(&sha256).cloned(), state.models().next_version())
         };
         if let Some(entry) = existing {
             return Ok(self.info(&entry));
@@ -72,7 +72,7 @@ impl Engine {
     /// Re-activates the version that was active before the current one.
     pub fn rollback_model(&self) -> Result<ModelInfo, EngineError> {
         let _admin = self.shared.ranker.lock_admin()?;
-        let previous = self.shared.read_state().models.previous();
+        let previous = self.shared.read_state().models().previous();
         let previous = previous.ok_or_else(|| EngineError::invalid("model", "no previous version to roll back to"))?;
         self.activate(previous, true)
     }
@@ -80,8 +80,8 @@ impl Engine {
     /// Every version the log knows, oldest first.
     pub fn models(&self) -> Vec<ModelInfo> {
         let state = self.shared.read_state();
-        let active = state.models.active();
-        state.models.entries.iter().map(|entry| ModelInfo::from_entry(entry, active)).collect()
+        let active = state.models().active();
+        state.models().entries.iter().map(|entry| ModelInfo::from_entry(entry, active)).collect()
     }
 
     /// Everything `stats` and `model_status` report, in the Prometheus text
@@ -93,7 +93,7 @@ impl Engine {
     /// The ranking side now: runtime, active and serving versions, fault,
     /// breaker.
     pub fn model_status(&self) -> ModelStatus {
-        let active = self.shared.read_state().models.active();
+        let active = self.shared.read_state().models().active();
         self.shared.ranker.status(active)
     }
 
@@ -103,7 +103,7 @@ impl Engine {
             return Err(EngineError::UnknownModel(version));
         }
         let ranker = &self.shared.ranker;
-        let already = self.shared.read_state().models.active() == Some(version) && ranker.is_serving(version);
+        let already = self.shared.read_state().models().active() == Some(version) && ranker.is_serving(version);
         if already && !rollback {
             return Ok(self.info(&entry));
         }
@@ -123,7 +123,7 @@ impl Engine {
     /// call's error.
     fn retire_old(&self) {
         let ranker = &self.shared.ranker;
-        let retire = self.shared.read_state().models.to_retire(ranker.retention());
+        let retire = self.shared.read_state().models().to_retire(ranker.retention());
         for version in retire {
             let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
             let retired =
@@ -139,11 +139,11 @@ impl Engine {
     }
 
     fn entry(&self, version: u32) -> Result<ModelEntry, EngineError> {
-        self.shared.read_state().models.get(version).cloned().ok_or(EngineError::UnknownModel(version))
+        self.shared.read_state().models().get(version).cloned().ok_or(EngineError::UnknownModel(version))
     }
 
     fn info(&self, entry: &ModelEntry) -> ModelInfo {
-        ModelInfo::from_entry(entry, self.shared.read_state().models.active())
+        ModelInfo::from_entry(entry, self.shared.read_state().models().active())
     }
 }
 

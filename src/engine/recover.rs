@@ -28,7 +28,7 @@ pub(super) fn recover(
     let started = Instant::now();
     let (state, skipped) = choose_snapshot(wal, snapshots_dir)?;
     let snapshot_load = started.elapsed();
-    let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn);
+    let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn());
     check_no_gap(wal, snapshots_dir, state_lsn, skipped.len())?;
     if state.is_none() && !skipped.is_empty() {
         warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
@@ -120,13 +120,14 @@ fn check_no_gap(wal: &Wal, snapshots_dir: &Path, state_lsn: u64, n_skipped: usiz
 /// change once one exists.
 fn check_half_life(loaded: &State, config: &EngineConfig) -> Result<(), EngineError> {
     let half_life_ms = config.popularity.half_life.map(|half_life| half_life.as_secs_f64() * 1000.0);
-    if loaded.half_life_ms != half_life_ms {
+    if loaded.half_life_ms() != half_life_ms {
         return Err(EngineError::InvalidConfig {
             field: "popularity.half_life",
             rule: format!(
                 "the data directory's snapshot was built with a half-life of {:?} ms, the configuration asks for \
                  {:?} ms; the setting cannot change once a snapshot exists",
-                loaded.half_life_ms, half_life_ms
+                loaded.half_life_ms(),
+                half_life_ms
             ),
         });
     }
@@ -141,7 +142,7 @@ fn replay(
     config: &EngineConfig,
     progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<u64, EngineError> {
-    let state_lsn = state.applied_lsn;
+    let state_lsn = state.applied_lsn();
     let last = wal.lsn_written();
     let total = last.saturating_sub(state_lsn);
     let mut replayed = 0u64;

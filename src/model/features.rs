@@ -54,7 +54,7 @@ pub(crate) fn build(
             scaled(usercf[at], usercf_max),
             scaled(itemrank[at], itemrank_max),
             ln1p(popularity[at].max(0.0)),
-            ln1p(state.item_users[item as usize].len() as f64),
+            ln1p(state.item_users(item).len() as f64),
             activity,
         ]);
     }

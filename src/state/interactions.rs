@@ -1,0 +1,220 @@
+//! The interactions: per user a sorted list of `Pair`s (the source of truth
+//! of the whole state), each user's Σ value², and per item the users who
+//! interacted with it (the item→users index, which is also the item
+//! co-occurrence graph in factored form: C̃ = AᵀA − diag).
+//!
+//! Only `State` (and the replay in `replay.rs`) changes it, through the
+//! methods below; readers get shared borrows through `State`'s getters.
+
+use serde::{Deserialize, Serialize};
+
+use super::popularity::log2_add;
+use crate::ids::Dense;
+
+/// One user's interaction with one item.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pair {
+    /// The item.
+    pub item: Dense,
+    /// Latest rating, NaN when the user never rated the item.
+    pub rating: f32,
+    /// Sum of the implicit events' weights.
+    pub implicit: f32,
+    /// Events seen for this pair (for popularity, and for `forget_user`).
+    pub events: u32,
+    /// This user's position in the item's user list, so the list can be
+    /// updated in O(1) and kept in arrival order (saved in snapshots, so a
+    /// restart rebuilds the very same order).
+    pub slot: u32,
+    /// With time-decayed popularity: log₂ Σ 2^(t/half-life) over the pair's
+    /// events (t in ms since the epoch), so `forget_user` can subtract it;
+    /// −∞ otherwise.
+    pub mass: f64,
+}
+
+impl Pair {
+    /// A pair before its first event; its slot is set when it joins the
+    /// item's user list.
+    pub(super) fn empty(item: Dense) -> Pair {
+        Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot: 0, mass: f64::NEG_INFINITY }
+    }
+
+    /// The interaction strength used by every strategy: the latest rating
+    /// (if any) plus the implicit weights.
+    pub fn value(&self) -> f32 {
+        let rating = if self.rating.is_nan() { 0.0 } else { self.rating };
+        rating + self.implicit
+    }
+
+    /// Adds one event to the pair; returns the change of the user's Σ value².
+    /// `mass` is the event's `t / half-life` (with a half-life only).
+    pub(super) fn add_event(&mut self, rating: bool, weight: f32, mass: Option<f64>) -> f64 {
+        let before = f64::from(self.value());
+        if rating {
+            self.rating = weight;
+        } else {
+            self.implicit += weight;
+        }
+        self.events = self.events.saturating_add(1);
+        if let Some(mass) = mass {
+            self.mass = log2_add(self.mass, mass);
+        }
+        let after = f64::from(self.value());
+        after * after - before * before
+    }
+}
+
+/// An entry of an item's user list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ItemUser {
+    pub user: Dense,
+    pub value: f32,
+}
+
+#[derive(Default)]
+pub(super) struct Interactions {
+    /// Per user, sorted by item.
+    pub(super) user_items: Vec<Vec<Pair>>,
+    /// Per user, Σ value². Maintained incrementally in f64 and saved in
+    /// snapshots (not recomputed) so a restart reproduces it bit for bit.
+    pub(super) user_norm_sq: Vec<f64>,
+    /// Per item: the users who interacted with it, in order of their first
+    /// interaction (a forgotten user's place is taken by the last one), with
+    /// their current value (so UserCF reads it without a lookup).
+    pub(super) item_users: Vec<Vec<ItemUser>>,
+}
+
+impl Interactions {
+    pub(super) fn push_user(&mut self) {
+        self.user_items.push(Vec::new());
+        self.user_norm_sq.push(0.0);
+        debug_assert_eq!(self.user_items.len(), self.user_norm_sq.len());
+    }
+
+    pub(super) fn push_item(&mut self) {
+        self.item_users.push(Vec::new());
+    }
+
+    /// Where `item` is, or would be inserted, in `user`'s list.
+    pub(super) fn search(&self, user: Dense, item: Dense) -> Result<usize, usize> {
+        self.user_items[user as usize].binary_search_by_key(&item, |pair| pair.item)
+    }
+
+    /// Inserts a new pair at `pos` (from `search`) and appends the user to
+    /// the item's list.
+    pub(super) fn insert_pair(&mut self, user: Dense, item: Dense, pos: usize) {
+        let users = &mut self.item_users[item as usize];
+        let slot = users.len() as u32;
+        users.push(ItemUser { user, value: 0.0 });
+        let pairs = &mut self.user_items[user as usize];
+        pairs.insert(pos, Pair { slot, ..Pair::empty(item) });
+        debug_assert!(pos == 0 || pairs[pos - 1].item < item);
+        debug_assert!(pairs.get(pos + 1).is_none_or(|next| next.item > item));
+    }
+
+    /// Adds one event to the pair at `pos` of `user`'s list; the norm and the
+    /// item list follow.
+    pub(super) fn add_event(&mut self, user: Dense, pos: usize, rating: bool, weight: f32, mass: Option<f64>) {
+        let pair = &mut self.user_items[user as usize][pos];
+        self.user_norm_sq[user as usize] += pair.add_event(rating, weight, mass);
+        let entry = &mut self.item_users[pair.item as usize][pair.slot as usize];
+        // Paired with `insert_pair` and the slot moves of `remove_user`.
+        assert!(entry.user == user, "item {} slot {} is not user {user}'s", pair.item, pair.slot);
+        entry.value = pair.value();
+    }
+
+    /// Takes `user`'s pairs out of every list, moving the last user of each
+    /// item list into the freed slot, and returns them.
+    pub(super) fn remove_user(&mut self, user: Dense) -> Vec<Pair> {
+        let pairs = std::mem::take(&mut self.user_items[user as usize]);
+        for pair in &pairs {
+            let users = &mut self.item_users[pair.item as usize];
+            let slot = pair.slot as usize;
+            if slot < users.len() {
+                users.swap_remove(slot);
+                // The last user took the freed slot: tell its pair.
+                if let Some(&moved) = users.get(slot) {
+                    if let Ok(at) = self.search(moved.user, pair.item) {
+                        self.user_items[moved.user as usize][at].slot = slot as u32;
+                    }
+                }
+            }
+        }
+        self.user_norm_sq[user as usize] = 0.0;
+        pairs
+    }
+
+    /// log₂ Σ 2^mass over the pairs of `item`'s users.
+    pub(super) fn item_mass(&self, item: Dense) -> f64 {
+        self.item_users[item as usize]
+            .iter()
+            .filter_map(|entry| {
+                self.search(entry.user, item).ok().map(|at| self.user_items[entry.user as usize][at].mass)
+            })
+            .fold(f64::NEG_INFINITY, log2_add)
+    }
+
+    /// Stored (user, item) pairs.
+    pub(super) fn pair_count(&self) -> u64 {
+        self.user_items.iter().map(|pairs| pairs.len() as u64).sum()
+    }
+
+    /// Puts every user back at its slot in the item lists (snapshot load).
+    pub(super) fn place_item_users(&mut self, items: usize) -> Result<(), String> {
+        let mut lengths = vec![0usize; items];
+        for pairs in &self.user_items {
+            for pair in pairs {
+                lengths[pair.item as usize] += 1;
+            }
+        }
+        let empty = ItemUser { user: Dense::MAX, value: f32::NAN };
+        let mut item_users: Vec<Vec<ItemUser>> = lengths.iter().map(|&len| vec![empty; len]).collect();
+        for (user, pairs) in self.user_items.iter().enumerate() {
+            for pair in pairs {
+                match item_users[pair.item as usize].get_mut(pair.slot as usize) {
+                    Some(entry) if entry.user == Dense::MAX => {
+                        *entry = ItemUser { user: user as Dense, value: pair.value() };
+                    }
+                    _ => {
+                        return Err(format!(
+                            "user {user}, item {}: slot {} taken or out of range",
+                            pair.item, pair.slot
+                        ))
+                    }
+                }
+            }
+        }
+        self.item_users = item_users;
+        Ok(())
+    }
+
+    /// Checks that the lists are sorted and that the two directions agree
+    /// (each pair at its slot, with its value; no other entry). O(pairs).
+    pub(super) fn check(&self) -> Result<(), String> {
+        let mut entries = 0u64;
+        for (user, pairs) in self.user_items.iter().enumerate() {
+            for (at, pair) in pairs.iter().enumerate() {
+                if at > 0 && pairs[at - 1].item >= pair.item {
+                    return Err(format!("user {user}: pairs out of order"));
+                }
+                let entry = self.item_users.get(pair.item as usize).and_then(|users| users.get(pair.slot as usize));
+                match entry {
+                    Some(entry) if entry.user as usize == user && entry.value.to_bits() == pair.value().to_bits() => {}
+                    _ => {
+                        return Err(format!(
+                            "user {user}, item {}: item list disagrees at slot {}",
+                            pair.item, pair.slot
+                        ))
+                    }
+                }
+            }
+        }
+        for users in &self.item_users {
+            entries += users.len() as u64;
+        }
+        if entries != self.pair_count() {
+            return Err(format!("{entries} item-list entries for {} pairs", self.pair_count()));
+        }
+        Ok(())
+    }
+}

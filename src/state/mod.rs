@@ -1,0 +1,524 @@
+//! The in-memory state, derived from the log and nothing else: interned ids,
+//! the interactions (`interactions.rs`), popularity (`popularity.rs`), the
+//! indexes derived from the interactions alone (`derived.rs`: ItemRank's
+//! column sums, `item_rank.rs`), removed items, the dedup window and the
+//! model catalogue (`catalog.rs`). The replay's deferred application lives
+//! apart, in `replay.rs`.
+//!
+//! `apply` is the only way it changes: the fields are private to this module
+//! and its children, readers get shared borrows through the getters below.
+//! So replaying the same records in the same order rebuilds the same state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::DedupConfig;
+use crate::dedup::{DedupWindow, FirstSeen};
+use crate::ids::{Dense, Interner};
+use crate::record::{LogRecord, LoggedKind};
+
+// The model catalogue is part of the state (rebuilt from records 4–6, saved
+// in snapshots); the model code above reads it through `crate::model`.
+pub(crate) mod catalog;
+mod derived;
+mod interactions;
+mod item_rank;
+mod popularity;
+mod replay;
+
+use catalog::Catalog;
+use derived::Derived;
+use interactions::Interactions;
+pub(crate) use interactions::ItemUser;
+pub use interactions::Pair;
+pub(crate) use popularity::OrderedKey;
+use popularity::Popularity;
+use replay::Deferred;
+
+/// Debug builds check every index against a rebuilt one after each record
+/// applied while the state holds at most this many pairs (the check is
+/// O(pairs + items log items): bigger states would make the tests quadratic).
+const CHECK_PAIRS_MAX: u64 = 1 << 12;
+
+#[derive(Default)]
+pub(crate) struct State {
+    users: Interner,
+    items: Interner,
+    interactions: Interactions,
+    popularity: Popularity,
+    derived: Derived,
+    item_removed: Vec<bool>,
+    dedup: DedupWindow,
+    /// LSN of the last record applied.
+    applied_lsn: u64,
+    /// Events applied since the log began (including forgotten users').
+    events_applied: u64,
+    /// Ranking model versions and activations.
+    models: Catalog,
+    /// `Some` while replaying a log (`begin_replay` to `finish_replay`): the
+    /// derived indexes and the popularity order are not maintained per
+    /// event but rebuilt once at the end, and the per-user lists are updated
+    /// in deferred batches.
+    replay: Option<Deferred>,
+}
+
+/// Getters: shared borrows, no copies (the read path and the strategies).
+impl State {
+    pub fn users(&self) -> &Interner {
+        &self.users
+    }
+
+    pub fn items(&self) -> &Interner {
+        &self.items
+    }
+
+    /// `user`'s pairs, sorted by item.
+    pub fn user_items(&self, user: Dense) -> &[Pair] {
+        &self.interactions.user_items[user as usize]
+    }
+
+    /// Every user's pairs, by dense user id.
+    pub fn all_user_items(&self) -> &[Vec<Pair>] {
+        &self.interactions.user_items
+    }
+
+    /// `user`'s Σ value².
+    pub fn user_norm_sq(&self, user: Dense) -> f64 {
+        self.interactions.user_norm_sq[user as usize]
+    }
+
+    /// The users of `item`, in order of their first interaction, with their values.
+    pub fn item_users(&self, item: Dense) -> &[ItemUser] {
+        &self.interactions.item_users[item as usize]
+    }
+
+    /// ItemRank's column sums, by dense item id.
+    pub fn item_others(&self) -> &[u64] {
+        &self.derived.item_rank.item_others
+    }
+
+    /// Events seen for `item` (less its forgotten users').
+    pub fn item_events(&self, item: Dense) -> u64 {
+        self.popularity.item_events[item as usize]
+    }
+
+    /// Items by popularity key, most popular first, with their keys.
+    pub fn popular(&self) -> impl Iterator<Item = (OrderedKey, Dense)> + '_ {
+        self.popularity.popular.iter().map(|&(std::cmp::Reverse(key), item)| (key, item))
+    }
+
+    /// The popularity score reported for `item`: its event count, or its
+    /// decayed mass as of the latest event applied.
+    pub fn popularity_score(&self, item: Dense) -> f64 {
+        self.popularity.score(item)
+    }
+
+    /// The popularity half-life in ms (`None`: plain counts).
+    pub fn half_life_ms(&self) -> Option<f64> {
+        self.popularity.half_life_ms
+    }
+
+    pub fn item_removed(&self, item: Dense) -> bool {
+        self.item_removed[item as usize]
+    }
+
+    pub fn dedup(&self) -> &DedupWindow {
+        &self.dedup
+    }
+
+    /// LSN of the last record applied.
+    pub fn applied_lsn(&self) -> u64 {
+        self.applied_lsn
+    }
+
+    /// Events applied since the log began (including forgotten users').
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    pub fn models(&self) -> &Catalog {
+        &self.models
+    }
+
+    pub fn pair(&self, user: Dense, item: Dense) -> Option<&Pair> {
+        self.interactions.search(user, item).ok().map(|at| &self.interactions.user_items[user as usize][at])
+    }
+
+    /// Stored (user, item) pairs.
+    pub fn pairs(&self) -> u64 {
+        self.interactions.pair_count()
+    }
+}
+
+/// `apply` and what it calls: the only code that changes the state.
+impl State {
+    /// An empty state whose popularity decays with `half_life` (or counts).
+    pub fn new(half_life: Option<std::time::Duration>) -> State {
+        let half_life_ms = half_life.map(|half_life| half_life.as_secs_f64() * 1000.0);
+        State { popularity: Popularity::new(half_life_ms), ..State::default() }
+    }
+
+    /// Applies the record at `lsn`. Records must come in LSN order; a record
+    /// at or below `applied_lsn` is already in the state and is ignored.
+    pub fn apply(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
+        if lsn <= self.applied_lsn {
+            return;
+        }
+        match record {
+            LogRecord::Events(batch) => {
+                // The popularity order is updated once per distinct item of
+                // the record, at its end (popular items repeat within a
+                // batch); the keys themselves change per event.
+                let mut touched: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
+                for event in &batch.events {
+                    let user = self.intern_user(event.user);
+                    let item = self.intern_item(event.item);
+                    if self.replay.is_none() {
+                        touched.entry(item).or_insert(self.popularity.key(item));
+                    }
+                    self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms);
+                    if let Some(id) = event.event_id {
+                        self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
+                    }
+                }
+                for (item, before) in touched {
+                    self.popularity.reorder(item, before);
+                }
+                self.events_applied += batch.events.len() as u64;
+            }
+            LogRecord::ForgetUser(forget) => {
+                if let Some(user) = self.users.get(forget.user) {
+                    self.forget(user);
+                }
+            }
+            LogRecord::RemoveItem(remove) => {
+                if let Some(item) = self.items.get(remove.item) {
+                    self.item_removed[item as usize] = true;
+                }
+            }
+            LogRecord::ModelAdded(added) => self.models.add(lsn, added),
+            LogRecord::ModelActivated(activated) => self.models.activate(lsn, activated),
+            LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
+        }
+        // Paired with the early return above: LSNs only grow.
+        assert!(lsn > self.applied_lsn, "record {lsn} applied after {}", self.applied_lsn);
+        self.applied_lsn = lsn;
+        if cfg!(debug_assertions) && self.replay.is_none() && self.pairs() <= CHECK_PAIRS_MAX {
+            if let Err(reason) = self.check() {
+                panic!("after record {lsn}: {reason}");
+            }
+        }
+    }
+
+    fn intern_user(&mut self, name: &str) -> Dense {
+        let user = self.users.intern(name);
+        if user as usize == self.interactions.user_items.len() {
+            self.interactions.push_user();
+        }
+        debug_assert!((user as usize) < self.interactions.user_items.len());
+        user
+    }
+
+    fn intern_item(&mut self, name: &str) -> Dense {
+        let item = self.items.intern(name);
+        if item as usize == self.item_removed.len() {
+            self.interactions.push_item();
+            self.popularity.push_item(item, self.replay.is_none());
+            for index in self.derived.all_mut() {
+                index.on_item_added();
+            }
+            self.item_removed.push(false);
+        }
+        debug_assert!((item as usize) < self.item_removed.len());
+        item
+    }
+
+    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
+        let rating = kind == LoggedKind::Rating;
+        // The popularity key and count change now, also during a replay (they
+        // are global and in log order); the order changes at the record's end.
+        let mass = self.popularity.add_event(item, timestamp_ms);
+        if let Some(deferred) = &mut self.replay {
+            if deferred.push(user, item, rating, weight, mass) {
+                deferred.apply_to(&mut self.interactions);
+            }
+            return;
+        }
+        let pos = match self.interactions.search(user, item) {
+            Ok(pos) => pos,
+            Err(pos) => {
+                for index in self.derived.all_mut() {
+                    index.on_pair_added(&self.interactions.user_items[user as usize], item);
+                }
+                self.interactions.insert_pair(user, item, pos);
+                pos
+            }
+        };
+        self.interactions.add_event(user, pos, rating, weight, mass);
+    }
+
+    fn forget(&mut self, user: Dense) {
+        // During a replay the derived indexes and the popularity order are
+        // rebuilt at the end: only what later records read is kept exact
+        // here (lists, slots, event counts, popularity keys).
+        if let Some(deferred) = &mut self.replay {
+            deferred.apply_to(&mut self.interactions);
+        }
+        let ordered = self.replay.is_none();
+        let pairs = self.interactions.remove_user(user);
+        if ordered {
+            for index in self.derived.all_mut() {
+                index.on_user_forgotten(&pairs);
+            }
+        }
+        for pair in &pairs {
+            let interactions = &self.interactions;
+            self.popularity.forget_events(pair.item, pair.events, ordered, || interactions.item_mass(pair.item));
+        }
+    }
+
+    /// Starts a replay: per-event index maintenance is deferred.
+    pub fn begin_replay(&mut self) {
+        assert!(self.replay.is_none(), "a replay is already under way");
+        self.replay = Some(Deferred::default());
+    }
+
+    /// Ends a replay: applies the deferred events, then rebuilds the derived
+    /// indexes and the popularity order from the per-user lists, in
+    /// O(pairs). The result is exactly what per-event maintenance would have
+    /// built.
+    pub fn finish_replay(&mut self) {
+        if let Some(mut deferred) = self.replay.take() {
+            deferred.apply_to(&mut self.interactions);
+        }
+        self.rebuild_derived();
+        debug_assert_eq!(self.check(), Ok(()));
+    }
+
+    fn rebuild_derived(&mut self) {
+        let items = self.items.len();
+        for index in self.derived.all_mut() {
+            index.rebuild(&self.interactions, items);
+        }
+        self.popularity.rebuild_order();
+    }
+
+    /// Checks every index against the per-user lists (O(pairs + items log
+    /// items)): the maintained indexes equal the rebuilt ones.
+    fn check(&self) -> Result<(), String> {
+        let items = self.items.len();
+        if self.interactions.item_users.len() != items || self.item_removed.len() != items {
+            return Err(format!("{items} items but {} item lists", self.interactions.item_users.len()));
+        }
+        self.interactions.check()?;
+        let mut pair_events = vec![0u64; items];
+        for pair in self.interactions.user_items.iter().flatten() {
+            pair_events[pair.item as usize] += u64::from(pair.events);
+        }
+        self.popularity.check(&pair_events)?;
+        for index in self.derived.all() {
+            index.check(&self.interactions, items)?;
+        }
+        Ok(())
+    }
+}
+
+/// Snapshots and digests.
+impl State {
+    /// A borrowed view that serialises exactly like `SnapshotBody`.
+    pub fn snapshot_view(&self) -> SnapshotView<'_> {
+        SnapshotView {
+            applied_lsn: self.applied_lsn,
+            events_applied: self.events_applied,
+            users: self.users.names(),
+            items: self.items.names(),
+            user_items: &self.interactions.user_items,
+            user_norm_sq: &self.interactions.user_norm_sq,
+            half_life_ms: self.popularity.half_life_ms,
+            latest_ms: self.popularity.latest_ms,
+            item_popularity: &self.popularity.item_popularity,
+            removed_items: (0..self.item_removed.len() as Dense)
+                .filter(|&item| self.item_removed[item as usize])
+                .collect(),
+            dedup: self.dedup.entries().collect(),
+        }
+    }
+
+    /// A digest of everything the state holds except the clock readings in
+    /// the dedup window: two runs that applied the same records agree on it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut view = self.snapshot_view();
+        for entry in &mut view.dedup {
+            entry.1.ingested_ms = 0;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        match postcard::to_stdvec(&view) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.to_string().hash(&mut hasher),
+        }
+        self.models.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Rebuilds the state from a snapshot; the indexes that are pure
+    /// functions of the saved fields are derived again. Fails if the body is
+    /// inconsistent (a CRC-valid snapshot written by a buggy build).
+    pub fn from_snapshot(body: SnapshotBody) -> Result<State, String> {
+        let users = body.users.len();
+        let items = body.items.len();
+        if body.user_items.len() != users || body.user_norm_sq.len() != users {
+            return Err(format!("{} users but {} interaction lists", users, body.user_items.len()));
+        }
+        body.models.validate()?;
+        if body.item_popularity.len() != items {
+            return Err(format!("{items} items but {} popularity keys", body.item_popularity.len()));
+        }
+        let mut state = State {
+            users: Interner::from_names(body.users),
+            items: Interner::from_names(body.items),
+            interactions: Interactions {
+                user_items: body.user_items,
+                user_norm_sq: body.user_norm_sq,
+                item_users: Vec::new(),
+            },
+            popularity: Popularity {
+                item_events: vec![0; items],
+                item_popularity: body.item_popularity,
+                half_life_ms: body.half_life_ms,
+                latest_ms: body.latest_ms,
+                ..Popularity::default()
+            },
+            derived: Derived::default(),
+            item_removed: vec![false; items],
+            dedup: DedupWindow::from_entries(body.dedup),
+            applied_lsn: body.applied_lsn,
+            events_applied: body.events_applied,
+            models: body.models,
+            replay: None,
+        };
+        if state.users.len() != users || state.items.len() != items {
+            return Err("duplicate ids".into());
+        }
+        for (user, pairs) in state.interactions.user_items.iter().enumerate() {
+            for (at, pair) in pairs.iter().enumerate() {
+                if pair.item as usize >= items || (at > 0 && pairs[at - 1].item >= pair.item) {
+                    return Err(format!("user {user}: interactions out of order or out of range"));
+                }
+                state.popularity.item_events[pair.item as usize] += u64::from(pair.events);
+            }
+        }
+        for &item in &body.removed_items {
+            match state.item_removed.get_mut(item as usize) {
+                Some(removed) => *removed = true,
+                None => return Err(format!("removed item {item} out of range")),
+            }
+        }
+        state.interactions.place_item_users(items)?;
+        state.rebuild_derived();
+        debug_assert!(state.pairs() > CHECK_PAIRS_MAX || state.check().is_ok());
+        Ok(state)
+    }
+}
+
+/// What a snapshot stores, borrowed from the live state for writing; the
+/// field order must stay that of `SnapshotBody`.
+#[derive(Serialize)]
+pub(crate) struct SnapshotView<'a> {
+    applied_lsn: u64,
+    events_applied: u64,
+    users: &'a [std::sync::Arc<str>],
+    items: &'a [std::sync::Arc<str>],
+    user_items: &'a [Vec<Pair>],
+    user_norm_sq: &'a [f64],
+    half_life_ms: Option<f64>,
+    latest_ms: i64,
+    item_popularity: &'a [f64],
+    removed_items: Vec<Dense>,
+    dedup: Vec<(&'a str, FirstSeen)>,
+}
+
+/// What a snapshot stores: every field that cannot be derived from the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    pub(crate) applied_lsn: u64,
+    pub(crate) events_applied: u64,
+    pub(crate) users: Vec<String>,
+    pub(crate) items: Vec<String>,
+    pub(crate) user_items: Vec<Vec<Pair>>,
+    pub(crate) user_norm_sq: Vec<f64>,
+    pub(crate) half_life_ms: Option<f64>,
+    pub(crate) latest_ms: i64,
+    pub(crate) item_popularity: Vec<f64>,
+    pub(crate) removed_items: Vec<Dense>,
+    pub(crate) dedup: Vec<(String, FirstSeen)>,
+    /// Read from after the body proper (format version 3), see `snapshot`.
+    #[serde(skip)]
+    pub(crate) models: Catalog,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventsV1, ForgetUserV1, LoggedEvent};
+    use proptest::prelude::*;
+
+    fn events_record(events: &[(u8, u8, u8)], names: &[String]) -> Vec<(String, String, LoggedKind, f32)> {
+        events
+            .iter()
+            .map(|&(user, item, kind)| {
+                let kind = if kind % 2 == 0 { LoggedKind::Rating } else { LoggedKind::Click };
+                (names[user as usize % 8].clone(), format!("i{}", item % 12), kind, f32::from(item % 5) + 1.0)
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The indexes maintained per event equal those rebuilt from the
+        /// per-user lists (what a snapshot load or a replay does).
+        #[test]
+        fn live_indexes_equal_rebuilt_ones(
+            batches in prop::collection::vec(prop::collection::vec((0u8..8, 0u8..12, 0u8..4), 1..6), 1..30),
+            forgets in prop::collection::vec(0u8..8, 0..4),
+            half_life_ms in prop::option::of(1u64..10),
+        ) {
+            let names: Vec<String> = (0..8).map(|u| format!("u{u}")).collect();
+            let dedup = DedupConfig::default();
+            let half_life = half_life_ms.map(std::time::Duration::from_millis);
+            let mut live = State::new(half_life);
+            let mut replayed = State::new(half_life);
+            replayed.begin_replay();
+            let mut lsn = 0;
+            for (at, batch) in batches.iter().enumerate() {
+                let owned = events_record(batch, &names);
+                let events = owned
+                    .iter()
+                    .map(|(user, item, kind, weight)| LoggedEvent {
+                        user,
+                        item,
+                        kind: *kind,
+                        weight: *weight,
+                        timestamp_ms: at as i64,
+                        event_id: None,
+                    })
+                    .collect();
+                let record = LogRecord::Events(EventsV1 { ingested_ms: 0, events });
+                lsn += 1;
+                live.apply(lsn, &record, &dedup);
+                replayed.apply(lsn, &record, &dedup);
+                if let Some(&user) = forgets.get(at) {
+                    let record = LogRecord::ForgetUser(ForgetUserV1 { user: &names[user as usize] });
+                    lsn += 1;
+                    live.apply(lsn, &record, &dedup);
+                    replayed.apply(lsn, &record, &dedup);
+                }
+            }
+            replayed.finish_replay();
+            prop_assert_eq!(&live.interactions.item_users, &replayed.interactions.item_users);
+            prop_assert_eq!(&live.derived.item_rank.item_others, &replayed.derived.item_rank.item_others);
+            prop_assert_eq!(&live.popularity.popular, &replayed.popularity.popular);
+            prop_assert_eq!(live.check(), Ok(()));
+            prop_assert_eq!(replayed.check(), Ok(()));
+            prop_assert_eq!(live.digest(), replayed.digest());
+        }
+    }
+}
