@@ -521,4 +521,65 @@ mod tests {
             prop_assert_eq!(live.digest(), replayed.digest());
         }
     }
+
+    /// A state after three users' events on three items, at LSNs 1..=3.
+    fn small_state(half_life: Option<std::time::Duration>) -> State {
+        let mut state = State::new(half_life);
+        let dedup = DedupConfig::default();
+        for (lsn, (user, items)) in [("a", ["x", "y"]), ("b", ["y", "z"]), ("c", ["x", "z"])].into_iter().enumerate() {
+            let events = items
+                .iter()
+                .map(|item| LoggedEvent {
+                    user,
+                    item,
+                    kind: LoggedKind::Click,
+                    weight: 1.0,
+                    timestamp_ms: lsn as i64,
+                    event_id: None,
+                })
+                .collect();
+            state.apply(lsn as u64 + 1, &LogRecord::Events(EventsV1 { ingested_ms: 0, events }), &dedup);
+        }
+        state
+    }
+
+    #[test]
+    fn the_check_finds_an_index_that_differs_from_the_rebuilt_one() {
+        for half_life in [None, Some(std::time::Duration::from_millis(5))] {
+            let state = small_state(half_life);
+            assert_eq!(state.check(), Ok(()));
+
+            let mut stale = small_state(half_life);
+            stale.derived.item_rank.item_others[0] += 1;
+            assert!(stale.check().is_err(), "a column sum off by one");
+
+            let mut stale = small_state(half_life);
+            stale.interactions.item_users[1][0].value += 1.0;
+            assert!(stale.check().is_err(), "an item list value");
+
+            let mut stale = small_state(half_life);
+            stale.popularity.item_events[2] += 1;
+            assert!(stale.check().is_err(), "an event count");
+
+            let mut stale = small_state(half_life);
+            stale.popularity.item_popularity[0] += 1.0;
+            assert!(stale.check().is_err(), "the order under a changed key");
+        }
+    }
+
+    #[test]
+    fn a_record_at_or_below_the_applied_lsn_is_ignored() {
+        let mut state = small_state(None);
+        let digest = state.digest();
+        assert_eq!(state.applied_lsn(), 3);
+        let forget = LogRecord::ForgetUser(ForgetUserV1 { user: "a" });
+        for lsn in [1, 3] {
+            state.apply(lsn, &forget, &DedupConfig::default());
+            assert_eq!((state.applied_lsn(), state.digest()), (3, digest));
+        }
+        state.apply(4, &forget, &DedupConfig::default());
+        assert_eq!(state.applied_lsn(), 4);
+        assert_ne!(state.digest(), digest);
+        assert_eq!(state.check(), Ok(()));
+    }
 }
