@@ -48,6 +48,7 @@ impl Pair {
 
     /// Adds one event to the pair; returns the change of the user's Σ value².
     /// `mass` is the event's `t / half-life` (with a half-life only).
+    #[inline]
     pub(super) fn add_event(&mut self, rating: bool, weight: f32, mass: Option<f64>) -> f64 {
         let before = f64::from(self.value());
         if rating {
@@ -96,6 +97,7 @@ impl Interactions {
     }
 
     /// Where `item` is, or would be inserted, in `user`'s list.
+    #[inline]
     pub(super) fn search(&self, user: Dense, item: Dense) -> Result<usize, usize> {
         self.user_items[user as usize].binary_search_by_key(&item, |pair| pair.item)
     }
@@ -114,6 +116,7 @@ impl Interactions {
 
     /// Adds one event to the pair at `pos` of `user`'s list; the norm and the
     /// item list follow.
+    #[inline]
     pub(super) fn add_event(&mut self, user: Dense, pos: usize, rating: bool, weight: f32, mass: Option<f64>) {
         let pair = &mut self.user_items[user as usize][pos];
         self.user_norm_sq[user as usize] += pair.add_event(rating, weight, mass);

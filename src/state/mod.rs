@@ -61,89 +61,108 @@ pub(crate) struct State {
     replay: Option<Deferred>,
 }
 
-/// Getters: shared borrows, no copies (the read path and the strategies).
+/// Getters: shared borrows, no copies (the read path and the strategies);
+/// `#[inline]` as they replace field reads in the strategies' inner loops.
 impl State {
+    #[inline]
     pub fn users(&self) -> &Interner {
         &self.users
     }
 
+    #[inline]
     pub fn items(&self) -> &Interner {
         &self.items
     }
 
     /// `user`'s pairs, sorted by item.
+    #[inline]
     pub fn user_items(&self, user: Dense) -> &[Pair] {
         &self.interactions.user_items[user as usize]
     }
 
     /// Every user's pairs, by dense user id.
+    #[inline]
     pub fn all_user_items(&self) -> &[Vec<Pair>] {
         &self.interactions.user_items
     }
 
     /// `user`'s Σ value².
+    #[inline]
     pub fn user_norm_sq(&self, user: Dense) -> f64 {
         self.interactions.user_norm_sq[user as usize]
     }
 
     /// The users of `item`, in order of their first interaction, with their values.
+    #[inline]
     pub fn item_users(&self, item: Dense) -> &[ItemUser] {
         &self.interactions.item_users[item as usize]
     }
 
     /// ItemRank's column sums, by dense item id.
+    #[inline]
     pub fn item_others(&self) -> &[u64] {
         &self.derived.item_rank.item_others
     }
 
     /// Events seen for `item` (less its forgotten users').
+    #[inline]
     pub fn item_events(&self, item: Dense) -> u64 {
         self.popularity.item_events[item as usize]
     }
 
     /// Items by popularity key, most popular first, with their keys.
+    #[inline]
     pub fn popular(&self) -> impl Iterator<Item = (OrderedKey, Dense)> + '_ {
         self.popularity.popular.iter().map(|&(std::cmp::Reverse(key), item)| (key, item))
     }
 
     /// The popularity score reported for `item`: its event count, or its
     /// decayed mass as of the latest event applied.
+    #[inline]
     pub fn popularity_score(&self, item: Dense) -> f64 {
         self.popularity.score(item)
     }
 
     /// The popularity half-life in ms (`None`: plain counts).
+    #[inline]
     pub fn half_life_ms(&self) -> Option<f64> {
         self.popularity.half_life_ms
     }
 
+    #[inline]
     pub fn item_removed(&self, item: Dense) -> bool {
         self.item_removed[item as usize]
     }
 
+    #[inline]
     pub fn dedup(&self) -> &DedupWindow {
         &self.dedup
     }
 
     /// LSN of the last record applied.
+    #[inline]
     pub fn applied_lsn(&self) -> u64 {
         self.applied_lsn
     }
 
     /// Events applied since the log began (including forgotten users').
+    #[inline]
     pub fn events_applied(&self) -> u64 {
         self.events_applied
     }
 
+    #[inline]
     pub fn models(&self) -> &Catalog {
         &self.models
     }
 
+    #[inline]
     pub fn pair(&self, user: Dense, item: Dense) -> Option<&Pair> {
         self.interactions.search(user, item).ok().map(|at| &self.interactions.user_items[user as usize][at])
     }
 
     /// Stored (user, item) pairs.
+    #[inline]
     pub fn pairs(&self) -> u64 {
         self.interactions.pair_count()
     }

@@ -64,6 +64,7 @@ impl Popularity {
         }
     }
 
+    #[inline]
     pub(super) fn key(&self, item: Dense) -> f64 {
         self.item_popularity[item as usize]
     }
@@ -72,6 +73,7 @@ impl Popularity {
     /// not the order (the caller moves the item once per record,
     /// `reorder`). Returns the event's mass (`t / half-life`) with a
     /// half-life.
+    #[inline]
     pub(super) fn add_event(&mut self, item: Dense, timestamp_ms: i64) -> Option<f64> {
         self.latest_ms = self.latest_ms.max(timestamp_ms);
         let key = &mut self.item_popularity[item as usize];
