@@ -221,6 +221,12 @@ impl State {
         // Paired with the early return above: LSNs only grow.
         assert!(lsn > self.applied_lsn, "record {lsn} applied after {}", self.applied_lsn);
         self.applied_lsn = lsn;
+        // O(1): every per-user and per-item array grew with its interner.
+        assert!(self.interactions.user_items.len() == self.users.len(), "per-user lists out of step");
+        assert!(
+            self.interactions.item_users.len() == self.items.len() && self.item_removed.len() == self.items.len(),
+            "per-item arrays out of step"
+        );
         if cfg!(debug_assertions) && self.replay.is_none() && self.pairs() <= CHECK_PAIRS_MAX {
             if let Err(reason) = self.check() {
                 panic!("after record {lsn}: {reason}");
