@@ -40,11 +40,12 @@ pub(crate) struct Inner {
     pub(crate) staged: Staging,
 }
 
-impl Inner {
-    pub(crate) fn mark_dirty(&mut self, segment: &Arc<Segment>) {
-        if !segment.dirty.swap(true, Ordering::AcqRel) {
-            self.dirty.push(Arc::clone(segment));
-        }
+/// Puts `segment` on the dirty list (`Inner::dirty`) the first time it is
+/// written since the last sync began. Takes the list, not `Inner`, so the
+/// append path can hold the active segment borrowed from the ring meanwhile.
+pub(crate) fn mark_dirty(dirty: &mut Vec<Arc<Segment>>, segment: &Arc<Segment>) {
+    if !segment.dirty.swap(true, Ordering::AcqRel) {
+        dirty.push(Arc::clone(segment));
     }
 }
 

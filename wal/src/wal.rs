@@ -25,8 +25,8 @@ use crate::metrics::WalMetrics;
 use crate::open::{open_log, OpenLog};
 use crate::recovery::RecoveryReport;
 use crate::ring::LiveSegment;
-use crate::shared::{lock_inner, Inner, Shared};
-use crate::staging::WriteOut;
+use crate::shared::{lock_inner, mark_dirty, Inner, Shared};
+use crate::staging::{Staging, WriteOut};
 use crate::storage::{DirLock, FileStorage, Storage, WritePath};
 use crate::ticket::AppendTicket;
 
@@ -564,19 +564,23 @@ fn place<'a>(
         shared.lsn_appended.load(Ordering::Relaxed) + 1 == lsn,
         "LSNs are handed out densely, under the append lock"
     );
-    let Some((active, offset)) = inner.ring.active().map(|(active, offset)| (active.clone(), offset)) else {
+    // Disjoint borrows of the append state: the active segment is borrowed
+    // from the ring while the staging buffer and the dirty list change (no
+    // `Arc` clone per append: this is the hottest path of the log).
+    let Inner { ring, dirty, staged, .. } = &mut *inner;
+    let Some((active, offset)) = ring.active() else {
         unreachable!("ensure_room leaves an active segment");
     };
     let header = RecordHeader::new(active.seq, lsn, shared.commit.lsn_durable(), record.kind, record.payload);
-    let spot = Spot { lsn, active: &active, offset, header: &header };
+    let spot = Spot { lsn, active, offset, header: &header };
     let eager_write = match durability {
-        Durability::Always | Durability::Batch => stage(shared, &mut inner, &spot, &record, durability, sync_now),
+        Durability::Always | Durability::Batch => stage(shared, staged, &spot, &record, durability, sync_now),
         Durability::Never => {
-            write_through_map(shared, &mut inner, &spot, record.payload)?;
+            write_through_map(shared, staged, &spot, record.payload)?;
             None
         }
     };
-    inner.mark_dirty(&active.segment);
+    mark_dirty(dirty, &active.segment);
     inner.ring.advance(record.frame, shared.config.segment_bytes);
     inner.next_lsn = lsn + 1;
     shared.lsn_appended.store(lsn, Ordering::Release);
@@ -596,27 +600,27 @@ struct Spot<'s> {
 /// does itself, if any.
 fn stage<'a>(
     shared: &'a Shared,
-    inner: &mut Inner,
+    staged: &mut Staging,
     spot: &Spot<'_>,
     record: &NewRecord<'_>,
     durability: Durability,
     sync_now: bool,
 ) -> Option<WriteOut<'a>> {
     let frame_parts = (&spot.header.encode()[..], record.payload);
-    inner.staged.push(&spot.active.segment, spot.offset, record.frame, frame_parts, spot.lsn);
+    staged.push(&spot.active.segment, spot.offset, record.frame, frame_parts, spot.lsn);
     if durability == Durability::Always {
         shared.always_staged.fetch_add(1, Ordering::Relaxed);
     }
     if durability == Durability::Always && sync_now {
         // Written now, outside the lock, while the sync in progress
         // (if any) runs: the next leader then only syncs.
-        inner.staged.try_begin_write(&shared.write_order)
-    } else if inner.staged.bytes() >= shared.staging_limit {
+        staged.try_begin_write(&shared.write_order)
+    } else if staged.bytes() >= shared.staging_limit {
         // The syncs fell behind (a slow disk): write what is staged
         // now, without a sync, so memory stays bounded and the
         // kernel's write-back throttling reaches the appenders.
         shared.metrics.counters.staging_overflows.fetch_add(1, Ordering::Relaxed);
-        Some(inner.staged.begin_write(&shared.write_order))
+        Some(staged.begin_write(&shared.write_order))
     } else {
         None
     }
@@ -625,10 +629,10 @@ fn stage<'a>(
 /// Writes a `Never` frame straight into the page cache, behind everything
 /// before it: staged frames are written first, and a write-out in flight
 /// (it holds the write order) is waited for.
-fn write_through_map(shared: &Shared, inner: &mut Inner, spot: &Spot<'_>, payload: &[u8]) -> Result<(), WalError> {
+fn write_through_map(shared: &Shared, staged: &mut Staging, spot: &Spot<'_>, payload: &[u8]) -> Result<(), WalError> {
     let (lsn, offset) = (spot.lsn, spot.offset);
-    if inner.staged.must_write_before(shared.lsn_written.load(Ordering::Acquire)) {
-        inner.staged.begin_write(&shared.write_order).finish(shared)?;
+    if staged.must_write_before(shared.lsn_written.load(Ordering::Acquire)) {
+        staged.begin_write(&shared.write_order).finish(shared)?;
     }
     let file = &spot.active.segment.file;
     file.write_at(offset, &spot.header.encode(), WritePath::Map)
