@@ -11,8 +11,6 @@ use std::path::{Component, Path, PathBuf};
 
 /// The log directory inside a data dir.
 const LOG_DIR: &str = "wal";
-/// The identity file of a log.
-const MANIFEST: &str = "MANIFEST";
 /// The snapshots directory inside a data dir.
 const SNAPSHOTS_DIR: &str = "snapshots";
 /// The models directory inside a data dir.
@@ -136,22 +134,33 @@ pub fn existing(path: &Path) -> Result<PathBuf, DataDirError> {
         }
         Err(err) => return Err(io_error(&path)(err)),
     };
-    if !meta.is_dir() {
-        return Err(DataDirError::NotADataDir {
-            looked_for: looked_for(&path),
-            path,
-            found: "it is not a directory".to_string(),
-        });
-    }
-    refuse_log_dir(&path)?;
-    if is_data_dir(&path)? {
+    if classify_dir(&path, meta.is_dir(), || looked_for(&path))? {
         return Ok(path);
-    }
-    if has_snapshots(&path)? {
-        return Err(DataDirError::LogMissing { path });
     }
     let found = describe(&path)?;
     Err(DataDirError::NotADataDir { looked_for: looked_for(&path), path, found })
+}
+
+/// What `existing` and `existing_or_new` both check of a path that exists:
+/// `Ok(true)` for a data dir, `Ok(false)` for a directory that is neither a
+/// data dir nor damage; an error for a file, a log directory, or a data dir
+/// whose log is gone while its snapshots remain.
+fn classify_dir(path: &Path, is_dir: bool, looked_for: impl Fn() -> String) -> Result<bool, DataDirError> {
+    if !is_dir {
+        return Err(DataDirError::NotADataDir {
+            looked_for: looked_for(),
+            path: path.to_path_buf(),
+            found: "it is not a directory".to_string(),
+        });
+    }
+    refuse_log_dir(path)?;
+    if is_data_dir(path)? {
+        return Ok(true);
+    }
+    if has_snapshots(path)? {
+        return Err(DataDirError::LogMissing { path: path.to_path_buf() });
+    }
+    Ok(false)
 }
 
 /// A data dir, or a place where `serve` and `import` may create one: a path
@@ -173,19 +182,8 @@ pub fn existing_or_new(path: &Path) -> Result<PathBuf, DataDirError> {
             path.display()
         )
     };
-    if !meta.is_dir() {
-        return Err(DataDirError::NotADataDir {
-            looked_for: looked_for(),
-            path,
-            found: "it is not a directory".to_string(),
-        });
-    }
-    refuse_log_dir(&path)?;
-    if is_data_dir(&path)? {
+    if classify_dir(&path, meta.is_dir(), looked_for)? {
         return Ok(path);
-    }
-    if has_snapshots(&path)? {
-        return Err(DataDirError::LogMissing { path });
     }
     let foreign: Vec<String> = entries(&path)?
         .into_iter()
@@ -312,27 +310,21 @@ fn is_data_dir(dir: &Path) -> Result<bool, DataDirError> {
 }
 
 /// `MANIFEST` or the first segment file directly in `dir`, if any (none if
-/// `dir` is no readable directory).
+/// `dir` is no readable directory): the log's own test
+/// (`recwal::wal::find_log_file`).
 fn log_marker(dir: &Path) -> Result<Option<String>, DataDirError> {
     if !dir.is_dir() {
         return Ok(None);
     }
-    let names = match entries(dir) {
-        Ok(names) => names,
+    match recwal::wal::find_log_file(dir) {
+        Ok(found) => Ok(found.and_then(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))),
         // A directory we may not read holds no log of ours.
-        Err(DataDirError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Ok(None)
+        Err(recwal::wal::WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Ok(None)
         }
-        Err(err) => return Err(err),
-    };
-    Ok(names.into_iter().find(|name| name == MANIFEST || is_segment_file_name(name)))
-}
-
-/// `seg-<8 digits>.wal`.
-fn is_segment_file_name(name: &str) -> bool {
-    name.strip_prefix("seg-")
-        .and_then(|rest| rest.strip_suffix(".wal"))
-        .is_some_and(|digits| digits.len() == 8 && digits.bytes().all(|byte| byte.is_ascii_digit()))
+        Err(recwal::wal::WalError::Io { source, .. }) => Err(io_error(dir)(source)),
+        Err(err) => Err(io_error(dir)(std::io::Error::other(err.to_string()))),
+    }
 }
 
 /// True if `dir/snapshots` holds a snapshot file.
@@ -406,10 +398,13 @@ mod tests {
 
     #[test]
     fn a_segment_name_has_eight_digits() {
-        assert!(is_segment_file_name("seg-00000012.wal"));
+        let dir = tempfile::tempdir().unwrap();
         for name in ["seg-12.wal", "seg-00000012.wal.tmp", "seg-0000001x.wal", "LOCK", "seg-000000123.wal"] {
-            assert!(!is_segment_file_name(name), "{name}");
+            std::fs::write(dir.path().join(name), b"").unwrap();
+            assert_eq!(log_marker(dir.path()).unwrap(), None, "{name}");
         }
+        std::fs::write(dir.path().join("seg-00000012.wal"), b"").unwrap();
+        assert_eq!(log_marker(dir.path()).unwrap().as_deref(), Some("seg-00000012.wal"));
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Engine {
         // A snapshot is written only after its records are durable in the
         // log: a data directory with a snapshot but no log lost its log, and
         // must not start empty (nor hand out the snapshot's LSNs again).
-        if !recwal_wal::holds_log(&wal_dir)? {
+        if recwal_wal::find_log_file(&wal_dir)?.is_none() {
             if let Some(snapshot) = snapshot::any_file(&dir.join("snapshots"))? {
                 return Err(EngineError::Unrecoverable(format!(
                     "{} holds {} but its log {} is gone (no MANIFEST and no segment file): refusing to start \

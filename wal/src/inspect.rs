@@ -3,6 +3,8 @@
 //! `open` but repairs nothing.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::config::{RecoveryMode, WalConfig};
@@ -204,4 +206,42 @@ pub fn inspect_storage(
 /// ```
 pub fn verify(dir: &Path, config: &WalConfig) -> Result<RecoveryReport, WalError> {
     inspect(dir, config, &mut |_, _| {}).map(|inspection| inspection.report)
+}
+
+/// The segment size the log in `dir` was created with: from its manifest,
+/// or (a log written before manifests existed) from the first segment with
+/// a readable header. `None` where neither says (no log, or no started
+/// segment). Tools that open a log they did not create use it instead of a
+/// default. Changes nothing.
+///
+/// ```
+/// use recwal_wal::{log_segment_bytes, Wal, WalConfig};
+/// let dir = tempfile::tempdir()?;
+/// assert_eq!(log_segment_bytes(dir.path())?, None);
+/// Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
+/// assert_eq!(log_segment_bytes(dir.path())?, Some(1 << 20));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn log_segment_bytes(dir: &Path) -> Result<Option<u64>, WalError> {
+    let storage = FileStorage::at(dir);
+    if let Some(manifest) = crate::recovery::load_manifest(&storage)? {
+        return Ok(Some(manifest.segment_bytes));
+    }
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut indices = storage.list_segments().map_err(|err| WalError::io("list segments", dir, err))?;
+    indices.sort_unstable();
+    for index in indices {
+        let path = storage.describe(Some(index));
+        let mut header = [0u8; crate::format::SEGMENT_HEADER_BYTES as usize];
+        let Ok(file) = File::open(&path) else { continue };
+        if file.read_exact_at(&mut header, 0).is_err() {
+            continue;
+        }
+        if let Ok(header) = crate::format::SegmentHeader::decode(&header) {
+            return Ok(Some(header.segment_bytes));
+        }
+    }
+    Ok(None)
 }

@@ -60,12 +60,10 @@ mod wal;
 pub use config::{Durability, RecoveryMode, SyncPolicy, WalConfig};
 pub use error::{is_out_of_space, Corruption, Position, WalError};
 pub use format::Lsn;
-pub use inspect::{inspect, inspect_storage, verify, Inspection, SegmentInfo, SegmentStatus};
+pub use inspect::{inspect, inspect_storage, log_segment_bytes, verify, Inspection, SegmentInfo, SegmentStatus};
 pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
-pub use storage::{
-    available_bytes, holds_log, log_segment_bytes, DirLock, FileStorage, SegmentFile, Storage, WritePath,
-};
+pub use storage::{available_bytes, find_log_file, DirLock, FileStorage, SegmentFile, Storage, WritePath};
 pub use ticket::{AppendTicket, DurableFuture};
 pub use wal::Wal;

@@ -212,15 +212,19 @@ pub(crate) fn open_segments(
     Ok(FoundFiles { manifest, opened, missing, short })
 }
 
+/// Reads and decodes the manifest of `storage`: `None` if there is none, an
+/// error naming the file if it cannot be read or is damaged.
+pub(crate) fn load_manifest(storage: &dyn Storage) -> Result<Option<Manifest>, WalError> {
+    let path = storage.describe_manifest();
+    match storage.read_manifest().map_err(|err| WalError::io("read manifest", &path, err))? {
+        Some(bytes) => Manifest::decode(&bytes).map(Some).map_err(|reason| manifest::damaged(path, reason)),
+        None => Ok(None),
+    }
+}
+
 /// Reads the manifest, if any, and checks it names this segment size.
 fn read_manifest(storage: &dyn Storage, segment_bytes: u64) -> Result<Option<Manifest>, WalError> {
-    let manifest_path = storage.describe_manifest();
-    let manifest = match storage.read_manifest().map_err(|err| WalError::io("read manifest", &manifest_path, err))? {
-        Some(bytes) => {
-            Some(Manifest::decode(&bytes).map_err(|reason| manifest::damaged(manifest_path.clone(), reason))?)
-        }
-        None => None,
-    };
+    let manifest = load_manifest(storage)?;
     if let Some(manifest) = manifest {
         if manifest.segment_bytes != segment_bytes {
             return Err(WalError::InvalidConfig {

@@ -370,6 +370,12 @@ impl FileStorage {
         }
     }
 
+    /// The storage of an existing directory, for read-only probes: unlike
+    /// `open`, creates nothing.
+    pub(crate) fn at(dir: &Path) -> Self {
+        FileStorage { dir: dir.to_path_buf() }
+    }
+
     fn segment_path(&self, index: u32) -> PathBuf {
         self.dir.join(segment_file_name(index))
     }
@@ -499,73 +505,39 @@ impl Storage for FileStorage {
     }
 }
 
-/// True if `dir` holds a log: its identity file (`MANIFEST`) or any segment
-/// file. A directory that does not exist holds none. Changes nothing.
+/// The file that shows `dir` holds a log: its identity file (`MANIFEST`),
+/// or else its lowest-numbered segment file; `None` if it has neither (a
+/// directory that does not exist holds none). Changes nothing. The engine
+/// and the tools use it to tell a log from a directory that is not one.
 ///
 /// ```
-/// use recwal_wal::{holds_log, Wal, WalConfig};
+/// use recwal_wal::{find_log_file, Wal, WalConfig};
 /// let dir = tempfile::tempdir()?;
-/// assert!(!holds_log(&dir.path().join("wal"))?);
-/// Wal::open(&dir.path().join("wal"), WalConfig::default().segment_bytes(1 << 20))?;
-/// assert!(holds_log(&dir.path().join("wal"))?);
+/// let log = dir.path().join("wal");
+/// assert_eq!(find_log_file(&log)?, None);
+/// Wal::open(&log, WalConfig::default().segment_bytes(1 << 20))?;
+/// assert_eq!(find_log_file(&log)?, Some(log.join("MANIFEST")));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn holds_log(dir: &Path) -> Result<bool, WalError> {
+pub fn find_log_file(dir: &Path) -> Result<Option<PathBuf>, WalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(WalError::io("list log directory", dir, err)),
     };
+    let mut lowest_segment: Option<u32> = None;
     for entry in entries {
         let entry = entry.map_err(|err| WalError::io("list log directory", dir, err))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name == MANIFEST_FILE_NAME || parse_segment_file_name(&name).is_some() {
-            return Ok(true);
+        if name == MANIFEST_FILE_NAME {
+            return Ok(Some(dir.join(MANIFEST_FILE_NAME)));
+        }
+        if let Some(index) = parse_segment_file_name(&name) {
+            lowest_segment = Some(lowest_segment.map_or(index, |lowest| lowest.min(index)));
         }
     }
-    Ok(false)
-}
-
-/// The segment size the log in `dir` was created with: from its manifest,
-/// or (a log written before manifests existed) from the first segment with
-/// a readable header. `None` where neither says (no log, or no started
-/// segment). Tools that open a log they did not create use it instead of a
-/// default. Changes nothing.
-///
-/// ```
-/// use recwal_wal::{log_segment_bytes, Wal, WalConfig};
-/// let dir = tempfile::tempdir()?;
-/// assert_eq!(log_segment_bytes(dir.path())?, None);
-/// Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
-/// assert_eq!(log_segment_bytes(dir.path())?, Some(1 << 20));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn log_segment_bytes(dir: &Path) -> Result<Option<u64>, WalError> {
-    let storage = FileStorage { dir: dir.to_path_buf() };
-    let manifest_path = storage.describe_manifest();
-    if let Some(bytes) = storage.read_manifest().map_err(|err| WalError::io("read manifest", &manifest_path, err))? {
-        let manifest = crate::manifest::Manifest::decode(&bytes)
-            .map_err(|reason| crate::manifest::damaged(manifest_path, reason))?;
-        return Ok(Some(manifest.segment_bytes));
-    }
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let mut indices = storage.list_segments().map_err(|err| WalError::io("list segments", dir, err))?;
-    indices.sort_unstable();
-    for index in indices {
-        let path = storage.segment_path(index);
-        let mut header = [0u8; crate::format::SEGMENT_HEADER_BYTES as usize];
-        let Ok(file) = File::open(&path) else { continue };
-        if file.read_exact_at(&mut header, 0).is_err() {
-            continue;
-        }
-        if let Ok(header) = crate::format::SegmentHeader::decode(&header) {
-            return Ok(Some(header.segment_bytes));
-        }
-    }
-    Ok(None)
+    Ok(lowest_segment.map(|index| dir.join(segment_file_name(index))))
 }
 
 /// The identity file's name in the log directory.
