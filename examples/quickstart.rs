@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = engine.open_report();
     println!(
         "opened {dir}: snapshot at LSN {}, {} records replayed, {} events in the state",
-        report.snapshot_lsn,
+        report.lsn_snapshot,
         report.records_replayed,
         engine.stats().events_applied
     );

@@ -27,8 +27,8 @@ fn main() {
         }
         let stats = engine.stats();
         println!(
-            "built: events {} snapshot_lsn {} applied {}",
-            stats.events_applied, stats.snapshot_lsn, stats.applied_lsn
+            "built: events {} lsn_snapshot {} applied {}",
+            stats.events_applied, stats.lsn_snapshot, stats.lsn_applied
         );
         engine.close().unwrap();
     } else {
@@ -39,7 +39,7 @@ fn main() {
         let events = engine.stats().events_applied;
         println!(
             "open {:?}: snapshot at LSN {} loaded in {:?}, {} records replayed in {:?}; {} events back, {:.2}M events/s overall",
-            total, r.snapshot_lsn, r.snapshot_load, r.records_replayed, r.replay, events, events as f64 / total.as_secs_f64() / 1e6
+            total, r.lsn_snapshot, r.snapshot_load, r.records_replayed, r.replay, events, events as f64 / total.as_secs_f64() / 1e6
         );
     }
 }

@@ -17,9 +17,9 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.gauge("recwal_items", "Items ever seen.", stats.items as u64);
     out.gauge("recwal_pairs", "Stored (user, item) pairs.", stats.pairs);
     out.counter("recwal_events_applied_total", "Events applied (including forgotten users').", stats.events_applied);
-    out.gauge("recwal_applied_lsn", "LSN of the last record applied.", stats.applied_lsn);
+    out.gauge("recwal_applied_lsn", "LSN of the last record applied.", stats.lsn_applied);
     out.gauge("recwal_dedup_ids", "Client event ids in the dedup window.", stats.dedup_ids as u64);
-    out.gauge("recwal_snapshot_lsn", "LSN of the newest snapshot (0: none).", stats.snapshot_lsn);
+    out.gauge("recwal_snapshot_lsn", "LSN of the newest snapshot (0: none).", stats.lsn_snapshot);
     out.gauge(
         "recwal_disk_full",
         "1 while a log segment or snapshot cannot be written for lack of space (writes answer 503).",

@@ -354,7 +354,7 @@ pub(crate) fn recommend_with(
         items.extend(popular_answers(state, fill));
     }
     let ranking = Ranking::Unranked { reason: None };
-    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.applied_lsn(), items, ranking };
+    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.lsn_applied(), items, ranking };
     Ok(Candidates { answer, user, items: dense_items, scores: dense, neighbours: used_neighbours })
 }
 

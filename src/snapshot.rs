@@ -141,8 +141,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     } else if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
     }
-    if body.applied_lsn != lsn {
-        return Err(format!("body LSN {} differs from header LSN {lsn}", body.applied_lsn));
+    if body.lsn_applied != lsn {
+        return Err(format!("body LSN {} differs from header LSN {lsn}", body.lsn_applied));
     }
     Ok(body)
 }
@@ -165,7 +165,7 @@ mod tests {
 
     fn body() -> SnapshotBody {
         SnapshotBody {
-            applied_lsn: 7,
+            lsn_applied: 7,
             events_applied: 3,
             users: vec!["u".into()],
             items: vec!["i".into()],
@@ -213,7 +213,7 @@ mod tests {
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
         let bytes = encode(7, &body(), &models)?;
         assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
-        assert_eq!(decode(&bytes).map(|b| b.applied_lsn), Ok(7));
+        assert_eq!(decode(&bytes).map(|b| b.lsn_applied), Ok(7));
         for at in 0..bytes.len() {
             for bit in 0..8 {
                 let mut bad = bytes.clone();

@@ -306,7 +306,7 @@ fn run_case(template: &Template, history: History, ending: Ending, damage: Damag
                 let snapshot_loss = !report.snapshots_skipped.is_empty();
                 assert!(wal_loss || snapshot_loss, "{what}: state changed in silence: {report:?}");
                 assert!(report.wal.tail_damage.is_some(), "{what}: a loss must be a reported torn tail: {report:?}");
-                assert_eq!(report.wal.last_lsn + 1, template.records.last().unwrap().lsn, "{what}: one record cut");
+                assert_eq!(report.wal.lsn_last + 1, template.records.last().unwrap().lsn, "{what}: one record cut");
                 Outcome::ReportedLoss
             }
         }

@@ -156,7 +156,7 @@ fn automatic_checkpoint_retries_back_off_and_resume_when_space_returns() {
     std::fs::remove_file(volume.path().join("filler")).unwrap();
     // Space is back: the condition clears and the automatic checkpoint runs
     // at once rather than at the end of its backoff.
-    wait_until("the snapshot is written", || engine.stats().snapshot_lsn == 100);
+    wait_until("the snapshot is written", || engine.stats().lsn_snapshot == 100);
     assert!(engine.disk_full().is_none());
     assert_eq!(temp_files(volume.path()), Vec::<String>::new());
 }

@@ -158,7 +158,7 @@ fn duplicates_are_acknowledged_change_nothing_and_survive_restart_and_snapshots(
     drop(engine);
     // …and after a restart from a snapshot.
     let engine = open(dir.path());
-    assert!(engine.open_report().snapshot_lsn > 0);
+    assert!(engine.open_report().lsn_snapshot > 0);
     assert!(engine.ingest(Event::new("u", "z", EventKind::View).with_id("e1")).unwrap().duplicate);
     assert_eq!(engine.interactions("u").unwrap().len(), 2);
 }
@@ -229,7 +229,7 @@ fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
     std::fs::write(&newest, bytes).unwrap();
     let engine = open(dir.path());
     let report = engine.open_report();
-    assert_eq!(report.snapshot_lsn, older.lsn);
+    assert_eq!(report.lsn_snapshot, older.lsn);
     assert_eq!(report.snapshots_skipped.len(), 1);
     assert!(report.snapshots_skipped[0].1.contains("CRC"), "{:?}", report.snapshots_skipped);
     assert_eq!(engine.state_digest(), digest);
@@ -275,7 +275,7 @@ fn many_writers_and_readers_at_once() {
                         .with_id(format!("{writer}-{i}"));
                     let receipt = engine.ingest(event).unwrap();
                     // Our own event is visible as soon as it is acknowledged.
-                    assert!(engine.applied_lsn() >= receipt.lsn);
+                    assert!(engine.lsn_applied() >= receipt.lsn);
                     assert!(receipt.lsn > last);
                     last = receipt.lsn;
                 }
@@ -297,7 +297,7 @@ fn many_writers_and_readers_at_once() {
         handle.join().unwrap();
     }
     let stats = engine.stats();
-    assert_eq!((stats.events_applied, stats.applied_lsn, stats.dedup_ids), (800, 800, 800));
+    assert_eq!((stats.events_applied, stats.lsn_applied, stats.dedup_ids), (800, 800, 800));
     assert!(stats.wal.syncs < 800, "no group commit: {} syncs for 800 appends", stats.wal.syncs);
 }
 
@@ -369,7 +369,7 @@ fn async_ingest_waits_without_blocking_the_thread() {
         receipts
     });
     assert_eq!(receipts.len(), 64);
-    assert!(receipts.iter().all(|r| !r.duplicate && r.lsn <= engine.applied_lsn()));
+    assert!(receipts.iter().all(|r| !r.duplicate && r.lsn <= engine.lsn_applied()));
     let syncs = engine.stats().wal.syncs - syncs_before;
     // One thread ran all 64 calls: had each wait blocked it, each would have
     // needed its own sync.

@@ -79,7 +79,7 @@ fn engine_crash_child_entry_point() {
     let start: u64 = start.parse().unwrap();
     let engine = Engine::open(Path::new(&dir), config(&policy)).unwrap();
     let mut out = std::io::stdout();
-    writeln!(out, "open {}", engine.applied_lsn()).unwrap();
+    writeln!(out, "open {}", engine.lsn_applied()).unwrap();
     out.flush().unwrap();
     for index in start.. {
         let receipts = engine.ingest_batch(&batch(index)).unwrap();
@@ -142,10 +142,10 @@ fn run_policy(policy: &str, kills: u64, rng: &mut SplitMix64) {
 
         let context = format!("{policy}, kill #{kill} after {delay_ms} ms");
         let engine = Engine::open(dir.path(), config(policy)).unwrap_or_else(|err| panic!("{context}: {err}"));
-        if engine.open_report().snapshot_lsn > 0 {
+        if engine.open_report().lsn_snapshot > 0 {
             snapshots_seen += 1;
         }
-        let recovered = engine.applied_lsn();
+        let recovered = engine.lsn_applied();
         // Batch i is LSN i + 1; the recovered log holds batches 0..recovered.
         for (&index, &lsn) in &acked {
             assert_eq!(lsn, index + 1, "{context}: batch {index} acknowledged at LSN {lsn}");
@@ -155,14 +155,14 @@ fn run_policy(policy: &str, kills: u64, rng: &mut SplitMix64) {
         // Feed the reference the same batches, then compare everything.
         let submitted_max = acked.keys().next_back().map_or(next, |&i| i + 1).max(next) + 1;
         assert!(recovered <= submitted_max, "{context}: state holds batches never submitted");
-        for index in reference.applied_lsn()..recovered {
+        for index in reference.lsn_applied()..recovered {
             reference.ingest_batch(&batch(index)).unwrap();
         }
         assert_eq!(observe(&engine), observe(&reference), "{context}: state differs from an uninterrupted run");
         if let Some((&index, &lsn)) = acked.iter().next_back() {
             let receipts = engine.ingest_batch(&batch(index)).unwrap();
             assert!(receipts.iter().all(|r| r.duplicate && r.lsn == lsn), "{context}: resubmission {receipts:?}");
-            assert_eq!(engine.applied_lsn(), recovered, "{context}: a duplicate was written");
+            assert_eq!(engine.lsn_applied(), recovered, "{context}: a duplicate was written");
         }
         next = recovered;
         drop(engine);

@@ -39,7 +39,7 @@ fn a_retry_of_an_in_flight_event_waits_for_the_original() {
     let retry = engine.ingest(event).unwrap();
     assert!(retry.duplicate);
     assert!(engine.wal_metrics().lsn_durable >= retry.lsn, "acknowledged before durable");
-    assert!(engine.applied_lsn() >= retry.lsn, "acknowledged before applied");
+    assert!(engine.lsn_applied() >= retry.lsn, "acknowledged before applied");
     assert_eq!(engine.interactions("alice").unwrap().len(), 1);
     assert_eq!(first.join().unwrap(), recwal::Receipt { lsn: retry.lsn, duplicate: false });
 }
@@ -56,7 +56,7 @@ fn a_never_call_does_not_apply_an_earlier_record_before_it_is_durable() {
     };
     std::thread::sleep(Duration::from_millis(100));
     let receipt = engine.ingest_with(Event::new("bob", "lamp", EventKind::Click), Durability::Never).unwrap();
-    assert!(engine.applied_lsn() >= receipt.lsn, "read-your-writes");
+    assert!(engine.lsn_applied() >= receipt.lsn, "read-your-writes");
     assert!(engine.wal_metrics().lsn_durable >= 1, "the Batch record was applied before it was durable");
     first.join().unwrap();
 }
@@ -75,10 +75,10 @@ fn a_cancelled_async_ingest_is_applied_once_durable() {
         assert!(future.as_mut().poll(&mut context).is_pending());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while engine.applied_lsn() == 0 && std::time::Instant::now() < deadline {
+    while engine.lsn_applied() == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(engine.applied_lsn(), 1, "the durable record was never applied");
+    assert_eq!(engine.lsn_applied(), 1, "the durable record was never applied");
     assert!(engine.ingest_batch(&events).unwrap()[0].duplicate);
 }
 
@@ -197,7 +197,7 @@ fn a_full_ring_makes_room() {
     let digest = engine.state_digest();
     engine.close().unwrap();
     let engine = Engine::open(dir.path(), config).unwrap();
-    assert_eq!((engine.applied_lsn(), engine.state_digest()), (2000, digest));
+    assert_eq!((engine.lsn_applied(), engine.state_digest()), (2000, digest));
 }
 
 /// A failed sync stops writes (the caller whose record was not made durable
@@ -214,7 +214,7 @@ fn a_failed_sync_stops_writes_but_not_reads() {
     assert!(engine.ingest(Event::new("b", "y", EventKind::View)).is_err());
     assert!(matches!(engine.ingest(Event::new("c", "z", EventKind::View)), Err(EngineError::Poisoned(_))));
     assert!(matches!(engine.forget_user("a"), Err(EngineError::Poisoned(_))));
-    assert_eq!(engine.applied_lsn(), 2, "the record whose sync failed must not be applied");
+    assert_eq!(engine.lsn_applied(), 2, "the record whose sync failed must not be applied");
     let answer = engine.recommend(&recwal::RecommendRequest::new("a", 3, recwal::Strategy::Popularity)).unwrap();
     assert_eq!(answer.items.len(), 0, "a has seen x, the only item");
     assert_eq!(engine.popular(3).unwrap()[0].item, "x");

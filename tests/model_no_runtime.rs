@@ -17,7 +17,7 @@ fn a_missing_runtime_is_an_error_and_answers_stay_unranked() {
     engine.ingest(Event::new("b", "x", EventKind::Click)).unwrap();
     engine.ingest(Event::new("b", "y", EventKind::Click)).unwrap();
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/linear_v1.onnx")).unwrap();
-    let lsn = engine.applied_lsn();
+    let lsn = engine.lsn_applied();
     match engine.add_model(&bytes) {
         Err(EngineError::ModelRuntime(reason)) => {
             assert!(reason.contains(&missing.display().to_string()), "{reason}");
@@ -25,7 +25,7 @@ fn a_missing_runtime_is_an_error_and_answers_stay_unranked() {
         }
         other => panic!("expected a runtime error: {other:?}"),
     }
-    assert_eq!(engine.applied_lsn(), lsn);
+    assert_eq!(engine.lsn_applied(), lsn);
     let answer = engine.recommend(&RecommendRequest::new("a", 1, Strategy::UserCf)).unwrap();
     assert_eq!(answer.ranking, Ranking::Unranked { reason: None });
     assert_eq!(answer.items[0].item, "y");

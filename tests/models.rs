@@ -73,9 +73,9 @@ fn add_activate_rollback_and_list() {
     let v2 = engine.add_model(&fixture_bytes("linear_v2")).unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
     // The same file again is the same version; nothing new is logged.
-    let lsn = engine.applied_lsn();
+    let lsn = engine.lsn_applied();
     assert_eq!(engine.add_model(&fixture_bytes("linear_v1")).unwrap().version, 1);
-    assert_eq!(engine.applied_lsn(), lsn);
+    assert_eq!(engine.lsn_applied(), lsn);
     assert_eq!(v1.sha256.len(), 64);
     assert!(dir.path().join("models/v000001.onnx").is_file());
     // Added is not active.
@@ -130,7 +130,7 @@ fn add_activate_rollback_and_list() {
 fn bad_models_are_refused_and_the_active_version_stays() {
     let dir = tempfile::tempdir().unwrap();
     let engine = serving(dir.path(), config(), "linear_v1");
-    let lsn = engine.applied_lsn();
+    let lsn = engine.lsn_applied();
     let cases = [
         ("corrupt", "cannot load the model"),
         ("wrong_schema", "declares feature schema \"99\""),
@@ -146,7 +146,7 @@ fn bad_models_are_refused_and_the_active_version_stays() {
         }
     }
     assert!(matches!(engine.add_model(b""), Err(EngineError::Invalid { .. })));
-    assert_eq!(engine.applied_lsn(), lsn, "a refused model wrote to the log");
+    assert_eq!(engine.lsn_applied(), lsn, "a refused model wrote to the log");
     assert_eq!(engine.models().len(), 1);
     let files = std::fs::read_dir(dir.path().join("models")).unwrap().count();
     assert_eq!(files, 1, "a refused model left a file");

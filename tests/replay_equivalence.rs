@@ -74,7 +74,7 @@ fn observe(engine: &Engine) -> (u64, u64, Vec<String>) {
             answers.push(format!("{answer:?}"));
         }
     }
-    (engine.state_digest(), engine.applied_lsn(), answers)
+    (engine.state_digest(), engine.lsn_applied(), answers)
 }
 
 fn outcome<T: std::fmt::Debug>(result: Result<T, EngineError>) -> String {

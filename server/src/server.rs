@@ -454,9 +454,9 @@ async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         "items": stats.items,
         "pairs": stats.pairs,
         "events_applied": stats.events_applied,
-        "applied_lsn": stats.applied_lsn,
+        "applied_lsn": stats.lsn_applied,
         "dedup_ids": stats.dedup_ids,
-        "snapshot_lsn": stats.snapshot_lsn,
+        "snapshot_lsn": stats.lsn_snapshot,
         "uptime_s": app.started.elapsed().as_secs(),
     }))
     .into_response())
@@ -490,7 +490,7 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
             "corruption": report.wal.corruption.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
             "records_missing": report.wal.records_missing,
             "snapshots_skipped": report.snapshots_skipped.iter().map(|(path, reason)| format!("{}: {reason}", path.display())).collect::<Vec<_>>(),
-            "snapshot_lsn": report.snapshot_lsn,
+            "snapshot_lsn": report.lsn_snapshot,
             "records_replayed": report.records_replayed,
             "replay_ms": report.replay.as_millis() as u64,
         },
@@ -581,7 +581,7 @@ pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
     let report = opened.open_report();
     info!(
         records_replayed = report.records_replayed,
-        snapshot_lsn = report.snapshot_lsn,
+        lsn_snapshot = report.lsn_snapshot,
         replay_ms = report.replay.as_millis() as u64,
         "ready"
     );

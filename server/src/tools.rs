@@ -401,9 +401,9 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
             "serve": action.key(),
             "records_checked": records,
             "segments_scanned": report.map(|report| report.segments_scanned),
-            "first_lsn": report.map(|report| report.first_lsn),
-            "last_lsn": report.map(|report| report.last_lsn),
-            "released_lsn": report.map(|report| report.released_lsn),
+            "first_lsn": report.map(|report| report.lsn_first),
+            "last_lsn": report.map(|report| report.lsn_last),
+            "released_lsn": report.map(|report| report.lsn_released),
             "bytes_cut": report.map(|report| report.bytes_cut),
             "records_dropped": report.map(|report| report.records_dropped),
             "damage": damage,
@@ -413,8 +413,8 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
     } else {
         match report {
             Some(report) => {
-                let range = if report.last_lsn >= report.first_lsn {
-                    format!("LSNs {}..{}", report.first_lsn, report.last_lsn)
+                let range = if report.lsn_last >= report.lsn_first {
+                    format!("LSNs {}..{}", report.lsn_first, report.lsn_last)
                 } else {
                     "no records".to_string()
                 };
@@ -422,7 +422,7 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
                     "log {}: {} segment file(s), {range}, released up to LSN {}",
                     log.display(),
                     report.segments_scanned,
-                    report.released_lsn
+                    report.lsn_released
                 )?;
                 if report.bytes_cut > 0 || report.records_dropped > 0 {
                     out!(
@@ -490,7 +490,7 @@ fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
         info.version,
         info.sha256,
         info.bytes,
-        info.added_lsn,
+        info.lsn_added,
         info.activations.len(),
         if info.active { "  ACTIVE" } else { "" },
         if info.retired { "  retired" } else { "" }

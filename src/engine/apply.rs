@@ -18,7 +18,7 @@ pub(super) struct ApplyGate {
     /// applied.
     panicked: bool,
     /// LSN of the last record applied; only grows.
-    applied_lsn: u64,
+    lsn_applied: u64,
     /// The LSNs callers wait to see applied: a turn stops at the lowest, so
     /// that caller returns as soon as its record is in (a closed-loop writer
     /// then appends its next record while the others are applied).
@@ -26,9 +26,9 @@ pub(super) struct ApplyGate {
 }
 
 impl ApplyGate {
-    /// The gate of a state applied through `applied_lsn`.
-    pub(super) fn new(applied_lsn: u64) -> ApplyGate {
-        ApplyGate { busy: false, panicked: false, applied_lsn, waiting: Vec::new() }
+    /// The gate of a state applied through `lsn_applied`.
+    pub(super) fn new(lsn_applied: u64) -> ApplyGate {
+        ApplyGate { busy: false, panicked: false, lsn_applied, waiting: Vec::new() }
     }
 }
 
@@ -71,7 +71,7 @@ impl Shared {
         let lock_gate = || self.applying.lock().map_err(|_| self.poison("a writer panicked while applying"));
         let mut gate = lock_gate()?;
         loop {
-            if gate.applied_lsn >= lsn {
+            if gate.lsn_applied >= lsn {
                 return Ok(());
             }
             if gate.panicked {
@@ -86,7 +86,7 @@ impl Shared {
                 continue;
             }
             // (A waiter already covered has yet to wake and leave the list.)
-            let applied_before = gate.applied_lsn;
+            let applied_before = gate.lsn_applied;
             let through = gate.waiting.iter().copied().filter(|&waiting| waiting > applied_before).fold(lsn, u64::min);
             gate.busy = true;
             drop(gate);
@@ -96,11 +96,11 @@ impl Shared {
             gate = lock_gate()?;
             assert!(gate.busy);
             gate.busy = false;
-            if let Ok(applied_lsn) = applied {
+            if let Ok(lsn_applied) = applied {
                 // Only this turn applied since `applied_before` was read.
-                assert!(gate.applied_lsn == applied_before, "two apply turns at once");
-                assert!(applied_lsn >= applied_before, "applied_lsn went back");
-                gate.applied_lsn = applied_lsn;
+                assert!(gate.lsn_applied == applied_before, "two apply turns at once");
+                assert!(lsn_applied >= applied_before, "applied_lsn went back");
+                gate.lsn_applied = lsn_applied;
             }
             // Waiters register in `waiting` under this lock before they
             // wait, so with none registered there is no one to wake (and
@@ -108,8 +108,8 @@ impl Shared {
             if !gate.waiting.is_empty() {
                 self.applied.notify_all();
             }
-            let applied_lsn = applied?;
-            if applied_lsn < through {
+            let lsn_applied = applied?;
+            if lsn_applied < through {
                 // Only if a record became non-durable again: the log failed.
                 return Err(EngineError::Poisoned(format!(
                     "record {through} could not be applied: the log did not make it durable"
@@ -138,16 +138,16 @@ impl Shared {
                 }
             }
         }
-        let applied_lsn = {
+        let lsn_applied = {
             let mut state = self.state.write().map_err(|_| self.poison("a writer panicked while applying"))?;
             for (lsn, record) in &records {
                 // Paired: each record is new to the state before, and the
                 // state is exactly at it after (records in LSN order).
-                assert!(*lsn > state.applied_lsn(), "record {lsn} applied out of LSN order");
+                assert!(*lsn > state.lsn_applied(), "record {lsn} applied out of LSN order");
                 state.apply(*lsn, record, &self.config.dedup);
-                assert!(state.applied_lsn() == *lsn);
+                assert!(state.lsn_applied() == *lsn);
             }
-            state.applied_lsn()
+            state.lsn_applied()
         };
         if let Some(err) = undecodable {
             return Err(self.poison(format!("cannot apply our own record: {err}")));
@@ -158,7 +158,7 @@ impl Shared {
         if due.iter().any(|pending| !pending.event_ids.is_empty()) {
             self.sequencer_for_apply()?.release_in_flight(&due);
         }
-        Ok(applied_lsn)
+        Ok(lsn_applied)
     }
 
     /// Applies pending records the log has made durable but whose callers
@@ -168,7 +168,7 @@ impl Shared {
         let durable = self.wal.lsn_durable();
         let behind = self
             .sequencer_for_apply()
-            .map(|sequencer| sequencer.oldest_lsn().is_some_and(|oldest| oldest <= durable))
+            .map(|sequencer| sequencer.lsn_oldest().is_some_and(|oldest| oldest <= durable))
             .unwrap_or(false);
         if behind {
             if let Err(err) = self.apply_through(durable) {

@@ -40,26 +40,26 @@ pub(super) struct Checkpoints {
     /// Serialises checkpoints.
     mark: Mutex<CheckpointMark>,
     /// LSN of the newest snapshot, readable without waiting for a checkpoint.
-    snapshot_lsn: AtomicU64,
+    lsn_snapshot: AtomicU64,
     /// When the automatic checkpoint may try again after failures.
     backoff: Mutex<Backoff>,
 }
 
 impl Checkpoints {
-    /// After start-up from the snapshot at `snapshot_lsn` (0: none).
-    pub(super) fn new(snapshots_dir: PathBuf, snapshot_lsn: u64, metrics: &WalMetrics) -> Checkpoints {
+    /// After start-up from the snapshot at `lsn_snapshot` (0: none).
+    pub(super) fn new(snapshots_dir: PathBuf, lsn_snapshot: u64, metrics: &WalMetrics) -> Checkpoints {
         Checkpoints {
             snapshots_dir,
-            mark: Mutex::new(CheckpointMark::new(snapshot_lsn, metrics)),
-            snapshot_lsn: AtomicU64::new(snapshot_lsn),
+            mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics)),
+            lsn_snapshot: AtomicU64::new(lsn_snapshot),
             backoff: Mutex::new(Backoff::new()),
         }
     }
 
     /// LSN of the newest snapshot written or loaded (0: none); never waits
     /// for a checkpoint in progress.
-    pub(super) fn snapshot_lsn(&self) -> u64 {
-        self.snapshot_lsn.load(Ordering::Acquire)
+    pub(super) fn lsn_snapshot(&self) -> u64 {
+        self.lsn_snapshot.load(Ordering::Acquire)
     }
 
     /// Automatic checkpoints that failed.
@@ -84,10 +84,10 @@ impl Shared {
             // A panic while applying may have left a batch half applied:
             // never snapshot that.
             let state = self.state.read().map_err(|_| self.poison("a writer panicked while applying"))?;
-            if state.applied_lsn() == mark.lsn {
+            if state.lsn_applied() == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
-            (state.applied_lsn(), snapshot::encode(state.applied_lsn(), &state.snapshot_view(), state.models())?)
+            (state.lsn_applied(), snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models())?)
         };
         assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");
         // Everything the snapshot holds must be durable in the log first:
@@ -103,7 +103,7 @@ impl Shared {
         if let Err(err) = self.wal.record_floor() {
             warn!(%err, "could not record the log's durable end in its manifest");
         }
-        checkpoints.snapshot_lsn.store(lsn, Ordering::Release);
+        checkpoints.lsn_snapshot.store(lsn, Ordering::Release);
         *mark = CheckpointMark::new(lsn, &metrics);
         info!(lsn, bytes = bytes.len(), segments_released, "checkpoint written");
         Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })

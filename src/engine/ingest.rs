@@ -75,7 +75,7 @@ impl Sequencer {
     }
 
     /// LSN of the oldest record not yet applied.
-    pub(super) fn oldest_lsn(&self) -> Option<u64> {
+    pub(super) fn lsn_oldest(&self) -> Option<u64> {
         self.pending.front().map(|pending| pending.lsn)
     }
 
@@ -372,7 +372,7 @@ mod tests {
             sequencer.push(pending);
         }
         let lsns = |due: &[Pending]| due.iter().map(|pending| pending.lsn).collect::<Vec<_>>();
-        assert_eq!(sequencer.oldest_lsn(), Some(1));
+        assert_eq!(sequencer.lsn_oldest(), Some(1));
         // Nothing durable: record 1 (`Never`) is due; record 2 (`Batch`)
         // must wait, and so must record 3 behind it.
         let due = sequencer.take_due(3, 0);
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(lsns(&due), [2, 3]);
         sequencer.release_in_flight(&due);
         assert!(sequencer.in_flight.is_empty());
-        assert_eq!(sequencer.oldest_lsn(), None);
+        assert_eq!(sequencer.lsn_oldest(), None);
         Ok(())
     }
 }

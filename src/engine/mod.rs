@@ -92,7 +92,7 @@ pub struct OpenReport {
     /// The log's recovery report.
     pub wal: RecoveryReport,
     /// LSN of the snapshot the state started from (0: none).
-    pub snapshot_lsn: u64,
+    pub lsn_snapshot: u64,
     /// Snapshots that could not be read, with the reason, newest first; each
     /// was renamed to `<name>.bad` (kept as evidence, never loaded again).
     pub snapshots_skipped: Vec<(PathBuf, String)>,
@@ -116,11 +116,11 @@ pub struct EngineStats {
     /// Events applied (including those of users forgotten since).
     pub events_applied: u64,
     /// LSN of the last record applied.
-    pub applied_lsn: u64,
+    pub lsn_applied: u64,
     /// Client event ids in the dedup window.
     pub dedup_ids: usize,
     /// LSN of the newest snapshot written or loaded (0: none).
-    pub snapshot_lsn: u64,
+    pub lsn_snapshot: u64,
     /// The log's counters.
     pub wal: WalMetrics,
     /// The disk-full condition in force (`None`: writes find room).
@@ -251,14 +251,14 @@ impl Engine {
         let (state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(state.models())?;
-        let checkpoints = Checkpoints::new(snapshots_dir, report.snapshot_lsn, &wal.metrics());
+        let checkpoints = Checkpoints::new(snapshots_dir, report.lsn_snapshot, &wal.metrics());
         let config_sessions = config.models.sessions;
         let shared = Arc::new(Shared {
             config,
             wal,
             default_durability,
             sequencer: Mutex::new(Sequencer::default()),
-            applying: Mutex::new(ApplyGate::new(state.applied_lsn())),
+            applying: Mutex::new(ApplyGate::new(state.lsn_applied())),
             applied: Condvar::new(),
             state: RwLock::new(state),
             checkpoints,
@@ -431,8 +431,8 @@ impl Engine {
     }
 
     /// LSN of the last record applied to the state.
-    pub fn applied_lsn(&self) -> u64 {
-        self.shared.read_state().applied_lsn()
+    pub fn lsn_applied(&self) -> u64 {
+        self.shared.read_state().lsn_applied()
     }
 
     /// A digest of the state (see `docs/DURABILITY.md`): equal digests mean
@@ -445,16 +445,16 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         // Not from the checkpoint's mutex: `stats` must not wait for a
         // checkpoint in progress.
-        let snapshot_lsn = self.shared.checkpoints.snapshot_lsn();
+        let lsn_snapshot = self.shared.checkpoints.lsn_snapshot();
         let state = self.shared.read_state();
         EngineStats {
             users: state.users().len(),
             items: state.items().len(),
             pairs: state.pairs(),
             events_applied: state.events_applied(),
-            applied_lsn: state.applied_lsn(),
+            lsn_applied: state.lsn_applied(),
             dedup_ids: state.dedup().len(),
-            snapshot_lsn,
+            lsn_snapshot,
             wal: self.shared.wal.metrics(),
             disk_full: self.shared.disk.current(),
             checkpoint_failures: self.shared.checkpoints.failures(),

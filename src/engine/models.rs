@@ -99,7 +99,7 @@ impl Engine {
 
     fn activate(&self, version: u32, rollback: bool) -> Result<ModelInfo, EngineError> {
         let entry = self.entry(version)?;
-        if entry.retired_lsn.is_some() {
+        if entry.lsn_retired.is_some() {
             return Err(EngineError::UnknownModel(version));
         }
         let ranker = &self.shared.ranker;

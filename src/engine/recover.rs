@@ -28,8 +28,8 @@ pub(super) fn recover(
     let started = Instant::now();
     let (state, skipped) = choose_snapshot(wal, snapshots_dir)?;
     let snapshot_load = started.elapsed();
-    let state_lsn = state.as_ref().map_or(0, |state| state.applied_lsn());
-    check_no_gap(wal, snapshots_dir, state_lsn, skipped.len())?;
+    let lsn_state = state.as_ref().map_or(0, |state| state.lsn_applied());
+    check_no_gap(wal, snapshots_dir, lsn_state, skipped.len())?;
     if state.is_none() && !skipped.is_empty() {
         warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
     }
@@ -40,10 +40,10 @@ pub(super) fn recover(
     let replay_started = Instant::now();
     let replayed = replay(wal, &mut state, config, progress)?;
     let replay = replay_started.elapsed();
-    info!(records = replayed, ms = replay.as_millis() as u64, snapshot_lsn = state_lsn, "replay finished");
+    info!(records = replayed, ms = replay.as_millis() as u64, lsn_snapshot = lsn_state, "replay finished");
     let report = OpenReport {
         wal: wal.recovery_report().clone(),
-        snapshot_lsn: state_lsn,
+        lsn_snapshot: lsn_state,
         snapshots_skipped: skipped,
         records_replayed: replayed,
         snapshot_load,
@@ -101,15 +101,15 @@ fn quarantine(snapshots_dir: &Path, path: &Path, err: &EngineError) -> Result<()
 }
 
 /// The log must hold every record after the chosen snapshot.
-fn check_no_gap(wal: &Wal, snapshots_dir: &Path, state_lsn: u64, n_skipped: usize) -> Result<(), EngineError> {
+fn check_no_gap(wal: &Wal, snapshots_dir: &Path, lsn_state: u64, n_skipped: usize) -> Result<(), EngineError> {
     let first = wal.lsn_first();
-    if state_lsn + 1 < first {
+    if lsn_state + 1 < first {
         return Err(EngineError::Unrecoverable(format!(
-            "the log starts at LSN {first} and the newest readable snapshot in {} covers LSN {state_lsn}: records \
+            "the log starts at LSN {first} and the newest readable snapshot in {} covers LSN {lsn_state}: records \
              {}..{} are gone ({n_skipped} snapshot(s) unreadable; a newer snapshot was deleted or damaged); restore \
              the data directory from a backup",
             snapshots_dir.display(),
-            state_lsn + 1,
+            lsn_state + 1,
             first - 1,
         )));
     }
@@ -142,16 +142,16 @@ fn replay(
     config: &EngineConfig,
     progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<u64, EngineError> {
-    let state_lsn = state.applied_lsn();
+    let lsn_state = state.lsn_applied();
     let last = wal.lsn_written();
-    let total = last.saturating_sub(state_lsn);
+    let total = last.saturating_sub(lsn_state);
     let mut replayed = 0u64;
-    let reader = wal.read_from(state_lsn + 1)?;
+    let reader = wal.read_from(lsn_state + 1)?;
     state.begin_replay();
     let started = Instant::now();
     let mut last_log = Instant::now();
     let mut last_progress = Instant::now();
-    info!(from = state_lsn + 1, to = last, records = total, "replaying the log");
+    info!(from = lsn_state + 1, to = last, records = total, "replaying the log");
     progress(ReplayProgress { records_done: 0, records_total: total });
     for record in reader {
         let record = record?;

@@ -46,7 +46,7 @@ pub struct ModelInfo {
     /// When it was added (ms since the Unix epoch).
     pub added_ms: i64,
     /// LSN of the record that added it.
-    pub added_lsn: u64,
+    pub lsn_added: u64,
     /// Its activations, oldest first (LSN, time, rollback or not).
     pub activations: Vec<Activation>,
     /// It is the active version (per the log).
@@ -62,10 +62,10 @@ impl ModelInfo {
             sha256: store::hex(&entry.sha256),
             bytes: entry.bytes,
             added_ms: entry.added_ms,
-            added_lsn: entry.added_lsn,
+            lsn_added: entry.lsn_added,
             activations: entry.activations.clone(),
             active: active == Some(entry.version),
-            retired: entry.retired_lsn.is_some(),
+            retired: entry.lsn_retired.is_some(),
         }
     }
 }

@@ -109,7 +109,7 @@ impl Ranker {
     /// intact and it loads; otherwise answer un-ranked and keep the fault.
     pub fn restore(&self, catalog: &Catalog) -> Result<(), EngineError> {
         let live: Vec<u32> =
-            catalog.entries.iter().filter(|entry| entry.retired_lsn.is_none()).map(|entry| entry.version).collect();
+            catalog.entries.iter().filter(|entry| entry.lsn_retired.is_none()).map(|entry| entry.version).collect();
         store::sweep(&self.dir, &live)?;
         let Some(entry) = catalog.active().and_then(|version| catalog.get(version)) else { return Ok(()) };
         match self.load(entry) {

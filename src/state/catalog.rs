@@ -33,11 +33,11 @@ pub struct ModelEntry {
     /// When it was added (ms since the Unix epoch).
     pub added_ms: i64,
     /// LSN of its `ModelAdded` record.
-    pub added_lsn: u64,
+    pub lsn_added: u64,
     /// Its activations, oldest first.
     pub activations: Vec<Activation>,
     /// LSN of its `ModelRetired` record (its file is deleted).
-    pub retired_lsn: Option<u64>,
+    pub lsn_retired: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,7 +73,7 @@ impl Catalog {
 
     /// A live (not retired) version with this hash.
     pub fn find_hash(&self, sha256: &[u8; 32]) -> Option<&ModelEntry> {
-        self.entries.iter().find(|entry| entry.retired_lsn.is_none() && &entry.sha256 == sha256)
+        self.entries.iter().find(|entry| entry.lsn_retired.is_none() && &entry.sha256 == sha256)
     }
 
     pub fn add(&mut self, lsn: u64, record: &ModelAddedV1) {
@@ -85,9 +85,9 @@ impl Catalog {
             sha256: record.sha256,
             bytes: record.bytes,
             added_ms: record.added_ms,
-            added_lsn: lsn,
+            lsn_added: lsn,
             activations: Vec::new(),
-            retired_lsn: None,
+            lsn_retired: None,
         });
     }
 
@@ -108,7 +108,7 @@ impl Catalog {
 
     pub fn retire(&mut self, lsn: u64, version: u32) {
         if let Some(entry) = self.get_mut(version) {
-            entry.retired_lsn.get_or_insert(lsn);
+            entry.lsn_retired.get_or_insert(lsn);
         }
         self.stack.retain(|&kept| kept != version);
     }
@@ -120,7 +120,7 @@ impl Catalog {
             return Err("model versions out of order".into());
         }
         for &version in &self.stack {
-            if self.get(version).is_none_or(|entry| entry.retired_lsn.is_some()) {
+            if self.get(version).is_none_or(|entry| entry.lsn_retired.is_some()) {
                 return Err(format!("the model stack names version {version}, which is not live"));
             }
         }
@@ -131,7 +131,7 @@ impl Catalog {
     /// newest, never the active one or one a rollback could reach.
     pub fn to_retire(&self, keep: usize) -> Vec<u32> {
         let live: Vec<u32> =
-            self.entries.iter().filter(|entry| entry.retired_lsn.is_none()).map(|entry| entry.version).collect();
+            self.entries.iter().filter(|entry| entry.lsn_retired.is_none()).map(|entry| entry.version).collect();
         let newest_kept = live.len().saturating_sub(keep);
         live[..newest_kept].iter().copied().filter(|version| !self.stack.contains(version)).collect()
     }

@@ -49,7 +49,7 @@ pub(crate) struct State {
     item_removed: Vec<bool>,
     dedup: DedupWindow,
     /// LSN of the last record applied.
-    applied_lsn: u64,
+    lsn_applied: u64,
     /// Events applied since the log began (including forgotten users').
     events_applied: u64,
     /// Ranking model versions and activations.
@@ -141,8 +141,8 @@ impl State {
 
     /// LSN of the last record applied.
     #[inline]
-    pub fn applied_lsn(&self) -> u64 {
-        self.applied_lsn
+    pub fn lsn_applied(&self) -> u64 {
+        self.lsn_applied
     }
 
     /// Events applied since the log began (including forgotten users').
@@ -177,9 +177,9 @@ impl State {
     }
 
     /// Applies the record at `lsn`. Records must come in LSN order; a record
-    /// at or below `applied_lsn` is already in the state and is ignored.
+    /// at or below `lsn_applied` is already in the state and is ignored.
     pub fn apply(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
-        if lsn <= self.applied_lsn {
+        if lsn <= self.lsn_applied {
             return;
         }
         match record {
@@ -219,8 +219,8 @@ impl State {
             LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
         }
         // Paired with the early return above: LSNs only grow.
-        assert!(lsn > self.applied_lsn, "record {lsn} applied after {}", self.applied_lsn);
-        self.applied_lsn = lsn;
+        assert!(lsn > self.lsn_applied, "record {lsn} applied after {}", self.lsn_applied);
+        self.lsn_applied = lsn;
         // O(1): every per-user and per-item array grew with its interner.
         assert!(self.interactions.user_items.len() == self.users.len(), "per-user lists out of step");
         assert!(
@@ -352,7 +352,7 @@ impl State {
     /// A borrowed view that serialises exactly like `SnapshotBody`.
     pub fn snapshot_view(&self) -> SnapshotView<'_> {
         SnapshotView {
-            applied_lsn: self.applied_lsn,
+            lsn_applied: self.lsn_applied,
             events_applied: self.events_applied,
             users: self.users.names(),
             items: self.items.names(),
@@ -416,7 +416,7 @@ impl State {
             derived: Derived::default(),
             item_removed: vec![false; items],
             dedup: DedupWindow::from_entries(body.dedup),
-            applied_lsn: body.applied_lsn,
+            lsn_applied: body.lsn_applied,
             events_applied: body.events_applied,
             models: body.models,
             replay: None,
@@ -449,7 +449,7 @@ impl State {
 /// field order must stay that of `SnapshotBody`.
 #[derive(Serialize)]
 pub(crate) struct SnapshotView<'a> {
-    applied_lsn: u64,
+    lsn_applied: u64,
     events_applied: u64,
     users: &'a [std::sync::Arc<str>],
     items: &'a [std::sync::Arc<str>],
@@ -465,7 +465,7 @@ pub(crate) struct SnapshotView<'a> {
 /// What a snapshot stores: every field that cannot be derived from the others.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotBody {
-    pub(crate) applied_lsn: u64,
+    pub(crate) lsn_applied: u64,
     pub(crate) events_applied: u64,
     pub(crate) users: Vec<String>,
     pub(crate) items: Vec<String>,
@@ -596,14 +596,14 @@ mod tests {
     fn a_record_at_or_below_the_applied_lsn_is_ignored() {
         let mut state = small_state(None);
         let digest = state.digest();
-        assert_eq!(state.applied_lsn(), 3);
+        assert_eq!(state.lsn_applied(), 3);
         let forget = LogRecord::ForgetUser(ForgetUserV1 { user: "a" });
         for lsn in [1, 3] {
             state.apply(lsn, &forget, &DedupConfig::default());
-            assert_eq!((state.applied_lsn(), state.digest()), (3, digest));
+            assert_eq!((state.lsn_applied(), state.digest()), (3, digest));
         }
         state.apply(4, &forget, &DedupConfig::default());
-        assert_eq!(state.applied_lsn(), 4);
+        assert_eq!(state.lsn_applied(), 4);
         assert_ne!(state.digest(), digest);
         assert_eq!(state.check(), Ok(()));
     }

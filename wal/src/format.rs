@@ -36,7 +36,7 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
 /// ```
 /// use recwal_wal::format::{SegmentHeader, SegmentState, SEGMENT_MAGIC};
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+///     SegmentHeader { state: SegmentState::Live, seq: 1, lsn_first: 1, lsn_released: 0, segment_bytes: 4096 };
 /// assert_eq!(header.encode()[..8], SEGMENT_MAGIC);
 /// assert_eq!(&SEGMENT_MAGIC, b"RECWALSG");
 /// ```
@@ -46,7 +46,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RECWALSG";
 /// ```
 /// use recwal_wal::format::{SegmentHeader, SegmentState, FORMAT_VERSION};
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+///     SegmentHeader { state: SegmentState::Live, seq: 1, lsn_first: 1, lsn_released: 0, segment_bytes: 4096 };
 /// let bytes = header.encode();
 /// assert_eq!(u32::from_le_bytes(bytes[8..12].try_into()?), FORMAT_VERSION);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -57,7 +57,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// ```
 /// use recwal_wal::format::{SegmentHeader, SegmentState, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+///     SegmentHeader { state: SegmentState::Live, seq: 1, lsn_first: 1, lsn_released: 0, segment_bytes: 4096 };
 /// assert_eq!(header.encode().len() as u64, SEGMENT_HEADER_BYTES);
 /// assert_eq!(SEGMENT_HEADER_BYTES % RECORD_ALIGN, 0); // the first record is aligned
 /// ```
@@ -91,14 +91,14 @@ const _: () = assert!(RECORD_ALIGN.is_power_of_two());
 /// ```
 /// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
 /// // A free header keeps its seq reserved; it need not name a first LSN.
-/// let free = SegmentHeader { state: SegmentState::Free, seq: 5, first_lsn: 0, released_lsn: 0, segment_bytes: 4096 };
+/// let free = SegmentHeader { state: SegmentState::Free, seq: 5, lsn_first: 0, lsn_released: 0, segment_bytes: 4096 };
 /// assert_eq!(SegmentHeader::decode(&free.encode()), Ok(free));
 /// let live = SegmentHeader { state: SegmentState::Live, ..free };
-/// assert_eq!(SegmentHeader::decode(&live.encode()), Err(HeaderDefect::Fields)); // live needs first_lsn >= 1
+/// assert_eq!(SegmentHeader::decode(&live.encode()), Err(HeaderDefect::Fields)); // live needs lsn_first >= 1
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentState {
-    /// The segment holds records of the log from `first_lsn` on.
+    /// The segment holds records of the log from `lsn_first` on.
     Live,
     /// The segment was invalidated by recovery; its sequence number stays
     /// reserved so that it is never reused for different records.
@@ -127,7 +127,7 @@ impl SegmentState {
 /// ```
 /// use recwal_wal::format::{SegmentHeader, SegmentState, SEGMENT_HEADER_BYTES};
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 3, first_lsn: 100, released_lsn: 99, segment_bytes: 1 << 20 };
+///     SegmentHeader { state: SegmentState::Live, seq: 3, lsn_first: 100, lsn_released: 99, segment_bytes: 1 << 20 };
 /// let bytes: [u8; SEGMENT_HEADER_BYTES as usize] = header.encode();
 /// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
 /// ```
@@ -138,10 +138,10 @@ pub struct SegmentHeader {
     /// Sequence number: unique per lap of any segment, increasing over time.
     pub seq: u64,
     /// LSN of the first record this lap of the segment holds.
-    pub first_lsn: u64,
+    pub lsn_first: u64,
     /// Every LSN up to and including this one had been released by a
     /// checkpoint when the segment was started.
-    pub released_lsn: u64,
+    pub lsn_released: u64,
     /// Size of the segment file in bytes.
     pub segment_bytes: u64,
 }
@@ -151,7 +151,7 @@ pub struct SegmentHeader {
 /// ```
 /// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: 1, released_lsn: 0, segment_bytes: 4096 };
+///     SegmentHeader { state: SegmentState::Live, seq: 1, lsn_first: 1, lsn_released: 0, segment_bytes: 4096 };
 /// assert_eq!(SegmentHeader::decode(&[0u8; 64]), Err(HeaderDefect::Zeroed));
 /// let mut bytes = header.encode();
 /// bytes[20] ^= 1; // a flipped bit in `seq`
@@ -172,7 +172,7 @@ pub enum HeaderDefect {
     /// The state field has an unknown value.
     State(u32),
     /// The CRC matches but the fields break the format's rules (a zero
-    /// `seq` or `first_lsn`, a released LSN at or past the first LSN, or LSNs
+    /// `seq` or `lsn_first`, a released LSN at or past the first LSN, or LSNs
     /// too large to be real): written by something other than this crate.
     Fields,
 }
@@ -185,7 +185,7 @@ pub enum HeaderDefect {
 /// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState, LSN_LIMIT};
 /// assert!(LSN_LIMIT.checked_add(LSN_LIMIT).is_some()); // sums of two LSNs cannot overflow
 /// let header =
-///     SegmentHeader { state: SegmentState::Live, seq: 1, first_lsn: LSN_LIMIT, released_lsn: 0, segment_bytes: 4096 };
+///     SegmentHeader { state: SegmentState::Live, seq: 1, lsn_first: LSN_LIMIT, lsn_released: 0, segment_bytes: 4096 };
 /// assert_eq!(SegmentHeader::decode(&header.encode()), Err(HeaderDefect::Fields)); // not a real LSN
 /// ```
 pub const LSN_LIMIT: u64 = 1 << 62;
@@ -196,7 +196,7 @@ impl SegmentHeader {
     /// ```
     /// use recwal_wal::format::{SegmentHeader, SegmentState};
     /// let header =
-    ///     SegmentHeader { state: SegmentState::Live, seq: 2, first_lsn: 10, released_lsn: 9, segment_bytes: 4096 };
+    ///     SegmentHeader { state: SegmentState::Live, seq: 2, lsn_first: 10, lsn_released: 9, segment_bytes: 4096 };
     /// let bytes = header.encode();
     /// assert_eq!(bytes[16..24], 2u64.to_le_bytes()); // seq, little endian
     /// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
@@ -207,8 +207,8 @@ impl SegmentHeader {
         buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         buf[12..16].copy_from_slice(&self.state.to_u32().to_le_bytes());
         buf[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        buf[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
-        buf[32..40].copy_from_slice(&self.released_lsn.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.lsn_first.to_le_bytes());
+        buf[32..40].copy_from_slice(&self.lsn_released.to_le_bytes());
         buf[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
         let crc = crc32fast::hash(&buf[0..60]);
         buf[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -220,7 +220,7 @@ impl SegmentHeader {
     /// ```
     /// use recwal_wal::format::{HeaderDefect, SegmentHeader, SegmentState};
     /// let header =
-    ///     SegmentHeader { state: SegmentState::Live, seq: 2, first_lsn: 10, released_lsn: 9, segment_bytes: 4096 };
+    ///     SegmentHeader { state: SegmentState::Live, seq: 2, lsn_first: 10, lsn_released: 9, segment_bytes: 4096 };
     /// let bytes = header.encode();
     /// assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
     /// assert_eq!(SegmentHeader::decode(&bytes[..32]), Err(HeaderDefect::Zeroed)); // too short to be a header
@@ -247,12 +247,12 @@ impl SegmentHeader {
         let header = SegmentHeader {
             state,
             seq: read_u64(buf, 16),
-            first_lsn: read_u64(buf, 24),
-            released_lsn: read_u64(buf, 32),
+            lsn_first: read_u64(buf, 24),
+            lsn_released: read_u64(buf, 32),
             segment_bytes: read_u64(buf, 40),
         };
-        let limits = header.seq < LSN_LIMIT && header.first_lsn < LSN_LIMIT && header.released_lsn < LSN_LIMIT;
-        let live_rules = header.seq >= 1 && header.first_lsn >= 1 && header.released_lsn < header.first_lsn;
+        let limits = header.seq < LSN_LIMIT && header.lsn_first < LSN_LIMIT && header.lsn_released < LSN_LIMIT;
+        let live_rules = header.seq >= 1 && header.lsn_first >= 1 && header.lsn_released < header.lsn_first;
         if !limits || (state == SegmentState::Live && !live_rules) {
             return Err(HeaderDefect::Fields);
         }
@@ -288,7 +288,7 @@ pub struct RecordHeader {
     pub lsn: u64,
     /// Sequence number of the segment lap the record was written in.
     pub seq: u64,
-    /// `lsn - durable_lsn` when the record was written, saturated at
+    /// `lsn - lsn_durable` when the record was written, saturated at
     /// `u32::MAX`: tells recovery which earlier records were already durable.
     pub durable_gap: u32,
     /// Caller-chosen record kind.
@@ -304,10 +304,10 @@ impl RecordHeader {
     /// assert_eq!((header.seq, header.lsn, header.kind, header.len, header.durable_gap), (1, 5, 9, 3, 1));
     /// assert_eq!(header.crc, header.compute_crc(b"abc"));
     /// ```
-    pub fn new(seq: u64, lsn: u64, durable_lsn: u64, kind: u8, payload: &[u8]) -> Self {
-        debug_assert!(durable_lsn < lsn, "a record cannot be durable before it is written");
+    pub fn new(seq: u64, lsn: u64, lsn_durable: u64, kind: u8, payload: &[u8]) -> Self {
+        debug_assert!(lsn_durable < lsn, "a record cannot be durable before it is written");
         let len = u32::try_from(payload.len()).expect("record length was checked against record_bytes_max");
-        let durable_gap = u32::try_from(lsn - durable_lsn).unwrap_or(u32::MAX);
+        let durable_gap = u32::try_from(lsn - lsn_durable).unwrap_or(u32::MAX);
         let mut header = RecordHeader { crc: 0, len, lsn, seq, durable_gap, kind };
         header.crc = header.compute_crc(payload);
         header
@@ -317,11 +317,11 @@ impl RecordHeader {
     ///
     /// ```
     /// use recwal_wal::format::RecordHeader;
-    /// assert_eq!(RecordHeader::new(1, 10, 7, 0, b"").durable_lsn_hint(), 7);
+    /// assert_eq!(RecordHeader::new(1, 10, 7, 0, b"").lsn_durable_hint(), 7);
     /// // A gap too large for the header saturates and says nothing.
-    /// assert_eq!(RecordHeader::new(1, 1 << 40, 0, 0, b"").durable_lsn_hint(), 0);
+    /// assert_eq!(RecordHeader::new(1, 1 << 40, 0, 0, b"").lsn_durable_hint(), 0);
     /// ```
-    pub fn durable_lsn_hint(&self) -> u64 {
+    pub fn lsn_durable_hint(&self) -> u64 {
         if self.durable_gap == u32::MAX {
             return 0;
         }
@@ -548,7 +548,7 @@ mod tests {
                     prop_assert_eq!(header.lsn, lsn);
                     prop_assert_eq!(header.kind, kind);
                     prop_assert_eq!(header.len as usize, payload.len());
-                    prop_assert_eq!(header.durable_lsn_hint(), durable);
+                    prop_assert_eq!(header.lsn_durable_hint(), durable);
                     prop_assert_eq!(&bytes[32..32 + payload.len()], &payload[..]);
                 }
                 other => prop_assert!(false, "decoded {:?}", other),
@@ -575,7 +575,7 @@ mod tests {
         #[test]
         fn segment_header_round_trips(seq in 1..LSN_LIMIT, first in 1..LSN_LIMIT, released in 0..LSN_LIMIT, size in any::<u64>()) {
             prop_assume!(released < first);
-            let header = SegmentHeader { state: SegmentState::Live, seq, first_lsn: first, released_lsn: released, segment_bytes: size };
+            let header = SegmentHeader { state: SegmentState::Live, seq, lsn_first: first, lsn_released: released, segment_bytes: size };
             prop_assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
         }
     }

@@ -53,7 +53,7 @@ pub enum SegmentStatus {
 /// wal.close()?;
 /// let first = &inspect(dir.path(), &config, &mut |_, _| {})?.segments[0];
 /// assert_eq!((first.index, first.status, first.records), (0, SegmentStatus::Live, 1));
-/// assert_eq!(first.header, Some((1, 1, 0))); // (seq, first_lsn, released_lsn)
+/// assert_eq!(first.header, Some((1, 1, 0))); // (seq, lsn_first, lsn_released)
 /// assert_eq!(first.bytes_used, 64 + 40); // segment header, then one 40-byte frame
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -83,7 +83,7 @@ pub struct SegmentInfo {
 /// wal.close()?;
 /// let inspection = inspect(dir.path(), &config, &mut |_, _| {})?;
 /// assert_eq!(inspection.segments.len(), 2);
-/// assert_eq!((inspection.report.records_recovered, inspection.report.last_lsn), (2, 2));
+/// assert_eq!((inspection.report.records_recovered, inspection.report.lsn_last), (2, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -137,7 +137,7 @@ pub fn inspect(
 /// let config = WalConfig::default().segment_bytes(4096).sync_policy(SyncPolicy::Always);
 /// Wal::open_with_storage(Box::new(disk.clone()), config.clone())?.append(1, b"x")?;
 /// let inspection = inspect_storage(&disk, &config, &mut |_, _| {})?;
-/// assert_eq!(inspection.report.last_lsn, 1);
+/// assert_eq!(inspection.report.lsn_last, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn inspect_storage(
@@ -179,7 +179,7 @@ pub fn inspect_storage(
             SegmentInfo {
                 index: segment.index,
                 status,
-                header: segment.header.as_ref().ok().map(|header| (header.seq, header.first_lsn, header.released_lsn)),
+                header: segment.header.as_ref().ok().map(|header| (header.seq, header.lsn_first, header.lsn_released)),
                 records: per_segment.get(&segment.index).copied().unwrap_or(0),
                 bytes_used: link.map_or(0, |link| link.end_offset),
             }
@@ -201,7 +201,7 @@ pub fn inspect_storage(
 /// wal.close()?;
 /// let report = verify(dir.path(), &config)?;
 /// assert!(report.is_clean());
-/// assert_eq!(report.last_lsn, 1);
+/// assert_eq!(report.lsn_last, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify(dir: &Path, config: &WalConfig) -> Result<RecoveryReport, WalError> {

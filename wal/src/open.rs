@@ -54,18 +54,18 @@ pub(crate) fn open_log(
     // what was recovered: after a failed sync the page cache may still
     // show records that never reached the disk (FORMAT.md, assumption 4),
     // and a floor must only ever name LSNs this process saw synced.
-    let lsn_floor = found.manifest.map_or(0, |manifest| manifest.lsn_floor).min(plan.next_lsn - 1);
+    let lsn_floor = found.manifest.map_or(0, |manifest| manifest.lsn_floor).min(plan.lsn_next - 1);
     write_manifest_or_warn(storage.as_ref(), config.segment_bytes, next_index, lsn_floor);
     let ring = ring_from_plan(&plan, found.opened, &config, next_seq, next_index, dir_lock.clone());
 
     let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
-    let lsn_last = plan.next_lsn - 1;
+    let lsn_last = plan.lsn_next - 1;
     let shared = Arc::new(Shared {
         storage,
         inner: Mutex::new(Inner {
             ring,
             dirty: Vec::new(),
-            next_lsn: plan.next_lsn,
+            lsn_next: plan.lsn_next,
             batch_bytes: 0,
             staged: Staging::new(staging_capacity(&config)),
         }),
@@ -159,7 +159,7 @@ fn ring_from_plan(
     let mut live = VecDeque::new();
     for link in &plan.chain {
         if let Some(segment) = segments[link.slot].take() {
-            live.push_back(LiveSegment { segment, seq: link.seq, first_lsn: link.first_lsn });
+            live.push_back(LiveSegment { segment, seq: link.seq, lsn_first: link.lsn_first });
         }
     }
     let free: Vec<FreeSegment> =
@@ -180,7 +180,7 @@ fn ring_from_plan(
         next_seq,
         // Never beyond the recovered log: a header written later must not
         // claim records released that this log does not have.
-        released_lsn: plan.released_lsn.min(plan.next_lsn - 1),
+        lsn_released: plan.lsn_released.min(plan.lsn_next - 1),
         segments_total,
         next_index,
     })
@@ -191,7 +191,7 @@ fn log_recovered(report: &RecoveryReport, started: Instant) {
         info!(
             segments = report.segments_scanned,
             records = report.records_recovered,
-            last_lsn = report.last_lsn,
+            lsn_last = report.lsn_last,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "wal recovered"
         );
@@ -199,7 +199,7 @@ fn log_recovered(report: &RecoveryReport, started: Instant) {
         warn!(
             segments = report.segments_scanned,
             records = report.records_recovered,
-            last_lsn = report.last_lsn,
+            lsn_last = report.lsn_last,
             bytes_cut = report.bytes_cut,
             records_dropped = report.records_dropped,
             tail_damage = ?report.tail_damage,

@@ -133,7 +133,7 @@ impl Reader {
         // staged record, or one a checkpoint released before it was written).
         let (first, last) = {
             let inner = lock_inner(&reader.shared);
-            (inner.ring.lsn_first(inner.next_lsn), inner.next_lsn - 1)
+            (inner.ring.lsn_first(inner.lsn_next), inner.lsn_next - 1)
         };
         if reader.lsn_next < first || reader.lsn_next > last + 1 {
             return Err(WalError::LsnNotRetained { lsn, first, last });
@@ -163,13 +163,13 @@ impl Reader {
         let (segment, first, last) = {
             let inner = lock_inner(&self.shared);
             let found = inner.ring.holding(self.lsn_next);
-            let first = inner.ring.lsn_first(inner.next_lsn);
-            (found, first, inner.next_lsn - 1)
+            let first = inner.ring.lsn_first(inner.lsn_next);
+            (found, first, inner.lsn_next - 1)
         };
         let Some(segment) = segment else {
             return Err(WalError::LsnNotRetained { lsn: self.lsn_next, first, last });
         };
-        let mut lsn = segment.first_lsn;
+        let mut lsn = segment.lsn_first;
         let mut offset = SEGMENT_HEADER_BYTES;
         while lsn < self.lsn_next {
             match self.decode(&segment, offset) {

@@ -30,7 +30,7 @@ use crate::storage::{SegmentFile, Storage};
 /// wal.close()?;
 /// let wal = Wal::open(dir.path(), config)?;
 /// let report = wal.recovery_report();
-/// assert_eq!((report.segments_scanned, report.records_recovered, report.first_lsn, report.last_lsn), (4, 3, 1, 3));
+/// assert_eq!((report.segments_scanned, report.records_recovered, report.lsn_first, report.lsn_last), (4, 3, 1, 3));
 /// assert!(report.tail_damage.is_none() && report.segments_invalidated.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -40,12 +40,12 @@ pub struct RecoveryReport {
     pub segments_scanned: u32,
     /// Records in the recovered log (all CRCs checked).
     pub records_recovered: u64,
-    /// Oldest retained LSN (equal to `last_lsn + 1` when the log is empty).
-    pub first_lsn: u64,
+    /// Oldest retained LSN (equal to `lsn_last + 1` when the log is empty).
+    pub lsn_first: u64,
     /// Newest recovered LSN (0 when nothing was ever written).
-    pub last_lsn: u64,
+    pub lsn_last: u64,
     /// Every LSN up to this one had been released by a checkpoint.
-    pub released_lsn: u64,
+    pub lsn_released: u64,
     /// Bytes of damaged or never-durable data cut from the end of the log.
     pub bytes_cut: u64,
     /// Valid records found beyond the cut and dropped with it.
@@ -297,16 +297,16 @@ pub(crate) fn check_floor(
     report: &mut RecoveryReport,
 ) -> Result<(), WalError> {
     let Some(manifest) = manifest else { return Ok(()) };
-    if report.last_lsn >= manifest.lsn_floor {
+    if report.lsn_last >= manifest.lsn_floor {
         return Ok(());
     }
     let reason = format!(
         "the log ends at lsn {}, but it had reached lsn {} (recorded in {} when the log was last opened, grown or \
          closed): records {}..={} are missing",
-        report.last_lsn,
+        report.lsn_last,
         manifest.lsn_floor,
         storage.describe_manifest().display(),
-        report.last_lsn + 1,
+        report.lsn_last + 1,
         manifest.lsn_floor
     );
     // Where the log ends: the records that should follow are missing from there.
@@ -314,11 +314,11 @@ pub(crate) fn check_floor(
         Some(link) => position(&segments[link.slot], link.end_offset),
         None => Position { segment_index: 0, segment_seq: 0, offset: SEGMENT_HEADER_BYTES },
     };
-    let detail = Corruption { position, lsn_expected: report.last_lsn + 1, reason };
+    let detail = Corruption { position, lsn_expected: report.lsn_last + 1, reason };
     if mode != RecoveryMode::PointInTime {
         return Err(WalError::Corruption(Box::new(detail)));
     }
-    report.records_missing = manifest.lsn_floor - report.last_lsn;
+    report.records_missing = manifest.lsn_floor - report.lsn_last;
     report.corruption.get_or_insert(detail);
     Ok(())
 }
@@ -329,7 +329,7 @@ pub(crate) struct ChainLink {
     /// Position in the `segments` slice given to `scan`.
     pub(crate) slot: usize,
     pub(crate) seq: u64,
-    pub(crate) first_lsn: u64,
+    pub(crate) lsn_first: u64,
     /// Offset just past the last record of this lap.
     pub(crate) end_offset: u64,
 }
@@ -337,9 +337,9 @@ pub(crate) struct ChainLink {
 /// The outcome of a scan: the log as found, and the repairs it needs.
 pub(crate) struct Scan {
     pub(crate) chain: Vec<ChainLink>,
-    pub(crate) next_lsn: u64,
+    pub(crate) lsn_next: u64,
     pub(crate) next_seq: u64,
-    pub(crate) released_lsn: u64,
+    pub(crate) lsn_released: u64,
     /// Zero this byte range of this slot before appending again.
     pub(crate) zero_range: Option<(usize, u64, u64)>,
     /// Mark these slots free (they hold only records beyond the cut).
@@ -355,7 +355,7 @@ pub(crate) struct Scan {
 /// A valid record found beyond the end of the log.
 struct Evidence {
     lsn: u64,
-    durable_lsn_hint: u64,
+    lsn_durable_hint: u64,
     slot: usize,
     end_offset: u64,
 }
@@ -404,44 +404,44 @@ pub(crate) fn scan(
     live.sort_by_key(|slot| header_of(*slot).map(|header| header.seq));
     // Released LSNs only grow, and every header records the value when its lap
     // began; free headers count too (they keep the fields of the lap they retired).
-    let released_lsn = segments
+    let lsn_released = segments
         .iter()
         .filter_map(|segment| segment.header.as_ref().ok())
-        .map(|header| header.released_lsn)
+        .map(|header| header.lsn_released)
         .max()
         .unwrap_or(0);
-    report.released_lsn = released_lsn;
+    report.lsn_released = lsn_released;
 
     // The log starts in the newest segment that begins at or before the first unreleased LSN;
     // older live segments hold only released records from earlier laps.
     let start =
-        live.iter().rposition(|slot| header_of(*slot).is_some_and(|header| header.first_lsn <= released_lsn + 1));
+        live.iter().rposition(|slot| header_of(*slot).is_some_and(|header| header.lsn_first <= lsn_released + 1));
     let start = match (start, live.first()) {
         (Some(start), _) => start,
         (None, None) => 0,
         (None, Some(&oldest)) => {
-            let hole = Hole { oldest, released_lsn, seq_max };
+            let hole = Hole { oldest, lsn_released, seq_max };
             return scan_missing_prefix(&input, live, damaged, hole, report);
         }
     };
     let start = keep_contiguous_predecessors(&input, &live, start);
     let live = live.split_off(start);
 
-    let walked = walk_chain(&input, &live, released_lsn, visit, &mut report)?;
+    let walked = walk_chain(&input, &live, lsn_released, visit, &mut report)?;
     let lsn_expected = walked.lsn_next;
     let end = walked.end.unwrap_or(EndPlan { zero_range: None, invalidate: Vec::new(), seal_tail: false });
-    report.last_lsn = lsn_expected - 1;
+    report.lsn_last = lsn_expected - 1;
     if report.records_recovered == 0 {
-        report.first_lsn = lsn_expected;
+        report.lsn_first = lsn_expected;
     }
     for slot in &end.invalidate {
         report.segments_invalidated.push(segments[*slot].index);
     }
     Ok(Scan {
         chain: walked.chain,
-        next_lsn: lsn_expected,
+        lsn_next: lsn_expected,
         next_seq: seq_max + 1,
-        released_lsn,
+        lsn_released,
         zero_range: end.zero_range,
         invalidate: end.invalidate,
         seal_tail: end.seal_tail,
@@ -563,7 +563,7 @@ fn note_damaged_header(
 struct Hole {
     /// The oldest live segment's slot.
     oldest: usize,
-    released_lsn: u64,
+    lsn_released: u64,
     seq_max: u64,
 }
 
@@ -577,30 +577,30 @@ fn scan_missing_prefix(
     hole: Hole,
     mut report: RecoveryReport,
 ) -> Result<Scan, WalError> {
-    let Hole { oldest, released_lsn, seq_max } = hole;
+    let Hole { oldest, lsn_released, seq_max } = hole;
     let segments = input.segments;
-    let first = segments[oldest].header.as_ref().map_or(0, |header| header.first_lsn);
+    let first = segments[oldest].header.as_ref().map_or(0, |header| header.lsn_first);
     let detail = corruption(
         &segments[oldest],
         0,
-        released_lsn + 1,
-        format!("records {}..{} are missing: no segment holds them", released_lsn + 1, first),
+        lsn_released + 1,
+        format!("records {}..{} are missing: no segment holds them", lsn_released + 1, first),
     );
     if input.mode != RecoveryMode::PointInTime {
         return Err(WalError::Corruption(Box::new(detail)));
     }
     let evidence =
-        find_evidence(segments, oldest, SEGMENT_HEADER_BYTES, &live[1..], released_lsn + 1, input.record_bytes_max);
+        find_evidence(segments, oldest, SEGMENT_HEADER_BYTES, &live[1..], lsn_released + 1, input.record_bytes_max);
     report.records_dropped += evidence.len() as u64;
     report.corruption.get_or_insert(detail);
-    report.first_lsn = released_lsn + 1;
-    report.last_lsn = released_lsn;
+    report.lsn_first = lsn_released + 1;
+    report.lsn_last = lsn_released;
     report.segments_invalidated = live.iter().map(|slot| segments[*slot].index).collect();
     Ok(Scan {
         chain: Vec::new(),
-        next_lsn: released_lsn + 1,
+        lsn_next: lsn_released + 1,
         next_seq: seq_max + 1,
-        released_lsn,
+        lsn_released,
         zero_range: None,
         invalidate: live,
         seal_tail: false,
@@ -612,7 +612,7 @@ fn scan_missing_prefix(
 /// Defence in depth: an older live segment that ends exactly where the start
 /// segment begins is kept too. Releasing is only ever a permission to drop
 /// records, so retaining a contiguous predecessor can never lose anything,
-/// whereas trusting a `released_lsn` that overstates what was released would.
+/// whereas trusting a `lsn_released` that overstates what was released would.
 /// Returns the position in `live` where the log starts.
 fn keep_contiguous_predecessors(input: &ScanInput<'_>, live: &[usize], start: usize) -> usize {
     let header_of = |slot: usize| input.segments[slot].header.as_ref().ok().copied();
@@ -621,8 +621,8 @@ fn keep_contiguous_predecessors(input: &ScanInput<'_>, live: &[usize], start: us
         let (previous, current) = (live[start - 1], live[start]);
         let (Some(previous_header), Some(current_header)) = (header_of(previous), header_of(current)) else { break };
         let Ok(bytes) = segment_bytes(&input.segments[previous]) else { break };
-        let last = last_contiguous_lsn(&bytes, &previous_header, input.record_bytes_max);
-        if previous_header.first_lsn >= current_header.first_lsn || last + 1 != current_header.first_lsn {
+        let last = lsn_last_contiguous(&bytes, &previous_header, input.record_bytes_max);
+        if previous_header.lsn_first >= current_header.lsn_first || last + 1 != current_header.lsn_first {
             break;
         }
         start -= 1;
@@ -645,7 +645,7 @@ struct Walked {
 fn walk_chain(
     input: &ScanInput<'_>,
     live: &[usize],
-    released_lsn: u64,
+    lsn_released: u64,
     visit: &mut dyn FnMut(&RecordInfo, &[u8]),
     report: &mut RecoveryReport,
 ) -> Result<Walked, WalError> {
@@ -653,15 +653,15 @@ fn walk_chain(
     let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
     let mut chain: Vec<ChainLink> = Vec::new();
     let mut lsn_expected =
-        live.first().and_then(|slot| header_of(*slot)).map_or(released_lsn + 1, |header| header.first_lsn);
-    report.first_lsn = lsn_expected;
+        live.first().and_then(|slot| header_of(*slot)).map_or(lsn_released + 1, |header| header.lsn_first);
+    report.lsn_first = lsn_expected;
     for (live_idx, &slot) in live.iter().enumerate() {
         let segment = &segments[slot];
         let Some(header) = header_of(slot) else { continue };
-        if let Some(previous) = chain.last().copied().filter(|_| header.first_lsn != lsn_expected) {
+        if let Some(previous) = chain.last().copied().filter(|_| header.lsn_first != lsn_expected) {
             // The previous segment ended cleanly but this one does not continue it.
             let reason =
-                format!("segment {} starts at lsn {} instead of {}", segment.index, header.first_lsn, lsn_expected);
+                format!("segment {} starts at lsn {} instead of {}", segment.index, header.lsn_first, lsn_expected);
             let at = (previous.slot, previous.end_offset);
             let end = handle_end(
                 segments,
@@ -679,9 +679,9 @@ fn walk_chain(
         let bytes = input.bytes_of(segment)?;
         let (offset, stop) =
             read_lap(segment, &bytes, &header, &mut lsn_expected, input.record_bytes_max, visit, report);
-        chain.push(ChainLink { slot, seq: header.seq, first_lsn: header.first_lsn, end_offset: offset });
+        chain.push(ChainLink { slot, seq: header.seq, lsn_first: header.lsn_first, end_offset: offset });
         let next_continues =
-            live.get(live_idx + 1).and_then(|next| header_of(*next)).is_some_and(|next| next.first_lsn == lsn_expected);
+            live.get(live_idx + 1).and_then(|next| header_of(*next)).is_some_and(|next| next.lsn_first == lsn_expected);
         if next_continues {
             // Whatever follows the last record here (zeros, stale bytes of an
             // earlier lap) is unused space: the writer rolled to the next segment.
@@ -740,9 +740,9 @@ fn read_lap(
 }
 
 /// The LSN of the last record in the unbroken run from the start of a
-/// segment lap (`first_lsn - 1` if there is none).
-fn last_contiguous_lsn(bytes: &[u8], header: &SegmentHeader, record_bytes_max: u32) -> u64 {
-    let mut lsn_expected = header.first_lsn;
+/// segment lap (`lsn_first - 1` if there is none).
+fn lsn_last_contiguous(bytes: &[u8], header: &SegmentHeader, record_bytes_max: u32) -> u64 {
+    let mut lsn_expected = header.lsn_first;
     let mut offset = SEGMENT_HEADER_BYTES;
     while let Slot::Record(record) = decode_slot(bytes, offset, header.seq, record_bytes_max) {
         if record.lsn != lsn_expected {
@@ -817,7 +817,7 @@ fn handle_end(
     let (slot, offset) = at;
     let segment = &segments[slot];
     let evidence = find_evidence(segments, slot, offset, later, lsn_expected, record_bytes_max);
-    let durable_proof = evidence.iter().find(|found| found.durable_lsn_hint >= lsn_expected);
+    let durable_proof = evidence.iter().find(|found| found.lsn_durable_hint >= lsn_expected);
     let lap_seq = segment.header.as_ref().map_or(0, |header| header.seq);
     let torn_frame_end = match stop {
         Some(Slot::Invalid(Some(header)))
@@ -943,7 +943,7 @@ fn find_evidence(
                     let end_offset = position + record.frame_bytes();
                     evidence.push(Evidence {
                         lsn: record.lsn,
-                        durable_lsn_hint: record.durable_lsn_hint(),
+                        lsn_durable_hint: record.lsn_durable_hint(),
                         slot,
                         end_offset,
                     });

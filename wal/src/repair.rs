@@ -18,7 +18,7 @@ pub(crate) fn apply_repairs(
     segment_bytes: u64,
     describe: &dyn Fn(u32) -> std::path::PathBuf,
 ) -> Result<u64, WalError> {
-    assert!(plan.next_lsn >= 1, "LSNs start at 1");
+    assert!(plan.lsn_next >= 1, "LSNs start at 1");
     let mut touched: Vec<usize> = plan.chain.iter().map(|link| link.slot).collect();
     if let Some((slot, from, to)) = plan.zero_range {
         assert!(from <= to, "a torn tail is cut forwards");
@@ -66,8 +66,8 @@ fn retire_damaged(
         let retired = SegmentHeader {
             state: SegmentState::Free,
             seq: next_seq,
-            first_lsn: 0,
-            released_lsn: plan.released_lsn.min(plan.next_lsn - 1),
+            lsn_first: 0,
+            lsn_released: plan.lsn_released.min(plan.lsn_next - 1),
             segment_bytes,
         };
         next_seq += 1;

@@ -23,7 +23,7 @@ use crate::storage::WritePath;
 pub(crate) struct LiveSegment {
     pub(crate) segment: Arc<Segment>,
     pub(crate) seq: u64,
-    pub(crate) first_lsn: Lsn,
+    pub(crate) lsn_first: Lsn,
 }
 
 /// A released segment and the last LSN its lap held (0 if it held none).
@@ -69,7 +69,7 @@ pub(crate) struct Ring {
     /// durable (see `room_step`).
     free: Vec<FreeSegment>,
     next_seq: u64,
-    released_lsn: Lsn,
+    lsn_released: Lsn,
     segments_total: u32,
     next_index: u32,
 }
@@ -80,17 +80,17 @@ pub(crate) struct RingStart {
     pub(crate) free: Vec<FreeSegment>,
     pub(crate) write_offset: u64,
     pub(crate) next_seq: u64,
-    pub(crate) released_lsn: Lsn,
+    pub(crate) lsn_released: Lsn,
     pub(crate) segments_total: u32,
     pub(crate) next_index: u32,
 }
 
 impl Ring {
     pub(crate) fn new(start: RingStart) -> Self {
-        let RingStart { live, free, write_offset, next_seq, released_lsn, segments_total, next_index } = start;
+        let RingStart { live, free, write_offset, next_seq, lsn_released, segments_total, next_index } = start;
         assert!(live.len() + free.len() == segments_total as usize, "every segment file is live or free");
         assert!(segments_total <= next_index, "segment indexes are below next_index");
-        Ring { live, write_offset, free, next_seq, released_lsn, segments_total, next_index }
+        Ring { live, write_offset, free, next_seq, lsn_released, segments_total, next_index }
     }
 
     /// The segment that takes the next frame, and where in it.
@@ -104,14 +104,14 @@ impl Ring {
         assert!(self.write_offset <= segment_bytes, "a frame never crosses the end of its segment");
     }
 
-    /// Oldest LSN still retained (`next_lsn` when the log is empty).
-    pub(crate) fn lsn_first(&self, next_lsn: Lsn) -> Lsn {
-        self.live.front().map_or(next_lsn, |segment| segment.first_lsn)
+    /// Oldest LSN still retained (`lsn_next` when the log is empty).
+    pub(crate) fn lsn_first(&self, lsn_next: Lsn) -> Lsn {
+        self.live.front().map_or(lsn_next, |segment| segment.lsn_first)
     }
 
     /// The live segment whose lap holds `lsn`, if it is retained.
     pub(crate) fn holding(&self, lsn: Lsn) -> Option<LiveSegment> {
-        self.live.iter().rev().find(|segment| segment.first_lsn <= lsn).cloned()
+        self.live.iter().rev().find(|segment| segment.lsn_first <= lsn).cloned()
     }
 
     pub(crate) fn segments_live(&self) -> usize {
@@ -122,8 +122,8 @@ impl Ring {
         self.free.len()
     }
 
-    pub(crate) fn released_lsn(&self) -> Lsn {
-        self.released_lsn
+    pub(crate) fn lsn_released(&self) -> Lsn {
+        self.lsn_released
     }
 
     /// Segment files this log has created (`0..segments_created`).
@@ -177,27 +177,27 @@ impl Ring {
     }
 
     /// Starts a new lap of `segment` as the active segment, its first record
-    /// `next_lsn`. Returns whether the segment had held an earlier lap. On
+    /// `lsn_next`. Returns whether the segment had held an earlier lap. On
     /// failure the segment goes back to the free list, except when its old
     /// header could not be read.
     pub(crate) fn start_lap(
         &mut self,
         segment: Arc<Segment>,
-        next_lsn: Lsn,
+        lsn_next: Lsn,
         lsn_durable: Lsn,
         segment_bytes: u64,
     ) -> Result<bool, LapStartError> {
-        assert!(self.live.back().is_none_or(|active| active.first_lsn <= next_lsn), "laps start in LSN order");
+        assert!(self.live.back().is_none_or(|active| active.lsn_first <= lsn_next), "laps start in LSN order");
         let header = SegmentHeader {
             state: SegmentState::Live,
             seq: self.next_seq,
-            first_lsn: next_lsn,
+            lsn_first: lsn_next,
             // Only what is durable may be recorded as released: recovery trusts
             // this value, and a power loss never cuts the log below the durable LSN.
-            released_lsn: self.released_lsn.min(lsn_durable),
+            lsn_released: self.lsn_released.min(lsn_durable),
             segment_bytes,
         };
-        assert!(header.released_lsn <= lsn_durable, "a header never releases what is not durable");
+        assert!(header.lsn_released <= lsn_durable, "a header never releases what is not durable");
         let had_lap = read_header(segment.file.as_ref()).map_err(LapStartError::Read)?.is_ok();
         // IMPORTANT: the new header is synced before any record of the new lap is
         // written. Otherwise power loss could keep some new records (which
@@ -212,23 +212,23 @@ impl Ring {
             return Err(LapStartError::Sync(err));
         }
         self.next_seq += 1;
-        self.live.push_back(LiveSegment { segment, seq: header.seq, first_lsn: header.first_lsn });
+        self.live.push_back(LiveSegment { segment, seq: header.seq, lsn_first: header.lsn_first });
         self.write_offset = SEGMENT_HEADER_BYTES;
         Ok(had_lap)
     }
 
-    /// Releases every record up to `lsn` (at most `next_lsn - 1`): live
+    /// Releases every record up to `lsn` (at most `lsn_next - 1`): live
     /// segments holding only such records become free. Returns how many, or
     /// `None` if `lsn` releases nothing new.
-    pub(crate) fn release(&mut self, lsn: Lsn, next_lsn: Lsn) -> Option<u32> {
-        let lsn = lsn.min(next_lsn - 1);
-        if lsn <= self.released_lsn {
+    pub(crate) fn release(&mut self, lsn: Lsn, lsn_next: Lsn) -> Option<u32> {
+        let lsn = lsn.min(lsn_next - 1);
+        if lsn <= self.lsn_released {
             return None;
         }
-        self.released_lsn = lsn;
+        self.lsn_released = lsn;
         let mut released = 0;
-        while self.live.len() > 1 && self.live[1].first_lsn - 1 <= lsn {
-            let lsn_last = self.live[1].first_lsn - 1;
+        while self.live.len() > 1 && self.live[1].lsn_first - 1 <= lsn {
+            let lsn_last = self.live[1].lsn_first - 1;
             if let Some(done) = self.live.pop_front() {
                 self.free.push(FreeSegment { segment: done.segment, lsn_last });
                 released += 1;
@@ -238,7 +238,7 @@ impl Ring {
             self.live
                 .iter()
                 .zip(self.live.iter().skip(1))
-                .all(|(older, newer)| older.seq < newer.seq && older.first_lsn <= newer.first_lsn),
+                .all(|(older, newer)| older.seq < newer.seq && older.lsn_first <= newer.lsn_first),
             "live segments stay in lap and LSN order"
         );
         Some(released)
@@ -271,7 +271,7 @@ mod tests {
             free: Vec::new(),
             write_offset: SEGMENT_HEADER_BYTES,
             next_seq: 1,
-            released_lsn: 0,
+            lsn_released: 0,
             segments_total: 0,
             next_index: 0,
         })
@@ -308,7 +308,7 @@ mod tests {
         let recycled = ring.take_free(0);
         assert_eq!(ring.start_lap(recycled, 21, 20, SEGMENT_BYTES).ok(), Some(true), "the segment had a lap");
         assert_eq!((ring.segments_live(), ring.segments_free(), ring.lsn_first(21)), (2, 0, 11));
-        assert_eq!(ring.holding(25).map(|live| live.first_lsn), Some(21));
+        assert_eq!(ring.holding(25).map(|live| live.lsn_first), Some(21));
     }
 
     #[test]
@@ -329,7 +329,7 @@ mod tests {
         disk.crash(); // keeps only what was synced
         let file = disk.open_segment(0).expect("segment 0");
         let header = read_header(file.as_ref()).expect("read").expect("the new lap's header was synced");
-        assert_eq!((header.state, header.seq, header.first_lsn, header.released_lsn), (SegmentState::Live, 3, 17, 6));
+        assert_eq!((header.state, header.seq, header.lsn_first, header.lsn_released), (SegmentState::Live, 3, 17, 6));
     }
 
     #[test]

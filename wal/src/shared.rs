@@ -33,7 +33,7 @@ pub(crate) struct Inner {
     pub(crate) ring: Ring,
     /// Segments written since the last sync began.
     pub(crate) dirty: Vec<Arc<Segment>>,
-    pub(crate) next_lsn: Lsn,
+    pub(crate) lsn_next: Lsn,
     /// Bytes appended with `Durability::Batch` since the last sync began.
     pub(crate) batch_bytes: u64,
     /// `Always` and `Batch` frames not yet written to their files.
@@ -171,7 +171,7 @@ impl Shared {
                     // A sync in flight holds what it syncs for a moment; wait it
                     // out (and make everything durable) before calling the ring full.
                     sync_tried = true;
-                    let lsn = inner.next_lsn - 1;
+                    let lsn = inner.lsn_next - 1;
                     inner = self.sync_unlocked(inner, lsn)?;
                 }
                 RoomStep::Grow => self.grow_ring(&mut inner)?,
@@ -241,7 +241,7 @@ impl Shared {
     fn start_lap(&self, inner: &mut Inner, segment: Arc<Segment>) -> Result<bool, WalError> {
         let index = segment.index;
         let lsn_durable = self.commit.lsn_durable();
-        match inner.ring.start_lap(segment, inner.next_lsn, lsn_durable, self.config.segment_bytes) {
+        match inner.ring.start_lap(segment, inner.lsn_next, lsn_durable, self.config.segment_bytes) {
             Ok(had_lap) => Ok(had_lap),
             Err(LapStartError::Read(err)) => Err(WalError::io("read segment header", self.describe(index), err)),
             // A copy-on-write file system can refuse even an overwrite for lack
@@ -272,7 +272,7 @@ impl SyncGroup for Shared {
             }
             let write_out = inner.staged.begin_write(&self.write_order);
             let always_appends = self.always_staged.swap(0, Ordering::AcqRel);
-            (inner.next_lsn - 1, dirty, write_out, always_appends)
+            (inner.lsn_next - 1, dirty, write_out, always_appends)
         };
         let started = Instant::now();
         // Outside the append lock: appends go on staging the next group.

@@ -57,7 +57,7 @@ pub fn fuzz_record_decode(data: &[u8]) {
             assert_eq!(header.encode()[..], bytes[start..end], "a decoded header re-encodes to its bytes");
             let payload = &bytes[end..end + header.len as usize];
             assert_eq!(header.compute_crc(payload), header.crc);
-            let rebuilt = RecordHeader::new(header.seq, header.lsn, header.durable_lsn_hint(), header.kind, payload);
+            let rebuilt = RecordHeader::new(header.seq, header.lsn, header.lsn_durable_hint(), header.kind, payload);
             if header.durable_gap != u32::MAX && u64::from(header.durable_gap) <= header.lsn {
                 assert_eq!(rebuilt, header, "decode and encode agree on every field");
             }
@@ -105,10 +105,10 @@ pub fn fuzz_recovery(data: &[u8]) {
             assert_eq!(record.lsn(), expected);
             expected += 1;
         }
-        assert_eq!(expected, report.last_lsn + 1, "the reader and recovery agree on the end");
+        assert_eq!(expected, report.lsn_last + 1, "the reader and recovery agree on the end");
         drop(wal);
         let again = Wal::open_with_storage(Box::new(storage), fuzz_config(mode)).expect("a repaired log reopens");
-        assert_eq!(again.recovery_report().last_lsn, report.last_lsn, "repairs are stable");
+        assert_eq!(again.recovery_report().lsn_last, report.lsn_last, "repairs are stable");
         assert!(again.recovery_report().corruption.is_none());
     }
 }
@@ -173,7 +173,7 @@ pub fn fuzz_ops(data: &[u8]) {
                 storage.crash();
                 wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone())
                     .expect("recovery after power loss");
-                let last = wal.recovery_report().last_lsn;
+                let last = wal.recovery_report().lsn_last;
                 assert!(last >= acked, "acknowledged lsn {acked} lost, recovered up to {last}");
                 for record in wal.read_from(wal.lsn_first()).expect("reader") {
                     let record = record.expect("record");

@@ -83,7 +83,7 @@ impl Wal {
     /// drop(wal);
     /// disk.crash(); // power loss: unsynced sectors are kept or dropped at random
     /// let wal = Wal::open_with_storage(Box::new(disk), config)?;
-    /// assert!(wal.recovery_report().last_lsn >= 1);
+    /// assert!(wal.recovery_report().lsn_last >= 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_storage(storage: Box<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
@@ -108,7 +108,7 @@ impl Wal {
     /// let wal = Wal::open(dir.path(), WalConfig::default().segment_bytes(1 << 20))?;
     /// let report = wal.recovery_report();
     /// assert!(report.is_clean());
-    /// assert_eq!((report.records_recovered, report.last_lsn), (0, 0));
+    /// assert_eq!((report.records_recovered, report.lsn_last), (0, 0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -118,7 +118,7 @@ impl Wal {
     /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
     /// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
     /// let report = Wal::open(dir.path(), config)?.recovery_report().clone();
-    /// assert_eq!((report.records_recovered, report.last_lsn, report.bytes_cut), (1, 1, 0));
+    /// assert_eq!((report.records_recovered, report.lsn_last, report.bytes_cut), (1, 1, 0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
@@ -257,14 +257,14 @@ impl Wal {
         let span = info_span!("wal.checkpoint", lsn);
         let _entered = span.enter();
         let mut inner = lock_inner(shared);
-        let next_lsn = inner.next_lsn;
-        let Some(released) = inner.ring.release(lsn, next_lsn) else {
+        let lsn_next = inner.lsn_next;
+        let Some(released) = inner.ring.release(lsn, lsn_next) else {
             return Ok(0);
         };
         drop(inner);
         if released > 0 {
             shared.space_freed.notify_all();
-            info!(released_lsn = lsn.min(next_lsn - 1), segments_released = released, "wal checkpoint");
+            info!(lsn_released = lsn.min(lsn_next - 1), segments_released = released, "wal checkpoint");
         }
         Ok(released)
     }
@@ -350,7 +350,7 @@ impl Wal {
     /// ```
     pub fn lsn_first(&self) -> Lsn {
         let inner = lock_inner(&self.shared);
-        inner.ring.lsn_first(inner.next_lsn)
+        inner.ring.lsn_first(inner.lsn_next)
     }
 
     /// Counters and histograms, read at this moment.
@@ -372,7 +372,7 @@ impl Wal {
             (
                 inner.ring.segments_live() as u64,
                 inner.ring.segments_free() as u64,
-                inner.ring.released_lsn(),
+                inner.ring.lsn_released(),
                 inner.staged.bytes(),
             )
         };
@@ -559,7 +559,7 @@ fn place<'a>(
     let mut inner = shared.ensure_room(lock_inner(shared), record.frame)?;
     // Checked again under the lock: a sync may have failed while we waited.
     shared.commit.check_poisoned()?;
-    let lsn = inner.next_lsn;
+    let lsn = inner.lsn_next;
     assert!(
         shared.lsn_appended.load(Ordering::Relaxed) + 1 == lsn,
         "LSNs are handed out densely, under the append lock"
@@ -582,7 +582,7 @@ fn place<'a>(
     };
     mark_dirty(dirty, &active.segment);
     inner.ring.advance(record.frame, shared.config.segment_bytes);
-    inner.next_lsn = lsn + 1;
+    inner.lsn_next = lsn + 1;
     shared.lsn_appended.store(lsn, Ordering::Release);
     let batch_msg = if durability == Durability::Batch { count_batch(shared, &mut inner, record.frame) } else { None };
     Ok(Placed { lsn, batch_msg, eager_write })

@@ -200,7 +200,7 @@ fn the_ring_stays_within_its_size_over_twenty_laps() {
         .sum();
     assert!(bytes_on_disk <= capacity, "{bytes_on_disk} bytes on disk for a ring of {capacity}");
     let wal = Wal::open(dir.path(), config).expect("reopen");
-    assert_eq!(wal.recovery_report().last_lsn, records);
+    assert_eq!(wal.recovery_report().lsn_last, records);
     assert!(wal.lsn_first() <= records - 10 + 1);
 }
 
@@ -280,7 +280,7 @@ fn a_failed_sync_poisons_the_log_for_every_waiter_and_every_later_append() {
     drop(wal);
     storage.crash();
     let wal = Wal::open_with_storage(Box::new(storage), small(SyncPolicy::Always)).expect("reopen");
-    assert!(wal.recovery_report().last_lsn >= 1);
+    assert!(wal.recovery_report().lsn_last >= 1);
 }
 
 #[test]
@@ -357,11 +357,11 @@ fn recovery_modes_treat_a_torn_tail_and_a_damaged_durable_record_differently() {
         other => panic!("absolute consistency must refuse, got {:?}", other.err()),
     }
     let report = verify(dir.path(), &config).expect("verify");
-    assert_eq!(report.last_lsn, 9);
+    assert_eq!(report.lsn_last, 9);
     assert!(report.tail_damage.is_some());
     let wal = Wal::open(dir.path(), config.clone()).expect("default mode opens");
     let report = wal.recovery_report().clone();
-    assert_eq!(report.last_lsn, 9);
+    assert_eq!(report.lsn_last, 9);
     assert!(report.tail_damage.is_some() && report.bytes_cut > 0, "{report:?}");
     assert_eq!(wal.append(0, b"after the cut").expect("append").lsn(), 10);
     wal.close().expect("close");
@@ -381,7 +381,7 @@ fn recovery_modes_treat_a_torn_tail_and_a_damaged_durable_record_differently() {
     }
     let wal = Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::PointInTime)).expect("point in time");
     let report = wal.recovery_report();
-    assert_eq!(report.last_lsn, 0);
+    assert_eq!(report.lsn_last, 0);
     assert_eq!(report.records_dropped, 9, "{report:?}");
     assert!(report.corruption.is_some());
 }
@@ -451,7 +451,7 @@ fn releasing_unsynced_records_then_losing_power_keeps_later_acknowledged_records
     drop(wal);
     storage.crash();
     let wal = Wal::open_with_storage(Box::new(storage.clone()), config.clone()).expect("reopen");
-    let cut_to = wal.recovery_report().last_lsn;
+    let cut_to = wal.recovery_report().lsn_last;
     let _ = wal.checkpoint(cut_to.saturating_sub(2));
     let mut acknowledged = Vec::new();
     // Enough to fill one segment and roll to another after the cut.
@@ -573,7 +573,7 @@ fn dropping_the_log_writes_staged_records_without_a_sync() {
     assert_eq!((wal.lsn_written(), wal.lsn_durable()), (0, 0));
     drop(wal); // no close: written to the page cache, not synced
     let wal = Wal::open(dir.path(), config).expect("reopen");
-    assert_eq!(wal.recovery_report().last_lsn, 2000);
+    assert_eq!(wal.recovery_report().lsn_last, 2000);
     let payloads: Vec<Vec<u8>> = read_all(&wal).into_iter().map(|(_, _, payload)| payload).collect();
     assert_eq!(payloads, (1..=2000u64).map(numbered).collect::<Vec<_>>());
 }
@@ -607,7 +607,7 @@ fn a_failed_write_of_staged_records_poisons_the_log() {
     drop(wal);
     disk.crash();
     let wal = Wal::open_with_storage(Box::new(disk), config).expect("reopen");
-    assert_eq!(wal.recovery_report().last_lsn, 1);
+    assert_eq!(wal.recovery_report().lsn_last, 1);
 }
 
 #[test]

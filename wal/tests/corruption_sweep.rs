@@ -64,7 +64,7 @@ fn check(storage: &SimStorage, mode: RecoveryMode, records: &[RecordInfo], damag
         assert_eq!(record.payload(), payload(record.lsn()), "{what}: lsn {} came back altered", record.lsn());
         assert_eq!(record.kind(), (record.lsn() % 5) as u8, "{what}: kind altered");
     }
-    assert_eq!(count, report.last_lsn, "{what}");
+    assert_eq!(count, report.lsn_last, "{what}");
     assert!(count <= records.len() as u64);
     if let Some(lsn) = damaged {
         assert!(count < lsn, "{what}: damaged lsn {lsn} came back");
@@ -134,7 +134,7 @@ fn cutting_the_log_at_every_byte_leaves_a_clean_prefix() {
             match opened {
                 Ok(wal) => {
                     assert!(!truncate, "{what}: a short segment file was accepted");
-                    assert_eq!(wal.recovery_report().last_lsn, survivors, "{what}: {:?}", wal.recovery_report());
+                    assert_eq!(wal.recovery_report().lsn_last, survivors, "{what}: {:?}", wal.recovery_report());
                     drop(wal);
                 }
                 // A segment file is never truncated (it is created whole and
@@ -213,7 +213,7 @@ fn truncated_segment_files_are_refused_by_default_and_reported_point_in_time() {
             Wal::open(dir.path(), config.clone().recovery_mode(RecoveryMode::PointInTime)).expect("point in time");
         let report = wal.recovery_report().clone();
         if cut == 0 || cut >= SEGMENT_HEADER_BYTES {
-            assert_eq!(report.last_lsn, survivors, "cut at {cut}: {report:?}");
+            assert_eq!(report.lsn_last, survivors, "cut at {cut}: {report:?}");
         }
         assert_eq!(report.segments_extended, vec![0], "cut at {cut}");
         assert!(!report.is_clean());

@@ -188,7 +188,7 @@ fn verify_after_kill(dir: &std::path::Path, policy: &str, observed: &mut Observe
     let report = wal.recovery_report().clone();
     assert!(report.corruption.is_none(), "{context}: {report:?}");
     let acked_max = observed.acked.keys().next_back().copied().unwrap_or(0);
-    assert!(report.last_lsn >= acked_max, "{context}: acknowledged lsn {acked_max} lost ({report:?})");
+    assert!(report.lsn_last >= acked_max, "{context}: acknowledged lsn {acked_max} lost ({report:?})");
     let first = wal.lsn_first();
     assert!(
         first <= observed.released_max + 1,
@@ -206,7 +206,7 @@ fn verify_after_kill(dir: &std::path::Path, policy: &str, observed: &mut Observe
         }
         expected += 1;
     }
-    assert_eq!(expected, report.last_lsn + 1, "{context}");
+    assert_eq!(expected, report.lsn_last + 1, "{context}");
     // Forget acknowledgements of released records: they may be recycled now.
     observed.acked.retain(|lsn, _| *lsn >= first);
     // Records beyond the recovered end were never acknowledged (checked above);

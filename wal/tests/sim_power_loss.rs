@@ -77,7 +77,7 @@ fn reopen_and_check(
         Ok(wal) => {
             if let Some(lsn) = flipped {
                 let report = wal.recovery_report();
-                let still_there = lsn <= report.last_lsn;
+                let still_there = lsn <= report.lsn_last;
                 if still_there || (report.tail_damage.is_none() && report.corruption.is_none()) {
                     // The record is gone only if the damage was noticed and reported.
                     return Err(format!("flipped bit in durable lsn {lsn} went unreported: {report:?}"));
@@ -103,10 +103,10 @@ fn reopen_and_check(
         coverage.tails_cut += 1;
     }
     if flipped.is_none() {
-        if report.last_lsn < model.acked {
+        if report.lsn_last < model.acked {
             return Err(format!(
                 "acknowledged lsn {} lost: recovered up to {} ({report:?})",
-                model.acked, report.last_lsn
+                model.acked, report.lsn_last
             ));
         }
         if report.corruption.is_some() {
@@ -114,7 +114,7 @@ fn reopen_and_check(
         }
     }
     let first = wal.lsn_first();
-    if first > model.released + 1 && report.last_lsn > model.released {
+    if first > model.released + 1 && report.lsn_last > model.released {
         return Err(format!(
             "unreleased records missing from the front: first retained {first}, released {}",
             model.released
@@ -135,11 +135,11 @@ fn reopen_and_check(
         }
         expected += 1;
     }
-    if expected != report.last_lsn + 1 {
-        return Err(format!("reader stopped at {} but recovery says last lsn {}", expected - 1, report.last_lsn));
+    if expected != report.lsn_last + 1 {
+        return Err(format!("reader stopped at {} but recovery says last lsn {}", expected - 1, report.lsn_last));
     }
     // What was cut was never durable (or was damaged on purpose): forget it.
-    let last = report.last_lsn;
+    let last = report.lsn_last;
     model.records.retain(|lsn, _| *lsn <= last);
     model.acked = model.acked.min(last);
     model.released = model.released.min(last);
