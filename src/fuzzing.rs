@@ -48,7 +48,11 @@ pub fn fuzz_snapshot(data: &[u8]) {
     }
     let Ok(body) = snapshot::decode(data) else { return };
     let Ok(state) = State::from_snapshot(body) else { return };
-    let Ok(bytes) = snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models()) else { return };
+    let Ok(bytes) =
+        snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
+    else {
+        return;
+    };
     let reloaded = snapshot::decode(&bytes).map_err(|err| err.to_string()).and_then(State::from_snapshot);
     match reloaded {
         Ok(reloaded) => assert_eq!(reloaded.digest(), state.digest()),
@@ -111,7 +115,9 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             record_seeds.push(seed);
         }
         state.apply(at as u64 + 1, record, &DedupConfig::default());
-        if let Ok(bytes) = snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models()) {
+        if let Ok(bytes) =
+            snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
+        {
             snapshot_seeds.push(bytes);
         }
     }

@@ -14,6 +14,7 @@
 pub use recwal_wal as wal;
 
 mod algo;
+mod catalogue;
 mod config;
 mod dedup;
 mod disk;
@@ -35,6 +36,7 @@ mod snapshot;
 mod state;
 pub mod synth;
 
+pub use catalogue::{Item, ItemFilter, ItemPage, LabelCondition, LabelValue, User};
 pub use config::{
     BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
 };
@@ -44,8 +46,11 @@ pub use engine::MODEL_BYTES_MAX;
 pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
-pub use limits::{EVENT_ID_BYTES_MAX, ID_BYTES_MAX, N_MAX, WEIGHT_MAX};
-pub use recommend::{Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy};
+pub use limits::{
+    CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX, ID_BYTES_MAX,
+    ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX, WEIGHT_MAX,
+};
+pub use recommend::{ItemQuery, Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy};
 pub use record::LoggedKind;
-pub use state::{Pair, SnapshotBody};
+pub use state::{MetadataBody, Pair, SnapshotBody};
 pub use wal::Durability;

@@ -18,6 +18,27 @@ pub const WEIGHT_MAX: f32 = 1e6;
 /// Most items one request may ask for.
 pub const N_MAX: usize = 1000;
 
+/// Categories per item.
+pub const ITEM_CATEGORIES_MAX: usize = 32;
+
+/// Bytes of a category name.
+pub const CATEGORY_BYTES_MAX: usize = 64;
+
+/// Labels per item or user.
+pub const LABELS_MAX: usize = 32;
+
+/// Bytes of a label's key.
+pub const LABEL_KEY_BYTES_MAX: usize = 64;
+
+/// Bytes of a label's text value.
+pub const LABEL_TEXT_BYTES_MAX: usize = 256;
+
+/// Categories one filter may name (any of them matches).
+pub const FILTER_CATEGORIES_MAX: usize = 32;
+
+/// Label conditions one filter may hold (all of them must hold).
+pub const FILTER_LABELS_MAX: usize = 16;
+
 /// Longest name of a custom event kind (`KindWeights::custom`), in bytes.
 pub(crate) const CUSTOM_KIND_BYTES_MAX: usize = 64;
 

@@ -15,6 +15,7 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     let mut out = Metrics(String::with_capacity(4096));
     out.gauge("recwal_users", "Users ever seen.", stats.users as u64);
     out.gauge("recwal_items", "Items ever seen.", stats.items as u64);
+    out.gauge("recwal_catalogue_items", "Items with a catalogue entry (metadata).", stats.catalogue_items as u64);
     out.gauge("recwal_pairs", "Stored (user, item) pairs.", stats.pairs);
     out.counter("recwal_events_applied_total", "Events applied (including forgotten users').", stats.events_applied);
     out.gauge("recwal_applied_lsn", "LSN of the last record applied.", stats.lsn_applied);

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::algo::{itemrank, popularity, top_n, usercf};
+use crate::catalogue::{ItemFilter, LabelCondition, LabelValue};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::ids::{self, Dense};
-use crate::state::State;
+use crate::state::{Label, State};
 
 use crate::limits::N_MAX;
 /// Reasons given per item.
@@ -62,12 +63,46 @@ pub struct RecommendRequest {
     pub exclude: Vec<String>,
     /// When set, only these items may be returned.
     pub allow: Option<Vec<String>>,
+    /// Categories and label conditions the items must meet.
+    #[serde(default)]
+    pub filter: ItemFilter,
+    /// Items of the full answer to skip (pagination): the answer is items
+    /// `offset..offset + n` of the ranking, which is stable while the state
+    /// does not change. `offset + n` ≤ `N_MAX`.
+    #[serde(default)]
+    pub offset: usize,
 }
 
 impl RecommendRequest {
     /// `n` items for `user` with `strategy`, no filters.
     pub fn new(user: impl Into<String>, n: usize, strategy: Strategy) -> Self {
-        RecommendRequest { user: user.into(), n, strategy, exclude: Vec::new(), allow: None }
+        RecommendRequest {
+            user: user.into(),
+            n,
+            strategy,
+            exclude: Vec::new(),
+            allow: None,
+            filter: ItemFilter::default(),
+            offset: 0,
+        }
+    }
+
+    /// Restricts answers to items meeting `filter`.
+    pub fn filter(mut self, filter: ItemFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Restricts answers to items in any of `categories`.
+    pub fn in_categories<I: Into<String>>(mut self, categories: impl IntoIterator<Item = I>) -> Self {
+        self.filter.categories.extend(categories.into_iter().map(Into::into));
+        self
+    }
+
+    /// Skips the first `offset` items of the answer (the next page).
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
     }
 
     /// Adds items never to return.
@@ -192,10 +227,86 @@ pub(crate) fn validate_n(n: usize) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Checks `n` and the user id.
+/// Checks a page: `n` and `offset + n` ≤ `N_MAX`.
+pub(crate) fn validate_page(n: usize, offset: usize) -> Result<(), EngineError> {
+    validate_n(n)?;
+    if offset.saturating_add(n) > N_MAX {
+        return Err(EngineError::invalid("offset", format!("offset + n must be at most {N_MAX}, got {offset} + {n}")));
+    }
+    Ok(())
+}
+
+/// Checks `n`, the page, the filter and the user id.
 pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
-    validate_n(request.n)?;
+    validate_page(request.n, request.offset)?;
+    request.filter.validate()?;
     ids::validate_id("user", &request.user)
+}
+
+/// A filter resolved against the state: which items a read may return.
+/// Always: not removed, not hidden, published and not expired at `now_ms`;
+/// and, with a filter, in one of its categories and meeting its label
+/// conditions. Names the state does not know resolve to "nothing matches".
+pub(crate) struct Eligibility<'s> {
+    state: &'s State,
+    now_ms: i64,
+    /// `None`: no restriction by category; else any of these (sorted).
+    categories: Option<Vec<u32>>,
+    /// Conditions whose key the state knows; `impossible` if one it does not.
+    labels: Vec<(u32, &'s LabelCondition)>,
+    impossible: bool,
+}
+
+impl<'s> Eligibility<'s> {
+    pub(crate) fn new(state: &'s State, filter: &'s ItemFilter, now_ms: i64) -> Eligibility<'s> {
+        let categories = (!filter.categories.is_empty()).then(|| {
+            let mut ids: Vec<u32> = filter.categories.iter().filter_map(|name| state.categories().get(name)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        let mut impossible = categories.as_ref().is_some_and(Vec::is_empty);
+        let mut labels = Vec::with_capacity(filter.labels.len());
+        for condition in &filter.labels {
+            match state.label_keys().get(condition.key()) {
+                Some(key) => labels.push((key, condition)),
+                None => impossible = true,
+            }
+        }
+        Eligibility { state, now_ms, categories, labels, impossible }
+    }
+
+    /// True when only the standing rules apply (no categories, no labels).
+    pub(crate) fn unfiltered(&self) -> bool {
+        self.categories.is_none() && self.labels.is_empty() && !self.impossible
+    }
+
+    /// Whether a read may return `item`.
+    #[inline]
+    pub(crate) fn admits(&self, item: Dense) -> bool {
+        if !self.state.item_visible(item, self.now_ms) {
+            return false;
+        }
+        if self.unfiltered() {
+            return true;
+        }
+        if self.impossible {
+            return false;
+        }
+        let Some(meta) = self.state.item_meta(item) else { return false };
+        if let Some(wanted) = &self.categories {
+            if !meta.categories.iter().any(|category| wanted.binary_search(category).is_ok()) {
+                return false;
+            }
+        }
+        self.labels.iter().all(|&(key, condition)| match (meta.label(key), condition) {
+            (Some(Label::Text(have)), LabelCondition::Equals { value: LabelValue::Text(want), .. }) => **have == **want,
+            (Some(Label::Number(have)), LabelCondition::Equals { value: LabelValue::Number(want), .. }) => have == want,
+            (Some(Label::Number(have)), LabelCondition::AtLeast { value, .. }) => have >= value,
+            (Some(Label::Number(have)), LabelCondition::AtMost { value, .. }) => have <= value,
+            _ => false,
+        })
+    }
 }
 
 /// The `n` most popular items passing `keep`, as answers.
@@ -270,13 +381,116 @@ fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) 
     neighbours
 }
 
-/// Answers `request` from `state`.
+/// Answers `request` (its first page: `offset` is the caller's, see
+/// `paged`) from `state` as of `now_ms`.
 pub(crate) fn recommend(
     state: &State,
     config: &EngineConfig,
     request: &RecommendRequest,
+    now_ms: i64,
 ) -> Result<Recommendations, EngineError> {
-    recommend_with(state, config, request, false).map(|candidates| candidates.answer)
+    recommend_with(state, config, request, now_ms, false).map(|candidates| candidates.answer)
+}
+
+/// The request for the whole ranking up to the end of `request`'s page
+/// (`offset + n` items from the top); `unpage` then drops the first `offset`.
+pub(crate) fn paged(request: &RecommendRequest) -> RecommendRequest {
+    RecommendRequest { n: request.n + request.offset, offset: 0, ..request.clone() }
+}
+
+/// Drops the items before the page.
+pub(crate) fn unpage(answer: &mut Recommendations, offset: usize) {
+    answer.items.drain(..offset.min(answer.items.len()));
+}
+
+/// A query for a list of items: a page (`n` from `offset`) of the items
+/// meeting `filter`, for `popular`, `similar_items` and `latest`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemQuery {
+    /// Items wanted, 1–`N_MAX`.
+    pub n: usize,
+    /// Items to skip first; `offset + n` ≤ `N_MAX`.
+    #[serde(default)]
+    pub offset: usize,
+    /// Categories and label conditions the items must meet.
+    #[serde(default)]
+    pub filter: ItemFilter,
+}
+
+impl ItemQuery {
+    /// The first `n` items, no filter.
+    pub fn top(n: usize) -> ItemQuery {
+        ItemQuery { n, offset: 0, filter: ItemFilter::default() }
+    }
+
+    /// Skips the first `offset` items.
+    pub fn offset(mut self, offset: usize) -> ItemQuery {
+        self.offset = offset;
+        self
+    }
+
+    /// Restricts the items to those meeting `filter`.
+    pub fn filter(mut self, filter: ItemFilter) -> ItemQuery {
+        self.filter = filter;
+        self
+    }
+
+    /// Restricts the items to those in any of `categories`.
+    pub fn in_categories<I: Into<String>>(mut self, categories: impl IntoIterator<Item = I>) -> ItemQuery {
+        self.filter.categories.extend(categories.into_iter().map(Into::into));
+        self
+    }
+
+    /// Checks the page and the filter.
+    pub(crate) fn validate(&self) -> Result<(), EngineError> {
+        validate_page(self.n, self.offset)?;
+        self.filter.validate()
+    }
+}
+
+/// A page of the most popular eligible items.
+pub(crate) fn popular_page(state: &State, query: &ItemQuery, now_ms: i64) -> Vec<Scored> {
+    let eligible = Eligibility::new(state, &query.filter, now_ms);
+    let mut found = popular(state, query.offset + query.n, |item| eligible.admits(item));
+    found.drain(..query.offset.min(found.len()));
+    found
+}
+
+/// A page of the newest eligible items (by publication time; items without
+/// one are not listed), with their publication times.
+pub(crate) fn latest_page(state: &State, query: &ItemQuery, now_ms: i64) -> Vec<(Dense, i64)> {
+    let eligible = Eligibility::new(state, &query.filter, now_ms);
+    let wanted = query.offset + query.n;
+    let mut found: Vec<(Dense, i64)> = Vec::with_capacity(wanted);
+    let categories: Vec<u32> = query.filter.categories.iter().filter_map(|name| state.categories().get(name)).collect();
+    if query.filter.categories.is_empty() {
+        found.extend(
+            state.latest(None).filter(|&(_, item)| eligible.admits(item)).take(wanted).map(|(at, item)| (item, at)),
+        );
+    } else {
+        // Merge the categories' lists (each newest first); an item in two of
+        // them comes up twice in a row, equal, and is kept once.
+        let mut lists: Vec<_> = categories.iter().map(|&category| state.latest(Some(category)).peekable()).collect();
+        let mut last: Option<(i64, Dense)> = None;
+        while found.len() < wanted {
+            let next = lists
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(at, list)| list.peek().map(|&entry| (at, entry)))
+                .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)));
+            let Some((at, entry)) = next else { break };
+            lists[at].next();
+            if last == Some(entry) {
+                continue;
+            }
+            last = Some(entry);
+            if eligible.admits(entry.1) {
+                found.push((entry.1, entry.0));
+            }
+        }
+    }
+    found.drain(..query.offset.min(found.len()));
+    found
 }
 
 /// An answer and what was computed on the way, for a ranking model: the
@@ -298,15 +512,17 @@ pub(crate) fn recommend_with(
     state: &State,
     config: &EngineConfig,
     request: &RecommendRequest,
+    now_ms: i64,
     defer_reasons: bool,
 ) -> Result<Candidates, EngineError> {
     validate(request)?;
+    let eligible = Eligibility::new(state, &request.filter, now_ms);
     let excluded: HashSet<Dense> = request.exclude.iter().filter_map(|name| state.items().get(name)).collect();
     let allowed: Option<HashSet<Dense>> =
         request.allow.as_ref().map(|names| names.iter().filter_map(|name| state.items().get(name)).collect());
     let user = state.users().get(&request.user).filter(|&user| !state.user_items(user).is_empty());
     let keep = |item: Dense| {
-        !state.item_removed(item)
+        eligible.admits(item)
             && !excluded.contains(&item)
             && allowed.as_ref().is_none_or(|allowed| allowed.contains(&item))
             && user.is_none_or(|user| state.pair(user, item).is_none())
@@ -328,7 +544,7 @@ pub(crate) fn recommend_with(
             .enumerate()
             .filter(|&(item, &score)| {
                 score > 0.0
-                    && !state.item_removed(item as Dense)
+                    && eligible.admits(item as Dense)
                     && (excluded.is_empty() || !excluded.contains(&(item as Dense)))
                     && allowed.as_ref().is_none_or(|allowed| allowed.contains(&(item as Dense)))
             })
@@ -516,9 +732,12 @@ impl Drop for CoInteraction<'_> {
     }
 }
 
-/// Items most often interacted with together with `item`, by cosine
-/// (C̃ᵢⱼ / √(|Uᵢ|·|Uⱼ|)), ties to the lower id.
-pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored> {
+/// A page of the items most often interacted with together with `item`,
+/// by cosine (C̃ᵢⱼ / √(|Uᵢ|·|Uⱼ|)), ties to the lower id, among those
+/// `query` admits (the filter applies while candidates are gathered, so
+/// `n` come back whenever `n` eligible items co-occur with `item`).
+pub(crate) fn similar_page(state: &State, item: Dense, query: &ItemQuery, now_ms: i64) -> Vec<Scored> {
+    let eligible = Eligibility::new(state, &query.filter, now_ms);
     let mut counts: rustc_hash::FxHashMap<Dense, u32> = rustc_hash::FxHashMap::default();
     for entry in state.item_users(item) {
         for pair in state.user_items(entry.user) {
@@ -530,12 +749,13 @@ pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored>
     let degree = state.item_users(item).len() as f64;
     let candidates: Vec<(Dense, f64)> = counts
         .iter()
-        .filter(|&(&other, _)| !state.item_removed(other))
+        .filter(|&(&other, _)| eligible.admits(other))
         .map(|(&other, &both)| (other, f64::from(both) / (degree * state.item_users(other).len() as f64).sqrt()))
         .collect();
-    top_n(state.items(), candidates, n)
-        .into_iter()
-        .map(|(other, score)| Scored {
+    let best = top_n(state.items(), candidates, query.offset + query.n);
+    let mut found: Vec<Scored> = best
+        .iter()
+        .map(|&(other, score)| Scored {
             item: state.items().name(other).to_string(),
             score,
             strategy: Strategy::ItemRank,
@@ -545,5 +765,7 @@ pub(crate) fn similar_items(state: &State, item: Dense, n: usize) -> Vec<Scored>
             }],
             model_score: None,
         })
-        .collect()
+        .collect();
+    found.drain(..query.offset.min(found.len()));
+    found
 }

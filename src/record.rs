@@ -38,6 +38,13 @@ pub const KIND_MODEL_ACTIVATED_V1: u8 = 5;
 /// A model version was retired and its file deleted (`ModelRetiredV1`).
 pub const KIND_MODEL_RETIRED_V1: u8 = 6;
 
+/// An item's metadata was set (`ItemUpsertV1`).
+pub const KIND_ITEM_UPSERT_V1: u8 = 7;
+/// An item was hidden or shown again (`ItemHiddenV1`).
+pub const KIND_ITEM_HIDDEN_V1: u8 = 8;
+/// A user's metadata was set (`UserUpsertV1`).
+pub const KIND_USER_UPSERT_V1: u8 = 9;
+
 /// Kind 1: events ingested by one call, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventsV1<'a> {
@@ -112,6 +119,54 @@ pub struct ModelRetiredV1 {
     pub version: u32,
 }
 
+/// A label's value as logged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LoggedLabel<'a> {
+    /// Text.
+    Text(&'a str),
+    /// A finite number.
+    Number(f64),
+}
+
+/// Kind 7: an item's metadata, replacing what it had (validated:
+/// `catalogue::item_record`). The item joins the catalogue if new.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemUpsertV1<'a> {
+    /// External item id.
+    pub item: &'a str,
+    /// Distinct categories.
+    #[serde(borrow)]
+    pub categories: Vec<&'a str>,
+    /// Labels, sorted by key, keys distinct.
+    #[serde(borrow)]
+    pub labels: Vec<(&'a str, LoggedLabel<'a>)>,
+    /// Hidden from every read.
+    pub hidden: bool,
+    /// Published / valid from, ms since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
+    /// Not returned from this time on.
+    pub expires_ms: Option<i64>,
+}
+
+/// Kind 8: hide an item from every read, or show it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemHiddenV1<'a> {
+    /// External item id.
+    pub item: &'a str,
+    /// Hidden (true) or shown (false).
+    pub hidden: bool,
+}
+
+/// Kind 9: a user's labels, replacing what they had.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserUpsertV1<'a> {
+    /// External user id.
+    pub user: &'a str,
+    /// Labels, sorted by key, keys distinct.
+    #[serde(borrow)]
+    pub labels: Vec<(&'a str, LoggedLabel<'a>)>,
+}
+
 /// A decoded record, borrowing from the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord<'a> {
@@ -127,6 +182,12 @@ pub enum LogRecord<'a> {
     ModelActivated(ModelActivatedV1),
     /// Kind 6.
     ModelRetired(ModelRetiredV1),
+    /// Kind 7.
+    ItemUpsert(ItemUpsertV1<'a>),
+    /// Kind 8.
+    ItemHidden(ItemHiddenV1<'a>),
+    /// Kind 9.
+    UserUpsert(UserUpsertV1<'a>),
 }
 
 impl<'a> LogRecord<'a> {
@@ -139,6 +200,9 @@ impl<'a> LogRecord<'a> {
             LogRecord::ModelAdded(body) => (KIND_MODEL_ADDED_V1, postcard::to_stdvec(body)),
             LogRecord::ModelActivated(body) => (KIND_MODEL_ACTIVATED_V1, postcard::to_stdvec(body)),
             LogRecord::ModelRetired(body) => (KIND_MODEL_RETIRED_V1, postcard::to_stdvec(body)),
+            LogRecord::ItemUpsert(body) => (KIND_ITEM_UPSERT_V1, postcard::to_stdvec(body)),
+            LogRecord::ItemHidden(body) => (KIND_ITEM_HIDDEN_V1, postcard::to_stdvec(body)),
+            LogRecord::UserUpsert(body) => (KIND_USER_UPSERT_V1, postcard::to_stdvec(body)),
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -155,6 +219,9 @@ impl<'a> LogRecord<'a> {
             KIND_MODEL_ADDED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelAdded).map_err(bad),
             KIND_MODEL_ACTIVATED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelActivated).map_err(bad),
             KIND_MODEL_RETIRED_V1 => postcard::from_bytes(payload).map(LogRecord::ModelRetired).map_err(bad),
+            KIND_ITEM_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::ItemUpsert).map_err(bad),
+            KIND_ITEM_HIDDEN_V1 => postcard::from_bytes(payload).map(LogRecord::ItemHidden).map_err(bad),
+            KIND_USER_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::UserUpsert).map_err(bad),
             other => Err(EngineError::BadRecord {
                 lsn,
                 reason: format!("unknown record kind {other} (written by a newer recwal?)"),
@@ -195,6 +262,23 @@ mod tests {
             let (kind, payload) = record.encode()?;
             assert_eq!(kind, KIND_MODEL_ADDED_V1 + at as u8);
             assert_eq!(LogRecord::decode(3, kind, &payload)?, record);
+        }
+        let catalogue = [
+            LogRecord::ItemUpsert(ItemUpsertV1 {
+                item: "i9",
+                categories: vec!["drama", "war"],
+                labels: vec![("brand", LoggedLabel::Text("acme")), ("price", LoggedLabel::Number(9.5))],
+                hidden: false,
+                timestamp_ms: Some(5),
+                expires_ms: None,
+            }),
+            LogRecord::ItemHidden(ItemHiddenV1 { item: "i9", hidden: true }),
+            LogRecord::UserUpsert(UserUpsertV1 { user: "u1", labels: vec![("age", LoggedLabel::Number(30.0))] }),
+        ];
+        for (at, record) in catalogue.into_iter().enumerate() {
+            let (kind, payload) = record.encode()?;
+            assert_eq!(kind, KIND_ITEM_UPSERT_V1 + at as u8);
+            assert_eq!(LogRecord::decode(4, kind, &payload)?, record);
         }
         Ok(())
     }

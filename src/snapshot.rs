@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (3; 2 lacked the model catalog, 1 `Pair::slot`)
+//! 8   4  format version (4; 3 lacked the catalogue, 2 also the model
+//!        catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
 //! 32  4  CRC-32 of the body
 //! 36  4  CRC-32 of bytes 0..36
 //! 40  …  body: postcard `SnapshotBody`, then postcard `Catalog` (the
-//!        model catalog; absent in version 2, read as empty)
+//!        model catalog; absent in version 2, read as empty), then postcard
+//!        `MetadataBody` (items' and users' metadata; absent in versions 2
+//!        and 3, read as empty)
 //! ```
 
 use std::fs;
@@ -23,11 +26,13 @@ use crate::error::EngineError;
 pub(crate) use crate::fsutil::sync_dir;
 use crate::fsutil::write_atomically;
 use crate::state::catalog::Catalog;
-use crate::state::SnapshotBody;
+use crate::state::{MetadataBody, SnapshotBody};
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 3;
-/// The previous version, still read: it differs only by lacking the catalog.
+const VERSION: u32 = 4;
+/// Older versions, still read: 3 lacks the catalogue (items' and users'
+/// metadata), 2 also the model catalog.
+const VERSION_WITHOUT_METADATA: u32 = 3;
 const VERSION_WITHOUT_MODELS: u32 = 2;
 const HEADER_BYTES: usize = 40;
 /// How a version mismatch starts, so `open` can tell it from damage.
@@ -84,13 +89,19 @@ pub(crate) fn any_file(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
 
 /// Encodes the state at `lsn` (a `SnapshotBody` or its borrowed view) into
 /// the file format.
-pub(crate) fn encode(lsn: u64, body: &impl serde::Serialize, models: &Catalog) -> Result<Vec<u8>, EngineError> {
+pub(crate) fn encode(
+    lsn: u64,
+    body: &impl serde::Serialize,
+    models: &Catalog,
+    metadata: &MetadataBody,
+) -> Result<Vec<u8>, EngineError> {
     let failed = |err: postcard::Error| EngineError::Snapshot {
         path: PathBuf::new(),
         reason: format!("cannot encode the state: {err}"),
     };
     let mut payload = postcard::to_stdvec(body).map_err(failed)?;
     payload.extend_from_slice(&postcard::to_stdvec(models).map_err(failed)?);
+    payload.extend_from_slice(&postcard::to_stdvec(metadata).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -122,8 +133,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
         return Err("header CRC mismatch".into());
     }
     let version = u32_at(8);
-    if version != VERSION && version != VERSION_WITHOUT_MODELS {
-        return Err(format!("{VERSION_MISMATCH} {version}, this build reads {VERSION_WITHOUT_MODELS} and {VERSION}"));
+    if !(VERSION_WITHOUT_MODELS..=VERSION).contains(&version) {
+        return Err(format!("{VERSION_MISMATCH} {version}, this build reads {VERSION_WITHOUT_MODELS} to {VERSION}"));
     }
     let lsn = u64_at(16);
     let len = u64_at(24);
@@ -136,9 +147,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     }
     let (mut body, rest): (SnapshotBody, &[u8]) =
         postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
-    if version == VERSION {
-        body.models = postcard::from_bytes(rest).map_err(|err| format!("cannot decode the model catalog: {err}"))?;
-    } else if !rest.is_empty() {
+    let rest = if version >= VERSION_WITHOUT_METADATA {
+        let (models, rest) =
+            postcard::take_from_bytes(rest).map_err(|err| format!("cannot decode the model catalog: {err}"))?;
+        body.models = models;
+        rest
+    } else {
+        rest
+    };
+    let rest = if version >= VERSION {
+        let (metadata, rest) =
+            postcard::take_from_bytes(rest).map_err(|err| format!("cannot decode the catalogue: {err}"))?;
+        body.metadata = metadata;
+        rest
+    } else {
+        rest
+    };
+    if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
     }
     if body.lsn_applied != lsn {
@@ -184,12 +209,53 @@ mod tests {
             removed_items: vec![],
             dedup: vec![],
             models: Catalog::default(),
+            metadata: MetadataBody::default(),
+        }
+    }
+
+    fn metadata() -> MetadataBody {
+        MetadataBody {
+            categories: vec!["drama".into()],
+            label_keys: vec!["price".into()],
+            items: vec![(
+                0,
+                crate::state::ItemMeta {
+                    categories: vec![0].into(),
+                    labels: vec![(0, crate::state::Label::Number(9.5))].into(),
+                    hidden: true,
+                    timestamp_ms: Some(5),
+                    expires_ms: None,
+                },
+            )],
+            users: vec![(0, vec![(0, crate::state::Label::Text("x".into()))].into())],
         }
     }
 
     #[test]
+    fn version_3_snapshots_read_with_an_empty_catalogue() -> Result<(), EngineError> {
+        let mut models = Catalog::default();
+        models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
+        let bytes = encode(7, &body(), &models, &metadata())?;
+        // Version 3: the same header, body and model catalog, no catalogue.
+        let mut payload = postcard::to_stdvec(&body()).map_err(|err| EngineError::invalid("body", err.to_string()))?;
+        payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&VERSION_WITHOUT_METADATA.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(&payload);
+        let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.models, read.metadata), (models, MetadataBody::default()));
+        let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!(read.metadata, metadata());
+        Ok(())
+    }
+
+    #[test]
     fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
-        let bytes = encode(7, &body(), &Catalog::default())?;
+        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default())?;
         // Version 2: the same header and body, no catalog after it.
         let payload = postcard::to_stdvec(&body()).map_err(|err| EngineError::invalid("body", err.to_string()))?;
         let mut old = bytes[..HEADER_BYTES].to_vec();
@@ -200,7 +266,7 @@ mod tests {
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         old.extend_from_slice(&payload);
         assert_eq!(decode(&old), Ok(body()));
-        old[8] = 4;
+        old[8] = 5;
         let header_crc = crc32fast::hash(&old[..36]);
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         assert!(decode(&old).is_err_and(|err| err.starts_with(VERSION_MISMATCH)));
@@ -211,8 +277,9 @@ mod tests {
     fn every_flipped_bit_is_detected() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models)?;
+        let bytes = encode(7, &body(), &models, &metadata())?;
         assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
+        assert_eq!(decode(&bytes).map(|b| b.metadata), Ok(metadata()));
         assert_eq!(decode(&bytes).map(|b| b.lsn_applied), Ok(7));
         for at in 0..bytes.len() {
             for bit in 0..8 {

@@ -13,13 +13,17 @@ pub(crate) fn scores(state: &State, scores: &mut [f64]) {
 
 /// The `n` most popular items passing `keep`, best first, ties to the lower
 /// id. Walks the popularity order, so it costs O(n + skipped), not O(items).
+/// Items with no events come last, in id order, if they are in the
+/// catalogue (new items: a filter that admits few items still gets `n`
+/// whenever `n` pass it); an item known only from events whose events are
+/// all gone (its users forgotten) is not listed.
 pub(crate) fn top(state: &State, n: usize, mut keep: impl FnMut(Dense) -> bool) -> Vec<(Dense, f64)> {
     let mut out: Vec<(Dense, f64)> = Vec::with_capacity(n);
     let mut group: Vec<Dense> = Vec::new();
     let mut group_key = None;
     for (key, item) in state.popular() {
-        if state.item_events(item) == 0 {
-            break;
+        if state.item_events(item) == 0 && state.item_meta(item).is_none() {
+            continue;
         }
         if group_key != Some(key) {
             // A tie group is complete: emit it in id order.

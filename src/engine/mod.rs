@@ -21,6 +21,7 @@
 //! - `checkpoints.mark` serialises checkpoints.
 
 mod apply;
+mod catalogue;
 mod checkpoint;
 mod ingest;
 mod models;
@@ -45,7 +46,7 @@ use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::model::ranker::Ranker;
 use crate::offload::Offload;
-use crate::recommend::{self, RecommendRequest, Recommendations, Scored, Strategy};
+use crate::recommend::{self, ItemQuery, RecommendRequest, Recommendations, Scored, Strategy};
 use crate::record::{ForgetUserV1, LogRecord, RemoveItemV1};
 use crate::snapshot;
 use crate::state::State;
@@ -111,6 +112,8 @@ pub struct EngineStats {
     pub users: usize,
     /// Items ever seen.
     pub items: usize,
+    /// Items with a catalogue entry (metadata).
+    pub catalogue_items: usize,
     /// Stored (user, item) pairs.
     pub pairs: u64,
     /// Events applied (including those of users forgotten since).
@@ -362,7 +365,8 @@ impl Engine {
     /// checking a model or exporting training data.
     pub fn candidate_features(&self, request: &RecommendRequest) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
         recommend::validate(request)?;
-        let (candidates, features) = self.shared.candidates(request, false)?;
+        let request = &recommend::paged(request);
+        let (candidates, features) = self.shared.candidates(request, event::now_ms(), false)?;
         let answer = candidates.answer;
         let width = crate::model::schema::FEATURES;
         Ok(answer.items.into_iter().zip(features.chunks(width)).map(|(item, row)| (item.item, row.to_vec())).collect())
@@ -370,18 +374,30 @@ impl Engine {
 
     /// Items most often interacted with together with `item`.
     pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<Scored>, EngineError> {
-        event::validate_id("item", item)?;
-        recommend::validate_n(n)?;
-        let state = self.shared.read_state();
-        let dense = state.items().get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
-        Ok(recommend::similar_items(&state, dense, n))
+        self.similar_matching(item, &ItemQuery::top(n))
     }
 
-    /// The `n` most popular items (removed items left out).
-    pub fn popular(&self, n: usize) -> Result<Vec<Scored>, EngineError> {
-        recommend::validate_n(n)?;
+    /// A page of the items most often interacted with together with `item`
+    /// among those `query` admits (`n` of them whenever `n` eligible items
+    /// co-occur with it).
+    pub fn similar_matching(&self, item: &str, query: &ItemQuery) -> Result<Vec<Scored>, EngineError> {
+        event::validate_id("item", item)?;
+        query.validate()?;
         let state = self.shared.read_state();
-        Ok(recommend::popular(&state, n, |item| !state.item_removed(item)))
+        let dense = state.items().get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
+        Ok(recommend::similar_page(&state, dense, query, event::now_ms()))
+    }
+
+    /// The `n` most popular items (removed, hidden and expired items left out).
+    pub fn popular(&self, n: usize) -> Result<Vec<Scored>, EngineError> {
+        self.popular_matching(&ItemQuery::top(n))
+    }
+
+    /// A page of the most popular items that `query` admits.
+    pub fn popular_matching(&self, query: &ItemQuery) -> Result<Vec<Scored>, EngineError> {
+        query.validate()?;
+        let state = self.shared.read_state();
+        Ok(recommend::popular_page(&state, query, event::now_ms()))
     }
 
     /// The user's recorded interactions, by item id.
@@ -450,6 +466,7 @@ impl Engine {
         EngineStats {
             users: state.users().len(),
             items: state.items().len(),
+            catalogue_items: state.catalogue_items(),
             pairs: state.pairs(),
             events_applied: state.events_applied(),
             lsn_applied: state.lsn_applied(),

@@ -22,6 +22,7 @@ pub(crate) mod catalog;
 mod derived;
 mod interactions;
 mod item_rank;
+mod metadata;
 mod popularity;
 mod replay;
 
@@ -30,6 +31,9 @@ use derived::Derived;
 use interactions::Interactions;
 pub(crate) use interactions::ItemUser;
 pub use interactions::Pair;
+use metadata::Metadata;
+pub use metadata::MetadataBody;
+pub(crate) use metadata::{ItemMeta, Label, Labels};
 pub(crate) use popularity::OrderedKey;
 use popularity::Popularity;
 use replay::Deferred;
@@ -54,6 +58,8 @@ pub(crate) struct State {
     events_applied: u64,
     /// Ranking model versions and activations.
     models: Catalog,
+    /// The catalogue: item and user metadata, the `latest` indexes.
+    metadata: Metadata,
     /// `Some` while replaying a log (`begin_replay` to `finish_replay`): the
     /// derived indexes and the popularity order are not maintained per
     /// event but rebuilt once at the end, and the per-user lists are updated
@@ -130,11 +136,6 @@ impl State {
     }
 
     #[inline]
-    pub fn item_removed(&self, item: Dense) -> bool {
-        self.item_removed[item as usize]
-    }
-
-    #[inline]
     pub fn dedup(&self) -> &DedupWindow {
         &self.dedup
     }
@@ -154,6 +155,51 @@ impl State {
     #[inline]
     pub fn models(&self) -> &Catalog {
         &self.models
+    }
+
+    /// `item`'s catalogue entry, if it has one.
+    #[inline]
+    pub fn item_meta(&self, item: Dense) -> Option<&ItemMeta> {
+        self.metadata.item(item)
+    }
+
+    /// Whether a read at `now_ms` may return `item` at all: not removed,
+    /// not hidden, published, not expired.
+    #[inline]
+    pub fn item_visible(&self, item: Dense, now_ms: i64) -> bool {
+        !self.item_removed[item as usize] && self.metadata.item(item).is_none_or(|meta| meta.visible_at(now_ms))
+    }
+
+    /// Category names ↔ ids.
+    #[inline]
+    pub fn categories(&self) -> &Interner {
+        self.metadata.categories()
+    }
+
+    /// Label keys ↔ ids.
+    #[inline]
+    pub fn label_keys(&self) -> &Interner {
+        self.metadata.label_keys()
+    }
+
+    /// `user`'s labels, if set.
+    pub fn user_labels(&self, user: Dense) -> Option<&Labels> {
+        self.metadata.user_labels(user)
+    }
+
+    /// Items with a catalogue entry.
+    pub fn catalogue_items(&self) -> usize {
+        self.metadata.items_with_meta()
+    }
+
+    /// Items with a publication time, newest first (all, or one category's).
+    pub fn latest(&self, category: Option<u32>) -> impl Iterator<Item = (i64, Dense)> + '_ {
+        self.metadata.latest(category)
+    }
+
+    /// Items with a catalogue entry from dense id `from` on, in dense order.
+    pub fn catalogue_from(&self, from: Dense) -> impl Iterator<Item = (Dense, &ItemMeta)> + '_ {
+        self.metadata.items_from(from)
     }
 
     #[inline]
@@ -217,6 +263,18 @@ impl State {
             LogRecord::ModelAdded(added) => self.models.add(lsn, added),
             LogRecord::ModelActivated(activated) => self.models.activate(lsn, activated),
             LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
+            LogRecord::ItemUpsert(upsert) => {
+                let item = self.intern_item(upsert.item);
+                self.metadata.upsert_item(item, upsert);
+            }
+            LogRecord::ItemHidden(hidden) => {
+                let item = self.intern_item(hidden.item);
+                self.metadata.set_hidden(item, hidden.hidden);
+            }
+            LogRecord::UserUpsert(upsert) => {
+                let user = self.intern_user(upsert.user);
+                self.metadata.upsert_user(user, &upsert.labels);
+            }
         }
         // Paired with the early return above: LSNs only grow.
         assert!(lsn > self.lsn_applied, "record {lsn} applied after {}", self.lsn_applied);
@@ -227,7 +285,11 @@ impl State {
             self.interactions.item_users.len() == self.items.len() && self.item_removed.len() == self.items.len(),
             "per-item arrays out of step"
         );
-        if cfg!(debug_assertions) && self.replay.is_none() && self.pairs() <= CHECK_PAIRS_MAX {
+        if cfg!(debug_assertions)
+            && self.replay.is_none()
+            && self.pairs() <= CHECK_PAIRS_MAX
+            && self.items.len() as u64 <= CHECK_PAIRS_MAX
+        {
             if let Err(reason) = self.check() {
                 panic!("after record {lsn}: {reason}");
             }
@@ -252,6 +314,7 @@ impl State {
                 index.on_item_added();
             }
             self.item_removed.push(false);
+            self.metadata.push_item();
         }
         debug_assert!((item as usize) < self.item_removed.len());
         item
@@ -288,6 +351,7 @@ impl State {
         if let Some(deferred) = &mut self.replay {
             deferred.apply_to(&mut self.interactions);
         }
+        self.metadata.forget_user(user);
         let ordered = self.replay.is_none();
         let pairs = self.interactions.remove_user(user);
         if ordered {
@@ -343,12 +407,17 @@ impl State {
         for index in self.derived.all() {
             index.check(&self.interactions, items)?;
         }
-        Ok(())
+        self.metadata.check(items)
     }
 }
 
 /// Snapshots and digests.
 impl State {
+    /// The catalogue's part of a snapshot (a copy: written after the body).
+    pub fn metadata_body(&self) -> MetadataBody {
+        self.metadata.body()
+    }
+
     /// A borrowed view that serialises exactly like `SnapshotBody`.
     pub fn snapshot_view(&self) -> SnapshotView<'_> {
         SnapshotView {
@@ -382,6 +451,10 @@ impl State {
             Err(err) => err.to_string().hash(&mut hasher),
         }
         self.models.hash(&mut hasher);
+        match postcard::to_stdvec(&self.metadata.body()) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.to_string().hash(&mut hasher),
+        }
         hasher.finish()
     }
 
@@ -419,8 +492,10 @@ impl State {
             lsn_applied: body.lsn_applied,
             events_applied: body.events_applied,
             models: body.models,
+            metadata: Metadata::default(),
             replay: None,
         };
+        state.metadata = Metadata::from_body(body.metadata, users, items)?;
         if state.users.len() != users || state.items.len() != items {
             return Err("duplicate ids".into());
         }
@@ -479,6 +554,9 @@ pub struct SnapshotBody {
     /// Read from after the body proper (format version 3), see `snapshot`.
     #[serde(skip)]
     pub(crate) models: Catalog,
+    /// Read after the model catalog (format version 4), see `snapshot`.
+    #[serde(skip)]
+    pub(crate) metadata: MetadataBody,
 }
 
 #[cfg(test)]
