@@ -63,7 +63,8 @@ pub fn fuzz_snapshot(data: &[u8]) {
 /// Seeds for both targets: a few valid records and snapshots.
 pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     use crate::record::{
-        EventsV1, ForgetUserV1, LoggedEvent, LoggedKind, ModelActivatedV1, ModelAddedV1, ModelRetiredV1, RemoveItemV1,
+        EventsV1, ForgetUserV1, ItemHiddenV1, ItemUpsertV1, LoggedEvent, LoggedKind, LoggedLabel, ModelActivatedV1,
+        ModelAddedV1, ModelRetiredV1, RemoveItemV1, UserUpsertV1,
     };
     let events = LogRecord::Events(EventsV1 {
         ingested_ms: 1_700_000_000_000,
@@ -104,6 +105,25 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         LogRecord::ModelActivated(ModelActivatedV1 { version: 2, sha256: [8; 32], at_ms: 8, rollback: false }),
         LogRecord::ModelActivated(ModelActivatedV1 { version: 1, sha256: [7; 32], at_ms: 9, rollback: true }),
         LogRecord::ModelRetired(ModelRetiredV1 { version: 2 }),
+        LogRecord::ItemUpsert(ItemUpsertV1 {
+            item: "i1",
+            categories: vec!["drama", "war"],
+            labels: vec![("brand", LoggedLabel::Text("acme")), ("price", LoggedLabel::Number(9.5))],
+            hidden: false,
+            timestamp_ms: Some(5),
+            expires_ms: Some(50),
+        }),
+        LogRecord::ItemUpsert(ItemUpsertV1 {
+            item: "i9",
+            categories: vec!["war"],
+            labels: Vec::new(),
+            hidden: true,
+            timestamp_ms: None,
+            expires_ms: None,
+        }),
+        LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: true }),
+        LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: false }),
+        LogRecord::UserUpsert(UserUpsertV1 { user: "u2", labels: vec![("age", LoggedLabel::Number(30.0))] }),
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();

@@ -19,8 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use recwal::record::KIND_ITEM_UPSERT_V1;
 use recwal::wal::{inspect, verify, RecordInfo, SyncPolicy};
-use recwal::{Engine, EngineConfig, Event, EventKind};
+use recwal::{Engine, EngineConfig, Event, EventKind, Item};
 
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
@@ -60,6 +61,9 @@ enum Damage {
     TruncateSegmentMidRecord(Target),
     ZeroSegmentHeader(Target),
     FlipDurableRecord,
+    /// A byte inside a catalogue record (an item upsert) that later records
+    /// follow: the same as any other record.
+    FlipItemRecord,
     FlipNewestRecord,
     FlipUnusedTail,
     DeleteNewestSnapshot,
@@ -88,10 +92,15 @@ fn build(history: History, ending: Ending) -> Template {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path(), config()).unwrap();
     let mut n = 0u64;
+    // Every 25th record is a catalogue record (an item upsert).
     let mut ingest = |engine: &Engine, count: u64| {
         for _ in 0..count {
             n += 1;
-            engine.ingest(event(n)).unwrap();
+            if n % 25 == 0 {
+                engine.upsert_item(&Item::new(format!("i{}", n % 101)).category("c").label("n", n as f64)).unwrap();
+            } else {
+                engine.ingest(event(n)).unwrap();
+            }
         }
     };
     match history {
@@ -199,6 +208,14 @@ fn apply(damage: Damage, dir: &Path, records: &[RecordInfo]) -> Option<PathBuf> 
             flip(&path, middle.offset + 32 + u64::from(middle.len) / 2);
             Some(path)
         }
+        Damage::FlipItemRecord => {
+            let items: Vec<&RecordInfo> =
+                records[..records.len() - 1].iter().filter(|record| record.kind == KIND_ITEM_UPSERT_V1).collect();
+            let item = items[items.len() / 2];
+            let path = segment_path(dir, item.segment_index);
+            flip(&path, item.offset + 32 + u64::from(item.len) / 2);
+            Some(path)
+        }
         Damage::FlipNewestRecord => {
             let path = segment_path(dir, newest.segment_index);
             flip(&path, newest.offset + 32 + u64::from(newest.len) / 2);
@@ -240,7 +257,8 @@ fn promised(damage: Damage, ending: Ending) -> &'static [Outcome] {
         | Damage::TruncateSegmentToZero(_)
         | Damage::TruncateSegmentMidRecord(_)
         | Damage::ZeroSegmentHeader(_)
-        | Damage::FlipDurableRecord => &[Outcome::Refused],
+        | Damage::FlipDurableRecord
+        | Damage::FlipItemRecord => &[Outcome::Refused],
         // After a clean close the manifest records the log's end: damage to
         // the newest record is damage. After a crash it is indistinguishable
         // from a torn write unless a checkpoint or the ring's growth recorded
@@ -336,6 +354,7 @@ fn every_damage_case_is_refused_recovered_identically_or_reported() {
         Damage::ZeroSegmentHeader(Target::OldestSegment),
         Damage::ZeroSegmentHeader(Target::ActiveSegment),
         Damage::FlipDurableRecord,
+        Damage::FlipItemRecord,
         Damage::FlipNewestRecord,
         Damage::FlipUnusedTail,
         Damage::DeleteNewestSnapshot,

@@ -1,7 +1,9 @@
 //! Acknowledged ⇒ survives `kill -9`, for the engine: this test binary
-//! re-runs itself as a child that ingests a deterministic stream of event
-//! batches (one log record each, every event with a client id) and prints
-//! each acknowledgement; automatic checkpoints run every 40 records, so some
+//! re-runs itself as a child that submits a deterministic stream of event
+//! batches (one log record each, every event with a client id) mixed with
+//! catalogue changes (item upserts with categories, labels, publication
+//! times and hidden flags; user labels: one record each) and prints each
+//! acknowledgement; automatic checkpoints run every 40 records, so some
 //! kills land during a snapshot write. The parent SIGKILLs it after a random
 //! delay, reopens the engine and checks:
 //!
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use recwal::wal::sim::SplitMix64;
 use recwal::wal::SyncPolicy;
-use recwal::{Engine, EngineConfig, Event, EventKind, RecommendRequest, Strategy};
+use recwal::{Engine, EngineConfig, Event, EventKind, Item, ItemQuery, LabelValue, RecommendRequest, Strategy, User};
 
 const CHILD_DIR: &str = "RECWAL_ENGINE_CRASH_DIR";
 const CHILD_POLICY: &str = "RECWAL_ENGINE_CRASH_POLICY";
@@ -67,6 +69,39 @@ fn batch(index: u64) -> Vec<Event> {
         .collect()
 }
 
+/// Step `index` of the stream: mostly event batches, every 5th an item
+/// upsert (every 3rd of those hiding the item), every 11th a user's labels.
+enum Step {
+    Events(Vec<Event>),
+    Item(Item),
+    User(User),
+}
+
+fn step(index: u64) -> Step {
+    if index % 11 == 10 {
+        let labels = [("seen".to_string(), LabelValue::Number(index as f64))].into();
+        return Step::User(User { id: format!("u{}", index % USERS), labels });
+    }
+    if index % 5 == 3 {
+        let item = Item::new(format!("i{}", index % ITEMS))
+            .category(format!("c{}", index % 4))
+            .label("price", (index % 50) as f64)
+            .published(index as i64)
+            .hidden(index % 3 == 0);
+        return Step::Item(item);
+    }
+    Step::Events(batch(index))
+}
+
+/// Submits step `index`; returns its LSN.
+fn submit(engine: &Engine, index: u64) -> u64 {
+    match step(index) {
+        Step::Events(events) => engine.ingest_batch(&events).unwrap()[0].lsn,
+        Step::Item(item) => engine.upsert_item(&item).unwrap(),
+        Step::User(user) => engine.upsert_user(&user).unwrap(),
+    }
+}
+
 /// Not a test on its own: the child's body. Without the environment the
 /// parent sets, it returns at once.
 #[test]
@@ -82,8 +117,8 @@ fn engine_crash_child_entry_point() {
     writeln!(out, "open {}", engine.lsn_applied()).unwrap();
     out.flush().unwrap();
     for index in start.. {
-        let receipts = engine.ingest_batch(&batch(index)).unwrap();
-        writeln!(out, "ack {index} {}", receipts[0].lsn).unwrap();
+        let lsn = submit(&engine, index);
+        writeln!(out, "ack {index} {lsn}").unwrap();
         out.flush().unwrap();
     }
 }
@@ -94,8 +129,13 @@ fn observe(engine: &Engine) -> (u64, Vec<String>) {
         for strategy in Strategy::ALL {
             let answer = engine.recommend(&RecommendRequest::new(format!("u{user}"), 5, strategy)).unwrap();
             answers.push(format!("{:?}", answer.items));
+            let filtered = RecommendRequest::new(format!("u{user}"), 3, strategy).in_categories(["c1", "c2"]);
+            answers.push(format!("{:?}", engine.recommend(&filtered).unwrap().items));
         }
+        answers.push(format!("{:?}", engine.user(&format!("u{user}")).unwrap()));
     }
+    answers.push(format!("{:?}", engine.latest(&ItemQuery::top(10).in_categories(["c3"])).unwrap()));
+    answers.push(format!("{:?}", engine.items(None, 100).unwrap()));
     (engine.state_digest(), answers)
 }
 
@@ -156,10 +196,11 @@ fn run_policy(policy: &str, kills: u64, rng: &mut SplitMix64) {
         let submitted_max = acked.keys().next_back().map_or(next, |&i| i + 1).max(next) + 1;
         assert!(recovered <= submitted_max, "{context}: state holds batches never submitted");
         for index in reference.lsn_applied()..recovered {
-            reference.ingest_batch(&batch(index)).unwrap();
+            submit(&reference, index);
         }
         assert_eq!(observe(&engine), observe(&reference), "{context}: state differs from an uninterrupted run");
-        if let Some((&index, &lsn)) = acked.iter().next_back() {
+        // The newest acknowledged event batch, resubmitted, is a duplicate.
+        if let Some((&index, &lsn)) = acked.iter().rev().find(|(&index, _)| matches!(step(index), Step::Events(_))) {
             let receipts = engine.ingest_batch(&batch(index)).unwrap();
             assert!(receipts.iter().all(|r| r.duplicate && r.lsn == lsn), "{context}: resubmission {receipts:?}");
             assert_eq!(engine.lsn_applied(), recovered, "{context}: a duplicate was written");

@@ -1,9 +1,11 @@
 //! Replay equivalence: a random stream of ingests (with repeated event ids),
-//! forgets, removals, checkpoints, clean restarts and simulated power losses
+//! forgets, removals, catalogue changes (item upserts with categories,
+//! labels and publication times, hides and shows, user labels), checkpoints, clean restarts and simulated power losses
 //! (the log on `SimStorage`, which tears and reorders unsynced sectors) ends
 //! in exactly the state of one uninterrupted engine that saw the same
 //! acknowledged calls: same state digest, same receipts, and the same
-//! recommendations for every user under every strategy.
+//! recommendations for every user under every strategy, filtered and not,
+//! and the same catalogue reads.
 //!
 //! `RECWAL_REPLAY_CASES=<n>` runs more cases (default 64).
 #![allow(clippy::unwrap_used)]
@@ -14,13 +16,19 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy as PropStrategy;
 use recwal::wal::sim::SimStorage;
 use recwal::wal::SyncPolicy;
-use recwal::{Engine, EngineConfig, EngineError, Event, EventKind, RecommendRequest, Strategy};
+use recwal::{
+    Engine, EngineConfig, EngineError, Event, EventKind, Item, ItemQuery, LabelValue, RecommendRequest, Strategy, User,
+};
 
 #[derive(Clone, Debug)]
 enum Op {
     Ingest(Vec<(u8, u8, u8, Option<u8>)>),
     Forget(u8),
     Remove(u8),
+    /// Item, category, price label, publication time (or none).
+    UpsertItem(u8, u8, u8, Option<u8>),
+    Hide(u8, bool),
+    UpsertUser(u8, u8),
     Checkpoint,
     Restart,
     PowerLoss,
@@ -31,6 +39,9 @@ fn op() -> impl PropStrategy<Value = Op> {
         8 => prop::collection::vec((0u8..10, 0u8..16, 0u8..5, prop::option::of(0u8..24)), 1..5).prop_map(Op::Ingest),
         1 => (0u8..10).prop_map(Op::Forget),
         1 => (0u8..16).prop_map(Op::Remove),
+        2 => (0u8..16, 0u8..3, 0u8..100, prop::option::of(0u8..50)).prop_map(|(i, c, p, t)| Op::UpsertItem(i, c, p, t)),
+        1 => (0u8..16, any::<bool>()).prop_map(|(i, hidden)| Op::Hide(i, hidden)),
+        1 => (0u8..10, 0u8..5).prop_map(|(u, v)| Op::UpsertUser(u, v)),
         2 => Just(Op::Checkpoint),
         1 => Just(Op::Restart),
         2 => Just(Op::PowerLoss),
@@ -65,6 +76,14 @@ fn event(step: usize, (user, item, kind, id): (u8, u8, u8, Option<u8>)) -> Event
     }
 }
 
+fn item(id: u8, category: u8, price: u8, published: Option<u8>) -> Item {
+    let item = Item::new(format!("i{id}")).category(format!("c{category}")).label("price", f64::from(price));
+    match published {
+        Some(at) => item.published(i64::from(at)),
+        None => item,
+    }
+}
+
 /// Every observable answer of the engine, for comparison.
 fn observe(engine: &Engine) -> (u64, u64, Vec<String>) {
     let mut answers = Vec::new();
@@ -72,8 +91,16 @@ fn observe(engine: &Engine) -> (u64, u64, Vec<String>) {
         for strategy in Strategy::ALL {
             let answer = engine.recommend(&RecommendRequest::new(format!("u{user}"), 5, strategy)).unwrap();
             answers.push(format!("{answer:?}"));
+            let filtered = RecommendRequest::new(format!("u{user}"), 3, strategy).in_categories(["c1"]).offset(1);
+            answers.push(format!("{:?}", engine.recommend(&filtered).unwrap()));
         }
+        answers.push(format!("{:?}", engine.user(&format!("u{user}")).unwrap()));
     }
+    for category in ["c0", "c1", "c2"] {
+        answers.push(format!("{:?}", engine.latest(&ItemQuery::top(4).in_categories([category])).unwrap()));
+        answers.push(format!("{:?}", engine.popular_matching(&ItemQuery::top(4).in_categories([category])).unwrap()));
+    }
+    answers.push(format!("{:?}", engine.items(None, 100).unwrap()));
     (engine.state_digest(), engine.lsn_applied(), answers)
 }
 
@@ -108,6 +135,22 @@ fn run(ops: &[Op], seed: u64) {
             Op::Remove(item) => {
                 let item = format!("i{item}");
                 assert_eq!(outcome(engine.remove_item(&item)), outcome(reference.remove_item(&item)), "step {step}");
+            }
+            Op::UpsertItem(id, category, price, published) => {
+                let item = item(*id, *category, *price, *published);
+                assert_eq!(outcome(engine.upsert_item(&item)), outcome(reference.upsert_item(&item)), "step {step}");
+            }
+            Op::Hide(id, hidden) => {
+                let id = format!("i{id}");
+                let got = outcome(engine.set_item_hidden(&id, *hidden));
+                assert_eq!(got, outcome(reference.set_item_hidden(&id, *hidden)), "step {step}");
+            }
+            Op::UpsertUser(id, value) => {
+                let user = User {
+                    id: format!("u{id}"),
+                    labels: [("v".to_string(), LabelValue::Number(f64::from(*value)))].into(),
+                };
+                assert_eq!(outcome(engine.upsert_user(&user)), outcome(reference.upsert_user(&user)), "step {step}");
             }
             Op::Checkpoint => {
                 engine.checkpoint().unwrap();
