@@ -96,7 +96,7 @@ fn build(history: History, ending: Ending) -> Template {
     let mut ingest = |engine: &Engine, count: u64| {
         for _ in 0..count {
             n += 1;
-            if n % 25 == 0 {
+            if n.is_multiple_of(25) {
                 engine.upsert_item(&Item::new(format!("i{}", n % 101)).category("c").label("n", n as f64)).unwrap();
             } else {
                 engine.ingest(event(n)).unwrap();

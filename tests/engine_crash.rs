@@ -87,7 +87,7 @@ fn step(index: u64) -> Step {
             .category(format!("c{}", index % 4))
             .label("price", (index % 50) as f64)
             .published(index as i64)
-            .hidden(index % 3 == 0);
+            .hidden(index.is_multiple_of(3));
         return Step::Item(item);
     }
     Step::Events(batch(index))
