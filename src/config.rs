@@ -41,6 +41,28 @@ pub struct EngineConfig {
     pub checkpoint: CheckpointConfig,
     /// Ranking models.
     pub models: ModelConfig,
+    /// Expiry of feedback (interactions) by age.
+    pub feedback: FeedbackConfig,
+}
+
+/// Expiry of feedback: an interaction (a user's events on one item) whose
+/// newest event is older than `ttl` leaves the state, as if its events had
+/// never happened. The engine writes the cutoff as a log record
+/// (`ExpireFeedbackV1`) every `expire_every` (and once soon after open), so a
+/// replay expires exactly what the live engine expired.
+#[derive(Clone, Debug)]
+pub struct FeedbackConfig {
+    /// Time-to-live of an interaction, by its newest event's time (`None`:
+    /// interactions never expire). At least one second.
+    pub ttl: Option<Duration>,
+    /// How often the engine writes a new cutoff. At least one second.
+    pub expire_every: Duration,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig { ttl: None, expire_every: Duration::from_secs(3600) }
+    }
 }
 
 impl Default for EngineConfig {
@@ -63,6 +85,7 @@ impl Default for EngineConfig {
             blend: BlendConfig::default(),
             checkpoint: CheckpointConfig::default(),
             models: ModelConfig::default(),
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -219,7 +242,19 @@ impl EngineConfig {
         self.validate_neighbours_and_walks()?;
         self.validate_models()?;
         self.validate_scoring()?;
-        self.validate_checkpoints()
+        self.validate_checkpoints()?;
+        self.validate_feedback()
+    }
+
+    /// Feedback expiry.
+    fn validate_feedback(&self) -> Result<(), EngineError> {
+        if self.feedback.ttl.is_some_and(|ttl| ttl < Duration::from_secs(1)) {
+            return Err(bad("feedback.ttl", "must be at least 1 s when set"));
+        }
+        if self.feedback.expire_every < Duration::from_secs(1) {
+            return Err(bad("feedback.expire_every", "must be at least 1 s"));
+        }
+        Ok(())
     }
 
     /// The log, event weights and ratings, batches, the dedup window.

@@ -63,8 +63,8 @@ pub fn fuzz_snapshot(data: &[u8]) {
 /// Seeds for both targets: a few valid records and snapshots.
 pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     use crate::record::{
-        EventsV1, ForgetUserV1, ItemHiddenV1, ItemUpsertV1, LoggedEvent, LoggedKind, LoggedLabel, ModelActivatedV1,
-        ModelAddedV1, ModelRetiredV1, RemoveItemV1, UserUpsertV1,
+        EventsV1, ExpireFeedbackV1, ForgetUserV1, ItemHiddenV1, ItemUpsertV1, LoggedEvent, LoggedKind, LoggedLabel,
+        ModelActivatedV1, ModelAddedV1, ModelRetiredV1, RemoveItemV1, UserUpsertV1,
     };
     let events = LogRecord::Events(EventsV1 {
         ingested_ms: 1_700_000_000_000,
@@ -124,6 +124,7 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: true }),
         LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: false }),
         LogRecord::UserUpsert(UserUpsertV1 { user: "u2", labels: vec![("age", LoggedLabel::Number(30.0))] }),
+        LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms: 2 }),
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();

@@ -38,7 +38,8 @@ pub mod synth;
 
 pub use catalogue::{Item, ItemFilter, ItemPage, LabelCondition, LabelValue, User};
 pub use config::{
-    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
+    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, FeedbackConfig, ItemRankConfig, KindWeights, ModelConfig,
+    UserCfConfig,
 };
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
@@ -48,9 +49,11 @@ pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{
     CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX, ID_BYTES_MAX,
-    ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX, WEIGHT_MAX,
+    ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX, SESSION_EVENTS_MAX, WEIGHT_MAX,
 };
-pub use recommend::{ItemQuery, Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy};
+pub use recommend::{
+    ItemQuery, Ranking, Reason, RecommendRequest, Recommendations, Scored, SessionEvent, SessionRequest, Strategy,
+};
 pub use record::LoggedKind;
 pub use state::{MetadataBody, Pair, SnapshotBody};
 pub use wal::Durability;

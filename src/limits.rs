@@ -18,6 +18,9 @@ pub const WEIGHT_MAX: f32 = 1e6;
 /// Most items one request may ask for.
 pub const N_MAX: usize = 1000;
 
+/// Events in one session recommendation request.
+pub const SESSION_EVENTS_MAX: usize = 1000;
+
 /// Categories per item.
 pub const ITEM_CATEGORIES_MAX: usize = 32;
 

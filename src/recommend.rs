@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::{itemrank, popularity, top_n, usercf};
+use crate::algo::{itemrank, popularity, top_n, usercf, Profile};
 use crate::catalogue::{ItemFilter, LabelCondition, LabelValue};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
@@ -116,6 +116,90 @@ impl RecommendRequest {
         self.allow = Some(items.into_iter().map(Into::into).collect());
         self
     }
+}
+
+/// One event of an anonymous session, as the caller gives it (not written).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    /// External item id; items the engine does not know are ignored.
+    pub item: String,
+    /// What happened (weights as for ingested events).
+    pub kind: crate::event::EventKind,
+    /// Overrides the kind's weight (not for ratings).
+    #[serde(default)]
+    pub weight: Option<f32>,
+}
+
+/// Recommendations for an anonymous or new user from the events of their
+/// session, given in the request: nothing is written, and the answer is what
+/// a user with exactly these interactions would get.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// The session's events, oldest first, at most `SESSION_EVENTS_MAX`.
+    pub events: Vec<SessionEvent>,
+    /// Items wanted, 1–`N_MAX`.
+    pub n: usize,
+    /// Scoring strategy.
+    pub strategy: Strategy,
+    /// Items never to return (the session's own items never are).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Categories and label conditions the items must meet.
+    #[serde(default)]
+    pub filter: ItemFilter,
+    /// Items of the full answer to skip (pagination).
+    #[serde(default)]
+    pub offset: usize,
+}
+
+impl SessionRequest {
+    /// `n` items with `strategy` for a session of `events`.
+    pub fn new(events: Vec<SessionEvent>, n: usize, strategy: Strategy) -> SessionRequest {
+        SessionRequest { events, n, strategy, exclude: Vec::new(), filter: ItemFilter::default(), offset: 0 }
+    }
+}
+
+/// A session's profile: its events on items the state knows, folded into
+/// pairs as `apply` folds a user's events (the latest rating; implicit
+/// weights summed), sorted by item; and its Σ value².
+pub(crate) fn session_pairs(state: &State, events: &[(&str, bool, f32)]) -> (Vec<crate::state::Pair>, f64) {
+    let mut pairs: Vec<crate::state::Pair> = Vec::with_capacity(events.len());
+    let mut norm_sq = 0.0;
+    for &(item, rating, weight) in events {
+        let Some(item) = state.items().get(item) else { continue };
+        let at = match pairs.binary_search_by_key(&item, |pair| pair.item) {
+            Ok(at) => at,
+            Err(at) => {
+                pairs.insert(at, crate::state::Pair::empty(item));
+                at
+            }
+        };
+        norm_sq += pairs[at].add_event(rating, weight, None);
+    }
+    (pairs, norm_sq)
+}
+
+/// Answers a session request whose events were validated and resolved into
+/// `(item, is_rating, weight)`.
+pub(crate) fn recommend_session(
+    state: &State,
+    config: &EngineConfig,
+    request: &SessionRequest,
+    events: &[(&str, bool, f32)],
+    now_ms: i64,
+) -> Recommendations {
+    let (pairs, norm_sq) = session_pairs(state, events);
+    let profile = (!pairs.is_empty()).then_some(Profile { user: None, pairs: &pairs, norm_sq });
+    let wanted = Wanted {
+        n: request.offset + request.n,
+        strategy: request.strategy,
+        exclude: &request.exclude,
+        allow: None,
+        filter: &request.filter,
+    };
+    let mut answer = answer_for(state, config, profile.as_ref(), &wanted, now_ms, false).answer;
+    unpage(&mut answer, request.offset);
+    answer
 }
 
 /// Why an item was recommended.
@@ -328,7 +412,7 @@ fn popular_answers(state: &State, top: Vec<(Dense, f64)>) -> Vec<Scored> {
 
 /// Dense scores of `strategy` for every item (0 for items it cannot score).
 pub(crate) fn score_all(state: &State, config: &EngineConfig, user: Dense, strategy: Strategy) -> Vec<f64> {
-    score_with_neighbours(state, config, user, strategy).0
+    score_with_neighbours(state, config, &Profile::of(state, user), strategy).0
 }
 
 /// Scores, and the UserCF neighbours when the strategy used them (so the
@@ -336,25 +420,25 @@ pub(crate) fn score_all(state: &State, config: &EngineConfig, user: Dense, strat
 fn score_with_neighbours(
     state: &State,
     config: &EngineConfig,
-    user: Dense,
+    profile: &Profile<'_>,
     strategy: Strategy,
 ) -> (Vec<f64>, Vec<(Dense, f64)>) {
     let mut scores = vec![0.0; state.items().len()];
     let mut neighbours = Vec::new();
     match strategy {
         Strategy::UserCf => {
-            neighbours = usercf::neighbours(state, user, &config.usercf);
+            neighbours = usercf::neighbours(state, profile, &config.usercf);
             usercf::scores_from(state, &neighbours, &mut scores);
         }
-        Strategy::ItemRank => itemrank::fast(state, user, &config.itemrank, &mut scores),
-        Strategy::ItemRankExact => itemrank::exact(state, user, &config.itemrank, &mut scores),
+        Strategy::ItemRank => itemrank::fast(state, profile, &config.itemrank, &mut scores),
+        Strategy::ItemRankExact => itemrank::exact(state, profile, &config.itemrank, &mut scores),
         Strategy::Popularity => popularity::scores(state, &mut scores),
-        Strategy::Blend => neighbours = blend(state, config, user, &mut scores),
+        Strategy::Blend => neighbours = blend(state, config, profile, &mut scores),
     }
     (scores, neighbours)
 }
 
-fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) -> Vec<(Dense, f64)> {
+fn blend(state: &State, config: &EngineConfig, profile: &Profile<'_>, scores: &mut [f64]) -> Vec<(Dense, f64)> {
     let weights = &config.blend;
     let parts: [(f32, Strategy); 3] = [
         (weights.usercf, Strategy::UserCf),
@@ -366,7 +450,7 @@ fn blend(state: &State, config: &EngineConfig, user: Dense, scores: &mut [f64]) 
         if weight <= 0.0 {
             continue;
         }
-        let (part, used) = score_with_neighbours(state, config, user, strategy);
+        let (part, used) = score_with_neighbours(state, config, profile, strategy);
         if strategy == Strategy::UserCf {
             neighbours = used;
         }
@@ -516,27 +600,57 @@ pub(crate) fn recommend_with(
     defer_reasons: bool,
 ) -> Result<Candidates, EngineError> {
     validate(request)?;
-    let eligible = Eligibility::new(state, &request.filter, now_ms);
-    let excluded: HashSet<Dense> = request.exclude.iter().filter_map(|name| state.items().get(name)).collect();
-    let allowed: Option<HashSet<Dense>> =
-        request.allow.as_ref().map(|names| names.iter().filter_map(|name| state.items().get(name)).collect());
     let user = state.users().get(&request.user).filter(|&user| !state.user_items(user).is_empty());
+    let profile = user.map(|user| Profile::of(state, user));
+    let wanted = Wanted {
+        n: request.n,
+        strategy: request.strategy,
+        exclude: &request.exclude,
+        allow: request.allow.as_deref(),
+        filter: &request.filter,
+    };
+    Ok(answer_for(state, config, profile.as_ref(), &wanted, now_ms, defer_reasons))
+}
+
+/// What a request asks for, whoever it is for (a user or a session).
+pub(crate) struct Wanted<'r> {
+    pub n: usize,
+    pub strategy: Strategy,
+    pub exclude: &'r [String],
+    pub allow: Option<&'r [String]>,
+    pub filter: &'r ItemFilter,
+}
+
+/// The answer for `profile` (`None`: cold start, popularity only): the
+/// strategy's best eligible unseen items, filled with popular ones.
+pub(crate) fn answer_for(
+    state: &State,
+    config: &EngineConfig,
+    profile: Option<&Profile<'_>>,
+    wanted: &Wanted<'_>,
+    now_ms: i64,
+    defer_reasons: bool,
+) -> Candidates {
+    let eligible = Eligibility::new(state, wanted.filter, now_ms);
+    let excluded: HashSet<Dense> = wanted.exclude.iter().filter_map(|name| state.items().get(name)).collect();
+    let allowed: Option<HashSet<Dense>> =
+        wanted.allow.map(|names| names.iter().filter_map(|name| state.items().get(name)).collect());
     let keep = |item: Dense| {
         eligible.admits(item)
             && !excluded.contains(&item)
             && allowed.as_ref().is_none_or(|allowed| allowed.contains(&item))
-            && user.is_none_or(|user| state.pair(user, item).is_none())
+            && profile.is_none_or(|profile| !profile.holds(item))
     };
-    let mut items = Vec::with_capacity(request.n);
+    let mut items = Vec::with_capacity(wanted.n);
     let mut chosen: HashSet<Dense> = HashSet::new();
-    let cold_start = user.is_none();
+    let cold_start = profile.is_none();
     let (mut dense, mut used_neighbours) = (Vec::new(), Vec::new());
-    let mut dense_items: Vec<Dense> = Vec::with_capacity(request.n);
-    if let (Some(user), false) = (user, request.strategy == Strategy::Popularity) {
-        let (mut scores, neighbours) = score_with_neighbours(state, config, user, request.strategy);
+    let mut dense_items: Vec<Dense> = Vec::with_capacity(wanted.n);
+    if let (Some(profile), false) = (profile, wanted.strategy == Strategy::Popularity) {
+        let (mut scores, neighbours) = score_with_neighbours(state, config, profile, wanted.strategy);
         // Seen items drop out here, in O(seen), so the scan below needs no
         // lookup per item.
-        for pair in state.user_items(user) {
+        for pair in profile.pairs {
             scores[pair.item as usize] = 0.0;
         }
         let candidates: Vec<(Dense, f64)> = scores
@@ -550,35 +664,36 @@ pub(crate) fn recommend_with(
             })
             .map(|(item, &score)| (item as Dense, score))
             .collect();
-        let best = top_n(state.items(), candidates, request.n);
+        let best = top_n(state.items(), candidates, wanted.n);
         chosen.extend(best.iter().map(|&(item, _)| item));
         dense_items.extend(best.iter().map(|&(item, _)| item));
-        let mut co = CoInteraction::new(state, user);
+        let mut co = CoInteraction::new(state, profile.pairs);
         for (item, score) in best {
             let reasons =
-                if defer_reasons { Vec::new() } else { reasons(state, item, request.strategy, &neighbours, &mut co) };
+                if defer_reasons { Vec::new() } else { reasons(state, item, wanted.strategy, &neighbours, &mut co) };
             let name = state.items().name(item).to_string();
-            items.push(Scored { item: name, score, strategy: request.strategy, reasons, model_score: None });
+            items.push(Scored { item: name, score, strategy: wanted.strategy, reasons, model_score: None });
         }
         dense = scores;
         used_neighbours = neighbours;
     }
-    if items.len() < request.n {
+    if items.len() < wanted.n {
         // Cold start, or not enough scored candidates: fill with popular items.
-        let fill = popularity::top(state, request.n - items.len(), |item| keep(item) && !chosen.contains(&item));
+        let fill = popularity::top(state, wanted.n - items.len(), |item| keep(item) && !chosen.contains(&item));
         dense_items.extend(fill.iter().map(|&(item, _)| item));
         items.extend(popular_answers(state, fill));
     }
     let ranking = Ranking::Unranked { reason: None };
-    let answer = Recommendations { strategy: request.strategy, cold_start, lsn: state.lsn_applied(), items, ranking };
-    Ok(Candidates { answer, user, items: dense_items, scores: dense, neighbours: used_neighbours })
+    let answer = Recommendations { strategy: wanted.strategy, cold_start, lsn: state.lsn_applied(), items, ranking };
+    let user = profile.and_then(|profile| profile.user);
+    Candidates { answer, user, items: dense_items, scores: dense, neighbours: used_neighbours }
 }
 
 /// Gives the strategy's items of `items` (those `recommend_with` left
 /// without reasons) their reasons, from `state` as it is now.
 pub(crate) fn fill_reasons(state: &State, user: Option<Dense>, neighbours: &[(Dense, f64)], items: &mut [Scored]) {
     let Some(user) = user.filter(|&user| (user as usize) < state.users().len()) else { return };
-    let mut co = CoInteraction::new(state, user);
+    let mut co = CoInteraction::new(state, state.user_items(user));
     for scored in items.iter_mut().filter(|scored| scored.reasons.is_empty() && scored.strategy != Strategy::Popularity)
     {
         if let Some(item) = state.items().get(&scored.item) {
@@ -631,15 +746,16 @@ struct CoInteraction<'a> {
     history: Vec<Dense>,
     /// Users marked, to clear afterwards; `None` until first needed.
     marked: Option<Vec<Dense>>,
-    user: Dense,
+    /// The requesting profile's pairs.
+    pairs: &'a [crate::state::Pair],
 }
 
 impl<'a> CoInteraction<'a> {
     const HISTORY: usize = 8;
     const SCAN: usize = 1000;
 
-    fn new(state: &'a State, user: Dense) -> Self {
-        CoInteraction { state, history: Vec::new(), marked: None, user }
+    fn new(state: &'a State, pairs: &'a [crate::state::Pair]) -> Self {
+        CoInteraction { state, history: Vec::new(), marked: None, pairs }
     }
 
     fn sample(&self, item: Dense) -> (&'a [crate::state::ItemUser], f64) {
@@ -653,7 +769,7 @@ impl<'a> CoInteraction<'a> {
         // id), kept in a small sorted list: one pass, no copy of the user's
         // list, however long it is.
         let mut strongest: Vec<(f32, Dense)> = Vec::with_capacity(Self::HISTORY + 1);
-        for pair in self.state.user_items(self.user) {
+        for pair in self.pairs {
             let entry = (pair.value(), pair.item);
             let at =
                 strongest.partition_point(|&(value, item)| value.total_cmp(&entry.0).then(entry.1.cmp(&item)).is_gt());

@@ -44,6 +44,8 @@ pub const KIND_ITEM_UPSERT_V1: u8 = 7;
 pub const KIND_ITEM_HIDDEN_V1: u8 = 8;
 /// A user's metadata was set (`UserUpsertV1`).
 pub const KIND_USER_UPSERT_V1: u8 = 9;
+/// Feedback older than a time was expired (`ExpireFeedbackV1`).
+pub const KIND_EXPIRE_FEEDBACK_V1: u8 = 10;
 
 /// Kind 1: events ingested by one call, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,6 +169,17 @@ pub struct UserUpsertV1<'a> {
     pub labels: Vec<(&'a str, LoggedLabel<'a>)>,
 }
 
+/// Kind 10: every (user, item) interaction whose newest event is older than
+/// `before_ms` (compared in whole seconds) leaves the state, with its
+/// events' share of popularity. Written on the engine's schedule from the
+/// configured time-to-live, so a replay expires exactly what the live
+/// engine did, whatever the clock says then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireFeedbackV1 {
+    /// The cutoff, ms since the Unix epoch.
+    pub before_ms: i64,
+}
+
 /// A decoded record, borrowing from the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord<'a> {
@@ -188,6 +201,8 @@ pub enum LogRecord<'a> {
     ItemHidden(ItemHiddenV1<'a>),
     /// Kind 9.
     UserUpsert(UserUpsertV1<'a>),
+    /// Kind 10.
+    ExpireFeedback(ExpireFeedbackV1),
 }
 
 impl<'a> LogRecord<'a> {
@@ -203,6 +218,7 @@ impl<'a> LogRecord<'a> {
             LogRecord::ItemUpsert(body) => (KIND_ITEM_UPSERT_V1, postcard::to_stdvec(body)),
             LogRecord::ItemHidden(body) => (KIND_ITEM_HIDDEN_V1, postcard::to_stdvec(body)),
             LogRecord::UserUpsert(body) => (KIND_USER_UPSERT_V1, postcard::to_stdvec(body)),
+            LogRecord::ExpireFeedback(body) => (KIND_EXPIRE_FEEDBACK_V1, postcard::to_stdvec(body)),
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -222,6 +238,7 @@ impl<'a> LogRecord<'a> {
             KIND_ITEM_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::ItemUpsert).map_err(bad),
             KIND_ITEM_HIDDEN_V1 => postcard::from_bytes(payload).map(LogRecord::ItemHidden).map_err(bad),
             KIND_USER_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::UserUpsert).map_err(bad),
+            KIND_EXPIRE_FEEDBACK_V1 => postcard::from_bytes(payload).map(LogRecord::ExpireFeedback).map_err(bad),
             other => Err(EngineError::BadRecord {
                 lsn,
                 reason: format!("unknown record kind {other} (written by a newer recwal?)"),
@@ -274,6 +291,7 @@ mod tests {
             }),
             LogRecord::ItemHidden(ItemHiddenV1 { item: "i9", hidden: true }),
             LogRecord::UserUpsert(UserUpsertV1 { user: "u1", labels: vec![("age", LoggedLabel::Number(30.0))] }),
+            LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms: 1_700_000_000_000 }),
         ];
         for (at, record) in catalogue.into_iter().enumerate() {
             let (kind, payload) = record.encode()?;

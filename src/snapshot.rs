@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (4; 3 lacked the catalogue, 2 also the model
-//!        catalog, 1 `Pair::slot`)
+//! 8   4  format version (4; 3 lacked the catalogue and `Pair::last_s`,
+//!        2 also the model catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
@@ -145,8 +145,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if crc32fast::hash(payload) != u32_at(32) {
         return Err("body CRC mismatch".into());
     }
-    let (mut body, rest): (SnapshotBody, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
+    let (mut body, rest): (SnapshotBody, &[u8]) = if version >= VERSION {
+        postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?
+    } else {
+        let (old, rest): (SnapshotBodyV3, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
+        (old.upgrade(), rest)
+    };
     let rest = if version >= VERSION_WITHOUT_METADATA {
         let (models, rest) =
             postcard::take_from_bytes(rest).map_err(|err| format!("cannot decode the model catalog: {err}"))?;
@@ -170,6 +175,66 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
         return Err(format!("body LSN {} differs from header LSN {lsn}", body.lsn_applied));
     }
     Ok(body)
+}
+
+/// A pair as versions 2 and 3 stored it: no newest event time.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct PairV3 {
+    item: crate::ids::Dense,
+    rating: f32,
+    implicit: f32,
+    events: u32,
+    slot: u32,
+    mass: f64,
+}
+
+/// `SnapshotBody` of versions 2 and 3 (the field order of `SnapshotBody`).
+#[derive(serde::Deserialize, serde::Serialize)]
+struct SnapshotBodyV3 {
+    lsn_applied: u64,
+    events_applied: u64,
+    users: Vec<String>,
+    items: Vec<String>,
+    user_items: Vec<Vec<PairV3>>,
+    user_norm_sq: Vec<f64>,
+    half_life_ms: Option<f64>,
+    latest_ms: i64,
+    item_popularity: Vec<f64>,
+    removed_items: Vec<crate::ids::Dense>,
+    dedup: Vec<(String, crate::dedup::FirstSeen)>,
+}
+
+impl SnapshotBodyV3 {
+    /// The body in today's form. The pairs' newest event times were not
+    /// kept: each gets the newest event time the state had seen, so feedback
+    /// expiry never removes a pair earlier than it would have.
+    fn upgrade(self) -> SnapshotBody {
+        let last_s = crate::state::event_seconds(self.latest_ms);
+        let pair = |old: PairV3| crate::state::Pair {
+            item: old.item,
+            rating: old.rating,
+            implicit: old.implicit,
+            events: old.events,
+            slot: old.slot,
+            mass: old.mass,
+            last_s,
+        };
+        SnapshotBody {
+            lsn_applied: self.lsn_applied,
+            events_applied: self.events_applied,
+            users: self.users,
+            items: self.items,
+            user_items: self.user_items.into_iter().map(|pairs| pairs.into_iter().map(pair).collect()).collect(),
+            user_norm_sq: self.user_norm_sq,
+            half_life_ms: self.half_life_ms,
+            latest_ms: self.latest_ms,
+            item_popularity: self.item_popularity,
+            removed_items: self.removed_items,
+            dedup: self.dedup,
+            models: Catalog::default(),
+            metadata: MetadataBody::default(),
+        }
+    }
 }
 
 /// Writes `bytes` as the snapshot at `lsn`, atomically and durably.
@@ -201,6 +266,7 @@ mod tests {
                 events: 2,
                 slot: 0,
                 mass: f64::NEG_INFINITY,
+                last_s: 0,
             }]],
             user_norm_sq: vec![25.0],
             half_life_ms: None,
@@ -211,6 +277,31 @@ mod tests {
             models: Catalog::default(),
             metadata: MetadataBody::default(),
         }
+    }
+
+    /// `body()` as versions 2 and 3 encoded it.
+    fn old_body() -> Vec<u8> {
+        let old = SnapshotBodyV3 {
+            lsn_applied: 7,
+            events_applied: 3,
+            users: vec!["u".into()],
+            items: vec!["i".into()],
+            user_items: vec![vec![PairV3 {
+                item: 0,
+                rating: 4.0,
+                implicit: 1.0,
+                events: 2,
+                slot: 0,
+                mass: f64::NEG_INFINITY,
+            }]],
+            user_norm_sq: vec![25.0],
+            half_life_ms: None,
+            latest_ms: 7,
+            item_popularity: vec![2.0],
+            removed_items: vec![],
+            dedup: vec![],
+        };
+        postcard::to_stdvec(&old).unwrap_or_default()
     }
 
     fn metadata() -> MetadataBody {
@@ -236,8 +327,8 @@ mod tests {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
         let bytes = encode(7, &body(), &models, &metadata())?;
-        // Version 3: the same header, body and model catalog, no catalogue.
-        let mut payload = postcard::to_stdvec(&body()).map_err(|err| EngineError::invalid("body", err.to_string()))?;
+        // Version 3: the same header, the old body and the model catalog, no catalogue.
+        let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
         let mut old = bytes[..HEADER_BYTES].to_vec();
         old[8..12].copy_from_slice(&VERSION_WITHOUT_METADATA.to_le_bytes());
@@ -256,8 +347,8 @@ mod tests {
     #[test]
     fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
         let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default())?;
-        // Version 2: the same header and body, no catalog after it.
-        let payload = postcard::to_stdvec(&body()).map_err(|err| EngineError::invalid("body", err.to_string()))?;
+        // Version 2: the same header and the old body, no catalog after it.
+        let payload = old_body();
         let mut old = bytes[..HEADER_BYTES].to_vec();
         old[8..12].copy_from_slice(&VERSION_WITHOUT_MODELS.to_le_bytes());
         old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());

@@ -324,3 +324,142 @@ fn the_catalogue_survives_restarts_from_the_log_and_from_a_snapshot() {
     let latest: Vec<String> = engine.latest(&ItemQuery::top(5)).unwrap().into_iter().map(|item| item.id).collect();
     assert_eq!(latest, ["i4", "i3"]);
 }
+
+fn session(items: &[&str]) -> Vec<recwal::SessionEvent> {
+    items
+        .iter()
+        .map(|item| recwal::SessionEvent { item: item.to_string(), kind: EventKind::View, weight: None })
+        .collect()
+}
+
+#[test]
+fn a_session_is_answered_like_a_user_with_those_events_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    seed(&engine, 60, 40);
+    let lsn = engine.lsn_applied();
+    // "me" viewed i0 and i1: a session of the same views gets the same
+    // ItemRank and popularity answers (the graph is the same either way).
+    for strategy in [Strategy::ItemRank, Strategy::ItemRankExact, Strategy::Popularity] {
+        let request = recwal::SessionRequest::new(session(&["i0", "i1"]), 8, strategy);
+        let answer = engine.recommend_session(&request).unwrap();
+        let user = engine.recommend(&RecommendRequest::new("me", 8, strategy)).unwrap();
+        assert_eq!(answer.items, user.items, "{strategy:?}");
+        assert!(!answer.cold_start);
+    }
+    // UserCF: neighbours found through the session's items, with reasons.
+    for strategy in [Strategy::UserCf, Strategy::Blend] {
+        let request = recwal::SessionRequest::new(session(&["i3", "i10", "i17"]), 6, strategy);
+        let answer = engine.recommend_session(&request).unwrap();
+        assert_eq!(answer.items.len(), 6, "{strategy:?}");
+        assert!(answer.items.iter().all(|scored| !["i3", "i10", "i17"].contains(&scored.item.as_str())));
+        assert!(answer.items[0].reasons.iter().any(|reason| matches!(reason, recwal::Reason::Neighbour { .. })));
+    }
+    // Filters and pages apply as for users.
+    for item in 0..40 {
+        engine.upsert_item(&Item::new(format!("i{item}")).category(if item < 4 { "few" } else { "many" })).unwrap();
+    }
+    let (lsn, digest) = (lsn.max(engine.lsn_applied()), engine.state_digest());
+    let mut request = recwal::SessionRequest::new(session(&["i5", "i6"]), 4, Strategy::UserCf);
+    request.filter.categories = vec!["few".into()];
+    let answer = engine.recommend_session(&request).unwrap();
+    assert_eq!(
+        ids(&answer.items).into_iter().collect::<HashSet<_>>(),
+        ["i0", "i1", "i2", "i3"].map(String::from).into()
+    );
+    request.filter.categories.clear();
+    request.n = 10;
+    let whole = ids(&engine.recommend_session(&request).unwrap().items);
+    request.n = 5;
+    request.offset = 5;
+    assert_eq!(ids(&engine.recommend_session(&request).unwrap().items), whole[5..].to_vec());
+    // Only unknown items: a cold start.
+    let cold = engine.recommend_session(&recwal::SessionRequest::new(session(&["nope"]), 3, Strategy::UserCf)).unwrap();
+    assert!(cold.cold_start);
+    assert_eq!(cold.items.len(), 3);
+    assert_eq!((engine.lsn_applied(), engine.state_digest()), (lsn, digest), "a session wrote something");
+}
+
+#[test]
+fn a_bad_session_event_is_refused_by_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let mut events = session(&["i0", "i1"]);
+    events[1].kind = EventKind::Rating(99.0);
+    let refused = engine.recommend_session(&recwal::SessionRequest::new(events, 3, Strategy::UserCf));
+    assert!(matches!(refused, Err(EngineError::Invalid { field, .. }) if field == "events[1].kind.rating"));
+    let events = session(&vec!["i"; recwal::SESSION_EVENTS_MAX + 1]);
+    let refused = engine.recommend_session(&recwal::SessionRequest::new(events, 3, Strategy::UserCf));
+    assert!(matches!(refused, Err(EngineError::Invalid { field, .. }) if field == "events"));
+}
+
+/// Everything but the expired interactions, as an engine that never saw them.
+#[test]
+fn expired_feedback_leaves_the_state_as_if_it_never_happened_and_stays_expired() {
+    let (dir, clean_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let engine = open(dir.path());
+    let clean = open(clean_dir.path());
+    let hour = 3_600_000i64;
+    let base = now_ms() - 48 * hour;
+    let mut old = Vec::new();
+    let mut fresh = Vec::new();
+    for user in 0..30 {
+        for at in 0..5 {
+            let item = format!("i{}", (user * 5 + at * 3) % 23);
+            let kind = if at == 4 { EventKind::Rating(4.0) } else { EventKind::View };
+            // Users 0..10 were active only long ago.
+            let when = if user < 10 { base } else { base + 40 * hour + at as i64 };
+            let event = Event::new(format!("u{user}"), item, kind).at(when);
+            if user < 10 {
+                old.push(event.clone())
+            } else {
+                fresh.push(event.clone())
+            }
+        }
+    }
+    engine.ingest_batch(&old).unwrap();
+    engine.ingest_batch(&fresh).unwrap();
+    clean.ingest_batch(&fresh).unwrap();
+    engine.expire_feedback_before(base + 24 * hour).unwrap();
+    let answers = |engine: &Engine| -> Vec<String> {
+        let mut out = Vec::new();
+        for user in 0..30 {
+            for strategy in Strategy::ALL {
+                out.push(format!("{:?}", recommended(engine, &format!("u{user}"), 5, strategy)));
+            }
+        }
+        out.push(format!("{:?}", engine.popular(10).unwrap()));
+        out
+    };
+    assert_eq!(answers(&engine), answers(&clean));
+    assert!(engine.interactions("u3").unwrap().is_empty(), "an expired user's interactions are gone");
+    assert_eq!(engine.stats().pairs, clean.stats().pairs, "the expired pairs' memory is released");
+    let digest = engine.state_digest();
+    engine.checkpoint().unwrap();
+    engine.close().unwrap();
+    let engine = open(dir.path());
+    assert_eq!(engine.state_digest(), digest);
+    assert_eq!(answers(&engine), answers(&clean));
+    assert!(matches!(engine.expire_feedback_before(-1), Err(EngineError::Invalid { .. })));
+}
+
+#[test]
+fn the_engine_expires_feedback_older_than_its_ttl_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.feedback.ttl = Some(std::time::Duration::from_secs(3600));
+    config.feedback.expire_every = std::time::Duration::from_secs(1);
+    let engine = Engine::open(dir.path(), config).unwrap();
+    let two_hours_ago = now_ms() - 7_200_000;
+    engine.ingest(Event::new("old", "a", EventKind::View).at(two_hours_ago)).unwrap();
+    engine.ingest(Event::new("new", "a", EventKind::View)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !engine.interactions("old").unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the old interaction never expired");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(engine.interactions("new").unwrap().len(), 1);
+    let mut bad = EngineConfig::default();
+    bad.feedback.ttl = Some(std::time::Duration::from_millis(10));
+    assert!(matches!(Engine::open(dir.path(), bad).err(), Some(EngineError::InvalidConfig { .. })));
+}

@@ -63,21 +63,28 @@ fn batch(index: u64) -> Vec<Event> {
                 _ => EventKind::Rating(1.0 + rng.below(5) as f32),
             };
             Event::new(format!("u{}", rng.below(USERS)), format!("i{}", rng.below(ITEMS)), kind)
-                .at(1_000_000 + index as i64)
+                .at(1_000_000 + index as i64 * 1000)
                 .with_id(format!("b{index}-{k}"))
         })
         .collect()
 }
 
 /// Step `index` of the stream: mostly event batches, every 5th an item
-/// upsert (every 3rd of those hiding the item), every 11th a user's labels.
+/// upsert (every 3rd of those hiding the item), every 11th a user's labels,
+/// every 17th a feedback expiry.
 enum Step {
     Events(Vec<Event>),
     Item(Item),
     User(User),
+    /// Expire feedback older than this (ms of event time).
+    Expire(i64),
 }
 
 fn step(index: u64) -> Step {
+    if index % 17 == 16 {
+        // Batch i's events are at second 1000 + i: forget those 40 steps old.
+        return Step::Expire(1_000_000 + (index as i64 - 40) * 1000);
+    }
     if index % 11 == 10 {
         let labels = [("seen".to_string(), LabelValue::Number(index as f64))].into();
         return Step::User(User { id: format!("u{}", index % USERS), labels });
@@ -99,6 +106,7 @@ fn submit(engine: &Engine, index: u64) -> u64 {
         Step::Events(events) => engine.ingest_batch(&events).unwrap()[0].lsn,
         Step::Item(item) => engine.upsert_item(&item).unwrap(),
         Step::User(user) => engine.upsert_user(&user).unwrap(),
+        Step::Expire(before_ms) => engine.expire_feedback_before(before_ms).unwrap(),
     }
 }
 

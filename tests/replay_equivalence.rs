@@ -1,6 +1,7 @@
 //! Replay equivalence: a random stream of ingests (with repeated event ids),
 //! forgets, removals, catalogue changes (item upserts with categories,
-//! labels and publication times, hides and shows, user labels), checkpoints, clean restarts and simulated power losses
+//! labels and publication times, hides and shows, user labels), feedback
+//! expiry, checkpoints, clean restarts and simulated power losses
 //! (the log on `SimStorage`, which tears and reorders unsynced sectors) ends
 //! in exactly the state of one uninterrupted engine that saw the same
 //! acknowledged calls: same state digest, same receipts, and the same
@@ -29,6 +30,8 @@ enum Op {
     UpsertItem(u8, u8, u8, Option<u8>),
     Hide(u8, bool),
     UpsertUser(u8, u8),
+    /// Expire feedback older than this many seconds of event time.
+    Expire(u8),
     Checkpoint,
     Restart,
     PowerLoss,
@@ -42,6 +45,7 @@ fn op() -> impl PropStrategy<Value = Op> {
         2 => (0u8..16, 0u8..3, 0u8..100, prop::option::of(0u8..50)).prop_map(|(i, c, p, t)| Op::UpsertItem(i, c, p, t)),
         1 => (0u8..16, any::<bool>()).prop_map(|(i, hidden)| Op::Hide(i, hidden)),
         1 => (0u8..10, 0u8..5).prop_map(|(u, v)| Op::UpsertUser(u, v)),
+        1 => (0u8..20).prop_map(Op::Expire),
         2 => Just(Op::Checkpoint),
         1 => Just(Op::Restart),
         2 => Just(Op::PowerLoss),
@@ -69,7 +73,9 @@ fn event(step: usize, (user, item, kind, id): (u8, u8, u8, Option<u8>)) -> Event
         3 => EventKind::Purchase,
         _ => EventKind::Rating(f32::from(item % 5) + 1.0),
     };
-    let event = Event::new(format!("u{user}"), format!("i{item}"), kind).at(1_000 + step as i64);
+    // A quarter second per step, so feedback expiry (whole seconds) has
+    // something to tell apart.
+    let event = Event::new(format!("u{user}"), format!("i{item}"), kind).at(1_000 + step as i64 * 250);
     match id {
         Some(id) => event.with_id(format!("e{id}")),
         None => event,
@@ -151,6 +157,11 @@ fn run(ops: &[Op], seed: u64) {
                     labels: [("v".to_string(), LabelValue::Number(f64::from(*value)))].into(),
                 };
                 assert_eq!(outcome(engine.upsert_user(&user)), outcome(reference.upsert_user(&user)), "step {step}");
+            }
+            Op::Expire(seconds) => {
+                let before = i64::from(*seconds) * 1000;
+                let got = outcome(engine.expire_feedback_before(before));
+                assert_eq!(got, outcome(reference.expire_feedback_before(before)), "step {step}");
             }
             Op::Checkpoint => {
                 engine.checkpoint().unwrap();

@@ -21,13 +21,14 @@
 //! items and samples long user and item lists (each sample scaled to stand
 //! for its list); docs/EVALUATION.md measures what that costs.
 
+use crate::algo::Profile;
 use crate::config::ItemRankConfig;
 use crate::ids::Dense;
 use crate::state::State;
 
-/// d_u: the user's values divided by their sum.
-fn preference(state: &State, user: Dense) -> Vec<(Dense, f64)> {
-    let pairs = state.user_items(user);
+/// d_u: the profile's values divided by their sum.
+fn preference(profile: &Profile<'_>) -> Vec<(Dense, f64)> {
+    let pairs = profile.pairs;
     let total: f64 = pairs.iter().map(|pair| f64::from(pair.value())).sum();
     if total <= 0.0 {
         return Vec::new();
@@ -68,9 +69,9 @@ fn strongest(mut preference: Vec<(Dense, f64)>, max: usize) -> Vec<(Dense, f64)>
 }
 
 /// Exact ItemRank scores for every item.
-pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
+pub(crate) fn exact(state: &State, profile: &Profile<'_>, config: &ItemRankConfig, scores: &mut [f64]) {
     let items = state.items().len();
-    let preference = preference(state, user);
+    let preference = preference(profile);
     if items == 0 || preference.is_empty() {
         return;
     }
@@ -93,9 +94,9 @@ pub(crate) fn exact(state: &State, user: Dense, config: &ItemRankConfig, scores:
 }
 
 /// Fast ItemRank: `fast_hops` exact terms plus the stationary tail.
-pub(crate) fn fast(state: &State, user: Dense, config: &ItemRankConfig, scores: &mut [f64]) {
+pub(crate) fn fast(state: &State, profile: &Profile<'_>, config: &ItemRankConfig, scores: &mut [f64]) {
     let items = state.items().len();
-    let preference = preference(state, user);
+    let preference = preference(profile);
     if items == 0 || preference.is_empty() {
         return;
     }

@@ -8,6 +8,33 @@ pub(crate) mod usercf;
 use std::cmp::Ordering;
 
 use crate::ids::{id_order, Dense, Interner};
+use crate::state::{Pair, State};
+
+/// Whose tastes a strategy scores for: a known user (their pairs in the
+/// state) or an anonymous session (pairs built from the request's events,
+/// never written).
+#[derive(Clone, Copy)]
+pub(crate) struct Profile<'a> {
+    /// The user, when the profile is a known user's (left out of their own
+    /// neighbours).
+    pub user: Option<Dense>,
+    /// Sorted by item.
+    pub pairs: &'a [Pair],
+    /// Σ value² over `pairs`.
+    pub norm_sq: f64,
+}
+
+impl<'a> Profile<'a> {
+    /// `user`'s profile in `state`.
+    pub(crate) fn of(state: &'a State, user: Dense) -> Profile<'a> {
+        Profile { user: Some(user), pairs: state.user_items(user), norm_sq: state.user_norm_sq(user) }
+    }
+
+    /// Whether the profile holds `item` (a seen item).
+    pub(crate) fn holds(&self, item: Dense) -> bool {
+        self.pairs.binary_search_by_key(&item, |pair| pair.item).is_ok()
+    }
+}
 
 /// Best-first order: higher score first, ties to the lower external id.
 pub(crate) fn rank_order(names: &Interner, a: (Dense, f64), b: (Dense, f64)) -> Ordering {

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use crate::algo::top_n;
+use crate::algo::{top_n, Profile};
 use crate::config::UserCfConfig;
 use crate::ids::Dense;
 use crate::state::State;
@@ -19,9 +19,9 @@ thread_local! {
     static DOTS: RefCell<(Vec<f64>, Vec<Dense>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// The user's neighbours, most similar first: `(user, cosine)`.
-pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> Vec<(Dense, f64)> {
-    let norm_u = state.user_norm_sq(user).sqrt();
+/// The profile's neighbours, most similar first: `(user, cosine)`.
+pub(crate) fn neighbours(state: &State, profile: &Profile<'_>, config: &UserCfConfig) -> Vec<(Dense, f64)> {
+    let norm_u = profile.norm_sq.sqrt();
     if norm_u <= 0.0 {
         return Vec::new();
     }
@@ -31,7 +31,7 @@ pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> V
         if dots.len() < state.users().len() {
             dots.resize(state.users().len(), 0.0);
         }
-        for pair in state.user_items(user) {
+        for pair in profile.pairs {
             let mine = f64::from(pair.value());
             if mine == 0.0 {
                 continue;
@@ -42,7 +42,7 @@ pub(crate) fn neighbours(state: &State, user: Dense, config: &UserCfConfig) -> V
             let start = users.len().saturating_sub(config.scan_users_per_item);
             for entry in &users[start..] {
                 let (other, theirs) = (entry.user, f64::from(entry.value));
-                if other == user || theirs == 0.0 {
+                if Some(other) == profile.user || theirs == 0.0 {
                     continue;
                 }
                 let dot = &mut dots[other as usize];

@@ -12,7 +12,7 @@ use crate::event;
 use crate::ids::Dense;
 use crate::limits::N_MAX;
 use crate::recommend::{self, ItemQuery};
-use crate::record::{ItemHiddenV1, LogRecord};
+use crate::record::{ExpireFeedbackV1, ItemHiddenV1, LogRecord};
 use crate::state::{ItemMeta, Label, Labels, State};
 
 impl Engine {
@@ -97,6 +97,26 @@ impl Engine {
         let state = self.shared.read_state();
         let labels = state.users().get(user).and_then(|dense| state.user_labels(dense));
         Ok(labels.map(|labels| User { id: user.to_string(), labels: labels_of(&state, labels) }))
+    }
+}
+
+impl Engine {
+    /// Expires now every interaction whose newest event is older than
+    /// `before_ms` (whole seconds compared): one log record, durable before
+    /// it is applied. The engine calls this on its own when
+    /// `feedback.ttl` is set; an operator may call it with any cutoff.
+    pub fn expire_feedback_before(&self, before_ms: i64) -> Result<u64, EngineError> {
+        self.shared.expire_feedback_before(before_ms)
+    }
+}
+
+impl super::Shared {
+    pub(super) fn expire_feedback_before(&self, before_ms: i64) -> Result<u64, EngineError> {
+        if before_ms < 0 {
+            return Err(EngineError::invalid("before_ms", "must be ≥ 0 (ms since the Unix epoch)"));
+        }
+        let record = LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms });
+        self.log_and_apply(&record, Vec::new(), self.default_durability)
     }
 }
 

@@ -204,11 +204,34 @@ impl Shared {
         self.ranker.reap();
     }
 
+    /// Writes the feedback cutoff (now − ttl) when one is configured and
+    /// `expire_every` has passed since the last (or none was written since
+    /// open). One of the checkpoint thread's jobs.
+    fn expire_feedback_when_due(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(ttl) = self.config.feedback.ttl else { return };
+        if self.poisoned.get().is_some() || self.disk.current().is_some() {
+            return;
+        }
+        let now = crate::event::now_ms();
+        let last = self.feedback_expired_ms.load(Ordering::Relaxed);
+        let every = self.config.feedback.expire_every.as_millis() as i64;
+        if last != 0 && now - last < every {
+            return;
+        }
+        self.feedback_expired_ms.store(now, Ordering::Relaxed);
+        let before_ms = now.saturating_sub(ttl.as_millis() as i64);
+        if let Err(err) = self.expire_feedback_before(before_ms) {
+            tracing::warn!(error = %err, before_ms, "feedback expiry not written; retried next period");
+        }
+    }
+
     /// One round of the background thread's jobs, in this order.
     fn background_round(&self) {
         self.apply_orphans();
         self.free_swapped_out_models();
         self.probe_disk();
+        self.expire_feedback_when_due();
         self.checkpoint_when_due();
     }
 }

@@ -46,7 +46,7 @@ use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::model::ranker::Ranker;
 use crate::offload::Offload;
-use crate::recommend::{self, ItemQuery, RecommendRequest, Recommendations, Scored, Strategy};
+use crate::recommend::{self, ItemQuery, RecommendRequest, Recommendations, Scored, SessionRequest, Strategy};
 use crate::record::{ForgetUserV1, LogRecord, RemoveItemV1};
 use crate::snapshot;
 use crate::state::State;
@@ -170,6 +170,8 @@ struct Shared {
     /// The model registry's (`models.rs`) and the read path's.
     ranker: Ranker,
     offload: Offload,
+    /// Wall-clock ms of the last feedback expiry written (0: none yet).
+    feedback_expired_ms: std::sync::atomic::AtomicI64,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -269,6 +271,7 @@ impl Engine {
             disk: DiskWatch::new(),
             ranker,
             offload: Offload::new(config_sessions),
+            feedback_expired_ms: std::sync::atomic::AtomicI64::new(0),
         });
         let (stop, checkpointer) = checkpoint::start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
@@ -349,6 +352,15 @@ impl Engine {
     /// why (`Recommendations::ranking`).
     pub fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
         self.shared.recommend(request)
+    }
+
+    /// Recommendations for an anonymous or new user from their session's
+    /// events, given in the request (validated like ingested events; items
+    /// the engine does not know are ignored; nothing is written), with every
+    /// strategy, the same filters, pages and reasons as `recommend`. The
+    /// answer is in the strategy's order (no ranking model).
+    pub fn recommend_session(&self, request: &SessionRequest) -> Result<Recommendations, EngineError> {
+        self.shared.recommend_session(request)
     }
 
     /// `recommend` for async code: the work (state reads and model

@@ -3,8 +3,11 @@
 
 use super::Shared;
 use crate::error::EngineError;
+use crate::event::{self, Event};
+use crate::limits::SESSION_EVENTS_MAX;
 use crate::model::ranker::Plan;
-use crate::recommend::{self, RecommendRequest, Recommendations};
+use crate::recommend::{self, RecommendRequest, Recommendations, SessionRequest};
+use crate::record::LoggedKind;
 
 impl Shared {
     /// The read path of `Engine::recommend`: the strategy under the state's
@@ -60,5 +63,36 @@ impl Shared {
             &candidates.items,
         );
         Ok((candidates, features))
+    }
+
+    /// `Engine::recommend_session`: the events validated as ingested events
+    /// are (field names `events[i].…`), then answered under the read lock;
+    /// nothing is written.
+    pub(super) fn recommend_session(&self, request: &SessionRequest) -> Result<Recommendations, EngineError> {
+        recommend::validate_page(request.n, request.offset)?;
+        request.filter.validate()?;
+        if request.events.len() > SESSION_EVENTS_MAX {
+            return Err(EngineError::invalid(
+                "events",
+                format!("at most {SESSION_EVENTS_MAX} events, got {}", request.events.len()),
+            ));
+        }
+        let now_ms = event::now_ms();
+        // Validated as an ingested event is, under a placeholder user id.
+        let events: Vec<Event> = request
+            .events
+            .iter()
+            .map(|session| Event {
+                weight: session.weight,
+                ..Event::new("session", &session.item, session.kind.clone())
+            })
+            .collect();
+        let mut resolved = Vec::with_capacity(events.len());
+        for (at, session) in events.iter().enumerate() {
+            let logged = event::validate(session, &self.config, now_ms, &|| format!("events[{at}]"))?;
+            resolved.push((session.item.as_str(), logged.kind == LoggedKind::Rating, logged.weight));
+        }
+        let state = self.read_state();
+        Ok(recommend::recommend_session(&state, &self.config, request, &resolved, now_ms))
     }
 }

@@ -30,13 +30,23 @@ pub struct Pair {
     /// events (t in ms since the epoch), so `forget_user` can subtract it;
     /// −∞ otherwise.
     pub mass: f64,
+    /// The newest event time of the pair, in whole seconds since the Unix
+    /// epoch (for feedback expiry; fits the padding after `slot`).
+    pub last_s: u32,
+}
+
+/// An event time (ms since the epoch) in the whole seconds `Pair::last_s`
+/// keeps (clamped to what a `u32` holds: 1970 to 2106).
+#[inline]
+pub(crate) fn event_seconds(timestamp_ms: i64) -> u32 {
+    (timestamp_ms.div_euclid(1000)).clamp(0, i64::from(u32::MAX)) as u32
 }
 
 impl Pair {
     /// A pair before its first event; its slot is set when it joins the
     /// item's user list.
-    pub(super) fn empty(item: Dense) -> Pair {
-        Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot: 0, mass: f64::NEG_INFINITY }
+    pub(crate) fn empty(item: Dense) -> Pair {
+        Pair { item, rating: f32::NAN, implicit: 0.0, events: 0, slot: 0, mass: f64::NEG_INFINITY, last_s: 0 }
     }
 
     /// The interaction strength used by every strategy: the latest rating
@@ -49,7 +59,7 @@ impl Pair {
     /// Adds one event to the pair; returns the change of the user's Σ value².
     /// `mass` is the event's `t / half-life` (with a half-life only).
     #[inline]
-    pub(super) fn add_event(&mut self, rating: bool, weight: f32, mass: Option<f64>) -> f64 {
+    pub(crate) fn add_event(&mut self, rating: bool, weight: f32, mass: Option<f64>) -> f64 {
         let before = f64::from(self.value());
         if rating {
             self.rating = weight;
@@ -117,9 +127,19 @@ impl Interactions {
     /// Adds one event to the pair at `pos` of `user`'s list; the norm and the
     /// item list follow.
     #[inline]
-    pub(super) fn add_event(&mut self, user: Dense, pos: usize, rating: bool, weight: f32, mass: Option<f64>) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_event(
+        &mut self,
+        user: Dense,
+        pos: usize,
+        rating: bool,
+        weight: f32,
+        mass: Option<f64>,
+        at_s: u32,
+    ) {
         let pair = &mut self.user_items[user as usize][pos];
         self.user_norm_sq[user as usize] += pair.add_event(rating, weight, mass);
+        pair.last_s = pair.last_s.max(at_s);
         let entry = &mut self.item_users[pair.item as usize][pair.slot as usize];
         // Paired with `insert_pair` and the slot moves of `remove_user`.
         assert!(entry.user == user, "item {} slot {} is not user {user}'s", pair.item, pair.slot);
@@ -130,7 +150,29 @@ impl Interactions {
     /// item list into the freed slot, and returns them.
     pub(super) fn remove_user(&mut self, user: Dense) -> Vec<Pair> {
         let pairs = std::mem::take(&mut self.user_items[user as usize]);
-        for pair in &pairs {
+        self.unlink(&pairs);
+        self.user_norm_sq[user as usize] = 0.0;
+        pairs
+    }
+
+    /// Takes the pairs of `user` that `expired` selects out of every list
+    /// (the rest keep their order), recomputes the user's Σ value² from the
+    /// pairs kept, and returns the pairs taken.
+    pub(super) fn remove_pairs(&mut self, user: Dense, expired: impl Fn(&Pair) -> bool) -> Vec<Pair> {
+        let pairs = &mut self.user_items[user as usize];
+        if !pairs.iter().any(&expired) {
+            return Vec::new();
+        }
+        let (gone, kept): (Vec<Pair>, Vec<Pair>) = std::mem::take(pairs).into_iter().partition(|pair| expired(pair));
+        self.user_norm_sq[user as usize] = kept.iter().map(|pair| f64::from(pair.value()).powi(2)).sum();
+        self.user_items[user as usize] = kept;
+        self.unlink(&gone);
+        gone
+    }
+
+    /// Removes `pairs` (no longer in their user's list) from the item lists.
+    fn unlink(&mut self, pairs: &[Pair]) {
+        for pair in pairs {
             let users = &mut self.item_users[pair.item as usize];
             let slot = pair.slot as usize;
             if slot < users.len() {
@@ -142,9 +184,12 @@ impl Interactions {
                     }
                 }
             }
+            // Memory of removed pairs goes back when a list shrank a lot.
+            let users = &mut self.item_users[pair.item as usize];
+            if users.capacity() > 4 * users.len().max(4) {
+                users.shrink_to_fit();
+            }
         }
-        self.user_norm_sq[user as usize] = 0.0;
-        pairs
     }
 
     /// log₂ Σ 2^mass over the pairs of `item`'s users.

@@ -28,6 +28,7 @@ mod replay;
 
 use catalog::Catalog;
 use derived::Derived;
+pub(crate) use interactions::event_seconds;
 use interactions::Interactions;
 pub(crate) use interactions::ItemUser;
 pub use interactions::Pair;
@@ -275,6 +276,7 @@ impl State {
                 let user = self.intern_user(upsert.user);
                 self.metadata.upsert_user(user, &upsert.labels);
             }
+            LogRecord::ExpireFeedback(expire) => self.expire_feedback(expire.before_ms),
         }
         // Paired with the early return above: LSNs only grow.
         assert!(lsn > self.lsn_applied, "record {lsn} applied after {}", self.lsn_applied);
@@ -325,8 +327,9 @@ impl State {
         // The popularity key and count change now, also during a replay (they
         // are global and in log order); the order changes at the record's end.
         let mass = self.popularity.add_event(item, timestamp_ms);
+        let at_s = interactions::event_seconds(timestamp_ms);
         if let Some(deferred) = &mut self.replay {
-            if deferred.push(user, item, rating, weight, mass) {
+            if deferred.push(user, item, rating, weight, mass, at_s) {
                 deferred.apply_to(&mut self.interactions);
             }
             return;
@@ -341,7 +344,7 @@ impl State {
                 pos
             }
         };
-        self.interactions.add_event(user, pos, rating, weight, mass);
+        self.interactions.add_event(user, pos, rating, weight, mass, at_s);
     }
 
     fn forget(&mut self, user: Dense) {
@@ -362,6 +365,32 @@ impl State {
         for pair in &pairs {
             let interactions = &self.interactions;
             self.popularity.forget_events(pair.item, pair.events, ordered, || interactions.item_mass(pair.item));
+        }
+    }
+
+    /// Removes every pair whose newest event is in a whole second before
+    /// `before_ms`'s, with its events' share of popularity; the derived
+    /// indexes are rebuilt (O(pairs): expiry runs on a schedule, not per event).
+    fn expire_feedback(&mut self, before_ms: i64) {
+        if let Some(deferred) = &mut self.replay {
+            deferred.apply_to(&mut self.interactions);
+        }
+        let before_s = interactions::event_seconds(before_ms);
+        let ordered = self.replay.is_none();
+        let mut expired_any = false;
+        for user in 0..self.users.len() as Dense {
+            let gone = self.interactions.remove_pairs(user, |pair| pair.last_s < before_s);
+            for pair in &gone {
+                let interactions = &self.interactions;
+                self.popularity.forget_events(pair.item, pair.events, ordered, || interactions.item_mass(pair.item));
+            }
+            expired_any |= !gone.is_empty();
+        }
+        if expired_any && ordered {
+            let items = self.items.len();
+            for index in self.derived.all_mut() {
+                index.rebuild(&self.interactions, items);
+            }
         }
     }
 

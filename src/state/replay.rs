@@ -28,6 +28,7 @@ struct DeferredEvent {
     user: Dense,
     item: Dense,
     weight: f32,
+    at_s: u32,
     rating: bool,
 }
 
@@ -37,6 +38,7 @@ struct UserEvent {
     seq: u32,
     item: Dense,
     weight: f32,
+    at_s: u32,
     rating: bool,
 }
 
@@ -56,11 +58,19 @@ struct Scratch {
 impl Deferred {
     /// Holds one event; `mass` is its `t / half-life` with a half-life.
     /// Returns whether it is full (time to `apply_to`).
-    pub(super) fn push(&mut self, user: Dense, item: Dense, rating: bool, weight: f32, mass: Option<f64>) -> bool {
+    pub(super) fn push(
+        &mut self,
+        user: Dense,
+        item: Dense,
+        rating: bool,
+        weight: f32,
+        mass: Option<f64>,
+        at_s: u32,
+    ) -> bool {
         if let Some(mass) = mass {
             self.masses.push(mass);
         }
-        self.events.push(DeferredEvent { user, item, weight, rating });
+        self.events.push(DeferredEvent { user, item, weight, at_s, rating });
         debug_assert!(self.masses.is_empty() || self.masses.len() == self.events.len());
         self.events.len() >= DEFERRED_MAX
     }
@@ -115,8 +125,13 @@ fn group_by_user(events: &[DeferredEvent], users: usize) -> (Vec<u32>, Vec<UserE
     let mut grouped = vec![UserEvent::default(); events.len()];
     for (seq, event) in events.iter().enumerate() {
         let at = &mut next[event.user as usize];
-        grouped[*at as usize] =
-            UserEvent { seq: seq as u32, item: event.item, weight: event.weight, rating: event.rating };
+        grouped[*at as usize] = UserEvent {
+            seq: seq as u32,
+            item: event.item,
+            weight: event.weight,
+            at_s: event.at_s,
+            rating: event.rating,
+        };
         *at += 1;
     }
     debug_assert_eq!(starts[users] as usize, events.len());
@@ -142,6 +157,7 @@ fn apply_run(
         let pair = if target < old_len { &mut pairs[target] } else { &mut scratch.fresh[target - old_len] };
         let mass = if masses.is_empty() { None } else { Some(masses[event.seq as usize]) };
         *norm += pair.add_event(event.rating, event.weight, mass);
+        pair.last_s = pair.last_s.max(event.at_s);
     }
     // The item lists carry the latest values of the existing pairs.
     for &target in &scratch.targets {
