@@ -15,6 +15,7 @@ pub use recwal_wal as wal;
 
 mod algo;
 mod config;
+mod config_wal;
 mod dedup;
 mod disk;
 mod engine;
@@ -34,6 +35,7 @@ pub mod record;
 mod snapshot;
 mod state;
 pub mod synth;
+mod units;
 
 pub use config::{
     BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
