@@ -242,3 +242,44 @@ fn a_missing_runtime_library_is_reported_with_the_paths_tried() {
     let expected = elsewhere.join("lib/missing.so");
     assert_eq!(ready["model"]["runtime"]["tried"][0].as_str(), expected.to_str(), "{ready}");
 }
+
+/// Keys set by each layer take effect in the running server: a server
+/// limit, the log's segment size, a checkpoint trigger.
+#[test]
+fn keys_from_each_layer_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recwal.toml");
+    std::fs::write(&file, "[server]\nmax_n = 5\n").unwrap();
+    let data = dir.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recwal"));
+    command
+        .args(["serve", "--config", file.to_str().unwrap(), "--set", "engine.wal.segment_bytes=1048576"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RECWAL_ENGINE__CHECKPOINT__EVERY_RECORDS", "2")
+        .env_remove("RECWAL_TOKEN");
+    let server = start(command);
+    // server.max_n, from the file.
+    server.call("GET", "/v1/popular?n=6", b"").assert_problem(400, "n over max_n");
+    assert_eq!(server.call("GET", "/v1/popular?n=5", b"").status, 200);
+    // engine.wal.segment_bytes, from --set: every segment file is 1 MiB.
+    let segments: Vec<u64> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wal"))
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .collect();
+    assert!(!segments.is_empty() && segments.iter().all(|bytes| *bytes == 1 << 20), "{segments:?}");
+    // engine.checkpoint.every_records, from the environment: a snapshot
+    // follows two records without being asked for.
+    for user in ["a", "b", "c"] {
+        let body = format!(r#"{{"user":"{user}","item":"i","kind":"click"}}"#);
+        assert_eq!(server.call("POST", "/v1/event?durability=always", body.as_bytes()).status, 200);
+    }
+    let started = std::time::Instant::now();
+    let snapshots = || std::fs::read_dir(data.join("snapshots")).map(|dir| dir.count()).unwrap_or(0);
+    while snapshots() == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no automatic snapshot after 2 records");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
