@@ -478,7 +478,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     "properties": {
                         "user": ids("User id"),
                         "item": ids("Item id"),
-                        "kind": { "type": "string", "enum": implicit_kinds, "description": "A built-in kind or one configured in weights.custom." },
+                        "kind": { "type": "string", "enum": implicit_kinds, "description": "A built-in kind or a custom one configured in [engine.weights.custom]." },
                         "value": { "type": "null", "description": "Only kind rating takes a value." },
                         "weight": { "type": ["number", "null"], "minimum": 0, "maximum": weight_max, "description": "Overrides the kind's configured weight." },
                         "timestamp_ms": timestamp,
