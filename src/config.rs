@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use recwal_wal::{SyncPolicy, WalConfig};
+use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::limits::{CUSTOM_KIND_BYTES_MAX, ITEMRANK_ITERATIONS_MAX, MODEL_SESSIONS_MAX, N_MAX, WEIGHT_MAX};
@@ -12,9 +13,17 @@ use crate::limits::{CUSTOM_KIND_BYTES_MAX, ITEMRANK_ITERATIONS_MAX, MODEL_SESSIO
 pub use crate::model::config::ModelConfig;
 
 /// Everything `Engine::open` needs besides the directory.
-#[derive(Clone, Debug)]
+///
+/// It is also the `[engine]` part of `recwal serve`'s configuration file:
+/// each field is a key (durations in milliseconds, under a name ending
+/// `_ms`), missing keys keep the defaults below and unknown keys are refused.
+/// A field added here is a key at once; docs/SERVER.md must list it (a test
+/// in `server/src/config.rs` compares the two).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The log's configuration (segment size, ring size, sync policy).
+    #[serde(with = "crate::config_wal")]
     pub wal: WalConfig,
     /// Weight of each implicit event kind.
     pub weights: KindWeights,
@@ -24,6 +33,7 @@ pub struct EngineConfig {
     pub rating_max: f32,
     /// How far in the future an event's timestamp may be, relative to the
     /// engine's clock.
+    #[serde(rename = "max_future_ms", with = "crate::units::ms")]
     pub max_future: Duration,
     /// Most events one `ingest_batch` call may carry.
     pub batch_events_max: usize,
@@ -91,7 +101,8 @@ impl Default for EngineConfig {
 }
 
 /// Weights of implicit events. A rating's weight is its value.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KindWeights {
     /// `view`.
     pub view: f32,
@@ -114,11 +125,13 @@ impl Default for KindWeights {
 /// The window inside which a repeated client event id is a duplicate. An id
 /// leaves the window once more than `max_ids` newer ids arrived or once it is
 /// older than `max_age` (by ingest time), whichever comes first.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DedupConfig {
     /// Most ids remembered.
     pub max_ids: usize,
     /// Longest an id is remembered.
+    #[serde(rename = "max_age_ms", with = "crate::units::ms")]
     pub max_age: Duration,
 }
 
@@ -129,7 +142,8 @@ impl Default for DedupConfig {
 }
 
 /// User-based collaborative filtering.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UserCfConfig {
     /// Neighbours per user.
     pub neighbours: usize,
@@ -146,7 +160,8 @@ impl Default for UserCfConfig {
 }
 
 /// ItemRank (Gori & Pucci 2007).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ItemRankConfig {
     /// Damping α: IR ← α·C·IR + (1−α)·d.
     pub alpha: f32,
@@ -182,17 +197,20 @@ impl Default for ItemRankConfig {
 }
 
 /// Popularity: event counts, or counts decayed by event time.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PopularityConfig {
     /// When set, an event's weight in popularity halves every `half_life`
     /// of event time. Fixed when the data directory is created: a snapshot
     /// written under another setting is refused at open.
+    #[serde(rename = "half_life_ms", with = "crate::units::ms_or_off")]
     pub half_life: Option<Duration>,
 }
 
 /// Weights of the blend: each strategy's scores are scaled to a maximum of
 /// 1 for the user, then summed with these weights.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BlendConfig {
     /// UserCF's weight.
     pub usercf: f32,
@@ -210,13 +228,17 @@ impl Default for BlendConfig {
 
 /// Automatic checkpoints: one starts when any threshold is crossed since the
 /// last one. `None` disables that trigger.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CheckpointConfig {
     /// Records appended.
+    #[serde(with = "crate::units::count_or_off")]
     pub every_records: Option<u64>,
     /// Log bytes appended.
+    #[serde(with = "crate::units::count_or_off")]
     pub every_bytes: Option<u64>,
     /// Time elapsed (only while records arrived).
+    #[serde(rename = "every_ms", with = "crate::units::ms_or_off")]
     pub every: Option<Duration>,
     /// Snapshots kept; the log keeps what the oldest of them needs, so a
     /// damaged newest snapshot can fall back to an older one.
@@ -368,7 +390,10 @@ impl EngineConfig {
             }
         }
         if self.popularity.half_life.is_some_and(|half_life| half_life.as_millis() == 0) {
-            return Err(bad("popularity.half_life", "must be at least 1 ms (or None for plain counts)"));
+            return Err(bad(
+                "popularity.half_life",
+                "must be at least 1 ms (None, \"off\" in a file, for plain counts)",
+            ));
         }
         Ok(())
     }
@@ -378,8 +403,14 @@ impl EngineConfig {
         if self.checkpoint.snapshots_kept == 0 {
             return Err(bad("checkpoint.snapshots_kept", "must be ≥ 1"));
         }
-        if self.checkpoint.every_records == Some(0) || self.checkpoint.every_bytes == Some(0) {
-            return Err(bad("checkpoint", "thresholds must be ≥ 1 (use None to disable)"));
+        if self.checkpoint.every_records == Some(0) {
+            return Err(bad("checkpoint.every_records", "must be ≥ 1 (None, \"off\" in a file, disables it)"));
+        }
+        if self.checkpoint.every_bytes == Some(0) {
+            return Err(bad("checkpoint.every_bytes", "must be ≥ 1 (None, \"off\" in a file, disables it)"));
+        }
+        if self.checkpoint.every.is_some_and(|every| every.is_zero()) {
+            return Err(bad("checkpoint.every", "must be at least 1 ms (None, \"off\" in a file, disables it)"));
         }
         Ok(())
     }

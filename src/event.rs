@@ -123,7 +123,7 @@ pub(crate) fn validate<'a>(
             None => {
                 return Err(EngineError::invalid(
                     field.at("kind"),
-                    format!("custom kind {name:?} is not configured in weights.custom"),
+                    format!("custom kind {name:?} is not configured: add it to weights.custom ([engine.weights.custom] in recwal serve's configuration)"),
                 ))
             }
         },

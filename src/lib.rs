@@ -16,6 +16,7 @@ pub use recwal_wal as wal;
 mod algo;
 mod catalogue;
 mod config;
+mod config_wal;
 mod dedup;
 mod disk;
 mod engine;
@@ -35,6 +36,7 @@ pub mod record;
 mod snapshot;
 mod state;
 pub mod synth;
+mod units;
 
 pub use catalogue::{Item, ItemFilter, ItemPage, LabelCondition, LabelValue, User};
 pub use config::{

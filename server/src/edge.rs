@@ -95,11 +95,11 @@ pub struct Limits {
 impl Limits {
     pub fn from_config(config: &ServeConfig) -> Limits {
         Limits {
-            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
-            body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
-            max_connections: config.max_connections,
-            fd_reserve: config.fd_reserve,
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+            body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+            max_connections: config.server.max_connections,
+            fd_reserve: config.server.fd_reserve,
         }
     }
 }

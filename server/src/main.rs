@@ -141,119 +141,127 @@ enum ModelsCommand {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML configuration file (flags and RECWAL_* variables override it).
+    /// TOML configuration file: `[server]`, `[engine]`, `[engine.wal]`, …
+    /// (docs/SERVER.md lists every key). `RECWAL_<SECTION>__<KEY>` variables
+    /// (e.g. RECWAL_ENGINE__WAL__SYNC) override it, and flags override those.
     #[arg(long, env = "RECWAL_CONFIG")]
     config: Option<PathBuf>,
+    /// Any key, as KEY=VALUE (e.g. --set engine.wal.segment_bytes=4194304);
+    /// repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// server.listen.
     #[arg(long, env = "RECWAL_LISTEN")]
     listen: Option<String>,
+    /// server.data_dir.
     #[arg(long, env = "RECWAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Bearer token for every endpoint but /healthz and /readyz.
+    /// server.token: bearer token for every endpoint but /healthz and /readyz.
     #[arg(long, env = "RECWAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// always, batch or never.
+    /// engine.wal.sync: always, batch or never.
     #[arg(long, env = "RECWAL_SYNC")]
     sync: Option<String>,
+    /// server.request_timeout_ms.
     #[arg(long, env = "RECWAL_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    /// server.body_limit_bytes.
     #[arg(long, env = "RECWAL_BODY_LIMIT_BYTES")]
     body_limit_bytes: Option<usize>,
+    /// server.max_n.
     #[arg(long, env = "RECWAL_MAX_N")]
     max_n: Option<usize>,
+    /// engine.batch_events_max: most events per ingest request.
     #[arg(long, env = "RECWAL_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// server.concurrency.
     #[arg(long, env = "RECWAL_CONCURRENCY")]
     concurrency: Option<usize>,
-    /// A request head must be complete this long after its first byte (408).
+    /// server.header_read_timeout_ms: a request head must be complete this
+    /// long after its first byte (408).
     #[arg(long, env = "RECWAL_HEADER_READ_TIMEOUT_MS")]
     header_read_timeout_ms: Option<u64>,
-    /// Close a connection with nothing in flight after this long.
+    /// server.idle_timeout_ms: close a connection with nothing in flight after this long.
     #[arg(long, env = "RECWAL_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
-    /// A request body must be complete this long after its head (408).
+    /// server.body_read_timeout_ms: a request body must be complete this
+    /// long after its head (408).
     #[arg(long, env = "RECWAL_BODY_READ_TIMEOUT_MS")]
     body_read_timeout_ms: Option<u64>,
-    /// Most open connections (also at most RLIMIT_NOFILE - fd_reserve).
+    /// server.max_connections (also at most RLIMIT_NOFILE - fd_reserve).
     #[arg(long, env = "RECWAL_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// File descriptors kept for the engine, never given to connections.
+    /// server.fd_reserve: file descriptors kept for the engine.
     #[arg(long, env = "RECWAL_FD_RESERVE")]
     fd_reserve: Option<u64>,
-    /// auto, human or json.
+    /// server.log_format: auto, human or json.
     #[arg(long, env = "RECWAL_LOG_FORMAT")]
     log_format: Option<String>,
-    /// Write a snapshot on SIGTERM / SIGINT before exiting (true or false).
+    /// server.snapshot_on_shutdown (true or false).
     #[arg(long, env = "RECWAL_SNAPSHOT_ON_SHUTDOWN")]
     snapshot_on_shutdown: Option<bool>,
-    /// What a start does about a damaged log: tolerate-corrupted-tail (cut
-    /// only a torn tail; refuse damage to durable records), point-in-time
-    /// (keep the longest valid prefix, drop and report the rest) or
-    /// absolute-consistency (refuse any damage).
+    /// engine.wal.recovery: what a start does about a damaged log:
+    /// tolerate-corrupted-tail (cut only a torn tail; refuse damage to
+    /// durable records), point-in-time (keep the longest valid prefix, drop
+    /// and report the rest) or absolute-consistency (refuse any damage).
     #[arg(long, env = "RECWAL_WAL_RECOVERY")]
     wal_recovery: Option<String>,
-    /// Print the effective configuration and exit.
+    /// Print the effective configuration (validated: an invalid one exits
+    /// non-zero, naming the key) and exit.
     #[arg(long)]
     print_config: bool,
 }
 
 impl ServeArgs {
+    /// The named flags, by the key each sets; `--set` pairs after them.
+    fn sources(&self) -> Result<config::Sources, config::ConfigError> {
+        let text = |value: &dyn ToString| Some(value.to_string());
+        let named: [(&str, &str, Option<String>); 17] = [
+            ("server.listen", "--listen", self.listen.clone()),
+            ("server.data_dir", "--data-dir", self.data_dir.as_ref().map(|dir| dir.display().to_string())),
+            ("server.token", "--token", self.token.clone()),
+            ("engine.wal.sync", "--sync", self.sync.clone()),
+            ("server.request_timeout_ms", "--request-timeout-ms", self.request_timeout_ms.and_then(|v| text(&v))),
+            ("server.body_limit_bytes", "--body-limit-bytes", self.body_limit_bytes.and_then(|v| text(&v))),
+            ("server.max_n", "--max-n", self.max_n.and_then(|v| text(&v))),
+            ("engine.batch_events_max", "--max-batch", self.max_batch.and_then(|v| text(&v))),
+            ("server.concurrency", "--concurrency", self.concurrency.and_then(|v| text(&v))),
+            (
+                "server.header_read_timeout_ms",
+                "--header-read-timeout-ms",
+                self.header_read_timeout_ms.and_then(|v| text(&v)),
+            ),
+            ("server.idle_timeout_ms", "--idle-timeout-ms", self.idle_timeout_ms.and_then(|v| text(&v))),
+            ("server.body_read_timeout_ms", "--body-read-timeout-ms", self.body_read_timeout_ms.and_then(|v| text(&v))),
+            ("server.max_connections", "--max-connections", self.max_connections.and_then(|v| text(&v))),
+            ("server.fd_reserve", "--fd-reserve", self.fd_reserve.and_then(|v| text(&v))),
+            ("server.log_format", "--log-format", self.log_format.clone()),
+            ("server.snapshot_on_shutdown", "--snapshot-on-shutdown", self.snapshot_on_shutdown.and_then(|v| text(&v))),
+            ("engine.wal.recovery", "--wal-recovery", self.wal_recovery.clone()),
+        ];
+        let mut flags: Vec<(String, String, String)> = named
+            .into_iter()
+            .filter_map(|(key, flag, value)| {
+                let variable =
+                    format!("RECWAL_{}", flag.trim_start_matches("--").replace('-', "_").to_ascii_uppercase());
+                value.map(|value| (key.to_string(), value, format!("{flag} or {variable}")))
+            })
+            .collect();
+        for pair in &self.set {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(config::ConfigError {
+                    key: pair.clone(),
+                    rule: "--set takes KEY=VALUE".into(),
+                    origin: Some(format!("--set {pair}")),
+                });
+            };
+            flags.push((key.trim().to_string(), value.to_string(), format!("--set {pair}")));
+        }
+        Ok(config::Sources { file: self.config.clone(), env: std::env::vars().collect(), flags })
+    }
+
     fn config(&self) -> Result<ServeConfig, config::ConfigError> {
-        let mut config = match &self.config {
-            Some(path) => ServeConfig::from_file(path)?,
-            None => ServeConfig::default(),
-        };
-        if let Some(listen) = &self.listen {
-            config.listen.clone_from(listen);
-        }
-        if let Some(dir) = &self.data_dir {
-            config.data_dir.clone_from(dir);
-        }
-        if let Some(token) = &self.token {
-            config.token = Some(token.clone());
-        }
-        if let Some(sync) = &self.sync {
-            config.sync.clone_from(sync);
-        }
-        if let Some(timeout) = self.request_timeout_ms {
-            config.request_timeout_ms = timeout;
-        }
-        if let Some(limit) = self.body_limit_bytes {
-            config.body_limit_bytes = limit;
-        }
-        if let Some(max_n) = self.max_n {
-            config.max_n = max_n;
-        }
-        if let Some(max_batch) = self.max_batch {
-            config.max_batch = max_batch;
-        }
-        if let Some(concurrency) = self.concurrency {
-            config.concurrency = concurrency;
-        }
-        if let Some(timeout) = self.header_read_timeout_ms {
-            config.header_read_timeout_ms = timeout;
-        }
-        if let Some(timeout) = self.idle_timeout_ms {
-            config.idle_timeout_ms = timeout;
-        }
-        if let Some(timeout) = self.body_read_timeout_ms {
-            config.body_read_timeout_ms = timeout;
-        }
-        if let Some(max) = self.max_connections {
-            config.max_connections = max;
-        }
-        if let Some(reserve) = self.fd_reserve {
-            config.fd_reserve = reserve;
-        }
-        if let Some(format) = &self.log_format {
-            config.log_format.clone_from(format);
-        }
-        if let Some(snapshot) = self.snapshot_on_shutdown {
-            config.snapshot_on_shutdown = snapshot;
-        }
-        if let Some(recovery) = &self.wal_recovery {
-            config.wal_recovery.clone_from(recovery);
-        }
-        Ok(config)
+        ServeConfig::load(&self.sources()?)
     }
 }
 
@@ -292,16 +300,22 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
-    let config = args.config().map_err(|err| err.to_string())?;
+    let mut config = args.config().map_err(|err| err.to_string())?;
+    let addr = config.validate().map_err(|err| err.to_string())?;
+    // The ONNX Runtime library, resolved once, against the working
+    // directory of this moment (absolute from here on).
+    let runtime = recwal::model::resolve_runtime(config.engine.models.runtime_path.as_deref());
+    config.engine.models.runtime_path = runtime.path.clone();
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let addr = config.validate().map_err(|err| err.to_string())?;
-    config.engine().map_err(|err| err.to_string())?;
-    datadir::existing_or_new(&config.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
-    init_logging(&config.log_format);
-    let durability = config.sync_policy().map_err(|err| err.to_string())?.default_durability();
+    datadir::existing_or_new(&config.server.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
+    init_logging(&config.server.log_format);
+    if let Some(reason) = &runtime.missing {
+        warn!(%reason, "ONNX Runtime not found: answers are not ranked by a model");
+    }
+    let durability = config.sync_policy().default_durability();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -312,8 +326,8 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         // The first line of stdout, for scripts and tests (port 0 picks one).
         println!("listening on {local}");
         let _ = std::io::stdout().flush();
-        info!(%local, data_dir = %config.data_dir.display(), "listening; /healthz answers now, /readyz once the log is replayed");
-        let snapshot_on_shutdown = config.snapshot_on_shutdown;
+        info!(%local, data_dir = %config.server.data_dir.display(), "listening; /healthz answers now, /readyz once the log is replayed");
+        let snapshot_on_shutdown = config.server.snapshot_on_shutdown;
         let limits = edge::Limits::from_config(&config);
         let app = Arc::new(server::App::new(config, durability));
         let failed = Arc::new(AtomicBool::new(false));

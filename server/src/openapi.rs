@@ -199,8 +199,8 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
     let n = || {
         query(
             "n",
-            &format!("Items wanted (default {}, at most max_n = {}).", api::DEFAULT_N, config.max_n),
-            json!({ "type": "integer", "minimum": 1, "maximum": config.max_n }),
+            &format!("Items wanted (default {}, at most max_n = {}).", api::DEFAULT_N, config.server.max_n),
+            json!({ "type": "integer", "minimum": 1, "maximum": config.server.max_n }),
         )
     };
     if route.path.ends_with("/recommend") {
@@ -291,7 +291,7 @@ fn responses(route: &Route, config: &ServeConfig) -> Value {
     }
     out.insert("408".into(), problem("The client took too long to send the request headers or body."));
     if let Some(body) = route.body {
-        let limit = if body == "Model" { config.model_limit_bytes } else { config.body_limit_bytes };
+        let limit = if body == "Model" { config.server.model_limit_bytes } else { config.server.body_limit_bytes };
         out.insert("413".into(), problem(&format!("The body is larger than {limit} bytes.")));
         if body != "Model" {
             out.insert("415".into(), problem("The body's Content-Type is not application/json."));
@@ -360,16 +360,17 @@ pub fn document(config: &ServeConfig) -> Value {
             let content = if schema == "Model" {
                 json!({ "application/octet-stream": { "schema": {
                     "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
-                    "minLength": 1, "x-maxBytes": config.model_limit_bytes.min(MODEL_BYTES_MAX),
+                    "minLength": 1, "x-maxBytes": config.server.model_limit_bytes.min(MODEL_BYTES_MAX),
                     "description": format!(
                         "The ONNX file, 1–{} bytes (the body is read as the raw file whatever its Content-Type).",
-                        config.model_limit_bytes.min(MODEL_BYTES_MAX)
+                        config.server.model_limit_bytes.min(MODEL_BYTES_MAX)
                     ),
                 } } })
             } else {
                 json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
             };
-            let limit = if schema == "Model" { config.model_limit_bytes } else { config.body_limit_bytes };
+            let limit =
+                if schema == "Model" { config.server.model_limit_bytes } else { config.server.body_limit_bytes };
             operation["requestBody"] = json!({
                 "required": true,
                 "description": format!("At most {limit} bytes (413 beyond)."),
@@ -394,7 +395,7 @@ pub fn document(config: &ServeConfig) -> Value {
                  /healthz and /readyz needs `Authorization: Bearer <token>`. Every error is \
                  application/problem+json. Limits of this server: request bodies at most {} bytes (model uploads \
                  {}), at most {} events per ingest, n at most {}.",
-                config.body_limit_bytes, config.model_limit_bytes, config.max_batch, config.max_n
+                config.server.body_limit_bytes, config.server.model_limit_bytes, config.engine.batch_events_max, config.server.max_n
             ),
         },
         "security": [{ "bearer": [] }],
@@ -477,7 +478,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     "properties": {
                         "user": ids("User id"),
                         "item": ids("Item id"),
-                        "kind": { "type": "string", "enum": implicit_kinds, "description": "A built-in kind or one configured in weights.custom." },
+                        "kind": { "type": "string", "enum": implicit_kinds, "description": "A built-in kind or a custom one configured in [engine.weights.custom]." },
                         "value": { "type": "null", "description": "Only kind rating takes a value." },
                         "weight": { "type": ["number", "null"], "minimum": 0, "maximum": weight_max, "description": "Overrides the kind's configured weight." },
                         "timestamp_ms": timestamp,
@@ -490,9 +491,9 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "type": "object",
             "additionalProperties": false,
             "required": ["events"],
-            "description": format!("At most {} bytes in all (413 beyond).", config.body_limit_bytes),
+            "description": format!("At most {} bytes in all (413 beyond).", config.server.body_limit_bytes),
             "properties": {
-                "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" }, "minItems": 1, "maxItems": config.max_batch },
+                "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" }, "minItems": 1, "maxItems": config.engine.batch_events_max },
                 "durability": { "type": ["string", "null"], "enum": ["always", "batch", "never", null], "description": "The server's `sync` when absent or null." },
             },
         },

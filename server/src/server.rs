@@ -57,7 +57,7 @@ const LATENCY_BUCKETS_US: [u64; 14] =
 impl App {
     pub fn new(config: ServeConfig, default_durability: Durability) -> App {
         App {
-            in_flight: Semaphore::new(config.concurrency),
+            in_flight: Semaphore::new(config.server.concurrency),
             config,
             engine: OnceLock::new(),
             default_durability,
@@ -128,7 +128,7 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     let models = Router::new()
         .route("/admin/models", get(list_models).post(add_model))
-        .layer(DefaultBodyLimit::max(app.config.model_limit_bytes));
+        .layer(DefaultBodyLimit::max(app.config.server.model_limit_bytes));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -148,7 +148,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/models/status", get(model_status))
         .route("/admin/models/rollback", post(rollback_model))
         .route("/admin/models/{version}/activate", post(activate_model))
-        .layer(DefaultBodyLimit::max(app.config.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .merge(models)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -185,7 +185,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
         let open = matches!(route.as_str(), "/healthz" | "/readyz");
-        if let (Some(token), false) = (app.config.token.as_deref(), open) {
+        if let (Some(token), false) = (app.config.server.token.as_deref(), open) {
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -212,7 +212,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         let Ok(_permit) = app.in_flight.try_acquire() else {
             return Problem::unavailable(format!(
                 "too many requests in flight (concurrency limit {}); retry later",
-                app.config.concurrency
+                app.config.server.concurrency
             ))
             .into_response();
         };
@@ -228,7 +228,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
             None => Problem::unavailable(format!(
                 "the request took longer than {} ms (request_timeout_ms); a write it carried may still \
                  complete: resend ingests with the same event ids",
-                app.config.request_timeout_ms
+                app.config.server.request_timeout_ms
             ))
             .into_response(),
         }
@@ -311,6 +311,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "serving": models.serving,
             "fault": models.fault,
             "breaker": models.breaker,
+            // The ONNX Runtime library: loaded, or why not and where it was looked for.
+            "runtime": recwal::model::runtime_report(),
         },
     });
     let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -364,10 +366,10 @@ async fn ingest(
     ApiJson(body): ApiJson<IngestRequest>,
 ) -> Result<Json<IngestResponse>, Problem> {
     let engine = app.engine()?;
-    if body.events.is_empty() || body.events.len() > app.config.max_batch {
+    if body.events.is_empty() || body.events.len() > app.config.engine.batch_events_max {
         return Err(Problem::bad_request(format!(
             "invalid events: must hold 1–{} events, got {}",
-            app.config.max_batch,
+            app.config.engine.batch_events_max,
             body.events.len()
         )));
     }
@@ -398,7 +400,7 @@ async fn recommend(
     ApiQuery(query): ApiQuery<RecommendQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let request = query.into_request(user, app.config.max_n)?;
+    let request = query.into_request(user, app.config.server.max_n)?;
     Ok(Json(engine.recommend_async(request).await?).into_response())
 }
 
@@ -408,14 +410,14 @@ async fn similar(
     ApiQuery(query): ApiQuery<CountQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let n = api::check_n(query.n, app.config.max_n)?;
+    let n = api::check_n(query.n, app.config.server.max_n)?;
     let items = blocking(engine, move |engine| engine.similar_items(&item, n)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 
 async fn popular(State(app): State<Arc<App>>, ApiQuery(query): ApiQuery<CountQuery>) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let n = api::check_n(query.n, app.config.max_n)?;
+    let n = api::check_n(query.n, app.config.server.max_n)?;
     let items = blocking(engine, move |engine| engine.popular(n)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
@@ -547,7 +549,7 @@ async fn model_status(State(app): State<Arc<App>>) -> Result<Response, Problem> 
 
 /// Opens the engine off the async threads, then marks the server ready.
 pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
-    let dir = app.config.data_dir.clone();
+    let dir = app.config.server.data_dir.clone();
     let config = app.config.engine().map_err(|err| err.to_string())?;
     info!(data_dir = %dir.display(), "opening the engine: replaying the log");
     let watcher = Arc::clone(&app);

@@ -84,7 +84,7 @@ fn volume_and_config() -> Option<(Tmpfs, tempfile::TempDir, String)> {
     println!("ran on a real 16 MiB tmpfs");
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("serve.toml");
-    std::fs::write(&config, "sync = \"always\"\nwal_segment_bytes = 262144\n").unwrap();
+    std::fs::write(&config, "[engine.wal]\nsync = \"always\"\nsegment_bytes = 262144\n").unwrap();
     let config = config.to_str().unwrap().to_string();
     Some((volume, config_dir, config))
 }

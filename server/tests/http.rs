@@ -147,7 +147,7 @@ fn every_endpoint_answers_and_auth_guards_them() {
 fn bad_input_is_refused_with_problem_json_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("recwal.toml");
-    std::fs::write(&config, "model_limit_bytes = 100000\n").unwrap();
+    std::fs::write(&config, "[server]\nmodel_limit_bytes = 100000\n").unwrap();
     // The data dir beside the configuration file: serve refuses a directory that holds other files.
     let server = Server::start(
         &dir.path().join("data"),
@@ -287,7 +287,7 @@ fn sigterm_finishes_snapshots_and_exits_zero() {
 fn configuration_layers_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("recwal.toml");
-    std::fs::write(&file, "max_n = 20\nsync = \"always\"\n").unwrap();
+    std::fs::write(&file, "[server]\nmax_n = 20\n\n[engine.wal]\nsync = \"always\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_recwal"))
         .args(["serve", "--print-config", "--config"])
         .arg(&file)
@@ -326,7 +326,7 @@ fn configuration_layers_and_refusals() {
     std::fs::write(&file, "colour = \"red\"\n").unwrap();
     let unknown = Command::new(env!("CARGO_BIN_EXE_recwal")).args(["serve", "--config"]).arg(&file).output().unwrap();
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown field `colour`"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("configuration colour: unknown key"));
 }
 
 #[test]

@@ -9,12 +9,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Ranking models (see docs/MODELS.md).
-#[derive(Clone, Debug)]
+use serde::{Deserialize, Serialize};
+
+/// Ranking models (see docs/MODELS.md); `[engine.models]` in a
+/// configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The ONNX Runtime library. `None`: `$ORT_DYLIB_PATH`, else
-    /// `.onnxruntime/lib/libonnxruntime.so` (where
-    /// `scripts/install-onnxruntime.sh` puts it). Loaded once per process.
+    /// The ONNX Runtime library. `None`: `$ORT_DYLIB_PATH`, else the first
+    /// that exists of `<exe dir>/libonnxruntime.so`,
+    /// `<exe dir>/../lib/libonnxruntime.so` and `.onnxruntime/lib/` (where
+    /// `scripts/install-onnxruntime.sh` puts it) in the working directory
+    /// or the source tree the binary was built from. Resolved once per
+    /// process (`recwal::model::resolve_runtime`), against the working
+    /// directory of that moment; loaded once per process.
     pub runtime_path: Option<PathBuf>,
     /// Sessions per loaded version: how many requests it scores at once.
     pub sessions: usize,
@@ -29,6 +37,7 @@ pub struct ModelConfig {
     /// The circuit breaker.
     pub breaker: BreakerConfig,
     /// The breaker's clock (tests use a manual one).
+    #[serde(skip)]
     pub clock: Clock,
 }
 
@@ -46,8 +55,9 @@ impl Default for ModelConfig {
     }
 }
 
-/// Where inference runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where inference runs; written `"cpu"`, `"cuda"` or `"cuda:<id>"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ModelDevice {
     /// The CPU.
     Cpu,
@@ -66,6 +76,46 @@ impl Default for ModelDevice {
         } else {
             ModelDevice::Cpu
         }
+    }
+}
+
+impl fmt::Display for ModelDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelDevice::Cpu => f.write_str("cpu"),
+            ModelDevice::Cuda { device_id } => write!(f, "cuda:{device_id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelDevice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "cpu" => Ok(ModelDevice::Cpu),
+            "cuda" => Ok(ModelDevice::Cuda { device_id: 0 }),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|id| id.parse::<i32>().ok())
+                .filter(|id| *id >= 0)
+                .map(|device_id| ModelDevice::Cuda { device_id })
+                .ok_or_else(|| format!("{text:?}: must be cpu, cuda or cuda:<device id ≥ 0>")),
+        }
+    }
+}
+
+impl TryFrom<String> for ModelDevice {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<ModelDevice> for String {
+    fn from(device: ModelDevice) -> String {
+        device.to_string()
     }
 }
 
@@ -133,16 +183,20 @@ impl ClockSource for ManualClock {
 }
 
 /// When the breaker opens and for how long.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Failures within `window` that open the breaker.
     pub failures: u32,
     /// See `failures`.
+    #[serde(rename = "window_ms", with = "crate::units::ms")]
     pub window: Duration,
     /// How long it stays open before a probe is let through.
+    #[serde(rename = "open_for_ms", with = "crate::units::ms")]
     pub open_for: Duration,
     /// An inference slower than this counts as a failure (its answer is
     /// still used).
+    #[serde(rename = "latency_budget_ms", with = "crate::units::ms")]
     pub latency_budget: Duration,
 }
 
