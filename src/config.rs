@@ -60,12 +60,15 @@ pub struct EngineConfig {
 /// never happened. The engine writes the cutoff as a log record
 /// (`ExpireFeedbackV1`) every `expire_every` (and once soon after open), so a
 /// replay expires exactly what the live engine expired.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeedbackConfig {
     /// Time-to-live of an interaction, by its newest event's time (`None`:
     /// interactions never expire). At least one second.
+    #[serde(rename = "ttl_ms", with = "crate::units::ms_or_off")]
     pub ttl: Option<Duration>,
     /// How often the engine writes a new cutoff. At least one second.
+    #[serde(rename = "expire_every_ms", with = "crate::units::ms")]
     pub expire_every: Duration,
 }
 
