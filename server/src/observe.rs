@@ -140,6 +140,8 @@ pub struct ProcessGauges<'a> {
     pub replay_took: Option<std::time::Duration>,
     /// The engine is open and neither poisoned nor out of disk.
     pub ready: bool,
+    /// The most segments the log's ring may hold (once the engine is open).
+    pub segments_max: Option<u32>,
 }
 
 /// Renders the process-level gauges.
@@ -166,6 +168,14 @@ pub fn process_text(gauges: &ProcessGauges<'_>) -> String {
         "Time the start-up replay took, or has taken so far while it runs.",
         replay_seconds,
     );
+    if let Some(segments_max) = gauges.segments_max {
+        gauge(
+            &mut out,
+            "recwal_wal_segments_max",
+            "The most segments the log's ring may hold (appends are refused when all hold unreleased records).",
+            f64::from(segments_max),
+        );
+    }
     match rustix::fs::statvfs(gauges.data_dir) {
         Ok(stat) => {
             let fragment = stat.f_frsize;

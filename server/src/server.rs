@@ -273,7 +273,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let engine = app.engine.get().cloned();
     let mut ready = false;
     let mut replay_took = None;
+    let mut segments_max = None;
     if let Some(engine) = engine {
+        segments_max = Some(engine.config().wal.segments_max);
         let replay = engine.open_report().replay;
         replay_took = Some(replay);
         text.push_str(&format!(
@@ -300,6 +302,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         replay_started: app.started,
         replay_took,
         ready,
+        segments_max,
     }));
     text.push_str(&app.edge.metrics_text());
     text.push_str(&app.http.text());

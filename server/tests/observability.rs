@@ -177,6 +177,7 @@ fn the_gauges_the_alerts_need_are_exported() {
     assert!(avail > 0.0 && avail <= size, "{avail} {size}");
     assert!((now - value("recwal_snapshot_timestamp_seconds")).abs() < 600.0);
     assert_eq!(value("recwal_log_lines_dropped_total"), 0.0);
+    assert!(value("recwal_wal_segments_max") >= value("recwal_wal_segments_live"));
 }
 
 /// Regression: log lines were written to stderr on the request's thread, so
