@@ -92,19 +92,24 @@ fn the_request_id_is_in_the_request_log_line() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    // Read the log as it comes (not at exit: the writer's flush at exit
+    // is bounded in time, and this machine may be slow).
+    let stderr = child.stderr.take().unwrap();
+    let (found, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("trace-me-0042") && found.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let (status, _) = request_id_of(&addr, "GET", "/healthz", &[("x-request-id", "trace-me-0042")]);
     assert_eq!(status, 200);
-    // SIGTERM flushes the log writer; then every line is there.
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    child.wait().unwrap();
-    let line = log
-        .lines()
-        .find(|line| line.contains("trace-me-0042"))
-        .unwrap_or_else(|| panic!("no log line with the request id in:\n{log}"));
-    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    let line = lines.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.unwrap_or_else(|_| panic!("no log line with the request id within 60 s"));
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["span"]["request_id"], "trace-me-0042", "{line}");
     assert_eq!(entry["span"]["route"], "/healthz", "{line}");
 }
@@ -207,12 +212,13 @@ fn a_stalled_stderr_does_not_stall_requests() {
     let started = Instant::now();
     for at in 0..2_000 {
         let mut stream = TcpStream::connect(&addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Generous: a blocked server never answers; a loaded machine is slow.
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
         let mut raw = Vec::new();
         let read = stream.read_to_end(&mut raw);
         assert!(read.is_ok() && raw.starts_with(b"HTTP/1.1 200"), "request {at} stalled or failed: {read:?}");
-        assert!(started.elapsed() < Duration::from_secs(120), "requests stalled behind the log");
+        assert!(started.elapsed() < Duration::from_secs(300), "requests stalled behind the log");
     }
     let _ = child.kill();
     let _ = child.wait();
