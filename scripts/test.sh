@@ -15,10 +15,16 @@
 # RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20),
 # RECWAL_SCHEMATHESIS_EXAMPLES=<n> (API fuzzing cases per operation, default 40).
 # schemathesis (pinned) is installed from PyPI into .venv-schemathesis/.
+# promtool (Debian package prometheus) is installed with apt when missing,
+# for the checks of deploy/ (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
 export ORT_DYLIB_PATH
+# deploy/: promtool check/test rules, systemd-analyze verify, the install
+# steps of docs/OPERATIONS.md tried in a fresh prefix. First, so that
+# promtool is there for server/tests/deploy.rs's `promtool check metrics`.
+scripts/check-deploy.sh
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 # The HTTP API against its own /openapi.json: schemathesis, every check, with

@@ -26,6 +26,11 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
         "1 while a log segment or snapshot cannot be written for lack of space (writes answer 503).",
         u64::from(stats.disk_full.is_some()),
     );
+    out.gauge(
+        "recwal_poisoned",
+        "1 once the engine accepts no more writes (a failed log write or sync, a panicked writer): restart it.",
+        u64::from(stats.poisoned.is_some()),
+    );
     out.counter(
         "recwal_checkpoint_failures_total",
         "Automatic checkpoints that failed (retried with exponential backoff).",
@@ -98,6 +103,19 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
         "Requests answered without the serving version because its breaker was open.",
         counts.skipped,
     );
+    out.header(
+        "recwal_model_inference_seconds",
+        "Inference latency in seconds per model version loaded in this process (the run alone, not the wait for a session).",
+        "histogram",
+    );
+    for (version, latency) in crate::model::latency::snapshot() {
+        for (upper, count) in &latency.buckets {
+            out.line(&format!("recwal_model_inference_seconds_bucket{{version=\"{version}\",le=\"{upper}\"}}"), *count);
+        }
+        out.line(&format!("recwal_model_inference_seconds_bucket{{version=\"{version}\",le=\"+Inf\"}}"), latency.count);
+        let _ = writeln!(out.0, "recwal_model_inference_seconds_sum{{version=\"{version}\"}} {}", latency.sum_s);
+        out.line(&format!("recwal_model_inference_seconds_count{{version=\"{version}\"}}"), latency.count);
+    }
     out.0
 }
 
@@ -152,7 +170,7 @@ mod tests {
         }
         let text = engine.metrics_text();
         let mut typed = std::collections::HashSet::new();
-        let mut last_bucket: Option<(String, u64)> = None;
+        let mut last_bucket: Option<(String, f64)> = None;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let mut parts = rest.split(' ');
@@ -164,18 +182,22 @@ mod tests {
                 continue;
             }
             let (series, value) = line.rsplit_once(' ').unwrap_or_default();
-            let value: u64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            // Integers, but a histogram sum in seconds is fractional.
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
             let name = series.split('{').next().unwrap_or_default();
             let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
             assert!(typed.contains(name) || typed.contains(base), "{name} has no TYPE");
             assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
             if name.ends_with("_bucket") {
+                // One histogram: the series but its `le` label.
+                let histogram =
+                    series.split(",le=").next().unwrap_or_default().split("{le=").next().unwrap_or_default();
                 if let Some((previous, count)) = &last_bucket {
-                    if previous == base {
-                        assert!(value >= *count, "buckets of {base} not cumulative");
+                    if previous == histogram {
+                        assert!(value >= *count, "buckets of {histogram} not cumulative");
                     }
                 }
-                last_bucket = Some((base.to_string(), value));
+                last_bucket = Some((histogram.to_string(), value));
             }
         }
         assert!(text.contains("recwal_users 5\n"));

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod datadir;
 mod edge;
+mod observe;
 mod openapi;
 mod problem;
 mod server;
@@ -265,7 +266,13 @@ impl ServeArgs {
     }
 }
 
-fn init_logging(format: &str) {
+/// Installs the subscriber. Lines go through a non-blocking writer (a
+/// thread drains a bounded queue to stderr), so a slow or stalled stderr
+/// never holds up a request; lines beyond the queue are dropped and counted
+/// (`recwal_log_lines_dropped_total`). Keep the guard for the process's
+/// lifetime: dropping it flushes the queue.
+#[must_use = "dropping the guard stops the log writer"]
+fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
@@ -273,12 +280,15 @@ fn init_logging(format: &str) {
         "human" => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    observe::set_log_drops(writer.error_counter());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.json().with_current_span(true).init();
     } else {
-        builder.init();
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    guard
 }
 
 fn main() -> ExitCode {
@@ -286,7 +296,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(&args),
         other => {
-            init_logging("auto");
+            let _log_writer = init_logging("auto");
             tools::run(other)
         }
     };
@@ -311,7 +321,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     datadir::existing_or_new(&config.server.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
-    init_logging(&config.server.log_format);
+    let _log_writer = init_logging(&config.server.log_format);
     if let Some(reason) = &runtime.missing {
         warn!(%reason, "ONNX Runtime not found: answers are not ranked by a model");
     }

@@ -2,10 +2,9 @@
 //! metrics and the OpenAPI document; auth, limits, timeouts, request ids and
 //! per-route latency histograms as middleware.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -23,6 +22,7 @@ use crate::api::{
 };
 use crate::config::ServeConfig;
 use crate::edge::{self, BodyClock, EdgeStats};
+use crate::observe::{self, HttpMetrics, ProcessGauges};
 use crate::openapi;
 use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem};
 
@@ -33,26 +33,16 @@ pub struct App {
     pub engine: OnceLock<Arc<Engine>>,
     pub default_durability: Durability,
     in_flight: Semaphore,
-    next_request: AtomicU64,
-    routes: Mutex<BTreeMap<(String, String, u16), RouteStats>>,
+    /// Request ids and per-route latency histograms (src/observe.rs).
+    http: HttpMetrics,
     pub started: Instant,
+    started_wall: SystemTime,
     /// Start-up replay: records done and to do.
     replay_done: AtomicU64,
     replay_total: AtomicU64,
     /// Connections, timeouts, evictions (src/edge.rs).
     pub edge: Arc<EdgeStats>,
 }
-
-/// Per (method, route, status): a latency histogram.
-#[derive(Default)]
-struct RouteStats {
-    buckets: [u64; LATENCY_BUCKETS_US.len()],
-    count: u64,
-    sum_us: u64,
-}
-
-const LATENCY_BUCKETS_US: [u64; 14] =
-    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 2_500_000, 10_000_000];
 
 impl App {
     pub fn new(config: ServeConfig, default_durability: Durability) -> App {
@@ -61,9 +51,9 @@ impl App {
             config,
             engine: OnceLock::new(),
             default_durability,
-            next_request: AtomicU64::new(1),
-            routes: Mutex::new(BTreeMap::new()),
+            http: HttpMetrics::new(),
             started: Instant::now(),
+            started_wall: SystemTime::now(),
             replay_done: AtomicU64::new(0),
             replay_total: AtomicU64::new(0),
             edge: Arc::default(),
@@ -72,55 +62,6 @@ impl App {
 
     fn engine(&self) -> Result<Arc<Engine>, Problem> {
         self.engine.get().cloned().ok_or_else(|| Problem::unavailable("starting: the log is being replayed"))
-    }
-
-    fn record(&self, method: &Method, route: &str, status: StatusCode, micros: u64) {
-        // Standard methods only: a client inventing method names must not
-        // grow the series without bound (routes are templates, statuses few).
-        let method = match *method {
-            Method::GET
-            | Method::POST
-            | Method::PUT
-            | Method::DELETE
-            | Method::HEAD
-            | Method::OPTIONS
-            | Method::PATCH => method.as_str(),
-            _ => "OTHER",
-        };
-        let Ok(mut routes) = self.routes.lock() else { return };
-        let stats = routes.entry((method.to_string(), route.to_string(), status.as_u16())).or_default();
-        for (at, &upper) in LATENCY_BUCKETS_US.iter().enumerate() {
-            if micros <= upper {
-                stats.buckets[at] += 1;
-            }
-        }
-        stats.count += 1;
-        stats.sum_us += micros;
-    }
-
-    fn route_metrics(&self) -> String {
-        let mut out = String::from(
-            "# HELP recwal_http_request_duration_us HTTP request latency in microseconds, per route and status.\n\
-             # TYPE recwal_http_request_duration_us histogram\n",
-        );
-        if let Ok(routes) = self.routes.lock() {
-            for ((method, route, status), stats) in routes.iter() {
-                let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-                for (at, upper) in LATENCY_BUCKETS_US.iter().enumerate() {
-                    out.push_str(&format!(
-                        "recwal_http_request_duration_us_bucket{{{labels},le=\"{upper}\"}} {}\n",
-                        stats.buckets[at]
-                    ));
-                }
-                out.push_str(&format!(
-                    "recwal_http_request_duration_us_bucket{{{labels},le=\"+Inf\"}} {}\n",
-                    stats.count
-                ));
-                out.push_str(&format!("recwal_http_request_duration_us_sum{{{labels}}} {}\n", stats.sum_us));
-                out.push_str(&format!("recwal_http_request_duration_us_count{{{labels}}} {}\n", stats.count));
-            }
-        }
-        out
     }
 }
 
@@ -174,13 +115,13 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Problem {
 
 /// Request id, auth, concurrency limit, timeout, latency histogram.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let id = app.next_request.fetch_add(1, Ordering::Relaxed);
+    let id = app.http.request_id(request.headers());
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let span = tracing::info_span!("request", request_id = id, %method, route = %route);
+    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
     let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
@@ -235,17 +176,18 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     }
     .instrument(span.clone())
     .await;
-    let micros = started.elapsed().as_micros() as u64;
+    let took = started.elapsed();
     // A body too slow to arrive failed its extractor: say so (408).
     let mut response = match body_clock.as_ref().and_then(edge::body_timeout_response) {
         Some(timed_out) => timed_out,
         None => response,
     };
-    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
-        response.headers_mut().insert("x-request-id", value);
+    // Every answer carries the id (errors too), so a client can quote it.
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(observe::REQUEST_ID_HEADER, value);
     }
-    app.record(&method, &route, response.status(), micros);
-    span.in_scope(|| info!(status = response.status().as_u16(), micros, "request"));
+    app.http.record(&method, &route, response.status(), took.as_secs_f64());
+    span.in_scope(|| info!(status = response.status().as_u16(), micros = took.as_micros() as u64, "request"));
     response
 }
 
@@ -276,8 +218,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
-    let Ok((wal, models, replayed, disk_full)) = tokio::task::spawn_blocking(move || {
-        (engine.wal_metrics(), engine.model_status(), engine.open_report().records_replayed, engine.disk_full())
+    let Ok((wal, models, replayed, disk_full, poisoned)) = tokio::task::spawn_blocking(move || {
+        let replayed = engine.open_report().records_replayed;
+        (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned())
     })
     .await
     else {
@@ -289,6 +232,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "the log failed {} sync(s) or write(s): the engine accepts no writes; restart it",
             wal.sync_failures
         ));
+    } else if let Some(reason) = &poisoned {
+        reasons.push(format!("the engine accepts no writes ({reason}); restart it"));
     }
     if let Some(full) = &disk_full {
         reasons.push(format!(
@@ -327,27 +272,42 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.replay_done.load(Ordering::Relaxed),
         app.replay_total.load(Ordering::Relaxed)
     ));
-    text.push_str(
-        "# HELP recwal_ready 1 once the log is replayed, while the disk has room.\n# TYPE recwal_ready gauge\n",
-    );
-    match app.engine.get().cloned() {
-        Some(engine) => {
-            // Not ready while the disk is full (as /readyz says).
-            text.push_str(if engine.disk_full().is_some() { "recwal_ready 0\n" } else { "recwal_ready 1\n" });
-            let replay_ms = engine.open_report().replay.as_millis();
-            text.push_str(&format!(
-                "# HELP recwal_replay_ms Time the start-up replay took.\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {replay_ms}\n"
-            ));
-            // Off the async threads: it reads the state under its lock.
-            match tokio::task::spawn_blocking(move || engine.metrics_text()).await {
-                Ok(engine_text) => text.push_str(&engine_text),
-                Err(err) => warn!(%err, "rendering the engine's metrics failed"),
+    let engine = app.engine.get().cloned();
+    let mut ready = false;
+    let mut replay_took = None;
+    let mut segments_max = None;
+    if let Some(engine) = engine {
+        segments_max = Some(engine.config().wal.segments_max);
+        let replay = engine.open_report().replay;
+        replay_took = Some(replay);
+        text.push_str(&format!(
+            "# HELP recwal_replay_ms Time the start-up replay took (see recwal_replay_seconds).\n# TYPE recwal_replay_ms gauge\nrecwal_replay_ms {}\n",
+            replay.as_millis()
+        ));
+        // Off the async threads: it reads the state under its lock.
+        match tokio::task::spawn_blocking(move || {
+            (engine.poisoned().is_none() && engine.disk_full().is_none(), engine.metrics_text())
+        })
+        .await
+        {
+            Ok((accepts_writes, engine_text)) => {
+                // Not ready while poisoned or the disk is full (as /readyz says).
+                ready = accepts_writes;
+                text.push_str(&engine_text);
             }
+            Err(err) => warn!(%err, "rendering the engine's metrics failed"),
         }
-        None => text.push_str("recwal_ready 0\n"),
     }
+    text.push_str(&observe::process_text(&ProcessGauges {
+        started: app.started_wall,
+        data_dir: &app.config.server.data_dir,
+        replay_started: app.started,
+        replay_took,
+        ready,
+        segments_max,
+    }));
     text.push_str(&app.edge.metrics_text());
-    text.push_str(&app.route_metrics());
+    text.push_str(&app.http.text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

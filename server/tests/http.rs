@@ -75,7 +75,7 @@ fn every_endpoint_answers_and_auth_guards_them() {
         "recwal_users 3",
         "recwal_wal_sync_latency_us_count",
         "recwal_model_breaker_state{state=\"closed\"}",
-        "recwal_http_request_duration_us_count{method=\"GET\",route=\"/v1/users/{user}/recommend\",status=\"200\"}",
+        "recwal_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/users/{user}/recommend\",status=\"200\"}",
     ] {
         assert!(text.contains(series), "/metrics lacks {series}");
     }

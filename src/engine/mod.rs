@@ -130,6 +130,9 @@ pub struct EngineStats {
     pub disk_full: Option<DiskFull>,
     /// Automatic checkpoints that failed (each is retried with backoff).
     pub checkpoint_failures: u64,
+    /// Why the engine accepts no more writes (a failed log write or sync,
+    /// a panicked writer); `None` while it does.
+    pub poisoned: Option<String>,
 }
 
 /// What a checkpoint did.
@@ -487,7 +490,14 @@ impl Engine {
             wal: self.shared.wal.metrics(),
             disk_full: self.shared.disk.current(),
             checkpoint_failures: self.shared.checkpoints.failures(),
+            poisoned: self.poisoned(),
         }
+    }
+
+    /// Why the engine accepts no more writes (a failed log write or sync,
+    /// a panicked writer), or `None` while it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned.get().cloned()
     }
 
     /// The disk-full condition in force, if a log segment or a snapshot

@@ -10,7 +10,7 @@
 //! it).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
@@ -19,6 +19,7 @@ use tracing::warn;
 
 use crate::model::breaker::Breaker;
 use crate::model::config::{ModelConfig, ModelDevice};
+use crate::model::latency::{self, InferenceLatency};
 use crate::model::runtime::Runtime;
 use crate::model::schema::{self, Signature, FEATURES, INPUT_NAME, OUTPUT_NAME};
 
@@ -51,6 +52,8 @@ pub(crate) struct LoadedModel {
     pub breaker: Breaker,
     pool: Mutex<Vec<Slot>>,
     returned: Condvar,
+    /// This version's inference latency (`recwal_model_inference_seconds`).
+    latency: Arc<InferenceLatency>,
 }
 
 struct Slot {
@@ -108,6 +111,7 @@ impl LoadedModel {
             breaker: Breaker::new(config.breaker.clone(), config.clock.clone()),
             pool: Mutex::new(Vec::new()),
             returned: Condvar::new(),
+            latency: latency::for_version(version),
         };
         let warmup = schema::warmup_batch();
         let mut bound = placed == "cuda";
@@ -131,6 +135,8 @@ impl LoadedModel {
         let scored = slot.run(features, rows);
         let took = started.elapsed();
         self.give_back(slot);
+        // Failed runs too: a version that fails slowly shows it.
+        self.latency.observe(took);
         let scores = scored.map_err(ScoreError::Failed)?;
         schema::check_scores(&scores, rows).map_err(ScoreError::Failed)?;
         Ok((scores, took))

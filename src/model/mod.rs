@@ -11,6 +11,7 @@
 //! - `catalog` (in `state/catalog.rs`, re-exported here): versions and
 //!   activations, as the log recorded them; part of the state.
 //! - `store`: the model files in the data directory.
+//! - `latency`: inference latency per version (histograms for `/metrics`).
 //!
 //! The engine (`engine/models.rs`, `engine/read.rs`) ties them together: `add_model`, `activate_model`,
 //! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
@@ -21,6 +22,7 @@ pub(crate) mod breaker;
 pub(crate) use crate::state::catalog;
 pub(crate) mod config;
 pub(crate) mod features;
+pub mod latency;
 pub(crate) mod loaded;
 pub(crate) mod ranker;
 pub(crate) mod runtime;
