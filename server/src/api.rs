@@ -31,7 +31,7 @@ pub struct ApiEvent {
 
 /// An integer as JSON Schema (and so /openapi.json) defines one: a number
 /// with no fractional part, so `1057.0` and `1.057e3` are 1057 as `1057` is.
-fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
     if let Some(value) = number.as_i64() {
         return Ok(Some(value));
