@@ -615,7 +615,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
     });
     let label_value = json!({
         "anyOf": [
-            { "type": "number", "description": "A finite number." },
+            { "type": "number", "minimum": f64::MIN, "maximum": f64::MAX, "description": "A finite number." },
             {
                 "type": "string",
                 "maxLength": LABEL_TEXT_BYTES_MAX,
