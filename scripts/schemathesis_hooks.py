@@ -30,6 +30,7 @@ schemathesis 4.32.5 applies it to every operation.)
 import os
 import re
 import time
+import urllib.parse
 
 import schemathesis
 
@@ -75,7 +76,8 @@ def _fit_catalogue_body(case, body):
     parameters = case.path_parameters if isinstance(case.path_parameters, dict) else {}
     path_id = parameters.get("item", parameters.get("user"))
     if isinstance(body.get("id"), str) and isinstance(path_id, str):
-        body["id"] = path_id
+        # Path parameters are percent-encoded by now; the server decodes them.
+        body["id"] = urllib.parse.unquote(path_id)
     if "labels" in body:
         body["labels"] = _fit_labels(body["labels"])
     if isinstance(body.get("categories"), list):

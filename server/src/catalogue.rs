@@ -320,6 +320,19 @@ mod tests {
         );
     }
 
+    /// Found by schemathesis: -2⁶³ - 1 parsed as a float rounds to -2⁶³
+    /// (i64::MIN) and was accepted as that.
+    #[test]
+    fn a_time_just_outside_i64_is_refused_not_rounded_in() {
+        let body = |stamp: &str| serde_json::from_str::<ItemBody>(&format!(r#"{{"timestamp_ms":{stamp}}}"#));
+        assert!(body("-9223372036854775809").is_err());
+        assert!(body("9223372036854775808").is_err());
+        assert!(body("-9.3e18").is_err());
+        assert_eq!(body("-9223372036854775808").ok().and_then(|body| body.timestamp_ms), Some(i64::MIN));
+        assert_eq!(body("9223372036854775807").ok().and_then(|body| body.timestamp_ms), Some(i64::MAX));
+        assert_eq!(body("-1.0e3").ok().and_then(|body| body.timestamp_ms), Some(-1000));
+    }
+
     #[test]
     fn each_malformed_parameter_is_named() {
         for (query, name) in [
