@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recwal::{EngineError, Item, ItemFilter, ItemQuery, LabelCondition, LabelValue, User, N_MAX};
+use recwal::{EngineError, Item, ItemFilter, ItemQuery, LabelCondition, LabelValue, User};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,7 +26,8 @@ use crate::api::{self, CountQuery};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
 use crate::server::{blocking, App};
 
-/// Items per page of `GET /v1/items` when `limit` is absent.
+/// Items per page of `GET /v1/items` when `limit` is absent (or `max_n`
+/// when that is smaller).
 pub const ITEMS_PAGE_DEFAULT: usize = 100;
 
 /// The body of `PUT /v1/items/{item}`: the item's whole metadata (what is
@@ -85,18 +86,19 @@ pub struct Filtered<T> {
 }
 
 impl<T> Filtered<T> {
-    /// The engine's query for `n` items; `offset + n` ≤ `N_MAX`.
-    pub fn query(self, n: usize) -> Result<ItemQuery, Problem> {
-        check_page(n, self.offset)?;
+    /// The engine's query for `n` items; `offset + n` ≤ `max_n`.
+    pub fn query(self, n: usize, max_n: usize) -> Result<ItemQuery, Problem> {
+        check_page(n, self.offset, max_n)?;
         Ok(ItemQuery { n, offset: self.offset, filter: self.filter })
     }
 }
 
-/// `offset + n` ≤ `N_MAX`, named as the `offset` parameter.
-pub fn check_page(n: usize, offset: usize) -> Result<(), Problem> {
-    if offset.saturating_add(n) > N_MAX {
+/// `offset + n` ≤ `max_n` (the server's, at most the engine's `N_MAX`):
+/// a page costs the work of `offset + n` items. Named as `offset`.
+pub fn check_page(n: usize, offset: usize, max_n: usize) -> Result<(), Problem> {
+    if offset.saturating_add(n) > max_n {
         return Err(Problem::bad_request(format!(
-            "invalid offset: offset + n must be at most {N_MAX}, got {offset} + {n}"
+            "invalid offset: offset + n must be at most {max_n}, got {offset} + {n}"
         )));
     }
     Ok(())
@@ -227,18 +229,20 @@ pub async fn list_items(
     State(app): State<Arc<App>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let limit = query.limit.unwrap_or(ITEMS_PAGE_DEFAULT);
-    let page = blocking(app.engine()?, move |engine| engine.items(query.after.as_deref(), limit)).await.map_err(
+    let max = app.config.max_n;
+    let limit = query.limit.unwrap_or(ITEMS_PAGE_DEFAULT.min(max));
+    if limit == 0 || limit > max {
+        return Err(Problem::bad_request(format!("invalid limit: must be 1–{max}, got {limit}")));
+    }
+    let page = blocking(app.engine()?, move |engine| Ok(engine.items(query.after.as_deref(), limit))).await?;
+    match page {
+        Ok(page) => Ok(Json(page).into_response()),
         // A cursor naming no item: the page it points into does not exist.
-        |problem| {
-            if problem.detail.starts_with("invalid after:") {
-                Problem::new(StatusCode::NOT_FOUND, "not found", problem.detail)
-            } else {
-                problem
-            }
-        },
-    )?;
-    Ok(Json(page).into_response())
+        Err(EngineError::Invalid { field, rule }) if field == "after" => {
+            Err(Problem::new(StatusCode::NOT_FOUND, "not found", format!("invalid after: {rule}")))
+        }
+        Err(err) => Err(Problem::from(err)),
+    }
 }
 
 /// `POST /v1/items/{item}/hide` and `/show`.
@@ -275,7 +279,7 @@ pub async fn get_user(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>)
 /// `GET /v1/latest?n=&offset=&category=…`.
 pub async fn latest(State(app): State<Arc<App>>, query: Filtered<CountQuery>) -> Result<Response, Problem> {
     let n = api::check_n(query.base.n, app.config.max_n)?;
-    let query = query.query(n)?;
+    let query = query.query(n, app.config.max_n)?;
     let items = blocking(app.engine()?, move |engine| engine.latest(&query)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }

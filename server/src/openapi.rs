@@ -10,7 +10,7 @@
 
 use recwal::{
     EngineConfig, Strategy, CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX,
-    ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, MODEL_BYTES_MAX, N_MAX,
+    ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, MODEL_BYTES_MAX,
     WEIGHT_MAX,
 };
 use serde_json::{json, Value};
@@ -293,7 +293,7 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
             || route.path == "/v1/popular"
             || route.path == "/v1/latest")
     {
-        out.extend(filter_parameters());
+        out.extend(filter_parameters(config.max_n));
     }
     if route.path == "/v1/items" {
         out.push(query(
@@ -303,8 +303,12 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
         ));
         out.push(query(
             "limit",
-            &format!("Items per page (default {}).", crate::catalogue::ITEMS_PAGE_DEFAULT),
-            json!({ "type": "integer", "minimum": 1, "maximum": N_MAX }),
+            &format!(
+                "Items per page (default {}, at most max_n = {}).",
+                crate::catalogue::ITEMS_PAGE_DEFAULT.min(config.max_n),
+                config.max_n
+            ),
+            json!({ "type": "integer", "minimum": 1, "maximum": config.max_n }),
         ));
     }
     if route.path == "/v1/event" {
@@ -334,7 +338,7 @@ fn category_schema() -> Value {
 
 /// `category`, `label`, `label_min`, `label_max`, `offset`: what every list
 /// read takes (server/src/catalogue.rs).
-fn filter_parameters() -> Vec<Value> {
+fn filter_parameters(max_n: usize) -> Vec<Value> {
     let repeated = |name: &str, description: String, items: Value, max: usize| {
         json!({
             "name": name, "in": "query", "required": false, "style": "form", "explode": true,
@@ -384,10 +388,10 @@ fn filter_parameters() -> Vec<Value> {
         json!({
             "name": "offset", "in": "query", "required": false,
             "description": format!(
-                "Items of the full answer to skip (the next page; default 0). offset + n must be at most {N_MAX}. \
-                 Pages are stable while the state does not change."
+                "Items of the full answer to skip (the next page; default 0). offset + n must be at most max_n = \
+                 {max_n}. Pages are stable while the state does not change."
             ),
-            "schema": { "type": "integer", "minimum": 0, "maximum": N_MAX - 1, "x-maxOffsetPlusN": N_MAX },
+            "schema": { "type": "integer", "minimum": 0, "maximum": max_n - 1, "x-maxOffsetPlusN": max_n },
         }),
     ]
 }
@@ -806,7 +810,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         "Stats": {
             "type": "object",
             "required": ["users", "items", "events_applied", "applied_lsn"],
-            "properties": { "users": integer, "items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
+            "properties": { "users": integer, "items": integer, "catalogue_items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
         },
         "WalStatus": {
             "type": "object",

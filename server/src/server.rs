@@ -404,7 +404,7 @@ async fn recommend(
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let request = query.base.into_request(user, app.config.max_n)?.filter(query.filter).offset(query.offset);
-    catalogue::check_page(request.n, request.offset)?;
+    catalogue::check_page(request.n, request.offset, app.config.max_n)?;
     Ok(Json(engine.recommend_async(request).await?).into_response())
 }
 
@@ -415,7 +415,7 @@ async fn similar(
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let n = api::check_n(query.base.n, app.config.max_n)?;
-    let query = query.query(n)?;
+    let query = query.query(n, app.config.max_n)?;
     let items = blocking(engine, move |engine| engine.similar_matching(&item, &query)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
@@ -423,7 +423,7 @@ async fn similar(
 async fn popular(State(app): State<Arc<App>>, query: Filtered<CountQuery>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let n = api::check_n(query.base.n, app.config.max_n)?;
-    let query = query.query(n)?;
+    let query = query.query(n, app.config.max_n)?;
     let items = blocking(engine, move |engine| engine.popular_matching(&query)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
@@ -460,6 +460,7 @@ async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     Ok(Json(json!({
         "users": stats.users,
         "items": stats.items,
+        "catalogue_items": stats.catalogue_items,
         "pairs": stats.pairs,
         "events_applied": stats.events_applied,
         "applied_lsn": stats.lsn_applied,

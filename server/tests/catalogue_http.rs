@@ -401,9 +401,48 @@ fn the_openapi_document_states_the_catalogue_routes_and_their_limits() {
         for name in ["label", "label_min", "label_max"] {
             assert!(param(method, path, name)["schema"]["maxItems"].is_number(), "{path} {name}");
         }
-        assert_eq!(param(method, path, "offset")["schema"]["maximum"], recwal::N_MAX - 1, "{path}");
+        assert_eq!(param(method, path, "offset")["schema"]["maximum"], recwal::N_MAX - 1, "{path}: max_n - 1");
     }
     let item = &document["components"]["schemas"]["ItemBody"];
     assert_eq!(item["properties"]["categories"]["maxItems"], recwal::ITEM_CATEGORIES_MAX);
     assert_eq!(item["properties"]["labels"]["maxProperties"], recwal::LABELS_MAX);
+}
+
+#[test]
+fn pages_stay_inside_the_servers_max_n_and_stats_count_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None, &["--sync", "never", "--max-n", "50"]);
+    for at in 0..3 {
+        put(&server, &format!("/v1/items/i{at}"), json!({ "categories": ["c"], "timestamp_ms": at }));
+    }
+    assert_eq!(get(&server, "/admin/stats")["catalogue_items"], 3);
+    for path in ["/v1/popular?n=10&offset=40", "/v1/latest?n=10&offset=40", "/v1/users/u/recommend?n=10&offset=40"] {
+        assert_eq!(server.call("GET", path, b"").status, 200, "{path}");
+    }
+    for path in ["/v1/popular?n=10&offset=41", "/v1/latest?offset=41", "/v1/users/u/recommend?n=10&offset=41"] {
+        let response = server.call("GET", path, b"");
+        response.assert_problem(400, path);
+        assert!(response.text().contains("invalid offset: offset + n must be at most 50"), "{}", response.text());
+    }
+    assert_eq!(ids(&get(&server, "/v1/items?limit=50")).len(), 3);
+    let response = server.call("GET", "/v1/items?limit=51", b"");
+    response.assert_problem(400, "limit over max_n");
+    assert!(response.text().contains("invalid limit"), "{}", response.text());
+    let document = get(&server, "/openapi.json");
+    let limit = document["paths"]["/v1/items"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|param| param["name"] == "limit")
+        .cloned()
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 50);
+    let offset = document["paths"]["/v1/popular"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|param| param["name"] == "offset")
+        .cloned()
+        .unwrap();
+    assert_eq!(offset["schema"]["maximum"], 49);
 }
