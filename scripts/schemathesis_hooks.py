@@ -12,6 +12,13 @@ stays valid, invalid stays invalid; schemathesis re-validates after
 - `x-maxFutureMs`: `timestamp_ms` may be at most that far ahead of the
   server's clock. A valid timestamp beyond it is replaced by now.
 
+The catalogue (server/src/catalogue.rs) adds byte limits of the same kind
+(categories, label keys and texts, in bodies and in the filter parameters)
+and three rules across fields: `expires_ms` after `timestamp_ms`, a body's
+`id` the path's, and, in list reads, at most FILTER_LABELS_MAX label
+conditions in all and `offset + n` at most N_MAX (`x-maxOffsetPlusN`).
+Valid cases are moved inside them the same way.
+
 And one answer no schema can foresee: whether the bytes uploaded to
 `POST /admin/models` are a usable ONNX model (they load, meet the feature
 contract, score the warm-up batch). The document declares 422 for a file
@@ -23,6 +30,7 @@ schemathesis 4.32.5 applies it to every operation.)
 import os
 import re
 import time
+import urllib.parse
 
 import schemathesis
 
@@ -31,15 +39,79 @@ MAX_FUTURE_MS = int(os.environ.get("RECWAL_MAX_FUTURE_MS", "3600000"))
 I64_MAX = 2**63 - 1
 CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
 ID_FIELDS = ("user", "item", "event_id")
+CATEGORY_BYTES = 64
+LABEL_KEY_BYTES = 64
+LABEL_TEXT_BYTES = 256
+FILTER_LABELS = 16
+N_MAX = 1000
+N_DEFAULT = 10
+
+
+def _fit_bytes(value, limit, min_len=1):
+    if not isinstance(value, str) or not min_len <= len(value) <= limit or CONTROL.search(value):
+        return value
+    encoded = value.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return value
+    return encoded[:limit].decode("utf-8", "ignore")
 
 
 def _fit_id(value):
-    if not isinstance(value, str) or not 1 <= len(value) <= ID_BYTES or CONTROL.search(value):
+    return _fit_bytes(value, ID_BYTES)
+
+
+def _fit_labels(labels):
+    if not isinstance(labels, dict):
+        return labels
+    fitted = {}
+    for key, value in labels.items():
+        if isinstance(value, str):
+            value = _fit_bytes(value, LABEL_TEXT_BYTES, 0)
+        fitted[_fit_bytes(key, LABEL_KEY_BYTES)] = value
+    return fitted
+
+
+def _fit_catalogue_body(case, body):
+    """PUT /v1/items/{item} and /v1/users/{user}."""
+    parameters = case.path_parameters if isinstance(case.path_parameters, dict) else {}
+    path_id = parameters.get("item", parameters.get("user"))
+    if isinstance(body.get("id"), str) and isinstance(path_id, str):
+        # Path parameters are percent-encoded by now; the server decodes them.
+        body["id"] = urllib.parse.unquote(path_id)
+    if "labels" in body:
+        body["labels"] = _fit_labels(body["labels"])
+    if isinstance(body.get("categories"), list):
+        body["categories"] = [_fit_bytes(category, CATEGORY_BYTES) for category in body["categories"]]
+    start, end = body.get("timestamp_ms"), body.get("expires_ms")
+    integral = lambda stamp: isinstance(stamp, int) and not isinstance(stamp, bool)
+    if integral(start) and integral(end) and end <= start:
+        body["expires_ms"] = None
+
+
+def _fit_label_condition(value):
+    if not isinstance(value, str) or ":" not in value:
         return value
-    encoded = value.encode("utf-8", "surrogatepass")
-    if len(encoded) <= ID_BYTES:
-        return value
-    return encoded[:ID_BYTES].decode("utf-8", "ignore")
+    key, rest = value.split(":", 1)
+    return _fit_bytes(key, LABEL_KEY_BYTES) + ":" + _fit_bytes(rest, LABEL_TEXT_BYTES, 0)
+
+
+def _fit_filter_query(query):
+    """The filter and page parameters of the list reads."""
+    if not isinstance(query, dict):
+        return
+    as_list = lambda value: value if isinstance(value, list) else [value]
+    if "category" in query:
+        query["category"] = [_fit_bytes(category, CATEGORY_BYTES) for category in as_list(query["category"])]
+    room = FILTER_LABELS
+    for name in ("label", "label_min", "label_max"):
+        if name in query:
+            conditions = [_fit_label_condition(condition) for condition in as_list(query[name])][: max(room, 0)]
+            room -= len(conditions)
+            query[name] = conditions
+    n, offset = query.get("n", N_DEFAULT), query.get("offset")
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)
+    if whole(n) and whole(offset) and 1 <= n <= N_MAX and 0 <= offset and offset + n > N_MAX:
+        query["offset"] = N_MAX - n
 
 
 def _fit_event(event):
@@ -61,8 +133,11 @@ def before_call(context, case, kwargs):
         for name in ("user", "item"):
             if name in case.path_parameters:
                 case.path_parameters[name] = _fit_id(case.path_parameters[name])
+    _fit_filter_query(case.query)
     body = case.body
-    if isinstance(body, dict):
+    if isinstance(body, dict) and case.method.upper() == "PUT":
+        _fit_catalogue_body(case, body)
+    elif isinstance(body, dict):
         if isinstance(body.get("events"), list):
             for event in body["events"]:
                 _fit_event(event)

@@ -31,15 +31,18 @@ pub struct ApiEvent {
 
 /// An integer as JSON Schema (and so /openapi.json) defines one: a number
 /// with no fractional part, so `1057.0` and `1.057e3` are 1057 as `1057` is.
-fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
     if let Some(value) = number.as_i64() {
         return Ok(Some(value));
     }
-    // i64::MIN and 2⁶³ are exact in f64: the range check is exact too.
+    // 2⁶³ is exact in f64, so the range check is exact; -2⁶³ (i64::MIN) is
+    // left out because integers just below it (-2⁶³ - 1, parsed as a float
+    // when out of range) round to it: i64::MIN written as an integer took
+    // the `as_i64` path above.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     match number.as_f64() {
-        Some(value) if value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value) => Ok(Some(value as i64)),
+        Some(value) if value.fract() == 0.0 && value > -LIMIT && value < LIMIT => Ok(Some(value as i64)),
         _ => Err(D::Error::custom(format_args!("invalid value: {number}, expected an integer of 64 bits"))),
     }
 }

@@ -2,11 +2,13 @@
 #![allow(clippy::print_stdout)]
 
 mod api;
+mod catalogue;
 mod client;
 mod config;
 mod datadir;
 mod edge;
 mod observe;
+mod import_items;
 mod openapi;
 mod problem;
 mod server;
@@ -52,6 +54,11 @@ enum Command {
         /// pipe (default: tab for u.data and .inter, comma for .csv).
         #[arg(long)]
         delimiter: Option<recwal::eval::Delimiter>,
+        /// The file is a catalogue of items (CSV, TSV or JSONL with id,
+        /// categories, labels, hidden, timestamp, expires), not events; see
+        /// docs/SERVER.md, "Importing items".
+        #[arg(long, conflicts_with = "delimiter")]
+        items: bool,
     },
     /// Offline evaluation of every strategy on a ratings file (hash 80/20 split).
     Eval {

@@ -8,7 +8,11 @@
 //! inside and just outside each stated limit to hold them together, and
 //! `scripts/schemathesis.sh` fuzzes the server against this document.
 
-use recwal::{EngineConfig, Strategy, EVENT_ID_BYTES_MAX, ID_BYTES_MAX, MODEL_BYTES_MAX, WEIGHT_MAX};
+use recwal::{
+    EngineConfig, Strategy, CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX,
+    ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, MODEL_BYTES_MAX,
+    WEIGHT_MAX,
+};
 use serde_json::{json, Value};
 
 use crate::api;
@@ -94,24 +98,90 @@ pub const ROUTES: &[Route] = &[
     route(
         "get",
         "/v1/users/{user}/recommend",
-        "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`); an unknown user gets popular items \
-         (`cold_start`).",
+        "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`, the filter `category`, `label`, \
+         `label_min`, `label_max`, and `offset`); an unknown user gets popular items (`cold_start`).",
         Kind::Read,
         "200",
         "Recommendations",
     ),
     route("get", "/v1/users/{user}/interactions", "A user's recorded interactions.", Kind::Read, "200", "Interactions"),
-    route("delete", "/v1/users/{user}", "Forget a user (logged).", Kind::Write, "200", "Logged"),
+    route("delete", "/v1/users/{user}", "Forget a user, their labels too (logged).", Kind::Write, "200", "Logged"),
+    route(
+        "get",
+        "/v1/users/{user}",
+        "A user's labels (404 when none were set, or after a forget).",
+        Kind::Read,
+        "200",
+        "User",
+    ),
+    Route {
+        body: Some("UserBody"),
+        ..route(
+            "put",
+            "/v1/users/{user}",
+            "Set a user's labels, replacing what they had (logged).",
+            Kind::Write,
+            "200",
+            "Logged",
+        )
+    },
     route(
         "get",
         "/v1/items/{item}/similar",
-        "Items most often interacted with together with this one (`n`).",
+        "Items most often interacted with together with this one (`n`, the filter, `offset`).",
         Kind::Read,
         "200",
         "Items",
     ),
-    route("delete", "/v1/items/{item}", "Stop recommending an item (logged).", Kind::Write, "200", "Logged"),
-    route("get", "/v1/popular", "The most popular items (`n`).", Kind::Read, "200", "Items"),
+    route("delete", "/v1/items/{item}", "Stop recommending an item, for good (logged).", Kind::Write, "200", "Logged"),
+    route(
+        "get",
+        "/v1/items/{item}",
+        "An item's catalogue entry (404 when it has none: unknown, or known from events only).",
+        Kind::Read,
+        "200",
+        "Item",
+    ),
+    Route {
+        body: Some("ItemBody"),
+        ..route(
+            "put",
+            "/v1/items/{item}",
+            "Set an item's catalogue entry (categories, labels, hidden, timestamp_ms, expires_ms), replacing what \
+             it had (logged).",
+            Kind::Write,
+            "200",
+            "Logged",
+        )
+    },
+    route(
+        "post",
+        "/v1/items/{item}/hide",
+        "Hide an item from every read from the next request on (logged; 404 for an unknown item).",
+        Kind::Write,
+        "200",
+        "Logged",
+    ),
+    route("post", "/v1/items/{item}/show", "Show a hidden item again (logged).", Kind::Write, "200", "Logged"),
+    route(
+        "get",
+        "/v1/items",
+        "A page of catalogue items in the order they entered it (`limit`, `after`: the previous page's `next`; \
+         404 when `after` names no item).",
+        Kind::Read,
+        "200",
+        "ItemPage",
+    ),
+    route(
+        "get",
+        "/v1/latest",
+        "The newest catalogue items by publication time (`n`, the filter, `offset`); hidden, expired, not yet \
+         published and undated items are left out.",
+        Kind::Read,
+        "200",
+        "CatalogueItems",
+    ),
+    route("get", "/v1/popular", "The most popular items (`n`, the filter, `offset`).", Kind::Read, "200", "Items"),
     route("get", "/admin/stats", "Engine counts.", Kind::Read, "200", "Stats"),
     route(
         "get",
@@ -214,8 +284,32 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
         out.push(query("exclude", "Comma-separated item ids never to return.", json!({ "type": "string" })));
         out.push(query("allow", "Comma-separated item ids: only these may be returned.", json!({ "type": "string" })));
     }
-    if route.path.ends_with("/similar") || route.path == "/v1/popular" {
+    if route.path.ends_with("/similar") || route.path == "/v1/popular" || route.path == "/v1/latest" {
         out.push(n());
+    }
+    if route.method == "get"
+        && (route.path.ends_with("/recommend")
+            || route.path.ends_with("/similar")
+            || route.path == "/v1/popular"
+            || route.path == "/v1/latest")
+    {
+        out.extend(filter_parameters(config.server.max_n));
+    }
+    if route.path == "/v1/items" {
+        out.push(query(
+            "after",
+            "The `next` of the previous page (404 when it names no item).",
+            id_schema("Item id", ID_BYTES_MAX),
+        ));
+        out.push(query(
+            "limit",
+            &format!(
+                "Items per page (default {}, at most max_n = {}).",
+                crate::catalogue::ITEMS_PAGE_DEFAULT.min(config.server.max_n),
+                config.server.max_n
+            ),
+            json!({ "type": "integer", "minimum": 1, "maximum": config.server.max_n }),
+        ));
     }
     if route.path == "/v1/event" {
         out.push(query(
@@ -225,6 +319,81 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
         ));
     }
     out
+}
+
+/// No control characters (Unicode Cc), as the engine checks names and text.
+const NO_CONTROL: &str = "\\u0000-\\u001F\\u007F-\\u009F";
+
+/// A category (of an item, or named by a filter).
+fn category_schema() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": CATEGORY_BYTES_MAX,
+        "x-maxBytes": CATEGORY_BYTES_MAX,
+        "pattern": format!("^[^{NO_CONTROL}]*$"),
+        "description": format!("1–{CATEGORY_BYTES_MAX} bytes of UTF-8, no control characters."),
+    })
+}
+
+/// `category`, `label`, `label_min`, `label_max`, `offset`: what every list
+/// read takes (server/src/catalogue.rs).
+fn filter_parameters(max_n: usize) -> Vec<Value> {
+    let repeated = |name: &str, description: String, items: Value, max: usize| {
+        json!({
+            "name": name, "in": "query", "required": false, "style": "form", "explode": true,
+            "description": description,
+            "schema": { "type": "array", "maxItems": max, "items": items },
+        })
+    };
+    let key = format!("[^:{NO_CONTROL}]{{1,{LABEL_KEY_BYTES_MAX}}}");
+    let number = "-?[0-9]{1,15}(\\.[0-9]{1,15})?";
+    let conditions = format!(
+        "At most {FILTER_LABELS_MAX} label conditions in all (`label`, `label_min` and `label_max` together), all \
+         of which must hold; an item without the label fails its condition. The key is what comes before the first \
+         colon (1–{LABEL_KEY_BYTES_MAX} bytes, so a key holding a colon cannot be named here)."
+    );
+    vec![
+        repeated(
+            "category",
+            format!(
+                "Only items in at least one of these categories (repeat the parameter: `category=a&category=b`; at \
+                 most {FILTER_CATEGORIES_MAX})."
+            ),
+            category_schema(),
+            FILTER_CATEGORIES_MAX,
+        ),
+        repeated(
+            "label",
+            format!(
+                "`key:text`: the item's label `key` is the text `text` (the rest of the value, colons included, \
+                 at most {LABEL_TEXT_BYTES_MAX} bytes). For a number use `label_min` and `label_max` with the same \
+                 bound. {conditions}"
+            ),
+            json!({ "type": "string", "pattern": format!("^{key}:[^{NO_CONTROL}]{{0,{LABEL_TEXT_BYTES_MAX}}}$"), "x-maxBytes": LABEL_KEY_BYTES_MAX + 1 + LABEL_TEXT_BYTES_MAX }),
+            FILTER_LABELS_MAX,
+        ),
+        repeated(
+            "label_min",
+            format!("`key:number`: the item's label `key` is a number ≥ `number` (finite). {conditions}"),
+            json!({ "type": "string", "pattern": format!("^{key}:{number}$") }),
+            FILTER_LABELS_MAX,
+        ),
+        repeated(
+            "label_max",
+            format!("`key:number`: the item's label `key` is a number ≤ `number` (finite). {conditions}"),
+            json!({ "type": "string", "pattern": format!("^{key}:{number}$") }),
+            FILTER_LABELS_MAX,
+        ),
+        json!({
+            "name": "offset", "in": "query", "required": false,
+            "description": format!(
+                "Items of the full answer to skip (the next page; default 0). offset + n must be at most max_n = \
+                 {max_n}. Pages are stable while the state does not change."
+            ),
+            "schema": { "type": "integer", "minimum": 0, "maximum": max_n - 1, "x-maxOffsetPlusN": max_n },
+        }),
+    ]
 }
 
 fn problem(description: &str) -> Value {
@@ -269,7 +438,10 @@ fn responses(route: &Route, config: &ServeConfig) -> Value {
             None if route.kind == Kind::Probe || route.kind == Kind::Ready || route.kind == Kind::Meta => {
                 "Bad request: the request line or headers are malformed."
             }
-            None => "Bad request: a malformed request, or a parameter breaking a rule (the detail names it).",
+            None => {
+                "Bad request: a malformed request, or a parameter breaking a rule (the detail names it). \
+                     Nothing was written."
+            }
         }),
     );
     if route.auth {
@@ -279,11 +451,15 @@ fn responses(route: &Route, config: &ServeConfig) -> Value {
             json!({ "WWW-Authenticate": { "required": true, "schema": { "type": "string", "const": "Bearer" } } });
         out.insert("401".into(), unauthorized);
     }
-    if route.path.contains('{') && !route.path.ends_with("/recommend") {
+    if (route.path.contains('{') && !route.path.ends_with("/recommend")) || route.path == "/v1/items" {
         out.insert(
             "404".into(),
             problem(if route.path.contains("{version}") {
                 "No such model version (or it was retired)."
+            } else if route.path == "/v1/items" {
+                "`after` names no item."
+            } else if route.method == "get" && (route.path == "/v1/items/{item}" || route.path == "/v1/users/{user}") {
+                "The item has no catalogue entry, or the user no labels."
             } else {
                 "The user or item is not known to the engine."
             }),
@@ -442,7 +618,91 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "model_score": { "type": ["number", "null"] },
         },
     });
-    json!({
+    let label_value = json!({
+        "anyOf": [
+            { "type": "number", "minimum": f64::MIN, "maximum": f64::MAX, "description": "A finite number." },
+            {
+                "type": "string",
+                "maxLength": LABEL_TEXT_BYTES_MAX,
+                "x-maxBytes": LABEL_TEXT_BYTES_MAX,
+                "pattern": format!("^[^{NO_CONTROL}]*$"),
+                "description": format!("Text: at most {LABEL_TEXT_BYTES_MAX} bytes of UTF-8, no control characters."),
+            },
+        ],
+    });
+    let labels = json!({
+        "type": "object",
+        "maxProperties": LABELS_MAX,
+        "propertyNames": {
+            "minLength": 1, "maxLength": LABEL_KEY_BYTES_MAX, "x-maxBytes": LABEL_KEY_BYTES_MAX,
+            "pattern": format!("^[^{NO_CONTROL}]*$"),
+        },
+        "additionalProperties": label_value,
+        "description": format!(
+            "At most {LABELS_MAX} labels: keys of 1–{LABEL_KEY_BYTES_MAX} bytes with no control characters, values \
+             a number or a text."
+        ),
+    });
+    let categories = json!({
+        "type": "array",
+        "maxItems": ITEM_CATEGORIES_MAX,
+        "items": category_schema(),
+        "description": format!("At most {ITEM_CATEGORIES_MAX} distinct categories (repeats are dropped)."),
+    });
+    let stamp = |what: &str| json!({ "type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX, "description": what });
+    let nullable_id = |what| {
+        let mut schema = ids(what);
+        schema["type"] = json!(["string", "null"]);
+        schema
+    };
+    let item = json!({
+        "type": "object",
+        "required": ["id", "categories", "labels", "hidden"],
+        "properties": {
+            "id": { "type": "string" }, "categories": { "type": "array", "items": { "type": "string" } },
+            "labels": { "type": "object" }, "hidden": { "type": "boolean" },
+            "timestamp_ms": { "type": ["integer", "null"] }, "expires_ms": { "type": ["integer", "null"] },
+        },
+    });
+    let catalogue = json!({
+        "ItemBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": format!(
+                "An item's whole catalogue entry: what is absent is cleared. At most {} bytes in all (413 beyond).",
+                config.server.body_limit_bytes
+            ),
+            "properties": {
+                "id": nullable_id("The path's id, repeated (optional; any other is refused)"),
+                "categories": categories,
+                "labels": labels,
+                "hidden": { "type": ["boolean", "null"], "description": "Hidden from every read (default false)." },
+                "timestamp_ms": stamp("Published / valid from, ms since the Unix epoch: not returned before it, and the order of /v1/latest (an item without one is not listed there)."),
+                "expires_ms": stamp("Not returned from this time on (ms since the Unix epoch); after timestamp_ms when both are set."),
+            },
+        },
+        "UserBody": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": { "id": nullable_id("The path's id, repeated (optional; any other is refused)"), "labels": labels },
+        },
+        "Item": item,
+        "User": {
+            "type": "object",
+            "required": ["id", "labels"],
+            "properties": { "id": { "type": "string" }, "labels": { "type": "object" } },
+        },
+        "ItemPage": {
+            "type": "object",
+            "required": ["items", "next"],
+            "properties": {
+                "items": { "type": "array", "items": item },
+                "next": { "type": ["string", "null"], "description": "`after` of the next page; null on the last." },
+            },
+        },
+        "CatalogueItems": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": item } } },
+    });
+    let mut all = json!({
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -551,7 +811,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         "Stats": {
             "type": "object",
             "required": ["users", "items", "events_applied", "applied_lsn"],
-            "properties": { "users": integer, "items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
+            "properties": { "users": integer, "items": integer, "catalogue_items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
         },
         "WalStatus": {
             "type": "object",
@@ -587,5 +847,9 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "required": ["runtime", "active", "serving"],
             "properties": { "active": nullable_integer, "serving": nullable_integer, "fault": { "type": ["string", "null"] } },
         },
-    })
+    });
+    if let (Some(all), Value::Object(catalogue)) = (all.as_object_mut(), catalogue) {
+        all.extend(catalogue);
+    }
+    all
 }

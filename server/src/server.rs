@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use recwal::{Durability, Engine};
 use serde_json::json;
@@ -20,6 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::api::{
     self, ApiEvent, ApiReceipt, CountQuery, DurabilityQuery, IngestRequest, IngestResponse, RecommendQuery,
 };
+use crate::catalogue::{self, Filtered};
 use crate::config::ServeConfig;
 use crate::edge::{self, BodyClock, EdgeStats};
 use crate::observe::{self, HttpMetrics, ProcessGauges};
@@ -60,7 +61,7 @@ impl App {
         }
     }
 
-    fn engine(&self) -> Result<Arc<Engine>, Problem> {
+    pub(crate) fn engine(&self) -> Result<Arc<Engine>, Problem> {
         self.engine.get().cloned().ok_or_else(|| Problem::unavailable("starting: the log is being replayed"))
     }
 }
@@ -79,9 +80,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/event", post(ingest_one))
         .route("/v1/users/{user}/recommend", get(recommend))
         .route("/v1/users/{user}/interactions", get(interactions))
-        .route("/v1/users/{user}", delete(forget_user))
+        .route("/v1/users/{user}", get(catalogue::get_user).put(catalogue::put_user).delete(forget_user))
         .route("/v1/items/{item}/similar", get(similar))
-        .route("/v1/items/{item}", delete(remove_item))
+        .route("/v1/items/{item}", get(catalogue::get_item).put(catalogue::put_item).delete(remove_item))
+        .route("/v1/items/{item}/hide", post(catalogue::hide_item))
+        .route("/v1/items/{item}/show", post(catalogue::show_item))
+        .route("/v1/items", get(catalogue::list_items))
+        .route("/v1/latest", get(catalogue::latest))
         .route("/v1/popular", get(popular))
         .route("/admin/stats", get(stats))
         .route("/admin/wal", get(wal_status))
@@ -357,28 +362,31 @@ async fn ingest_one(
 async fn recommend(
     State(app): State<Arc<App>>,
     ApiPath(user): ApiPath<String>,
-    ApiQuery(query): ApiQuery<RecommendQuery>,
+    query: Filtered<RecommendQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let request = query.into_request(user, app.config.server.max_n)?;
+    let request = query.base.into_request(user, app.config.server.max_n)?.filter(query.filter).offset(query.offset);
+    catalogue::check_page(request.n, request.offset, app.config.server.max_n)?;
     Ok(Json(engine.recommend_async(request).await?).into_response())
 }
 
 async fn similar(
     State(app): State<Arc<App>>,
     ApiPath(item): ApiPath<String>,
-    ApiQuery(query): ApiQuery<CountQuery>,
+    query: Filtered<CountQuery>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let n = api::check_n(query.n, app.config.server.max_n)?;
-    let items = blocking(engine, move |engine| engine.similar_items(&item, n)).await?;
+    let n = api::check_n(query.base.n, app.config.server.max_n)?;
+    let query = query.query(n, app.config.server.max_n)?;
+    let items = blocking(engine, move |engine| engine.similar_matching(&item, &query)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 
-async fn popular(State(app): State<Arc<App>>, ApiQuery(query): ApiQuery<CountQuery>) -> Result<Response, Problem> {
+async fn popular(State(app): State<Arc<App>>, query: Filtered<CountQuery>) -> Result<Response, Problem> {
     let engine = app.engine()?;
-    let n = api::check_n(query.n, app.config.server.max_n)?;
-    let items = blocking(engine, move |engine| engine.popular(n)).await?;
+    let n = api::check_n(query.base.n, app.config.server.max_n)?;
+    let query = query.query(n, app.config.server.max_n)?;
+    let items = blocking(engine, move |engine| engine.popular_matching(&query)).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -389,7 +397,7 @@ async fn interactions(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String
 }
 
 /// Runs a blocking engine call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     engine: Arc<Engine>,
     work: impl FnOnce(&Engine) -> Result<T, recwal::EngineError> + Send + 'static,
 ) -> Result<T, Problem> {
@@ -414,6 +422,7 @@ async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     Ok(Json(json!({
         "users": stats.users,
         "items": stats.items,
+        "catalogue_items": stats.catalogue_items,
         "pairs": stats.pairs,
         "events_applied": stats.events_applied,
         "applied_lsn": stats.lsn_applied,

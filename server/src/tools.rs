@@ -27,7 +27,8 @@ macro_rules! out {
 pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve(_) => Ok(ExitCode::SUCCESS),
-        Command::Import { file, data_dir, batch, delimiter } => import(&file, &data_dir, batch, delimiter),
+        Command::Import { file, data_dir, items: true, .. } => crate::import_items::import_items(&file, &data_dir),
+        Command::Import { file, data_dir, batch, delimiter, .. } => import(&file, &data_dir, batch, delimiter),
         Command::Eval { file, k, delimiter } => eval(&file, k, delimiter),
         Command::Wal { command } => wal(command),
         Command::Checkpoint { data_dir, remote } => {
