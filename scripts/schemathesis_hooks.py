@@ -114,6 +114,28 @@ def _fit_filter_query(query):
         query["offset"] = N_MAX - n
 
 
+def _fit_session_body(body):
+    """POST /v1/sessions/recommend: the filter and page, in the body."""
+    if isinstance(body.get("exclude"), list):
+        body["exclude"] = [_fit_id(item) for item in body["exclude"]]
+    chosen = body.get("filter")
+    if isinstance(chosen, dict):
+        if isinstance(chosen.get("categories"), list):
+            chosen["categories"] = [_fit_bytes(category, CATEGORY_BYTES) for category in chosen["categories"]]
+        for condition in chosen.get("labels") if isinstance(chosen.get("labels"), list) else []:
+            if isinstance(condition, dict):
+                if "key" in condition:
+                    condition["key"] = _fit_bytes(condition["key"], LABEL_KEY_BYTES)
+                if isinstance(condition.get("value"), str):
+                    condition["value"] = _fit_bytes(condition["value"], LABEL_TEXT_BYTES, 0)
+    n = body.get("n")
+    n = N_DEFAULT if n is None else n
+    offset = body.get("offset")
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)
+    if whole(n) and whole(offset) and 1 <= n <= N_MAX and 0 <= offset and offset + n > N_MAX:
+        body["offset"] = N_MAX - n
+
+
 def _fit_event(event):
     if not isinstance(event, dict):
         return
@@ -138,6 +160,8 @@ def before_call(context, case, kwargs):
     if isinstance(body, dict) and case.method.upper() == "PUT":
         _fit_catalogue_body(case, body)
     elif isinstance(body, dict):
+        if case.path == "/v1/sessions/recommend":
+            _fit_session_body(body)
         if isinstance(body.get("events"), list):
             for event in body["events"]:
                 _fit_event(event)

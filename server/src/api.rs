@@ -1,7 +1,10 @@
 //! The JSON shapes of the data plane (`/v1`), converted to the engine's
 //! types; every conversion error names the field.
 
-use recwal::{Durability, EngineConfig, Event, EventKind, RecommendRequest, Strategy, WEIGHT_MAX};
+use recwal::{
+    Durability, EngineConfig, Event, EventKind, ItemFilter, RecommendRequest, SessionEvent, SessionRequest, Strategy,
+    WEIGHT_MAX,
+};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -220,6 +223,63 @@ impl RecommendQuery {
         if self.allow.is_some() {
             request = request.allow(list(self.allow.as_deref()));
         }
+        Ok(request)
+    }
+}
+
+/// One event of an anonymous session (`POST /v1/sessions/recommend`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSessionEvent {
+    pub item: String,
+    /// As for ingested events.
+    pub kind: String,
+    /// The rating, for kind "rating" only.
+    pub value: Option<f64>,
+    /// Overrides the kind's configured weight.
+    pub weight: Option<f64>,
+}
+
+/// `POST /v1/sessions/recommend`: recommendations for the events of a
+/// session, given in the body; nothing is written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionBody {
+    pub events: Vec<ApiSessionEvent>,
+    pub n: Option<usize>,
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub filter: ItemFilter,
+    #[serde(default)]
+    pub offset: usize,
+}
+
+impl SessionBody {
+    /// The engine's request; each event checked as an ingested one is
+    /// (errors name `events[i].…`).
+    pub fn into_request(self, config: &EngineConfig, max_n: usize) -> Result<SessionRequest, Problem> {
+        let n = check_n(self.n, max_n)?;
+        let strategy = strategy(self.strategy.as_deref())?;
+        let mut events = Vec::with_capacity(self.events.len());
+        for (at, event) in self.events.into_iter().enumerate() {
+            let api = ApiEvent {
+                user: "session".into(),
+                item: event.item,
+                kind: event.kind,
+                value: event.value,
+                weight: event.weight,
+                timestamp_ms: None,
+                event_id: None,
+            };
+            let event = api.into_event(&format!("events[{at}]"), config)?;
+            events.push(SessionEvent { item: event.item, kind: event.kind, weight: event.weight });
+        }
+        let mut request = SessionRequest::new(events, n, strategy);
+        request.exclude = self.exclude;
+        request.filter = self.filter;
+        request.offset = self.offset;
         Ok(request)
     }
 }

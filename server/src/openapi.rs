@@ -618,6 +618,11 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "model_score": { "type": ["number", "null"] },
         },
     });
+    let label_key = json!({
+        "type": "string",
+        "minLength": 1, "maxLength": LABEL_KEY_BYTES_MAX, "x-maxBytes": LABEL_KEY_BYTES_MAX,
+        "pattern": format!("^[^{NO_CONTROL}]*$"),
+    });
     let label_value = json!({
         "anyOf": [
             { "type": "number", "minimum": f64::MIN, "maximum": f64::MAX, "description": "A finite number." },
@@ -746,6 +751,75 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     },
                 },
             ],
+        },
+        "SessionRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["events"],
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "maxItems": recwal::SESSION_EVENTS_MAX,
+                    "description": "The session's events, oldest first; as ingested events, without user, time or id.",
+                    "items": { "oneOf": [
+                        {
+                            "type": "object",
+                            "title": "Rating",
+                            "additionalProperties": false,
+                            "required": ["item", "kind", "value"],
+                            "properties": {
+                                "item": ids("Item id"),
+                                "kind": { "const": "rating" },
+                                "value": { "type": "number", "minimum": rating_min, "maximum": rating_max },
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "title": "Implicit",
+                            "additionalProperties": false,
+                            "required": ["item", "kind"],
+                            "properties": {
+                                "item": ids("Item id"),
+                                "kind": { "type": "string", "enum": implicit_kinds.clone() },
+                                "value": { "type": "null" },
+                                "weight": { "type": ["number", "null"], "minimum": 0, "maximum": weight_max },
+                            },
+                        },
+                    ] },
+                },
+                "n": { "type": ["integer", "null"], "minimum": 1, "maximum": config.server.max_n, "description": "10 when absent or null." },
+                "strategy": {
+                    "type": ["string", "null"],
+                    "enum": Strategy::ALL.iter().map(|strategy| json!(strategy.name())).chain([Value::Null]).collect::<Vec<_>>(),
+                    "description": "blend when absent or null.",
+                },
+                "exclude": { "type": "array", "items": ids("Item id") },
+                "filter": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "categories": { "type": "array", "maxItems": FILTER_CATEGORIES_MAX, "items": category_schema(), "description": "Any of these." },
+                        "labels": { "type": "array", "maxItems": FILTER_LABELS_MAX, "description": "All of these.", "items": { "oneOf": [
+                            {
+                                "type": "object", "additionalProperties": false, "required": ["op", "key", "value"],
+                                "properties": { "op": { "const": "equals" }, "key": label_key.clone(), "value": label_value.clone() },
+                            },
+                            {
+                                "type": "object", "additionalProperties": false, "required": ["op", "key", "value"],
+                                "properties": {
+                                    "op": { "type": "string", "enum": ["at_least", "at_most"] },
+                                    "key": label_key.clone(),
+                                    "value": { "type": "number", "minimum": f64::MIN, "maximum": f64::MAX },
+                                },
+                            },
+                        ] } },
+                    },
+                },
+                "offset": {
+                    "type": "integer", "minimum": 0, "maximum": config.server.max_n - 1, "x-maxOffsetPlusN": config.server.max_n,
+                    "description": "Items of the whole answer to skip (default 0); offset + n must not exceed max_n.",
+                },
+            },
         },
         "IngestRequest": {
             "type": "object",

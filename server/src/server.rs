@@ -79,6 +79,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events", post(ingest))
         .route("/v1/event", post(ingest_one))
         .route("/v1/users/{user}/recommend", get(recommend))
+        .route("/v1/sessions/recommend", post(recommend_session))
         .route("/v1/users/{user}/interactions", get(interactions))
         .route("/v1/users/{user}", get(catalogue::get_user).put(catalogue::put_user).delete(forget_user))
         .route("/v1/items/{item}/similar", get(similar))
@@ -368,6 +369,16 @@ async fn recommend(
     let request = query.base.into_request(user, app.config.server.max_n)?.filter(query.filter).offset(query.offset);
     catalogue::check_page(request.n, request.offset, app.config.server.max_n)?;
     Ok(Json(engine.recommend_async(request).await?).into_response())
+}
+
+async fn recommend_session(
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson<api::SessionBody>,
+) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    let request = body.into_request(engine.config(), app.config.server.max_n)?;
+    catalogue::check_page(request.n, request.offset, app.config.server.max_n)?;
+    Ok(Json(blocking(engine, move |engine| engine.recommend_session(&request)).await?).into_response())
 }
 
 async fn similar(

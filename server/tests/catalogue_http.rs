@@ -446,3 +446,48 @@ fn pages_stay_inside_the_servers_max_n_and_stats_count_the_catalogue() {
         .unwrap();
     assert_eq!(offset["schema"]["maximum"], 49);
 }
+
+#[test]
+fn a_session_is_recommended_from_the_events_in_the_body_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    seed_star(&server);
+    put(&server, "/v1/items/star", json!({ "categories": ["top"] }));
+    let lsn = get(&server, "/admin/stats")["lsn_applied"].clone();
+    let body = json!({
+        "events": [{ "item": "anchor", "kind": "view" }, { "item": "unknown-item", "kind": "rating", "value": 4.0 }],
+        "n": 3,
+        "strategy": "user_cf",
+    });
+    let (status, answer) = server.json("POST", "/v1/sessions/recommend", &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ids(&answer)[0], "star", "{answer}");
+    assert_eq!(answer["cold_start"], false);
+    assert!(!ids(&answer).contains(&"anchor".to_string()), "a session's own item came back");
+    assert!(answer["items"][0]["reasons"].as_array().is_some_and(|reasons| !reasons.is_empty()));
+    // The filter in the body, and a page.
+    let filtered = json!({ "events": [{ "item": "anchor", "kind": "click" }], "n": 2, "filter": { "categories": ["top"] } });
+    let (status, answer) = server.json("POST", "/v1/sessions/recommend", &filtered.to_string());
+    assert_eq!((status, ids(&answer)), (200, vec!["star".to_string()]), "{answer}");
+    let paged = json!({ "events": [{ "item": "anchor", "kind": "view" }], "n": 1, "offset": 1, "strategy": "item_rank" });
+    let (_, whole) = server.json(
+        "POST",
+        "/v1/sessions/recommend",
+        &json!({ "events": [{ "item": "anchor", "kind": "view" }], "n": 2, "strategy": "item_rank" }).to_string(),
+    );
+    let (status, page) = server.json("POST", "/v1/sessions/recommend", &paged.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ids(&whole)[1..].to_vec());
+    // Refusals name the field; nothing is written either way.
+    for (bad, field) in [
+        (json!({ "events": [{ "item": "anchor", "kind": "rating", "value": 9.0 }] }), "events[0].value"),
+        (json!({ "events": [{ "item": "anchor", "kind": "view", "value": 1.0 }] }), "events[0].value"),
+        (json!({ "events": [], "filter": { "labels": [{ "op": "at_least", "key": "price", "value": "x" }] } }), "filter"),
+        (json!({ "events": [], "n": 10, "offset": 995 }), "offset"),
+    ] {
+        let (status, answer) = server.json("POST", "/v1/sessions/recommend", &bad.to_string());
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(answer["detail"].as_str().unwrap_or_default().contains(field), "{bad}: {answer}");
+    }
+    assert_eq!(get(&server, "/admin/stats")["lsn_applied"], lsn, "a session wrote something");
+}
