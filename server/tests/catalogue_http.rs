@@ -466,10 +466,12 @@ fn a_session_is_recommended_from_the_events_in_the_body_and_nothing_is_written()
     assert!(!ids(&answer).contains(&"anchor".to_string()), "a session's own item came back");
     assert!(answer["items"][0]["reasons"].as_array().is_some_and(|reasons| !reasons.is_empty()));
     // The filter in the body, and a page.
-    let filtered = json!({ "events": [{ "item": "anchor", "kind": "click" }], "n": 2, "filter": { "categories": ["top"] } });
+    let filtered =
+        json!({ "events": [{ "item": "anchor", "kind": "click" }], "n": 2, "filter": { "categories": ["top"] } });
     let (status, answer) = server.json("POST", "/v1/sessions/recommend", &filtered.to_string());
     assert_eq!((status, ids(&answer)), (200, vec!["star".to_string()]), "{answer}");
-    let paged = json!({ "events": [{ "item": "anchor", "kind": "view" }], "n": 1, "offset": 1, "strategy": "item_rank" });
+    let paged =
+        json!({ "events": [{ "item": "anchor", "kind": "view" }], "n": 1, "offset": 1, "strategy": "item_rank" });
     let (_, whole) = server.json(
         "POST",
         "/v1/sessions/recommend",
@@ -482,7 +484,10 @@ fn a_session_is_recommended_from_the_events_in_the_body_and_nothing_is_written()
     for (bad, field) in [
         (json!({ "events": [{ "item": "anchor", "kind": "rating", "value": 9.0 }] }), "events[0].value"),
         (json!({ "events": [{ "item": "anchor", "kind": "view", "value": 1.0 }] }), "events[0].value"),
-        (json!({ "events": [], "filter": { "labels": [{ "op": "at_least", "key": "price", "value": "x" }] } }), "filter"),
+        (
+            json!({ "events": [], "filter": { "labels": [{ "op": "at_least", "key": "price", "value": "x" }] } }),
+            "filter",
+        ),
         (json!({ "events": [], "n": 10, "offset": 995 }), "offset"),
     ] {
         let (status, answer) = server.json("POST", "/v1/sessions/recommend", &bad.to_string());
@@ -490,4 +495,35 @@ fn a_session_is_recommended_from_the_events_in_the_body_and_nothing_is_written()
         assert!(answer["detail"].as_str().unwrap_or_default().contains(field), "{bad}: {answer}");
     }
     assert_eq!(get(&server, "/admin/stats")["lsn_applied"], lsn, "a session wrote something");
+}
+
+#[test]
+fn feedback_older_than_the_configured_ttl_expires_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        None,
+        &[
+            "--sync",
+            "never",
+            "--set",
+            "engine.feedback.ttl_ms=3600000",
+            "--set",
+            "engine.feedback.expire_every_ms=1000",
+        ],
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let old = json!({ "user": "old", "item": "a", "kind": "view", "timestamp_ms": now - 7_200_000 });
+    ingest(&server, &[old, view("new", "a")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, answer) = server.json("GET", "/v1/users/old/interactions", "");
+        if status == 200 && answer["interactions"].as_array().is_some_and(|items| items.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the two-hour-old view never expired: {status} {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_, fresh) = server.json("GET", "/v1/users/new/interactions", "");
+    assert_eq!(fresh["interactions"].as_array().map(Vec::len), Some(1), "the fresh view expired too: {fresh}");
 }
