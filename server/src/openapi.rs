@@ -104,6 +104,18 @@ pub const ROUTES: &[Route] = &[
         "200",
         "Recommendations",
     ),
+    Route {
+        body: Some("SessionRequest"),
+        ..route(
+            "post",
+            "/v1/sessions/recommend",
+            "Recommend items for an anonymous session from its events, given in the body (nothing is written; \
+             items the server does not know are ignored; the strategy's order, no model).",
+            Kind::Read,
+            "200",
+            "Recommendations",
+        )
+    },
     route("get", "/v1/users/{user}/interactions", "A user's recorded interactions.", Kind::Read, "200", "Interactions"),
     route("delete", "/v1/users/{user}", "Forget a user, their labels too (logged).", Kind::Write, "200", "Logged"),
     route(
