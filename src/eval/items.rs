@@ -11,8 +11,9 @@
 //!   an item without publication time.
 //! - RecBole `ml-100k.item` (what scripts/fetch-movielens.sh extracts): a
 //!   header of tab-separated `name:type` fields, then rows; `item_id`, and
-//!   optionally `release_year` (published on 1 January of that year, UTC)
-//!   and `class` (genres separated by spaces).
+//!   optionally `release_year` (published on 1 January of that year, UTC;
+//!   empty or a word such as `unknown`: no publication time) and `class`
+//!   (genres separated by spaces).
 //!
 //! Errors name the input, the 1-based line, the field and the rule.
 
@@ -210,7 +211,10 @@ pub fn parse_atomic_items(text: &str, source: &str) -> Result<Vec<Item>, EvalErr
             return Err(parse_error(source, line_no, "item_id", "empty"));
         }
         let mut item = Item::new(id);
-        if let Some(year) = year_at.map(|at| fields[at]).filter(|year| !year.is_empty()) {
+        // A word instead of a year marks it unknown (RecBole's item 267
+        // says `unkonwn`): no publication time.
+        let year = year_at.map(|at| fields[at]).filter(|year| !year.chars().all(char::is_alphabetic));
+        if let Some(year) = year {
             let year: i32 = year
                 .parse()
                 .ok()
@@ -336,19 +340,21 @@ mod tests {
         let text = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n\
                     1\tToy Story\t1995\tAnimation Children's Comedy\n\
                     19\tAntonia's Line\t1995\t\n\
-                    20\tNo Year\t\tDrama Drama\n";
+                    20\tNo Year\t\tDrama Drama\n\
+                    267\tunknown\tunkonwn\tunknown\n";
         let items = parse_atomic_items(text, "ml-100k.item").unwrap();
-        assert_eq!(items.len(), 3);
+        assert_eq!(items.len(), 4);
         assert_eq!(items[0].categories, ["Animation", "Children's", "Comedy"]);
         assert_eq!(items[0].timestamp_ms, Some(788_918_400_000));
         assert!(items[1].categories.is_empty());
+        assert_eq!((items[3].timestamp_ms, items[3].categories.clone()), (None, vec!["unknown".to_string()]));
         assert_eq!((items[2].timestamp_ms, items[2].categories.clone()), (None, vec!["Drama".to_string()]));
         let message = parse_atomic_items("item_id:token\tclass:token_seq\n1\tA\textra\n", "x.item").unwrap_err();
         assert!(message.to_string().contains("line 2"), "{message}");
         let message = parse_atomic_items("id:token\n1\n", "x.item").unwrap_err().to_string();
         assert!(message.contains("item_id"), "{message}");
         let message =
-            parse_atomic_items("item_id:token\trelease_year:token\n1\tsoon\n", "x.item").unwrap_err().to_string();
+            parse_atomic_items("item_id:token\trelease_year:token\n1\t19x5\n", "x.item").unwrap_err().to_string();
         assert!(message.contains("release_year"), "{message}");
     }
 
