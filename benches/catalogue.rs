@@ -16,7 +16,8 @@
 //! - `latest` (n = 10) p50 / p99, unfiltered, by `c0` and by `c19`, and
 //!   `popular_matching` by `c19`;
 //! - restart: `Engine::open` from the log alone (events and item records),
-//!   the replay rate, and the reopened state's digest checked.
+//!   the replay rate, and the reopened state's digest checked; then the
+//!   replay of a log holding the item records alone, for their share.
 //!
 //! Then a goals table (markdown) with ✔/✘.
 //!
@@ -242,19 +243,16 @@ fn recommend_report(goals: &mut Goals, engine: &Engine, users: &[String], mode: 
         for (at, (name, _)) in VARIANTS.iter().enumerate() {
             let (p50, p99) = (us(&histograms[at], 0.5), us(&histograms[at], 0.99));
             let ratio = p99 / unfiltered_p99.max(1e-3);
-            let (goal, met) = match (at, strategy) {
-                (0, _) => ("—".to_string(), None),
-                (1, Strategy::UserCf | Strategy::ItemRank) => {
-                    ("p99 ≤ 10 ms and ≤ 1.5× unfiltered".to_string(), Some(p99 <= 10_000.0 && ratio <= 1.5))
-                }
-                (2, Strategy::UserCf | Strategy::ItemRank) => ("p99 ≤ 20 ms".to_string(), Some(p99 <= 20_000.0)),
-                _ => ("≤ 1.5× unfiltered".to_string(), Some(ratio <= 1.5)),
+            let (goal, met) = match at {
+                0 => ("—", None),
+                1 => ("p99 ≤ 10 ms and ≤ 1.5× unfiltered", Some(p99 <= 10_000.0 && ratio <= 1.5)),
+                _ => ("p99 ≤ 20 ms", Some(p99 <= 20_000.0)),
             };
             let ratio_text = if at == 0 { String::new() } else { format!(", {ratio:.2}× unfiltered p99") };
             goals.row(
                 format!("`recommend` `{}`, {name}: p50 / p99", strategy.name()),
                 format!("{} / **{}**{ratio_text}; {} short answers", fmt_us(p50), fmt_us(p99), short[at]),
-                &goal,
+                goal,
                 met,
             );
         }
@@ -428,11 +426,11 @@ fn main() {
     latest_report(&mut goals, &engine, mode);
 
     // Restart from the log alone: events and item records.
-    let engine_config = engine.config().clone();
+    let reopen_config = engine.config().clone();
     let digest = engine.state_digest();
     engine.close().unwrap();
     let began = Instant::now();
-    let engine = Engine::open(dir.path(), engine_config).unwrap();
+    let engine = Engine::open(dir.path(), reopen_config).unwrap();
     let open = began.elapsed();
     assert_eq!(engine.state_digest(), digest, "the reopened state differs");
     let report = engine.open_report().clone();
@@ -457,6 +455,36 @@ fn main() {
         ),
         "≥ 2M events/s",
         Some(rate >= 2e6),
+    );
+    drop(engine);
+    drop(dir);
+
+    // The item records' share of that replay: a log of the upserts alone.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), engine_config(mode)).unwrap();
+    for item in synth::items(&config, &catalogue) {
+        engine.upsert_item(&item).unwrap();
+    }
+    let reopen_config = engine.config().clone();
+    engine.close().unwrap();
+    let engine = Engine::open(dir.path(), reopen_config).unwrap();
+    let items_replay = engine.open_report().replay;
+    println!(
+        "restart, item records alone: replay {:.3} s of {} records ({} records)",
+        items_replay.as_secs_f64(),
+        engine.open_report().records_replayed,
+        per_sec(config.items as f64 / items_replay.as_secs_f64())
+    );
+    goals.row(
+        "restart: the item records of that log alone (a fresh engine, upserts only)",
+        format!(
+            "replay {:.3} s of {} records ({})",
+            items_replay.as_secs_f64(),
+            engine.open_report().records_replayed,
+            per_sec(config.items as f64 / items_replay.as_secs_f64())
+        ),
+        "—",
+        None,
     );
     drop(engine);
     drop(dir);
