@@ -275,6 +275,7 @@ fn day_ms(year: i32, month: u32, day: u32) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
