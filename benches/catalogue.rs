@@ -13,6 +13,10 @@
 //!   items) and with the 1%-selective filter (`c19`), measured interleaved
 //!   (each drawn user asks all three, in rotating order), so the three share
 //!   the machine's load; answers with fewer than n items are counted;
+//! - unfiltered `recommend` for `user_cf` and `item_rank` before any item
+//!   has metadata and after the upserts: what the standing rules (hidden,
+//!   published, expired, read per candidate) cost a request that filters
+//!   nothing;
 //! - `latest` (n = 10) p50 / p99, unfiltered, by `c0` and by `c19`, and
 //!   `popular_matching` by `c19`;
 //! - restart: `Engine::open` from the log alone (events and item records),
@@ -259,6 +263,61 @@ fn recommend_report(goals: &mut Goals, engine: &Engine, users: &[String], mode: 
     }
 }
 
+/// Unfiltered `recommend` p50 / p99 (µs) of `strategy`, for the users the
+/// interleaved measurement draws (same seed), one request per round.
+fn unfiltered_latency(engine: &Engine, users: &[String], strategy: Strategy, mode: Mode) -> (f64, f64, u64) {
+    let mut h = histogram();
+    let mut rng = SplitMix64::new(0xBEEF);
+    Limits::of(mode, true).run(|_, record| {
+        let user = &users[rng.below(users.len() as u64) as usize];
+        let request = RecommendRequest::new(user.as_str(), N, strategy);
+        if record {
+            timed(&mut h, || engine.recommend(&request).unwrap());
+        } else {
+            engine.recommend(&request).unwrap();
+        }
+    });
+    (us(&h, 0.5), us(&h, 0.99), h.len())
+}
+
+/// Unfiltered `recommend` for `user_cf` and `item_rank` on the state before
+/// any item has metadata, then after (same users, same seed): what the
+/// catalogue's standing rules (hidden, published, expired: read per
+/// candidate) cost a request that does not filter.
+fn standing_rules_report(
+    goals: &mut Goals,
+    before: &[(Strategy, (f64, f64, u64))],
+    engine: &Engine,
+    users: &[String],
+    mode: Mode,
+) {
+    println!();
+    for &(strategy, (p50_before, p99_before, count)) in before {
+        let (p50, p99, count_after) = unfiltered_latency(engine, users, strategy, mode);
+        println!(
+            "latency recommend {:12} unfiltered, no item metadata -> p50 {p50_before:9.1} p99 {p99_before:9.1} µs ({count}); \
+             every item with metadata -> p50 {p50:9.1} p99 {p99:9.1} µs ({count_after})",
+            strategy.name()
+        );
+        goals.row(
+            format!(
+                "`recommend` `{}` unfiltered: no item metadata → every item with metadata, p50 / p99",
+                strategy.name()
+            ),
+            format!(
+                "{} / {} → {} / {} (p50 {:.2}×)",
+                fmt_us(p50_before),
+                fmt_us(p99_before),
+                fmt_us(p50),
+                fmt_us(p99),
+                p50 / p50_before.max(1e-3)
+            ),
+            "—",
+            None,
+        );
+    }
+}
+
 fn latest_report(goals: &mut Goals, engine: &Engine, mode: Mode) {
     println!();
     let queries: [(&str, ItemQuery, bool); 4] = [
@@ -391,6 +450,16 @@ fn main() {
         100.0 * in_c0 as f64 / items.len() as f64,
         100.0 * in_rare as f64 / items.len() as f64
     );
+    // Unfiltered requests before any item has metadata (compared after the
+    // upserts, by `standing_rules_report`).
+    let users: Vec<String> =
+        seen.iter().enumerate().filter(|(_, &flag)| flag).map(|(user, _)| format!("u{user}")).collect();
+    drop(seen);
+    let before: Vec<(Strategy, (f64, f64, u64))> = [Strategy::UserCf, Strategy::ItemRank]
+        .into_iter()
+        .map(|strategy| (strategy, unfiltered_latency(&engine, &users, strategy, mode)))
+        .collect();
+
     let rss_before = rss_anon();
     let began = Instant::now();
     for item in &items {
@@ -418,11 +487,9 @@ fn main() {
     );
     drop(items);
 
-    let users: Vec<String> =
-        seen.iter().enumerate().filter(|(_, &flag)| flag).map(|(user, _)| format!("u{user}")).collect();
-    drop(seen);
     println!("{} distinct users", users.len());
     recommend_report(&mut goals, &engine, &users, mode);
+    standing_rules_report(&mut goals, &before, &engine, &users, mode);
     latest_report(&mut goals, &engine, mode);
 
     // Restart from the log alone: events and item records.
