@@ -13,16 +13,25 @@
 //! Protocols: `hash80/20` (top-N@10 and DOA) and MovieLens' five folds u1–u5
 //! (DOA and top-N averaged over folds). Every strategy is trained by
 //! ingesting the training ratings through `Engine::ingest_batch`.
+//!
+//! Then, when the movies are there (`ml-100k.item` or `u.item` beside the
+//! ratings, or `RECWAL_EVAL_ITEMS=<file>`), the category table: the movies
+//! go into the engine's catalogue (`Engine::upsert_item`: genres as
+//! categories, release dates as publication times) and, on the hash 80/20
+//! split, every strategy is asked for 10 items with a one-genre filter per
+//! genre, measured against the user's held-out relevant items of that genre
+//! (P@10, NDCG@10), beside the unfiltered answer. Without the file the table
+//! is skipped with the reason. `RECWAL_EVAL_CATEGORIES_ONLY=1`: only that table.
 #![allow(clippy::print_stdout)]
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use recwal::eval::{
-    evaluate_engine, evaluate_engine_ranked, load_ratings, split, train_engine, EvalSet, Protocol, Report,
-    StrategyReport,
+    categories_by_size, evaluate_engine, evaluate_engine_by_category, evaluate_engine_ranked, load_items, load_ratings,
+    split, train_engine, CategoryEvaluation, EvalSet, Protocol, Report, StrategyReport,
 };
-use recwal::{EngineConfig, Strategy};
+use recwal::{EngineConfig, Item, Strategy};
 
 const K: usize = 10;
 const RELEVANT_MIN: f32 = 4.0;
@@ -101,10 +110,119 @@ fn row(name: &str, alpha: Option<f32>, hash: &Report, folds: &Report, per_user_u
     )
 }
 
+/// The movies file: `RECWAL_EVAL_ITEMS`, else `<stem>.item` or `u.item`
+/// beside the ratings.
+fn items_path(ratings: &std::path::Path) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RECWAL_EVAL_ITEMS") {
+        return Some(PathBuf::from(path));
+    }
+    let beside = [ratings.with_extension("item"), ratings.with_file_name("u.item")];
+    beside.into_iter().find(|path| path.is_file())
+}
+
+/// The category table (hash 80/20): every strategy, every category with at
+/// least one movie, filtered vs unfiltered.
+fn categories_report(ratings: &[recwal::eval::Rating], items: &[Item]) -> Result<(), Box<dyn Error>> {
+    let split = split(ratings, Protocol::Hash8020)?;
+    let set = EvalSet::new(&split);
+    let dir = tempfile::tempdir()?;
+    let engine = train_engine(dir.path(), config(0.85), &split.train)?;
+    for item in items {
+        engine.upsert_item(item)?;
+    }
+    let sizes = categories_by_size(items);
+    let categories: Vec<String> = sizes.iter().map(|(name, _)| name.clone()).collect();
+    let mut evaluations: Vec<CategoryEvaluation> = Vec::new();
+    for strategy in Strategy::ALL {
+        let began = std::time::Instant::now();
+        let evaluation = evaluate_engine_by_category(&engine, &set, items, &categories, strategy, K, RELEVANT_MIN)?;
+        eprintln!("{}: {:.1} s", strategy.name(), began.elapsed().as_secs_f64());
+        let short: usize = evaluation.categories.iter().map(|report| report.short_answers).sum();
+        let foreign: usize = evaluation.categories.iter().map(|report| report.foreign_items).sum();
+        if short > 0 || foreign > 0 {
+            println!(
+                "{}: {short} filtered answers short of {K} items, {foreign} with an item outside the genre",
+                strategy.name()
+            );
+        }
+        evaluations.push(evaluation);
+    }
+    println!(
+        "\n### By genre: hash 80/20, {} movies, {} genres; relevant = rated ≥ {RELEVANT_MIN}\n",
+        items.len(),
+        categories.len()
+    );
+    println!("Pooled over every (user, genre) pair with a relevant held-out item in the genre.\n");
+    println!("| strategy | unfiltered P@10 | unfiltered NDCG@10 | users | genre-filtered P@10 | genre-filtered NDCG@10 | unfiltered, genre's items P@10 | unfiltered, genre's items NDCG@10 | (user, genre) pairs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for evaluation in &evaluations {
+        println!(
+            "| {} | {:.4} | {:.4} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+            evaluation.strategy.name(),
+            evaluation.overall.precision,
+            evaluation.overall.ndcg,
+            evaluation.overall_users,
+            evaluation.pooled_filtered.precision,
+            evaluation.pooled_filtered.ndcg,
+            evaluation.pooled_unfiltered.precision,
+            evaluation.pooled_unfiltered.ndcg,
+            evaluation.pairs
+        );
+    }
+    println!(
+        "\nPer genre: genre-filtered P@10 / NDCG@10 (the unfiltered answer against the genre's items in brackets).\n"
+    );
+    let names: Vec<&str> = evaluations.iter().map(|evaluation| evaluation.strategy.name()).collect();
+    println!("| genre | movies | users | {} |", names.join(" | "));
+    println!("|---|---|---|{}", "---|".repeat(names.len()));
+    for (at, (name, movies)) in sizes.iter().enumerate() {
+        let users = evaluations.first().map_or(0, |evaluation| evaluation.categories[at].users);
+        let cells: Vec<String> = evaluations
+            .iter()
+            .map(|evaluation| {
+                let report = &evaluation.categories[at];
+                if report.users == 0 {
+                    "—".to_string()
+                } else {
+                    format!(
+                        "{:.3} / {:.3} ({:.3} / {:.3})",
+                        report.filtered.precision,
+                        report.filtered.ndcg,
+                        report.unfiltered.precision,
+                        report.unfiltered.ndcg
+                    )
+                }
+            })
+            .collect();
+        println!("| {name} | {movies} | {users} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
     let ratings = load_ratings(&path)?;
     println!("{} ratings from {}\n", ratings.len(), path.display());
+    let categories_only = std::env::var("RECWAL_EVAL_CATEGORIES_ONLY").is_ok_and(|value| value == "1");
+    if !categories_only {
+        main_table(&ratings)?;
+    }
+    match items_path(&path) {
+        None => println!(
+            "\ncategory table skipped: no movies file beside {} (ml-100k.item or u.item; scripts/fetch-movielens.sh \
+             fetches ml-100k.item) and RECWAL_EVAL_ITEMS is not set",
+            path.display()
+        ),
+        Some(items_path) => {
+            let items = load_items(&items_path)?;
+            println!("\n{} movies from {}", items.len(), items_path.display());
+            categories_report(&ratings, &items)?;
+        }
+    }
+    Ok(())
+}
+
+fn main_table(ratings: &[recwal::eval::Rating]) -> Result<(), Box<dyn Error>> {
     println!(
         "| strategy | α | hash P@10 | hash R@10 | hash NDCG@10 | hash HR@10 | hash DOA (ties ½) | u1–u5 P@10 | u1–u5 R@10 | u1–u5 NDCG@10 | u1–u5 HR@10 | u1–u5 DOA (ties ½) | µs/user |"
     );
@@ -120,10 +238,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         runs = vec![(wanted, 0.85)];
     }
     for (strategies, alpha) in runs {
-        let hash = run(&ratings, Protocol::Hash8020, &strategies, alpha)?;
+        let hash = run(ratings, Protocol::Hash8020, &strategies, alpha)?;
         let mut folds: Vec<Vec<StrategyReport>> = Vec::new();
         for fold in 1..=5 {
-            folds.push(run(&ratings, Protocol::MovieLensFold { fold }, &strategies, alpha)?);
+            folds.push(run(ratings, Protocol::MovieLensFold { fold }, &strategies, alpha)?);
         }
         let ranked = std::env::var_os("RECWAL_EVAL_MODEL").is_some();
         let rows =

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Fetches MovieLens 100k in RecBole's atomic-file format (`ml-100k.inter`) for
-# the offline evaluation in src/eval/. The file ships inside the RecBole 1.2.1
+# Fetches MovieLens 100k in RecBole's atomic-file format (`ml-100k.inter`, the
+# ratings, and `ml-100k.item`, the movies with release year and genres) for
+# the offline evaluation in src/eval/. The files ship inside the RecBole 1.2.1
 # wheel on PyPI, so only pip and python3 are needed.
 #
-# Writes data/ml-100k/ml-100k.inter (repo-root-relative; /data is git-ignored)
-# and prints its path. Idempotent: an existing file is reported, not fetched.
+# Writes data/ml-100k/ml-100k.inter and data/ml-100k/ml-100k.item
+# (repo-root-relative; /data is git-ignored) and prints the ratings' path.
+# Idempotent: existing files are reported, not fetched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECBOLE_VERSION="1.2.1"
 MEMBER="recbole/dataset_example/ml-100k/ml-100k.inter"
+ITEMS_MEMBER="recbole/dataset_example/ml-100k/ml-100k.item"
 TARGET_DIR="data/ml-100k"
 TARGET="$TARGET_DIR/ml-100k.inter"
+ITEMS_TARGET="$TARGET_DIR/ml-100k.item"
 ROWS_EXPECTED=100001 # 100,000 ratings plus the header line
+ITEM_ROWS_EXPECTED=1683 # 1,682 movies plus the header line
 
-if [[ -f "$TARGET" ]]; then
+if [[ -f "$TARGET" && -f "$ITEMS_TARGET" ]]; then
     echo "$TARGET"
     exit 0
 fi
@@ -40,7 +45,14 @@ if [[ ${#WHEELS[@]} -ne 1 ]]; then
 fi
 
 mkdir -p "$TARGET_DIR"
-python3 - "${WHEELS[0]}" "$MEMBER" "$TARGET.part" <<'PY'
+# extract MEMBER TARGET ROWS: copies one member of the wheel, checks its line
+# count, and moves it into place (a file already there is kept).
+extract() {
+    local member="$1" target="$2" rows_expected="$3"
+    if [[ -f "$target" ]]; then
+        return 0
+    fi
+    python3 - "${WHEELS[0]}" "$member" "$target.part" <<'PY'
 import shutil
 import sys
 import zipfile
@@ -55,16 +67,20 @@ with zipfile.ZipFile(wheel) as archive:
         shutil.copyfileobj(source, sink)
 PY
 
-ROWS_FOUND="$(wc -l < "$TARGET.part" | tr -d ' ')"
-# A missing final newline makes wc count one line fewer.
-if [[ -s "$TARGET.part" && "$(tail -c 1 "$TARGET.part" | od -An -c | tr -d ' ')" != '\n' ]]; then
-    ROWS_FOUND=$((ROWS_FOUND + 1))
-fi
-if [[ "$ROWS_FOUND" -ne "$ROWS_EXPECTED" ]]; then
-    echo "fetch-movielens: $MEMBER has $ROWS_FOUND lines, expected $ROWS_EXPECTED (100000 ratings + header)" >&2
-    rm -f "$TARGET.part"
-    exit 1
-fi
+    local rows_found
+    rows_found="$(wc -l < "$target.part" | tr -d ' ')"
+    # A missing final newline makes wc count one line fewer.
+    if [[ -s "$target.part" && "$(tail -c 1 "$target.part" | od -An -c | tr -d ' ')" != '\n' ]]; then
+        rows_found=$((rows_found + 1))
+    fi
+    if [[ "$rows_found" -ne "$rows_expected" ]]; then
+        echo "fetch-movielens: $member has $rows_found lines, expected $rows_expected (rows + header)" >&2
+        rm -f "$target.part"
+        exit 1
+    fi
+    mv "$target.part" "$target"
+}
 
-mv "$TARGET.part" "$TARGET"
+extract "$MEMBER" "$TARGET" "$ROWS_EXPECTED"
+extract "$ITEMS_MEMBER" "$ITEMS_TARGET" "$ITEM_ROWS_EXPECTED"
 echo "$TARGET"

@@ -143,6 +143,89 @@ impl Iterator for Events {
     }
 }
 
+/// The catalogue of a workload's items: categories, labels and publication
+/// times, deterministic from the seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CatalogueConfig {
+    /// Categories `c0`..`c{categories-1}`; 0 gives items no category.
+    pub categories: u32,
+    /// Share of items whose first category is the last one (the rare
+    /// category); the others are spread evenly over the rest.
+    pub rare_share: f64,
+    /// Probability that an item also has a second category (never the rare
+    /// one, never its first).
+    pub second_category: f64,
+    /// Text label `brand` drawn from `b0`..`b{brands-1}` (none when 0).
+    pub brands: u32,
+    /// Publication times drawn uniformly from the `published_span_ms`
+    /// before [`EPOCH_MS`].
+    pub published_span_ms: i64,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+impl Default for CatalogueConfig {
+    /// 20 categories, the rare one holding 1% of items, 30% of items in a
+    /// second category, 1,000 brands, a numeric `price`, published over the
+    /// year before [`EPOCH_MS`].
+    fn default() -> CatalogueConfig {
+        CatalogueConfig {
+            categories: 20,
+            rare_share: 0.01,
+            second_category: 0.3,
+            brands: 1000,
+            published_span_ms: 365 * 86_400_000,
+            seed: 0xCA7A_1061,
+        }
+    }
+}
+
+impl CatalogueConfig {
+    /// The name of category `index`.
+    pub fn category(index: u32) -> String {
+        format!("c{index}")
+    }
+
+    /// The rare category's name (`None` without categories).
+    pub fn rare_category(&self) -> Option<String> {
+        self.categories.checked_sub(1).map(CatalogueConfig::category)
+    }
+}
+
+/// The catalogue entries of `config`'s items (`i0`..`i{items-1}`, in that
+/// order) as `catalogue` describes them: categories, labels `brand` (text)
+/// and `price` (a number with two decimals, 1–1000), a publication time.
+/// Nothing is hidden and nothing expires. Which category an item is in does
+/// not depend on its popularity.
+pub fn items(config: &SynthConfig, catalogue: &CatalogueConfig) -> impl Iterator<Item = crate::catalogue::Item> {
+    let catalogue = catalogue.clone();
+    let mut rng = SplitMix64::new(catalogue.seed);
+    (0..config.items).map(move |index| {
+        let mut item = crate::catalogue::Item::new(format!("i{index}"));
+        let common = u64::from(catalogue.categories.saturating_sub(1));
+        if catalogue.categories > 0 {
+            let first = if common == 0 || rng.unit() < catalogue.rare_share {
+                catalogue.categories - 1
+            } else {
+                rng.below(common) as u32
+            };
+            item.categories.push(CatalogueConfig::category(first));
+            if common > 1 && rng.unit() < catalogue.second_category {
+                let second = rng.below(common) as u32;
+                if second != first {
+                    item.categories.push(CatalogueConfig::category(second));
+                }
+            }
+        }
+        if catalogue.brands > 0 {
+            item = item.label("brand", format!("b{}", rng.below(u64::from(catalogue.brands))).as_str());
+        }
+        item = item.label("price", (100 + rng.below(99_901)) as f64 / 100.0);
+        let before = rng.below(u64::try_from(catalogue.published_span_ms).unwrap_or(0)) as i64;
+        item.published(EPOCH_MS - before)
+    })
+}
+
 /// SplitMix64 (Steele, Lea & Flood 2014): a small, fast, seedable generator.
 /// Not for anything that needs unpredictability.
 #[derive(Clone, Debug)]
@@ -258,6 +341,33 @@ fn expm1_over_x(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalogue_is_deterministic_with_a_rare_category() {
+        let config = SynthConfig { items: 20_000, ..SynthConfig::movielens_like() };
+        let catalogue = CatalogueConfig::default();
+        let items: Vec<_> = items(&config, &catalogue).collect();
+        assert_eq!(items.len(), 20_000);
+        assert_eq!(items, self::items(&config, &catalogue).collect::<Vec<_>>());
+        assert_eq!(items[7].id, "i7");
+        let rare = catalogue.rare_category().unwrap_or_default();
+        let in_rare = items.iter().filter(|item| item.categories.contains(&rare)).count();
+        // 1% of 20,000, within ±25%.
+        assert!((150..=250).contains(&in_rare), "{in_rare} items in {rare}");
+        let in_c0 = items.iter().filter(|item| item.categories.iter().any(|c| c == "c0")).count();
+        // (0.99 + 0.3) / 19 ≈ 6.8% of items.
+        assert!((1_100..=1_600).contains(&in_c0), "{in_c0} items in c0");
+        for item in &items {
+            assert!(matches!(item.categories.len(), 1 | 2), "{item:?}");
+            assert!(item.categories.iter().filter(|c| **c == rare).count() <= 1);
+            let published = item.timestamp_ms.unwrap_or(i64::MAX);
+            assert!(published <= EPOCH_MS && published > EPOCH_MS - catalogue.published_span_ms, "{item:?}");
+            assert!(item.labels.contains_key("brand") && item.labels.contains_key("price"));
+            assert!(crate::catalogue::item_record(item).is_ok(), "{item:?} breaks a limit");
+        }
+        let other = CatalogueConfig { seed: 1, ..catalogue.clone() };
+        assert_ne!(items, self::items(&config, &other).collect::<Vec<_>>());
+    }
 
     fn small() -> SynthConfig {
         SynthConfig { events: 20_000, ..SynthConfig::movielens_like() }

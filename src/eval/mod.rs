@@ -17,6 +17,11 @@
 //! - [`EvalSet::new`] indexes a [`Split`], and [`evaluate`] calls the model
 //!   once per test user and returns a [`Report`].
 //!
+//! [`load_items`] reads MovieLens' movies (genres, release dates) as
+//! catalogue items, and [`evaluate_engine_by_category`] measures
+//! recommendations filtered to one category against the user's held-out
+//! items of that category.
+//!
 //! ```
 //! use recwal::eval::{evaluate, parse_ratings, split, EvalSet, Format, Protocol};
 //!
@@ -37,15 +42,22 @@
 use std::io;
 use std::path::PathBuf;
 
+mod categories;
 mod data;
 mod engine;
+mod items;
 mod metrics;
 mod split;
 
+pub use categories::{categories_by_size, evaluate_engine_by_category, CategoryEvaluation, CategoryReport, TopK};
 pub use data::{
     detect_format, load_ratings, load_ratings_with, parse_ratings, parse_ratings_with, Delimiter, Format, Rating,
 };
 pub use engine::{evaluate_engine, evaluate_engine_ranked, train_engine, StrategyReport};
+pub use items::{
+    detect_item_format, load_items, parse_atomic_items, parse_genres, parse_movielens_items, ItemFormat,
+    MOVIELENS_GENRES,
+};
 pub use metrics::{evaluate, EvalSet, Report};
 pub use split::{split, Protocol, Split};
 
