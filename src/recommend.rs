@@ -334,8 +334,10 @@ pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
 pub(crate) struct Eligibility<'s> {
     state: &'s State,
     now_ms: i64,
-    /// `None`: no restriction by category; else any of these (sorted).
-    categories: Option<Vec<u32>>,
+    /// With categories: a bit per dense item, set for the items of any of
+    /// them (built once per request from the categories' item lists, so a
+    /// candidate costs a bit test, not a look at its metadata).
+    in_categories: Option<Vec<u64>>,
     /// Conditions whose key the state knows; `impossible` if one it does not.
     labels: Vec<(u32, &'s LabelCondition)>,
     impossible: bool,
@@ -343,13 +345,16 @@ pub(crate) struct Eligibility<'s> {
 
 impl<'s> Eligibility<'s> {
     pub(crate) fn new(state: &'s State, filter: &'s ItemFilter, now_ms: i64) -> Eligibility<'s> {
-        let categories = (!filter.categories.is_empty()).then(|| {
-            let mut ids: Vec<u32> = filter.categories.iter().filter_map(|name| state.categories().get(name)).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
+        let in_categories = (!filter.categories.is_empty()).then(|| {
+            let mut bits = vec![0u64; state.items().len().div_ceil(64)];
+            for category in filter.categories.iter().filter_map(|name| state.categories().get(name)) {
+                for &item in state.category_items(category) {
+                    bits[item as usize / 64] |= 1 << (item % 64);
+                }
+            }
+            bits
         });
-        let mut impossible = categories.as_ref().is_some_and(Vec::is_empty);
+        let mut impossible = false;
         let mut labels = Vec::with_capacity(filter.labels.len());
         for condition in &filter.labels {
             match state.label_keys().get(condition.key()) {
@@ -357,32 +362,24 @@ impl<'s> Eligibility<'s> {
                 None => impossible = true,
             }
         }
-        Eligibility { state, now_ms, categories, labels, impossible }
-    }
-
-    /// True when only the standing rules apply (no categories, no labels).
-    pub(crate) fn unfiltered(&self) -> bool {
-        self.categories.is_none() && self.labels.is_empty() && !self.impossible
+        Eligibility { state, now_ms, in_categories, labels, impossible }
     }
 
     /// Whether a read may return `item`.
     #[inline]
     pub(crate) fn admits(&self, item: Dense) -> bool {
-        if !self.state.item_visible(item, self.now_ms) {
+        if self.impossible || !self.state.item_visible(item, self.now_ms) {
             return false;
         }
-        if self.unfiltered() {
-            return true;
-        }
-        if self.impossible {
-            return false;
-        }
-        let Some(meta) = self.state.item_meta(item) else { return false };
-        if let Some(wanted) = &self.categories {
-            if !meta.categories.iter().any(|category| wanted.binary_search(category).is_ok()) {
+        if let Some(bits) = &self.in_categories {
+            if bits[item as usize / 64] & (1 << (item % 64)) == 0 {
                 return false;
             }
         }
+        if self.labels.is_empty() {
+            return true;
+        }
+        let Some(meta) = self.state.item_meta(item) else { return false };
         self.labels.iter().all(|&(key, condition)| match (meta.label(key), condition) {
             (Some(Label::Text(have)), LabelCondition::Equals { value: LabelValue::Text(want), .. }) => **have == **want,
             (Some(Label::Number(have)), LabelCondition::Equals { value: LabelValue::Number(want), .. }) => have == want,

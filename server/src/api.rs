@@ -246,21 +246,35 @@ pub struct ApiSessionEvent {
 #[serde(deny_unknown_fields)]
 pub struct SessionBody {
     pub events: Vec<ApiSessionEvent>,
-    pub n: Option<usize>,
+    /// JSON Schema integers: `10` and `10.0` alike.
+    #[serde(default, deserialize_with = "integral")]
+    pub n: Option<i64>,
     pub strategy: Option<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
     pub filter: ItemFilter,
-    #[serde(default)]
-    pub offset: usize,
+    #[serde(default, deserialize_with = "integral")]
+    pub offset: Option<i64>,
 }
+
+/// A route that takes no query parameters: any is refused (400).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
 
 impl SessionBody {
     /// The engine's request; each event checked as an ingested one is
     /// (errors name `events[i].…`).
     pub fn into_request(self, config: &EngineConfig, max_n: usize) -> Result<SessionRequest, Problem> {
-        let n = check_n(self.n, max_n)?;
+        let count = |name: &str, value: Option<i64>| match value {
+            None => Ok(None),
+            Some(value) => usize::try_from(value)
+                .map(Some)
+                .map_err(|_| Problem::bad_request(format!("invalid {name}: must be ≥ 0, got {value}"))),
+        };
+        let n = check_n(count("n", self.n)?, max_n)?;
+        let offset = count("offset", self.offset)?.unwrap_or(0);
         let strategy = strategy(self.strategy.as_deref())?;
         let mut events = Vec::with_capacity(self.events.len());
         for (at, event) in self.events.into_iter().enumerate() {
@@ -279,7 +293,7 @@ impl SessionBody {
         let mut request = SessionRequest::new(events, n, strategy);
         request.exclude = self.exclude;
         request.filter = self.filter;
-        request.offset = self.offset;
+        request.offset = offset;
         Ok(request)
     }
 }

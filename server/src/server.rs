@@ -373,6 +373,7 @@ async fn recommend(
 
 async fn recommend_session(
     State(app): State<Arc<App>>,
+    ApiQuery(_): ApiQuery<api::NoQuery>,
     ApiJson(body): ApiJson<api::SessionBody>,
 ) -> Result<Response, Problem> {
     let engine = app.engine()?;

@@ -56,12 +56,24 @@ impl ItemMeta {
 /// Items newest first; ties in dense order.
 type ByTime = BTreeSet<(Reverse<i64>, Dense)>;
 
+/// `Metadata::flags` bits: the item is hidden.
+pub(crate) const FLAG_HIDDEN: u8 = 1;
+/// The item has a publication time or an expiry (visibility depends on the
+/// time of the read).
+pub(crate) const FLAG_TIMED: u8 = 2;
+
 #[derive(Default)]
 pub(super) struct Metadata {
     categories: Interner,
     label_keys: Interner,
     /// By dense item id; `None` for items known only from events.
     items: Vec<Option<Box<ItemMeta>>>,
+    /// By dense item id, `FLAG_*`: what a read must know of an item, in a
+    /// dense array, so the common case (0: always visible) costs one byte
+    /// read and no pointer chase per candidate.
+    flags: Vec<u8>,
+    /// Per category id, its items (sorted dense ids).
+    category_items: Vec<Vec<Dense>>,
     /// Items with metadata.
     items_with_meta: usize,
     users: BTreeMap<Dense, Labels>,
@@ -85,6 +97,17 @@ impl Metadata {
     #[inline]
     pub(super) fn item(&self, item: Dense) -> Option<&ItemMeta> {
         self.items.get(item as usize).and_then(|meta| meta.as_deref())
+    }
+
+    /// `FLAG_*` of `item`.
+    #[inline]
+    pub(super) fn flags(&self, item: Dense) -> u8 {
+        self.flags[item as usize]
+    }
+
+    /// The items of `category`, sorted.
+    pub(super) fn category_items(&self, category: u32) -> &[Dense] {
+        self.category_items.get(category as usize).map_or(&[], Vec::as_slice)
     }
 
     pub(super) fn categories(&self) -> &Interner {
@@ -128,6 +151,7 @@ impl Metadata {
     /// A new item joined the state (no metadata yet).
     pub(super) fn push_item(&mut self) {
         self.items.push(None);
+        self.flags.push(0);
     }
 
     pub(super) fn upsert_item(&mut self, item: Dense, record: &ItemUpsertV1<'_>) {
@@ -164,10 +188,27 @@ impl Metadata {
         let slot = &mut self.items[item as usize];
         if let Some(old) = slot.take() {
             Self::unindex(&mut self.latest, &mut self.latest_by_category, item, &old);
+            for &category in old.categories.iter() {
+                let members = &mut self.category_items[category as usize];
+                if let Ok(at) = members.binary_search(&item) {
+                    members.remove(at);
+                }
+            }
         } else {
             self.items_with_meta += 1;
         }
         Self::index(&mut self.latest, &mut self.latest_by_category, item, &meta);
+        for &category in meta.categories.iter() {
+            if self.category_items.len() <= category as usize {
+                self.category_items.resize_with(category as usize + 1, Vec::new);
+            }
+            let members = &mut self.category_items[category as usize];
+            if let Err(at) = members.binary_search(&item) {
+                members.insert(at, item);
+            }
+        }
+        let timed = meta.timestamp_ms.is_some() || meta.expires_ms.is_some();
+        self.flags[item as usize] = if meta.hidden { FLAG_HIDDEN } else { 0 } | if timed { FLAG_TIMED } else { 0 };
         self.items[item as usize] = Some(Box::new(meta));
     }
 
@@ -233,6 +274,7 @@ impl Metadata {
             categories: Interner::from_names(body.categories),
             label_keys: Interner::from_names(body.label_keys),
             items: vec![None; items],
+            flags: vec![0; items],
             ..Metadata::default()
         };
         if metadata.categories.len() != categories || metadata.label_keys.len() != keys {
@@ -260,9 +302,22 @@ impl Metadata {
         if self.items.len() != items {
             return Err(format!("{items} items but {} catalogue slots", self.items.len()));
         }
-        let mut rebuilt = Metadata { items: vec![None; items], ..Metadata::default() };
+        let mut rebuilt = Metadata { items: vec![None; items], flags: vec![0; items], ..Metadata::default() };
         for (item, meta) in self.items_from(0) {
             rebuilt.replace(item, meta.clone());
+        }
+        let non_empty_lists = |lists: &[Vec<Dense>]| {
+            lists
+                .iter()
+                .enumerate()
+                .filter(|(_, list)| !list.is_empty())
+                .map(|(at, list)| (at, list.clone()))
+                .collect::<Vec<_>>()
+        };
+        if rebuilt.flags != self.flags
+            || non_empty_lists(&rebuilt.category_items) != non_empty_lists(&self.category_items)
+        {
+            return Err("the item flags or category lists differ from the rebuilt ones".into());
         }
         let non_empty = |sets: &[ByTime]| {
             sets.iter()

@@ -168,7 +168,20 @@ impl State {
     /// not hidden, published, not expired.
     #[inline]
     pub fn item_visible(&self, item: Dense, now_ms: i64) -> bool {
-        !self.item_removed[item as usize] && self.metadata.item(item).is_none_or(|meta| meta.visible_at(now_ms))
+        if self.item_removed[item as usize] {
+            return false;
+        }
+        // Dense flags first: most items are neither hidden nor timed.
+        match self.metadata.flags(item) {
+            0 => true,
+            flags if flags & metadata::FLAG_HIDDEN != 0 => false,
+            _ => self.metadata.item(item).is_none_or(|meta| meta.visible_at(now_ms)),
+        }
+    }
+
+    /// The items of category `category`, sorted by dense id.
+    pub fn category_items(&self, category: u32) -> &[Dense] {
+        self.metadata.category_items(category)
     }
 
     /// Category names ↔ ids.
