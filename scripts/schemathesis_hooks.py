@@ -131,9 +131,10 @@ def _fit_session_body(body):
     n = body.get("n")
     n = N_DEFAULT if n is None else n
     offset = body.get("offset")
-    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)
+    # JSON Schema integers: 637.0 is 637.
+    whole = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
     if whole(n) and whole(offset) and 1 <= n <= N_MAX and 0 <= offset and offset + n > N_MAX:
-        body["offset"] = N_MAX - n
+        body["offset"] = N_MAX - int(n)
 
 
 def _fit_event(event):

@@ -110,7 +110,7 @@ pub struct User {
 
 /// A condition on one label of an item; an item without the label fails it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "op")]
+#[serde(rename_all = "snake_case", tag = "op", deny_unknown_fields)]
 pub enum LabelCondition {
     /// The label equals `value` (text to text, number to number).
     Equals {
@@ -149,6 +149,7 @@ impl LabelCondition {
 /// What a read may return, besides the rules that always hold (never a
 /// hidden, expired, not yet published or removed item).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemFilter {
     /// When not empty, only items in at least one of these categories.
     #[serde(default)]

@@ -285,7 +285,9 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
             json!({ "type": "integer", "minimum": 1, "maximum": config.server.max_n }),
         )
     };
-    if route.path.ends_with("/recommend") {
+    // The user's recommend route; the session route takes its whole request
+    // in the body.
+    if route.path == "/v1/users/{user}/recommend" {
         out.push(n());
         let strategies: Vec<&str> = Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
         out.push(query(
@@ -300,7 +302,7 @@ fn parameters(route: &Route, config: &ServeConfig) -> Vec<Value> {
         out.push(n());
     }
     if route.method == "get"
-        && (route.path.ends_with("/recommend")
+        && (route.path == "/v1/users/{user}/recommend"
             || route.path.ends_with("/similar")
             || route.path == "/v1/popular"
             || route.path == "/v1/latest")
@@ -828,8 +830,8 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     },
                 },
                 "offset": {
-                    "type": "integer", "minimum": 0, "maximum": config.server.max_n - 1, "x-maxOffsetPlusN": config.server.max_n,
-                    "description": "Items of the whole answer to skip (default 0); offset + n must not exceed max_n.",
+                    "type": ["integer", "null"], "minimum": 0, "maximum": config.server.max_n - 1, "x-maxOffsetPlusN": config.server.max_n,
+                    "description": "Items of the whole answer to skip (0 when absent or null); offset + n must not exceed max_n.",
                 },
             },
         },
