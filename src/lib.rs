@@ -41,11 +41,12 @@ pub use config::{
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
 pub use engine::MODEL_BYTES_MAX;
-pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
+pub use engine::{BackupCut, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{EVENT_ID_BYTES_MAX, ID_BYTES_MAX, N_MAX, WEIGHT_MAX};
 pub use recommend::{Ranking, Reason, RecommendRequest, Recommendations, Scored, Strategy};
 pub use record::LoggedKind;
+pub use snapshot::check_snapshot;
 pub use state::{Pair, SnapshotBody};
 pub use wal::Durability;

@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout)]
 
 mod api;
+mod backup;
 mod client;
 mod config;
 mod datadir;
