@@ -110,6 +110,14 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// The body of `POST /admin/backup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// The backup directory to create, absolute, on the server's machine.
+    pub out: PathBuf,
+}
+
 /// What a backup wrote.
 #[derive(Debug)]
 pub struct Written {
@@ -454,12 +462,14 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Manifest, u64), BackupEr
     let (manifest, records) = verify(from)?;
     let snapshot = (manifest.lsn_snapshot > 0).then(|| (from.join(snapshot_name(manifest.lsn_snapshot)), manifest.lsn_snapshot));
     let models = from.join("models");
-    let written = write_data_dir(&data_dir, snapshot.as_ref().map(|(path, lsn)| (path.as_path(), *lsn)), manifest.lsn_snapshot, records.into_iter().map(Ok), Some(&models));
+    let wal_config = EngineConfig::default().wal;
+    let snapshot = snapshot.as_ref().map(|(path, lsn)| (path.as_path(), *lsn));
+    let written = write_data_dir(&data_dir, snapshot, manifest.lsn_snapshot, &records, Some(&models), &wal_config);
     if let Err(err) = written {
         remove_created(&data_dir);
         return Err(err);
     }
-    let digest = check_opens(&data_dir, manifest.lsn_last)?;
+    let digest = check_opens(&data_dir, manifest.lsn_last, &wal_config)?;
     tracing::info!(data_dir = %data_dir.display(), lsn_last = manifest.lsn_last, "backup restored");
     Ok((manifest, digest))
 }
@@ -473,8 +483,8 @@ pub(crate) fn remove_created(dir: &Path) {
 
 /// Opens the data dir written by a restore or a salvage, checks it holds
 /// the state at `lsn_last`, closes it; its state digest.
-pub(crate) fn check_opens(data_dir: &Path, lsn_last: u64) -> Result<u64, BackupError> {
-    let engine = Engine::open(data_dir, EngineConfig::default())?;
+pub(crate) fn check_opens(data_dir: &Path, lsn_last: u64, wal_config: &recwal::wal::WalConfig) -> Result<u64, BackupError> {
+    let engine = Engine::open(data_dir, EngineConfig { wal: wal_config.clone(), ..EngineConfig::default() })?;
     let lsn = engine.lsn_applied();
     let digest = engine.state_digest();
     engine.close()?;
@@ -494,8 +504,9 @@ pub(crate) fn write_data_dir(
     data_dir: &Path,
     snapshot: Option<(&Path, u64)>,
     lsn_base: u64,
-    records: impl Iterator<Item = Result<(u64, u8, Vec<u8>), BackupError>>,
+    records: &[(u64, u8, Vec<u8>)],
     models: Option<&Path>,
+    wal_config: &recwal::wal::WalConfig,
 ) -> Result<u64, BackupError> {
     fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
     let models_dir = data_dir.join("models");
@@ -521,14 +532,18 @@ pub(crate) fn write_data_dir(
         }
         sync_dir(&snapshots_dir)?;
     }
-    let config = EngineConfig::default().wal;
+    // Room for every record without a checkpoint: the ring may grow to it.
+    let frames: u64 = records.iter().map(|(_, _, payload)| recwal::wal::format::frame_bytes(payload.len() as u64)).sum();
+    let room = wal_config.segment_bytes.saturating_sub(recwal::wal::format::SEGMENT_HEADER_BYTES).max(1);
+    let needed = u32::try_from(frames / room + 2).unwrap_or(u32::MAX);
+    let config = wal_config.clone().segments_max(wal_config.segments_max.max(needed));
     let log_dir = data_dir.join("wal");
     recwal::wal::create_log_at(&log_dir, &config, lsn_base + 1)?;
     let wal = recwal::wal::Wal::open(&log_dir, config.sync_policy(recwal::wal::SyncPolicy::Never))?;
     let mut lsn_last = lsn_base;
-    for record in records {
-        let (lsn, kind, payload) = record?;
-        let ticket = wal.append(kind, &payload)?;
+    for (lsn, kind, payload) in records {
+        let (lsn, kind) = (*lsn, *kind);
+        let ticket = wal.append(kind, payload)?;
         let given = ticket.wait()?;
         if given != lsn {
             return Err(BackupError::Damaged {
