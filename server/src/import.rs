@@ -113,7 +113,7 @@ pub(crate) fn read(path: &Path, options: &ReadOptions, config: &EngineConfig) ->
         read_csv(file, path, options, config)?
     };
     if rows.is_empty() {
-        return Err(format!("{source}: no events in it"));
+        return Err(format!("{source}: no ratings or events in it"));
     }
     if options.derive_ids {
         derive_ids(&mut rows);
@@ -125,13 +125,13 @@ fn read_jsonl(reader: impl BufRead, source: &str, config: &EngineConfig) -> Resu
     let mut rows = Vec::new();
     for (at, text) in reader.lines().enumerate() {
         let line_no = at as u64 + 1;
-        let text = text.map_err(|err| format!("{source}:{line_no}: {err}"))?;
+        let text = text.map_err(|err| format!("{source}, line {line_no}: {err}"))?;
         let text = text.trim_start_matches('\u{feff}');
         if text.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(text).map_err(|err| format!("{source}:{line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}:{line_no}: {err}"))?);
+        let line: Line = serde_json::from_str(text).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
+        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
     }
     Ok(rows)
 }
@@ -205,12 +205,23 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|err| match err.position() {
-            Some(position) => format!("{source}:{}: {err}", position.line()),
+            Some(position) => format!("{source}, line {}: {err}", position.line()),
             None => format!("{source}: {err}"),
         })?;
         let line_no = record.position().map_or(0, csv::Position::line);
         if record.iter().all(str::is_empty) {
             continue;
+        }
+        if record.len() == 1 {
+            // One field: the file is likely separated by another character.
+            let field = &record[0];
+            if let Some(other) = [';', '\t', '|', ','].into_iter().find(|c| *c as u32 != u32::from(delimiter) && field.contains(*c)) {
+                let shown = if other == '\t' { "tab".to_string() } else { format!("'{other}'") };
+                return Err(format!(
+                    "{source}, line {line_no}: one field {field:?}: the file seems separated by {shown}, not {:?}; pass --delimiter {shown}",
+                    delimiter as char
+                ));
+            }
         }
         if header_pending {
             header_pending = false;
@@ -220,7 +231,7 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
                     let raw = raw.trim_start_matches('\u{feff}');
                     found.push(column_name(raw).ok_or_else(|| {
                         format!(
-                            "{source}:{line_no}: header column {raw:?} is not one of {} (a file without a header row needs --columns)",
+                            "{source}, line {line_no}: header column {raw:?} is not one of {} (a file without a header row needs --columns)",
                             COLUMNS.join(", ")
                         )
                     })?);
@@ -230,13 +241,13 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
             continue;
         }
         let Some(columns) = &names else {
-            return Err(format!("{source}:{line_no}: no header row; name the columns with --columns"));
+            return Err(format!("{source}, line {line_no}: no header row; name the columns with --columns"));
         };
         if record.len() != columns.len() {
-            return Err(format!("{source}:{line_no}: {} fields, the columns are {}", record.len(), columns.join(",")));
+            return Err(format!("{source}, line {line_no}: {} fields, the columns are {}", record.len(), columns.join(",")));
         }
-        let line = line_of(columns, &record).map_err(|err| format!("{source}:{line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}:{line_no}: {err}"))?);
+        let line = line_of(columns, &record).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
+        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
     }
     if let Some(columns) = &names {
         if !columns.contains(&"user") && !columns.contains(&"op") {

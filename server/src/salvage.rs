@@ -5,6 +5,7 @@
 //! that once, and reports exactly what it did not keep.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -79,6 +80,60 @@ fn ranges(lsns: impl Iterator<Item = u64>) -> Vec<LsnRange> {
     found
 }
 
+/// Every CRC-valid record of every segment file in `log`, each file read
+/// on its own (the chain that recovery checks may be broken): from the
+/// first slot, the records of the segment's lap (its header's, or where the
+/// header is damaged, its first record's), until the first slot that is
+/// none. The one definition of a valid record is `format::decode_slot`.
+fn scan_segments(log: &Path, config: &recwal::wal::WalConfig, found: &mut BTreeMap<u64, (u8, Vec<u8>)>) -> Result<(), BackupError> {
+    use recwal::wal::format::{decode_slot, SegmentHeader, SegmentState, Slot, SEGMENT_HEADER_BYTES};
+    let entries = std::fs::read_dir(log).map_err(|source| BackupError::Io { path: log.to_path_buf(), source })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with("seg-") && name.ends_with(".wal")
+            })
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), %err, "salvage: segment unreadable");
+                continue;
+            }
+        };
+        let header = bytes.get(..SEGMENT_HEADER_BYTES as usize).map(SegmentHeader::decode);
+        let mut lap = match header {
+            Some(Ok(header)) if header.state == SegmentState::Live => Some(header.seq),
+            // A free segment holds no records of the log.
+            Some(Ok(_)) => continue,
+            // Damaged header: the lap is the first record's.
+            _ => None,
+        };
+        let mut offset = SEGMENT_HEADER_BYTES;
+        loop {
+            let header = match decode_slot(&bytes, offset, lap.unwrap_or(u64::MAX), config.record_bytes_max) {
+                Slot::Record(header) => header,
+                Slot::Stale(header) if lap.is_none() => {
+                    lap = Some(header.seq);
+                    header
+                }
+                _ => break,
+            };
+            let start = (offset + 32) as usize;
+            let payload = bytes[start..start + header.len as usize].to_vec();
+            found.entry(header.lsn).or_insert((header.kind, payload));
+            offset += header.frame_bytes();
+        }
+    }
+    Ok(())
+}
+
 /// Salvages `source` into `out` (new or an empty directory).
 pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -> Result<SalvageReport, BackupError> {
     let out = std::path::absolute(out).map_err(|err| BackupError::Io { path: out.to_path_buf(), source: err })?;
@@ -94,9 +149,8 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
     let mut damage = Vec::new();
     let mut lsn_floor = 0u64;
     if log.is_dir() {
-        match recwal::wal::inspect(&log, wal_config, &mut |info, payload| {
-            found.insert(info.lsn, (info.kind, payload.to_vec()));
-        }) {
+        scan_segments(&log, wal_config, &mut found)?;
+        match recwal::wal::inspect(&log, wal_config, &mut |_, _| {}) {
             Ok(inspection) => {
                 let report = &inspection.report;
                 lsn_floor = report.lsn_last.max(report.lsn_released);
@@ -181,9 +235,9 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
     }
     let lsn_last = kept_end(lsn_snapshot);
     let records: Vec<(u64, u8, Vec<u8>)> =
-        found.range(lsn_snapshot + 1..=lsn_last).map(|(lsn, (kind, payload))| (*lsn, *kind, payload.clone())).collect();
+        found.range((Bound::Excluded(lsn_snapshot), Bound::Included(lsn_last))).map(|(lsn, (kind, payload))| (*lsn, *kind, payload.clone())).collect();
     let dropped: Vec<(u64, usize)> =
-        found.range(lsn_last + 1..).map(|(lsn, (_, payload))| (*lsn, payload.len())).collect();
+        found.range((Bound::Excluded(lsn_last), Bound::Unbounded)).map(|(lsn, (_, payload))| (*lsn, payload.len())).collect();
     let lsn_known = found.keys().next_back().copied().unwrap_or(0).max(lsn_floor).max(lsn_snapshot);
     let missing = (lsn_last + 1..=lsn_known).filter(|lsn| !found.contains_key(lsn));
     let lsns_missing = ranges(missing);
