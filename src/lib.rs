@@ -41,7 +41,9 @@ pub use config::{
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
 pub use engine::MODEL_BYTES_MAX;
-pub use engine::{BackupCut, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
+pub use engine::{
+    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress,
+};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{EVENT_ID_BYTES_MAX, ID_BYTES_MAX, N_MAX, WEIGHT_MAX};

@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use recwal::{BackupCut, Engine, EngineConfig, EngineError};
+use recwal::{BackupCut, BackupRecord, Engine, EngineConfig, EngineError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -273,9 +273,8 @@ pub fn backup(engine: &Engine, out: &Path) -> Result<Written, BackupError> {
 }
 
 fn write_cut(mut cut: BackupCut<'_>, dir: &Path) -> Result<Manifest, BackupError> {
-    let created_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64);
+    let created_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
     let mut files = Vec::new();
     if let Some(snapshot) = &cut.snapshot {
         let name = snapshot.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
@@ -323,7 +322,8 @@ fn write_cut(mut cut: BackupCut<'_>, dir: &Path) -> Result<Manifest, BackupError
             match copy_verified(&cut.models_dir.join(&name), &models.join(&name), dir) {
                 Ok(entry) => files.push(entry),
                 // Removed since it was listed: a retired version.
-                Err(BackupError::Io { source, path }) if source.kind() == std::io::ErrorKind::NotFound && path.starts_with(&cut.models_dir) => {}
+                Err(BackupError::Io { source, path })
+                    if source.kind() == std::io::ErrorKind::NotFound && path.starts_with(&cut.models_dir) => {}
                 Err(err) => return Err(err),
             }
         }
@@ -341,7 +341,10 @@ fn write_cut(mut cut: BackupCut<'_>, dir: &Path) -> Result<Manifest, BackupError
     if cut.lsn_snapshot + n_records != cut.lsn_last {
         return Err(BackupError::Damaged {
             path: dir.join(RECORDS),
-            reason: format!("holds {n_records} records after LSN {}, the cut ends at LSN {}", cut.lsn_snapshot, cut.lsn_last),
+            reason: format!(
+                "holds {n_records} records after LSN {}, the cut ends at LSN {}",
+                cut.lsn_snapshot, cut.lsn_last
+            ),
         });
     }
     let text = serde_json::to_vec_pretty(&manifest).map_err(|err| io_error(dir)(err.into()))?;
@@ -354,11 +357,14 @@ fn write_cut(mut cut: BackupCut<'_>, dir: &Path) -> Result<Manifest, BackupError
 
 /// Reads and checks a backup: the manifest, every file's length and
 /// SHA-256, the snapshot, and every record's CRC and the LSN chain.
-pub fn verify(dir: &Path) -> Result<(Manifest, Vec<(u64, u8, Vec<u8>)>), BackupError> {
+pub fn verify(dir: &Path) -> Result<(Manifest, Vec<BackupRecord>), BackupError> {
     let manifest_path = dir.join(MANIFEST);
     let text = fs::read(&manifest_path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            BackupError::Damaged { path: manifest_path.clone(), reason: "missing: not a recwal backup (or an unfinished one)".to_string() }
+            BackupError::Damaged {
+                path: manifest_path.clone(),
+                reason: "missing: not a recwal backup (or an unfinished one)".to_string(),
+            }
         } else {
             BackupError::Io { path: manifest_path.clone(), source }
         }
@@ -368,20 +374,30 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<(u64, u8, Vec<u8>)>), BackupE
     if manifest.format != FORMAT || manifest.version != FORMAT_VERSION {
         return Err(BackupError::Damaged {
             path: manifest_path,
-            reason: format!("format {:?} version {}, this build reads {FORMAT:?} version {FORMAT_VERSION}", manifest.format, manifest.version),
+            reason: format!(
+                "format {:?} version {}, this build reads {FORMAT:?} version {FORMAT_VERSION}",
+                manifest.format, manifest.version
+            ),
         });
     }
     for entry in &manifest.files {
         let relative = Path::new(&entry.path);
-        if relative.is_absolute() || relative.components().any(|part| !matches!(part, std::path::Component::Normal(_))) {
-            return Err(BackupError::Damaged { path: manifest_path, reason: format!("lists a path outside the backup: {:?}", entry.path) });
+        if relative.is_absolute() || relative.components().any(|part| !matches!(part, std::path::Component::Normal(_)))
+        {
+            return Err(BackupError::Damaged {
+                path: manifest_path,
+                reason: format!("lists a path outside the backup: {:?}", entry.path),
+            });
         }
         let path = dir.join(relative);
         let (bytes, sha256) = sha256_of(&path)?;
         if bytes != entry.bytes || sha256 != entry.sha256 {
             return Err(BackupError::Damaged {
                 path,
-                reason: format!("{bytes} bytes with SHA-256 {sha256}; the manifest says {} bytes with SHA-256 {}", entry.bytes, entry.sha256),
+                reason: format!(
+                    "{bytes} bytes with SHA-256 {sha256}; the manifest says {} bytes with SHA-256 {}",
+                    entry.bytes, entry.sha256
+                ),
             });
         }
     }
@@ -389,7 +405,10 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<(u64, u8, Vec<u8>)>), BackupE
         let path = dir.join(snapshot_name(manifest.lsn_snapshot));
         let lsn = recwal::check_snapshot(&path)?;
         if lsn != manifest.lsn_snapshot {
-            return Err(BackupError::Damaged { path, reason: format!("covers LSN {lsn}, the manifest says {}", manifest.lsn_snapshot) });
+            return Err(BackupError::Damaged {
+                path,
+                reason: format!("covers LSN {lsn}, the manifest says {}", manifest.lsn_snapshot),
+            });
         }
     }
     let records = read_records(&dir.join(RECORDS), manifest.lsn_snapshot + 1)?;
@@ -397,7 +416,10 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Vec<(u64, u8, Vec<u8>)>), BackupE
     if records.len() as u64 != manifest.records || lsn_last != manifest.lsn_last {
         return Err(BackupError::Damaged {
             path: dir.join(RECORDS),
-            reason: format!("holds records up to LSN {lsn_last}; the manifest says {} records up to LSN {}", manifest.records, manifest.lsn_last),
+            reason: format!(
+                "holds records up to LSN {lsn_last}; the manifest says {} records up to LSN {}",
+                manifest.records, manifest.lsn_last
+            ),
         });
     }
     Ok((manifest, records))
@@ -409,7 +431,7 @@ fn snapshot_name(lsn: u64) -> String {
 
 /// Every record of a records file, checked: magic, version, each frame's
 /// CRC, LSNs dense from `lsn_first`.
-fn read_records(path: &Path, lsn_first: u64) -> Result<Vec<(u64, u8, Vec<u8>)>, BackupError> {
+fn read_records(path: &Path, lsn_first: u64) -> Result<Vec<BackupRecord>, BackupError> {
     let bytes = fs::read(path).map_err(io_error(path))?;
     let damaged = |reason: String| BackupError::Damaged { path: path.to_path_buf(), reason };
     if bytes.len() < 12 || &bytes[..8] != RECORDS_MAGIC {
@@ -460,7 +482,8 @@ fn read_records(path: &Path, lsn_first: u64) -> Result<Vec<(u64, u8, Vec<u8>)>, 
 pub fn restore(from: &Path, data_dir: &Path) -> Result<(Manifest, u64), BackupError> {
     let data_dir = fresh_destination(data_dir, "a restore")?;
     let (manifest, records) = verify(from)?;
-    let snapshot = (manifest.lsn_snapshot > 0).then(|| (from.join(snapshot_name(manifest.lsn_snapshot)), manifest.lsn_snapshot));
+    let snapshot =
+        (manifest.lsn_snapshot > 0).then(|| (from.join(snapshot_name(manifest.lsn_snapshot)), manifest.lsn_snapshot));
     let models = from.join("models");
     let wal_config = EngineConfig::default().wal;
     let snapshot = snapshot.as_ref().map(|(path, lsn)| (path.as_path(), *lsn));
@@ -483,7 +506,11 @@ pub(crate) fn remove_created(dir: &Path) {
 
 /// Opens the data dir written by a restore or a salvage, checks it holds
 /// the state at `lsn_last`, closes it; its state digest.
-pub(crate) fn check_opens(data_dir: &Path, lsn_last: u64, wal_config: &recwal::wal::WalConfig) -> Result<u64, BackupError> {
+pub(crate) fn check_opens(
+    data_dir: &Path,
+    lsn_last: u64,
+    wal_config: &recwal::wal::WalConfig,
+) -> Result<u64, BackupError> {
     let engine = Engine::open(data_dir, EngineConfig { wal: wal_config.clone(), ..EngineConfig::default() })?;
     let lsn = engine.lsn_applied();
     let digest = engine.state_digest();
@@ -504,7 +531,7 @@ pub(crate) fn write_data_dir(
     data_dir: &Path,
     snapshot: Option<(&Path, u64)>,
     lsn_base: u64,
-    records: &[(u64, u8, Vec<u8>)],
+    records: &[BackupRecord],
     models: Option<&Path>,
     wal_config: &recwal::wal::WalConfig,
 ) -> Result<u64, BackupError> {
@@ -533,7 +560,8 @@ pub(crate) fn write_data_dir(
         sync_dir(&snapshots_dir)?;
     }
     // Room for every record without a checkpoint: the ring may grow to it.
-    let frames: u64 = records.iter().map(|(_, _, payload)| recwal::wal::format::frame_bytes(payload.len() as u64)).sum();
+    let frames: u64 =
+        records.iter().map(|(_, _, payload)| recwal::wal::format::frame_bytes(payload.len() as u64)).sum();
     let room = wal_config.segment_bytes.saturating_sub(recwal::wal::format::SEGMENT_HEADER_BYTES).max(1);
     let needed = u32::try_from(frames / room + 2).unwrap_or(u32::MAX);
     let config = wal_config.clone().segments_max(wal_config.segments_max.max(needed));
@@ -579,7 +607,7 @@ mod tests {
     /// The n-th event of the test's history: one per log record, so the
     /// record at LSN n + 1 holds it.
     fn event(n: u64) -> Event {
-        let kind = if n % 3 == 0 { EventKind::Rating((n % 5 + 1) as f32) } else { EventKind::Click };
+        let kind = if n.is_multiple_of(3) { EventKind::Rating((n % 5 + 1) as f32) } else { EventKind::Click };
         Event::new(format!("u{}", n % 17), format!("i{}", n % 29), kind).at(1_700_000_000_000 + n as i64)
     }
 

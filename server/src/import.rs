@@ -71,7 +71,8 @@ pub(crate) struct Line {
 }
 
 /// The columns a CSV file may name (in a header row or `--columns`).
-const COLUMNS: [&str; 10] = ["user", "item", "rating", "kind", "weight", "timestamp", "timestamp_ms", "event_id", "op", "lsn"];
+const COLUMNS: [&str; 10] =
+    ["user", "item", "rating", "kind", "weight", "timestamp", "timestamp_ms", "event_id", "op", "lsn"];
 
 /// The canonical column a header name stands for (`None`: not one).
 fn column_name(raw: &str) -> Option<&'static str> {
@@ -180,7 +181,12 @@ fn layout(path: &Path, options: &ReadOptions) -> (u8, Option<Vec<String>>, bool)
     }
 }
 
-fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &EngineConfig) -> Result<Vec<Row>, String> {
+fn read_csv(
+    file: std::fs::File,
+    path: &Path,
+    options: &ReadOptions,
+    config: &EngineConfig,
+) -> Result<Vec<Row>, String> {
     let source = path.display().to_string();
     if options.delimiter.is_some_and(|delimiter| u8::try_from(delimiter.as_char()).is_err()) {
         return Err(format!("{source}: --delimiter must be a single-byte character for CSV"));
@@ -196,7 +202,10 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
         Some(columns) => Some(
             columns
                 .iter()
-                .map(|raw| column_name(raw).ok_or_else(|| format!("--columns: unknown column {raw:?}; known: {}", COLUMNS.join(", "))))
+                .map(|raw| {
+                    column_name(raw)
+                        .ok_or_else(|| format!("--columns: unknown column {raw:?}; known: {}", COLUMNS.join(", ")))
+                })
                 .collect::<Result<_, _>>()?,
         ),
         None => None,
@@ -215,7 +224,9 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
         if record.len() == 1 {
             // One field: the file is likely separated by another character.
             let field = &record[0];
-            if let Some(other) = [';', '\t', '|', ','].into_iter().find(|c| *c as u32 != u32::from(delimiter) && field.contains(*c)) {
+            if let Some(other) =
+                [';', '\t', '|', ','].into_iter().find(|c| *c as u32 != u32::from(delimiter) && field.contains(*c))
+            {
                 let shown = if other == '\t' { "tab".to_string() } else { format!("'{other}'") };
                 return Err(format!(
                     "{source}, line {line_no}: one field {field:?}: the file seems separated by {shown}, not {:?}; pass --delimiter {shown}",
@@ -244,7 +255,11 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, config: &En
             return Err(format!("{source}, line {line_no}: no header row; name the columns with --columns"));
         };
         if record.len() != columns.len() {
-            return Err(format!("{source}, line {line_no}: {} fields, the columns are {}", record.len(), columns.join(",")));
+            return Err(format!(
+                "{source}, line {line_no}: {} fields, the columns are {}",
+                record.len(),
+                columns.join(",")
+            ));
         }
         let line = line_of(columns, &record).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
         rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
@@ -276,7 +291,8 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
                 line.timestamp_ms = Some((seconds * 1000.0).round() as i64);
             }
             "timestamp_ms" => {
-                line.timestamp_ms = Some(field.parse().map_err(|_| format!("timestamp_ms: {field:?} is not an integer"))?)
+                line.timestamp_ms =
+                    Some(field.parse().map_err(|_| format!("timestamp_ms: {field:?} is not an integer"))?)
             }
             "event_id" => line.event_id = Some(field.to_string()),
             "op" => line.op = Some(field.to_string()),
@@ -308,7 +324,8 @@ fn derive_ids(rows: &mut [Row]) {
         hash.update(api.timestamp_ms.map_or(i64::MIN, |at| at).to_le_bytes());
         let digest: [u8; 32] = hash.finalize().into();
         let count = seen.entry(digest).or_insert(0);
-        let id = format!("import:{}:{count}", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        let id =
+            format!("import:{}:{count}", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
         *count += 1;
         api.event_id = Some(id.clone());
         event.event_id = Some(id);
@@ -347,7 +364,12 @@ pub(crate) struct Imported {
 }
 
 /// Ingests `rows` into `engine`, in order.
-pub(crate) fn into_engine(engine: &Engine, rows: &[Row], batch: usize, progress: &mut dyn FnMut(u64)) -> Result<Imported, String> {
+pub(crate) fn into_engine(
+    engine: &Engine,
+    rows: &[Row],
+    batch: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Imported, String> {
     let mut done = Imported::default();
     for group in groups(rows, batch) {
         let line = group[0].line;
@@ -379,7 +401,12 @@ pub(crate) fn into_engine(engine: &Engine, rows: &[Row], batch: usize, progress:
 }
 
 /// Sends `rows` to a running server, in order, in batches of at most `batch`.
-pub(crate) fn into_server(remote: &crate::client::Remote, rows: &[Row], batch: usize, progress: &mut dyn FnMut(u64)) -> Result<Imported, String> {
+pub(crate) fn into_server(
+    remote: &crate::client::Remote,
+    rows: &[Row],
+    batch: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Imported, String> {
     let mut done = Imported::default();
     for group in groups(rows, batch) {
         let line = group[0].line;
@@ -393,13 +420,18 @@ pub(crate) fn into_server(remote: &crate::client::Remote, rows: &[Row], batch: u
                             _ => None,
                         })
                         .collect();
-                    let body = serde_json::to_vec(&serde_json::json!({ "events": events })).map_err(|err| err.to_string())?;
+                    let body =
+                        serde_json::to_vec(&serde_json::json!({ "events": events })).map_err(|err| err.to_string())?;
                     let answer = remote
                         .call("POST", "/v1/events", "application/json", &body)
                         .map_err(|err| format!("line {line}: {err}"))?;
                     let receipts = answer["receipts"].as_array().map_or(&[][..], Vec::as_slice);
                     if receipts.len() != events.len() {
-                        return Err(format!("line {line}: the server acknowledged {} of {} events", receipts.len(), events.len()));
+                        return Err(format!(
+                            "line {line}: the server acknowledged {} of {} events",
+                            receipts.len(),
+                            events.len()
+                        ));
                     }
                     done.events += receipts.len() as u64;
                     done.duplicates += receipts.iter().filter(|receipt| receipt["duplicate"] == true).count() as u64;
@@ -496,7 +528,12 @@ fn lines_of(lsn: u64, record: &LogRecord<'_>) -> Vec<Line> {
 /// Writes every record of the log in `log` (a data dir's `wal/`, no
 /// server holding it) to `out`. The log must start at LSN 1: events a
 /// checkpoint released are only in the snapshot, as state, not events.
-pub(crate) fn export(log: &Path, config: &recwal::wal::WalConfig, format: ExportFormat, out: &mut dyn Write) -> Result<Exported, String> {
+pub(crate) fn export(
+    log: &Path,
+    config: &recwal::wal::WalConfig,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<Exported, String> {
     let mut done = Exported::default();
     let mut failure: Option<String> = None;
     let mut sink = match format {
@@ -504,7 +541,7 @@ pub(crate) fn export(log: &Path, config: &recwal::wal::WalConfig, format: Export
         ExportFormat::Csv => {
             let mut writer = csv::WriterBuilder::new().from_writer(out);
             writer.write_record(EXPORT_COLUMNS).map_err(|err| err.to_string())?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
     };
     let mut lsn_expected = 1u64;
@@ -520,7 +557,11 @@ pub(crate) fn export(log: &Path, config: &recwal::wal::WalConfig, format: Export
                     info.lsn
                 )
             } else {
-                format!("LSN {} follows LSN {}: the log has a gap (run `recwal wal verify`)", info.lsn, lsn_expected - 1)
+                format!(
+                    "LSN {} follows LSN {}: the log has a gap (run `recwal wal verify`)",
+                    info.lsn,
+                    lsn_expected - 1
+                )
             });
             return;
         }
@@ -567,7 +608,7 @@ pub(crate) fn export(log: &Path, config: &recwal::wal::WalConfig, format: Export
 /// Where export lines go.
 enum Sink<'a> {
     Jsonl(&'a mut dyn Write),
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
 }
 
 impl Sink<'_> {
@@ -602,7 +643,12 @@ impl Sink<'_> {
 }
 
 /// `--out` of export: a file (written whole, then renamed) or stdout.
-pub(crate) fn export_to(log: &Path, config: &recwal::wal::WalConfig, format: ExportFormat, out: Option<&Path>) -> Result<Exported, String> {
+pub(crate) fn export_to(
+    log: &Path,
+    config: &recwal::wal::WalConfig,
+    format: ExportFormat,
+    out: Option<&Path>,
+) -> Result<Exported, String> {
     match out {
         None => export(log, config, format, &mut std::io::stdout().lock()),
         Some(path) if path == Path::new("-") => export(log, config, format, &mut std::io::stdout().lock()),

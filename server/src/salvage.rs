@@ -85,7 +85,11 @@ fn ranges(lsns: impl Iterator<Item = u64>) -> Vec<LsnRange> {
 /// first slot, the records of the segment's lap (its header's, or where the
 /// header is damaged, its first record's), until the first slot that is
 /// none. The one definition of a valid record is `format::decode_slot`.
-fn scan_segments(log: &Path, config: &recwal::wal::WalConfig, found: &mut BTreeMap<u64, (u8, Vec<u8>)>) -> Result<(), BackupError> {
+fn scan_segments(
+    log: &Path,
+    config: &recwal::wal::WalConfig,
+    found: &mut BTreeMap<u64, (u8, Vec<u8>)>,
+) -> Result<(), BackupError> {
     use recwal::wal::format::{decode_slot, SegmentHeader, SegmentState, Slot, SEGMENT_HEADER_BYTES};
     let entries = std::fs::read_dir(log).map_err(|source| BackupError::Io { path: log.to_path_buf(), source })?;
     let mut paths: Vec<PathBuf> = entries
@@ -177,7 +181,8 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
             Err(recwal::wal::WalError::Locked { path }) => {
                 return Err(BackupError::Destination {
                     path,
-                    reason: "is locked: a server has this log open; stop it (salvage reads a log no one writes)".to_string(),
+                    reason: "is locked: a server has this log open; stop it (salvage reads a log no one writes)"
+                        .to_string(),
                 })
             }
             Err(err) => damage.push(format!("the scan stopped: {err}")),
@@ -193,10 +198,12 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
         let mut paths: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.file_name().is_some_and(|name| {
-                let name = name.to_string_lossy();
-                name.starts_with("snapshot-") && name.ends_with(".bin")
-            }))
+            .filter(|path| {
+                path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with("snapshot-") && name.ends_with(".bin")
+                })
+            })
             .collect();
         paths.sort();
         for path in paths.into_iter().rev() {
@@ -234,21 +241,34 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
         }
     }
     let lsn_last = kept_end(lsn_snapshot);
-    let records: Vec<(u64, u8, Vec<u8>)> =
-        found.range((Bound::Excluded(lsn_snapshot), Bound::Included(lsn_last))).map(|(lsn, (kind, payload))| (*lsn, *kind, payload.clone())).collect();
-    let dropped: Vec<(u64, usize)> =
-        found.range((Bound::Excluded(lsn_last), Bound::Unbounded)).map(|(lsn, (_, payload))| (*lsn, payload.len())).collect();
+    let records: Vec<recwal::BackupRecord> = found
+        .range((Bound::Excluded(lsn_snapshot), Bound::Included(lsn_last)))
+        .map(|(lsn, (kind, payload))| (*lsn, *kind, payload.clone()))
+        .collect();
+    let dropped: Vec<(u64, usize)> = found
+        .range((Bound::Excluded(lsn_last), Bound::Unbounded))
+        .map(|(lsn, (_, payload))| (*lsn, payload.len()))
+        .collect();
     let lsn_known = found.keys().next_back().copied().unwrap_or(0).max(lsn_floor).max(lsn_snapshot);
     let missing = (lsn_last + 1..=lsn_known).filter(|lsn| !found.contains_key(lsn));
     let lsns_missing = ranges(missing);
-    let written = backup::write_data_dir(&out, snapshot.as_ref().map(|path| (path.as_path(), lsn_snapshot)), lsn_snapshot, &records, Some(&source.join("models")), wal_config);
+    let written = backup::write_data_dir(
+        &out,
+        snapshot.as_ref().map(|path| (path.as_path(), lsn_snapshot)),
+        lsn_snapshot,
+        &records,
+        Some(&source.join("models")),
+        wal_config,
+    );
     if let Err(err) = written {
         backup::remove_created(&out);
         return Err(err);
     }
     let state_digest = backup::check_opens(&out, lsn_last, wal_config)?;
     let records_dropped = ranges(dropped.iter().map(|(lsn, _)| *lsn));
-    let lossy = !dropped.is_empty() || !lsns_missing.is_empty() || !damage.is_empty()
+    let lossy = !dropped.is_empty()
+        || !lsns_missing.is_empty()
+        || !damage.is_empty()
         || files_dropped.iter().any(|file| !file.reason.contains("a newer snapshot"));
     let report = SalvageReport {
         source: source.to_path_buf(),
@@ -290,7 +310,10 @@ impl SalvageReport {
         } else {
             lines.push("kept: no log records".to_string());
         }
-        lines.push(format!("the new data dir holds the state at LSN {} (digest {:016x})", self.lsn_last, self.state_digest));
+        lines.push(format!(
+            "the new data dir holds the state at LSN {} (digest {:016x})",
+            self.lsn_last, self.state_digest
+        ));
         for damage in &self.damage {
             lines.push(format!("damage: {damage}"));
         }
@@ -301,13 +324,19 @@ impl SalvageReport {
             lines.push(format!("DROPPED: LSNs {}..{}: readable, but after a gap", range.first, range.last));
         }
         if self.records_dropped_count > 0 {
-            lines.push(format!("DROPPED: {} records, {} payload bytes in all", self.records_dropped_count, self.bytes_dropped));
+            lines.push(format!(
+                "DROPPED: {} records, {} payload bytes in all",
+                self.records_dropped_count, self.bytes_dropped
+            ));
         }
         for file in &self.files_dropped {
             lines.push(format!("not used: {}: {}", file.path.display(), file.reason));
         }
         lines.push(if self.lossy {
-            format!("LOSS: the damaged log reached LSN {}; the salvaged state ends at LSN {}", self.lsn_known, self.lsn_last)
+            format!(
+                "LOSS: the damaged log reached LSN {}; the salvaged state ends at LSN {}",
+                self.lsn_known, self.lsn_last
+            )
         } else {
             "no loss: everything was readable".to_string()
         });

@@ -513,7 +513,10 @@ async fn checkpoint(State(app): State<Arc<App>>) -> Result<Response, Problem> {
 /// `POST /admin/backup {"out": "/absolute/path"}`: a consistent, verified
 /// backup written by the server into a new directory on its machine
 /// (`recwal backup --server`); ingest goes on while it is taken.
-async fn backup(State(app): State<Arc<App>>, ApiJson(body): ApiJson<crate::backup::BackupRequest>) -> Result<Response, Problem> {
+async fn backup(
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson<crate::backup::BackupRequest>,
+) -> Result<Response, Problem> {
     let engine = app.engine()?;
     if !body.out.is_absolute() {
         return Err(Problem::bad_request(format!(
@@ -525,7 +528,9 @@ async fn backup(State(app): State<Arc<App>>, ApiJson(body): ApiJson<crate::backu
         .await
         .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err.to_string()))?;
     match written {
-        Ok(written) => Ok((StatusCode::CREATED, Json(json!({ "dir": written.dir, "manifest": written.manifest }))).into_response()),
+        Ok(written) => {
+            Ok((StatusCode::CREATED, Json(json!({ "dir": written.dir, "manifest": written.manifest }))).into_response())
+        }
         Err(crate::backup::BackupError::Engine(err)) => Err(Problem::from(err)),
         Err(err @ crate::backup::BackupError::Destination { .. }) => Err(Problem::bad_request(err.to_string())),
         Err(err) => Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "backup failed", err.to_string())),

@@ -191,7 +191,10 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         bar.finish_and_clear();
     }
     if args.json {
-        out!("{}", serde_json::json!({ "file": args.file, "imported": done, "seconds": started.elapsed().as_secs_f64() }))?;
+        out!(
+            "{}",
+            serde_json::json!({ "file": args.file, "imported": done, "seconds": started.elapsed().as_secs_f64() })
+        )?;
     } else {
         out!(
             "imported {} events ({} new, {} duplicates) from {} in {:.1} s",
@@ -323,7 +326,10 @@ fn export(args: &ExportArgs) -> Result<ExitCode, String> {
     let config = log_config(&log)?;
     let done = crate::import::export_to(&log, &config, args.format, args.out.as_deref())?;
     if done.model_records_skipped > 0 {
-        tracing::warn!(records = done.model_records_skipped, "model records are not exported (a backup holds the models)");
+        tracing::warn!(
+            records = done.model_records_skipped,
+            "model records are not exported (a backup holds the models)"
+        );
     }
     info!(lines = done.lines, records = done.records, lsn_last = done.lsn_last, "exported");
     Ok(ExitCode::SUCCESS)
@@ -617,7 +623,10 @@ fn segment_table(segments: &[recwal::wal::SegmentInfo], segment_bytes: u64) -> (
     use recwal::wal::SegmentStatus;
     let mut lines = vec![
         format!("{} segment file(s) of {} bytes", segments.len(), segment_bytes),
-        format!("{:>7}  {:<8}  {:>5}  {:>10}  {:>12}  {:>8}  {:>12}", "segment", "status", "lap", "first LSN", "released LSN", "records", "bytes used"),
+        format!(
+            "{:>7}  {:<8}  {:>5}  {:>10}  {:>12}  {:>8}  {:>12}",
+            "segment", "status", "lap", "first LSN", "released LSN", "records", "bytes used"
+        ),
     ];
     let mut rows = Vec::new();
     for segment in segments {

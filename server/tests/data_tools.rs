@@ -64,8 +64,10 @@ fn config() -> EngineConfig {
 
 /// The n-th event (n from 1): one per record, so it is the record at LSN n.
 fn event(n: u64) -> Event {
-    let kind = if n % 4 == 0 { EventKind::Rating((n % 5 + 1) as f32) } else { EventKind::View };
-    Event::new(format!("u{}", n % 37), format!("i{}", (n * 7) % 101), kind).with_id(format!("e{n}")).at(1_700_000_000_000 + n as i64)
+    let kind = if n.is_multiple_of(4) { EventKind::Rating((n % 5 + 1) as f32) } else { EventKind::View };
+    Event::new(format!("u{}", n % 37), format!("i{}", (n * 7) % 101), kind)
+        .with_id(format!("e{n}"))
+        .at(1_700_000_000_000 + n as i64)
 }
 
 /// The state digest after each LSN 0..=n of the history of `event`.
@@ -311,20 +313,33 @@ fn salvage_keeps_every_record_before_the_damage_and_reports_the_loss_for_each_ki
             engine.close().unwrap();
             // Every record before the damage is kept.
             let lsn_kept_min = lsn_damaged.map_or(n, |lsn| lsn - 1);
-            assert!(lsn_last >= lsn_kept_min, "{what}: kept up to LSN {lsn_last}, the damage starts at {lsn_damaged:?}: {report}");
+            assert!(
+                lsn_last >= lsn_kept_min,
+                "{what}: kept up to LSN {lsn_last}, the damage starts at {lsn_damaged:?}: {report}"
+            );
             // The loss, if any, is named: what was lost and the damaged file.
             if lsn_last < n {
                 assert!(lossy, "{what}: {report}");
                 let missing = report["lsns_missing"].as_array().unwrap();
                 let dropped = report["records_dropped"].as_array().unwrap();
                 let first_lost = missing.iter().chain(dropped).filter_map(|range| range["first"].as_u64()).min();
-                assert_eq!(first_lost, Some(lsn_last + 1), "{what}: the loss must start right after the kept end: {report}");
+                assert_eq!(
+                    first_lost,
+                    Some(lsn_last + 1),
+                    "{what}: the loss must start right after the kept end: {report}"
+                );
                 let last_lost = missing.iter().chain(dropped).filter_map(|range| range["last"].as_u64()).max();
                 assert_eq!(last_lost, Some(n), "{what}: the loss must reach the log's end: {report}");
             }
             let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
-            let index = name.strip_prefix("seg-").and_then(|rest| rest.strip_suffix(".wal")).map(|digits| digits.trim_start_matches('0'));
-            let named = stdout.contains(&name) || index.is_some_and(|index| stdout.contains(&format!("segment {}", if index.is_empty() { "0" } else { index })));
+            let index = name
+                .strip_prefix("seg-")
+                .and_then(|rest| rest.strip_suffix(".wal"))
+                .map(|digits| digits.trim_start_matches('0'));
+            let named = stdout.contains(&name)
+                || index.is_some_and(|index| {
+                    stdout.contains(&format!("segment {}", if index.is_empty() { "0" } else { index }))
+                });
             if lossy && !matches!(damage, Damage::DeleteNewestSnapshot | Damage::FlipUnusedTail) {
                 assert!(named, "{what}: the report must name {name}: {report}");
             }
@@ -347,7 +362,10 @@ fn salvage_refuses_a_non_empty_destination_and_writes_nothing() {
     std::fs::write(out.join("keep"), b"x").unwrap();
     let output = recwal(&["wal", "salvage", p(&data), "--out", p(&out)]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not empty") || String::from_utf8_lossy(&output.stderr).contains("not a recwal data dir"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not empty")
+            || String::from_utf8_lossy(&output.stderr).contains("not a recwal data dir")
+    );
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
 
@@ -356,7 +374,8 @@ fn salvage_refuses_a_non_empty_destination_and_writes_nothing() {
 fn varied_data_dir(dir: &Path) -> u64 {
     let engine = Engine::open(dir, EngineConfig::default()).unwrap();
     for at in 0..60u64 {
-        let mut event = Event::new(format!("user {}", at % 7), format!("item,{}", at % 11), EventKind::Click).at(1_700_000_000_000 + at as i64);
+        let mut event = Event::new(format!("user {}", at % 7), format!("item,{}", at % 11), EventKind::Click)
+            .at(1_700_000_000_000 + at as i64);
         if at % 3 == 0 {
             event.kind = EventKind::Rating((at % 5 + 1) as f32);
         }
@@ -364,7 +383,9 @@ fn varied_data_dir(dir: &Path) -> u64 {
             event = event.with_id(format!("id-{at}"));
         }
         if at % 5 == 0 {
-            engine.ingest_batch(&[event.clone(), Event::new("batch", format!("b{at}"), EventKind::Purchase).at(5)]).unwrap();
+            engine
+                .ingest_batch(&[event.clone(), Event::new("batch", format!("b{at}"), EventKind::Purchase).at(5)])
+                .unwrap();
         } else {
             engine.ingest(event).unwrap();
         }
@@ -429,7 +450,11 @@ fn import_twice_changes_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ratings.csv");
     // A header row, a quoted field holding the delimiter, no event ids.
-    std::fs::write(&file, "user,item,rating,timestamp\nu1,\"a, b\",4,881250949\nu2,i1,3.5,881250950\nu1,\"a, b\",4,881250949\n").unwrap();
+    std::fs::write(
+        &file,
+        "user,item,rating,timestamp\nu1,\"a, b\",4,881250949\nu2,i1,3.5,881250950\nu1,\"a, b\",4,881250949\n",
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let first = succeeds(&recwal(&["import", p(&file), "--data-dir", p(&data)]));
     assert!(first.contains("imported 3 events (3 new, 0 duplicates)"), "{first}");
@@ -450,7 +475,8 @@ fn import_twice_changes_nothing_the_second_time() {
     assert!(stderr.contains("line 1") && stderr.contains("--delimiter ';'"), "{stderr}");
     let stderr = refused(&recwal(&["import", p(&plain), "--data-dir", p(&data), "--delimiter", ";"]));
     assert!(stderr.contains("line 1") && stderr.contains("--columns"), "{stderr}");
-    let columns = ["import", p(&plain), "--data-dir", p(&data), "--delimiter", ";", "--columns", "user,item,rating,timestamp"];
+    let columns =
+        ["import", p(&plain), "--data-dir", p(&data), "--delimiter", ";", "--columns", "user,item,rating,timestamp"];
     assert!(succeeds(&recwal(&columns)).contains("(1 new, 0 duplicates)"));
     assert!(succeeds(&recwal(&columns)).contains("(0 new, 1 duplicates)"));
     // Errors name the file and the line.
@@ -490,7 +516,9 @@ fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
     let data = dir.path().join("data");
     let digest = varied_data_dir(&data);
     let out = dir.path().join("backup");
-    let written: serde_json::Value = serde_json::from_str(&succeeds(&recwal(&["backup", "--data-dir", p(&data), "--out", p(&out), "--json"]))).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&succeeds(&recwal(&["backup", "--data-dir", p(&data), "--out", p(&out), "--json"])))
+            .unwrap();
     assert!(out.join("BACKUP.json").is_file());
     let restored = dir.path().join("restored");
     let text = succeeds(&recwal(&["restore", "--from", p(&out), "--data-dir", p(&restored)]));
@@ -503,7 +531,8 @@ fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
     // From a running server: it writes the backup; ingest goes on.
     let server = support::Server::start(&restored, None, &[]);
     let url = format!("http://{}", server.addr);
-    let (status, _) = server.json("POST", "/v1/events", r#"{"events":[{"user":"new","item":"x","kind":"click","timestamp_ms":9}]}"#);
+    let (status, _) =
+        server.json("POST", "/v1/events", r#"{"events":[{"user":"new","item":"x","kind":"click","timestamp_ms":9}]}"#);
     assert_eq!(status, 200);
     let remote_out = dir.path().join("remote-backup");
     let stdout = succeeds(&recwal(&["backup", "--server", &url, "--out", p(&remote_out)]));
@@ -527,7 +556,8 @@ fn every_command_takes_data_dir_and_json_the_same_way() {
     let listed = succeeds(&recwal(&["models", "list", "--data-dir", p(&data), "--json"]));
     assert_eq!(listed.trim(), "[]");
     succeeds(&recwal(&["models", "--data-dir", p(&data), "list"]));
-    let checkpoint: serde_json::Value = serde_json::from_str(&succeeds(&recwal(&["checkpoint", "--data-dir", p(&data), "--json"]))).unwrap();
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&succeeds(&recwal(&["checkpoint", "--data-dir", p(&data), "--json"]))).unwrap();
     assert!(checkpoint["lsn"].as_u64().unwrap() > 0, "{checkpoint}");
     for args in [vec!["wal", "verify", "--data-dir", p(&data)], vec!["wal", "verify", p(&data)]] {
         assert!(succeeds(&recwal(&args)).contains("no corruption"), "{args:?}");
@@ -545,7 +575,8 @@ fn wal_inspect_is_a_table_for_people_and_json_for_scripts() {
     }
     assert!(human.contains("segment  status") && human.contains("first LSN") && human.contains(" live "), "{human}");
     assert!(human.contains("no corruption"), "{human}");
-    let json: serde_json::Value = serde_json::from_str(&succeeds(&recwal(&["wal", "inspect", p(&data), "--json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&succeeds(&recwal(&["wal", "inspect", p(&data), "--json"]))).unwrap();
     let segments = json["segments"].as_array().unwrap();
     assert!(segments.iter().any(|segment| segment["status"] == "live"), "{json}");
     let records: u64 = segments.iter().map(|segment| segment["records"].as_u64().unwrap()).sum();
@@ -631,11 +662,30 @@ fn server_over_https_with_a_private_ca_certificate() {
     let data = dir.path().join("data");
     let server = support::Server::start(&data, Some("secret-token-0123456789"), &[]);
     let (url, pem) = tls_front(server.addr.clone(), dir.path());
-    let listed = succeeds(&recwal(&["models", "list", "--server", &url, "--token", "secret-token-0123456789", "--ca-cert", p(&pem), "--json"]));
+    let listed = succeeds(&recwal(&[
+        "models",
+        "list",
+        "--server",
+        &url,
+        "--token",
+        "secret-token-0123456789",
+        "--ca-cert",
+        p(&pem),
+        "--json",
+    ]));
     assert_eq!(listed.trim(), "[]");
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, "{\"user\":\"u\",\"item\":\"i\",\"kind\":\"view\"}\n").unwrap();
-    let imported = succeeds(&recwal(&["import", p(&file), "--server", &url, "--token", "secret-token-0123456789", "--ca-cert", p(&pem)]));
+    let imported = succeeds(&recwal(&[
+        "import",
+        p(&file),
+        "--server",
+        &url,
+        "--token",
+        "secret-token-0123456789",
+        "--ca-cert",
+        p(&pem),
+    ]));
     assert!(imported.contains("(1 new, 0 duplicates)"), "{imported}");
     // Without the certificate, the self-signed front is not trusted.
     let stderr = refused(&recwal(&["models", "list", "--server", &url, "--token", "secret-token-0123456789"]));

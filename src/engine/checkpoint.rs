@@ -217,6 +217,9 @@ impl Shared {
     }
 }
 
+/// One log record of a backup cut: `(lsn, kind, payload)`.
+pub type BackupRecord = (u64, u8, Vec<u8>);
+
 /// A consistent cut of the engine, for a backup: the snapshot at
 /// `lsn_snapshot` and the log records after it up to `lsn_last`. While the
 /// cut exists no checkpoint runs, so neither the snapshot nor those records
@@ -240,7 +243,7 @@ impl BackupCut<'_> {
     /// The next record of the cut, `(lsn, kind, payload)`, in LSN order
     /// from `lsn_snapshot + 1` to `lsn_last`; `None` after `lsn_last`. Every
     /// CRC is checked on the way out.
-    pub fn next_record(&mut self) -> Option<Result<(u64, u8, Vec<u8>), EngineError>> {
+    pub fn next_record(&mut self) -> Option<Result<BackupRecord, EngineError>> {
         let reader = self.reader.as_mut()?;
         if reader.lsn_next() > self.lsn_last {
             return None;
@@ -269,7 +272,8 @@ impl super::Engine {
         shared.checkpoint_locked(&mut mark)?;
         let lsn_snapshot = mark.lsn;
         let snapshots_dir = &shared.checkpoints.snapshots_dir;
-        let snapshot = snapshot::list(snapshots_dir)?.into_iter().find(|(lsn, _)| *lsn == lsn_snapshot).map(|(_, path)| path);
+        let snapshot =
+            snapshot::list(snapshots_dir)?.into_iter().find(|(lsn, _)| *lsn == lsn_snapshot).map(|(_, path)| path);
         if lsn_snapshot > 0 && snapshot.is_none() {
             return Err(EngineError::Snapshot {
                 path: snapshots_dir.join(snapshot::file_name(lsn_snapshot)),

@@ -43,7 +43,11 @@ pub fn create_log_at(dir: &Path, config: &WalConfig, lsn_first: Lsn) -> Result<(
     if let Some(found) = find_log_file(dir)? {
         return Err(WalError::BadSegment {
             segment_index: 0,
-            reason: format!("{} already holds a log ({}); a new log is only created in its place", dir.display(), found.display()),
+            reason: format!(
+                "{} already holds a log ({}); a new log is only created in its place",
+                dir.display(),
+                found.display()
+            ),
         });
     }
     let storage = FileStorage::open(dir)?;
@@ -65,8 +69,11 @@ pub fn create_log_at(dir: &Path, config: &WalConfig, lsn_first: Lsn) -> Result<(
             file.sync_data().map_err(|err| WalError::io("sync segment", &path, err))?;
         }
     }
-    let manifest =
-        Manifest { segment_bytes: config.segment_bytes, segments_created: config.segments_initial, lsn_floor: lsn_first - 1 };
+    let manifest = Manifest {
+        segment_bytes: config.segment_bytes,
+        segments_created: config.segments_initial,
+        lsn_floor: lsn_first - 1,
+    };
     storage
         .write_manifest(&manifest.encode())
         .map_err(|err| WalError::io("write manifest", storage.describe_manifest(), err))?;
