@@ -28,6 +28,9 @@ use crate::storage::{find_log_file, DirLock, FileStorage, Storage, WritePath};
 /// let wal = Wal::open(dir.path(), config)?;
 /// assert_eq!(wal.lsn_written(), 41);
 /// assert_eq!(wal.append(1, b"next")?.wait()?, 42);
+/// wal.close()?;
+/// // Never over a log.
+/// assert!(create_log_at(dir.path(), &config, 1).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn create_log_at(dir: &Path, config: &WalConfig, lsn_first: Lsn) -> Result<(), WalError> {
