@@ -25,7 +25,7 @@ use crate::storage::{find_log_file, DirLock, FileStorage, Storage, WritePath};
 /// let dir = tempfile::tempdir()?;
 /// let config = WalConfig::default().segment_bytes(1 << 20);
 /// create_log_at(dir.path(), &config, 42)?;
-/// let wal = Wal::open(dir.path(), config)?;
+/// let wal = Wal::open(dir.path(), config.clone())?;
 /// assert_eq!(wal.lsn_written(), 41);
 /// assert_eq!(wal.append(1, b"next")?.wait()?, 42);
 /// wal.close()?;
