@@ -492,7 +492,13 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Manifest, u64), BackupEr
         remove_created(&data_dir);
         return Err(err);
     }
-    let digest = check_opens(&data_dir, manifest.lsn_last, &wal_config)?;
+    let digest = match check_opens(&data_dir, manifest.lsn_last, &wal_config) {
+        Ok(digest) => digest,
+        Err(err) => {
+            remove_created(&data_dir);
+            return Err(err);
+        }
+    };
     tracing::info!(data_dir = %data_dir.display(), lsn_last = manifest.lsn_last, "backup restored");
     Ok((manifest, digest))
 }

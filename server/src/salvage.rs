@@ -153,8 +153,15 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
     let mut damage = Vec::new();
     let mut lsn_floor = 0u64;
     if log.is_dir() {
-        scan_segments(&log, wal_config, &mut found)?;
-        match recwal::wal::inspect(&log, wal_config, &mut |_, _| {}) {
+        // The scan that `open` runs, for the damage it finds (and to refuse a
+        // log a server holds); then every segment file on its own, under the
+        // log's lock.
+        let scanned = recwal::wal::inspect(&log, wal_config, &mut |_, _| {});
+        if !matches!(scanned, Err(recwal::wal::WalError::Locked { .. })) {
+            let _lock = recwal::wal::DirLock::acquire(&log)?;
+            scan_segments(&log, wal_config, &mut found)?;
+        }
+        match scanned {
             Ok(inspection) => {
                 let report = &inspection.report;
                 lsn_floor = report.lsn_last.max(report.lsn_released);
@@ -264,12 +271,17 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
         backup::remove_created(&out);
         return Err(err);
     }
-    let state_digest = backup::check_opens(&out, lsn_last, wal_config)?;
+    let state_digest = match backup::check_opens(&out, lsn_last, wal_config) {
+        Ok(digest) => digest,
+        Err(err) => {
+            backup::remove_created(&out);
+            return Err(err);
+        }
+    };
     let records_dropped = ranges(dropped.iter().map(|(lsn, _)| *lsn));
-    let lossy = !dropped.is_empty()
-        || !lsns_missing.is_empty()
-        || !damage.is_empty()
-        || files_dropped.iter().any(|file| !file.reason.contains("a newer snapshot"));
+    // Lost: LSNs shown to have existed and not kept; or damage to the log,
+    // after which records may have existed that nothing shows any more.
+    let lossy = !dropped.is_empty() || !lsns_missing.is_empty() || !damage.is_empty();
     let report = SalvageReport {
         source: source.to_path_buf(),
         out,
@@ -332,13 +344,17 @@ impl SalvageReport {
         for file in &self.files_dropped {
             lines.push(format!("not used: {}: {}", file.path.display(), file.reason));
         }
-        lines.push(if self.lossy {
-            format!(
+        lines.push(match (self.lossy, self.lsn_known > self.lsn_last) {
+            (true, true) => format!(
                 "LOSS: the damaged log reached LSN {}; the salvaged state ends at LSN {}",
                 self.lsn_known, self.lsn_last
-            )
-        } else {
-            "no loss: everything was readable".to_string()
+            ),
+            (true, false) => format!(
+                "LOSS POSSIBLE: the log is damaged; the salvaged state ends at LSN {}, the last LSN anything \
+                 readable shows, and records after it may have existed",
+                self.lsn_last
+            ),
+            (false, _) => format!("no loss: every LSN up to {} was recovered", self.lsn_last),
         });
         lines.join("\n")
     }
