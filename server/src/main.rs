@@ -57,7 +57,8 @@ enum Command {
         #[arg(long)]
         delimiter: Option<recwal::eval::Delimiter>,
     },
-    /// Inspect or verify a log (read-only; works on a copy while no server runs).
+    /// Inspect or verify a log (read-only; works on a copy while no server
+    /// runs), or salvage a damaged one into a new data dir.
     Wal {
         #[command(subcommand)]
         command: WalCommand,
@@ -140,7 +141,8 @@ enum WalCommand {
     /// and report exactly what was lost: the only command that accepts
     /// loss. The damaged data dir is read, never changed.
     ///
-    /// Exit 0: nothing was lost; 1: salvaged with loss (reported); 2: could
+    /// Exit 0: every LSN was recovered; 1: salvaged with loss, or from a
+    /// damaged log after which records may be missing (reported); 2: could
     /// not salvage.
     Salvage(tools::SalvageArgs),
     /// Check every CRC and the LSN chain, and say what `serve` would do with
