@@ -299,7 +299,7 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
         damage,
         lossy,
     };
-    tracing::warn!(source = %report.source.display(), out = %report.out.display(), lsn_last, lossy = report.lossy, "salvaged");
+    tracing::info!(source = %report.source.display(), out = %report.out.display(), lsn_last, lossy = report.lossy, "salvaged");
     Ok(report)
 }
 
