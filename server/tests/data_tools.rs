@@ -694,3 +694,73 @@ fn server_over_https_with_a_private_ca_certificate() {
     let stderr = refused(&recwal(&["models", "list", "--server", &url, "--token", "secret-token-0123456789"]));
     assert!(stderr.to_ascii_lowercase().contains("certificate") || stderr.contains("UnknownIssuer"), "{stderr}");
 }
+
+#[test]
+fn a_backup_of_a_server_taken_while_a_client_ingests_restores_to_the_state_at_its_last_lsn() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start(&dir.path().join("data"), None, &[]);
+    let url = format!("http://{}", server.addr);
+    // One event per request, so the record at LSN n holds event(n).
+    let body = |n: u64| {
+        let event = event(n);
+        let kind = match event.kind {
+            EventKind::Rating(value) => format!(r#""kind":"rating","value":{value}"#),
+            _ => r#""kind":"view""#.to_string(),
+        };
+        format!(
+            r#"{{"events":[{{"user":"{}","item":"{}",{kind},"timestamp_ms":{},"event_id":"{}"}}]}}"#,
+            event.user,
+            event.item,
+            event.timestamp_ms.unwrap(),
+            event.event_id.unwrap()
+        )
+    };
+    for n in 1..=100 {
+        assert_eq!(server.json("POST", "/v1/events", &body(n)).0, 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(100));
+    let writer = {
+        let (addr, stop, sent) = (server.addr.clone(), Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let n = sent.load(Ordering::SeqCst) + 1;
+                let headers = [("content-type", "application/json")];
+                let response = support::request(&addr, "POST", "/v1/events", &headers, body(n).as_bytes()).unwrap();
+                assert_eq!(response.status, 200, "{}", response.text());
+                sent.store(n, Ordering::SeqCst);
+            }
+        })
+    };
+    while sent.load(Ordering::SeqCst) < 130 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let lsn_start = sent.load(Ordering::SeqCst);
+    let out = dir.path().join("backup");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&succeeds(&recwal(&["backup", "--server", &url, "--out", p(&out), "--json"]))).unwrap();
+    while sent.load(Ordering::SeqCst) < lsn_start + 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let lsn_last = manifest["lsn_last"].as_u64().unwrap();
+    assert!(lsn_last >= lsn_start, "{manifest}");
+    assert!(server.lsn() > lsn_last, "the client went on after the cut");
+    drop(server);
+    let restored = dir.path().join("restored");
+    succeeds(&recwal(&["restore", "--from", p(&out), "--data-dir", p(&restored)]));
+    // The restored state is the one after exactly the first lsn_last events.
+    let engine = Engine::open(&restored, EngineConfig::default()).unwrap();
+    assert_eq!(engine.lsn_applied(), lsn_last);
+    let restored_digest = engine.state_digest();
+    engine.close().unwrap();
+    let reference = Engine::open(&dir.path().join("reference"), EngineConfig::default()).unwrap();
+    for n in 1..=lsn_last {
+        reference.ingest(event(n)).unwrap();
+    }
+    assert_eq!(reference.state_digest(), restored_digest);
+    reference.close().unwrap();
+}
