@@ -46,7 +46,9 @@ pub use config::{
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
 pub use engine::MODEL_BYTES_MAX;
-pub use engine::{CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress};
+pub use engine::{
+    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress,
+};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{
@@ -57,5 +59,6 @@ pub use recommend::{
     ItemQuery, Ranking, Reason, RecommendRequest, Recommendations, Scored, SessionEvent, SessionRequest, Strategy,
 };
 pub use record::LoggedKind;
+pub use snapshot::check_snapshot;
 pub use state::{MetadataBody, Pair, SnapshotBody};
 pub use wal::Durability;

@@ -249,6 +249,13 @@ pub(crate) fn read(path: &Path) -> Result<SnapshotBody, EngineError> {
     decode(&bytes).map_err(|reason| EngineError::Snapshot { path: path.to_path_buf(), reason })
 }
 
+/// Reads and checks the snapshot file at `path` (header, both CRCs, the
+/// body decodes, its LSN matches the header's) and returns the LSN it
+/// covers. For the tools that copy snapshots (backup, restore, salvage).
+pub fn check_snapshot(path: &Path) -> Result<u64, EngineError> {
+    read(path).map(|body| body.lsn_applied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,63 +1,94 @@
-//! A minimal HTTP/1.1 client for the admin commands run against a server
-//! (`recwal models … --server http://host:port`): one request per
-//! connection, `http://` only (put TLS in front of the server).
+//! The client of the commands run against a server (`--server URL`):
+//! `models`, `checkpoint`, `backup` and `import`. HTTP/1.1 through ureq,
+//! `http://` or `https://` (rustls, with the webpki roots, or only the
+//! certificates of `--ca-cert` for a private CA or a self-signed proxy).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::path::Path;
 use std::time::Duration;
 
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+/// Longest a command waits for one answer: checkpoints and backups of a
+/// large state take a while.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest answer read.
+const ANSWER_BYTES_MAX: u64 = 64 << 20;
+
 pub struct Remote {
-    host: String,
+    base: String,
     token: Option<String>,
+    agent: ureq::Agent,
 }
 
 impl Remote {
-    pub fn new(url: &str, token: Option<String>) -> Result<Remote, String> {
-        let host = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("--server {url:?}: only http://host:port is supported"))?
-            .trim_end_matches('/');
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("--server {url:?}: expected http://host:port"));
+    /// A client of the server at `url` (`http://host:port` or
+    /// `https://host:port`, optionally with a path prefix); `ca_cert`: a PEM
+    /// file whose certificates are the only trusted roots.
+    pub fn new(url: &str, token: Option<String>, ca_cert: Option<&Path>) -> Result<Remote, String> {
+        let base = url.trim_end_matches('/');
+        let scheme_ok = base.starts_with("http://") || base.starts_with("https://");
+        let host = base.split_once("://").map_or("", |(_, rest)| rest);
+        if !scheme_ok || host.is_empty() {
+            return Err(format!("--server {url:?}: expected http://host:port or https://host:port"));
         }
-        Ok(Remote { host: host.to_string(), token })
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|err| format!("--ca-cert {}: {err}", path.display()))?;
+            let mut certs: Vec<Certificate<'static>> = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(PemItem::Certificate(cert)) => certs.push(cert),
+                    Ok(_) => {}
+                    Err(err) => return Err(format!("--ca-cert {}: {err}", path.display())),
+                }
+            }
+            if certs.is_empty() {
+                return Err(format!("--ca-cert {}: no PEM certificate in it", path.display()));
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(ANSWER_TIMEOUT))
+            .tls_config(tls.build())
+            .build()
+            .new_agent();
+        Ok(Remote { base: base.to_string(), token, agent })
     }
 
     /// Sends a request; the JSON answer of a 2xx, or the problem's detail.
     pub fn call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<serde_json::Value, String> {
-        let fail = |err: std::io::Error| format!("{}: {err}", self.host);
-        let mut stream = TcpStream::connect(&self.host).map_err(fail)?;
-        stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(fail)?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        if let Some(token) = &self.token {
-            head.push_str(&format!("authorization: Bearer {token}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).map_err(fail)?;
-        stream.write_all(body).map_err(fail)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(fail)?;
-        let split = raw
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .ok_or_else(|| format!("{}: not an HTTP answer", self.host))?;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let status: u16 = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-        let body = &raw[split + 4..];
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            return Err(format!("{}: chunked answers are not supported by this client", self.host));
-        }
-        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+        let url = format!("{}{path}", self.base);
+        let fail = |err: ureq::Error| format!("{method} {url}: {err}");
+        let request = ureq::http::Request::builder().method(method).uri(&url).header("content-type", content_type);
+        let request = match &self.token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        };
+        let request = request.body(body.to_vec()).map_err(|err| format!("{method} {url}: {err}"))?;
+        let mut response = self.agent.run(request).map_err(fail)?;
+        let status = response.status().as_u16();
+        let bytes = response.body_mut().with_config().limit(ANSWER_BYTES_MAX).read_to_vec().map_err(fail)?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
             Ok(json)
         } else {
             let detail =
-                json["detail"].as_str().map_or_else(|| String::from_utf8_lossy(body).into_owned(), str::to_string);
+                json["detail"].as_str().map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), str::to_string);
             Err(format!("{method} {path}: HTTP {status}: {detail}"))
         }
     }
+}
+
+/// `segment` percent-encoded for a URL path (an id may hold `/`, `?`, …).
+pub fn path_segment(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

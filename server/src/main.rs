@@ -2,15 +2,18 @@
 #![allow(clippy::print_stdout)]
 
 mod api;
+mod backup;
 mod catalogue;
 mod client;
 mod config;
 mod datadir;
 mod edge;
+mod import;
 mod import_items;
 mod observe;
 mod openapi;
 mod problem;
+mod salvage;
 mod server;
 mod tools;
 
@@ -36,30 +39,17 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (defaults: ./recwal-data, 127.0.0.1:8089).
     Serve(Box<ServeArgs>),
-    /// Ingest a ratings file (MovieLens u.data, RecBole .inter, or CSV
-    /// user,item,rating and an optional timestamp) through the normal ingest path.
+    /// Ingest a ratings or events file through the normal ingest path: into
+    /// a data dir, or through a running server (`--server`).
     ///
-    /// The whole file is read first: one it cannot parse as a whole (a line
-    /// it does not recognise, another delimiter, rows of different lengths,
-    /// no ratings at all) is refused, naming the line, and nothing is written.
-    /// Creates the data dir if it does not exist or is an empty directory.
-    Import {
-        file: PathBuf,
-        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
-        data_dir: PathBuf,
-        /// Events per log record.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Field separator: one character, or tab, space, comma, semicolon,
-        /// pipe (default: tab for u.data and .inter, comma for .csv).
-        #[arg(long)]
-        delimiter: Option<recwal::eval::Delimiter>,
-        /// The file is a catalogue of items (CSV, TSV or JSONL with id,
-        /// categories, labels, hidden, timestamp, expires), not events; see
-        /// docs/SERVER.md, "Importing items".
-        #[arg(long, conflicts_with = "delimiter")]
-        items: bool,
-    },
+    /// MovieLens u.data, RecBole .inter, CSV (a header row, or --columns) and
+    /// JSONL (one event per line, as `recwal export` writes it). The whole
+    /// file is read first: one it cannot parse as a whole is refused, naming
+    /// the file and line, and nothing is written. Every event without an
+    /// event id gets one derived from the file's content and its line, so a
+    /// second run of the same file is all duplicates (inside the dedup
+    /// window). Creates the data dir if it does not exist or is empty.
+    Import(Box<tools::ImportArgs>),
     /// Offline evaluation of every strategy on a ratings file (hash 80/20 split).
     Eval {
         file: PathBuf,
@@ -70,7 +60,8 @@ enum Command {
         #[arg(long)]
         delimiter: Option<recwal::eval::Delimiter>,
     },
-    /// Inspect or verify a log (read-only; works on a copy while no server runs).
+    /// Inspect or verify a log (read-only; works on a copy while no server
+    /// runs), or salvage a damaged one into a new data dir.
     Wal {
         #[command(subcommand)]
         command: WalCommand,
@@ -82,12 +73,28 @@ enum Command {
         data_dir: PathBuf,
         #[command(flatten)]
         remote: RemoteArgs,
+        /// One JSON object instead of the human line.
+        #[arg(long)]
+        json: bool,
     },
+    /// Write a consistent, verified backup (snapshot + the log records after
+    /// it + model files) of a data dir no server holds, or of a running
+    /// server (`--server`; the server writes it, so --out is a path on its
+    /// machine). Ingest goes on while it is taken.
+    Backup(Box<tools::BackupArgs>),
+    /// Restore a backup into a new or empty data dir (never over one).
+    Restore(tools::RestoreArgs),
+    /// Write every event of a data dir's log as JSONL (re-importable by
+    /// `recwal import`) or CSV.
+    Export(tools::ExportArgs),
     /// Ranking models: of a running server (`--server`), or of a data
     /// directory no server holds.
     Models {
-        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+        #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data", global = true)]
         data_dir: PathBuf,
+        /// One JSON array instead of the human lines.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(flatten)]
         remote: RemoteArgs,
         #[command(subcommand)]
@@ -97,17 +104,24 @@ enum Command {
 
 #[derive(Args)]
 struct RemoteArgs {
-    /// A running server, e.g. http://127.0.0.1:8089.
+    /// A running server, e.g. http://127.0.0.1:8089 or https://recwal.example:443.
     #[arg(long, env = "RECWAL_SERVER", global = true)]
     server: Option<String>,
     /// Its bearer token.
     #[arg(long, env = "RECWAL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM file of the certificate(s) to trust for an https:// server (a
+    /// private CA or a self-signed TLS proxy) instead of the public roots.
+    #[arg(long, env = "RECWAL_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
 }
 
 impl RemoteArgs {
     fn remote(&self) -> Result<Option<client::Remote>, String> {
-        self.server.as_deref().map(|url| client::Remote::new(url, self.token.clone())).transpose()
+        self.server
+            .as_deref()
+            .map(|url| client::Remote::new(url, self.token.clone(), self.ca_cert.as_deref()))
+            .transpose()
     }
 }
 
@@ -117,9 +131,23 @@ enum WalCommand {
     /// report; exits as `verify` does.
     Inspect {
         /// A data dir, or its wal/ (or a copy of one).
-        #[arg(default_value = "./recwal-data")]
+        #[arg(default_value = "./recwal-data", env = "RECWAL_DATA_DIR", value_name = "DATA_DIR")]
         dir: PathBuf,
+        /// The same as DATA_DIR, as the other commands take it.
+        #[arg(long = "data-dir", value_name = "DATA_DIR", conflicts_with = "dir")]
+        data_dir: Option<PathBuf>,
+        /// One JSON object instead of the human report.
+        #[arg(long)]
+        json: bool,
     },
+    /// Copy what is provably intact of a damaged data dir into a new one,
+    /// and report exactly what was lost: the only command that accepts
+    /// loss. The damaged data dir is read, never changed.
+    ///
+    /// Exit 0: every LSN was recovered; 1: salvaged with loss, or from a
+    /// damaged log after which records may be missing (reported); 2: could
+    /// not salvage.
+    Salvage(tools::SalvageArgs),
     /// Check every CRC and the LSN chain, and say what `serve` would do with
     /// each damage found (refuse, or cut a torn tail).
     ///
@@ -127,8 +155,11 @@ enum WalCommand {
     /// locked by a running server, I/O).
     Verify {
         /// A data dir, or its wal/ (or a copy of one).
-        #[arg(default_value = "./recwal-data")]
+        #[arg(default_value = "./recwal-data", env = "RECWAL_DATA_DIR", value_name = "DATA_DIR")]
         dir: PathBuf,
+        /// The same as DATA_DIR, as the other commands take it.
+        #[arg(long = "data-dir", value_name = "DATA_DIR", conflicts_with = "dir")]
+        data_dir: Option<PathBuf>,
         /// One JSON object instead of the human report.
         #[arg(long)]
         json: bool,

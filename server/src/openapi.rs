@@ -211,6 +211,18 @@ pub const ROUTES: &[Route] = &[
         "200",
         "Checkpoint",
     ),
+    Route {
+        body: Some("BackupRequest"),
+        ..route(
+            "post",
+            "/admin/backup",
+            "Write a consistent, verified backup into a new directory `out` (absolute, on the server's machine); \
+             ingest goes on meanwhile.",
+            Kind::Write,
+            "201",
+            "Backup",
+        )
+    },
     route("get", "/admin/models", "Every model version.", Kind::Read, "200", "Models"),
     Route {
         body: Some("Model"),
@@ -920,6 +932,28 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "type": "object",
             "required": ["lsn", "path", "bytes", "segments_released"],
             "properties": { "lsn": integer, "path": { "type": ["string", "null"] }, "bytes": integer, "segments_released": integer },
+        },
+        "BackupRequest": {
+            "type": "object",
+            "required": ["out"],
+            "additionalProperties": false,
+            "properties": { "out": { "type": "string", "description": "An absolute path that does not exist, or an empty directory." } },
+        },
+        "Backup": {
+            "type": "object",
+            "required": ["dir", "manifest"],
+            "properties": {
+                "dir": { "type": "string" },
+                "manifest": {
+                    "type": "object",
+                    "description": "The backup's BACKUP.json (docs/SERVER.md, `recwal backup`).",
+                    "required": ["format", "version", "lsn_snapshot", "lsn_last", "records", "files"],
+                    "properties": {
+                        "format": { "type": "string" }, "version": integer, "lsn_snapshot": integer, "lsn_last": integer,
+                        "records": integer, "created_ms": integer, "files": { "type": "array" },
+                    },
+                },
+            },
         },
         "ModelInfo": {
             "type": "object",

@@ -92,6 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/stats", get(stats))
         .route("/admin/wal", get(wal_status))
         .route("/admin/checkpoint", post(checkpoint))
+        .route("/admin/backup", post(backup))
         .route("/admin/models/status", get(model_status))
         .route("/admin/models/rollback", post(rollback_model))
         .route("/admin/models/{version}/activate", post(activate_model))
@@ -490,6 +491,33 @@ async fn checkpoint(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         "segments_released": info.segments_released,
     }))
     .into_response())
+}
+
+/// `POST /admin/backup {"out": "/absolute/path"}`: a consistent, verified
+/// backup written by the server into a new directory on its machine
+/// (`recwal backup --server`); ingest goes on while it is taken.
+async fn backup(
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson<crate::backup::BackupRequest>,
+) -> Result<Response, Problem> {
+    let engine = app.engine()?;
+    if !body.out.is_absolute() {
+        return Err(Problem::bad_request(format!(
+            "invalid out: must be an absolute path on the server's machine, got {:?}",
+            body.out
+        )));
+    }
+    let written = tokio::task::spawn_blocking(move || crate::backup::backup(&engine, &body.out))
+        .await
+        .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err.to_string()))?;
+    match written {
+        Ok(written) => {
+            Ok((StatusCode::CREATED, Json(json!({ "dir": written.dir, "manifest": written.manifest }))).into_response())
+        }
+        Err(crate::backup::BackupError::Engine(err)) => Err(Problem::from(err)),
+        Err(err @ crate::backup::BackupError::Destination { .. }) => Err(Problem::bad_request(err.to_string())),
+        Err(err) => Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "backup failed", err.to_string())),
+    }
 }
 
 async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use recwal::eval::Delimiter;
 use recwal::wal::{RecoveryReport, WalError};
-use recwal::{Engine, EngineConfig, Event};
+use recwal::{Engine, EngineConfig};
 use tracing::info;
 
 use crate::{client, datadir, Command, ModelsCommand, WalCommand};
@@ -27,13 +27,19 @@ macro_rules! out {
 pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve(_) => Ok(ExitCode::SUCCESS),
-        Command::Import { file, data_dir, items: true, .. } => crate::import_items::import_items(&file, &data_dir),
-        Command::Import { file, data_dir, batch, delimiter, .. } => import(&file, &data_dir, batch, delimiter),
+        Command::Import(args) => import(&args),
+        Command::Backup(args) => backup(&args),
+        Command::Restore(args) => restore(&args),
+        Command::Export(args) => export(&args),
         Command::Eval { file, k, delimiter } => eval(&file, k, delimiter),
         Command::Wal { command } => wal(command),
-        Command::Checkpoint { data_dir, remote } => {
+        Command::Checkpoint { data_dir, remote, json } => {
             if let Some(remote) = remote.remote()? {
                 let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
+                if json {
+                    out!("{info}")?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 out!(
                     "snapshot at LSN {} ({} bytes), {} segment(s) released",
                     info["lsn"],
@@ -44,18 +50,30 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
             }
             let engine = open_existing(&data_dir)?;
             let info = engine.checkpoint().map_err(|err| err.to_string())?;
-            out!(
-                "snapshot at LSN {} ({} bytes), {} segment(s) released",
-                info.lsn,
-                info.bytes,
-                info.segments_released
-            )?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::json!({
+                        "lsn": info.lsn,
+                        "path": info.path,
+                        "bytes": info.bytes,
+                        "segments_released": info.segments_released,
+                    })
+                )?;
+            } else {
+                out!(
+                    "snapshot at LSN {} ({} bytes), {} segment(s) released",
+                    info.lsn,
+                    info.bytes,
+                    info.segments_released
+                )?;
+            }
             engine.close().map_err(|err| err.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models { data_dir, remote, command } => match remote.remote()? {
-            Some(remote) => remote_models(&remote, command),
-            None => models(&data_dir, command),
+        Command::Models { data_dir, remote, command, json } => match remote.remote()? {
+            Some(remote) => remote_models(&remote, command, json),
+            None => models(&data_dir, command, json),
         },
     }
 }
@@ -83,29 +101,81 @@ fn open_existing(dir: &Path) -> Result<Engine, String> {
     open(&dir)
 }
 
-fn import(file: &Path, data_dir: &Path, batch: usize, delimiter: Option<Delimiter>) -> Result<ExitCode, String> {
-    let data_dir = datadir::existing_or_new(data_dir).map_err(|err| err.to_string())?;
-    // The whole file is read before the data dir is touched: a file that
-    // cannot be parsed as a whole writes nothing.
-    let ratings = recwal::eval::load_ratings_with(file, delimiter).map_err(|err| err.to_string())?;
-    let engine = open(&data_dir)?;
+/// `recwal import`.
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The file: .jsonl/.ndjson (events as `recwal export` writes them),
+    /// u.data (MovieLens), .inter (RecBole), or CSV/TSV.
+    file: PathBuf,
+    #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    remote: crate::RemoteArgs,
+    /// Events per log record (per request, with --server).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Field separator: one character, or tab, space, comma, semicolon,
+    /// pipe (default: tab for u.data, .inter and .tsv, comma otherwise).
+    #[arg(long)]
+    delimiter: Option<Delimiter>,
+    /// The columns of a CSV file without a header row, in order, e.g.
+    /// `user,item,rating,timestamp` (names: user, item, rating, kind,
+    /// weight, timestamp (seconds), timestamp_ms, event_id, op, lsn, and
+    /// `-` for a column to ignore).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// With --columns: the file has a header row all the same (skipped).
+    #[arg(long, requires = "columns")]
+    header: bool,
+    /// Import events without an event id as they are, without deriving one
+    /// (a second run then ingests them again).
+    #[arg(long)]
+    no_derived_ids: bool,
+    /// One JSON object instead of the human line.
+    #[arg(long)]
+    json: bool,
+    /// The file is a catalogue of items (CSV, TSV or JSONL with id,
+    /// categories, labels, hidden, timestamp, expires), not events; into a
+    /// data dir (see docs/SERVER.md, "Importing items").
+    #[arg(long, conflicts_with_all = ["delimiter", "columns", "no_derived_ids"])]
+    items: bool,
+}
+
+fn import(args: &ImportArgs) -> Result<ExitCode, String> {
+    if args.items {
+        if args.remote.remote()?.is_some() {
+            return Err("import --items writes into a data dir (--data-dir), not through --server".into());
+        }
+        return crate::import_items::import_items(&args.file, &args.data_dir);
+    }
+    let remote = args.remote.remote()?;
+    let data_dir = match remote {
+        Some(_) => None,
+        None => Some(datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?),
+    };
+    // The whole file is read and checked before anything is written: a file
+    // that cannot be parsed as a whole writes nothing.
+    let options = crate::import::ReadOptions {
+        delimiter: args.delimiter,
+        columns: args.columns.clone(),
+        header: args.header,
+        derive_ids: !args.no_derived_ids,
+    };
+    let rows = crate::import::read(&args.file, &options, &EngineConfig::default())?;
     let started = Instant::now();
-    let mut last = Instant::now();
-    let total = ratings.len();
+    let total = rows.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total as u64);
+        let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template("import {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
-    for (at, chunk) in ratings.chunks(batch.max(1)).enumerate() {
-        let events: Vec<Event> = chunk.iter().map(recwal::eval::Rating::to_event).collect();
-        engine.ingest_batch(&events).map_err(|err| format!("batch {at}: {err}"))?;
-        let done = (at * batch.max(1) + chunk.len()).min(total);
+    let mut last = Instant::now();
+    let mut progress = |done: u64| {
         if let Some(bar) = &bar {
-            bar.set_position(done as u64);
+            bar.set_position(done);
         }
         if last.elapsed().as_secs() >= 1 || done == total {
             last = Instant::now();
@@ -115,14 +185,202 @@ fn import(file: &Path, data_dir: &Path, batch: usize, delimiter: Option<Delimite
                 "import progress"
             );
         }
-    }
+    };
+    let done = match (&remote, &data_dir) {
+        (Some(remote), _) => crate::import::into_server(remote, &rows, args.batch, &mut progress)?,
+        (None, Some(data_dir)) => {
+            let engine = open(data_dir)?;
+            let done = crate::import::into_engine(&engine, &rows, args.batch, &mut progress)
+                .map_err(|err| format!("{}: {err}", args.file.display()))?;
+            engine.checkpoint().map_err(|err| err.to_string())?;
+            engine.close().map_err(|err| err.to_string())?;
+            done
+        }
+        (None, None) => return Err("no data dir and no server".to_string()),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    engine.checkpoint().map_err(|err| err.to_string())?;
-    engine.close().map_err(|err| err.to_string())?;
-    out!("imported {total} events from {} in {:.1} s", file.display(), started.elapsed().as_secs_f64())?;
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({ "file": args.file, "imported": done, "seconds": started.elapsed().as_secs_f64() })
+        )?;
+    } else {
+        out!(
+            "imported {} events ({} new, {} duplicates) from {} in {:.1} s",
+            done.events,
+            done.events - done.duplicates,
+            done.duplicates,
+            args.file.display(),
+            started.elapsed().as_secs_f64()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `recwal backup`.
+#[derive(clap::Args)]
+pub(crate) struct BackupArgs {
+    #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    remote: crate::RemoteArgs,
+    /// The backup directory to create (new, or an empty directory). With
+    /// --server: an absolute path on the server's machine.
+    #[arg(long)]
+    out: PathBuf,
+    /// One JSON object (the backup's BACKUP.json) instead of the human line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `recwal restore`.
+#[derive(clap::Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup directory.
+    #[arg(long)]
+    from: PathBuf,
+    /// The data dir to create (new, or an empty directory; never over one).
+    #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+    data_dir: PathBuf,
+    /// One JSON object instead of the human line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `recwal export`.
+#[derive(clap::Args)]
+pub(crate) struct ExportArgs {
+    #[arg(long, env = "RECWAL_DATA_DIR", default_value = "./recwal-data")]
+    data_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: crate::import::ExportFormat,
+    /// The file to write (written whole, then renamed); stdout by default.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `recwal wal salvage`.
+#[derive(clap::Args)]
+pub(crate) struct SalvageArgs {
+    /// The damaged data dir (read, never changed).
+    #[arg(default_value = "./recwal-data", env = "RECWAL_DATA_DIR", value_name = "DATA_DIR")]
+    dir: PathBuf,
+    /// The same as DATA_DIR, as the other commands take it.
+    #[arg(long = "data-dir", value_name = "DATA_DIR", conflicts_with = "dir")]
+    data_dir: Option<PathBuf>,
+    /// The new data dir to write (new, or an empty directory).
+    #[arg(long)]
+    out: PathBuf,
+    /// One JSON object instead of the human report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn backup(args: &BackupArgs) -> Result<ExitCode, String> {
+    let manifest = match args.remote.remote()? {
+        Some(remote) => {
+            let body = serde_json::to_vec(&serde_json::json!({ "out": args.out })).map_err(|err| err.to_string())?;
+            let answer = remote.call("POST", "/admin/backup", "application/json", &body)?;
+            serde_json::from_value::<crate::backup::Manifest>(answer["manifest"].clone())
+                .map_err(|err| format!("the server's answer: {err}"))?
+        }
+        None => {
+            let engine = open_existing(&args.data_dir)?;
+            let written = crate::backup::backup(&engine, &args.out).map_err(|err| err.to_string())?;
+            engine.close().map_err(|err| err.to_string())?;
+            written.manifest
+        }
+    };
+    if args.json {
+        out!("{}", serde_json::to_string(&manifest).map_err(|err| err.to_string())?)?;
+    } else {
+        let bytes: u64 = manifest.files.iter().map(|file| file.bytes).sum();
+        out!(
+            "backup {}: snapshot at LSN {}, {} log records, state at LSN {}; {} files, {bytes} bytes, verified",
+            args.out.display(),
+            manifest.lsn_snapshot,
+            manifest.records,
+            manifest.lsn_last,
+            manifest.files.len() + 1
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(args: &RestoreArgs) -> Result<ExitCode, String> {
+    if args.data_dir.exists() {
+        // Refuses a path inside a data dir or a log, as every command does.
+        datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?;
+    }
+    let (manifest, digest) = crate::backup::restore(&args.from, &args.data_dir).map_err(|err| err.to_string())?;
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({ "data_dir": args.data_dir, "lsn_last": manifest.lsn_last, "state_digest": format!("{digest:016x}") })
+        )?;
+    } else {
+        out!(
+            "restored {} into {}: state at LSN {} (digest {digest:016x})",
+            args.from.display(),
+            args.data_dir.display(),
+            manifest.lsn_last
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: &ExportArgs) -> Result<ExitCode, String> {
+    let data_dir = datadir::existing(&args.data_dir).map_err(|err| err.to_string())?;
+    let log = data_dir.join("wal");
+    let config = log_config(&log)?;
+    let done = crate::import::export_to(&log, &config, args.format, args.out.as_deref())?;
+    if done.model_records_skipped > 0 {
+        tracing::warn!(
+            records = done.model_records_skipped,
+            "model records are not exported (a backup holds the models)"
+        );
+    }
+    info!(lines = done.lines, records = done.records, lsn_last = done.lsn_last, "exported");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn salvage(args: &SalvageArgs) -> Result<ExitCode, String> {
+    let dir = args.data_dir.as_ref().unwrap_or(&args.dir);
+    let failed = |err: String| -> Result<ExitCode, String> {
+        if args.json {
+            out!("{}", serde_json::json!({ "source": dir, "error": err }))?;
+        } else {
+            eprintln!("recwal: salvage failed: {err}");
+        }
+        Ok(ExitCode::from(EXIT_UNCHECKED))
+    };
+    if !dir.join("wal").is_dir() && !dir.join("snapshots").is_dir() {
+        return failed(format!("{} is not a recwal data dir (no wal/ and no snapshots/)", dir.display()));
+    }
+    if args.out.exists() {
+        if let Err(err) = datadir::existing_or_new(&args.out) {
+            return failed(err.to_string());
+        }
+    }
+    let config = match log_config(&dir.join("wal")) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::warn!(%err, "the log's segment size is unreadable; using the default");
+            EngineConfig::default().wal
+        }
+    };
+    let report = match crate::salvage::salvage(dir, &args.out, &config) {
+        Ok(report) => report,
+        Err(err) => return failed(err.to_string()),
+    };
+    if args.json {
+        out!("{}", serde_json::to_string(&report).map_err(|err| err.to_string())?)?;
+    } else {
+        out!("{}", report.human())?;
+    }
+    Ok(if report.lossy { ExitCode::from(EXIT_DAMAGE) } else { ExitCode::SUCCESS })
 }
 
 fn eval(file: &Path, k: usize, delimiter: Option<Delimiter>) -> Result<ExitCode, String> {
@@ -305,8 +563,9 @@ fn damages(report: &RecoveryReport) -> Vec<Damage> {
 
 fn wal(command: WalCommand) -> Result<ExitCode, String> {
     let (dir, list_segments, json) = match command {
-        WalCommand::Inspect { dir } => (dir, true, false),
-        WalCommand::Verify { dir, json } => (dir, false, json),
+        WalCommand::Inspect { dir, data_dir, json } => (data_dir.unwrap_or(dir), true, json),
+        WalCommand::Verify { dir, data_dir, json } => (data_dir.unwrap_or(dir), false, json),
+        WalCommand::Salvage(args) => return salvage(&args),
     };
     let log = match datadir::log_dir(&dir) {
         Ok(log) => log,
@@ -329,7 +588,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
         // Damage the scan cannot get past: `open` refuses it too.
         Err(WalError::Corruption(found)) => {
             let damage = Damage::from_corruption("corruption", &found, Action::Refuse);
-            return show_verdict(&log, None, &[damage], json);
+            return show_verdict(&log, None, &[damage], json, None);
         }
         Err(WalError::BadSegment { segment_index, reason }) => {
             let damage = Damage {
@@ -340,7 +599,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
                 reason,
                 action: Action::Refuse,
             };
-            return show_verdict(&log, None, &[damage], json);
+            return show_verdict(&log, None, &[damage], json, None);
         }
         Err(WalError::Damaged { path, reason, .. }) => {
             let damage = Damage {
@@ -351,7 +610,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
                 reason: format!("{}: {reason}", path.display()),
                 action: Action::Refuse,
             };
-            return show_verdict(&log, None, &[damage], json);
+            return show_verdict(&log, None, &[damage], json, None);
         }
         Err(err) if json => return unchecked_json(&log, &err.to_string()),
         Err(err) => {
@@ -359,25 +618,75 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(EXIT_UNCHECKED));
         }
     };
-    if list_segments {
-        for segment in &inspection.segments {
-            out!(
-                "segment {:4}: {:?}, {} records, {} bytes used, header (seq, first LSN, released LSN) {:?}",
-                segment.index,
-                segment.status,
-                segment.records,
-                segment.bytes_used,
-                segment.header
-            )?;
+    let segments = list_segments.then(|| segment_table(&inspection.segments, config.segment_bytes));
+    if let (Some((lines, _)), false) = (&segments, json) {
+        for line in lines {
+            out!("{line}")?;
         }
     }
     let found = damages(&inspection.report);
-    show_verdict(&log, Some(&inspection.report), &found, json)
+    show_verdict(&log, Some(&inspection.report), &found, json, segments.map(|(_, rows)| rows))
+}
+
+/// The segments of `wal inspect`: a table for people (with a header line),
+/// and one JSON object per segment.
+fn segment_table(segments: &[recwal::wal::SegmentInfo], segment_bytes: u64) -> (Vec<String>, Vec<serde_json::Value>) {
+    use recwal::wal::SegmentStatus;
+    let mut lines = vec![
+        format!("{} segment file(s) of {} bytes", segments.len(), segment_bytes),
+        format!(
+            "{:>7}  {:<8}  {:>5}  {:>10}  {:>12}  {:>8}  {:>12}",
+            "segment", "status", "lap", "first LSN", "released LSN", "records", "bytes used"
+        ),
+    ];
+    let mut rows = Vec::new();
+    for segment in segments {
+        let status = match segment.status {
+            SegmentStatus::Live => "live",
+            SegmentStatus::Free => "free",
+            SegmentStatus::Released => "released",
+            SegmentStatus::Empty => "empty",
+            SegmentStatus::Damaged => "damaged",
+        };
+        let (seq, first, released) = match segment.header {
+            Some((seq, first, released)) => (Some(seq), Some(first), Some(released)),
+            None => (None, None, None),
+        };
+        let shown = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+        let first_shown = if segment.status == SegmentStatus::Live { shown(first) } else { "-".to_string() };
+        lines.push(format!(
+            "{:>7}  {:<8}  {:>5}  {:>10}  {:>12}  {:>8}  {:>12}",
+            segment.index,
+            status,
+            shown(seq),
+            first_shown,
+            shown(released),
+            segment.records,
+            segment.bytes_used
+        ));
+        rows.push(serde_json::json!({
+            "index": segment.index,
+            "file": format!("seg-{:08}.wal", segment.index),
+            "status": status,
+            "lap": seq,
+            "lsn_first": first,
+            "lsn_released": released,
+            "records": segment.records,
+            "bytes_used": segment.bytes_used,
+        }));
+    }
+    (lines, rows)
 }
 
 /// Prints what verify found (a human report, or one JSON object) and
 /// returns the exit status: 0 clean, 1 damage.
-fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], json: bool) -> Result<ExitCode, String> {
+fn show_verdict(
+    log: &Path,
+    report: Option<&RecoveryReport>,
+    found: &[Damage],
+    json: bool,
+    segments: Option<Vec<serde_json::Value>>,
+) -> Result<ExitCode, String> {
     let action = found.iter().map(|damage| damage.action).max().unwrap_or(Action::Open);
     let clean = found.is_empty() && report.is_some_and(RecoveryReport::is_clean);
     let records = report.map_or(0, |report| report.records_recovered);
@@ -396,7 +705,7 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
                 })
             })
             .collect();
-        let object = serde_json::json!({
+        let mut object = serde_json::json!({
             "log_dir": log,
             "clean": clean,
             "serve": action.key(),
@@ -410,6 +719,9 @@ fn show_verdict(log: &Path, report: Option<&RecoveryReport>, found: &[Damage], j
             "damage": damage,
             "error": null,
         });
+        if let Some(segments) = segments {
+            object["segments"] = serde_json::Value::Array(segments);
+        }
         out!("{object}")?;
     } else {
         match report {
@@ -462,27 +774,35 @@ fn unchecked_json(dir: &Path, error: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::from(EXIT_UNCHECKED))
 }
 
-fn remote_models(remote: &client::Remote, command: ModelsCommand) -> Result<ExitCode, String> {
-    let json = "application/json";
+fn remote_models(remote: &client::Remote, command: ModelsCommand, json: bool) -> Result<ExitCode, String> {
+    let content_type = "application/json";
     let answer = match command {
-        ModelsCommand::List => remote.call("GET", "/admin/models", json, b"")?["models"].take(),
+        ModelsCommand::List => remote.call("GET", "/admin/models", content_type, b"")?["models"].take(),
         ModelsCommand::Add { file } => {
             let bytes = std::fs::read(&file).map_err(|err| format!("{}: {err}", file.display()))?;
             remote.call("POST", "/admin/models", "application/octet-stream", &bytes)?
         }
         ModelsCommand::Activate { version } => {
-            remote.call("POST", &format!("/admin/models/{version}/activate"), json, b"")?
+            remote.call("POST", &format!("/admin/models/{version}/activate"), content_type, b"")?
         }
-        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", json, b"")?,
+        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", content_type, b"")?,
     };
     let infos: Vec<recwal::model::ModelInfo> = match answer {
         serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
         other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
     };
-    for info in &infos {
+    show_models(&infos, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_models(infos: &[recwal::model::ModelInfo], json: bool) -> Result<(), String> {
+    if json {
+        return out!("{}", serde_json::to_string(infos).map_err(|err| err.to_string())?);
+    }
+    for info in infos {
         show_model(info)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
@@ -498,7 +818,7 @@ fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
     )
 }
 
-fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
+fn models(data_dir: &Path, command: ModelsCommand, json: bool) -> Result<ExitCode, String> {
     let engine = open_existing(data_dir)?;
     let shown = match command {
         ModelsCommand::List => engine.models(),
@@ -506,9 +826,7 @@ fn models(data_dir: &Path, command: ModelsCommand) -> Result<ExitCode, String> {
         ModelsCommand::Activate { version } => vec![engine.activate_model(version).map_err(|err| err.to_string())?],
         ModelsCommand::Rollback => vec![engine.rollback_model().map_err(|err| err.to_string())?],
     };
-    for info in &shown {
-        show_model(info)?;
-    }
+    show_models(&shown, json)?;
     engine.close().map_err(|err| err.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

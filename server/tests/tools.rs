@@ -184,7 +184,7 @@ fn serve_and_import_refuse_a_non_empty_directory_that_is_not_a_data_dir() {
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("holiday.jpg"), b"jpeg").unwrap();
     let file = dir.path().join("ratings.csv");
-    std::fs::write(&file, "u,i,4\n").unwrap();
+    std::fs::write(&file, "user,item,rating\nu,i,4\n").unwrap();
     for args in [
         vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", p(&other)],
         vec!["import", p(&file), "--data-dir", p(&other)],
@@ -213,7 +213,10 @@ fn wal_verify_and_inspect_accept_a_data_dir_or_its_log_directory() {
         assert!(verify.contains("7 records checked: no corruption"), "{verify}");
         assert!(verify.contains("LSNs 1..7"), "{verify}");
         let inspect = succeeds(&recwal(&["wal", "inspect", p(&target)]));
-        assert!(inspect.contains("segment    0: Live, 7 records"), "{inspect}");
+        // A table: segment 0 is live from LSN 1, released up to 0, 7 records.
+        let row = inspect.lines().find(|line| line.trim_start().starts_with("0 ")).unwrap_or_default();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[..6], ["0", "live", "1", "1", "0", "7"], "{inspect}");
         let json: serde_json::Value =
             serde_json::from_str(&succeeds(&recwal(&["wal", "verify", "--json", p(&target)]))).unwrap();
         assert_eq!(json["clean"], true, "{json}");
@@ -277,7 +280,17 @@ fn import_refuses_a_semicolon_csv_unless_told_the_delimiter() {
 
     let imported = succeeds(&recwal(&["import", p(&with_header), "--delimiter", ";", "--data-dir", p(&data)]));
     assert!(imported.contains("imported 2 events"), "{imported}");
-    let imported = succeeds(&recwal(&["import", p(&one_row), "--delimiter", ";", "--data-dir", p(&data)]));
+    // A file without a header row names its columns.
+    let imported = succeeds(&recwal(&[
+        "import",
+        p(&one_row),
+        "--delimiter",
+        ";",
+        "--columns",
+        "user,item,rating",
+        "--data-dir",
+        p(&data),
+    ]));
     assert!(imported.contains("imported 1 events"), "{imported}");
     let eval = refused(&recwal(&["eval", p(&with_header)]));
     assert!(eval.contains("--delimiter ';'"), "{eval}");
@@ -292,7 +305,8 @@ fn import_refuses_a_file_it_cannot_parse_as_a_whole_and_writes_nothing() {
         ("empty.csv", "", "no ratings"),
         ("blank.csv", "\n\n", "no ratings"),
         ("header-only.csv", "user,item,rating\n", "no ratings"),
-        ("ragged.csv", "u1,i1,4\nu2,i2,5,881250949\n", "line 2"),
+        ("no-header.csv", "u1,i1,4\nu2,i2,5,881250949\n", "needs --columns"),
+        ("ragged.csv", "user,item,rating\nu1,i1,4\nu2,i2,5,881250949\n", "line 3"),
         ("ragged-header.csv", "user,item,rating\nu2,i2,5,881250949\n", "line 2"),
         ("bad-first-row.csv", "1,2,abc\n1,3,4\n", "line 1"),
         ("header.data", "user\titem\trating\ttimestamp\n1\t2\t3\t4\n", "line 1"),

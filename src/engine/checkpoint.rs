@@ -77,8 +77,13 @@ impl Shared {
     /// Writes a snapshot of the state (unless the newest already covers it)
     /// and releases the log behind the oldest kept snapshot.
     pub(super) fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        let mut mark = self.checkpoints.mark.lock().map_err(|_| self.poison("a checkpoint panicked"))?;
+        self.checkpoint_locked(&mut mark)
+    }
+
+    /// `checkpoint`, with the checkpoint lock already held.
+    fn checkpoint_locked(&self, mark: &mut CheckpointMark) -> Result<CheckpointInfo, EngineError> {
         let checkpoints = &self.checkpoints;
-        let mut mark = checkpoints.mark.lock().map_err(|_| self.poison("a checkpoint panicked"))?;
         let metrics = self.wal.metrics();
         let (lsn, bytes) = {
             // A panic while applying may have left a batch half applied:
@@ -172,7 +177,9 @@ impl Shared {
     }
 
     fn checkpoint_due(&self) -> bool {
-        let Ok(mark) = self.checkpoints.mark.lock() else { return false };
+        // Not due while a checkpoint or a backup cut holds the lock: the
+        // background thread's other jobs must not wait for a backup.
+        let Ok(mark) = self.checkpoints.mark.try_lock() else { return false };
         let config = &self.config.checkpoint;
         let metrics = self.wal.metrics();
         let records = metrics.records_appended.saturating_sub(mark.records);
@@ -233,6 +240,76 @@ impl Shared {
         self.probe_disk();
         self.expire_feedback_when_due();
         self.checkpoint_when_due();
+    }
+}
+
+/// One log record of a backup cut: `(lsn, kind, payload)`.
+pub type BackupRecord = (u64, u8, Vec<u8>);
+
+/// A consistent cut of the engine, for a backup: the snapshot at
+/// `lsn_snapshot` and the log records after it up to `lsn_last`. While the
+/// cut exists no checkpoint runs, so neither the snapshot nor those records
+/// can be removed or recycled; ingest goes on (a log that fills up waits for
+/// the cut to end, as it waits for a checkpoint).
+pub struct BackupCut<'a> {
+    /// LSN the snapshot covers (0: no record was ever applied, no snapshot).
+    pub lsn_snapshot: u64,
+    /// The snapshot file (`None` only where `lsn_snapshot` is 0).
+    pub snapshot: Option<PathBuf>,
+    /// The last record of the cut: the log's durable end when it was taken.
+    pub lsn_last: u64,
+    /// The directory of the model files (`models/` of the data dir). Every
+    /// model a record up to `lsn_last` names is in it before its record.
+    pub models_dir: PathBuf,
+    reader: Option<recwal_wal::Reader>,
+    _mark: MutexGuard<'a, CheckpointMark>,
+}
+
+impl BackupCut<'_> {
+    /// The next record of the cut, `(lsn, kind, payload)`, in LSN order
+    /// from `lsn_snapshot + 1` to `lsn_last`; `None` after `lsn_last`. Every
+    /// CRC is checked on the way out.
+    pub fn next_record(&mut self) -> Option<Result<BackupRecord, EngineError>> {
+        let reader = self.reader.as_mut()?;
+        if reader.lsn_next() > self.lsn_last {
+            return None;
+        }
+        match reader.next() {
+            Some(Ok(record)) => Some(Ok((record.lsn(), record.kind(), record.payload().to_vec()))),
+            Some(Err(err)) => Some(Err(err.into())),
+            None => Some(Err(EngineError::Unrecoverable(format!(
+                "the log ended at LSN {} before the backup cut's end at LSN {}",
+                reader.lsn_next() - 1,
+                self.lsn_last
+            )))),
+        }
+    }
+}
+
+impl super::Engine {
+    /// Takes a consistent cut for a backup: writes a snapshot (unless the
+    /// newest one covers the state), then hands `write` the snapshot and the
+    /// durable records after it, holding the checkpoint lock until `write`
+    /// returns. Restoring the snapshot and replaying the records gives the
+    /// state at `lsn_last`.
+    pub fn backup_cut<R>(&self, write: impl FnOnce(BackupCut<'_>) -> R) -> Result<R, EngineError> {
+        let shared = &self.shared;
+        let mut mark = shared.checkpoints.mark.lock().map_err(|_| shared.poison("a checkpoint panicked"))?;
+        shared.checkpoint_locked(&mut mark)?;
+        let lsn_snapshot = mark.lsn;
+        let snapshots_dir = &shared.checkpoints.snapshots_dir;
+        let snapshot =
+            snapshot::list(snapshots_dir)?.into_iter().find(|(lsn, _)| *lsn == lsn_snapshot).map(|(_, path)| path);
+        if lsn_snapshot > 0 && snapshot.is_none() {
+            return Err(EngineError::Snapshot {
+                path: snapshots_dir.join(snapshot::file_name(lsn_snapshot)),
+                reason: "the newest snapshot is missing".to_string(),
+            });
+        }
+        let lsn_last = shared.wal.sync().map_err(|err| shared.wal_failed(err))?.max(lsn_snapshot);
+        let reader = if lsn_last > lsn_snapshot { Some(shared.wal.read_from(lsn_snapshot + 1)?) } else { None };
+        let models_dir = snapshots_dir.parent().map_or_else(|| PathBuf::from("models"), |dir| dir.join("models"));
+        Ok(write(BackupCut { lsn_snapshot, snapshot, lsn_last, models_dir, reader, _mark: mark }))
     }
 }
 

@@ -28,6 +28,7 @@ mod models;
 mod read;
 mod recover;
 
+pub use checkpoint::{BackupCut, BackupRecord};
 pub use models::MODEL_BYTES_MAX;
 
 use std::path::{Path, PathBuf};

@@ -46,6 +46,7 @@ mod reader;
 mod recovery;
 mod repair;
 mod ring;
+mod seed;
 mod segment;
 mod shared;
 #[cfg(any(test, feature = "sim"))]
@@ -64,6 +65,7 @@ pub use inspect::{inspect, inspect_storage, log_segment_bytes, verify, Inspectio
 pub use metrics::{HistogramSnapshot, WalMetrics};
 pub use reader::{Reader, Record};
 pub use recovery::{RecordInfo, RecoveryReport};
+pub use seed::create_log_at;
 pub use storage::{available_bytes, find_log_file, DirLock, FileStorage, SegmentFile, Storage, WritePath};
 pub use ticket::{AppendTicket, DurableFuture};
 pub use wal::Wal;
