@@ -16,7 +16,10 @@ use crate::format::{HeaderDefect, SEGMENT_HEADER_BYTES};
 use crate::group_commit::GroupCommit;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::recovery::{check_floor, open_segments, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport, Scan};
+use crate::recovery::{
+    check_floor, existing_segment_bytes, open_segments, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport,
+    Scan,
+};
 use crate::repair::apply_repairs;
 use crate::ring::{FreeSegment, LiveSegment, Ring, RingStart};
 use crate::segment::Segment;
@@ -39,6 +42,7 @@ pub(crate) fn open_log(
     dir_lock: Option<Arc<DirLock>>,
 ) -> Result<OpenLog, WalError> {
     config.validate()?;
+    let config = adopt_log_geometry(storage.as_ref(), config)?;
     let span = info_span!("wal.open", segment_bytes = config.segment_bytes);
     let _entered = span.enter();
     let started = Instant::now();
@@ -117,6 +121,30 @@ fn find_or_create(storage: &dyn Storage, config: &WalConfig, metrics: &Metrics) 
         .write_manifest(&created.encode())
         .map_err(|err| WalError::io("write manifest", storage.describe_manifest(), err))?;
     Ok(found)
+}
+
+/// The configuration to open with: `config`, with the segment size of the
+/// existing log in `storage` if it has one. A log's segment size is fixed when
+/// it is created (every file, the manifest and every header record it), so a
+/// different configured size (a server and a library sharing a data
+/// directory) is a warning, not an error; `record_bytes_max` is lowered to
+/// what fits the log's segments if it was larger.
+fn adopt_log_geometry(storage: &dyn Storage, config: WalConfig) -> Result<WalConfig, WalError> {
+    let Some(log_bytes) = existing_segment_bytes(storage)? else {
+        return Ok(config);
+    };
+    if log_bytes == config.segment_bytes {
+        return Ok(config);
+    }
+    warn!(
+        path = %storage.describe(None).display(),
+        segment_bytes_configured = config.segment_bytes,
+        segment_bytes_log = log_bytes,
+        "the log was created with another segment size; using the log's"
+    );
+    let adopted = config.segment_bytes(log_bytes);
+    adopted.validate()?;
+    Ok(adopted)
 }
 
 /// Scans the segments and checks the result against the manifest's floor.

@@ -222,6 +222,26 @@ pub(crate) fn load_manifest(storage: &dyn Storage) -> Result<Option<Manifest>, W
     }
 }
 
+/// The segment size of the log in `storage`: the manifest's, or for a log
+/// written before the manifest existed, the first valid segment header's;
+/// `None` for a log never initialised.
+pub(crate) fn existing_segment_bytes(storage: &dyn Storage) -> Result<Option<u64>, WalError> {
+    if let Some(manifest) = load_manifest(storage)? {
+        return Ok(Some(manifest.segment_bytes));
+    }
+    let mut indices =
+        storage.list_segments().map_err(|err| WalError::io("list segments", storage.describe(None), err))?;
+    indices.sort_unstable();
+    for index in indices {
+        // Unreadable files are left to `open_segments`, which names them.
+        let Ok(file) = storage.open_segment(index) else { continue };
+        if let Ok(Ok(header)) = read_header(file.as_ref()) {
+            return Ok(Some(header.segment_bytes));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads the manifest, if any, and checks it names this segment size.
 fn read_manifest(storage: &dyn Storage, segment_bytes: u64) -> Result<Option<Manifest>, WalError> {
     let manifest = load_manifest(storage)?;
