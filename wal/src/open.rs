@@ -13,7 +13,7 @@ use tracing::{info, info_span, warn};
 use crate::config::{RecoveryMode, WalConfig};
 use crate::error::WalError;
 use crate::format::{HeaderDefect, SEGMENT_HEADER_BYTES};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{FlushMsg, GroupCommit};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::recovery::{
@@ -23,7 +23,7 @@ use crate::recovery::{
 use crate::repair::apply_repairs;
 use crate::ring::{FreeSegment, LiveSegment, Ring, RingStart};
 use crate::segment::Segment;
-use crate::shared::{Inner, Shared};
+use crate::shared::{lock_inner, Inner, Shared};
 use crate::staging::Staging;
 use crate::storage::{DirLock, Storage};
 
@@ -31,6 +31,7 @@ use crate::storage::{DirLock, Storage};
 pub(crate) struct OpenLog {
     pub(crate) shared: Arc<Shared>,
     pub(crate) flusher: JoinHandle<()>,
+    pub(crate) preparer: JoinHandle<()>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -63,6 +64,7 @@ pub(crate) fn open_log(
     let ring = ring_from_plan(&plan, found.opened, &config, next_seq, next_index, dir_lock.clone());
 
     let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
+    let (preparer_tx, preparer_rx) = crossbeam_channel::unbounded();
     let lsn_last = plan.lsn_next - 1;
     let shared = Arc::new(Shared {
         storage,
@@ -83,17 +85,29 @@ pub(crate) fn open_log(
         commit: Arc::new(GroupCommit::new(lsn_last)),
         metrics,
         flusher_tx,
+        preparer_tx,
         dir_lock,
         manifest_writes: Mutex::new(()),
         config,
     });
     let flusher = shared.spawn_flusher(flusher_rx)?;
+    let preparer = match shared.spawn_preparer(preparer_rx) {
+        Ok(preparer) => preparer,
+        Err(err) => {
+            let _ = shared.flusher_tx.send(FlushMsg::Shutdown);
+            let _ = flusher.join();
+            return Err(err);
+        }
+    };
+    // A log reopened with every segment live prepares its next one now.
+    shared.request_prepare(&lock_inner(&shared));
     log_recovered(&report, started);
-    Ok(OpenLog { shared, flusher, report })
+    Ok(OpenLog { shared, flusher, preparer, report })
 }
 
 /// Opens the segment files; creates `segments_initial` of them, and the
-/// manifest, for a log never initialised.
+/// manifest, for a log never initialised. Later segments are created as
+/// the ring needs them, ahead of time by the preparer (`shared.rs`).
 fn find_or_create(storage: &dyn Storage, config: &WalConfig, metrics: &Metrics) -> Result<FoundFiles, WalError> {
     let repair = match config.recovery_mode {
         RecoveryMode::PointInTime => FileRepair::Restore,
