@@ -36,7 +36,11 @@ fn wait_for_prepared(wal: &Wal) {
 }
 
 fn config() -> WalConfig {
-    WalConfig::default().segment_bytes(SEGMENT_BYTES).segments_initial(1).segments_max(8).sync_policy(SyncPolicy::Always)
+    WalConfig::default()
+        .segment_bytes(SEGMENT_BYTES)
+        .segments_initial(1)
+        .segments_max(8)
+        .sync_policy(SyncPolicy::Always)
 }
 
 #[test]
