@@ -2,8 +2,8 @@
 """Writes examples/data/sample.inter: a small, deterministic ratings file in
 MovieLens 100k's atomic-file format (RecBole `.inter`), for the README's
 quick evaluation and scripts/quickstart-check.sh, which cannot download
-MovieLens. Not MovieLens data: 300 users in 6 taste groups rate 1..5 items
-of 480 (80 per group, Zipf-popular within a group), mostly from their own
+MovieLens. Not MovieLens data: 150 users in 4 taste groups rate 1..5 items
+of 240 (60 per group, Zipf-popular within a group), mostly from their own
 group, which they rate higher; timestamps grow with the row. The generator
 is SplitMix64, so the file is the same on every machine and Python version.
 
@@ -33,7 +33,7 @@ class SplitMix64:
         return (self.next() >> 11) / float(1 << 53)
 
 
-USERS, GROUPS, ITEMS_PER_GROUP = 300, 6, 80
+USERS, GROUPS, ITEMS_PER_GROUP = 150, 4, 60
 
 
 def zipf_item(rng, group):

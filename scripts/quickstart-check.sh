@@ -25,8 +25,14 @@ eval_cmd='cargo run --release --example evaluate -- examples/data/sample.inter'
 for cmd in "$server_cmd" "$example_cmd" "$eval_cmd"; do
     grep -qF -- "$cmd" "$readme" || fail "README.md no longer says \`$cmd\`: update this check with it"
 done
-mapfile -t curls < <(awk '/^## Quickstart/{on=1; next} /^## /{on=0} on' "$readme" |
-    sed -n '/^curl /,/[^\\]$/p' | sed -e ':a' -e '/\\$/N; s/\\\n//; ta')
+# Each curl line of the Quickstart section, with its continuation lines joined.
+mapfile -t curls < <(awk '
+    /^## Quickstart/ { on = 1; next }
+    /^## / { on = 0 }
+    on && (cont || /^curl /) {
+        line = $0; cont = sub(/\\$/, "", line); cmd = cmd line
+        if (!cont) { print cmd; cmd = "" }
+    }' "$readme")
 [[ ${#curls[@]} -eq 2 ]] || fail "expected two curl lines in README.md's Quickstart, found ${#curls[@]}"
 
 profile_flag=()

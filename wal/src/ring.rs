@@ -370,6 +370,34 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_being_prepared_is_awaited_not_created_twice_and_joins_the_free_list() {
+        let disk = SimStorage::new(17);
+        let mut ring = empty_ring();
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 1, 0, SEGMENT_BYTES).is_ok());
+        assert!(ring.wants_prepared(3), "no free segment and room to grow");
+        assert!(!ring.wants_prepared(1), "never beyond segments_max");
+        let prepared = ring.begin_prepare();
+        assert_eq!((prepared, ring.segments_created()), (1, 1), "reserved, not yet counted");
+        assert!(!ring.wants_prepared(3), "one preparation at a time");
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::AwaitPrepared);
+
+        ring.end_prepare(Some(segment(&disk, prepared)));
+        assert_eq!((ring.segments_created(), ring.segments_free()), (2, 1));
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::Recycle(0));
+
+        // A failed preparation counts nothing: the append may create the file itself.
+        let recycled = ring.take_free(0);
+        assert!(ring.start_lap(recycled, 9, 0, SEGMENT_BYTES).is_ok());
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        let reserved = ring.begin_prepare();
+        ring.end_prepare(None);
+        assert_eq!((reserved, ring.segments_created()), (2, 2));
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::Grow);
+    }
+
+    #[test]
     fn a_lap_whose_header_write_fails_returns_its_segment_to_the_free_list() {
         let disk = SimStorage::new(13);
         let mut ring = empty_ring();

@@ -54,7 +54,7 @@ fn the_default_log_starts_with_one_small_segment_and_a_bound_of_one_gib() {
     let wal = Wal::open(dir.path(), WalConfig::default()).expect("open");
     assert_eq!(segment_files(dir.path()), ["seg-00000000.wal"], "a new log creates one segment");
     for i in 0..3u8 {
-        wal.append_with(1, &[i; 100], recwal_wal::Durability::Always).expect("append");
+        wal.append_with(1, &[i; 100], recwal_wal::Durability::Always).expect("append").wait().expect("durable");
     }
     wait_for_prepared(&wal);
     wal.close().expect("close");
@@ -84,8 +84,8 @@ fn a_segment_prepared_ahead_takes_the_next_lap_without_an_append_waiting_for_it(
 
     let wal = Wal::open(dir.path(), config()).expect("reopen");
     assert!(wal.recovery_report().is_clean(), "{:?}", wal.recovery_report());
-    let read = wal.read_from(1).expect("reader").map(|record| record.expect("record").lsn()).count() as u64;
-    assert_eq!(read, lsn_last);
+    let lsns: Vec<u64> = wal.read_from(1).expect("reader").map(|record| record.expect("record").lsn()).collect();
+    assert_eq!(lsns, (1..=lsn_last).collect::<Vec<u64>>());
     wal.close().expect("close");
 }
 
@@ -98,7 +98,7 @@ fn an_append_that_outruns_the_preparation_waits_for_it_and_is_counted() {
     let wal = Wal::open(dir.path(), config()).expect("open");
     let payload = vec![3u8; (SEGMENT_BYTES / 2) as usize];
     for _ in 0..6 {
-        wal.append(1, &payload).expect("append");
+        wal.append(1, &payload).expect("append").wait().expect("durable");
     }
     let metrics = wal.metrics();
     assert_eq!(metrics.segments_created, metrics.segments_prepared + 1, "only segment 0 was created at open");
@@ -115,7 +115,7 @@ fn an_append_that_outruns_the_preparation_waits_for_it_and_is_counted() {
 fn a_prepared_segment_is_in_the_manifest_and_its_loss_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = Wal::open(dir.path(), config()).expect("open");
-    wal.append(1, b"first").expect("append");
+    wal.append(1, b"first").expect("append").wait().expect("durable");
     wait_for_prepared(&wal);
     // Not closed: the manifest must already count the prepared file.
     drop(wal);
