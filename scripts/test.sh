@@ -2,6 +2,9 @@
 # Runs every test of the workspace: unit and property tests, the WAL's
 # integration tests (simulated power loss, SIGKILL crashes, corruption sweep),
 # the fuzz corpora, the doc examples, and each benchmark once in test mode.
+# Last, the README's quickstart commands in a fresh directory
+# (scripts/quickstart-check.sh, with the binaries the tests built; needs curl
+# and 127.0.0.1:8089 free).
 # Needs only the Rust toolchain, a C compiler (SQLite, a benchmark
 # reference, is compiled from its bundled source) and Python 3 with pip: the
 # ONNX Runtime library the model tests load is installed first from the
@@ -31,3 +34,6 @@ cargo test --workspace --doc --locked
 # and without the token (short mode, fixed seed; RECWAL_SCHEMATHESIS_EXAMPLES
 # and RECWAL_SCHEMATHESIS_SEED for longer or other runs).
 RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemathesis.sh
+# The README's quickstart (server, library example, evaluation) in one fresh
+# directory, with the debug binaries built above.
+scripts/quickstart-check.sh

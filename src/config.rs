@@ -22,7 +22,8 @@ pub use crate::model::config::ModelConfig;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// The log's configuration (segment size, ring size, sync policy).
+    /// The log's configuration (segment size, ring size, sync policy). Default:
+    /// 4 MiB segments, one created at first, at most 1024 of them (4 GiB).
     #[serde(with = "crate::config_wal")]
     pub wal: WalConfig,
     /// Weight of each implicit event kind.
@@ -81,10 +82,13 @@ impl Default for FeedbackConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            // A new data dir costs one 4 MiB segment and the one prepared
+            // ahead; the ring grows as records wait for a checkpoint, to at
+            // most 1024 segments: 4 GiB of disk (README.md, `recwal serve --help`).
             wal: WalConfig::default()
-                .segment_bytes(64 << 20)
-                .segments_initial(4)
-                .segments_max(64)
+                .segment_bytes(4 << 20)
+                .segments_initial(1)
+                .segments_max(1024)
                 .sync_policy(SyncPolicy::batch_default()),
             weights: KindWeights::default(),
             rating_min: 0.0,

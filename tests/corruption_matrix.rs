@@ -60,6 +60,8 @@ enum Damage {
     TruncateSegmentToZero(Target),
     TruncateSegmentMidRecord(Target),
     ZeroSegmentHeader(Target),
+    /// A bit flip in the middle of the records the log still needs (after
+    /// the last released one).
     FlipDurableRecord,
     /// A byte inside a catalogue record (an item upsert) that later records
     /// follow: the same as any other record.
@@ -82,6 +84,9 @@ struct Template {
     dir: tempfile::TempDir,
     digest: u64,
     records: Vec<RecordInfo>,
+    /// Records up to here were released by a checkpoint: the log may keep
+    /// them until their segment is reused, but no longer needs them.
+    lsn_released: u64,
 }
 
 fn event(n: u64) -> Event {
@@ -129,8 +134,9 @@ fn build(history: History, ending: Ending) -> Template {
     }
     let mut records = Vec::new();
     let wal_config = config().wal;
-    inspect(&dir.path().join("wal"), &wal_config, &mut |info, _| records.push(*info)).unwrap();
-    Template { dir, digest, records }
+    let inspection = inspect(&dir.path().join("wal"), &wal_config, &mut |info, _| records.push(*info)).unwrap();
+    let lsn_released = inspection.report.lsn_released;
+    Template { dir, digest, records, lsn_released }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -168,7 +174,7 @@ fn flip(path: &Path, offset: u64) {
 
 /// Applies `damage`; returns the file damaged, or `None` where the case
 /// does not apply to this history (no snapshot to damage).
-fn apply(damage: Damage, dir: &Path, records: &[RecordInfo]) -> Option<PathBuf> {
+fn apply(damage: Damage, dir: &Path, records: &[RecordInfo], lsn_released: u64) -> Option<PathBuf> {
     let oldest = records.first().unwrap();
     let newest = records.last().unwrap();
     let target_segment = |target: Target| match target {
@@ -203,7 +209,10 @@ fn apply(damage: Damage, dir: &Path, records: &[RecordInfo]) -> Option<PathBuf> 
             Some(path)
         }
         Damage::FlipDurableRecord => {
-            let middle = &records[records.len() / 2];
+            // A record the log still needs: released ones (kept until their
+            // segment is reused) are no longer part of it.
+            let needed: Vec<&RecordInfo> = records.iter().filter(|record| record.lsn > lsn_released).collect();
+            let middle = needed[needed.len() / 2];
             let path = segment_path(dir, middle.segment_index);
             flip(&path, middle.offset + 32 + u64::from(middle.len) / 2);
             Some(path)
@@ -291,7 +300,7 @@ fn run_case(template: &Template, history: History, ending: Ending, damage: Damag
     let case = tempfile::tempdir().unwrap();
     let dir = case.path().join("data");
     copy_dir(template.dir.path(), &dir);
-    let damaged = apply(damage, &dir, &template.records)?;
+    let damaged = apply(damage, &dir, &template.records, template.lsn_released)?;
     let what = format!("{history:?} / {ending:?} / {damage:?}");
     let file_name = damaged.file_name().unwrap().to_string_lossy().to_string();
 

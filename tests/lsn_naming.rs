@@ -14,7 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Directories of Rust code, relative to the workspace root.
-const CODE: &[&str] = &["src", "tests", "benches", "examples", "wal/src", "wal/tests", "server/src", "server/tests"];
+const CODE: &[&str] =
+    &["src", "tests", "bench/benches", "examples", "wal/src", "wal/tests", "server/src", "server/tests"];
 
 #[test]
 fn lsn_names_put_the_qualifier_last() {

@@ -38,6 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (defaults: ./recwal-data, 127.0.0.1:8089).
+    #[command(after_help = disk_use_note())]
     Serve(Box<ServeArgs>),
     /// Ingest a ratings or events file through the normal ingest path: into
     /// a data dir, or through a running server (`--server`).
@@ -345,6 +346,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The disk use of the default log, for `recwal serve --help` (from the
+/// engine's defaults, so it cannot drift; server/tests/serve_help.rs).
+fn disk_use_note() -> String {
+    let wal = recwal::EngineConfig::default().wal;
+    let segment_mib = wal.segment_bytes >> 20;
+    format!(
+        "Disk use: the log is segment files of {segment_mib} MiB, created as needed (one at first, then the next prepared ahead \
+         while one is in use); while records wait for a checkpoint the ring grows to at most {} \
+         segments, {} GiB. A new log takes its segment size from wal_segment_bytes; an existing log keeps its own. \
+         Snapshots and model files come on top.",
+        wal.segments_max,
+        (wal.segment_bytes * u64::from(wal.segments_max)) >> 30
+    )
 }
 
 fn serve(args: &ServeArgs) -> Result<ExitCode, String> {

@@ -143,20 +143,26 @@ pub enum RecoveryMode {
 ///     .full_wait(Duration::from_millis(100))
 ///     .recovery_mode(RecoveryMode::TolerateCorruptedTail);
 /// assert!(config.validate().is_ok());
-/// match WalConfig::default().segments_initial(1).validate() {
-///     Err(WalError::InvalidConfig { field, rule }) => assert_eq!((field, rule.as_str()), ("segments_initial", "must be at least 2, got 1")),
+/// match WalConfig::default().segments_initial(0).validate() {
+///     Err(WalError::InvalidConfig { field, rule }) => assert_eq!((field, rule.as_str()), ("segments_initial", "must be at least 1, got 0")),
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
 #[derive(Clone, Debug)]
 pub struct WalConfig {
-    /// Size of each segment file. Default 64 MiB; at least 4 KiB, a multiple of 4 KiB.
+    /// Size of each segment file. Default 4 MiB; at least 4 KiB, a multiple
+    /// of 4 KiB. An existing log keeps the size it was created with (a
+    /// different value here is logged and ignored).
     pub segment_bytes: u64,
-    /// Segments created (zero-filled) when the log is first opened. Default 4; at least 2.
+    /// Segments created (zero-filled) when the log is first opened. Default 1;
+    /// at least 1. Later segments are created as the ring needs them, each
+    /// prepared ahead by a background thread (one free segment at a time), so
+    /// a new log costs `segments_initial + 1` segments on disk.
     pub segments_initial: u32,
     /// The ring may grow to this many segments when all hold unreleased data.
-    /// Default 16; at least `segments_initial`. Disk use is at most
-    /// `segments_max * segment_bytes` plus a lock file.
+    /// Default 256 (1 GiB of 4 MiB segments); at least 2 and at least
+    /// `segments_initial`. Disk use is at most `segments_max * segment_bytes`
+    /// plus the manifest and a lock file.
     pub segments_max: u32,
     /// Largest payload accepted. Default 1 MiB; must fit one segment.
     pub record_bytes_max: u32,
@@ -172,9 +178,9 @@ pub struct WalConfig {
 impl Default for WalConfig {
     fn default() -> Self {
         WalConfig {
-            segment_bytes: 64 << 20,
-            segments_initial: 4,
-            segments_max: 16,
+            segment_bytes: 4 << 20,
+            segments_initial: 1,
+            segments_max: 256,
             record_bytes_max: 1 << 20,
             sync_policy: SyncPolicy::batch_default(),
             full_wait: Duration::ZERO,
@@ -308,8 +314,11 @@ impl WalConfig {
         if self.segment_bytes > (1 << 40) {
             return invalid("segment_bytes", format!("must be at most 1 TiB, got {}", self.segment_bytes));
         }
-        if self.segments_initial < 2 {
-            return invalid("segments_initial", format!("must be at least 2, got {}", self.segments_initial));
+        if self.segments_initial < 1 {
+            return invalid("segments_initial", format!("must be at least 1, got {}", self.segments_initial));
+        }
+        if self.segments_max < 2 {
+            return invalid("segments_max", format!("must be at least 2 (a ring), got {}", self.segments_max));
         }
         if self.segments_max < self.segments_initial {
             return invalid(
@@ -374,7 +383,8 @@ mod tests {
     fn each_rule_names_its_field() {
         let cases: Vec<(WalConfig, &str)> = vec![
             (WalConfig::default().segment_bytes(1000), "segment_bytes"),
-            (WalConfig::default().segments_initial(1), "segments_initial"),
+            (WalConfig::default().segments_initial(0), "segments_initial"),
+            (WalConfig::default().segments_initial(1).segments_max(1), "segments_max"),
             (WalConfig::default().segments_initial(8).segments_max(4), "segments_max"),
             (WalConfig::default().segment_bytes(4096).record_bytes_max(4096), "record_bytes_max"),
             (

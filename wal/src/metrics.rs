@@ -99,6 +99,8 @@ pub(crate) struct Counters {
     pub(crate) full_errors: AtomicU64,
     pub(crate) segments_created: AtomicU64,
     pub(crate) segments_recycled: AtomicU64,
+    pub(crate) segments_prepared: AtomicU64,
+    pub(crate) segment_prepare_waits: AtomicU64,
     pub(crate) staging_overflows: AtomicU64,
 }
 
@@ -147,6 +149,13 @@ pub struct WalMetrics {
     pub segments_created: u64,
     /// Segments recycled for a new lap since open.
     pub segments_recycled: u64,
+    /// Segment files created ahead by the background preparer since open
+    /// (counted in `segments_created` too).
+    pub segments_prepared: u64,
+    /// Appends that needed a new segment while it was still being prepared
+    /// and waited for it (the log filled a segment faster than the preparer
+    /// zero-filled one); 0 when preparation keeps ahead.
+    pub segment_prepare_waits: u64,
     /// Segments holding retained records now.
     pub segments_live: u64,
     /// Segments ready for reuse now.

@@ -13,14 +13,17 @@ use tracing::{info, info_span, warn};
 use crate::config::{RecoveryMode, WalConfig};
 use crate::error::WalError;
 use crate::format::{HeaderDefect, SEGMENT_HEADER_BYTES};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{FlushMsg, GroupCommit};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::recovery::{check_floor, open_segments, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport, Scan};
+use crate::recovery::{
+    check_floor, existing_segment_bytes, open_segments, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport,
+    Scan,
+};
 use crate::repair::apply_repairs;
 use crate::ring::{FreeSegment, LiveSegment, Ring, RingStart};
 use crate::segment::Segment;
-use crate::shared::{Inner, Shared};
+use crate::shared::{lock_inner, Inner, Shared};
 use crate::staging::Staging;
 use crate::storage::{DirLock, Storage};
 
@@ -28,6 +31,7 @@ use crate::storage::{DirLock, Storage};
 pub(crate) struct OpenLog {
     pub(crate) shared: Arc<Shared>,
     pub(crate) flusher: JoinHandle<()>,
+    pub(crate) preparer: JoinHandle<()>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -39,6 +43,7 @@ pub(crate) fn open_log(
     dir_lock: Option<Arc<DirLock>>,
 ) -> Result<OpenLog, WalError> {
     config.validate()?;
+    let config = adopt_log_geometry(storage.as_ref(), config)?;
     let span = info_span!("wal.open", segment_bytes = config.segment_bytes);
     let _entered = span.enter();
     let started = Instant::now();
@@ -59,6 +64,7 @@ pub(crate) fn open_log(
     let ring = ring_from_plan(&plan, found.opened, &config, next_seq, next_index, dir_lock.clone());
 
     let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
+    let (preparer_tx, preparer_rx) = crossbeam_channel::unbounded();
     let lsn_last = plan.lsn_next - 1;
     let shared = Arc::new(Shared {
         storage,
@@ -79,17 +85,29 @@ pub(crate) fn open_log(
         commit: Arc::new(GroupCommit::new(lsn_last)),
         metrics,
         flusher_tx,
+        preparer_tx,
         dir_lock,
         manifest_writes: Mutex::new(()),
         config,
     });
     let flusher = shared.spawn_flusher(flusher_rx)?;
+    let preparer = match shared.spawn_preparer(preparer_rx) {
+        Ok(preparer) => preparer,
+        Err(err) => {
+            let _ = shared.flusher_tx.send(FlushMsg::Shutdown);
+            let _ = flusher.join();
+            return Err(err);
+        }
+    };
+    // A log reopened with every segment live prepares its next one now.
+    shared.request_prepare(&lock_inner(&shared));
     log_recovered(&report, started);
-    Ok(OpenLog { shared, flusher, report })
+    Ok(OpenLog { shared, flusher, preparer, report })
 }
 
 /// Opens the segment files; creates `segments_initial` of them, and the
-/// manifest, for a log never initialised.
+/// manifest, for a log never initialised. Later segments are created as
+/// the ring needs them, ahead of time by the preparer (`shared.rs`).
 fn find_or_create(storage: &dyn Storage, config: &WalConfig, metrics: &Metrics) -> Result<FoundFiles, WalError> {
     let repair = match config.recovery_mode {
         RecoveryMode::PointInTime => FileRepair::Restore,
@@ -117,6 +135,30 @@ fn find_or_create(storage: &dyn Storage, config: &WalConfig, metrics: &Metrics) 
         .write_manifest(&created.encode())
         .map_err(|err| WalError::io("write manifest", storage.describe_manifest(), err))?;
     Ok(found)
+}
+
+/// The configuration to open with: `config`, with the segment size of the
+/// existing log in `storage` if it has one. A log's segment size is fixed when
+/// it is created (every file, the manifest and every header record it), so a
+/// different configured size (a server and a library sharing a data
+/// directory) is a warning, not an error; `record_bytes_max` is lowered to
+/// what fits the log's segments if it was larger.
+fn adopt_log_geometry(storage: &dyn Storage, config: WalConfig) -> Result<WalConfig, WalError> {
+    let Some(log_bytes) = existing_segment_bytes(storage)? else {
+        return Ok(config);
+    };
+    if log_bytes == config.segment_bytes {
+        return Ok(config);
+    }
+    warn!(
+        path = %storage.describe(None).display(),
+        segment_bytes_configured = config.segment_bytes,
+        segment_bytes_log = log_bytes,
+        "the log was created with another segment size; using the log's"
+    );
+    let adopted = config.segment_bytes(log_bytes);
+    adopted.validate()?;
+    Ok(adopted)
 }
 
 /// Scans the segments and checks the result against the manifest's floor.

@@ -45,6 +45,9 @@ pub(crate) enum RoomStep {
     /// Free segments exist but something (a reader, a sync in flight) holds
     /// them: one sync, to let go of them, before calling the ring full.
     SyncToRelease,
+    /// The segment file the ring grows by next is being prepared (see
+    /// `Ring::begin_prepare`): wait for it rather than create another.
+    AwaitPrepared,
     /// The ring may grow by a new segment file.
     Grow,
     /// Nothing to do but wait for a checkpoint.
@@ -72,6 +75,9 @@ pub(crate) struct Ring {
     lsn_released: Lsn,
     segments_total: u32,
     next_index: u32,
+    /// Segment file `next_index` is being created by the preparer thread;
+    /// it joins the free list (and the count) once it exists whole.
+    preparing: bool,
 }
 
 /// The ring as recovery left it (see `open.rs`).
@@ -90,7 +96,7 @@ impl Ring {
         let RingStart { live, free, write_offset, next_seq, lsn_released, segments_total, next_index } = start;
         assert!(live.len() + free.len() == segments_total as usize, "every segment file is live or free");
         assert!(segments_total <= next_index, "segment indexes are below next_index");
-        Ring { live, write_offset, free, next_seq, lsn_released, segments_total, next_index }
+        Ring { live, write_offset, free, next_seq, lsn_released, segments_total, next_index, preparing: false }
     }
 
     /// The segment that takes the next frame, and where in it.
@@ -158,9 +164,39 @@ impl Ring {
             return RoomStep::SyncToRelease;
         }
         if self.segments_total < segments_max {
+            if self.preparing {
+                return RoomStep::AwaitPrepared;
+            }
             return RoomStep::Grow;
         }
         RoomStep::Full
+    }
+
+    /// True if the next lap has no free segment to start on, the ring may
+    /// still grow, and no segment is being prepared: time to prepare one.
+    pub(crate) fn wants_prepared(&self, segments_max: u32) -> bool {
+        !self.preparing && self.free.is_empty() && self.segments_total < segments_max
+    }
+
+    /// Reserves the index of the next segment file for the preparer thread.
+    /// Until `end_prepare`, appends that need a new segment wait for it
+    /// (`RoomStep::AwaitPrepared`) instead of creating the same file.
+    pub(crate) fn begin_prepare(&mut self) -> u32 {
+        assert!(!self.preparing, "one segment is prepared at a time");
+        self.preparing = true;
+        self.next_index
+    }
+
+    /// The preparation that `begin_prepare` started is over: the segment it
+    /// created (if it could) is counted in the ring and free for the next lap.
+    pub(crate) fn end_prepare(&mut self, prepared: Option<Arc<Segment>>) {
+        assert!(self.preparing, "a preparation ends only once it has begun");
+        self.preparing = false;
+        if let Some(segment) = prepared {
+            assert!(segment.index == self.next_index, "the prepared segment has the reserved index");
+            self.grow();
+            self.free.push(FreeSegment { segment, lsn_last: 0 });
+        }
     }
 
     /// Takes the free segment at `free_idx` (from `RoomStep::Recycle`).
@@ -170,6 +206,7 @@ impl Ring {
 
     /// The index for a new segment file; counts it in the ring.
     pub(crate) fn grow(&mut self) -> u32 {
+        assert!(!self.preparing, "the ring grows by no other file while one is prepared");
         let index = self.next_index;
         self.next_index += 1;
         self.segments_total += 1;
@@ -330,6 +367,34 @@ mod tests {
         let file = disk.open_segment(0).expect("segment 0");
         let header = read_header(file.as_ref()).expect("read").expect("the new lap's header was synced");
         assert_eq!((header.state, header.seq, header.lsn_first, header.lsn_released), (SegmentState::Live, 3, 17, 6));
+    }
+
+    #[test]
+    fn a_segment_being_prepared_is_awaited_not_created_twice_and_joins_the_free_list() {
+        let disk = SimStorage::new(17);
+        let mut ring = empty_ring();
+        let index = ring.grow();
+        assert!(ring.start_lap(segment(&disk, index), 1, 0, SEGMENT_BYTES).is_ok());
+        assert!(ring.wants_prepared(3), "no free segment and room to grow");
+        assert!(!ring.wants_prepared(1), "never beyond segments_max");
+        let prepared = ring.begin_prepare();
+        assert_eq!((prepared, ring.segments_created()), (1, 1), "reserved, not yet counted");
+        assert!(!ring.wants_prepared(3), "one preparation at a time");
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::AwaitPrepared);
+
+        ring.end_prepare(Some(segment(&disk, prepared)));
+        assert_eq!((ring.segments_created(), ring.segments_free()), (2, 1));
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::Recycle(0));
+
+        // A failed preparation counts nothing: the append may create the file itself.
+        let recycled = ring.take_free(0);
+        assert!(ring.start_lap(recycled, 9, 0, SEGMENT_BYTES).is_ok());
+        ring.advance(SEGMENT_BYTES - SEGMENT_HEADER_BYTES, SEGMENT_BYTES);
+        let reserved = ring.begin_prepare();
+        ring.end_prepare(None);
+        assert_eq!((reserved, ring.segments_created()), (2, 2));
+        assert_eq!(ring.room_step(64, SEGMENT_BYTES, 3, 0, false), RoomStep::Grow);
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub(crate) struct Inner {
     pub(crate) staged: Staging,
 }
 
+/// What the preparer thread is told.
+pub(crate) enum PrepareMsg {
+    /// Check whether the ring wants a segment prepared, and prepare it.
+    Prepare,
+    Shutdown,
+}
+
 /// Puts `segment` on the dirty list (`Inner::dirty`) the first time it is
 /// written since the last sync began. Takes the list, not `Inner`, so the
 /// append path can hold the active segment borrowed from the ring meanwhile.
@@ -76,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) commit: Arc<GroupCommit>,
     pub(crate) metrics: Metrics,
     pub(crate) flusher_tx: Sender<FlushMsg>,
+    /// Wakes the preparer thread (see `Shared::prepare_segment`).
+    pub(crate) preparer_tx: Sender<PrepareMsg>,
     pub(crate) dir_lock: Option<Arc<DirLock>>,
     /// Serialises writes of the manifest (they share its temporary file).
     /// Taken after the append lock where both are held, never before it.
@@ -140,6 +149,86 @@ impl Shared {
             .map_err(|err| WalError::io("start flusher thread", self.storage.describe(None), err))
     }
 
+    /// Starts the preparer thread, which creates the ring's next segment file
+    /// ahead of the append that will need it (see `prepare_segment`).
+    pub(crate) fn spawn_preparer(self: &Arc<Self>, rx: Receiver<PrepareMsg>) -> Result<JoinHandle<()>, WalError> {
+        let shared = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("recwal-preparer".to_string())
+            .spawn(move || {
+                for msg in rx {
+                    match msg {
+                        PrepareMsg::Prepare => shared.prepare_segment(),
+                        PrepareMsg::Shutdown => break,
+                    }
+                }
+            })
+            .map_err(|err| WalError::io("start segment preparer thread", self.storage.describe(None), err))
+    }
+
+    /// Wakes the preparer if the ring wants its next segment prepared (no
+    /// free segment left, room to grow, none being prepared). Called under
+    /// the append lock when a lap starts and at open; costs a comparison
+    /// unless a segment is wanted.
+    pub(crate) fn request_prepare(&self, inner: &Inner) {
+        if inner.ring.wants_prepared(self.config.segments_max) {
+            // A send fails only once the preparer is gone (the log is closing).
+            let _ = self.preparer_tx.send(PrepareMsg::Prepare);
+        }
+    }
+
+    /// On the preparer thread: creates (zero-fills and syncs) the ring's next
+    /// segment file outside the append lock, records it in the manifest, and
+    /// hands it to the ring as a free segment, where the next lap finds it.
+    /// A failure (typically a full disk) is logged and leaves nothing behind;
+    /// the append that needs the segment then tries to create it itself and
+    /// reports what stops it.
+    fn prepare_segment(&self) {
+        let index = {
+            let mut inner = lock_inner(self);
+            if !inner.ring.wants_prepared(self.config.segments_max) || self.commit.check_poisoned().is_err() {
+                return;
+            }
+            inner.ring.begin_prepare()
+        };
+        let prepared = match self.storage.create_segment(index, self.config.segment_bytes) {
+            Ok(file) => {
+                self.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+                self.metrics.counters.segments_prepared.fetch_add(1, Ordering::Relaxed);
+                // The file exists whole (created, synced, renamed, directory
+                // synced), so the manifest may count it before any lap uses it.
+                if let Err(err) = self.write_manifest(index + 1, self.commit.lsn_durable()) {
+                    warn!(%err, "could not record the prepared segment in the log's manifest");
+                }
+                Some(Arc::new(Segment::new(index, file, self.dir_lock.clone())))
+            }
+            Err(err) => {
+                warn!(
+                    path = %self.describe(index).display(),
+                    %err,
+                    "could not prepare the log's next segment; the append that needs it will try again"
+                );
+                None
+            }
+        };
+        lock_inner(self).ring.end_prepare(prepared);
+        self.space_freed.notify_all();
+    }
+
+    /// Waits for the preparer to finish the segment the next lap needs (the
+    /// log filled a segment faster than one was zero-filled).
+    fn wait_for_prepared<'a>(&'a self, inner: MutexGuard<'a, Inner>, counted: &mut bool) -> MutexGuard<'a, Inner> {
+        if !*counted {
+            self.metrics.counters.segment_prepare_waits.fetch_add(1, Ordering::Relaxed);
+            *counted = true;
+        }
+        let (guard, _) = self
+            .space_freed
+            .wait_timeout(inner, Duration::from_millis(100))
+            .expect("wal append lock poisoned: an invariant check failed while appending");
+        guard
+    }
+
     /// Makes sure the active segment has `frame` bytes free, starting a new
     /// segment (recycled, or created while the ring may grow) when it has not,
     /// and waiting up to `full_wait` for a checkpoint when neither is possible.
@@ -154,6 +243,7 @@ impl Shared {
         // `None`: wait as long as it takes (a `full_wait` too long to add to now).
         let deadline = Instant::now().checked_add(config.full_wait);
         let mut counted_wait = false;
+        let mut counted_prepare_wait = false;
         let mut sync_tried = false;
         loop {
             let lsn_durable = self.commit.lsn_durable();
@@ -174,6 +264,7 @@ impl Shared {
                     let lsn = inner.lsn_next - 1;
                     inner = self.sync_unlocked(inner, lsn)?;
                 }
+                RoomStep::AwaitPrepared => inner = self.wait_for_prepared(inner, &mut counted_prepare_wait),
                 RoomStep::Grow => self.grow_ring(&mut inner)?,
                 RoomStep::Full => inner = self.wait_for_space(inner, deadline, &mut counted_wait)?,
             }
@@ -242,7 +333,10 @@ impl Shared {
         let index = segment.index;
         let lsn_durable = self.commit.lsn_durable();
         match inner.ring.start_lap(segment, inner.lsn_next, lsn_durable, self.config.segment_bytes) {
-            Ok(had_lap) => Ok(had_lap),
+            Ok(had_lap) => {
+                self.request_prepare(inner);
+                Ok(had_lap)
+            }
             Err(LapStartError::Read(err)) => Err(WalError::io("read segment header", self.describe(index), err)),
             // A copy-on-write file system can refuse even an overwrite for lack
             // of space; then nothing was written and the old lap is intact.

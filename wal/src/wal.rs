@@ -25,7 +25,7 @@ use crate::metrics::WalMetrics;
 use crate::open::{open_log, OpenLog};
 use crate::recovery::RecoveryReport;
 use crate::ring::LiveSegment;
-use crate::shared::{lock_inner, mark_dirty, Inner, Shared};
+use crate::shared::{lock_inner, mark_dirty, Inner, PrepareMsg, Shared};
 use crate::staging::{Staging, WriteOut};
 use crate::storage::{DirLock, FileStorage, Storage, WritePath};
 use crate::ticket::AppendTicket;
@@ -47,6 +47,7 @@ use crate::ticket::AppendTicket;
 pub struct Wal {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
+    preparer: Option<JoinHandle<()>>,
     report: RecoveryReport,
 }
 
@@ -95,8 +96,8 @@ impl Wal {
         config: WalConfig,
         dir_lock: Option<Arc<DirLock>>,
     ) -> Result<Wal, WalError> {
-        let OpenLog { shared, flusher, report } = open_log(storage, config, dir_lock)?;
-        Ok(Wal { shared, flusher: Some(flusher), report })
+        let OpenLog { shared, flusher, preparer, report } = open_log(storage, config, dir_lock)?;
+        Ok(Wal { shared, flusher: Some(flusher), preparer: Some(preparer), report })
     }
 
     /// What recovery found when this log was opened: records recovered, the
@@ -386,6 +387,8 @@ impl Wal {
             full_errors: counters.full_errors.load(Ordering::Relaxed),
             segments_created: counters.segments_created.load(Ordering::Relaxed),
             segments_recycled: counters.segments_recycled.load(Ordering::Relaxed),
+            segments_prepared: counters.segments_prepared.load(Ordering::Relaxed),
+            segment_prepare_waits: counters.segment_prepare_waits.load(Ordering::Relaxed),
             segments_live,
             segments_free,
             staged_bytes,
@@ -473,6 +476,8 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(mut self) -> Result<(), WalError> {
+        // First, so that the manifest written below counts a prepared segment.
+        self.stop_preparer();
         let res = self.sync().map(|_| ());
         if res.is_ok() {
             if let Err(err) = self.record_floor() {
@@ -481,6 +486,13 @@ impl Wal {
         }
         self.stop_flusher();
         res
+    }
+
+    fn stop_preparer(&mut self) {
+        let _ = self.shared.preparer_tx.send(PrepareMsg::Shutdown);
+        if let Some(handle) = self.preparer.take() {
+            let _ = handle.join();
+        }
     }
 
     fn stop_flusher(&mut self) {
@@ -497,6 +509,7 @@ impl Drop for Wal {
     /// everything appended is in the page cache and survives the process,
     /// but not a power loss. Use `close` for a clean shutdown.
     fn drop(&mut self) {
+        self.stop_preparer();
         let shared = &*self.shared;
         if shared.commit.check_poisoned().is_ok() {
             let mut inner = lock_inner(shared);

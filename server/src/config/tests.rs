@@ -90,7 +90,7 @@ fn engine_rules_are_named_by_their_keys() {
         ("engine.itemrank.alpha", "1.5", "engine.itemrank.alpha"),
         ("engine.checkpoint.every_records", "0", "engine.checkpoint.every_records"),
         ("engine.popularity.half_life_ms", "0", "engine.popularity.half_life_ms"),
-        ("engine.wal.segments_initial", "1", "engine.wal.segments_initial"),
+        ("engine.wal.segments_initial", "0", "engine.wal.segments_initial"),
         ("engine.wal.sync_batch_delay_us", "0", "engine.wal.sync_batch_delay_us"),
         ("engine.weights.custom.share", "-1", "engine.weights.custom"),
         ("engine.models.sessions", "0", "engine.models.sessions"),

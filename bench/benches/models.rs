@@ -31,12 +31,12 @@ use recwal::{Durability, Engine, EngineConfig, RecommendRequest, Strategy};
 fn runtime_path() -> PathBuf {
     match std::env::var_os("ORT_DYLIB_PATH") {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".onnxruntime/lib/libonnxruntime.so"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.onnxruntime/lib/libonnxruntime.so"),
     }
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(format!("{name}.onnx")))
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(format!("{name}.onnx")))
         .unwrap()
 }
 
