@@ -218,8 +218,11 @@ fn apply(damage: Damage, dir: &Path, records: &[RecordInfo], lsn_released: u64) 
             Some(path)
         }
         Damage::FlipItemRecord => {
-            let items: Vec<&RecordInfo> =
-                records[..records.len() - 1].iter().filter(|record| record.kind == KIND_ITEM_UPSERT_V1).collect();
+            // One the log still needs (above the released LSN), not the newest.
+            let items: Vec<&RecordInfo> = records[..records.len() - 1]
+                .iter()
+                .filter(|record| record.kind == KIND_ITEM_UPSERT_V1 && record.lsn > lsn_released)
+                .collect();
             let item = items[items.len() / 2];
             let path = segment_path(dir, item.segment_index);
             flip(&path, item.offset + 32 + u64::from(item.len) / 2);

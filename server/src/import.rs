@@ -470,8 +470,9 @@ const EXPORT_COLUMNS: [&str; 9] = ["op", "lsn", "user", "item", "kind", "rating"
 pub(crate) struct Exported {
     pub(crate) lines: u64,
     pub(crate) records: u64,
-    /// Model records, which an export does not carry (the model files are
-    /// in a backup).
+    /// Model and catalogue records, which an events export does not carry
+    /// (the model files are in a backup; `export --items` writes the
+    /// catalogue, as state).
     pub(crate) model_records_skipped: u64,
     pub(crate) lsn_first: u64,
     pub(crate) lsn_last: u64,
@@ -519,8 +520,9 @@ fn lines_of(lsn: u64, record: &LogRecord<'_>) -> Vec<Line> {
             item: Some(remove.item.to_string()),
             ..Line::default()
         }],
-        // Extension point: the catalogue's item and user records (issue 13)
-        // get their own `op` here, and `row_of` reads them back.
+        // Model records (the files are in a backup) and the catalogue's
+        // records (`recwal export --items` writes the catalogue as state):
+        // counted by the caller and named in its warning.
         _ => Vec::new(),
     }
 }

@@ -354,6 +354,43 @@ fn check_labels(labels: &BTreeMap<String, LabelValue>) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the catalogue of `data_dir` (every item with a catalogue entry,
+/// in catalogue order) as the JSONL `import_items` reads: one item per line,
+/// its id and whole entry. Written whole to `out` (then renamed) or stdout.
+pub(crate) fn export_items(data_dir: &Path, out: Option<&Path>) -> Result<u64, String> {
+    let data_dir = datadir::existing(data_dir).map_err(|err| err.to_string())?;
+    let config = EngineConfig { wal: log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let engine = Engine::open(&data_dir, config).map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
+    let mut text = String::new();
+    let mut after: Option<String> = None;
+    let mut count = 0u64;
+    loop {
+        let page = engine.items(after.as_deref(), recwal::N_MAX).map_err(|err| err.to_string())?;
+        for item in &page.items {
+            text.push_str(&serde_json::to_string(item).map_err(|err| err.to_string())?);
+            text.push('\n');
+            count += 1;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    engine.close().map_err(|err| err.to_string())?;
+    match out {
+        Some(path) => {
+            let temp = path.with_extension("tmp");
+            std::fs::write(&temp, &text).map_err(|err| format!("writing {}: {err}", temp.display()))?;
+            std::fs::rename(&temp, path).map_err(|err| format!("renaming {}: {err}", temp.display()))?;
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes()).map_err(|err| format!("writing stdout: {err}"))?;
+        }
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -259,6 +259,10 @@ pub(crate) struct ExportArgs {
     /// The file to write (written whole, then renamed); stdout by default.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The catalogue instead of the events: every item with a catalogue
+    /// entry as the JSONL `recwal import --items` reads.
+    #[arg(long, conflicts_with = "format")]
+    items: bool,
 }
 
 /// `recwal wal salvage`.
@@ -332,6 +336,11 @@ fn restore(args: &RestoreArgs) -> Result<ExitCode, String> {
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode, String> {
+    if args.items {
+        let items = crate::import_items::export_items(&args.data_dir, args.out.as_deref())?;
+        info!(items, "catalogue exported");
+        return Ok(ExitCode::SUCCESS);
+    }
     let data_dir = datadir::existing(&args.data_dir).map_err(|err| err.to_string())?;
     let log = data_dir.join("wal");
     let config = log_config(&log)?;
@@ -339,7 +348,8 @@ fn export(args: &ExportArgs) -> Result<ExitCode, String> {
     if done.model_records_skipped > 0 {
         tracing::warn!(
             records = done.model_records_skipped,
-            "model records are not exported (a backup holds the models)"
+            "model and catalogue records are not in an events export (a backup holds the models; \
+             `recwal export --items` writes the catalogue)"
         );
     }
     info!(lines = done.lines, records = done.records, lsn_last = done.lsn_last, "exported");

@@ -133,3 +133,34 @@ fn a_tsv_items_file_is_imported() {
     let item = open(&data).item("x").unwrap().unwrap();
     assert_eq!((item.categories, item.timestamp_ms), (vec!["A".to_string(), "B".to_string()], Some(42)));
 }
+
+#[test]
+fn an_exported_catalogue_imports_back_to_the_same_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("items.csv");
+    std::fs::write(
+        &file,
+        "id,categories,timestamp,expires,hidden,label.price,label.brand\n\
+         m1,Drama|Comedy,1995-01-01,,,12.5,acme\n\
+         m2,Drama,788918400001,2100-01-01T00:00:00Z,false,,\"a, b\"\n\
+         m3,,,,true,3,\n",
+    )
+    .unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    assert!(import(&file, &first).status.success());
+    let exported = dir.path().join("catalogue.jsonl");
+    let output = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(["export", "--items", "--data-dir"])
+        .arg(&first)
+        .arg("--out")
+        .arg(&exported)
+        .env_remove("RECWAL_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&exported).unwrap().lines().count(), 3);
+    let output = import(&exported, &second);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (first, second) = (open(&first), open(&second));
+    assert_eq!(first.items(None, 10).unwrap(), second.items(None, 10).unwrap());
+}
