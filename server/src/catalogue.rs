@@ -49,6 +49,21 @@ pub struct ItemBody {
     pub expires_ms: Option<i64>,
 }
 
+impl ItemBody {
+    /// The engine's item `id` with this body's entry (what is absent is
+    /// cleared; `hidden` defaults to false).
+    pub fn into_item(self, id: String) -> Item {
+        Item {
+            id,
+            categories: self.categories,
+            labels: self.labels,
+            hidden: self.hidden.unwrap_or(false),
+            timestamp_ms: self.timestamp_ms,
+            expires_ms: self.expires_ms,
+        }
+    }
+}
+
 /// The body of `PUT /v1/users/{user}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,14 +221,7 @@ pub async fn put_item(
     ApiJson(body): ApiJson<ItemBody>,
 ) -> Result<Response, Problem> {
     same_id(&id, body.id.as_deref())?;
-    let item = Item {
-        id,
-        categories: body.categories,
-        labels: body.labels,
-        hidden: body.hidden.unwrap_or(false),
-        timestamp_ms: body.timestamp_ms,
-        expires_ms: body.expires_ms,
-    };
+    let item = body.into_item(id);
     Ok(logged(blocking(app.engine()?, move |engine| engine.upsert_item(&item)).await?))
 }
 

@@ -41,7 +41,7 @@ use crate::datadir;
 pub(crate) fn import_items(file: &Path, data_dir: &Path) -> Result<ExitCode, String> {
     let data_dir = datadir::existing_or_new(data_dir).map_err(|err| err.to_string())?;
     let items = load_items(file)?;
-    let config = EngineConfig { wal: log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
     let engine = Engine::open(&data_dir, config).map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
     let started = Instant::now();
     let mut last = Instant::now();
@@ -73,16 +73,6 @@ pub(crate) fn import_items(file: &Path, data_dir: &Path) -> Result<ExitCode, Str
     std::io::Write::write_all(&mut std::io::stdout().lock(), format!("{message}\n").as_bytes())
         .map_err(|err| format!("writing to stdout: {err}"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// As `tools::log_config`: the segment size the log was created with.
-fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
-    let config = EngineConfig::default().wal;
-    match recwal::wal::log_segment_bytes(log) {
-        Ok(Some(segment_bytes)) => Ok(config.segment_bytes(segment_bytes)),
-        Ok(None) => Ok(config),
-        Err(err) => Err(format!("reading {}: {err}", log.display())),
-    }
 }
 
 /// Every item of `file` with its line number, checked.
@@ -119,15 +109,8 @@ fn read_jsonl(file: &Path) -> Result<Vec<(u64, Item)>, String> {
         }
         let body: ItemBody =
             serde_json::from_str(&line).map_err(|err| format!("{}, line {number}: {err}", file.display()))?;
-        let id = body.id.ok_or_else(|| format!("{}, line {number}: missing field `id`", file.display()))?;
-        let item = Item {
-            id,
-            categories: body.categories,
-            labels: body.labels,
-            hidden: body.hidden.unwrap_or(false),
-            timestamp_ms: body.timestamp_ms,
-            expires_ms: body.expires_ms,
-        };
+        let id = body.id.clone().ok_or_else(|| format!("{}, line {number}: missing field `id`", file.display()))?;
+        let item = body.into_item(id);
         items.push((number, item));
     }
     Ok(items)
@@ -359,7 +342,7 @@ fn check_labels(labels: &BTreeMap<String, LabelValue>) -> Result<(), String> {
 /// its id and whole entry. Written whole to `out` (then renamed) or stdout.
 pub(crate) fn export_items(data_dir: &Path, out: Option<&Path>) -> Result<u64, String> {
     let data_dir = datadir::existing(data_dir).map_err(|err| err.to_string())?;
-    let config = EngineConfig { wal: log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
     let engine = Engine::open(&data_dir, config).map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
     let mut text = String::new();
     let mut after: Option<String> = None;

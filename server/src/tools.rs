@@ -86,7 +86,7 @@ fn open(dir: &Path) -> Result<Engine, String> {
 /// The log configuration a tool opens an existing log with: the defaults,
 /// with the segment size the log was created with (a server may have been
 /// configured with another one).
-fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
+pub(crate) fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
     let config = EngineConfig::default().wal;
     match recwal::wal::log_segment_bytes(log) {
         Ok(Some(segment_bytes)) => Ok(config.segment_bytes(segment_bytes)),
