@@ -27,8 +27,12 @@ per-operation `expected-statuses` in the config file would say the same, but
 schemathesis 4.32.5 applies it to every operation.)
 """
 
+import atexit
+import itertools
 import os
 import re
+import shutil
+import tempfile
 import time
 import urllib.parse
 
@@ -137,6 +141,20 @@ def _fit_session_body(body):
         body["offset"] = N_MAX - int(n)
 
 
+# POST /admin/backup writes a real backup on the server's machine: every
+# valid `out` (an absolute path) is moved into a scratch directory of this
+# run, removed at exit, so the run never writes elsewhere.
+_BACKUPS = tempfile.mkdtemp(prefix="recwal-schemathesis-backups-")
+_BACKUP_COUNT = itertools.count()
+atexit.register(shutil.rmtree, _BACKUPS, True)
+
+
+def _fit_backup_body(body):
+    out = body.get("out")
+    if isinstance(out, str) and out.startswith("/"):
+        body["out"] = os.path.join(_BACKUPS, f"backup-{next(_BACKUP_COUNT)}")
+
+
 def _fit_event(event):
     if not isinstance(event, dict):
         return
@@ -163,6 +181,8 @@ def before_call(context, case, kwargs):
     elif isinstance(body, dict):
         if case.path == "/v1/sessions/recommend":
             _fit_session_body(body)
+        if case.path == "/admin/backup":
+            _fit_backup_body(body)
         if isinstance(body.get("events"), list):
             for event in body["events"]:
                 _fit_event(event)

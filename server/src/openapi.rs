@@ -819,7 +819,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                     "enum": Strategy::ALL.iter().map(|strategy| json!(strategy.name())).chain([Value::Null]).collect::<Vec<_>>(),
                     "description": "blend when absent or null.",
                 },
-                "exclude": { "type": "array", "items": ids("Item id") },
+                "exclude": { "type": "array", "items": { "type": "string" }, "description": "Item ids never to return (ids the server does not know are ignored)." },
                 "filter": {
                     "type": "object",
                     "additionalProperties": false,
@@ -937,7 +937,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
             "type": "object",
             "required": ["out"],
             "additionalProperties": false,
-            "properties": { "out": { "type": "string", "description": "An absolute path that does not exist, or an empty directory." } },
+            "properties": { "out": { "type": "string", "minLength": 1, "pattern": "^/", "description": "An absolute path on the server's machine that does not exist, or an empty directory." } },
         },
         "Backup": {
             "type": "object",

@@ -37,15 +37,6 @@ pub(crate) struct ItemMeta {
 }
 
 impl ItemMeta {
-    /// Whether a read at `now_ms` may return the item (not hidden, published,
-    /// not expired).
-    #[inline]
-    pub fn visible_at(&self, now_ms: i64) -> bool {
-        !self.hidden
-            && self.timestamp_ms.is_none_or(|from| from <= now_ms)
-            && self.expires_ms.is_none_or(|until| now_ms < until)
-    }
-
     /// The value of label `key`, if the item has it.
     #[inline]
     pub fn label(&self, key: u32) -> Option<&Label> {
@@ -58,9 +49,6 @@ type ByTime = BTreeSet<(Reverse<i64>, Dense)>;
 
 /// `Metadata::flags` bits: the item is hidden.
 pub(crate) const FLAG_HIDDEN: u8 = 1;
-/// The item has a publication time or an expiry (visibility depends on the
-/// time of the read).
-pub(crate) const FLAG_TIMED: u8 = 2;
 
 #[derive(Default)]
 pub(super) struct Metadata {
@@ -68,10 +56,12 @@ pub(super) struct Metadata {
     label_keys: Interner,
     /// By dense item id; `None` for items known only from events.
     items: Vec<Option<Box<ItemMeta>>>,
-    /// By dense item id, `FLAG_*`: what a read must know of an item, in a
-    /// dense array, so the common case (0: always visible) costs one byte
-    /// read and no pointer chase per candidate.
+    /// By dense item id, `FLAG_*`, and the window `[from, until)` (ms) in
+    /// which a read may return it: what a read must know of every candidate,
+    /// in dense arrays, so a check is three reads and no pointer chase.
     flags: Vec<u8>,
+    visible_from: Vec<i64>,
+    visible_until: Vec<i64>,
     /// Per category id, its items (sorted dense ids).
     category_items: Vec<Vec<Dense>>,
     /// Items with metadata.
@@ -99,10 +89,12 @@ impl Metadata {
         self.items.get(item as usize).and_then(|meta| meta.as_deref())
     }
 
-    /// `FLAG_*` of `item`.
+    /// Whether a read at `now_ms` may return `item` as far as its catalogue
+    /// entry says: not hidden, published, not expired.
     #[inline]
-    pub(super) fn flags(&self, item: Dense) -> u8 {
-        self.flags[item as usize]
+    pub(super) fn visible_at(&self, item: Dense, now_ms: i64) -> bool {
+        let at = item as usize;
+        self.flags[at] & FLAG_HIDDEN == 0 && self.visible_from[at] <= now_ms && now_ms < self.visible_until[at]
     }
 
     /// The items of `category`, sorted.
@@ -152,6 +144,8 @@ impl Metadata {
     pub(super) fn push_item(&mut self) {
         self.items.push(None);
         self.flags.push(0);
+        self.visible_from.push(i64::MIN);
+        self.visible_until.push(i64::MAX);
     }
 
     pub(super) fn upsert_item(&mut self, item: Dense, record: &ItemUpsertV1<'_>) {
@@ -207,8 +201,9 @@ impl Metadata {
                 members.insert(at, item);
             }
         }
-        let timed = meta.timestamp_ms.is_some() || meta.expires_ms.is_some();
-        self.flags[item as usize] = if meta.hidden { FLAG_HIDDEN } else { 0 } | if timed { FLAG_TIMED } else { 0 };
+        self.flags[item as usize] = if meta.hidden { FLAG_HIDDEN } else { 0 };
+        self.visible_from[item as usize] = meta.timestamp_ms.unwrap_or(i64::MIN);
+        self.visible_until[item as usize] = meta.expires_ms.unwrap_or(i64::MAX);
         self.items[item as usize] = Some(Box::new(meta));
     }
 
@@ -275,6 +270,8 @@ impl Metadata {
             label_keys: Interner::from_names(body.label_keys),
             items: vec![None; items],
             flags: vec![0; items],
+            visible_from: vec![i64::MIN; items],
+            visible_until: vec![i64::MAX; items],
             ..Metadata::default()
         };
         if metadata.categories.len() != categories || metadata.label_keys.len() != keys {
@@ -302,7 +299,13 @@ impl Metadata {
         if self.items.len() != items {
             return Err(format!("{items} items but {} catalogue slots", self.items.len()));
         }
-        let mut rebuilt = Metadata { items: vec![None; items], flags: vec![0; items], ..Metadata::default() };
+        let mut rebuilt = Metadata {
+            items: vec![None; items],
+            flags: vec![0; items],
+            visible_from: vec![i64::MIN; items],
+            visible_until: vec![i64::MAX; items],
+            ..Metadata::default()
+        };
         for (item, meta) in self.items_from(0) {
             rebuilt.replace(item, meta.clone());
         }

@@ -171,12 +171,8 @@ impl State {
         if self.item_removed[item as usize] {
             return false;
         }
-        // Dense flags first: most items are neither hidden nor timed.
-        match self.metadata.flags(item) {
-            0 => true,
-            flags if flags & metadata::FLAG_HIDDEN != 0 => false,
-            _ => self.metadata.item(item).is_none_or(|meta| meta.visible_at(now_ms)),
-        }
+        // Dense arrays only: this runs for every candidate of every read.
+        self.metadata.visible_at(item, now_ms)
     }
 
     /// The items of category `category`, sorted by dense id.
