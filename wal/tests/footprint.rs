@@ -78,7 +78,10 @@ fn a_segment_prepared_ahead_takes_the_next_lap_without_an_append_waiting_for_it(
     }
     let metrics = wal.metrics();
     assert_eq!(metrics.segments_live, 4);
-    assert_eq!(metrics.segments_prepared, 3, "every new segment was prepared ahead: {metrics:?}");
+    // The three laps' segments were prepared ahead; the preparer may already
+    // have prepared the next one too (it runs on its own thread).
+    assert!(metrics.segments_prepared >= 3, "every new segment was prepared ahead: {metrics:?}");
+    assert_eq!(metrics.segments_created, metrics.segments_prepared + 1, "only segment 0 by open: {metrics:?}");
     assert_eq!(metrics.segment_prepare_waits, 0, "no append waited for a segment to be prepared: {metrics:?}");
     wal.close().expect("close");
 
@@ -101,7 +104,11 @@ fn an_append_that_outruns_the_preparation_waits_for_it_and_is_counted() {
         wal.append(1, &payload).expect("append").wait().expect("durable");
     }
     let metrics = wal.metrics();
-    assert_eq!(metrics.segments_created, metrics.segments_prepared + 1, "only segment 0 was created at open");
+    // Segment 0 at open, then one per record: prepared ahead, or (when the
+    // preparer had not even begun before the append needed it) created by
+    // the append itself. Which, depends on scheduling; the count does not.
+    assert_eq!(metrics.segments_created, 6, "{metrics:?}");
+    assert!(metrics.segments_prepared <= 5, "{metrics:?}");
     assert!(metrics.segment_prepare_waits <= metrics.segments_prepared);
     assert_eq!(metrics.segments_live, 6);
     wal.close().expect("close");
