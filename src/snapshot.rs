@@ -152,22 +152,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
             postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?;
         (old.upgrade(), rest)
     };
-    let rest = if version >= VERSION_WITHOUT_METADATA {
-        let (models, rest) =
-            postcard::take_from_bytes(rest).map_err(|err| format!("cannot decode the model catalog: {err}"))?;
-        body.models = models;
-        rest
-    } else {
-        rest
-    };
-    let rest = if version >= VERSION {
-        let (metadata, rest) =
-            postcard::take_from_bytes(rest).map_err(|err| format!("cannot decode the catalogue: {err}"))?;
-        body.metadata = metadata;
-        rest
-    } else {
-        rest
-    };
+    // The sections after the body, each present from the version that added it.
+    let mut rest = rest;
+    if version >= VERSION_WITHOUT_METADATA {
+        (body.models, rest) = section(rest, "the model catalog")?;
+    }
+    if version >= VERSION {
+        (body.metadata, rest) = section(rest, "the catalogue")?;
+    }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
     }
@@ -175,6 +167,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
         return Err(format!("body LSN {} differs from header LSN {lsn}", body.lsn_applied));
     }
     Ok(body)
+}
+
+/// The postcard value at the start of `bytes`, and what follows it.
+fn section<'a, T: serde::de::DeserializeOwned>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8]), String> {
+    postcard::take_from_bytes(bytes).map_err(|err| format!("cannot decode {what}: {err}"))
 }
 
 /// A pair as versions 2 and 3 stored it: no newest event time.
