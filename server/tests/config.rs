@@ -33,10 +33,25 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Spawns `command`. A binary copied a moment ago may still be open for
+/// writing in a child another test thread forked meanwhile (until that
+/// child execs): exec then fails with ETXTBSY, so that error is retried.
+fn spawn(command: &mut Command) -> std::process::Child {
+    for _ in 0..50 {
+        match command.spawn() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    command.spawn().unwrap()
+}
+
 /// Starts `command` (a `recwal serve` without `--listen`), waits until ready.
 fn start(mut command: Command) -> Server {
     command.args(["--listen", "127.0.0.1:0", "--log-format", "json"]).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = command.spawn().unwrap();
+    let mut child = spawn(&mut command);
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line {line:?}")).to_string();
