@@ -99,6 +99,12 @@ fn a_segment_that_cannot_be_created_does_not_poison_the_log_on_a_real_disk() {
     appends_resume_once_space_is_back(&wal, &|| std::fs::remove_file(&filler).unwrap(), &|| {
         volume.fill("filler").unwrap();
     });
+    // The preparer thread may be zero-filling the next segment right now (a
+    // `.tmp` that becomes a segment): what must not be is one left behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !temp_files(&volume.path().join("wal")).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(temp_files(&volume.path().join("wal")), Vec::<String>::new());
 }
 
