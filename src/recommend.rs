@@ -1,6 +1,7 @@
 //! Requests and answers: strategies, filters, and the reasons given with
 //! each recommended item.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
@@ -334,10 +335,13 @@ pub(crate) fn validate(request: &RecommendRequest) -> Result<(), EngineError> {
 pub(crate) struct Eligibility<'s> {
     state: &'s State,
     now_ms: i64,
+    /// With categories: the known ones among them (dense ids).
+    categories: Option<Vec<u32>>,
     /// With categories: a bit per dense item, set for the items of any of
-    /// them (built once per request from the categories' item lists, so a
-    /// candidate costs a bit test, not a look at its metadata).
-    in_categories: Option<Vec<u64>>,
+    /// them, built on the first `admits` (from the categories' item lists,
+    /// so a candidate costs a bit test, not a look at its metadata). Reads
+    /// that walk the categories' own lists never need it.
+    in_categories: OnceCell<Vec<u64>>,
     /// Conditions whose key the state knows; `impossible` if one it does not.
     labels: Vec<(u32, &'s LabelCondition)>,
     impossible: bool,
@@ -345,15 +349,8 @@ pub(crate) struct Eligibility<'s> {
 
 impl<'s> Eligibility<'s> {
     pub(crate) fn new(state: &'s State, filter: &'s ItemFilter, now_ms: i64) -> Eligibility<'s> {
-        let in_categories = (!filter.categories.is_empty()).then(|| {
-            let mut bits = vec![0u64; state.items().len().div_ceil(64)];
-            for category in filter.categories.iter().filter_map(|name| state.categories().get(name)) {
-                for &item in state.category_items(category) {
-                    bits[item as usize / 64] |= 1 << (item % 64);
-                }
-            }
-            bits
-        });
+        let categories = (!filter.categories.is_empty())
+            .then(|| filter.categories.iter().filter_map(|name| state.categories().get(name)).collect());
         let mut impossible = false;
         let mut labels = Vec::with_capacity(filter.labels.len());
         for condition in &filter.labels {
@@ -362,19 +359,42 @@ impl<'s> Eligibility<'s> {
                 None => impossible = true,
             }
         }
-        Eligibility { state, now_ms, in_categories, labels, impossible }
+        Eligibility { state, now_ms, categories, in_categories: OnceCell::new(), labels, impossible }
+    }
+
+    /// The categories (dense ids) the filter restricts to, `None` without
+    /// a category filter. Empty: none the state knows, nothing matches.
+    pub(crate) fn categories(&self) -> Option<&[u32]> {
+        self.categories.as_deref()
     }
 
     /// Whether a read may return `item`.
     #[inline]
     pub(crate) fn admits(&self, item: Dense) -> bool {
-        if self.impossible || !self.state.item_visible(item, self.now_ms) {
-            return false;
-        }
-        if let Some(bits) = &self.in_categories {
+        if let Some(categories) = &self.categories {
+            let bits = self.in_categories.get_or_init(|| {
+                let mut bits = vec![0u64; self.state.items().len().div_ceil(64)];
+                for &category in categories {
+                    for &item in self.state.category_items(category) {
+                        bits[item as usize / 64] |= 1 << (item % 64);
+                    }
+                }
+                bits
+            });
             if bits[item as usize / 64] & (1 << (item % 64)) == 0 {
                 return false;
             }
+        }
+        self.admits_listed(item)
+    }
+
+    /// Whether a read may return `item`, known to be in one of
+    /// `categories()` (taken from their lists): `admits` without the
+    /// category test.
+    #[inline]
+    pub(crate) fn admits_listed(&self, item: Dense) -> bool {
+        if self.impossible || !self.state.item_visible(item, self.now_ms) {
+            return false;
         }
         if self.labels.is_empty() {
             return true;
@@ -388,11 +408,6 @@ impl<'s> Eligibility<'s> {
             _ => false,
         })
     }
-}
-
-/// The `n` most popular items passing `keep`, as answers.
-pub(crate) fn popular(state: &State, n: usize, keep: impl FnMut(Dense) -> bool) -> Vec<Scored> {
-    popular_answers(state, popularity::top(state, n, keep))
 }
 
 fn popular_answers(state: &State, top: Vec<(Dense, f64)>) -> Vec<Scored> {
@@ -532,7 +547,9 @@ impl ItemQuery {
 /// A page of the most popular eligible items.
 pub(crate) fn popular_page(state: &State, query: &ItemQuery, now_ms: i64) -> Vec<Scored> {
     let eligible = Eligibility::new(state, &query.filter, now_ms);
-    let mut found = popular(state, query.offset + query.n, |item| eligible.admits(item));
+    let top =
+        popularity::top(state, query.offset + query.n, eligible.categories(), |item| eligible.admits_listed(item));
+    let mut found = popular_answers(state, top);
     found.drain(..query.offset.min(found.len()));
     found
 }
@@ -632,8 +649,10 @@ pub(crate) fn answer_for(
     let excluded: HashSet<Dense> = wanted.exclude.iter().filter_map(|name| state.items().get(name)).collect();
     let allowed: Option<HashSet<Dense>> =
         wanted.allow.map(|names| names.iter().filter_map(|name| state.items().get(name)).collect());
+    // Whether a read may return `item`, a popular item of the filter's
+    // categories (the fill walks their lists).
     let keep = |item: Dense| {
-        eligible.admits(item)
+        eligible.admits_listed(item)
             && !excluded.contains(&item)
             && allowed.as_ref().is_none_or(|allowed| allowed.contains(&item))
             && profile.is_none_or(|profile| !profile.holds(item))
@@ -676,7 +695,9 @@ pub(crate) fn answer_for(
     }
     if items.len() < wanted.n {
         // Cold start, or not enough scored candidates: fill with popular items.
-        let fill = popularity::top(state, wanted.n - items.len(), |item| keep(item) && !chosen.contains(&item));
+        let fill = popularity::top(state, wanted.n - items.len(), eligible.categories(), |item| {
+            keep(item) && !chosen.contains(&item)
+        });
         dense_items.extend(fill.iter().map(|&(item, _)| item));
         items.extend(popular_answers(state, fill));
     }

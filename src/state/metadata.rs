@@ -102,6 +102,16 @@ impl Metadata {
         self.category_items.get(category as usize).map_or(&[], Vec::as_slice)
     }
 
+    /// Per category id, its items (sorted).
+    pub(super) fn category_lists(&self) -> impl Iterator<Item = &[Dense]> + '_ {
+        self.category_items.iter().map(Vec::as_slice)
+    }
+
+    /// The categories of `item` (sorted; empty without metadata).
+    pub(super) fn item_categories(&self, item: Dense) -> &[u32] {
+        self.item(item).map_or(&[], |meta| &meta.categories)
+    }
+
     pub(super) fn categories(&self) -> &Interner {
         &self.categories
     }

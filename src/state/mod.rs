@@ -123,6 +123,18 @@ impl State {
         self.popularity.popular.iter().map(|&(std::cmp::Reverse(key), item)| (key, item))
     }
 
+    /// The items of `category` by popularity key, most popular first, with
+    /// their keys (the same order as `popular`, restricted).
+    #[inline]
+    pub fn popular_in(&self, category: u32) -> impl Iterator<Item = (OrderedKey, Dense)> + '_ {
+        self.popularity
+            .by_category
+            .get(category as usize)
+            .into_iter()
+            .flatten()
+            .map(|&(std::cmp::Reverse(key), item)| (key, item))
+    }
+
     /// The popularity score reported for `item`: its event count, or its
     /// decayed mass as of the latest event applied.
     #[inline]
@@ -256,7 +268,7 @@ impl State {
                     }
                 }
                 for (item, before) in touched {
-                    self.popularity.reorder(item, before);
+                    self.popularity.reorder(item, before, self.metadata.item_categories(item));
                 }
                 self.events_applied += batch.events.len() as u64;
             }
@@ -275,7 +287,11 @@ impl State {
             LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
             LogRecord::ItemUpsert(upsert) => {
                 let item = self.intern_item(upsert.item);
+                let old: Option<Box<[u32]>> = self.replay.is_none().then(|| self.metadata.item_categories(item).into());
                 self.metadata.upsert_item(item, upsert);
+                if let Some(old) = old {
+                    self.popularity.recategorise(item, &old, self.metadata.item_categories(item));
+                }
             }
             LogRecord::ItemHidden(hidden) => {
                 let item = self.intern_item(hidden.item);
@@ -373,7 +389,9 @@ impl State {
         }
         for pair in &pairs {
             let interactions = &self.interactions;
-            self.popularity.forget_events(pair.item, pair.events, ordered, || interactions.item_mass(pair.item));
+            let categories = self.metadata.item_categories(pair.item);
+            self.popularity
+                .forget_events(pair.item, pair.events, ordered, categories, || interactions.item_mass(pair.item));
         }
     }
 
@@ -391,7 +409,9 @@ impl State {
             let gone = self.interactions.remove_pairs(user, |pair| pair.last_s < before_s);
             for pair in &gone {
                 let interactions = &self.interactions;
-                self.popularity.forget_events(pair.item, pair.events, ordered, || interactions.item_mass(pair.item));
+                let categories = self.metadata.item_categories(pair.item);
+                self.popularity
+                    .forget_events(pair.item, pair.events, ordered, categories, || interactions.item_mass(pair.item));
             }
             expired_any |= !gone.is_empty();
         }
@@ -426,7 +446,7 @@ impl State {
         for index in self.derived.all_mut() {
             index.rebuild(&self.interactions, items);
         }
-        self.popularity.rebuild_order();
+        self.popularity.rebuild_order(self.metadata.category_lists());
     }
 
     /// Checks every index against the per-user lists (O(pairs + items log
@@ -441,7 +461,7 @@ impl State {
         for pair in self.interactions.user_items.iter().flatten() {
             pair_events[pair.item as usize] += u64::from(pair.events);
         }
-        self.popularity.check(&pair_events)?;
+        self.popularity.check(&pair_events, self.metadata.category_lists())?;
         for index in self.derived.all() {
             index.check(&self.interactions, items)?;
         }

@@ -40,6 +40,10 @@ pub(super) struct Popularity {
     /// Items ordered by popularity key, most popular first. Not maintained
     /// during a replay (`rebuild_order` at its end).
     pub(super) popular: BTreeSet<(Reverse<OrderedKey>, Dense)>,
+    /// Per category id, its items in the same order: a read filtered by
+    /// category walks these instead of skipping the other items of
+    /// `popular`. Maintained and rebuilt with `popular`.
+    pub(super) by_category: Vec<BTreeSet<(Reverse<OrderedKey>, Dense)>>,
     /// Popularity half-life in ms (`None`: plain counts). Fixed per data
     /// directory.
     pub(super) half_life_ms: Option<f64>,
@@ -86,41 +90,82 @@ impl Popularity {
         mass
     }
 
-    /// Moves `item` in the order from its key `before` to its current key.
-    pub(super) fn reorder(&mut self, item: Dense, before: f64) {
-        let removed = self.popular.remove(&(Reverse(OrderedKey::new(before)), item));
+    /// Moves `item`, of `categories`, in the orders from its key `before`
+    /// to its current key.
+    pub(super) fn reorder(&mut self, item: Dense, before: f64, categories: &[u32]) {
+        let (old, new) = ((Reverse(OrderedKey::new(before)), item), (Reverse(OrderedKey::new(self.key(item))), item));
+        let removed = self.popular.remove(&old);
         debug_assert!(removed, "item {item} was not in the order under its previous key");
-        self.popular.insert((Reverse(OrderedKey::new(self.key(item))), item));
+        self.popular.insert(new);
+        for &category in categories {
+            if let Some(order) = self.by_category.get_mut(category as usize) {
+                order.remove(&old);
+                order.insert(new);
+            }
+        }
+    }
+
+    /// `item`'s categories changed from `old` to `new` (both sorted): it
+    /// leaves and joins the per-category orders.
+    pub(super) fn recategorise(&mut self, item: Dense, old: &[u32], new: &[u32]) {
+        let entry = (Reverse(OrderedKey::new(self.key(item))), item);
+        for category in old.iter().filter(|category| new.binary_search(category).is_err()) {
+            if let Some(order) = self.by_category.get_mut(*category as usize) {
+                order.remove(&entry);
+            }
+        }
+        for &category in new.iter().filter(|category| old.binary_search(category).is_err()) {
+            if self.by_category.len() <= category as usize {
+                self.by_category.resize_with(category as usize + 1, BTreeSet::new);
+            }
+            self.by_category[category as usize].insert(entry);
+        }
     }
 
     /// A user of `item` with `events` of its events was forgotten: the count
     /// drops and the key becomes `mass()` (with a half-life: recomputed from
     /// the remaining users, as decayed masses can differ by many orders of
     /// magnitude and a subtraction would lose the small ones that remain).
-    pub(super) fn forget_events(&mut self, item: Dense, events: u32, ordered: bool, mass: impl FnOnce() -> f64) {
+    pub(super) fn forget_events(
+        &mut self,
+        item: Dense,
+        events: u32,
+        ordered: bool,
+        categories: &[u32],
+        mass: impl FnOnce() -> f64,
+    ) {
         let count = &mut self.item_events[item as usize];
         *count = count.saturating_sub(u64::from(events));
         let key = match self.half_life_ms {
             Some(_) => mass(),
             None => *count as f64,
         };
-        let old = &mut self.item_popularity[item as usize];
+        let before = std::mem::replace(&mut self.item_popularity[item as usize], key);
         if ordered {
-            self.popular.remove(&(Reverse(OrderedKey::new(*old)), item));
-            self.popular.insert((Reverse(OrderedKey::new(key)), item));
+            self.reorder(item, before, categories);
         }
-        *old = key;
     }
 
-    /// The order, from the keys, in O(items).
-    pub(super) fn rebuild_order(&mut self) {
+    /// The orders, from the keys and each category's items, in
+    /// O(items log items).
+    pub(super) fn rebuild_order<'a>(&mut self, categories: impl Iterator<Item = &'a [Dense]>) {
         self.popular = self.expected_order();
+        self.by_category = self.expected_by_category(categories);
+    }
+
+    fn entry(&self, item: Dense) -> (Reverse<OrderedKey>, Dense) {
+        (Reverse(OrderedKey::new(self.item_popularity[item as usize])), item)
     }
 
     fn expected_order(&self) -> BTreeSet<(Reverse<OrderedKey>, Dense)> {
-        (0..self.item_popularity.len() as Dense)
-            .map(|item| (Reverse(OrderedKey::new(self.item_popularity[item as usize])), item))
-            .collect()
+        (0..self.item_popularity.len() as Dense).map(|item| self.entry(item)).collect()
+    }
+
+    fn expected_by_category<'a>(
+        &self,
+        categories: impl Iterator<Item = &'a [Dense]>,
+    ) -> Vec<BTreeSet<(Reverse<OrderedKey>, Dense)>> {
+        categories.map(|items| items.iter().map(|&item| self.entry(item)).collect()).collect()
     }
 
     /// The popularity score reported for `item`: its event count, or its
@@ -135,12 +180,26 @@ impl Popularity {
 
     /// Checks the order against the keys and the counts against `pair_events`
     /// (per item, Σ events of its pairs). O(items log items).
-    pub(super) fn check(&self, pair_events: &[u64]) -> Result<(), String> {
+    pub(super) fn check<'a>(
+        &self,
+        pair_events: &[u64],
+        categories: impl Iterator<Item = &'a [Dense]>,
+    ) -> Result<(), String> {
         if self.item_events.as_slice() != pair_events {
             return Err("per-item event counts differ from the pairs' events".into());
         }
         if self.popular != self.expected_order() {
             return Err("the popularity order differs from the keys".into());
+        }
+        // Categories that lost every item may keep an empty order.
+        let expected = self.expected_by_category(categories);
+        let longest = expected.len().max(self.by_category.len());
+        let empty = BTreeSet::new();
+        for category in 0..longest {
+            let have = self.by_category.get(category).unwrap_or(&empty);
+            if have != expected.get(category).unwrap_or(&empty) {
+                return Err(format!("the popularity order of category {category} differs from the keys"));
+            }
         }
         Ok(())
     }
