@@ -453,7 +453,8 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let wal = engine.wal_metrics();
     let report = engine.open_report();
-    let (segment_bytes, segments_max) = (engine.config().wal.segment_bytes, u64::from(engine.config().wal.segments_max));
+    let (segment_bytes, segments_max) =
+        (engine.config().wal.segment_bytes, u64::from(engine.config().wal.segments_max));
     Ok(Json(json!({
         "lsn_written": wal.lsn_written,
         "lsn_appended": wal.lsn_appended,

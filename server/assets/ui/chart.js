@@ -26,7 +26,7 @@ function niceMax(max) {
  */
 export function lineChart(host, series, { format = String, windowMs = 180000, now = Date.now() } = {}) {
   host.replaceChildren();
-  const svg = el('svg', { class: 'chart', viewBox: `0 0 ${WIDTH} ${HEIGHT}`, preserveAspectRatio: 'none', role: 'img' });
+  const svg = el('svg', { class: 'chart', viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img' });
   const values = series.flatMap((one) => one.points.map((point) => point[1])).filter((v) => v !== null && Number.isFinite(v));
   const top = niceMax(Math.max(0, ...values));
   const x0 = now - windowMs;
