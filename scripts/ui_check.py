@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -181,6 +182,63 @@ def row_of(section, item):
     return None
 
 
+def route_row(page, route):
+    """The cells of the charts page's route table row for `route`, or None."""
+    rows = page.locator("#route-table tbody tr")
+    for at in range(rows.count()):
+        cells = [cell.strip() for cell in rows.nth(at).locator("td").all_inner_texts()]
+        if cells and cells[0] == route:
+            return cells
+    return None
+
+
+# A metrics text with what the parser must handle: comments, an escaped
+# quote and a comma inside a label value, a +Inf bucket.
+PROM_SAMPLE = (
+    '# HELP h A histogram.\n# TYPE h histogram\n'
+    'h_bucket{route="/a",le="0.1"} 10\nh_bucket{route="/a",le="0.2"} 30\nh_bucket{route="/a",le="+Inf"} 40\n'
+    'h_bucket{route="/b",le="0.1"} 5\nh_bucket{route="/b",le="0.2"} 5\nh_bucket{route="/b",le="+Inf"} 5\n'
+    'h_count{route="/a"} 40\nh_count{route="/b"} 5\n'
+    'l{v="a\\"b,c",w="x"} 3\n'
+)
+
+
+def check_prom_module(page):
+    """The charts' arithmetic (prom.js), run in the page as it runs there."""
+    got = page.evaluate("""async (text) => {
+        const prom = await import(new URL('prom.js', document.baseURI).href);
+        const m = prom.parse(text);
+        const a = prom.buckets(m, 'h', (l) => l.route === '/a');
+        const before = [[0.1, 4], [0.2, 10], [Infinity, 10]];
+        return {
+            p50: prom.quantile(0.5, a),
+            p99: prom.quantile(0.99, a),
+            all: prom.buckets(m, 'h').map(([le, n]) => [String(le), n]),
+            delta_p50: prom.quantile(0.5, prom.deltaBuckets(a, before)),
+            label: (m.get('l') || [{}])[0].labels,
+            count: prom.sum(m, 'h_count'),
+            rate: prom.rate(30, 10, 4),
+            reset: prom.rate(5, 10, 4),
+            empty: prom.quantile(0.5, [[0.1, 0], [Infinity, 0]]),
+        };
+    }""", PROM_SAMPLE)
+    expected = {
+        "p50": 0.15,  # rank 20 of 40: halfway through (0.1, 0.2]
+        "p99": 0.2,  # in the +Inf bucket: the highest finite bound
+        "all": [["0.1", 15], ["0.2", 35], ["Infinity", 45]],
+        "delta_p50": 0.1 + 0.1 * 9 / 14,  # the interval: cumulative 6, 20, 30; rank 15 in (0.1, 0.2]
+        "label": {"v": 'a"b,c', "w": "x"},
+        "count": 45,
+        "rate": 5,
+        "reset": None,
+        "empty": None,
+    }
+    for key, want in expected.items():
+        have = got.get(key)
+        same = abs(have - want) < 1e-9 if isinstance(want, float) and have is not None else have == want
+        check(same, f"prom.js: {key} is {have!r}, expected {want!r}")
+
+
 def confirm(page, accept):
     page.wait_for_selector("dialog#confirm[open]")
     page.click("#confirm-ok" if accept else "#confirm-cancel")
@@ -275,12 +333,44 @@ def run(server, out, chromium):
             page.wait_for_selector("#chart-rates svg path")
             routes = page.inner_text("#route-table")
             check("/metrics" in routes, f"charts: the routes table lacks /metrics: {routes!r}")
-            settle(page, 2500)
+            check_prom_module(page)
+            # Requests made while the page polls show as a rate and latencies.
+            recommend = "/v1/users/{user}/recommend"
+            stop = threading.Event()
+            def load():
+                while not stop.is_set():
+                    server.call("GET", f"/v1/users/{bob}/recommend?n=5")
+                    time.sleep(0.02)
+            loader = threading.Thread(target=load, daemon=True)
+            loader.start()
+            try:
+                deadline = time.monotonic() + 20
+                cells = None
+                while time.monotonic() < deadline:
+                    cells = route_row(page, recommend)
+                    if cells and float(cells[1] or 0) > 0 and cells[2] != "—":
+                        break
+                    page.wait_for_timeout(250)
+                check(cells and float(cells[1] or 0) > 0, f"charts: no request rate for {recommend} under load: {cells}")
+                check(cells[2] != "—" and cells[3] != "—", f"charts: no latency for {recommend} under load: {cells}")
+                page.select_option("#latency-route", recommend)
+                page.wait_for_selector("#chart-latency svg path")
+                settle(page, 2200)
+                shot(page, "charts")
+            finally:
+                stop.set()
+                loader.join()
             console.expect_clean("charts")
-            shot(page, "charts")
 
             # ---- explorer: an event ingested through the API shows up.
             open_page(page, "explorer")
+            page.fill("#explore-user", "ui-nobody")
+            page.click("#explore-go")
+            page.wait_for_selector("#no-interactions")
+            check(answer_section(page, "blend").inner_text().find("cold start") >= 0,
+                  "explorer: an unknown user's answer is not marked as a cold start")
+            settle(page)
+            console.expect_clean("explorer, an unknown user")
             page.fill("#explore-user", alice)
             page.click("#explore-go")
             page.wait_for_selector("section.answer[data-strategy=user_cf]")

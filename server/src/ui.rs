@@ -102,4 +102,18 @@ mod tests {
             assert!(ASSETS[..at].iter().all(|other| other.name != asset.name), "{} twice", asset.name);
         }
     }
+
+    #[test]
+    fn every_file_of_the_assets_directory_is_served() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/ui");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries.filter_map(Result::ok).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut served: Vec<String> = ASSETS.iter().map(|asset| asset.name.to_string()).collect();
+        served.sort();
+        assert_eq!(files, served, "a file in {} that ASSETS does not list, or the reverse", dir.display());
+    }
 }

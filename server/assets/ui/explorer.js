@@ -91,14 +91,18 @@ async function show(out, user, n) {
   const interactions = h('section', { class: 'card wide', id: 'interactions' }, h('h2', {}, 'Interactions behind it'));
   const answers = h('div', { class: 'grid', id: 'answers' });
   try {
-    // An unknown user has no interactions (404): that is an answer here.
-    const [history, ...results] = await Promise.all([
-      call('GET', `/v1/users/${path}/interactions`, { allow: [404] }),
-      ...STRATEGIES.map((strategy) => get(`/v1/users/${path}/recommend?${new URLSearchParams({ n: String(n), strategy })}`)),
-    ]);
+    const results = await Promise.all(
+      STRATEGIES.map((strategy) => get(`/v1/users/${path}/recommend?${new URLSearchParams({ n: String(n), strategy })}`)),
+    );
+    // A cold start means no interactions (an unknown user, or none left):
+    // not asked for, as the server would answer an unknown user 404 (which
+    // is still taken as an answer, should the user vanish in between).
+    const history = results.every((answer) => answer.cold_start)
+      ? { status: 404 }
+      : await call('GET', `/v1/users/${path}/interactions`, { allow: [404] });
     remember(user);
     if (history.status === 404) {
-      interactions.append(h('p', { class: 'muted' }, `The engine has no interactions of ${user} (an unknown user gets popular items).`));
+      interactions.append(h('p', { class: 'muted', id: 'no-interactions' }, `The engine has no interactions of ${user}: an unknown user, or none left; the answers are popular items.`));
     } else {
       const list = history.data.interactions || [];
       interactions.append(table(['item', 'events#', 'value#', 'rating#'], list.map((row) => [

@@ -267,6 +267,7 @@ function renderVersions(list, activate) {
 // ---------------------------------------------------------------- charts
 
 const WINDOW_MS = 180000;
+const perSecond = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
 const HTTP = 'recwal_http_request_duration_seconds';
 
 export const charts = {
@@ -309,7 +310,7 @@ export const charts = {
       });
       const total = pairs.map(([a, b]) => [b.t, prom.rate(b.total, a.total, (b.t - a.t) / 1000)]);
       lineChart(rates, [{ name: 'all', points: total }, ...ranked.slice(0, 6).map((route) => ({ name: route, points: rateOf(route) }))],
-        { format: (v) => v.toFixed(v < 10 ? 1 : 0), windowMs: WINDOW_MS, now });
+        { format: perSecond, windowMs: WINDOW_MS, now });
       const route = pick.value;
       const quantiles = [0.5, 0.9, 0.99].map((q) => ({
         name: `p${Math.round(q * 100)}`,
@@ -317,7 +318,7 @@ export const charts = {
       }));
       lineChart(latency, quantiles, { format: (v) => fmtSeconds(v), windowMs: WINDOW_MS, now });
       lineChart(events, [{ name: 'events/s', points: pairs.map(([a, b]) => [b.t, prom.rate(b.events, a.events, (b.t - a.t) / 1000)]) }],
-        { format: (v) => v.toFixed(v < 10 ? 1 : 0), windowMs: WINDOW_MS, now });
+        { format: perSecond, windowMs: WINDOW_MS, now });
       lineChart(sync, [0.5, 0.99].map((q) => ({
         name: `p${Math.round(q * 100)}`,
         points: pairs.map(([a, b]) => [b.t, (prom.quantile(q, prom.deltaBuckets(b.sync, a.sync)) ?? NaN) / 1e6]),
