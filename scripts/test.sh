@@ -34,6 +34,8 @@ cargo test --workspace --doc --locked
 # and without the token (short mode, fixed seed; RECWAL_SCHEMATHESIS_EXAMPLES
 # and RECWAL_SCHEMATHESIS_SEED for longer or other runs).
 RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemathesis.sh
+# The dashboard (/ui) in headless chromium (Playwright; screenshots in target/ui-check/).
+scripts/ui-check.sh
 # The README's quickstart (server, library example, evaluation) in one fresh
 # directory, with the debug binaries built above.
 scripts/quickstart-check.sh

@@ -16,6 +16,7 @@ mod problem;
 mod salvage;
 mod server;
 mod tools;
+mod ui;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

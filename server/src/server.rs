@@ -98,6 +98,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/models/{version}/activate", post(activate_model))
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .merge(models)
+        .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
@@ -133,7 +134,9 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
         let open = matches!(route.as_str(), "/healthz" | "/readyz");
-        if let (Some(token), false) = (app.config.server.token.as_deref(), open) {
+        // The dashboard's static files hold no data (src/ui.rs).
+        let public = open || crate::ui::public_route(&route);
+        if let (Some(token), false) = (app.config.server.token.as_deref(), public) {
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -450,6 +453,8 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let wal = engine.wal_metrics();
     let report = engine.open_report();
+    let (segment_bytes, segments_max) =
+        (engine.config().wal.segment_bytes, u64::from(engine.config().wal.segments_max));
     Ok(Json(json!({
         "lsn_written": wal.lsn_written,
         "lsn_appended": wal.lsn_appended,
@@ -461,6 +466,12 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         "sync_failures": wal.sync_failures,
         "segments_live": wal.segments_live,
         "segments_free": wal.segments_free,
+        // Disk use: segment files (live and free) are preallocated; the
+        // ring never holds more than `segments_max` of them.
+        "segment_bytes": segment_bytes,
+        "segments_max": segments_max,
+        "disk_bytes": (wal.segments_live + wal.segments_free) * segment_bytes,
+        "disk_bytes_max": segments_max * segment_bytes,
         "sync_latency_us_p50": wal.sync_latency_us.quantile_upper_bound(0.5),
         "sync_latency_us_p99": wal.sync_latency_us.quantile_upper_bound(0.99),
         "recovery": {
