@@ -524,6 +524,7 @@ fn request_schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
     let catalogue = json!({
         "ItemBody": {
             "type": "object",
+            "example": { "categories": ["home"], "labels": { "price": 19.5, "brand": "acme" }, "timestamp_ms": 1_700_000_000_000_i64 },
             "additionalProperties": false,
             "description": format!(
                 "An item's whole catalogue entry: what is absent is cleared. At most {} bytes in all (413 beyond).",
@@ -540,12 +541,14 @@ fn request_schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "UserBody": {
             "type": "object",
+            "example": { "labels": { "tier": "gold", "age": 34 } },
             "additionalProperties": false,
             "properties": { "id": nullable_id("The path's id, repeated (optional; any other is refused)"), "labels": labels },
         },
     });
     let mut all = json!({
         "Event": {
+            "example": { "user": "alice", "item": "book", "kind": "click" },
             "description": "One event. `value` (the rating) only with kind rating, which takes no weight; every \
                             other kind may override its configured weight.",
             "oneOf": [
@@ -582,6 +585,7 @@ fn request_schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "SessionRequest": {
             "type": "object",
+            "example": { "events": [{ "item": "book", "kind": "view" }, { "item": "lamp", "kind": "rating", "value": 4.5 }], "n": 5 },
             "additionalProperties": false,
             "required": ["events"],
             "properties": {
@@ -651,6 +655,10 @@ fn request_schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "IngestRequest": {
             "type": "object",
+            "example": { "events": [
+                { "user": "alice", "item": "book", "kind": "purchase" },
+                { "user": "bob", "item": "lamp", "kind": "rating", "value": 4.5, "event_id": "bob-lamp-1" },
+            ] },
             "additionalProperties": false,
             "required": ["events"],
             "description": format!("At most {} bytes in all (413 beyond).", config.server.body_limit_bytes),
@@ -715,9 +723,14 @@ mod tests {
         let start = source.find("pub fn api_routes").unwrap();
         let end = source[start..].find("\nasync fn method_not_allowed").unwrap() + start;
         let building = &source[start..end];
-        for forbidden in [".route(", ".route_service(", ".nest(", ".nest_service(", ".fallback_service("] {
-            assert!(!building.contains(forbidden), "a route added outside `routes!`: {forbidden}");
+        // A route added by hand must be one of `NOT_API` (a literal path).
+        for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+            for (at, _) in building.match_indices(call) {
+                let path = building[at + call.len()..].split('"').nth(1).unwrap_or_default();
+                assert!(is_not_api(path), "a route added outside `routes!` and not in NOT_API: {call}\"{path}\"");
+            }
         }
+        assert!(!building.contains(".fallback_service("));
         assert!(building.contains(".merge(docs_ui::router())"));
         assert!(!NOT_API.is_empty());
     }
