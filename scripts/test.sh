@@ -18,7 +18,8 @@
 # RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20),
 # RECWAL_SCHEMATHESIS_EXAMPLES=<n> (API fuzzing cases per operation, default 40).
 # schemathesis (pinned) is installed from PyPI into .venv-schemathesis/,
-# openapi-python-client (pinned) into .venv-pyclient/.
+# openapi-python-client (pinned) into .venv-pyclient/, Playwright (pinned)
+# into .venv-swagger-ui/; chromium (Debian) with apt when missing.
 # promtool (Debian package prometheus) is installed with apt when missing,
 # for the checks of deploy/ (scripts/check-deploy.sh).
 set -euo pipefail
@@ -38,6 +39,9 @@ RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemat
 # The README's quickstart through a Python client generated from the same
 # document (openapi-python-client, pinned, into .venv-pyclient/).
 scripts/python-client-check.sh
+# Swagger UI (/docs) in a real browser: Playwright (pinned, .venv-swagger-ui/)
+# driving Debian's chromium (apt-installed when missing).
+scripts/swagger-ui-check.sh
 # The README's quickstart (server, library example, evaluation) in one fresh
 # directory, with the debug binaries built above.
 scripts/quickstart-check.sh
