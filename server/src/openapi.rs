@@ -146,14 +146,53 @@ pub fn document(config: &ServeConfig, generated: utoipa::openapi::OpenApi) -> Va
             schemas.extend(refined);
         }
     }
-    let Some(paths) = document["paths"].as_object_mut() else { return document };
-    for (path, operations) in paths.iter_mut() {
-        let Some(operations) = operations.as_object_mut() else { continue };
-        for (method, operation) in operations.iter_mut() {
-            refine(method, path, operation, config);
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, operations) in paths.iter_mut() {
+            let Some(operations) = operations.as_object_mut() else { continue };
+            for (method, operation) in operations.iter_mut() {
+                refine(method, path, operation, config);
+            }
         }
     }
+    prune_schemas(&mut document);
     document
+}
+
+/// Drops the component schemas nothing refers to any more (a derived shape
+/// that only a replaced request schema used), so a generated client has no
+/// unused type.
+fn prune_schemas(document: &mut Value) {
+    fn references(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                        out.push(name.to_string());
+                    }
+                }
+                map.values().for_each(|value| references(value, out));
+            }
+            Value::Array(values) => values.iter().for_each(|value| references(value, out)),
+            _ => {}
+        }
+    }
+    loop {
+        let mut used = Vec::new();
+        references(&document["paths"], &mut used);
+        if let Some(schemas) = document["components"]["schemas"].as_object() {
+            for (name, schema) in schemas {
+                let mut inner = Vec::new();
+                references(schema, &mut inner);
+                used.extend(inner.into_iter().filter(|target| target != name));
+            }
+        }
+        let Some(schemas) = document["components"]["schemas"].as_object_mut() else { return };
+        let before = schemas.len();
+        schemas.retain(|name, _| used.contains(name));
+        if schemas.len() == before {
+            return;
+        }
+    }
 }
 
 /// One operation: its parameters' limits, its body's, its security, every
@@ -733,6 +772,23 @@ mod tests {
         assert!(!building.contains(".fallback_service("));
         assert!(building.contains(".merge(docs_ui::router())"));
         assert!(!NOT_API.is_empty());
+    }
+
+    #[test]
+    fn every_schema_of_the_document_is_used_and_every_reference_resolves() {
+        let config = ServeConfig::default();
+        let (_, generated) = api_routes(&config).split_for_parts();
+        let document = document(&config, generated);
+        let text = document.to_string();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        assert!(!schemas.contains_key("ApiSessionEvent"), "the replaced shape is dropped");
+        for name in schemas.keys() {
+            assert!(text.contains(&format!("\"#/components/schemas/{name}\"")), "{name} is not used");
+        }
+        for target in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = target.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "{name} is referred to but not defined");
+        }
     }
 
     #[test]
