@@ -87,7 +87,11 @@ def _fit_catalogue_body(case, body):
     if isinstance(body.get("categories"), list):
         body["categories"] = [_fit_bytes(category, CATEGORY_BYTES) for category in body["categories"]]
     start, end = body.get("timestamp_ms"), body.get("expires_ms")
-    integral = lambda stamp: isinstance(stamp, int) and not isinstance(stamp, bool)
+    # JSON Schema's integers include integral floats (`-144.0`), which the
+    # server reads as integers too.
+    integral = lambda stamp: not isinstance(stamp, bool) and (
+        isinstance(stamp, int) or (isinstance(stamp, float) and stamp.is_integer())
+    )
     if integral(start) and integral(end) and end <= start:
         body["expires_ms"] = None
 

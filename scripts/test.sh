@@ -17,7 +17,9 @@
 # RECWAL_REPLAY_CASES=<n> (engine replay-equivalence streams, default 64),
 # RECWAL_HTTP_CRASH_ITERS=<n> (server SIGKILLs under HTTP clients, default 20),
 # RECWAL_SCHEMATHESIS_EXAMPLES=<n> (API fuzzing cases per operation, default 40).
-# schemathesis (pinned) is installed from PyPI into .venv-schemathesis/.
+# schemathesis (pinned) is installed from PyPI into .venv-schemathesis/,
+# openapi-python-client (pinned) into .venv-pyclient/, Playwright (pinned)
+# into .venv-ui/; chromium (Debian) with apt when missing.
 # promtool (Debian package prometheus) is installed with apt when missing,
 # for the checks of deploy/ (scripts/check-deploy.sh).
 set -euo pipefail
@@ -34,6 +36,12 @@ cargo test --workspace --doc --locked
 # and without the token (short mode, fixed seed; RECWAL_SCHEMATHESIS_EXAMPLES
 # and RECWAL_SCHEMATHESIS_SEED for longer or other runs).
 RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemathesis.sh
+# The README's quickstart through a Python client generated from the same
+# document (openapi-python-client, pinned, into .venv-pyclient/).
+scripts/python-client-check.sh
+# Swagger UI (/docs) in a real browser: Playwright (pinned, .venv-ui/)
+# driving Debian's chromium (apt-installed when missing).
+scripts/swagger-ui-check.sh
 # The dashboard (/ui) in headless chromium (Playwright; screenshots in target/ui-check/).
 scripts/ui-check.sh
 # The README's quickstart (server, library example, evaluation) in one fresh

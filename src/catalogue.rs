@@ -17,6 +17,7 @@ use crate::limits::{
 use crate::record::{ItemUpsertV1, LoggedLabel, UserUpsertV1};
 
 /// A label's value: text or a finite number. In JSON a string or a number.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LabelValue {
@@ -39,6 +40,7 @@ impl From<f64> for LabelValue {
 }
 
 /// An item of the catalogue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     /// External item id (the ids of events).
@@ -99,6 +101,7 @@ impl Item {
 }
 
 /// A user's metadata.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     /// External user id (the ids of events).
@@ -309,6 +312,7 @@ pub(crate) fn user_record(user: &User) -> Result<UserUpsertV1<'_>, EngineError> 
 }
 
 /// A page of catalogue items (`Engine::items`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ItemPage {
     /// The items, in the order they entered the catalogue.

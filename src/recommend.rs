@@ -18,6 +18,7 @@ use crate::limits::N_MAX;
 const REASONS_PER_ITEM: usize = 3;
 
 /// How candidates are scored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -204,6 +205,7 @@ pub(crate) fn recommend_session(
 }
 
 /// Why an item was recommended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Reason {
@@ -233,6 +235,7 @@ pub enum Reason {
 }
 
 /// One recommended item.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     /// External item id.
@@ -248,6 +251,7 @@ pub struct Scored {
 }
 
 /// The answer to a `RecommendRequest`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recommendations {
     /// The strategy asked for.
@@ -264,6 +268,7 @@ pub struct Recommendations {
 }
 
 /// How an answer was ordered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Ranking {

@@ -7,11 +7,13 @@ use recwal::{
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::Problem;
 
 /// One event, as clients send it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Event)]
 #[serde(deny_unknown_fields)]
 pub struct ApiEvent {
     pub user: String,
@@ -134,7 +136,7 @@ impl ApiEvent {
 }
 
 /// `POST /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     pub events: Vec<ApiEvent>,
@@ -143,9 +145,11 @@ pub struct IngestRequest {
 }
 
 /// `?durability=` of `POST /v1/event`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DurabilityQuery {
+    /// always, batch or never (default: the server's `sync`).
     pub durability: Option<String>,
 }
 
@@ -162,23 +166,26 @@ pub fn durability(value: Option<&str>, default: Durability) -> Result<Durability
 }
 
 /// One acknowledgement.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiReceipt {
     pub lsn: u64,
     pub duplicate: bool,
 }
 
-/// The answer to an ingest.
-#[derive(Debug, Serialize, Deserialize)]
+/// The answer to an ingest: one receipt per event, in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct IngestResponse {
     pub receipts: Vec<ApiReceipt>,
 }
 
 /// Query of `GET /v1/users/{user}/recommend`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecommendQuery {
+    /// Items wanted.
     pub n: Option<usize>,
+    /// Scoring strategy (default blend).
     pub strategy: Option<String>,
     /// Comma-separated item ids never to return.
     pub exclude: Option<String>,
@@ -187,9 +194,11 @@ pub struct RecommendQuery {
 }
 
 /// Query with only `n`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CountQuery {
+    /// Items wanted.
     pub n: Option<usize>,
 }
 
@@ -228,7 +237,7 @@ impl RecommendQuery {
 }
 
 /// One event of an anonymous session (`POST /v1/sessions/recommend`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSessionEvent {
     pub item: String,
@@ -242,8 +251,9 @@ pub struct ApiSessionEvent {
 
 /// `POST /v1/sessions/recommend`: recommendations for the events of a
 /// session, given in the body; nothing is written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SessionRequest)]
 pub struct SessionBody {
     pub events: Vec<ApiSessionEvent>,
     /// JSON Schema integers: `10` and `10.0` alike.
@@ -253,6 +263,7 @@ pub struct SessionBody {
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub filter: ItemFilter,
     #[serde(default, deserialize_with = "integral")]
     pub offset: Option<i64>,

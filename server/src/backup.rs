@@ -81,7 +81,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 }
 
 /// One file of a backup, as `BACKUP.json` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileEntry {
     /// Path relative to the backup directory.
     pub path: String,
@@ -92,7 +92,7 @@ pub struct FileEntry {
 }
 
 /// `BACKUP.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// Always `recwal-backup`.
     pub format: String,
@@ -111,10 +111,11 @@ pub struct Manifest {
 }
 
 /// The body of `POST /admin/backup`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// The backup directory to create, absolute, on the server's machine.
+    #[schema(value_type = String)]
     pub out: PathBuf,
 }
 

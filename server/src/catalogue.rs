@@ -17,11 +17,12 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recwal::{EngineError, Item, ItemFilter, ItemQuery, LabelCondition, LabelValue, User};
+use recwal::{EngineError, Item, ItemFilter, ItemPage, ItemQuery, LabelCondition, LabelValue, User};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::answers::{CatalogueItems, Logged};
 use crate::api::{self, CountQuery};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
 use crate::server::{blocking, App};
@@ -32,7 +33,7 @@ pub const ITEMS_PAGE_DEFAULT: usize = 100;
 
 /// The body of `PUT /v1/items/{item}`: the item's whole metadata (what is
 /// absent is cleared).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
     /// May repeat the path's id (so a `GET`'s answer can be sent back).
@@ -65,7 +66,7 @@ impl ItemBody {
 }
 
 /// The body of `PUT /v1/users/{user}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
     /// May repeat the path's id.
@@ -75,11 +76,33 @@ pub struct UserBody {
 }
 
 /// Query of `GET /v1/items`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The `next` of the previous page (404 when it names no item).
     pub after: Option<String>,
+    /// Items per page.
     pub limit: Option<usize>,
+}
+
+/// The filter and page parameters every list read takes (`Filtered`), for
+/// the document: `Filtered` reads them pair by pair, so a parameter may
+/// repeat. /openapi.json adds their limits (server/src/openapi.rs).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by `Filtered`, field by field; this type only describes them.
+pub struct FilterParams {
+    /// Only items in at least one of these categories (repeat the parameter).
+    category: Option<Vec<String>>,
+    /// `key:text`: the item's label `key` is the text `text`.
+    label: Option<Vec<String>>,
+    /// `key:number`: the item's label `key` is a number ≥ `number`.
+    label_min: Option<Vec<String>>,
+    /// `key:number`: the item's label `key` is a number ≤ `number`.
+    label_max: Option<Vec<String>>,
+    /// Items of the full answer to skip.
+    offset: Option<usize>,
 }
 
 /// A body's `id`, which must be the path's when present.
@@ -207,7 +230,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Filtered<T> {
 }
 
 fn logged(lsn: u64) -> Response {
-    Json(json!({ "lsn": lsn })).into_response()
+    Json(Logged { lsn }).into_response()
 }
 
 fn not_found(what: &str, id: &str) -> Problem {
@@ -215,6 +238,11 @@ fn not_found(what: &str, id: &str) -> Problem {
 }
 
 /// `PUT /v1/items/{item}`.
+#[utoipa::path(put, path = "/v1/items/{item}", tag = "items",
+    summary = "Set an item's catalogue entry (categories, labels, hidden, timestamp_ms, expires_ms), replacing what \
+               it had (logged).",
+    params(("item" = String, Path, description = "Item id")), request_body = ItemBody,
+    responses((status = 200, description = "Set; the LSN of the record.", body = Logged)))]
 pub async fn put_item(
     State(app): State<Arc<App>>,
     ApiPath(id): ApiPath<String>,
@@ -226,6 +254,10 @@ pub async fn put_item(
 }
 
 /// `GET /v1/items/{item}`.
+#[utoipa::path(get, path = "/v1/items/{item}", tag = "items",
+    summary = "An item's catalogue entry (404 when it has none: unknown, or known from events only).",
+    params(("item" = String, Path, description = "Item id")),
+    responses((status = 200, description = "The entry.", body = Item)))]
 pub async fn get_item(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, Problem> {
     let lookup = id.clone();
     let item = blocking(app.engine()?, move |engine| engine.item(&lookup)).await?;
@@ -233,6 +265,11 @@ pub async fn get_item(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>)
 }
 
 /// `GET /v1/items?after=&limit=`.
+#[utoipa::path(get, path = "/v1/items", tag = "items",
+    summary = "A page of catalogue items in the order they entered it (`limit`, `after`: the previous page's `next`; \
+               404 when `after` names no item).",
+    params(ListQuery),
+    responses((status = 200, description = "A page.", body = ItemPage)))]
 pub async fn list_items(
     State(app): State<Arc<App>>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -258,15 +295,26 @@ async fn set_hidden(app: Arc<App>, id: String, hidden: bool) -> Result<Response,
     Ok(logged(blocking(app.engine()?, move |engine| engine.set_item_hidden(&id, hidden)).await?))
 }
 
+#[utoipa::path(post, path = "/v1/items/{item}/hide", tag = "items",
+    summary = "Hide an item from every read from the next request on (logged; 404 for an unknown item).",
+    params(("item" = String, Path, description = "Item id")),
+    responses((status = 200, description = "Hidden; the LSN of the record.", body = Logged)))]
 pub async fn hide_item(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, Problem> {
     set_hidden(app, id, true).await
 }
 
+#[utoipa::path(post, path = "/v1/items/{item}/show", tag = "items", summary = "Show a hidden item again (logged).",
+    params(("item" = String, Path, description = "Item id")),
+    responses((status = 200, description = "Shown; the LSN of the record.", body = Logged)))]
 pub async fn show_item(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, Problem> {
     set_hidden(app, id, false).await
 }
 
 /// `PUT /v1/users/{user}`.
+#[utoipa::path(put, path = "/v1/users/{user}", tag = "users",
+    summary = "Set a user's labels, replacing what they had (logged).",
+    params(("user" = String, Path, description = "User id")), request_body = UserBody,
+    responses((status = 200, description = "Set; the LSN of the record.", body = Logged)))]
 pub async fn put_user(
     State(app): State<Arc<App>>,
     ApiPath(id): ApiPath<String>,
@@ -278,6 +326,10 @@ pub async fn put_user(
 }
 
 /// `GET /v1/users/{user}`.
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "users",
+    summary = "A user's labels (404 when none were set, or after a forget).",
+    params(("user" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user's labels.", body = User)))]
 pub async fn get_user(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, Problem> {
     let lookup = id.clone();
     let user = blocking(app.engine()?, move |engine| engine.user(&lookup)).await?;
@@ -285,11 +337,16 @@ pub async fn get_user(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>)
 }
 
 /// `GET /v1/latest?n=&offset=&category=…`.
+#[utoipa::path(get, path = "/v1/latest", tag = "items",
+    summary = "The newest catalogue items by publication time (`n`, the filter, `offset`); hidden, expired, not yet \
+               published and undated items are left out.",
+    params(CountQuery, FilterParams),
+    responses((status = 200, description = "Newest first.", body = CatalogueItems)))]
 pub async fn latest(State(app): State<Arc<App>>, query: Filtered<CountQuery>) -> Result<Response, Problem> {
     let n = api::check_n(query.base.n, app.config.server.max_n)?;
     let query = query.query(n, app.config.server.max_n)?;
     let items = blocking(app.engine()?, move |engine| engine.latest(&query)).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(CatalogueItems { items }).into_response())
 }
 
 #[cfg(test)]

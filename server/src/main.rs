@@ -1,12 +1,14 @@
 //! `recwal`: the server (`recwal serve`) and the command-line tools.
 #![allow(clippy::print_stdout)]
 
+mod answers;
 mod api;
 mod backup;
 mod catalogue;
 mod client;
 mod config;
 mod datadir;
+mod docs_ui;
 mod edge;
 mod import;
 mod import_items;

@@ -1,12 +1,22 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`. `ROUTES` is the list
-//! of every route the router serves; a test checks the two agree.
+//! The OpenAPI 3.1 document served at `/openapi.json`, generated from the
+//! handlers and their types: each handler's `#[utoipa::path]` gives its
+//! route, parameters, request body and success answer, and the router is
+//! built from the same annotations (`server::api_routes`, utoipa-axum's
+//! `routes!`), so a route cannot be served undocumented or documented
+//! unserved. The answers' schemas are derived (`ToSchema`) from the types
+//! the handlers serialize (server/src/answers.rs, the engine's own types).
 //!
-//! The limits it states are read from the configuration the server runs
-//! with and from the engine's own constants (id length, strategies, kinds,
-//! rating and weight ranges), never restated by hand, so the document and the
-//! checks cannot drift apart; `server/tests/http.rs` sends requests just
-//! inside and just outside each stated limit to hold them together, and
+//! `document` then adds what the types cannot say and a running server
+//! knows: the limits of its configuration and of the engine (max `n`, ids,
+//! kinds, batch and body sizes), read from the configuration and the
+//! engine's constants, never restated by hand; the request bodies' full
+//! rules (oneOf by kind, patterns, byte limits); and the errors every
+//! operation can answer, as `application/problem+json`.
+//! `server/tests/http.rs` and `server/tests/openapi_limits.rs` send
+//! requests just inside and just outside each stated limit, and
 //! `scripts/schemathesis.sh` fuzzes the server against this document.
+
+use std::borrow::Cow;
 
 use recwal::{
     EngineConfig, Strategy, CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX,
@@ -14,9 +24,57 @@ use recwal::{
     WEIGHT_MAX,
 };
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::OpenApi;
 
 use crate::api;
 use crate::config::ServeConfig;
+use crate::problem::ProblemBody;
+
+/// Routes that need no token (the guard in server/src/server.rs reads this
+/// list; the document says `security: []` for them).
+pub const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz"];
+
+/// The document's base: title, tags, the error schema. Paths come from the
+/// router (`server::api_routes`).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "recwal"),
+    components(schemas(ProblemBody)),
+    tags(
+        (name = "probes", description = "Liveness and readiness: no token needed."),
+        (name = "events", description = "Ingest: an answer means durable."),
+        (name = "recommend", description = "Recommendations, similar and popular items."),
+        (name = "users", description = "Users: labels, interactions, forgetting."),
+        (name = "items", description = "The catalogue: items, hiding, the newest."),
+        (name = "admin", description = "Operations: counts, the log, checkpoints, backups."),
+        (name = "models", description = "Ranking models: upload, activate, roll back."),
+        (name = "meta", description = "Metrics and this document."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The answer of `GET /openapi.json`, for the document itself.
+pub struct Document;
+
+impl utoipa::PartialSchema for Document {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some("An OpenAPI 3.1 document."))
+            .property("openapi", ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String))
+            .property("paths", ObjectBuilder::new())
+            .required("openapi")
+            .required("paths")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Document {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Document")
+    }
+}
 
 /// What an operation is, for its responses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,234 +91,153 @@ enum Kind {
     Write,
 }
 
-/// One route: method, path, summary, request body, auth needed, what it is,
-/// its success status and the schema of its success body.
-pub struct Route {
-    pub method: &'static str,
-    pub path: &'static str,
-    summary: &'static str,
-    body: Option<&'static str>,
-    pub auth: bool,
+/// One operation of the generated document, as the refinements see it.
+struct Route<'a> {
+    method: &'a str,
+    path: &'a str,
+    /// The request body: `Some("Model")` for the raw ONNX file, `Some(_)`
+    /// for JSON, `None` without one.
+    body: Option<&'a str>,
     kind: Kind,
-    success: &'static str,
-    answer: &'static str,
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    kind: Kind,
-    success: &'static str,
-    answer: &'static str,
-) -> Route {
-    Route { method, path, summary, body: None, auth: true, kind, success, answer }
+impl Route<'_> {
+    fn kind(method: &str, path: &str) -> Kind {
+        match path {
+            "/healthz" => Kind::Probe,
+            "/readyz" => Kind::Ready,
+            "/metrics" | "/openapi.json" => Kind::Meta,
+            "/v1/sessions/recommend" => Kind::Read,
+            _ if method == "get" => Kind::Read,
+            _ => Kind::Write,
+        }
+    }
 }
 
-/// Every route the router serves.
-pub const ROUTES: &[Route] = &[
-    Route { auth: false, ..route("get", "/healthz", "Liveness: the process answers.", Kind::Probe, "200", "Health") },
-    Route {
-        auth: false,
-        ..route(
-            "get",
-            "/readyz",
-            "Readiness: replay finished and the log is writable (503 with reasons otherwise).",
-            Kind::Ready,
-            "200",
-            "Readiness",
-        )
-    },
-    route(
-        "get",
-        "/metrics",
-        "Prometheus text: engine, log, models, HTTP latency per route.",
-        Kind::Meta,
-        "200",
-        "Metrics",
-    ),
-    route("get", "/openapi.json", "This document.", Kind::Meta, "200", "Document"),
-    Route {
-        body: Some("IngestRequest"),
-        ..route(
-            "post",
-            "/v1/events",
-            "Ingest a batch of events (one log record); durable before the answer.",
-            Kind::Write,
-            "200",
-            "IngestResponse",
-        )
-    },
-    Route {
-        body: Some("Event"),
-        ..route("post", "/v1/event", "Ingest one event (`?durability=`).", Kind::Write, "200", "IngestResponse")
-    },
-    route(
-        "get",
-        "/v1/users/{user}/recommend",
-        "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`, the filter `category`, `label`, \
-         `label_min`, `label_max`, and `offset`); an unknown user gets popular items (`cold_start`).",
-        Kind::Read,
-        "200",
-        "Recommendations",
-    ),
-    Route {
-        body: Some("SessionRequest"),
-        ..route(
-            "post",
-            "/v1/sessions/recommend",
-            "Recommend items for an anonymous session from its events, given in the body (nothing is written; \
-             items the server does not know are ignored; the strategy's order, no model).",
-            Kind::Read,
-            "200",
-            "Recommendations",
-        )
-    },
-    route("get", "/v1/users/{user}/interactions", "A user's recorded interactions.", Kind::Read, "200", "Interactions"),
-    route("delete", "/v1/users/{user}", "Forget a user, their labels too (logged).", Kind::Write, "200", "Logged"),
-    route(
-        "get",
-        "/v1/users/{user}",
-        "A user's labels (404 when none were set, or after a forget).",
-        Kind::Read,
-        "200",
-        "User",
-    ),
-    Route {
-        body: Some("UserBody"),
-        ..route(
-            "put",
-            "/v1/users/{user}",
-            "Set a user's labels, replacing what they had (logged).",
-            Kind::Write,
-            "200",
-            "Logged",
-        )
-    },
-    route(
-        "get",
-        "/v1/items/{item}/similar",
-        "Items most often interacted with together with this one (`n`, the filter, `offset`).",
-        Kind::Read,
-        "200",
-        "Items",
-    ),
-    route("delete", "/v1/items/{item}", "Stop recommending an item, for good (logged).", Kind::Write, "200", "Logged"),
-    route(
-        "get",
-        "/v1/items/{item}",
-        "An item's catalogue entry (404 when it has none: unknown, or known from events only).",
-        Kind::Read,
-        "200",
-        "Item",
-    ),
-    Route {
-        body: Some("ItemBody"),
-        ..route(
-            "put",
-            "/v1/items/{item}",
-            "Set an item's catalogue entry (categories, labels, hidden, timestamp_ms, expires_ms), replacing what \
-             it had (logged).",
-            Kind::Write,
-            "200",
-            "Logged",
-        )
-    },
-    route(
-        "post",
-        "/v1/items/{item}/hide",
-        "Hide an item from every read from the next request on (logged; 404 for an unknown item).",
-        Kind::Write,
-        "200",
-        "Logged",
-    ),
-    route("post", "/v1/items/{item}/show", "Show a hidden item again (logged).", Kind::Write, "200", "Logged"),
-    route(
-        "get",
-        "/v1/items",
-        "A page of catalogue items in the order they entered it (`limit`, `after`: the previous page's `next`; \
-         404 when `after` names no item).",
-        Kind::Read,
-        "200",
-        "ItemPage",
-    ),
-    route(
-        "get",
-        "/v1/latest",
-        "The newest catalogue items by publication time (`n`, the filter, `offset`); hidden, expired, not yet \
-         published and undated items are left out.",
-        Kind::Read,
-        "200",
-        "CatalogueItems",
-    ),
-    route("get", "/v1/popular", "The most popular items (`n`, the filter, `offset`).", Kind::Read, "200", "Items"),
-    route("get", "/admin/stats", "Engine counts.", Kind::Read, "200", "Stats"),
-    route(
-        "get",
-        "/admin/wal",
-        "The log: watermarks, counters, sync latency, recovery report.",
-        Kind::Read,
-        "200",
-        "WalStatus",
-    ),
-    route(
-        "post",
-        "/admin/checkpoint",
-        "Write a snapshot now and release the log behind it.",
-        Kind::Write,
-        "200",
-        "Checkpoint",
-    ),
-    Route {
-        body: Some("BackupRequest"),
-        ..route(
-            "post",
-            "/admin/backup",
-            "Write a consistent, verified backup into a new directory `out` (absolute, on the server's machine); \
-             ingest goes on meanwhile.",
-            Kind::Write,
-            "201",
-            "Backup",
-        )
-    },
-    route("get", "/admin/models", "Every model version.", Kind::Read, "200", "Models"),
-    Route {
-        body: Some("Model"),
-        ..route(
-            "post",
-            "/admin/models",
-            "Add a model (body: the ONNX file). 201 with the version (an identical file already added answers \
-             its version); 422 when the file is not a usable model.",
-            Kind::Write,
-            "201",
-            "ModelInfo",
-        )
-    },
-    route(
-        "get",
-        "/admin/models/status",
-        "Runtime, active and serving versions, fault, breaker.",
-        Kind::Read,
-        "200",
-        "ModelStatus",
-    ),
-    route(
-        "post",
-        "/admin/models/rollback",
-        "Re-activate the previous version (409 when there is none).",
-        Kind::Write,
-        "200",
-        "ModelInfo",
-    ),
-    route(
-        "post",
-        "/admin/models/{version}/activate",
-        "Activate a version (durable, then swapped in).",
-        Kind::Write,
-        "200",
-        "ModelInfo",
-    ),
-];
+/// The document, for a server running with `config`: `generated` (the
+/// router's, from the annotations) with the limits, the request bodies'
+/// rules and the errors added.
+pub fn document(config: &ServeConfig, generated: utoipa::openapi::OpenApi) -> Value {
+    let engine = config.engine().unwrap_or_else(|_| EngineConfig::default());
+    let mut document = serde_json::to_value(&generated).unwrap_or_else(|_| json!({}));
+    document["openapi"] = json!("3.1.0");
+    document["info"] = json!({
+        "title": "recwal",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": format!(
+            "A stateful recommendation engine with its own write-ahead log. An HTTP 200 on an ingest means the \
+             events are durable under the requested durability. When a token is configured every route but \
+             /healthz and /readyz needs `Authorization: Bearer <token>`. Every error is \
+             application/problem+json. Limits of this server: request bodies at most {} bytes (model uploads \
+             {}), at most {} events per ingest, n at most {}.",
+            config.server.body_limit_bytes, config.server.model_limit_bytes, config.engine.batch_events_max, config.server.max_n
+        ),
+    });
+    document["security"] = json!([{ "bearer": [] }]);
+    document["components"]["securitySchemes"] = json!({
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The server's token (`--token`, RECWAL_TOKEN); every route but /healthz and /readyz needs it when one is set.",
+        },
+    });
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        if let Value::Object(refined) = request_schemas(config, &engine) {
+            schemas.extend(refined);
+        }
+    }
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, operations) in paths.iter_mut() {
+            let Some(operations) = operations.as_object_mut() else { continue };
+            for (method, operation) in operations.iter_mut() {
+                refine(method, path, operation, config);
+            }
+        }
+    }
+    prune_schemas(&mut document);
+    document
+}
+
+/// Drops the component schemas nothing refers to any more (a derived shape
+/// that only a replaced request schema used), so a generated client has no
+/// unused type.
+fn prune_schemas(document: &mut Value) {
+    fn references(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                        out.push(name.to_string());
+                    }
+                }
+                map.values().for_each(|value| references(value, out));
+            }
+            Value::Array(values) => values.iter().for_each(|value| references(value, out)),
+            _ => {}
+        }
+    }
+    loop {
+        let mut used = Vec::new();
+        references(&document["paths"], &mut used);
+        if let Some(schemas) = document["components"]["schemas"].as_object() {
+            for (name, schema) in schemas {
+                let mut inner = Vec::new();
+                references(schema, &mut inner);
+                used.extend(inner.into_iter().filter(|target| target != name));
+            }
+        }
+        let Some(schemas) = document["components"]["schemas"].as_object_mut() else { return };
+        let before = schemas.len();
+        schemas.retain(|name, _| used.contains(name));
+        if schemas.len() == before {
+            return;
+        }
+    }
+}
+
+/// One operation: its parameters' limits, its body's, its security, every
+/// error it can answer.
+fn refine(method: &str, path: &str, operation: &mut Value, config: &ServeConfig) {
+    let model = method == "post" && path == "/admin/models";
+    let body = operation.get("requestBody").map(|_| if model { "Model" } else { "Json" });
+    let route = Route { method, path, body, kind: Route::kind(method, path) };
+    // Parameters: the generated ones (names, places, types) with the limits.
+    let refined = parameters(&route, config);
+    if let Some(generated) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+        for parameter in generated.iter_mut() {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            if let Some(limits) = refined.iter().find(|refined| refined["name"] == name) {
+                *parameter = limits.clone();
+            }
+        }
+    }
+    if let Some(kind) = body {
+        let limit = if kind == "Model" { config.server.model_limit_bytes } else { config.server.body_limit_bytes };
+        let request = &mut operation["requestBody"];
+        request["required"] = json!(true);
+        request["description"] = json!(format!("At most {limit} bytes (413 beyond)."));
+        request["x-maxBodyBytes"] = json!(limit);
+        if kind == "Model" {
+            let max = config.server.model_limit_bytes.min(MODEL_BYTES_MAX);
+            request["content"] = json!({ "application/octet-stream": { "schema": {
+                "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
+                "minLength": 1, "x-maxBytes": max,
+                "description": format!(
+                    "The ONNX file, 1–{max} bytes (the body is read as the raw file whatever its Content-Type)."
+                ),
+            } } });
+        }
+    }
+    if OPEN_ROUTES.contains(&path) {
+        operation["security"] = json!([]);
+    }
+    let open = OPEN_ROUTES.contains(&path);
+    if let Some(responses) = operation["responses"].as_object_mut() {
+        for (status, response) in errors(&route, !open, config) {
+            responses.entry(status).or_insert(response);
+        }
+    }
+}
 
 /// An external id (user, item, event id): what `recwal::event` enforces.
 /// JSON Schema counts characters and the server counts UTF-8 bytes: both
@@ -439,22 +416,12 @@ fn retry_later(description: &str) -> Value {
     response
 }
 
-/// Every status `route` can answer, and what it means there.
-fn responses(route: &Route, config: &ServeConfig) -> Value {
-    let success = match route.answer {
-        "Metrics" => {
-            json!({ "description": "Prometheus text exposition format 0.0.4.", "content": { "text/plain": { "schema": { "type": "string" } } } })
-        }
-        answer => json!({
-            "description": "Success.",
-            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{answer}") } } },
-        }),
-    };
-    let mut out = serde_json::Map::new();
-    out.insert(route.success.to_string(), success);
+/// Every error `route` can answer, and what it means there.
+fn errors(route: &Route, auth: bool, config: &ServeConfig) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
     // Below the router (hyper, the connection layer): every route.
-    out.insert(
-        "400".into(),
+    out.push((
+        "400".to_string(),
         problem(match route.body {
             Some("Model") => "Bad request: a malformed request, or an empty model file. Nothing was written.",
             Some(_) => {
@@ -466,19 +433,19 @@ fn responses(route: &Route, config: &ServeConfig) -> Value {
             }
             None => {
                 "Bad request: a malformed request, or a parameter breaking a rule (the detail names it). \
-                     Nothing was written."
+                 Nothing was written."
             }
         }),
-    );
-    if route.auth {
+    ));
+    if auth {
         let mut unauthorized =
             problem("The server has a token and the request lacked `Authorization: Bearer <token>` or had another.");
         unauthorized["headers"] =
             json!({ "WWW-Authenticate": { "required": true, "schema": { "type": "string", "const": "Bearer" } } });
-        out.insert("401".into(), unauthorized);
+        out.push(("401".into(), unauthorized));
     }
     if (route.path.contains('{') && !route.path.ends_with("/recommend")) || route.path == "/v1/items" {
-        out.insert(
+        out.push((
             "404".into(),
             problem(if route.path.contains("{version}") {
                 "No such model version (or it was retired)."
@@ -489,127 +456,47 @@ fn responses(route: &Route, config: &ServeConfig) -> Value {
             } else {
                 "The user or item is not known to the engine."
             }),
-        );
+        ));
     }
-    out.insert("408".into(), problem("The client took too long to send the request headers or body."));
+    out.push(("408".into(), problem("The client took too long to send the request headers or body.")));
     if let Some(body) = route.body {
         let limit = if body == "Model" { config.server.model_limit_bytes } else { config.server.body_limit_bytes };
-        out.insert("413".into(), problem(&format!("The body is larger than {limit} bytes.")));
+        out.push(("413".into(), problem(&format!("The body is larger than {limit} bytes."))));
         if body != "Model" {
-            out.insert("415".into(), problem("The body's Content-Type is not application/json."));
+            out.push(("415".into(), problem("The body's Content-Type is not application/json.")));
         }
     }
-    out.insert("414".into(), problem("The URI is too long."));
-    if route.body == Some("Model") {
-        out.insert(
-            "422".into(),
-            problem("The file is not a usable model (it does not load, breaks the feature contract or fails warm-up)."),
-        );
-    }
-    if route.path == "/admin/models/rollback" {
-        out.insert("409".into(), problem("There is no previous version to roll back to."));
-    }
-    out.insert("431".into(), problem("The request headers are too large."));
+    out.push(("414".into(), problem("The URI is too long.")));
+    out.push(("431".into(), problem("The request headers are too large.")));
     if route.kind != Kind::Probe {
-        out.insert("500".into(), problem("An internal error; the detail says which."));
+        out.push(("500".into(), problem("An internal error; the detail says which.")));
     }
     match route.kind {
-        Kind::Probe | Kind::Meta => {}
-        Kind::Ready => {
-            out.insert(
-                "503".into(),
-                json!({
-                    "description": "Not ready: replaying the log, or unable to write (the reasons say why).",
-                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Readiness" } } },
-                }),
-            );
-        }
-        Kind::Read => {
-            out.insert(
-                "503".into(),
-                retry_later(
-                    "Unavailable: starting (the log is being replayed), the concurrency limit is reached, the \
-                     request timed out, or (recommend) the model runtime is unavailable.",
-                ),
-            );
-        }
-        Kind::Write => {
-            out.insert(
-                "503".into(),
-                retry_later(
-                    "Unavailable: starting, the concurrency limit is reached, the request timed out (a write it \
-                     carried may still complete: resend ingests with the same event ids), the disk is full, the \
-                     log is full, or the engine stopped accepting writes after a failed sync.",
-                ),
-            );
-        }
-    }
-    Value::Object(out)
-}
-
-/// The document, for a server running with `config`.
-pub fn document(config: &ServeConfig) -> Value {
-    let engine = config.engine().unwrap_or_else(|_| EngineConfig::default());
-    let mut paths = serde_json::Map::new();
-    for route in ROUTES {
-        let mut operation = json!({
-            "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.'], "_")),
-            "summary": route.summary,
-            "parameters": parameters(route, config),
-            "responses": responses(route, config),
-        });
-        if let Some(schema) = route.body {
-            let content = if schema == "Model" {
-                json!({ "application/octet-stream": { "schema": {
-                    "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
-                    "minLength": 1, "x-maxBytes": config.server.model_limit_bytes.min(MODEL_BYTES_MAX),
-                    "description": format!(
-                        "The ONNX file, 1–{} bytes (the body is read as the raw file whatever its Content-Type).",
-                        config.server.model_limit_bytes.min(MODEL_BYTES_MAX)
-                    ),
-                } } })
-            } else {
-                json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
-            };
-            let limit =
-                if schema == "Model" { config.server.model_limit_bytes } else { config.server.body_limit_bytes };
-            operation["requestBody"] = json!({
-                "required": true,
-                "description": format!("At most {limit} bytes (413 beyond)."),
-                "x-maxBodyBytes": limit,
-                "content": content,
-            });
-        }
-        if !route.auth {
-            operation["security"] = json!([]);
-        }
-        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
-        entry[route.method] = operation;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "recwal",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": format!(
-                "A stateful recommendation engine with its own write-ahead log. An HTTP 200 on an ingest means the \
-                 events are durable under the requested durability. When a token is configured every route but \
-                 /healthz and /readyz needs `Authorization: Bearer <token>`. Every error is \
-                 application/problem+json. Limits of this server: request bodies at most {} bytes (model uploads \
-                 {}), at most {} events per ingest, n at most {}.",
-                config.server.body_limit_bytes, config.server.model_limit_bytes, config.engine.batch_events_max, config.server.max_n
+        // /readyz declares its own 503 (a readiness report).
+        Kind::Probe | Kind::Meta | Kind::Ready => {}
+        Kind::Read => out.push((
+            "503".into(),
+            retry_later(
+                "Unavailable: starting (the log is being replayed), the concurrency limit is reached, the \
+                 request timed out, or (recommend) the model runtime is unavailable.",
             ),
-        },
-        "security": [{ "bearer": [] }],
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": schemas(config, &engine),
-        },
-    })
+        )),
+        Kind::Write => out.push((
+            "503".into(),
+            retry_later(
+                "Unavailable: starting, the concurrency limit is reached, the request timed out (a write it \
+                 carried may still complete: resend ingests with the same event ids), the disk is full, the \
+                 log is full, or the engine stopped accepting writes after a failed sync.",
+            ),
+        )),
+    }
+    out
 }
 
-fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
+/// The request bodies' schemas, with every limit of the engine and of this
+/// server's configuration (the derived ones state only the shapes; a test
+/// checks both name the same fields).
+fn request_schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
     let ids = |what| id_schema(what, ID_BYTES_MAX);
     let max_future_ms = u64::try_from(engine.max_future.as_millis()).unwrap_or(u64::MAX);
     let timestamp = json!({
@@ -631,19 +518,6 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
     let implicit_kinds: Vec<String> = api::kinds(engine).into_iter().filter(|kind| kind != "rating").collect();
     let (rating_min, rating_max) = (f64::from(engine.rating_min), f64::from(engine.rating_max));
     let weight_max = f64::from(WEIGHT_MAX);
-    let integer = json!({ "type": "integer", "minimum": 0 });
-    let nullable_integer = json!({ "type": ["integer", "null"], "minimum": 0 });
-    let scored = json!({
-        "type": "object",
-        "required": ["item", "score", "strategy", "reasons"],
-        "properties": {
-            "item": { "type": "string" },
-            "score": { "type": "number" },
-            "strategy": { "type": "string" },
-            "reasons": { "type": "array", "items": { "type": "object", "required": ["kind"], "properties": { "kind": { "type": "string" } } } },
-            "model_score": { "type": ["number", "null"] },
-        },
-    });
     let label_key = json!({
         "type": "string",
         "minLength": 1, "maxLength": LABEL_KEY_BYTES_MAX, "x-maxBytes": LABEL_KEY_BYTES_MAX,
@@ -686,18 +560,10 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         schema["type"] = json!(["string", "null"]);
         schema
     };
-    let item = json!({
-        "type": "object",
-        "required": ["id", "categories", "labels", "hidden"],
-        "properties": {
-            "id": { "type": "string" }, "categories": { "type": "array", "items": { "type": "string" } },
-            "labels": { "type": "object" }, "hidden": { "type": "boolean" },
-            "timestamp_ms": { "type": ["integer", "null"] }, "expires_ms": { "type": ["integer", "null"] },
-        },
-    });
     let catalogue = json!({
         "ItemBody": {
             "type": "object",
+            "example": { "categories": ["home"], "labels": { "price": 19.5, "brand": "acme" }, "timestamp_ms": 1_700_000_000_000_i64 },
             "additionalProperties": false,
             "description": format!(
                 "An item's whole catalogue entry: what is absent is cleared. At most {} bytes in all (413 beyond).",
@@ -714,36 +580,14 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "UserBody": {
             "type": "object",
+            "example": { "labels": { "tier": "gold", "age": 34 } },
             "additionalProperties": false,
             "properties": { "id": nullable_id("The path's id, repeated (optional; any other is refused)"), "labels": labels },
         },
-        "Item": item,
-        "User": {
-            "type": "object",
-            "required": ["id", "labels"],
-            "properties": { "id": { "type": "string" }, "labels": { "type": "object" } },
-        },
-        "ItemPage": {
-            "type": "object",
-            "required": ["items", "next"],
-            "properties": {
-                "items": { "type": "array", "items": item },
-                "next": { "type": ["string", "null"], "description": "`after` of the next page; null on the last." },
-            },
-        },
-        "CatalogueItems": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": item } } },
     });
     let mut all = json!({
-        "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": { "type": "string" }, "title": { "type": "string" },
-                "status": { "type": "integer", "minimum": 400, "maximum": 599 },
-                "detail": { "type": "string", "description": "Names the field or rule." },
-            },
-        },
         "Event": {
+            "example": { "user": "alice", "item": "book", "kind": "click" },
             "description": "One event. `value` (the rating) only with kind rating, which takes no weight; every \
                             other kind may override its configured weight.",
             "oneOf": [
@@ -780,6 +624,7 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "SessionRequest": {
             "type": "object",
+            "example": { "events": [{ "item": "book", "kind": "view" }, { "item": "lamp", "kind": "rating", "value": 4.5 }], "n": 5 },
             "additionalProperties": false,
             "required": ["events"],
             "properties": {
@@ -849,6 +694,10 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
         },
         "IngestRequest": {
             "type": "object",
+            "example": { "events": [
+                { "user": "alice", "item": "book", "kind": "purchase" },
+                { "user": "bob", "item": "lamp", "kind": "rating", "value": 4.5, "event_id": "bob-lamp-1" },
+            ] },
             "additionalProperties": false,
             "required": ["events"],
             "description": format!("At most {} bytes in all (413 beyond).", config.server.body_limit_bytes),
@@ -857,121 +706,153 @@ fn schemas(config: &ServeConfig, engine: &EngineConfig) -> Value {
                 "durability": { "type": ["string", "null"], "enum": ["always", "batch", "never", null], "description": "The server's `sync` when absent or null." },
             },
         },
-        "Health": { "type": "object", "required": ["status"], "properties": { "status": { "const": "alive" } } },
-        "Readiness": {
-            "type": "object",
-            "required": ["ready", "reasons"],
-            "properties": {
-                "ready": { "type": "boolean" },
-                "reasons": { "type": "array", "items": { "type": "string" } },
-                "disk_full": {
-                    "description": "Set while a write was refused for lack of space (null otherwise); clears by itself once space is back.",
-                    "type": ["object", "null"],
-                    "properties": {
-                        "what": { "type": "string" },
-                        "path": { "type": "string" },
-                        "detail": { "type": "string" },
-                        "since_unix_ms": integer,
-                    },
-                },
-            },
-        },
-        "Document": { "type": "object", "required": ["openapi", "paths"] },
-        "IngestResponse": {
-            "type": "object",
-            "required": ["receipts"],
-            "properties": {
-                "receipts": { "type": "array", "items": {
-                    "type": "object", "required": ["lsn", "duplicate"],
-                    "properties": { "lsn": integer, "duplicate": { "type": "boolean" } },
-                } },
-            },
-        },
-        "Recommendations": {
-            "type": "object",
-            "required": ["strategy", "cold_start", "lsn", "items", "ranking"],
-            "properties": {
-                "strategy": { "type": "string" },
-                "cold_start": { "type": "boolean" },
-                "lsn": integer,
-                "items": { "type": "array", "items": scored },
-                "ranking": { "type": "object", "required": ["kind"], "properties": { "kind": { "enum": ["unranked", "model", "degraded"] } } },
-            },
-        },
-        "Items": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": scored } } },
-        "Interactions": {
-            "type": "object",
-            "required": ["interactions"],
-            "properties": { "interactions": { "type": "array", "items": {
-                "type": "object", "required": ["item", "value", "events"],
-                "properties": { "item": { "type": "string" }, "value": { "type": "number" }, "rating": { "type": ["number", "null"] }, "events": integer },
-            } } },
-        },
-        "Logged": { "type": "object", "required": ["lsn"], "properties": { "lsn": integer } },
-        "Stats": {
-            "type": "object",
-            "required": ["users", "items", "events_applied", "applied_lsn"],
-            "properties": { "users": integer, "items": integer, "catalogue_items": integer, "pairs": integer, "events_applied": integer, "applied_lsn": integer, "dedup_ids": integer, "snapshot_lsn": nullable_integer, "uptime_s": integer },
-        },
-        "WalStatus": {
-            "type": "object",
-            "required": ["lsn_written", "lsn_appended", "lsn_durable", "recovery"],
-            "properties": { "lsn_written": integer, "lsn_appended": integer, "lsn_durable": integer, "sync_failures": integer,
-                "recovery": {
-                    "type": "object",
-                    "description": "What the start found: `clean` is false when it cut a torn tail or set a snapshot aside.",
-                    "properties": {
-                        "clean": { "type": "boolean" }, "records_recovered": integer, "bytes_cut": integer, "records_dropped": integer,
-                        "tail_damage": { "type": ["string", "null"] }, "corruption": { "type": ["string", "null"] },
-                        "records_missing": integer, "snapshots_skipped": { "type": "array", "items": { "type": "string" } },
-                    },
-                },
-            },
-        },
-        "Checkpoint": {
-            "type": "object",
-            "required": ["lsn", "path", "bytes", "segments_released"],
-            "properties": { "lsn": integer, "path": { "type": ["string", "null"] }, "bytes": integer, "segments_released": integer },
-        },
         "BackupRequest": {
             "type": "object",
             "required": ["out"],
             "additionalProperties": false,
             "properties": { "out": { "type": "string", "minLength": 1, "pattern": "^/", "description": "An absolute path on the server's machine that does not exist, or an empty directory." } },
         },
-        "Backup": {
-            "type": "object",
-            "required": ["dir", "manifest"],
-            "properties": {
-                "dir": { "type": "string" },
-                "manifest": {
-                    "type": "object",
-                    "description": "The backup's BACKUP.json (docs/SERVER.md, `recwal backup`).",
-                    "required": ["format", "version", "lsn_snapshot", "lsn_last", "records", "files"],
-                    "properties": {
-                        "format": { "type": "string" }, "version": integer, "lsn_snapshot": integer, "lsn_last": integer,
-                        "records": integer, "created_ms": integer, "files": { "type": "array" },
-                    },
-                },
-            },
-        },
-        "ModelInfo": {
-            "type": "object",
-            "required": ["version", "sha256", "bytes", "active", "retired"],
-            "properties": {
-                "version": integer, "sha256": { "type": "string" }, "bytes": integer, "added_ms": integer,
-                "added_lsn": integer, "activations": { "type": "array" }, "active": { "type": "boolean" }, "retired": { "type": "boolean" },
-            },
-        },
-        "Models": { "type": "object", "required": ["models"], "properties": { "models": { "type": "array", "items": { "$ref": "#/components/schemas/ModelInfo" } } } },
-        "ModelStatus": {
-            "type": "object",
-            "required": ["runtime", "active", "serving"],
-            "properties": { "active": nullable_integer, "serving": nullable_integer, "fault": { "type": ["string", "null"] } },
-        },
     });
     if let (Some(all), Value::Object(catalogue)) = (all.as_object_mut(), catalogue) {
         all.extend(catalogue);
     }
     all
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::PartialSchema;
+
+    use super::*;
+    use crate::server::{api_routes, is_not_api, NOT_API};
+
+    fn operations(document: &Value) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                out.insert((method.clone(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_router_and_the_document_list_the_same_routes() {
+        let config = ServeConfig::default();
+        // What the router registers: utoipa-axum adds each `routes!` entry
+        // to the router and to this OpenApi alike.
+        let (_, generated) = api_routes(&config).split_for_parts();
+        let registered = operations(&serde_json::to_value(&generated).unwrap());
+        let document = document(&config, generated);
+        assert_eq!(operations(&document), registered, "the document adds or drops routes");
+        assert_eq!(registered.len(), 30);
+        for (_, path) in &registered {
+            assert!(!is_not_api(path), "{path} is both an API route and a non-API one");
+        }
+        for open in OPEN_ROUTES {
+            assert!(registered.contains(&("get".to_string(), open.to_string())), "{open}");
+        }
+        // Every route of the API goes through `routes!` (so into the
+        // document): the router-building code adds none by hand. The only
+        // other routes are /docs' static files (`NOT_API`).
+        let source = include_str!("server.rs");
+        let start = source.find("pub fn api_routes").unwrap();
+        let end = source[start..].find("\nasync fn method_not_allowed").unwrap() + start;
+        let building = &source[start..end];
+        // A route added by hand must be one of `NOT_API` (a literal path).
+        for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+            for (at, _) in building.match_indices(call) {
+                let path = building[at + call.len()..].split('"').nth(1).unwrap_or_default();
+                assert!(is_not_api(path), "a route added outside `routes!` and not in NOT_API: {call}\"{path}\"");
+            }
+        }
+        assert!(!building.contains(".fallback_service("));
+        assert!(building.contains(".merge(docs_ui::router())"));
+        assert!(!NOT_API.is_empty());
+    }
+
+    #[test]
+    fn every_schema_of_the_document_is_used_and_every_reference_resolves() {
+        let config = ServeConfig::default();
+        let (_, generated) = api_routes(&config).split_for_parts();
+        let document = document(&config, generated);
+        let text = document.to_string();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        assert!(!schemas.contains_key("ApiSessionEvent"), "the replaced shape is dropped");
+        for name in schemas.keys() {
+            assert!(text.contains(&format!("\"#/components/schemas/{name}\"")), "{name} is not used");
+        }
+        for target in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = target.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "{name} is referred to but not defined");
+        }
+    }
+
+    #[test]
+    fn every_generated_parameter_gets_the_servers_limits() {
+        let config = ServeConfig::default();
+        let (_, generated) = api_routes(&config).split_for_parts();
+        let raw = serde_json::to_value(&generated).unwrap();
+        let document = document(&config, generated);
+        for (method, path) in operations(&raw) {
+            let names = |document: &Value| -> Vec<String> {
+                document["paths"][&path][&method]["parameters"]
+                    .as_array()
+                    .map(|parameters| {
+                        parameters.iter().map(|parameter| parameter["name"].as_str().unwrap().to_string()).collect()
+                    })
+                    .unwrap_or_default()
+            };
+            // The types declare the parameters; the limits name the same ones.
+            let route = Route { method: &method, path: &path, body: None, kind: Route::kind(&method, &path) };
+            let limited: Vec<String> = parameters(&route, &config)
+                .iter()
+                .map(|parameter| parameter["name"].as_str().unwrap().to_string())
+                .collect();
+            let mut declared = names(&raw);
+            declared.sort();
+            let mut limited_sorted = limited.clone();
+            limited_sorted.sort();
+            assert_eq!(declared, limited_sorted, "{method} {path}: declared parameters and their limits differ");
+            for parameter in document["paths"][&path][&method]["parameters"].as_array().into_iter().flatten() {
+                assert!(parameter["schema"].is_object(), "{method} {path}: {parameter}");
+            }
+        }
+    }
+
+    /// The property names of a schema (of every branch of a oneOf).
+    fn properties(schema: &Value) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> =
+            schema["properties"].as_object().map(|properties| properties.keys().cloned().collect()).unwrap_or_default();
+        for branch in schema["oneOf"].as_array().into_iter().flatten() {
+            out.extend(properties(branch));
+        }
+        out
+    }
+
+    #[test]
+    fn the_request_schemas_name_the_fields_of_the_types() {
+        let config = ServeConfig::default();
+        let refined = request_schemas(&config, &EngineConfig::default());
+        let derived = [
+            ("Event", serde_json::to_value(api::ApiEvent::schema()).unwrap()),
+            ("IngestRequest", serde_json::to_value(api::IngestRequest::schema()).unwrap()),
+            ("SessionRequest", serde_json::to_value(api::SessionBody::schema()).unwrap()),
+            ("ItemBody", serde_json::to_value(crate::catalogue::ItemBody::schema()).unwrap()),
+            ("UserBody", serde_json::to_value(crate::catalogue::UserBody::schema()).unwrap()),
+            ("BackupRequest", serde_json::to_value(crate::backup::BackupRequest::schema()).unwrap()),
+        ];
+        assert_eq!(refined.as_object().unwrap().len(), derived.len());
+        for (name, derived) in derived {
+            assert_eq!(properties(&refined[name]), properties(&derived), "{name}");
+            assert!(!properties(&derived).is_empty(), "{name}");
+        }
+        // A session event has the fields of an ingested one less user, time and id.
+        let session = serde_json::to_value(api::ApiSessionEvent::schema()).unwrap();
+        let items = &refined["SessionRequest"]["properties"]["events"]["items"];
+        assert_eq!(properties(items), properties(&session));
+    }
 }

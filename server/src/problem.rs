@@ -39,16 +39,28 @@ impl Problem {
     }
 }
 
+/// The body of every error answer (`application/problem+json`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody {
+    /// Always `about:blank`: the status and title say what kind of error.
+    #[schema(example = "about:blank")]
+    pub r#type: &'static str,
+    #[schema(example = "invalid request")]
+    pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599, example = 400)]
+    pub status: u16,
+    /// Names the field or rule.
+    #[schema(example = "invalid n: must be 1–1000, got 0")]
+    pub detail: String,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        let mut response =
-            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+        let body =
+            ProblemBody { r#type: "about:blank", title: self.title, status: self.status.as_u16(), detail: self.detail };
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], text).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }

@@ -10,22 +10,29 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use recwal::{Durability, Engine};
-use serde_json::json;
+use recwal::model::{ModelInfo, ModelStatus};
+use recwal::{Durability, Engine, Recommendations};
 use tokio::sync::Semaphore;
 use tracing::{info, warn, Instrument};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::answers::{
+    Backup, Checkpoint, DiskFull, Health, Interactions, Items, Logged, Models, Readiness, ReadinessModel, Recovery,
+    ReplayProgress, Stats, WalStatus,
+};
 use crate::api::{
     self, ApiEvent, ApiReceipt, CountQuery, DurabilityQuery, IngestRequest, IngestResponse, RecommendQuery,
 };
-use crate::catalogue::{self, Filtered};
+use crate::catalogue::{self, FilterParams, Filtered};
 use crate::config::ServeConfig;
+use crate::docs_ui;
 use crate::edge::{self, BodyClock, EdgeStats};
 use crate::observe::{self, HttpMetrics, ProcessGauges};
 use crate::openapi;
-use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem};
+use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem, ProblemBody};
 
 /// What every handler shares.
 pub struct App {
@@ -43,6 +50,8 @@ pub struct App {
     replay_total: AtomicU64,
     /// Connections, timeouts, evictions (src/edge.rs).
     pub edge: Arc<EdgeStats>,
+    /// /openapi.json, generated with the router (`router`).
+    openapi: OnceLock<serde_json::Value>,
 }
 
 impl App {
@@ -58,6 +67,7 @@ impl App {
             replay_done: AtomicU64::new(0),
             replay_total: AtomicU64::new(0),
             edge: Arc::default(),
+            openapi: OnceLock::new(),
         }
     }
 
@@ -66,43 +76,65 @@ impl App {
     }
 }
 
-/// The router with every route and middleware.
-pub fn router(app: Arc<App>) -> Router {
-    let models = Router::new()
-        .route("/admin/models", get(list_models).post(add_model))
-        .layer(DefaultBodyLimit::max(app.config.server.model_limit_bytes));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
-        .route("/v1/events", post(ingest))
-        .route("/v1/event", post(ingest_one))
-        .route("/v1/users/{user}/recommend", get(recommend))
-        .route("/v1/sessions/recommend", post(recommend_session))
-        .route("/v1/users/{user}/interactions", get(interactions))
-        .route("/v1/users/{user}", get(catalogue::get_user).put(catalogue::put_user).delete(forget_user))
-        .route("/v1/items/{item}/similar", get(similar))
-        .route("/v1/items/{item}", get(catalogue::get_item).put(catalogue::put_item).delete(remove_item))
-        .route("/v1/items/{item}/hide", post(catalogue::hide_item))
-        .route("/v1/items/{item}/show", post(catalogue::show_item))
-        .route("/v1/items", get(catalogue::list_items))
-        .route("/v1/latest", get(catalogue::latest))
-        .route("/v1/popular", get(popular))
-        .route("/admin/stats", get(stats))
-        .route("/admin/wal", get(wal_status))
-        .route("/admin/checkpoint", post(checkpoint))
-        .route("/admin/backup", post(backup))
-        .route("/admin/models/status", get(model_status))
-        .route("/admin/models/rollback", post(rollback_model))
-        .route("/admin/models/{version}/activate", post(activate_model))
-        .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
+/// Every route of the API, in one list: the router serves exactly these
+/// and /openapi.json documents exactly these (each handler's
+/// `#[utoipa::path]` gives both its route and its operation).
+pub fn api_routes(config: &ServeConfig) -> OpenApiRouter<Arc<App>> {
+    let models = OpenApiRouter::new()
+        .routes(routes!(list_models, add_model))
+        .layer(DefaultBodyLimit::max(config.server.model_limit_bytes));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(ingest))
+        .routes(routes!(ingest_one))
+        .routes(routes!(recommend))
+        .routes(routes!(recommend_session))
+        .routes(routes!(interactions))
+        .routes(routes!(catalogue::get_user, catalogue::put_user, forget_user))
+        .routes(routes!(similar))
+        .routes(routes!(catalogue::get_item, catalogue::put_item, remove_item))
+        .routes(routes!(catalogue::hide_item))
+        .routes(routes!(catalogue::show_item))
+        .routes(routes!(catalogue::list_items))
+        .routes(routes!(catalogue::latest))
+        .routes(routes!(popular))
+        .routes(routes!(stats))
+        .routes(routes!(wal_status))
+        .routes(routes!(checkpoint))
+        .routes(routes!(backup))
+        .routes(routes!(model_status))
+        .routes(routes!(rollback_model))
+        .routes(routes!(activate_model))
+        .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
         .merge(models)
+}
+
+/// The router with every route and middleware: the API (`api_routes`),
+/// then the routes that are not part of it (`NOT_API`).
+pub fn router(app: Arc<App>) -> Router {
+    let (api, document) = api_routes(&app.config).split_for_parts();
+    if app.openapi.set(openapi::document(&app.config, document)).is_err() {
+        warn!("the router was built twice; /openapi.json keeps the first document");
+    }
+    api.merge(docs_ui::router())
         .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
+}
+
+/// Routes served beside the API and not part of it (not in /openapi.json):
+/// static files with no data, served without the token. Each entry is a
+/// route template or, ending in `/`, a prefix.
+pub const NOT_API: &[&str] = &["/docs", "/docs/", "/ui", "/ui/"];
+
+/// Whether `route` (a matched route template) is one of `NOT_API`.
+pub fn is_not_api(route: &str) -> bool {
+    NOT_API.iter().any(|other| route == *other || (other.ends_with('/') && route.starts_with(other)))
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Problem {
@@ -133,10 +165,10 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     let started = Instant::now();
     let body_clock = request.extensions().get::<BodyClock>().cloned();
     let response = async {
-        let open = matches!(route.as_str(), "/healthz" | "/readyz");
-        // The dashboard's static files hold no data (src/ui.rs).
-        let public = open || crate::ui::public_route(&route);
-        if let (Some(token), false) = (app.config.server.token.as_deref(), public) {
+        // The probes, and the static files beside the API (/docs, /ui: no
+        // data; the pages call the API with the token the user gives them).
+        let open = openapi::OPEN_ROUTES.contains(&route.as_str()) || is_not_api(&route);
+        if let (Some(token), false) = (app.config.server.token.as_deref(), open) {
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -212,19 +244,30 @@ fn same_secret(presented: &str, token: &str) -> bool {
     differ == 0
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "alive" }))
+#[utoipa::path(get, path = "/healthz", tag = "probes", summary = "Liveness: the process answers.",
+    responses((status = 200, description = "Alive.", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "alive" })
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    summary = "Readiness: replay finished and the log is writable (503 with reasons otherwise).",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: replaying the log, or unable to write (the reasons say why).", body = Readiness),
+    ))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let Some(engine) = app.engine.get() else {
         let (done, total) = (app.replay_done.load(Ordering::Relaxed), app.replay_total.load(Ordering::Relaxed));
         let percent = if total == 0 { 0.0 } else { 100.0 * done as f64 / total as f64 };
-        let body = json!({
-            "ready": false,
-            "reasons": [format!("replaying the log: {percent:.1}% ({done} of {total} records)")],
-            "replay": { "records_done": done, "records_total": total },
-        });
+        let body = Readiness {
+            ready: false,
+            reasons: vec![format!("replaying the log: {percent:.1}% ({done} of {total} records)")],
+            replay: Some(ReplayProgress { records_done: done, records_total: total }),
+            records_replayed: None,
+            disk_full: None,
+            model: None,
+        };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
@@ -251,29 +294,34 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             full.what, full.detail
         ));
     }
-    let body = json!({
-        "ready": reasons.is_empty(),
-        "reasons": reasons,
-        "records_replayed": replayed,
-        "disk_full": disk_full.map(|full| json!({
-            "what": full.what,
-            "path": full.path.display().to_string(),
-            "detail": full.detail,
-            "since_unix_ms": full.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
-        })),
-        "model": {
-            "active": models.active,
-            "serving": models.serving,
-            "fault": models.fault,
-            "breaker": models.breaker,
+    let ready = reasons.is_empty();
+    let body = Readiness {
+        ready,
+        reasons,
+        replay: None,
+        records_replayed: Some(replayed),
+        disk_full: disk_full.map(|full| DiskFull {
+            what: full.what.to_string(),
+            path: full.path.display().to_string(),
+            detail: full.detail.to_string(),
+            since_unix_ms: full.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
+        }),
+        model: Some(ReadinessModel {
+            active: models.active,
+            serving: models.serving,
+            fault: models.fault,
+            breaker: models.breaker,
             // The ONNX Runtime library: loaded, or why not and where it was looked for.
-            "runtime": recwal::model::runtime_report(),
-        },
-    });
-    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            runtime: recwal::model::runtime_report(),
+        }),
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    summary = "Prometheus text: engine, log, models, HTTP latency per route.",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain")))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = String::new();
     text.push_str(&format!(
@@ -321,8 +369,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", summary = "This document.",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this server.", body = openapi::Document)))]
 async fn openapi_json(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(openapi::document(&app.config))
+    Json(app.openapi.get().cloned().unwrap_or_default())
 }
 
 fn receipts(receipts: Vec<recwal::Receipt>) -> Json<IngestResponse> {
@@ -331,6 +381,10 @@ fn receipts(receipts: Vec<recwal::Receipt>) -> Json<IngestResponse> {
     })
 }
 
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    summary = "Ingest a batch of events (one log record); durable before the answer.",
+    request_body = IngestRequest,
+    responses((status = 200, description = "Every event is durable under the requested durability (or a duplicate).", body = IngestResponse)))]
 async fn ingest(
     State(app): State<Arc<App>>,
     ApiJson(body): ApiJson<IngestRequest>,
@@ -353,6 +407,9 @@ async fn ingest(
     Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&events, durability)).await?))
 }
 
+#[utoipa::path(post, path = "/v1/event", tag = "events", summary = "Ingest one event (`?durability=`).",
+    params(DurabilityQuery), request_body = ApiEvent,
+    responses((status = 200, description = "The event is durable under the requested durability (or a duplicate).", body = IngestResponse)))]
 async fn ingest_one(
     State(app): State<Arc<App>>,
     ApiQuery(query): ApiQuery<DurabilityQuery>,
@@ -364,6 +421,11 @@ async fn ingest_one(
     Ok(receipts(blocking(engine, move |engine| engine.ingest_batch_with(&[event], durability)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/users/{user}/recommend", tag = "recommend",
+    summary = "Recommend items for a user (`n`, `strategy`, `exclude`, `allow`, the filter `category`, `label`, \
+               `label_min`, `label_max`, and `offset`); an unknown user gets popular items (`cold_start`).",
+    params(("user" = String, Path, description = "User id"), RecommendQuery, FilterParams),
+    responses((status = 200, description = "Best first, with each item's reasons.", body = Recommendations)))]
 async fn recommend(
     State(app): State<Arc<App>>,
     ApiPath(user): ApiPath<String>,
@@ -375,6 +437,11 @@ async fn recommend(
     Ok(Json(engine.recommend_async(request).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/sessions/recommend", tag = "recommend",
+    summary = "Recommend items for an anonymous session from its events, given in the body (nothing is written; \
+               items the server does not know are ignored; the strategy's order, no model).",
+    request_body(content = api::SessionBody, description = "The session."),
+    responses((status = 200, description = "Best first, with each item's reasons.", body = Recommendations)))]
 async fn recommend_session(
     State(app): State<Arc<App>>,
     ApiQuery(_): ApiQuery<api::NoQuery>,
@@ -386,6 +453,10 @@ async fn recommend_session(
     Ok(Json(blocking(engine, move |engine| engine.recommend_session(&request)).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/items/{item}/similar", tag = "recommend",
+    summary = "Items most often interacted with together with this one (`n`, the filter, `offset`).",
+    params(("item" = String, Path, description = "Item id"), CountQuery, FilterParams),
+    responses((status = 200, description = "Best first.", body = Items)))]
 async fn similar(
     State(app): State<Arc<App>>,
     ApiPath(item): ApiPath<String>,
@@ -395,21 +466,27 @@ async fn similar(
     let n = api::check_n(query.base.n, app.config.server.max_n)?;
     let query = query.query(n, app.config.server.max_n)?;
     let items = blocking(engine, move |engine| engine.similar_matching(&item, &query)).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(Items { items }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/popular", tag = "recommend", summary = "The most popular items (`n`, the filter, `offset`).",
+    params(CountQuery, FilterParams),
+    responses((status = 200, description = "Most events first.", body = Items)))]
 async fn popular(State(app): State<Arc<App>>, query: Filtered<CountQuery>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let n = api::check_n(query.base.n, app.config.server.max_n)?;
     let query = query.query(n, app.config.server.max_n)?;
     let items = blocking(engine, move |engine| engine.popular_matching(&query)).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(Items { items }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/users/{user}/interactions", tag = "users", summary = "A user's recorded interactions.",
+    params(("user" = String, Path, description = "User id")),
+    responses((status = 200, description = "Every item the user interacted with.", body = Interactions)))]
 async fn interactions(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let interactions = blocking(engine, move |engine| engine.interactions(&user)).await?;
-    Ok(Json(json!({ "interactions": interactions })).into_response())
+    Ok(Json(Interactions { interactions }).into_response())
 }
 
 /// Runs a blocking engine call off the async threads.
@@ -423,90 +500,115 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/users/{user}", tag = "users", summary = "Forget a user, their labels too (logged).",
+    params(("user" = String, Path, description = "User id")),
+    responses((status = 200, description = "Forgotten; the LSN of the record.", body = Logged)))]
 async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
     let lsn = blocking(app.engine()?, move |engine| engine.forget_user(&user)).await?;
-    Ok(Json(json!({ "lsn": lsn })).into_response())
+    Ok(Json(Logged { lsn }).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/items/{item}", tag = "items", summary = "Stop recommending an item, for good (logged).",
+    params(("item" = String, Path, description = "Item id")),
+    responses((status = 200, description = "Removed; the LSN of the record.", body = Logged)))]
 async fn remove_item(State(app): State<Arc<App>>, ApiPath(item): ApiPath<String>) -> Result<Response, Problem> {
     let lsn = blocking(app.engine()?, move |engine| engine.remove_item(&item)).await?;
-    Ok(Json(json!({ "lsn": lsn })).into_response())
+    Ok(Json(Logged { lsn }).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", summary = "Engine counts.",
+    responses((status = 200, description = "Counts.", body = Stats)))]
 async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let stats = blocking(app.engine()?, |engine| Ok(engine.stats())).await?;
-    Ok(Json(json!({
-        "users": stats.users,
-        "items": stats.items,
-        "catalogue_items": stats.catalogue_items,
-        "pairs": stats.pairs,
-        "events_applied": stats.events_applied,
-        "applied_lsn": stats.lsn_applied,
-        "dedup_ids": stats.dedup_ids,
-        "snapshot_lsn": stats.lsn_snapshot,
-        "uptime_s": app.started.elapsed().as_secs(),
-    }))
+    Ok(Json(Stats {
+        users: stats.users,
+        items: stats.items,
+        catalogue_items: stats.catalogue_items,
+        pairs: stats.pairs,
+        events_applied: stats.events_applied,
+        applied_lsn: stats.lsn_applied,
+        dedup_ids: stats.dedup_ids,
+        snapshot_lsn: stats.lsn_snapshot,
+        uptime_s: app.started.elapsed().as_secs(),
+    })
     .into_response())
 }
 
+#[utoipa::path(get, path = "/admin/wal", tag = "admin", summary = "The log: watermarks, counters, sync latency, recovery report.",
+    responses((status = 200, description = "The log's state.", body = WalStatus)))]
 async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let engine = app.engine()?;
     let wal = engine.wal_metrics();
     let report = engine.open_report();
     let (segment_bytes, segments_max) =
         (engine.config().wal.segment_bytes, u64::from(engine.config().wal.segments_max));
-    Ok(Json(json!({
-        "lsn_written": wal.lsn_written,
-        "lsn_appended": wal.lsn_appended,
-        "lsn_durable": wal.lsn_durable,
-        "lsn_released": wal.lsn_released,
-        "records_appended": wal.records_appended,
-        "bytes_appended": wal.bytes_appended,
-        "syncs": wal.syncs,
-        "sync_failures": wal.sync_failures,
-        "segments_live": wal.segments_live,
-        "segments_free": wal.segments_free,
-        // Disk use: segment files (live and free) are preallocated; the
-        // ring never holds more than `segments_max` of them.
-        "segment_bytes": segment_bytes,
-        "segments_max": segments_max,
-        "disk_bytes": (wal.segments_live + wal.segments_free) * segment_bytes,
-        "disk_bytes_max": segments_max * segment_bytes,
-        "sync_latency_us_p50": wal.sync_latency_us.quantile_upper_bound(0.5),
-        "sync_latency_us_p99": wal.sync_latency_us.quantile_upper_bound(0.99),
-        "recovery": {
+    Ok(Json(WalStatus {
+        lsn_written: wal.lsn_written,
+        lsn_appended: wal.lsn_appended,
+        lsn_durable: wal.lsn_durable,
+        lsn_released: wal.lsn_released,
+        records_appended: wal.records_appended,
+        bytes_appended: wal.bytes_appended,
+        syncs: wal.syncs,
+        sync_failures: wal.sync_failures,
+        segments_live: wal.segments_live,
+        segments_free: wal.segments_free,
+        segment_bytes,
+        segments_max,
+        // Segment files (live and free) are preallocated; the ring never
+        // holds more than `segments_max` of them.
+        disk_bytes: (wal.segments_live + wal.segments_free) * segment_bytes,
+        disk_bytes_max: segments_max * segment_bytes,
+        sync_latency_us_p50: wal.sync_latency_us.quantile_upper_bound(0.5),
+        sync_latency_us_p99: wal.sync_latency_us.quantile_upper_bound(0.99),
+        recovery: Recovery {
             // False when the start cut or repaired anything (docs/DURABILITY.md,
             // "Damage at rest"): the operator's signal, beside the WARN line.
-            "clean": report.wal.is_clean() && report.snapshots_skipped.is_empty(),
-            "records_recovered": report.wal.records_recovered,
-            "bytes_cut": report.wal.bytes_cut,
-            "records_dropped": report.wal.records_dropped,
-            "tail_damage": report.wal.tail_damage.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
-            "corruption": report.wal.corruption.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
-            "records_missing": report.wal.records_missing,
-            "snapshots_skipped": report.snapshots_skipped.iter().map(|(path, reason)| format!("{}: {reason}", path.display())).collect::<Vec<_>>(),
-            "snapshot_lsn": report.lsn_snapshot,
-            "records_replayed": report.records_replayed,
-            "replay_ms": report.replay.as_millis() as u64,
+            clean: report.wal.is_clean() && report.snapshots_skipped.is_empty(),
+            records_recovered: report.wal.records_recovered,
+            bytes_cut: report.wal.bytes_cut,
+            records_dropped: report.wal.records_dropped,
+            tail_damage: report
+                .wal
+                .tail_damage
+                .as_ref()
+                .map(|damage| format!("{}: {}", damage.position, damage.reason)),
+            corruption: report.wal.corruption.as_ref().map(|damage| format!("{}: {}", damage.position, damage.reason)),
+            records_missing: report.wal.records_missing,
+            snapshots_skipped: report
+                .snapshots_skipped
+                .iter()
+                .map(|(path, reason)| format!("{}: {reason}", path.display()))
+                .collect(),
+            snapshot_lsn: report.lsn_snapshot,
+            records_replayed: report.records_replayed,
+            replay_ms: report.replay.as_millis() as u64,
         },
-    }))
+    })
     .into_response())
 }
 
+#[utoipa::path(post, path = "/admin/checkpoint", tag = "admin", summary = "Write a snapshot now and release the log behind it.",
+    responses((status = 200, description = "The snapshot.", body = Checkpoint)))]
 async fn checkpoint(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let info = blocking(app.engine()?, |engine| engine.checkpoint()).await?;
-    Ok(Json(json!({
-        "lsn": info.lsn,
-        "path": info.path.map(|path| path.display().to_string()),
-        "bytes": info.bytes,
-        "segments_released": info.segments_released,
-    }))
+    Ok(Json(Checkpoint {
+        lsn: info.lsn,
+        path: info.path.map(|path| path.display().to_string()),
+        bytes: info.bytes,
+        segments_released: info.segments_released,
+    })
     .into_response())
 }
 
 /// `POST /admin/backup {"out": "/absolute/path"}`: a consistent, verified
 /// backup written by the server into a new directory on its machine
 /// (`recwal backup --server`); ingest goes on while it is taken.
+#[utoipa::path(post, path = "/admin/backup", tag = "admin",
+    summary = "Write a consistent, verified backup into a new directory `out` (absolute, on the server's machine); \
+               ingest goes on meanwhile.",
+    request_body = crate::backup::BackupRequest,
+    responses((status = 201, description = "Written and verified.", body = Backup)))]
 async fn backup(
     State(app): State<Arc<App>>,
     ApiJson(body): ApiJson<crate::backup::BackupRequest>,
@@ -523,7 +625,8 @@ async fn backup(
         .map_err(|err| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err.to_string()))?;
     match written {
         Ok(written) => {
-            Ok((StatusCode::CREATED, Json(json!({ "dir": written.dir, "manifest": written.manifest }))).into_response())
+            let body = Backup { dir: written.dir.display().to_string(), manifest: written.manifest };
+            Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         Err(crate::backup::BackupError::Engine(err)) => Err(Problem::from(err)),
         Err(err @ crate::backup::BackupError::Destination { .. }) => Err(Problem::bad_request(err.to_string())),
@@ -531,16 +634,30 @@ async fn backup(
     }
 }
 
+#[utoipa::path(get, path = "/admin/models", tag = "models", summary = "Every model version.",
+    responses((status = 200, description = "Oldest first.", body = Models)))]
 async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let models = blocking(app.engine()?, |engine| Ok(engine.models())).await?;
-    Ok(Json(json!({ "models": models })).into_response())
+    Ok(Json(Models { models }).into_response())
 }
 
+#[utoipa::path(post, path = "/admin/models", tag = "models",
+    summary = "Add a model (body: the ONNX file). 201 with the version (an identical file already added answers \
+               its version); 422 when the file is not a usable model.",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The ONNX file."),
+    responses(
+        (status = 201, description = "Added (or already there): its version.", body = ModelInfo),
+        (status = 422, description = "The file is not a usable model (it does not load, breaks the feature contract or fails warm-up).", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn add_model(State(app): State<Arc<App>>, ApiBytes(body): ApiBytes) -> Result<Response, Problem> {
     let info = blocking(app.engine()?, move |engine| engine.add_model(&body)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+#[utoipa::path(post, path = "/admin/models/{version}/activate", tag = "models",
+    summary = "Activate a version (durable, then swapped in).",
+    params(("version" = u32, Path, description = "A model version number.")),
+    responses((status = 200, description = "Active.", body = ModelInfo)))]
 async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<String>) -> Result<Response, Problem> {
     let version: u32 = version
         .parse()
@@ -549,6 +666,12 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(post, path = "/admin/models/rollback", tag = "models",
+    summary = "Re-activate the previous version (409 when there is none).",
+    responses(
+        (status = 200, description = "The version now active.", body = ModelInfo),
+        (status = 409, description = "There is no previous version to roll back to.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     // With no previous version the request is well-formed but the registry's
     // state forbids it: a conflict, not a bad request.
@@ -562,6 +685,9 @@ async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/models/status", tag = "models",
+    summary = "Runtime, active and serving versions, fault, breaker.",
+    responses((status = 200, description = "The ranking side now.", body = ModelStatus)))]
 async fn model_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     let status = blocking(app.engine()?, |engine| Ok(engine.model_status())).await?;
     Ok(Json(status).into_response())

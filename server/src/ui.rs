@@ -48,12 +48,6 @@ const ASSETS: &[Asset] = &[
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// True for the routes of this module: they are served without the token
-/// (`route` is the matched route template, never the raw path).
-pub fn public_route(route: &str) -> bool {
-    route == "/ui" || route == "/ui/" || route == "/ui/{*path}"
-}
-
 /// `/ui`, `/ui/` and `/ui/<asset>`.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()

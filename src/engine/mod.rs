@@ -67,6 +67,7 @@ pub struct Receipt {
 }
 
 /// One of a user's recorded interactions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interaction {
     /// External item id.

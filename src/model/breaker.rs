@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::config::{BreakerConfig, Clock};
 
 /// The breaker's state, for status and metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
@@ -65,6 +66,7 @@ enum Inner {
 }
 
 /// Counters kept by a breaker.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerCounts {
     /// Times it opened.

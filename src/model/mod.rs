@@ -39,6 +39,7 @@ pub use runtime::{
 use serde::{Deserialize, Serialize};
 
 /// A model version, as `Engine::models` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Version number, from 1, never reused.
@@ -74,10 +75,29 @@ impl ModelInfo {
     }
 }
 
+/// `ModelStatus::runtime` as serde writes a `Result`: `{"Ok": path}` or
+/// `{"Err": reason}`.
+#[cfg(feature = "openapi")]
+fn runtime_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let one = |key: &str, what: &str| {
+        ObjectBuilder::new()
+            .property(key, ObjectBuilder::new().schema_type(Type::String).description(Some(what)))
+            .required(key)
+    };
+    OneOfBuilder::new()
+        .item(one("Ok", "Loaded: the library's path."))
+        .item(one("Err", "Not loaded: why."))
+        .build()
+        .into()
+}
+
 /// The ranking side of the engine now, for status pages and metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelStatus {
     /// The ONNX Runtime library: its path once loaded, or why it is not.
+    #[cfg_attr(feature = "openapi", schema(schema_with = runtime_schema))]
     pub runtime: Result<String, String>,
     /// The active version according to the log.
     pub active: Option<u32>,

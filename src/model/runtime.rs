@@ -95,6 +95,7 @@ fn not_found(tried: &[PathBuf]) -> String {
 
 /// The library's state for status pages: loaded (and from where), or why
 /// not, with every path looked at.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeReport {
     /// Whether the library is loaded in this process.

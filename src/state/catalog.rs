@@ -11,6 +11,7 @@ use crate::record::{ModelActivatedV1, ModelAddedV1};
 const STACK_MAX: usize = 16;
 
 /// One activation of a version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Activation {
     /// LSN of the activation record.
