@@ -63,7 +63,10 @@ fn reports(ratings: &[Rating]) -> Vec<String> {
     let set = EvalSet::new(&split);
     let dir = tempfile::tempdir().unwrap();
     let engine = train_engine(dir.path(), config(), &split.train).unwrap();
-    Strategy::ALL.iter().map(|&strategy| format!("{:?}", evaluate_engine(&engine, &set, strategy, 5, 4.0).report)).collect()
+    Strategy::ALL
+        .iter()
+        .map(|&strategy| format!("{:?}", evaluate_engine(&engine, &set, strategy, 5, 4.0).report))
+        .collect()
 }
 
 #[test]

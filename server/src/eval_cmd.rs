@@ -20,8 +20,9 @@ macro_rules! out {
 const EVAL_HELP: &str = "\
 Files: --format ml100k (MovieLens 100k u.data: user<TAB>item<TAB>rating<TAB>timestamp, no header), ml1m \
 (MovieLens 1M/10M ratings.dat: user::item::rating::timestamp), inter (RecBole atomic file: a header of \
-name:type columns user_id, item_id[, rating][, timestamp]), csv, tsv. Without --format the extension \
-decides: .csv, .tsv, .inter, .dat (ml1m), anything else ml100k. CSV/TSV files are read by the csv crate \
+name:type columns user_id, item_id[, rating][, timestamp]), csv, tsv, jsonl (one JSON object a line: \
+user, item[, rating][, timestamp | timestamp_ms], as recwal export writes it). Without --format the \
+extension decides: .csv, .tsv, .inter, .dat (ml1m), .jsonl/.ndjson, anything else ml100k. CSV/TSV files are read by the csv crate \
 (RFC 4180 quoting, as pandas writes it) and have 2 columns (user,item: implicit feedback), 3 \
 (user,item,rating) or 4 (user,item,rating,timestamp), or any columns named in a header row (user/userId/\
 user_id/uid, item/itemId/movieId/item_id/iid, rating/score, timestamp/time). The first row is taken as a \
@@ -53,7 +54,7 @@ pub(crate) struct EvalArgs {
     /// Cut-off of the top-N metrics.
     #[arg(long, default_value_t = 10)]
     k: usize,
-    /// The file's layout: ml100k, ml1m, inter, csv or tsv (default: by extension).
+    /// The file's layout: ml100k, ml1m, inter, csv, tsv or jsonl (default: by extension).
     #[arg(long)]
     format: Option<Format>,
     /// Field separator (one byte; tab, comma, semicolon, pipe, space or the character).
@@ -163,7 +164,10 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     }
     let split = split(&file.ratings, protocol).map_err(|err| err.to_string())?;
     if split.test.is_empty() {
-        return Err(format!("{}: the {protocol} split holds out nothing: there is nothing to measure", args.file.display()));
+        return Err(format!(
+            "{}: the {protocol} split holds out nothing: there is nothing to measure",
+            args.file.display()
+        ));
     }
     if !split.test.iter().any(|rating| rating.value >= relevance.min) {
         let highest = split.test.iter().map(|rating| rating.value).fold(f32::NEG_INFINITY, f32::max);

@@ -82,10 +82,8 @@ fn community(per_user: usize, line: impl Fn(&str, &str, u32, u64) -> String) -> 
 #[test]
 fn string_ids_are_evaluated_with_the_hash_split_on_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "user,item,rating,timestamp\n{}",
-        community(10, |u, i, r, t| format!("{u},{i},{},{t}\n", r.max(4)))
-    );
+    let text =
+        format!("user,item,rating,timestamp\n{}", community(10, |u, i, r, t| format!("{u},{i},{},{t}\n", r.max(4))));
     let file = write(dir.path(), "ratings.csv", &text);
     let out = succeeds(&recwal(&["eval", p(&file)]));
     assert!(out.contains("hash 80/20: 240 train, 60 test"), "{out}");
@@ -202,9 +200,19 @@ fn formats_are_chosen_by_flag_or_extension_and_refusals_name_them() {
     let out = succeeds(&recwal(&["eval", p(&file), "--format", "ml1m"]));
     assert!(out.contains("300 ratings"), "{out}");
     let err = refused(&recwal(&["eval", p(&file), "--format", "parquet"]));
-    for name in ["ml100k", "ml1m", "inter", "csv", "tsv"] {
+    for name in ["ml100k", "ml1m", "inter", "csv", "tsv", "jsonl"] {
         assert!(err.contains(name), "{err}");
     }
+    // JSON lines, as `recwal export` writes them, by extension.
+    let body = community(10, |u, i, r, t| {
+        format!(
+            "{{\"user\":\"{u}\",\"item\":\"{i}\",\"kind\":\"rating\",\"value\":{},\"timestamp_ms\":{t}000}}\n",
+            r.max(4)
+        )
+    });
+    let file = write(dir.path(), "events.jsonl", &body);
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "leave-last-out"]));
+    assert!(out.contains("300 ratings") && out.contains("leave-last-out: 270 train, 30 test"), "{out}");
     // A three-column file given as ml100k (four columns) says what exists.
     let file = write(dir.path(), "three.data", "1\t2\t4\n");
     let err = refused(&recwal(&["eval", p(&file)]));

@@ -59,11 +59,18 @@ pub enum Format {
     Csv,
     /// `tsv`: as `csv`, tab-separated.
     Tsv,
+    /// `jsonl`: one JSON object per line with `user` and `item` (strings or
+    /// numbers), optionally `rating` (or `value` with no `kind` or kind
+    /// `rating`, as `recwal export` writes it) and `timestamp` (seconds) or
+    /// `timestamp_ms`; other keys are ignored. The first line decides
+    /// whether the file has ratings; every line must agree.
+    Jsonl,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: [Format; 5] = [Format::MovieLens, Format::MovieLens1m, Format::Inter, Format::Csv, Format::Tsv];
+    pub const ALL: [Format; 6] =
+        [Format::MovieLens, Format::MovieLens1m, Format::Inter, Format::Csv, Format::Tsv, Format::Jsonl];
 
     /// The name `--format` takes.
     pub fn name(self) -> &'static str {
@@ -73,6 +80,7 @@ impl Format {
             Format::Inter => "inter",
             Format::Csv => "csv",
             Format::Tsv => "tsv",
+            Format::Jsonl => "jsonl",
         }
     }
 
@@ -83,12 +91,12 @@ impl Format {
         match self {
             Format::MovieLens | Format::Inter | Format::Tsv => Delimiter::TAB,
             Format::Csv => Delimiter::COMMA,
-            // Not used: ml1m lines are split on `::`.
-            Format::MovieLens1m => Delimiter(':'),
+            // Not used: ml1m lines are split on `::`, JSON lines parsed whole.
+            Format::MovieLens1m | Format::Jsonl => Delimiter(':'),
         }
     }
 
-    /// `ml100k, ml1m, inter, csv, tsv`, for messages.
+    /// `ml100k, ml1m, inter, csv, tsv, jsonl`, for messages.
     pub fn names() -> String {
         Format::ALL.map(Format::name).join(", ")
     }
@@ -110,6 +118,7 @@ impl std::str::FromStr for Format {
         match lower.as_str() {
             "movielens" | "u.data" => return Ok(Format::MovieLens),
             "ratings.dat" | "dat" => return Ok(Format::MovieLens1m),
+            "ndjson" | "json" => return Ok(Format::Jsonl),
             _ => {}
         }
         Format::ALL
@@ -217,7 +226,6 @@ impl std::str::FromStr for Delimiter {
     }
 }
 
-
 /// A rating scale `MIN..MAX`: ratings outside it are refused with their line.
 ///
 /// ```
@@ -308,8 +316,19 @@ pub const COLUMN_NAMES: [(&str, &[&str]); 4] = [
     (
         "item",
         &[
-            "item", "item_id", "itemid", "iid", "movie", "movie_id", "movieid", "product_id", "productid", "track_id",
-            "book_id", "isbn", "asin",
+            "item",
+            "item_id",
+            "itemid",
+            "iid",
+            "movie",
+            "movie_id",
+            "movieid",
+            "product_id",
+            "productid",
+            "track_id",
+            "book_id",
+            "isbn",
+            "asin",
         ],
     ),
     ("rating", &["rating", "score", "value", "stars", "preference", "rate"]),
@@ -317,14 +336,15 @@ pub const COLUMN_NAMES: [(&str, &[&str]); 4] = [
 ];
 
 /// Picks the format from the file's extension: `.inter` → `inter`, `.csv` →
-/// `csv`, `.tsv` → `tsv`, `.dat` → `ml1m`, anything else → `ml100k`
-/// (`u.data`).
+/// `csv`, `.tsv` → `tsv`, `.dat` → `ml1m`, `.jsonl`/`.ndjson` → `jsonl`,
+/// anything else → `ml100k` (`u.data`).
 pub fn detect_format(path: &Path) -> Format {
     match path.extension().and_then(|extension| extension.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("inter") => Format::Inter,
         Some("csv") => Format::Csv,
         Some("tsv") => Format::Tsv,
         Some("dat") => Format::MovieLens1m,
+        Some("jsonl" | "ndjson") => Format::Jsonl,
         _ => Format::MovieLens,
     }
 }
@@ -376,14 +396,23 @@ pub fn parse_ratings_with(
 pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str) -> Result<RatingFile, EvalError> {
     let format = options.format.unwrap_or(Format::Csv);
     let delimiter = options.delimiter.unwrap_or(format.delimiter());
-    let parse_error =
-        |line: usize, field: &'static str, rule: String| EvalError::Parse { input: source.to_string(), line, field, rule };
+    let parse_error = |line: usize, field: &'static str, rule: String| EvalError::Parse {
+        input: source.to_string(),
+        line,
+        field,
+        rule,
+    };
+    if format == Format::Jsonl {
+        return parse_jsonl(reader, options.scale, source);
+    }
     if format != Format::MovieLens1m && !delimiter.as_char().is_ascii() {
         return Err(parse_error(1, "delimiter", format!("{} is not one byte (ASCII)", delimiter.name())));
     }
     let fail = |line: usize, failure: Failure| match failure {
         Failure::Field(field, rule) => parse_error(line, field, rule),
-        Failure::Delimiter(found) => EvalError::Delimiter { input: source.to_string(), line, expected: delimiter, found },
+        Failure::Delimiter(found) => {
+            EvalError::Delimiter { input: source.to_string(), line, expected: delimiter, found }
+        }
     };
     let mut records = Records::new(reader, format, delimiter, source);
     let mut layout: Option<Layout> = None;
@@ -394,7 +423,8 @@ pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str)
     while let Some((line, fields)) = records.next_record()? {
         if layout.is_none() {
             match format {
-                Format::MovieLens | Format::MovieLens1m => layout = Some(Layout::movielens(format)),
+                // (JSON lines were parsed above.)
+                Format::MovieLens | Format::MovieLens1m | Format::Jsonl => layout = Some(Layout::movielens(format)),
                 Format::Inter => {
                     layout = Some(Layout::inter(&fields, delimiter).map_err(|failure| fail(line, failure))?);
                     continue;
@@ -448,12 +478,105 @@ pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str)
     if ratings.is_empty() {
         return Err(EvalError::Empty { input: source.to_string() });
     }
-    Ok(RatingFile {
-        ratings,
-        format,
-        has_rating: layout.rating.is_some(),
-        has_timestamp: layout.timestamp.is_some(),
-    })
+    Ok(RatingFile { ratings, format, has_rating: layout.rating.is_some(), has_timestamp: layout.timestamp.is_some() })
+}
+
+/// One line of a `jsonl` file.
+#[derive(serde::Deserialize)]
+struct JsonLine {
+    user: Option<JsonId>,
+    item: Option<JsonId>,
+    rating: Option<f64>,
+    value: Option<f64>,
+    kind: Option<String>,
+    timestamp: Option<f64>,
+    timestamp_ms: Option<i64>,
+}
+
+/// An id written as a string or a number.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonId {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl JsonId {
+    fn text(self) -> String {
+        match self {
+            JsonId::Text(text) => text,
+            JsonId::Number(number) => number.to_string(),
+        }
+    }
+}
+
+fn parse_jsonl(reader: impl Read, scale: Option<RatingScale>, source: &str) -> Result<RatingFile, EvalError> {
+    let mut ratings = Vec::new();
+    let mut has_rating: Option<bool> = None;
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let line_no = index + 1;
+        let line = line.map_err(|source_err| EvalError::Read {
+            input: source.to_string(),
+            line: line_no,
+            source: source_err,
+        })?;
+        let text = line.trim().trim_start_matches('\u{feff}');
+        if text.is_empty() {
+            continue;
+        }
+        let fail = |field: &'static str, rule: String| EvalError::Parse {
+            input: source.to_string(),
+            line: line_no,
+            field,
+            rule,
+        };
+        let parsed: JsonLine = serde_json::from_str(text)
+            .map_err(|err| fail("record", format!("not a JSON object of a rating: {err}")))?;
+        let user = parse_id("user", &parsed.user.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
+        let item = parse_id("item", &parsed.item.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
+        let is_rating_kind = parsed.kind.as_deref().is_none_or(|kind| kind == "rating");
+        let value = parsed.rating.or(if is_rating_kind { parsed.value } else { None });
+        let expected = *has_rating.get_or_insert(value.is_some());
+        let value = match (value, expected) {
+            (Some(value), true) => {
+                let value = value as f32;
+                if !value.is_finite() {
+                    return Err(fail("rating", format!("not a finite number: {value}")));
+                }
+                if let Some(scale) = scale.filter(|scale| !scale.contains(value)) {
+                    return Err(fail(
+                        "rating",
+                        format!(
+                            "{value} is outside the rating scale {scale}; give the file's scale with --rating-scale \
+                             MIN..MAX"
+                        ),
+                    ));
+                }
+                value
+            }
+            (None, false) => 1.0,
+            (Some(_), false) => {
+                return Err(fail(
+                    "rating",
+                    "the first line has none: a file is all ratings or all interactions".to_string(),
+                ))
+            }
+            (None, true) => return Err(fail("rating", "missing: the first line has one".to_string())),
+        };
+        let timestamp_ms = match (parsed.timestamp_ms, parsed.timestamp) {
+            (Some(ms), _) => Some(ms),
+            (None, Some(seconds)) => {
+                Some(parse_seconds_as_ms("timestamp", &seconds.to_string()).map_err(|(f, r)| fail(f, r))?)
+            }
+            (None, None) => None,
+        };
+        ratings.push(Rating { user, item, value, timestamp_ms });
+    }
+    if ratings.is_empty() {
+        return Err(EvalError::Empty { input: source.to_string() });
+    }
+    let has_timestamp = ratings.iter().all(|rating| rating.timestamp_ms.is_some());
+    Ok(RatingFile { ratings, format: Format::Jsonl, has_rating: has_rating.unwrap_or(false), has_timestamp })
 }
 
 /// The records of an input with their 1-based first line; blank lines (and
@@ -477,7 +600,8 @@ impl<R: Read> Records<R> {
                 let quoting = matches!(format, Format::Csv | Format::Tsv);
                 let byte = u8::try_from(u32::from(delimiter.as_char())).unwrap_or(b'\t');
                 let newlines = NewLines::default();
-                let reader = LineCounter { inner: reader, offset: 0, line: 1, has_content: false, seen: newlines.clone() };
+                let reader =
+                    LineCounter { inner: reader, offset: 0, line: 1, has_content: false, seen: newlines.clone() };
                 let reader = csv::ReaderBuilder::new()
                     .delimiter(byte)
                     .has_headers(false)
@@ -929,11 +1053,11 @@ mod tests {
         );
         assert_eq!(
             error_message("1\t2\t3\n", Format::MovieLens),
-            "test.txt line 1: field `timestamp`: missing: expected 4 tab-separated fields (user, item, rating, timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter)"
+            "test.txt line 1: field `timestamp`: missing: expected 4 tab-separated fields (user, item, rating, timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
         );
         assert_eq!(
             error_message("1\t2\t3\t4\t5\n", Format::MovieLens),
-            "test.txt line 1: field `record`: expected 4 tab-separated fields (user, item, rating, timestamp), found 5; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter)"
+            "test.txt line 1: field `record`: expected 4 tab-separated fields (user, item, rating, timestamp), found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
         );
         assert_eq!(error_message("\t2\t3\t4\n", Format::MovieLens), "test.txt line 1: field `user`: empty id");
         assert_eq!(
@@ -1020,12 +1144,12 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2,3\n1,2\n", Format::Csv),
-            "test.txt line 2: field `rating`: missing: expected 3 comma-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `rating`: missing: expected 3 comma-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(
             error_message("1,2,3,4,5\n", Format::Csv),
             "test.txt line 1: field `record`: expected 2, 3 or 4 comma-separated fields (user, item[, rating[, timestamp]]), \
-             found 5; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter, --header/--no-header)"
+             found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(error_message("1,,3\n", Format::Csv), "test.txt line 1: field `item`: empty id");
     }
@@ -1062,7 +1186,7 @@ mod tests {
     fn csv_rows_have_the_field_count_of_the_first_line() {
         assert_eq!(
             error_message("u,i,4\nu,i,5,881250949\n", Format::Csv),
-            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(
             error_message("user,item,rating\nu,i,5,881250949\n", Format::Csv),
@@ -1104,7 +1228,7 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2\n1\t2\t3\t4\n", Format::Csv),
-            "test.txt line 2: field `item`: missing: expected 2 comma-separated fields, as on the first line, found 1; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `item`: missing: expected 2 comma-separated fields, as on the first line, found 1; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         // Two fields, one of them with a `;`: a two-column (implicit) row
         // whose user id holds `;`, as ids may.
@@ -1121,7 +1245,7 @@ mod tests {
         assert_eq!(parse_with(text, Format::Inter, ',').unwrap(), expected);
         assert_eq!(
             parse_with("u1;i1;4\nu2;i1\n", Format::Csv, ';').unwrap_err().to_string(),
-            "test.txt line 2: field `rating`: missing: expected 3 `;`-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `rating`: missing: expected 3 `;`-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
     }
 
@@ -1212,7 +1336,7 @@ mod tests {
             assert_eq!(format.name().parse::<Format>().unwrap(), format);
         }
         let err = "parquet".parse::<Format>().unwrap_err();
-        assert_eq!(err, "unknown format \"parquet\": the formats are ml100k, ml1m, inter, csv, tsv");
+        assert_eq!(err, "unknown format \"parquet\": the formats are ml100k, ml1m, inter, csv, tsv, jsonl");
         assert_eq!(detect_format(Path::new("x/ratings.dat")), Format::MovieLens1m);
         assert_eq!(detect_format(Path::new("x/r.TSV")), Format::Tsv);
         let ml1m = LoadOptions { format: Some(Format::MovieLens1m), ..LoadOptions::default() };
@@ -1223,9 +1347,32 @@ mod tests {
         assert_eq!(
             load("1::2::3\n", ml1m).unwrap_err().to_string(),
             "r.csv line 1: field `timestamp`: missing: expected 4 `::`-separated fields (user, item, rating, \
-             timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv (--format, --delimiter)"
+             timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
         );
         let tsv = LoadOptions { format: Some(Format::Tsv), ..LoadOptions::default() };
         assert_eq!(load("user\titem\na b\tc\n", tsv).unwrap().ratings, vec![rating("a b", "c", 1.0, None)]);
+    }
+
+    #[test]
+    fn json_lines_with_or_without_ratings() {
+        let jsonl = LoadOptions { format: Some(Format::Jsonl), ..LoadOptions::default() };
+        let text = "{\"user\":\"a\",\"item\":7,\"rating\":4.5,\"timestamp\":5}\n\n\
+                    {\"user\":1,\"item\":\"x\",\"kind\":\"rating\",\"value\":2,\"timestamp_ms\":9,\"lsn\":3}\n";
+        let file = load(text, jsonl).unwrap();
+        assert_eq!(file.ratings, vec![rating("a", "7", 4.5, Some(5000)), rating("1", "x", 2.0, Some(9))]);
+        assert!(file.has_rating && file.has_timestamp);
+        let file = load("{\"user\":\"a\",\"item\":\"b\",\"kind\":\"click\",\"weight\":2}\n", jsonl).unwrap();
+        assert_eq!(file.ratings, vec![rating("a", "b", 1.0, None)]);
+        assert!(!file.has_rating && !file.has_timestamp);
+        assert_eq!(
+            load("{\"user\":\"a\",\"item\":\"b\",\"rating\":4}\n{\"user\":\"a\",\"item\":\"c\"}\n", jsonl)
+                .unwrap_err()
+                .to_string(),
+            "r.csv line 2: field `rating`: missing: the first line has one"
+        );
+        let err = load("{\"user\":\"a\"\n", jsonl).unwrap_err().to_string();
+        assert!(err.starts_with("r.csv line 1: field `record`: not a JSON object of a rating"), "{err}");
+        assert_eq!(load("{\"item\":\"b\"}\n", jsonl).unwrap_err().to_string(), "r.csv line 1: field `user`: empty id");
+        assert_eq!(detect_format(Path::new("events.jsonl")), Format::Jsonl);
     }
 }

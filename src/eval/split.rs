@@ -198,7 +198,12 @@ fn temporal(ratings: &[Rating], n_test: impl Fn(usize) -> usize, protocol: Proto
             split_error(
                 protocol,
                 "timestamp",
-                format!("rating {} (user {:?}, item {:?}) has none, and the protocol orders by time", row + 1, rating.user, rating.item),
+                format!(
+                    "rating {} (user {:?}, item {:?}) has none, and the protocol orders by time",
+                    row + 1,
+                    rating.user,
+                    rating.item
+                ),
             )
         })?;
         by_user.entry(rating.user.as_str()).or_default().push((timestamp_ms, row));
