@@ -671,27 +671,44 @@ impl<R: Read> Records<R> {
     }
 }
 
-/// What the reader saw so far, shared between the reader that sees the
-/// bytes and the parser that numbers lines: the byte offset of every
-/// newline, and the (1-based) numbers of the empty lines.
+/// What the reader saw so far and the parser has not yet asked about,
+/// shared between the reader that sees the bytes and the parser that
+/// numbers lines: the byte offsets of the newlines, and the (1-based)
+/// numbers of the empty lines. Records are asked about in file order, so
+/// what lies before the last one asked about is dropped: the memory held is
+/// that of the csv crate's buffer, not of the file.
 #[derive(Clone, Default)]
 struct NewLines(std::rc::Rc<std::cell::RefCell<Seen>>);
 
 #[derive(Default)]
 struct Seen {
-    newlines: Vec<u64>,
-    blank_lines: Vec<usize>,
+    /// Newlines dropped from the front of `newlines`.
+    lines_before: usize,
+    newlines: std::collections::VecDeque<u64>,
+    blank_lines: std::collections::VecDeque<usize>,
 }
 
 impl NewLines {
-    /// The line of the first non-empty line at or after byte `at`: the csv
-    /// crate skips empty lines, and a record's position is where it began
-    /// to look, before them.
+    /// The line of the first non-empty line at or after byte `at` (never
+    /// less than an earlier call's `at`): the csv crate skips empty lines,
+    /// and a record's position is where it began to look, before them.
     fn line_at(&self, at: u64) -> usize {
-        let seen = self.0.borrow();
-        let mut line = 1 + seen.newlines.partition_point(|&newline| newline < at);
-        while seen.blank_lines.binary_search(&line).is_ok() {
-            line += 1;
+        let mut seen = self.0.borrow_mut();
+        // `<=`: a record never starts on a newline, but after a CRLF line
+        // the csv crate's position is that line's `\n`.
+        while seen.newlines.front().is_some_and(|&newline| newline <= at) {
+            seen.newlines.pop_front();
+            seen.lines_before += 1;
+        }
+        let mut line = 1 + seen.lines_before;
+        while let Some(&blank) = seen.blank_lines.front() {
+            if blank > line {
+                break;
+            }
+            if blank == line {
+                line += 1;
+            }
+            seen.blank_lines.pop_front();
         }
         line
     }
@@ -713,9 +730,9 @@ impl<R: Read> Read for LineCounter<R> {
         for (at, byte) in buf[..n].iter().enumerate() {
             match byte {
                 b'\n' => {
-                    seen.newlines.push(self.offset + at as u64);
+                    seen.newlines.push_back(self.offset + at as u64);
                     if !self.has_content {
-                        seen.blank_lines.push(self.line);
+                        seen.blank_lines.push_back(self.line);
                     }
                     self.line += 1;
                     self.has_content = false;
@@ -1374,5 +1391,25 @@ mod tests {
         assert!(err.starts_with("r.csv line 1: field `record`: not a JSON object of a rating"), "{err}");
         assert_eq!(load("{\"item\":\"b\"}\n", jsonl).unwrap_err().to_string(), "r.csv line 1: field `user`: empty id");
         assert_eq!(detect_format(Path::new("events.jsonl")), Format::Jsonl);
+    }
+
+    #[test]
+    fn lines_are_counted_across_blank_lines_crlf_and_buffers() {
+        assert_eq!(
+            load("u,i,4\r\n\r\n\r\nu,j,x\r\n", LoadOptions::default()).unwrap_err().to_string(),
+            "r.csv line 4: field `rating`: not a finite number: \"x\""
+        );
+        // Far past the csv crate's buffer, with blank lines on the way.
+        let mut text = String::new();
+        for row in 0..20_000 {
+            text.push_str(&format!("user{row},item{row},4\n"));
+            if row % 7 == 0 {
+                text.push('\n');
+            }
+        }
+        let lines = text.lines().count();
+        text.push_str("u,i,x\n");
+        let err = load(&text, LoadOptions::default()).unwrap_err().to_string();
+        assert_eq!(err, format!("r.csv line {}: field `rating`: not a finite number: \"x\"", lines + 1));
     }
 }
