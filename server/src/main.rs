@@ -10,6 +10,7 @@ mod config;
 mod datadir;
 mod docs_ui;
 mod edge;
+mod eval_cmd;
 mod import;
 mod import_items;
 mod observe;
@@ -54,16 +55,11 @@ enum Command {
     /// second run of the same file is all duplicates (inside the dedup
     /// window). Creates the data dir if it does not exist or is empty.
     Import(Box<tools::ImportArgs>),
-    /// Offline evaluation of every strategy on a ratings file (hash 80/20 split).
-    Eval {
-        file: PathBuf,
-        /// Cut-off of the top-N metrics.
-        #[arg(long, default_value_t = 10)]
-        k: usize,
-        /// Field separator, as for `import`.
-        #[arg(long)]
-        delimiter: Option<recwal::eval::Delimiter>,
-    },
+    /// Offline evaluation of every strategy on a ratings file: MovieLens,
+    /// RecBole .inter, CSV/TSV; string ids; explicit ratings on any scale or
+    /// implicit feedback; hash 80/20, temporal, leave-last-out or random
+    /// holdout (`recwal eval --help` says how each is read).
+    Eval(Box<eval_cmd::EvalArgs>),
     /// Inspect or verify a log (read-only; works on a copy while no server
     /// runs), or salvage a damaged one into a new data dir.
     Wal {

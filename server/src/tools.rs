@@ -31,7 +31,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
         Command::Backup(args) => backup(&args),
         Command::Restore(args) => restore(&args),
         Command::Export(args) => export(&args),
-        Command::Eval { file, k, delimiter } => eval(&file, k, delimiter),
+        Command::Eval(args) => crate::eval_cmd::run(&args),
         Command::Wal { command } => wal(command),
         Command::Checkpoint { data_dir, remote, json } => {
             if let Some(remote) = remote.remote()? {
@@ -391,69 +391,6 @@ fn salvage(args: &SalvageArgs) -> Result<ExitCode, String> {
         out!("{}", report.human())?;
     }
     Ok(if report.lossy { ExitCode::from(EXIT_DAMAGE) } else { ExitCode::SUCCESS })
-}
-
-fn eval(file: &Path, k: usize, delimiter: Option<Delimiter>) -> Result<ExitCode, String> {
-    use recwal::eval::{evaluate_engine, load_ratings_with, split, train_engine, EvalSet, Protocol};
-    let ratings = load_ratings_with(file, delimiter).map_err(|err| err.to_string())?;
-    let split = split(&ratings, Protocol::Hash8020).map_err(|err| err.to_string())?;
-    let set = EvalSet::new(&split);
-    let scratch = ScratchDir::new()?;
-    let mut config = EngineConfig::default();
-    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    let engine = train_engine(&scratch.path, config, &split.train).map_err(|err| err.to_string())?;
-    out!("{} ratings, hash 80/20 split, k = {k}\n", ratings.len())?;
-    out!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |")?;
-    out!("|---|---|---|---|---|---|---|")?;
-    for strategy in recwal::Strategy::ALL {
-        let report = evaluate_engine(&engine, &set, strategy, k, 4.0);
-        let r = report.report;
-        out!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
-            strategy.name(),
-            r.precision,
-            r.recall,
-            r.ndcg,
-            r.hit_rate,
-            r.doa,
-            report.per_user.as_micros()
-        )?;
-    }
-    drop(engine);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The throw-away data dir of `eval`: created new (never one left by an
-/// earlier run), removed when dropped, on every path out.
-struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    fn new() -> Result<ScratchDir, String> {
-        let base = std::env::temp_dir();
-        let pid = std::process::id();
-        for attempt in 0..100u32 {
-            let path = base.join(format!("recwal-eval-{pid}-{attempt}"));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(ScratchDir { path }),
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(format!("{}: {err}", path.display())),
-            }
-        }
-        Err(format!("{}: no free name for a scratch directory (recwal-eval-{pid}-*)", base.display()))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.path) {
-            tracing::warn!(path = %self.path.display(), %err, "could not remove the scratch data dir");
-        }
-    }
 }
 
 /// Exit status of `wal verify` when it found damage.

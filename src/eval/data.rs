@@ -1,10 +1,13 @@
-//! Ratings files: MovieLens `u.data`, RecBole atomic `.inter`, and CSV.
+//! Ratings files: MovieLens 100k `u.data` and 1M `ratings.dat`, RecBole
+//! atomic `.inter`, and CSV/TSV with or without a header, read through the
+//! csv crate (quoted fields as pandas writes them).
 //!
 //! Every parser keeps the rows in file order, skips blank lines, and reports
-//! the first broken rule with its 1-based line number and field name.
+//! the first broken rule with the file's 1-based line (the header counted)
+//! and the field's name.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::EvalError;
@@ -35,19 +38,94 @@ impl Rating {
     }
 }
 
-/// The layout of a ratings file.
+/// The layout of a ratings file. Timestamps are in seconds since the epoch
+/// (integer or decimal) in every format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// MovieLens 100k `u.data`: tab-separated `user item rating timestamp`,
-    /// the timestamp in seconds, no header.
+    /// `ml100k`: MovieLens 100k `u.data`, tab-separated
+    /// `user item rating timestamp`, no header.
     MovieLens,
-    /// RecBole atomic file: a header of tab-separated `name:type` fields, then
-    /// rows; columns are found by name (`user_id`, `item_id`, and optionally
-    /// `rating` and `timestamp`, the latter in seconds).
+    /// `ml1m`: MovieLens 1M/10M `ratings.dat`, `user::item::rating::timestamp`,
+    /// no header.
+    MovieLens1m,
+    /// `inter`: RecBole atomic file, a header of tab-separated `name:type`
+    /// fields, then rows; columns found by name (`user_id`, `item_id`, and
+    /// optionally `rating` and `timestamp`).
     Inter,
-    /// `user,item,rating[,timestamp]`, the timestamp in seconds, with an
-    /// optional header line. Fields are not quoted.
+    /// `csv`: comma-separated, quoted as RFC 4180 (and pandas) quote, a header
+    /// row or none (see [`LoadOptions::header`]); 2 columns
+    /// `user,item` (implicit feedback), 3 `user,item,rating` or 4
+    /// `user,item,rating,timestamp`, or any columns named in the header.
     Csv,
+    /// `tsv`: as `csv`, tab-separated.
+    Tsv,
+    /// `jsonl`: one JSON object per line with `user` and `item` (strings or
+    /// numbers), optionally `rating` (or `value` with no `kind` or kind
+    /// `rating`, as `recwal export` writes it) and `timestamp` (seconds) or
+    /// `timestamp_ms`; other keys are ignored. The first line decides
+    /// whether the file has ratings; every line must agree.
+    Jsonl,
+}
+
+impl Format {
+    /// Every format, in the order `--help` lists them.
+    pub const ALL: [Format; 6] =
+        [Format::MovieLens, Format::MovieLens1m, Format::Inter, Format::Csv, Format::Tsv, Format::Jsonl];
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::MovieLens => "ml100k",
+            Format::MovieLens1m => "ml1m",
+            Format::Inter => "inter",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+
+    /// The delimiter the format uses unless told otherwise: tab for
+    /// MovieLens 100k, `.inter` and TSV, comma for CSV, `::` (no one
+    /// character) for MovieLens 1M.
+    pub fn delimiter(self) -> Delimiter {
+        match self {
+            Format::MovieLens | Format::Inter | Format::Tsv => Delimiter::TAB,
+            Format::Csv => Delimiter::COMMA,
+            // Not used: ml1m lines are split on `::`, JSON lines parsed whole.
+            Format::MovieLens1m | Format::Jsonl => Delimiter(':'),
+        }
+    }
+
+    /// `ml100k, ml1m, inter, csv, tsv, jsonl`, for messages.
+    pub fn names() -> String {
+        Format::ALL.map(Format::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// A name of [`Format::name`] (any case), or `movielens`/`u.data` for
+    /// ml100k, `ratings.dat` for ml1m.
+    fn from_str(text: &str) -> Result<Format, String> {
+        let lower = text.to_ascii_lowercase();
+        match lower.as_str() {
+            "movielens" | "u.data" => return Ok(Format::MovieLens),
+            "ratings.dat" | "dat" => return Ok(Format::MovieLens1m),
+            "ndjson" | "json" => return Ok(Format::Jsonl),
+            _ => {}
+        }
+        Format::ALL
+            .into_iter()
+            .find(|format| format.name() == lower)
+            .ok_or_else(|| format!("unknown format {text:?}: the formats are {}", Format::names()))
+    }
 }
 
 /// The field separator of a ratings file: one character that cannot be part
@@ -119,20 +197,6 @@ impl Delimiter {
             _ => format!("{}-separated", self.name()),
         }
     }
-
-    /// The line split on this delimiter, each field trimmed.
-    fn split(self, line: &str) -> Vec<&str> {
-        line.split(self.0).map(str::trim).collect()
-    }
-
-    /// A delimiter other than `self` that the line holds and that splits it
-    /// into a number of fields `fits`: the file's delimiter, most likely.
-    fn other_in(self, line: &str, fits: impl Fn(usize) -> bool) -> Option<Delimiter> {
-        Delimiter::CANDIDATES
-            .into_iter()
-            .filter(|candidate| *candidate != self && line.contains(candidate.0))
-            .find(|candidate| fits(line.split(candidate.0).count()))
-    }
 }
 
 impl std::str::FromStr for Delimiter {
@@ -162,23 +226,125 @@ impl std::str::FromStr for Delimiter {
     }
 }
 
-impl Format {
-    /// The delimiter the format uses unless told otherwise: tab for
-    /// MovieLens and `.inter`, comma for CSV.
-    pub fn delimiter(self) -> Delimiter {
-        match self {
-            Format::MovieLens | Format::Inter => Delimiter::TAB,
-            Format::Csv => Delimiter::COMMA,
-        }
+/// A rating scale `MIN..MAX`: ratings outside it are refused with their line.
+///
+/// ```
+/// use recwal::eval::RatingScale;
+/// let scale: RatingScale = "1..10".parse()?;
+/// assert_eq!((scale.min, scale.max), (1.0, 10.0));
+/// assert!("5..1".parse::<RatingScale>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatingScale {
+    /// The lowest rating allowed.
+    pub min: f32,
+    /// The highest rating allowed.
+    pub max: f32,
+}
+
+impl RatingScale {
+    /// The engine's default scale, 0..5 (MovieLens' 1–5 stars and half stars).
+    pub const DEFAULT: RatingScale = RatingScale { min: 0.0, max: 5.0 };
+
+    /// Whether `value` is on the scale.
+    pub fn contains(self, value: f32) -> bool {
+        value >= self.min && value <= self.max
     }
 }
 
-/// Picks the format from the file's extension: `.inter` → [`Format::Inter`],
-/// `.csv` → [`Format::Csv`], anything else → [`Format::MovieLens`] (`u.data`).
+impl std::fmt::Display for RatingScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.min, self.max)
+    }
+}
+
+impl std::str::FromStr for RatingScale {
+    type Err = String;
+
+    /// `MIN..MAX`, finite, `0 ≤ MIN < MAX ≤ 1e6` (the engine's limits).
+    fn from_str(text: &str) -> Result<RatingScale, String> {
+        let bad = || format!("{text:?} is not a rating scale: give MIN..MAX with 0 ≤ MIN < MAX ≤ 1e6, e.g. 1..10");
+        let (min, max) = text.split_once("..").ok_or_else(bad)?;
+        let min: f32 = min.trim().parse().map_err(|_| bad())?;
+        let max: f32 = max.trim().parse().map_err(|_| bad())?;
+        if !(min.is_finite() && max.is_finite() && min >= 0.0 && min < max && max <= crate::limits::WEIGHT_MAX) {
+            return Err(bad());
+        }
+        Ok(RatingScale { min, max })
+    }
+}
+
+/// How to read a ratings file; `Default` guesses everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The layout; `None`: [`detect_format`] from the path (CSV for input
+    /// without a path).
+    pub format: Option<Format>,
+    /// The field separator; `None`: the format's own. One byte (ASCII).
+    pub delimiter: Option<Delimiter>,
+    /// Whether a CSV/TSV file starts with a header row; `None`: detected. The
+    /// first row is a header when every field is a known column name (see
+    /// [`COLUMN_NAMES`]), or when none of its fields is a number while the
+    /// next row has a number in a column where it has none (`uid,iid,score`
+    /// over `u1,i1,4`). A header's names place the columns when they name
+    /// both the user and the item; otherwise columns go by position.
+    pub header: Option<bool>,
+    /// Ratings outside this scale are refused with their line; `None`: any
+    /// finite rating is read.
+    pub scale: Option<RatingScale>,
+}
+
+/// A ratings file as read: its ratings in file order, and what it held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatingFile {
+    /// The ratings, in file order.
+    pub ratings: Vec<Rating>,
+    /// The format it was read as.
+    pub format: Format,
+    /// Whether it has a rating column: without one it is implicit feedback,
+    /// every value 1.0.
+    pub has_rating: bool,
+    /// Whether it has a timestamp column.
+    pub has_timestamp: bool,
+}
+
+/// The names a CSV/TSV header may give each column (compared in lower case,
+/// after a RecBole `:type` suffix is removed).
+pub const COLUMN_NAMES: [(&str, &[&str]); 4] = [
+    ("user", &["user", "user_id", "userid", "uid", "customer_id", "customerid", "visitorid", "reviewerid"]),
+    (
+        "item",
+        &[
+            "item",
+            "item_id",
+            "itemid",
+            "iid",
+            "movie",
+            "movie_id",
+            "movieid",
+            "product_id",
+            "productid",
+            "track_id",
+            "book_id",
+            "isbn",
+            "asin",
+        ],
+    ),
+    ("rating", &["rating", "score", "value", "stars", "preference", "rate"]),
+    ("timestamp", &["timestamp", "time", "ts", "unix_timestamp"]),
+];
+
+/// Picks the format from the file's extension: `.inter` → `inter`, `.csv` →
+/// `csv`, `.tsv` → `tsv`, `.dat` → `ml1m`, `.jsonl`/`.ndjson` → `jsonl`,
+/// anything else → `ml100k` (`u.data`).
 pub fn detect_format(path: &Path) -> Format {
-    match path.extension().and_then(|extension| extension.to_str()) {
-        Some(extension) if extension.eq_ignore_ascii_case("inter") => Format::Inter,
-        Some(extension) if extension.eq_ignore_ascii_case("csv") => Format::Csv,
+    match path.extension().and_then(|extension| extension.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("inter") => Format::Inter,
+        Some("csv") => Format::Csv,
+        Some("tsv") => Format::Tsv,
+        Some("dat") => Format::MovieLens1m,
+        Some("jsonl" | "ndjson") => Format::Jsonl,
         _ => Format::MovieLens,
     }
 }
@@ -192,14 +358,15 @@ pub fn load_ratings(path: &Path) -> Result<Vec<Rating>, EvalError> {
 /// [`load_ratings`] with another delimiter than the format's (`None`: the
 /// format's own).
 pub fn load_ratings_with(path: &Path, delimiter: Option<Delimiter>) -> Result<Vec<Rating>, EvalError> {
+    Ok(load_rating_file(path, &LoadOptions { delimiter, ..LoadOptions::default() })?.ratings)
+}
+
+/// Reads a ratings file as `options` say; errors name the file (as given)
+/// and the line.
+pub fn load_rating_file(path: &Path, options: &LoadOptions) -> Result<RatingFile, EvalError> {
     let file = File::open(path).map_err(|source| EvalError::Open { path: path.to_path_buf(), source })?;
-    let format = detect_format(path);
-    parse_ratings_with(
-        BufReader::new(file),
-        format,
-        delimiter.unwrap_or(format.delimiter()),
-        &path.display().to_string(),
-    )
+    let options = LoadOptions { format: Some(options.format.unwrap_or_else(|| detect_format(path))), ..*options };
+    parse_rating_file(BufReader::new(file), &options, &path.display().to_string())
 }
 
 /// Parses ratings from `reader` in `format`, with its own delimiter;
@@ -209,72 +376,373 @@ pub fn parse_ratings(reader: impl BufRead, format: Format, source: &str) -> Resu
     parse_ratings_with(reader, format, format.delimiter(), source)
 }
 
-/// [`parse_ratings`] with fields separated by `delimiter`. The input is
-/// taken as a whole or refused: every row must have the number of fields of
-/// the first (or of the header), a line that would split on another
-/// delimiter is refused as [`EvalError::Delimiter`], and an input without a
-/// single rating as [`EvalError::Empty`].
+/// [`parse_ratings`] with fields separated by `delimiter`.
 pub fn parse_ratings_with(
     reader: impl BufRead,
     format: Format,
     delimiter: Delimiter,
     source: &str,
 ) -> Result<Vec<Rating>, EvalError> {
-    let mut parser = LineParser::new(format, delimiter);
-    let mut ratings = Vec::new();
-    for_each_line(reader, source, |line_no, line| {
-        let fail = |failure: Failure| match failure {
-            Failure::Field(field, rule) => EvalError::Parse { input: source.to_string(), line: line_no, field, rule },
-            Failure::Delimiter(found) => {
-                EvalError::Delimiter { input: source.to_string(), line: line_no, expected: delimiter, found }
-            }
-        };
-        if let Some(rating) = parser.parse(line).map_err(fail)? {
-            ratings.push(rating);
+    let options = LoadOptions { format: Some(format), delimiter: Some(delimiter), ..LoadOptions::default() };
+    Ok(parse_rating_file(reader, &options, source)?.ratings)
+}
+
+/// Parses a whole input as `options` say (format `None`: CSV); `source`
+/// names it in errors. The input is taken as a whole or refused: every row
+/// must have the number of fields of the first (or of the header), a line
+/// that would split on another delimiter is refused as
+/// [`EvalError::Delimiter`], and an input without a single rating as
+/// [`EvalError::Empty`].
+pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str) -> Result<RatingFile, EvalError> {
+    let format = options.format.unwrap_or(Format::Csv);
+    let delimiter = options.delimiter.unwrap_or(format.delimiter());
+    let parse_error = |line: usize, field: &'static str, rule: String| EvalError::Parse {
+        input: source.to_string(),
+        line,
+        field,
+        rule,
+    };
+    if format == Format::Jsonl {
+        return parse_jsonl(reader, options.scale, source);
+    }
+    if format != Format::MovieLens1m && !delimiter.as_char().is_ascii() {
+        return Err(parse_error(1, "delimiter", format!("{} is not one byte (ASCII)", delimiter.name())));
+    }
+    let fail = |line: usize, failure: Failure| match failure {
+        Failure::Field(field, rule) => parse_error(line, field, rule),
+        Failure::Delimiter(found) => {
+            EvalError::Delimiter { input: source.to_string(), line, expected: delimiter, found }
         }
-        Ok(())
-    })?;
-    if let LineParser::Inter { columns: None, .. } = parser {
-        return Err(EvalError::Parse {
+    };
+    let mut records = Records::new(reader, format, delimiter, source);
+    let mut layout: Option<Layout> = None;
+    let mut ratings = Vec::new();
+    // The first record of a CSV/TSV, while it waits for the second (header
+    // detection).
+    let mut pending: Option<(usize, Vec<String>)> = None;
+    while let Some((line, fields)) = records.next_record()? {
+        if layout.is_none() {
+            match format {
+                // (JSON lines were parsed above.)
+                Format::MovieLens | Format::MovieLens1m | Format::Jsonl => layout = Some(Layout::movielens(format)),
+                Format::Inter => {
+                    layout = Some(Layout::inter(&fields, delimiter).map_err(|failure| fail(line, failure))?);
+                    continue;
+                }
+                Format::Csv | Format::Tsv => match pending.take() {
+                    None if options.header.is_none() => {
+                        pending = Some((line, fields));
+                        continue;
+                    }
+                    None => {
+                        let (chosen, is_header) = Layout::tabular(&fields, None, options.header, delimiter)
+                            .map_err(|failure| fail(line, failure))?;
+                        layout = Some(chosen);
+                        if is_header {
+                            continue;
+                        }
+                    }
+                    Some((first_line, first)) => {
+                        let (chosen, is_header) = Layout::tabular(&first, Some(&fields), None, delimiter)
+                            .map_err(|failure| fail(first_line, failure))?;
+                        if !is_header {
+                            let rating = chosen
+                                .row(&first, delimiter, options.scale)
+                                .map_err(|failure| fail(first_line, failure))?;
+                            ratings.push(rating);
+                        }
+                        layout = Some(chosen);
+                    }
+                },
+            }
+        }
+        if let Some(layout) = &layout {
+            ratings.push(layout.row(&fields, delimiter, options.scale).map_err(|failure| fail(line, failure))?);
+        }
+    }
+    if let Some((line, first)) = pending {
+        // A one-row file: that row is data unless it is all column names.
+        let (chosen, is_header) =
+            Layout::tabular(&first, None, None, delimiter).map_err(|failure| fail(line, failure))?;
+        if !is_header {
+            ratings.push(chosen.row(&first, delimiter, options.scale).map_err(|failure| fail(line, failure))?);
+        }
+        layout = Some(chosen);
+    }
+    let Some(layout) = layout else {
+        if format == Format::Inter {
+            return Err(parse_error(1, "header", "missing: a .inter file starts with a header line".to_string()));
+        }
+        return Err(EvalError::Empty { input: source.to_string() });
+    };
+    if ratings.is_empty() {
+        return Err(EvalError::Empty { input: source.to_string() });
+    }
+    Ok(RatingFile { ratings, format, has_rating: layout.rating.is_some(), has_timestamp: layout.timestamp.is_some() })
+}
+
+/// One line of a `jsonl` file.
+#[derive(serde::Deserialize)]
+struct JsonLine {
+    user: Option<JsonId>,
+    item: Option<JsonId>,
+    rating: Option<f64>,
+    value: Option<f64>,
+    kind: Option<String>,
+    timestamp: Option<f64>,
+    timestamp_ms: Option<i64>,
+}
+
+/// An id written as a string or a number.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonId {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl JsonId {
+    fn text(self) -> String {
+        match self {
+            JsonId::Text(text) => text,
+            JsonId::Number(number) => number.to_string(),
+        }
+    }
+}
+
+fn parse_jsonl(reader: impl Read, scale: Option<RatingScale>, source: &str) -> Result<RatingFile, EvalError> {
+    let mut ratings = Vec::new();
+    let mut has_rating: Option<bool> = None;
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let line_no = index + 1;
+        let line = line.map_err(|source_err| EvalError::Read {
             input: source.to_string(),
-            line: 1,
-            field: "header",
-            rule: "missing: a .inter file starts with a header line".to_string(),
-        });
+            line: line_no,
+            source: source_err,
+        })?;
+        let text = line.trim().trim_start_matches('\u{feff}');
+        if text.is_empty() {
+            continue;
+        }
+        let fail = |field: &'static str, rule: String| EvalError::Parse {
+            input: source.to_string(),
+            line: line_no,
+            field,
+            rule,
+        };
+        let parsed: JsonLine = serde_json::from_str(text)
+            .map_err(|err| fail("record", format!("not a JSON object of a rating: {err}")))?;
+        let user = parse_id("user", &parsed.user.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
+        let item = parse_id("item", &parsed.item.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
+        let is_rating_kind = parsed.kind.as_deref().is_none_or(|kind| kind == "rating");
+        let value = parsed.rating.or(if is_rating_kind { parsed.value } else { None });
+        let expected = *has_rating.get_or_insert(value.is_some());
+        let value = match (value, expected) {
+            (Some(value), true) => {
+                let value = value as f32;
+                if !value.is_finite() {
+                    return Err(fail("rating", format!("not a finite number: {value}")));
+                }
+                if let Some(scale) = scale.filter(|scale| !scale.contains(value)) {
+                    return Err(fail(
+                        "rating",
+                        format!(
+                            "{value} is outside the rating scale {scale}; give the file's scale with --rating-scale \
+                             MIN..MAX"
+                        ),
+                    ));
+                }
+                value
+            }
+            (None, false) => 1.0,
+            (Some(_), false) => {
+                return Err(fail(
+                    "rating",
+                    "the first line has none: a file is all ratings or all interactions".to_string(),
+                ))
+            }
+            (None, true) => return Err(fail("rating", "missing: the first line has one".to_string())),
+        };
+        let timestamp_ms = match (parsed.timestamp_ms, parsed.timestamp) {
+            (Some(ms), _) => Some(ms),
+            (None, Some(seconds)) => {
+                Some(parse_seconds_as_ms("timestamp", &seconds.to_string()).map_err(|(f, r)| fail(f, r))?)
+            }
+            (None, None) => None,
+        };
+        ratings.push(Rating { user, item, value, timestamp_ms });
     }
     if ratings.is_empty() {
         return Err(EvalError::Empty { input: source.to_string() });
     }
-    Ok(ratings)
+    let has_timestamp = ratings.iter().all(|rating| rating.timestamp_ms.is_some());
+    Ok(RatingFile { ratings, format: Format::Jsonl, has_rating: has_rating.unwrap_or(false), has_timestamp })
 }
 
-/// Calls `f(line_no, line)` for each non-blank line, without its line ending.
-fn for_each_line(
-    mut reader: impl BufRead,
-    source: &str,
-    mut f: impl FnMut(usize, &str) -> Result<(), EvalError>,
-) -> Result<(), EvalError> {
-    let mut buffer = String::new();
-    let mut line_no = 0;
-    loop {
-        buffer.clear();
-        line_no += 1;
-        let n_bytes = reader.read_line(&mut buffer).map_err(|err| EvalError::Read {
-            input: source.to_string(),
-            line: line_no,
-            source: err,
-        })?;
-        if n_bytes == 0 {
-            return Ok(());
+/// The records of an input with their 1-based first line; blank lines (and
+/// records whose fields are all empty) are skipped.
+struct Records<R: Read> {
+    kind: RecordsKind<R>,
+    source: String,
+}
+
+enum RecordsKind<R: Read> {
+    Csv(csv::Reader<LineCounter<R>>, csv::StringRecord, NewLines),
+    /// MovieLens 1M: lines split on `::`.
+    Lines(std::io::Lines<BufReader<R>>, usize),
+}
+
+impl<R: Read> Records<R> {
+    fn new(reader: R, format: Format, delimiter: Delimiter, source: &str) -> Records<R> {
+        let kind = match format {
+            Format::MovieLens1m => RecordsKind::Lines(BufReader::new(reader).lines(), 0),
+            _ => {
+                let quoting = matches!(format, Format::Csv | Format::Tsv);
+                let byte = u8::try_from(u32::from(delimiter.as_char())).unwrap_or(b'\t');
+                let newlines = NewLines::default();
+                let reader =
+                    LineCounter { inner: reader, offset: 0, line: 1, has_content: false, seen: newlines.clone() };
+                let reader = csv::ReaderBuilder::new()
+                    .delimiter(byte)
+                    .has_headers(false)
+                    .flexible(true)
+                    .quoting(quoting)
+                    .trim(csv::Trim::All)
+                    .from_reader(reader);
+                RecordsKind::Csv(reader, csv::StringRecord::new(), newlines)
+            }
+        };
+        Records { kind, source: source.to_string() }
+    }
+
+    fn next_record(&mut self) -> Result<Option<(usize, Vec<String>)>, EvalError> {
+        loop {
+            match &mut self.kind {
+                RecordsKind::Csv(reader, record, newlines) => {
+                    // The csv crate's line numbers leave out blank lines: the
+                    // line is counted from the record's byte offset instead.
+                    let line_at = |byte: u64| newlines.line_at(byte);
+                    let byte_before = reader.position().byte();
+                    match reader.read_record(record) {
+                        Ok(false) => return Ok(None),
+                        Ok(true) => {
+                            let line = line_at(record.position().map_or(byte_before, csv::Position::byte));
+                            if record.iter().all(str::is_empty) {
+                                continue;
+                            }
+                            let mut fields: Vec<String> = record.iter().map(str::to_string).collect();
+                            if line == 1 {
+                                if let Some(first) = fields.first_mut() {
+                                    *first = first.trim_start_matches('\u{feff}').to_string();
+                                }
+                            }
+                            return Ok(Some((line, fields)));
+                        }
+                        Err(err) => {
+                            let line = line_at(err.position().map_or(byte_before, csv::Position::byte));
+                            let source = match err.into_kind() {
+                                csv::ErrorKind::Io(err) => err,
+                                csv::ErrorKind::Utf8 { err, .. } => {
+                                    std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+                                }
+                                other => std::io::Error::other(format!("{other:?}")),
+                            };
+                            return Err(EvalError::Read { input: self.source.clone(), line, source });
+                        }
+                    }
+                }
+                RecordsKind::Lines(lines, line_no) => {
+                    *line_no += 1;
+                    let line = *line_no;
+                    match lines.next() {
+                        None => return Ok(None),
+                        Some(Err(source)) => return Err(EvalError::Read { input: self.source.clone(), line, source }),
+                        Some(Ok(text)) => {
+                            let text = text.trim_end_matches('\r');
+                            if text.trim().is_empty() {
+                                continue;
+                            }
+                            return Ok(Some((line, text.split("::").map(|field| field.trim().to_string()).collect())));
+                        }
+                    }
+                }
+            }
         }
-        let mut line = buffer.trim_end_matches(['\n', '\r']);
-        if line_no == 1 {
-            line = line.trim_start_matches('\u{feff}');
+    }
+}
+
+/// What the reader saw so far and the parser has not yet asked about,
+/// shared between the reader that sees the bytes and the parser that
+/// numbers lines: the byte offsets of the newlines, and the (1-based)
+/// numbers of the empty lines. Records are asked about in file order, so
+/// what lies before the last one asked about is dropped: the memory held is
+/// that of the csv crate's buffer, not of the file.
+#[derive(Clone, Default)]
+struct NewLines(std::rc::Rc<std::cell::RefCell<Seen>>);
+
+#[derive(Default)]
+struct Seen {
+    /// Newlines dropped from the front of `newlines`.
+    lines_before: usize,
+    newlines: std::collections::VecDeque<u64>,
+    blank_lines: std::collections::VecDeque<usize>,
+}
+
+impl NewLines {
+    /// The line of the first non-empty line at or after byte `at` (never
+    /// less than an earlier call's `at`): the csv crate skips empty lines,
+    /// and a record's position is where it began to look, before them.
+    fn line_at(&self, at: u64) -> usize {
+        let mut seen = self.0.borrow_mut();
+        // `<=`: a record never starts on a newline, but after a CRLF line
+        // the csv crate's position is that line's `\n`.
+        while seen.newlines.front().is_some_and(|&newline| newline <= at) {
+            seen.newlines.pop_front();
+            seen.lines_before += 1;
         }
-        if line.trim().is_empty() {
-            continue;
+        let mut line = 1 + seen.lines_before;
+        while let Some(&blank) = seen.blank_lines.front() {
+            if blank > line {
+                break;
+            }
+            if blank == line {
+                line += 1;
+            }
+            seen.blank_lines.pop_front();
         }
-        f(line_no, line)?;
+        line
+    }
+}
+
+/// A reader that notes where every newline and empty line is.
+struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    line: usize,
+    has_content: bool,
+    seen: NewLines,
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut seen = self.seen.0.borrow_mut();
+        for (at, byte) in buf[..n].iter().enumerate() {
+            match byte {
+                b'\n' => {
+                    seen.newlines.push_back(self.offset + at as u64);
+                    if !self.has_content {
+                        seen.blank_lines.push_back(self.line);
+                    }
+                    self.line += 1;
+                    self.has_content = false;
+                }
+                b'\r' => {}
+                _ => self.has_content = true,
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -295,243 +763,229 @@ impl From<FieldError> for Failure {
     }
 }
 
-/// Column positions of a `.inter` file, read from its header.
-#[derive(Debug, Clone, Copy)]
-struct InterColumns {
+/// Where the columns are, and what the fields are called in messages.
+#[derive(Debug, Clone)]
+struct Layout {
     user: usize,
     item: usize,
     rating: Option<usize>,
     timestamp: Option<usize>,
-    /// How many fields a row must have to reach every column used.
-    n_fields_min: usize,
-    /// How many fields the header has, which every row must have.
+    /// The number of fields every row has.
     n_fields: usize,
+    /// The names of the fields, for messages (`user_id` in `.inter` files).
+    names: [&'static str; 4],
+    /// What the field count should be, for the field-count message.
+    expected: String,
+    /// Said after the count: what else there is.
+    hint: String,
 }
 
-/// Per-format state carried from line to line.
-enum LineParser {
-    MovieLens {
-        delimiter: Delimiter,
-    },
-    /// `columns` is `None` until the header has been read.
-    Inter {
-        delimiter: Delimiter,
-        columns: Option<InterColumns>,
-    },
-    /// `n_fields` is `None` until the first non-blank line, which may be a
-    /// header; every later row must have as many fields.
-    Csv {
-        delimiter: Delimiter,
-        n_fields: Option<usize>,
-    },
-}
-
-impl LineParser {
-    fn new(format: Format, delimiter: Delimiter) -> LineParser {
-        match format {
-            Format::MovieLens => LineParser::MovieLens { delimiter },
-            Format::Inter => LineParser::Inter { delimiter, columns: None },
-            Format::Csv => LineParser::Csv { delimiter, n_fields: None },
-        }
-    }
-
-    /// Parses one non-blank line; `Ok(None)` for a header.
-    fn parse(&mut self, line: &str) -> Result<Option<Rating>, Failure> {
-        match self {
-            LineParser::MovieLens { delimiter } => parse_movielens(line, *delimiter).map(Some),
-            LineParser::Inter { delimiter, columns: None } => {
-                let delimiter = *delimiter;
-                *self = LineParser::Inter { delimiter, columns: Some(parse_inter_header(line, delimiter)?) };
-                Ok(None)
-            }
-            LineParser::Inter { delimiter, columns: Some(columns) } => {
-                parse_inter_row(line, *delimiter, columns).map(Some)
-            }
-            LineParser::Csv { delimiter, n_fields } => {
-                let delimiter = *delimiter;
-                let fields = delimiter.split(line);
-                match *n_fields {
-                    None => {
-                        if let Some(other) = delimiter.other_in(line, |n| (3..=4).contains(&n)) {
-                            if !(3..=4).contains(&fields.len()) {
-                                return Err(Failure::Delimiter(other));
-                            }
-                        }
-                        *n_fields = Some(fields.len());
-                        if is_csv_header(&fields) {
-                            if !(3..=4).contains(&fields.len()) {
-                                return Err(Failure::Field(
-                                    "header",
-                                    format!(
-                                        "expected 3 or 4 {} names (user, item, rating[, timestamp]), found {}",
-                                        delimiter.separated(),
-                                        fields.len()
-                                    ),
-                                ));
-                            }
-                            return Ok(None);
-                        }
-                    }
-                    Some(expected) if fields.len() != expected => {
-                        if let Some(other) = delimiter.other_in(line, |n| n == expected) {
-                            return Err(Failure::Delimiter(other));
-                        }
-                        // Too few or too many for any row: parse_csv_row names the field.
-                        if (3..=4).contains(&fields.len()) {
-                            return Err(Failure::Field(
-                                "record",
-                                format!(
-                                    "expected {expected} {} fields, as on the first line, found {}",
-                                    delimiter.separated(),
-                                    fields.len()
-                                ),
-                            ));
-                        }
-                    }
-                    Some(_) => {}
-                }
-                parse_csv_row(&fields, delimiter).map(Some).map_err(Failure::from)
-            }
-        }
-    }
-}
-
-fn parse_movielens(line: &str, delimiter: Delimiter) -> Result<Rating, Failure> {
-    const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
-    let fields = delimiter.split(line);
-    if fields.len() != NAMES.len() {
-        if let Some(other) = delimiter.other_in(line, |n| n == NAMES.len()) {
-            return Err(Failure::Delimiter(other));
-        }
-    }
-    if fields.len() < NAMES.len() {
-        return Err(Failure::Field(
-            NAMES[fields.len()],
-            format!("missing: expected 4 {} fields, found {}", delimiter.separated(), fields.len()),
-        ));
-    }
-    if fields.len() > NAMES.len() {
-        return Err(Failure::Field(
-            "record",
-            format!("expected 4 {} fields, found {}", delimiter.separated(), fields.len()),
-        ));
-    }
-    Ok(Rating {
-        user: parse_id("user", fields[0])?,
-        item: parse_id("item", fields[1])?,
-        value: parse_value("rating", fields[2])?,
-        timestamp_ms: Some(parse_seconds_as_ms("timestamp", fields[3])?),
-    })
-}
-
-fn parse_inter_header(line: &str, delimiter: Delimiter) -> Result<InterColumns, Failure> {
-    let mut user = None;
-    let mut item = None;
-    let mut rating = None;
-    let mut timestamp = None;
-    let fields = delimiter.split(line);
-    if fields.len() < 2 {
-        if let Some(other) = delimiter.other_in(line, |n| n >= 2) {
-            return Err(Failure::Delimiter(other));
-        }
-    }
-    for (column, field) in fields.iter().enumerate() {
-        let name = field.split(':').next().unwrap_or(field).trim();
-        let slot = match name {
-            "user_id" => &mut user,
-            "item_id" => &mut item,
-            "rating" => &mut rating,
-            "timestamp" => &mut timestamp,
-            _ => continue,
+impl Layout {
+    fn movielens(format: Format) -> Layout {
+        let separated = match format {
+            Format::MovieLens1m => "`::`-separated".to_string(),
+            _ => "tab-separated".to_string(),
         };
-        if slot.is_some() {
-            return Err(Failure::Field("header", format!("column `{name}` appears twice")));
+        Layout {
+            user: 0,
+            item: 1,
+            rating: Some(2),
+            timestamp: Some(3),
+            n_fields: 4,
+            names: ["user", "item", "rating", "timestamp"],
+            expected: format!("expected 4 {separated} fields (user, item, rating, timestamp)"),
+            hint: format!("; the formats are {} (--format, --delimiter)", Format::names()),
         }
-        *slot = Some(column);
     }
-    let user = user.ok_or(Failure::Field("user_id", "column missing from the header".to_string()))?;
-    let item = item.ok_or(Failure::Field("item_id", "column missing from the header".to_string()))?;
-    let n_fields_min = [Some(user), Some(item), rating, timestamp].into_iter().flatten().max().unwrap_or(0) + 1;
-    Ok(InterColumns { user, item, rating, timestamp, n_fields_min, n_fields: fields.len() })
-}
 
-fn parse_inter_row(line: &str, delimiter: Delimiter, columns: &InterColumns) -> Result<Rating, Failure> {
-    let fields = delimiter.split(line);
-    if fields.len() != columns.n_fields {
-        if let Some(other) = delimiter.other_in(line, |n| n == columns.n_fields) {
-            return Err(Failure::Delimiter(other));
+    fn inter(fields: &[String], delimiter: Delimiter) -> Result<Layout, Failure> {
+        if fields.len() < 2 {
+            if let Some(other) = other_delimiter(fields, delimiter, |n| n >= 2) {
+                return Err(Failure::Delimiter(other));
+            }
         }
+        let mut slots: [Option<usize>; 4] = [None; 4];
+        for (column, field) in fields.iter().enumerate() {
+            let name = field.split(':').next().unwrap_or(field).trim();
+            let slot = match name {
+                "user_id" => 0,
+                "item_id" => 1,
+                "rating" => 2,
+                "timestamp" => 3,
+                _ => continue,
+            };
+            if slots[slot].is_some() {
+                return Err(Failure::Field("header", format!("column `{name}` appears twice")));
+            }
+            slots[slot] = Some(column);
+        }
+        let user = slots[0].ok_or(Failure::Field("user_id", "column missing from the header".to_string()))?;
+        let item = slots[1].ok_or(Failure::Field("item_id", "column missing from the header".to_string()))?;
+        Ok(Layout {
+            user,
+            item,
+            rating: slots[2],
+            timestamp: slots[3],
+            n_fields: fields.len(),
+            names: ["user_id", "item_id", "rating", "timestamp"],
+            expected: format!("the header has {} {} fields", fields.len(), delimiter.separated()),
+            hint: String::new(),
+        })
     }
-    if fields.len() < columns.n_fields_min {
-        let named = [
-            (Some(columns.user), "user_id"),
-            (Some(columns.item), "item_id"),
-            (columns.rating, "rating"),
-            (columns.timestamp, "timestamp"),
-        ];
-        let missing = named
-            .into_iter()
-            .filter_map(|(column, name)| column.map(|column| (column, name)))
-            .filter(|(column, _)| *column >= fields.len())
-            .min()
-            .map_or("record", |(_, name)| name);
-        return Err(Failure::Field(
-            missing,
-            format!(
-                "missing: the header needs {} {} fields, found {}",
-                columns.n_fields_min,
-                delimiter.separated(),
-                fields.len()
-            ),
-        ));
+
+    /// The layout of a CSV/TSV from its first record (and the second, to
+    /// detect a header), and whether the first record is a header.
+    fn tabular(
+        first: &[String],
+        second: Option<&[String]>,
+        header: Option<bool>,
+        delimiter: Delimiter,
+    ) -> Result<(Layout, bool), Failure> {
+        let is_header = match header {
+            Some(said) => said,
+            None => {
+                let all_named = first.iter().all(|field| column_of(field).is_some());
+                let is_number = |text: &str| text.parse::<f64>().is_ok();
+                let numbers_below = second.is_some_and(|second| {
+                    !first.iter().any(|field| is_number(field))
+                        && second.iter().zip(first).any(|(below, above)| is_number(below) && !is_number(above))
+                });
+                all_named || numbers_below
+            }
+        };
+        if !(2..=4).contains(&first.len()) {
+            if let Some(other) = other_delimiter(first, delimiter, |n| (2..=4).contains(&n)) {
+                return Err(Failure::Delimiter(other));
+            }
+        }
+        let expected = |n: usize| format!("expected {n} {} fields, as on the first line", delimiter.separated());
+        let hint = format!(
+            "; a row is user, item[, rating[, timestamp]]; the formats are {} (--format, --delimiter, \
+             --header/--no-header)",
+            Format::names()
+        );
+        if is_header {
+            let mut slots: [Option<usize>; 4] = [None; 4];
+            for (column, field) in first.iter().enumerate() {
+                if let Some(slot) = column_of(field) {
+                    if slots[slot].is_some() {
+                        return Err(Failure::Field(
+                            "header",
+                            format!("two columns name the {}: {field:?} and another", COLUMN_NAMES[slot].0),
+                        ));
+                    }
+                    slots[slot] = Some(column);
+                }
+            }
+            if let [Some(user), Some(item), rating, timestamp] = slots {
+                let layout = Layout {
+                    user,
+                    item,
+                    rating,
+                    timestamp,
+                    n_fields: first.len(),
+                    names: ["user", "item", "rating", "timestamp"],
+                    expected: format!("the header has {} {} fields", first.len(), delimiter.separated()),
+                    hint: String::new(),
+                };
+                return Ok((layout, true));
+            }
+        }
+        let layout = match first.len() {
+            2..=4 => Layout {
+                user: 0,
+                item: 1,
+                rating: (first.len() >= 3).then_some(2),
+                timestamp: (first.len() == 4).then_some(3),
+                n_fields: first.len(),
+                names: ["user", "item", "rating", "timestamp"],
+                expected: expected(first.len()),
+                hint,
+            },
+            n => {
+                let what = if is_header {
+                    format!(
+                        "the header names no user and item column (names: {}) and has {n} fields, not 2 to 4 to take by position",
+                        COLUMN_NAMES.map(|(column, names)| format!("{column}: {}", names.join("/"))).join("; ")
+                    )
+                } else {
+                    format!(
+                        "expected 2, 3 or 4 {} fields (user, item[, rating[, timestamp]]), found {n}; the formats are {} \
+                         (--format, --delimiter, --header/--no-header)",
+                        delimiter.separated(),
+                        Format::names()
+                    )
+                };
+                return Err(Failure::Field(if is_header { "header" } else { "record" }, what));
+            }
+        };
+        Ok((layout, is_header))
     }
-    if fields.len() != columns.n_fields {
-        return Err(Failure::Field(
-            "record",
-            format!("the header has {} {} fields, found {}", columns.n_fields, delimiter.separated(), fields.len()),
-        ));
-    }
-    Ok(Rating {
-        user: parse_id("user_id", fields[columns.user])?,
-        item: parse_id("item_id", fields[columns.item])?,
-        value: match columns.rating {
-            Some(column) => parse_value("rating", fields[column])?,
+
+    fn row(&self, fields: &[String], delimiter: Delimiter, scale: Option<RatingScale>) -> Result<Rating, Failure> {
+        if fields.len() != self.n_fields {
+            if let Some(other) = other_delimiter(fields, delimiter, |n| n == self.n_fields) {
+                return Err(Failure::Delimiter(other));
+            }
+            let columns = [Some(self.user), Some(self.item), self.rating, self.timestamp];
+            let missing = columns
+                .iter()
+                .zip(self.names)
+                .filter_map(|(column, name)| column.map(|column| (column, name)))
+                .filter(|(column, _)| *column >= fields.len())
+                .min()
+                .map_or("record", |(_, name)| name);
+            let what = if missing == "record" { "" } else { "missing: " };
+            return Err(Failure::Field(
+                missing,
+                format!("{what}{}, found {}{}", self.expected, fields.len(), self.hint),
+            ));
+        }
+        let value = match self.rating {
+            Some(column) => {
+                let value = parse_value(self.names[2], &fields[column])?;
+                if let Some(scale) = scale {
+                    if !scale.contains(value) {
+                        return Err(Failure::Field(
+                            self.names[2],
+                            format!(
+                                "{value} is outside the rating scale {scale}; give the file's scale with --rating-scale MIN..MAX"
+                            ),
+                        ));
+                    }
+                }
+                value
+            }
             None => 1.0,
-        },
-        timestamp_ms: match columns.timestamp {
-            Some(column) => Some(parse_seconds_as_ms("timestamp", fields[column])?),
-            None => None,
-        },
-    })
+        };
+        Ok(Rating {
+            user: parse_id(self.names[0], &fields[self.user])?,
+            item: parse_id(self.names[1], &fields[self.item])?,
+            value,
+            timestamp_ms: match self.timestamp {
+                Some(column) => Some(parse_seconds_as_ms(self.names[3], &fields[column])?),
+                None => None,
+            },
+        })
+    }
 }
 
-/// A CSV's first line is a header when none of its fields is a number (a
-/// row's rating always is; its ids may be). `1,2,abc` is a row with a bad
-/// rating, not a header.
-fn is_csv_header(fields: &[&str]) -> bool {
-    fields.iter().all(|field| field.parse::<f64>().is_err())
+/// The column a header name stands for (0 user, 1 item, 2 rating, 3 timestamp).
+fn column_of(name: &str) -> Option<usize> {
+    let name = name.split(':').next().unwrap_or(name).trim().to_ascii_lowercase();
+    COLUMN_NAMES.iter().position(|(_, names)| names.contains(&name.as_str()))
 }
 
-fn parse_csv_row(fields: &[&str], delimiter: Delimiter) -> Result<Rating, FieldError> {
-    const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
-    if fields.len() < 3 {
-        return Err((
-            NAMES[fields.len()],
-            format!("missing: expected 3 or 4 {} fields, found {}", delimiter.separated(), fields.len()),
-        ));
-    }
-    if fields.len() > NAMES.len() {
-        return Err(("record", format!("expected 3 or 4 {} fields, found {}", delimiter.separated(), fields.len())));
-    }
-    Ok(Rating {
-        user: parse_id("user", fields[0])?,
-        item: parse_id("item", fields[1])?,
-        value: parse_value("rating", fields[2])?,
-        timestamp_ms: match fields.get(3) {
-            Some(text) => Some(parse_seconds_as_ms("timestamp", text)?),
-            None => None,
-        },
-    })
+/// A record read as one field (or too few) that another delimiter would
+/// split into a number of fields `fits`: the file's delimiter, most likely.
+fn other_delimiter(fields: &[String], delimiter: Delimiter, fits: impl Fn(usize) -> bool) -> Option<Delimiter> {
+    let [only] = fields else {
+        return None;
+    };
+    Delimiter::CANDIDATES
+        .into_iter()
+        .filter(|candidate| *candidate != delimiter && only.contains(candidate.0))
+        .find(|candidate| fits(only.split(candidate.0).count()))
 }
 
 fn parse_id(field: &'static str, text: &str) -> Result<String, FieldError> {
@@ -616,11 +1070,11 @@ mod tests {
         );
         assert_eq!(
             error_message("1\t2\t3\n", Format::MovieLens),
-            "test.txt line 1: field `timestamp`: missing: expected 4 tab-separated fields, found 3"
+            "test.txt line 1: field `timestamp`: missing: expected 4 tab-separated fields (user, item, rating, timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
         );
         assert_eq!(
             error_message("1\t2\t3\t4\t5\n", Format::MovieLens),
-            "test.txt line 1: field `record`: expected 4 tab-separated fields, found 5"
+            "test.txt line 1: field `record`: expected 4 tab-separated fields (user, item, rating, timestamp), found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
         );
         assert_eq!(error_message("\t2\t3\t4\n", Format::MovieLens), "test.txt line 1: field `user`: empty id");
         assert_eq!(
@@ -675,7 +1129,7 @@ mod tests {
         let header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n";
         assert_eq!(
             error_message(&format!("{header}1\t2\t3\t4\n1\t2\n"), Format::Inter),
-            "test.txt line 3: field `rating`: missing: the header needs 4 tab-separated fields, found 2"
+            "test.txt line 3: field `rating`: missing: the header has 4 tab-separated fields, found 2"
         );
         assert_eq!(
             error_message(&format!("{header}1\t\t3\t4\n"), Format::Inter),
@@ -707,11 +1161,12 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2,3\n1,2\n", Format::Csv),
-            "test.txt line 2: field `rating`: missing: expected 3 or 4 comma-separated fields, found 2"
+            "test.txt line 2: field `rating`: missing: expected 3 comma-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(
             error_message("1,2,3,4,5\n", Format::Csv),
-            "test.txt line 1: field `record`: expected 3 or 4 comma-separated fields, found 5"
+            "test.txt line 1: field `record`: expected 2, 3 or 4 comma-separated fields (user, item[, rating[, timestamp]]), \
+             found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(error_message("1,,3\n", Format::Csv), "test.txt line 1: field `item`: empty id");
     }
@@ -748,16 +1203,14 @@ mod tests {
     fn csv_rows_have_the_field_count_of_the_first_line() {
         assert_eq!(
             error_message("u,i,4\nu,i,5,881250949\n", Format::Csv),
-            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4"
+            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
         assert_eq!(
             error_message("user,item,rating\nu,i,5,881250949\n", Format::Csv),
-            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4"
+            "test.txt line 2: field `record`: the header has 3 comma-separated fields, found 4"
         );
-        assert_eq!(
-            error_message("user,item\nu,i\n", Format::Csv),
-            "test.txt line 1: field `header`: expected 3 or 4 comma-separated names (user, item, rating[, timestamp]), found 2"
-        );
+        // Two columns: implicit feedback, every value 1.
+        assert_eq!(parse("user,item\nu,i\n", Format::Csv).unwrap(), vec![rating("u", "i", 1.0, None)]);
     }
 
     #[test]
@@ -775,7 +1228,6 @@ mod tests {
         let cases = [
             ("u1;i1;4\n", Format::Csv, ';'),
             ("user;item;rating;timestamp\nu1;i1;4;5\n", Format::Csv, ';'),
-            ("1;2;3,5\n", Format::Csv, ';'),
             ("u,i,4\nu|i|4\n", Format::Csv, '|'),
             ("1,2,3,4\n", Format::MovieLens, ','),
             ("user_id,item_id\nu,i\n", Format::Inter, ','),
@@ -793,8 +1245,11 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2\n1\t2\t3\t4\n", Format::Csv),
-            "test.txt line 1: field `rating`: missing: expected 3 or 4 comma-separated fields, found 2"
+            "test.txt line 2: field `item`: missing: expected 2 comma-separated fields, as on the first line, found 1; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
+        // Two fields, one of them with a `;`: a two-column (implicit) row
+        // whose user id holds `;`, as ids may.
+        assert_eq!(parse("1;2;3,5\n", Format::Csv).unwrap(), vec![rating("1;2;3", "5", 1.0, None)]);
     }
 
     #[test]
@@ -807,7 +1262,7 @@ mod tests {
         assert_eq!(parse_with(text, Format::Inter, ',').unwrap(), expected);
         assert_eq!(
             parse_with("u1;i1;4\nu2;i1\n", Format::Csv, ';').unwrap_err().to_string(),
-            "test.txt line 2: field `rating`: missing: expected 3 or 4 `;`-separated fields, found 2"
+            "test.txt line 2: field `rating`: missing: expected 3 `;`-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
         );
     }
 
@@ -836,5 +1291,125 @@ mod tests {
         let bytes: &[u8] = b"1\t2\t3\t4\n1\t\xff\t3\t4\n";
         let err = parse_ratings(bytes, Format::MovieLens, "bad.data").unwrap_err();
         assert!(matches!(err, EvalError::Read { line: 2, .. }), "{err}");
+    }
+
+    fn load(text: &str, options: LoadOptions) -> Result<RatingFile, EvalError> {
+        parse_rating_file(text.as_bytes(), &options, "r.csv")
+    }
+
+    #[test]
+    fn quoted_fields_as_pandas_writes_them() {
+        let text = "\"user\",\"item\",\"rating\"\n\"Smith, J\",\"a \"\"b\"\"\",4.5\n\"x\ny\",\"i\",3\n";
+        let file = load(text, LoadOptions::default()).unwrap();
+        assert_eq!(file.ratings, vec![rating("Smith, J", "a \"b\"", 4.5, None), rating("x\ny", "i", 3.0, None)]);
+        assert!(file.has_rating && !file.has_timestamp);
+        // After a record spanning two lines, lines are still the file's.
+        let err = load(&format!("{text}u,i,x\n"), LoadOptions::default()).unwrap_err().to_string();
+        assert_eq!(err, "r.csv line 5: field `rating`: not a finite number: \"x\"");
+    }
+
+    #[test]
+    fn headers_are_detected_or_declared() {
+        let auto = LoadOptions::default();
+        // Known names, in any order, any case, with RecBole types.
+        let file = load("Timestamp,movieId,userId\n5,m,u\n", auto).unwrap();
+        assert_eq!(file.ratings, vec![rating("u", "m", 1.0, Some(5000))]);
+        assert!(!file.has_rating && file.has_timestamp);
+        // Unknown names over a numeric column: a header, columns by position.
+        assert_eq!(load("uid,iid,score\nu,i,4\n", auto).unwrap().ratings, vec![rating("u", "i", 4.0, None)]);
+        // String ids and no numbers: rows.
+        assert_eq!(load("a,b\nc,d\n", auto).unwrap().ratings.len(), 2);
+        // Declared.
+        let no_header = LoadOptions { header: Some(false), ..auto };
+        assert_eq!(
+            load("uid,iid,score\nu,i,4\n", no_header).unwrap_err().to_string(),
+            "r.csv line 1: field `rating`: not a finite number: \"score\""
+        );
+        let header = LoadOptions { header: Some(true), ..auto };
+        assert_eq!(load("a,b\nc,d\n", header).unwrap().ratings, vec![rating("c", "d", 1.0, None)]);
+        // A lone header is no data.
+        assert!(matches!(load("user,item,rating\n", auto), Err(EvalError::Empty { .. })));
+    }
+
+    #[test]
+    fn the_rating_scale_is_checked_with_the_line() {
+        let scale = |text: &str| LoadOptions { scale: Some(text.parse().unwrap()), ..LoadOptions::default() };
+        let text = "u,i,4\nu,j,8\n";
+        assert_eq!(
+            load(text, scale("0..5")).unwrap_err().to_string(),
+            "r.csv line 2: field `rating`: 8 is outside the rating scale 0..5; give the file's scale with \
+             --rating-scale MIN..MAX"
+        );
+        assert_eq!(load(text, scale("1..10")).unwrap().ratings.len(), 2);
+        assert!(load("u,i,0.5\n", scale("1..10")).is_err());
+        for bad in ["5..1", "1..", "a..b", "-1..5", "1..1", "0..2e6", "1-5"] {
+            assert!(bad.parse::<RatingScale>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_by_name_and_extension() {
+        for format in Format::ALL {
+            assert_eq!(format.name().parse::<Format>().unwrap(), format);
+        }
+        let err = "parquet".parse::<Format>().unwrap_err();
+        assert_eq!(err, "unknown format \"parquet\": the formats are ml100k, ml1m, inter, csv, tsv, jsonl");
+        assert_eq!(detect_format(Path::new("x/ratings.dat")), Format::MovieLens1m);
+        assert_eq!(detect_format(Path::new("x/r.TSV")), Format::Tsv);
+        let ml1m = LoadOptions { format: Some(Format::MovieLens1m), ..LoadOptions::default() };
+        assert_eq!(
+            load("1::1193::5::978300760\n\n1::661::3::978302109\n", ml1m).unwrap().ratings,
+            vec![rating("1", "1193", 5.0, Some(978_300_760_000)), rating("1", "661", 3.0, Some(978_302_109_000))]
+        );
+        assert_eq!(
+            load("1::2::3\n", ml1m).unwrap_err().to_string(),
+            "r.csv line 1: field `timestamp`: missing: expected 4 `::`-separated fields (user, item, rating, \
+             timestamp), found 3; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter)"
+        );
+        let tsv = LoadOptions { format: Some(Format::Tsv), ..LoadOptions::default() };
+        assert_eq!(load("user\titem\na b\tc\n", tsv).unwrap().ratings, vec![rating("a b", "c", 1.0, None)]);
+    }
+
+    #[test]
+    fn json_lines_with_or_without_ratings() {
+        let jsonl = LoadOptions { format: Some(Format::Jsonl), ..LoadOptions::default() };
+        let text = "{\"user\":\"a\",\"item\":7,\"rating\":4.5,\"timestamp\":5}\n\n\
+                    {\"user\":1,\"item\":\"x\",\"kind\":\"rating\",\"value\":2,\"timestamp_ms\":9,\"lsn\":3}\n";
+        let file = load(text, jsonl).unwrap();
+        assert_eq!(file.ratings, vec![rating("a", "7", 4.5, Some(5000)), rating("1", "x", 2.0, Some(9))]);
+        assert!(file.has_rating && file.has_timestamp);
+        let file = load("{\"user\":\"a\",\"item\":\"b\",\"kind\":\"click\",\"weight\":2}\n", jsonl).unwrap();
+        assert_eq!(file.ratings, vec![rating("a", "b", 1.0, None)]);
+        assert!(!file.has_rating && !file.has_timestamp);
+        assert_eq!(
+            load("{\"user\":\"a\",\"item\":\"b\",\"rating\":4}\n{\"user\":\"a\",\"item\":\"c\"}\n", jsonl)
+                .unwrap_err()
+                .to_string(),
+            "r.csv line 2: field `rating`: missing: the first line has one"
+        );
+        let err = load("{\"user\":\"a\"\n", jsonl).unwrap_err().to_string();
+        assert!(err.starts_with("r.csv line 1: field `record`: not a JSON object of a rating"), "{err}");
+        assert_eq!(load("{\"item\":\"b\"}\n", jsonl).unwrap_err().to_string(), "r.csv line 1: field `user`: empty id");
+        assert_eq!(detect_format(Path::new("events.jsonl")), Format::Jsonl);
+    }
+
+    #[test]
+    fn lines_are_counted_across_blank_lines_crlf_and_buffers() {
+        assert_eq!(
+            load("u,i,4\r\n\r\n\r\nu,j,x\r\n", LoadOptions::default()).unwrap_err().to_string(),
+            "r.csv line 4: field `rating`: not a finite number: \"x\""
+        );
+        // Far past the csv crate's buffer, with blank lines on the way.
+        let mut text = String::new();
+        for row in 0..20_000 {
+            text.push_str(&format!("user{row},item{row},4\n"));
+            if row % 7 == 0 {
+                text.push('\n');
+            }
+        }
+        let lines = text.lines().count();
+        text.push_str("u,i,x\n");
+        let err = load(&text, LoadOptions::default()).unwrap_err().to_string();
+        assert_eq!(err, format!("r.csv line {}: field `rating`: not a finite number: \"x\"", lines + 1));
     }
 }

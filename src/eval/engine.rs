@@ -17,15 +17,38 @@ use crate::recommend::{RecommendRequest, Strategy};
 /// Events per `ingest_batch` call while training.
 const TRAIN_BATCH: usize = 1000;
 
-/// Opens a fresh engine in `dir` and ingests `train` as rating events, in
-/// order.
+/// Opens a fresh engine in `dir` and ingests `train` as rating events in
+/// event-time order ([`ingest_order`]), so that the trained engine does not
+/// depend on the order of the rows in the file.
+///
+/// The order matters: UserCF and fast ItemRank scan, per item, only the
+/// users who came to it last (`scan_users_per_item`), which in a live engine
+/// are the latest by arrival. Fed in file order, "last" would mean "last in
+/// the file", e.g. the highest user ids of a file sorted by user.
 pub fn train_engine(dir: &Path, config: EngineConfig, train: &[Rating]) -> Result<Engine, EngineError> {
     let engine = Engine::open(dir, config)?;
-    for chunk in train.chunks(TRAIN_BATCH) {
-        let events: Vec<Event> = chunk.iter().map(Rating::to_event).collect();
+    let ordered = ingest_order(train);
+    for chunk in ordered.chunks(TRAIN_BATCH) {
+        let events: Vec<Event> = chunk.iter().map(|rating| rating.to_event()).collect();
         engine.ingest_batch_with(&events, Durability::Never)?;
     }
     Ok(engine)
+}
+
+/// `ratings` in the order [`train_engine`] ingests them, a function of the
+/// set of ratings and not of their order: by timestamp (ratings without one
+/// first), then by a hash of the (user, item) pair (so that equal times, or
+/// no times at all, give a pseudo-random order rather than one by id), then
+/// by user, item and value.
+pub fn ingest_order(ratings: &[Rating]) -> Vec<&Rating> {
+    let mut ordered: Vec<(u64, &Rating)> =
+        ratings.iter().map(|rating| (super::split::pair_hash(&rating.user, &rating.item), rating)).collect();
+    ordered.sort_by(|(hash_a, a), (hash_b, b)| {
+        (a.timestamp_ms, hash_a, &a.user, &a.item)
+            .cmp(&(b.timestamp_ms, hash_b, &b.user, &b.item))
+            .then(a.value.total_cmp(&b.value))
+    });
+    ordered.into_iter().map(|(_, rating)| rating).collect()
 }
 
 /// One strategy's figures.

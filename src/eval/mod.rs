@@ -8,12 +8,14 @@
 //!
 //! The pipeline has three steps, one per submodule:
 //!
-//! - [`load_ratings`] / [`parse_ratings`] read MovieLens `u.data`, RecBole
-//!   atomic `.inter` files and plain CSV, keeping the file's row order (the
-//!   protocols depend on it).
+//! - [`load_rating_file`] / [`parse_rating_file`] (and the shorter
+//!   [`load_ratings`] / [`parse_ratings`]) read MovieLens `u.data` and
+//!   `ratings.dat`, RecBole atomic `.inter` files and CSV/TSV (quoted, with
+//!   or without a header, with or without a rating column), keeping the
+//!   file's row order (the protocols depend on it).
 //! - [`split`] applies a [`Protocol`]: the five MovieLens folds, the hashed
-//!   80/20 split per user, a temporal split per user, or a seeded random
-//!   holdout.
+//!   80/20 split per user (any string ids), a temporal split per user,
+//!   leave-last-out, or a seeded random holdout.
 //! - [`EvalSet::new`] indexes a [`Split`], and [`evaluate`] calls the model
 //!   once per test user and returns a [`Report`].
 //!
@@ -51,15 +53,16 @@ mod split;
 
 pub use categories::{categories_by_size, evaluate_engine_by_category, CategoryEvaluation, CategoryReport, TopK};
 pub use data::{
-    detect_format, load_ratings, load_ratings_with, parse_ratings, parse_ratings_with, Delimiter, Format, Rating,
+    detect_format, load_rating_file, load_ratings, load_ratings_with, parse_rating_file, parse_ratings,
+    parse_ratings_with, Delimiter, Format, LoadOptions, Rating, RatingFile, RatingScale, COLUMN_NAMES,
 };
-pub use engine::{evaluate_engine, evaluate_engine_ranked, train_engine, StrategyReport};
+pub use engine::{evaluate_engine, evaluate_engine_ranked, ingest_order, train_engine, StrategyReport};
 pub use items::{
     detect_item_format, load_items, parse_atomic_items, parse_genres, parse_movielens_items, ItemFormat,
     MOVIELENS_GENRES,
 };
 pub use metrics::{evaluate, EvalSet, Report};
-pub use split::{split, Protocol, Split};
+pub use split::{pair_hash, split, Protocol, Split};
 
 /// Why ratings could not be loaded or split.
 ///

@@ -18,12 +18,18 @@ pub enum Protocol {
         fold: u8,
     },
     /// Per user, a fifth of the ratings (rounded up) chosen by a hash of the
-    /// user and item ids, which must be non-negative integers.
+    /// user and item ids.
     ///
-    /// Each rating gets the key `splitmix64((42 << 42) ^ (user << 21) ^ item)`
-    /// (wrapping u64 arithmetic); a user's ratings sorted by (key, item) send
-    /// the first `ceil(n/5)` to test. On MovieLens 100k this gives 79,619
-    /// train and 20,381 test ratings.
+    /// A rating whose user and item ids are both non-negative integers
+    /// (decimal, fitting a u64) gets the key
+    /// `splitmix64((42 << 42) ^ (user << 21) ^ item)` (wrapping u64
+    /// arithmetic); any other gets the key of its ids' UTF-8 bytes,
+    /// `splitmix64(splitmix64(42 ^ fnv1a64(user)) ^ fnv1a64(item))`
+    /// ([`pair_hash`]; FNV-1a 64: offset basis 0xcbf29ce484222325, prime
+    /// 0x100000001b3). A user's ratings sorted by (key, item; integer items
+    /// before the others, in numeric order) send the first `ceil(n/5)` to
+    /// test. On MovieLens 100k this gives 79,619 train and 20,381 test
+    /// ratings.
     Hash8020,
     /// Per user, the latest `ceil(n · test_fraction)` ratings by timestamp
     /// (ties in file order) are tested. Needs a timestamp on every rating.
@@ -31,6 +37,10 @@ pub enum Protocol {
         /// The share of each user's ratings tested, in (0, 1).
         test_fraction: f64,
     },
+    /// Per user with at least two ratings, the latest by timestamp (ties: the
+    /// later in the file) is tested; a user with one rating only trains.
+    /// Needs a timestamp on every rating.
+    LeaveLastOut,
     /// Each rating is tested with probability `test_fraction`, drawn from a
     /// hash of `seed` and its row index: the same seed gives the same split.
     RandomHoldout {
@@ -48,6 +58,7 @@ impl Protocol {
             Protocol::MovieLensFold { .. } => "movielens-fold",
             Protocol::Hash8020 => "hash-80-20",
             Protocol::Temporal { .. } => "temporal",
+            Protocol::LeaveLastOut => "leave-last-out",
             Protocol::RandomHoldout { .. } => "random-holdout",
         }
     }
@@ -59,6 +70,7 @@ impl fmt::Display for Protocol {
             Protocol::MovieLensFold { fold } => write!(f, "movielens fold {fold}"),
             Protocol::Hash8020 => write!(f, "hash 80/20"),
             Protocol::Temporal { test_fraction } => write!(f, "temporal (test fraction {test_fraction})"),
+            Protocol::LeaveLastOut => write!(f, "leave-last-out"),
             Protocol::RandomHoldout { seed, test_fraction } => {
                 write!(f, "random holdout (seed {seed}, test fraction {test_fraction})")
             }
@@ -80,11 +92,12 @@ pub struct Split {
 pub fn split(ratings: &[Rating], protocol: Protocol) -> Result<Split, EvalError> {
     let in_test = match protocol {
         Protocol::MovieLensFold { fold } => movielens_fold(ratings.len(), fold, protocol)?,
-        Protocol::Hash8020 => hash_80_20(ratings, protocol)?,
+        Protocol::Hash8020 => hash_80_20(ratings),
         Protocol::Temporal { test_fraction } => {
             check_fraction(test_fraction, protocol)?;
-            temporal(ratings, test_fraction, protocol)?
+            temporal(ratings, |n| ceil_share(n, test_fraction), protocol)?
         }
+        Protocol::LeaveLastOut => temporal(ratings, |n| usize::from(n >= 2), protocol)?,
         Protocol::RandomHoldout { seed, test_fraction } => {
             check_fraction(test_fraction, protocol)?;
             random_holdout(ratings.len(), seed, test_fraction)
@@ -134,44 +147,71 @@ fn movielens_fold(n_ratings: usize, fold: u8, protocol: Protocol) -> Result<Vec<
     Ok((0..n_ratings).map(|row| (start..end).contains(&row)).collect())
 }
 
-fn hash_80_20(ratings: &[Rating], protocol: Protocol) -> Result<Vec<bool>, EvalError> {
-    let parse = |field: &'static str, text: &str, row: usize| {
-        text.parse::<u64>().map_err(|_| {
-            split_error(protocol, field, format!("row {}: not a non-negative integer id: {text:?}", row + 1))
-        })
-    };
-    // Per user: (key, item, row).
-    let mut by_user: FxHashMap<u64, Vec<(u64, u64, usize)>> = FxHashMap::default();
+fn hash_80_20(ratings: &[Rating]) -> Vec<bool> {
+    // Per user: (key, integer item or u64::MAX, item, row).
+    let mut by_user: FxHashMap<&str, Vec<(u64, u64, &str, usize)>> = FxHashMap::default();
     for (row, rating) in ratings.iter().enumerate() {
-        let user = parse("user", &rating.user, row)?;
-        let item = parse("item", &rating.item, row)?;
-        let key = splitmix64((42u64 << 42) ^ (user << 21) ^ item);
-        by_user.entry(user).or_default().push((key, item, row));
+        let (user, item) = (rating.user.as_str(), rating.item.as_str());
+        let (key, item_number) = match (user.parse::<u64>(), item.parse::<u64>()) {
+            (Ok(user), Ok(item)) if is_decimal(&rating.user) && is_decimal(&rating.item) => {
+                (splitmix64((42u64 << 42) ^ (user << 21) ^ item), item)
+            }
+            _ => (pair_hash(user, item), u64::MAX),
+        };
+        by_user.entry(user).or_default().push((key, item_number, item, row));
     }
     let mut in_test = vec![false; ratings.len()];
     for user_ratings in by_user.values_mut() {
         user_ratings.sort_unstable();
         let n_test = user_ratings.len().div_ceil(5);
-        for &(_, _, row) in &user_ratings[..n_test] {
+        for &(_, _, _, row) in &user_ratings[..n_test] {
             in_test[row] = true;
         }
     }
-    Ok(in_test)
+    in_test
 }
 
-fn temporal(ratings: &[Rating], test_fraction: f64, protocol: Protocol) -> Result<Vec<bool>, EvalError> {
+/// Only ASCII digits (`u64::from_str` also takes a leading `+`).
+fn is_decimal(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// FNV-1a, 64 bits, of `bytes`.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The hash 80/20 key of a (user, item) pair of any ids:
+/// `splitmix64(splitmix64(42 ^ fnv1a64(user)) ^ fnv1a64(item))` over the ids'
+/// UTF-8 bytes.
+pub fn pair_hash(user: &str, item: &str) -> u64 {
+    splitmix64(splitmix64(42 ^ fnv1a64(user.as_bytes())) ^ fnv1a64(item.as_bytes()))
+}
+
+/// Per user, the last `n_test(n)` of the user's `n` ratings by (timestamp,
+/// row) are tested.
+fn temporal(ratings: &[Rating], n_test: impl Fn(usize) -> usize, protocol: Protocol) -> Result<Vec<bool>, EvalError> {
     // Per user: (timestamp, row).
     let mut by_user: FxHashMap<&str, Vec<(i64, usize)>> = FxHashMap::default();
     for (row, rating) in ratings.iter().enumerate() {
         let timestamp_ms = rating.timestamp_ms.ok_or_else(|| {
-            split_error(protocol, "timestamp", format!("row {}: missing, and the protocol orders by time", row + 1))
+            split_error(
+                protocol,
+                "timestamp",
+                format!(
+                    "rating {} (user {:?}, item {:?}) has none, and the protocol orders by time",
+                    row + 1,
+                    rating.user,
+                    rating.item
+                ),
+            )
         })?;
         by_user.entry(rating.user.as_str()).or_default().push((timestamp_ms, row));
     }
     let mut in_test = vec![false; ratings.len()];
     for user_ratings in by_user.values_mut() {
         user_ratings.sort_unstable();
-        let n_test = ceil_share(user_ratings.len(), test_fraction);
+        let n_test = n_test(user_ratings.len()).min(user_ratings.len());
         for &(_, row) in &user_ratings[user_ratings.len() - n_test..] {
             in_test[row] = true;
         }
@@ -300,16 +340,70 @@ mod tests {
     }
 
     #[test]
-    fn hash_split_needs_integer_ids() {
-        let ratings = rows(&[("1", "2", None), ("1", "x7", None)]);
+    fn hash_split_takes_any_id_by_its_bytes() {
+        // Users with string ids, and one with integer ids beside them.
+        let mut owned = Vec::new();
+        for (user, n) in [("u_1", 6), ("alice", 11), ("7", 5), ("-1", 3)] {
+            for item in 0..n {
+                let item = if user == "7" { item.to_string() } else { format!("item {item}") };
+                owned.push((user.to_string(), item));
+            }
+        }
+        let pairs: Vec<(&str, &str, Option<i64>)> =
+            owned.iter().map(|(user, item)| (user.as_str(), item.as_str(), None)).collect();
+        let ratings = rows(&pairs);
+        let result = split(&ratings, Protocol::Hash8020).unwrap();
+        for (user, n_test) in [("u_1", 2), ("alice", 3), ("7", 1), ("-1", 1)] {
+            assert_eq!(result.test.iter().filter(|rating| rating.user == user).count(), n_test, "user {user}");
+        }
+        // The tested ratings are those with the smallest byte keys, as documented.
+        let key = |rating: &Rating| {
+            let fnv = |text: &str| {
+                text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+            };
+            splitmix64(splitmix64(42 ^ fnv(&rating.user)) ^ fnv(&rating.item))
+        };
+        for user in ["u_1", "alice", "-1"] {
+            let max_test = result.test.iter().filter(|rating| rating.user == user).map(key).max().unwrap();
+            let min_train = result.train.iter().filter(|rating| rating.user == user).map(key).min().unwrap();
+            assert!(max_test < min_train, "user {user}");
+        }
+        // FNV-1a 64's published test vectors.
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+        // Row order does not change which ratings are tested.
+        let mut reversed = ratings.clone();
+        reversed.reverse();
+        let again = split(&reversed, Protocol::Hash8020).unwrap();
+        let mut tested: Vec<usize> = row_ids(&result.test);
+        let mut tested_again: Vec<usize> = row_ids(&again.test);
+        tested.sort_unstable();
+        tested_again.sort_unstable();
+        assert_eq!(tested, tested_again);
+    }
+
+    #[test]
+    fn leave_last_out_tests_each_users_latest_rating() {
+        // a: latest is row 0; b: a tie at 7 goes to the later row (6); c has
+        // one rating only and trains.
+        let ratings = rows(&[
+            ("a", "1", Some(50)),
+            ("a", "2", Some(10)),
+            ("b", "1", Some(7)),
+            ("a", "3", Some(40)),
+            ("c", "4", Some(20)),
+            ("b", "5", Some(3)),
+            ("b", "2", Some(7)),
+            ("b", "3", Some(1)),
+        ]);
+        let result = split(&ratings, Protocol::LeaveLastOut).unwrap();
+        assert_eq!(row_ids(&result.test), vec![0, 6]);
+        assert_eq!(row_ids(&result.train), vec![1, 2, 3, 4, 5, 7]);
+        let untimed = rows(&[("a", "1", Some(1)), ("a", "2", None)]);
         assert_eq!(
-            split(&ratings, Protocol::Hash8020).unwrap_err().to_string(),
-            "hash-80-20 split: field `item`: row 2: not a non-negative integer id: \"x7\""
-        );
-        let ratings = rows(&[("-1", "2", None)]);
-        assert_eq!(
-            split(&ratings, Protocol::Hash8020).unwrap_err().to_string(),
-            "hash-80-20 split: field `user`: row 1: not a non-negative integer id: \"-1\""
+            split(&untimed, Protocol::LeaveLastOut).unwrap_err().to_string(),
+            "leave-last-out split: field `timestamp`: rating 2 (user \"a\", item \"2\") has none, and the protocol orders by time"
         );
     }
 
@@ -342,7 +436,7 @@ mod tests {
         let ratings = rows(&[("a", "1", Some(1)), ("a", "2", None)]);
         assert_eq!(
             split(&ratings, Protocol::Temporal { test_fraction: 0.2 }).unwrap_err().to_string(),
-            "temporal split: field `timestamp`: row 2: missing, and the protocol orders by time"
+            "temporal split: field `timestamp`: rating 2 (user \"a\", item \"2\") has none, and the protocol orders by time"
         );
         for test_fraction in [0.0, 1.0, -0.5, f64::NAN] {
             let err = split(&ratings, Protocol::Temporal { test_fraction }).unwrap_err();

@@ -1,0 +1,256 @@
+//! `recwal eval` on rating files as people have them: string ids, implicit
+//! feedback (no rating column), other rating scales, quoted CSV, headers or
+//! none, `::`-separated MovieLens 1M, and the protocols beyond hash 80/20.
+//! Errors name the file once and its 1-based line.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn recwal(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
+        .args(args)
+        .env_remove("RECWAL_DATA_DIR")
+        .env("ORT_DYLIB_PATH", support::runtime_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("`recwal {}` still ran after 120 s", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn succeeds(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+fn refused(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "not refused: {}\n{stderr}", String::from_utf8_lossy(&output.stdout));
+    stderr
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The `(P, R, NDCG, HR)` of a strategy's row in the table.
+fn metrics(table: &str, strategy: &str) -> [f64; 4] {
+    let row = table
+        .lines()
+        .find(|line| line.starts_with(&format!("| {strategy} |")))
+        .unwrap_or_else(|| panic!("no row {strategy}: {table}"));
+    let cells: Vec<f64> = row.split('|').skip(2).take(4).map(|cell| cell.trim().parse().unwrap()).collect();
+    [cells[0], cells[1], cells[2], cells[3]]
+}
+
+/// 30 users in two taste groups over 40 items, `per_user` interactions each,
+/// written by `line(user, item, rating, seconds)`; ids as `u_<n>`/`i_<n>`.
+fn community(per_user: usize, line: impl Fn(&str, &str, u32, u64) -> String) -> String {
+    let mut text = String::new();
+    for user in 0..30u32 {
+        let group = user % 2;
+        for step in 0..per_user as u32 {
+            let item = group * 20 + (user * 3 + step * 7) % 20;
+            let rating = 1 + (user + step) % 5;
+            let seconds = 1_000_000 + u64::from(user) * 100 + u64::from(step);
+            text.push_str(&line(&format!("u_{user}"), &format!("i_{item}"), rating, seconds));
+        }
+    }
+    text
+}
+
+#[test]
+fn string_ids_are_evaluated_with_the_hash_split_on_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        format!("user,item,rating,timestamp\n{}", community(10, |u, i, r, t| format!("{u},{i},{},{t}\n", r.max(4))));
+    let file = write(dir.path(), "ratings.csv", &text);
+    let out = succeeds(&recwal(&["eval", p(&file)]));
+    assert!(out.contains("hash 80/20: 240 train, 60 test"), "{out}");
+    let [precision, _, ndcg, hit] = metrics(&out, "user_cf");
+    assert!(precision > 0.0 && ndcg > 0.0 && hit > 0.0, "{out}");
+    // The same split and figures every run.
+    assert_eq!(metrics(&succeeds(&recwal(&["eval", p(&file)])), "user_cf"), metrics(&out, "user_cf"));
+}
+
+#[test]
+fn implicit_files_count_any_interaction_as_relevant() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "clicks.csv", &community(10, |u, i, _, _| format!("{u},{i}\n")));
+    let out = succeeds(&recwal(&["eval", p(&file)]));
+    assert!(out.contains("relevant: any interaction"), "{out}");
+    let [precision, _, ndcg, _] = metrics(&out, "user_cf");
+    assert!(precision > 0.0 && ndcg > 0.0, "{out}");
+    // A tab-separated one with a header and a timestamp, by its extension.
+    let file = write(
+        dir.path(),
+        "clicks.tsv",
+        &format!("user_id\titem_id\ttimestamp\n{}", community(10, |u, i, _, t| format!("{u}\t{i}\t{t}\n"))),
+    );
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "leave-last-out"]));
+    assert!(out.contains("leave-last-out: 270 train, 30 test"), "{out}");
+    assert!(metrics(&out, "user_cf")[3] > 0.0, "{out}");
+}
+
+#[test]
+fn no_relevant_test_interaction_is_an_error_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "low.csv", &community(10, |u, i, r, _| format!("{u},{i},{}\n", 1 + r % 3)));
+    let err = refused(&recwal(&["eval", p(&file)]));
+    assert!(err.contains("no test interaction is relevant") && err.contains("rating ≥ 4"), "{err}");
+    assert!(err.contains("--relevant-min"), "{err}");
+    let out = succeeds(&recwal(&["eval", p(&file), "--relevant-min", "3"]));
+    assert!(out.contains("relevant: rating ≥ 3"), "{out}");
+    assert!(metrics(&out, "user_cf")[0] > 0.0, "{out}");
+}
+
+#[test]
+fn the_rating_scale_is_configurable_and_checked_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "tens.csv",
+        &format!("user,item,rating\n{}", community(10, |u, i, r, _| format!("{u},{i},{}\n", r * 2))),
+    );
+    let err = refused(&recwal(&["eval", p(&file)]));
+    // The first rating above 5, on the file's line (the header is line 1).
+    let ratings = community(10, |_, _, r, _| format!("{}\n", r * 2));
+    let first_high = 2 + ratings.lines().position(|l| l != "2" && l != "4").unwrap();
+    assert!(err.contains(&format!("tens.csv line {first_high}: field `rating`")), "{err}");
+    assert!(err.contains("--rating-scale"), "{err}");
+    let out = succeeds(&recwal(&["eval", p(&file), "--rating-scale", "1..10"]));
+    // The default threshold on another scale: three quarters of the way up.
+    assert!(out.contains("relevant: rating ≥ 7.75"), "{out}");
+    assert!(metrics(&out, "user_cf")[0] > 0.0, "{out}");
+    let err = refused(&recwal(&["eval", p(&file), "--rating-scale", "1..8"]));
+    assert!(err.contains("line ") && err.contains("outside the rating scale 1..8"), "{err}");
+    let err = refused(&recwal(&["eval", p(&file), "--rating-scale", "5..1"]));
+    assert!(err.contains("--rating-scale"), "{err}");
+}
+
+#[test]
+fn quoted_csv_as_pandas_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // pandas' to_csv(quoting=csv.QUOTE_NONNUMERIC) with an index column dropped.
+    let text = format!(
+        "\"user\",\"item\",\"rating\"\n{}",
+        community(10, |u, i, r, _| format!("\"{u}, jr\",\"{i} \"\"x\"\"\",{}\n", r.max(4)))
+    );
+    let file = write(dir.path(), "pandas.csv", &text);
+    let out = succeeds(&recwal(&["eval", p(&file)]));
+    assert!(out.contains("300 ratings"), "{out}");
+    assert!(metrics(&out, "user_cf")[0] > 0.0, "{out}");
+}
+
+#[test]
+fn header_rows_are_detected_or_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = community(10, |u, i, r, _| format!("{u},{i},{}\n", r.max(4)));
+    // Unknown column names over a numeric column: a header.
+    let file = write(dir.path(), "scores.csv", &format!("uid,iid,score\n{body}"));
+    assert!(succeeds(&recwal(&["eval", p(&file)])).contains("300 ratings"));
+    // Said to have none: its first line is a row with a bad rating.
+    let err = refused(&recwal(&["eval", p(&file), "--no-header"]));
+    assert!(err.contains("scores.csv line 1: field `rating`"), "{err}");
+    // Said to have one: the first row is taken as the header.
+    let file = write(dir.path(), "plain.csv", &body);
+    let out = succeeds(&recwal(&["eval", p(&file), "--header"]));
+    assert!(out.contains("299 ratings"), "{out}");
+}
+
+#[test]
+fn errors_name_the_file_once_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "ratings.tsv", "user\titem\trating\n\t7\t4\n");
+    let err = refused(&recwal(&["eval", p(&file)]));
+    assert_eq!(err.matches("ratings.tsv").count(), 1, "{err}");
+    assert!(err.contains("ratings.tsv line 2: field `user`: empty id"), "{err}");
+    assert!(!err.contains("row ") && !err.contains("batch"), "{err}");
+    // The third line of a quoted file, after a record that spans two lines.
+    let file = write(dir.path(), "multi.csv", "user,item,rating\n\"a\nb\",i,4\nu,i,x\n");
+    let err = refused(&recwal(&["eval", p(&file)]));
+    assert!(err.contains("multi.csv line 4: field `rating`"), "{err}");
+}
+
+#[test]
+fn formats_are_chosen_by_flag_or_extension_and_refusals_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = community(10, |u, i, r, t| format!("{u}::{i}::{}::{t}\n", r.max(4)));
+    let file = write(dir.path(), "ratings.dat", &body);
+    let out = succeeds(&recwal(&["eval", p(&file), "--format", "ml1m"]));
+    assert!(out.contains("300 ratings"), "{out}");
+    let err = refused(&recwal(&["eval", p(&file), "--format", "parquet"]));
+    for name in ["ml100k", "ml1m", "inter", "csv", "tsv", "jsonl"] {
+        assert!(err.contains(name), "{err}");
+    }
+    // JSON lines, as `recwal export` writes them, by extension.
+    let body = community(10, |u, i, r, t| {
+        format!(
+            "{{\"user\":\"{u}\",\"item\":\"{i}\",\"kind\":\"rating\",\"value\":{},\"timestamp_ms\":{t}000}}\n",
+            r.max(4)
+        )
+    });
+    let file = write(dir.path(), "events.jsonl", &body);
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "leave-last-out"]));
+    assert!(out.contains("300 ratings") && out.contains("leave-last-out: 270 train, 30 test"), "{out}");
+    // A three-column file given as ml100k (four columns) says what exists.
+    let file = write(dir.path(), "three.data", "1\t2\t4\n");
+    let err = refused(&recwal(&["eval", p(&file)]));
+    assert!(err.contains("three.data line 1") && err.contains("--format"), "{err}");
+}
+
+#[test]
+fn temporal_and_leave_last_out_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = community(10, |u, i, r, t| format!("{u},{i},{},{t}\n", r.max(4)));
+    let file = write(dir.path(), "timed.csv", &body);
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "temporal", "--test-fraction", "0.2"]));
+    assert!(out.contains("temporal (test fraction 0.2): 240 train, 60 test"), "{out}");
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "leave-last-out"]));
+    assert!(out.contains("leave-last-out: 270 train, 30 test"), "{out}");
+    // Without timestamps the time-ordered protocols are refused.
+    let file = write(dir.path(), "untimed.csv", &community(10, |u, i, r, _| format!("{u},{i},{r}\n")));
+    let err = refused(&recwal(&["eval", p(&file), "--protocol", "leave-last-out"]));
+    assert!(err.contains("timestamp"), "{err}");
+}
+
+#[test]
+fn help_says_what_is_read() {
+    let help = succeeds(&recwal(&["eval", "--help"]));
+    for needle in [
+        "--format",
+        "ml100k",
+        "ml1m",
+        "--delimiter",
+        "--header",
+        "--no-header",
+        "--rating-scale",
+        "--relevant-min",
+        "--protocol",
+        "leave-last-out",
+        "string",
+        "implicit",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
