@@ -1,0 +1,245 @@
+//! Fast ItemRank against the exact walk on data of several shapes: the table
+//! of docs/EVALUATION.md ("Fast ItemRank on other shapes").
+//!
+//! ```text
+//! scripts/fetch-movielens.sh   # optional: adds the ML-100k row
+//! cargo run --release --example itemrank_shapes [-- data/ml-100k/ml-100k.inter]
+//! ```
+//!
+//! For each shape (`recwal::eval::Shape`, seeded, so every run sees the same
+//! ratings) and for ML-100k when its file is there: the hash 80/20 split,
+//! an engine trained through `ingest_batch`, then `item_rank` (fast) and
+//! `item_rank_exact` scored for every test user (relevant = test rating ≥ 4):
+//! DOA, NDCG@10 and the mean time to score one user. The shapes marked
+//! "held out" were not looked at while the fast mode's rule was designed.
+//! `RECWAL_SHAPES_ONLY=<name>,…` restricts the rows; `RECWAL_ALPHA` sets α
+//! (default 0.85); `RECWAL_FAST_TOLERANCE` the fast mode's tolerance.
+#![allow(clippy::print_stdout)]
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use recwal::eval::{
+    evaluate_engine, load_ratings, shape_ratings, split, train_engine, EvalSet, Protocol, Rating, Shape,
+};
+use recwal::{EngineConfig, Strategy};
+
+const K: usize = 10;
+const RELEVANT_MIN: f32 = 4.0;
+
+/// The shapes measured: (name, held out, shape).
+fn shapes() -> Vec<(&'static str, bool, Shape)> {
+    let base = Shape::default();
+    vec![
+        ("ml-like", false, base.clone()),
+        (
+            "communities-sparse",
+            false,
+            Shape {
+                users: 3000,
+                items: 3000,
+                per_user_mean: 15.0,
+                per_user_min: 5,
+                item_exponent: 0.8,
+                groups: 20,
+                locality: 0.9,
+                group_bonus: 1.0,
+                seed: 11,
+                ..base.clone()
+            },
+        ),
+        (
+            "flat-popularity",
+            false,
+            Shape {
+                users: 2000,
+                items: 2000,
+                per_user_mean: 30.0,
+                per_user_min: 5,
+                item_exponent: 0.3,
+                seed: 12,
+                ..base.clone()
+            },
+        ),
+        (
+            "steep-popularity",
+            false,
+            Shape {
+                users: 2000,
+                items: 2000,
+                per_user_mean: 30.0,
+                per_user_min: 5,
+                item_exponent: 1.4,
+                seed: 13,
+                ..base.clone()
+            },
+        ),
+        (
+            "many-groups-dense",
+            true,
+            Shape {
+                users: 2000,
+                items: 1000,
+                per_user_mean: 40.0,
+                per_user_min: 10,
+                item_exponent: 0.7,
+                groups: 50,
+                locality: 0.8,
+                group_bonus: 1.0,
+                seed: 21,
+                ..base.clone()
+            },
+        ),
+        (
+            "long-tail-catalogue",
+            true,
+            Shape {
+                users: 2000,
+                items: 20_000,
+                per_user_mean: 25.0,
+                per_user_min: 5,
+                item_exponent: 0.9,
+                groups: 5,
+                locality: 0.5,
+                group_bonus: 0.5,
+                seed: 22,
+                ..base.clone()
+            },
+        ),
+        (
+            "heavy-users",
+            true,
+            Shape {
+                users: 1500,
+                items: 3000,
+                per_user_mean: 40.0,
+                per_user_sigma: 1.5,
+                per_user_min: 3,
+                item_exponent: 1.0,
+                groups: 8,
+                locality: 0.6,
+                group_bonus: 0.7,
+                seed: 23,
+                ..base.clone()
+            },
+        ),
+        (
+            "regional-very-sparse",
+            true,
+            Shape {
+                users: 5000,
+                items: 4000,
+                per_user_mean: 8.0,
+                per_user_min: 3,
+                item_exponent: 0.6,
+                groups: 40,
+                locality: 0.95,
+                group_bonus: 1.0,
+                seed: 25,
+                ..base.clone()
+            },
+        ),
+        (
+            "communities-dense",
+            true,
+            Shape {
+                users: 2000,
+                items: 2000,
+                per_user_mean: 50.0,
+                per_user_min: 10,
+                item_exponent: 1.0,
+                groups: 10,
+                locality: 0.85,
+                group_bonus: 0.8,
+                seed: 26,
+                ..base.clone()
+            },
+        ),
+        (
+            "small-catalogue",
+            true,
+            Shape {
+                users: 3000,
+                items: 200,
+                per_user_mean: 20.0,
+                per_user_min: 5,
+                item_exponent: 1.0,
+                seed: 24,
+                ..base
+            },
+        ),
+    ]
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    if let Some(alpha) = std::env::var("RECWAL_ALPHA").ok().and_then(|a| a.parse().ok()) {
+        config.itemrank.alpha = alpha;
+    }
+    if let Some(tolerance) = std::env::var("RECWAL_FAST_TOLERANCE").ok().and_then(|t| t.parse().ok()) {
+        config.itemrank.fast_tolerance = tolerance;
+    }
+    config
+}
+
+fn row(name: &str, held_out: bool, ratings: &[Rating]) -> Result<(), Box<dyn Error>> {
+    let users = ratings.iter().map(|r| r.user.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let items = ratings.iter().map(|r| r.item.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let split = split(ratings, Protocol::Hash8020)?;
+    let set = EvalSet::new(&split);
+    let dir = tempfile::tempdir()?;
+    let engine = train_engine(dir.path(), config(), &split.train)?;
+    let exact = evaluate_engine(&engine, &set, Strategy::ItemRankExact, K, RELEVANT_MIN);
+    let fast = evaluate_engine(&engine, &set, Strategy::ItemRank, K, RELEVANT_MIN);
+    let popularity = evaluate_engine(&engine, &set, Strategy::Popularity, K, RELEVANT_MIN);
+    let density = ratings.len() as f64 / (users as f64 * items as f64);
+    let doa_gap = fast.report.doa - exact.report.doa;
+    let ndcg_gap = if exact.report.ndcg > 0.0 { fast.report.ndcg / exact.report.ndcg - 1.0 } else { 0.0 };
+    let ok = doa_gap.abs() <= 0.5 && ndcg_gap.abs() <= 0.05;
+    println!(
+        "| {name}{} | {users} × {items}, {} ratings, density {:.2}% | {:.2} → {:.2} ({:+.2}) | {:.4} → {:.4} ({:+.1}%) | {:.2} / {:.4} | {} → {} µs | {} |",
+        if held_out { " (held out)" } else { "" },
+        ratings.len(),
+        100.0 * density,
+        exact.report.doa,
+        fast.report.doa,
+        doa_gap,
+        exact.report.ndcg,
+        fast.report.ndcg,
+        100.0 * ndcg_gap,
+        popularity.report.doa,
+        popularity.report.ndcg,
+        exact.per_user.as_micros(),
+        fast.per_user.as_micros(),
+        if ok { "✔" } else { "✘" },
+    );
+    engine.close()?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let only: Option<Vec<String>> =
+        std::env::var("RECWAL_SHAPES_ONLY").ok().map(|names| names.split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|only| only.iter().any(|o| o == name));
+    println!("| data | size | DOA exact → fast | NDCG@10 exact → fast | popularity DOA / NDCG@10 | time per user exact → fast | within 0.5 DOA and 5% NDCG |");
+    println!("|---|---|---|---|---|---|---|");
+    let movielens =
+        std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
+    if wanted("ml-100k") {
+        if movielens.exists() {
+            row("ml-100k", false, &load_ratings(&movielens)?)?;
+        } else {
+            println!("(ml-100k skipped: {} not found; scripts/fetch-movielens.sh)", movielens.display());
+        }
+    }
+    for (name, held_out, shape) in shapes() {
+        if wanted(name) {
+            row(name, held_out, &shape_ratings(&shape))?;
+        }
+    }
+    Ok(())
+}
