@@ -14,6 +14,15 @@
 //! "held out" were not looked at while the fast mode's rule was designed.
 //! `RECWAL_SHAPES_ONLY=<name>,…` restricts the rows; `RECWAL_ALPHA` sets α
 //! (default 0.85); `RECWAL_FAST_TOLERANCE` the fast mode's tolerance.
+//!
+//! `RECWAL_SHAPES_LATENCY=1`: instead, `recommend` latency (n = 10, users
+//! drawn uniformly, seeded) on each data set's whole ratings, for the fast
+//! mode as configured and for the pruned path alone (`fast_dense_pairs_max`
+//! = 0: the fast mode of earlier versions, one sampled hop plus the tail),
+//! requests to the two engines interleaved so that both see the same load;
+//! and, for every 4th user asked 6 times, the least of its times (its
+//! request's own work, with most waits for a CPU of a loaded machine left
+//! out).
 #![allow(clippy::print_stdout)]
 
 use std::error::Error;
@@ -221,7 +230,80 @@ fn row(name: &str, held_out: bool, ratings: &[Rating]) -> Result<(), Box<dyn Err
     Ok(())
 }
 
+/// The `q` quantile of sorted `latencies`, in µs.
+fn quantile(latencies: &[std::time::Duration], q: f64) -> f64 {
+    let at = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+    latencies.get(at).map_or(0.0, |latency| latency.as_secs_f64() * 1e6)
+}
+
+fn latency_row(name: &str, ratings: &[Rating]) -> Result<(), Box<dyn Error>> {
+    use recwal::RecommendRequest;
+    use std::time::Instant;
+    let (bounded_dir, pruned_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let bounded = train_engine(bounded_dir.path(), config(), ratings)?;
+    let mut pruned_config = config();
+    pruned_config.itemrank.fast_dense_pairs_max = 0;
+    let pruned = train_engine(pruned_dir.path(), pruned_config, ratings)?;
+    let mut users: Vec<&str> = ratings.iter().map(|r| r.user.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let requests = 4000;
+    let mut rng = recwal::synth::SplitMix64::new(7);
+    let (mut new, mut old) = (Vec::with_capacity(requests), Vec::with_capacity(requests));
+    let (mut new_min, mut old_min) = (Vec::new(), Vec::new());
+    for at in 0..requests + 200 {
+        let user = users[rng.below(users.len() as u64) as usize];
+        let request = RecommendRequest::new(user, 10, Strategy::ItemRank);
+        // Every 4th user is asked 5 times more: the least of its 6 times is
+        // its request's own work, with (most) waits for a CPU left out.
+        let repeats = if at % 4 == 0 { 6 } else { 1 };
+        let (mut bounded_least, mut pruned_least) = (std::time::Duration::MAX, std::time::Duration::MAX);
+        for repeat in 0..repeats {
+            let started = Instant::now();
+            bounded.recommend(&request)?;
+            let bounded_took = started.elapsed();
+            let started = Instant::now();
+            pruned.recommend(&request)?;
+            let pruned_took = started.elapsed();
+            if at >= 200 && repeat == 0 {
+                new.push(bounded_took);
+                old.push(pruned_took);
+            }
+            bounded_least = bounded_least.min(bounded_took);
+            pruned_least = pruned_least.min(pruned_took);
+        }
+        if at >= 200 && repeats > 1 {
+            new_min.push(bounded_least);
+            old_min.push(pruned_least);
+        }
+    }
+    for latencies in [&mut new, &mut old, &mut new_min, &mut old_min] {
+        latencies.sort_unstable();
+    }
+    println!(
+        "| {name} | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.2}× / {:.2}× | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.2}× / {:.2}× |",
+        quantile(&new, 0.5),
+        quantile(&new, 0.99),
+        quantile(&old, 0.5),
+        quantile(&old, 0.99),
+        quantile(&new, 0.5) / quantile(&old, 0.5),
+        quantile(&new, 0.99) / quantile(&old, 0.99),
+        quantile(&new_min, 0.5),
+        quantile(&new_min, 0.99),
+        quantile(&old_min, 0.5),
+        quantile(&old_min, 0.99),
+        quantile(&new_min, 0.5) / quantile(&old_min, 0.5),
+        quantile(&new_min, 0.99) / quantile(&old_min, 0.99),
+    );
+    bounded.close()?;
+    pruned.close()?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
+    if std::env::var_os("RECWAL_SHAPES_LATENCY").is_some() {
+        return latencies();
+    }
     let only: Option<Vec<String>> =
         std::env::var("RECWAL_SHAPES_ONLY").ok().map(|names| names.split(',').map(str::to_owned).collect());
     let wanted = |name: &str| only.as_ref().is_none_or(|only| only.iter().any(|o| o == name));
@@ -239,6 +321,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (name, held_out, shape) in shapes() {
         if wanted(name) {
             row(name, held_out, &shape_ratings(&shape))?;
+        }
+    }
+    Ok(())
+}
+
+fn latencies() -> Result<(), Box<dyn Error>> {
+    let only: Option<Vec<String>> =
+        std::env::var("RECWAL_SHAPES_ONLY").ok().map(|names| names.split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|only| only.iter().any(|o| o == name));
+    println!(
+        "| data | bounded fast p50 / p99 | pruned path alone p50 / p99 | ratio | least of 6: bounded p50 / p99 | pruned p50 / p99 | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let movielens = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
+    if wanted("ml-100k") && movielens.exists() {
+        latency_row("ml-100k", &load_ratings(&movielens)?)?;
+    }
+    for (name, _, shape) in shapes() {
+        if wanted(name) {
+            latency_row(name, &shape_ratings(&shape))?;
         }
     }
     Ok(())

@@ -209,7 +209,7 @@ fn dense(
         if hops == 0 {
             multiply_sparse(state, preference, &mut per_user, &mut scaled, &mut next);
         } else {
-            multiply(state, &term, &mut per_user, &mut scaled, &mut next);
+            multiply_by_items(state, &term, &mut per_user, &mut scaled, &mut next);
         }
         std::mem::swap(&mut term, &mut next);
         hops += 1;
@@ -218,6 +218,27 @@ fn dense(
         for (score, &term) in scores.iter_mut().zip(&term) {
             *score += weight * term;
         }
+    }
+}
+
+/// out = C·x (dense), as `multiply`, with the per-user sums scattered from
+/// the item lists (8 bytes an entry) rather than gathered from the user
+/// lists (a whole `Pair` an entry): the same sums in another order, about
+/// half the memory traffic.
+fn multiply_by_items(state: &State, x: &[f64], per_user: &mut [f64], scaled: &mut [f64], out: &mut [f64]) {
+    per_user.fill(0.0);
+    for (item, ((scaled, &x), &sum)) in scaled.iter_mut().zip(x).zip(state.item_others()).enumerate() {
+        *scaled = if sum > 0 { x / sum as f64 } else { 0.0 };
+        if *scaled != 0.0 {
+            for entry in state.item_users(item as Dense) {
+                per_user[entry.user as usize] += *scaled;
+            }
+        }
+    }
+    for (item, out) in out.iter_mut().enumerate() {
+        let users = state.item_users(item as Dense);
+        let through_users: f64 = users.iter().map(|entry| per_user[entry.user as usize]).sum();
+        *out = through_users - users.len() as f64 * scaled[item];
     }
 }
 
