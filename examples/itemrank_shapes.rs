@@ -10,7 +10,9 @@
 //! ratings) and for ML-100k when its file is there: the hash 80/20 split,
 //! an engine trained through `ingest_batch`, then `item_rank` (fast) and
 //! `item_rank_exact` scored for every test user (relevant = test rating ≥ 4):
-//! DOA, NDCG@10 and the mean time to score one user. The shapes marked
+//! DOA, NDCG@10 and the mean time to score one user; beside them the pruned
+//! path alone (`fast_dense_pairs_max` = 0: one sampled hop plus the tail,
+//! the fast mode of earlier versions) and popularity. The shapes marked
 //! "held out" were not looked at while the fast mode's rule was designed.
 //! `RECWAL_SHAPES_ONLY=<name>,…` restricts the rows; `RECWAL_ALPHA` sets α
 //! (default 0.85); `RECWAL_FAST_TOLERANCE` the fast mode's tolerance.
@@ -129,7 +131,6 @@ fn shapes() -> Vec<(&'static str, bool, Shape)> {
                 locality: 0.6,
                 group_bonus: 0.7,
                 seed: 23,
-                ..base.clone()
             },
         ),
         (
@@ -205,12 +206,21 @@ fn row(name: &str, held_out: bool, ratings: &[Rating]) -> Result<(), Box<dyn Err
     let exact = evaluate_engine(&engine, &set, Strategy::ItemRankExact, K, RELEVANT_MIN);
     let fast = evaluate_engine(&engine, &set, Strategy::ItemRank, K, RELEVANT_MIN);
     let popularity = evaluate_engine(&engine, &set, Strategy::Popularity, K, RELEVANT_MIN);
+    engine.close()?;
+    // The pruned path alone: the fast mode of earlier versions.
+    let pruned_dir = tempfile::tempdir()?;
+    let mut pruned_config = config();
+    pruned_config.itemrank.fast_dense_pairs_max = 0;
+    let pruned_engine = train_engine(pruned_dir.path(), pruned_config, &split.train)?;
+    let pruned = evaluate_engine(&pruned_engine, &set, Strategy::ItemRank, K, RELEVANT_MIN);
+    pruned_engine.close()?;
+    let pruned_ndcg_gap = if exact.report.ndcg > 0.0 { pruned.report.ndcg / exact.report.ndcg - 1.0 } else { 0.0 };
     let density = ratings.len() as f64 / (users as f64 * items as f64);
     let doa_gap = fast.report.doa - exact.report.doa;
     let ndcg_gap = if exact.report.ndcg > 0.0 { fast.report.ndcg / exact.report.ndcg - 1.0 } else { 0.0 };
     let ok = doa_gap.abs() <= 0.5 && ndcg_gap.abs() <= 0.05;
     println!(
-        "| {name}{} | {users} × {items}, {} ratings, density {:.2}% | {:.2} → {:.2} ({:+.2}) | {:.4} → {:.4} ({:+.1}%) | {:.2} / {:.4} | {} → {} µs | {} |",
+        "| {name}{} | {users} × {items}, {} ratings, density {:.2}% | {:.2} → {:.2} ({:+.2}) | {:.4} → {:.4} ({:+.1}%) | {} → {} µs | {} | {:.2} ({:+.2}) / {:.4} ({:+.1}%) | {:.2} / {:.4} |",
         if held_out { " (held out)" } else { "" },
         ratings.len(),
         100.0 * density,
@@ -220,13 +230,16 @@ fn row(name: &str, held_out: bool, ratings: &[Rating]) -> Result<(), Box<dyn Err
         exact.report.ndcg,
         fast.report.ndcg,
         100.0 * ndcg_gap,
-        popularity.report.doa,
-        popularity.report.ndcg,
         exact.per_user.as_micros(),
         fast.per_user.as_micros(),
         if ok { "✔" } else { "✘" },
+        pruned.report.doa,
+        pruned.report.doa - exact.report.doa,
+        pruned.report.ndcg,
+        100.0 * pruned_ndcg_gap,
+        popularity.report.doa,
+        popularity.report.ndcg,
     );
-    engine.close()?;
     Ok(())
 }
 
@@ -307,8 +320,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let only: Option<Vec<String>> =
         std::env::var("RECWAL_SHAPES_ONLY").ok().map(|names| names.split(',').map(str::to_owned).collect());
     let wanted = |name: &str| only.as_ref().is_none_or(|only| only.iter().any(|o| o == name));
-    println!("| data | size | DOA exact → fast | NDCG@10 exact → fast | popularity DOA / NDCG@10 | time per user exact → fast | within 0.5 DOA and 5% NDCG |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| data | size | DOA exact → fast | NDCG@10 exact → fast | time per user exact → fast | within 0.5 DOA and 5% NDCG | pruned path alone (earlier fast mode) DOA / NDCG@10 | popularity DOA / NDCG@10 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let movielens =
         std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
     if wanted("ml-100k") {
@@ -334,7 +349,8 @@ fn latencies() -> Result<(), Box<dyn Error>> {
         "| data | bounded fast p50 / p99 | pruned path alone p50 / p99 | ratio | least of 6: bounded p50 / p99 | pruned p50 / p99 | ratio |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let movielens = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
+    let movielens =
+        std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
     if wanted("ml-100k") && movielens.exists() {
         latency_row("ml-100k", &load_ratings(&movielens)?)?;
     }
