@@ -24,7 +24,9 @@
 //! requests to the two engines interleaved so that both see the same load;
 //! and, for every 4th user asked 6 times, the least of its times (its
 //! request's own work, with most waits for a CPU of a loaded machine left
-//! out).
+//! out). Two more data sets, of about 1M ratings (near the default
+//! `fast_dense_pairs_max`), are measured there only: `ml-like-1m` and
+//! `communities-1m`.
 #![allow(clippy::print_stdout)]
 
 use std::error::Error;
@@ -354,7 +356,14 @@ fn latencies() -> Result<(), Box<dyn Error>> {
     if wanted("ml-100k") && movielens.exists() {
         latency_row("ml-100k", &load_ratings(&movielens)?)?;
     }
-    for (name, _, shape) in shapes() {
+    // Latency only (exact mode would take minutes here): near the default
+    // `fast_dense_pairs_max`, MovieLens-like and with communities.
+    let scale = Shape { users: 10_000, items: 17_000, per_user_mean: 95.0, ..Shape::default() };
+    let extra = [
+        ("ml-like-1m", scale.clone()),
+        ("communities-1m", Shape { groups: 20, locality: 0.9, group_bonus: 1.0, seed: 31, ..scale }),
+    ];
+    for (name, shape) in shapes().into_iter().map(|(name, _, shape)| (name, shape)).chain(extra) {
         if wanted(name) {
             latency_row(name, &shape_ratings(&shape))?;
         }
