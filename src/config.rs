@@ -174,8 +174,9 @@ pub struct ItemRankConfig {
     pub alpha: f32,
     /// Iterations of the exact mode.
     pub iterations: u32,
-    /// Fast mode: hops of the series computed exactly; the rest is
-    /// replaced by the walk's stationary distribution.
+    /// Fast mode: at least this many hops of the series are computed
+    /// exactly (more while the error bound asks); the rest is replaced by
+    /// the walk's stationary distribution.
     pub fast_hops: u32,
     /// Fast mode's pruning: at most this many users of each of the user's
     /// items are walked through (those who first interacted with it last), each standing
@@ -188,6 +189,16 @@ pub struct ItemRankConfig {
     /// Fast mode's pruning: the walk starts from at most this many of the
     /// user's strongest items.
     pub seed_items_max: usize,
+    /// Fast mode's error bound: hops are added (up to `iterations`) until
+    /// the bound on the L1 distance between the fast scores and the walk's
+    /// limit is at most this (scores sum to 1). 0 runs every iteration.
+    pub fast_tolerance: f64,
+    /// Fast mode on states of at most this many (user, item) pairs walks
+    /// exactly, hop by hop, until its error bound is within
+    /// `fast_tolerance`; above it (where one pass over the pairs is too slow
+    /// for a request) it takes the pruned path (seeds, sampled lists,
+    /// `fast_hops` hops), whose bound is computed but not enforced.
+    pub fast_dense_pairs_max: u64,
 }
 
 impl Default for ItemRankConfig {
@@ -199,6 +210,8 @@ impl Default for ItemRankConfig {
             scan_users_per_item: 200,
             scan_items_per_user: 300,
             seed_items_max: 50,
+            fast_tolerance: 0.1,
+            fast_dense_pairs_max: 1_000_000,
         }
     }
 }
@@ -385,6 +398,10 @@ impl EngineConfig {
         }
         if self.itemrank.fast_hops > self.itemrank.iterations {
             return Err(bad("itemrank.fast_hops", "must be ≤ itemrank.iterations"));
+        }
+        let tolerance = self.itemrank.fast_tolerance;
+        if !(tolerance.is_finite() && tolerance >= 0.0) {
+            return Err(bad("itemrank.fast_tolerance", format!("must be a finite number ≥ 0, got {tolerance}")));
         }
         let blend = [
             ("blend.usercf", self.blend.usercf),

@@ -49,6 +49,7 @@ mod data;
 mod engine;
 mod items;
 mod metrics;
+mod shapes;
 mod split;
 
 pub use categories::{categories_by_size, evaluate_engine_by_category, CategoryEvaluation, CategoryReport, TopK};
@@ -62,6 +63,7 @@ pub use items::{
     MOVIELENS_GENRES,
 };
 pub use metrics::{evaluate, EvalSet, Report};
+pub use shapes::{shape_ratings, Shape};
 pub use split::{pair_hash, split, Protocol, Split};
 
 /// Why ratings could not be loaded or split.
