@@ -520,6 +520,8 @@ fn lines_of(lsn: u64, record: &LogRecord<'_>) -> Vec<Line> {
             item: Some(remove.item.to_string()),
             ..Line::default()
         }],
+        // A replica's record (docs/CLUSTER.md): the record it carries.
+        LogRecord::Replicated { record, .. } => lines_of(lsn, record),
         // Model records (the files are in a backup) and the catalogue's
         // records (`recwal export --items` writes the catalogue as state):
         // counted by the caller and named in its warning.
