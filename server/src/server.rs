@@ -43,6 +43,8 @@ pub struct App {
     replay_total: AtomicU64,
     /// Connections, timeouts, evictions (src/edge.rs).
     pub edge: Arc<EdgeStats>,
+    /// The replica, with `cluster.url` (src/cluster/).
+    pub cluster: OnceLock<Arc<crate::cluster::Replica>>,
 }
 
 impl App {
@@ -58,6 +60,7 @@ impl App {
             replay_done: AtomicU64::new(0),
             replay_total: AtomicU64::new(0),
             edge: Arc::default(),
+            cluster: OnceLock::new(),
         }
     }
 
@@ -70,6 +73,7 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     let models = Router::new()
         .route("/admin/models", get(list_models).post(add_model))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(app.config.server.model_limit_bytes));
     Router::new()
         .route("/healthz", get(healthz))
@@ -96,6 +100,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/models/status", get(model_status))
         .route("/admin/models/rollback", post(rollback_model))
         .route("/admin/models/{version}/activate", post(activate_model))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .merge(models)
         .fallback(not_found)
@@ -225,9 +230,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
-    let Ok((wal, models, replayed, disk_full, poisoned)) = tokio::task::spawn_blocking(move || {
+    let Ok((wal, models, replayed, disk_full, poisoned, position)) = tokio::task::spawn_blocking(move || {
         let replayed = engine.open_report().records_replayed;
-        (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned())
+        let position = engine.replica_position();
+        (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned(), position)
     })
     .await
     else {
@@ -248,9 +254,14 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             full.what, full.detail
         ));
     }
+    let cluster = app.cluster.get().map(|replica| {
+        reasons.extend(replica.unready_reason());
+        replica.status_json(position)
+    });
     let body = json!({
         "ready": reasons.is_empty(),
         "reasons": reasons,
+        "cluster": cluster,
         "records_replayed": replayed,
         "disk_full": disk_full.map(|full| json!({
             "what": full.what,
@@ -314,6 +325,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         segments_max,
     }));
     text.push_str(&app.edge.metrics_text());
+    if let Some(replica) = app.cluster.get() {
+        text.push_str(&replica.metrics_text());
+    }
     text.push_str(&app.http.text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
