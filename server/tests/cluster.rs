@@ -411,3 +411,102 @@ fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
         }
     }
 }
+
+/// One NATS node with JetStream, no cluster (stream replicas 1).
+fn start_single_nats(binary: &Path, dir: &Path) -> NatsNode {
+    let (client, monitor) = (free_port(), free_port());
+    let conf = dir.join("single.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server_name: s1\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\njetstream {{ store_dir: \"{}\" }}\n",
+            dir.join("single").display()
+        ),
+    )
+    .unwrap();
+    let mut node = NatsNode { name: "s1".into(), conf, client_port: client, monitor_port: monitor, child: None };
+    node.start(binary);
+    let started = Instant::now();
+    while !node.healthy() {
+        assert!(started.elapsed() < Duration::from_secs(30), "nats-server never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node
+}
+
+fn ingest_one(server: &Server, event_id: &str) -> u64 {
+    let body = format!(r#"{{"user":"u1","item":"{event_id}","kind":"click","event_id":"{event_id}"}}"#);
+    let (status, answer) = server.json("POST", "/v1/event?wait=applied", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["applied"], true, "{answer}");
+    answer["stream_seq"].as_u64().unwrap()
+}
+
+/// A node whose next message is gone from the stream (retention, a purge)
+/// stops applying and says so in /readyz, instead of skipping; the writes
+/// that are not replicated yet are refused on a cluster node; a read whose
+/// `min_seq` the node has not reached is answered 503 with its position.
+#[test]
+fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
+    let Some(binary) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1", "--set", "cluster.apply_wait_ms=300"];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let seqs: Vec<u64> = (1..=5).map(|at| ingest_one(&a, &format!("e{at}"))).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    // Retried with the same event id: stored once by JetStream, same sequence.
+    let (status, again) = a.json("POST", "/v1/event", r#"{"user":"u1","item":"e5","kind":"click","event_id":"e5"}"#);
+    assert_eq!((status, again["stream_seq"].as_u64(), again["duplicate"].as_bool()), (200, Some(5), Some(true)));
+
+    for (method, path, body) in [
+        ("DELETE", "/v1/users/u1", ""),
+        ("DELETE", "/v1/items/e1", ""),
+        ("PUT", "/v1/items/e1", r#"{"categories":["a"]}"#),
+        ("POST", "/v1/items/e1/hide", ""),
+        ("POST", "/admin/models/1/activate", ""),
+        ("POST", "/admin/models", "x"),
+    ] {
+        a.call(method, path, body.as_bytes()).assert_problem(409, &format!("{method} {path}"));
+    }
+    let behind = a.call("GET", "/v1/users/u1/interactions?min_seq=6", b"");
+    behind.assert_problem(503, "min_seq beyond the stream");
+    assert!(behind.text().contains("through sequence 5"), "{}", behind.text());
+    let (status, read) = a.json("GET", "/v1/users/u1/interactions?min_seq=5", "");
+    assert_eq!((status, read["interactions"].as_array().map(Vec::len)), (200, Some(5)), "{read}");
+
+    // Messages 1–4 leave the stream; a new node needs them.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let stream = async_nats::jetstream::new(client).get_stream(STREAM).await.unwrap();
+        let purged = stream.purge().keep(1).await.unwrap();
+        assert_eq!(purged.purged, 4);
+    });
+    let b = Server::spawn(&dir.path().join("b"), None, &flags);
+    let started = Instant::now();
+    let ready = loop {
+        let ready = b.call("GET", "/readyz", b"");
+        if ready.json()["cluster"]["phase"] == "halted" {
+            break ready;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "node b never halted: {}", ready.text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let body = ready.json();
+    let reasons = body["reasons"].to_string();
+    assert!(reasons.contains("stopped applying the stream"), "{reasons}");
+    assert_eq!(body["cluster"]["state"]["stream_seq"].as_u64(), Some(0), "{body}");
+    // It applied nothing past the gap, and keeps saying so.
+    let stats = b.json("GET", "/admin/stats", "").1;
+    assert_eq!(stats["events_applied"].as_u64(), Some(0), "{stats}");
+    b.call("GET", "/v1/users/u1/interactions?min_seq=5", b"").assert_problem(503, "a halted node at min_seq=5");
+
+    // Node a, which has everything, goes on.
+    assert_eq!(ingest_one(&a, "e6"), 6);
+    let (status, ready) = a.json("GET", "/readyz", "");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["cluster"]["state"]["stream_seq"].as_u64(), Some(6), "{ready}");
+}
