@@ -77,8 +77,13 @@ impl Engine {
     }
 
     /// Logs and applies the stream's message `stream_seq` (bytes from
-    /// `replica_events`, published by any node) as one kind-12 record, with
-    /// the log's default durability. Messages must come in stream order:
+    /// `replica_events`, published by any node) as one kind-12 record.
+    /// The record is applied without waiting for a sync of the local log
+    /// (`Durability::Never`; the next sync, checkpoint or close covers it):
+    /// the stream is its durable copy, and a node that loses its log's
+    /// tail restarts at an earlier stream sequence and reads the rest
+    /// again, while waiting for a sync per message would hold every replica
+    /// to one message per sync. Messages must come in stream order:
     /// one at or below the sequence applied is ignored (`AlreadyApplied`),
     /// one beyond its successor is refused (`StreamGap`) and nothing is
     /// applied. A message this build cannot decode is refused
@@ -105,7 +110,7 @@ impl Engine {
         }
         let record = LogRecord::decode(0, kind, payload).map_err(|err| bad(err.to_string()))?;
         let record = LogRecord::Replicated { stream_seq, record: Box::new(record) };
-        let lsn = shared.log_and_apply(&record, Vec::new(), shared.default_durability)?;
+        let lsn = shared.log_and_apply(&record, Vec::new(), recwal_wal::Durability::Never)?;
         Ok(ReplicaApplied::Applied { lsn })
     }
 

@@ -432,7 +432,9 @@ impl Replica {
         let state = info.state;
         let applied = engine.stream_seq();
         self.note_stream_last(state.last_sequence);
-        if state.messages > 0 && state.first_sequence > applied + 1 {
+        // (An empty stream's first sequence is its last + 1: a gap too if
+        // this node had not reached the last.)
+        if state.first_sequence > applied + 1 {
             return Err(Halt::Stop(format!(
                 "the stream starts at sequence {} but this node applied only through {applied}: the messages between \
                  are gone (retention); re-seeding from a snapshot is not built yet",
