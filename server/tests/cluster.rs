@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 use support::{request, Server};
 
 const STREAM: &str = "RECWAL";
+
+/// The tests here run one at a time: each starts NATS nodes on ports it
+/// picked free, and two at once on a loaded machine slow each other down.
+static SERIAL: Mutex<()> = Mutex::new(());
 const CLIENTS: usize = 3;
 const USERS_PER_CLIENT: u64 = 5;
 
@@ -89,9 +93,25 @@ struct NatsNode {
 
 impl NatsNode {
     fn start(&mut self, binary: &Path) {
-        let child =
-            Command::new(binary).arg("-c").arg(&self.conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.conf.with_extension("log")).unwrap();
+        let child = Command::new(binary).arg("-c").arg(&self.conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until healthy; fails with the end of its log if it exits or
+    /// takes longer than `within`.
+    fn wait_healthy(&mut self, within: Duration) {
+        let started = Instant::now();
+        while !self.healthy() {
+            let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > within {
+                let log = std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("nats {} not healthy (exited: {exited:?}); its log ends:\n{}", self.name, tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn kill(&mut self) {
@@ -155,10 +175,8 @@ fn start_nats(binary: &Path, dir: &Path) -> Vec<NatsNode> {
         node.start(binary);
         nodes.push(node);
     }
-    let started = Instant::now();
-    while !nodes.iter().all(NatsNode::healthy) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the NATS cluster never became healthy");
-        std::thread::sleep(Duration::from_millis(100));
+    for node in &mut nodes {
+        node.wait_healthy(Duration::from_secs(90));
     }
     nodes
 }
@@ -279,6 +297,7 @@ fn client(
 
 #[test]
 fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(binary) = nats_server() else { return };
     let kills: usize = std::env::var("RECWAL_CLUSTER_KILLS").ok().and_then(|kills| kills.parse().ok()).unwrap_or(30);
     let seed: u64 = std::env::var("RECWAL_CLUSTER_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
@@ -314,6 +333,7 @@ fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
     let mut rng = Rng(seed);
     let mut nats_kills = 0;
     let mut leader_kills = 0;
+    let mut wiped = 0;
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(200 + rng.below(900)));
         if rng.below(5) < 2 {
@@ -331,17 +351,20 @@ fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
             std::thread::sleep(Duration::from_millis(100 + rng.below(1500)));
             nats[victim].start(&binary);
             // Caught up before the next NATS kill, so a quorum always holds.
-            let restarted = Instant::now();
-            while !nats[victim].healthy() {
-                assert!(restarted.elapsed() < Duration::from_secs(60), "{} never caught up", nats[victim].name);
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            nats[victim].wait_healthy(Duration::from_secs(90));
         } else {
             let victim = rng.below(3) as usize;
-            println!("kill {kill}: recwal node {victim}");
+            // Now and then the node's data directory is lost with it: it
+            // comes back empty and reads the whole stream again.
+            let wipe = rng.below(6) == 0;
+            println!("kill {kill}: recwal node {victim}{}", if wipe { ", data directory wiped" } else { "" });
             let server = nodes.servers.lock().unwrap()[victim].take();
             if let Some(server) = server {
                 server.kill();
+            }
+            if wipe {
+                wiped += 1;
+                std::fs::remove_dir_all(&nodes.dirs[victim]).unwrap();
             }
             std::thread::sleep(Duration::from_millis(rng.below(800)));
             let server = nodes.spawn(victim);
@@ -354,8 +377,8 @@ fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
         sent.extend(client.join().unwrap());
     }
     println!(
-        "{} events sent and acknowledged; {nats_kills} NATS kills ({leader_kills} aimed at the stream leader); \
-         {} read-your-writes checks passed",
+        "{} events sent and acknowledged; {nats_kills} NATS kills ({leader_kills} aimed at the stream leader), \
+         {wiped} recwal data directories wiped; {} read-your-writes checks passed",
         sent.len(),
         ryw_checks.load(Ordering::Relaxed)
     );
@@ -426,11 +449,7 @@ fn start_single_nats(binary: &Path, dir: &Path) -> NatsNode {
     .unwrap();
     let mut node = NatsNode { name: "s1".into(), conf, client_port: client, monitor_port: monitor, child: None };
     node.start(binary);
-    let started = Instant::now();
-    while !node.healthy() {
-        assert!(started.elapsed() < Duration::from_secs(30), "nats-server never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_healthy(Duration::from_secs(60));
     node
 }
 
@@ -448,6 +467,7 @@ fn ingest_one(server: &Server, event_id: &str) -> u64 {
 /// `min_seq` the node has not reached is answered 503 with its position.
 #[test]
 fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(binary) = nats_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let nats = start_single_nats(&binary, dir.path());
@@ -509,4 +529,10 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     let (status, ready) = a.json("GET", "/readyz", "");
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["cluster"]["state"]["stream_seq"].as_u64(), Some(6), "{ready}");
+    let metrics = a.call("GET", "/metrics", b"").text();
+    for series in ["recwal_cluster_stream_seq_applied 6", "recwal_cluster_following 1", "recwal_cluster_apply_lag 0"] {
+        assert!(metrics.lines().any(|line| line == series), "{series} not in /metrics");
+    }
+    let metrics = b.call("GET", "/metrics", b"").text();
+    assert!(metrics.lines().any(|line| line == "recwal_cluster_following 0"), "node b: {metrics}");
 }
