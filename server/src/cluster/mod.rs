@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use recwal::{Engine, EngineError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -40,6 +40,9 @@ pub use config::ClusterConfig;
 pub use http::layer;
 
 use crate::server::App;
+
+/// Most stream messages applied in one blocking task.
+const APPLY_BATCH_MAX: usize = 256;
 
 /// Where the follower stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,33 +394,73 @@ impl Replica {
                 _ = stop.changed() => return Ok(()),
                 _ = tick.tick() => self.check_stream(&stream, engine).await?,
                 next = messages.next() => {
-                    let message = match next {
+                    let first = match next {
                         None => return Err(Halt::Retry("the consumer ended".into())),
                         Some(Err(err)) => return Err(Halt::Retry(format!("consumer: {err}"))),
                         Some(Ok(message)) => message,
                     };
-                    let (seq, pending) = match message.info() {
-                        Ok(info) => (info.stream_sequence, info.pending),
-                        Err(err) => return Err(Halt::Retry(format!("message without stream info: {err}"))),
-                    };
-                    self.note_stream_last(seq + pending);
-                    let payload = message.payload.clone();
-                    let engine = Arc::clone(engine);
-                    let applied = tokio::task::spawn_blocking(move || engine.apply_replicated(seq, &payload)).await;
-                    match applied {
-                        Ok(Ok(_)) => {
-                            self.messages_applied.fetch_add(1, Ordering::Relaxed);
-                            self.applied.send_if_modified(|applied| {
-                                let newer = seq > *applied;
-                                *applied = (*applied).max(seq);
-                                newer
-                            });
+                    // The messages already here go to one blocking task
+                    // (one hop per burst, not per message); an error after
+                    // them is handled once they are applied.
+                    let mut batch = vec![first];
+                    let mut after = None;
+                    while batch.len() < APPLY_BATCH_MAX {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(err))) => {
+                                after = Some(format!("consumer: {err}"));
+                                break;
+                            }
+                            Some(None) => {
+                                after = Some("the consumer ended".into());
+                                break;
+                            }
+                            None => break,
                         }
-                        Ok(Err(err @ (EngineError::StreamGap { .. } | EngineError::BadRecord { .. } | EngineError::Poisoned(_)))) => {
+                    }
+                    let mut work = Vec::with_capacity(batch.len());
+                    for message in &batch {
+                        let (seq, pending) = match message.info() {
+                            Ok(info) => (info.stream_sequence, info.pending),
+                            Err(err) => return Err(Halt::Retry(format!("message without stream info: {err}"))),
+                        };
+                        self.note_stream_last(seq + pending);
+                        work.push((seq, message.payload.clone()));
+                    }
+                    let engine = Arc::clone(engine);
+                    let applied = tokio::task::spawn_blocking(move || {
+                        let mut last = None;
+                        for (seq, payload) in work {
+                            if let Err(err) = engine.apply_replicated(seq, &payload) {
+                                return (last, Some((seq, err)));
+                            }
+                            last = Some(seq);
+                        }
+                        (last, None)
+                    })
+                    .await;
+                    let (last, failed) = match applied {
+                        Ok(outcome) => outcome,
+                        Err(err) => return Err(Halt::Stop(format!("applying stream messages panicked: {err}"))),
+                    };
+                    if let Some(seq) = last {
+                        let count = batch.len() - usize::from(failed.is_some());
+                        self.messages_applied.fetch_add(count as u64, Ordering::Relaxed);
+                        self.applied.send_if_modified(|applied| {
+                            let newer = seq > *applied;
+                            *applied = (*applied).max(seq);
+                            newer
+                        });
+                    }
+                    match failed {
+                        Some((_, err @ (EngineError::StreamGap { .. } | EngineError::BadRecord { .. } | EngineError::Poisoned(_)))) => {
                             return Err(Halt::Stop(err.to_string()));
                         }
-                        Ok(Err(err)) => return Err(Halt::Retry(format!("applying stream message {seq}: {err}"))),
-                        Err(err) => return Err(Halt::Stop(format!("applying stream message {seq} panicked: {err}"))),
+                        Some((seq, err)) => return Err(Halt::Retry(format!("applying stream message {seq}: {err}"))),
+                        None => {}
+                    }
+                    if let Some(reason) = after {
+                        return Err(Halt::Retry(reason));
                     }
                 }
             }
