@@ -676,3 +676,29 @@ pub(crate) fn export_to(
         }
     }
 }
+
+#[cfg(test)]
+mod replicated_tests {
+    use recwal::record::{EventsV1, LoggedEvent};
+
+    use super::*;
+
+    /// A replica's log (record kind 12) exports the events it carries.
+    #[test]
+    fn a_replicated_record_exports_the_events_it_carries() {
+        let event = LoggedEvent {
+            user: "u1",
+            item: "i1",
+            kind: LoggedKind::Click,
+            weight: 2.0,
+            timestamp_ms: 7,
+            event_id: Some("e1"),
+        };
+        let inner = LogRecord::Events(EventsV1 { ingested_ms: 5, events: vec![event] });
+        let plain = lines_of(3, &inner);
+        let replicated = lines_of(3, &LogRecord::Replicated { stream_seq: 9, record: Box::new(inner) });
+        assert_eq!(replicated.len(), 1);
+        assert_eq!(serde_json::to_string(&replicated).ok(), serde_json::to_string(&plain).ok());
+        assert_eq!(replicated[0].event_id.as_deref(), Some("e1"));
+    }
+}
