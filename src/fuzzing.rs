@@ -48,9 +48,13 @@ pub fn fuzz_snapshot(data: &[u8]) {
     }
     let Ok(body) = snapshot::decode(data) else { return };
     let Ok(state) = State::from_snapshot(body) else { return };
-    let Ok(bytes) =
-        snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
-    else {
+    let Ok(bytes) = snapshot::encode(
+        state.lsn_applied(),
+        &state.snapshot_view(),
+        state.models(),
+        &state.metadata_body(),
+        state.stream_seq(),
+    ) else {
         return;
     };
     let reloaded = snapshot::decode(&bytes).map_err(|err| err.to_string()).and_then(State::from_snapshot);
@@ -136,9 +140,13 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             record_seeds.push(seed);
         }
         state.apply(at as u64 + 1, record, &DedupConfig::default());
-        if let Ok(bytes) =
-            snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
-        {
+        if let Ok(bytes) = snapshot::encode(
+            state.lsn_applied(),
+            &state.snapshot_view(),
+            state.models(),
+            &state.metadata_body(),
+            state.stream_seq(),
+        ) {
             snapshot_seeds.push(bytes);
         }
     }

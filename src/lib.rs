@@ -49,6 +49,7 @@ pub use engine::MODEL_BYTES_MAX;
 pub use engine::{
     BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress,
 };
+pub use engine::{ReplicaApplied, ReplicaPosition};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{

@@ -46,6 +46,9 @@ pub const KIND_ITEM_HIDDEN_V1: u8 = 8;
 pub const KIND_USER_UPSERT_V1: u8 = 9;
 /// Feedback older than a time was expired (`ExpireFeedbackV1`).
 pub const KIND_EXPIRE_FEEDBACK_V1: u8 = 10;
+/// A record taken from the replication stream, with its stream sequence
+/// (`ReplicatedV1`; docs/CLUSTER.md).
+pub const KIND_REPLICATED_V1: u8 = 12;
 
 /// Kind 1: events ingested by one call, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,6 +183,29 @@ pub struct ExpireFeedbackV1 {
     pub before_ms: i64,
 }
 
+/// Kind 12, as encoded: a record a replica took from the replication stream
+/// (docs/CLUSTER.md), the stream's sequence number of its message, and the
+/// record itself (kind byte and payload, as the node that validated it
+/// encoded it). Only the data kinds travel this way (`REPLICABLE_KINDS`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ReplicatedV1<'a> {
+    stream_seq: u64,
+    kind: u8,
+    payload: &'a [u8],
+}
+
+/// The kinds a replicated record may wrap: the state changes that need no
+/// local file (events, forget, remove, catalogue). Model records and the
+/// feedback expiry (written on a node's own clock) are not replicated yet.
+pub const REPLICABLE_KINDS: [u8; 6] = [
+    KIND_EVENTS_V1,
+    KIND_FORGET_USER_V1,
+    KIND_REMOVE_ITEM_V1,
+    KIND_ITEM_UPSERT_V1,
+    KIND_ITEM_HIDDEN_V1,
+    KIND_USER_UPSERT_V1,
+];
+
 /// A decoded record, borrowing from the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord<'a> {
@@ -203,6 +229,13 @@ pub enum LogRecord<'a> {
     UserUpsert(UserUpsertV1<'a>),
     /// Kind 10.
     ExpireFeedback(ExpireFeedbackV1),
+    /// Kind 12: `record` was the stream's message `stream_seq`.
+    Replicated {
+        /// The message's sequence number in the stream.
+        stream_seq: u64,
+        /// The record it carried (never itself `Replicated`).
+        record: Box<LogRecord<'a>>,
+    },
 }
 
 impl<'a> LogRecord<'a> {
@@ -219,6 +252,11 @@ impl<'a> LogRecord<'a> {
             LogRecord::ItemHidden(body) => (KIND_ITEM_HIDDEN_V1, postcard::to_stdvec(body)),
             LogRecord::UserUpsert(body) => (KIND_USER_UPSERT_V1, postcard::to_stdvec(body)),
             LogRecord::ExpireFeedback(body) => (KIND_EXPIRE_FEEDBACK_V1, postcard::to_stdvec(body)),
+            LogRecord::Replicated { stream_seq, record } => {
+                let (kind, payload) = record.encode()?;
+                let body = ReplicatedV1 { stream_seq: *stream_seq, kind, payload: &payload };
+                (KIND_REPLICATED_V1, postcard::to_stdvec(&body))
+            }
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -239,6 +277,17 @@ impl<'a> LogRecord<'a> {
             KIND_ITEM_HIDDEN_V1 => postcard::from_bytes(payload).map(LogRecord::ItemHidden).map_err(bad),
             KIND_USER_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::UserUpsert).map_err(bad),
             KIND_EXPIRE_FEEDBACK_V1 => postcard::from_bytes(payload).map(LogRecord::ExpireFeedback).map_err(bad),
+            KIND_REPLICATED_V1 => {
+                let body: ReplicatedV1<'a> = postcard::from_bytes(payload).map_err(bad)?;
+                if !REPLICABLE_KINDS.contains(&body.kind) {
+                    return Err(EngineError::BadRecord {
+                        lsn,
+                        reason: format!("kind {kind}: a replicated record of kind {} is not replicable", body.kind),
+                    });
+                }
+                let record = Box::new(LogRecord::decode(lsn, body.kind, body.payload)?);
+                Ok(LogRecord::Replicated { stream_seq: body.stream_seq, record })
+            }
             other => Err(EngineError::BadRecord {
                 lsn,
                 reason: format!("unknown record kind {other} (written by a newer recwal?)"),
@@ -297,6 +346,38 @@ mod tests {
             let (kind, payload) = record.encode()?;
             assert_eq!(kind, KIND_ITEM_UPSERT_V1 + at as u8);
             assert_eq!(LogRecord::decode(4, kind, &payload)?, record);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn replicated_records_round_trip_and_wrap_only_data_kinds() -> Result<(), EngineError> {
+        let inner = LogRecord::Events(EventsV1 {
+            ingested_ms: 42,
+            events: vec![LoggedEvent {
+                user: "u1",
+                item: "i9",
+                kind: LoggedKind::Click,
+                weight: 1.0,
+                timestamp_ms: 7,
+                event_id: Some("e1"),
+            }],
+        });
+        let record = LogRecord::Replicated { stream_seq: 77, record: Box::new(inner) };
+        let (kind, payload) = record.encode()?;
+        assert_eq!(kind, KIND_REPLICATED_V1);
+        assert_eq!(LogRecord::decode(5, kind, &payload)?, record);
+        // A model record or another replicated record inside is refused.
+        let model = LogRecord::ModelRetired(ModelRetiredV1 { version: 2 });
+        let nested = [model, record];
+        for inner in nested {
+            let (inner_kind, inner_payload) = inner.encode()?;
+            let body = ReplicatedV1 { stream_seq: 1, kind: inner_kind, payload: &inner_payload };
+            let payload = postcard::to_stdvec(&body).map_err(|err| EngineError::invalid("test", err.to_string()))?;
+            assert!(matches!(
+                LogRecord::decode(6, KIND_REPLICATED_V1, &payload),
+                Err(EngineError::BadRecord { lsn: 6, .. })
+            ));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (4; 3 lacked the catalogue and `Pair::last_s`,
+//! 8   4  format version (5; 4 lacked the stream sequence, 3 the catalogue and `Pair::last_s`,
 //!        2 also the model catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
@@ -14,7 +14,8 @@
 //! 40  …  body: postcard `SnapshotBody`, then postcard `Catalog` (the
 //!        model catalog; absent in version 2, read as empty), then postcard
 //!        `MetadataBody` (items' and users' metadata; absent in versions 2
-//!        and 3, read as empty)
+//!        and 3, read as empty), then the stream sequence of the last
+//!        replicated record (postcard u64; absent before version 5, read as 0)
 //! ```
 
 use std::fs;
@@ -29,9 +30,10 @@ use crate::state::catalog::Catalog;
 use crate::state::{MetadataBody, SnapshotBody};
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 4;
-/// Older versions, still read: 3 lacks the catalogue (items' and users'
+const VERSION: u32 = 5;
+/// Older versions, still read: 4 lacks the stream sequence, 3 lacks the catalogue (items' and users'
 /// metadata), 2 also the model catalog.
+const VERSION_WITHOUT_STREAM_SEQ: u32 = 4;
 const VERSION_WITHOUT_METADATA: u32 = 3;
 const VERSION_WITHOUT_MODELS: u32 = 2;
 const HEADER_BYTES: usize = 40;
@@ -94,6 +96,7 @@ pub(crate) fn encode(
     body: &impl serde::Serialize,
     models: &Catalog,
     metadata: &MetadataBody,
+    stream_seq: u64,
 ) -> Result<Vec<u8>, EngineError> {
     let failed = |err: postcard::Error| EngineError::Snapshot {
         path: PathBuf::new(),
@@ -102,6 +105,7 @@ pub(crate) fn encode(
     let mut payload = postcard::to_stdvec(body).map_err(failed)?;
     payload.extend_from_slice(&postcard::to_stdvec(models).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(metadata).map_err(failed)?);
+    payload.extend_from_slice(&postcard::to_stdvec(&stream_seq).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -145,7 +149,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if crc32fast::hash(payload) != u32_at(32) {
         return Err("body CRC mismatch".into());
     }
-    let (mut body, rest): (SnapshotBody, &[u8]) = if version >= VERSION {
+    let (mut body, rest): (SnapshotBody, &[u8]) = if version >= VERSION_WITHOUT_STREAM_SEQ {
         postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?
     } else {
         let (old, rest): (SnapshotBodyV3, &[u8]) =
@@ -157,8 +161,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if version >= VERSION_WITHOUT_METADATA {
         (body.models, rest) = section(rest, "the model catalog")?;
     }
-    if version >= VERSION {
+    if version >= VERSION_WITHOUT_STREAM_SEQ {
         (body.metadata, rest) = section(rest, "the catalogue")?;
+    }
+    if version >= VERSION {
+        (body.stream_seq, rest) = section(rest, "the stream sequence")?;
     }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
@@ -230,6 +237,7 @@ impl SnapshotBodyV3 {
             dedup: self.dedup,
             models: Catalog::default(),
             metadata: MetadataBody::default(),
+            stream_seq: 0,
         }
     }
 }
@@ -280,6 +288,7 @@ mod tests {
             dedup: vec![],
             models: Catalog::default(),
             metadata: MetadataBody::default(),
+            stream_seq: 0,
         }
     }
 
@@ -330,7 +339,7 @@ mod tests {
     fn version_3_snapshots_read_with_an_empty_catalogue() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata())?;
+        let bytes = encode(7, &body(), &models, &metadata(), 0)?;
         // Version 3: the same header, the old body and the model catalog, no catalogue.
         let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
@@ -349,8 +358,26 @@ mod tests {
     }
 
     #[test]
+    fn version_4_snapshots_read_with_stream_sequence_zero() -> Result<(), EngineError> {
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 12)?;
+        assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(12));
+        // Version 4: the same payload without the trailing stream sequence.
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&VERSION_WITHOUT_STREAM_SEQ.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(payload);
+        let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.stream_seq, read.metadata), (0, metadata()));
+        Ok(())
+    }
+
+    #[test]
     fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
-        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default())?;
+        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default(), 0)?;
         // Version 2: the same header and the old body, no catalog after it.
         let payload = old_body();
         let mut old = bytes[..HEADER_BYTES].to_vec();
@@ -361,7 +388,7 @@ mod tests {
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         old.extend_from_slice(&payload);
         assert_eq!(decode(&old), Ok(body()));
-        old[8] = 5;
+        old[8] = 6;
         let header_crc = crc32fast::hash(&old[..36]);
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         assert!(decode(&old).is_err_and(|err| err.starts_with(VERSION_MISMATCH)));
@@ -372,8 +399,9 @@ mod tests {
     fn every_flipped_bit_is_detected() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata())?;
+        let bytes = encode(7, &body(), &models, &metadata(), 9)?;
         assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
+        assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(9));
         assert_eq!(decode(&bytes).map(|b| b.metadata), Ok(metadata()));
         assert_eq!(decode(&bytes).map(|b| b.lsn_applied), Ok(7));
         for at in 0..bytes.len() {

@@ -39,6 +39,49 @@ pub struct Readiness {
     /// The ranking side (once the log is replayed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ReadinessModel>,
+    /// With `serve --cluster`: this node's replica of the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// A cluster node's replica (docs/CLUSTER.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
+    /// The JetStream stream the nodes share.
+    pub stream: String,
+    /// `following` (applying the stream as it comes), `connecting`, or
+    /// `halted` (a gap or a foreign message: nothing more is applied).
+    pub phase: ClusterPhase,
+    /// Why the node is connecting or halted.
+    pub reason: Option<String>,
+    /// Connected to a NATS server now.
+    pub connected: bool,
+    /// The newest stream sequence this node knows of.
+    pub stream_seq_last: u64,
+    /// The stream sequence this node has applied.
+    pub stream_seq_applied: u64,
+    /// Messages still to apply.
+    pub apply_lag: u64,
+    /// The state's position: equal digests at equal sequences mean equal replicas.
+    pub state: ReplicaState,
+}
+
+/// A replica's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterPhase {
+    Following,
+    Connecting,
+    Halted,
+}
+
+/// A replica's state position.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaState {
+    pub stream_seq: u64,
+    /// The replica digest, 16 hex digits.
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub digest: String,
 }
 
 /// The start-up replay's progress.

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     /// The engine: `[engine]`, `[engine.wal]`, `[engine.weights]`,
     /// `[engine.checkpoint]`, `[engine.models]`, … (see `EngineConfig`).
     pub engine: EngineConfig,
+    /// Replicas on NATS JetStream (`src/cluster/`, docs/CLUSTER.md).
+    pub cluster: crate::cluster::ClusterConfig,
     /// Where each key that is not a default was set (dotted key → file,
     /// variable or flag), for messages.
     #[serde(skip)]
@@ -314,6 +316,7 @@ impl ServeConfig {
             ));
         }
         self.engine.validate().map_err(engine_error)?;
+        self.cluster.validate(self.engine.feedback.ttl.is_some())?;
         Ok(addr)
     }
 

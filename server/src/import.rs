@@ -520,6 +520,8 @@ fn lines_of(lsn: u64, record: &LogRecord<'_>) -> Vec<Line> {
             item: Some(remove.item.to_string()),
             ..Line::default()
         }],
+        // A replica's record (docs/CLUSTER.md): the record it carries.
+        LogRecord::Replicated { record, .. } => lines_of(lsn, record),
         // Model records (the files are in a backup) and the catalogue's
         // records (`recwal export --items` writes the catalogue as state):
         // counted by the caller and named in its warning.
@@ -672,5 +674,31 @@ pub(crate) fn export_to(
             }
             finished
         }
+    }
+}
+
+#[cfg(test)]
+mod replicated_tests {
+    use recwal::record::{EventsV1, LoggedEvent};
+
+    use super::*;
+
+    /// A replica's log (record kind 12) exports the events it carries.
+    #[test]
+    fn a_replicated_record_exports_the_events_it_carries() {
+        let event = LoggedEvent {
+            user: "u1",
+            item: "i1",
+            kind: LoggedKind::Click,
+            weight: 2.0,
+            timestamp_ms: 7,
+            event_id: Some("e1"),
+        };
+        let inner = LogRecord::Events(EventsV1 { ingested_ms: 5, events: vec![event] });
+        let plain = lines_of(3, &inner);
+        let replicated = lines_of(3, &LogRecord::Replicated { stream_seq: 9, record: Box::new(inner) });
+        assert_eq!(replicated.len(), 1);
+        assert_eq!(serde_json::to_string(&replicated).ok(), serde_json::to_string(&plain).ok());
+        assert_eq!(replicated[0].event_id.as_deref(), Some("e1"));
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod backup;
 mod catalogue;
 mod client;
+mod cluster;
 mod config;
 mod datadir;
 mod docs_ui;
@@ -245,6 +246,10 @@ struct ServeArgs {
     /// and report the rest) or absolute-consistency (refuse any damage).
     #[arg(long, env = "RECWAL_WAL_RECOVERY")]
     wal_recovery: Option<String>,
+    /// cluster.url: follow and publish to a NATS JetStream stream, one
+    /// replica of several (nats://host:port, comma-separated; docs/CLUSTER.md).
+    #[arg(long, env = "RECWAL_CLUSTER", value_name = "NATS_URLS")]
+    cluster: Option<String>,
     /// Print the effective configuration (validated: an invalid one exits
     /// non-zero, naming the key) and exit.
     #[arg(long)]
@@ -255,7 +260,7 @@ impl ServeArgs {
     /// The named flags, by the key each sets; `--set` pairs after them.
     fn sources(&self) -> Result<config::Sources, config::ConfigError> {
         let text = |value: &dyn ToString| Some(value.to_string());
-        let named: [(&str, &str, Option<String>); 17] = [
+        let named: [(&str, &str, Option<String>); 18] = [
             ("server.listen", "--listen", self.listen.clone()),
             ("server.data_dir", "--data-dir", self.data_dir.as_ref().map(|dir| dir.display().to_string())),
             ("server.token", "--token", self.token.clone()),
@@ -277,6 +282,7 @@ impl ServeArgs {
             ("server.log_format", "--log-format", self.log_format.clone()),
             ("server.snapshot_on_shutdown", "--snapshot-on-shutdown", self.snapshot_on_shutdown.and_then(|v| text(&v))),
             ("engine.wal.recovery", "--wal-recovery", self.wal_recovery.clone()),
+            ("cluster.url", "--cluster", self.cluster.clone()),
         ];
         let mut flags: Vec<(String, String, String)> = named
             .into_iter()
@@ -393,6 +399,11 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         let snapshot_on_shutdown = config.server.snapshot_on_shutdown;
         let limits = edge::Limits::from_config(&config);
         let app = Arc::new(server::App::new(config, durability));
+        if app.config.cluster.url.is_some() {
+            let replica = cluster::Replica::connect(&app.config.cluster).await?;
+            replica.start(Arc::clone(&app));
+            let _ = app.cluster.set(replica);
+        }
         let failed = Arc::new(AtomicBool::new(false));
         let open_error = Arc::new(std::sync::Mutex::new(None::<String>));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -426,6 +437,10 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         edge::serve(listener, server::router(Arc::clone(&app)), Arc::clone(&app.edge), limits, shutdown)
             .await
             .map_err(|err| format!("server error: {err}"))?;
+        // The follower holds the engine: stop it before the engine closes.
+        if let Some(replica) = app.cluster.get() {
+            replica.shutdown().await;
+        }
         if failed.load(Ordering::SeqCst) {
             return Err(open_error.lock().ok().and_then(|reason| reason.clone()).unwrap_or_default());
         }

@@ -727,7 +727,11 @@ mod tests {
     use utoipa::PartialSchema;
 
     use super::*;
-    use crate::server::{api_routes, is_not_api, NOT_API};
+    use crate::server::{api_routes, is_not_api, App, NOT_API};
+
+    fn test_app(config: &ServeConfig) -> std::sync::Arc<App> {
+        std::sync::Arc::new(App::new(config.clone(), recwal::Durability::Always))
+    }
 
     fn operations(document: &Value) -> BTreeSet<(String, String)> {
         let mut out = BTreeSet::new();
@@ -744,7 +748,7 @@ mod tests {
         let config = ServeConfig::default();
         // What the router registers: utoipa-axum adds each `routes!` entry
         // to the router and to this OpenApi alike.
-        let (_, generated) = api_routes(&config).split_for_parts();
+        let (_, generated) = api_routes(&test_app(&config)).split_for_parts();
         let registered = operations(&serde_json::to_value(&generated).unwrap());
         let document = document(&config, generated);
         assert_eq!(operations(&document), registered, "the document adds or drops routes");
@@ -777,7 +781,7 @@ mod tests {
     #[test]
     fn every_schema_of_the_document_is_used_and_every_reference_resolves() {
         let config = ServeConfig::default();
-        let (_, generated) = api_routes(&config).split_for_parts();
+        let (_, generated) = api_routes(&test_app(&config)).split_for_parts();
         let document = document(&config, generated);
         let text = document.to_string();
         let schemas = document["components"]["schemas"].as_object().unwrap();
@@ -794,7 +798,7 @@ mod tests {
     #[test]
     fn every_generated_parameter_gets_the_servers_limits() {
         let config = ServeConfig::default();
-        let (_, generated) = api_routes(&config).split_for_parts();
+        let (_, generated) = api_routes(&test_app(&config)).split_for_parts();
         let raw = serde_json::to_value(&generated).unwrap();
         let document = document(&config, generated);
         for (method, path) in operations(&raw) {

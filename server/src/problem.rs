@@ -80,6 +80,7 @@ impl From<EngineError> for Problem {
             EngineError::ModelRuntime(_) => (StatusCode::SERVICE_UNAVAILABLE, "model runtime unavailable"),
             EngineError::Wal(WalError::Full { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "log full"),
             EngineError::Poisoned(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine stopped accepting writes"),
+            EngineError::StreamGap { .. } => (StatusCode::SERVICE_UNAVAILABLE, "replica behind a stream gap"),
             EngineError::DiskFull { .. } => {
                 let mut problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "disk full", detail);
                 problem.retry_after = Some(DISK_FULL_RETRY_AFTER_S);

@@ -52,6 +52,8 @@ pub struct App {
     pub edge: Arc<EdgeStats>,
     /// /openapi.json, generated with the router (`router`).
     openapi: OnceLock<serde_json::Value>,
+    /// The replica, with `cluster.url` (src/cluster/).
+    pub cluster: OnceLock<Arc<crate::cluster::Replica>>,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             replay_total: AtomicU64::new(0),
             edge: Arc::default(),
             openapi: OnceLock::new(),
+            cluster: OnceLock::new(),
         }
     }
 
@@ -79,9 +82,11 @@ impl App {
 /// Every route of the API, in one list: the router serves exactly these
 /// and /openapi.json documents exactly these (each handler's
 /// `#[utoipa::path]` gives both its route and its operation).
-pub fn api_routes(config: &ServeConfig) -> OpenApiRouter<Arc<App>> {
+pub fn api_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
+    let config = &app.config;
     let models = OpenApiRouter::new()
         .routes(routes!(list_models, add_model))
+        .layer(middleware::from_fn_with_state(Arc::clone(app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(config.server.model_limit_bytes));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -108,6 +113,7 @@ pub fn api_routes(config: &ServeConfig) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(model_status))
         .routes(routes!(rollback_model))
         .routes(routes!(activate_model))
+        .layer(middleware::from_fn_with_state(Arc::clone(app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
         .merge(models)
 }
@@ -115,7 +121,7 @@ pub fn api_routes(config: &ServeConfig) -> OpenApiRouter<Arc<App>> {
 /// The router with every route and middleware: the API (`api_routes`),
 /// then the routes that are not part of it (`NOT_API`).
 pub fn router(app: Arc<App>) -> Router {
-    let (api, document) = api_routes(&app.config).split_for_parts();
+    let (api, document) = api_routes(&app).split_for_parts();
     if app.openapi.set(openapi::document(&app.config, document)).is_err() {
         warn!("the router was built twice; /openapi.json keeps the first document");
     }
@@ -267,13 +273,15 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             records_replayed: None,
             disk_full: None,
             model: None,
+            cluster: None,
         };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
-    let Ok((wal, models, replayed, disk_full, poisoned)) = tokio::task::spawn_blocking(move || {
+    let Ok((wal, models, replayed, disk_full, poisoned, position)) = tokio::task::spawn_blocking(move || {
         let replayed = engine.open_report().records_replayed;
-        (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned())
+        let position = engine.replica_position();
+        (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned(), position)
     })
     .await
     else {
@@ -294,10 +302,15 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             full.what, full.detail
         ));
     }
+    let cluster = app.cluster.get().map(|replica| {
+        reasons.extend(replica.unready_reason());
+        replica.status(position)
+    });
     let ready = reasons.is_empty();
     let body = Readiness {
         ready,
         reasons,
+        cluster,
         replay: None,
         records_replayed: Some(replayed),
         disk_full: disk_full.map(|full| DiskFull {
@@ -365,6 +378,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         segments_max,
     }));
     text.push_str(&app.edge.metrics_text());
+    if let Some(replica) = app.cluster.get() {
+        text.push_str(&replica.metrics_text());
+    }
     text.push_str(&app.http.text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

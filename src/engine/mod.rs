@@ -27,9 +27,11 @@ mod ingest;
 mod models;
 mod read;
 mod recover;
+mod replica;
 
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use models::MODEL_BYTES_MAX;
+pub use replica::{ReplicaApplied, ReplicaPosition};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -177,6 +179,8 @@ struct Shared {
     offload: Offload,
     /// Wall-clock ms of the last feedback expiry written (0: none yet).
     feedback_expired_ms: std::sync::atomic::AtomicI64,
+    /// Replicated records are applied one caller at a time (`replica.rs`).
+    replica: Mutex<()>,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -277,6 +281,7 @@ impl Engine {
             ranker,
             offload: Offload::new(config_sessions),
             feedback_expired_ms: std::sync::atomic::AtomicI64::new(0),
+            replica: Mutex::new(()),
         });
         let (stop, checkpointer) = checkpoint::start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })

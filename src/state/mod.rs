@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::DedupConfig;
 use crate::dedup::{DedupWindow, FirstSeen};
 use crate::ids::{Dense, Interner};
-use crate::record::{LogRecord, LoggedKind};
+use crate::record::{EventsV1, LogRecord, LoggedKind};
 
 // The model catalogue is part of the state (rebuilt from records 4–6, saved
 // in snapshots); the model code above reads it through `crate::model`.
@@ -55,6 +55,9 @@ pub(crate) struct State {
     dedup: DedupWindow,
     /// LSN of the last record applied.
     lsn_applied: u64,
+    /// Stream sequence of the last replicated record applied (0: none;
+    /// docs/CLUSTER.md).
+    stream_seq: u64,
     /// Events applied since the log began (including forgotten users').
     events_applied: u64,
     /// Ranking model versions and activations.
@@ -159,6 +162,11 @@ impl State {
         self.lsn_applied
     }
 
+    /// Stream sequence of the last replicated record applied (0: none).
+    pub fn stream_seq(&self) -> u64 {
+        self.stream_seq
+    }
+
     /// Events applied since the log began (including forgotten users').
     #[inline]
     pub fn events_applied(&self) -> u64 {
@@ -251,6 +259,65 @@ impl State {
             return;
         }
         match record {
+            LogRecord::Replicated { stream_seq, record } => {
+                // The engine logs a replicated record only as the successor
+                // of the last one (`Engine::apply_replicated`).
+                assert!(*stream_seq > self.stream_seq, "stream sequence {stream_seq} after {}", self.stream_seq);
+                self.stream_seq = *stream_seq;
+                match record.as_ref() {
+                    // The stream may carry an event id twice (a retry after
+                    // its duplicate window): every replica drops the same
+                    // repeats, as the window stands at this record.
+                    LogRecord::Events(batch) => {
+                        let fresh = self.fresh_events(batch, dedup);
+                        self.apply_change(lsn, &LogRecord::Events(fresh), dedup);
+                    }
+                    other => self.apply_change(lsn, other, dedup),
+                }
+            }
+            other => self.apply_change(lsn, other, dedup),
+        }
+        // Paired with the early return above: LSNs only grow.
+        assert!(lsn > self.lsn_applied, "record {lsn} applied after {}", self.lsn_applied);
+        self.lsn_applied = lsn;
+        // O(1): every per-user and per-item array grew with its interner.
+        assert!(self.interactions.user_items.len() == self.users.len(), "per-user lists out of step");
+        assert!(
+            self.interactions.item_users.len() == self.items.len() && self.item_removed.len() == self.items.len(),
+            "per-item arrays out of step"
+        );
+        if cfg!(debug_assertions)
+            && self.replay.is_none()
+            && self.pairs() <= CHECK_PAIRS_MAX
+            && self.items.len() as u64 <= CHECK_PAIRS_MAX
+        {
+            if let Err(reason) = self.check() {
+                panic!("after record {lsn}: {reason}");
+            }
+        }
+    }
+
+    /// The events of a replicated batch whose id is neither in the dedup
+    /// window (as of the batch's `ingested_ms`) nor repeated earlier in the
+    /// batch; events without an id are all kept.
+    fn fresh_events<'a>(&self, batch: &EventsV1<'a>, dedup: &DedupConfig) -> EventsV1<'a> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut events = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            if let Some(id) = event.event_id {
+                if self.dedup.lookup(id, batch.ingested_ms, dedup).is_some() || seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+            }
+            events.push(event.clone());
+        }
+        EventsV1 { ingested_ms: batch.ingested_ms, events }
+    }
+
+    /// The change a record makes (`apply` keeps the LSN and the checks).
+    fn apply_change(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
+        match record {
             LogRecord::Events(batch) => {
                 // The popularity order is updated once per distinct item of
                 // the record, at its end (popular items repeat within a
@@ -302,24 +369,8 @@ impl State {
                 self.metadata.upsert_user(user, &upsert.labels);
             }
             LogRecord::ExpireFeedback(expire) => self.expire_feedback(expire.before_ms),
-        }
-        // Paired with the early return above: LSNs only grow.
-        assert!(lsn > self.lsn_applied, "record {lsn} applied after {}", self.lsn_applied);
-        self.lsn_applied = lsn;
-        // O(1): every per-user and per-item array grew with its interner.
-        assert!(self.interactions.user_items.len() == self.users.len(), "per-user lists out of step");
-        assert!(
-            self.interactions.item_users.len() == self.items.len() && self.item_removed.len() == self.items.len(),
-            "per-item arrays out of step"
-        );
-        if cfg!(debug_assertions)
-            && self.replay.is_none()
-            && self.pairs() <= CHECK_PAIRS_MAX
-            && self.items.len() as u64 <= CHECK_PAIRS_MAX
-        {
-            if let Err(reason) = self.check() {
-                panic!("after record {lsn}: {reason}");
-            }
+            // `LogRecord::decode` never nests one in another.
+            LogRecord::Replicated { .. } => debug_assert!(false, "a replicated record inside another at {lsn}"),
         }
     }
 
@@ -516,6 +567,31 @@ impl State {
         hasher.finish()
     }
 
+    /// `digest` without what is local to a node (LSNs, in the state and in
+    /// the dedup window, which differ between replicas of the same stream),
+    /// with the stream sequence: replicas at the same stream position agree
+    /// on it (docs/CLUSTER.md).
+    pub fn replica_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut view = self.snapshot_view();
+        view.lsn_applied = 0;
+        for entry in &mut view.dedup {
+            entry.1 = FirstSeen { lsn: 0, ingested_ms: entry.1.ingested_ms };
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.stream_seq.hash(&mut hasher);
+        match postcard::to_stdvec(&view) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.to_string().hash(&mut hasher),
+        }
+        self.models.hash(&mut hasher);
+        match postcard::to_stdvec(&self.metadata.body()) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(err) => err.to_string().hash(&mut hasher),
+        }
+        hasher.finish()
+    }
+
     /// Rebuilds the state from a snapshot; the indexes that are pure
     /// functions of the saved fields are derived again. Fails if the body is
     /// inconsistent (a CRC-valid snapshot written by a buggy build).
@@ -548,6 +624,7 @@ impl State {
             item_removed: vec![false; items],
             dedup: DedupWindow::from_entries(body.dedup),
             lsn_applied: body.lsn_applied,
+            stream_seq: body.stream_seq,
             events_applied: body.events_applied,
             models: body.models,
             metadata: Metadata::default(),
@@ -615,6 +692,9 @@ pub struct SnapshotBody {
     /// Read after the model catalog (format version 4), see `snapshot`.
     #[serde(skip)]
     pub(crate) metadata: MetadataBody,
+    /// Read after the catalogue (format version 5), see `snapshot`.
+    #[serde(skip)]
+    pub(crate) stream_seq: u64,
 }
 
 #[cfg(test)]

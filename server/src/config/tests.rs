@@ -120,6 +120,9 @@ fn sample(key: &str, default: &Json) -> Json {
         "engine.popularity.half_life_ms" => json!(86_400_000),
         "engine.feedback.ttl_ms" => json!(604_800_000),
         "engine.weights.custom" => json!({ "share": 3.5 }),
+        "cluster.url" => json!("nats://127.0.0.1:4222,nats://127.0.0.1:4223"),
+        "cluster.stream" => json!("RECWAL_TEST"),
+        "cluster.subject" => json!("recwal.test.records"),
         _ => match default {
             Json::Bool(flag) => json!(!flag),
             Json::Number(number) if number.is_u64() => {
@@ -284,4 +287,27 @@ fn docs_list_every_key_with_its_default() {
         "docs/SERVER.md's configuration table is out of date (RECWAL_BLESS_DOCS=1 rewrites it):\n{}",
         problems.join("\n")
     );
+}
+
+#[test]
+fn cluster_rules_are_named_by_their_keys() {
+    let refused = [
+        (vec![("cluster.url", "http://127.0.0.1:4222")], "cluster.url"),
+        (vec![("cluster.url", "nats://a:4222,")], "cluster.url"),
+        (vec![("cluster.url", "nats://a:4222"), ("engine.feedback.ttl_ms", "86400000")], "cluster.url"),
+        (vec![("cluster.replicas", "0")], "cluster.replicas"),
+        (vec![("cluster.replicas", "6")], "cluster.replicas"),
+        (vec![("cluster.stream", "a.b")], "cluster.stream"),
+        (vec![("cluster.subject", "recwal.>")], "cluster.subject"),
+        (vec![("cluster.apply_wait_ms", "0")], "cluster.apply_wait_ms"),
+    ];
+    for (flags, key) in refused {
+        let config = load(None, &[], &flags).unwrap_or_else(|err| panic!("{flags:?}: {err}"));
+        let err = config.validate().err().map(|err| err.key).unwrap_or_default();
+        assert_eq!(err, key, "{flags:?}");
+    }
+    let config = load(None, &[], &[("cluster.url", "nats://127.0.0.1:4222, tls://n2.example:4222")])
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.validate().is_ok());
+    assert_eq!(config.cluster.urls(), ["nats://127.0.0.1:4222", "tls://n2.example:4222"]);
 }

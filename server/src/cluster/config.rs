@@ -1,0 +1,101 @@
+//! `[cluster]`: replicas on a NATS JetStream stream (docs/CLUSTER.md).
+//! Without `url` the server is a single node and nothing here is used.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs, comma-separated (`nats://host:4222,nats://…`);
+    /// none: a single node (`serve --cluster`).
+    pub url: Option<String>,
+    /// The JetStream stream every node publishes to and follows.
+    pub stream: String,
+    /// The stream's one subject for records.
+    pub subject: String,
+    /// Copies the stream keeps (JetStream's `num_replicas`, 1–5), when this
+    /// node is the one that creates it.
+    pub replicas: usize,
+    /// JetStream's duplicate window (a retry of the same event id within it
+    /// is stored once), when this node creates the stream.
+    pub duplicate_window_ms: u64,
+    /// How long an ingest retries its publish (a stream leader is being
+    /// elected) before answering 503.
+    pub publish_timeout_ms: u64,
+    /// How long a read with `min_seq`, or an ingest with `wait=applied`,
+    /// waits for this node to apply that stream sequence.
+    pub apply_wait_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            url: None,
+            stream: "RECWAL".into(),
+            subject: "recwal.records".into(),
+            replicas: 3,
+            duplicate_window_ms: 120_000,
+            publish_timeout_ms: 10_000,
+            apply_wait_ms: 2_000,
+        }
+    }
+}
+
+fn bad(key: &str, rule: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), rule: rule.into(), origin: None }
+}
+
+impl ClusterConfig {
+    /// The rules; `feedback_ttl_set`: the engine would write feedback
+    /// expiries on each node's own clock, which replicas cannot agree on.
+    pub fn validate(&self, feedback_ttl_set: bool) -> Result<(), ConfigError> {
+        let name_ok =
+            |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok(&self.stream) {
+            return Err(bad("cluster.stream", format!("{:?}: letters, digits, - and _ only", self.stream)));
+        }
+        let token_ok =
+            |token: &str| !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic() && c != '*' && c != '>');
+        if !self.subject.split('.').all(token_ok) {
+            return Err(bad("cluster.subject", format!("{:?}: dot-separated tokens, no wildcards", self.subject)));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(bad("cluster.replicas", format!("must be 1–5, got {}", self.replicas)));
+        }
+        for (key, value) in [
+            ("cluster.duplicate_window_ms", self.duplicate_window_ms),
+            ("cluster.publish_timeout_ms", self.publish_timeout_ms),
+            ("cluster.apply_wait_ms", self.apply_wait_ms),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be positive"));
+            }
+        }
+        let Some(url) = &self.url else { return Ok(()) };
+        for part in url.split(',') {
+            let part = part.trim();
+            let scheme_ok = ["nats://", "tls://"].iter().any(|scheme| part.starts_with(scheme));
+            if !scheme_ok || part.len() <= "nats://".len() {
+                return Err(bad(
+                    "cluster.url",
+                    format!("{part:?}: a nats://host:port (or tls://) URL, comma-separated"),
+                ));
+            }
+        }
+        if feedback_ttl_set {
+            return Err(bad(
+                "cluster.url",
+                "engine.feedback.ttl_ms is not replicated yet (each node would expire on its own clock): unset one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URLs, trimmed.
+    pub fn urls(&self) -> Vec<String> {
+        self.url.iter().flat_map(|url| url.split(',')).map(|part| part.trim().to_string()).collect()
+    }
+}

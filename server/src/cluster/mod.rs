@@ -1,0 +1,501 @@
+//! Replicas on NATS JetStream (`serve --cluster`, docs/CLUSTER.md): one
+//! stream, one subject, one total order; the full state on every node.
+//!
+//! - Ingest on any node (`http.rs`): the engine validates the events
+//!   (`Engine::replica_events`, nothing applied), the node publishes the
+//!   record as one message with a `Nats-Msg-Id` (the client's event id, a
+//!   digest of a batch's ids, or a fresh id so that its own retries are
+//!   stored once) and answers with the stream sequence once JetStream
+//!   acknowledges it (with `wait=applied`, once this node applied it too).
+//! - Apply on every node (`follow`): an ordered consumer from the node's
+//!   applied sequence + 1; each message goes to `Engine::apply_replicated`,
+//!   which logs it in the node's own WAL (record kind 12, with its stream
+//!   sequence) and applies it. A message that is not the successor of the
+//!   last one (the stream lost messages this node needs: retention, a purge)
+//!   stops the node's apply and makes it unready; it never skips. Re-seeding
+//!   from a snapshot is not built yet.
+//! - Reads (`http.rs`) may name a `min_seq`: they wait (bounded) until this
+//!   node applied it, or answer 503 with the node's position.
+//!
+//! The engine knows nothing of NATS; this module knows nothing of the
+//! engine's records beyond the bytes it publishes and hands back.
+
+pub mod config;
+mod http;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::{FutureExt, StreamExt};
+use recwal::{Engine, EngineError};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::ClusterConfig;
+pub use http::layer;
+
+use crate::answers::{ClusterPhase, ClusterStatus, ReplicaState};
+use crate::server::App;
+
+/// Most stream messages applied in one blocking task.
+const APPLY_BATCH_MAX: usize = 256;
+
+/// Where the follower stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not following yet, or following again after an error (the reason).
+    Connecting(String),
+    /// Applying the stream as it comes.
+    Following,
+    /// Stopped applying for good (a gap, a message it cannot apply): needs
+    /// an operator (or a re-seed, not built yet).
+    Halted(String),
+}
+
+/// A replica: the NATS connection, the follower's position and health.
+pub struct Replica {
+    config: ClusterConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// Stream sequence this node has applied (watched by waiting reads).
+    applied: watch::Sender<u64>,
+    /// Newest stream sequence known to exist (publish acks, stream info,
+    /// the consumer's pending count).
+    stream_last: AtomicU64,
+    phase: Mutex<Phase>,
+    stop: watch::Sender<bool>,
+    follower: Mutex<Option<JoinHandle<()>>>,
+    published: AtomicU64,
+    published_duplicates: AtomicU64,
+    publish_failures: AtomicU64,
+    messages_applied: AtomicU64,
+}
+
+/// Why a follow round ended.
+enum Halt {
+    /// Retry after a pause (connection, stream leader, consumer errors).
+    Retry(String),
+    /// Stop applying (gap, undecodable message, the engine refuses writes).
+    Stop(String),
+}
+
+/// What a publish got back.
+pub struct Published {
+    /// The message's stream sequence (the original's for a duplicate).
+    pub stream_seq: u64,
+    /// JetStream had this message id already (within its duplicate window).
+    pub duplicate: bool,
+}
+
+impl Replica {
+    /// Connects (in the background: a NATS server that is down is retried
+    /// and reported by `/readyz`, the HTTP server starts regardless).
+    pub async fn connect(config: &ClusterConfig) -> Result<Arc<Replica>, String> {
+        let urls = config.urls();
+        let client = async_nats::ConnectOptions::new()
+            .name("recwal")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .connect(urls.clone())
+            .await
+            .map_err(|err| format!("cannot connect to {}: {err}", urls.join(",")))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(2));
+        let (stop, _) = watch::channel(false);
+        let (applied, _) = watch::channel(0);
+        Ok(Arc::new(Replica {
+            config: config.clone(),
+            client,
+            js,
+            applied,
+            stream_last: AtomicU64::new(0),
+            phase: Mutex::new(Phase::Connecting("starting".into())),
+            stop,
+            follower: Mutex::new(None),
+            published: AtomicU64::new(0),
+            published_duplicates: AtomicU64::new(0),
+            publish_failures: AtomicU64::new(0),
+            messages_applied: AtomicU64::new(0),
+        }))
+    }
+
+    /// Starts following the stream once `app`'s engine is open.
+    pub fn start(self: &Arc<Self>, app: Arc<App>) {
+        let replica = Arc::clone(self);
+        let handle = tokio::spawn(async move { replica.follow(app).await });
+        if let Ok(mut slot) = self.follower.lock() {
+            *slot = Some(handle);
+        }
+    }
+
+    /// Stops the follower and waits for it (it holds the engine).
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let handle = self.follower.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            if tokio::time::timeout(Duration::from_secs(30), handle).await.is_err() {
+                warn!("the cluster follower did not stop within 30 s");
+            }
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        if let Ok(mut slot) = self.phase.lock() {
+            if *slot != phase {
+                match &phase {
+                    Phase::Following => {
+                        info!(stream = %self.config.stream, applied = *self.applied.borrow(), "following the stream")
+                    }
+                    Phase::Connecting(reason) => warn!(%reason, "not following the stream; retrying"),
+                    Phase::Halted(reason) => warn!(%reason, "stopped applying the stream"),
+                }
+                *slot = phase;
+            }
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.phase.lock().map(|phase| phase.clone()).unwrap_or_else(|_| Phase::Halted("lock poisoned".into()))
+    }
+
+    /// Stream sequence this node has applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    fn note_stream_last(&self, seq: u64) {
+        self.stream_last.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Waits until this node applied `seq`, at most `wait`; whether it has.
+    pub async fn wait_applied(&self, seq: u64, wait: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(wait, applied.wait_for(|&applied| applied >= seq)).await.is_ok_and(|seen| seen.is_ok())
+    }
+
+    /// Why this node is not ready, if it is not.
+    pub fn unready_reason(&self) -> Option<String> {
+        match self.phase() {
+            Phase::Following => None,
+            Phase::Connecting(reason) => Some(format!("cluster: not following the stream yet ({reason})")),
+            Phase::Halted(reason) => {
+                Some(format!("cluster: stopped applying the stream ({reason}); see docs/CLUSTER.md"))
+            }
+        }
+    }
+
+    /// The `cluster` object of `/readyz`; `position`: the engine's stream
+    /// sequence and replica digest, read together (replicas at the same
+    /// sequence must show the same digest).
+    pub fn status(&self, position: recwal::ReplicaPosition) -> ClusterStatus {
+        let applied = self.applied();
+        let stream_last = self.stream_last.load(Ordering::Relaxed).max(applied);
+        let (phase, reason) = match self.phase() {
+            Phase::Following => (ClusterPhase::Following, None),
+            Phase::Connecting(reason) => (ClusterPhase::Connecting, Some(reason)),
+            Phase::Halted(reason) => (ClusterPhase::Halted, Some(reason)),
+        };
+        ClusterStatus {
+            stream: self.config.stream.clone(),
+            phase,
+            reason,
+            connected: matches!(self.client.connection_state(), async_nats::connection::State::Connected),
+            stream_seq_last: stream_last,
+            stream_seq_applied: applied,
+            apply_lag: stream_last - applied,
+            state: ReplicaState { stream_seq: position.stream_seq, digest: format!("{:016x}", position.digest) },
+        }
+    }
+
+    /// The cluster's Prometheus series.
+    pub fn metrics_text(&self) -> String {
+        let applied = self.applied();
+        let stream_last = self.stream_last.load(Ordering::Relaxed).max(applied);
+        let following = u8::from(self.phase() == Phase::Following);
+        let connected = u8::from(matches!(self.client.connection_state(), async_nats::connection::State::Connected));
+        let series: [(&str, &str, &str, u64); 8] = [
+            ("recwal_cluster_stream_seq_last", "gauge", "Newest stream sequence this node knows of.", stream_last),
+            ("recwal_cluster_stream_seq_applied", "gauge", "Stream sequence this node has applied.", applied),
+            ("recwal_cluster_apply_lag", "gauge", "Stream messages this node has yet to apply.", stream_last - applied),
+            (
+                "recwal_cluster_following",
+                "gauge",
+                "1 while this node applies the stream as it comes.",
+                u64::from(following),
+            ),
+            ("recwal_cluster_connected", "gauge", "1 while connected to a NATS server.", u64::from(connected)),
+            (
+                "recwal_cluster_published_total",
+                "counter",
+                "Messages this node published.",
+                self.published.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_publish_failures_total",
+                "counter",
+                "Ingests answered 503: the stream did not acknowledge in time.",
+                self.publish_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_messages_applied_total",
+                "counter",
+                "Stream messages this node applied since it started.",
+                self.messages_applied.load(Ordering::Relaxed),
+            ),
+        ];
+        let mut text = String::new();
+        for (name, kind, help, value) in series {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        }
+        text.push_str(&format!(
+            "# HELP recwal_cluster_published_duplicates_total Publishes JetStream had stored already (same message id).\n\
+             # TYPE recwal_cluster_published_duplicates_total counter\nrecwal_cluster_published_duplicates_total {}\n",
+            self.published_duplicates.load(Ordering::Relaxed)
+        ));
+        text
+    }
+
+    /// The `Nats-Msg-Id` of a message holding events with these client ids:
+    /// the id of a single event, a digest of a batch's ids (in order), or a
+    /// fresh one when any event has none (so that this node's own retries
+    /// of the publish are still stored once).
+    pub fn message_id(&self, event_ids: &[Option<&str>]) -> String {
+        match event_ids {
+            [Some(id)] => format!("e:{id}"),
+            ids if !ids.is_empty() && ids.iter().all(Option::is_some) => {
+                let mut hasher = Sha256::new();
+                for id in ids.iter().flatten() {
+                    hasher.update((id.len() as u64).to_le_bytes());
+                    hasher.update(id.as_bytes());
+                }
+                let digest: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+                format!("b:{digest}")
+            }
+            _ => format!("n:{}", self.client.new_inbox().trim_start_matches("_INBOX.")),
+        }
+    }
+
+    /// Publishes `message` under `message_id`, retrying (same id, so it is
+    /// stored once) until JetStream acknowledges or `publish_timeout_ms`
+    /// passes.
+    pub async fn publish(&self, message: Vec<u8>, message_id: &str) -> Result<Published, String> {
+        let deadline = Instant::now() + Duration::from_millis(self.config.publish_timeout_ms);
+        let payload = bytes_of(message);
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(message_id)
+                .expected_stream(&self.config.stream);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = async {
+                let ack =
+                    self.js.send_publish(self.config.subject.clone(), publish).await.map_err(|err| err.to_string())?;
+                ack.await.map_err(|err| err.to_string())
+            };
+            let failure = match tokio::time::timeout(left, attempt).await {
+                Ok(Ok(ack)) => {
+                    self.published.fetch_add(1, Ordering::Relaxed);
+                    if ack.duplicate {
+                        self.published_duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.note_stream_last(ack.sequence);
+                    return Ok(Published { stream_seq: ack.sequence, duplicate: ack.duplicate });
+                }
+                Ok(Err(err)) => err,
+                Err(_) => "no acknowledgement in time".to_string(),
+            };
+            if Instant::now() + pause >= deadline {
+                self.publish_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "the stream did not acknowledge within {} ms (cluster.publish_timeout_ms): {failure}",
+                    self.config.publish_timeout_ms
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The follower: waits for the engine, then applies the stream, again
+    /// and again after errors, until stopped or halted.
+    async fn follow(self: Arc<Self>, app: Arc<App>) {
+        let mut stop = self.stop.subscribe();
+        let engine = loop {
+            if let Some(engine) = app.engine.get() {
+                break Arc::clone(engine);
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        };
+        drop(app);
+        self.applied.send_replace(engine.stream_seq());
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.follow_once(&engine, &mut stop).await {
+                Ok(()) => return,
+                Err(Halt::Stop(reason)) => {
+                    self.set_phase(Phase::Halted(reason));
+                    let _ = stop.changed().await;
+                    return;
+                }
+                Err(Halt::Retry(reason)) => {
+                    self.set_phase(Phase::Connecting(reason));
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn stream(&self) -> Result<stream::Stream, String> {
+        let config = stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![self.config.subject.clone()],
+            num_replicas: self.config.replicas,
+            duplicate_window: Duration::from_millis(self.config.duplicate_window_ms),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        self.js.get_or_create_stream(config).await.map_err(|err| format!("stream {}: {err}", self.config.stream))
+    }
+
+    /// One round: an ordered consumer from the applied sequence + 1, each
+    /// message applied in turn. `Ok` when stopped.
+    async fn follow_once(&self, engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> Result<(), Halt> {
+        let stream = self.stream().await.map_err(Halt::Retry)?;
+        let start = engine.stream_seq() + 1;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.config.subject.clone(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: start },
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| Halt::Retry(format!("ordered consumer from {start}: {err}")))?;
+        let mut messages = consumer.messages().await.map_err(|err| Halt::Retry(format!("consumer: {err}")))?;
+        self.set_phase(Phase::Following);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                _ = tick.tick() => self.check_stream(&stream, engine).await?,
+                next = messages.next() => {
+                    let first = match next {
+                        None => return Err(Halt::Retry("the consumer ended".into())),
+                        Some(Err(err)) => return Err(Halt::Retry(format!("consumer: {err}"))),
+                        Some(Ok(message)) => message,
+                    };
+                    // The messages already here go to one blocking task
+                    // (one hop per burst, not per message); an error after
+                    // them is handled once they are applied.
+                    let mut batch = vec![first];
+                    let mut after = None;
+                    while batch.len() < APPLY_BATCH_MAX {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(err))) => {
+                                after = Some(format!("consumer: {err}"));
+                                break;
+                            }
+                            Some(None) => {
+                                after = Some("the consumer ended".into());
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    let mut work = Vec::with_capacity(batch.len());
+                    for message in &batch {
+                        let (seq, pending) = match message.info() {
+                            Ok(info) => (info.stream_sequence, info.pending),
+                            Err(err) => return Err(Halt::Retry(format!("message without stream info: {err}"))),
+                        };
+                        self.note_stream_last(seq + pending);
+                        work.push((seq, message.payload.clone()));
+                    }
+                    let engine = Arc::clone(engine);
+                    let applied = tokio::task::spawn_blocking(move || {
+                        let mut last = None;
+                        for (seq, payload) in work {
+                            if let Err(err) = engine.apply_replicated(seq, &payload) {
+                                return (last, Some((seq, err)));
+                            }
+                            last = Some(seq);
+                        }
+                        (last, None)
+                    })
+                    .await;
+                    let (last, failed) = match applied {
+                        Ok(outcome) => outcome,
+                        Err(err) => return Err(Halt::Stop(format!("applying stream messages panicked: {err}"))),
+                    };
+                    if let Some(seq) = last {
+                        let count = batch.len() - usize::from(failed.is_some());
+                        self.messages_applied.fetch_add(count as u64, Ordering::Relaxed);
+                        self.applied.send_if_modified(|applied| {
+                            let newer = seq > *applied;
+                            *applied = (*applied).max(seq);
+                            newer
+                        });
+                    }
+                    match failed {
+                        Some((_, err @ (EngineError::StreamGap { .. } | EngineError::BadRecord { .. } | EngineError::Poisoned(_)))) => {
+                            return Err(Halt::Stop(err.to_string()));
+                        }
+                        Some((seq, err)) => return Err(Halt::Retry(format!("applying stream message {seq}: {err}"))),
+                        None => {}
+                    }
+                    if let Some(reason) = after {
+                        return Err(Halt::Retry(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once a second: the stream's newest sequence (for the lag), and the
+    /// gaps the consumer cannot show: messages this node still needs were
+    /// removed (retention), or the stream is behind this node (recreated).
+    async fn check_stream(&self, stream: &stream::Stream, engine: &Engine) -> Result<(), Halt> {
+        let Ok(info) = stream.get_info().await else { return Ok(()) };
+        let state = info.state;
+        let applied = engine.stream_seq();
+        self.note_stream_last(state.last_sequence);
+        // (An empty stream's first sequence is its last + 1: a gap too if
+        // this node had not reached the last.)
+        if state.first_sequence > applied + 1 {
+            return Err(Halt::Stop(format!(
+                "the stream starts at sequence {} but this node applied only through {applied}: the messages between \
+                 are gone (retention); re-seeding from a snapshot is not built yet",
+                state.first_sequence
+            )));
+        }
+        if state.last_sequence < applied {
+            return Err(Halt::Stop(format!(
+                "the stream ends at sequence {} but this node applied through {applied}: was the stream recreated?",
+                state.last_sequence
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The payload type the client takes (the `bytes` crate's, which axum
+/// re-exports).
+fn bytes_of(message: Vec<u8>) -> axum::body::Bytes {
+    axum::body::Bytes::from(message)
+}

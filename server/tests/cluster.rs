@@ -1,0 +1,538 @@
+//! Replicas on NATS JetStream, end to end (docs/CLUSTER.md): a real 3-node
+//! JetStream cluster (the stream with 3 replicas) and 3 `recwal serve
+//! --cluster` nodes on localhost, all started here. Clients ingest batches
+//! through random nodes (each event with its own id; a batch whose answer
+//! was lost is resent, same ids, to another node, until it gets a 200) and
+//! check read-your-writes with the answer's stream sequence (`min_seq`) on
+//! random nodes, while a killer SIGKILLs recwal nodes and NATS nodes (the
+//! stream's leader among them) at random moments and restarts them. At the
+//! end: every event is applied exactly once on every node, and all nodes
+//! report the same state digest at the stream's last sequence.
+//!
+//! Kills: `RECWAL_CLUSTER_KILLS` (default 30); seed: `RECWAL_CLUSTER_SEED`.
+//! The nats-server binary: `RECWAL_NATS_SERVER`, else `.nats/bin/nats-server`,
+//! else `scripts/install-nats.sh` installs it; if that fails the test is
+//! skipped with a message saying so (scripts/test.sh installs it first).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{request, Server};
+
+const STREAM: &str = "RECWAL";
+
+/// The tests here run one at a time: each starts NATS nodes on ports it
+/// picked free, and two at once on a loaded machine slow each other down.
+static SERIAL: Mutex<()> = Mutex::new(());
+const CLIENTS: usize = 3;
+const USERS_PER_CLIENT: u64 = 5;
+
+/// xorshift64*: enough randomness for schedules, reproducible by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The pinned nats-server, or `None` (with the reason printed) if it
+/// cannot be installed here.
+fn nats_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RECWAL_NATS_SERVER").filter(|path| !path.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let installed = root.join(".nats/bin/nats-server");
+    if installed.exists() {
+        return Some(installed);
+    }
+    let output = Command::new(root.join("scripts/install-nats.sh")).stderr(Stdio::inherit()).output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let path = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_string();
+            Some(PathBuf::from(path))
+        }
+        other => {
+            eprintln!(
+                "SKIPPED server/tests/cluster.rs: the pinned nats-server could not be installed \
+                 (scripts/install-nats.sh: {other:?}); scripts/test.sh installs it"
+            );
+            None
+        }
+    }
+}
+
+/// One NATS node: its config file and ports; the process while it runs.
+struct NatsNode {
+    name: String,
+    conf: PathBuf,
+    client_port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsNode {
+    fn start(&mut self, binary: &Path) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.conf.with_extension("log")).unwrap();
+        let child = Command::new(binary).arg("-c").arg(&self.conf).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until healthy; fails with the end of its log if it exits or
+    /// takes longer than `within`.
+    fn wait_healthy(&mut self, within: Duration) {
+        let started = Instant::now();
+        while !self.healthy() {
+            let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > within {
+                let log = std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("nats {} not healthy (exited: {exited:?}); its log ends:\n{}", self.name, tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn monitor(&self, path: &str) -> Option<serde_json::Value> {
+        let response = request(&format!("127.0.0.1:{}", self.monitor_port), "GET", path, &[], b"").ok()?;
+        (response.status == 200).then(|| response.json())
+    }
+
+    /// Up, with JetStream current (its streams caught up).
+    fn healthy(&self) -> bool {
+        self.monitor("/healthz").is_some()
+    }
+
+    /// The stream's leader and last sequence, as this node sees them.
+    fn stream(&self) -> Option<(String, u64)> {
+        let jsz = self.monitor("/jsz?accounts=true&streams=true")?;
+        for account in jsz["account_details"].as_array()? {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                if stream["name"] == STREAM {
+                    let leader = stream["cluster"]["leader"].as_str().unwrap_or_default().to_string();
+                    return Some((leader, stream["state"]["last_seq"].as_u64()?));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start_nats(binary: &Path, dir: &Path) -> Vec<NatsNode> {
+    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+    let routes: Vec<String> = ports.iter().map(|(_, route, _)| format!("nats-route://127.0.0.1:{route}")).collect();
+    let mut nodes = Vec::new();
+    for (at, (client, route, monitor)) in ports.iter().enumerate() {
+        let name = format!("n{}", at + 1);
+        let conf = dir.join(format!("{name}.conf"));
+        let store = dir.join(&name);
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: {name}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                 jetstream {{ store_dir: \"{}\" }}\n\
+                 cluster {{ name: recwal, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                store.display(),
+                routes.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut node = NatsNode { name, conf, client_port: *client, monitor_port: *monitor, child: None };
+        node.start(binary);
+        nodes.push(node);
+    }
+    for node in &mut nodes {
+        node.wait_healthy(Duration::from_secs(90));
+    }
+    nodes
+}
+
+/// The recwal nodes: data dirs, and the live servers' addresses for clients.
+struct Nodes {
+    dirs: Vec<PathBuf>,
+    cluster: String,
+    servers: Mutex<Vec<Option<Server>>>,
+}
+
+impl Nodes {
+    fn spawn(&self, at: usize) -> Server {
+        Server::spawn(&self.dirs[at], None, &["--cluster", &self.cluster])
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        self.servers.lock().unwrap().iter().flatten().map(|server| server.addr.clone()).collect()
+    }
+
+    fn addr_of(&self, at: usize) -> Option<String> {
+        self.servers.lock().unwrap()[at].as_ref().map(|server| server.addr.clone())
+    }
+}
+
+fn readyz(addr: &str) -> Option<serde_json::Value> {
+    request(addr, "GET", "/readyz", &[], b"").ok().map(|response| response.json())
+}
+
+/// One client: sends batches of 1–3 events with unique ids through random
+/// nodes until told to stop; every batch ends acknowledged. Returns the
+/// events it sent (event id → (user, item)) and how many read-your-writes
+/// checks it made.
+fn client(
+    id: usize,
+    nodes: &Nodes,
+    stop: &AtomicBool,
+    seed: u64,
+    ryw_checks: &AtomicU64,
+) -> BTreeMap<String, (String, String)> {
+    let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut sent = BTreeMap::new();
+    let mut next = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let size = 1 + rng.below(3);
+        let events: Vec<(String, String, String)> = (0..size)
+            .map(|_| {
+                next += 1;
+                let user = format!("c{id}-u{}", next % USERS_PER_CLIENT);
+                (format!("c{id}-{next}"), user, format!("c{id}-i{next}"))
+            })
+            .collect();
+        let body = serde_json::json!({
+            "events": events.iter().map(|(event_id, user, item)| serde_json::json!({
+                "user": user, "item": item, "kind": "click", "event_id": event_id,
+            })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        for (event_id, user, item) in &events {
+            sent.insert(event_id.clone(), (user.clone(), item.clone()));
+        }
+        let wait = if rng.below(4) == 0 { "?wait=applied" } else { "" };
+        // Resend (same ids) until acknowledged, whatever dies meanwhile.
+        let started = Instant::now();
+        let seq = loop {
+            assert!(started.elapsed() < Duration::from_secs(120), "client {id}: a batch was never acknowledged");
+            let addrs = nodes.addrs();
+            if addrs.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let addr = &addrs[rng.below(addrs.len() as u64) as usize];
+            let path = format!("/v1/events{wait}");
+            match request(addr, "POST", &path, &[("content-type", "application/json")], body.as_bytes()) {
+                Ok(response) if response.status == 200 || response.status == 202 => {
+                    let answer = response.json();
+                    assert_eq!(answer["events"].as_u64(), Some(size), "{answer}");
+                    if response.status == 200 && !wait.is_empty() {
+                        assert_eq!(answer["applied"], true, "{answer}");
+                    }
+                    break answer["stream_seq"].as_u64().unwrap();
+                }
+                Ok(response) if response.status == 503 => std::thread::sleep(Duration::from_millis(20)),
+                Ok(response) => panic!("client {id}: {} {}", response.status, response.text()),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        // Read-your-writes with the sequence token, on a random node.
+        if rng.below(3) == 0 {
+            let addrs = nodes.addrs();
+            if let Some(addr) = addrs.get(rng.below(addrs.len() as u64) as usize) {
+                let (_, user, item) = &events[0];
+                let path = format!("/v1/users/{user}/interactions?min_seq={seq}");
+                if let Ok(response) = request(addr, "GET", &path, &[], b"") {
+                    match response.status {
+                        200 => {
+                            let found = response.json()["interactions"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|pair| pair["item"] == item.as_str());
+                            assert!(
+                                found,
+                                "client {id}: {item} (stream sequence {seq}) not read back at min_seq={seq}"
+                            );
+                            ryw_checks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Behind (bounded wait) or still starting: allowed.
+                        503 => {}
+                        other => panic!("client {id}: read at min_seq={seq}: {other} {}", response.text()),
+                    }
+                }
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn every_acknowledged_event_is_applied_once_on_every_node_through_kills() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(binary) = nats_server() else { return };
+    let kills: usize = std::env::var("RECWAL_CLUSTER_KILLS").ok().and_then(|kills| kills.parse().ok()).unwrap_or(30);
+    let seed: u64 = std::env::var("RECWAL_CLUSTER_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    println!("cluster test: {kills} kills, RECWAL_CLUSTER_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = start_nats(&binary, dir.path());
+    let cluster =
+        nats.iter().map(|node| format!("nats://127.0.0.1:{}", node.client_port)).collect::<Vec<_>>().join(",");
+    let nodes = Arc::new(Nodes {
+        dirs: (0..3).map(|at| dir.path().join(format!("recwal{at}"))).collect(),
+        cluster,
+        servers: Mutex::new(Vec::new()),
+    });
+    for at in 0..3 {
+        let server = nodes.spawn(at);
+        server.wait_ready();
+        nodes.servers.lock().unwrap().push(Some(server));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ryw_checks = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let (nodes, stop, ryw_checks) = (Arc::clone(&nodes), Arc::clone(&stop), Arc::clone(&ryw_checks));
+            std::thread::spawn(move || client(id, &nodes, &stop, seed, &ryw_checks))
+        })
+        .collect();
+
+    // The killer: one node down at a time, recwal or NATS (the stream's
+    // leader every other NATS kill), then restarted.
+    let mut rng = Rng(seed);
+    let mut nats_kills = 0;
+    let mut leader_kills = 0;
+    let mut wiped = 0;
+    for kill in 0..kills {
+        std::thread::sleep(Duration::from_millis(200 + rng.below(900)));
+        if rng.below(5) < 2 {
+            nats_kills += 1;
+            let leader = if nats_kills % 2 == 0 {
+                let leader = nats.iter().find_map(NatsNode::stream).map(|(leader, _)| leader).unwrap_or_default();
+                nats.iter().position(|node| node.name == leader)
+            } else {
+                None
+            };
+            leader_kills += usize::from(leader.is_some());
+            let victim = leader.unwrap_or_else(|| rng.below(3) as usize);
+            println!("kill {kill}: NATS {}", nats[victim].name);
+            nats[victim].kill();
+            std::thread::sleep(Duration::from_millis(100 + rng.below(1500)));
+            nats[victim].start(&binary);
+            // Caught up before the next NATS kill, so a quorum always holds.
+            nats[victim].wait_healthy(Duration::from_secs(90));
+        } else {
+            let victim = rng.below(3) as usize;
+            // Now and then the node's data directory is lost with it: it
+            // comes back empty and reads the whole stream again.
+            let wipe = rng.below(6) == 0;
+            println!("kill {kill}: recwal node {victim}{}", if wipe { ", data directory wiped" } else { "" });
+            let server = nodes.servers.lock().unwrap()[victim].take();
+            if let Some(server) = server {
+                server.kill();
+            }
+            if wipe {
+                wiped += 1;
+                std::fs::remove_dir_all(&nodes.dirs[victim]).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(800)));
+            let server = nodes.spawn(victim);
+            nodes.servers.lock().unwrap()[victim] = Some(server);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = BTreeMap::new();
+    for client in clients {
+        sent.extend(client.join().unwrap());
+    }
+    println!(
+        "{} events sent and acknowledged; {nats_kills} NATS kills ({leader_kills} aimed at the stream leader), \
+         {wiped} recwal data directories wiped; {} read-your-writes checks passed",
+        sent.len(),
+        ryw_checks.load(Ordering::Relaxed)
+    );
+    assert!(leader_kills >= 1 || kills < 10, "no kill hit the stream leader");
+
+    // Converged: every node ready, at the stream's last sequence, same digest.
+    let last = nats.iter().find_map(NatsNode::stream).map(|(_, last)| last).unwrap();
+    let started = Instant::now();
+    let positions = loop {
+        let positions: Vec<Option<(u64, String)>> = (0..3)
+            .map(|at| {
+                let ready = readyz(&nodes.addr_of(at)?)?;
+                if ready["ready"] != true {
+                    return None;
+                }
+                let state = &ready["cluster"]["state"];
+                Some((state["stream_seq"].as_u64()?, state["digest"].as_str()?.to_string()))
+            })
+            .collect();
+        if positions.iter().all(|position| position.as_ref().is_some_and(|(seq, _)| *seq == last)) {
+            break positions.into_iter().flatten().collect::<Vec<_>>();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nodes did not converge on sequence {last}: {positions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        positions.iter().all(|position| position == &positions[0]),
+        "digests differ at sequence {last}: {positions:?}"
+    );
+
+    // Exactly once, on every node: each event's (user, item) pair is there
+    // with one event, and nothing else is.
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (user, item) in sent.values() {
+        expected.entry(user.clone()).or_default().insert(item.clone());
+    }
+    for at in 0..3 {
+        let addr = nodes.addr_of(at).unwrap();
+        let stats = request(&addr, "GET", "/admin/stats", &[], b"").unwrap().json();
+        assert_eq!(stats["events_applied"].as_u64(), Some(sent.len() as u64), "node {at}: {stats}");
+        for (user, items) in &expected {
+            let response = request(&addr, "GET", &format!("/v1/users/{user}/interactions"), &[], b"").unwrap();
+            assert_eq!(response.status, 200, "node {at}: {}", response.text());
+            let pairs = response.json()["interactions"].as_array().unwrap().clone();
+            let found: BTreeSet<String> = pairs.iter().map(|pair| pair["item"].as_str().unwrap().to_string()).collect();
+            assert_eq!(&found, items, "node {at}, user {user}");
+            for pair in &pairs {
+                assert_eq!(pair["events"].as_u64(), Some(1), "node {at}, user {user}: {pair}");
+            }
+        }
+    }
+}
+
+/// One NATS node with JetStream, no cluster (stream replicas 1).
+fn start_single_nats(binary: &Path, dir: &Path) -> NatsNode {
+    let (client, monitor) = (free_port(), free_port());
+    let conf = dir.join("single.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server_name: s1\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\njetstream {{ store_dir: \"{}\" }}\n",
+            dir.join("single").display()
+        ),
+    )
+    .unwrap();
+    let mut node = NatsNode { name: "s1".into(), conf, client_port: client, monitor_port: monitor, child: None };
+    node.start(binary);
+    node.wait_healthy(Duration::from_secs(60));
+    node
+}
+
+fn ingest_one(server: &Server, event_id: &str) -> u64 {
+    let body = format!(r#"{{"user":"u1","item":"{event_id}","kind":"click","event_id":"{event_id}"}}"#);
+    let (status, answer) = server.json("POST", "/v1/event?wait=applied", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["applied"], true, "{answer}");
+    answer["stream_seq"].as_u64().unwrap()
+}
+
+/// A node whose next message is gone from the stream (retention, a purge)
+/// stops applying and says so in /readyz, instead of skipping; the writes
+/// that are not replicated yet are refused on a cluster node; a read whose
+/// `min_seq` the node has not reached is answered 503 with its position.
+#[test]
+fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(binary) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1", "--set", "cluster.apply_wait_ms=300"];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let seqs: Vec<u64> = (1..=5).map(|at| ingest_one(&a, &format!("e{at}"))).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    // Retried with the same event id: stored once by JetStream, same sequence.
+    let (status, again) = a.json("POST", "/v1/event", r#"{"user":"u1","item":"e5","kind":"click","event_id":"e5"}"#);
+    assert_eq!((status, again["stream_seq"].as_u64(), again["duplicate"].as_bool()), (200, Some(5), Some(true)));
+
+    for (method, path, body) in [
+        ("DELETE", "/v1/users/u1", ""),
+        ("DELETE", "/v1/items/e1", ""),
+        ("PUT", "/v1/items/e1", r#"{"categories":["a"]}"#),
+        ("POST", "/v1/items/e1/hide", ""),
+        ("POST", "/admin/models/1/activate", ""),
+        ("POST", "/admin/models", "x"),
+    ] {
+        a.call(method, path, body.as_bytes()).assert_problem(409, &format!("{method} {path}"));
+    }
+    let behind = a.call("GET", "/v1/users/u1/interactions?min_seq=6", b"");
+    behind.assert_problem(503, "min_seq beyond the stream");
+    assert!(behind.text().contains("through sequence 5"), "{}", behind.text());
+    let (status, read) = a.json("GET", "/v1/users/u1/interactions?min_seq=5", "");
+    assert_eq!((status, read["interactions"].as_array().map(Vec::len)), (200, Some(5)), "{read}");
+
+    // Messages 1–4 leave the stream; a new node needs them.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let stream = async_nats::jetstream::new(client).get_stream(STREAM).await.unwrap();
+        let purged = stream.purge().keep(1).await.unwrap();
+        assert_eq!(purged.purged, 4);
+    });
+    let b = Server::spawn(&dir.path().join("b"), None, &flags);
+    let started = Instant::now();
+    let ready = loop {
+        let ready = b.call("GET", "/readyz", b"");
+        if ready.json()["cluster"]["phase"] == "halted" {
+            break ready;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "node b never halted: {}", ready.text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let body = ready.json();
+    let reasons = body["reasons"].to_string();
+    assert!(reasons.contains("stopped applying the stream"), "{reasons}");
+    assert_eq!(body["cluster"]["state"]["stream_seq"].as_u64(), Some(0), "{body}");
+    // It applied nothing past the gap, and keeps saying so.
+    let stats = b.json("GET", "/admin/stats", "").1;
+    assert_eq!(stats["events_applied"].as_u64(), Some(0), "{stats}");
+    b.call("GET", "/v1/users/u1/interactions?min_seq=5", b"").assert_problem(503, "a halted node at min_seq=5");
+
+    // Node a, which has everything, goes on.
+    assert_eq!(ingest_one(&a, "e6"), 6);
+    let (status, ready) = a.json("GET", "/readyz", "");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["cluster"]["state"]["stream_seq"].as_u64(), Some(6), "{ready}");
+    let metrics = a.call("GET", "/metrics", b"").text();
+    for series in ["recwal_cluster_stream_seq_applied 6", "recwal_cluster_following 1", "recwal_cluster_apply_lag 0"] {
+        assert!(metrics.lines().any(|line| line == series), "{series} not in /metrics");
+    }
+    let metrics = b.call("GET", "/metrics", b"").text();
+    assert!(metrics.lines().any(|line| line == "recwal_cluster_following 0"), "node b: {metrics}");
+}

@@ -1,0 +1,128 @@
+//! Replicas (docs/CLUSTER.md): the engine's half of `serve --cluster`. The
+//! engine knows nothing of the stream itself: a node validates a write with
+//! `replica_events` (nothing applied) and publishes the bytes; every node
+//! hands each stream message, in stream order, to `apply_replicated`, which
+//! logs it as one kind-12 record carrying the stream sequence and applies
+//! it. The stream sequence of the last one applied is in the state, so in
+//! every snapshot, and comes back with the replay.
+
+use super::Engine;
+use crate::error::EngineError;
+use crate::event::{self, Event};
+use crate::record::{EventsV1, LogRecord, LoggedEvent, REPLICABLE_KINDS};
+
+/// Bytes a kind-12 record adds around the record it carries (the stream
+/// sequence and the payload's length as varints, the kind byte).
+const REPLICATED_OVERHEAD_BYTES: usize = 10 + 1 + 10;
+
+/// What `apply_replicated` did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaApplied {
+    /// Logged and applied as the record at this LSN.
+    Applied {
+        /// The local log's LSN of the kind-12 record.
+        lsn: u64,
+    },
+    /// At or below the stream sequence already applied: nothing done (a
+    /// redelivery after a reconnect).
+    AlreadyApplied,
+}
+
+/// A replica's position: the stream sequence applied and the state's
+/// digest there, read together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaPosition {
+    /// Stream sequence of the last message applied (0: none).
+    pub stream_seq: u64,
+    /// `State::replica_digest`: equal on replicas at the same `stream_seq`.
+    pub digest: u64,
+}
+
+impl Engine {
+    /// Validates `events` exactly as `ingest_batch` does (ids, kinds,
+    /// weights, times, the batch and record limits) and returns the message
+    /// a replica publishes for them: the record's kind byte, then its
+    /// payload (the resolved events, one record: all or none). Writes and
+    /// applies nothing.
+    pub fn replica_events(&self, events: &[Event]) -> Result<Vec<u8>, EngineError> {
+        let config = &self.shared.config;
+        if events.len() > config.batch_events_max {
+            return Err(EngineError::invalid(
+                "events",
+                format!("at most {} events per call, got {}", config.batch_events_max, events.len()),
+            ));
+        }
+        let now = event::now_ms();
+        let field = if events.len() == 1 { "event" } else { "events" };
+        let valid: Vec<LoggedEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(at, event)| {
+                let name = || if field == "event" { field.to_string() } else { format!("{field}[{at}]") };
+                event::validate(event, config, now, &name)
+            })
+            .collect::<Result<_, _>>()?;
+        let (kind, payload) = LogRecord::Events(EventsV1 { ingested_ms: now, events: valid }).encode()?;
+        let limit = (self.shared.wal.config().record_bytes_max as usize).saturating_sub(REPLICATED_OVERHEAD_BYTES);
+        if payload.len() > limit {
+            return Err(EngineError::invalid(
+                field,
+                format!("encodes to {} bytes; the log's record limit is {limit}: send fewer events", payload.len()),
+            ));
+        }
+        let mut message = Vec::with_capacity(1 + payload.len());
+        message.push(kind);
+        message.extend_from_slice(&payload);
+        Ok(message)
+    }
+
+    /// Logs and applies the stream's message `stream_seq` (bytes from
+    /// `replica_events`, published by any node) as one kind-12 record.
+    /// The record is applied without waiting for a sync of the local log
+    /// (`Durability::Never`; the next sync, checkpoint or close covers it):
+    /// the stream is its durable copy, and a node that loses its log's
+    /// tail restarts at an earlier stream sequence and reads the rest
+    /// again, while waiting for a sync per message would hold every replica
+    /// to one message per sync. Messages must come in stream order:
+    /// one at or below the sequence applied is ignored (`AlreadyApplied`),
+    /// one beyond its successor is refused (`StreamGap`) and nothing is
+    /// applied. A message this build cannot decode is refused
+    /// (`BadRecord`), also without applying anything: skipping it would
+    /// still be the same on every replica, but it would hide a foreign or
+    /// newer publisher.
+    pub fn apply_replicated(&self, stream_seq: u64, message: &[u8]) -> Result<ReplicaApplied, EngineError> {
+        let shared = &self.shared;
+        let _turn = shared.replica.lock().map_err(|_| shared.poison("a replica applier panicked"))?;
+        let applied = shared.read_state().stream_seq();
+        if stream_seq <= applied {
+            return Ok(ReplicaApplied::AlreadyApplied);
+        }
+        if stream_seq != applied + 1 {
+            return Err(EngineError::StreamGap { applied, offered: stream_seq });
+        }
+        let bad = |reason: String| EngineError::BadRecord {
+            lsn: 0,
+            reason: format!("stream message {stream_seq}: {reason}"),
+        };
+        let (&kind, payload) = message.split_first().ok_or_else(|| bad("empty".into()))?;
+        if !REPLICABLE_KINDS.contains(&kind) {
+            return Err(bad(format!("record kind {kind} is not replicable")));
+        }
+        let record = LogRecord::decode(0, kind, payload).map_err(|err| bad(err.to_string()))?;
+        let record = LogRecord::Replicated { stream_seq, record: Box::new(record) };
+        let lsn = shared.log_and_apply(&record, Vec::new(), recwal_wal::Durability::Never)?;
+        Ok(ReplicaApplied::Applied { lsn })
+    }
+
+    /// Stream sequence of the last replicated message applied (0: none).
+    pub fn stream_seq(&self) -> u64 {
+        self.shared.read_state().stream_seq()
+    }
+
+    /// The stream sequence applied and the state's replica digest there
+    /// (LSNs left out: they are each node's own), read under one lock.
+    pub fn replica_position(&self) -> ReplicaPosition {
+        let state = self.shared.read_state();
+        ReplicaPosition { stream_seq: state.stream_seq(), digest: state.replica_digest() }
+    }
+}
