@@ -48,9 +48,13 @@ pub fn fuzz_snapshot(data: &[u8]) {
     }
     let Ok(body) = snapshot::decode(data) else { return };
     let Ok(state) = State::from_snapshot(body) else { return };
-    let Ok(bytes) =
-        snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
-    else {
+    let Ok(bytes) = snapshot::encode(
+        state.lsn_applied(),
+        &state.snapshot_view(),
+        state.models(),
+        &state.metadata_body(),
+        state.item_model_ref(),
+    ) else {
         return;
     };
     let reloaded = snapshot::decode(&bytes).map_err(|err| err.to_string()).and_then(State::from_snapshot);
@@ -125,6 +129,16 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: false }),
         LogRecord::UserUpsert(UserUpsertV1 { user: "u2", labels: vec![("age", LoggedLabel::Number(30.0))] }),
         LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms: 2 }),
+        LogRecord::ItemModelActivated(crate::record::ItemModelActivatedV1 {
+            version: 1,
+            sha256: [3; 32],
+            bytes: 64,
+            n_items: 2,
+            lambda_bits: 500f32.to_bits(),
+            input: crate::config::ItemModelInput::Value,
+            lsn_trained: 1,
+            at_ms: 5,
+        }),
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();
@@ -136,9 +150,13 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             record_seeds.push(seed);
         }
         state.apply(at as u64 + 1, record, &DedupConfig::default());
-        if let Ok(bytes) =
-            snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())
-        {
+        if let Ok(bytes) = snapshot::encode(
+            state.lsn_applied(),
+            &state.snapshot_view(),
+            state.models(),
+            &state.metadata_body(),
+            state.item_model_ref(),
+        ) {
             snapshot_seeds.push(bytes);
         }
     }

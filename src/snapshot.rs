@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (4; 3 lacked the catalogue and `Pair::last_s`,
-//!        2 also the model catalog, 1 `Pair::slot`)
+//! 8   4  format version (5; 4 lacked the item model's reference, 3 also
+//!        the catalogue and `Pair::last_s`, 2 also the model catalog, 1
+//!        `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
@@ -14,7 +15,8 @@
 //! 40  …  body: postcard `SnapshotBody`, then postcard `Catalog` (the
 //!        model catalog; absent in version 2, read as empty), then postcard
 //!        `MetadataBody` (items' and users' metadata; absent in versions 2
-//!        and 3, read as empty)
+//!        and 3, read as empty), then postcard `Option<ItemModelRef>` (the
+//!        active item model; absent before version 5, read as none)
 //! ```
 
 use std::fs;
@@ -26,12 +28,13 @@ use crate::error::EngineError;
 pub(crate) use crate::fsutil::sync_dir;
 use crate::fsutil::write_atomically;
 use crate::state::catalog::Catalog;
-use crate::state::{MetadataBody, SnapshotBody};
+use crate::state::{ItemModelRef, MetadataBody, SnapshotBody};
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Older versions, still read: 3 lacks the catalogue (items' and users'
 /// metadata), 2 also the model catalog.
+const VERSION_WITHOUT_ITEM_MODEL: u32 = 4;
 const VERSION_WITHOUT_METADATA: u32 = 3;
 const VERSION_WITHOUT_MODELS: u32 = 2;
 const HEADER_BYTES: usize = 40;
@@ -94,6 +97,7 @@ pub(crate) fn encode(
     body: &impl serde::Serialize,
     models: &Catalog,
     metadata: &MetadataBody,
+    item_model: Option<&ItemModelRef>,
 ) -> Result<Vec<u8>, EngineError> {
     let failed = |err: postcard::Error| EngineError::Snapshot {
         path: PathBuf::new(),
@@ -102,6 +106,7 @@ pub(crate) fn encode(
     let mut payload = postcard::to_stdvec(body).map_err(failed)?;
     payload.extend_from_slice(&postcard::to_stdvec(models).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(metadata).map_err(failed)?);
+    payload.extend_from_slice(&postcard::to_stdvec(&item_model).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -145,7 +150,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if crc32fast::hash(payload) != u32_at(32) {
         return Err("body CRC mismatch".into());
     }
-    let (mut body, rest): (SnapshotBody, &[u8]) = if version >= VERSION {
+    let (mut body, rest): (SnapshotBody, &[u8]) = if version >= VERSION_WITHOUT_ITEM_MODEL {
         postcard::take_from_bytes(payload).map_err(|err| format!("cannot decode the body: {err}"))?
     } else {
         let (old, rest): (SnapshotBodyV3, &[u8]) =
@@ -157,8 +162,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if version >= VERSION_WITHOUT_METADATA {
         (body.models, rest) = section(rest, "the model catalog")?;
     }
-    if version >= VERSION {
+    if version >= VERSION_WITHOUT_ITEM_MODEL {
         (body.metadata, rest) = section(rest, "the catalogue")?;
+    }
+    if version >= VERSION {
+        (body.item_model_ref, rest) = section(rest, "the item model's reference")?;
     }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
@@ -230,6 +238,7 @@ impl SnapshotBodyV3 {
             dedup: self.dedup,
             models: Catalog::default(),
             metadata: MetadataBody::default(),
+            item_model_ref: None,
         }
     }
 }
@@ -280,6 +289,7 @@ mod tests {
             dedup: vec![],
             models: Catalog::default(),
             metadata: MetadataBody::default(),
+            item_model_ref: None,
         }
     }
 
@@ -330,7 +340,7 @@ mod tests {
     fn version_3_snapshots_read_with_an_empty_catalogue() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata())?;
+        let bytes = encode(7, &body(), &models, &metadata(), None)?;
         // Version 3: the same header, the old body and the model catalog, no catalogue.
         let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
@@ -349,8 +359,39 @@ mod tests {
     }
 
     #[test]
+    fn the_item_model_reference_round_trips_and_version_4_reads_without_one() -> Result<(), EngineError> {
+        let reference = ItemModelRef {
+            version: 2,
+            sha256: [4; 32],
+            bytes: 99,
+            n_items: 1,
+            lambda_bits: 500f32.to_bits(),
+            input: crate::config::ItemModelInput::Binary,
+            lsn_trained: 6,
+            at_ms: 1,
+            lsn: 7,
+        };
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), Some(&reference))?;
+        let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.item_model_ref, read.metadata), (Some(reference), metadata()));
+        // Version 4: everything but the last section (`None` is one byte).
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), None)?;
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&VERSION_WITHOUT_ITEM_MODEL.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(payload);
+        let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.item_model_ref, read.metadata), (None, metadata()));
+        Ok(())
+    }
+
+    #[test]
     fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
-        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default())?;
+        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default(), None)?;
         // Version 2: the same header and the old body, no catalog after it.
         let payload = old_body();
         let mut old = bytes[..HEADER_BYTES].to_vec();
@@ -361,7 +402,7 @@ mod tests {
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         old.extend_from_slice(&payload);
         assert_eq!(decode(&old), Ok(body()));
-        old[8] = 5;
+        old[8] = 6;
         let header_crc = crc32fast::hash(&old[..36]);
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         assert!(decode(&old).is_err_and(|err| err.starts_with(VERSION_MISMATCH)));
@@ -372,7 +413,7 @@ mod tests {
     fn every_flipped_bit_is_detected() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata())?;
+        let bytes = encode(7, &body(), &models, &metadata(), None)?;
         assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
         assert_eq!(decode(&bytes).map(|b| b.metadata), Ok(metadata()));
         assert_eq!(decode(&bytes).map(|b| b.lsn_applied), Ok(7));

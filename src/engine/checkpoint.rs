@@ -94,7 +94,13 @@ impl Shared {
             }
             (
                 state.lsn_applied(),
-                snapshot::encode(state.lsn_applied(), &state.snapshot_view(), state.models(), &state.metadata_body())?,
+                snapshot::encode(
+                    state.lsn_applied(),
+                    &state.snapshot_view(),
+                    state.models(),
+                    &state.metadata_body(),
+                    state.item_model_ref(),
+                )?,
             )
         };
         assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");

@@ -24,11 +24,13 @@ mod apply;
 mod catalogue;
 mod checkpoint;
 mod ingest;
+mod item_model;
 mod models;
 mod read;
 mod recover;
 
 pub use checkpoint::{BackupCut, BackupRecord};
+pub use item_model::{ItemModelInfo, ItemModelStatus};
 pub use models::MODEL_BYTES_MAX;
 
 use std::path::{Path, PathBuf};
@@ -176,6 +178,8 @@ struct Shared {
     offload: Offload,
     /// Wall-clock ms of the last feedback expiry written (0: none yet).
     feedback_expired_ms: std::sync::atomic::AtomicI64,
+    /// The `ease` strategy's item model (`item_model.rs`).
+    item_models: item_model::ItemModels,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -257,7 +261,8 @@ impl Engine {
         std::fs::create_dir_all(&snapshots_dir)
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
         let default_durability = config.wal.sync_policy.default_durability();
-        let (state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        let item_models = item_model::ItemModels::open(dir.join("item_models"), &mut state)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(state.models())?;
         let checkpoints = Checkpoints::new(snapshots_dir, report.lsn_snapshot, &wal.metrics());
@@ -276,7 +281,9 @@ impl Engine {
             ranker,
             offload: Offload::new(config_sessions),
             feedback_expired_ms: std::sync::atomic::AtomicI64::new(0),
+            item_models,
         });
+        item_model::start_trainer(&shared)?;
         let (stop, checkpointer) = checkpoint::start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
     }
@@ -527,6 +534,7 @@ impl Engine {
     }
 
     fn stop_checkpointer(&mut self) {
+        self.shared.stop_item_model_trainer();
         drop(self.stop.take());
         if let Some(handle) = self.checkpointer.take() {
             let _ = handle.join();

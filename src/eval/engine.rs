@@ -17,13 +17,18 @@ use crate::recommend::{RecommendRequest, Strategy};
 /// Events per `ingest_batch` call while training.
 const TRAIN_BATCH: usize = 1000;
 
-/// Opens a fresh engine in `dir` and ingests `train` as rating events, in
-/// order.
+/// Opens a fresh engine in `dir`, ingests `train` as rating events, in
+/// order, and trains the item model of the `ease` strategy with the
+/// configured λ and input (where it cannot, e.g. above
+/// `item_model.items_max`, the reason is logged and `ease` scores nothing).
 pub fn train_engine(dir: &Path, config: EngineConfig, train: &[Rating]) -> Result<Engine, EngineError> {
     let engine = Engine::open(dir, config)?;
     for chunk in train.chunks(TRAIN_BATCH) {
         let events: Vec<Event> = chunk.iter().map(Rating::to_event).collect();
         engine.ingest_batch_with(&events, Durability::Never)?;
+    }
+    if let Err(err) = engine.train_item_model() {
+        tracing::warn!(%err, "evaluation: the ease strategy has no item model");
     }
     Ok(engine)
 }
