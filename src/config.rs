@@ -109,7 +109,7 @@ pub struct ItemModelConfig {
 impl Default for ItemModelConfig {
     fn default() -> Self {
         ItemModelConfig {
-            lambda: 4000.0,
+            lambda: 6000.0,
             input: ItemModelInput::Value,
             items_max: 10_000,
             retrain_every_events: Some(100_000),
