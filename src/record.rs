@@ -184,7 +184,7 @@ pub struct ExpireFeedbackV1 {
 }
 
 /// Kind 11: an item model (the `ease` strategy's weights) was trained from
-/// the state at `lsn_trained`, stored as `item_models/im<version>.bin` and
+/// the state at `lsn_trained`, stored as `models/im<version>.bin` and
 /// becomes the active one; the previous one's file is deleted after.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemModelActivatedV1 {

@@ -117,7 +117,8 @@ fn the_model_is_reloaded_at_restart_and_answers_the_same() {
         let second = engine.train_item_model().unwrap();
         assert_eq!(second.version, 2);
         // Only the active artefact is kept.
-        assert_eq!(std::fs::read_dir(dir.path().join("item_models")).unwrap().count(), 1);
+        let artefacts = std::fs::read_dir(dir.path().join("models")).unwrap().count();
+        assert_eq!(artefacts, 1);
         let answer = engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ease)).unwrap();
         (answer, engine.state_digest(), engine.item_model_status().active)
     };
@@ -136,8 +137,7 @@ fn the_model_is_reloaded_at_restart_and_answers_the_same() {
 }
 
 fn artefact(dir: &Path) -> std::path::PathBuf {
-    let entries: Vec<_> =
-        std::fs::read_dir(dir.join("item_models")).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|entry| entry.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries[0].clone()
 }

@@ -1,6 +1,7 @@
 //! The item model of the `ease` strategy on `Engine`: trained from a copy
 //! of the state's interactions (the state's read lock is held only while
-//! copying), stored as an artefact in `item_models/` (atomically, through
+//! copying), stored as an artefact `models/im<version>.bin` beside the
+//! ranking models' files, so backups carry it (atomically, through
 //! `fsutil`), logged (record 11, durable before it serves) and attached to
 //! the state, where the read path finds it. At open the active model's
 //! artefact is loaded and its SHA-256 checked against the log; a missing or

@@ -262,7 +262,7 @@ impl Engine {
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
         let default_durability = config.wal.sync_policy.default_durability();
         let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
-        let item_models = item_model::ItemModels::open(dir.join("item_models"), &mut state)?;
+        let item_models = item_model::ItemModels::open(dir.join("models"), &mut state)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(state.models())?;
         let checkpoints = Checkpoints::new(snapshots_dir, report.lsn_snapshot, &wal.metrics());
