@@ -164,7 +164,8 @@ pub(crate) fn render_item_model(status: &crate::engine::ItemModelStatus) -> Stri
         "Item-model trainings that failed or were refused since the engine opened (the reason is logged).",
         status.failures,
     );
-    out.gauge("recwal_item_model_last_train_ms", "Duration of the last successful training, ms.", status.last_train_ms);
+    out.header("recwal_item_model_last_train_seconds", "Duration of the last successful training, seconds.", "gauge");
+    let _ = writeln!(out.0, "recwal_item_model_last_train_seconds {}", status.last_train_ms as f64 / 1000.0);
     out.gauge(
         "recwal_item_model_fault",
         "1 while the active item model cannot serve (missing or altered artefact) or the last training failed with none serving.",
