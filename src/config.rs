@@ -54,6 +54,68 @@ pub struct EngineConfig {
     pub models: ModelConfig,
     /// Expiry of feedback (interactions) by age.
     pub feedback: FeedbackConfig,
+    /// The learned item model of the `ease` strategy.
+    pub item_model: ItemModelConfig,
+}
+
+/// How a user's interaction with an item enters X (and the user side at
+/// request time): 1 for any interaction, or its value (the latest rating
+/// plus the implicit weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemModelInput {
+    /// 1 for any interaction.
+    Binary,
+    /// The pair's value (`Pair::value`).
+    Value,
+}
+
+impl ItemModelInput {
+    /// The name in configuration files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ItemModelInput::Binary => "binary",
+            ItemModelInput::Value => "value",
+        }
+    }
+}
+
+/// The learned item model (EASE, `Strategy::Ease`): trained from the state
+/// in the background, stored as an artefact and logged (record 11); the
+/// user side is applied at request time. The defaults were picked on a
+/// validation split carved from ML-100k's training part (docs/EVALUATION.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ItemModelConfig {
+    /// L2 regularisation λ added to the Gram matrix's diagonal. > 0.
+    pub lambda: f32,
+    /// What X holds: `binary` (1 per interaction) or `value` (the pair's
+    /// value: the latest rating plus the implicit weights).
+    pub input: ItemModelInput,
+    /// Largest catalogue it trains on (memory is about 24·items² bytes at
+    /// the peak of training); above it training is refused with a logged
+    /// reason and EASE answers with popular items.
+    pub items_max: usize,
+    /// Retrain after this many events applied since the last training
+    /// (None, "off" in a file: not by count).
+    #[serde(with = "crate::units::count_or_off")]
+    pub retrain_every_events: Option<u64>,
+    /// Retrain when the model is this old and events arrived since (None,
+    /// "off" in a file: not by time).
+    #[serde(rename = "retrain_every_ms", with = "crate::units::ms_or_off")]
+    pub retrain_every: Option<Duration>,
+}
+
+impl Default for ItemModelConfig {
+    fn default() -> Self {
+        ItemModelConfig {
+            lambda: 6000.0,
+            input: ItemModelInput::Value,
+            items_max: 10_000,
+            retrain_every_events: Some(100_000),
+            retrain_every: Some(Duration::from_secs(3600)),
+        }
+    }
 }
 
 /// Expiry of feedback: an interaction (a user's events on one item) whose
@@ -103,6 +165,7 @@ impl Default for EngineConfig {
             checkpoint: CheckpointConfig::default(),
             models: ModelConfig::default(),
             feedback: FeedbackConfig::default(),
+            item_model: ItemModelConfig::default(),
         }
     }
 }
@@ -285,7 +348,29 @@ impl EngineConfig {
         self.validate_models()?;
         self.validate_scoring()?;
         self.validate_checkpoints()?;
-        self.validate_feedback()
+        self.validate_feedback()?;
+        self.validate_item_model()
+    }
+
+    /// The item model.
+    fn validate_item_model(&self) -> Result<(), EngineError> {
+        let item_model = &self.item_model;
+        if !(item_model.lambda.is_finite() && item_model.lambda > 0.0) {
+            return Err(bad("item_model.lambda", format!("must be finite and > 0, got {}", item_model.lambda)));
+        }
+        if item_model.items_max == 0 || item_model.items_max > crate::limits::ITEM_MODEL_ITEMS_MAX {
+            return Err(bad(
+                "item_model.items_max",
+                format!("must be 1–{}, got {}", crate::limits::ITEM_MODEL_ITEMS_MAX, item_model.items_max),
+            ));
+        }
+        if item_model.retrain_every_events == Some(0) {
+            return Err(bad("item_model.retrain_every_events", "must be ≥ 1 (None, \"off\" in a file, disables it)"));
+        }
+        if item_model.retrain_every.is_some_and(|every| every < Duration::from_secs(1)) {
+            return Err(bad("item_model.retrain_every", "must be at least 1 s (None, \"off\" in a file, disables it)"));
+        }
+        Ok(())
     }
 
     /// Feedback expiry.

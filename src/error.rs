@@ -95,6 +95,11 @@ pub enum EngineError {
     /// accepting writes; reopen it to recover from the log.
     #[error("engine stopped accepting writes after an earlier failure: {0}")]
     Poisoned(String),
+    /// The item model (EASE) was not trained, stored or loaded; the reason
+    /// names the cause (catalogue above `item_model.items_max`, no data,
+    /// memory, a damaged artefact).
+    #[error("item model: {0}")]
+    ItemModel(String),
 }
 
 impl EngineError {

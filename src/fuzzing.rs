@@ -54,6 +54,7 @@ pub fn fuzz_snapshot(data: &[u8]) {
         state.models(),
         &state.metadata_body(),
         state.stream_seq(),
+        state.item_model_ref(),
     ) else {
         return;
     };
@@ -129,6 +130,16 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: false }),
         LogRecord::UserUpsert(UserUpsertV1 { user: "u2", labels: vec![("age", LoggedLabel::Number(30.0))] }),
         LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms: 2 }),
+        LogRecord::ItemModelActivated(crate::record::ItemModelActivatedV1 {
+            version: 1,
+            sha256: [3; 32],
+            bytes: 64,
+            n_items: 2,
+            lambda_bits: 500f32.to_bits(),
+            input: crate::config::ItemModelInput::Value,
+            lsn_trained: 1,
+            at_ms: 5,
+        }),
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();
@@ -146,6 +157,7 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             state.models(),
             &state.metadata_body(),
             state.stream_seq(),
+            state.item_model_ref(),
         ) {
             snapshot_seeds.push(bytes);
         }

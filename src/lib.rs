@@ -40,21 +40,23 @@ mod units;
 
 pub use catalogue::{Item, ItemFilter, ItemPage, LabelCondition, LabelValue, User};
 pub use config::{
-    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, FeedbackConfig, ItemRankConfig, KindWeights, ModelConfig,
-    UserCfConfig,
+    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, FeedbackConfig, ItemModelConfig, ItemModelInput,
+    ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
 };
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
 pub use engine::MODEL_BYTES_MAX;
 pub use engine::{
-    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, OpenReport, Receipt, ReplayProgress,
+    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelStatus,
+    OpenReport, Receipt, ReplayProgress,
 };
 pub use engine::{ReplicaApplied, ReplicaPosition};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{
     CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX, ID_BYTES_MAX,
-    ITEM_CATEGORIES_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX, SESSION_EVENTS_MAX, WEIGHT_MAX,
+    ITEM_CATEGORIES_MAX, ITEM_MODEL_ITEMS_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX,
+    SESSION_EVENTS_MAX, WEIGHT_MAX,
 };
 pub use recommend::{
     ItemQuery, Ranking, Reason, RecommendRequest, Recommendations, Scored, SessionEvent, SessionRequest, Strategy,

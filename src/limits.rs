@@ -56,3 +56,7 @@ pub(crate) const ITEMRANK_ITERATIONS_MAX: u32 = 1000;
 const _: () = assert!(ID_BYTES_MAX > 0 && ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(EVENT_ID_BYTES_MAX > 0 && EVENT_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(N_MAX > 0);
+
+/// The largest `item_model.items_max` accepted: EASE trains in about 24·n²
+/// bytes (n = 46,340 is 48 GiB), so a cap above it is a typo.
+pub const ITEM_MODEL_ITEMS_MAX: usize = 46_340;

@@ -119,6 +119,61 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
     out.0
 }
 
+/// The item model's series (`recwal_item_model_*`), appended to `render`'s.
+pub(crate) fn render_item_model(status: &crate::engine::ItemModelStatus) -> String {
+    let mut out = Metrics(String::with_capacity(1024));
+    out.gauge(
+        "recwal_item_model_version",
+        "Version of the active item model (record 11; 0: none trained).",
+        status.active.as_ref().map_or(0, |active| u64::from(active.version)),
+    );
+    out.gauge(
+        "recwal_item_model_serving",
+        "1 while the active item model's weights are loaded and the ease strategy scores with them (0: popular items).",
+        u64::from(status.serving),
+    );
+    out.gauge(
+        "recwal_item_model_items",
+        "Items the active item model covers.",
+        status.active.as_ref().map_or(0, |active| u64::from(active.n_items)),
+    );
+    out.gauge(
+        "recwal_item_model_age_seconds",
+        "Seconds since the active item model was activated (0: none).",
+        status.age_ms.map_or(0, |age_ms| age_ms / 1000),
+    );
+    out.gauge(
+        "recwal_item_model_trained_lsn",
+        "applied LSN of the state the active item model was trained on.",
+        status.active.as_ref().map_or(0, |active| active.lsn_trained),
+    );
+    out.gauge("recwal_item_model_training", "1 while an item model trains.", u64::from(status.training));
+    out.gauge(
+        "recwal_item_model_training_steps_done",
+        "Steps of the running (or last) training done.",
+        status.progress.0,
+    );
+    out.gauge("recwal_item_model_training_steps", "Steps of the running (or last) training in all.", status.progress.1);
+    out.counter(
+        "recwal_item_model_trainings_total",
+        "Item-model trainings that activated a model since the engine opened.",
+        status.trainings,
+    );
+    out.counter(
+        "recwal_item_model_failures_total",
+        "Item-model trainings that failed or were refused since the engine opened (the reason is logged).",
+        status.failures,
+    );
+    out.header("recwal_item_model_last_train_seconds", "Duration of the last successful training, seconds.", "gauge");
+    let _ = writeln!(out.0, "recwal_item_model_last_train_seconds {}", status.last_train_ms as f64 / 1000.0);
+    out.gauge(
+        "recwal_item_model_fault",
+        "1 while the active item model cannot serve (missing or altered artefact) or the last training failed with none serving.",
+        u64::from(status.fault.is_some()),
+    );
+    out.0
+}
+
 struct Metrics(String);
 
 impl Metrics {

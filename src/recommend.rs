@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::{itemrank, popularity, top_n, usercf, Profile};
+use crate::algo::{ease, itemrank, popularity, top_n, usercf, Profile};
 use crate::catalogue::{ItemFilter, LabelCondition, LabelValue};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
@@ -33,12 +33,22 @@ pub enum Strategy {
     /// Weighted sum of UserCF, fast ItemRank and popularity, each scaled to
     /// a maximum of 1.
     Blend,
+    /// EASE: a learned item × item model (trained in the background) applied
+    /// to the user's current interactions. Without an item model, or for
+    /// items it was not trained on, the answer is filled with popular items.
+    Ease,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 5] =
-        [Strategy::UserCf, Strategy::ItemRank, Strategy::ItemRankExact, Strategy::Popularity, Strategy::Blend];
+    pub const ALL: [Strategy; 6] = [
+        Strategy::UserCf,
+        Strategy::ItemRank,
+        Strategy::ItemRankExact,
+        Strategy::Popularity,
+        Strategy::Blend,
+        Strategy::Ease,
+    ];
 
     /// The strategy's name in the API.
     pub fn name(self) -> &'static str {
@@ -48,6 +58,7 @@ impl Strategy {
             Strategy::ItemRankExact => "item_rank_exact",
             Strategy::Popularity => "popularity",
             Strategy::Blend => "blend",
+            Strategy::Ease => "ease",
         }
     }
 }
@@ -226,6 +237,14 @@ pub enum Reason {
         /// Users who interacted with both (estimated from a sample of 1,000
         /// when both items have more users than that).
         users: u32,
+    },
+    /// One of the user's items adds to this item's score in the learned
+    /// item model (EASE): the user's value for it times its weight.
+    ItemWeight {
+        /// The user's item.
+        item: String,
+        /// Its share of the score.
+        contribution: f32,
     },
     /// One of the most interacted-with items.
     Popular {
@@ -451,6 +470,11 @@ fn score_with_neighbours(
         Strategy::ItemRankExact => itemrank::exact(state, profile, &config.itemrank, &mut scores),
         Strategy::Popularity => popularity::scores(state, &mut scores),
         Strategy::Blend => neighbours = blend(state, config, profile, &mut scores),
+        Strategy::Ease => {
+            if let Some(model) = state.item_model() {
+                ease::scores(model, profile, &mut scores);
+            }
+        }
     }
     (scores, neighbours)
 }
@@ -748,6 +772,16 @@ fn reasons(
             co.reasons(item)
         }
         Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend => co.reasons(item),
+        Strategy::Ease => match state.item_model() {
+            Some(model) => ease::contributors(model, co.pairs, item, REASONS_PER_ITEM)
+                .into_iter()
+                .map(|(other, contribution)| Reason::ItemWeight {
+                    item: state.items().name(other).to_string(),
+                    contribution,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
         Strategy::UserCf => Vec::new(),
         Strategy::Popularity => vec![Reason::Popular { events: state.item_events(item) }],
     }

@@ -46,6 +46,9 @@ pub const KIND_ITEM_HIDDEN_V1: u8 = 8;
 pub const KIND_USER_UPSERT_V1: u8 = 9;
 /// Feedback older than a time was expired (`ExpireFeedbackV1`).
 pub const KIND_EXPIRE_FEEDBACK_V1: u8 = 10;
+/// An item model (EASE) was trained, stored and activated
+/// (`ItemModelActivatedV1`).
+pub const KIND_ITEM_MODEL_ACTIVATED_V1: u8 = 11;
 /// A record taken from the replication stream, with its stream sequence
 /// (`ReplicatedV1`; docs/CLUSTER.md).
 pub const KIND_REPLICATED_V1: u8 = 12;
@@ -206,6 +209,29 @@ pub const REPLICABLE_KINDS: [u8; 6] = [
     KIND_USER_UPSERT_V1,
 ];
 
+/// Kind 11: an item model (the `ease` strategy's weights) was trained from
+/// the state at `lsn_trained`, stored as `models/im<version>.bin` and
+/// becomes the active one; the previous one's file is deleted after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemModelActivatedV1 {
+    /// Version number (one more than the previous item model's).
+    pub version: u32,
+    /// SHA-256 of the artefact file, checked again on every restart.
+    pub sha256: [u8; 32],
+    /// The file's size.
+    pub bytes: u64,
+    /// Items it covers (the state's dense ids `0..n_items`).
+    pub n_items: u32,
+    /// λ, as f32 bits.
+    pub lambda_bits: u32,
+    /// What X held.
+    pub input: crate::config::ItemModelInput,
+    /// `lsn_applied` of the state it was trained on.
+    pub lsn_trained: u64,
+    /// Engine clock when it was activated.
+    pub at_ms: i64,
+}
+
 /// A decoded record, borrowing from the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LogRecord<'a> {
@@ -229,6 +255,8 @@ pub enum LogRecord<'a> {
     UserUpsert(UserUpsertV1<'a>),
     /// Kind 10.
     ExpireFeedback(ExpireFeedbackV1),
+    /// Kind 11.
+    ItemModelActivated(ItemModelActivatedV1),
     /// Kind 12: `record` was the stream's message `stream_seq`.
     Replicated {
         /// The message's sequence number in the stream.
@@ -257,6 +285,7 @@ impl<'a> LogRecord<'a> {
                 let body = ReplicatedV1 { stream_seq: *stream_seq, kind, payload: &payload };
                 (KIND_REPLICATED_V1, postcard::to_stdvec(&body))
             }
+            LogRecord::ItemModelActivated(body) => (KIND_ITEM_MODEL_ACTIVATED_V1, postcard::to_stdvec(body)),
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -277,6 +306,9 @@ impl<'a> LogRecord<'a> {
             KIND_ITEM_HIDDEN_V1 => postcard::from_bytes(payload).map(LogRecord::ItemHidden).map_err(bad),
             KIND_USER_UPSERT_V1 => postcard::from_bytes(payload).map(LogRecord::UserUpsert).map_err(bad),
             KIND_EXPIRE_FEEDBACK_V1 => postcard::from_bytes(payload).map(LogRecord::ExpireFeedback).map_err(bad),
+            KIND_ITEM_MODEL_ACTIVATED_V1 => {
+                postcard::from_bytes(payload).map(LogRecord::ItemModelActivated).map_err(bad)
+            }
             KIND_REPLICATED_V1 => {
                 let body: ReplicatedV1<'a> = postcard::from_bytes(payload).map_err(bad)?;
                 if !REPLICABLE_KINDS.contains(&body.kind) {

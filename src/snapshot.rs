@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (5; 4 lacked the stream sequence, 3 the catalogue and `Pair::last_s`,
-//!        2 also the model catalog, 1 `Pair::slot`)
+//! 8   4  format version (6; 5 lacked the item model's reference, 4 also
+//!        the stream sequence, 3 also the catalogue and `Pair::last_s`, 2
+//!        also the model catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
 //! 16  8  LSN of the last record the state includes
 //! 24  8  body length in bytes
@@ -15,7 +16,9 @@
 //!        model catalog; absent in version 2, read as empty), then postcard
 //!        `MetadataBody` (items' and users' metadata; absent in versions 2
 //!        and 3, read as empty), then the stream sequence of the last
-//!        replicated record (postcard u64; absent before version 5, read as 0)
+//!        replicated record (postcard u64; absent before version 5, read as
+//!        0), then postcard `Option<ItemModelRef>` (the active item model;
+//!        absent before version 6, read as none)
 //! ```
 
 use std::fs;
@@ -27,12 +30,14 @@ use crate::error::EngineError;
 pub(crate) use crate::fsutil::sync_dir;
 use crate::fsutil::write_atomically;
 use crate::state::catalog::Catalog;
-use crate::state::{MetadataBody, SnapshotBody};
+use crate::state::{ItemModelRef, MetadataBody, SnapshotBody};
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 5;
-/// Older versions, still read: 4 lacks the stream sequence, 3 lacks the catalogue (items' and users'
-/// metadata), 2 also the model catalog.
+const VERSION: u32 = 6;
+/// Older versions, still read: 5 lacks the item model's reference, 4 also
+/// the stream sequence, 3 also the catalogue (items' and users' metadata),
+/// 2 also the model catalog.
+const VERSION_WITHOUT_ITEM_MODEL: u32 = 5;
 const VERSION_WITHOUT_STREAM_SEQ: u32 = 4;
 const VERSION_WITHOUT_METADATA: u32 = 3;
 const VERSION_WITHOUT_MODELS: u32 = 2;
@@ -97,6 +102,7 @@ pub(crate) fn encode(
     models: &Catalog,
     metadata: &MetadataBody,
     stream_seq: u64,
+    item_model: Option<&ItemModelRef>,
 ) -> Result<Vec<u8>, EngineError> {
     let failed = |err: postcard::Error| EngineError::Snapshot {
         path: PathBuf::new(),
@@ -106,6 +112,7 @@ pub(crate) fn encode(
     payload.extend_from_slice(&postcard::to_stdvec(models).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(metadata).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(&stream_seq).map_err(failed)?);
+    payload.extend_from_slice(&postcard::to_stdvec(&item_model).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -164,8 +171,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if version >= VERSION_WITHOUT_STREAM_SEQ {
         (body.metadata, rest) = section(rest, "the catalogue")?;
     }
-    if version >= VERSION {
+    if version >= VERSION_WITHOUT_ITEM_MODEL {
         (body.stream_seq, rest) = section(rest, "the stream sequence")?;
+    }
+    if version >= VERSION {
+        (body.item_model_ref, rest) = section(rest, "the item model's reference")?;
     }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
@@ -238,6 +248,7 @@ impl SnapshotBodyV3 {
             models: Catalog::default(),
             metadata: MetadataBody::default(),
             stream_seq: 0,
+            item_model_ref: None,
         }
     }
 }
@@ -289,6 +300,7 @@ mod tests {
             models: Catalog::default(),
             metadata: MetadataBody::default(),
             stream_seq: 0,
+            item_model_ref: None,
         }
     }
 
@@ -339,7 +351,7 @@ mod tests {
     fn version_3_snapshots_read_with_an_empty_catalogue() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata(), 0)?;
+        let bytes = encode(7, &body(), &models, &metadata(), 0, None)?;
         // Version 3: the same header, the old body and the model catalog, no catalogue.
         let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
@@ -359,10 +371,10 @@ mod tests {
 
     #[test]
     fn version_4_snapshots_read_with_stream_sequence_zero() -> Result<(), EngineError> {
-        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 12)?;
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 12, None)?;
         assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(12));
         // Version 4: the same payload without the trailing stream sequence.
-        let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 2];
         let mut old = bytes[..HEADER_BYTES].to_vec();
         old[8..12].copy_from_slice(&VERSION_WITHOUT_STREAM_SEQ.to_le_bytes());
         old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -376,8 +388,39 @@ mod tests {
     }
 
     #[test]
+    fn the_item_model_reference_round_trips_and_version_5_reads_without_one() -> Result<(), EngineError> {
+        let reference = ItemModelRef {
+            version: 2,
+            sha256: [4; 32],
+            bytes: 99,
+            n_items: 1,
+            lambda_bits: 500f32.to_bits(),
+            input: crate::config::ItemModelInput::Binary,
+            lsn_trained: 6,
+            at_ms: 1,
+            lsn: 7,
+        };
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, Some(&reference))?;
+        let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (Some(reference), 3, metadata()));
+        // Version 5: everything but the last section (`None` is one byte).
+        let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, None)?;
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&VERSION_WITHOUT_ITEM_MODEL.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(payload);
+        let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (None, 3, metadata()));
+        Ok(())
+    }
+
+    #[test]
     fn version_2_snapshots_read_with_an_empty_catalog() -> Result<(), EngineError> {
-        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default(), 0)?;
+        let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default(), 0, None)?;
         // Version 2: the same header and the old body, no catalog after it.
         let payload = old_body();
         let mut old = bytes[..HEADER_BYTES].to_vec();
@@ -388,7 +431,7 @@ mod tests {
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         old.extend_from_slice(&payload);
         assert_eq!(decode(&old), Ok(body()));
-        old[8] = 6;
+        old[8] = (VERSION + 1) as u8;
         let header_crc = crc32fast::hash(&old[..36]);
         old[36..40].copy_from_slice(&header_crc.to_le_bytes());
         assert!(decode(&old).is_err_and(|err| err.starts_with(VERSION_MISMATCH)));
@@ -399,7 +442,7 @@ mod tests {
     fn every_flipped_bit_is_detected() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         models.add(3, &crate::record::ModelAddedV1 { version: 1, sha256: [9; 32], bytes: 5, added_ms: 1 });
-        let bytes = encode(7, &body(), &models, &metadata(), 9)?;
+        let bytes = encode(7, &body(), &models, &metadata(), 9, None)?;
         assert_eq!(decode(&bytes).map(|b| b.models), Ok(models));
         assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(9));
         assert_eq!(decode(&bytes).map(|b| b.metadata), Ok(metadata()));

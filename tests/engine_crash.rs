@@ -2,7 +2,8 @@
 //! re-runs itself as a child that submits a deterministic stream of event
 //! batches (one log record each, every event with a client id) mixed with
 //! catalogue changes (item upserts with categories, labels, publication
-//! times and hidden flags; user labels: one record each) and prints each
+//! times and hidden flags; user labels: one record each) and item-model
+//! trainings (an artefact file, then record 11) and prints each
 //! acknowledgement; automatic checkpoints run every 40 records, so some
 //! kills land during a snapshot write. The parent SIGKILLs it after a random
 //! delay, reopens the engine and checks:
@@ -78,9 +79,14 @@ enum Step {
     User(User),
     /// Expire feedback older than this (ms of event time).
     Expire(i64),
+    /// Train, store, log (record 11) and activate an item model.
+    TrainItemModel,
 }
 
 fn step(index: u64) -> Step {
+    if index % 23 == 22 {
+        return Step::TrainItemModel;
+    }
     if index % 17 == 16 {
         // Batch i's events are at second 1000 + i: forget those 40 steps old.
         return Step::Expire(1_000_000 + (index as i64 - 40) * 1000);
@@ -107,6 +113,7 @@ fn submit(engine: &Engine, index: u64) -> u64 {
         Step::Item(item) => engine.upsert_item(&item).unwrap(),
         Step::User(user) => engine.upsert_user(&user).unwrap(),
         Step::Expire(before_ms) => engine.expire_feedback_before(before_ms).unwrap(),
+        Step::TrainItemModel => engine.train_item_model().unwrap().lsn,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Replay equivalence: a random stream of ingests (with repeated event ids),
 //! forgets, removals, catalogue changes (item upserts with categories,
 //! labels and publication times, hides and shows, user labels), feedback
-//! expiry, checkpoints, clean restarts and simulated power losses
+//! expiry, item-model trainings (artefact + record 11), checkpoints, clean restarts and simulated power losses
 //! (the log on `SimStorage`, which tears and reorders unsynced sectors) ends
 //! in exactly the state of one uninterrupted engine that saw the same
 //! acknowledged calls: same state digest, same receipts, and the same
@@ -32,6 +32,8 @@ enum Op {
     UpsertUser(u8, u8),
     /// Expire feedback older than this many seconds of event time.
     Expire(u8),
+    /// Train, store, log and activate an item model (λ choice, binary X).
+    TrainItemModel(u8, bool),
     Checkpoint,
     Restart,
     PowerLoss,
@@ -46,6 +48,7 @@ fn op() -> impl PropStrategy<Value = Op> {
         1 => (0u8..16, any::<bool>()).prop_map(|(i, hidden)| Op::Hide(i, hidden)),
         1 => (0u8..10, 0u8..5).prop_map(|(u, v)| Op::UpsertUser(u, v)),
         1 => (0u8..20).prop_map(Op::Expire),
+        1 => (0u8..3, any::<bool>()).prop_map(|(lambda, binary)| Op::TrainItemModel(lambda, binary)),
         2 => Just(Op::Checkpoint),
         1 => Just(Op::Restart),
         2 => Just(Op::PowerLoss),
@@ -62,6 +65,9 @@ fn config(policy: SyncPolicy, seed: u64) -> EngineConfig {
     config.checkpoint.every_records = None;
     config.checkpoint.every_bytes = None;
     config.checkpoint.every = None;
+    // Item models are trained by the ops only.
+    config.item_model.retrain_every_events = None;
+    config.item_model.retrain_every = None;
     config
 }
 
@@ -162,6 +168,19 @@ fn run(ops: &[Op], seed: u64) {
                 let before = i64::from(*seconds) * 1000;
                 let got = outcome(engine.expire_feedback_before(before));
                 assert_eq!(got, outcome(reference.expire_feedback_before(before)), "step {step}");
+            }
+            Op::TrainItemModel(lambda, binary) => {
+                let lambda = [0.5, 5.0, 50.0][usize::from(*lambda)];
+                let input = if *binary { recwal::ItemModelInput::Binary } else { recwal::ItemModelInput::Value };
+                // Everything but the wall time of the training.
+                let trained = |engine: &Engine| {
+                    outcome(
+                        engine
+                            .train_item_model_with(lambda, input)
+                            .map(|info| (info.version, info.n_items, info.lsn_trained, info.lsn, info.bytes)),
+                    )
+                };
+                assert_eq!(trained(&engine), trained(&reference), "step {step}");
             }
             Op::Checkpoint => {
                 engine.checkpoint().unwrap();

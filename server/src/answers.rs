@@ -154,11 +154,13 @@ pub struct Stats {
     pub pairs: u64,
     pub events_applied: u64,
     /// LSN of the last record applied.
-    pub applied_lsn: u64,
+    #[serde(rename = "applied_lsn")]
+    pub lsn_applied: u64,
     /// Event ids in the dedup window.
     pub dedup_ids: usize,
     /// LSN of the newest snapshot (0: none).
-    pub snapshot_lsn: u64,
+    #[serde(rename = "snapshot_lsn")]
+    pub lsn_snapshot: u64,
     pub uptime_s: u64,
 }
 
@@ -205,7 +207,8 @@ pub struct Recovery {
     pub records_missing: u64,
     pub snapshots_skipped: Vec<String>,
     /// LSN of the snapshot the start loaded (0: none).
-    pub snapshot_lsn: u64,
+    #[serde(rename = "snapshot_lsn")]
+    pub lsn_snapshot: u64,
     pub records_replayed: u64,
     pub replay_ms: u64,
 }

@@ -316,7 +316,7 @@ fn write_cut(mut cut: BackupCut<'_>, dir: &Path) -> Result<Manifest, BackupError
             .map_err(io_error(&cut.models_dir))?
             .filter_map(Result::ok)
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".onnx"))
+            .filter(|name| is_model_file(name))
             .collect();
         names.sort();
         for name in names {
@@ -531,6 +531,12 @@ pub(crate) fn check_opens(
     Ok(digest)
 }
 
+/// A file of `models/` that backups carry: a ranking model (`v….onnx`) or
+/// an item-model artefact (`im….bin`, record 11).
+fn is_model_file(name: &str) -> bool {
+    name.ends_with(".onnx") || (name.starts_with("im") && name.ends_with(".bin"))
+}
+
 /// Writes a data dir: the snapshot at `lsn_base` (if any; its file copied
 /// and checked), a new log holding `records` (which must follow `lsn_base`
 /// densely) and the model files. The log is synced before it is closed.
@@ -549,7 +555,7 @@ pub(crate) fn write_data_dir(
         for entry in fs::read_dir(models).map_err(io_error(models))? {
             let entry = entry.map_err(io_error(models))?;
             let name = entry.file_name();
-            if !name.to_string_lossy().ends_with(".onnx") {
+            if !is_model_file(&name.to_string_lossy()) {
                 continue;
             }
             copy_verified(&entry.path(), &models_dir.join(&name), data_dir)?;

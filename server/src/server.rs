@@ -542,9 +542,9 @@ async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         catalogue_items: stats.catalogue_items,
         pairs: stats.pairs,
         events_applied: stats.events_applied,
-        applied_lsn: stats.lsn_applied,
+        lsn_applied: stats.lsn_applied,
         dedup_ids: stats.dedup_ids,
-        snapshot_lsn: stats.lsn_snapshot,
+        lsn_snapshot: stats.lsn_snapshot,
         uptime_s: app.started.elapsed().as_secs(),
     })
     .into_response())
@@ -596,7 +596,7 @@ async fn wal_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
                 .iter()
                 .map(|(path, reason)| format!("{}: {reason}", path.display()))
                 .collect(),
-            snapshot_lsn: report.lsn_snapshot,
+            lsn_snapshot: report.lsn_snapshot,
             records_replayed: report.records_replayed,
             replay_ms: report.replay.as_millis() as u64,
         },

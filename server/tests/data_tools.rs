@@ -517,7 +517,15 @@ fn import_through_a_running_server_is_idempotent_too() {
 fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let digest = varied_data_dir(&data);
+    varied_data_dir(&data);
+    // An item model (an artefact in models/, record 11) travels too.
+    let digest = {
+        let engine = Engine::open(&data, EngineConfig::default()).unwrap();
+        engine.train_item_model().unwrap();
+        let digest = engine.state_digest();
+        engine.close().unwrap();
+        digest
+    };
     let out = dir.path().join("backup");
     let written: serde_json::Value =
         serde_json::from_str(&succeeds(&recwal(&["backup", "--data-dir", p(&data), "--out", p(&out), "--json"])))
@@ -527,6 +535,12 @@ fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
     let text = succeeds(&recwal(&["restore", "--from", p(&out), "--data-dir", p(&restored)]));
     assert!(text.contains(&format!("state at LSN {}", written["lsn_last"])), "{text}");
     assert_eq!(digest_of(&restored).1, digest);
+    {
+        let engine = Engine::open(&restored, EngineConfig::default()).unwrap();
+        let status = engine.item_model_status();
+        assert!(status.serving && status.fault.is_none(), "the item model was not restored: {status:?}");
+        engine.close().unwrap();
+    }
     // Never over a data dir.
     let stderr = refused(&recwal(&["restore", "--from", p(&out), "--data-dir", p(&data)]));
     assert!(stderr.contains("not empty"), "{stderr}");

@@ -1,6 +1,7 @@
 //! The scoring strategies. Each reads a `State` and fills a dense score
 //! vector indexed by item; `recommend` turns scores into answers.
 
+pub mod ease;
 pub(crate) mod itemrank;
 pub(crate) mod popularity;
 pub(crate) mod usercf;

@@ -100,6 +100,7 @@ impl Shared {
                     state.models(),
                     &state.metadata_body(),
                     state.stream_seq(),
+                    state.item_model_ref(),
                 )?,
             )
         };

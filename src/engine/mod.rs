@@ -24,12 +24,14 @@ mod apply;
 mod catalogue;
 mod checkpoint;
 mod ingest;
+mod item_model;
 mod models;
 mod read;
 mod recover;
 mod replica;
 
 pub use checkpoint::{BackupCut, BackupRecord};
+pub use item_model::{ItemModelInfo, ItemModelStatus};
 pub use models::MODEL_BYTES_MAX;
 pub use replica::{ReplicaApplied, ReplicaPosition};
 
@@ -181,6 +183,8 @@ struct Shared {
     feedback_expired_ms: std::sync::atomic::AtomicI64,
     /// Replicated records are applied one caller at a time (`replica.rs`).
     replica: Mutex<()>,
+    /// The `ease` strategy's item model (`item_model.rs`).
+    item_models: item_model::ItemModels,
 }
 
 /// The recommendation engine. `Send + Sync`: share it behind an `Arc`.
@@ -262,7 +266,8 @@ impl Engine {
         std::fs::create_dir_all(&snapshots_dir)
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
         let default_durability = config.wal.sync_policy.default_durability();
-        let (state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        let item_models = item_model::ItemModels::open(dir.join("models"), &mut state)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(state.models())?;
         let checkpoints = Checkpoints::new(snapshots_dir, report.lsn_snapshot, &wal.metrics());
@@ -282,7 +287,9 @@ impl Engine {
             offload: Offload::new(config_sessions),
             feedback_expired_ms: std::sync::atomic::AtomicI64::new(0),
             replica: Mutex::new(()),
+            item_models,
         });
+        item_model::start_trainer(&shared)?;
         let (stop, checkpointer) = checkpoint::start_checkpointer(&shared)?;
         Ok(Engine { shared, report, stop: Some(stop), checkpointer: Some(checkpointer) })
     }
@@ -533,6 +540,7 @@ impl Engine {
     }
 
     fn stop_checkpointer(&mut self) {
+        self.shared.stop_item_model_trainer();
         drop(self.stop.take());
         if let Some(handle) = self.checkpointer.take() {
             let _ = handle.join();

@@ -87,7 +87,9 @@ impl Engine {
     /// Everything `stats` and `model_status` report, in the Prometheus text
     /// exposition format (for a `/metrics` endpoint).
     pub fn metrics_text(&self) -> String {
-        crate::metrics::render(&self.stats(), &self.model_status())
+        let mut text = crate::metrics::render(&self.stats(), &self.model_status());
+        text.push_str(&crate::metrics::render_item_model(&self.item_model_status()));
+        text
     }
 
     /// The ranking side now: runtime, active and serving versions, fault,

@@ -14,6 +14,7 @@ impl Shared {
     /// read lock, the model's ranking outside it.
     pub(super) fn recommend(&self, request: &RecommendRequest) -> Result<Recommendations, EngineError> {
         recommend::validate(request)?;
+        self.note_strategy(request.strategy);
         let now_ms = crate::event::now_ms();
         // The whole ranking down to the page's end, then the page.
         let offset = request.offset;
@@ -71,6 +72,7 @@ impl Shared {
     pub(super) fn recommend_session(&self, request: &SessionRequest) -> Result<Recommendations, EngineError> {
         recommend::validate_page(request.n, request.offset)?;
         request.filter.validate()?;
+        self.note_strategy(request.strategy);
         if request.events.len() > SESSION_EVENTS_MAX {
             return Err(EngineError::invalid(
                 "events",

@@ -17,9 +17,12 @@ use crate::recommend::{RecommendRequest, Strategy};
 /// Events per `ingest_batch` call while training.
 const TRAIN_BATCH: usize = 1000;
 
-/// Opens a fresh engine in `dir` and ingests `train` as rating events in
+/// Opens a fresh engine in `dir`, ingests `train` as rating events in
 /// event-time order ([`ingest_order`]), so that the trained engine does not
-/// depend on the order of the rows in the file.
+/// depend on the order of the rows in the file, and trains the item model of
+/// the `ease` strategy with the configured λ and input (where it cannot, e.g.
+/// above `item_model.items_max`, the reason is logged and `ease` scores
+/// nothing).
 ///
 /// The order matters: UserCF and fast ItemRank scan, per item, only the
 /// users who came to it last (`scan_users_per_item`), which in a live engine
@@ -31,6 +34,9 @@ pub fn train_engine(dir: &Path, config: EngineConfig, train: &[Rating]) -> Resul
     for chunk in ordered.chunks(TRAIN_BATCH) {
         let events: Vec<Event> = chunk.iter().map(|rating| rating.to_event()).collect();
         engine.ingest_batch_with(&events, Durability::Never)?;
+    }
+    if let Err(err) = engine.train_item_model() {
+        tracing::warn!(%err, "evaluation: the ease strategy has no item model");
     }
     Ok(engine)
 }

@@ -21,6 +21,7 @@ use crate::record::{EventsV1, LogRecord, LoggedKind};
 pub(crate) mod catalog;
 mod derived;
 mod interactions;
+mod item_model;
 mod item_rank;
 mod metadata;
 mod popularity;
@@ -32,6 +33,7 @@ pub(crate) use interactions::event_seconds;
 use interactions::Interactions;
 pub(crate) use interactions::ItemUser;
 pub use interactions::Pair;
+pub use item_model::{ItemModelInput, ItemModelRef, ItemWeights};
 use metadata::Metadata;
 pub use metadata::MetadataBody;
 pub(crate) use metadata::{ItemMeta, Label, Labels};
@@ -64,6 +66,12 @@ pub(crate) struct State {
     models: Catalog,
     /// The catalogue: item and user metadata, the `latest` indexes.
     metadata: Metadata,
+    /// The active item model's reference (record 11), if any.
+    item_model_ref: Option<ItemModelRef>,
+    /// The item model's weights, once the engine loaded or trained them
+    /// (not from the log: see `item_model.rs`); not in the digest nor in
+    /// snapshots.
+    item_model: Option<std::sync::Arc<ItemWeights>>,
     /// `Some` while replaying a log (`begin_replay` to `finish_replay`): the
     /// derived indexes and the popularity order are not maintained per
     /// event but rebuilt once at the end, and the per-user lists are updated
@@ -74,6 +82,17 @@ pub(crate) struct State {
 /// Getters: shared borrows, no copies (the read path and the strategies);
 /// `#[inline]` as they replace field reads in the strategies' inner loops.
 impl State {
+    /// The item model EASE scores with, if one is attached.
+    #[inline]
+    pub fn item_model(&self) -> Option<&ItemWeights> {
+        self.item_model.as_deref()
+    }
+
+    /// The active item model's reference (record 11), if any.
+    pub fn item_model_ref(&self) -> Option<&ItemModelRef> {
+        self.item_model_ref.as_ref()
+    }
+
     #[inline]
     pub fn users(&self) -> &Interner {
         &self.users
@@ -252,6 +271,26 @@ impl State {
         State { popularity: Popularity::new(half_life_ms), ..State::default() }
     }
 
+    /// Attaches trained or loaded item-model weights (or detaches them with
+    /// `None`). They are a cache of the artefact the log names, not state
+    /// derived by `apply`: the digest and snapshots leave them out. Refused
+    /// (false) when the weights' items are not the state's items
+    /// `0..n_items`, so a model never scores items it was not trained on.
+    pub fn attach_item_model(&mut self, weights: Option<std::sync::Arc<ItemWeights>>) -> bool {
+        if let Some(weights) = &weights {
+            let n = weights.n_items as usize;
+            let names = self.items.names();
+            if n > names.len()
+                || weights.names.len() != n
+                || weights.names.iter().zip(names).any(|(have, want)| have.as_str() != &**want)
+            {
+                return false;
+            }
+        }
+        self.item_model = weights;
+        true
+    }
+
     /// Applies the record at `lsn`. Records must come in LSN order; a record
     /// at or below `lsn_applied` is already in the state and is ignored.
     pub fn apply(&mut self, lsn: u64, record: &LogRecord<'_>, dedup: &DedupConfig) {
@@ -369,6 +408,19 @@ impl State {
                 self.metadata.upsert_user(user, &upsert.labels);
             }
             LogRecord::ExpireFeedback(expire) => self.expire_feedback(expire.before_ms),
+            LogRecord::ItemModelActivated(activated) => {
+                self.item_model_ref = Some(ItemModelRef {
+                    version: activated.version,
+                    sha256: activated.sha256,
+                    bytes: activated.bytes,
+                    n_items: activated.n_items,
+                    lambda_bits: activated.lambda_bits,
+                    input: activated.input,
+                    lsn_trained: activated.lsn_trained,
+                    at_ms: activated.at_ms,
+                    lsn,
+                });
+            }
             // `LogRecord::decode` never nests one in another.
             LogRecord::Replicated { .. } => debug_assert!(false, "a replicated record inside another at {lsn}"),
         }
@@ -547,7 +599,7 @@ impl State {
     }
 
     /// A digest of everything the state holds except the clock readings in
-    /// the dedup window: two runs that applied the same records agree on it.
+    /// the dedup window and the item model's activation time: two runs that applied the same records agree on it.
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut view = self.snapshot_view();
@@ -560,6 +612,9 @@ impl State {
             Err(err) => err.to_string().hash(&mut hasher),
         }
         self.models.hash(&mut hasher);
+        self.stream_seq.hash(&mut hasher);
+        // Its activation time is a clock reading, as the dedup window's are.
+        self.item_model_ref.as_ref().map(|active| ItemModelRef { at_ms: 0, ..active.clone() }).hash(&mut hasher);
         match postcard::to_stdvec(&self.metadata.body()) {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(err) => err.to_string().hash(&mut hasher),
@@ -628,6 +683,8 @@ impl State {
             events_applied: body.events_applied,
             models: body.models,
             metadata: Metadata::default(),
+            item_model_ref: body.item_model_ref,
+            item_model: None,
             replay: None,
         };
         state.metadata = Metadata::from_body(body.metadata, users, items)?;
@@ -695,6 +752,9 @@ pub struct SnapshotBody {
     /// Read after the catalogue (format version 5), see `snapshot`.
     #[serde(skip)]
     pub(crate) stream_seq: u64,
+    /// Read after the stream sequence (format version 6), see `snapshot`.
+    #[serde(skip)]
+    pub(crate) item_model_ref: Option<ItemModelRef>,
 }
 
 #[cfg(test)]

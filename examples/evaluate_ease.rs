@@ -1,0 +1,185 @@
+//! Picks the `ease` strategy's hyper-parameters without the test split, then
+//! reports every strategy and the anchors of issue 16 on the test split, in
+//! one run (docs/EVALUATION.md, "EASE"):
+//!
+//! ```text
+//! scripts/fetch-movielens.sh
+//! cargo run --release --example evaluate_ease -- data/ml-100k/ml-100k.inter
+//! ```
+//!
+//! 1. The ratings are split hash 80/20 (`Protocol::Hash8020`) into train and
+//!    test. The test part is not read until step 3.
+//! 2. Validation: the train part alone is split per user, hash 90/10
+//!    (`validation_split`: a tenth of each user's training ratings, rounded
+//!    up, by a hash of the user and item ids) into fit and validation. An
+//!    engine is trained on fit, and the grid below (X binary or
+//!    rating-valued × λ) is scored on validation by NDCG@10 (relevant =
+//!    rating ≥ 4); the best pair wins (ties: the first in grid order).
+//!    `RECWAL_EASE_VALIDATION=80-20` carves a fifth instead, by the test's
+//!    own hash rule applied to the train part (`Protocol::Hash8020`).
+//! 3. Test: an engine trained on the whole train part gets an item model
+//!    with the chosen pair; every strategy, EASE with the chosen pair and
+//!    the issue's two anchors (binary λ = 500, rating-valued λ = 4000) are
+//!    scored on test (P@10, R@10, NDCG@10, HR@10).
+//!
+//! `RECWAL_EASE_GRID_ONLY=1` stops after step 2.
+#![allow(clippy::print_stdout)]
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol, Rating, Report, Split};
+use recwal::{EngineConfig, ItemModelInput, Strategy};
+
+const K: usize = 10;
+const RELEVANT_MIN: f32 = 4.0;
+
+/// The grid: λ per input (binary X has entries ≤ 1, rating-valued X up to
+/// 5, so its Gram entries are up to 25× larger and so is a useful λ).
+const GRID_BINARY: [f32; 9] = [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0];
+const GRID_VALUE: [f32; 10] = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 12000.0, 20000.0];
+
+/// SplitMix64's output function.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a (64-bit) of `user`, a zero byte and `item`, mixed by SplitMix64:
+/// the key of a training rating in the validation carve.
+fn validation_key(user: &str, item: &str) -> u64 {
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    for byte in user.bytes().chain([0u8]).chain(item.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    splitmix64(hash)
+}
+
+/// Per user, the first ⌈n/10⌉ of their training ratings by (key, item) go
+/// to validation, the rest to fit; both keep the input's order.
+fn validation_split(train: &[Rating]) -> Split {
+    let mut by_user: std::collections::HashMap<&str, Vec<(u64, &str, usize)>> = std::collections::HashMap::new();
+    for (at, rating) in train.iter().enumerate() {
+        by_user.entry(&rating.user).or_default().push((validation_key(&rating.user, &rating.item), &rating.item, at));
+    }
+    let mut in_validation = vec![false; train.len()];
+    for ratings in by_user.values_mut() {
+        ratings.sort_unstable();
+        for &(_, _, at) in ratings.iter().take(ratings.len().div_ceil(10)) {
+            in_validation[at] = true;
+        }
+    }
+    let mut split = Split::default();
+    for (rating, validation) in train.iter().zip(in_validation) {
+        if validation {
+            split.test.push(rating.clone());
+        } else {
+            split.train.push(rating.clone());
+        }
+    }
+    split
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    config
+}
+
+fn ease_report(
+    engine: &recwal::Engine,
+    set: &EvalSet,
+    lambda: f32,
+    input: ItemModelInput,
+) -> Result<(Report, u64), Box<dyn Error>> {
+    let info = engine.train_item_model_with(lambda, input)?;
+    Ok((evaluate_engine(engine, set, Strategy::Ease, K, RELEVANT_MIN).report, info.train_ms))
+}
+
+fn row(name: &str, report: &Report) -> String {
+    format!("| {name} | {:.4} | {:.4} | {:.4} | {:.4} |", report.precision, report.recall, report.ndcg, report.hit_rate)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "data/ml-100k/ml-100k.inter".into());
+    let ratings = load_ratings(&path)?;
+    let outer = split(&ratings, Protocol::Hash8020)?;
+    let inner = if std::env::var("RECWAL_EASE_VALIDATION").is_ok_and(|value| value == "80-20") {
+        split(&outer.train, Protocol::Hash8020)?
+    } else {
+        validation_split(&outer.train)
+    };
+    println!(
+        "{} ratings from {}: train {}, test {}; validation carved from train: fit {}, validation {}\n",
+        ratings.len(),
+        path.display(),
+        outer.train.len(),
+        outer.test.len(),
+        inner.train.len(),
+        inner.test.len()
+    );
+
+    // Step 2: the grid on validation.
+    let validation = EvalSet::new(&inner);
+    let dir = tempfile::tempdir()?;
+    let engine = train_engine(dir.path(), config(), &inner.train)?;
+    println!("### Validation grid (fit → validation, NDCG@10)\n");
+    println!("| X | λ | P@10 | R@10 | NDCG@10 | HR@10 | train ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut best: Option<(f64, f32, ItemModelInput)> = None;
+    let grid = GRID_BINARY
+        .iter()
+        .map(|&lambda| (ItemModelInput::Binary, lambda))
+        .chain(GRID_VALUE.iter().map(|&lambda| (ItemModelInput::Value, lambda)));
+    for (input, lambda) in grid {
+        let (report, train_ms) = ease_report(&engine, &validation, lambda, input)?;
+        println!(
+            "| {} | {lambda} | {:.4} | {:.4} | {:.4} | {:.4} | {train_ms} |",
+            input.name(),
+            report.precision,
+            report.recall,
+            report.ndcg,
+            report.hit_rate
+        );
+        if best.is_none_or(|(ndcg, _, _)| report.ndcg > ndcg) {
+            best = Some((report.ndcg, lambda, input));
+        }
+    }
+    drop(engine);
+    let Some((_, lambda, input)) = best else { return Err("empty grid".into()) };
+    println!("\nchosen on validation: X {}, λ {lambda}\n", input.name());
+    if std::env::var("RECWAL_EASE_GRID_ONLY").is_ok_and(|value| value == "1") {
+        return Ok(());
+    }
+
+    // Step 3: test.
+    let test = EvalSet::new(&outer);
+    let dir = tempfile::tempdir()?;
+    let mut chosen = config();
+    chosen.item_model.lambda = lambda;
+    chosen.item_model.input = input;
+    let engine = train_engine(dir.path(), chosen, &outer.train)?;
+    println!("### Test (hash 80/20, relevant = rating ≥ {RELEVANT_MIN})\n");
+    println!("| strategy | P@10 | R@10 | NDCG@10 | HR@10 |");
+    println!("|---|---|---|---|---|");
+    for strategy in Strategy::ALL {
+        let report = evaluate_engine(&engine, &test, strategy, K, RELEVANT_MIN).report;
+        let name = if strategy == Strategy::Ease {
+            format!("ease (chosen on validation: X {}, λ {lambda})", input.name())
+        } else {
+            strategy.name().to_string()
+        };
+        println!("{}", row(&name, &report));
+    }
+    for (input, lambda) in [(ItemModelInput::Binary, 500.0), (ItemModelInput::Value, 4000.0)] {
+        let (report, _) = ease_report(&engine, &test, lambda, input)?;
+        println!("{}", row(&format!("ease anchor: X {}, λ {lambda}", input.name()), &report));
+    }
+    Ok(())
+}
