@@ -54,6 +54,9 @@ pub(crate) struct EvalArgs {
     /// Cut-off of the top-N metrics.
     #[arg(long, default_value_t = 10)]
     k: usize,
+    /// The strategies to measure, comma-separated (default: every one).
+    #[arg(long, value_delimiter = ',', value_parser = parse_strategy)]
+    strategies: Vec<recwal::Strategy>,
     /// The file's layout: ml100k, ml1m, inter, csv, tsv or jsonl (default: by extension).
     #[arg(long)]
     format: Option<Format>,
@@ -215,7 +218,8 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     )?;
     out!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |")?;
     out!("|---|---|---|---|---|---|---|")?;
-    for strategy in recwal::Strategy::ALL {
+    let strategies = if args.strategies.is_empty() { recwal::Strategy::ALL.to_vec() } else { args.strategies.clone() };
+    for strategy in strategies {
         let report = evaluate_engine(&engine, &set, strategy, k, relevance.min);
         let r = report.report;
         out!(
@@ -231,6 +235,14 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     }
     drop(engine);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A strategy by its name, or an error listing the names.
+fn parse_strategy(name: &str) -> Result<recwal::Strategy, String> {
+    recwal::Strategy::ALL.into_iter().find(|strategy| strategy.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = recwal::Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
+        format!("unknown strategy {name:?}; one of {}", names.join(", "))
+    })
 }
 
 /// Users with at least one relevant held-out rating: the top-N metrics'

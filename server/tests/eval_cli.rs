@@ -91,6 +91,12 @@ fn string_ids_are_evaluated_with_the_hash_split_on_their_bytes() {
     assert!(precision > 0.0 && ndcg > 0.0 && hit > 0.0, "{out}");
     // The same split and figures every run.
     assert_eq!(metrics(&succeeds(&recwal(&["eval", p(&file)])), "user_cf"), metrics(&out, "user_cf"));
+    // Only the strategies asked for, with the same figures.
+    let some = succeeds(&recwal(&["eval", p(&file), "--strategies", "ease,user_cf"]));
+    assert_eq!(metrics(&some, "user_cf"), metrics(&out, "user_cf"));
+    assert!(some.contains("| ease |") && !some.contains("| item_rank |"), "{some}");
+    let err = refused(&recwal(&["eval", p(&file), "--strategies", "user_cf,knn"]));
+    assert!(err.contains("unknown strategy \"knn\"") && err.contains("ease"), "{err}");
 }
 
 #[test]
