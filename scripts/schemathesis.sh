@@ -26,41 +26,10 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
     "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --quiet --locked -p recwal-server --bin recwal
-BIN="${CARGO_TARGET_DIR:-target}/debug/recwal"
-
-WORK="$(mktemp -d)"
+source scripts/lib/check-server.sh
+start_check_server schemathesis
 REPORTS="${RECWAL_SCHEMATHESIS_REPORTS:-$WORK/reports}"
 mkdir -p "$REPORTS"
-TOKEN="schemathesis-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        echo "schemathesis: kept $WORK (server log, reports)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-if [[ -z "${ORT_DYLIB_PATH:-}" && -f .onnxruntime/lib/libonnxruntime.so ]]; then
-    export ORT_DYLIB_PATH="$PWD/.onnxruntime/lib/libonnxruntime.so"
-fi
-
-# The first line on stdout names the address; the rest is the JSON log.
-mkfifo "$WORK/stdout"
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --log-format json --token "$TOKEN" \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SERVER_PID=$!
-exec 3<"$WORK/stdout"
-read -r -t 60 first <&3
-cat <&3 >>"$WORK/server.log" &
-ADDR="${first#listening on }"
-BASE="http://$ADDR"
 # A fresh machine has Python but maybe no curl: `fetch URL [BODY]` prints
 # the answer's body and fails on any non-2xx status.
 fetch() {

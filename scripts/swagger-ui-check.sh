@@ -22,34 +22,9 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     "$VENV/bin/pip" install --quiet "playwright==$PLAYWRIGHT_VERSION"
 fi
 
-cargo build --quiet --locked -p recwal-server --bin recwal
-BIN="${CARGO_TARGET_DIR:-target}/debug/recwal"
-
-WORK="$(mktemp -d)"
+source scripts/lib/check-server.sh
+start_check_server swagger-ui
 SHOTS="${RECWAL_SCREENSHOTS:-$WORK/screenshots}"
-TOKEN="swagger-ui-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        echo "swagger-ui-check: kept $WORK (screenshots, server log)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-mkfifo "$WORK/stdout"
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --log-format json --token "$TOKEN" \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SERVER_PID=$!
-exec 3<"$WORK/stdout"
-read -r -t 60 first <&3
-cat <&3 >>"$WORK/server.log" &
-BASE="http://${first#listening on }"
 
 RECWAL_URL="$BASE" RECWAL_TOKEN="$TOKEN" RECWAL_CHROMIUM="$CHROMIUM" RECWAL_SCREENSHOTS="$SHOTS" \
     "$VENV/bin/python" tests/python/test_swagger_ui.py || {

@@ -48,14 +48,7 @@ pub fn fuzz_snapshot(data: &[u8]) {
     }
     let Ok(body) = snapshot::decode(data) else { return };
     let Ok(state) = State::from_snapshot(body) else { return };
-    let Ok(bytes) = snapshot::encode(
-        state.lsn_applied(),
-        &state.snapshot_view(),
-        state.models(),
-        &state.metadata_body(),
-        state.stream_seq(),
-        state.item_model_ref(),
-    ) else {
+    let Ok(bytes) = snapshot::encode_state(&state) else {
         return;
     };
     let reloaded = snapshot::decode(&bytes).map_err(|err| err.to_string()).and_then(State::from_snapshot);
@@ -100,6 +93,7 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             },
         ],
     });
+    let replicated_events = events.clone();
     let records = [
         events,
         LogRecord::ForgetUser(ForgetUserV1 { user: "u1" }),
@@ -140,6 +134,13 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             lsn_trained: 1,
             at_ms: 5,
         }),
+        // A replica's record: the stream's messages 1 and 2 (events, then
+        // an item upsert), wrapped as kind 12.
+        LogRecord::Replicated { stream_seq: 1, record: Box::new(replicated_events) },
+        LogRecord::Replicated {
+            stream_seq: 2,
+            record: Box::new(LogRecord::ItemHidden(ItemHiddenV1 { item: "i1", hidden: true })),
+        },
     ];
     let mut record_seeds = Vec::new();
     let mut state = State::default();
@@ -151,14 +152,7 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             record_seeds.push(seed);
         }
         state.apply(at as u64 + 1, record, &DedupConfig::default());
-        if let Ok(bytes) = snapshot::encode(
-            state.lsn_applied(),
-            &state.snapshot_view(),
-            state.models(),
-            &state.metadata_body(),
-            state.stream_seq(),
-            state.item_model_ref(),
-        ) {
+        if let Ok(bytes) = snapshot::encode_state(&state) {
             snapshot_seeds.push(bytes);
         }
     }

@@ -94,6 +94,18 @@ pub(crate) fn any_file(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
     Ok(None)
 }
 
+/// Encodes `state` as it stands into the file format.
+pub(crate) fn encode_state(state: &crate::state::State) -> Result<Vec<u8>, EngineError> {
+    encode(
+        state.lsn_applied(),
+        &state.snapshot_view(),
+        state.models(),
+        &state.metadata_body(),
+        state.stream_seq(),
+        state.item_model_ref(),
+    )
+}
+
 /// Encodes the state at `lsn` (a `SnapshotBody` or its borrowed view) into
 /// the file format.
 pub(crate) fn encode(
@@ -347,6 +359,19 @@ mod tests {
         }
     }
 
+    /// A snapshot file of `version` with `payload` as its body: the header
+    /// of `bytes` with the version, length and both CRCs rewritten.
+    fn as_version(bytes: &[u8], version: u32, payload: &[u8]) -> Vec<u8> {
+        let mut old = bytes[..HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&version.to_le_bytes());
+        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&old[..36]);
+        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        old.extend_from_slice(payload);
+        old
+    }
+
     #[test]
     fn version_3_snapshots_read_with_an_empty_catalogue() -> Result<(), EngineError> {
         let mut models = Catalog::default();
@@ -355,13 +380,7 @@ mod tests {
         // Version 3: the same header, the old body and the model catalog, no catalogue.
         let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
-        let mut old = bytes[..HEADER_BYTES].to_vec();
-        old[8..12].copy_from_slice(&VERSION_WITHOUT_METADATA.to_le_bytes());
-        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        old[32..36].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        let header_crc = crc32fast::hash(&old[..36]);
-        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
-        old.extend_from_slice(&payload);
+        let mut old = as_version(&bytes, VERSION_WITHOUT_METADATA, &payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.models, read.metadata), (models, MetadataBody::default()));
         let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
@@ -375,13 +394,7 @@ mod tests {
         assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(12));
         // Version 4: the same payload without the trailing stream sequence.
         let payload = &bytes[HEADER_BYTES..bytes.len() - 2];
-        let mut old = bytes[..HEADER_BYTES].to_vec();
-        old[8..12].copy_from_slice(&VERSION_WITHOUT_STREAM_SEQ.to_le_bytes());
-        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        let header_crc = crc32fast::hash(&old[..36]);
-        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
-        old.extend_from_slice(payload);
+        let mut old = as_version(&bytes, VERSION_WITHOUT_STREAM_SEQ, &payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.stream_seq, read.metadata), (0, metadata()));
         Ok(())
@@ -406,13 +419,7 @@ mod tests {
         // Version 5: everything but the last section (`None` is one byte).
         let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, None)?;
         let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
-        let mut old = bytes[..HEADER_BYTES].to_vec();
-        old[8..12].copy_from_slice(&VERSION_WITHOUT_ITEM_MODEL.to_le_bytes());
-        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        old[32..36].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        let header_crc = crc32fast::hash(&old[..36]);
-        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
-        old.extend_from_slice(payload);
+        let mut old = as_version(&bytes, VERSION_WITHOUT_ITEM_MODEL, &payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (None, 3, metadata()));
         Ok(())
@@ -423,13 +430,7 @@ mod tests {
         let bytes = encode(7, &body(), &Catalog::default(), &MetadataBody::default(), 0, None)?;
         // Version 2: the same header and the old body, no catalog after it.
         let payload = old_body();
-        let mut old = bytes[..HEADER_BYTES].to_vec();
-        old[8..12].copy_from_slice(&VERSION_WITHOUT_MODELS.to_le_bytes());
-        old[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        old[32..36].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        let header_crc = crc32fast::hash(&old[..36]);
-        old[36..40].copy_from_slice(&header_crc.to_le_bytes());
-        old.extend_from_slice(&payload);
+        let mut old = as_version(&bytes, VERSION_WITHOUT_MODELS, &payload);
         assert_eq!(decode(&old), Ok(body()));
         old[8] = (VERSION + 1) as u8;
         let header_crc = crc32fast::hash(&old[..36]);

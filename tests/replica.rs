@@ -123,3 +123,33 @@ fn the_stream_sequence_survives_replay_and_snapshots_and_digests_agree() -> Test
     assert_ne!(c.replica_position().digest, a.replica_position().digest);
     Ok(())
 }
+
+#[test]
+fn a_log_whose_stream_messages_go_back_is_refused_at_open_not_skipped() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut config = EngineConfig::default();
+    config.checkpoint.every = None;
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    {
+        let engine = Engine::open(dir.path(), config.clone())?;
+        engine.apply_replicated(1, &message(&engine, &clicks(0, 2))?)?;
+        engine.apply_replicated(2, &message(&engine, &clicks(2, 2))?)?;
+        engine.close()?;
+    }
+    // The log's last record (stream message 2) written again behind it, as
+    // a damaged or foreign log could hold it, CRC and all.
+    let wal = recwal::wal::Wal::open(&dir.path().join("wal"), config.wal.clone())?;
+    let (kind, payload) = {
+        let last = wal.read_from(1)?.last().ok_or("an empty log")??;
+        (last.kind(), last.payload().to_vec())
+    };
+    assert_eq!(kind, recwal::record::KIND_REPLICATED_V1);
+    wal.append_with(kind, &payload, recwal::Durability::Always)?.wait()?;
+    wal.close()?;
+    let refused = Engine::open(dir.path(), config).err().ok_or("opened a log that breaks stream order")?;
+    let EngineError::BadRecord { lsn, reason } = refused else { return Err(format!("{refused:?}").into()) };
+    assert_eq!(lsn, 3);
+    assert!(reason.contains("stream message 2 after message 2"), "{reason}");
+    Ok(())
+}

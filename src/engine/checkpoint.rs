@@ -92,17 +92,7 @@ impl Shared {
             if state.lsn_applied() == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
-            (
-                state.lsn_applied(),
-                snapshot::encode(
-                    state.lsn_applied(),
-                    &state.snapshot_view(),
-                    state.models(),
-                    &state.metadata_body(),
-                    state.stream_seq(),
-                    state.item_model_ref(),
-                )?,
-            )
+            (state.lsn_applied(), snapshot::encode_state(&state)?)
         };
         assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");
         // Everything the snapshot holds must be durable in the log first:

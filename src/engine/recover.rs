@@ -156,6 +156,20 @@ fn replay(
     for record in reader {
         let record = record?;
         let decoded = LogRecord::decode(record.lsn(), record.kind(), record.payload())?;
+        if let LogRecord::Replicated { stream_seq, .. } = &decoded {
+            // Stream messages are logged in stream order only: one that is
+            // not newer than the state means the log is not what this engine
+            // wrote, never a message to skip in silence.
+            if *stream_seq <= state.stream_seq() {
+                return Err(EngineError::BadRecord {
+                    lsn: record.lsn(),
+                    reason: format!(
+                        "replicated stream message {stream_seq} after message {}: the log breaks stream order",
+                        state.stream_seq()
+                    ),
+                });
+            }
+        }
         state.apply(record.lsn(), &decoded, &config.dedup);
         replayed += 1;
         if replayed.is_multiple_of(1024) && last_progress.elapsed() >= Duration::from_millis(100) {

@@ -298,10 +298,12 @@ impl State {
             return;
         }
         match record {
+            // The engine logs a replicated record only as the successor of
+            // the last one (`Engine::apply_replicated`) and replay refuses a
+            // log where one is not (`recover::replay`); one at or below the
+            // state's stream sequence is a message already applied.
+            LogRecord::Replicated { stream_seq, .. } if *stream_seq <= self.stream_seq => {}
             LogRecord::Replicated { stream_seq, record } => {
-                // The engine logs a replicated record only as the successor
-                // of the last one (`Engine::apply_replicated`).
-                assert!(*stream_seq > self.stream_seq, "stream sequence {stream_seq} after {}", self.stream_seq);
                 self.stream_seq = *stream_seq;
                 match record.as_ref() {
                     // The stream may carry an event id twice (a retry after
