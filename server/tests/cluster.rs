@@ -530,7 +530,15 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["cluster"]["state"]["stream_seq"].as_u64(), Some(6), "{ready}");
     let metrics = a.call("GET", "/metrics", b"").text();
-    for series in ["recwal_cluster_stream_seq_applied 6", "recwal_cluster_following 1", "recwal_cluster_apply_lag 0"] {
+    for series in [
+        "recwal_cluster_stream_seq_applied 6",
+        "recwal_cluster_following 1",
+        "recwal_cluster_apply_lag 0",
+        "recwal_cluster_messages_applied_total 6",
+        // Every applied message timed, each within 10 s of being stored.
+        "recwal_cluster_apply_delay_seconds_count 6",
+        "recwal_cluster_apply_delay_seconds_bucket{le=\"10\"} 6",
+    ] {
         assert!(metrics.lines().any(|line| line == series), "{series} not in /metrics");
     }
     let metrics = b.call("GET", "/metrics", b"").text();
