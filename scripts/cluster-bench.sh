@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Replica figures for docs/BENCHMARKS.md ("Replicas on NATS JetStream"), in
+# one run on one machine, each beside its single-node reference:
+#
+#   1. single node: the release `recwal serve` (no cluster) on a fresh data
+#      directory; wrk `POST /v1/event` (64 connections), `POST /v1/events`
+#      (100 events a request, 8 connections), then `GET .../recommend`
+#      (8 connections) on what was ingested;
+#   2. a local 3-node JetStream cluster (scripts/nats-cluster.sh, stream
+#      replicas 3) and three release `recwal serve --cluster` nodes on fresh
+#      data directories; the same ingest cases through node 1, recommend on
+#      each node in turn; per node, the publish-to-applied delay p50 / p99
+#      from `recwal_cluster_apply_delay_seconds` (bucket bounds, linear
+#      within a bucket as Prometheus' histogram_quantile);
+#   3. restart: node 3 is SIGKILLed, more batches go through node 1, node 3
+#      is started again; the time until it answers /readyz 200 with the
+#      stream's last sequence applied.
+#
+# wrk (Debian package) and every process share the machine's cores.
+# RECWAL_BENCH_SECONDS (default 10) per wrk case. Any non-2xx answer, socket
+# error or timeout fails the run. Prints a markdown table.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+seconds="${RECWAL_BENCH_SECONDS:-10}"
+say() { echo "cluster-bench: $*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+
+if ! command -v wrk >/dev/null; then
+    say "installing wrk (apt)"
+    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -q wrk >&2; else sudo apt-get install -y -q wrk >&2; fi
+fi
+command -v curl >/dev/null || fail "needs curl"
+NATS_SERVER="$(scripts/install-nats.sh)"
+export NATS_SERVER
+cargo build --quiet --locked --release -p recwal-server --bin recwal
+bin="${CARGO_TARGET_DIR:-$root/target}/release/recwal"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    scripts/nats-cluster.sh stop "$work/nats" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# serve NAME PORT [FLAGS...]: starts a node, waits until it is ready.
+serve() {
+    local name="$1" port="$2"
+    shift 2
+    "$bin" serve --data-dir "$work/$name" --listen "127.0.0.1:$port" "$@" >"$work/$name.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    eval "pid_$name=$pid"
+    for _ in $(seq 1 600); do
+        curl -s -o /dev/null --max-time 2 -w '%{http_code}' "127.0.0.1:$port/readyz" | grep -q '^200$' && return 0
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$work/$name.log" >&2; fail "$name exited before it was ready"; }
+        sleep 0.1
+    done
+    fail "$name not ready after 60 s"
+}
+
+# run NAME URL CONNECTIONS SCRIPT: wrk's report into $work/NAME.txt.
+run() {
+    local name="$1" url="$2" connections="$3" script="$4"
+    say "$name: $connections connections, ${seconds} s"
+    RECWAL_LOAD_RUN="$name-$$" wrk --latency -t2 -c"$connections" -d"${seconds}s" --timeout 10s \
+        -s "scripts/load/$script" "$url" >"$work/$name.txt"
+    if grep -qE 'Non-2xx|Socket errors' "$work/$name.txt"; then
+        cat "$work/$name.txt" >&2
+        fail "$name: errors under load"
+    fi
+}
+
+# applied_seq PORT: the node's applied stream sequence (from /readyz).
+applied_seq() {
+    curl -s --max-time 2 "127.0.0.1:$1/readyz" | python3 -c \
+        'import json,sys; b=json.load(sys.stdin); print((b.get("cluster") or {}).get("stream_seq_applied", -1))'
+}
+
+say "single node"
+serve single 18190
+run single-event-64 http://127.0.0.1:18190 64 event.lua
+run single-events-8 http://127.0.0.1:18190 8 events.lua
+run single-recommend-8 http://127.0.0.1:18190 8 recommend.lua
+kill -TERM "$pid_single"
+wait "$pid_single" || fail "the single node exited with $? on SIGTERM"
+
+say "3-node NATS JetStream cluster"
+urls="$(scripts/nats-cluster.sh start "$work/nats")"
+for node in 1 2 3; do
+    serve "node$node" "1819$node" --cluster "$urls"
+done
+run cluster-event-64 http://127.0.0.1:18191 64 event.lua
+run cluster-events-8 http://127.0.0.1:18191 8 events.lua
+# Every node has applied everything before it is asked for recommendations.
+last="$(applied_seq 18191)"
+for node in 2 3; do
+    for _ in $(seq 1 600); do
+        [[ "$(applied_seq "1819$node")" -ge "$last" ]] && break
+        sleep 0.1
+    done
+done
+for node in 1 2 3; do
+    run "cluster-recommend-8-node$node" "http://127.0.0.1:1819$node" 8 recommend.lua
+done
+for node in 1 2 3; do
+    curl -s "127.0.0.1:1819$node/metrics" | grep '^recwal_cluster_apply_delay_seconds' >"$work/delay-node$node.txt"
+done
+
+say "restart: node 3 killed, 2 s of batches through node 1, node 3 started again"
+kill -KILL "$pid_node3"
+wait "$pid_node3" 2>/dev/null || true
+RECWAL_LOAD_RUN="gap-$$" wrk -t1 -c4 -d2s -s scripts/load/events.lua http://127.0.0.1:18191 >/dev/null
+last="$(applied_seq 18191)"
+started="$(date +%s.%N)"
+serve node3 18193 --cluster "$urls"
+ready="$(date +%s.%N)"
+while [[ "$(applied_seq 18193)" -lt "$last" ]]; do sleep 0.01; done
+caught_up="$(date +%s.%N)"
+
+python3 - "$work" "$started" "$ready" "$caught_up" "$last" <<'PY'
+import re, sys
+
+work, started, ready, caught_up, last = sys.argv[1], *map(float, sys.argv[2:5]), int(sys.argv[5])
+
+def ms(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+def parse(name):
+    text = open(f"{work}/{name}.txt").read()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+    return rate, p50, p99
+
+def quantile(buckets, q):
+    """histogram_quantile: linear within the bucket holding rank q·count."""
+    total = buckets[-1][1]
+    if total == 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0
+    for upper, cumulative in buckets:
+        if cumulative >= rank:
+            if upper == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (upper - lower) * ((rank - below) / inside if inside else 0)
+        lower, below = upper, cumulative
+    return lower
+
+print("| case | single node | 3-node cluster |")
+print("|---|---|---|")
+for label, single, cluster, events in [
+    ("`POST /v1/event` (1 event), 64 connections", "single-event-64", "cluster-event-64", 1),
+    ("`POST /v1/events` (100 events), 8 connections", "single-events-8", "cluster-events-8", 100),
+]:
+    cells = []
+    for name in (single, cluster):
+        rate, p50, p99 = parse(name)
+        cells.append(f"{rate * events:,.0f} events/s, p50 {p50:.2f} / p99 {p99:.2f} ms")
+    print(f"| {label} | {cells[0]} | {cells[1]} (through node 1) |")
+rate, p50, p99 = parse("single-recommend-8")
+nodes = []
+for node in (1, 2, 3):
+    r, a, b = parse(f"cluster-recommend-8-node{node}")
+    nodes.append(f"node {node}: {r:,.0f} req/s, p50 {a:.2f} / p99 {b:.2f} ms")
+print(f"| `GET .../recommend`, 8 connections | {rate:,.0f} req/s, p50 {p50:.2f} / p99 {p99:.2f} ms | {'; '.join(nodes)} |")
+delays = []
+for node in (1, 2, 3):
+    buckets = []
+    for line in open(f"{work}/delay-node{node}.txt"):
+        m = re.match(r'recwal_cluster_apply_delay_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            upper = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            buckets.append((upper, int(m.group(2))))
+    delays.append(
+        f"node {node}: p50 {quantile(buckets, 0.5) * 1000:.1f} / p99 {quantile(buckets, 0.99) * 1000:.1f} ms "
+        f"({buckets[-1][1]:,} messages)"
+    )
+print(f"| publish-to-applied delay (the ingest cases above) | — | {'; '.join(delays)} |")
+print(
+    f"| restart after SIGKILL (node 3; stream at {last:,}) | — | ready in {ready - started:.2f} s, "
+    f"caught up in {caught_up - started:.2f} s |"
+)
+PY
