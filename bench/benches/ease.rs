@@ -66,7 +66,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Recommend latency on ML-100k: every user, `rounds` times, p50 / p99.
 fn latency(c: &mut Criterion) {
-    let Ok(ratings) = load_ratings(std::path::Path::new(ML_PATH)) else {
+    let Ok(ratings) = load_ratings(&recwal_bench::workspace_path(ML_PATH)) else {
         println!("ease: {ML_PATH} missing (scripts/fetch-movielens.sh): latency skipped");
         return;
     };

@@ -482,8 +482,9 @@ struct Dataset {
 /// MovieLens 100k as rating events when the file is there (and this is not
 /// a test run), else the `movielens_like` synthetic workload.
 fn ml_dataset(mode: Mode) -> Dataset {
-    if mode != Mode::Test && Path::new(ML_PATH).exists() {
-        match recwal::eval::load_ratings(Path::new(ML_PATH)) {
+    let ml_path = recwal_bench::workspace_path(ML_PATH);
+    if mode != Mode::Test && ml_path.exists() {
+        match recwal::eval::load_ratings(&ml_path) {
             Ok(ratings) => {
                 let events = ratings
                     .into_iter()
