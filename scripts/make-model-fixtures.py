@@ -221,6 +221,64 @@ def slow_model():
                              f"[{SLOW_DIM},{SLOW_DIM}] MatMuls): slow but same scores as v1.")
 
 
+# mlp_v1.onnx / mlp_v2.onnx: the heavy ranker of GPU serving (issue 18), a
+# realistic size for a GPU: features [N, 6] -> 3 hidden layers of MLP_HIDDEN
+# (ReLU) -> 1. Every weight and bias is an LCG integer in [-1000, 1000] times a
+# float32 scale per tensor, so tests can rebuild the same weights in Rust
+# (tests/model_support: `mlp_score`): tensor t of the model with seed S uses
+# lcg_values(count, S * 16 + t), t = 2 * layer for W, 2 * layer + 1 for b.
+MLP_HIDDEN = 256
+MLP_DIMS = [N_FEATURES, MLP_HIDDEN, MLP_HIDDEN, MLP_HIDDEN, 1]
+# W scales keep the ReLU activations O(1) through the layers; b scale 1e-4.
+MLP_W_SCALES = [0.001, 0.0002, 0.0002, 0.001]
+MLP_B_SCALE = 0.0001
+MLP_SEEDS = {"mlp_v1": 11, "mlp_v2": 23}
+
+
+def mlp_tensors(seed):
+    """[(W [fan_in, fan_out], b [fan_out])] per layer, float32."""
+    layers = []
+    for layer, (fan_in, fan_out) in enumerate(zip(MLP_DIMS, MLP_DIMS[1:])):
+        w = lcg_values(fan_in * fan_out, seed * 16 + 2 * layer).astype(np.float32) * np.float32(
+            MLP_W_SCALES[layer])
+        b = lcg_values(fan_out, seed * 16 + 2 * layer + 1).astype(np.float32) * np.float32(MLP_B_SCALE)
+        layers.append((w.reshape(fan_in, fan_out), b))
+    return layers
+
+
+def mlp_model(name, model_version):
+    inp, out = io()
+    nodes, inits, prev = [], [], "features"
+    layers = mlp_tensors(MLP_SEEDS[name])
+    for layer, (w, b) in enumerate(layers):
+        inits += [init(f"W{layer}", w), init(f"b{layer}", b)]
+        nodes += [
+            helper.make_node("MatMul", [prev, f"W{layer}"], [f"mm{layer}"], name=f"matmul{layer}"),
+            helper.make_node("Add", [f"mm{layer}", f"b{layer}"], [f"pre{layer}"], name=f"bias{layer}"),
+        ]
+        if layer + 1 < len(layers):
+            nodes.append(helper.make_node("Relu", [f"pre{layer}"], [f"h{layer}"], name=f"relu{layer}"))
+            prev = f"h{layer}"
+        else:
+            prev = f"pre{layer}"
+    inits.append(init("flat_shape", np.array([-1], dtype=np.int64)))
+    nodes.append(helper.make_node("Reshape", [prev, "flat_shape"], ["score"], name="flatten"))
+    graph = helper.make_graph(nodes, name, [inp], [out], initializer=inits)
+    return finish(graph, model_version=model_version,
+                  doc=f"MLP {' -> '.join(map(str, MLP_DIMS))}, ReLU, LCG weights (seed {MLP_SEEDS[name]})")
+
+
+def mlp_reference(name, features):
+    """The MLP's scores in float64 from the same float32 weights (--check)."""
+    x = np.asarray(features, dtype=np.float64)
+    layers = mlp_tensors(MLP_SEEDS[name])
+    for layer, (w, b) in enumerate(layers):
+        x = x @ w.astype(np.float64) + b.astype(np.float64)
+        if layer + 1 < len(layers):
+            x = np.maximum(x, 0.0)
+    return x.reshape(-1)
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -259,6 +317,11 @@ MODELS = [
      "1", f"Valid contract; v1's scores plus `1e-30 * heavy`, heavy from {SLOW_K} chained "
           f"[{SLOW_ROWS},{SLOW_DIM}]x[{SLOW_DIM},{SLOW_DIM}] MatMuls + Tanh (one shared "
           "initializer). ~40 ms per Run (20 rows) on the 2-core dev VM, ~80 ms single-threaded.", "slow"),
+    ("mlp_v1.onnx", lambda: mlp_model("mlp_v1", 1),
+     "1", "The heavy ranker (GPU serving): MLP 6 -> 256 -> 256 -> 256 -> 1, ReLU, weights from "
+          "the LCG with seed 11 (see `MLP_*` in the script; tests rebuild them). model_version 1.", None),
+    ("mlp_v2.onnx", lambda: mlp_model("mlp_v2", 2),
+     "1", "The same MLP with the weights of seed 23. model_version 2.", None),
 ]
 
 WEIGHTS = {
@@ -370,6 +433,17 @@ def check():
         if fname == "nan_output.onnx":
             assert np.isnan(y).all(), "nan_output must yield NaN"
             print("  all NaN: ok")
+            continue
+        if fname.startswith("mlp_"):
+            expected = mlp_reference(fname[:-len(".onnx")], x)
+            err = float(np.max(np.abs(y - expected) / (1.0 + np.abs(expected))))
+            print(f"  max |score - reference| / (1 + |reference|) = {err:.3g}")
+            assert err <= 1e-4, err
+            big = np.tile(batch, (100, 1))  # 800 candidates
+            started = time.perf_counter()
+            for _ in range(20):
+                s.run(None, {"features": big})
+            print(f"  800 rows: {(time.perf_counter() - started) / 20 * 1000:.2f} ms per Run")
             continue
         w, b = WEIGHTS[key]
         expected = x.astype(np.float64) @ np.array(w, dtype=np.float64) + b

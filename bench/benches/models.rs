@@ -7,7 +7,12 @@
 //!   model, in steady state and while another thread swaps the active
 //!   version back and forth (v1 ↔ v2, each swap loads and warms the new
 //!   version and waits for its durable activation record), with the ratio
-//!   of the two p99s (goal: ≤ 1.5).
+//!   of the two p99s (goal: ≤ 1.5);
+//! - the same report for the heavy ranker of GPU serving (`mlp_v1` ↔
+//!   `mlp_v2`: 6 → 256 → 256 → 256 → 1, ReLU) ranking 500 candidates a
+//!   request, on a state of its own. On the CPU everywhere; built with
+//!   `--features recwal/cuda` on a machine with a GPU, the sessions use
+//!   CUDA (the report names the device).
 //!
 //! The state is the `movielens_like` synthetic workload (100k events).
 //! Needs the ONNX Runtime library (`scripts/install-onnxruntime.sh`;
@@ -40,8 +45,25 @@ fn fixture(name: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn build(dir: &Path, events: u64) -> (Engine, Vec<String>) {
+/// A model family of the bench: its two fixtures and how many candidates
+/// each request ranks.
+struct Family {
+    label: &'static str,
+    fixtures: [&'static str; 2],
+    candidates: usize,
+}
+
+/// The linear fixtures (what the criterion series and the first report use)
+/// and the heavy ranker of GPU serving, an MLP with three hidden layers of
+/// 256 over 500 candidates a request (issue 18).
+const FAMILIES: [Family; 2] = [
+    Family { label: "linear, 100 candidates", fixtures: ["linear_v1", "linear_v2"], candidates: 100 },
+    Family { label: "MLP 3×256, 500 candidates", fixtures: ["mlp_v1", "mlp_v2"], candidates: 500 },
+];
+
+fn build(dir: &Path, events: u64, family: &Family) -> (Engine, Vec<String>) {
     let mut config = EngineConfig::default();
+    config.models.candidates = family.candidates;
     config.checkpoint.every = None;
     config.checkpoint.every_records = None;
     config.checkpoint.every_bytes = None;
@@ -56,8 +78,8 @@ fn build(dir: &Path, events: u64) -> (Engine, Vec<String>) {
     for chunk in all.chunks(1000) {
         engine.ingest_batch_with(chunk, Durability::Never).unwrap();
     }
-    engine.add_model(&fixture("linear_v1")).unwrap();
-    engine.add_model(&fixture("linear_v2")).unwrap();
+    engine.add_model(&fixture(family.fixtures[0])).unwrap();
+    engine.add_model(&fixture(family.fixtures[1])).unwrap();
     (engine, users)
 }
 
@@ -93,7 +115,7 @@ fn main() {
     let test_mode = !std::env::args().any(|arg| arg == "--bench");
     let (events, requests) = if test_mode { (3_000, 50) } else { (100_000, 20_000) };
     let dir = tempfile::tempdir().unwrap();
-    let (engine, users) = build(dir.path(), events);
+    let (engine, users) = build(dir.path(), events, &FAMILIES[0]);
     println!(
         "models bench: {} events, {} users, {} CPUs, runtime {}",
         events,
@@ -130,9 +152,23 @@ fn main() {
         group.finish();
     }
     criterion.final_summary();
+    swap_report(&FAMILIES[0], engine, &users, requests);
+    drop(dir);
+    // The heavy ranker on a state of its own (fewer requests: each ranks 5×
+    // the candidates through a model ~1,000× the linear one's work).
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, users) = build(dir.path(), events, &FAMILIES[1]);
+    engine.activate_model(1).unwrap();
+    swap_report(&FAMILIES[1], engine, &users, (requests / 4).max(20));
+}
 
+/// Steady-state latency, then the same requests while another thread swaps
+/// the active version back and forth; the ratio of the p99s (goal ≤ 1.5).
+fn swap_report(family: &Family, engine: Engine, users: &[String], requests: usize) {
+    let status = engine.model_status();
+    println!("\n{}: device {:?}, io_binding {}", family.label, status.device, status.io_binding);
     // Steady state, then the same requests while versions swap.
-    let steady = measure(&engine, &users, requests);
+    let steady = measure(&engine, users, requests);
     let engine = Arc::new(engine);
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
@@ -157,14 +193,14 @@ fn main() {
         })
     };
     let started = Instant::now();
-    let swapping = measure(&engine, &users, requests);
+    let swapping = measure(&engine, users, requests);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
     let swaps = swaps.load(Ordering::Relaxed);
     println!();
-    show("recommend + model, steady", &steady);
-    show("recommend + model, during swaps", &swapping);
+    show(&format!("{}: steady", family.label), &steady);
+    show(&format!("{}: during swaps", family.label), &swapping);
     let ratio = swapping.value_at_quantile(0.99) as f64 / steady.value_at_quantile(0.99).max(1) as f64;
     println!(
         "swaps: {swaps} in {:.1} s ({:.0}/s); p99 during swaps / steady p99 = {ratio:.2} (goal ≤ 1.5) {}",

@@ -78,3 +78,62 @@ pub fn seed(engine: &Engine) {
     }
     engine.ingest_batch(&events).unwrap();
 }
+
+/// The heavy fixtures' layers, as `scripts/make-model-fixtures.py` builds
+/// them (`MLP_*`): 6 → 256 → 256 → 256 → 1, every weight an LCG integer in
+/// [-1000, 1000] times a float32 scale.
+const MLP_DIMS: [usize; 5] = [6, 256, 256, 256, 1];
+const MLP_W_SCALES: [f32; 4] = [0.001, 0.0002, 0.0002, 0.001];
+const MLP_B_SCALE: f32 = 0.0001;
+
+/// The script's `lcg_values(count, seed)`.
+fn lcg_values(count: usize, seed: u64) -> Vec<i32> {
+    let mut x = seed;
+    (0..count)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 33) % 2001) as i32 - 1000
+        })
+        .collect()
+}
+
+/// `(W row-major [fan_in × fan_out], b)` per layer of the MLP fixture `name`.
+fn mlp_layers(name: &str) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let seed: u64 = match name {
+        "mlp_v1" => 11,
+        "mlp_v2" => 23,
+        other => panic!("no MLP fixture {other}"),
+    };
+    (0..MLP_DIMS.len() - 1)
+        .map(|layer| {
+            let (fan_in, fan_out) = (MLP_DIMS[layer], MLP_DIMS[layer + 1]);
+            let tensor = seed * 16 + 2 * layer as u64;
+            let w = lcg_values(fan_in * fan_out, tensor).into_iter().map(|v| v as f32 * MLP_W_SCALES[layer]).collect();
+            let b = lcg_values(fan_out, tensor + 1).into_iter().map(|v| v as f32 * MLP_B_SCALE).collect();
+            (w, b)
+        })
+        .collect()
+}
+
+/// What the MLP fixture `name` scores for `features` (computed in f64 from
+/// the same f32 weights; ONNX Runtime's f32 result agrees to ~1e-6 relative).
+pub fn mlp_score(name: &str, features: &[f32]) -> f32 {
+    static LAYERS: std::sync::OnceLock<[Vec<(Vec<f32>, Vec<f32>)>; 2]> = std::sync::OnceLock::new();
+    let layers = LAYERS.get_or_init(|| [mlp_layers("mlp_v1"), mlp_layers("mlp_v2")]);
+    let layers = &layers[usize::from(name == "mlp_v2")];
+    let mut x: Vec<f64> = features.iter().map(|&f| f64::from(f)).collect();
+    for (layer, (w, b)) in layers.iter().enumerate() {
+        let fan_out = b.len();
+        let mut next: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+        for (i, xi) in x.iter().enumerate() {
+            for (j, out) in next.iter_mut().enumerate() {
+                *out += xi * f64::from(w[i * fan_out + j]);
+            }
+        }
+        if layer + 1 < layers.len() {
+            next.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        x = next;
+    }
+    x[0] as f32
+}
