@@ -380,7 +380,7 @@ mod tests {
         // Version 3: the same header, the old body and the model catalog, no catalogue.
         let mut payload = old_body();
         payload.extend(postcard::to_stdvec(&models).map_err(|err| EngineError::invalid("models", err.to_string()))?);
-        let mut old = as_version(&bytes, VERSION_WITHOUT_METADATA, &payload);
+        let old = as_version(&bytes, VERSION_WITHOUT_METADATA, &payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.models, read.metadata), (models, MetadataBody::default()));
         let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(12));
         // Version 4: the same payload without the trailing stream sequence.
         let payload = &bytes[HEADER_BYTES..bytes.len() - 2];
-        let mut old = as_version(&bytes, VERSION_WITHOUT_STREAM_SEQ, &payload);
+        let old = as_version(&bytes, VERSION_WITHOUT_STREAM_SEQ, payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.stream_seq, read.metadata), (0, metadata()));
         Ok(())
@@ -419,7 +419,7 @@ mod tests {
         // Version 5: everything but the last section (`None` is one byte).
         let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, None)?;
         let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
-        let mut old = as_version(&bytes, VERSION_WITHOUT_ITEM_MODEL, &payload);
+        let old = as_version(&bytes, VERSION_WITHOUT_ITEM_MODEL, payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (None, 3, metadata()));
         Ok(())

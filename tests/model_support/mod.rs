@@ -97,8 +97,11 @@ fn lcg_values(count: usize, seed: u64) -> Vec<i32> {
         .collect()
 }
 
-/// `(W row-major [fan_in × fan_out], b)` per layer of the MLP fixture `name`.
-fn mlp_layers(name: &str) -> Vec<(Vec<f32>, Vec<f32>)> {
+/// `(W row-major [fan_in × fan_out], b)` per layer.
+type Layers = Vec<(Vec<f32>, Vec<f32>)>;
+
+/// The layers of the MLP fixture `name`.
+fn mlp_layers(name: &str) -> Layers {
     let seed: u64 = match name {
         "mlp_v1" => 11,
         "mlp_v2" => 23,
@@ -118,7 +121,7 @@ fn mlp_layers(name: &str) -> Vec<(Vec<f32>, Vec<f32>)> {
 /// What the MLP fixture `name` scores for `features` (computed in f64 from
 /// the same f32 weights; ONNX Runtime's f32 result agrees to ~1e-6 relative).
 pub fn mlp_score(name: &str, features: &[f32]) -> f32 {
-    static LAYERS: std::sync::OnceLock<[Vec<(Vec<f32>, Vec<f32>)>; 2]> = std::sync::OnceLock::new();
+    static LAYERS: std::sync::OnceLock<[Layers; 2]> = std::sync::OnceLock::new();
     let layers = LAYERS.get_or_init(|| [mlp_layers("mlp_v1"), mlp_layers("mlp_v2")]);
     let layers = &layers[usize::from(name == "mlp_v2")];
     let mut x: Vec<f64> = features.iter().map(|&f| f64::from(f)).collect();
