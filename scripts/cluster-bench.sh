@@ -26,11 +26,8 @@ seconds="${RECWAL_BENCH_SECONDS:-10}"
 say() { echo "cluster-bench: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
-if ! command -v wrk >/dev/null; then
-    say "installing wrk (apt)"
-    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -q wrk >&2; else sudo apt-get install -y -q wrk >&2; fi
-fi
-command -v curl >/dev/null || fail "needs curl"
+source scripts/lib/wrk.sh
+ensure_wrk
 NATS_SERVER="$(scripts/install-nats.sh)"
 export NATS_SERVER
 cargo build --quiet --locked --release -p recwal-server --bin recwal
@@ -65,16 +62,7 @@ serve() {
 }
 
 # run NAME URL CONNECTIONS SCRIPT: wrk's report into $work/NAME.txt.
-run() {
-    local name="$1" url="$2" connections="$3" script="$4"
-    say "$name: $connections connections, ${seconds} s"
-    RECWAL_LOAD_RUN="$name-$$" wrk --latency -t2 -c"$connections" -d"${seconds}s" --timeout 10s \
-        -s "scripts/load/$script" "$url" >"$work/$name.txt"
-    if grep -qE 'Non-2xx|Socket errors' "$work/$name.txt"; then
-        cat "$work/$name.txt" >&2
-        fail "$name: errors under load"
-    fi
-}
+run() { wrk_case "$1" "$2" "$3" "$4" "$work"; }
 
 # applied_seq PORT: the node's applied stream sequence (from /readyz).
 applied_seq() {

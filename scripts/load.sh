@@ -26,11 +26,8 @@ port="${RECWAL_LOAD_PORT:-18089}"
 say() { echo "load: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
-if ! command -v wrk >/dev/null; then
-    say "installing wrk (apt)"
-    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -q wrk >&2; else sudo apt-get install -y -q wrk >&2; fi
-fi
-command -v curl >/dev/null || fail "needs curl"
+source scripts/lib/wrk.sh
+ensure_wrk
 
 ratings="$(scripts/fetch-movielens.sh)"
 cargo build --quiet --locked --release -p recwal-server --bin recwal
@@ -61,17 +58,7 @@ for _ in $(seq 1 600); do
 done
 
 # run NAME CONNECTIONS SCRIPT: wrk's report into $work/NAME.txt.
-run() {
-    local name="$1" connections="$2" script="$3" threads=2
-    [[ $connections -lt 2 ]] && threads=1
-    say "$name: $connections connections, ${seconds} s"
-    RECWAL_LOAD_RUN="$name-$$" wrk --latency -t"$threads" -c"$connections" -d"${seconds}s" --timeout 10s \
-        -s "scripts/load/$script" "http://127.0.0.1:$port" >"$work/$name.txt"
-    if grep -qE 'Non-2xx|Socket errors' "$work/$name.txt"; then
-        cat "$work/$name.txt" >&2
-        fail "$name: errors under load"
-    fi
-}
+run() { wrk_case "$1" "http://127.0.0.1:$port" "$2" "$3" "$work"; }
 # Warm-up, not reported.
 RECWAL_LOAD_RUN=warm wrk -t2 -c8 -d2s -s scripts/load/recommend.lua "http://127.0.0.1:$port" >/dev/null
 run recommend-2 2 recommend.lua
