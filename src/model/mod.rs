@@ -17,6 +17,7 @@
 //! `rollback_model`, `models`, `model_status`, and ranking in `recommend`.
 
 pub(crate) mod breaker;
+pub(crate) mod build_thread;
 // The catalogue lives with the state (it is part of it); this path stays for
 // the model code and the engine.
 pub(crate) use crate::state::catalog;

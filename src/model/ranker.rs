@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::model::breaker::{Admission, Outcome};
 use crate::model::catalog::{Catalog, ModelEntry};
 use crate::model::loaded::{self, LoadedModel, ScoreError};
-use crate::model::{runtime, store, ModelStatus};
+use crate::model::{build_thread, runtime, store, ModelStatus};
 use crate::recommend::{Ranking, Recommendations};
 
 /// Owns the model files, the loaded versions and which one serves. The
@@ -101,7 +101,8 @@ impl Ranker {
         version: u32,
         sessions: usize,
     ) -> Result<LoadedModel, EngineError> {
-        LoadedModel::load(runtime, bytes, version, sessions, &self.config)
+        build_thread::run(|| LoadedModel::load(runtime, bytes, version, sessions, &self.config))
+            .and_then(|loaded| loaded)
             .map_err(|reason| EngineError::BadModel(format!("v{version}: {reason}")))
     }
 
