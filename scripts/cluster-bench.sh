@@ -116,16 +116,12 @@ import re, sys
 
 work, started, ready, caught_up, last = sys.argv[1], *map(float, sys.argv[2:5]), int(sys.argv[5])
 
-def ms(text):
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+sys.path.insert(0, "scripts/lib")
+from wrk_report import parse as parse_in  # noqa: E402
+
 
 def parse(name):
-    text = open(f"{work}/{name}.txt").read()
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-    return rate, p50, p99
+    return parse_in(work, name)
 
 def quantile(buckets, q):
     """histogram_quantile: linear within the bucket holding rank q·count."""

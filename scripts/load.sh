@@ -78,16 +78,12 @@ work, inprocess = sys.argv[1], sys.argv[2]
 rates = {row["threads"]: row for row in map(json.loads, inprocess.splitlines())}
 best = max(row["rate"] for row in rates.values())
 
-def ms(text):
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+sys.path.insert(0, "scripts/lib")
+from wrk_report import parse as parse_in  # noqa: E402
+
 
 def parse(name):
-    text = open(f"{work}/{name}.txt").read()
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-    return rate, p50, p99
+    return parse_in(work, name)
 
 print("| case | connections | requests/s | events/s | p50 ms | p99 ms | p99 ÷ p50 | ÷ in-process |")
 print("|---|---|---|---|---|---|---|---|")

@@ -9,41 +9,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use support::{refused, succeeds};
 
 use recwal::wal::{inspect, RecordInfo, SyncPolicy};
 use recwal::{Engine, EngineConfig, Event, EventKind};
 
-/// The binary under test: `RECWAL_TEST_BIN` (to run these tests against
-/// another build), or this build's.
-fn binary() -> PathBuf {
-    std::env::var_os("RECWAL_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_recwal")), PathBuf::from)
-}
-
 fn recwal(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("RECWAL_DATA_DIR")
-        .env_remove("RECWAL_SERVER")
-        .env_remove("RECWAL_TOKEN")
-        .env_remove("RECWAL_CA_CERT")
-        .env("ORT_DYLIB_PATH", support::runtime_path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn succeeds(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    stdout
-}
-
-fn refused(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "not refused: {}\n{stderr}", String::from_utf8_lossy(&output.stdout));
-    stderr
+    support::run_cli(args, std::time::Duration::from_secs(300))
 }
 
 fn p(path: &Path) -> &str {

@@ -7,40 +7,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
+
+use support::{refused, succeeds};
 
 fn recwal(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
-        .args(args)
-        .env_remove("RECWAL_DATA_DIR")
-        .env("ORT_DYLIB_PATH", support::runtime_path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!("`recwal {}` still ran after 120 s", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn succeeds(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    stdout
-}
-
-fn refused(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "not refused: {}\n{stderr}", String::from_utf8_lossy(&output.stdout));
-    stderr
+    support::run_cli(args, Duration::from_secs(120))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -9,50 +9,19 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
+use support::{refused, succeeds};
 
 /// Runs `recwal args` with no data dir in the environment (every test names
 /// its own); a command still running after 30 s (e.g. a `serve` that was not
 /// refused) is killed and reported as such.
 fn recwal(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_recwal"))
-        .args(args)
-        .env_remove("RECWAL_DATA_DIR")
-        .env_remove("RECWAL_SERVER")
-        .env_remove("RECWAL_TOKEN")
-        .env("ORT_DYLIB_PATH", support::runtime_path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!("`recwal {}` still ran after 30 s: {}", args.join(" "), String::from_utf8_lossy(&output.stdout));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    support::run_cli(args, Duration::from_secs(30))
 }
 
 fn text(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
-fn succeeds(output: &Output) -> String {
-    let (stdout, stderr) = text(output);
-    assert!(output.status.success(), "failed: {stdout}\n{stderr}");
-    stdout
-}
-
-/// Refused: non-zero exit; returns stderr.
-fn refused(output: &Output) -> String {
-    let (stdout, stderr) = text(output);
-    assert!(!output.status.success(), "not refused: {stdout}\n{stderr}");
-    stderr
 }
 
 /// Every file and directory under `dir` with its length and modification

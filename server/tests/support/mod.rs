@@ -209,3 +209,57 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The `recwal` binary under test: `RECWAL_TEST_BIN` (to run the tests
+/// against another build), or this build's.
+pub fn binary() -> PathBuf {
+    std::env::var_os("RECWAL_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_recwal")), PathBuf::from)
+}
+
+/// Runs `recwal ARGS` as a user would, without the environment that would
+/// point it elsewhere (`RECWAL_DATA_DIR`, `RECWAL_SERVER`, `RECWAL_TOKEN`,
+/// `RECWAL_CA_CERT`), stdin closed; killed and reported if it still runs
+/// after `limit` (a `serve` that was not refused, a hang).
+pub fn run_cli(args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_remove("RECWAL_DATA_DIR")
+        .env_remove("RECWAL_SERVER")
+        .env_remove("RECWAL_TOKEN")
+        .env_remove("RECWAL_CA_CERT")
+        .env("ORT_DYLIB_PATH", runtime_path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "`recwal {}` still ran after {limit:?}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The stdout of a command that succeeded (else a failure with both streams).
+pub fn succeeds(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// The stderr of a command that was refused (else a failure with both streams).
+pub fn refused(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "not refused: {}\n{stderr}", String::from_utf8_lossy(&output.stdout));
+    stderr
+}
