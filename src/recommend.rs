@@ -61,6 +61,16 @@ impl Strategy {
             Strategy::Ease => "ease",
         }
     }
+
+    /// The strategy called `name` (as `name` spells it).
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|strategy| strategy.name() == name)
+    }
+
+    /// Every strategy's name, comma-separated (for the errors that list them).
+    pub fn names() -> String {
+        Strategy::ALL.map(Strategy::name).join(", ")
+    }
 }
 
 /// A recommendation request.

@@ -214,10 +214,8 @@ pub fn check_n(n: Option<usize>, max: usize) -> Result<usize, Problem> {
 
 pub fn strategy(name: Option<&str>) -> Result<Strategy, Problem> {
     let Some(name) = name else { return Ok(Strategy::Blend) };
-    Strategy::ALL.into_iter().find(|strategy| strategy.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
-        Problem::bad_request(format!("invalid strategy: {name:?} is not one of {}", names.join(", ")))
-    })
+    Strategy::from_name(name)
+        .ok_or_else(|| Problem::bad_request(format!("invalid strategy: {name:?} is not one of {}", Strategy::names())))
 }
 
 fn list(value: Option<&str>) -> Vec<String> {

@@ -239,10 +239,8 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
 
 /// A strategy by its name, or an error listing the names.
 fn parse_strategy(name: &str) -> Result<recwal::Strategy, String> {
-    recwal::Strategy::ALL.into_iter().find(|strategy| strategy.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = recwal::Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
-        format!("unknown strategy {name:?}; one of {}", names.join(", "))
-    })
+    recwal::Strategy::from_name(name)
+        .ok_or_else(|| format!("unknown strategy {name:?}; one of {}", recwal::Strategy::names()))
 }
 
 /// Users with at least one relevant held-out rating: the top-N metrics'
