@@ -537,7 +537,7 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
         "recwal_cluster_messages_applied_total 6",
         // Every applied message timed, each within 10 s of being stored.
         "recwal_cluster_apply_delay_seconds_count 6",
-        "recwal_cluster_apply_delay_seconds_bucket{le=\"10\"} 6",
+        "recwal_cluster_apply_delay_seconds_bucket{le=\"10.0\"} 6",
     ] {
         assert!(metrics.lines().any(|line| line == series), "{series} not in /metrics");
     }

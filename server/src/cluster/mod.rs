@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::{FutureExt, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use recwal::{Engine, EngineError};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -39,49 +41,11 @@ pub use config::ClusterConfig;
 pub use http::layer;
 
 use crate::answers::{ClusterPhase, ClusterStatus, ReplicaState};
+use crate::observe::HTTP_BUCKETS_S;
 use crate::server::App;
 
 /// Most stream messages applied in one blocking task.
 const APPLY_BATCH_MAX: usize = 256;
-
-/// Upper bounds (seconds) of `recwal_cluster_apply_delay_seconds`.
-const DELAY_BUCKETS_S: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// How long stream messages took from being stored by JetStream (its
-/// timestamp) to being applied on this node: replication delay as this node
-/// sees it, including any time it spent down or behind. The clocks of the
-/// NATS server and this node are compared, so a skew between machines
-/// shifts it (a negative delay counts as 0).
-#[derive(Default)]
-struct DelayHistogram {
-    /// Per bucket of `DELAY_BUCKETS_S` (not cumulative), then the overflow.
-    counts: [AtomicU64; DELAY_BUCKETS_S.len() + 1],
-    sum_us: AtomicU64,
-}
-
-impl DelayHistogram {
-    fn observe(&self, delay_s: f64) {
-        let delay_s = delay_s.max(0.0);
-        let at = DELAY_BUCKETS_S.iter().position(|&upper| delay_s <= upper).unwrap_or(DELAY_BUCKETS_S.len());
-        self.counts[at].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add((delay_s * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, help: &str) -> String {
-        let mut text = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
-        let mut cumulative = 0;
-        for (upper, count) in DELAY_BUCKETS_S.iter().zip(&self.counts) {
-            cumulative += count.load(Ordering::Relaxed);
-            text.push_str(&format!("{name}_bucket{{le=\"{upper}\"}} {cumulative}\n"));
-        }
-        cumulative += self.counts[DELAY_BUCKETS_S.len()].load(Ordering::Relaxed);
-        text.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {cumulative}\n"));
-        text.push_str(&format!("{name}_sum {}\n", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6));
-        text.push_str(&format!("{name}_count {cumulative}\n"));
-        text
-    }
-}
 
 /// Where the follower stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +76,13 @@ pub struct Replica {
     published_duplicates: AtomicU64,
     publish_failures: AtomicU64,
     messages_applied: AtomicU64,
-    apply_delay: DelayHistogram,
+    /// Per message, from JetStream storing it (its timestamp, the NATS
+    /// server's clock) to this node applying it (this node's clock): the
+    /// replication delay as this node sees it, including any time it was
+    /// down or behind; skew between machines shifts it (a negative delay
+    /// counts as 0). Rendered from `metrics`.
+    apply_delay: Histogram,
+    metrics: Registry,
 }
 
 /// Why a follow round ended.
@@ -148,6 +118,13 @@ impl Replica {
         js.set_timeout(Duration::from_secs(2));
         let (stop, _) = watch::channel(false);
         let (applied, _) = watch::channel(0);
+        let apply_delay = Histogram::new(HTTP_BUCKETS_S);
+        let mut metrics = Registry::default();
+        metrics.register(
+            "recwal_cluster_apply_delay_seconds",
+            "Time from JetStream storing a stream message to this node applying it",
+            apply_delay.clone(),
+        );
         Ok(Arc::new(Replica {
             config: config.clone(),
             client,
@@ -161,7 +138,8 @@ impl Replica {
             published_duplicates: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             messages_applied: AtomicU64::new(0),
-            apply_delay: DelayHistogram::default(),
+            apply_delay,
+            metrics,
         }))
     }
 
@@ -298,10 +276,8 @@ impl Replica {
              # TYPE recwal_cluster_published_duplicates_total counter\nrecwal_cluster_published_duplicates_total {}\n",
             self.published_duplicates.load(Ordering::Relaxed)
         ));
-        text.push_str(&self.apply_delay.render(
-            "recwal_cluster_apply_delay_seconds",
-            "Time from JetStream storing a stream message to this node applying it.",
-        ));
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.metrics);
         text
     }
 
@@ -465,7 +441,6 @@ impl Replica {
                     }
                     let mut work = Vec::with_capacity(batch.len());
                     let mut stored = Vec::with_capacity(batch.len());
-                    let mut sequences = Vec::with_capacity(batch.len());
                     for message in &batch {
                         let (seq, pending, stored_ns) = match message.info() {
                             Ok(info) => (info.stream_sequence, info.pending, info.published.unix_timestamp_nanos()),
@@ -473,34 +448,33 @@ impl Replica {
                         };
                         self.note_stream_last(seq + pending);
                         work.push((seq, message.payload.clone()));
-                        sequences.push(seq);
                         stored.push(stored_ns);
                     }
                     let engine = Arc::clone(engine);
                     let applied = tokio::task::spawn_blocking(move || {
-                        let mut done: usize = 0;
+                        let (mut done, mut last) = (0, None);
                         for (seq, payload) in work {
                             if let Err(err) = engine.apply_replicated(seq, &payload) {
-                                return (done, Some((seq, err)));
+                                return (done, last, Some((seq, err)));
                             }
-                            done += 1;
+                            (done, last) = (done + 1, Some(seq));
                         }
-                        (done, None)
+                        (done, last, None)
                     })
                     .await;
-                    let (count, failed) = match applied {
+                    let (count, last, failed) = match applied {
                         Ok(outcome) => outcome,
                         Err(err) => return Err(Halt::Stop(format!("applying stream messages panicked: {err}"))),
                     };
                     // The messages before the failed one (all of them without
                     // a failure) were applied.
-                    if let Some(seq) = count.checked_sub(1).and_then(|at| sequences.get(at).copied()) {
+                    if let Some(seq) = last {
                         self.messages_applied.fetch_add(count as u64, Ordering::Relaxed);
                         let now_ns = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |since| since.as_nanos() as i128);
                         for stored_ns in &stored[..count] {
-                            self.apply_delay.observe((now_ns - stored_ns) as f64 / 1e9);
+                            self.apply_delay.observe(((now_ns - stored_ns) as f64 / 1e9).max(0.0));
                         }
                         self.applied.send_if_modified(|applied| {
                             let newer = seq > *applied;
