@@ -350,7 +350,13 @@ impl Shared {
     /// Marks the item model wanted when `strategy` is `ease` (the schedule
     /// then trains it: within `TRAINER_POLL` when there is none yet).
     pub(super) fn note_strategy(&self, strategy: crate::recommend::Strategy) {
-        if strategy == crate::recommend::Strategy::Ease && !self.item_models.wanted.swap(true, Ordering::Relaxed) {
+        // A plain load first: every `ease` request passes here, and only the
+        // first needs the write.
+        let wanted = &self.item_models.wanted;
+        if strategy == crate::recommend::Strategy::Ease
+            && !wanted.load(Ordering::Relaxed)
+            && !wanted.swap(true, Ordering::Relaxed)
+        {
             info!("ease was asked for: the item model is trained on schedule from now on");
         }
     }
