@@ -715,6 +715,7 @@ pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
     let config = app.config.engine().map_err(|err| err.to_string())?;
     info!(data_dir = %dir.display(), "opening the engine: replaying the log");
     let watcher = Arc::clone(&app);
+    let engine_config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         // A progress bar when a person watches; log lines (every second,
         // from the engine) either way.
@@ -742,6 +743,12 @@ pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
     .await
     .map_err(|err| format!("the start-up task failed: {err}"))?
     .map_err(|err| err.to_string())?;
+    // A replica that cannot follow the stream from where it stands (or a
+    // new one) starts from the snapshot bucket instead (cluster/seed.rs).
+    let opened = match app.cluster.get() {
+        Some(replica) => replica.seed_at_open(opened, &app.config.server.data_dir, engine_config).await?,
+        None => opened,
+    };
     let report = opened.open_report();
     info!(
         records_replayed = report.records_replayed,

@@ -544,3 +544,100 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     let metrics = b.call("GET", "/metrics", b"").text();
     assert!(metrics.lines().any(|line| line == "recwal_cluster_following 0"), "node b: {metrics}");
 }
+
+/// Polls `what` on `server` until `done` holds (at most 60 s).
+fn wait_until(server: &Server, what: &str, done: impl Fn(&Server) -> bool) {
+    let started = Instant::now();
+    while !done(server) {
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}: not within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of a metric without labels in the node's /metrics.
+fn metric(server: &Server, name: &str) -> Option<u64> {
+    let text = server.call("GET", "/metrics", b"").text();
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// (stream sequence, digest) from the node's /readyz.
+fn position(server: &Server) -> (u64, String) {
+    let ready = server.json("GET", "/readyz", "").1;
+    let state = &ready["cluster"]["state"];
+    (state["stream_seq"].as_u64().unwrap_or(0), state["digest"].as_str().unwrap_or_default().to_string())
+}
+
+/// The stream keeps 20 messages. A node added empty after the stream moved
+/// on joins from the snapshot bucket (published by another node) and
+/// converges; a node stopped while the stream moved past what it keeps
+/// re-seeds from the bucket at its next start (its old files set aside, not
+/// deleted) and converges; then every node applies what comes next, with
+/// the same digest at the same sequence, and every event is in each.
+#[test]
+fn nodes_join_and_reseed_from_the_snapshot_bucket() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(binary) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let flags = [
+        "--cluster",
+        url.as_str(),
+        "--set",
+        "cluster.replicas=1",
+        "--set",
+        "cluster.max_messages=20",
+        "--set",
+        "cluster.snapshot_interval_ms=200",
+    ];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    for at in 1..=30 {
+        ingest_one(&a, &format!("e{at}"));
+    }
+    wait_until(&b, "node b at 30", |b| position(b).0 == 30);
+    assert_eq!(position(&a), position(&b));
+    b.kill();
+
+    for at in 31..=70 {
+        ingest_one(&a, &format!("e{at}"));
+    }
+    wait_until(&a, "a snapshot at 70 in the bucket", |a| {
+        metric(a, "recwal_cluster_snapshot_published_seq") == Some(70)
+    });
+    let (_, digest_70) = position(&a);
+
+    // A new node: the stream holds 51–70 only; it starts from the snapshot.
+    let c = Server::start(&dir.path().join("c"), None, &flags);
+    wait_until(&c, "node c at 70", |c| position(c).0 == 70);
+    assert_eq!(position(&c), (70, digest_70.clone()));
+    assert_eq!(metric(&c, "recwal_cluster_seeded_from_seq"), Some(70));
+
+    // Node b stood at 30, the stream starts at 51: it re-seeds.
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    wait_until(&b, "node b at 70", |b| position(b).0 == 70);
+    assert_eq!(position(&b), (70, digest_70));
+    assert_eq!(metric(&b, "recwal_cluster_seeded_from_seq"), Some(70));
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join("b"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "b's old files are kept aside");
+    assert!(aside[0].path().join("wal").is_dir());
+
+    // What comes next reaches every node, through any node.
+    assert_eq!(ingest_one(&c, "e71"), 71);
+    assert_eq!(ingest_one(&b, "e72"), 72);
+    for node in [&a, &b, &c] {
+        wait_until(node, "every node at 72", |node| position(node).0 == 72);
+    }
+    assert_eq!(position(&a), position(&b));
+    assert_eq!(position(&a), position(&c));
+    for node in [&a, &b, &c] {
+        let (status, read) = node.json("GET", "/v1/users/u1/interactions?min_seq=72", "");
+        assert_eq!((status, read["interactions"].as_array().map(Vec::len)), (200, Some(72)), "{read}");
+        let ready = node.json("GET", "/readyz", "");
+        assert_eq!(ready.0, 200, "{}", ready.1);
+    }
+}

@@ -33,7 +33,7 @@ mod replica;
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use item_model::{ItemModelInfo, ItemModelStatus};
 pub use models::MODEL_BYTES_MAX;
-pub use replica::{ReplicaApplied, ReplicaPosition};
+pub use replica::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

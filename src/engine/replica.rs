@@ -28,6 +28,22 @@ pub enum ReplicaApplied {
     AlreadyApplied,
 }
 
+/// A replica's state for another node to start from (`replica_snapshot`):
+/// a snapshot file's bytes with what they cover.
+pub struct ReplicaSnapshot {
+    /// A snapshot file (the format of the data dir's `snapshots/`; CRCs
+    /// inside, so a damaged copy is refused where it is installed).
+    pub bytes: Vec<u8>,
+    /// The LSN it covers: this node's own log position, which a node
+    /// installing it takes as the start of its new log.
+    pub lsn: u64,
+    /// Stream sequence of the last message it holds: the node installing it
+    /// follows the stream from the next one.
+    pub stream_seq: u64,
+    /// `State::replica_digest` of the state it holds.
+    pub digest: u64,
+}
+
 /// A replica's position: the stream sequence applied and the state's
 /// digest there, read together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +128,27 @@ impl Engine {
         let record = LogRecord::Replicated { stream_seq, record: Box::new(record) };
         let lsn = shared.log_and_apply(&record, Vec::new(), recwal_wal::Durability::Never)?;
         Ok(ReplicaApplied::Applied { lsn })
+    }
+
+    /// The state as it stands, encoded as a snapshot file, for a node that
+    /// joins or falls behind the stream's retention (docs/CLUSTER.md,
+    /// "Joining and re-seeding"). Everything in it came from the stream,
+    /// which is its durable copy, so it may hold records this node's own
+    /// log has not synced yet. Refused once the engine stopped accepting
+    /// writes (a panic may have left the state half updated).
+    pub fn replica_snapshot(&self) -> Result<ReplicaSnapshot, EngineError> {
+        let shared = &self.shared;
+        if let Some(reason) = shared.poisoned.get() {
+            return Err(EngineError::Poisoned(reason.clone()));
+        }
+        let state = shared.read_state();
+        let bytes = crate::snapshot::encode_state(&state)?;
+        Ok(ReplicaSnapshot {
+            bytes,
+            lsn: state.lsn_applied(),
+            stream_seq: state.stream_seq(),
+            digest: state.replica_digest(),
+        })
     }
 
     /// Stream sequence of the last replicated message applied (0: none).

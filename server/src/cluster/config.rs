@@ -28,6 +28,14 @@ pub struct ClusterConfig {
     /// How long a read with `min_seq`, or an ingest with `wait=applied`,
     /// waits for this node to apply that stream sequence.
     pub apply_wait_ms: u64,
+    /// Messages the stream keeps at most (JetStream's `max_msgs`; older ones
+    /// are removed), when this node creates it; 0: no limit. A node that
+    /// falls behind what the stream keeps re-seeds from the snapshot bucket.
+    pub max_messages: u64,
+    /// How often this node publishes a snapshot of its state to the
+    /// snapshot bucket (when it applied something since the last one), for
+    /// nodes that join or fall behind the stream's retention; 0: never.
+    pub snapshot_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -40,6 +48,8 @@ impl Default for ClusterConfig {
             duplicate_window_ms: 120_000,
             publish_timeout_ms: 10_000,
             apply_wait_ms: 2_000,
+            max_messages: 0,
+            snapshot_interval_ms: 300_000,
         }
     }
 }
@@ -92,6 +102,11 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The object-store bucket of the stream's snapshots.
+    pub fn snapshot_bucket(&self) -> String {
+        format!("{}_snapshots", self.stream)
     }
 
     /// The URLs, trimmed.

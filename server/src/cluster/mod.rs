@@ -12,8 +12,11 @@
 //!   which logs it in the node's own WAL (record kind 12, with its stream
 //!   sequence) and applies it. A message that is not the successor of the
 //!   last one (the stream lost messages this node needs: retention, a purge)
-//!   stops the node's apply and makes it unready; it never skips. Re-seeding
-//!   from a snapshot is not built yet.
+//!   stops the node's apply and makes it unready; it never skips. At its
+//!   next start such a node re-seeds from the snapshot bucket (`seed`).
+//! - Snapshots (`seed`): every node publishes its state to an object-store
+//!   bucket now and then; a new node, or one behind the stream's retention,
+//!   starts from it.
 //! - Reads (`http.rs`) may name a `min_seq`: they wait (bounded) until this
 //!   node applied it, or answer 503 with the node's position.
 //!
@@ -22,6 +25,7 @@
 
 pub mod config;
 mod http;
+mod seed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,7 +59,7 @@ enum Phase {
     /// Applying the stream as it comes.
     Following,
     /// Stopped applying for good (a gap, a message it cannot apply): needs
-    /// an operator (or a re-seed, not built yet).
+    /// a restart (which re-seeds from the snapshot bucket) or an operator.
     Halted(String),
 }
 
@@ -76,6 +80,13 @@ pub struct Replica {
     published_duplicates: AtomicU64,
     publish_failures: AtomicU64,
     messages_applied: AtomicU64,
+    /// Snapshots this node published to the bucket, and the stream
+    /// sequence of the last one.
+    snapshots_published: AtomicU64,
+    snapshot_published_seq: AtomicU64,
+    /// Stream sequence of the bucket's snapshot this node started from at
+    /// its last start (0: it did not).
+    seeded_from_seq: AtomicU64,
     /// Per message, from JetStream storing it (its timestamp, the NATS
     /// server's clock) to this node applying it (this node's clock): the
     /// replication delay as this node sees it, including any time it was
@@ -138,6 +149,9 @@ impl Replica {
             published_duplicates: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             messages_applied: AtomicU64::new(0),
+            snapshots_published: AtomicU64::new(0),
+            snapshot_published_seq: AtomicU64::new(0),
+            seeded_from_seq: AtomicU64::new(0),
             apply_delay,
             metrics,
         }))
@@ -237,7 +251,7 @@ impl Replica {
         let stream_last = self.stream_last.load(Ordering::Relaxed).max(applied);
         let following = u8::from(self.phase() == Phase::Following);
         let connected = u8::from(matches!(self.client.connection_state(), async_nats::connection::State::Connected));
-        let series: [(&str, &str, &str, u64); 8] = [
+        let series: [(&str, &str, &str, u64); 11] = [
             ("recwal_cluster_stream_seq_last", "gauge", "Newest stream sequence this node knows of.", stream_last),
             ("recwal_cluster_stream_seq_applied", "gauge", "Stream sequence this node has applied.", applied),
             ("recwal_cluster_apply_lag", "gauge", "Stream messages this node has yet to apply.", stream_last - applied),
@@ -265,6 +279,24 @@ impl Replica {
                 "counter",
                 "Stream messages this node applied since it started.",
                 self.messages_applied.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_snapshots_published_total",
+                "counter",
+                "Snapshots this node published to the snapshot bucket since it started.",
+                self.snapshots_published.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_snapshot_published_seq",
+                "gauge",
+                "Stream sequence of the last snapshot this node published (0: none since it started).",
+                self.snapshot_published_seq.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_seeded_from_seq",
+                "gauge",
+                "Stream sequence of the bucket's snapshot this node started from (0: it followed from its own state).",
+                self.seeded_from_seq.load(Ordering::Relaxed),
             ),
         ];
         let mut text = String::new();
@@ -358,6 +390,9 @@ impl Replica {
         };
         drop(app);
         self.applied.send_replace(engine.stream_seq());
+        if self.config.snapshot_interval_ms > 0 {
+            tokio::spawn(Arc::clone(&self).publish_snapshots(Arc::clone(&engine)));
+        }
         let mut pause = Duration::from_millis(100);
         loop {
             if *stop.borrow() {
@@ -389,6 +424,11 @@ impl Replica {
             num_replicas: self.config.replicas,
             duplicate_window: Duration::from_millis(self.config.duplicate_window_ms),
             storage: stream::StorageType::File,
+            max_messages: if self.config.max_messages == 0 {
+                -1
+            } else {
+                i64::try_from(self.config.max_messages).unwrap_or(i64::MAX)
+            },
             ..Default::default()
         };
         self.js.get_or_create_stream(config).await.map_err(|err| format!("stream {}: {err}", self.config.stream))
@@ -510,7 +550,7 @@ impl Replica {
         if state.first_sequence > applied + 1 {
             return Err(Halt::Stop(format!(
                 "the stream starts at sequence {} but this node applied only through {applied}: the messages between \
-                 are gone (retention); re-seeding from a snapshot is not built yet",
+                 are gone (retention); restart this node to re-seed it from the snapshot bucket",
                 state.first_sequence
             )));
         }

@@ -1,0 +1,357 @@
+//! Joining and re-seeding from the snapshot bucket (docs/CLUSTER.md).
+//!
+//! Every node publishes, every `cluster.snapshot_interval_ms`, a snapshot of
+//! its state to the JetStream object-store bucket `<stream>_snapshots`, as
+//! the object `latest` with its stream sequence, LSN, length and SHA-256 in
+//! the object's metadata (only if it is newer than the one there: a node
+//! that lags never replaces a newer snapshot).
+//!
+//! When a node opens its engine it compares its stream sequence with what
+//! the stream still holds. A node that cannot follow from where it stands
+//! (the messages after its position are gone: retention, a purge), or a new
+//! node that has applied nothing while a snapshot exists, installs the
+//! bucket's snapshot: it is downloaded (JetStream checks the object's digest,
+//! this module the SHA-256 and length in the metadata, the engine the
+//! snapshot's CRCs when it opens it), the node's old `wal/`, `snapshots/` and
+//! `models/` are moved into `replaced-<unix ms>/` inside the data dir (the
+//! previous such directory is removed), a new log is started after the
+//! snapshot's LSN, and the engine opens on it and follows the stream from
+//! the snapshot's sequence + 1. A node that needs a snapshot and finds none
+//! recent enough keeps its state; its follower halts with the reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
+use recwal::{Engine, EngineConfig};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tracing::{info, warn};
+
+use super::Replica;
+
+/// The bucket's one object: the newest snapshot published.
+const OBJECT: &str = "latest";
+
+/// What the metadata of a published snapshot says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SnapshotMeta {
+    pub stream_seq: u64,
+    pub lsn: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl SnapshotMeta {
+    fn to_map(&self) -> std::collections::HashMap<String, String> {
+        [
+            ("stream_seq", self.stream_seq.to_string()),
+            ("lsn", self.lsn.to_string()),
+            ("bytes", self.bytes.to_string()),
+            ("sha256", self.sha256.clone()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
+    }
+
+    fn from_map(map: &std::collections::HashMap<String, String>) -> Result<SnapshotMeta, String> {
+        let number = |key: &str| -> Result<u64, String> {
+            map.get(key)
+                .ok_or_else(|| format!("its metadata lacks {key}"))?
+                .parse()
+                .map_err(|_| format!("its metadata's {key} is not a number"))
+        };
+        let sha256 = map.get("sha256").ok_or("its metadata lacks sha256")?.clone();
+        if sha256.len() != 64 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err("its metadata's sha256 is not 64 hex digits".into());
+        }
+        Ok(SnapshotMeta { stream_seq: number("stream_seq")?, lsn: number("lsn")?, bytes: number("bytes")?, sha256 })
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What a node opening its engine should do.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SeedPlan {
+    /// Follow the stream from where the node stands.
+    Keep,
+    /// Install the bucket's snapshot (why, for the log).
+    Install(&'static str),
+}
+
+/// The decision, from the node's position (`applied`; `fresh`: it never
+/// applied a record), the stream's first sequence and the bucket's newest
+/// snapshot. Pure, so the cases are unit-tested.
+pub(super) fn plan(applied: u64, fresh: bool, stream_first: u64, snapshot: Option<u64>) -> SeedPlan {
+    let behind = stream_first > applied + 1;
+    let Some(snapshot_seq) = snapshot else { return SeedPlan::Keep };
+    // Useless unless it is ahead of the node and the stream goes on from it.
+    if snapshot_seq <= applied || snapshot_seq + 1 < stream_first {
+        return SeedPlan::Keep;
+    }
+    if behind {
+        SeedPlan::Install("the stream no longer holds the messages after this node's position")
+    } else if fresh {
+        SeedPlan::Install("a new node: starting from the newest snapshot instead of the whole stream")
+    } else {
+        SeedPlan::Keep
+    }
+}
+
+impl Replica {
+    /// The snapshot bucket, created by the first node that needs it (with
+    /// the stream's replica count).
+    async fn bucket(&self) -> Result<ObjectStore, String> {
+        let name = self.config.snapshot_bucket();
+        if let Ok(store) = self.js.get_object_store(&name).await {
+            return Ok(store);
+        }
+        self.js
+            .create_object_store(object_store::Config {
+                bucket: name.clone(),
+                description: Some("recwal: the newest snapshot of the replicas' state".into()),
+                num_replicas: self.config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| format!("snapshot bucket {name}: {err}"))
+    }
+
+    /// The metadata of the bucket's snapshot, if there is one.
+    async fn published(&self, store: &ObjectStore) -> Result<Option<SnapshotMeta>, String> {
+        match store.info(OBJECT).await {
+            Ok(info) if info.deleted => Ok(None),
+            Ok(info) => {
+                SnapshotMeta::from_map(&info.metadata).map(Some).map_err(|err| format!("the bucket's snapshot: {err}"))
+            }
+            Err(err) if err.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("the bucket's snapshot: {err}")),
+        }
+    }
+
+    /// Publishes this node's state unless the bucket holds one at least as
+    /// new; the stream sequence published, if any.
+    pub(super) async fn publish_snapshot(&self, engine: &Arc<Engine>) -> Result<Option<u64>, String> {
+        let store = self.bucket().await?;
+        let there = self.published(&store).await?.map_or(0, |meta| meta.stream_seq);
+        if engine.stream_seq() <= there {
+            return Ok(None);
+        }
+        let engine = Arc::clone(engine);
+        let snapshot = tokio::task::spawn_blocking(move || engine.replica_snapshot())
+            .await
+            .map_err(|err| format!("encoding the snapshot panicked: {err}"))?
+            .map_err(|err| format!("encoding the snapshot: {err}"))?;
+        let meta = SnapshotMeta {
+            stream_seq: snapshot.stream_seq,
+            lsn: snapshot.lsn,
+            bytes: snapshot.bytes.len() as u64,
+            sha256: sha256_hex(&snapshot.bytes),
+        };
+        let object = ObjectMetadata {
+            name: OBJECT.into(),
+            description: Some(format!("state at stream sequence {}", meta.stream_seq)),
+            metadata: meta.to_map(),
+            ..Default::default()
+        };
+        store
+            .put(object, &mut snapshot.bytes.as_slice())
+            .await
+            .map_err(|err| format!("uploading the snapshot: {err}"))?;
+        self.snapshots_published.fetch_add(1, Ordering::Relaxed);
+        self.snapshot_published_seq.store(meta.stream_seq, Ordering::Relaxed);
+        info!(stream_seq = meta.stream_seq, bytes = meta.bytes, "snapshot published to the bucket");
+        Ok(Some(meta.stream_seq))
+    }
+
+    /// Publishes a snapshot every `cluster.snapshot_interval_ms` while this
+    /// node applied something since the last one.
+    pub(super) async fn publish_snapshots(self: Arc<Self>, engine: Arc<Engine>) {
+        let every = Duration::from_millis(self.config.snapshot_interval_ms);
+        let mut stop = self.stop.subscribe();
+        let mut last = 0;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let seq = engine.stream_seq();
+            if seq <= last || self.phase() != super::Phase::Following {
+                continue;
+            }
+            match self.publish_snapshot(&engine).await {
+                Ok(_) => last = seq,
+                Err(reason) => warn!(%reason, "publishing a snapshot failed; trying again next round"),
+            }
+        }
+    }
+
+    /// Downloads and checks the bucket's snapshot into `into` (a file).
+    async fn download(&self, store: &ObjectStore, into: &Path) -> Result<SnapshotMeta, String> {
+        let mut object = store.get(OBJECT).await.map_err(|err| format!("downloading the snapshot: {err}"))?;
+        let meta =
+            SnapshotMeta::from_map(&object.info.metadata).map_err(|err| format!("the bucket's snapshot: {err}"))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.bytes).unwrap_or(0).min(1 << 30));
+        object.read_to_end(&mut bytes).await.map_err(|err| format!("downloading the snapshot: {err}"))?;
+        if bytes.len() as u64 != meta.bytes || sha256_hex(&bytes) != meta.sha256 {
+            return Err(format!(
+                "the downloaded snapshot ({} bytes) does not match its metadata ({} bytes, SHA-256 {})",
+                bytes.len(),
+                meta.bytes,
+                meta.sha256
+            ));
+        }
+        tokio::fs::write(into, &bytes).await.map_err(|err| format!("writing {}: {err}", into.display()))?;
+        Ok(meta)
+    }
+
+    /// At open (the engine `opened` on `dir`, not yet serving): installs the
+    /// bucket's snapshot if this node cannot follow the stream from where it
+    /// stands, or is new and a snapshot exists; returns the engine to serve.
+    /// Where NATS cannot be reached within `cluster.publish_timeout_ms`, or
+    /// no snapshot is recent enough, the node keeps its state (its follower
+    /// reports what it finds).
+    pub async fn seed_at_open(&self, opened: Engine, dir: &Path, config: EngineConfig) -> Result<Engine, String> {
+        let applied = opened.stream_seq();
+        let fresh = opened.lsn_applied() == 0;
+        let wait = Duration::from_millis(self.config.publish_timeout_ms);
+        let started = Instant::now();
+        let looked = loop {
+            match self.look(applied, fresh).await {
+                Ok(found) => break Some(found),
+                Err(reason) if started.elapsed() >= wait => {
+                    warn!(%reason, "cannot check the stream and the snapshot bucket at start-up; following from this node's position");
+                    break None;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let Some((SeedPlan::Install(why), store)) = looked else { return Ok(opened) };
+        info!(applied, why, "installing the snapshot bucket's snapshot");
+        let download = dir.join("seed-snapshot.tmp");
+        let meta = self.download(&store, &download).await?;
+        let installed = {
+            let (dir, download) = (dir.to_path_buf(), download.clone());
+            tokio::task::spawn_blocking(move || install(opened, &dir, &download, meta.lsn, config))
+                .await
+                .map_err(|err| format!("installing the snapshot panicked: {err}"))?
+        };
+        let _ = std::fs::remove_file(&download);
+        let engine = installed?;
+        if engine.stream_seq() != meta.stream_seq {
+            return Err(format!(
+                "the installed snapshot opened at stream sequence {}, its metadata says {}",
+                engine.stream_seq(),
+                meta.stream_seq
+            ));
+        }
+        self.seeded_from_seq.store(meta.stream_seq, Ordering::Relaxed);
+        info!(stream_seq = meta.stream_seq, lsn = meta.lsn, "started from the bucket's snapshot");
+        Ok(engine)
+    }
+
+    /// The plan for a node at `applied`, with the bucket to install from.
+    async fn look(&self, applied: u64, fresh: bool) -> Result<(SeedPlan, ObjectStore), String> {
+        let stream = self.stream().await?;
+        let first = stream.get_info().await.map_err(|err| format!("stream info: {err}"))?.state.first_sequence;
+        let store = self.bucket().await?;
+        let snapshot = self.published(&store).await?.map(|meta| meta.stream_seq);
+        let plan = plan(applied, fresh, first, snapshot);
+        if plan == SeedPlan::Keep && first > applied + 1 {
+            warn!(
+                applied,
+                stream_first = first,
+                ?snapshot,
+                "behind the stream's retention and no snapshot recent enough"
+            );
+        }
+        Ok((plan, store))
+    }
+}
+
+/// Closes `opened`, sets its files aside, writes a data dir holding the
+/// snapshot file `snapshot` (covering `lsn`) and a new log after it, and
+/// opens it.
+fn install(opened: Engine, dir: &Path, snapshot: &Path, lsn: u64, config: EngineConfig) -> Result<Engine, String> {
+    let fresh = opened.lsn_applied() == 0;
+    opened.close().map_err(|err| format!("closing the engine before installing the snapshot: {err}"))?;
+    set_aside(dir, fresh)?;
+    crate::backup::write_data_dir(dir, Some((snapshot, lsn)), lsn, &[], None, &config.wal)
+        .map_err(|err| format!("installing the snapshot: {err}"))?;
+    Engine::open(dir, config).map_err(|err| format!("opening the installed snapshot: {err}"))
+}
+
+/// Moves the data dir's `wal/`, `snapshots/` and `models/` into
+/// `replaced-<unix ms>/` (removing an older one), or removes them where the
+/// node had applied nothing.
+fn set_aside(dir: &Path, fresh: bool) -> Result<(), String> {
+    let parts = ["wal", "snapshots", "models"];
+    if fresh {
+        for part in parts {
+            let path = dir.join(part);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(|err| format!("removing {}: {err}", path.display()))?;
+            }
+        }
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|err| format!("reading {}: {err}", dir.display()))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("replaced-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    let aside: PathBuf = dir.join(format!("replaced-{now_ms}"));
+    std::fs::create_dir_all(&aside).map_err(|err| format!("creating {}: {err}", aside.display()))?;
+    for part in parts {
+        let path = dir.join(part);
+        if path.exists() {
+            std::fs::rename(&path, aside.join(part))
+                .map_err(|err| format!("moving {} aside: {err}", path.display()))?;
+        }
+    }
+    warn!(kept = %aside.display(), "this node's previous log and snapshots were set aside (delete them once not needed)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_installs_a_snapshot_only_when_it_cannot_follow_or_is_new() {
+        // Behind the retention, a snapshot that bridges the gap: install.
+        assert!(matches!(plan(10, false, 50, Some(60)), SeedPlan::Install(_)));
+        assert!(matches!(plan(10, false, 50, Some(49)), SeedPlan::Install(_)), "49 + 1 is the stream's first");
+        // Behind, but the snapshot is too old to bridge it, or none: keep.
+        assert_eq!(plan(10, false, 50, Some(48)), SeedPlan::Keep);
+        assert_eq!(plan(10, false, 50, None), SeedPlan::Keep);
+        // Not behind: an old node follows; a new one starts from the snapshot.
+        assert_eq!(plan(10, false, 5, Some(60)), SeedPlan::Keep);
+        assert!(matches!(plan(0, true, 1, Some(60)), SeedPlan::Install(_)));
+        // A snapshot at or behind the node is of no use.
+        assert_eq!(plan(60, false, 61, Some(60)), SeedPlan::Keep);
+        assert_eq!(plan(0, true, 1, None), SeedPlan::Keep);
+        // An empty stream that had messages: first = last + 1.
+        assert!(matches!(plan(0, true, 101, Some(100)), SeedPlan::Install(_)));
+    }
+
+    #[test]
+    fn snapshot_metadata_round_trips_and_bad_metadata_is_refused() {
+        let meta = SnapshotMeta { stream_seq: 7, lsn: 9, bytes: 3, sha256: sha256_hex(b"abc") };
+        assert_eq!(SnapshotMeta::from_map(&meta.to_map()), Ok(meta.clone()));
+        let mut map = meta.to_map();
+        map.insert("sha256".into(), "xyz".into());
+        assert!(matches!(SnapshotMeta::from_map(&map), Err(reason) if reason.contains("sha256")));
+        map.remove("lsn");
+        assert!(SnapshotMeta::from_map(&map).is_err());
+    }
+}
