@@ -589,6 +589,10 @@ fn nodes_join_and_reseed_from_the_snapshot_bucket() {
         "cluster.max_messages=20",
         "--set",
         "cluster.snapshot_interval_ms=200",
+        // Snapshots of the state as it stands (the digest-agreed path is
+        // `a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start`).
+        "--set",
+        "cluster.digest_every=0",
     ];
     let a = Server::start(&dir.path().join("a"), None, &flags);
     let b = Server::start(&dir.path().join("b"), None, &flags);
@@ -639,5 +643,73 @@ fn nodes_join_and_reseed_from_the_snapshot_bucket() {
         assert_eq!((status, read["interactions"].as_array().map(Vec::len)), (200, Some(72)), "{read}");
         let ready = node.json("GET", "/readyz", "");
         assert_eq!(ready.0, 200, "{}", ready.1);
+    }
+}
+
+/// Every 5 messages each node compares its state digest with the others'.
+/// Node c runs with a different dedup window (a misconfiguration that makes
+/// its state differ from the same stream): it stops applying, is not ready,
+/// names both digests and leaves DIVERGED; a and b, which agree, stay ready
+/// and publish a snapshot only at a sequence where their digests agreed.
+/// Restarted with the right configuration, c re-seeds from that snapshot
+/// although it is not behind, and converges.
+#[test]
+fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(binary) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let flags = [
+        "--cluster",
+        url.as_str(),
+        "--set",
+        "cluster.replicas=1",
+        "--set",
+        "cluster.digest_every=5",
+        "--set",
+        "cluster.snapshot_interval_ms=100",
+    ];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    let mut odd = flags.to_vec();
+    odd.extend(["--set", "engine.dedup.max_ids=2"]);
+    let c = Server::start(&dir.path().join("c"), None, &odd);
+    for at in 1..=20 {
+        ingest_one(&a, &format!("e{at}"));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_until(&c, "node c halted", |c| c.json("GET", "/readyz", "").1["cluster"]["phase"] == "halted");
+    let (status, ready) = c.json("GET", "/readyz", "");
+    assert_eq!(status, 503, "{ready}");
+    let reason = ready["cluster"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("state digest at stream sequence"), "{reason}");
+    assert!(dir.path().join("c").join("DIVERGED").is_file());
+    for node in [&a, &b] {
+        wait_until(node, "a and b at 20", |node| position(node).0 == 20);
+        assert_eq!(node.json("GET", "/readyz", "").0, 200);
+        assert!(metric(node, "recwal_cluster_digest_agreed_seq").unwrap_or(0) >= 5);
+    }
+    assert_eq!(position(&a), position(&b));
+    // A snapshot was published, at a digest point two nodes agreed on.
+    wait_until(&a, "an agreed snapshot", |a| {
+        [a, &b].iter().any(|node| metric(node, "recwal_cluster_snapshot_published_seq").unwrap_or(0) > 0)
+    });
+    assert_eq!(metric(&c, "recwal_cluster_snapshots_published_total"), Some(0), "the diverged node publishes none");
+    c.kill();
+
+    let c = Server::start(&dir.path().join("c"), None, &flags);
+    let seeded = metric(&c, "recwal_cluster_seeded_from_seq").unwrap_or(0);
+    assert!(seeded > 0 && seeded.is_multiple_of(5), "seeded from {seeded}");
+    assert!(!dir.path().join("c").join("DIVERGED").exists());
+    wait_until(&c, "node c at 20", |c| position(c).0 == 20);
+    assert_eq!(position(&c), position(&a));
+    for at in 21..=25 {
+        ingest_one(&c, &format!("e{at}"));
+    }
+    for node in [&a, &b, &c] {
+        wait_until(node, "every node at 25", |node| position(node).0 == 25);
+        wait_until(node, "digests agreed at 25", |node| metric(node, "recwal_cluster_digest_agreed_seq") == Some(25));
+        assert_eq!(node.json("GET", "/readyz", "").0, 200);
     }
 }

@@ -36,6 +36,11 @@ pub struct ClusterConfig {
     /// snapshot bucket (when it applied something since the last one), for
     /// nodes that join or fall behind the stream's retention; 0: never.
     pub snapshot_interval_ms: u64,
+    /// Every this many stream messages, each node writes its state digest
+    /// at that sequence to the digest bucket and compares it with the
+    /// other nodes'; one that differs stops and reports itself unready;
+    /// 0: never.
+    pub digest_every: u64,
 }
 
 impl Default for ClusterConfig {
@@ -50,6 +55,7 @@ impl Default for ClusterConfig {
             apply_wait_ms: 2_000,
             max_messages: 0,
             snapshot_interval_ms: 300_000,
+            digest_every: 10_000,
         }
     }
 }
@@ -107,6 +113,11 @@ impl ClusterConfig {
     /// The object-store bucket of the stream's snapshots.
     pub fn snapshot_bucket(&self) -> String {
         format!("{}_snapshots", self.stream)
+    }
+
+    /// The key-value bucket of the nodes' state digests.
+    pub fn digest_bucket(&self) -> String {
+        format!("{}_digests", self.stream)
     }
 
     /// The URLs, trimmed.

@@ -24,6 +24,7 @@
 //! engine's records beyond the bytes it publishes and hands back.
 
 pub mod config;
+mod digests;
 mod http;
 mod seed;
 
@@ -87,6 +88,19 @@ pub struct Replica {
     /// Stream sequence of the bucket's snapshot this node started from at
     /// its last start (0: it did not).
     seeded_from_seq: AtomicU64,
+    /// This process's name in the digest bucket.
+    node: String,
+    /// Recent `(stream sequence, digest, written to the bucket)` of this
+    /// node, not yet compared with another node's (`digests.rs`).
+    digests: Mutex<std::collections::VecDeque<(u64, String, bool)>>,
+    /// Highest stream sequence at which another node had the same digest.
+    digests_agreed: AtomicU64,
+    /// Set once this node's digest differs from the others' (the reason).
+    diverged: Mutex<Option<String>>,
+    /// The follower takes a snapshot at its next digest point.
+    snapshot_due: std::sync::atomic::AtomicBool,
+    /// That snapshot, published once its digest is agreed.
+    pending_snapshot: Mutex<Option<recwal::ReplicaSnapshot>>,
     /// Per message, from JetStream storing it (its timestamp, the NATS
     /// server's clock) to this node applying it (this node's clock): the
     /// replication delay as this node sees it, including any time it was
@@ -125,6 +139,7 @@ impl Replica {
             .connect(urls.clone())
             .await
             .map_err(|err| format!("cannot connect to {}: {err}", urls.join(",")))?;
+        let node = client.new_inbox().trim_start_matches("_INBOX.").to_string();
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(2));
         let (stop, _) = watch::channel(false);
@@ -152,6 +167,12 @@ impl Replica {
             snapshots_published: AtomicU64::new(0),
             snapshot_published_seq: AtomicU64::new(0),
             seeded_from_seq: AtomicU64::new(0),
+            node,
+            digests: Mutex::new(std::collections::VecDeque::new()),
+            digests_agreed: AtomicU64::new(0),
+            diverged: Mutex::new(None),
+            snapshot_due: std::sync::atomic::AtomicBool::new(false),
+            pending_snapshot: Mutex::new(None),
             apply_delay,
             metrics,
         }))
@@ -251,7 +272,7 @@ impl Replica {
         let stream_last = self.stream_last.load(Ordering::Relaxed).max(applied);
         let following = u8::from(self.phase() == Phase::Following);
         let connected = u8::from(matches!(self.client.connection_state(), async_nats::connection::State::Connected));
-        let series: [(&str, &str, &str, u64); 11] = [
+        let series: [(&str, &str, &str, u64); 12] = [
             ("recwal_cluster_stream_seq_last", "gauge", "Newest stream sequence this node knows of.", stream_last),
             ("recwal_cluster_stream_seq_applied", "gauge", "Stream sequence this node has applied.", applied),
             ("recwal_cluster_apply_lag", "gauge", "Stream messages this node has yet to apply.", stream_last - applied),
@@ -297,6 +318,12 @@ impl Replica {
                 "gauge",
                 "Stream sequence of the bucket's snapshot this node started from (0: it followed from its own state).",
                 self.seeded_from_seq.load(Ordering::Relaxed),
+            ),
+            (
+                "recwal_cluster_digest_agreed_seq",
+                "gauge",
+                "Highest stream sequence at which another node reported this node's state digest (0: none yet).",
+                self.digests_agreed.load(Ordering::Relaxed),
             ),
         ];
         let mut text = String::new();
@@ -388,8 +415,12 @@ impl Replica {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         };
+        let data_dir = app.config.server.data_dir.clone();
         drop(app);
         self.applied.send_replace(engine.stream_seq());
+        if self.config.digest_every > 0 {
+            tokio::spawn(Arc::clone(&self).watch_digests(data_dir));
+        }
         if self.config.snapshot_interval_ms > 0 {
             tokio::spawn(Arc::clone(&self).publish_snapshots(Arc::clone(&engine)));
         }
@@ -453,7 +484,12 @@ impl Replica {
         loop {
             tokio::select! {
                 _ = stop.changed() => return Ok(()),
-                _ = tick.tick() => self.check_stream(&stream, engine).await?,
+                _ = tick.tick() => {
+                    if let Some(reason) = self.diverged.lock().ok().and_then(|diverged| diverged.clone()) {
+                        return Err(Halt::Stop(reason));
+                    }
+                    self.check_stream(&stream, engine).await?;
+                }
                 next = messages.next() => {
                     let first = match next {
                         None => return Err(Halt::Retry("the consumer ended".into())),
@@ -491,21 +527,44 @@ impl Replica {
                         stored.push(stored_ns);
                     }
                     let engine = Arc::clone(engine);
+                    let digest_every = self.config.digest_every;
+                    let mut snapshot_due = self.snapshot_due.load(Ordering::Relaxed);
                     let applied = tokio::task::spawn_blocking(move || {
-                        let (mut done, mut last) = (0, None);
+                        let (mut done, mut last, mut digests, mut snapshot) = (0, None, Vec::new(), None);
                         for (seq, payload) in work {
                             if let Err(err) = engine.apply_replicated(seq, &payload) {
-                                return (done, last, Some((seq, err)));
+                                return (done, last, digests, snapshot, Some((seq, err)));
                             }
                             (done, last) = (done + 1, Some(seq));
+                            // This follower is the only applier of stream
+                            // messages: the state is at `seq` here.
+                            if digest_every > 0 && seq.is_multiple_of(digest_every) {
+                                let position = engine.replica_position();
+                                if position.stream_seq == seq {
+                                    digests.push((seq, position.digest));
+                                    if snapshot_due {
+                                        snapshot = engine.replica_snapshot().ok().filter(|taken| taken.stream_seq == seq);
+                                        snapshot_due = false;
+                                    }
+                                }
+                            }
                         }
-                        (done, last, None)
+                        (done, last, digests, snapshot, None)
                     })
                     .await;
-                    let (count, last, failed) = match applied {
+                    let (count, last, digests, snapshot, failed) = match applied {
                         Ok(outcome) => outcome,
                         Err(err) => return Err(Halt::Stop(format!("applying stream messages panicked: {err}"))),
                     };
+                    for (seq, digest) in digests {
+                        self.note_digest(seq, digest);
+                    }
+                    if let Some(snapshot) = snapshot {
+                        self.snapshot_due.store(false, Ordering::Relaxed);
+                        if let Ok(mut pending) = self.pending_snapshot.lock() {
+                            *pending = Some(snapshot);
+                        }
+                    }
                     // The messages before the failed one (all of them without
                     // a failure) were applied.
                     if let Some(seq) = last {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
-use recwal::{Engine, EngineConfig};
+use recwal::{Engine, EngineConfig, ReplicaSnapshot};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
@@ -86,11 +86,17 @@ pub(super) enum SeedPlan {
 }
 
 /// The decision, from the node's position (`applied`; `fresh`: it never
-/// applied a record), the stream's first sequence and the bucket's newest
+/// applied a record; `diverged`: its digest differed from the others',
+/// `digests.rs`), the stream's first sequence and the bucket's newest
 /// snapshot. Pure, so the cases are unit-tested.
-pub(super) fn plan(applied: u64, fresh: bool, stream_first: u64, snapshot: Option<u64>) -> SeedPlan {
+pub(super) fn plan(applied: u64, fresh: bool, diverged: bool, stream_first: u64, snapshot: Option<u64>) -> SeedPlan {
     let behind = stream_first > applied + 1;
     let Some(snapshot_seq) = snapshot else { return SeedPlan::Keep };
+    // A node whose state differs from the others' takes any snapshot the
+    // stream goes on from, behind its own position or not.
+    if diverged && snapshot_seq + 1 >= stream_first {
+        return SeedPlan::Install("this node's state digest differed from the other nodes' (DIVERGED)");
+    }
     // Useless unless it is ahead of the node and the stream goes on from it.
     if snapshot_seq <= applied || snapshot_seq + 1 < stream_first {
         return SeedPlan::Keep;
@@ -135,19 +141,14 @@ impl Replica {
         }
     }
 
-    /// Publishes this node's state unless the bucket holds one at least as
-    /// new; the stream sequence published, if any.
-    pub(super) async fn publish_snapshot(&self, engine: &Arc<Engine>) -> Result<Option<u64>, String> {
+    /// Publishes `snapshot` unless the bucket holds one at least as new;
+    /// the stream sequence published, if any.
+    pub(super) async fn publish_snapshot(&self, snapshot: ReplicaSnapshot) -> Result<Option<u64>, String> {
         let store = self.bucket().await?;
         let there = self.published(&store).await?.map_or(0, |meta| meta.stream_seq);
-        if engine.stream_seq() <= there {
+        if snapshot.stream_seq <= there {
             return Ok(None);
         }
-        let engine = Arc::clone(engine);
-        let snapshot = tokio::task::spawn_blocking(move || engine.replica_snapshot())
-            .await
-            .map_err(|err| format!("encoding the snapshot panicked: {err}"))?
-            .map_err(|err| format!("encoding the snapshot: {err}"))?;
         let meta = SnapshotMeta {
             stream_seq: snapshot.stream_seq,
             lsn: snapshot.lsn,
@@ -170,8 +171,12 @@ impl Replica {
         Ok(Some(meta.stream_seq))
     }
 
-    /// Publishes a snapshot every `cluster.snapshot_interval_ms` while this
-    /// node applied something since the last one.
+    /// Every `cluster.snapshot_interval_ms`, while this node applied
+    /// something since the last round: with digests compared
+    /// (`cluster.digest_every`), asks the follower to take a snapshot at its
+    /// next digest point, published once another node reported the same
+    /// digest there (`digests.rs`), so that a node whose state differs
+    /// never publishes it; without, publishes the state as it stands.
     pub(super) async fn publish_snapshots(self: Arc<Self>, engine: Arc<Engine>) {
         let every = Duration::from_millis(self.config.snapshot_interval_ms);
         let mut stop = self.stop.subscribe();
@@ -185,7 +190,21 @@ impl Replica {
             if seq <= last || self.phase() != super::Phase::Following {
                 continue;
             }
-            match self.publish_snapshot(&engine).await {
+            if self.config.digest_every > 0 {
+                self.snapshot_due.store(true, Ordering::Relaxed);
+                last = seq;
+                continue;
+            }
+            let taken = {
+                let engine = Arc::clone(&engine);
+                tokio::task::spawn_blocking(move || engine.replica_snapshot()).await
+            };
+            let published = match taken {
+                Ok(Ok(snapshot)) => self.publish_snapshot(snapshot).await,
+                Ok(Err(err)) => Err(format!("encoding the snapshot: {err}")),
+                Err(err) => Err(format!("encoding the snapshot panicked: {err}")),
+            };
+            match published {
                 Ok(_) => last = seq,
                 Err(reason) => warn!(%reason, "publishing a snapshot failed; trying again next round"),
             }
@@ -223,7 +242,7 @@ impl Replica {
         let wait = Duration::from_millis(self.config.publish_timeout_ms);
         let started = Instant::now();
         let looked = loop {
-            match self.look(applied, fresh).await {
+            match self.look(applied, fresh, dir.join(super::digests::DIVERGED).exists()).await {
                 Ok(found) => break Some(found),
                 Err(reason) if started.elapsed() >= wait => {
                     warn!(%reason, "cannot check the stream and the snapshot bucket at start-up; following from this node's position");
@@ -244,6 +263,7 @@ impl Replica {
         };
         let _ = std::fs::remove_file(&download);
         let engine = installed?;
+        let _ = std::fs::remove_file(dir.join(super::digests::DIVERGED));
         if engine.stream_seq() != meta.stream_seq {
             return Err(format!(
                 "the installed snapshot opened at stream sequence {}, its metadata says {}",
@@ -257,12 +277,12 @@ impl Replica {
     }
 
     /// The plan for a node at `applied`, with the bucket to install from.
-    async fn look(&self, applied: u64, fresh: bool) -> Result<(SeedPlan, ObjectStore), String> {
+    async fn look(&self, applied: u64, fresh: bool, diverged: bool) -> Result<(SeedPlan, ObjectStore), String> {
         let stream = self.stream().await?;
         let first = stream.get_info().await.map_err(|err| format!("stream info: {err}"))?.state.first_sequence;
         let store = self.bucket().await?;
         let snapshot = self.published(&store).await?.map(|meta| meta.stream_seq);
-        let plan = plan(applied, fresh, first, snapshot);
+        let plan = plan(applied, fresh, diverged, first, snapshot);
         if plan == SeedPlan::Keep && first > applied + 1 {
             warn!(
                 applied,
@@ -329,19 +349,23 @@ mod tests {
     #[test]
     fn a_node_installs_a_snapshot_only_when_it_cannot_follow_or_is_new() {
         // Behind the retention, a snapshot that bridges the gap: install.
-        assert!(matches!(plan(10, false, 50, Some(60)), SeedPlan::Install(_)));
-        assert!(matches!(plan(10, false, 50, Some(49)), SeedPlan::Install(_)), "49 + 1 is the stream's first");
+        assert!(matches!(plan(10, false, false, 50, Some(60)), SeedPlan::Install(_)));
+        assert!(matches!(plan(10, false, false, 50, Some(49)), SeedPlan::Install(_)), "49 + 1 is the stream's first");
         // Behind, but the snapshot is too old to bridge it, or none: keep.
-        assert_eq!(plan(10, false, 50, Some(48)), SeedPlan::Keep);
-        assert_eq!(plan(10, false, 50, None), SeedPlan::Keep);
+        assert_eq!(plan(10, false, false, 50, Some(48)), SeedPlan::Keep);
+        assert_eq!(plan(10, false, false, 50, None), SeedPlan::Keep);
         // Not behind: an old node follows; a new one starts from the snapshot.
-        assert_eq!(plan(10, false, 5, Some(60)), SeedPlan::Keep);
-        assert!(matches!(plan(0, true, 1, Some(60)), SeedPlan::Install(_)));
+        assert_eq!(plan(10, false, false, 5, Some(60)), SeedPlan::Keep);
+        assert!(matches!(plan(0, true, false, 1, Some(60)), SeedPlan::Install(_)));
         // A snapshot at or behind the node is of no use.
-        assert_eq!(plan(60, false, 61, Some(60)), SeedPlan::Keep);
-        assert_eq!(plan(0, true, 1, None), SeedPlan::Keep);
+        assert_eq!(plan(60, false, false, 61, Some(60)), SeedPlan::Keep);
+        assert_eq!(plan(0, true, false, 1, None), SeedPlan::Keep);
+        // A diverged node takes any snapshot the stream goes on from.
+        assert!(matches!(plan(60, false, true, 1, Some(40)), SeedPlan::Install(_)));
+        assert_eq!(plan(60, false, true, 50, Some(40)), SeedPlan::Keep, "too old to follow on from");
+        assert_eq!(plan(60, false, true, 1, None), SeedPlan::Keep);
         // An empty stream that had messages: first = last + 1.
-        assert!(matches!(plan(0, true, 101, Some(100)), SeedPlan::Install(_)));
+        assert!(matches!(plan(0, true, false, 101, Some(100)), SeedPlan::Install(_)));
     }
 
     #[test]
