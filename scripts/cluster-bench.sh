@@ -14,7 +14,12 @@
 #      within a bucket as Prometheus' histogram_quantile);
 #   3. restart: node 3 is SIGKILLed, more batches go through node 1, node 3
 #      is started again; the time until it answers /readyz 200 with the
-#      stream's last sequence applied.
+#      stream's last sequence applied;
+#   4. join: a fourth node on an empty data directory starts from the
+#      snapshot bucket (the nodes publish one every 5 s, at a digest point
+#      another node agreed on) and reads the rest of the stream: the time
+#      until it is ready, and until it applied the stream's last sequence
+#      (the path a node behind the stream's retention re-seeds by).
 #
 # wrk (Debian package) and every process share the machine's cores.
 # RECWAL_BENCH_SECONDS (default 10) per wrk case. Any non-2xx answer, socket
@@ -80,8 +85,9 @@ wait "$pid_single" || fail "the single node exited with $? on SIGTERM"
 
 say "3-node NATS JetStream cluster"
 urls="$(scripts/nats-cluster.sh start "$work/nats")"
+cluster_flags=(--cluster "$urls" --set cluster.snapshot_interval_ms=5000)
 for node in 1 2 3; do
-    serve "node$node" "1819$node" --cluster "$urls"
+    serve "node$node" "1819$node" "${cluster_flags[@]}"
 done
 run cluster-event-64 http://127.0.0.1:18191 64 event.lua
 run cluster-events-8 http://127.0.0.1:18191 8 events.lua
@@ -106,15 +112,41 @@ wait "$pid_node3" 2>/dev/null || true
 RECWAL_LOAD_RUN="gap-$$" wrk -t1 -c4 -d2s -s scripts/load/events.lua http://127.0.0.1:18191 >/dev/null
 last="$(applied_seq 18191)"
 started="$(date +%s.%N)"
-serve node3 18193 --cluster "$urls"
+serve node3 18193 "${cluster_flags[@]}"
 ready="$(date +%s.%N)"
 while [[ "$(applied_seq 18193)" -lt "$last" ]]; do sleep 0.01; done
 caught_up="$(date +%s.%N)"
 
-python3 - "$work" "$started" "$ready" "$caught_up" "$last" <<'PY'
+say "join: node 4 on an empty data dir, from the snapshot bucket"
+# metric PORT NAME: a metric without labels.
+metric() { curl -s --max-time 2 "127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name { print $2 }'; }
+for _ in $(seq 1 1200); do
+    published=0
+    for node in 1 2 3; do
+        seq_published="$(metric "1819$node" recwal_cluster_snapshot_published_seq)"
+        [[ "${seq_published:-0}" -gt 0 ]] && published=1
+    done
+    [[ "$published" == 1 ]] && break
+    sleep 0.1
+done
+[[ "$published" == 1 ]] || fail "no node published a snapshot within 120 s"
+join_last="$(applied_seq 18191)"
+join_started="$(date +%s.%N)"
+serve node4 18194 "${cluster_flags[@]}"
+join_ready="$(date +%s.%N)"
+while [[ "$(applied_seq 18194)" -lt "$join_last" ]]; do sleep 0.01; done
+join_caught_up="$(date +%s.%N)"
+seeded="$(metric 18194 recwal_cluster_seeded_from_seq)"
+[[ "${seeded:-0}" -gt 0 ]] || fail "node 4 did not start from the snapshot bucket"
+snapshot_bytes="$(du -b "$work/node4/snapshots" | awk '{ print $1 }')"
+
+python3 - "$work" "$started" "$ready" "$caught_up" "$last" \
+    "$join_started" "$join_ready" "$join_caught_up" "$join_last" "$seeded" "$snapshot_bytes" <<'PY'
 import re, sys
 
 work, started, ready, caught_up, last = sys.argv[1], *map(float, sys.argv[2:5]), int(sys.argv[5])
+join_started, join_ready, join_caught_up = map(float, sys.argv[6:9])
+join_last, seeded, snapshot_bytes = map(int, sys.argv[9:12])
 
 sys.path.insert(0, "scripts/lib")
 from wrk_report import parse as parse_in  # noqa: E402
@@ -172,5 +204,10 @@ print(f"| publish-to-applied delay (the ingest cases above) | — | {'; '.join(d
 print(
     f"| restart after SIGKILL (node 3; stream at {last:,}) | — | ready in {ready - started:.2f} s, "
     f"caught up in {caught_up - started:.2f} s |"
+)
+print(
+    f"| join on an empty data dir (node 4; stream at {join_last:,}) | — | from the bucket's snapshot at sequence "
+    f"{seeded:,} ({snapshot_bytes / 1e6:.1f} MB): ready in {join_ready - join_started:.2f} s, "
+    f"caught up in {join_caught_up - join_started:.2f} s |"
 )
 PY
