@@ -50,7 +50,7 @@ pub use engine::{
     BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelStatus,
     OpenReport, Receipt, ReplayProgress,
 };
-pub use engine::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot};
+pub use engine::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{

@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recwal::{EngineError, Item, ItemFilter, ItemPage, ItemQuery, LabelCondition, LabelValue, User};
+use recwal::{EngineError, Item, ItemFilter, ItemPage, ItemQuery, LabelCondition, LabelValue, ReplicaWrite, User};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -250,6 +250,9 @@ pub async fn put_item(
 ) -> Result<Response, Problem> {
     same_id(&id, body.id.as_deref())?;
     let item = body.into_item(id);
+    if app.cluster.get().is_some() {
+        return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::UpsertItem(&item))).await;
+    }
     Ok(logged(blocking(app.engine()?, move |engine| engine.upsert_item(&item)).await?))
 }
 
@@ -292,6 +295,11 @@ pub async fn list_items(
 
 /// `POST /v1/items/{item}/hide` and `/show`.
 async fn set_hidden(app: Arc<App>, id: String, hidden: bool) -> Result<Response, Problem> {
+    if app.cluster.get().is_some() {
+        let write =
+            move |engine: &recwal::Engine| engine.replica_write(ReplicaWrite::SetItemHidden { item: &id, hidden });
+        return crate::cluster::write(&app, write).await;
+    }
     Ok(logged(blocking(app.engine()?, move |engine| engine.set_item_hidden(&id, hidden)).await?))
 }
 
@@ -322,6 +330,9 @@ pub async fn put_user(
 ) -> Result<Response, Problem> {
     same_id(&id, body.id.as_deref())?;
     let user = User { id, labels: body.labels };
+    if app.cluster.get().is_some() {
+        return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::UpsertUser(&user))).await;
+    }
     Ok(logged(blocking(app.engine()?, move |engine| engine.upsert_user(&user)).await?))
 }
 

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use recwal::model::{ModelInfo, ModelStatus};
-use recwal::{Durability, Engine, Recommendations};
+use recwal::{Durability, Engine, Recommendations, ReplicaWrite};
 use tokio::sync::Semaphore;
 use tracing::{info, warn, Instrument};
 use utoipa::OpenApi as _;
@@ -520,6 +520,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
     params(("user" = String, Path, description = "User id")),
     responses((status = 200, description = "Forgotten; the LSN of the record.", body = Logged)))]
 async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
+    if app.cluster.get().is_some() {
+        return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::ForgetUser(&user))).await;
+    }
     let lsn = blocking(app.engine()?, move |engine| engine.forget_user(&user)).await?;
     Ok(Json(Logged { lsn }).into_response())
 }
@@ -528,6 +531,9 @@ async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>
     params(("item" = String, Path, description = "Item id")),
     responses((status = 200, description = "Removed; the LSN of the record.", body = Logged)))]
 async fn remove_item(State(app): State<Arc<App>>, ApiPath(item): ApiPath<String>) -> Result<Response, Problem> {
+    if app.cluster.get().is_some() {
+        return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::RemoveItem(&item))).await;
+    }
     let lsn = blocking(app.engine()?, move |engine| engine.remove_item(&item)).await?;
     Ok(Json(Logged { lsn }).into_response())
 }

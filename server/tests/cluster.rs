@@ -463,7 +463,7 @@ fn ingest_one(server: &Server, event_id: &str) -> u64 {
 
 /// A node whose next message is gone from the stream (retention, a purge)
 /// stops applying and says so in /readyz, instead of skipping; the writes
-/// that are not replicated yet are refused on a cluster node; a read whose
+/// that are not replicated yet (models) are refused on a cluster node; a read whose
 /// `min_seq` the node has not reached is answered 503 with its position.
 #[test]
 fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
@@ -480,14 +480,7 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     let (status, again) = a.json("POST", "/v1/event", r#"{"user":"u1","item":"e5","kind":"click","event_id":"e5"}"#);
     assert_eq!((status, again["stream_seq"].as_u64(), again["duplicate"].as_bool()), (200, Some(5), Some(true)));
 
-    for (method, path, body) in [
-        ("DELETE", "/v1/users/u1", ""),
-        ("DELETE", "/v1/items/e1", ""),
-        ("PUT", "/v1/items/e1", r#"{"categories":["a"]}"#),
-        ("POST", "/v1/items/e1/hide", ""),
-        ("POST", "/admin/models/1/activate", ""),
-        ("POST", "/admin/models", "x"),
-    ] {
+    for (method, path, body) in [("POST", "/admin/models/1/activate", ""), ("POST", "/admin/models", "x")] {
         a.call(method, path, body.as_bytes()).assert_problem(409, &format!("{method} {path}"));
     }
     let behind = a.call("GET", "/v1/users/u1/interactions?min_seq=6", b"");
@@ -712,4 +705,68 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
         wait_until(node, "digests agreed at 25", |node| metric(node, "recwal_cluster_digest_agreed_seq") == Some(25));
         assert_eq!(node.json("GET", "/readyz", "").0, 200);
     }
+}
+
+/// The catalogue writes, forget user and remove item go through the stream
+/// like events: sent to either node, each is validated there (a bad field
+/// or an unknown item is refused, nothing published), published, answered
+/// once that node applied it, and applied on both nodes in the same order.
+#[test]
+fn catalogue_forget_and_remove_through_any_node_apply_on_every_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(binary) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1"];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    for (at, user) in ["u1", "u2", "u3"].iter().enumerate() {
+        for item in ["i1", "i2", "i3"] {
+            let body = format!(r#"{{"user":"{user}","item":"{item}","kind":"view","event_id":"{user}-{item}"}}"#);
+            let (status, answer) = [&a, &b][at % 2].json("POST", "/v1/event?wait=applied", &body);
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+    let writes: [(&Server, &str, &str, &str); 6] = [
+        (&a, "PUT", "/v1/items/i1", r#"{"categories":["books"],"labels":{"brand":"acme"}}"#),
+        (&b, "PUT", "/v1/items/i4", r#"{"categories":["films"]}"#),
+        (&b, "POST", "/v1/items/i2/hide", ""),
+        (&a, "PUT", "/v1/users/u1", r#"{"labels":{"tier":"gold"}}"#),
+        (&b, "DELETE", "/v1/users/u2", ""),
+        (&a, "DELETE", "/v1/items/i3", ""),
+    ];
+    let mut last = 0;
+    for (node, method, path, body) in writes {
+        let (status, answer) = node.json(method, path, body);
+        assert_eq!((status, answer["applied"].as_bool()), (200, Some(true)), "{method} {path}: {answer}");
+        let seq = answer["stream_seq"].as_u64().unwrap();
+        assert!(seq > last, "{method} {path}: sequence {seq} after {last}");
+        last = seq;
+    }
+    // Refused where a single node refuses, and nothing published.
+    a.call("PUT", "/v1/items/i5", br#"{"categories":[""]}"#).assert_problem(400, "an empty category");
+    b.call("POST", "/v1/items/nope/hide", b"").assert_problem(404, "an unknown item");
+    b.call("DELETE", "/v1/users/nobody", b"").assert_problem(404, "an unknown user");
+    for node in [&a, &b] {
+        let read = |path: &str| {
+            node.json("GET", &format!("{path}{}min_seq={last}", if path.contains('?') { "&" } else { "?" }), "")
+        };
+        let (status, item) = read("/v1/items/i1");
+        assert_eq!((status, item["categories"].clone()), (200, serde_json::json!(["books"])), "{item}");
+        assert_eq!(read("/v1/items/i4").1["categories"], serde_json::json!(["films"]));
+        assert_eq!(read("/v1/users/u1").1["labels"]["tier"], "gold");
+        let (status, forgotten) = read("/v1/users/u2/interactions");
+        assert_eq!(
+            (status, forgotten["interactions"].as_array().map(Vec::len)),
+            (200, Some(0)),
+            "u2 forgotten: {forgotten}"
+        );
+        assert_eq!(read("/v1/users/u3/interactions").1["interactions"].as_array().map(Vec::len), Some(3));
+        let popular = read("/v1/popular?n=10").1.to_string();
+        assert!(popular.contains("\"i1\"") && !popular.contains("\"i2\"") && !popular.contains("\"i3\""), "{popular}");
+        assert_eq!(position(node).0, last);
+    }
+    assert_eq!(position(&a), position(&b));
+    assert_eq!(a.json("GET", "/readyz", "").0, 200);
 }

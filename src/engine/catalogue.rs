@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use super::Engine;
-use crate::catalogue::{self, Item, ItemPage, LabelValue, User};
+use super::{Engine, ReplicaWrite};
+use crate::catalogue::{Item, ItemPage, LabelValue, User};
 use crate::error::EngineError;
 use crate::event;
 use crate::ids::Dense;
 use crate::limits::N_MAX;
 use crate::recommend::{self, ItemQuery};
-use crate::record::{ExpireFeedbackV1, ItemHiddenV1, LogRecord};
+use crate::record::{ExpireFeedbackV1, LogRecord};
 use crate::state::{ItemMeta, Label, Labels, State};
 
 impl Engine {
@@ -21,18 +21,14 @@ impl Engine {
     /// the record's LSN once it is durable and applied. Nothing is written
     /// when a field breaks its rule (the error names it).
     pub fn upsert_item(&self, item: &Item) -> Result<u64, EngineError> {
-        let record = LogRecord::ItemUpsert(catalogue::item_record(item)?);
+        let record = self.record_of(ReplicaWrite::UpsertItem(item))?;
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
     }
 
     /// Hides `item` from every read from the next request on (`hidden`), or
     /// shows it again. The item must be known (from events or the catalogue).
     pub fn set_item_hidden(&self, item: &str, hidden: bool) -> Result<u64, EngineError> {
-        event::validate_id("item", item)?;
-        if self.shared.read_state().items().get(item).is_none() {
-            return Err(EngineError::UnknownItem(item.to_string()));
-        }
-        let record = LogRecord::ItemHidden(ItemHiddenV1 { item, hidden });
+        let record = self.record_of(ReplicaWrite::SetItemHidden { item, hidden })?;
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
     }
 
@@ -86,7 +82,7 @@ impl Engine {
     /// Sets `user`'s labels, replacing what they had; a new id becomes a
     /// known user (with no interactions). `forget_user` removes them.
     pub fn upsert_user(&self, user: &User) -> Result<u64, EngineError> {
-        let record = LogRecord::UserUpsert(catalogue::user_record(user)?);
+        let record = self.record_of(ReplicaWrite::UpsertUser(user))?;
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
     }
 

@@ -33,7 +33,7 @@ mod replica;
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use item_model::{ItemModelInfo, ItemModelStatus};
 pub use models::MODEL_BYTES_MAX;
-pub use replica::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot};
+pub use replica::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -343,22 +343,44 @@ impl Engine {
     /// survives replay. Returns the record's LSN. The raw events stay in
     /// the log's segments until a later checkpoint recycles them.
     pub fn forget_user(&self, user: &str) -> Result<u64, EngineError> {
-        event::validate_id("user", user)?;
-        if self.shared.read_state().users().get(user).is_none() {
-            return Err(EngineError::UnknownUser(user.to_string()));
-        }
-        let record = LogRecord::ForgetUser(ForgetUserV1 { user });
+        let record = self.record_of(ReplicaWrite::ForgetUser(user))?;
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
+    }
+
+    /// The validated record of a state change other than events (shared by
+    /// the single-node methods and `replica_write`).
+    fn record_of<'a>(&self, write: ReplicaWrite<'a>) -> Result<LogRecord<'a>, EngineError> {
+        Ok(match write {
+            ReplicaWrite::ForgetUser(user) => {
+                event::validate_id("user", user)?;
+                if self.shared.read_state().users().get(user).is_none() {
+                    return Err(EngineError::UnknownUser(user.to_string()));
+                }
+                LogRecord::ForgetUser(ForgetUserV1 { user })
+            }
+            ReplicaWrite::RemoveItem(item) => {
+                event::validate_id("item", item)?;
+                if self.shared.read_state().items().get(item).is_none() {
+                    return Err(EngineError::UnknownItem(item.to_string()));
+                }
+                LogRecord::RemoveItem(RemoveItemV1 { item })
+            }
+            ReplicaWrite::UpsertItem(item) => LogRecord::ItemUpsert(crate::catalogue::item_record(item)?),
+            ReplicaWrite::SetItemHidden { item, hidden } => {
+                event::validate_id("item", item)?;
+                if self.shared.read_state().items().get(item).is_none() {
+                    return Err(EngineError::UnknownItem(item.to_string()));
+                }
+                LogRecord::ItemHidden(crate::record::ItemHiddenV1 { item, hidden })
+            }
+            ReplicaWrite::UpsertUser(user) => LogRecord::UserUpsert(crate::catalogue::user_record(user)?),
+        })
     }
 
     /// Stops recommending `item` (its past interactions still link other
     /// items). Logged, so it survives replay. Returns the record's LSN.
     pub fn remove_item(&self, item: &str) -> Result<u64, EngineError> {
-        event::validate_id("item", item)?;
-        if self.shared.read_state().items().get(item).is_none() {
-            return Err(EngineError::UnknownItem(item.to_string()));
-        }
-        let record = LogRecord::RemoveItem(RemoveItemV1 { item });
+        let record = self.record_of(ReplicaWrite::RemoveItem(item))?;
         self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
     }
 

@@ -7,6 +7,7 @@
 //! every snapshot, and comes back with the replay.
 
 use super::Engine;
+use crate::catalogue::{Item, User};
 use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::record::{EventsV1, LogRecord, LoggedEvent, REPLICABLE_KINDS};
@@ -26,6 +27,28 @@ pub enum ReplicaApplied {
     /// At or below the stream sequence already applied: nothing done (a
     /// redelivery after a reconnect).
     AlreadyApplied,
+}
+
+/// A state change other than events that a replica publishes through the
+/// stream (`Engine::replica_write`): the same changes as the single-node
+/// methods of the same names.
+#[derive(Clone, Copy, Debug)]
+pub enum ReplicaWrite<'a> {
+    /// `Engine::forget_user`.
+    ForgetUser(&'a str),
+    /// `Engine::remove_item`.
+    RemoveItem(&'a str),
+    /// `Engine::upsert_item`.
+    UpsertItem(&'a Item),
+    /// `Engine::set_item_hidden`.
+    SetItemHidden {
+        /// The item.
+        item: &'a str,
+        /// Hide (`true`) or show.
+        hidden: bool,
+    },
+    /// `Engine::upsert_user`.
+    UpsertUser(&'a User),
 }
 
 /// A replica's state for another node to start from (`replica_snapshot`):
@@ -78,7 +101,22 @@ impl Engine {
                 event::validate(event, config, now, &name)
             })
             .collect::<Result<_, _>>()?;
-        let (kind, payload) = LogRecord::Events(EventsV1 { ingested_ms: now, events: valid }).encode()?;
+        self.message_of(&LogRecord::Events(EventsV1 { ingested_ms: now, events: valid }), field)
+    }
+
+    /// Validates `write` exactly as its single-node method does (ids,
+    /// fields, the item or user known to this node where the method needs
+    /// it) and returns the message a replica publishes for it. Writes and
+    /// applies nothing.
+    pub fn replica_write(&self, write: ReplicaWrite<'_>) -> Result<Vec<u8>, EngineError> {
+        let record = self.record_of(write)?;
+        self.message_of(&record, "record")
+    }
+
+    /// A stream message: the record's kind byte, then its payload, within
+    /// the log's record limit once wrapped in a kind-12 record.
+    fn message_of(&self, record: &LogRecord<'_>, field: &str) -> Result<Vec<u8>, EngineError> {
+        let (kind, payload) = record.encode()?;
         let limit = (self.shared.wal.config().record_bytes_max as usize).saturating_sub(REPLICATED_OVERHEAD_BYTES);
         if payload.len() > limit {
             return Err(EngineError::invalid(

@@ -6,9 +6,11 @@
 //!   wait up to `cluster.apply_wait_ms` for this node to apply it, or 503
 //!   with the node's position; every read answer carries
 //!   `X-Recwal-Stream-Seq` (what this node had applied when it read);
-//! - refuses the writes that are not replicated yet (forget, remove, the
-//!   catalogue, models) with 409, since applying them on one node only
-//!   would make the replicas differ.
+//! - lets the catalogue writes, forget user and remove item through to
+//!   their handlers, which publish them (`write`) instead of applying them;
+//! - refuses the writes that are not replicated yet (models, feedback
+//!   expiry) with 409, since applying them on one node only would make the
+//!   replicas differ.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +58,15 @@ pub async fn layer(State(app): State<Arc<App>>, request: Request, next: Next) ->
             Ok(response) | Err(response) => response,
         },
         (&Method::GET | &Method::HEAD, path) if path.starts_with("/v1/") => read(&app, &replica, request, next).await,
+        // Published by their handlers (`write`).
+        (&Method::PUT | &Method::DELETE, path) if path.starts_with("/v1/users/") || path.starts_with("/v1/items/") => {
+            next.run(request).await
+        }
+        (&Method::POST, path)
+            if path.starts_with("/v1/items/") && (path.ends_with("/hide") || path.ends_with("/show")) =>
+        {
+            next.run(request).await
+        }
         (&Method::POST, "/v1/sessions/recommend") => read(&app, &replica, request, next).await,
         (_, path)
             if (method == Method::GET || method == Method::HEAD)
@@ -140,6 +151,35 @@ async fn read(app: &App, replica: &Replica, mut request: Request, next: Next) ->
     // Read before the handler runs: the answer holds at least this much.
     let applied = replica.applied();
     with_seq(next.run(request).await, applied)
+}
+
+/// A state change other than events on a cluster node (forget user,
+/// remove item, the catalogue writes): `message` (from
+/// `Engine::replica_write`, which validates it as the single-node method
+/// would, against this node's state) is published as one message with a
+/// fresh message id (the node's own publish retries are stored once) and
+/// answered like a cluster ingest once this node applied it: 200 with
+/// `applied: true`, or 202 after `cluster.apply_wait_ms` (it is stored
+/// all the same). The single node's handlers call this when `app` is a
+/// replica.
+pub async fn write(
+    app: &App,
+    message: impl FnOnce(&recwal::Engine) -> Result<Vec<u8>, recwal::EngineError> + Send + 'static,
+) -> Result<Response, Problem> {
+    let Some(replica) = app.cluster.get().cloned() else {
+        return Err(Problem::unavailable("starting: not connected to the cluster yet"));
+    };
+    let message = crate::server::blocking(app.engine()?, message).await?;
+    let published = replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| {
+        let mut problem = Problem::unavailable(format!("not stored: {reason}; retry"));
+        problem.retry_after = Some(1);
+        problem
+    })?;
+    let seq = published.stream_seq;
+    let applied = replica.wait_applied(seq, Duration::from_millis(app.config.cluster.apply_wait_ms)).await;
+    let status = if applied { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let body = json!({ "stream_seq": seq, "duplicate": published.duplicate, "applied": applied });
+    Ok(with_seq((status, Json(body)).into_response(), seq))
 }
 
 async fn ingest(app: &App, replica: &Replica, request: Request) -> Result<Response, Response> {

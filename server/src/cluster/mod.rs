@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::ClusterConfig;
-pub use http::layer;
+pub use http::{layer, write};
 
 use crate::answers::{ClusterPhase, ClusterStatus, ReplicaState};
 use crate::observe::HTTP_BUCKETS_S;
