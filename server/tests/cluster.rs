@@ -453,6 +453,27 @@ fn start_single_nats(binary: &Path, dir: &Path) -> NatsNode {
     node
 }
 
+/// What a one-NATS-node test holds: the tests' serial lock, its directory,
+/// the NATS node (stopped before the directory goes: fields drop in this
+/// order) and its URL.
+struct SingleNats {
+    _nats: NatsNode,
+    dir: tempfile::TempDir,
+    url: String,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// A NATS node for one test, or `None` (the test returns, the skip is
+/// said once) when the pinned nats-server cannot be installed.
+fn single_nats() -> Option<SingleNats> {
+    let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let binary = nats_server()?;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_single_nats(&binary, dir.path());
+    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    Some(SingleNats { _nats: nats, dir, url, _serial: serial })
+}
+
 fn ingest_one(server: &Server, event_id: &str) -> u64 {
     let body = format!(r#"{{"user":"u1","item":"{event_id}","kind":"click","event_id":"{event_id}"}}"#);
     let (status, answer) = server.json("POST", "/v1/event?wait=applied", &body);
@@ -467,11 +488,8 @@ fn ingest_one(server: &Server, event_id: &str) -> u64 {
 /// `min_seq` the node has not reached is answered 503 with its position.
 #[test]
 fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(binary) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nats = start_single_nats(&binary, dir.path());
-    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
     let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1", "--set", "cluster.apply_wait_ms=300"];
     let a = Server::start(&dir.path().join("a"), None, &flags);
     let seqs: Vec<u64> = (1..=5).map(|at| ingest_one(&a, &format!("e{at}"))).collect();
@@ -568,11 +586,8 @@ fn position(server: &Server) -> (u64, String) {
 /// the same digest at the same sequence, and every event is in each.
 #[test]
 fn nodes_join_and_reseed_from_the_snapshot_bucket() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(binary) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nats = start_single_nats(&binary, dir.path());
-    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
     let flags = [
         "--cluster",
         url.as_str(),
@@ -648,11 +663,8 @@ fn nodes_join_and_reseed_from_the_snapshot_bucket() {
 /// although it is not behind, and converges.
 #[test]
 fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(binary) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nats = start_single_nats(&binary, dir.path());
-    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
     let flags = [
         "--cluster",
         url.as_str(),
@@ -713,11 +725,8 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
 /// once that node applied it, and applied on both nodes in the same order.
 #[test]
 fn catalogue_forget_and_remove_through_any_node_apply_on_every_node() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(binary) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nats = start_single_nats(&binary, dir.path());
-    let url = format!("nats://127.0.0.1:{}", nats.client_port);
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
     let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1"];
     let a = Server::start(&dir.path().join("a"), None, &flags);
     let b = Server::start(&dir.path().join("b"), None, &flags);
