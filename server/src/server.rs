@@ -278,9 +278,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let engine = Arc::clone(engine);
+    let replica = app.cluster.get().cloned();
     let Ok((wal, models, replayed, disk_full, poisoned, position)) = tokio::task::spawn_blocking(move || {
         let replayed = engine.open_report().records_replayed;
-        let position = engine.replica_position();
+        // Only a replica shows its digest (it reads the whole state).
+        let position = replica.map(|replica| replica.position(&engine));
         (engine.wal_metrics(), engine.model_status(), replayed, engine.disk_full(), engine.poisoned(), position)
     })
     .await
@@ -302,7 +304,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             full.what, full.detail
         ));
     }
-    let cluster = app.cluster.get().map(|replica| {
+    let cluster = app.cluster.get().zip(position).map(|(replica, position)| {
         reasons.extend(replica.unready_reason());
         replica.status(position)
     });

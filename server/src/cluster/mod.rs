@@ -97,6 +97,9 @@ pub struct Replica {
     digests_agreed: AtomicU64,
     /// Set once this node's digest differs from the others' (the reason).
     diverged: Mutex<Option<String>>,
+    /// `/readyz`'s position, with when it was computed and how long that
+    /// took (`position`).
+    position: Mutex<Option<(Instant, Duration, recwal::ReplicaPosition)>>,
     /// The follower takes a snapshot at its next digest point.
     snapshot_due: std::sync::atomic::AtomicBool,
     /// That snapshot, published once its digest is agreed.
@@ -171,6 +174,7 @@ impl Replica {
             digests: Mutex::new(std::collections::VecDeque::new()),
             digests_agreed: AtomicU64::new(0),
             diverged: Mutex::new(None),
+            position: Mutex::new(None),
             snapshot_due: std::sync::atomic::AtomicBool::new(false),
             pending_snapshot: Mutex::new(None),
             apply_delay,
@@ -241,6 +245,26 @@ impl Replica {
                 Some(format!("cluster: stopped applying the stream ({reason}); see docs/CLUSTER.md"))
             }
         }
+    }
+
+    /// The stream sequence applied and the replica digest there, for
+    /// `/readyz`. The digest reads (and encodes) the whole state under its
+    /// read lock, so a tight poll of `/readyz` must not run it each time:
+    /// the last one is reused while the stream sequence has not moved, and
+    /// while it is younger than ten times what it took to compute (a node
+    /// catching up shows a position a little behind, never one that is
+    /// not a pair read together).
+    pub fn position(&self, engine: &Engine) -> recwal::ReplicaPosition {
+        let mut cached = self.position.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, took, position)) = *cached {
+            if position.stream_seq == engine.stream_seq() || at.elapsed() < took * 10 {
+                return position;
+            }
+        }
+        let started = Instant::now();
+        let position = engine.replica_position();
+        *cached = Some((Instant::now(), started.elapsed(), position));
+        position
     }
 
     /// The `cluster` object of `/readyz`; `position`: the engine's stream
