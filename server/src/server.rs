@@ -20,8 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::answers::{
-    Backup, Checkpoint, DiskFull, Health, Interactions, Items, Logged, Models, Readiness, ReadinessModel, Recovery,
-    ReplayProgress, Stats, WalStatus,
+    Backup, Checkpoint, ClusterStatus, DiskFull, Health, Interactions, Items, Logged, Models, Readiness,
+    ReadinessModel, Recovery, ReplayProgress, Stats, WalStatus,
 };
 use crate::api::{
     self, ApiEvent, ApiReceipt, CountQuery, DurabilityQuery, IngestRequest, IngestResponse, RecommendQuery,
@@ -108,6 +108,7 @@ pub fn api_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(popular))
         .routes(routes!(stats))
         .routes(routes!(wal_status))
+        .routes(routes!(cluster_status))
         .routes(routes!(checkpoint))
         .routes(routes!(backup))
         .routes(routes!(model_status))
@@ -556,6 +557,19 @@ async fn stats(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         uptime_s: app.started.elapsed().as_secs(),
     })
     .into_response())
+}
+
+#[utoipa::path(get, path = "/admin/cluster", tag = "admin",
+    summary = "This replica's view of the cluster: phase, stream position, apply lag, state digest (404 on a single node).",
+    responses((status = 200, description = "The replica's status (as in `/readyz`).", body = ClusterStatus),
+              (status = 404, description = "Not a cluster node (no `cluster.url`).", body = ProblemBody, content_type = "application/problem+json")))]
+async fn cluster_status(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let Some(replica) = app.cluster.get().cloned() else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "not a cluster node", "this node runs without cluster.url"));
+    };
+    let engine = app.engine()?;
+    let status = blocking(engine, move |engine| Ok(replica.status(replica.position(engine)))).await?;
+    Ok(Json(status).into_response())
 }
 
 #[utoipa::path(get, path = "/admin/wal", tag = "admin", summary = "The log: watermarks, counters, sync latency, recovery report.",

@@ -778,4 +778,11 @@ fn catalogue_forget_and_remove_through_any_node_apply_on_every_node() {
     }
     assert_eq!(position(&a), position(&b));
     assert_eq!(a.json("GET", "/readyz", "").0, 200);
+    // The admin plane's view of the replica is /readyz's.
+    let (status, view) = b.json("GET", "/admin/cluster", "");
+    assert_eq!(
+        (status, view["phase"].as_str(), view["stream_seq_applied"].as_u64()),
+        (200, Some("following"), Some(last))
+    );
+    assert_eq!(view["state"]["digest"].as_str(), Some(position(&a).1.as_str()), "{view}");
 }

@@ -66,6 +66,7 @@ fn every_endpoint_answers_and_auth_guards_them() {
     let (status, checkpoint) = server.json("POST", "/admin/checkpoint", "");
     assert_eq!(status, 200, "{checkpoint}");
     assert_eq!(checkpoint["lsn"], wal["lsn_written"]);
+    server.call("GET", "/admin/cluster", b"").assert_problem(404, "a single node's cluster view");
     let metrics = server.call("GET", "/metrics", b"");
     assert_eq!(metrics.status, 200);
     assert!(metrics.content_type.starts_with("text/plain"));
@@ -350,7 +351,7 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
             assert!(!response.text().contains("no such route"), "{method} {path} is documented but not served");
         }
     }
-    assert_eq!(documented, 30);
+    assert_eq!(documented, 31);
     // And an undocumented path is not served.
     assert!(server.call("GET", "/v1/secret", b"").text().contains("no such route"));
 }
