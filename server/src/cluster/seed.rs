@@ -233,9 +233,12 @@ impl Replica {
     /// At open (the engine `opened` on `dir`, not yet serving): installs the
     /// bucket's snapshot if this node cannot follow the stream from where it
     /// stands, or is new and a snapshot exists; returns the engine to serve.
-    /// Where NATS cannot be reached within `cluster.publish_timeout_ms`, or
-    /// no snapshot is recent enough, the node keeps its state (its follower
-    /// reports what it finds).
+    /// Where NATS cannot be reached within `cluster.publish_timeout_ms`, no
+    /// snapshot is recent enough, or the download fails or does not match
+    /// its metadata, the node keeps its state (its follower reports what it
+    /// finds). A failure once the old files are set aside is an error: the
+    /// node does not start (its old files stay in `replaced-*`; the next
+    /// start, finding no log, installs the snapshot again).
     pub async fn seed_at_open(&self, opened: Engine, dir: &Path, config: EngineConfig) -> Result<Engine, String> {
         let applied = opened.stream_seq();
         let fresh = opened.lsn_applied() == 0;
@@ -254,7 +257,17 @@ impl Replica {
         let Some((SeedPlan::Install(why), store)) = looked else { return Ok(opened) };
         info!(applied, why, "installing the snapshot bucket's snapshot");
         let download = dir.join("seed-snapshot.tmp");
-        let meta = self.download(&store, &download).await?;
+        let meta = match self.download(&store, &download).await {
+            Ok(meta) => meta,
+            Err(reason) => {
+                // Nothing changed yet: the node starts from its own state
+                // and its follower reports what it finds (a restart tries
+                // again).
+                let _ = std::fs::remove_file(&download);
+                warn!(%reason, "the snapshot could not be downloaded; following from this node's position");
+                return Ok(opened);
+            }
+        };
         let installed = {
             let (dir, download) = (dir.to_path_buf(), download.clone());
             tokio::task::spawn_blocking(move || install(opened, &dir, &download, meta.lsn, config))
