@@ -189,7 +189,7 @@ pub struct ExpireFeedbackV1 {
 /// Kind 12, as encoded: a record a replica took from the replication stream
 /// (docs/CLUSTER.md), the stream's sequence number of its message, and the
 /// record itself (kind byte and payload, as the node that validated it
-/// encoded it). Only the data kinds travel this way (`REPLICABLE_KINDS`).
+/// encoded it). Only some kinds travel this way (`REPLICABLE_KINDS`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct ReplicatedV1<'a> {
     stream_seq: u64,
@@ -197,13 +197,18 @@ struct ReplicatedV1<'a> {
     payload: &'a [u8],
 }
 
-/// The kinds a replicated record may wrap: the state changes that need no
-/// local file (events, forget, remove, catalogue). Model records and the
-/// feedback expiry (written on a node's own clock) are not replicated yet.
-pub const REPLICABLE_KINDS: [u8; 6] = [
+/// The kinds a replicated record may wrap: the data changes (events,
+/// forget, remove, catalogue) and the model registry's (add, activate,
+/// retire; the model file itself travels through an object-store bucket,
+/// docs/CLUSTER.md). The feedback expiry (written on a node's own clock)
+/// and the item models (trained by each node) are not replicated.
+pub const REPLICABLE_KINDS: [u8; 9] = [
     KIND_EVENTS_V1,
     KIND_FORGET_USER_V1,
     KIND_REMOVE_ITEM_V1,
+    KIND_MODEL_ADDED_V1,
+    KIND_MODEL_ACTIVATED_V1,
+    KIND_MODEL_RETIRED_V1,
     KIND_ITEM_UPSERT_V1,
     KIND_ITEM_HIDDEN_V1,
     KIND_USER_UPSERT_V1,

@@ -32,8 +32,8 @@ mod replica;
 
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use item_model::{ItemModelInfo, ItemModelStatus};
-pub use models::MODEL_BYTES_MAX;
-pub use replica::{ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
+pub use models::{ReplicaModelAdd, MODEL_BYTES_MAX};
+pub use replica::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -29,6 +29,37 @@ pub enum ReplicaApplied {
     AlreadyApplied,
 }
 
+/// The model file a stream message needs before it is applied
+/// (`model_file_of`): the one a model addition names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelFileRef {
+    /// SHA-256 of the file.
+    pub sha256: [u8; 32],
+    /// Its length.
+    pub bytes: u64,
+}
+
+impl ModelFileRef {
+    /// The hash in lower-case hex (the name the cluster stores it under).
+    pub fn hex(&self) -> String {
+        crate::model::store::hex(&self.sha256)
+    }
+}
+
+/// The model file `message` (a stream message) needs, if it is a model
+/// addition; `None` for every other message and for bytes that do not
+/// decode (which `apply_replicated` refuses).
+pub fn model_file_of(message: &[u8]) -> Option<ModelFileRef> {
+    let (&kind, payload) = message.split_first()?;
+    if kind != crate::record::KIND_MODEL_ADDED_V1 {
+        return None;
+    }
+    match LogRecord::decode(0, kind, payload) {
+        Ok(LogRecord::ModelAdded(added)) => Some(ModelFileRef { sha256: added.sha256, bytes: added.bytes }),
+        _ => None,
+    }
+}
+
 /// A state change other than events that a replica publishes through the
 /// stream (`Engine::replica_write`): the same changes as the single-node
 /// methods of the same names.
@@ -115,7 +146,7 @@ impl Engine {
 
     /// A stream message: the record's kind byte, then its payload, within
     /// the log's record limit once wrapped in a kind-12 record.
-    fn message_of(&self, record: &LogRecord<'_>, field: &str) -> Result<Vec<u8>, EngineError> {
+    pub(super) fn message_of(&self, record: &LogRecord<'_>, field: &str) -> Result<Vec<u8>, EngineError> {
         let (kind, payload) = record.encode()?;
         let limit = (self.shared.wal.config().record_bytes_max as usize).saturating_sub(REPLICATED_OVERHEAD_BYTES);
         if payload.len() > limit {
@@ -145,6 +176,22 @@ impl Engine {
     /// still be the same on every replica, but it would hide a foreign or
     /// newer publisher.
     pub fn apply_replicated(&self, stream_seq: u64, message: &[u8]) -> Result<ReplicaApplied, EngineError> {
+        self.apply_replicated_with(stream_seq, message, None)
+    }
+
+    /// `apply_replicated`, with the model file a model-addition message
+    /// names (`model_file_of`), fetched by the caller from wherever the
+    /// cluster keeps them. Without it (or with bytes that do not match the
+    /// message's hash) the version is added all the same, as on every
+    /// other replica, but this node has no file for it: activating it
+    /// leaves this node un-ranked with the fault reported, until the file
+    /// is restored (`restore_model_file`).
+    pub fn apply_replicated_with(
+        &self,
+        stream_seq: u64,
+        message: &[u8],
+        model_file: Option<&[u8]>,
+    ) -> Result<ReplicaApplied, EngineError> {
         let shared = &self.shared;
         let _turn = shared.replica.lock().map_err(|_| shared.poison("a replica applier panicked"))?;
         let applied = shared.read_state().stream_seq();
@@ -163,6 +210,10 @@ impl Engine {
             return Err(bad(format!("record kind {kind} is not replicable")));
         }
         let record = LogRecord::decode(0, kind, payload).map_err(|err| bad(err.to_string()))?;
+        if matches!(record, LogRecord::ModelAdded(_) | LogRecord::ModelActivated(_) | LogRecord::ModelRetired(_)) {
+            let lsn = self.apply_replicated_model(stream_seq, record, model_file)?;
+            return Ok(ReplicaApplied::Applied { lsn });
+        }
         let record = LogRecord::Replicated { stream_seq, record: Box::new(record) };
         let lsn = shared.log_and_apply(&record, Vec::new(), recwal_wal::Durability::Never)?;
         Ok(ReplicaApplied::Applied { lsn })

@@ -119,4 +119,10 @@ pub struct ModelStatus {
     /// Versions loaded in this process (the serving one, plus any still
     /// finishing requests that began before a swap).
     pub loaded_versions: usize,
+    /// On a cluster node: the stream sequence of the activation message
+    /// that last swapped the serving version (or failed to), identical on
+    /// every replica that applied it; `None` on a single node and until
+    /// the first such swap after a start.
+    #[serde(default)]
+    pub swapped_at_stream_seq: Option<u64>,
 }

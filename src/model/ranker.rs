@@ -31,6 +31,10 @@ pub(crate) struct Ranker {
     /// by `reap` (on the checkpoint thread), so no request ever pays for
     /// tearing down a version's sessions.
     retiring: Mutex<Vec<Arc<LoadedModel>>>,
+    /// On a replica: the stream sequence of the activation that swapped
+    /// the serving version in (0: not swapped by a stream message since
+    /// this process started).
+    swapped_at_stream_seq: std::sync::atomic::AtomicU64,
 }
 
 /// What a request does about ranking, decided before it reads the state.
@@ -51,6 +55,7 @@ impl Ranker {
             fault: Mutex::new(None),
             admin: Mutex::new(()),
             retiring: Mutex::new(Vec::new()),
+            swapped_at_stream_seq: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -85,6 +90,11 @@ impl Ranker {
     /// Whether `version` is the one answering now.
     pub fn is_serving(&self, version: u32) -> bool {
         self.serving.load().as_ref().is_some_and(|model| model.version == version)
+    }
+
+    /// Whether `entry`'s file is here, intact.
+    pub fn has_file(&self, entry: &ModelEntry) -> bool {
+        store::read_verified(&self.dir, entry.version, &entry.sha256).is_ok()
     }
 
     /// Loads, checks and warms up `entry`'s file (hash verified first).
@@ -124,8 +134,27 @@ impl Ranker {
     }
 
     pub fn serve(&self, model: LoadedModel) {
-        let old = self.serving.swap(Some(Arc::new(model)));
-        self.set_fault(None);
+        self.swap(Some(model), None, 0);
+    }
+
+    /// A replica's activation from the stream message `stream_seq`: serve
+    /// `model`.
+    pub fn serve_from_stream(&self, model: LoadedModel, stream_seq: u64) {
+        self.swap(Some(model), None, stream_seq);
+    }
+
+    /// A replica's activation from the stream message `stream_seq` whose
+    /// version cannot serve on this node: answers are un-ranked, with
+    /// `fault`, as after a start-up where the active version does not load
+    /// (the log says it is active either way, as on every other replica).
+    pub fn fail_from_stream(&self, fault: String, stream_seq: u64) {
+        self.swap(None, Some(fault), stream_seq);
+    }
+
+    fn swap(&self, model: Option<LoadedModel>, fault: Option<String>, stream_seq: u64) {
+        let old = self.serving.swap(model.map(Arc::new));
+        self.set_fault(fault);
+        self.swapped_at_stream_seq.store(stream_seq, std::sync::atomic::Ordering::Relaxed);
         if let (Some(old), Ok(mut retiring)) = (old, self.retiring.lock()) {
             retiring.push(old);
         }
@@ -235,6 +264,10 @@ impl Ranker {
             breaker: serving.as_ref().map(|model| model.breaker.state()),
             breaker_counts: serving.as_ref().map(|model| model.breaker.counts()),
             loaded_versions: loaded::live_count(),
+            swapped_at_stream_seq: match self.swapped_at_stream_seq.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                seq => Some(seq),
+            },
         }
     }
 }

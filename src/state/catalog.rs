@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{ModelActivatedV1, ModelAddedV1};
+use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1};
 
 /// Versions the rollback stack remembers.
 const STACK_MAX: usize = 16;
@@ -114,6 +114,45 @@ impl Catalog {
         self.stack.retain(|&kept| kept != version);
     }
 
+    /// Whether a model record from the replication stream changes this
+    /// catalog (`State::apply`; docs/CLUSTER.md, "Models"). Any node may
+    /// publish one from its own view, so by the time it is applied it may
+    /// no longer fit: an addition must be the next version of a file not
+    /// live already, an activation must name a live version with that
+    /// file, and a retirement a live version no rollback can reach. One
+    /// that does not fit is a no-op, decided from the catalog alone, so
+    /// every replica decides the same.
+    pub fn admits_replicated(&self, record: &LogRecord<'_>) -> bool {
+        match record {
+            LogRecord::ModelAdded(added) => {
+                self.next_version() == Some(added.version) && self.find_hash(&added.sha256).is_none()
+            }
+            LogRecord::ModelActivated(activated) => self
+                .get(activated.version)
+                .is_some_and(|entry| entry.lsn_retired.is_none() && entry.sha256 == activated.sha256),
+            LogRecord::ModelRetired(retired) => {
+                self.get(retired.version).is_some_and(|entry| entry.lsn_retired.is_none())
+                    && !self.stack.contains(&retired.version)
+            }
+            _ => true,
+        }
+    }
+
+    /// The catalog without the local log's positions (LSNs of the records,
+    /// which differ between replicas of the same stream), for the replica
+    /// digest.
+    pub fn without_lsns(&self) -> Catalog {
+        let mut view = self.clone();
+        for entry in &mut view.entries {
+            entry.lsn_added = 0;
+            entry.lsn_retired = entry.lsn_retired.map(|_| 0);
+            for activation in &mut entry.activations {
+                activation.lsn = 0;
+            }
+        }
+        view
+    }
+
     /// Checks a catalog read from a snapshot: versions ascending and unique,
     /// the stack naming live versions only.
     pub fn validate(&self) -> Result<(), String> {
@@ -190,6 +229,44 @@ mod tests {
         assert_eq!(catalog.stack, vec![1]);
         catalog.stack.push(9);
         assert!(catalog.validate().is_err());
+    }
+
+    #[test]
+    fn replicas_with_other_lsns_have_the_same_lsn_free_view() {
+        let (mut here, mut there) = (Catalog::default(), Catalog::default());
+        for (catalog, base) in [(&mut here, 10), (&mut there, 500)] {
+            catalog.add(base, &added(1));
+            catalog.add(base + 3, &added(2));
+            catalog.activate(base + 7, &activated(2, false));
+            catalog.retire(base + 9, 1);
+        }
+        assert_ne!(here, there);
+        assert_eq!(here.without_lsns(), there.without_lsns());
+        // Whether a version is retired still counts.
+        there.retire(600, 2);
+        assert_ne!(here.without_lsns(), there.without_lsns());
+    }
+
+    #[test]
+    fn a_replicated_model_change_applies_only_where_it_still_fits() {
+        let mut catalog = Catalog::default();
+        let admits = |catalog: &Catalog, record: LogRecord<'static>| catalog.admits_replicated(&record);
+        assert!(admits(&catalog, LogRecord::ModelAdded(added(1))));
+        assert!(!admits(&catalog, LogRecord::ModelAdded(added(2))), "not the next version");
+        catalog.add(1, &added(1));
+        assert!(!admits(&catalog, LogRecord::ModelAdded(ModelAddedV1 { version: 2, ..added(1) })), "live already");
+        assert!(admits(&catalog, LogRecord::ModelActivated(activated(1, false))));
+        let other_file = ModelActivatedV1 { sha256: [9; 32], ..activated(1, false) };
+        assert!(!admits(&catalog, LogRecord::ModelActivated(other_file)));
+        assert!(!admits(&catalog, LogRecord::ModelActivated(activated(2, false))), "unknown");
+        catalog.activate(2, &activated(1, false));
+        let retire = |version| LogRecord::ModelRetired(crate::record::ModelRetiredV1 { version });
+        assert!(!admits(&catalog, retire(1)), "active");
+        catalog.add(3, &added(2));
+        assert!(admits(&catalog, retire(2)));
+        catalog.retire(4, 2);
+        assert!(!admits(&catalog, retire(2)), "retired already");
+        assert!(!admits(&catalog, LogRecord::ModelActivated(activated(2, false))), "retired");
     }
 
     #[test]

@@ -313,6 +313,9 @@ impl State {
                         let fresh = self.fresh_events(batch, dedup);
                         self.apply_change(lsn, &LogRecord::Events(fresh), dedup);
                     }
+                    // A model message that no longer fits the catalog
+                    // (published from an older view) changes nothing.
+                    other if !self.models.admits_replicated(other) => {}
                     other => self.apply_change(lsn, other, dedup),
                 }
             }
@@ -641,7 +644,7 @@ impl State {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(err) => err.to_string().hash(&mut hasher),
         }
-        self.models.hash(&mut hasher);
+        self.models.without_lsns().hash(&mut hasher);
         match postcard::to_stdvec(&self.metadata.body()) {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(err) => err.to_string().hash(&mut hasher),
