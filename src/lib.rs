@@ -45,12 +45,12 @@ pub use config::{
 };
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
-pub use engine::{ReplicaModelAdd, MODEL_BYTES_MAX};
+pub use engine::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 pub use engine::{
     BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelStatus,
     OpenReport, Receipt, ReplayProgress,
 };
-pub use engine::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
+pub use engine::{ReplicaModelAdd, MODEL_BYTES_MAX};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{

@@ -688,6 +688,9 @@ async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         (status = 422, description = "The file is not a usable model (it does not load, breaks the feature contract or fails warm-up).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn add_model(State(app): State<Arc<App>>, ApiBytes(body): ApiBytes) -> Result<Response, Problem> {
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::add(&app, body.to_vec()).await;
+    }
     let info = blocking(app.engine()?, move |engine| engine.add_model(&body)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
@@ -700,6 +703,9 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
     let version: u32 = version
         .parse()
         .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::activate(&app, Some(version)).await;
+    }
     let info = blocking(app.engine()?, move |engine| engine.activate_model(version)).await?;
     Ok(Json(info).into_response())
 }
@@ -713,13 +719,17 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
 async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     // With no previous version the request is well-formed but the registry's
     // state forbids it: a conflict, not a bad request.
-    let info = blocking(app.engine()?, |engine| engine.rollback_model()).await.map_err(|problem| {
+    let as_conflict = |problem: Problem| {
         if problem.status == StatusCode::BAD_REQUEST {
             Problem::new(StatusCode::CONFLICT, "conflict", problem.detail)
         } else {
             problem
         }
-    })?;
+    };
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::activate(&app, None).await.map_err(as_conflict);
+    }
+    let info = blocking(app.engine()?, |engine| engine.rollback_model()).await.map_err(as_conflict)?;
     Ok(Json(info).into_response())
 }
 

@@ -483,8 +483,8 @@ fn ingest_one(server: &Server, event_id: &str) -> u64 {
 }
 
 /// A node whose next message is gone from the stream (retention, a purge)
-/// stops applying and says so in /readyz, instead of skipping; the writes
-/// that are not replicated yet (models) are refused on a cluster node; a read whose
+/// stops applying and says so in /readyz, instead of skipping; model writes
+/// a single node refuses are refused without publishing; a read whose
 /// `min_seq` the node has not reached is answered 503 with its position.
 #[test]
 fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
@@ -498,9 +498,11 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     let (status, again) = a.json("POST", "/v1/event", r#"{"user":"u1","item":"e5","kind":"click","event_id":"e5"}"#);
     assert_eq!((status, again["stream_seq"].as_u64(), again["duplicate"].as_bool()), (200, Some(5), Some(true)));
 
-    for (method, path, body) in [("POST", "/admin/models/1/activate", ""), ("POST", "/admin/models", "x")] {
-        a.call(method, path, body.as_bytes()).assert_problem(409, &format!("{method} {path}"));
-    }
+    // Model writes refused where a single node refuses them (nothing is
+    // published: the next ingest below is sequence 6).
+    a.call("POST", "/admin/models/1/activate", b"").assert_problem(404, "an unknown version");
+    a.call("POST", "/admin/models", b"x").assert_problem(422, "not a model");
+    a.call("POST", "/admin/models/rollback", b"").assert_problem(409, "nothing to roll back to");
     let behind = a.call("GET", "/v1/users/u1/interactions?min_seq=6", b"");
     behind.assert_problem(503, "min_seq beyond the stream");
     assert!(behind.text().contains("through sequence 5"), "{}", behind.text());
@@ -785,4 +787,141 @@ fn catalogue_forget_and_remove_through_any_node_apply_on_every_node() {
         (200, Some("following"), Some(last))
     );
     assert_eq!(view["state"]["digest"].as_str(), Some(position(&a).1.as_str()), "{view}");
+}
+
+/// A model upload through its octet-stream route.
+fn add_model(node: &Server, fixture: &str) -> (u16, serde_json::Value) {
+    let response = node
+        .try_call("POST", "/admin/models", &[("content-type", "application/octet-stream")], &support::fixture(fixture))
+        .unwrap();
+    (response.status, response.json())
+}
+
+/// (serving version, stream sequence of the swap) from /admin/models/status.
+fn serving(node: &Server) -> (Option<u64>, Option<u64>) {
+    let status = node.json("GET", "/admin/models/status", "").1;
+    (status["serving"].as_u64(), status["swapped_at_stream_seq"].as_u64())
+}
+
+/// The model registry through the stream: files added through either node
+/// get the same version numbers on both; an activation (and a rollback)
+/// sent to one node swaps the serving version on every node at the same
+/// stream sequence, with answers ranked by it from there on, while
+/// readers on every node see no failed request. A node added empty joins
+/// from the snapshot bucket, fetches the model files from the model bucket
+/// and serves the active version; so does a node restarted after SIGKILL.
+#[test]
+fn a_model_activated_through_one_node_serves_on_every_node_from_the_same_position() {
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
+    let flags = [
+        "--cluster",
+        url.as_str(),
+        "--set",
+        "cluster.replicas=1",
+        "--set",
+        "cluster.snapshot_interval_ms=200",
+        "--set",
+        "cluster.digest_every=0",
+    ];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    for user in 0..8 {
+        for step in 0..5 {
+            let body = format!(
+                r#"{{"user":"u{user}","item":"i{}","kind":"rating","value":{}}}"#,
+                (user * 7 + step * 3) % 20,
+                1 + step % 5
+            );
+            let (status, answer) = [&a, &b][user % 2].json("POST", "/v1/event?wait=applied", &body);
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+    // Added through different nodes: numbered in stream order, the same
+    // on both; the same file again is the same version.
+    let (status, v1) = add_model(&a, "linear_v1");
+    assert_eq!((status, v1["version"].as_u64()), (201, Some(1)), "{v1}");
+    let (status, v2) = add_model(&b, "linear_v2");
+    assert_eq!((status, v2["version"].as_u64()), (201, Some(2)), "{v2}");
+    assert_eq!(add_model(&a, "linear_v2").1["version"].as_u64(), Some(2));
+    let (status, refused) = add_model(&b, "wrong_schema");
+    assert_eq!(status, 422, "{refused}");
+
+    // Readers on both nodes all along: not one failed request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = [a.addr.clone(), b.addr.clone()]
+        .into_iter()
+        .map(|addr| {
+            let (stop, failures, answered) = (Arc::clone(&stop), Arc::clone(&failures), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let mut at = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let path = format!("/v1/users/u{}/recommend?n=5", at % 8);
+                    match request(&addr, "GET", &path, &[], b"") {
+                        Ok(response) if response.status == 200 => answered.fetch_add(1, Ordering::Relaxed),
+                        _ => failures.fetch_add(1, Ordering::Relaxed),
+                    };
+                    at += 1;
+                }
+            })
+        })
+        .collect();
+
+    let mut last_swap = 0;
+    for (node, path, version) in
+        [(&b, "/admin/models/1/activate", 1), (&a, "/admin/models/2/activate", 2), (&b, "/admin/models/rollback", 1)]
+    {
+        let (status, info) = node.json("POST", path, "");
+        assert_eq!((status, info["version"].as_u64(), info["active"].as_bool()), (200, Some(version), Some(true)));
+        // Applied on the node that took it before it answered; the other
+        // gets there by itself.
+        let (_, at) = serving(node);
+        let at = at.unwrap_or_else(|| panic!("{path}: no swap position"));
+        assert!(at > last_swap, "{path}: swapped at {at} after {last_swap}");
+        last_swap = at;
+        for other in [&a, &b] {
+            wait_until(other, "the swap", |other| serving(other).1 == Some(at));
+            assert_eq!(serving(other), (Some(version), Some(at)), "{path}");
+            let (status, answer) = other.json("GET", &format!("/v1/users/u3/recommend?n=5&min_seq={at}"), "");
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["ranking"], serde_json::json!({"kind": "model", "version": version}), "{answer}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "failed reads during the swaps");
+    assert!(answered.load(Ordering::Relaxed) > 0);
+    assert_eq!(position(&a), position(&b));
+
+    // A node added empty: the snapshot, then the files from the model
+    // bucket; it serves v1 (restored, not swapped by a message).
+    let (seq, digest) = position(&a);
+    wait_until(&a, "a snapshot of the last state", |a| {
+        [a, &b].iter().any(|node| metric(node, "recwal_cluster_snapshot_published_seq") == Some(seq))
+    });
+    let c = Server::start(&dir.path().join("c"), None, &flags);
+    wait_until(&c, "node c at the same position", |c| position(c) == (seq, digest.clone()));
+    assert_eq!(metric(&c, "recwal_cluster_seeded_from_seq"), Some(seq));
+    wait_until(&c, "node c serving v1", |c| serving(c).0 == Some(1));
+    let (status, answer) = c.json("GET", "/v1/users/u3/recommend?n=5", "");
+    assert_eq!((status, answer["ranking"].clone()), (200, serde_json::json!({"kind": "model", "version": 1})));
+    assert_eq!(c.json("GET", "/readyz", "").1["model"]["fault"], serde_json::Value::Null);
+
+    // Node b, killed and restarted, serves v1 from its own files; the next
+    // activation through the new node reaches every node.
+    b.kill();
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    assert_eq!(serving(&b).0, Some(1));
+    let (status, _) = c.json("POST", "/admin/models/2/activate", "");
+    assert_eq!(status, 200);
+    let at = serving(&c).1.unwrap();
+    for node in [&a, &b, &c] {
+        wait_until(node, "v2 everywhere", |node| serving(node) == (Some(2), Some(at)));
+    }
+    assert_eq!(position(&a), position(&c));
+    wait_until(&b, "b caught up", |b| position(b) == position(&a));
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 use recwal_wal::Durability;
 use tracing::{info, warn};
 
+use super::replica::ModelFileRef;
 use super::Engine;
 use crate::error::EngineError;
 use crate::model::catalog::ModelEntry;
 use crate::model::{store, ModelInfo, ModelStatus};
 use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1};
-use super::replica::ModelFileRef;
 
 /// What `Engine::replica_model_add` found.
 #[derive(Debug)]
@@ -289,9 +289,8 @@ impl Engine {
                     // Numbered here, the same on every replica.
                     (None, Some(next)) => {
                         added.version = next;
-                        let matching = file.filter(|bytes| {
-                            bytes.len() as u64 == added.bytes && store::sha256(bytes) == added.sha256
-                        });
+                        let matching = file
+                            .filter(|bytes| bytes.len() as u64 == added.bytes && store::sha256(bytes) == added.sha256);
                         match matching {
                             Some(bytes) => ranker.store(next, bytes)?,
                             None => warn!(
@@ -349,7 +348,10 @@ impl Engine {
                 }
                 Ok(lsn)
             }
-            _ => Err(EngineError::BadRecord { lsn: 0, reason: format!("stream message {stream_seq}: not a model record") }),
+            _ => Err(EngineError::BadRecord {
+                lsn: 0,
+                reason: format!("stream message {stream_seq}: not a model record"),
+            }),
         }
     }
 

@@ -115,6 +115,11 @@ impl ClusterConfig {
         format!("{}_snapshots", self.stream)
     }
 
+    /// The object-store bucket of the ranking model files.
+    pub fn model_bucket(&self) -> String {
+        format!("{}_models", self.stream)
+    }
+
     /// The key-value bucket of the nodes' state digests.
     pub fn digest_bucket(&self) -> String {
         format!("{}_digests", self.stream)

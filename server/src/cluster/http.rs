@@ -8,9 +8,11 @@
 //!   `X-Recwal-Stream-Seq` (what this node had applied when it read);
 //! - lets the catalogue writes, forget user and remove item through to
 //!   their handlers, which publish them (`write`) instead of applying them;
-//! - refuses the writes that are not replicated yet (models, feedback
-//!   expiry) with 409, since applying them on one node only would make the
-//!   replicas differ.
+//! - lets the model registry's writes through to their handlers, which
+//!   publish them (`models.rs`);
+//! - refuses the writes that are not replicated (item-model training,
+//!   feedback expiry, uploads of state) with 409, since applying them on
+//!   one node only would make the replicas differ.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +70,14 @@ pub async fn layer(State(app): State<Arc<App>>, request: Request, next: Next) ->
             next.run(request).await
         }
         (&Method::POST, "/v1/sessions/recommend") => read(&app, &replica, request, next).await,
+        // Published by their handlers (`models.rs`).
+        (&Method::POST, path)
+            if path == "/admin/models"
+                || path == "/admin/models/rollback"
+                || (path.starts_with("/admin/models/") && path.ends_with("/activate")) =>
+        {
+            next.run(request).await
+        }
         (_, path)
             if (method == Method::GET || method == Method::HEAD)
                 || path == "/admin/checkpoint"
@@ -87,7 +97,7 @@ pub async fn layer(State(app): State<Arc<App>>, request: Request, next: Next) ->
     }
 }
 
-fn with_seq(mut response: Response, seq: u64) -> Response {
+pub(super) fn with_seq(mut response: Response, seq: u64) -> Response {
     if let Ok(value) = HeaderValue::from_str(&seq.to_string()) {
         response.headers_mut().insert(STREAM_SEQ_HEADER, value);
     }

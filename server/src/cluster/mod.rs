@@ -26,6 +26,7 @@
 pub mod config;
 mod digests;
 mod http;
+pub mod models;
 mod seed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -448,6 +449,7 @@ impl Replica {
         if self.config.snapshot_interval_ms > 0 {
             tokio::spawn(Arc::clone(&self).publish_snapshots(Arc::clone(&engine)));
         }
+        tokio::spawn(Arc::clone(&self).restore_model_files(Arc::clone(&engine)));
         let mut pause = Duration::from_millis(100);
         loop {
             if *stop.borrow() {
@@ -547,7 +549,16 @@ impl Replica {
                             Err(err) => return Err(Halt::Retry(format!("message without stream info: {err}"))),
                         };
                         self.note_stream_last(seq + pending);
-                        work.push((seq, message.payload.clone()));
+                        // A model addition's file, fetched before anything of
+                        // the batch is applied (an unreachable bucket ends the
+                        // round; the consumer starts again from here).
+                        let file = match recwal::model_file_of(&message.payload) {
+                            Some(file) => self.model_file_for_apply(file).await.map_err(|reason| {
+                                Halt::Retry(format!("the model file of stream message {seq}: {reason}"))
+                            })?,
+                            None => None,
+                        };
+                        work.push((seq, message.payload.clone(), file));
                         stored.push(stored_ns);
                     }
                     let engine = Arc::clone(engine);
@@ -555,8 +566,8 @@ impl Replica {
                     let mut snapshot_due = self.snapshot_due.load(Ordering::Relaxed);
                     let applied = tokio::task::spawn_blocking(move || {
                         let (mut done, mut last, mut digests, mut snapshot) = (0, None, Vec::new(), None);
-                        for (seq, payload) in work {
-                            if let Err(err) = engine.apply_replicated(seq, &payload) {
+                        for (seq, payload, file) in work {
+                            if let Err(err) = engine.apply_replicated_with(seq, &payload, file.as_deref()) {
                                 return (done, last, digests, snapshot, Some((seq, err)));
                             }
                             (done, last) = (done + 1, Some(seq));
