@@ -134,6 +134,11 @@ pub fn seeds() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             lsn_trained: 1,
             at_ms: 5,
         }),
+        LogRecord::ModelRoutes(crate::record::ModelRoutesV1 {
+            canary: Some(crate::record::CanaryRouteV1 { version: 2, sha256: [5; 32], per_mille: 100 }),
+            shadow: Some(crate::record::ShadowRouteV1 { version: 3, sha256: [6; 32] }),
+            at_ms: 9,
+        }),
         // A replica's record: the stream's messages 1 and 2 (events, then
         // an item upsert), wrapped as kind 12.
         LogRecord::Replicated { stream_seq: 1, record: Box::new(replicated_events) },

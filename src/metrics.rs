@@ -108,13 +108,36 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
         "Inference latency in seconds per model version loaded in this process (the run alone, not the wait for a session).",
         "histogram",
     );
-    for (version, latency) in crate::model::latency::snapshot() {
+    let versions = crate::model::latency::snapshot();
+    for (version, latency) in &versions {
         for (upper, count) in &latency.buckets {
             out.line(&format!("recwal_model_inference_seconds_bucket{{version=\"{version}\",le=\"{upper}\"}}"), *count);
         }
         out.line(&format!("recwal_model_inference_seconds_bucket{{version=\"{version}\",le=\"+Inf\"}}"), latency.count);
         let _ = writeln!(out.0, "recwal_model_inference_seconds_sum{{version=\"{version}\"}} {}", latency.sum_s);
         out.line(&format!("recwal_model_inference_seconds_count{{version=\"{version}\"}}"), latency.count);
+    }
+    out.header(
+        "recwal_model_answers_total",
+        "Requests a model version was asked to rank, per version, role (stable: the active version; canary; shadow: \
+         scored, never served) and outcome (ranked, failed, busy, skipped by an open breaker).",
+        "counter",
+    );
+    for (version, latency) in &versions {
+        for (role, answer, count) in &latency.answers {
+            // Every outcome of a role the version played, zeros included.
+            let played = latency.answers.iter().any(|(other, _, count)| other == role && *count > 0);
+            if played {
+                out.line(
+                    &format!(
+                        "recwal_model_answers_total{{version=\"{version}\",role=\"{}\",outcome=\"{}\"}}",
+                        role.name(),
+                        answer.name()
+                    ),
+                    *count,
+                );
+            }
+        }
     }
     out.0
 }

@@ -52,6 +52,9 @@ pub const KIND_ITEM_MODEL_ACTIVATED_V1: u8 = 11;
 /// A record taken from the replication stream, with its stream sequence
 /// (`ReplicatedV1`; docs/CLUSTER.md).
 pub const KIND_REPLICATED_V1: u8 = 12;
+/// The model versions served beside the active one were set
+/// (`ModelRoutesV1`: canary, shadow).
+pub const KIND_MODEL_ROUTES_V1: u8 = 13;
 
 /// Kind 1: events ingested by one call, applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +128,41 @@ pub struct ModelActivatedV1 {
 pub struct ModelRetiredV1 {
     /// The version.
     pub version: u32,
+}
+
+/// Kind 13: the model versions that get requests besides the active one,
+/// all of it (each record replaces the previous routing): a canary that
+/// ranks the answers of a share of users, chosen by a hash of the user id
+/// (docs/MODELS.md), and a shadow scored beside every ranked answer
+/// without changing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRoutesV1 {
+    /// The canary, if any.
+    pub canary: Option<CanaryRouteV1>,
+    /// The shadow, if any.
+    pub shadow: Option<ShadowRouteV1>,
+    /// Engine clock when it was set.
+    pub at_ms: i64,
+}
+
+/// A canary version and its share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRouteV1 {
+    /// The version.
+    pub version: u32,
+    /// Its SHA-256, as for an activation.
+    pub sha256: [u8; 32],
+    /// Users whose bucket (0–999) is below this get the canary.
+    pub per_mille: u16,
+}
+
+/// A shadow version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowRouteV1 {
+    /// The version.
+    pub version: u32,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
 }
 
 /// A label's value as logged.
@@ -262,6 +300,8 @@ pub enum LogRecord<'a> {
     ExpireFeedback(ExpireFeedbackV1),
     /// Kind 11.
     ItemModelActivated(ItemModelActivatedV1),
+    /// Kind 13.
+    ModelRoutes(ModelRoutesV1),
     /// Kind 12: `record` was the stream's message `stream_seq`.
     Replicated {
         /// The message's sequence number in the stream.
@@ -291,6 +331,7 @@ impl<'a> LogRecord<'a> {
                 (KIND_REPLICATED_V1, postcard::to_stdvec(&body))
             }
             LogRecord::ItemModelActivated(body) => (KIND_ITEM_MODEL_ACTIVATED_V1, postcard::to_stdvec(body)),
+            LogRecord::ModelRoutes(body) => (KIND_MODEL_ROUTES_V1, postcard::to_stdvec(body)),
         };
         let (kind, payload) = encoded;
         let payload = payload.map_err(|err| EngineError::invalid("record", format!("cannot encode: {err}")))?;
@@ -314,6 +355,7 @@ impl<'a> LogRecord<'a> {
             KIND_ITEM_MODEL_ACTIVATED_V1 => {
                 postcard::from_bytes(payload).map(LogRecord::ItemModelActivated).map_err(bad)
             }
+            KIND_MODEL_ROUTES_V1 => postcard::from_bytes(payload).map(LogRecord::ModelRoutes).map_err(bad),
             KIND_REPLICATED_V1 => {
                 let body: ReplicatedV1<'a> = postcard::from_bytes(payload).map_err(bad)?;
                 if !REPLICABLE_KINDS.contains(&body.kind) {
@@ -388,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn replicated_records_round_trip_and_wrap_only_data_kinds() -> Result<(), EngineError> {
+    fn replicated_records_round_trip_and_wrap_only_replicable_kinds() -> Result<(), EngineError> {
         let inner = LogRecord::Events(EventsV1 {
             ingested_ms: 42,
             events: vec![LoggedEvent {
@@ -404,9 +446,10 @@ mod tests {
         let (kind, payload) = record.encode()?;
         assert_eq!(kind, KIND_REPLICATED_V1);
         assert_eq!(LogRecord::decode(5, kind, &payload)?, record);
-        // A model record or another replicated record inside is refused.
-        let model = LogRecord::ModelRetired(ModelRetiredV1 { version: 2 });
-        let nested = [model, record];
+        // A node-local record (the feedback expiry, on the node's own
+        // clock) or another replicated record inside is refused.
+        let local = LogRecord::ExpireFeedback(ExpireFeedbackV1 { before_ms: 2 });
+        let nested = [local, record];
         for inner in nested {
             let (inner_kind, inner_payload) = inner.encode()?;
             let body = ReplicatedV1 { stream_seq: 1, kind: inner_kind, payload: &inner_payload };

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! 0   8  magic "RECWALSN"
-//! 8   4  format version (6; 5 lacked the item model's reference, 4 also
+//! 8   4  format version (7; 6 lacked the model routes, 5 also the item
+//!        model's reference, 4 also
 //!        the stream sequence, 3 also the catalogue and `Pair::last_s`, 2
 //!        also the model catalog, 1 `Pair::slot`)
 //! 12  4  reserved, zero
@@ -18,7 +19,9 @@
 //!        and 3, read as empty), then the stream sequence of the last
 //!        replicated record (postcard u64; absent before version 5, read as
 //!        0), then postcard `Option<ItemModelRef>` (the active item model;
-//!        absent before version 6, read as none)
+//!        absent before version 6, read as none), then postcard `Routes`
+//!        (the model canary and shadow; absent before version 7, read as
+//!        none)
 //! ```
 
 use std::fs;
@@ -33,10 +36,11 @@ use crate::state::catalog::Catalog;
 use crate::state::{ItemModelRef, MetadataBody, SnapshotBody};
 
 const MAGIC: &[u8; 8] = b"RECWALSN";
-const VERSION: u32 = 6;
-/// Older versions, still read: 5 lacks the item model's reference, 4 also
-/// the stream sequence, 3 also the catalogue (items' and users' metadata),
-/// 2 also the model catalog.
+const VERSION: u32 = 7;
+/// Older versions, still read: 6 lacks the model routes, 5 also the item
+/// model's reference, 4 also the stream sequence, 3 also the catalogue
+/// (items' and users' metadata), 2 also the model catalog.
+const VERSION_WITHOUT_ROUTES: u32 = 6;
 const VERSION_WITHOUT_ITEM_MODEL: u32 = 5;
 const VERSION_WITHOUT_STREAM_SEQ: u32 = 4;
 const VERSION_WITHOUT_METADATA: u32 = 3;
@@ -125,6 +129,7 @@ pub(crate) fn encode(
     payload.extend_from_slice(&postcard::to_stdvec(metadata).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(&stream_seq).map_err(failed)?);
     payload.extend_from_slice(&postcard::to_stdvec(&item_model).map_err(failed)?);
+    payload.extend_from_slice(&postcard::to_stdvec(&models.routes).map_err(failed)?);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -186,8 +191,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
     if version >= VERSION_WITHOUT_ITEM_MODEL {
         (body.stream_seq, rest) = section(rest, "the stream sequence")?;
     }
-    if version >= VERSION {
+    if version >= VERSION_WITHOUT_ROUTES {
         (body.item_model_ref, rest) = section(rest, "the item model's reference")?;
+    }
+    if version >= VERSION {
+        (body.models.routes, rest) = section(rest, "the model routes")?;
     }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the body", rest.len()));
@@ -392,8 +400,9 @@ mod tests {
     fn version_4_snapshots_read_with_stream_sequence_zero() -> Result<(), EngineError> {
         let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 12, None)?;
         assert_eq!(decode(&bytes).map(|b| b.stream_seq), Ok(12));
-        // Version 4: the same payload without the trailing stream sequence.
-        let payload = &bytes[HEADER_BYTES..bytes.len() - 2];
+        // Version 4: the same payload without the trailing stream sequence
+        // (1 byte), item model reference (1) and routes (2).
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 4];
         let old = as_version(&bytes, VERSION_WITHOUT_STREAM_SEQ, payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.stream_seq, read.metadata), (0, metadata()));
@@ -416,12 +425,33 @@ mod tests {
         let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, Some(&reference))?;
         let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (Some(reference), 3, metadata()));
-        // Version 5: everything but the last section (`None` is one byte).
+        // Version 5: everything but the last two sections (`None` is one
+        // byte, empty routes two).
         let bytes = encode(7, &body(), &Catalog::default(), &metadata(), 3, None)?;
-        let payload = &bytes[HEADER_BYTES..bytes.len() - 1];
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 3];
         let old = as_version(&bytes, VERSION_WITHOUT_ITEM_MODEL, payload);
         let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
         assert_eq!((read.item_model_ref, read.stream_seq, read.metadata), (None, 3, metadata()));
+        Ok(())
+    }
+
+    #[test]
+    fn the_model_routes_round_trip_and_version_6_reads_without_any() -> Result<(), EngineError> {
+        let mut models = Catalog::default();
+        for version in 1..=3 {
+            models.add(u64::from(version), &crate::record::ModelAddedV1 { version, sha256: [9; 32], bytes: 5, added_ms: 1 });
+        }
+        models.routes = crate::state::catalog::Routes { canary: Some((2, 100)), shadow: Some(3) };
+        let bytes = encode(7, &body(), &models, &metadata(), 3, None)?;
+        let read = decode(&bytes).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!(read.models, models);
+        // Version 6: without the routes section (canary: tag, version,
+        // share as varints, 3 bytes; shadow: 2).
+        let payload = &bytes[HEADER_BYTES..bytes.len() - 5];
+        let old = as_version(&bytes, VERSION_WITHOUT_ROUTES, payload);
+        let read = decode(&old).map_err(|err| EngineError::invalid("snapshot", err))?;
+        assert_eq!(read.models.routes, crate::state::catalog::Routes::default());
+        assert_eq!(read.models.entries, models.entries);
         Ok(())
     }
 

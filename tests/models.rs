@@ -492,3 +492,127 @@ fn files_the_log_does_not_own_are_swept_at_start() {
     assert_eq!(engine.add_model(&fixture_bytes("failing")).unwrap().version, 2);
     assert_eq!(std::fs::read(models.join("v000002.onnx")).unwrap(), fixture_bytes("failing"));
 }
+
+/// The version that ranks `user`'s answer.
+fn ranked_version(engine: &Engine, user: &str) -> Option<u32> {
+    engine.recommend(&RecommendRequest::new(user, 5, Strategy::UserCf)).unwrap().ranking.version()
+}
+
+const SEEDED_USERS: [&str; 14] =
+    ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u10", "u11", "heavy", "light"];
+
+/// Every seeded user is ranked by the canary exactly when their bucket is
+/// below its share, by the active version otherwise.
+fn assert_split(engine: &Engine, stable: u32, canary: u32, per_mille: u16) -> usize {
+    let mut in_canary = 0;
+    for user in SEEDED_USERS {
+        let expected = if recwal::model::user_bucket(user) < per_mille { canary } else { stable };
+        in_canary += usize::from(expected == canary);
+        assert_eq!(ranked_version(engine, user), Some(expected), "{user} (bucket {})", recwal::model::user_bucket(user));
+    }
+    in_canary
+}
+
+#[test]
+fn a_canary_serves_its_share_of_users_across_restarts_until_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = with_linear_models(dir.path());
+    engine.activate_model(1).unwrap();
+    // Refused, nothing logged: the active version, an unknown one, a share
+    // out of range.
+    let lsn = engine.lsn_applied();
+    assert!(matches!(engine.set_canary(1, 100), Err(EngineError::Invalid { .. })));
+    assert!(matches!(engine.set_canary(9, 100), Err(EngineError::UnknownModel(9))));
+    assert!(matches!(engine.set_canary(2, 0), Err(EngineError::Invalid { .. })));
+    assert!(matches!(engine.set_canary(2, 1000), Err(EngineError::Invalid { .. })));
+    assert!(matches!(engine.promote_canary(), Err(EngineError::Invalid { .. })));
+    assert_eq!(engine.lsn_applied(), lsn);
+
+    let status = engine.set_canary(2, 500).unwrap();
+    let canary = status.canary.clone().unwrap();
+    assert_eq!((canary.version, canary.percent, canary.loaded), (2, Some(50.0), true));
+    let in_canary = assert_split(&engine, 1, 2, 500);
+    assert!(in_canary > 0 && in_canary < SEEDED_USERS.len(), "{in_canary} of {} users", SEEDED_USERS.len());
+    // The canary's scores are the canary's fixture.
+    let canary_user = SEEDED_USERS.iter().find(|user| recwal::model::user_bucket(user) < 500).unwrap();
+    assert_scores_match(&engine, &RecommendRequest::new(*canary_user, 5, Strategy::UserCf), &linear);
+    // Neither the canary nor the active version can be retired.
+    assert!(matches!(engine.retire_model(2), Err(EngineError::Invalid { .. })));
+    assert!(matches!(engine.retire_model(1), Err(EngineError::Invalid { .. })));
+
+    // A restart from the log, then one from a snapshot: the same split.
+    let digest = engine.state_digest();
+    engine.close().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert_eq!(engine.state_digest(), digest);
+    assert_split(&engine, 1, 2, 500);
+    engine.checkpoint().unwrap();
+    engine.close().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert_eq!(engine.model_status().canary.map(|canary| (canary.version, canary.loaded)), Some((2, true)));
+    assert_split(&engine, 1, 2, 500);
+
+    // A smaller share keeps a subset of the users.
+    engine.set_canary(2, 100).unwrap();
+    assert_split(&engine, 1, 2, 100);
+    // Promoted: every user gets v2, the canary ends; a rollback goes back
+    // to v1 for everyone.
+    let promoted = engine.promote_canary().unwrap();
+    assert_eq!((promoted.version, promoted.active), (2, true));
+    assert!(engine.model_status().canary.is_none());
+    for user in SEEDED_USERS {
+        assert_eq!(ranked_version(&engine, user), Some(2), "{user}");
+    }
+    assert_eq!(engine.rollback_model().unwrap().version, 1);
+    for user in SEEDED_USERS {
+        assert_eq!(ranked_version(&engine, user), Some(1), "{user}");
+    }
+    // Per version and role in /metrics.
+    let metrics = engine.metrics_text();
+    for series in [
+        "recwal_model_answers_total{version=\"1\",role=\"stable\",outcome=\"ranked\"}",
+        "recwal_model_answers_total{version=\"2\",role=\"canary\",outcome=\"ranked\"}",
+        "recwal_model_answers_total{version=\"2\",role=\"stable\",outcome=\"ranked\"}",
+    ] {
+        let count = metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse::<u64>().ok());
+        assert!(count.is_some_and(|count| count > 0), "{series} in {metrics}");
+    }
+}
+
+#[test]
+fn a_shadow_is_scored_beside_every_answer_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = with_linear_models(dir.path());
+    engine.activate_model(1).unwrap();
+    let shadow_count = |engine: &Engine| {
+        let metrics = engine.metrics_text();
+        let series = "recwal_model_answers_total{version=\"2\",role=\"shadow\",outcome=\"ranked\"}";
+        metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    let before = shadow_count(&engine);
+    let status = engine.set_shadow(2).unwrap();
+    assert_eq!(status.shadow.map(|shadow| (shadow.version, shadow.percent, shadow.loaded)), Some((2, None, true)));
+    for user in SEEDED_USERS {
+        assert_eq!(ranked_version(&engine, user), Some(1), "{user}");
+    }
+    assert_eq!(shadow_count(&engine) - before, SEEDED_USERS.len() as u64);
+    // A canary of the shadow's version ends the shadow; the same routing
+    // comes back after a restart.
+    engine.set_canary(2, 300).unwrap();
+    let status = engine.model_status();
+    assert!(status.shadow.is_none() && status.canary.is_some());
+    engine.set_shadow(2).unwrap();
+    assert!(engine.model_status().canary.is_none());
+    engine.close().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert_eq!(engine.model_status().shadow.map(|shadow| shadow.version), Some(2));
+    engine.clear_shadow().unwrap();
+    assert!(engine.model_status().shadow.is_none());
+    // Not routed any more: it can be retired (unloaded), and then not
+    // routed again.
+    let retired = engine.retire_model(2).unwrap();
+    assert!(retired.retired);
+    assert!(matches!(engine.set_shadow(2), Err(EngineError::UnknownModel(2))));
+    assert!(dir.path().join("models").join("v000001.onnx").exists());
+    assert!(!dir.path().join("models").join("v000002.onnx").exists());
+}

@@ -13,7 +13,9 @@ use super::Engine;
 use crate::error::EngineError;
 use crate::model::catalog::ModelEntry;
 use crate::model::{store, ModelInfo, ModelStatus};
-use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1};
+use crate::record::{
+    CanaryRouteV1, LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1, ModelRoutesV1, ShadowRouteV1,
+};
 
 /// What `Engine::replica_model_add` found.
 #[derive(Debug)]
@@ -110,8 +112,11 @@ impl Engine {
     /// The ranking side now: runtime, active and serving versions, fault,
     /// breaker.
     pub fn model_status(&self) -> ModelStatus {
-        let active = self.shared.read_state().models().active();
-        self.shared.ranker.status(active)
+        let (active, routes) = {
+            let state = self.shared.read_state();
+            (state.models().active(), state.models().routes)
+        };
+        self.shared.ranker.status(active, &routes)
     }
 
     fn activate(&self, version: u32, rollback: bool) -> Result<ModelInfo, EngineError> {
@@ -124,10 +129,12 @@ impl Engine {
         if already && !rollback {
             return Ok(self.info(&entry));
         }
-        let model = ranker.load(&entry)?;
+        // A canary being promoted is loaded and warm already.
+        let model = ranker.load_shared(&entry)?;
         let record = ModelActivatedV1 { version, sha256: entry.sha256, at_ms: now_ms(), rollback };
         let lsn = self.shared.log_and_apply(&LogRecord::ModelActivated(record), Vec::new(), Durability::Always)?;
         ranker.serve(model);
+        ranker.sync_routes(&self.shared.read_state().models().routes);
         info!(version, lsn, rollback, "model activated");
         self.retire_old();
         self.entry(version).map(|entry| self.info(&entry))
@@ -153,6 +160,127 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Routes `percent_per_mille` of users (1–999 per mille, chosen by
+    /// `user_bucket`) to `version`, a live version other than the active
+    /// one: loaded and warmed up first (a refusal changes nothing), logged
+    /// (record kind 13, durable), then served. Replaces any canary; a
+    /// shadow of the same version stops being one.
+    pub fn set_canary(&self, version: u32, per_mille: u16) -> Result<ModelStatus, EngineError> {
+        if !(1..1000).contains(&per_mille) {
+            return Err(EngineError::invalid("percent", format!("must be 0.1–99.9 %, got {per_mille} per mille")));
+        }
+        let _admin = self.shared.ranker.lock_admin()?;
+        let shadow = self.shared.read_state().models().routes.shadow.filter(|&shadow| shadow != version);
+        self.route(Some((version, per_mille)), shadow)
+    }
+
+    /// Ends the canary: every user gets the active version again.
+    pub fn clear_canary(&self) -> Result<ModelStatus, EngineError> {
+        let _admin = self.shared.ranker.lock_admin()?;
+        let shadow = self.shared.read_state().models().routes.shadow;
+        self.route(None, shadow)
+    }
+
+    /// Scores every ranked answer with `version` too (a live version other
+    /// than the active one), without serving its scores: its latency and
+    /// outcomes go to its metrics. Loaded first, logged, then used.
+    /// Replaces any shadow; a canary of the same version stops being one.
+    pub fn set_shadow(&self, version: u32) -> Result<ModelStatus, EngineError> {
+        let _admin = self.shared.ranker.lock_admin()?;
+        let canary = self.shared.read_state().models().routes.canary.filter(|&(canary, _)| canary != version);
+        self.route(canary, Some(version))
+    }
+
+    /// Ends the shadow scoring.
+    pub fn clear_shadow(&self) -> Result<ModelStatus, EngineError> {
+        let _admin = self.shared.ranker.lock_admin()?;
+        let canary = self.shared.read_state().models().routes.canary;
+        self.route(canary, None)
+    }
+
+    /// Activates the canary for every user (`activate_model` of its
+    /// version, which is loaded already): the canary route ends with it.
+    pub fn promote_canary(&self) -> Result<ModelInfo, EngineError> {
+        let _admin = self.shared.ranker.lock_admin()?;
+        let canary = self.shared.read_state().models().routes.canary;
+        let (version, _) = canary.ok_or_else(|| EngineError::invalid("canary", "there is no canary to promote"))?;
+        self.activate(version, false)
+    }
+
+    /// Retires (unloads) `version` now: its file is deleted and it can no
+    /// longer be activated. Not the active version, the canary or the
+    /// shadow; a version a rollback could reach leaves the rollback stack.
+    pub fn retire_model(&self, version: u32) -> Result<ModelInfo, EngineError> {
+        let ranker = &self.shared.ranker;
+        let _admin = ranker.lock_admin()?;
+        let entry = self.entry(version)?;
+        if entry.lsn_retired.is_some() {
+            return Err(EngineError::UnknownModel(version));
+        }
+        {
+            let state = self.shared.read_state();
+            let models = state.models();
+            if models.active() == Some(version) {
+                return Err(EngineError::invalid("version", format!("v{version} is the active version")));
+            }
+            if models.routes.names(version) {
+                return Err(EngineError::invalid(
+                    "version",
+                    format!("v{version} is the canary or the shadow: end that first"),
+                ));
+            }
+        }
+        let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
+        self.shared.log_and_apply(&record, Vec::new(), Durability::Always)?;
+        if let Err(err) = ranker.remove(version) {
+            // The next start sweeps the files of retired versions.
+            warn!(version, %err, "deleting a retired model's file failed");
+        }
+        info!(version, "model retired on request");
+        self.entry(version).map(|entry| self.info(&entry))
+    }
+
+    /// Sets the routing (the caller holds the registry's lock): checks
+    /// each version, loads the new ones, logs the record durably, serves.
+    fn route(&self, canary: Option<(u32, u16)>, shadow: Option<u32>) -> Result<ModelStatus, EngineError> {
+        let ranker = &self.shared.ranker;
+        let check = |version: u32, role: &str| -> Result<ModelEntry, EngineError> {
+            let entry = self.entry(version)?;
+            if entry.lsn_retired.is_some() {
+                return Err(EngineError::UnknownModel(version));
+            }
+            if self.shared.read_state().models().active() == Some(version) {
+                return Err(EngineError::invalid(
+                    "version",
+                    format!("v{version} is the active version: the {role} must be another one"),
+                ));
+            }
+            Ok(entry)
+        };
+        let canary_entry = canary.map(|(version, per_mille)| check(version, "canary").map(|entry| (entry, per_mille)));
+        let canary_entry = canary_entry.transpose()?;
+        let shadow_entry = shadow.map(|version| check(version, "shadow")).transpose()?;
+        let record = ModelRoutesV1 {
+            canary: canary_entry.as_ref().map(|(entry, per_mille)| CanaryRouteV1 {
+                version: entry.version,
+                sha256: entry.sha256,
+                per_mille: *per_mille,
+            }),
+            shadow: shadow_entry.as_ref().map(|entry| ShadowRouteV1 { version: entry.version, sha256: entry.sha256 }),
+            at_ms: now_ms(),
+        };
+        // Loaded (or kept, if routed already) before the record: a version
+        // that does not load is refused and nothing is logged.
+        let canary_model =
+            canary_entry.map(|(entry, per_mille)| ranker.load_shared(&entry).map(|model| (model, per_mille)));
+        let canary_model = canary_model.transpose()?;
+        let shadow_model = shadow_entry.map(|entry| ranker.load_shared(&entry)).transpose()?;
+        let lsn = self.shared.log_and_apply(&LogRecord::ModelRoutes(record), Vec::new(), Durability::Always)?;
+        ranker.set_routes(canary_model, shadow_model);
+        info!(lsn, ?canary, ?shadow, "model routes set");
+        Ok(self.model_status())
     }
 
     /// A cluster node's `add_model`: validates `bytes` exactly as
@@ -254,7 +382,7 @@ impl Engine {
         ranker.store(version, bytes)?;
         let active = self.shared.read_state().models().active();
         if active == Some(version) && !ranker.is_serving(version) {
-            ranker.serve(ranker.load(&entry)?);
+            ranker.serve(std::sync::Arc::new(ranker.load(&entry)?));
             info!(version, "model file restored: the active version serves");
         }
         Ok(())
@@ -320,8 +448,9 @@ impl Engine {
                     info!(version = activated.version, stream_seq, "model activation from the stream does not apply");
                     return log(record);
                 };
-                let loaded = ranker.load(&entry);
+                let loaded = ranker.load_shared(&entry);
                 let lsn = log(record)?;
+                ranker.sync_routes(&self.shared.read_state().models().routes);
                 match loaded {
                     Ok(model) => {
                         ranker.serve_from_stream(model, stream_seq);

@@ -19,14 +19,14 @@ impl Shared {
         // The whole ranking down to the page's end, then the page.
         let offset = request.offset;
         let request = &recommend::paged(request);
-        let (model, admission) = match self.ranker.plan() {
+        let (model, admission, role) = match self.ranker.plan(&request.user) {
             Plan::Plain(ranking) => {
                 let mut answer = recommend::recommend(&self.read_state(), &self.config, request, now_ms)?;
                 answer.ranking = ranking;
                 recommend::unpage(&mut answer, offset);
                 return Ok(answer);
             }
-            Plan::Rank(model, admission) => (model, admission),
+            Plan::Rank(model, admission, role) => (model, admission, role),
         };
         let (candidates, features) = match self.candidates(request, now_ms, true) {
             Ok(found) => found,
@@ -36,7 +36,13 @@ impl Shared {
             }
         };
         let mut answer = candidates.answer;
-        self.ranker.rank(&model, admission, &mut answer, &features, request.n);
+        let rows = answer.items.len();
+        self.ranker.rank(&model, admission, role, &mut answer, &features, request.n);
+        // The shadow after the answer's own ranking (a shadow that is slow
+        // or failing never changes the answer; its breaker bounds the cost).
+        if let Some(shadow) = self.ranker.shadow() {
+            self.ranker.shadow_score(&shadow, &features, rows);
+        }
         // Reasons only for the items kept (the model ran outside the lock).
         recommend::unpage(&mut answer, offset);
         recommend::fill_reasons(&self.read_state(), candidates.user, &candidates.neighbours, &mut answer.items);

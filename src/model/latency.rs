@@ -13,16 +13,76 @@ use std::time::Duration;
 pub const INFERENCE_BUCKETS_S: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-/// One version's histogram.
+/// The part a version plays for a request (docs/MODELS.md, "Versions side
+/// by side").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The active version: every user outside the canary's share.
+    Stable = 0,
+    /// The canary: the users in its share.
+    Canary = 1,
+    /// Scored beside every ranked answer, never served.
+    Shadow = 2,
+}
+
+impl Role {
+    /// Every role, in counter order.
+    pub const ALL: [Role; 3] = [Role::Stable, Role::Canary, Role::Shadow];
+
+    /// Its label value in `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Stable => "stable",
+            Role::Canary => "canary",
+            Role::Shadow => "shadow",
+        }
+    }
+}
+
+/// What became of one request for a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Scored (for a shadow: scored and discarded).
+    Ranked = 0,
+    /// The inference failed or gave unusable scores.
+    Failed = 1,
+    /// No session was free within the latency budget.
+    Busy = 2,
+    /// Skipped: its circuit breaker was open.
+    Skipped = 3,
+}
+
+impl Answer {
+    /// Every outcome, in counter order.
+    pub const ALL: [Answer; 4] = [Answer::Ranked, Answer::Failed, Answer::Busy, Answer::Skipped];
+
+    /// Its label value in `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Answer::Ranked => "ranked",
+            Answer::Failed => "failed",
+            Answer::Busy => "busy",
+            Answer::Skipped => "skipped",
+        }
+    }
+}
+
+/// One version's histogram, and its answers per role and outcome.
 #[derive(Default)]
 pub(crate) struct InferenceLatency {
     /// Per bucket (not cumulative); the last slot counts those above every bound.
     buckets: [AtomicU64; INFERENCE_BUCKETS_S.len() + 1],
     count: AtomicU64,
     sum_ns: AtomicU64,
+    /// `[role][outcome]`.
+    answers: [[AtomicU64; 4]; 3],
 }
 
 impl InferenceLatency {
+    pub(crate) fn count_answer(&self, role: Role, answer: Answer) {
+        self.answers[role as usize][answer as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         let at = INFERENCE_BUCKETS_S.iter().position(|&upper| seconds <= upper).unwrap_or(INFERENCE_BUCKETS_S.len());
@@ -42,7 +102,12 @@ impl InferenceLatency {
             })
             .collect();
         let count = cumulative + self.buckets[INFERENCE_BUCKETS_S.len()].load(Ordering::Relaxed);
-        LatencySnapshot { buckets, count, sum_s: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9 }
+        let answers = Role::ALL
+            .iter()
+            .flat_map(|&role| Answer::ALL.iter().map(move |&answer| (role, answer)))
+            .map(|(role, answer)| (role, answer, self.answers[role as usize][answer as usize].load(Ordering::Relaxed)))
+            .collect();
+        LatencySnapshot { buckets, count, sum_s: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9, answers }
     }
 }
 
@@ -55,6 +120,8 @@ pub struct LatencySnapshot {
     pub count: u64,
     /// Their sum, in seconds.
     pub sum_s: f64,
+    /// Requests per role and outcome (every pair, zeros included).
+    pub answers: Vec<(Role, Answer, u64)>,
 }
 
 fn registry() -> &'static Mutex<BTreeMap<u32, Arc<InferenceLatency>>> {

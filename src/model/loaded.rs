@@ -126,6 +126,11 @@ impl LoadedModel {
         Ok(model)
     }
 
+    /// Counts a request this version was asked to rank (as `role`).
+    pub fn count_answer(&self, role: latency::Role, answer: latency::Answer) {
+        self.latency.count_answer(role, answer);
+    }
+
     /// Scores `rows` candidates (`features` row-major, `FEATURES` columns)
     /// with the first session free within `wait`. Returns the scores and
     /// the inference time alone (not the wait for a session).

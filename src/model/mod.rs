@@ -32,6 +32,8 @@ pub(crate) mod store;
 
 pub use breaker::{BreakerCounts, BreakerState};
 pub use catalog::{Activation, ModelEntry};
+pub use latency::{Answer, Role};
+pub use ranker::user_bucket;
 pub use config::{BreakerConfig, Clock, ClockSource, ManualClock, ModelConfig, ModelDevice};
 pub use runtime::{
     resolve_runtime, runtime_report, RuntimeReport, RuntimeResolution, RUNTIME_DEFAULT_PATH, RUNTIME_PATH_ENV,
@@ -93,9 +95,22 @@ fn runtime_schema() -> utoipa::openapi::schema::Schema {
         .into()
 }
 
+/// A version served beside the active one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// The version.
+    pub version: u32,
+    /// The canary's share of users, in percent (0.1 steps); absent for a
+    /// shadow.
+    pub percent: Option<f64>,
+    /// It is loaded and gets its requests.
+    pub loaded: bool,
+}
+
 /// The ranking side of the engine now, for status pages and metrics.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelStatus {
     /// The ONNX Runtime library: its path once loaded, or why it is not.
     #[cfg_attr(feature = "openapi", schema(schema_with = runtime_schema))]
@@ -119,6 +134,15 @@ pub struct ModelStatus {
     /// Versions loaded in this process (the serving one, plus any still
     /// finishing requests that began before a swap).
     pub loaded_versions: usize,
+    /// The canary: a version ranking the answers of a share of users
+    /// (docs/MODELS.md, "Versions side by side").
+    pub canary: Option<RouteStatus>,
+    /// The shadow: a version scored beside every ranked answer, never
+    /// served.
+    pub shadow: Option<RouteStatus>,
+    /// Why a canary or shadow the log names is not loaded (it then gets no
+    /// requests).
+    pub route_fault: Option<String>,
     /// On a cluster node: the stream sequence of the activation message
     /// that last swapped the serving version (or failed to), identical on
     /// every replica that applied it; `None` on a single node and until

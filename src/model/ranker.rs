@@ -4,15 +4,16 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tracing::warn;
 
 use crate::config::ModelConfig;
 use crate::error::EngineError;
 use crate::model::breaker::{Admission, Outcome};
-use crate::model::catalog::{Catalog, ModelEntry};
+use crate::model::catalog::{Catalog, ModelEntry, Routes};
+use crate::model::latency::{Answer, Role};
 use crate::model::loaded::{self, LoadedModel, ScoreError};
-use crate::model::{build_thread, runtime, store, ModelStatus};
+use crate::model::{build_thread, runtime, store, ModelStatus, RouteStatus};
 use crate::recommend::{Ranking, Recommendations};
 
 /// Owns the model files, the loaded versions and which one serves. The
@@ -31,6 +32,8 @@ pub(crate) struct Ranker {
     /// by `reap` (on the checkpoint thread), so no request ever pays for
     /// tearing down a version's sessions.
     retiring: Mutex<Vec<Arc<LoadedModel>>>,
+    /// The canary and the shadow, loaded (`Routed`).
+    routes: ArcSwap<Routed>,
     /// On a replica: the stream sequence of the activation that swapped
     /// the serving version in (0: not swapped by a stream message since
     /// this process started).
@@ -41,8 +44,38 @@ pub(crate) struct Ranker {
 pub(crate) enum Plan {
     /// No model: the strategy's order, with this ranking note.
     Plain(Ranking),
-    /// Rank with this model (admitted by its breaker as `Admission`).
-    Rank(Arc<LoadedModel>, Admission),
+    /// Rank with this model, in this role (admitted by its breaker as
+    /// `Admission`).
+    Rank(Arc<LoadedModel>, Admission, Role),
+}
+
+/// The versions served beside the active one, as loaded.
+#[derive(Default)]
+pub(crate) struct Routed {
+    /// The canary and its share (per mille of users).
+    pub canary: Option<(Arc<LoadedModel>, u16)>,
+    /// The shadow.
+    pub shadow: Option<Arc<LoadedModel>>,
+    /// Why a version the log routes is not loaded (its file, the runtime).
+    pub fault: Option<String>,
+}
+
+impl Routed {
+    /// The loaded model of `version`, if it is routed now.
+    fn get(&self, version: u32) -> Option<Arc<LoadedModel>> {
+        let canary = self.canary.as_ref().map(|(model, _)| model);
+        canary.into_iter().chain(&self.shadow).find(|model| model.version == version).cloned()
+    }
+}
+
+/// A user's canary bucket, 0–999: FNV-1a (64-bit) of the user id's UTF-8
+/// bytes, modulo 1000. The same on every node and after every restart,
+/// and a larger share only adds users (docs/MODELS.md).
+pub fn user_bucket(user: &str) -> u16 {
+    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % 1000) as u16
 }
 
 impl Ranker {
@@ -56,6 +89,7 @@ impl Ranker {
             admin: Mutex::new(()),
             retiring: Mutex::new(Vec::new()),
             swapped_at_stream_seq: std::sync::atomic::AtomicU64::new(0),
+            routes: ArcSwap::from_pointee(Routed::default()),
         })
     }
 
@@ -97,6 +131,15 @@ impl Ranker {
         store::read_verified(&self.dir, entry.version, &entry.sha256).is_ok()
     }
 
+    /// `entry`'s version loaded: the canary's or shadow's copy if it is one
+    /// (warm already), otherwise loaded now (`load`).
+    pub fn load_shared(&self, entry: &ModelEntry) -> Result<Arc<LoadedModel>, EngineError> {
+        match self.routed(entry.version) {
+            Some(model) => Ok(model),
+            None => self.load(entry).map(Arc::new),
+        }
+    }
+
     /// Loads, checks and warms up `entry`'s file (hash verified first).
     pub fn load(&self, entry: &ModelEntry) -> Result<LoadedModel, EngineError> {
         let runtime = runtime::get(self.config.runtime_path.as_deref()).map_err(EngineError::ModelRuntime)?;
@@ -122,24 +165,120 @@ impl Ranker {
         let live: Vec<u32> =
             catalog.entries.iter().filter(|entry| entry.lsn_retired.is_none()).map(|entry| entry.version).collect();
         store::sweep(&self.dir, &live)?;
-        let Some(entry) = catalog.active().and_then(|version| catalog.get(version)) else { return Ok(()) };
-        match self.load(entry) {
-            Ok(model) => self.serve(model),
-            Err(err) => {
-                warn!(version = entry.version, %err, "the active model cannot serve: answers are un-ranked");
-                self.set_fault(Some(err.to_string()));
+        if let Some(entry) = catalog.active().and_then(|version| catalog.get(version)) {
+            match self.load(entry) {
+                Ok(model) => self.serve(Arc::new(model)),
+                Err(err) => {
+                    warn!(version = entry.version, %err, "the active model cannot serve: answers are un-ranked");
+                    self.set_fault(Some(err.to_string()));
+                }
             }
         }
+        self.restore_routes(catalog);
         Ok(())
     }
 
-    pub fn serve(&self, model: LoadedModel) {
+    /// Start-up: loads the canary and the shadow the log names; one that
+    /// does not load is left out (its users get the active version) and
+    /// reported.
+    fn restore_routes(&self, catalog: &Catalog) {
+        let mut routed = Routed::default();
+        let mut faults = Vec::new();
+        let mut load = |version: u32| match catalog.get(version).map(|entry| self.load(entry)) {
+            Some(Ok(model)) => Some(Arc::new(model)),
+            Some(Err(err)) => {
+                warn!(version, %err, "a routed model version cannot load: it gets no requests");
+                faults.push(format!("v{version}: {err}"));
+                None
+            }
+            None => None,
+        };
+        if let Some((version, per_mille)) = catalog.routes.canary {
+            routed.canary = load(version).map(|model| (model, per_mille));
+        }
+        if let Some(version) = catalog.routes.shadow {
+            routed.shadow = load(version);
+        }
+        routed.fault = (!faults.is_empty()).then(|| faults.join("; "));
+        self.routes.store(Arc::new(routed));
+    }
+
+    /// The loaded model of `version` if it is the canary or shadow now.
+    pub fn routed(&self, version: u32) -> Option<Arc<LoadedModel>> {
+        self.routes.load().get(version)
+    }
+
+    /// Serves `canary` (with its share) and `shadow` from now on.
+    pub fn set_routes(&self, canary: Option<(Arc<LoadedModel>, u16)>, shadow: Option<Arc<LoadedModel>>) {
+        let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault: None }));
+        self.retire_loaded(old);
+    }
+
+    /// Drops the loaded routes the catalog no longer names (after an
+    /// activation promoted the canary, a retirement).
+    pub fn sync_routes(&self, routes: &Routes) {
+        let current = self.routes.load_full();
+        let canary = current.canary.clone().filter(|(model, per_mille)| {
+            routes.canary == Some((model.version, *per_mille))
+        });
+        let shadow = current.shadow.clone().filter(|model| routes.shadow == Some(model.version));
+        let unchanged = canary.is_some() == current.canary.is_some() && shadow.is_some() == current.shadow.is_some();
+        if !unchanged {
+            let fault = current.fault.clone();
+            let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault }));
+            self.retire_loaded(old);
+        }
+    }
+
+    /// The shadow version, if one is loaded.
+    pub fn shadow(&self) -> Option<Arc<LoadedModel>> {
+        self.routes.load().shadow.clone()
+    }
+
+    /// Scores a request's candidates with the shadow version and throws
+    /// the scores away: its latency and outcome go to its metrics.
+    pub fn shadow_score(&self, model: &LoadedModel, features: &[f32], rows: usize) {
+        if rows == 0 {
+            return;
+        }
+        let admission = model.breaker.admit();
+        if admission == Admission::Skip {
+            model.count_answer(Role::Shadow, Answer::Skipped);
+            return;
+        }
+        let budget = model.breaker.latency_budget();
+        match model.score(features, rows, budget) {
+            Ok((_, took)) => {
+                model.breaker.record(admission, if took > budget { Outcome::Failed } else { Outcome::Ok });
+                model.count_answer(Role::Shadow, Answer::Ranked);
+            }
+            Err(ScoreError::Busy) => {
+                model.breaker.abandon(admission);
+                model.count_answer(Role::Shadow, Answer::Busy);
+            }
+            Err(ScoreError::Failed(reason)) => {
+                model.breaker.record(admission, Outcome::Failed);
+                warn!(version = model.version, %reason, "shadow model inference failed");
+                model.count_answer(Role::Shadow, Answer::Failed);
+            }
+        }
+    }
+
+    /// Routes swapped out are freed by `reap`, like swapped-out versions.
+    fn retire_loaded(&self, old: Arc<Routed>) {
+        if let Ok(mut retiring) = self.retiring.lock() {
+            let canary = old.canary.as_ref().map(|(model, _)| Arc::clone(model));
+            retiring.extend(canary.into_iter().chain(old.shadow.clone()));
+        }
+    }
+
+    pub fn serve(&self, model: Arc<LoadedModel>) {
         self.swap(Some(model), None, 0);
     }
 
     /// A replica's activation from the stream message `stream_seq`: serve
     /// `model`.
-    pub fn serve_from_stream(&self, model: LoadedModel, stream_seq: u64) {
+    pub fn serve_from_stream(&self, model: Arc<LoadedModel>, stream_seq: u64) {
         self.swap(Some(model), None, stream_seq);
     }
 
@@ -151,8 +290,8 @@ impl Ranker {
         self.swap(None, Some(fault), stream_seq);
     }
 
-    fn swap(&self, model: Option<LoadedModel>, fault: Option<String>, stream_seq: u64) {
-        let old = self.serving.swap(model.map(Arc::new));
+    fn swap(&self, model: Option<Arc<LoadedModel>>, fault: Option<String>, stream_seq: u64) {
+        let old = self.serving.swap(model);
         self.set_fault(fault);
         self.swapped_at_stream_seq.store(stream_seq, std::sync::atomic::Ordering::Relaxed);
         if let (Some(old), Ok(mut retiring)) = (old, self.retiring.lock()) {
@@ -184,16 +323,26 @@ impl Ranker {
         self.fault.lock().ok().and_then(|fault| fault.clone())
     }
 
-    pub fn plan(&self) -> Plan {
-        let Some(model) = self.serving.load_full() else {
-            return Plan::Plain(Ranking::Unranked { reason: self.fault() });
+    /// How `user`'s request is ranked: by the canary if the user is in its
+    /// share, otherwise by the active version.
+    pub fn plan(&self, user: &str) -> Plan {
+        let canary = self.routes.load().canary.clone();
+        let (model, role) = match canary {
+            Some((model, per_mille)) if user_bucket(user) < per_mille => (model, Role::Canary),
+            _ => match self.serving.load_full() {
+                Some(model) => (model, Role::Stable),
+                None => return Plan::Plain(Ranking::Unranked { reason: self.fault() }),
+            },
         };
         match model.breaker.admit() {
-            Admission::Skip => Plan::Plain(Ranking::Degraded {
-                version: model.version,
-                reason: "the model's circuit breaker is open".into(),
-            }),
-            admission => Plan::Rank(model, admission),
+            Admission::Skip => {
+                model.count_answer(role, Answer::Skipped);
+                Plan::Plain(Ranking::Degraded {
+                    version: model.version,
+                    reason: "the model's circuit breaker is open".into(),
+                })
+            }
+            admission => Plan::Rank(model, admission, role),
         }
     }
 
@@ -204,6 +353,7 @@ impl Ranker {
         &self,
         model: &LoadedModel,
         admission: Admission,
+        role: Role,
         answer: &mut Recommendations,
         features: &[f32],
         n: usize,
@@ -220,6 +370,7 @@ impl Ranker {
             Ok((scores, took)) => {
                 let slow = took > budget;
                 model.breaker.record(admission, if slow { Outcome::Failed } else { Outcome::Ok });
+                model.count_answer(role, Answer::Ranked);
                 for (item, score) in answer.items.iter_mut().zip(scores) {
                     item.model_score = Some(score);
                 }
@@ -232,6 +383,7 @@ impl Ranker {
             }
             Err(ScoreError::Busy) => {
                 model.breaker.abandon(admission);
+                model.count_answer(role, Answer::Busy);
                 answer.ranking = Ranking::Degraded {
                     version: model.version,
                     reason: format!("every session of the model stayed busy for {budget:?}"),
@@ -239,6 +391,7 @@ impl Ranker {
             }
             Err(ScoreError::Failed(reason)) => {
                 model.breaker.record(admission, Outcome::Failed);
+                model.count_answer(role, Answer::Failed);
                 warn!(version = model.version, %reason, "model inference failed: answering un-ranked");
                 answer.ranking =
                     Ranking::Degraded { version: model.version, reason: format!("inference failed: {reason}") };
@@ -247,7 +400,13 @@ impl Ranker {
         answer.items.truncate(n);
     }
 
-    pub fn status(&self, active: Option<u32>) -> ModelStatus {
+    pub fn status(&self, active: Option<u32>, routes: &Routes) -> ModelStatus {
+        let routed = self.routes.load();
+        let route = |version: u32, per_mille: Option<u16>| RouteStatus {
+            version,
+            percent: per_mille.map(|per_mille| f64::from(per_mille) / 10.0),
+            loaded: routed.get(version).is_some(),
+        };
         let runtime = match runtime::peek() {
             Some(Ok(runtime)) => Ok(runtime.path.display().to_string()),
             Some(Err(reason)) => Err(reason),
@@ -264,6 +423,9 @@ impl Ranker {
             breaker: serving.as_ref().map(|model| model.breaker.state()),
             breaker_counts: serving.as_ref().map(|model| model.breaker.counts()),
             loaded_versions: loaded::live_count(),
+            canary: routes.canary.map(|(version, per_mille)| route(version, Some(per_mille))),
+            shadow: routes.shadow.map(|version| route(version, None)),
+            route_fault: routed.fault.clone(),
             swapped_at_stream_seq: match self.swapped_at_stream_seq.load(std::sync::atomic::Ordering::Relaxed) {
                 0 => None,
                 seq => Some(seq),

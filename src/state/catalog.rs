@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1};
+use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRoutesV1};
 
 /// Versions the rollback stack remembers.
 const STACK_MAX: usize = 16;
@@ -47,6 +47,27 @@ pub(crate) struct Catalog {
     pub entries: Vec<ModelEntry>,
     /// Activated versions, the active one last; a rollback pops it.
     pub stack: Vec<u32>,
+    /// The versions served beside the active one (record kind 13). A
+    /// snapshot section of its own (format 7), so the catalog's encoding
+    /// above stays what older snapshots hold.
+    #[serde(skip)]
+    pub routes: Routes,
+}
+
+/// The versions that get requests besides the active one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Routes {
+    /// A canary: `(version, per mille of users)`.
+    pub canary: Option<(u32, u16)>,
+    /// A shadow version.
+    pub shadow: Option<u32>,
+}
+
+impl Routes {
+    /// Whether `version` is routed (canary or shadow).
+    pub fn names(&self, version: u32) -> bool {
+        self.canary.is_some_and(|(canary, _)| canary == version) || self.shadow == Some(version)
+    }
 }
 
 impl Catalog {
@@ -93,6 +114,16 @@ impl Catalog {
     }
 
     pub fn activate(&mut self, lsn: u64, record: &ModelActivatedV1) {
+        if self.get(record.version).is_none() {
+            return;
+        }
+        // A canary or shadow activated (promoted) leaves its route.
+        if self.routes.canary.is_some_and(|(canary, _)| canary == record.version) {
+            self.routes.canary = None;
+        }
+        if self.routes.shadow == Some(record.version) {
+            self.routes.shadow = None;
+        }
         let Some(entry) = self.get_mut(record.version) else { return };
         entry.activations.push(Activation { lsn, at_ms: record.at_ms, rollback: record.rollback });
         if record.rollback && self.previous() == Some(record.version) {
@@ -112,6 +143,42 @@ impl Catalog {
             entry.lsn_retired.get_or_insert(lsn);
         }
         self.stack.retain(|&kept| kept != version);
+        if self.routes.canary.is_some_and(|(canary, _)| canary == version) {
+            self.routes.canary = None;
+        }
+        if self.routes.shadow == Some(version) {
+            self.routes.shadow = None;
+        }
+    }
+
+    /// Kind 13: the routing as the record gives it (checked before it was
+    /// logged: `routable`).
+    pub fn set_routes(&mut self, record: &ModelRoutesV1) {
+        self.routes = Routes {
+            canary: record.canary.map(|canary| (canary.version, canary.per_mille)),
+            shadow: record.shadow.map(|shadow| shadow.version),
+        };
+    }
+
+    /// Whether `version` (with this file) may be a canary or shadow: live,
+    /// and not the active version.
+    pub fn routable(&self, version: u32, sha256: &[u8; 32]) -> bool {
+        self.get(version).is_some_and(|entry| entry.lsn_retired.is_none() && &entry.sha256 == sha256)
+            && self.active() != Some(version)
+    }
+
+    /// Whether a routing record fits: each version it names routable, a
+    /// canary's share within 1–999 per mille, not the same version twice.
+    pub fn admits_routes(&self, record: &ModelRoutesV1) -> bool {
+        let canary_fits = record
+            .canary
+            .is_none_or(|canary| (1..1000).contains(&canary.per_mille) && self.routable(canary.version, &canary.sha256));
+        let shadow_fits = record.shadow.is_none_or(|shadow| self.routable(shadow.version, &shadow.sha256));
+        let distinct = match (record.canary, record.shadow) {
+            (Some(canary), Some(shadow)) => canary.version != shadow.version,
+            _ => true,
+        };
+        canary_fits && shadow_fits && distinct
     }
 
     /// Whether a model record from the replication stream changes this
@@ -133,7 +200,9 @@ impl Catalog {
             LogRecord::ModelRetired(retired) => {
                 self.get(retired.version).is_some_and(|entry| entry.lsn_retired.is_none())
                     && !self.stack.contains(&retired.version)
+                    && !self.routes.names(retired.version)
             }
+            LogRecord::ModelRoutes(routes) => self.admits_routes(routes),
             _ => true,
         }
     }
@@ -164,6 +233,12 @@ impl Catalog {
                 return Err(format!("the model stack names version {version}, which is not live"));
             }
         }
+        let routed = self.routes.canary.map(|(version, _)| version).into_iter().chain(self.routes.shadow);
+        for version in routed {
+            if self.get(version).is_none_or(|entry| entry.lsn_retired.is_some()) || self.active() == Some(version) {
+                return Err(format!("the model routes name version {version}, which is not live or is active"));
+            }
+        }
         Ok(())
     }
 
@@ -173,7 +248,11 @@ impl Catalog {
         let live: Vec<u32> =
             self.entries.iter().filter(|entry| entry.lsn_retired.is_none()).map(|entry| entry.version).collect();
         let newest_kept = live.len().saturating_sub(keep);
-        live[..newest_kept].iter().copied().filter(|version| !self.stack.contains(version)).collect()
+        live[..newest_kept]
+            .iter()
+            .copied()
+            .filter(|version| !self.stack.contains(version) && !self.routes.names(*version))
+            .collect()
     }
 }
 

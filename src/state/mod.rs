@@ -396,6 +396,7 @@ impl State {
             LogRecord::ModelAdded(added) => self.models.add(lsn, added),
             LogRecord::ModelActivated(activated) => self.models.activate(lsn, activated),
             LogRecord::ModelRetired(retired) => self.models.retire(lsn, retired.version),
+            LogRecord::ModelRoutes(routes) => self.models.set_routes(routes),
             LogRecord::ItemUpsert(upsert) => {
                 let item = self.intern_item(upsert.item);
                 let old: Option<Box<[u32]>> = self.replay.is_none().then(|| self.metadata.item_categories(item).into());
