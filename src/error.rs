@@ -29,6 +29,10 @@ pub enum EngineError {
     /// The item is not known to the engine.
     #[error("unknown item {0:?}")]
     UnknownItem(String),
+    /// The item was removed (`remove_item`), for good: its catalogue entry
+    /// cannot be set again.
+    #[error("item {0:?} was removed (remove_item), for good: it cannot come back")]
+    ItemRemoved(String),
     /// No such model version (or it was retired).
     #[error("unknown model version {0}")]
     UnknownModel(u32),

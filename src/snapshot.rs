@@ -439,7 +439,10 @@ mod tests {
     fn the_model_routes_round_trip_and_version_6_reads_without_any() -> Result<(), EngineError> {
         let mut models = Catalog::default();
         for version in 1..=3 {
-            models.add(u64::from(version), &crate::record::ModelAddedV1 { version, sha256: [9; 32], bytes: 5, added_ms: 1 });
+            models.add(
+                u64::from(version),
+                &crate::record::ModelAddedV1 { version, sha256: [9; 32], bytes: 5, added_ms: 1 },
+            );
         }
         models.routes = crate::state::catalog::Routes { canary: Some((2, 100)), shadow: Some(3) };
         let bytes = encode(7, &body(), &models, &metadata(), 3, None)?;

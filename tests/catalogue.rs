@@ -78,6 +78,36 @@ fn an_item_is_upserted_read_back_and_replaced() {
 }
 
 #[test]
+fn a_removed_item_leaves_the_catalogue_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    for id in ["a", "b", "c"] {
+        engine.upsert_item(&Item::new(id).category("x")).unwrap();
+    }
+    engine.remove_item("b").unwrap();
+    assert_eq!(engine.item("b").unwrap(), None);
+    let page: Vec<String> = engine.items(None, 10).unwrap().items.into_iter().map(|item| item.id).collect();
+    assert_eq!(page, ["a", "c"]);
+    // Paging past it still works, from it too.
+    let after_a: Vec<String> = engine.items(Some("a"), 10).unwrap().items.into_iter().map(|item| item.id).collect();
+    assert_eq!(after_a, ["c"]);
+    assert_eq!(engine.items(Some("b"), 10).unwrap().items.len(), 1);
+    // It cannot come back, nor be hidden or shown; removing it again is
+    // harmless. Nothing refused was logged.
+    let lsn = engine.lsn_applied();
+    let refused = engine.upsert_item(&Item::new("b").category("y"));
+    assert!(matches!(&refused, Err(EngineError::ItemRemoved(id)) if id == "b"), "{refused:?}");
+    assert!(matches!(engine.set_item_hidden("b", true), Err(EngineError::UnknownItem(_))));
+    assert_eq!(engine.lsn_applied(), lsn);
+    engine.remove_item("b").unwrap();
+    // The same after a restart.
+    engine.close().unwrap();
+    let engine = open(dir.path());
+    assert_eq!(engine.item("b").unwrap(), None);
+    assert_eq!(engine.items(None, 10).unwrap().items.len(), 2);
+}
+
+#[test]
 fn a_refused_item_or_user_names_its_field_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());

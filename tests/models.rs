@@ -508,7 +508,12 @@ fn assert_split(engine: &Engine, stable: u32, canary: u32, per_mille: u16) -> us
     for user in SEEDED_USERS {
         let expected = if recwal::model::user_bucket(user) < per_mille { canary } else { stable };
         in_canary += usize::from(expected == canary);
-        assert_eq!(ranked_version(engine, user), Some(expected), "{user} (bucket {})", recwal::model::user_bucket(user));
+        assert_eq!(
+            ranked_version(engine, user),
+            Some(expected),
+            "{user} (bucket {})",
+            recwal::model::user_bucket(user)
+        );
     }
     in_canary
 }

@@ -52,6 +52,11 @@ pub(crate) fn integral<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     }
 }
 
+/// `integral` for a field that must be there (and not null).
+pub(crate) fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    integral(deserializer)?.ok_or_else(|| D::Error::custom("invalid value: null, expected an integer of 64 bits"))
+}
+
 /// The kinds every server accepts, by name, in the order the API documents
 /// them; configured custom kinds (`EngineConfig::weights.custom`) come on top.
 pub const BUILT_IN_KINDS: [&str; 5] = ["view", "click", "cart", "purchase", "rating"];

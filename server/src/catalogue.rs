@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::answers::{CatalogueItems, Logged};
 use crate::api::{self, CountQuery};
-use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem, ProblemBody};
 use crate::server::{blocking, App};
 
 /// Items per page of `GET /v1/items` when `limit` is absent (or `max_n`
@@ -242,7 +242,10 @@ fn not_found(what: &str, id: &str) -> Problem {
     summary = "Set an item's catalogue entry (categories, labels, hidden, timestamp_ms, expires_ms), replacing what \
                it had (logged).",
     params(("item" = String, Path, description = "Item id")), request_body = ItemBody,
-    responses((status = 200, description = "Set; the LSN of the record.", body = Logged)))]
+    responses(
+        (status = 200, description = "Set; the LSN of the record.", body = Logged),
+        (status = 409, description = "The item was removed (DELETE), for good.", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 pub async fn put_item(
     State(app): State<Arc<App>>,
     ApiPath(id): ApiPath<String>,

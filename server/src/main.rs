@@ -14,6 +14,7 @@ mod edge;
 mod eval_cmd;
 mod import;
 mod import_items;
+mod model_routes;
 mod observe;
 mod openapi;
 mod problem;

@@ -752,7 +752,7 @@ mod tests {
         let registered = operations(&serde_json::to_value(&generated).unwrap());
         let document = document(&config, generated);
         assert_eq!(operations(&document), registered, "the document adds or drops routes");
-        assert_eq!(registered.len(), 31);
+        assert_eq!(registered.len(), 37);
         for (_, path) in &registered {
             assert!(!is_not_api(path), "{path} is both an API route and a non-API one");
         }

@@ -76,6 +76,7 @@ impl From<EngineError> for Problem {
             EngineError::UnknownUser(_) | EngineError::UnknownItem(_) | EngineError::UnknownModel(_) => {
                 (StatusCode::NOT_FOUND, "not found")
             }
+            EngineError::ItemRemoved(_) => (StatusCode::CONFLICT, "conflict"),
             EngineError::BadModel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model refused"),
             EngineError::ModelRuntime(_) => (StatusCode::SERVICE_UNAVAILABLE, "model runtime unavailable"),
             EngineError::Wal(WalError::Full { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "log full"),

@@ -30,6 +30,7 @@ use crate::catalogue::{self, FilterParams, Filtered};
 use crate::config::ServeConfig;
 use crate::docs_ui;
 use crate::edge::{self, BodyClock, EdgeStats};
+use crate::model_routes;
 use crate::observe::{self, HttpMetrics, ProcessGauges};
 use crate::openapi;
 use crate::problem::{ApiBytes, ApiJson, ApiPath, ApiQuery, Problem, ProblemBody};
@@ -114,6 +115,10 @@ pub fn api_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(model_status))
         .routes(routes!(rollback_model))
         .routes(routes!(activate_model))
+        .routes(routes!(model_routes::set_canary, model_routes::clear_canary))
+        .routes(routes!(model_routes::promote_canary))
+        .routes(routes!(model_routes::set_shadow, model_routes::clear_shadow))
+        .routes(routes!(model_routes::retire_model))
         .layer(middleware::from_fn_with_state(Arc::clone(app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
         .merge(models)

@@ -37,7 +37,8 @@ impl Engine {
     pub fn item(&self, item: &str) -> Result<Option<Item>, EngineError> {
         event::validate_id("item", item)?;
         let state = self.shared.read_state();
-        Ok(state.items().get(item).and_then(|dense| state.item_meta(dense).map(|meta| item_of(&state, dense, meta))))
+        let dense = state.items().get(item).filter(|&dense| !state.item_is_removed(dense));
+        Ok(dense.and_then(|dense| state.item_meta(dense).map(|meta| item_of(&state, dense, meta))))
     }
 
     /// A page of at most `limit` (1–`N_MAX`) catalogue items in the order
@@ -59,7 +60,9 @@ impl Engine {
                 dense + 1
             }
         };
-        let mut found: Vec<(Dense, &ItemMeta)> = state.catalogue_from(from).take(limit + 1).collect();
+        // Removed items leave the catalogue (their ids still order the pages).
+        let mut found: Vec<(Dense, &ItemMeta)> =
+            state.catalogue_from(from).filter(|(dense, _)| !state.item_is_removed(*dense)).take(limit + 1).collect();
         let more = found.len() > limit;
         found.truncate(limit);
         let items: Vec<Item> = found.into_iter().map(|(dense, meta)| item_of(&state, dense, meta)).collect();

@@ -365,10 +365,18 @@ impl Engine {
                 }
                 LogRecord::RemoveItem(RemoveItemV1 { item })
             }
-            ReplicaWrite::UpsertItem(item) => LogRecord::ItemUpsert(crate::catalogue::item_record(item)?),
+            ReplicaWrite::UpsertItem(item) => {
+                let record = crate::catalogue::item_record(item)?;
+                let state = self.shared.read_state();
+                if state.items().get(&item.id).is_some_and(|dense| state.item_is_removed(dense)) {
+                    return Err(EngineError::ItemRemoved(item.id.clone()));
+                }
+                LogRecord::ItemUpsert(record)
+            }
             ReplicaWrite::SetItemHidden { item, hidden } => {
                 event::validate_id("item", item)?;
-                if self.shared.read_state().items().get(item).is_none() {
+                let state = self.shared.read_state();
+                if state.items().get(item).is_none_or(|dense| state.item_is_removed(dense)) {
                     return Err(EngineError::UnknownItem(item.to_string()));
                 }
                 LogRecord::ItemHidden(crate::record::ItemHiddenV1 { item, hidden })

@@ -32,9 +32,9 @@ pub(crate) mod store;
 
 pub use breaker::{BreakerCounts, BreakerState};
 pub use catalog::{Activation, ModelEntry};
+pub use config::{BreakerConfig, Clock, ClockSource, ManualClock, ModelConfig, ModelDevice};
 pub use latency::{Answer, Role};
 pub use ranker::user_bucket;
-pub use config::{BreakerConfig, Clock, ClockSource, ManualClock, ModelConfig, ModelDevice};
 pub use runtime::{
     resolve_runtime, runtime_report, RuntimeReport, RuntimeResolution, RUNTIME_DEFAULT_PATH, RUNTIME_PATH_ENV,
 };

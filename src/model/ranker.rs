@@ -72,9 +72,9 @@ impl Routed {
 /// bytes, modulo 1000. The same on every node and after every restart,
 /// and a larger share only adds users (docs/MODELS.md).
 pub fn user_bucket(user: &str) -> u16 {
-    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = user
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     (hash % 1000) as u16
 }
 
@@ -218,9 +218,8 @@ impl Ranker {
     /// activation promoted the canary, a retirement).
     pub fn sync_routes(&self, routes: &Routes) {
         let current = self.routes.load_full();
-        let canary = current.canary.clone().filter(|(model, per_mille)| {
-            routes.canary == Some((model.version, *per_mille))
-        });
+        let canary =
+            current.canary.clone().filter(|(model, per_mille)| routes.canary == Some((model.version, *per_mille)));
         let shadow = current.shadow.clone().filter(|model| routes.shadow == Some(model.version));
         let unchanged = canary.is_some() == current.canary.is_some() && shadow.is_some() == current.shadow.is_some();
         if !unchanged {

@@ -170,9 +170,9 @@ impl Catalog {
     /// Whether a routing record fits: each version it names routable, a
     /// canary's share within 1–999 per mille, not the same version twice.
     pub fn admits_routes(&self, record: &ModelRoutesV1) -> bool {
-        let canary_fits = record
-            .canary
-            .is_none_or(|canary| (1..1000).contains(&canary.per_mille) && self.routable(canary.version, &canary.sha256));
+        let canary_fits = record.canary.is_none_or(|canary| {
+            (1..1000).contains(&canary.per_mille) && self.routable(canary.version, &canary.sha256)
+        });
         let shadow_fits = record.shadow.is_none_or(|shadow| self.routable(shadow.version, &shadow.sha256));
         let distinct = match (record.canary, record.shadow) {
             (Some(canary), Some(shadow)) => canary.version != shadow.version,

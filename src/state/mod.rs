@@ -203,6 +203,13 @@ impl State {
         self.metadata.item(item)
     }
 
+    /// Whether `item` was removed (`remove_item`): it is never returned
+    /// again, nor listed in the catalogue.
+    #[inline]
+    pub fn item_is_removed(&self, item: Dense) -> bool {
+        self.item_removed[item as usize]
+    }
+
     /// Whether a read at `now_ms` may return `item` at all: not removed,
     /// not hidden, published, not expired.
     #[inline]
