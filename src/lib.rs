@@ -50,7 +50,7 @@ pub use engine::{
     BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelStatus,
     OpenReport, Receipt, ReplayProgress,
 };
-pub use engine::{ReplicaModelAdd, MODEL_BYTES_MAX};
+pub use engine::{ReplicaModelAdd, RouteChange, MODEL_BYTES_MAX};
 pub use error::EngineError;
 pub use event::{Event, EventKind};
 pub use limits::{

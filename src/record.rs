@@ -237,10 +237,10 @@ struct ReplicatedV1<'a> {
 
 /// The kinds a replicated record may wrap: the data changes (events,
 /// forget, remove, catalogue) and the model registry's (add, activate,
-/// retire; the model file itself travels through an object-store bucket,
+/// retire, routes; the model file itself travels through an object-store bucket,
 /// docs/CLUSTER.md). The feedback expiry (written on a node's own clock)
 /// and the item models (trained by each node) are not replicated.
-pub const REPLICABLE_KINDS: [u8; 9] = [
+pub const REPLICABLE_KINDS: [u8; 10] = [
     KIND_EVENTS_V1,
     KIND_FORGET_USER_V1,
     KIND_REMOVE_ITEM_V1,
@@ -250,6 +250,7 @@ pub const REPLICABLE_KINDS: [u8; 9] = [
     KIND_ITEM_UPSERT_V1,
     KIND_ITEM_HIDDEN_V1,
     KIND_USER_UPSERT_V1,
+    KIND_MODEL_ROUTES_V1,
 ];
 
 /// Kind 11: an item model (the `ease` strategy's weights) was trained from

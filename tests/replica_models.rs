@@ -245,3 +245,56 @@ fn retention_retires_through_the_stream_and_a_restart_serves_the_same_version() 
     }
     Ok(())
 }
+
+#[test]
+fn a_canary_set_through_the_stream_splits_users_alike_on_every_replica() -> TestResult {
+    let a = Node::new(|_| true)?;
+    let b = Node::new(|_| true)?;
+    // `c` lacks linear_v2's file: the canary cannot load there.
+    let c = Node::new(|name| name != "linear_v2")?;
+    let nodes = [&a, &b, &c];
+    let mut seq = 0;
+    let mut publish = |message: Vec<u8>, fixture: Option<&str>| -> Result<u64, EngineError> {
+        seq += 1;
+        for node in nodes {
+            node.apply(seq, &message, fixture)?;
+        }
+        for node in nodes {
+            assert_eq!(node.engine.replica_position(), a.engine.replica_position(), "after message {seq}");
+        }
+        Ok(seq)
+    };
+    publish(seed_message(&a.engine)?, None)?;
+    publish(add_message(&a.engine, "linear_v1")?, Some("linear_v1"))?;
+    publish(add_message(&a.engine, "linear_v2")?, Some("linear_v2"))?;
+    publish(a.engine.replica_model_activation(Some(1))?, None)?;
+    // Checked where it is taken: the active version cannot be the canary.
+    let refused = b.engine.replica_model_routes(recwal::RouteChange::Canary { version: 1, per_mille: 500 });
+    assert!(matches!(refused, Err(EngineError::Invalid { .. })), "{refused:?}");
+    publish(b.engine.replica_model_routes(recwal::RouteChange::Canary { version: 2, per_mille: 500 })?, None)?;
+    let users: Vec<String> = (0..12).map(|user| format!("u{user}")).chain(["heavy".to_string()]).collect();
+    let ranked = |engine: &Engine, user: &str| {
+        engine.recommend(&RecommendRequest::new(user, 5, Strategy::UserCf)).unwrap().ranking.version()
+    };
+    for user in &users {
+        let expected = if recwal::model::user_bucket(user) < 500 { 2 } else { 1 };
+        assert_eq!(ranked(&a.engine, user), Some(expected), "{user} on a");
+        assert_eq!(ranked(&b.engine, user), Some(expected), "{user} on b");
+        // c: the stable version for everyone, the fault reported.
+        assert_eq!(ranked(&c.engine, user), Some(1), "{user} on c");
+    }
+    let status = c.engine.model_status();
+    assert_eq!(status.canary.map(|canary| (canary.version, canary.loaded)), Some((2, false)));
+    assert!(status.route_fault.is_some_and(|fault| fault.contains("v2")));
+    // Promoted through the stream: v2 for everyone where it loads.
+    publish(a.engine.replica_model_promotion()?, None)?;
+    for node in [&a, &b] {
+        assert!(node.engine.model_status().canary.is_none());
+        assert!(users.iter().all(|user| ranked(&node.engine, user) == Some(2)));
+    }
+    // v1, reachable by a rollback, retired through the stream.
+    publish(b.engine.replica_model_retirement(1)?, None)?;
+    assert!(a.engine.models().iter().any(|info| info.version == 1 && info.retired));
+    assert!(matches!(a.engine.replica_model_retirement(2), Err(EngineError::Invalid { .. })), "the active one");
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The admin routes of model versions side by side (docs/MODELS.md): a
 //! canary serving a share of users, a shadow scored beside every answer,
-//! promotion and retirement. Each maps onto one `Engine` method; a request
+//! promotion and retirement. Each maps onto one `Engine` method (on a
+//! cluster node: a stream message, `cluster/models.rs`); a request
 //! the registry's state forbids (the active version as a canary, nothing to
 //! promote) is a conflict (409), a malformed one a 400.
 
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use recwal::model::{ModelInfo, ModelStatus};
+use recwal::RouteChange;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -60,10 +62,6 @@ fn as_conflict(problem: Problem) -> Problem {
     }
 }
 
-fn status_answer(status: ModelStatus) -> Response {
-    Json(status).into_response()
-}
-
 #[utoipa::path(put, path = "/admin/models/canary", tag = "models",
     summary = "Route a share of users to a canary version (loaded and warmed up first, logged, then served); \
                replaces any canary.",
@@ -83,17 +81,30 @@ pub async fn set_canary(
         Ok(percent @ 1..=99) => percent * 10,
         _ => return Err(Problem::bad_request(format!("invalid percent: must be 1–99, got {}", body.percent))),
     };
-    let status =
-        blocking(app.engine()?, move |engine| engine.set_canary(version, per_mille)).await.map_err(as_conflict)?;
-    Ok(status_answer(status))
+    change(&app, RouteChange::Canary { version, per_mille }).await
 }
 
 #[utoipa::path(delete, path = "/admin/models/canary", tag = "models",
     summary = "End the canary: every user gets the active version (logged).",
     responses((status = 200, description = "The routing now.", body = ModelStatus)))]
 pub async fn clear_canary(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let status = blocking(app.engine()?, |engine| engine.clear_canary()).await?;
-    Ok(status_answer(status))
+    change(&app, RouteChange::ClearCanary).await
+}
+
+/// A routing change: through the stream on a cluster node.
+async fn change(app: &App, change: RouteChange) -> Result<Response, Problem> {
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::routes(app, change).await.map_err(as_conflict);
+    }
+    let status = blocking(app.engine()?, move |engine| match change {
+        RouteChange::Canary { version, per_mille } => engine.set_canary(version, per_mille),
+        RouteChange::ClearCanary => engine.clear_canary(),
+        RouteChange::Shadow(version) => engine.set_shadow(version),
+        RouteChange::ClearShadow => engine.clear_shadow(),
+    })
+    .await
+    .map_err(as_conflict)?;
+    Ok(Json(status).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/models/canary/promote", tag = "models",
@@ -103,6 +114,9 @@ pub async fn clear_canary(State(app): State<Arc<App>>) -> Result<Response, Probl
         (status = 409, description = "There is no canary.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn promote_canary(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::promote(&app).await.map_err(as_conflict);
+    }
     let info = blocking(app.engine()?, |engine| engine.promote_canary()).await.map_err(as_conflict)?;
     Ok(Json(info).into_response())
 }
@@ -122,16 +136,14 @@ pub async fn set_shadow(
     ApiJson(body): ApiJson<ShadowRequest>,
 ) -> Result<Response, Problem> {
     let version = version_of(body.version)?;
-    let status = blocking(app.engine()?, move |engine| engine.set_shadow(version)).await.map_err(as_conflict)?;
-    Ok(status_answer(status))
+    change(&app, RouteChange::Shadow(version)).await
 }
 
 #[utoipa::path(delete, path = "/admin/models/shadow", tag = "models",
     summary = "End the shadow scoring (logged).",
     responses((status = 200, description = "The routing now.", body = ModelStatus)))]
 pub async fn clear_shadow(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    let status = blocking(app.engine()?, |engine| engine.clear_shadow()).await?;
-    Ok(status_answer(status))
+    change(&app, RouteChange::ClearShadow).await
 }
 
 #[utoipa::path(delete, path = "/admin/models/{version}", tag = "models",
@@ -145,6 +157,9 @@ pub async fn retire_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath
     let version: u32 = version
         .parse()
         .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
+    if app.config.cluster.url.is_some() {
+        return crate::cluster::models::retire(&app, version).await.map_err(as_conflict);
+    }
     let info = blocking(app.engine()?, move |engine| engine.retire_model(version)).await.map_err(as_conflict)?;
     Ok(Json(info).into_response())
 }

@@ -924,4 +924,49 @@ fn a_model_activated_through_one_node_serves_on_every_node_from_the_same_positio
     }
     assert_eq!(position(&a), position(&c));
     wait_until(&b, "b caught up", |b| position(b) == position(&a));
+
+    // Versions side by side through the stream: back to v1, a 50% canary
+    // of v2 set through b splits the same users on every node (the
+    // documented hash), a promotion through c reaches every node, and a
+    // retirement through a retires v1 everywhere.
+    assert_eq!(a.json("POST", "/admin/models/rollback", "").0, 200);
+    // (A node checks a write against what it has applied: b must have
+    // applied the rollback before it takes a canary of v2.)
+    wait_until(&b, "b at a's position", |b| position(b) == position(&a));
+    let (status, routing) = b.json("PUT", "/admin/models/canary", r#"{"version":2,"percent":50}"#);
+    assert_eq!((status, routing["canary"]["version"].as_u64()), (200, Some(2)), "{routing}");
+    let seq = position(&b).0;
+    let bucket = |user: &str| {
+        user.bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+            % 1000
+    };
+    let expected: Vec<u64> = (0..8).map(|user| if bucket(&format!("u{user}")) < 500 { 2 } else { 1 }).collect();
+    assert!(expected.contains(&1) && expected.contains(&2), "{expected:?}");
+    for node in [&a, &b, &c] {
+        let got: Vec<u64> = (0..8)
+            .map(|user| {
+                let path = format!("/v1/users/u{user}/recommend?n=5&min_seq={seq}");
+                node.json("GET", &path, "").1["ranking"]["version"].as_u64().unwrap_or(0)
+            })
+            .collect();
+        assert_eq!(got, expected, "node {}", node.addr);
+    }
+    let (status, promoted) = c.json("POST", "/admin/models/canary/promote", "");
+    assert_eq!((status, promoted["version"].as_u64()), (200, Some(2)), "{promoted}");
+    let at = serving(&c).1.unwrap();
+    for node in [&a, &b, &c] {
+        wait_until(node, "the promotion everywhere", |node| serving(node) == (Some(2), Some(at)));
+        assert_eq!(node.json("GET", "/admin/models/status", "").1["canary"], serde_json::Value::Null);
+    }
+    wait_until(&a, "a at c's position", |a| position(a) == position(&c));
+    let (status, retired) = a.json("DELETE", "/admin/models/1", "");
+    assert_eq!((status, retired["retired"].as_bool()), (200, Some(true)), "{retired}");
+    let seq = position(&a).0;
+    for node in [&b, &c] {
+        let (_, listed) = node.json("GET", &format!("/admin/models?min_seq={seq}"), "");
+        assert_eq!(listed["models"][0]["retired"].as_bool(), Some(true), "{listed}");
+    }
+    wait_until(&c, "all three at one position", |c| position(c) == position(&a));
+    assert_eq!(position(&b), position(&a));
 }

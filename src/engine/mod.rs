@@ -32,7 +32,7 @@ mod replica;
 
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use item_model::{ItemModelInfo, ItemModelStatus};
-pub use models::{ReplicaModelAdd, MODEL_BYTES_MAX};
+pub use models::{ReplicaModelAdd, RouteChange, MODEL_BYTES_MAX};
 pub use replica::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 
 use std::path::{Path, PathBuf};

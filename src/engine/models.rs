@@ -8,14 +8,37 @@ use std::path::Path;
 use recwal_wal::Durability;
 use tracing::{info, warn};
 
+use std::sync::Arc;
+
 use super::replica::ModelFileRef;
 use super::Engine;
 use crate::error::EngineError;
 use crate::model::catalog::ModelEntry;
+use crate::model::catalog::Routes;
+use crate::model::loaded::LoadedModel;
 use crate::model::{store, ModelInfo, ModelStatus};
 use crate::record::{
     CanaryRouteV1, LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1, ModelRoutesV1, ShadowRouteV1,
 };
+
+/// A change of the versions served beside the active one
+/// (`Engine::set_canary` and its siblings, `Engine::replica_model_routes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteChange {
+    /// A canary for `per_mille` of users (1–999).
+    Canary {
+        /// The version.
+        version: u32,
+        /// Its share.
+        per_mille: u16,
+    },
+    /// No canary.
+    ClearCanary,
+    /// A shadow.
+    Shadow(u32),
+    /// No shadow.
+    ClearShadow,
+}
 
 /// What `Engine::replica_model_add` found.
 #[derive(Debug)]
@@ -162,25 +185,18 @@ impl Engine {
         }
     }
 
-    /// Routes `percent_per_mille` of users (1–999 per mille, chosen by
-    /// `user_bucket`) to `version`, a live version other than the active
-    /// one: loaded and warmed up first (a refusal changes nothing), logged
-    /// (record kind 13, durable), then served. Replaces any canary; a
-    /// shadow of the same version stops being one.
+    /// Routes `per_mille` of users (1–999, chosen by `user_bucket`) to
+    /// `version`, a live version other than the active one: loaded and
+    /// warmed up first (a refusal changes nothing), logged (record kind 13,
+    /// durable), then served. Replaces any canary; a shadow of the same
+    /// version stops being one.
     pub fn set_canary(&self, version: u32, per_mille: u16) -> Result<ModelStatus, EngineError> {
-        if !(1..1000).contains(&per_mille) {
-            return Err(EngineError::invalid("percent", format!("must be 0.1–99.9 %, got {per_mille} per mille")));
-        }
-        let _admin = self.shared.ranker.lock_admin()?;
-        let shadow = self.shared.read_state().models().routes.shadow.filter(|&shadow| shadow != version);
-        self.route(Some((version, per_mille)), shadow)
+        self.change_routes(RouteChange::Canary { version, per_mille })
     }
 
     /// Ends the canary: every user gets the active version again.
     pub fn clear_canary(&self) -> Result<ModelStatus, EngineError> {
-        let _admin = self.shared.ranker.lock_admin()?;
-        let shadow = self.shared.read_state().models().routes.shadow;
-        self.route(None, shadow)
+        self.change_routes(RouteChange::ClearCanary)
     }
 
     /// Scores every ranked answer with `version` too (a live version other
@@ -188,16 +204,38 @@ impl Engine {
     /// outcomes go to its metrics. Loaded first, logged, then used.
     /// Replaces any shadow; a canary of the same version stops being one.
     pub fn set_shadow(&self, version: u32) -> Result<ModelStatus, EngineError> {
-        let _admin = self.shared.ranker.lock_admin()?;
-        let canary = self.shared.read_state().models().routes.canary.filter(|&(canary, _)| canary != version);
-        self.route(canary, Some(version))
+        self.change_routes(RouteChange::Shadow(version))
     }
 
     /// Ends the shadow scoring.
     pub fn clear_shadow(&self) -> Result<ModelStatus, EngineError> {
+        self.change_routes(RouteChange::ClearShadow)
+    }
+
+    fn change_routes(&self, change: RouteChange) -> Result<ModelStatus, EngineError> {
         let _admin = self.shared.ranker.lock_admin()?;
-        let canary = self.shared.read_state().models().routes.canary;
-        self.route(canary, None)
+        let routes = self.routes_after(change)?;
+        self.route(routes.canary, routes.shadow)
+    }
+
+    /// The routing `change` leads to from the state's.
+    fn routes_after(&self, change: RouteChange) -> Result<Routes, EngineError> {
+        let routes = self.shared.read_state().models().routes;
+        let (canary, shadow) = match change {
+            RouteChange::Canary { version, per_mille } => {
+                if !(1..1000).contains(&per_mille) {
+                    return Err(EngineError::invalid(
+                        "percent",
+                        format!("must be 0.1–99.9 %, got {per_mille} per mille"),
+                    ));
+                }
+                (Some((version, per_mille)), routes.shadow.filter(|&shadow| shadow != version))
+            }
+            RouteChange::ClearCanary => (None, routes.shadow),
+            RouteChange::Shadow(version) => (routes.canary.filter(|&(canary, _)| canary != version), Some(version)),
+            RouteChange::ClearShadow => (routes.canary, None),
+        };
+        Ok(Routes { canary, shadow })
     }
 
     /// Activates the canary for every user (`activate_model` of its
@@ -215,23 +253,7 @@ impl Engine {
     pub fn retire_model(&self, version: u32) -> Result<ModelInfo, EngineError> {
         let ranker = &self.shared.ranker;
         let _admin = ranker.lock_admin()?;
-        let entry = self.entry(version)?;
-        if entry.lsn_retired.is_some() {
-            return Err(EngineError::UnknownModel(version));
-        }
-        {
-            let state = self.shared.read_state();
-            let models = state.models();
-            if models.active() == Some(version) {
-                return Err(EngineError::invalid("version", format!("v{version} is the active version")));
-            }
-            if models.routes.names(version) {
-                return Err(EngineError::invalid(
-                    "version",
-                    format!("v{version} is the canary or the shadow: end that first"),
-                ));
-            }
-        }
+        self.check_retirable(version)?;
         let record = LogRecord::ModelRetired(ModelRetiredV1 { version });
         self.shared.log_and_apply(&record, Vec::new(), Durability::Always)?;
         if let Err(err) = ranker.remove(version) {
@@ -245,6 +267,22 @@ impl Engine {
     /// Sets the routing (the caller holds the registry's lock): checks
     /// each version, loads the new ones, logs the record durably, serves.
     fn route(&self, canary: Option<(u32, u16)>, shadow: Option<u32>) -> Result<ModelStatus, EngineError> {
+        let (record, canary_model, shadow_model) = self.plan_routes(canary, shadow)?;
+        let lsn = self.shared.log_and_apply(&LogRecord::ModelRoutes(record), Vec::new(), Durability::Always)?;
+        self.shared.ranker.set_routes(canary_model, shadow_model, None);
+        info!(lsn, ?canary, ?shadow, "model routes set");
+        Ok(self.model_status())
+    }
+
+    /// The record of a routing, checked (each version live and not the
+    /// active one), with the versions loaded (or kept, if routed already):
+    /// a version that does not load is refused before anything is logged.
+    #[allow(clippy::type_complexity)]
+    fn plan_routes(
+        &self,
+        canary: Option<(u32, u16)>,
+        shadow: Option<u32>,
+    ) -> Result<(ModelRoutesV1, Option<(Arc<LoadedModel>, u16)>, Option<Arc<LoadedModel>>), EngineError> {
         let ranker = &self.shared.ranker;
         let check = |version: u32, role: &str| -> Result<ModelEntry, EngineError> {
             let entry = self.entry(version)?;
@@ -271,16 +309,54 @@ impl Engine {
             shadow: shadow_entry.as_ref().map(|entry| ShadowRouteV1 { version: entry.version, sha256: entry.sha256 }),
             at_ms: now_ms(),
         };
-        // Loaded (or kept, if routed already) before the record: a version
-        // that does not load is refused and nothing is logged.
         let canary_model =
             canary_entry.map(|(entry, per_mille)| ranker.load_shared(&entry).map(|model| (model, per_mille)));
         let canary_model = canary_model.transpose()?;
         let shadow_model = shadow_entry.map(|entry| ranker.load_shared(&entry)).transpose()?;
-        let lsn = self.shared.log_and_apply(&LogRecord::ModelRoutes(record), Vec::new(), Durability::Always)?;
-        ranker.set_routes(canary_model, shadow_model);
-        info!(lsn, ?canary, ?shadow, "model routes set");
-        Ok(self.model_status())
+        Ok((record, canary_model, shadow_model))
+    }
+
+    /// A cluster node's `set_canary` and its siblings: checked as they are
+    /// (the versions loaded on this node too) and returned as the stream
+    /// message that sets the routing on every replica. Changes nothing.
+    pub fn replica_model_routes(&self, change: RouteChange) -> Result<Vec<u8>, EngineError> {
+        let routes = self.routes_after(change)?;
+        let (record, _, _) = self.plan_routes(routes.canary, routes.shadow)?;
+        self.message_of(&LogRecord::ModelRoutes(record), "model")
+    }
+
+    /// A cluster node's `promote_canary`: the stream message activating the
+    /// canary's version (checked as `replica_model_activation` checks).
+    pub fn replica_model_promotion(&self) -> Result<Vec<u8>, EngineError> {
+        let canary = self.shared.read_state().models().routes.canary;
+        let (version, _) = canary.ok_or_else(|| EngineError::invalid("canary", "there is no canary to promote"))?;
+        self.replica_model_activation(Some(version))
+    }
+
+    /// A cluster node's `retire_model`: checked as it is, returned as the
+    /// stream message retiring the version on every replica.
+    pub fn replica_model_retirement(&self, version: u32) -> Result<Vec<u8>, EngineError> {
+        self.check_retirable(version)?;
+        self.message_of(&LogRecord::ModelRetired(ModelRetiredV1 { version }), "model")
+    }
+
+    fn check_retirable(&self, version: u32) -> Result<(), EngineError> {
+        let entry = self.entry(version)?;
+        if entry.lsn_retired.is_some() {
+            return Err(EngineError::UnknownModel(version));
+        }
+        let state = self.shared.read_state();
+        let models = state.models();
+        if models.active() == Some(version) {
+            return Err(EngineError::invalid("version", format!("v{version} is the active version")));
+        }
+        if models.routes.names(version) {
+            return Err(EngineError::invalid(
+                "version",
+                format!("v{version} is the canary or the shadow: end that first"),
+            ));
+        }
+        Ok(())
     }
 
     /// A cluster node's `add_model`: validates `bytes` exactly as
@@ -462,6 +538,36 @@ impl Engine {
                         ranker.fail_from_stream(format!("v{}: {err}", entry.version), stream_seq);
                     }
                 }
+                Ok(lsn)
+            }
+            LogRecord::ModelRoutes(routes) => {
+                let record = LogRecord::ModelRoutes(routes.clone());
+                let applies = self.shared.read_state().models().admits_replicated(&record);
+                if !applies {
+                    info!(stream_seq, "model routes from the stream do not apply");
+                    return log(record);
+                }
+                // Loaded before the record; a version that does not load
+                // here gets no requests on this node (reported), as after a
+                // start where it does not load.
+                let mut faults = Vec::new();
+                let mut load = |version: u32| {
+                    let entry = self.entry(version).ok()?;
+                    match ranker.load_shared(&entry) {
+                        Ok(model) => Some(model),
+                        Err(err) => {
+                            warn!(version, stream_seq, %err, "a routed model version cannot load on this node");
+                            faults.push(format!("v{version}: {err}"));
+                            None
+                        }
+                    }
+                };
+                let canary =
+                    routes.canary.and_then(|canary| load(canary.version).map(|model| (model, canary.per_mille)));
+                let shadow = routes.shadow.and_then(|shadow| load(shadow.version));
+                let lsn = log(record)?;
+                ranker.set_routes(canary, shadow, (!faults.is_empty()).then(|| faults.join("; ")));
+                info!(stream_seq, lsn, "model routes set from the stream");
                 Ok(lsn)
             }
             LogRecord::ModelRetired(retired) => {

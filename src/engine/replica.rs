@@ -210,7 +210,13 @@ impl Engine {
             return Err(bad(format!("record kind {kind} is not replicable")));
         }
         let record = LogRecord::decode(0, kind, payload).map_err(|err| bad(err.to_string()))?;
-        if matches!(record, LogRecord::ModelAdded(_) | LogRecord::ModelActivated(_) | LogRecord::ModelRetired(_)) {
+        if matches!(
+            record,
+            LogRecord::ModelAdded(_)
+                | LogRecord::ModelActivated(_)
+                | LogRecord::ModelRetired(_)
+                | LogRecord::ModelRoutes(_)
+        ) {
             let lsn = self.apply_replicated_model(stream_seq, record, model_file)?;
             return Ok(ReplicaApplied::Applied { lsn });
         }

@@ -209,8 +209,14 @@ impl Ranker {
     }
 
     /// Serves `canary` (with its share) and `shadow` from now on.
-    pub fn set_routes(&self, canary: Option<(Arc<LoadedModel>, u16)>, shadow: Option<Arc<LoadedModel>>) {
-        let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault: None }));
+    /// (`fault`: why a version the log routes is left out.)
+    pub fn set_routes(
+        &self,
+        canary: Option<(Arc<LoadedModel>, u16)>,
+        shadow: Option<Arc<LoadedModel>>,
+        fault: Option<String>,
+    ) {
+        let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault }));
         self.retire_loaded(old);
     }
 

@@ -186,7 +186,9 @@ impl Catalog {
     /// publish one from its own view, so by the time it is applied it may
     /// no longer fit: an addition must be the next version of a file not
     /// live already, an activation must name a live version with that
-    /// file, and a retirement a live version no rollback can reach. One
+    /// file, and a retirement a live version that is neither active nor
+    /// routed (one a rollback could reach leaves the stack, as
+    /// `Engine::retire_model` does). One
     /// that does not fit is a no-op, decided from the catalog alone, so
     /// every replica decides the same.
     pub fn admits_replicated(&self, record: &LogRecord<'_>) -> bool {
@@ -199,7 +201,7 @@ impl Catalog {
                 .is_some_and(|entry| entry.lsn_retired.is_none() && entry.sha256 == activated.sha256),
             LogRecord::ModelRetired(retired) => {
                 self.get(retired.version).is_some_and(|entry| entry.lsn_retired.is_none())
-                    && !self.stack.contains(&retired.version)
+                    && self.active() != Some(retired.version)
                     && !self.routes.names(retired.version)
             }
             LogRecord::ModelRoutes(routes) => self.admits_routes(routes),

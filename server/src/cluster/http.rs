@@ -71,11 +71,7 @@ pub async fn layer(State(app): State<Arc<App>>, request: Request, next: Next) ->
         }
         (&Method::POST, "/v1/sessions/recommend") => read(&app, &replica, request, next).await,
         // Published by their handlers (`models.rs`).
-        (&Method::POST, path)
-            if path == "/admin/models"
-                || path == "/admin/models/rollback"
-                || (path.starts_with("/admin/models/") && path.ends_with("/activate")) =>
-        {
+        (&Method::POST | &Method::PUT | &Method::DELETE, path) if path.starts_with("/admin/models") => {
             next.run(request).await
         }
         (_, path)

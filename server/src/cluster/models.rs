@@ -22,7 +22,7 @@ use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recwal::{Engine, ModelFileRef, ReplicaModelAdd};
+use recwal::{Engine, ModelFileRef, ReplicaModelAdd, RouteChange};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -262,6 +262,56 @@ pub async fn activate(app: &App, version: Option<u32>) -> Result<Response, Probl
     let info = info.ok_or_else(|| {
         Problem::new(StatusCode::CONFLICT, "conflict", "the activation was applied, but no version is active now")
     })?;
+    Ok(with_seq(Json(info).into_response(), seq))
+}
+
+/// The canary and shadow routes on a cluster node (`PUT`/`DELETE`
+/// `/admin/models/canary` and `/shadow`): checked here (the versions loaded
+/// here too), published, answered with the routing once this node applied
+/// it (every node applies it at the same stream position; the user split
+/// is the same on every node).
+pub async fn routes(app: &App, change: RouteChange) -> Result<Response, Problem> {
+    let replica = replica_of(app)?;
+    let engine = app.engine()?;
+    let message = blocking(Arc::clone(&engine), move |engine| engine.replica_model_routes(change)).await?;
+    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
+    if !applied {
+        return Ok(accepted(seq));
+    }
+    let status = blocking(engine, |engine| Ok(engine.model_status())).await?;
+    Ok(with_seq(Json(status).into_response(), seq))
+}
+
+/// `POST /admin/models/canary/promote` on a cluster node: the canary's
+/// activation, published.
+pub async fn promote(app: &App) -> Result<Response, Problem> {
+    let replica = replica_of(app)?;
+    let engine = app.engine()?;
+    let message = blocking(Arc::clone(&engine), |engine| engine.replica_model_promotion()).await?;
+    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
+    if !applied {
+        return Ok(accepted(seq));
+    }
+    let info = blocking(engine, |engine| Ok(engine.models().into_iter().find(|info| info.active))).await?;
+    let info = info.ok_or_else(|| {
+        Problem::new(StatusCode::CONFLICT, "conflict", "the promotion was applied, but no version is active now")
+    })?;
+    Ok(with_seq(Json(info).into_response(), seq))
+}
+
+/// `DELETE /admin/models/{version}` on a cluster node: the retirement,
+/// published.
+pub async fn retire(app: &App, version: u32) -> Result<Response, Problem> {
+    let replica = replica_of(app)?;
+    let engine = app.engine()?;
+    let message = blocking(Arc::clone(&engine), move |engine| engine.replica_model_retirement(version)).await?;
+    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
+    if !applied {
+        return Ok(accepted(seq));
+    }
+    let info =
+        blocking(engine, move |engine| Ok(engine.models().into_iter().find(|info| info.version == version))).await?;
+    let info = info.ok_or_else(|| Problem::from(recwal::EngineError::UnknownModel(version)))?;
     Ok(with_seq(Json(info).into_response(), seq))
 }
 
