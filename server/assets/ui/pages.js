@@ -242,9 +242,19 @@ function renderStatus(st) {
     ['fault', st.fault ? badge(st.fault, 'bad') : badge('none', 'ok')],
     ['breaker', h('span', { id: 'breaker' }, st.breaker ? breakerBadge(st.breaker) : 'no serving version')],
     ['breaker opened / failures / skipped', counts ? `${fmtInt(counts.opened)} / ${fmtInt(counts.failures)} / ${fmtInt(counts.skipped)}` : '—'],
+    ['canary', h('span', { id: 'canary' }, routeText(st.canary, true))],
+    ['shadow', h('span', { id: 'shadow' }, routeText(st.shadow, false))],
+    ['route fault', st.route_fault ? badge(st.route_fault, 'bad') : badge('none', 'ok')],
     ['versions loaded', fmtInt(st.loaded_versions)],
     ['ONNX Runtime', runtime],
   ]);
+}
+
+// A canary or shadow from /admin/models/status (docs/MODELS.md).
+function routeText(route, canary) {
+  if (!route) return 'none';
+  const share = canary && route.percent !== null && route.percent !== undefined ? ` for ${route.percent}% of users` : '';
+  return `v${route.version}${share}${route.loaded ? '' : ' (not loaded: see the route fault)'}`;
 }
 
 function renderVersions(list, activate) {
