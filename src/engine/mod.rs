@@ -25,15 +25,19 @@ mod catalogue;
 mod checkpoint;
 mod ingest;
 mod item_model;
+mod model_routes;
 mod models;
 mod read;
 mod recover;
 mod replica;
+mod replica_models;
 
 pub use checkpoint::{BackupCut, BackupRecord};
 pub use item_model::{ItemModelInfo, ItemModelStatus};
-pub use models::{ReplicaModelAdd, RouteChange, MODEL_BYTES_MAX};
+pub use model_routes::RouteChange;
+pub use models::MODEL_BYTES_MAX;
 pub use replica::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
+pub use replica_models::ReplicaModelAdd;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
