@@ -154,6 +154,9 @@ pub fn document(config: &ServeConfig, generated: utoipa::openapi::OpenApi) -> Va
             }
         }
     }
+    if config.cluster.url.is_some() {
+        crate::cluster::openapi::refine(&mut document);
+    }
     prune_schemas(&mut document);
     document
 }

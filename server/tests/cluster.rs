@@ -780,6 +780,22 @@ fn catalogue_forget_and_remove_through_any_node_apply_on_every_node() {
     }
     assert_eq!(position(&a), position(&b));
     assert_eq!(a.json("GET", "/readyz", "").0, 200);
+    // The node's /openapi.json describes it as a cluster node: `min_seq` on
+    // the reads, `wait` and the stream receipt on the ingests, 202s.
+    let document = a.json("GET", "/openapi.json", "").1;
+    let paths = &document["paths"];
+    let names = |operation: &serde_json::Value| -> Vec<String> {
+        operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect()
+    };
+    assert!(names(&paths["/v1/users/{user}/recommend"]["get"]).contains(&"min_seq".to_string()));
+    assert!(names(&paths["/v1/events"]["post"]).contains(&"wait".to_string()));
+    assert!(paths["/v1/events"]["post"]["responses"]["202"].is_object());
+    assert!(paths["/v1/items/{item}"]["put"]["responses"]["202"].is_object());
     // The admin plane's view of the replica is /readyz's.
     let (status, view) = b.json("GET", "/admin/cluster", "");
     assert_eq!(

@@ -27,6 +27,7 @@ pub mod config;
 mod digests;
 mod http;
 pub mod models;
+pub mod openapi;
 mod seed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
