@@ -9,25 +9,13 @@
 mod model_support;
 
 use model_support::{config, fixture_bytes, linear_score};
-use recwal::{
-    model_file_of, Engine, EngineError, Event, EventKind, Ranking, RecommendRequest, ReplicaModelAdd, Strategy,
-};
+use recwal::{model_file_of, Engine, EngineError, Ranking, RecommendRequest, ReplicaModelAdd, Strategy};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The seed of `model_support::seed`, as one stream message.
 fn seed_message(engine: &Engine) -> Result<Vec<u8>, EngineError> {
-    let mut events = Vec::new();
-    for user in 0..12u32 {
-        for step in 0..6u32 {
-            let item = (user * 7 + step * 5) % 30;
-            events.push(Event::new(format!("u{user}"), format!("i{item}"), EventKind::Rating(1.0 + (step % 5) as f32)));
-        }
-    }
-    for item in 0..25u32 {
-        events.push(Event::new("heavy", format!("i{item}"), EventKind::Click));
-    }
-    engine.replica_events(&events)
+    engine.replica_events(&model_support::seed_events())
 }
 
 fn add_message(engine: &Engine, fixture: &str) -> Result<Vec<u8>, EngineError> {
@@ -61,6 +49,20 @@ impl Node {
     }
 }
 
+/// Applies stream message `seq + 1` on every node (each with the file if
+/// it gets it) and checks that they agree on the replica digest after it.
+fn publish_to(nodes: &[&Node], seq: &mut u64, message: &[u8], fixture: Option<&str>) -> Result<u64, EngineError> {
+    *seq += 1;
+    for node in nodes {
+        node.apply(*seq, message, fixture)?;
+    }
+    let digest = nodes[0].engine.replica_position();
+    for node in nodes {
+        assert_eq!(node.engine.replica_position(), digest, "replicas differ after message {seq}");
+    }
+    Ok(*seq)
+}
+
 fn ranked_by(engine: &Engine) -> Ranking {
     let request = RecommendRequest::new("heavy", 5, Strategy::UserCf);
     engine.recommend(&request).unwrap().ranking
@@ -87,17 +89,7 @@ fn replicas_number_swap_and_retire_models_at_the_same_stream_position() -> TestR
     let c = Node::new(|name| name != "linear_v2")?;
     let nodes = [&a, &b, &c];
     let mut seq = 0;
-    let mut publish = |message: Vec<u8>, fixture: Option<&str>| -> Result<u64, EngineError> {
-        seq += 1;
-        for node in nodes {
-            node.apply(seq, &message, fixture)?;
-        }
-        let digest = a.engine.replica_position();
-        for node in nodes {
-            assert_eq!(node.engine.replica_position(), digest, "replicas differ after message {seq}");
-        }
-        Ok(seq)
-    };
+    let mut publish = |message: Vec<u8>, fixture: Option<&str>| publish_to(&nodes, &mut seq, &message, fixture);
     publish(seed_message(&a.engine)?, None)?;
     // Messages from `b`'s view; validating stored and logged nothing.
     let add_v1 = add_message(&b.engine, "linear_v1")?;
@@ -254,16 +246,7 @@ fn a_canary_set_through_the_stream_splits_users_alike_on_every_replica() -> Test
     let c = Node::new(|name| name != "linear_v2")?;
     let nodes = [&a, &b, &c];
     let mut seq = 0;
-    let mut publish = |message: Vec<u8>, fixture: Option<&str>| -> Result<u64, EngineError> {
-        seq += 1;
-        for node in nodes {
-            node.apply(seq, &message, fixture)?;
-        }
-        for node in nodes {
-            assert_eq!(node.engine.replica_position(), a.engine.replica_position(), "after message {seq}");
-        }
-        Ok(seq)
-    };
+    let mut publish = |message: Vec<u8>, fixture: Option<&str>| publish_to(&nodes, &mut seq, &message, fixture);
     publish(seed_message(&a.engine)?, None)?;
     publish(add_message(&a.engine, "linear_v1")?, Some("linear_v1"))?;
     publish(add_message(&a.engine, "linear_v2")?, Some("linear_v2"))?;

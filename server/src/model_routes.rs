@@ -54,7 +54,7 @@ fn version_of(version: i64) -> Result<u32, Problem> {
 
 /// The engine's refusals that a state of the registry causes (the active
 /// version named, no canary to promote) are conflicts, not bad requests.
-fn as_conflict(problem: Problem) -> Problem {
+pub(crate) fn as_conflict(problem: Problem) -> Problem {
     if problem.status == StatusCode::BAD_REQUEST {
         Problem::new(StatusCode::CONFLICT, "conflict", problem.detail)
     } else {

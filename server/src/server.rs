@@ -724,13 +724,7 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
 async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem> {
     // With no previous version the request is well-formed but the registry's
     // state forbids it: a conflict, not a bad request.
-    let as_conflict = |problem: Problem| {
-        if problem.status == StatusCode::BAD_REQUEST {
-            Problem::new(StatusCode::CONFLICT, "conflict", problem.detail)
-        } else {
-            problem
-        }
-    };
+    let as_conflict = model_routes::as_conflict;
     if app.config.cluster.url.is_some() {
         return crate::cluster::models::activate(&app, None).await.map_err(as_conflict);
     }

@@ -63,6 +63,11 @@ pub fn config() -> EngineConfig {
 /// 12 users over 30 items; "heavy" has 25 items (ln 26 > 3: the failing
 /// fixture fails on it), "light" has 3.
 pub fn seed(engine: &Engine) {
+    engine.ingest_batch(&seed_events()).unwrap();
+}
+
+/// `seed`'s events.
+pub fn seed_events() -> Vec<Event> {
     let mut events = Vec::new();
     for user in 0..12u32 {
         for step in 0..6u32 {
@@ -76,7 +81,7 @@ pub fn seed(engine: &Engine) {
     for item in [1u32, 2, 3] {
         events.push(Event::new("light", format!("i{item}"), EventKind::Purchase));
     }
-    engine.ingest_batch(&events).unwrap();
+    events
 }
 
 /// The heavy fixtures' layers, as `scripts/make-model-fixtures.py` builds

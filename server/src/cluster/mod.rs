@@ -475,6 +475,27 @@ impl Replica {
         }
     }
 
+    /// The object-store bucket `name`, created (with the stream's replica
+    /// count) by the first node that needs it.
+    async fn object_bucket(
+        &self,
+        name: String,
+        description: &str,
+    ) -> Result<async_nats::jetstream::object_store::ObjectStore, String> {
+        if let Ok(store) = self.js.get_object_store(&name).await {
+            return Ok(store);
+        }
+        self.js
+            .create_object_store(async_nats::jetstream::object_store::Config {
+                bucket: name.clone(),
+                description: Some(description.to_string()),
+                num_replicas: self.config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| format!("bucket {name}: {err}"))
+    }
+
     async fn stream(&self) -> Result<stream::Stream, String> {
         let config = stream::Config {
             name: self.config.stream.clone(),

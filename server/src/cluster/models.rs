@@ -52,19 +52,7 @@ impl Replica {
     /// The model bucket, created by the first node that needs it (with the
     /// stream's replica count).
     async fn model_bucket(&self) -> Result<ObjectStore, String> {
-        let name = self.config.model_bucket();
-        if let Ok(store) = self.js.get_object_store(&name).await {
-            return Ok(store);
-        }
-        self.js
-            .create_object_store(object_store::Config {
-                bucket: name.clone(),
-                description: Some("recwal: ranking model files, by SHA-256".into()),
-                num_replicas: self.config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| format!("model bucket {name}: {err}"))
+        self.object_bucket(self.config.model_bucket(), "recwal: ranking model files, by SHA-256").await
     }
 
     /// Puts `bytes` (the file `file` names) into the bucket unless it holds
@@ -209,35 +197,18 @@ impl Replica {
 /// `cluster.apply_wait_ms`.
 pub async fn add(app: &App, bytes: Vec<u8>) -> Result<Response, Problem> {
     let replica = replica_of(app)?;
-    let engine = app.engine()?;
-    let (checked, bytes) = {
-        let engine = Arc::clone(&engine);
-        blocking(engine, move |engine| engine.replica_model_add(&bytes).map(|checked| (checked, bytes))).await?
-    };
+    let (checked, bytes) =
+        blocking(app.engine()?, move |engine| engine.replica_model_add(&bytes).map(|checked| (checked, bytes))).await?;
     let (message, file) = match checked {
         ReplicaModelAdd::Known(info) => return Ok((StatusCode::CREATED, Json(info)).into_response()),
         ReplicaModelAdd::Publish { message, file } => (message, file),
     };
     replica.put_model_file(file, &bytes).await.map_err(|reason| unavailable(&reason))?;
     drop(bytes);
-    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
-    if !applied {
-        return Ok(accepted(seq));
-    }
-    replica.publish_retirements(&engine).await;
     let sha256 = file.hex();
-    let info = blocking(engine, move |engine| {
-        Ok(engine.models().into_iter().find(|info| !info.retired && info.sha256 == sha256))
-    })
-    .await?;
-    let info = info.ok_or_else(|| {
-        Problem::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the addition was applied, but the version was retired before this answer: list /admin/models",
-        )
-    })?;
-    Ok(with_seq((StatusCode::CREATED, Json(info)).into_response(), seq))
+    let answer = move |engine: &Engine| engine.models().into_iter().find(|info| !info.retired && info.sha256 == sha256);
+    let missing = "the addition was applied, but the version was retired before this answer: list /admin/models";
+    publish_then(app, StatusCode::CREATED, move |_| Ok(message), answer, missing).await
 }
 
 /// `POST /admin/models/{version}/activate` (`Some`) and
@@ -246,23 +217,9 @@ pub async fn add(app: &App, bytes: Vec<u8>) -> Result<Response, Problem> {
 /// activation published; 200 with the version once this node applied it,
 /// 202 with the stream sequence if that took longer.
 pub async fn activate(app: &App, version: Option<u32>) -> Result<Response, Problem> {
-    let replica = replica_of(app)?;
-    let engine = app.engine()?;
-    let message = blocking(Arc::clone(&engine), move |engine| engine.replica_model_activation(version)).await?;
-    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
-    if !applied {
-        return Ok(accepted(seq));
-    }
-    replica.publish_retirements(&engine).await;
-    let info = blocking(engine, |engine| {
-        let models = engine.models();
-        Ok(models.into_iter().find(|info| info.active))
-    })
-    .await?;
-    let info = info.ok_or_else(|| {
-        Problem::new(StatusCode::CONFLICT, "conflict", "the activation was applied, but no version is active now")
-    })?;
-    Ok(with_seq(Json(info).into_response(), seq))
+    let message = move |engine: &Engine| engine.replica_model_activation(version);
+    let missing = "the activation was applied, but no version is active now";
+    publish_then(app, StatusCode::OK, message, active_version, missing).await
 }
 
 /// The canary and shadow routes on a cluster node (`PUT`/`DELETE`
@@ -271,48 +228,57 @@ pub async fn activate(app: &App, version: Option<u32>) -> Result<Response, Probl
 /// it (every node applies it at the same stream position; the user split
 /// is the same on every node).
 pub async fn routes(app: &App, change: RouteChange) -> Result<Response, Problem> {
-    let replica = replica_of(app)?;
-    let engine = app.engine()?;
-    let message = blocking(Arc::clone(&engine), move |engine| engine.replica_model_routes(change)).await?;
-    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
-    if !applied {
-        return Ok(accepted(seq));
-    }
-    let status = blocking(engine, |engine| Ok(engine.model_status())).await?;
-    Ok(with_seq(Json(status).into_response(), seq))
+    let message = move |engine: &Engine| engine.replica_model_routes(change);
+    publish_then(app, StatusCode::OK, message, |engine| Some(engine.model_status()), "").await
 }
 
 /// `POST /admin/models/canary/promote` on a cluster node: the canary's
 /// activation, published.
 pub async fn promote(app: &App) -> Result<Response, Problem> {
-    let replica = replica_of(app)?;
-    let engine = app.engine()?;
-    let message = blocking(Arc::clone(&engine), |engine| engine.replica_model_promotion()).await?;
-    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
-    if !applied {
-        return Ok(accepted(seq));
-    }
-    let info = blocking(engine, |engine| Ok(engine.models().into_iter().find(|info| info.active))).await?;
-    let info = info.ok_or_else(|| {
-        Problem::new(StatusCode::CONFLICT, "conflict", "the promotion was applied, but no version is active now")
-    })?;
-    Ok(with_seq(Json(info).into_response(), seq))
+    let message = |engine: &Engine| engine.replica_model_promotion();
+    let missing = "the promotion was applied, but no version is active now";
+    publish_then(app, StatusCode::OK, message, active_version, missing).await
 }
 
 /// `DELETE /admin/models/{version}` on a cluster node: the retirement,
 /// published.
 pub async fn retire(app: &App, version: u32) -> Result<Response, Problem> {
+    let message = move |engine: &Engine| engine.replica_model_retirement(version);
+    let answer = move |engine: &Engine| engine.models().into_iter().find(|info| info.version == version);
+    publish_then(app, StatusCode::OK, message, answer, "the retired version is not listed").await
+}
+
+fn active_version(engine: &Engine) -> Option<recwal::model::ModelInfo> {
+    engine.models().into_iter().find(|info| info.active)
+}
+
+/// A registry change on a cluster node: `message` builds the stream
+/// message (checked on this node, nothing applied), which is published;
+/// once this node applied it, the retirements its retention asks for are
+/// published and the answer is `answer`'s view then (`status`, with the
+/// stream sequence; a 409 with `missing` if it finds nothing); 202 with the
+/// receipt if this node did not apply it within `cluster.apply_wait_ms`.
+async fn publish_then<T: serde::Serialize + Send + 'static>(
+    app: &App,
+    status: StatusCode,
+    message: impl FnOnce(&Engine) -> Result<Vec<u8>, recwal::EngineError> + Send + 'static,
+    answer: impl FnOnce(&Engine) -> Option<T> + Send + 'static,
+    missing: &str,
+) -> Result<Response, Problem> {
     let replica = replica_of(app)?;
     let engine = app.engine()?;
-    let message = blocking(Arc::clone(&engine), move |engine| engine.replica_model_retirement(version)).await?;
-    let (seq, applied) = publish_and_wait(app, &replica, message).await?;
-    if !applied {
-        return Ok(accepted(seq));
+    let message = blocking(Arc::clone(&engine), message).await?;
+    let published =
+        replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| unavailable(&reason))?;
+    let seq = published.stream_seq;
+    if !replica.wait_applied(seq, Duration::from_millis(app.config.cluster.apply_wait_ms)).await {
+        let body = json!({ "stream_seq": seq, "duplicate": published.duplicate, "applied": false });
+        return Ok(with_seq((StatusCode::ACCEPTED, Json(body)).into_response(), seq));
     }
-    let info =
-        blocking(engine, move |engine| Ok(engine.models().into_iter().find(|info| info.version == version))).await?;
-    let info = info.ok_or_else(|| Problem::from(recwal::EngineError::UnknownModel(version)))?;
-    Ok(with_seq(Json(info).into_response(), seq))
+    replica.publish_retirements(&engine).await;
+    let found = blocking(engine, move |engine| Ok(answer(engine))).await?;
+    let found = found.ok_or_else(|| Problem::new(StatusCode::CONFLICT, "conflict", missing.to_string()))?;
+    Ok(with_seq((status, Json(found)).into_response(), seq))
 }
 
 fn replica_of(app: &App) -> Result<Arc<Replica>, Problem> {
@@ -323,17 +289,4 @@ fn unavailable(reason: &str) -> Problem {
     let mut problem = Problem::unavailable(format!("not stored: {reason}; retry"));
     problem.retry_after = Some(1);
     problem
-}
-
-async fn publish_and_wait(app: &App, replica: &Replica, message: Vec<u8>) -> Result<(u64, bool), Problem> {
-    let published =
-        replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| unavailable(&reason))?;
-    let seq = published.stream_seq;
-    let applied = replica.wait_applied(seq, Duration::from_millis(app.config.cluster.apply_wait_ms)).await;
-    Ok((seq, applied))
-}
-
-fn accepted(seq: u64) -> Response {
-    let body = json!({ "stream_seq": seq, "duplicate": false, "applied": false });
-    with_seq((StatusCode::ACCEPTED, Json(body)).into_response(), seq)
 }

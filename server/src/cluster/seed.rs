@@ -114,19 +114,7 @@ impl Replica {
     /// The snapshot bucket, created by the first node that needs it (with
     /// the stream's replica count).
     async fn bucket(&self) -> Result<ObjectStore, String> {
-        let name = self.config.snapshot_bucket();
-        if let Ok(store) = self.js.get_object_store(&name).await {
-            return Ok(store);
-        }
-        self.js
-            .create_object_store(object_store::Config {
-                bucket: name.clone(),
-                description: Some("recwal: the newest snapshot of the replicas' state".into()),
-                num_replicas: self.config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| format!("snapshot bucket {name}: {err}"))
+        self.object_bucket(self.config.snapshot_bucket(), "recwal: the newest snapshot of the replicas' state").await
     }
 
     /// The metadata of the bucket's snapshot, if there is one.
