@@ -15,6 +15,7 @@ mod eval_cmd;
 mod import;
 mod import_items;
 mod model_routes;
+mod models_cmd;
 mod observe;
 mod openapi;
 mod problem;
@@ -178,6 +179,25 @@ enum ModelsCommand {
     Activate { version: u32 },
     /// Re-activate the previous version.
     Rollback,
+    /// The active, serving, canary and shadow versions.
+    Status,
+    /// Route a share of users (by user-id hash) to a canary version.
+    Canary {
+        version: u32,
+        /// The share of users, in percent (1–99).
+        #[arg(long)]
+        percent: u8,
+    },
+    /// End the canary: every user gets the active version.
+    EndCanary,
+    /// Activate the canary's version for every user.
+    Promote,
+    /// Score every ranked answer with a shadow version too, never serving it.
+    Shadow { version: u32 },
+    /// End the shadow scoring.
+    EndShadow,
+    /// Retire (unload) a version: not the active one, the canary or the shadow.
+    Retire { version: u32 },
 }
 
 #[derive(Args)]

@@ -13,7 +13,7 @@ use recwal::wal::{RecoveryReport, WalError};
 use recwal::{Engine, EngineConfig};
 use tracing::info;
 
-use crate::{client, datadir, Command, ModelsCommand, WalCommand};
+use crate::{datadir, models_cmd, Command, WalCommand};
 
 /// `println!` that returns an error instead of panicking when stdout is
 /// closed (`recwal wal inspect | head`) or its disk is full.
@@ -72,8 +72,8 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Models { data_dir, remote, command, json } => match remote.remote()? {
-            Some(remote) => remote_models(&remote, command, json),
-            None => models(&data_dir, command, json),
+            Some(remote) => models_cmd::remote(&remote, command, json),
+            None => models_cmd::local(open_existing(&data_dir)?, command, json),
         },
     }
 }
@@ -719,61 +719,4 @@ fn show_verdict(
 fn unchecked_json(dir: &Path, error: &str) -> Result<ExitCode, String> {
     out!("{}", serde_json::json!({ "log_dir": dir, "clean": false, "error": error }))?;
     Ok(ExitCode::from(EXIT_UNCHECKED))
-}
-
-fn remote_models(remote: &client::Remote, command: ModelsCommand, json: bool) -> Result<ExitCode, String> {
-    let content_type = "application/json";
-    let answer = match command {
-        ModelsCommand::List => remote.call("GET", "/admin/models", content_type, b"")?["models"].take(),
-        ModelsCommand::Add { file } => {
-            let bytes = std::fs::read(&file).map_err(|err| format!("{}: {err}", file.display()))?;
-            remote.call("POST", "/admin/models", "application/octet-stream", &bytes)?
-        }
-        ModelsCommand::Activate { version } => {
-            remote.call("POST", &format!("/admin/models/{version}/activate"), content_type, b"")?
-        }
-        ModelsCommand::Rollback => remote.call("POST", "/admin/models/rollback", content_type, b"")?,
-    };
-    let infos: Vec<recwal::model::ModelInfo> = match answer {
-        serde_json::Value::Array(_) => serde_json::from_value(answer).map_err(|err| err.to_string())?,
-        other => vec![serde_json::from_value(other).map_err(|err| err.to_string())?],
-    };
-    show_models(&infos, json)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show_models(infos: &[recwal::model::ModelInfo], json: bool) -> Result<(), String> {
-    if json {
-        return out!("{}", serde_json::to_string(infos).map_err(|err| err.to_string())?);
-    }
-    for info in infos {
-        show_model(info)?;
-    }
-    Ok(())
-}
-
-fn show_model(info: &recwal::model::ModelInfo) -> Result<(), String> {
-    out!(
-        "v{}  sha256 {}  {} bytes  added LSN {}  activations {}{}{}",
-        info.version,
-        info.sha256,
-        info.bytes,
-        info.lsn_added,
-        info.activations.len(),
-        if info.active { "  ACTIVE" } else { "" },
-        if info.retired { "  retired" } else { "" }
-    )
-}
-
-fn models(data_dir: &Path, command: ModelsCommand, json: bool) -> Result<ExitCode, String> {
-    let engine = open_existing(data_dir)?;
-    let shown = match command {
-        ModelsCommand::List => engine.models(),
-        ModelsCommand::Add { file } => vec![engine.add_model_file(&file).map_err(|err| err.to_string())?],
-        ModelsCommand::Activate { version } => vec![engine.activate_model(version).map_err(|err| err.to_string())?],
-        ModelsCommand::Rollback => vec![engine.rollback_model().map_err(|err| err.to_string())?],
-    };
-    show_models(&shown, json)?;
-    engine.close().map_err(|err| err.to_string())?;
-    Ok(ExitCode::SUCCESS)
 }

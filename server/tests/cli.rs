@@ -62,6 +62,16 @@ fn import_inspect_checkpoint_models_eval() {
     let refused = recwal(&["models", "activate", "7"], &data);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown model version 7"));
+    // On the data directory: a canary, logged, so the next command sees it.
+    let v2 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/linear_v2.onnx");
+    stdout(&recwal(&["models", "add", v2.to_str().unwrap()], &data));
+    stdout(&recwal(&["models", "canary", "2", "--percent", "10"], &data));
+    let status = stdout(&recwal(&["models", "status"], &data));
+    assert!(status.contains("active v1") && status.contains("canary v2 for 10% of users"), "{status}");
+    let bad = recwal(&["models", "canary", "2", "--percent", "0"], &data);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--percent must be 1–99"));
+    stdout(&recwal(&["models", "end-canary"], &data));
+    assert!(stdout(&recwal(&["models", "status"], &data)).contains("canary none"));
 
     let eval = stdout(&recwal(&["eval", file.to_str().unwrap()], &data));
     assert!(eval.contains("| user_cf |") && eval.contains("| popularity |"), "{eval}");
@@ -104,6 +114,22 @@ fn models_and_checkpoint_against_a_running_server() {
     stdout(&remote(&["models", "activate", "1"]));
     let listed = stdout(&remote(&["models", "list"]));
     assert!(listed.contains("ACTIVE"), "{listed}");
+    // Versions side by side through the admin plane.
+    let v2 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/linear_v2.onnx");
+    stdout(&remote(&["models", "add", v2.to_str().unwrap()]));
+    let canary = stdout(&remote(&["models", "canary", "2", "--percent", "25"]));
+    assert!(canary.contains("canary v2 for 25% of users"), "{canary}");
+    let status = stdout(&remote(&["models", "status"]));
+    assert!(status.contains("active v1") && status.contains("canary v2 for 25%"), "{status}");
+    let refused = remote(&["models", "canary", "1", "--percent", "25"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("HTTP 409"));
+    let promoted = stdout(&remote(&["models", "promote"]));
+    assert!(promoted.starts_with("v2 ") && promoted.contains("ACTIVE"), "{promoted}");
+    let shadow = stdout(&remote(&["models", "shadow", "1"]));
+    assert!(shadow.contains("canary none  shadow v1"), "{shadow}");
+    stdout(&remote(&["models", "end-shadow"]));
+    let retired = stdout(&remote(&["models", "retire", "1"]));
+    assert!(retired.starts_with("v1 ") && retired.contains("retired"), "{retired}");
     let checkpoint = stdout(&remote(&["checkpoint"]));
     assert!(checkpoint.starts_with("snapshot at LSN"), "{checkpoint}");
     // A wrong token is refused with the server's reason.
