@@ -85,6 +85,26 @@ pub(crate) fn render(stats: &EngineStats, models: &ModelStatus) -> String {
         "1 if the active version cannot serve (see the status).",
         u64::from(models.fault.is_some()),
     );
+    out.gauge(
+        "recwal_model_canary_version",
+        "The canary version per the log (0: none).",
+        models.canary.as_ref().map_or(0, |canary| u64::from(canary.version)),
+    );
+    out.gauge(
+        "recwal_model_canary_share_per_mille",
+        "Users routed to the canary, per mille (0: no canary).",
+        models.canary.as_ref().and_then(|canary| canary.percent).map_or(0, |percent| (percent * 10.0).round() as u64),
+    );
+    out.gauge(
+        "recwal_model_shadow_version",
+        "The shadow version per the log (0: none).",
+        models.shadow.as_ref().map_or(0, |shadow| u64::from(shadow.version)),
+    );
+    out.gauge(
+        "recwal_model_route_fault",
+        "1 if a canary or shadow the log names is not loaded (see the status).",
+        u64::from(models.route_fault.is_some()),
+    );
     out.gauge("recwal_model_loaded_versions", "Model versions loaded in the process.", models.loaded_versions as u64);
     out.header("recwal_model_breaker_state", "The serving version's circuit breaker (1 for its state).", "gauge");
     for state in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {

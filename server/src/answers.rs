@@ -113,6 +113,12 @@ pub struct ReadinessModel {
     pub fault: Option<String>,
     /// The serving version's breaker.
     pub breaker: Option<BreakerState>,
+    /// The canary (docs/MODELS.md): its version, share and whether it loaded.
+    pub canary: Option<recwal::model::RouteStatus>,
+    /// The shadow.
+    pub shadow: Option<recwal::model::RouteStatus>,
+    /// Why a canary or shadow the log names is not loaded.
+    pub route_fault: Option<String>,
     /// The ONNX Runtime library: loaded, or why not and where it was looked for.
     pub runtime: RuntimeReport,
 }

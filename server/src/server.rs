@@ -332,6 +332,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             serving: models.serving,
             fault: models.fault,
             breaker: models.breaker,
+            canary: models.canary,
+            shadow: models.shadow,
+            route_fault: models.route_fault,
             // The ONNX Runtime library: loaded, or why not and where it was looked for.
             runtime: recwal::model::runtime_report(),
         }),

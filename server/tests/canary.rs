@@ -103,6 +103,10 @@ fn a_canary_splits_by_user_hash_survives_sigkill_promotes_and_rolls_back_without
     assert_eq!(versions(&server), expected);
     let status = server.json("GET", "/admin/models/status", "").1;
     assert_eq!((status["active"].as_u64(), status["canary"]["version"].as_u64()), (Some(1), Some(2)));
+    let ready = server.json("GET", "/readyz", "").1;
+    assert_eq!(ready["model"]["canary"], serde_json::json!({"version": 2, "percent": 10.0, "loaded": true}));
+    assert_eq!(metric(&server, "recwal_model_canary_version"), 2);
+    assert_eq!(metric(&server, "recwal_model_canary_share_per_mille"), 100);
 
     // Promote and roll back while readers hammer the server: not one
     // request fails.
