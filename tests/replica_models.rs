@@ -269,6 +269,19 @@ fn a_canary_set_through_the_stream_splits_users_alike_on_every_replica() -> Test
     let status = c.engine.model_status();
     assert_eq!(status.canary.map(|canary| (canary.version, canary.loaded)), Some((2, false)));
     assert!(status.route_fault.is_some_and(|fault| fault.contains("v2")));
+    // The file restored (fetched again): the canary gets its users on c too.
+    assert_eq!(c.engine.model_files_missing().iter().map(|(version, _)| *version).collect::<Vec<_>>(), vec![2]);
+    let lsn = c.engine.lsn_applied();
+    c.engine.restore_model_file(2, &model_support::fixture_bytes("linear_v2"))?;
+    let status = c.engine.model_status();
+    assert_eq!(
+        (status.canary.map(|canary| canary.loaded), status.route_fault, c.engine.lsn_applied()),
+        (Some(true), None, lsn)
+    );
+    for user in &users {
+        let expected = if recwal::model::user_bucket(user) < 500 { 2 } else { 1 };
+        assert_eq!(ranked(&c.engine, user), Some(expected), "{user} on c, restored");
+    }
     // Promoted through the stream: v2 for everyone where it loads.
     publish(a.engine.replica_model_promotion()?, None)?;
     for node in [&a, &b] {

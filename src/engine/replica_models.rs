@@ -101,24 +101,31 @@ impl Engine {
             .collect()
     }
 
-    /// Live versions whose file this node lacks or holds altered (a node
-    /// that joined from a snapshot, or applied an addition without the
-    /// file), oldest first.
+    /// Live versions whose file this node lacks (a node that joined from a
+    /// snapshot, or applied an addition without the file), or holds with
+    /// another length, oldest first; and the active version if it does not
+    /// serve (its file may be altered: loading verifies the hash). Reads
+    /// file metadata only, so it is cheap to ask again and again.
     pub fn model_files_missing(&self) -> Vec<(u32, ModelFileRef)> {
-        let live: Vec<ModelEntry> = {
+        let (live, active): (Vec<ModelEntry>, Option<u32>) = {
             let state = self.shared.read_state();
-            state.models().entries.iter().filter(|entry| entry.lsn_retired.is_none()).cloned().collect()
+            let models = state.models();
+            (models.entries.iter().filter(|entry| entry.lsn_retired.is_none()).cloned().collect(), models.active())
         };
+        let ranker = &self.shared.ranker;
         live.into_iter()
-            .filter(|entry| !self.shared.ranker.has_file(entry))
+            .filter(|entry| {
+                !ranker.has_file(entry) || (active == Some(entry.version) && !ranker.is_serving(entry.version))
+            })
             .map(|entry| (entry.version, ModelFileRef { sha256: entry.sha256, bytes: entry.bytes }))
             .collect()
     }
 
     /// Stores live version `version`'s file (fetched by a cluster node),
     /// checked against the hash the log holds for it; if it is the active
-    /// version and nothing serves, loads it and serves it. Logs nothing:
-    /// the log already holds the version (and its activation).
+    /// version and nothing serves, loads it and serves it, and if it is the
+    /// canary or shadow and not loaded, loads it into its route. Logs
+    /// nothing: the log already holds the version (and its activation).
     pub fn restore_model_file(&self, version: u32, bytes: &[u8]) -> Result<(), EngineError> {
         let ranker = &self.shared.ranker;
         let _admin = ranker.lock_admin()?;
@@ -134,10 +141,16 @@ impl Engine {
             )));
         }
         ranker.store(version, bytes)?;
-        let active = self.shared.read_state().models().active();
+        let (active, routes) = {
+            let state = self.shared.read_state();
+            (state.models().active(), state.models().routes)
+        };
         if active == Some(version) && !ranker.is_serving(version) {
             ranker.serve(std::sync::Arc::new(ranker.load(&entry)?));
             info!(version, "model file restored: the active version serves");
+        } else if routes.names(version) && ranker.routed(version).is_none() {
+            ranker.restore_route(&routes, std::sync::Arc::new(ranker.load(&entry)?));
+            info!(version, "model file restored: the routed version gets its requests");
         }
         Ok(())
     }

@@ -126,9 +126,10 @@ impl Ranker {
         self.serving.load().as_ref().is_some_and(|model| model.version == version)
     }
 
-    /// Whether `entry`'s file is here, intact.
+    /// Whether `entry`'s file is here with its length (a cheap check: the
+    /// hash is verified when the file is loaded).
     pub fn has_file(&self, entry: &ModelEntry) -> bool {
-        store::read_verified(&self.dir, entry.version, &entry.sha256).is_ok()
+        std::fs::metadata(store::path(&self.dir, entry.version)).is_ok_and(|meta| meta.len() == entry.bytes)
     }
 
     /// `entry`'s version loaded: the canary's or shadow's copy if it is one
@@ -218,6 +219,26 @@ impl Ranker {
     ) {
         let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault }));
         self.retire_loaded(old);
+    }
+
+    /// A routed version's file came back (a cluster node fetched it): it
+    /// gets its requests again; the route fault clears once every version
+    /// `routes` names is loaded.
+    pub fn restore_route(&self, routes: &Routes, model: Arc<LoadedModel>) {
+        let current = self.routes.load_full();
+        let mut canary = current.canary.clone();
+        let mut shadow = current.shadow.clone();
+        if let Some((version, per_mille)) = routes.canary {
+            if version == model.version {
+                canary = Some((Arc::clone(&model), per_mille));
+            }
+        }
+        if routes.shadow == Some(model.version) {
+            shadow = Some(model);
+        }
+        let complete = routes.canary.is_none_or(|_| canary.is_some()) && routes.shadow.is_none_or(|_| shadow.is_some());
+        let fault = if complete { None } else { current.fault.clone() };
+        self.routes.store(Arc::new(Routed { canary, shadow, fault }));
     }
 
     /// Drops the loaded routes the catalog no longer names (after an

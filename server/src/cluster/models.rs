@@ -133,7 +133,12 @@ impl Replica {
         loop {
             let due = first || {
                 let engine = Arc::clone(&engine);
-                tokio::task::spawn_blocking(move || engine.model_status().fault.is_some()).await.unwrap_or(false)
+                tokio::task::spawn_blocking(move || {
+                    let status = engine.model_status();
+                    status.fault.is_some() || status.route_fault.is_some()
+                })
+                .await
+                .unwrap_or(false)
             };
             first = false;
             if due {
