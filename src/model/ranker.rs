@@ -292,9 +292,9 @@ impl Ranker {
 
     /// Routes swapped out are freed by `reap`, like swapped-out versions.
     fn retire_loaded(&self, old: Arc<Routed>) {
-        if let Ok(mut retiring) = self.retiring.lock() {
-            let canary = old.canary.as_ref().map(|(model, _)| Arc::clone(model));
-            retiring.extend(canary.into_iter().chain(old.shadow.clone()));
+        let canary = old.canary.as_ref().map(|(model, _)| Arc::clone(model));
+        for model in canary.into_iter().chain(old.shadow.clone()) {
+            self.retire(model);
         }
     }
 
@@ -320,8 +320,25 @@ impl Ranker {
         let old = self.serving.swap(model);
         self.set_fault(fault);
         self.swapped_at_stream_seq.store(stream_seq, std::sync::atomic::Ordering::Relaxed);
-        if let (Some(old), Ok(mut retiring)) = (old, self.retiring.lock()) {
-            retiring.push(old);
+        if let Some(old) = old {
+            self.retire(old);
+        }
+    }
+
+    /// Hands a version that left the serving slot or a route to `reap`,
+    /// unless it is still the serving version or routed (a promoted
+    /// canary, a route set again) or handed over already: `reap` frees a
+    /// version once `retiring` holds its last reference.
+    fn retire(&self, model: Arc<LoadedModel>) {
+        let serving = self.serving.load().as_ref().is_some_and(|serving| Arc::ptr_eq(serving, &model));
+        let routed = self.routes.load().get(model.version).is_some_and(|routed| Arc::ptr_eq(&routed, &model));
+        if serving || routed {
+            return;
+        }
+        if let Ok(mut retiring) = self.retiring.lock() {
+            if !retiring.iter().any(|held| Arc::ptr_eq(held, &model)) {
+                retiring.push(model);
+            }
         }
     }
 
