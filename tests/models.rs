@@ -600,6 +600,11 @@ fn a_shadow_is_scored_beside_every_answer_and_never_served() {
     for user in SEEDED_USERS {
         assert_eq!(ranked_version(&engine, user), Some(1), "{user}");
     }
+    // Scored on the shadow's own thread: counted soon after the answers.
+    let started = std::time::Instant::now();
+    while shadow_count(&engine) - before < SEEDED_USERS.len() as u64 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(shadow_count(&engine) - before, SEEDED_USERS.len() as u64);
     // A canary of the shadow's version ends the shadow; the same routing
     // comes back after a restart.
@@ -620,4 +625,49 @@ fn a_shadow_is_scored_beside_every_answer_and_never_served() {
     assert!(matches!(engine.set_shadow(2), Err(EngineError::UnknownModel(2))));
     assert!(dir.path().join("models").join("v000001.onnx").exists());
     assert!(!dir.path().join("models").join("v000002.onnx").exists());
+}
+
+#[test]
+fn a_slow_shadow_is_scored_off_the_request_path_and_every_request_is_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget the slow model stays within: its breaker never opens, so
+    // whatever the shadow skips, it skips because its queue is full —
+    // scoring in the request would have skipped nothing.
+    let (config, _clock) = breaker_config(Duration::from_secs(30));
+    let engine = serving(dir.path(), config, "linear_v1");
+    // The per-version counters are per process, and other tests here shadow
+    // v2: the slow model is v4.
+    for fixture in ["linear_v2", "mlp_v1", "slow"] {
+        engine.add_model(&fixture_bytes(fixture)).unwrap();
+    }
+    engine.set_shadow(4).unwrap();
+    let count = |engine: &Engine, outcome: &str| {
+        let metrics = engine.metrics_text();
+        let series = format!("recwal_model_answers_total{{version=\"4\",role=\"shadow\",outcome=\"{outcome}\"}}");
+        metrics.lines().find_map(|line| line.strip_prefix(series.as_str())?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    // Far more requests than the slow shadow (tens of ms per inference)
+    // can score while they run: every answer is still v1's, and the shadow
+    // skips what its queue cannot hold instead of holding the requests.
+    let requests = 400;
+    for at in 0..requests {
+        let user = SEEDED_USERS[at % SEEDED_USERS.len()];
+        assert_eq!(ranked_version(&engine, user), Some(1), "{user}");
+    }
+    // Skips for a full queue are counted in the request itself.
+    assert!(count(&engine, "skipped") > 0, "a queue of 256 cannot hold 400 slow scorings");
+    // Ending the shadow drops what still waits (counted as skipped).
+    engine.clear_shadow().unwrap();
+    let outcomes = ["ranked", "failed", "busy", "skipped"];
+    let started = std::time::Instant::now();
+    while outcomes.iter().map(|outcome| count(&engine, outcome)).sum::<u64>() < requests as u64
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let total: u64 = outcomes.iter().map(|outcome| count(&engine, outcome)).sum();
+    assert_eq!(total, requests as u64, "every request is accounted for once");
+    assert!(count(&engine, "skipped") > 0, "a queue of 256 cannot hold 400 slow scorings");
+    assert!(count(&engine, "ranked") > 0);
+    assert_eq!(engine.model_status().serving, Some(1));
 }

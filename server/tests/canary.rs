@@ -150,6 +150,11 @@ fn a_canary_splits_by_user_hash_survives_sigkill_promotes_and_rolls_back_without
     let (status, routing) = server.json("PUT", "/admin/models/shadow", r#"{"version":2}"#);
     assert_eq!((status, routing["shadow"]["version"].as_u64()), (200, Some(2)), "{routing}");
     assert!(versions(&server).iter().all(|&version| version == 1));
+    // Scored on the shadow's own thread, off the request path.
+    let started = std::time::Instant::now();
+    while metric(&server, shadow_ranked) < u64::from(USERS) && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(metric(&server, shadow_ranked), u64::from(USERS));
     // Routed versions cannot be retired; once the shadow ends, v2 can.
     server.call("DELETE", "/admin/models/2", b"").assert_problem(409, "the shadow");

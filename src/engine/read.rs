@@ -38,10 +38,10 @@ impl Shared {
         let mut answer = candidates.answer;
         let rows = answer.items.len();
         self.ranker.rank(&model, admission, role, &mut answer, &features, request.n);
-        // The shadow after the answer's own ranking (a shadow that is slow
-        // or failing never changes the answer; its breaker bounds the cost).
+        // The shadow scores the same candidates on its own thread: it never
+        // changes the answer nor adds to its latency.
         if let Some(shadow) = self.ranker.shadow() {
-            self.ranker.shadow_score(&shadow, &features, rows);
+            self.ranker.shadow_score(shadow, &features, rows);
         }
         // Reasons only for the items kept (the model ran outside the lock).
         recommend::unpage(&mut answer, offset);

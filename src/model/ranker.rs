@@ -32,8 +32,11 @@ pub(crate) struct Ranker {
     /// by `reap` (on the checkpoint thread), so no request ever pays for
     /// tearing down a version's sessions.
     retiring: Mutex<Vec<Arc<LoadedModel>>>,
-    /// The canary and the shadow, loaded (`Routed`).
-    routes: ArcSwap<Routed>,
+    /// The canary and the shadow, loaded (`Routed`); shared with the
+    /// shadow thread, which scores only for the shadow still routed.
+    routes: Arc<ArcSwap<Routed>>,
+    /// The shadow thread's queue (`shadow_score`), started on first use.
+    shadow_jobs: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<ShadowJob>>>,
     /// On a replica: the stream sequence of the activation that swapped
     /// the serving version in (0: not swapped by a stream message since
     /// this process started).
@@ -89,7 +92,8 @@ impl Ranker {
             admin: Mutex::new(()),
             retiring: Mutex::new(Vec::new()),
             swapped_at_stream_seq: std::sync::atomic::AtomicU64::new(0),
-            routes: ArcSwap::from_pointee(Routed::default()),
+            routes: Arc::new(ArcSwap::from_pointee(Routed::default())),
+            shadow_jobs: std::sync::OnceLock::new(),
         })
     }
 
@@ -261,33 +265,56 @@ impl Ranker {
         self.routes.load().shadow.clone()
     }
 
-    /// Scores a request's candidates with the shadow version and throws
-    /// the scores away: its latency and outcome go to its metrics.
-    pub fn shadow_score(&self, model: &LoadedModel, features: &[f32], rows: usize) {
+    /// Hands a request's candidates to the shadow thread, which scores them
+    /// with the shadow version and throws the scores away (its latency and
+    /// outcome go to its metrics): a shadow never adds to a request's
+    /// latency. With `SHADOW_QUEUE` requests waiting already the request is
+    /// not scored and counts as `skipped`, as do the requests still waiting
+    /// when the shadow ends or is replaced.
+    pub fn shadow_score(&self, model: Arc<LoadedModel>, features: &[f32], rows: usize) {
         if rows == 0 {
             return;
         }
-        let admission = model.breaker.admit();
-        if admission == Admission::Skip {
+        let Some(queue) = self.shadow_queue() else {
             model.count_answer(Role::Shadow, Answer::Skipped);
             return;
+        };
+        let features = features[..(rows * crate::model::schema::FEATURES).min(features.len())].to_vec();
+        if let Err(refused) = queue.try_send(ShadowJob { model, features, rows }) {
+            let (std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) = refused;
+            job.model.count_answer(Role::Shadow, Answer::Skipped);
         }
-        let budget = model.breaker.latency_budget();
-        match model.score(features, rows, budget) {
-            Ok((_, took)) => {
-                model.breaker.record(admission, if took > budget { Outcome::Failed } else { Outcome::Ok });
-                model.count_answer(Role::Shadow, Answer::Ranked);
-            }
-            Err(ScoreError::Busy) => {
-                model.breaker.abandon(admission);
-                model.count_answer(Role::Shadow, Answer::Busy);
-            }
-            Err(ScoreError::Failed(reason)) => {
-                model.breaker.record(admission, Outcome::Failed);
-                warn!(version = model.version, %reason, "shadow model inference failed");
-                model.count_answer(Role::Shadow, Answer::Failed);
-            }
-        }
+    }
+
+    /// The shadow thread's queue, started on first use; `None` if the
+    /// thread cannot be started (the shadow is then skipped, and counted).
+    fn shadow_queue(&self) -> Option<&std::sync::mpsc::SyncSender<ShadowJob>> {
+        self.shadow_jobs
+            .get_or_init(|| {
+                let (sender, receiver) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
+                let routes = Arc::clone(&self.routes);
+                let started = std::thread::Builder::new().name("recwal-shadow".into()).spawn(move || {
+                    // Ends when the ranker (the queue's sender) is dropped.
+                    for job in receiver {
+                        // A shadow ended or replaced since: nothing to learn.
+                        let current =
+                            routes.load().shadow.as_ref().is_some_and(|shadow| Arc::ptr_eq(shadow, &job.model));
+                        if current {
+                            score_shadow(&job.model, &job.features, job.rows);
+                        } else {
+                            job.model.count_answer(Role::Shadow, Answer::Skipped);
+                        }
+                    }
+                });
+                match started {
+                    Ok(_) => Some(sender),
+                    Err(err) => {
+                        warn!(%err, "cannot start the shadow scoring thread: shadow requests are skipped");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// Routes swapped out are freed by `reap`, like swapped-out versions.
@@ -473,6 +500,41 @@ impl Ranker {
                 0 => None,
                 seq => Some(seq),
             },
+        }
+    }
+}
+
+/// Requests waiting for the shadow thread at most.
+const SHADOW_QUEUE: usize = 256;
+
+/// One request's candidates for the shadow thread.
+struct ShadowJob {
+    model: Arc<LoadedModel>,
+    features: Vec<f32>,
+    rows: usize,
+}
+
+/// Scores `rows` candidates with the shadow version, outside any request.
+fn score_shadow(model: &LoadedModel, features: &[f32], rows: usize) {
+    let admission = model.breaker.admit();
+    if admission == Admission::Skip {
+        model.count_answer(Role::Shadow, Answer::Skipped);
+        return;
+    }
+    let budget = model.breaker.latency_budget();
+    match model.score(features, rows, budget) {
+        Ok((_, took)) => {
+            model.breaker.record(admission, if took > budget { Outcome::Failed } else { Outcome::Ok });
+            model.count_answer(Role::Shadow, Answer::Ranked);
+        }
+        Err(ScoreError::Busy) => {
+            model.breaker.abandon(admission);
+            model.count_answer(Role::Shadow, Answer::Busy);
+        }
+        Err(ScoreError::Failed(reason)) => {
+            model.breaker.record(admission, Outcome::Failed);
+            warn!(version = model.version, %reason, "shadow model inference failed");
+            model.count_answer(Role::Shadow, Answer::Failed);
         }
     }
 }
