@@ -253,7 +253,7 @@ pub async fn put_item(
 ) -> Result<Response, Problem> {
     same_id(&id, body.id.as_deref())?;
     let item = body.into_item(id);
-    if app.cluster.get().is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::UpsertItem(&item))).await;
     }
     Ok(logged(blocking(app.engine()?, move |engine| engine.upsert_item(&item)).await?))
@@ -298,7 +298,7 @@ pub async fn list_items(
 
 /// `POST /v1/items/{item}/hide` and `/show`.
 async fn set_hidden(app: Arc<App>, id: String, hidden: bool) -> Result<Response, Problem> {
-    if app.cluster.get().is_some() {
+    if app.is_cluster_node() {
         let write =
             move |engine: &recwal::Engine| engine.replica_write(ReplicaWrite::SetItemHidden { item: &id, hidden });
         return crate::cluster::write(&app, write).await;
@@ -333,7 +333,7 @@ pub async fn put_user(
 ) -> Result<Response, Problem> {
     same_id(&id, body.id.as_deref())?;
     let user = User { id, labels: body.labels };
-    if app.cluster.get().is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::UpsertUser(&user))).await;
     }
     Ok(logged(blocking(app.engine()?, move |engine| engine.upsert_user(&user)).await?))

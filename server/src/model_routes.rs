@@ -93,7 +93,7 @@ pub async fn clear_canary(State(app): State<Arc<App>>) -> Result<Response, Probl
 
 /// A routing change: through the stream on a cluster node.
 async fn change(app: &App, change: RouteChange) -> Result<Response, Problem> {
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::routes(app, change).await.map_err(as_conflict);
     }
     let status = blocking(app.engine()?, move |engine| match change {
@@ -114,7 +114,7 @@ async fn change(app: &App, change: RouteChange) -> Result<Response, Problem> {
         (status = 409, description = "There is no canary.", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn promote_canary(State(app): State<Arc<App>>) -> Result<Response, Problem> {
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::promote(&app).await.map_err(as_conflict);
     }
     let info = blocking(app.engine()?, |engine| engine.promote_canary()).await.map_err(as_conflict)?;
@@ -157,7 +157,7 @@ pub async fn retire_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath
     let version: u32 = version
         .parse()
         .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::retire(&app, version).await.map_err(as_conflict);
     }
     let info = blocking(app.engine()?, move |engine| engine.retire_model(version)).await.map_err(as_conflict)?;

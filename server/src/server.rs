@@ -58,6 +58,14 @@ pub struct App {
 }
 
 impl App {
+    /// Whether this server is a cluster node (`cluster.url`): its writes
+    /// are published to the stream (`cluster::write`, `cluster::models`)
+    /// instead of applied here. (Until it is connected the cluster
+    /// middleware answers 503 before any handler runs.)
+    pub fn is_cluster_node(&self) -> bool {
+        self.config.cluster.url.is_some()
+    }
+
     pub fn new(config: ServeConfig, default_durability: Durability) -> App {
         App {
             in_flight: Semaphore::new(config.server.concurrency),
@@ -531,7 +539,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     params(("user" = String, Path, description = "User id")),
     responses((status = 200, description = "Forgotten; the LSN of the record.", body = Logged)))]
 async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>) -> Result<Response, Problem> {
-    if app.cluster.get().is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::ForgetUser(&user))).await;
     }
     let lsn = blocking(app.engine()?, move |engine| engine.forget_user(&user)).await?;
@@ -542,7 +550,7 @@ async fn forget_user(State(app): State<Arc<App>>, ApiPath(user): ApiPath<String>
     params(("item" = String, Path, description = "Item id")),
     responses((status = 200, description = "Removed; the LSN of the record.", body = Logged)))]
 async fn remove_item(State(app): State<Arc<App>>, ApiPath(item): ApiPath<String>) -> Result<Response, Problem> {
-    if app.cluster.get().is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::write(&app, move |engine| engine.replica_write(ReplicaWrite::RemoveItem(&item))).await;
     }
     let lsn = blocking(app.engine()?, move |engine| engine.remove_item(&item)).await?;
@@ -696,7 +704,7 @@ async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         (status = 422, description = "The file is not a usable model (it does not load, breaks the feature contract or fails warm-up).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn add_model(State(app): State<Arc<App>>, ApiBytes(body): ApiBytes) -> Result<Response, Problem> {
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::add(&app, body.to_vec()).await;
     }
     let info = blocking(app.engine()?, move |engine| engine.add_model(&body)).await?;
@@ -711,7 +719,7 @@ async fn activate_model(State(app): State<Arc<App>>, ApiPath(version): ApiPath<S
     let version: u32 = version
         .parse()
         .map_err(|_| Problem::bad_request(format!("invalid version: {version:?} is not a version number")))?;
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::activate(&app, Some(version)).await;
     }
     let info = blocking(app.engine()?, move |engine| engine.activate_model(version)).await?;
@@ -728,7 +736,7 @@ async fn rollback_model(State(app): State<Arc<App>>) -> Result<Response, Problem
     // With no previous version the request is well-formed but the registry's
     // state forbids it: a conflict, not a bad request.
     let as_conflict = model_routes::as_conflict;
-    if app.config.cluster.url.is_some() {
+    if app.is_cluster_node() {
         return crate::cluster::models::activate(&app, None).await.map_err(as_conflict);
     }
     let info = blocking(app.engine()?, |engine| engine.rollback_model()).await.map_err(as_conflict)?;

@@ -14,6 +14,7 @@ use super::Engine;
 use crate::error::EngineError;
 use crate::model::catalog::{ModelEntry, Routes};
 use crate::model::loaded::LoadedModel;
+use crate::model::ranker::Routed;
 use crate::model::{ModelInfo, ModelStatus};
 use crate::record::{CanaryRouteV1, LogRecord, ModelRoutesV1, ShadowRouteV1};
 
@@ -104,7 +105,7 @@ impl Engine {
     fn route(&self, canary: Option<(u32, u16)>, shadow: Option<u32>) -> Result<ModelStatus, EngineError> {
         let (record, canary_model, shadow_model) = self.plan_routes(canary, shadow)?;
         let lsn = self.shared.log_and_apply(&LogRecord::ModelRoutes(record), Vec::new(), Durability::Always)?;
-        self.shared.ranker.set_routes(canary_model, shadow_model, None);
+        self.shared.ranker.set_routes(Routed { canary: canary_model, shadow: shadow_model, fault: None });
         info!(lsn, ?canary, ?shadow, "model routes set");
         Ok(self.model_status())
     }
@@ -156,7 +157,11 @@ impl Engine {
     /// message that sets the routing on every replica. Changes nothing.
     pub fn replica_model_routes(&self, change: RouteChange) -> Result<Vec<u8>, EngineError> {
         let routes = self.routes_after(change)?;
-        let (record, _, _) = self.plan_routes(routes.canary, routes.shadow)?;
+        let (record, canary, shadow) = self.plan_routes(routes.canary, routes.shadow)?;
+        // Kept for this node's own apply of the message.
+        for model in canary.map(|(model, _)| model).into_iter().chain(shadow) {
+            self.shared.ranker.preload(model);
+        }
         self.message_of(&LogRecord::ModelRoutes(record), "model")
     }
 

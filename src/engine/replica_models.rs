@@ -11,7 +11,7 @@ use super::models::{now_ms, MODEL_BYTES_MAX};
 use super::replica::ModelFileRef;
 use super::Engine;
 use crate::error::EngineError;
-use crate::model::catalog::ModelEntry;
+use crate::model::catalog::{ModelEntry, Routes};
 use crate::model::{store, ModelInfo};
 use crate::record::{LogRecord, ModelActivatedV1, ModelAddedV1, ModelRetiredV1};
 
@@ -84,7 +84,9 @@ impl Engine {
         if entry.lsn_retired.is_some() {
             return Err(EngineError::UnknownModel(version));
         }
-        drop(self.shared.ranker.load(&entry)?);
+        // Kept for this node's own apply of the message.
+        let ranker = &self.shared.ranker;
+        ranker.preload(ranker.load_shared(&entry)?);
         let record = ModelActivatedV1 { version, sha256: entry.sha256, at_ms: now_ms(), rollback };
         self.message_of(&LogRecord::ModelActivated(record), "model")
     }
@@ -141,15 +143,13 @@ impl Engine {
             )));
         }
         ranker.store(version, bytes)?;
-        let (active, routes) = {
-            let state = self.shared.read_state();
-            (state.models().active(), state.models().routes)
-        };
-        if active == Some(version) && !ranker.is_serving(version) {
+        let catalog = self.shared.read_state().models().clone();
+        if catalog.active() == Some(version) && !ranker.is_serving(version) {
             ranker.serve(std::sync::Arc::new(ranker.load(&entry)?));
             info!(version, "model file restored: the active version serves");
-        } else if routes.names(version) && ranker.routed(version).is_none() {
-            ranker.restore_route(&routes, std::sync::Arc::new(ranker.load(&entry)?));
+        } else if catalog.routes.names(version) && ranker.routed(version).is_none() {
+            // The routes loaded again: those loaded already are kept.
+            ranker.set_routes(ranker.load_routes(&catalog, catalog.routes));
             info!(version, "model file restored: the routed version gets its requests");
         }
         Ok(())
@@ -241,23 +241,11 @@ impl Engine {
                 // Loaded before the record; a version that does not load
                 // here gets no requests on this node (reported), as after a
                 // start where it does not load.
-                let mut faults = Vec::new();
-                let mut load = |version: u32| {
-                    let entry = self.entry(version).ok()?;
-                    match ranker.load_shared(&entry) {
-                        Ok(model) => Some(model),
-                        Err(err) => {
-                            warn!(version, stream_seq, %err, "a routed model version cannot load on this node");
-                            faults.push(format!("v{version}: {err}"));
-                            None
-                        }
-                    }
-                };
-                let canary =
-                    routes.canary.and_then(|canary| load(canary.version).map(|model| (model, canary.per_mille)));
-                let shadow = routes.shadow.and_then(|shadow| load(shadow.version));
+                // (The catalog copied first: no state lock while loading.)
+                let catalog = self.shared.read_state().models().clone();
+                let routed = ranker.load_routes(&catalog, Routes::of(&routes));
                 let lsn = log(record)?;
-                ranker.set_routes(canary, shadow, (!faults.is_empty()).then(|| faults.join("; ")));
+                ranker.set_routes(routed);
                 info!(stream_seq, lsn, "model routes set from the stream");
                 Ok(lsn)
             }

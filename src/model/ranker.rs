@@ -35,6 +35,10 @@ pub(crate) struct Ranker {
     /// The canary and the shadow, loaded (`Routed`); shared with the
     /// shadow thread, which scores only for the shadow still routed.
     routes: Arc<ArcSwap<Routed>>,
+    /// Versions a cluster node loaded to check a change it then published
+    /// (`preload`): applying the change takes them instead of loading
+    /// again. At most `PRELOADED_MAX`, newest last.
+    preloaded: Mutex<Vec<Arc<LoadedModel>>>,
     /// The shadow thread's queue (`shadow_score`), started on first use.
     shadow_jobs: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<ShadowJob>>>,
     /// On a replica: the stream sequence of the activation that swapped
@@ -94,6 +98,7 @@ impl Ranker {
             swapped_at_stream_seq: std::sync::atomic::AtomicU64::new(0),
             routes: Arc::new(ArcSwap::from_pointee(Routed::default())),
             shadow_jobs: std::sync::OnceLock::new(),
+            preloaded: Mutex::new(Vec::new()),
         })
     }
 
@@ -137,11 +142,32 @@ impl Ranker {
     }
 
     /// `entry`'s version loaded: the canary's or shadow's copy if it is one
-    /// (warm already), otherwise loaded now (`load`).
+    /// (warm already), or the one `preload` kept, otherwise loaded now
+    /// (`load`).
     pub fn load_shared(&self, entry: &ModelEntry) -> Result<Arc<LoadedModel>, EngineError> {
-        match self.routed(entry.version) {
+        if let Some(model) = self.routed(entry.version) {
+            return Ok(model);
+        }
+        let kept = self.preloaded.lock().ok().and_then(|mut preloaded| {
+            let at = preloaded.iter().position(|model| model.version == entry.version)?;
+            Some(preloaded.remove(at))
+        });
+        match kept {
             Some(model) => Ok(model),
             None => self.load(entry).map(Arc::new),
+        }
+    }
+
+    /// Keeps `model`, loaded to check a change this node publishes, for
+    /// when the change comes back from the stream (`load_shared`), so the
+    /// node that took the change does not load the version twice.
+    pub fn preload(&self, model: Arc<LoadedModel>) {
+        if let Ok(mut preloaded) = self.preloaded.lock() {
+            preloaded.retain(|kept| kept.version != model.version);
+            preloaded.push(model);
+            if preloaded.len() > PRELOADED_MAX {
+                preloaded.remove(0);
+            }
         }
     }
 
@@ -183,14 +209,18 @@ impl Ranker {
         Ok(())
     }
 
-    /// Start-up: loads the canary and the shadow the log names; one that
-    /// does not load is left out (its users get the active version) and
-    /// reported.
+    /// Start-up: loads the canary and the shadow the log names.
     fn restore_routes(&self, catalog: &Catalog) {
-        let mut routed = Routed::default();
+        self.routes.store(Arc::new(self.load_routes(catalog, catalog.routes)));
+    }
+
+    /// The versions `routes` names (entries of `catalog`), loaded — or
+    /// kept, if routed already; one that does not load is left out (its
+    /// users get the active version) and reported in `Routed::fault`.
+    pub fn load_routes(&self, catalog: &Catalog, routes: Routes) -> Routed {
         let mut faults = Vec::new();
-        let mut load = |version: u32| match catalog.get(version).map(|entry| self.load(entry)) {
-            Some(Ok(model)) => Some(Arc::new(model)),
+        let mut load = |version: u32| match catalog.get(version).map(|entry| self.load_shared(entry)) {
+            Some(Ok(model)) => Some(model),
             Some(Err(err)) => {
                 warn!(version, %err, "a routed model version cannot load: it gets no requests");
                 faults.push(format!("v{version}: {err}"));
@@ -198,14 +228,9 @@ impl Ranker {
             }
             None => None,
         };
-        if let Some((version, per_mille)) = catalog.routes.canary {
-            routed.canary = load(version).map(|model| (model, per_mille));
-        }
-        if let Some(version) = catalog.routes.shadow {
-            routed.shadow = load(version);
-        }
-        routed.fault = (!faults.is_empty()).then(|| faults.join("; "));
-        self.routes.store(Arc::new(routed));
+        let canary = routes.canary.and_then(|(version, per_mille)| load(version).map(|model| (model, per_mille)));
+        let shadow = routes.shadow.and_then(&mut load);
+        Routed { canary, shadow, fault: (!faults.is_empty()).then(|| faults.join("; ")) }
     }
 
     /// The loaded model of `version` if it is the canary or shadow now.
@@ -213,36 +238,10 @@ impl Ranker {
         self.routes.load().get(version)
     }
 
-    /// Serves `canary` (with its share) and `shadow` from now on.
-    /// (`fault`: why a version the log routes is left out.)
-    pub fn set_routes(
-        &self,
-        canary: Option<(Arc<LoadedModel>, u16)>,
-        shadow: Option<Arc<LoadedModel>>,
-        fault: Option<String>,
-    ) {
-        let old = self.routes.swap(Arc::new(Routed { canary, shadow, fault }));
+    /// Serves `routed`'s canary (with its share) and shadow from now on.
+    pub fn set_routes(&self, routed: Routed) {
+        let old = self.routes.swap(Arc::new(routed));
         self.retire_loaded(old);
-    }
-
-    /// A routed version's file came back (a cluster node fetched it): it
-    /// gets its requests again; the route fault clears once every version
-    /// `routes` names is loaded.
-    pub fn restore_route(&self, routes: &Routes, model: Arc<LoadedModel>) {
-        let current = self.routes.load_full();
-        let mut canary = current.canary.clone();
-        let mut shadow = current.shadow.clone();
-        if let Some((version, per_mille)) = routes.canary {
-            if version == model.version {
-                canary = Some((Arc::clone(&model), per_mille));
-            }
-        }
-        if routes.shadow == Some(model.version) {
-            shadow = Some(model);
-        }
-        let complete = routes.canary.is_none_or(|_| canary.is_some()) && routes.shadow.is_none_or(|_| shadow.is_some());
-        let fault = if complete { None } else { current.fault.clone() };
-        self.routes.store(Arc::new(Routed { canary, shadow, fault }));
     }
 
     /// Drops the loaded routes the catalog no longer names (after an
@@ -503,6 +502,10 @@ impl Ranker {
         }
     }
 }
+
+/// Versions `preload` keeps at most (a published change that never comes
+/// back — the publish failed — is dropped by the next ones).
+const PRELOADED_MAX: usize = 2;
 
 /// Requests waiting for the shadow thread at most.
 const SHADOW_QUEUE: usize = 256;

@@ -64,9 +64,27 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
+    /// The routing a kind-13 record sets.
+    pub fn of(record: &ModelRoutesV1) -> Routes {
+        Routes {
+            canary: record.canary.map(|canary| (canary.version, canary.per_mille)),
+            shadow: record.shadow.map(|shadow| shadow.version),
+        }
+    }
+
     /// Whether `version` is routed (canary or shadow).
     pub fn names(&self, version: u32) -> bool {
         self.canary.is_some_and(|(canary, _)| canary == version) || self.shadow == Some(version)
+    }
+
+    /// `version` leaves whichever route it had (activated, retired).
+    fn leave(&mut self, version: u32) {
+        if self.canary.is_some_and(|(canary, _)| canary == version) {
+            self.canary = None;
+        }
+        if self.shadow == Some(version) {
+            self.shadow = None;
+        }
     }
 }
 
@@ -114,18 +132,10 @@ impl Catalog {
     }
 
     pub fn activate(&mut self, lsn: u64, record: &ModelActivatedV1) {
-        if self.get(record.version).is_none() {
-            return;
-        }
-        // A canary or shadow activated (promoted) leaves its route.
-        if self.routes.canary.is_some_and(|(canary, _)| canary == record.version) {
-            self.routes.canary = None;
-        }
-        if self.routes.shadow == Some(record.version) {
-            self.routes.shadow = None;
-        }
         let Some(entry) = self.get_mut(record.version) else { return };
         entry.activations.push(Activation { lsn, at_ms: record.at_ms, rollback: record.rollback });
+        // A canary or shadow activated (promoted) leaves its route.
+        self.routes.leave(record.version);
         if record.rollback && self.previous() == Some(record.version) {
             self.stack.pop();
         } else if self.active() != Some(record.version) {
@@ -143,21 +153,13 @@ impl Catalog {
             entry.lsn_retired.get_or_insert(lsn);
         }
         self.stack.retain(|&kept| kept != version);
-        if self.routes.canary.is_some_and(|(canary, _)| canary == version) {
-            self.routes.canary = None;
-        }
-        if self.routes.shadow == Some(version) {
-            self.routes.shadow = None;
-        }
+        self.routes.leave(version);
     }
 
     /// Kind 13: the routing as the record gives it (checked before it was
     /// logged: `routable`).
     pub fn set_routes(&mut self, record: &ModelRoutesV1) {
-        self.routes = Routes {
-            canary: record.canary.map(|canary| (canary.version, canary.per_mille)),
-            shadow: record.shadow.map(|shadow| shadow.version),
-        };
+        self.routes = Routes::of(record);
     }
 
     /// Whether `version` (with this file) may be a canary or shadow: live,

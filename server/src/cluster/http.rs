@@ -162,30 +162,65 @@ async fn read(app: &App, replica: &Replica, mut request: Request, next: Next) ->
 /// A state change other than events on a cluster node (forget user,
 /// remove item, the catalogue writes): `message` (from
 /// `Engine::replica_write`, which validates it as the single-node method
-/// would, against this node's state) is published as one message with a
-/// fresh message id (the node's own publish retries are stored once) and
-/// answered like a cluster ingest once this node applied it: 200 with
-/// `applied: true`, or 202 after `cluster.apply_wait_ms` (it is stored
-/// all the same). The single node's handlers call this when `app` is a
-/// replica.
+/// would, against this node's state) is published and answered like a
+/// cluster ingest once this node applied it: 200 with `applied: true`, or
+/// 202 after `cluster.apply_wait_ms` (it is stored all the same). The
+/// single node's handlers call this when `app` is a replica.
 pub async fn write(
     app: &App,
     message: impl FnOnce(&recwal::Engine) -> Result<Vec<u8>, recwal::EngineError> + Send + 'static,
 ) -> Result<Response, Problem> {
-    let Some(replica) = app.cluster.get().cloned() else {
-        return Err(Problem::unavailable("starting: not connected to the cluster yet"));
-    };
-    let message = crate::server::blocking(app.engine()?, message).await?;
-    let published = replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| {
-        let mut problem = Problem::unavailable(format!("not stored: {reason}; retry"));
-        problem.retry_after = Some(1);
-        problem
-    })?;
+    Ok(publish_checked(app, message).await?.receipt())
+}
+
+/// A write published by this node (`publish_checked`).
+pub(super) struct Stored {
+    pub replica: Arc<Replica>,
+    pub engine: Arc<recwal::Engine>,
+    pub seq: u64,
+    pub duplicate: bool,
+    /// This node applied it within `cluster.apply_wait_ms`.
+    pub applied: bool,
+}
+
+impl Stored {
+    /// `{"stream_seq", "duplicate", "applied"}`: 200 once applied here,
+    /// 202 before.
+    pub(super) fn receipt(&self) -> Response {
+        let status = if self.applied { StatusCode::OK } else { StatusCode::ACCEPTED };
+        let body = json!({ "stream_seq": self.seq, "duplicate": self.duplicate, "applied": self.applied });
+        with_seq((status, Json(body)).into_response(), self.seq)
+    }
+}
+
+/// Builds a write's message with `message` (checked on this node; nothing
+/// applied), publishes it with a fresh message id (the node's own publish
+/// retries are stored once) and waits up to `cluster.apply_wait_ms` for
+/// this node to apply it.
+pub(super) async fn publish_checked(
+    app: &App,
+    message: impl FnOnce(&recwal::Engine) -> Result<Vec<u8>, recwal::EngineError> + Send + 'static,
+) -> Result<Stored, Problem> {
+    let replica = replica_of(app)?;
+    let engine = app.engine()?;
+    let message = crate::server::blocking(Arc::clone(&engine), message).await?;
+    let published =
+        replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| not_stored(&reason))?;
     let seq = published.stream_seq;
     let applied = replica.wait_applied(seq, Duration::from_millis(app.config.cluster.apply_wait_ms)).await;
-    let status = if applied { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let body = json!({ "stream_seq": seq, "duplicate": published.duplicate, "applied": applied });
-    Ok(with_seq((status, Json(body)).into_response(), seq))
+    Ok(Stored { replica, engine, seq, duplicate: published.duplicate, applied })
+}
+
+/// This node's replica, or 503 while it is not connected yet.
+pub(super) fn replica_of(app: &App) -> Result<Arc<Replica>, Problem> {
+    app.cluster.get().cloned().ok_or_else(|| Problem::unavailable("starting: not connected to the cluster yet"))
+}
+
+/// 503 for a write the stream did not store.
+pub(super) fn not_stored(reason: &str) -> Problem {
+    let mut problem = Problem::unavailable(format!("not stored: {reason}; retry"));
+    problem.retry_after = Some(1);
+    problem
 }
 
 async fn ingest(app: &App, replica: &Replica, request: Request) -> Result<Response, Response> {

@@ -23,12 +23,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use recwal::{Engine, ModelFileRef, ReplicaModelAdd, RouteChange};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
-use super::http::with_seq;
+use super::http::{not_stored, publish_checked, replica_of, with_seq};
 use super::Replica;
 use crate::problem::Problem;
 use crate::server::{blocking, App};
@@ -208,7 +207,7 @@ pub async fn add(app: &App, bytes: Vec<u8>) -> Result<Response, Problem> {
         ReplicaModelAdd::Known(info) => return Ok((StatusCode::CREATED, Json(info)).into_response()),
         ReplicaModelAdd::Publish { message, file } => (message, file),
     };
-    replica.put_model_file(file, &bytes).await.map_err(|reason| unavailable(&reason))?;
+    replica.put_model_file(file, &bytes).await.map_err(|reason| not_stored(&reason))?;
     drop(bytes);
     let sha256 = file.hex();
     let answer = move |engine: &Engine| engine.models().into_iter().find(|info| !info.retired && info.sha256 == sha256);
@@ -257,9 +256,8 @@ fn active_version(engine: &Engine) -> Option<recwal::model::ModelInfo> {
     engine.models().into_iter().find(|info| info.active)
 }
 
-/// A registry change on a cluster node: `message` builds the stream
-/// message (checked on this node, nothing applied), which is published;
-/// once this node applied it, the retirements its retention asks for are
+/// A registry change on a cluster node (`http::publish_checked`); once
+/// this node applied it, the retirements its retention asks for are
 /// published and the answer is `answer`'s view then (`status`, with the
 /// stream sequence; a 409 with `missing` if it finds nothing); 202 with the
 /// receipt if this node did not apply it within `cluster.apply_wait_ms`.
@@ -270,28 +268,12 @@ async fn publish_then<T: serde::Serialize + Send + 'static>(
     answer: impl FnOnce(&Engine) -> Option<T> + Send + 'static,
     missing: &str,
 ) -> Result<Response, Problem> {
-    let replica = replica_of(app)?;
-    let engine = app.engine()?;
-    let message = blocking(Arc::clone(&engine), message).await?;
-    let published =
-        replica.publish(message, &replica.message_id(&[None])).await.map_err(|reason| unavailable(&reason))?;
-    let seq = published.stream_seq;
-    if !replica.wait_applied(seq, Duration::from_millis(app.config.cluster.apply_wait_ms)).await {
-        let body = json!({ "stream_seq": seq, "duplicate": published.duplicate, "applied": false });
-        return Ok(with_seq((StatusCode::ACCEPTED, Json(body)).into_response(), seq));
+    let stored = publish_checked(app, message).await?;
+    if !stored.applied {
+        return Ok(stored.receipt());
     }
-    replica.publish_retirements(&engine).await;
-    let found = blocking(engine, move |engine| Ok(answer(engine))).await?;
+    stored.replica.publish_retirements(&stored.engine).await;
+    let found = blocking(Arc::clone(&stored.engine), move |engine| Ok(answer(engine))).await?;
     let found = found.ok_or_else(|| Problem::new(StatusCode::CONFLICT, "conflict", missing.to_string()))?;
-    Ok(with_seq((status, Json(found)).into_response(), seq))
-}
-
-fn replica_of(app: &App) -> Result<Arc<Replica>, Problem> {
-    app.cluster.get().cloned().ok_or_else(|| Problem::unavailable("starting: not connected to the cluster yet"))
-}
-
-fn unavailable(reason: &str) -> Problem {
-    let mut problem = Problem::unavailable(format!("not stored: {reason}; retry"));
-    problem.retry_after = Some(1);
-    problem
+    Ok(with_seq((status, Json(found)).into_response(), stored.seq))
 }
