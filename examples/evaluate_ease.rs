@@ -29,7 +29,10 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-use recwal::eval::{evaluate_engine, load_ratings, split, train_engine, EvalSet, Protocol, Rating, Report, Split};
+use recwal::eval::{
+    evaluate_engine, evaluate_engine_ranked, load_ratings, split, train_engine, validation_split, EvalSet, Protocol,
+    Report,
+};
 use recwal::{EngineConfig, ItemModelInput, Strategy};
 
 const K: usize = 10;
@@ -39,50 +42,6 @@ const RELEVANT_MIN: f32 = 4.0;
 /// 5, so its Gram entries are up to 25× larger and so is a useful λ).
 const GRID_BINARY: [f32; 9] = [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0];
 const GRID_VALUE: [f32; 10] = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 12000.0, 20000.0];
-
-/// SplitMix64's output function.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a (64-bit) of `user`, a zero byte and `item`, mixed by SplitMix64:
-/// the key of a training rating in the validation carve.
-fn validation_key(user: &str, item: &str) -> u64 {
-    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
-    for byte in user.bytes().chain([0u8]).chain(item.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    splitmix64(hash)
-}
-
-/// Per user, the first ⌈n/10⌉ of their training ratings by (key, item) go
-/// to validation, the rest to fit; both keep the input's order.
-fn validation_split(train: &[Rating]) -> Split {
-    let mut by_user: std::collections::HashMap<&str, Vec<(u64, &str, usize)>> = std::collections::HashMap::new();
-    for (at, rating) in train.iter().enumerate() {
-        by_user.entry(&rating.user).or_default().push((validation_key(&rating.user, &rating.item), &rating.item, at));
-    }
-    let mut in_validation = vec![false; train.len()];
-    for ratings in by_user.values_mut() {
-        ratings.sort_unstable();
-        for &(_, _, at) in ratings.iter().take(ratings.len().div_ceil(10)) {
-            in_validation[at] = true;
-        }
-    }
-    let mut split = Split::default();
-    for (rating, validation) in train.iter().zip(in_validation) {
-        if validation {
-            split.test.push(rating.clone());
-        } else {
-            split.train.push(rating.clone());
-        }
-    }
-    split
-}
 
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
@@ -186,6 +145,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (input, lambda) in [(ItemModelInput::Binary, 500.0), (ItemModelInput::Value, 4000.0)] {
         let (report, _) = ease_report(&engine, &test, lambda, input)?;
         println!("{}", row(&format!("ease anchor: X {}, λ {lambda}", input.name()), &report));
+    }
+    // `RECWAL_RANKER=<model.onnx>`: the learned ranker (scripts/ranker/)
+    // over the chosen model's candidates, with the movies in the catalogue
+    // as when its training set was exported (last: the anchors retrain the
+    // item model, and items only in the movie file would enter it).
+    if let Ok(ranker) = std::env::var("RECWAL_RANKER") {
+        engine.train_item_model_with(lambda, input)?;
+        let items_path = path.with_file_name("ml-100k.item");
+        let items_path = std::env::var_os("RECWAL_EVAL_ITEMS").map_or(items_path, PathBuf::from);
+        for item in recwal::eval::load_items(&items_path)? {
+            engine.upsert_item(&item)?;
+        }
+        let added = engine.add_model_file(std::path::Path::new(&ranker))?;
+        engine.activate_model(added.version)?;
+        let (ranked, unranked) = evaluate_engine_ranked(&engine, &test, Strategy::Ease, K, RELEVANT_MIN);
+        if unranked > 0 {
+            return Err(format!("{unranked} users were answered without the ranker").into());
+        }
+        let candidates = engine.config().models.candidates;
+        println!("{}", row(&format!("ease + learned ranker ({candidates} candidates)"), &ranked.report));
     }
     Ok(())
 }

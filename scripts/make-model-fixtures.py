@@ -44,6 +44,12 @@ W_V1 = [1.0, 0.5, 0.25, 0.125, 0.0, 0.0]
 B_V1 = 0.0
 W_V2 = [0.0, 0.0, 0.0, 1.0, 0.5, 0.0]
 B_V2 = 10.0
+# Feature schema 2 (12 columns, the first six schema 1's): 0.1 x
+# strategy_score + item_mean_value (column 8), so its order differs from
+# the strategy's and shows the model reads the schema-2 columns.
+N_FEATURES_S2 = 12
+W_S2 = [0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+B_S2 = 0.0
 
 # failing.onnx errors at run time when any row's user_activity exceeds this.
 FAIL_COLUMN = 5
@@ -292,6 +298,10 @@ MODELS = [
                                             doc="score = features @ w + b (v2)"),
      "1", "Good model, same graph as v1 with w = [0, 0, 0, 1, 0.5, 0], b = 10, so every score "
           "is >= 10 for non-negative features. model_version 2.", "linear_v2"),
+    ("linear_schema2.onnx", lambda: linear_model("linear_schema2", W_S2, B_S2, schema="2", model_version=1,
+                                                 doc="score = features @ w + b (feature schema 2)"),
+     "2", "Good model of feature schema 2: input `[N, 12]`, `score = features @ w + b`, w = 0.1 "
+          "on strategy_score and 1 on item_mean_value (column 8), b = 0.", "linear_schema2"),
     ("wrong_schema.onnx", lambda: linear_model("wrong_schema", W_V1, B_V1, schema="99",
                                                doc="v1 graph, feature schema 99"),
      "99", "v1's graph but `recwal.feature_schema` = \"99\". Must be rejected at load.", "wrong_schema"),
@@ -327,6 +337,7 @@ MODELS = [
 WEIGHTS = {
     "linear_v1": (W_V1, B_V1),
     "linear_v2": (W_V2, B_V2),
+    "linear_schema2": (W_S2, B_S2),
     "wrong_schema": (W_V1, B_V1),
     "no_schema": (W_V1, B_V1),
     "wrong_shape": (W_V1[:5], B_V1),
@@ -401,9 +412,9 @@ def generate():
 # ---------------------------------------------------------------- checks
 
 
-def warmup_batch(rows=8):
+def warmup_batch(rows=8, width=N_FEATURES):
     """The engine's warm-up batch: row i, column j = ((i*7 + j*3) % 11) / 10."""
-    return np.array([[((i * 7 + j * 3) % 11) / 10.0 for j in range(N_FEATURES)] for i in range(rows)],
+    return np.array([[((i * 7 + j * 3) % 11) / 10.0 for j in range(width)] for i in range(rows)],
                     dtype=np.float32)
 
 
@@ -427,6 +438,8 @@ def check():
         outs = [(o.name, o.shape, o.type) for o in s.get_outputs()]
         print(f"\n{fname}: loads; inputs {ins} outputs {outs} metadata {meta}")
         x = batch[:, :5] if fname == "wrong_shape.onnx" else batch
+        if schema == "2":
+            x = warmup_batch(width=N_FEATURES_S2)
         y = s.run(None, {ins[0][0]: x})[0]
         print(f"  warm-up batch -> shape {y.shape} {y.dtype}: {y}")
         assert y.shape == (8,) and y.dtype == np.float32

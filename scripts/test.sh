@@ -44,6 +44,9 @@ RECWAL_SCHEMATHESIS_SEED="${RECWAL_SCHEMATHESIS_SEED:-20261206}" scripts/schemat
 # The README's quickstart through a Python client generated from the same
 # document (openapi-python-client, pinned, into .venv-pyclient/).
 scripts/python-client-check.sh
+# The learned ranker (docs/MODELS.md): export, LightGBM LambdaRank -> ONNX
+# (pinned packages, .venv-ranker/), measured and activated, on the shipped sample.
+scripts/ranker-check.sh
 # Swagger UI (/docs) in a real browser: Playwright (pinned, .venv-ui/)
 # driving Debian's chromium (apt-installed when missing).
 scripts/swagger-ui-check.sh

@@ -671,3 +671,56 @@ fn a_slow_shadow_is_scored_off_the_request_path_and_every_request_is_accounted_f
     assert!(count(&engine, "ranked") > 0);
     assert_eq!(engine.model_status().serving, Some(1));
 }
+
+/// Feature schema 2 beside schema 1: a schema-2 model is scored on the
+/// twelve columns `candidate_features_of(.., 2)` gives (its order is not
+/// the strategy's: it weighs the items' mean value), a schema-1 model
+/// keeps scoring its six while a schema-2 shadow widens the matrix built
+/// per request, and both survive a restart.
+#[test]
+fn a_schema_2_model_serves_beside_schema_1_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = RecommendRequest::new("u3", 6, Strategy::UserCf);
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        let v1 = engine.add_model(&fixture_bytes("linear_v1")).unwrap();
+        let v2 = engine.add_model(&fixture_bytes("linear_schema2")).unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+
+        engine.activate_model(2).unwrap();
+        let wide = engine.candidate_features_of(&request, 2).unwrap();
+        let narrow = engine.candidate_features(&request).unwrap();
+        assert!(wide.iter().all(|(_, row)| row.len() == 12));
+        // Schema 2 begins with schema 1.
+        for ((item, row), (same, short)) in wide.iter().zip(&narrow) {
+            assert_eq!((item, &row[..6]), (same, &short[..]));
+        }
+        // Column 7, strategy_rank, is 1 / (1 + position) in the strategy's order.
+        for (at, (_, row)) in wide.iter().enumerate() {
+            assert!((row[7] - 1.0 / (1.0 + at as f32)).abs() < 1e-6);
+        }
+        let answer = engine.recommend(&request).unwrap();
+        assert_eq!(answer.ranking.version(), Some(2));
+        let mut reordered = false;
+        for (at, item) in answer.items.iter().enumerate() {
+            let row = &wide.iter().find(|(name, _)| name == &item.item).unwrap().1;
+            let expected = linear_score("linear_schema2", row);
+            assert!((item.model_score.unwrap() - expected).abs() < 1e-4, "{}: {:?} vs {expected}", item.item, item);
+            reordered |= wide[at].0 != item.item;
+        }
+        assert!(reordered, "the schema-2 fixture should reorder the strategy's candidates");
+
+        // v1 serves, v2 shadows: one matrix of twelve columns per request,
+        // v1 reads its six.
+        engine.activate_model(1).unwrap();
+        engine.set_shadow(2).unwrap();
+        assert_scores_match(&engine, &request, &|_| "linear_v1");
+        assert!(engine.candidate_features_of(&request, 3).unwrap_err().to_string().contains("schema"));
+    }
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    assert_scores_match(&engine, &request, &|_| "linear_v1");
+    engine.clear_shadow().unwrap();
+    engine.activate_model(2).unwrap();
+    assert_eq!(engine.recommend(&request).unwrap().ranking.version(), Some(2));
+}

@@ -86,6 +86,39 @@ pub(crate) struct EvalArgs {
     /// The seed of random-holdout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The items: a catalogue as `recwal export --items` writes it (.jsonl,
+    /// or .csv/.tsv as `recwal import --items` reads them), or MovieLens'
+    /// movies (u.item, RecBole .item). They go into the engine's catalogue
+    /// after training, for the catalogue features of schema 2
+    /// (category_match, item_age_days).
+    #[arg(long, value_name = "FILE")]
+    items: Option<PathBuf>,
+    /// A ranking model (ONNX, feature schema 1 or 2): added and activated
+    /// on the trained engine; each strategy is measured twice, as it ranks
+    /// and with the model ordering its --candidates best items.
+    #[arg(long, value_name = "MODEL.onnx", conflicts_with = "export_ranker_data")]
+    ranker: Option<PathBuf>,
+    /// Write a learned ranker's training set into DIR instead of measuring:
+    /// the protocol's train part (all ratings with --protocol none) is cut
+    /// into --ranker-folds folds (per user, by a hash of the ids); for each
+    /// fold an engine is trained on the others, and for every user with a
+    /// relevant rating in the fold the --candidates items of
+    /// --ranker-strategy are written with their schema-2 features and a
+    /// label (1: relevant in the fold). The test part is never read.
+    /// DIR/features.csv and DIR/meta.json; scripts/ranker/train.py trains on
+    /// them.
+    #[arg(long, value_name = "DIR")]
+    export_ranker_data: Option<PathBuf>,
+    /// Candidates per user the ranker orders (exported, and measured with
+    /// --ranker).
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    /// Folds of --export-ranker-data (each trains an engine on the rest).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=100))]
+    ranker_folds: u32,
+    /// The strategy whose candidates --export-ranker-data writes.
+    #[arg(long, value_parser = parse_strategy, default_value = "ease")]
+    ranker_strategy: recwal::Strategy,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,18 +132,23 @@ enum ProtocolArg {
     LeaveLastOut,
     /// Each rating with probability --test-fraction (--seed).
     RandomHoldout,
+    /// Nothing held out (only with --export-ranker-data: a ranker for
+    /// production, trained on every rating).
+    None,
 }
 
 impl EvalArgs {
-    fn protocol(&self) -> Protocol {
-        match self.protocol {
+    /// `None` for `--protocol none`.
+    fn protocol(&self) -> Option<Protocol> {
+        Some(match self.protocol {
+            ProtocolArg::None => return None,
             ProtocolArg::Hash8020 => Protocol::Hash8020,
             ProtocolArg::Temporal => Protocol::Temporal { test_fraction: self.test_fraction },
             ProtocolArg::LeaveLastOut => Protocol::LeaveLastOut,
             ProtocolArg::RandomHoldout => {
                 Protocol::RandomHoldout { seed: self.seed, test_fraction: self.test_fraction }
             }
-        }
+        })
     }
 }
 
@@ -146,7 +184,7 @@ fn relevance(args: &EvalArgs, file: &RatingFile, scale: RatingScale) -> Result<R
 }
 
 pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
-    use recwal::eval::{evaluate_engine, load_rating_file, split, train_engine, EvalSet};
+    use recwal::eval::{evaluate_engine, evaluate_engine_ranked, load_rating_file, split, EvalSet};
     let scale = args.rating_scale.unwrap_or(RatingScale::DEFAULT);
     let header = match (args.header, args.no_header) {
         (true, _) => Some(true),
@@ -156,7 +194,15 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     let options = LoadOptions { format: args.format, delimiter: args.delimiter, header, scale: Some(scale) };
     let file = load_rating_file(&args.file, &options).map_err(|err| err.to_string())?;
     let relevance = relevance(args, &file, scale)?;
-    let protocol = args.protocol();
+    if args.candidates == 0 || args.candidates > recwal::N_MAX {
+        return Err(format!("--candidates {}: must be in 1..={}", args.candidates, recwal::N_MAX));
+    }
+    let Some(protocol) = args.protocol() else {
+        return match &args.export_ranker_data {
+            Some(dir) => export_ranker_data(args, &file.ratings, &relevance, scale, dir),
+            None => Err("--protocol none holds nothing out: it is only for --export-ranker-data".to_string()),
+        };
+    };
     if matches!(protocol, Protocol::Temporal { .. } | Protocol::LeaveLastOut) && !file.has_timestamp {
         return Err(format!(
             "{}: no timestamp column: the {} protocol orders each user's ratings by time (use hash-80-20 or \
@@ -182,17 +228,20 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
             split.test.len()
         ));
     }
+    if let Some(dir) = &args.export_ranker_data {
+        return export_ranker_data(args, &split.train, &relevance, scale, dir);
+    }
     let set = EvalSet::new(&split);
     let scratch = ScratchDir::new()?;
-    let mut config = EngineConfig::default();
-    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    // Implicit interactions are ingested as ratings of 1.
-    config.rating_min = scale.min.min(1.0);
-    config.rating_max = scale.max.max(1.0);
-    let engine = train_engine(&scratch.path, config, &split.train).map_err(|err| err.to_string())?;
+    let engine = train(args, &scratch, scale, &split.train)?;
+    let ranker = match &args.ranker {
+        None => None,
+        Some(path) => {
+            let added = engine.add_model_file(path).map_err(|err| format!("--ranker {}: {err}", path.display()))?;
+            engine.activate_model(added.version).map_err(|err| format!("--ranker {}: {err}", path.display()))?;
+            Some(added.version)
+        }
+    };
     let k = args.k;
     let users: std::collections::HashSet<&str> = file.ratings.iter().map(|rating| rating.user.as_str()).collect();
     let items: std::collections::HashSet<&str> = file.ratings.iter().map(|rating| rating.item.as_str()).collect();
@@ -232,8 +281,139 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
             r.doa,
             report.per_user.as_micros()
         )?;
+        let Some(version) = ranker else { continue };
+        let (ranked, unranked) = evaluate_engine_ranked(&engine, &set, strategy, k, relevance.min);
+        if unranked > 0 {
+            return Err(format!(
+                "--ranker: {unranked} users of {} were answered without the model (see the log): no figure",
+                strategy.name()
+            ));
+        }
+        let r = ranked.report;
+        out!(
+            "| {} + ranker (v{version}, {} candidates) | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
+            strategy.name(),
+            engine.config().models.candidates,
+            r.precision,
+            r.recall,
+            r.ndcg,
+            r.hit_rate,
+            r.doa,
+            ranked.per_user.as_micros()
+        )?;
     }
     drop(engine);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An engine in `scratch` trained on `ratings` (and the --items catalogue).
+fn train(
+    args: &EvalArgs,
+    scratch: &ScratchDir,
+    scale: RatingScale,
+    ratings: &[recwal::eval::Rating],
+) -> Result<recwal::Engine, String> {
+    let items = match &args.items {
+        None => Vec::new(),
+        // The catalogue as `recwal export --items` writes it (and `recwal
+        // import --items` reads it), or MovieLens' movies.
+        Some(path)
+            if path.extension().is_some_and(|ext| ["jsonl", "ndjson", "csv", "tsv"].iter().any(|e| ext == *e)) =>
+        {
+            crate::import_items::load_items(path)
+                .map_err(|err| format!("--items: {err}"))?
+                .into_iter()
+                .map(|(_, item)| item)
+                .collect()
+        }
+        Some(path) => recwal::eval::load_items(path).map_err(|err| format!("--items: {err}"))?,
+    };
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
+    config.checkpoint.every = None;
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    // Implicit interactions are ingested as ratings of 1.
+    config.rating_min = scale.min.min(1.0);
+    config.rating_max = scale.max.max(1.0);
+    config.models.candidates = args.candidates;
+    let engine = recwal::eval::train_engine(&scratch.path, config, ratings).map_err(|err| err.to_string())?;
+    // After training, so the items' dense ids (and the figures without a
+    // catalogue) do not move.
+    for item in &items {
+        engine.upsert_item(item).map_err(|err| format!("--items: item {:?}: {err}", item.id))?;
+    }
+    Ok(engine)
+}
+
+/// `--export-ranker-data`: the ranker's training set from `part` (a
+/// protocol's train part, or every rating), written into `dir`.
+fn export_ranker_data(
+    args: &EvalArgs,
+    part: &[recwal::eval::Rating],
+    relevance: &Relevance,
+    scale: RatingScale,
+    dir: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let strategy = args.ranker_strategy;
+    let schema = recwal::model::schema::FEATURE_SCHEMA_VERSION;
+    let folds = recwal::eval::validation_folds(part, args.ranker_folds as usize);
+    let mut set = recwal::eval::RankerSet { schema, ..Default::default() };
+    for (fold, carve) in folds.iter().enumerate() {
+        let scratch = ScratchDir::new()?;
+        let engine = train(args, &scratch, scale, &carve.train)?;
+        let found = recwal::eval::ranker_set(
+            &engine,
+            &carve.test,
+            strategy,
+            args.candidates,
+            relevance.min,
+            schema,
+            fold as u32,
+        )
+        .map_err(|err| err.to_string())?;
+        set.append(found);
+    }
+    if set.users == 0 {
+        return Err(format!(
+            "{}: no user has a relevant validation rating among their {} candidates: nothing to learn from",
+            args.file.display(),
+            args.candidates
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    let features = dir.join("features.csv");
+    set.write_csv(&features).map_err(|err| format!("{}: {err}", features.display()))?;
+    let meta = serde_json::json!({
+        "source": args.file.display().to_string(),
+        "protocol": args.protocol().map_or("none", |protocol| protocol.name()),
+        "part_ratings": part.len(),
+        "folds": folds.len(),
+        "relevant": relevance.rule,
+        "strategy": strategy.name(),
+        "candidates": args.candidates,
+        "feature_schema": schema,
+        "features": &recwal::model::schema::FEATURE_NAMES[..recwal::model::schema::width(schema)],
+        "users": set.users,
+        "users_without_positive": set.users_without_positive,
+        "rows": set.rows.len(),
+        "items_file": args.items.as_ref().map(|path| path.display().to_string()),
+    });
+    let meta_path = dir.join("meta.json");
+    let text = serde_json::to_string_pretty(&meta).map_err(|err| err.to_string())?;
+    std::fs::write(&meta_path, text + "\n").map_err(|err| format!("{}: {err}", meta_path.display()))?;
+    out!(
+        "{}: {} ratings in {} folds; {} groups, {} rows ({} candidates of {}, schema {schema}); {} groups \
+         without a relevant item among their candidates",
+        dir.display(),
+        part.len(),
+        folds.len(),
+        set.users,
+        set.rows.len(),
+        args.candidates,
+        strategy.name(),
+        set.users_without_positive
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

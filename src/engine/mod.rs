@@ -424,14 +424,31 @@ impl Engine {
     }
 
     /// The candidates a model would rank for `request` and their features
-    /// (feature schema v1, row-major), as of now: what the model sees, for
-    /// checking a model or exporting training data.
+    /// (feature schema 1), as of now: what a schema-1 model sees.
     pub fn candidate_features(&self, request: &RecommendRequest) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
+        self.candidate_features_of(request, 1)
+    }
+
+    /// The candidates a model of feature schema `schema` (1 or 2) would
+    /// rank for `request`, in the strategy's order, and their features, as
+    /// of now: what the model sees, for checking a model or exporting
+    /// training data.
+    pub fn candidate_features_of(
+        &self,
+        request: &RecommendRequest,
+        schema: u32,
+    ) -> Result<Vec<(String, Vec<f32>)>, EngineError> {
         recommend::validate(request)?;
+        if !crate::model::schema::FEATURE_SCHEMAS.contains(&schema) {
+            return Err(EngineError::invalid(
+                "schema",
+                format!("feature schema {schema} is not one this engine computes (1, 2)"),
+            ));
+        }
         let request = &recommend::paged(request);
-        let (candidates, features) = self.shared.candidates(request, event::now_ms(), false)?;
+        let (candidates, features) = self.shared.candidates(request, event::now_ms(), false, schema)?;
         let answer = candidates.answer;
-        let width = crate::model::schema::FEATURES;
+        let width = crate::model::schema::width(schema);
         Ok(answer.items.into_iter().zip(features.chunks(width)).map(|(item, row)| (item.item, row.to_vec())).collect())
     }
 

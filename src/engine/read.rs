@@ -28,7 +28,11 @@ impl Shared {
             }
             Plan::Rank(model, admission, role) => (model, admission, role),
         };
-        let (candidates, features) = match self.candidates(request, now_ms, true) {
+        // One matrix for the serving model and the shadow: the wider
+        // schema's (schema 2 begins with schema 1's columns).
+        let shadow = self.ranker.shadow();
+        let schema = shadow.as_ref().map_or(model.schema, |shadow| shadow.schema.max(model.schema));
+        let (candidates, features) = match self.candidates(request, now_ms, true, schema) {
             Ok(found) => found,
             Err(err) => {
                 model.breaker.abandon(admission);
@@ -37,11 +41,13 @@ impl Shared {
         };
         let mut answer = candidates.answer;
         let rows = answer.items.len();
-        self.ranker.rank(&model, admission, role, &mut answer, &features, request.n);
+        let width = crate::model::schema::width(schema);
+        let rows_of = crate::model::ranker::Rows { values: &features, width };
+        self.ranker.rank(&model, admission, role, &mut answer, rows_of, request.n);
         // The shadow scores the same candidates on its own thread: it never
         // changes the answer nor adds to its latency.
-        if let Some(shadow) = self.ranker.shadow() {
-            self.ranker.shadow_score(shadow, &features, rows);
+        if let Some(shadow) = shadow {
+            self.ranker.shadow_score(shadow, &features, width, rows);
         }
         // Reasons only for the items kept (the model ran outside the lock).
         recommend::unpage(&mut answer, offset);
@@ -50,12 +56,13 @@ impl Shared {
     }
 
     /// The strategy's best `max(n, models.candidates)` items and their
-    /// features, from one read of the state.
+    /// features of `schema`, from one read of the state.
     pub(super) fn candidates(
         &self,
         request: &RecommendRequest,
         now_ms: i64,
         defer_reasons: bool,
+        schema: u32,
     ) -> Result<(recommend::Candidates, Vec<f32>), EngineError> {
         let config = &self.config;
         let wide = RecommendRequest { n: request.n.max(config.models.candidates), ..request.clone() };
@@ -68,6 +75,7 @@ impl Shared {
             request.strategy,
             &candidates.scores,
             &candidates.items,
+            schema,
         );
         Ok((candidates, features))
     }

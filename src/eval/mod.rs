@@ -49,6 +49,7 @@ mod data;
 mod engine;
 mod items;
 mod metrics;
+mod ranker;
 mod shapes;
 mod split;
 
@@ -63,8 +64,9 @@ pub use items::{
     MOVIELENS_GENRES,
 };
 pub use metrics::{evaluate, EvalSet, Report};
+pub use ranker::{ranker_set, RankerRow, RankerSet};
 pub use shapes::{shape_ratings, Shape};
-pub use split::{pair_hash, split, Protocol, Split};
+pub use split::{pair_hash, split, validation_folds, validation_split, Protocol, Split};
 
 /// Why ratings could not be loaded or split.
 ///

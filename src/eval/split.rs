@@ -188,6 +188,77 @@ pub fn pair_hash(user: &str, item: &str) -> u64 {
     splitmix64(splitmix64(42 ^ fnv1a64(user.as_bytes())) ^ fnv1a64(item.as_bytes()))
 }
 
+/// The validation carve of a training part, used wherever hyper-parameters
+/// or a ranker are fitted without the test split (docs/EVALUATION.md): per
+/// user, the first ⌈n/10⌉ of their ratings ordered by (key, item), key =
+/// splitmix64(FNV-1a-64(user ‖ 0x00 ‖ item)), go to `test` (validation), the
+/// rest to `train` (fit); both keep the input's order.
+pub fn validation_split(train: &[Rating]) -> Split {
+    let mut by_user = by_validation_key(train);
+    let mut in_validation = vec![false; train.len()];
+    for ratings in by_user.values_mut() {
+        for &(_, _, at) in ratings.iter().take(ratings.len().div_ceil(10)) {
+            in_validation[at] = true;
+        }
+    }
+    divide(train, &in_validation)
+}
+
+/// `folds` carves of a training part that together hold out each rating
+/// once: per user, with the ratings in the order of `validation_split`, the
+/// one at position p is held out in fold p mod `folds` (a user with fewer
+/// ratings than folds is held out in the first ones only). Fold f's `test`
+/// is what it holds out, its `train` the rest; both keep the input's order.
+pub fn validation_folds(train: &[Rating], folds: usize) -> Vec<Split> {
+    let folds = folds.max(1);
+    let by_user = by_validation_key(train);
+    let mut fold_of = vec![0usize; train.len()];
+    for ratings in by_user.values() {
+        for (position, &(_, _, at)) in ratings.iter().enumerate() {
+            fold_of[at] = position % folds;
+        }
+    }
+    (0..folds)
+        .map(|fold| {
+            let held_out: Vec<bool> = fold_of.iter().map(|&of| of == fold).collect();
+            divide(train, &held_out)
+        })
+        .collect()
+}
+
+/// Per user, (key, item, index) sorted: the validation order.
+fn by_validation_key(train: &[Rating]) -> FxHashMap<&str, Vec<(u64, &str, usize)>> {
+    let mut by_user: FxHashMap<&str, Vec<(u64, &str, usize)>> = FxHashMap::default();
+    for (at, rating) in train.iter().enumerate() {
+        by_user.entry(&rating.user).or_default().push((validation_key(&rating.user, &rating.item), &rating.item, at));
+    }
+    for ratings in by_user.values_mut() {
+        ratings.sort_unstable();
+    }
+    by_user
+}
+
+/// `ratings` held out where `held_out` says (into `test`), the rest into
+/// `train`, in the input's order.
+fn divide(ratings: &[Rating], held_out: &[bool]) -> Split {
+    let mut split = Split::default();
+    for (rating, &out) in ratings.iter().zip(held_out) {
+        if out {
+            split.test.push(rating.clone());
+        } else {
+            split.train.push(rating.clone());
+        }
+    }
+    split
+}
+
+/// splitmix64(FNV-1a-64(user ‖ 0x00 ‖ item)): a training rating's key in
+/// the validation carve.
+fn validation_key(user: &str, item: &str) -> u64 {
+    let bytes: Vec<u8> = user.bytes().chain([0u8]).chain(item.bytes()).collect();
+    splitmix64(fnv1a64(&bytes))
+}
+
 /// Per user, the last `n_test(n)` of the user's `n` ratings by (timestamp,
 /// row) are tested.
 fn temporal(ratings: &[Rating], n_test: impl Fn(usize) -> usize, protocol: Protocol) -> Result<Vec<bool>, EvalError> {
@@ -513,6 +584,65 @@ mod tests {
                     let n_test = result.test.iter().filter(|rating| rating.user == user).count();
                     prop_assert_eq!(n_test, ceil_share(n, share), "{} user {}", protocol, user);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        /// Every rating is held out by exactly one fold, each fold's parts
+        /// partition the input in its order, a user's held-out counts differ
+        /// by at most one between folds, and `validation_split` holds out
+        /// ⌈n/10⌉ per user.
+        #[test]
+        fn folds_hold_out_each_rating_once(
+            pairs in proptest::collection::vec((0u8..6, 0u16..40), 1..120),
+            folds in 1usize..12,
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let ratings: Vec<Rating> = pairs
+                .into_iter()
+                .filter(|pair| seen.insert(*pair))
+                .enumerate()
+                .map(|(row, (user, item))| Rating {
+                    user: format!("u{user}"),
+                    item: format!("i{item}"),
+                    value: row as f32,
+                    timestamp_ms: None,
+                })
+                .collect();
+            let carved = validation_folds(&ratings, folds);
+            prop_assert_eq!(carved.len(), folds);
+            let mut held = vec![0u32; ratings.len()];
+            for fold in &carved {
+                prop_assert_eq!(fold.train.len() + fold.test.len(), ratings.len());
+                for part in [&fold.train, &fold.test] {
+                    prop_assert!(part.windows(2).all(|pair| pair[0].value < pair[1].value), "input order kept");
+                }
+                for rating in &fold.test {
+                    held[rating.value as usize] += 1;
+                }
+            }
+            prop_assert!(held.iter().all(|&count| count == 1));
+            let mut per_user: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+            for (at, fold) in carved.iter().enumerate() {
+                for rating in &fold.test {
+                    per_user.entry(rating.user.as_str()).or_insert_with(|| vec![0; folds])[at] += 1;
+                }
+            }
+            for counts in per_user.values() {
+                let (low, high) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+                prop_assert!(high - low <= 1, "{:?}", counts);
+            }
+            let validation = validation_split(&ratings);
+            let mut users: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
+            for rating in &ratings {
+                users.entry(rating.user.as_str()).or_default().0 += 1;
+            }
+            for rating in &validation.test {
+                users.entry(rating.user.as_str()).or_default().1 += 1;
+            }
+            for (total, out) in users.values() {
+                prop_assert_eq!(*out, total.div_ceil(10));
             }
         }
     }

@@ -21,7 +21,7 @@ use crate::model::breaker::Breaker;
 use crate::model::config::{ModelConfig, ModelDevice};
 use crate::model::latency::{self, InferenceLatency};
 use crate::model::runtime::Runtime;
-use crate::model::schema::{self, Signature, FEATURES, INPUT_NAME, OUTPUT_NAME};
+use crate::model::schema::{self, Signature, INPUT_NAME, OUTPUT_NAME};
 
 /// Versions loaded now (active, being validated, or still serving a request
 /// that started before a swap).
@@ -45,6 +45,8 @@ pub(crate) enum ScoreError {
 
 pub(crate) struct LoadedModel {
     pub version: u32,
+    /// The feature schema it declares (1 or 2).
+    pub schema: u32,
     /// "cpu" or "cuda".
     pub device: &'static str,
     /// On CUDA: every session runs through its bound buffers.
@@ -58,6 +60,8 @@ pub(crate) struct LoadedModel {
 
 struct Slot {
     session: Session,
+    /// Columns of its input (`schema::width` of the model's schema).
+    width: usize,
     #[cfg(feature = "cuda")]
     gpu: Option<gpu::Buffers>,
 }
@@ -95,17 +99,19 @@ impl LoadedModel {
     ) -> Result<LoadedModel, String> {
         let mut pool = Vec::with_capacity(sessions.max(1));
         let mut placed = "cpu";
+        let mut declared = 0;
         for _ in 0..sessions.max(1) {
             let (session, on) = new_session(runtime, bytes, device)?;
             placed = on;
             if pool.is_empty() {
-                schema::check(&signature(&session)?)?;
+                declared = schema::check(&signature(&session)?)?;
             }
-            pool.push(Slot::new(session, on, device)?);
+            pool.push(Slot::new(session, on, device, schema::width(declared))?);
         }
         LIVE.fetch_add(1, Ordering::SeqCst);
         let mut model = LoadedModel {
             version,
+            schema: declared,
             device: placed,
             io_binding: false,
             breaker: Breaker::new(config.breaker.clone(), config.clock.clone()),
@@ -113,7 +119,7 @@ impl LoadedModel {
             returned: Condvar::new(),
             latency: latency::for_version(version),
         };
-        let warmup = schema::warmup_batch();
+        let warmup = schema::warmup_batch(schema::width(declared));
         let mut bound = placed == "cuda";
         for mut slot in pool {
             let scores =
@@ -131,10 +137,37 @@ impl LoadedModel {
         self.latency.count_answer(role, answer);
     }
 
-    /// Scores `rows` candidates (`features` row-major, `FEATURES` columns)
-    /// with the first session free within `wait`. Returns the scores and
-    /// the inference time alone (not the wait for a session).
-    pub fn score(&self, features: &[f32], rows: usize, wait: Duration) -> Result<(Vec<f32>, Duration), ScoreError> {
+    /// Columns of its input.
+    pub fn width(&self) -> usize {
+        schema::width(self.schema)
+    }
+
+    /// Scores `rows` candidates (`features` row-major, `width` columns, at
+    /// least the model's: a wider matrix, built for a newer schema, is read
+    /// for its first columns) with the first session free within `wait`.
+    /// Returns the scores and the inference time alone (not the wait for a
+    /// session).
+    pub fn score(
+        &self,
+        features: &[f32],
+        width: usize,
+        rows: usize,
+        wait: Duration,
+    ) -> Result<(Vec<f32>, Duration), ScoreError> {
+        let own = self.width();
+        if width < own || features.len() != rows * width {
+            return Err(ScoreError::Failed(format!(
+                "{} feature values for {rows} rows of {width} columns; the model needs {own} columns",
+                features.len()
+            )));
+        }
+        let narrowed: Vec<f32>;
+        let features = if width == own {
+            features
+        } else {
+            narrowed = features.chunks_exact(width).flat_map(|row| &row[..own]).copied().collect();
+            &narrowed
+        };
         let mut slot = self.take(wait)?;
         let started = Instant::now();
         let scored = slot.run(features, rows);
@@ -245,17 +278,17 @@ fn signature(session: &Session) -> Result<Signature, String> {
 
 impl Slot {
     #[cfg(feature = "cuda")]
-    fn new(session: Session, placed: &'static str, device: ModelDevice) -> Result<Slot, String> {
+    fn new(session: Session, placed: &'static str, device: ModelDevice, width: usize) -> Result<Slot, String> {
         let gpu = match device {
-            ModelDevice::Cuda { device_id } if placed == "cuda" => Some(gpu::Buffers::new(&session, device_id)?),
+            ModelDevice::Cuda { device_id } if placed == "cuda" => Some(gpu::Buffers::new(&session, device_id, width)?),
             _ => None,
         };
-        Ok(Slot { session, gpu })
+        Ok(Slot { session, width, gpu })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn new(session: Session, _placed: &'static str, _device: ModelDevice) -> Result<Slot, String> {
-        Ok(Slot { session })
+    fn new(session: Session, _placed: &'static str, _device: ModelDevice, width: usize) -> Result<Slot, String> {
+        Ok(Slot { session, width })
     }
 
     fn bound(&self) -> bool {
@@ -266,8 +299,9 @@ impl Slot {
     }
 
     fn run(&mut self, features: &[f32], rows: usize) -> Result<Vec<f32>, String> {
-        if features.len() != rows * FEATURES {
-            return Err(format!("{} feature values for {rows} rows of {FEATURES}", features.len()));
+        let width = self.width;
+        if features.len() != rows * width {
+            return Err(format!("{} feature values for {rows} rows of {width}", features.len()));
         }
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &mut self.gpu {
@@ -275,7 +309,7 @@ impl Slot {
                 return gpu.run(&mut self.session, features, rows);
             }
         }
-        let input = TensorRef::from_array_view(([rows, FEATURES], features)).map_err(|err| err.to_string())?;
+        let input = TensorRef::from_array_view(([rows, width], features)).map_err(|err| err.to_string())?;
         let outputs = self.session.run(ort::inputs![INPUT_NAME => input]).map_err(|err| err.to_string())?;
         let output = outputs.get(OUTPUT_NAME).ok_or_else(|| format!("the model gave no `{OUTPUT_NAME}` output"))?;
         let (_, scores) = output.try_extract_tensor::<f32>().map_err(|err| err.to_string())?;
@@ -297,7 +331,7 @@ mod gpu {
     use ort::session::{IoBinding, Session};
     use ort::value::Tensor;
 
-    use crate::model::schema::{FEATURES, INPUT_NAME, OUTPUT_NAME};
+    use crate::model::schema::{INPUT_NAME, OUTPUT_NAME};
 
     /// Rows the buffers hold: the default candidate count, rounded up.
     pub const ROWS: usize = 256;
@@ -312,7 +346,7 @@ mod gpu {
     }
 
     impl Buffers {
-        pub fn new(session: &Session, device_id: i32) -> Result<Buffers, String> {
+        pub fn new(session: &Session, device_id: i32, width: usize) -> Result<Buffers, String> {
             let fail = |what: &str, err: ort::Error| format!("CUDA buffers ({what}): {err}");
             let device = MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default)
                 .and_then(|info| Allocator::new(session, info))
@@ -326,8 +360,8 @@ mod gpu {
                 .and_then(|output| output.dtype().tensor_shape().map(|shape| shape.len()))
                 .unwrap_or(1);
             let out_shape: Vec<usize> = if rank == 2 { vec![ROWS, 1] } else { vec![ROWS] };
-            let host_in = Tensor::<f32>::new(&host, [ROWS, FEATURES]).map_err(|err| fail("host input", err))?;
-            let device_in = Tensor::<f32>::new(&device, [ROWS, FEATURES]).map_err(|err| fail("device input", err))?;
+            let host_in = Tensor::<f32>::new(&host, [ROWS, width]).map_err(|err| fail("host input", err))?;
+            let device_in = Tensor::<f32>::new(&device, [ROWS, width]).map_err(|err| fail("device input", err))?;
             let mut device_out =
                 Tensor::<f32>::new(&device, out_shape.clone()).map_err(|err| fail("device output", err))?;
             let host_out = Tensor::<f32>::new(&host, out_shape).map_err(|err| fail("host output", err))?;

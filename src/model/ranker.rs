@@ -75,6 +75,14 @@ impl Routed {
     }
 }
 
+/// A feature matrix: row-major, `width` columns a row (the widest schema a
+/// request's models need; each model reads its own columns).
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub values: &'a [f32],
+    pub width: usize,
+}
+
 /// A user's canary bucket, 0–999: FNV-1a (64-bit) of the user id's UTF-8
 /// bytes, modulo 1000. The same on every node and after every restart,
 /// and a larger share only adds users (docs/MODELS.md).
@@ -270,7 +278,8 @@ impl Ranker {
     /// latency. With `SHADOW_QUEUE` requests waiting already the request is
     /// not scored and counts as `skipped`, as do the requests still waiting
     /// when the shadow ends or is replaced.
-    pub fn shadow_score(&self, model: Arc<LoadedModel>, features: &[f32], rows: usize) {
+    /// `features`: `rows` rows of `width` columns, at least the shadow's.
+    pub fn shadow_score(&self, model: Arc<LoadedModel>, features: &[f32], width: usize, rows: usize) {
         if rows == 0 {
             return;
         }
@@ -278,7 +287,8 @@ impl Ranker {
             model.count_answer(Role::Shadow, Answer::Skipped);
             return;
         };
-        let features = features[..(rows * crate::model::schema::FEATURES).min(features.len())].to_vec();
+        let own = model.width().min(width);
+        let features: Vec<f32> = features.chunks_exact(width).take(rows).flat_map(|row| &row[..own]).copied().collect();
         if let Err(refused) = queue.try_send(ShadowJob { model, features, rows }) {
             let (std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) = refused;
             job.model.count_answer(Role::Shadow, Answer::Skipped);
@@ -424,7 +434,7 @@ impl Ranker {
         admission: Admission,
         role: Role,
         answer: &mut Recommendations,
-        features: &[f32],
+        features: Rows<'_>,
         n: usize,
     ) {
         if answer.items.is_empty() {
@@ -435,7 +445,7 @@ impl Ranker {
         }
         // A request waits for a free session at most the latency budget.
         let budget = model.breaker.latency_budget();
-        match model.score(features, answer.items.len(), budget) {
+        match model.score(features.values, features.width, answer.items.len(), budget) {
             Ok((scores, took)) => {
                 let slow = took > budget;
                 model.breaker.record(admission, if slow { Outcome::Failed } else { Outcome::Ok });
@@ -525,7 +535,7 @@ fn score_shadow(model: &LoadedModel, features: &[f32], rows: usize) {
         return;
     }
     let budget = model.breaker.latency_budget();
-    match model.score(features, rows, budget) {
+    match model.score(features, model.width(), rows, budget) {
         Ok((_, took)) => {
             model.breaker.record(admission, if took > budget { Outcome::Failed } else { Outcome::Ok });
             model.count_answer(Role::Shadow, Answer::Ranked);

@@ -1,33 +1,65 @@
-//! Feature schema v1: the per-candidate features the engine computes for a
-//! ranking model, and the contract a model must meet to be accepted (see
-//! docs/MODELS.md).
+//! Feature schemas 1 and 2: the per-candidate features the engine computes
+//! for a ranking model, and the contract a model must meet to be accepted
+//! (see docs/MODELS.md).
 //!
 //! A model declares the schema it was trained on in its ONNX metadata
-//! (`recwal.feature_schema`); it takes one input `features` (float32,
-//! `[N, FEATURES]`, N free) and gives one output `score` (float32, `[N]` or
-//! `[N, 1]`), one score per candidate row, higher is better.
+//! (`recwal.feature_schema`, "1" or "2"); it takes one input `features`
+//! (float32, `[N, width]`, N free, width 6 for schema 1 and 12 for schema
+//! 2) and gives one output `score` (float32, `[N]` or `[N, 1]`), one score
+//! per candidate row, higher is better. Schema 2's first six columns are
+//! schema 1's, so models of both serve side by side.
 
-/// The schema this engine computes.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+/// The newest schema this engine computes.
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+/// Every schema this engine computes.
+pub const FEATURE_SCHEMAS: [u32; 2] = [1, 2];
 /// The ONNX metadata key a model declares its schema version under.
 pub const SCHEMA_METADATA_KEY: &str = "recwal.feature_schema";
 /// Name of the model's input.
 pub const INPUT_NAME: &str = "features";
 /// Name of the model's output.
 pub const OUTPUT_NAME: &str = "score";
-/// Features per candidate.
-pub const FEATURES: usize = 6;
-/// The features' names, in column order.
-pub const FEATURE_NAMES: [&str; FEATURES] =
-    ["strategy_score", "usercf", "item_rank", "popularity", "item_users", "user_activity"];
+/// Features per candidate in schema 1.
+pub const FEATURES_V1: usize = 6;
+/// Features per candidate in schema 2.
+pub const FEATURES_V2: usize = 12;
+/// Features per candidate in schema 1 (the name models were built with).
+pub const FEATURES: usize = FEATURES_V1;
+/// The features' names, in column order: schema 2's; schema 1 has the
+/// first `FEATURES_V1`.
+pub const FEATURE_NAMES: [&str; FEATURES_V2] = [
+    "strategy_score",
+    "usercf",
+    "item_rank",
+    "popularity",
+    "item_users",
+    "user_activity",
+    "item_model",
+    "strategy_rank",
+    "item_mean_value",
+    "user_mean_value",
+    "category_match",
+    "item_age_days",
+];
+
+/// Columns of `schema` (a version this engine computes; others get the
+/// newest's width, which `check` never lets a model declare).
+pub const fn width(schema: u32) -> usize {
+    match schema {
+        1 => FEATURES_V1,
+        _ => FEATURES_V2,
+    }
+}
+
 /// Rows of the warm-up batch every model must score (finite outputs) before
 /// it can be added or activated.
 pub const WARMUP_ROWS: usize = 8;
 
-/// The warm-up batch: fixed, so a model's acceptance never depends on the
-/// data in the engine. Row i, column j = ((7i + 3j) mod 11) / 10.
-pub(crate) fn warmup_batch() -> Vec<f32> {
-    (0..WARMUP_ROWS).flat_map(|row| (0..FEATURES).map(move |col| ((row * 7 + col * 3) % 11) as f32 / 10.0)).collect()
+/// The warm-up batch of `width` columns: fixed, so a model's acceptance
+/// never depends on the data in the engine. Row i, column j = ((7i + 3j)
+/// mod 11) / 10.
+pub(crate) fn warmup_batch(width: usize) -> Vec<f32> {
+    (0..WARMUP_ROWS).flat_map(|row| (0..width).map(move |col| ((row * 7 + col * 3) % 11) as f32 / 10.0)).collect()
 }
 
 /// What a loaded model exposes, as far as the contract cares.
@@ -41,46 +73,47 @@ pub(crate) struct Signature {
     pub outputs: Vec<(String, bool, Vec<i64>)>,
 }
 
-/// Checks a model's signature against schema v1; the error says exactly
-/// what does not match.
-pub(crate) fn check(signature: &Signature) -> Result<(), String> {
-    match signature.schema.as_deref() {
+/// Checks a model's signature against the schema it declares; the error
+/// says exactly what does not match. Returns the schema.
+pub(crate) fn check(signature: &Signature) -> Result<u32, String> {
+    let known = FEATURE_SCHEMAS.map(|schema| schema.to_string()).join(", ");
+    let schema = match signature.schema.as_deref() {
         None => {
             return Err(format!(
-                "the model has no `{SCHEMA_METADATA_KEY}` metadata entry; this engine computes feature schema \
-                 {FEATURE_SCHEMA_VERSION} and only accepts models that declare it"
+                "the model has no `{SCHEMA_METADATA_KEY}` metadata entry; this engine computes feature schemas \
+                 {known} and only accepts models that declare one"
             ))
         }
-        Some(declared) if declared.trim() != FEATURE_SCHEMA_VERSION.to_string() => {
-            return Err(format!(
-                "the model declares feature schema {declared:?}; this engine computes feature schema \
-                 {FEATURE_SCHEMA_VERSION}"
-            ))
-        }
-        Some(_) => {}
-    }
+        Some(declared) => match FEATURE_SCHEMAS.iter().find(|schema| declared.trim() == schema.to_string()) {
+            Some(&schema) => schema,
+            None => {
+                return Err(format!(
+                    "the model declares feature schema {declared:?}; this engine computes feature schemas {known}"
+                ))
+            }
+        },
+    };
+    let features = width(schema);
+    let names = FEATURE_NAMES[..features].join(", ");
     let [(name, float, shape)] = signature.inputs.as_slice() else {
         let names: Vec<&str> = signature.inputs.iter().map(|input| input.0.as_str()).collect();
         return Err(format!("the model must have exactly one input `{INPUT_NAME}`; it has {names:?}"));
     };
     if name != INPUT_NAME {
-        return Err(format!(
-            "the model's input is named `{name}`; schema {FEATURE_SCHEMA_VERSION} needs `{INPUT_NAME}`"
-        ));
+        return Err(format!("the model's input is named `{name}`; schema {schema} needs `{INPUT_NAME}`"));
     }
     if !float {
         return Err(format!("input `{INPUT_NAME}` must be float32"));
     }
-    if shape.len() != 2 || shape[1] != FEATURES as i64 || (shape[0] != -1 && shape[0] < 1) {
+    if shape.len() != 2 || shape[1] != features as i64 || (shape[0] != -1 && shape[0] < 1) {
         return Err(format!(
-            "input `{INPUT_NAME}` has shape {}; schema {FEATURE_SCHEMA_VERSION} needs [N, {FEATURES}] ({})",
+            "input `{INPUT_NAME}` has shape {}; schema {schema} needs [N, {features}] ({names})",
             show_shape(shape),
-            FEATURE_NAMES.join(", ")
         ));
     }
     if shape[0] != -1 {
         return Err(format!(
-            "input `{INPUT_NAME}` has a fixed batch size of {}; the batch dimension must be free ([N, {FEATURES}])",
+            "input `{INPUT_NAME}` has a fixed batch size of {}; the batch dimension must be free ([N, {features}])",
             shape[0]
         ));
     }
@@ -94,7 +127,7 @@ pub(crate) fn check(signature: &Signature) -> Result<(), String> {
     if !matches!(shape.as_slice(), [_] | [_, 1]) {
         return Err(format!("output `{OUTPUT_NAME}` has shape {}; it must be [N] or [N, 1]", show_shape(shape)));
     }
-    Ok(())
+    Ok(schema)
 }
 
 fn show_shape(shape: &[i64]) -> String {
@@ -127,10 +160,16 @@ mod tests {
 
     #[test]
     fn the_contract_names_what_is_wrong() {
-        assert_eq!(check(&good()), Ok(()));
+        assert_eq!(check(&good()), Ok(1));
         let mut column = good();
         column.outputs[0].2 = vec![-1, 1];
-        assert_eq!(check(&column), Ok(()));
+        assert_eq!(check(&column), Ok(1));
+        let mut v2 = good();
+        v2.schema = Some("2".into());
+        v2.inputs[0].2 = vec![-1, 12];
+        assert_eq!(check(&v2), Ok(2));
+        v2.inputs[0].2 = vec![-1, 6];
+        assert!(check(&v2).err().unwrap_or_default().contains("schema 2 needs [N, 12]"));
         type Breaker = fn(&mut Signature);
         let cases: [(Breaker, &str); 7] = [
             (|s| s.schema = None, "no `recwal.feature_schema`"),
@@ -158,8 +197,9 @@ mod tests {
 
     #[test]
     fn the_warmup_batch_is_fixed_and_in_range() {
-        let batch = warmup_batch();
+        let batch = warmup_batch(FEATURES);
         assert_eq!(batch.len(), WARMUP_ROWS * FEATURES);
+        assert_eq!(&warmup_batch(FEATURES_V2)[..FEATURES], &batch[..FEATURES]);
         assert_eq!(&batch[..FEATURES], &[0.0, 0.3, 0.6, 0.9, 0.1, 0.4]);
         assert!(batch.iter().all(|&value| (0.0..=1.0).contains(&value)));
     }
