@@ -80,22 +80,79 @@ impl ItemModelInput {
     }
 }
 
-/// The learned item model (EASE, `Strategy::Ease`): trained from the state
-/// in the background, stored as an artefact and logged (record 11); the
-/// user side is applied at request time. The defaults were picked on a
-/// validation split carved from ML-100k's training part (docs/EVALUATION.md).
+/// Which learned item model the engine trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemModelFamily {
+    /// EASE (`Strategy::Ease`): closed form, O(items²) memory; up to
+    /// `items_max` items.
+    Ease,
+    /// Implicit ALS with conjugate-gradient steps (`Strategy::Ials`):
+    /// O((users + items) · factors) memory, any catalogue size.
+    Ials,
+    /// EASE while the catalogue has at most `items_max` items, iALS above.
+    Auto,
+}
+
+impl ItemModelFamily {
+    /// The name in configuration files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ItemModelFamily::Ease => "ease",
+            ItemModelFamily::Ials => "ials",
+            ItemModelFamily::Auto => "auto",
+        }
+    }
+}
+
+/// The iALS item model's parameters (`item_model.ials`). The defaults were
+/// picked on a validation split carved from ML-100k's training part
+/// (docs/EVALUATION.md); λ and α scale with the values in X.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IalsConfig {
+    /// Factors per user and item, 1–1024.
+    pub factors: usize,
+    /// L2 regularisation λ (> 0).
+    pub lambda: f32,
+    /// Confidence slope α: c = 1 + α·x (≥ 0).
+    pub alpha: f32,
+    /// Alternations (a user step and an item step), 1–1000.
+    pub iterations: usize,
+    /// Conjugate-gradient steps per row and step, 1–100.
+    pub cg_steps: usize,
+    /// Training threads (0: one per core); the result does not depend on it.
+    pub threads: usize,
+}
+
+impl Default for IalsConfig {
+    fn default() -> Self {
+        IalsConfig { factors: 64, lambda: 60.0, alpha: 2.5, iterations: 15, cg_steps: 3, threads: 0 }
+    }
+}
+
+/// The learned item model (`Strategy::Ease` or `Strategy::Ials`): trained
+/// from the state in the background, stored as an artefact and logged
+/// (record 11); the user side is applied at request time. The defaults were
+/// picked on a validation split carved from ML-100k's training part
+/// (docs/EVALUATION.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ItemModelConfig {
-    /// L2 regularisation λ added to the Gram matrix's diagonal. > 0.
+    /// Which model is trained: `ease`, `ials` or `auto` (EASE up to
+    /// `items_max` items, iALS above).
+    pub family: ItemModelFamily,
+    /// EASE's L2 regularisation λ added to the Gram matrix's diagonal. > 0.
     pub lambda: f32,
     /// What X holds: `binary` (1 per interaction) or `value` (the pair's
     /// value: the latest rating plus the implicit weights).
     pub input: ItemModelInput,
-    /// Largest catalogue it trains on (memory is about 24·items² bytes at
-    /// the peak of training); above it training is refused with a logged
-    /// reason and EASE answers with popular items.
+    /// Largest catalogue EASE trains on (memory is about 24·items² bytes at
+    /// the peak of training); above it `auto` trains iALS, `ease` refuses
+    /// with a logged reason and answers with popular items.
     pub items_max: usize,
+    /// The iALS model's parameters.
+    pub ials: IalsConfig,
     /// Retrain after this many events applied since the last training
     /// (None, "off" in a file: not by count).
     #[serde(with = "crate::units::count_or_off")]
@@ -109,9 +166,11 @@ pub struct ItemModelConfig {
 impl Default for ItemModelConfig {
     fn default() -> Self {
         ItemModelConfig {
+            family: ItemModelFamily::Auto,
             lambda: 6000.0,
             input: ItemModelInput::Value,
             items_max: 10_000,
+            ials: IalsConfig::default(),
             retrain_every_events: Some(100_000),
             retrain_every: Some(Duration::from_secs(3600)),
         }
@@ -362,6 +421,31 @@ impl EngineConfig {
             return Err(bad(
                 "item_model.items_max",
                 format!("must be 1–{}, got {}", crate::limits::ITEM_MODEL_ITEMS_MAX, item_model.items_max),
+            ));
+        }
+        let ials = &item_model.ials;
+        if ials.factors == 0 || ials.factors > crate::limits::IALS_FACTORS_MAX {
+            return Err(bad(
+                "item_model.ials.factors",
+                format!("must be 1–{}, got {}", crate::limits::IALS_FACTORS_MAX, ials.factors),
+            ));
+        }
+        if !(ials.lambda.is_finite() && ials.lambda > 0.0) {
+            return Err(bad("item_model.ials.lambda", format!("must be finite and > 0, got {}", ials.lambda)));
+        }
+        if !(ials.alpha.is_finite() && ials.alpha >= 0.0) {
+            return Err(bad("item_model.ials.alpha", format!("must be finite and ≥ 0, got {}", ials.alpha)));
+        }
+        if ials.iterations == 0 || ials.iterations > 1000 {
+            return Err(bad("item_model.ials.iterations", format!("must be 1–1000, got {}", ials.iterations)));
+        }
+        if ials.cg_steps == 0 || ials.cg_steps > 100 {
+            return Err(bad("item_model.ials.cg_steps", format!("must be 1–100, got {}", ials.cg_steps)));
+        }
+        if ials.threads > 1024 {
+            return Err(bad(
+                "item_model.ials.threads",
+                format!("must be 0 (one per core) to 1024, got {}", ials.threads),
             ));
         }
         if item_model.retrain_every_events == Some(0) {

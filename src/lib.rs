@@ -14,6 +14,9 @@
 pub use recwal_wal as wal;
 
 mod algo;
+/// The iALS trainer and scorer, for the `ials` benchmark (not a stable API).
+#[doc(hidden)]
+pub use algo::ials;
 mod catalogue;
 mod config;
 mod config_wal;
@@ -40,15 +43,15 @@ mod units;
 
 pub use catalogue::{Item, ItemFilter, ItemPage, LabelCondition, LabelValue, User};
 pub use config::{
-    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, FeedbackConfig, ItemModelConfig, ItemModelInput,
-    ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
+    BlendConfig, CheckpointConfig, DedupConfig, EngineConfig, FeedbackConfig, IalsConfig, ItemModelConfig,
+    ItemModelFamily, ItemModelInput, ItemRankConfig, KindWeights, ModelConfig, UserCfConfig,
 };
 pub use dedup::FirstSeen;
 pub use disk::DiskFull;
 pub use engine::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};
 pub use engine::{
-    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelStatus,
-    OpenReport, Receipt, ReplayProgress,
+    BackupCut, BackupRecord, CheckpointInfo, Engine, EngineStats, Interaction, ItemModelInfo, ItemModelSpec,
+    ItemModelStatus, OpenReport, Receipt, ReplayProgress,
 };
 pub use engine::{ReplicaModelAdd, RouteChange, MODEL_BYTES_MAX};
 pub use error::EngineError;

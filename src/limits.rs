@@ -60,3 +60,11 @@ const _: () = assert!(N_MAX > 0);
 /// The largest `item_model.items_max` accepted: EASE trains in about 24·n²
 /// bytes (n = 46,340 is 48 GiB), so a cap above it is a typo.
 pub const ITEM_MODEL_ITEMS_MAX: usize = 46_340;
+
+/// Most factors an iALS item model may have (`item_model.ials.factors`,
+/// and what an artefact may declare).
+pub const IALS_FACTORS_MAX: usize = 1024;
+
+/// Most items an iALS artefact may declare (its factors are 4·f bytes an
+/// item: 10M items at 64 factors is 2.5 GB).
+pub const IALS_ITEMS_MAX: usize = 10_000_000;

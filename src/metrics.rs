@@ -172,9 +172,22 @@ pub(crate) fn render_item_model(status: &crate::engine::ItemModelStatus) -> Stri
     );
     out.gauge(
         "recwal_item_model_serving",
-        "1 while the active item model's weights are loaded and the ease strategy scores with them (0: popular items).",
+        "1 while the active item model is loaded and its strategy (ease or ials) scores with it (0: popular items).",
         u64::from(status.serving),
     );
+    out.header(
+        "recwal_item_model_family",
+        "1 for the family of the item model serving (ease: the ease strategy; ials: the ials strategy), 0 for the other.",
+        "gauge",
+    );
+    for family in [crate::config::ItemModelFamily::Ease, crate::config::ItemModelFamily::Ials] {
+        let _ = writeln!(
+            out.0,
+            "recwal_item_model_family{{family=\"{}\"}} {}",
+            family.name(),
+            u64::from(status.family == Some(family))
+        );
+    }
     out.gauge(
         "recwal_item_model_items",
         "Items the active item model covers.",

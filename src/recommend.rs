@@ -6,12 +6,12 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::{ease, itemrank, popularity, top_n, usercf, Profile};
+use crate::algo::{ease, ials, itemrank, popularity, top_n, usercf, Profile};
 use crate::catalogue::{ItemFilter, LabelCondition, LabelValue};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::ids::{self, Dense};
-use crate::state::{Label, State};
+use crate::state::{ItemModel, Label, State};
 
 use crate::limits::N_MAX;
 /// Reasons given per item.
@@ -37,17 +37,23 @@ pub enum Strategy {
     /// to the user's current interactions. Without an item model, or for
     /// items it was not trained on, the answer is filled with popular items.
     Ease,
+    /// Implicit ALS: learned item factors (trained in the background), the
+    /// user's factors folded in at request time from their current
+    /// interactions. For catalogues beyond EASE's size; without an iALS
+    /// model the answer is filled with popular items.
+    Ials,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::UserCf,
         Strategy::ItemRank,
         Strategy::ItemRankExact,
         Strategy::Popularity,
         Strategy::Blend,
         Strategy::Ease,
+        Strategy::Ials,
     ];
 
     /// The strategy's name in the API.
@@ -59,12 +65,22 @@ impl Strategy {
             Strategy::Popularity => "popularity",
             Strategy::Blend => "blend",
             Strategy::Ease => "ease",
+            Strategy::Ials => "ials",
         }
     }
 
     /// The strategy called `name` (as `name` spells it).
     pub fn from_name(name: &str) -> Option<Strategy> {
         Strategy::ALL.into_iter().find(|strategy| strategy.name() == name)
+    }
+
+    /// The item-model family the strategy scores with, if it is one.
+    pub fn item_model_family(self) -> Option<crate::config::ItemModelFamily> {
+        match self {
+            Strategy::Ease => Some(crate::config::ItemModelFamily::Ease),
+            Strategy::Ials => Some(crate::config::ItemModelFamily::Ials),
+            _ => None,
+        }
     }
 
     /// Every strategy's name, comma-separated (for the errors that list them).
@@ -481,8 +497,13 @@ fn score_with_neighbours(
         Strategy::Popularity => popularity::scores(state, &mut scores),
         Strategy::Blend => neighbours = blend(state, config, profile, &mut scores),
         Strategy::Ease => {
-            if let Some(model) = state.item_model() {
+            if let Some(ItemModel::Ease(model)) = state.item_model() {
                 ease::scores(model, profile, &mut scores);
+            }
+        }
+        Strategy::Ials => {
+            if let Some(ItemModel::Ials(model)) = state.item_model() {
+                ials::scores(model, profile, &mut scores);
             }
         }
     }
@@ -782,16 +803,24 @@ fn reasons(
             co.reasons(item)
         }
         Strategy::ItemRank | Strategy::ItemRankExact | Strategy::Blend => co.reasons(item),
-        Strategy::Ease => match state.item_model() {
-            Some(model) => ease::contributors(model, co.pairs, item, REASONS_PER_ITEM)
+        Strategy::Ease | Strategy::Ials => {
+            let contributors = match state.item_model() {
+                Some(ItemModel::Ease(model)) if strategy == Strategy::Ease => {
+                    ease::contributors(model, co.pairs, item, REASONS_PER_ITEM)
+                }
+                Some(ItemModel::Ials(model)) if strategy == Strategy::Ials => {
+                    ials::contributors(model, co.pairs, item, REASONS_PER_ITEM)
+                }
+                _ => Vec::new(),
+            };
+            contributors
                 .into_iter()
                 .map(|(other, contribution)| Reason::ItemWeight {
                     item: state.items().name(other).to_string(),
                     contribution,
                 })
-                .collect(),
-            None => Vec::new(),
-        },
+                .collect()
+        }
         Strategy::UserCf => Vec::new(),
         Strategy::Popularity => vec![Reason::Popular { events: state.item_events(item) }],
     }

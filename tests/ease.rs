@@ -21,6 +21,9 @@ fn config() -> EngineConfig {
     config.item_model.retrain_every_events = None;
     config.item_model.retrain_every = None;
     config.item_model.lambda = 1.0;
+    // EASE whatever the catalogue's size (`auto` would train iALS above
+    // `items_max`: tests/ials.rs).
+    config.item_model.family = recwal::ItemModelFamily::Ease;
     config
 }
 

@@ -79,13 +79,14 @@ enum Step {
     User(User),
     /// Expire feedback older than this (ms of event time).
     Expire(i64),
-    /// Train, store, log (record 11) and activate an item model.
-    TrainItemModel,
+    /// Train, store, log (record 11) and activate an item model: EASE, or
+    /// (true) iALS.
+    TrainItemModel(bool),
 }
 
 fn step(index: u64) -> Step {
     if index % 23 == 22 {
-        return Step::TrainItemModel;
+        return Step::TrainItemModel((index / 23) % 2 == 1);
     }
     if index % 17 == 16 {
         // Batch i's events are at second 1000 + i: forget those 40 steps old.
@@ -113,7 +114,12 @@ fn submit(engine: &Engine, index: u64) -> u64 {
         Step::Item(item) => engine.upsert_item(&item).unwrap(),
         Step::User(user) => engine.upsert_user(&user).unwrap(),
         Step::Expire(before_ms) => engine.expire_feedback_before(before_ms).unwrap(),
-        Step::TrainItemModel => engine.train_item_model().unwrap().lsn,
+        Step::TrainItemModel(false) => engine.train_item_model().unwrap().lsn,
+        Step::TrainItemModel(true) => {
+            let mut params = recwal::ItemModelSpec::ials_params(&engine.config().item_model);
+            (params.factors, params.iterations) = (8, 4);
+            engine.train_item_model_spec(recwal::ItemModelSpec::Ials(params)).unwrap().lsn
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use proptest::strategy::Strategy as PropStrategy;
 use recwal::wal::sim::SimStorage;
 use recwal::wal::SyncPolicy;
 use recwal::{
-    Engine, EngineConfig, EngineError, Event, EventKind, Item, ItemQuery, LabelValue, RecommendRequest, Strategy, User,
+    Engine, EngineConfig, EngineError, Event, EventKind, Item, ItemModelSpec, ItemQuery, LabelValue, RecommendRequest,
+    Strategy, User,
 };
 
 #[derive(Clone, Debug)]
@@ -32,7 +33,8 @@ enum Op {
     UpsertUser(u8, u8),
     /// Expire feedback older than this many seconds of event time.
     Expire(u8),
-    /// Train, store, log and activate an item model (λ choice, binary X).
+    /// Train, store, log and activate an item model (λ choice, binary X):
+    /// EASE at λ 0.5, 5 or 50, or (choice 3) iALS.
     TrainItemModel(u8, bool),
     Checkpoint,
     Restart,
@@ -48,7 +50,7 @@ fn op() -> impl PropStrategy<Value = Op> {
         1 => (0u8..16, any::<bool>()).prop_map(|(i, hidden)| Op::Hide(i, hidden)),
         1 => (0u8..10, 0u8..5).prop_map(|(u, v)| Op::UpsertUser(u, v)),
         1 => (0u8..20).prop_map(Op::Expire),
-        1 => (0u8..3, any::<bool>()).prop_map(|(lambda, binary)| Op::TrainItemModel(lambda, binary)),
+        1 => (0u8..4, any::<bool>()).prop_map(|(lambda, binary)| Op::TrainItemModel(lambda, binary)),
         2 => Just(Op::Checkpoint),
         1 => Just(Op::Restart),
         2 => Just(Op::PowerLoss),
@@ -169,14 +171,21 @@ fn run(ops: &[Op], seed: u64) {
                 let got = outcome(engine.expire_feedback_before(before));
                 assert_eq!(got, outcome(reference.expire_feedback_before(before)), "step {step}");
             }
-            Op::TrainItemModel(lambda, binary) => {
-                let lambda = [0.5, 5.0, 50.0][usize::from(*lambda)];
+            Op::TrainItemModel(choice, binary) => {
                 let input = if *binary { recwal::ItemModelInput::Binary } else { recwal::ItemModelInput::Value };
+                let spec = match [0.5, 5.0, 50.0].get(usize::from(*choice)) {
+                    Some(&lambda) => ItemModelSpec::Ease { lambda, input },
+                    None => {
+                        let mut params = ItemModelSpec::ials_params(&engine.config().item_model);
+                        (params.factors, params.iterations, params.lambda, params.input) = (4, 3, 1.0, input);
+                        ItemModelSpec::Ials(params)
+                    }
+                };
                 // Everything but the wall time of the training.
                 let trained = |engine: &Engine| {
                     outcome(
                         engine
-                            .train_item_model_with(lambda, input)
+                            .train_item_model_spec(spec.clone())
                             .map(|info| (info.version, info.n_items, info.lsn_trained, info.lsn, info.bytes)),
                     )
                 };

@@ -744,7 +744,7 @@ fn ml_limits(mode: Mode, strategy: Strategy) -> Limits {
 /// The goal of p99 for `strategy` on the MovieLens-sized state (µs).
 fn ml_goal_us(strategy: Strategy) -> Option<f64> {
     match strategy {
-        Strategy::UserCf | Strategy::ItemRank | Strategy::Blend | Strategy::Ease => Some(1_000.0),
+        Strategy::UserCf | Strategy::ItemRank | Strategy::Blend | Strategy::Ease | Strategy::Ials => Some(1_000.0),
         Strategy::ItemRankExact => Some(20_000.0),
         Strategy::Popularity => None,
     }
@@ -756,15 +756,20 @@ fn large_goal_us(strategy: Strategy) -> Option<f64> {
         Strategy::Popularity => Some(100.0),
         // Ease: no item model above `item_model.items_max` (10k items by
         // default; 100k items would need 24·n² = 240 GB to train), so it is
-        // not measured on the large state (`measured`).
+        // not measured on the large state (`measured`); ials there: `cargo
+        // bench --bench ials_engine` with RECWAL_IALS_LARGE=1.
         Strategy::ItemRankExact | Strategy::Blend | Strategy::Ease => None,
+        Strategy::Ials => Some(10_000.0),
     }
 }
 
-/// Whether `strategy` scores on `engine`: `ease` only with an item model
-/// (without one its answers are the popularity fill, measured as such).
+/// Whether `strategy` scores on `engine`: `ease` and `ials` only with an
+/// item model of their family (without one their answers are the
+/// popularity fill, measured as such). This bench trains the configured
+/// family (`auto`: EASE on the MovieLens state); `ials` is measured by
+/// `cargo bench --bench ials_engine`.
 fn measured(engine: &Engine, strategy: Strategy) -> bool {
-    strategy != Strategy::Ease || engine.item_model_status().serving
+    strategy.item_model_family().is_none_or(|family| engine.item_model_status().family == Some(family))
 }
 
 fn fmt_us(us: f64) -> String {

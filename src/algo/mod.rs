@@ -2,6 +2,7 @@
 //! vector indexed by item; `recommend` turns scores into answers.
 
 pub mod ease;
+pub mod ials;
 pub(crate) mod itemrank;
 pub(crate) mod popularity;
 pub(crate) mod usercf;

@@ -1,4 +1,5 @@
-//! The item model of the `ease` strategy on `Engine`: trained from a copy
+//! The item model of the `ease` and `ials` strategies on `Engine` (one
+//! model at a time, of the configured family): trained from a copy
 //! of the state's interactions (the state's read lock is held only while
 //! copying), stored as an artefact `models/im<version>.bin` beside the
 //! ranking models' files, so backups carry it (atomically, through
@@ -20,21 +21,96 @@ use tracing::{info, warn};
 
 use super::{Engine, Shared};
 use crate::algo::ease::{self, Progress, TrainingSet};
+use crate::algo::ials::{self, IalsParams};
+use crate::config::{ItemModelConfig, ItemModelFamily};
 use crate::error::EngineError;
 use crate::event::now_ms;
 use crate::fsutil::{sync_dir, write_atomically};
 use crate::model::store::{hex, sha256};
 use crate::record::{ItemModelActivatedV1, LogRecord};
-use crate::state::{ItemModelInput, ItemModelRef, ItemWeights, State};
+use crate::state::{ItemModel, ItemModelInput, ItemModelRef, State};
 
 /// How often the trainer thread checks whether a training is due.
 const TRAINER_POLL: Duration = Duration::from_millis(50);
+
+/// What to train: a family and its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemModelSpec {
+    /// EASE with λ and X as `input`.
+    Ease {
+        /// λ.
+        lambda: f32,
+        /// What X holds.
+        input: ItemModelInput,
+    },
+    /// iALS.
+    Ials(IalsParams),
+}
+
+impl ItemModelSpec {
+    /// The spec `config` asks for on a catalogue of `items` items (`auto`:
+    /// EASE up to `items_max`, iALS above).
+    pub fn of(config: &ItemModelConfig, items: usize) -> ItemModelSpec {
+        let family = match config.family {
+            ItemModelFamily::Auto if items > config.items_max => ItemModelFamily::Ials,
+            ItemModelFamily::Auto => ItemModelFamily::Ease,
+            family => family,
+        };
+        match family {
+            ItemModelFamily::Ials => ItemModelSpec::Ials(Self::ials_params(config)),
+            _ => ItemModelSpec::Ease { lambda: config.lambda, input: config.input },
+        }
+    }
+
+    /// iALS's parameters in `config` (`threads` 0: one per core).
+    pub fn ials_params(config: &ItemModelConfig) -> IalsParams {
+        let ials = &config.ials;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        IalsParams {
+            factors: ials.factors,
+            lambda: ials.lambda,
+            alpha: ials.alpha,
+            iterations: ials.iterations,
+            cg_steps: ials.cg_steps,
+            seed: IALS_SEED,
+            input: config.input,
+            threads: if ials.threads == 0 { cores } else { ials.threads },
+        }
+    }
+
+    fn lambda(&self) -> f32 {
+        match self {
+            ItemModelSpec::Ease { lambda, .. } => *lambda,
+            ItemModelSpec::Ials(params) => params.lambda,
+        }
+    }
+
+    fn input(&self) -> ItemModelInput {
+        match self {
+            ItemModelSpec::Ease { input, .. } => *input,
+            ItemModelSpec::Ials(params) => params.input,
+        }
+    }
+
+    fn family(&self) -> ItemModelFamily {
+        match self {
+            ItemModelSpec::Ease { .. } => ItemModelFamily::Ease,
+            ItemModelSpec::Ials(_) => ItemModelFamily::Ials,
+        }
+    }
+}
+
+/// The seed of iALS's initial factors (fixed: a training is a function of
+/// the state and the parameters).
+const IALS_SEED: u64 = 42;
 
 /// What a training produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemModelInfo {
     /// Its version (record 11).
     pub version: u32,
+    /// `ease` or `ials`.
+    pub family: ItemModelFamily,
     /// Items covered.
     pub n_items: u32,
     /// λ.
@@ -56,6 +132,8 @@ pub struct ItemModelInfo {
 pub struct ItemModelStatus {
     /// The active model's reference (record 11), if one was ever trained.
     pub active: Option<ItemModelRef>,
+    /// The family of the model serving (`ease` or `ials`), if one is.
+    pub family: Option<ItemModelFamily>,
     /// Whether its weights are loaded and scoring (false: `ease` answers
     /// with popular items; `fault` says why).
     pub serving: bool,
@@ -185,7 +263,7 @@ impl ItemModels {
 }
 
 /// The artefact `active` names, if its SHA-256 and contents check out.
-fn load(dir: &Path, active: &ItemModelRef) -> Result<ItemWeights, String> {
+fn load(dir: &Path, active: &ItemModelRef) -> Result<ItemModel, String> {
     let path = dir.join(artefact_name(active.version));
     let bytes = std::fs::read(&path)
         .map_err(|err| format!("item model v{}: cannot read {}: {err}", active.version, path.display()))?;
@@ -199,32 +277,46 @@ fn load(dir: &Path, active: &ItemModelRef) -> Result<ItemWeights, String> {
             hex(&active.sha256)
         ));
     }
-    let weights = ease::decode_artefact(&bytes)
-        .map_err(|err| format!("item model v{}: {}: {err}", active.version, path.display()))?;
-    if weights.n_items != active.n_items
-        || weights.lambda.to_bits() != active.lambda_bits
-        || weights.input != active.input
+    let weights =
+        decode_artefact(&bytes).map_err(|err| format!("item model v{}: {}: {err}", active.version, path.display()))?;
+    if weights.n_items() != active.n_items
+        || weights.lambda().to_bits() != active.lambda_bits
+        || weights.input() != active.input
     {
         return Err(format!("item model v{}: {} differs from its record", active.version, path.display()));
     }
     Ok(weights)
 }
 
+/// An artefact of either family, by its magic.
+fn decode_artefact(bytes: &[u8]) -> Result<ItemModel, String> {
+    if bytes.starts_with(ials::ARTEFACT_MAGIC) {
+        ials::decode_artefact(bytes).map(ItemModel::Ials)
+    } else {
+        ease::decode_artefact(bytes).map(ItemModel::Ease)
+    }
+}
+
 impl Engine {
-    /// Trains an item model (EASE) from the state as it is now with the
-    /// configured λ and input, stores it, logs it (record 11, durable before
-    /// it serves) and activates it: the `ease` strategy scores with it from
-    /// then on. Blocks while training (docs/EVALUATION.md gives times per
-    /// catalogue size); reads and ingest go on meanwhile.
+    /// Trains an item model from the state as it is now, of the configured
+    /// family (`auto`: EASE up to `items_max` items, iALS above) with the
+    /// configured parameters, stores it, logs it (record 11, durable before
+    /// it serves) and activates it: the `ease` or `ials` strategy scores with
+    /// it from then on. Blocks while training (docs/EVALUATION.md gives
+    /// times per catalogue size); reads and ingest go on meanwhile.
     pub fn train_item_model(&self) -> Result<ItemModelInfo, EngineError> {
-        let config = &self.shared.config.item_model;
-        self.shared.train_item_model(config.lambda, config.input)
+        self.shared.train_item_model(self.shared.configured_spec())
     }
 
-    /// `train_item_model` with another λ and input (the evaluation's
+    /// An EASE model with another λ and input (the evaluation's
     /// hyper-parameter search).
     pub fn train_item_model_with(&self, lambda: f32, input: ItemModelInput) -> Result<ItemModelInfo, EngineError> {
-        self.shared.train_item_model(lambda, input)
+        self.shared.train_item_model(ItemModelSpec::Ease { lambda, input })
+    }
+
+    /// A model of any family and parameters.
+    pub fn train_item_model_spec(&self, spec: ItemModelSpec) -> Result<ItemModelInfo, EngineError> {
+        self.shared.train_item_model(spec)
     }
 
     /// The item model now: which is active, whether it serves, training.
@@ -238,11 +330,13 @@ impl Shared {
         let models = &self.item_models;
         let state = self.read_state();
         let active = state.item_model_ref().cloned();
-        let serving = state.item_model().is_some();
+        let family = state.item_model().map(ItemModel::family);
+        let serving = family.is_some();
         drop(state);
         let age_ms = active.as_ref().map(|active| now_ms().saturating_sub(active.at_ms).max(0) as u64);
         ItemModelStatus {
             active,
+            family,
             serving,
             fault: models.fault.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
             training: models.training.load(Ordering::Relaxed),
@@ -254,14 +348,21 @@ impl Shared {
         }
     }
 
-    pub(super) fn train_item_model(&self, lambda: f32, input: ItemModelInput) -> Result<ItemModelInfo, EngineError> {
+    /// The spec the configuration asks for on the catalogue as it is now.
+    fn configured_spec(&self) -> ItemModelSpec {
+        let items = self.read_state().items().len();
+        ItemModelSpec::of(&self.config.item_model, items)
+    }
+
+    pub(super) fn train_item_model(&self, spec: ItemModelSpec) -> Result<ItemModelInfo, EngineError> {
+        let lambda = spec.lambda();
         if !(lambda.is_finite() && lambda > 0.0) {
             return Err(EngineError::invalid("lambda", format!("must be finite and > 0, got {lambda}")));
         }
         let models = &self.item_models;
         let _admin = models.admin.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         models.training.store(true, Ordering::Relaxed);
-        let result = self.train_locked(lambda, input);
+        let result = self.train_locked(&spec);
         models.training.store(false, Ordering::Relaxed);
         match &result {
             Ok(info) => {
@@ -284,7 +385,8 @@ impl Shared {
         result
     }
 
-    fn train_locked(&self, lambda: f32, input: ItemModelInput) -> Result<ItemModelInfo, EngineError> {
+    fn train_locked(&self, spec: &ItemModelSpec) -> Result<ItemModelInfo, EngineError> {
+        let (lambda, input) = (spec.lambda(), spec.input());
         let models = &self.item_models;
         let started = Instant::now();
         let (set, events, previous) = {
@@ -294,10 +396,21 @@ impl Shared {
         };
         models.events_at_train.store(events, Ordering::Relaxed);
         models.trained_at_ms.store(now_ms(), Ordering::Relaxed);
-        let items_max = self.config.item_model.items_max;
-        let weights = ease::train(&set, lambda, input, items_max, &models.progress)
-            .map_err(|err| EngineError::ItemModel(err.to_string()))?;
-        let bytes = ease::encode_artefact(&weights).map_err(EngineError::ItemModel)?;
+        let (weights, bytes) = match spec {
+            ItemModelSpec::Ease { .. } => {
+                let items_max = self.config.item_model.items_max;
+                let weights = ease::train(&set, lambda, input, items_max, &models.progress)
+                    .map_err(|err| EngineError::ItemModel(err.to_string()))?;
+                let bytes = ease::encode_artefact(&weights).map_err(EngineError::ItemModel)?;
+                (ItemModel::Ease(weights), bytes)
+            }
+            ItemModelSpec::Ials(params) => {
+                let factors = ials::train(&set, params, &models.progress)
+                    .map_err(|err| EngineError::ItemModel(err.to_string()))?;
+                let bytes = ials::encode_artefact(&factors).map_err(EngineError::ItemModel)?;
+                (ItemModel::Ials(factors), bytes)
+            }
+        };
         let version = previous.map_or(Some(1), |previous| previous.checked_add(1));
         let version = version.ok_or_else(|| EngineError::ItemModel("no version numbers left".into()))?;
         let sha256 = sha256(&bytes);
@@ -308,14 +421,14 @@ impl Shared {
             version,
             sha256,
             bytes: bytes.len() as u64,
-            n_items: weights.n_items,
+            n_items: weights.n_items(),
             lambda_bits: lambda.to_bits(),
             input,
             lsn_trained: set.lsn,
             at_ms: now_ms(),
         };
         let lsn = self.log_and_apply(&LogRecord::ItemModelActivated(record), Vec::new(), Durability::Always)?;
-        let n_items = weights.n_items;
+        let n_items = weights.n_items();
         let attached = {
             let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             state.attach_item_model(Some(Arc::new(weights)))
@@ -328,6 +441,7 @@ impl Shared {
         let train_ms = started.elapsed().as_millis() as u64;
         info!(
             version,
+            family = spec.family().name(),
             items = n_items,
             lambda,
             input = input.name(),
@@ -337,6 +451,7 @@ impl Shared {
         );
         Ok(ItemModelInfo {
             version,
+            family: spec.family(),
             n_items,
             lambda,
             input,
@@ -347,17 +462,18 @@ impl Shared {
         })
     }
 
-    /// Marks the item model wanted when `strategy` is `ease` (the schedule
-    /// then trains it: within `TRAINER_POLL` when there is none yet).
+    /// Marks the item model wanted when `strategy` is `ease` or `ials` (the
+    /// schedule then trains it: within `TRAINER_POLL` when there is none
+    /// yet).
     pub(super) fn note_strategy(&self, strategy: crate::recommend::Strategy) {
-        // A plain load first: every `ease` request passes here, and only the
+        // A plain load first: every such request passes here, and only the
         // first needs the write.
         let wanted = &self.item_models.wanted;
-        if strategy == crate::recommend::Strategy::Ease
+        if strategy.item_model_family().is_some()
             && !wanted.load(Ordering::Relaxed)
             && !wanted.swap(true, Ordering::Relaxed)
         {
-            info!("ease was asked for: the item model is trained on schedule from now on");
+            info!(strategy = strategy.name(), "the item model was asked for: it is trained on schedule from now on");
         }
     }
 
@@ -408,10 +524,9 @@ pub(super) fn start_trainer(shared: &Arc<Shared>) -> Result<(), EngineError> {
                 return;
             }
             if shared.poisoned.get().is_none() && shared.item_model_due() {
-                let config = &shared.config.item_model;
                 // Failures are logged and counted by `train_item_model`;
                 // `events_at_train` moved, so it is retried next period.
-                let _ = shared.train_item_model(config.lambda, config.input);
+                let _ = shared.train_item_model(shared.configured_spec());
             }
         })
         .map_err(|err| EngineError::io("starting the item-model thread", err))?;

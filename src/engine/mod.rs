@@ -33,7 +33,7 @@ mod replica;
 mod replica_models;
 
 pub use checkpoint::{BackupCut, BackupRecord};
-pub use item_model::{ItemModelInfo, ItemModelStatus};
+pub use item_model::{ItemModelInfo, ItemModelSpec, ItemModelStatus};
 pub use model_routes::RouteChange;
 pub use models::MODEL_BYTES_MAX;
 pub use replica::{model_file_of, ModelFileRef, ReplicaApplied, ReplicaPosition, ReplicaSnapshot, ReplicaWrite};

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use recwal_wal::Durability;
 
-use crate::config::EngineConfig;
-use crate::engine::Engine;
+use crate::config::{EngineConfig, ItemModelFamily};
+use crate::engine::{Engine, ItemModelSpec};
 use crate::error::EngineError;
 use crate::eval::{evaluate, EvalSet, Rating, Report};
 use crate::event::Event;
@@ -68,7 +68,27 @@ pub struct StrategyReport {
     pub per_user: Duration,
 }
 
-/// Scores every user of `set` with `strategy` on `engine`.
+/// For `ease` and `ials`: makes the engine's item model one of the
+/// strategy's family, training one with the configured parameters when the
+/// active model is of the other family or missing (the reason is logged
+/// when it cannot be trained, and the strategy then scores nothing).
+pub fn prepare_strategy(engine: &Engine, strategy: Strategy) {
+    let Some(family) = strategy.item_model_family() else { return };
+    if engine.item_model_status().family == Some(family) {
+        return;
+    }
+    let config = &engine.config().item_model;
+    let spec = match family {
+        ItemModelFamily::Ials => ItemModelSpec::Ials(ItemModelSpec::ials_params(config)),
+        _ => ItemModelSpec::Ease { lambda: config.lambda, input: config.input },
+    };
+    if let Err(err) = engine.train_item_model_spec(spec) {
+        tracing::warn!(%err, strategy = strategy.name(), "evaluation: no item model of the strategy's family");
+    }
+}
+
+/// Scores every user of `set` with `strategy` on `engine` (after
+/// [`prepare_strategy`]).
 pub fn evaluate_engine(
     engine: &Engine,
     set: &EvalSet,
@@ -76,6 +96,7 @@ pub fn evaluate_engine(
     k: usize,
     relevant_min: f32,
 ) -> StrategyReport {
+    prepare_strategy(engine, strategy);
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let started = Instant::now();
@@ -105,6 +126,7 @@ pub fn evaluate_engine_ranked(
     k: usize,
     relevant_min: f32,
 ) -> (StrategyReport, u32) {
+    prepare_strategy(engine, strategy);
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let candidates = engine.config().models.candidates;

@@ -58,7 +58,9 @@ pub use data::{
     detect_format, load_rating_file, load_ratings, load_ratings_with, parse_rating_file, parse_ratings,
     parse_ratings_with, Delimiter, Format, LoadOptions, Rating, RatingFile, RatingScale, COLUMN_NAMES,
 };
-pub use engine::{evaluate_engine, evaluate_engine_ranked, ingest_order, train_engine, StrategyReport};
+pub use engine::{
+    evaluate_engine, evaluate_engine_ranked, ingest_order, prepare_strategy, train_engine, StrategyReport,
+};
 pub use items::{
     detect_item_format, load_items, parse_atomic_items, parse_genres, parse_movielens_items, ItemFormat,
     MOVIELENS_GENRES,

@@ -99,9 +99,14 @@ impl Extra {
         scores_of: &dyn Fn(Dense, Strategy) -> Vec<f64>,
         candidates: &[Dense],
     ) -> Extra {
-        let item_model = match user {
-            Some(_) if strategy == Strategy::Ease => own.to_vec(),
-            Some(user) if state.item_model().is_some() => scores_of(user, Strategy::Ease),
+        // The active item model's own strategy (`ease` or `ials`).
+        let family = state.item_model().map(|model| match model {
+            crate::state::ItemModel::Ease(_) => Strategy::Ease,
+            crate::state::ItemModel::Ials(_) => Strategy::Ials,
+        });
+        let item_model = match (user, family) {
+            (Some(_), Some(family)) if family == strategy => own.to_vec(),
+            (Some(user), Some(family)) => scores_of(user, family),
             _ => vec![0.0; candidates.len()],
         };
         let pairs = user.map_or(&[][..], |user| state.user_items(user));

@@ -1,6 +1,7 @@
-//! The item model the EASE strategy scores with: a dense item × item weight
-//! matrix learned from the interactions (`algo::ease` trains it; the engine
-//! stores it as a file and logs its reference, record 11).
+//! The learned item model the `ease` or `ials` strategy scores with: EASE's
+//! dense item × item weight matrix or iALS's item factors, learned from the
+//! interactions (`algo::ease` / `algo::ials` train them; the engine stores
+//! the model as a file and logs its reference, record 11).
 //!
 //! The weights are not derived from the log by `apply`: they are a pure
 //! function of the artefact file the log names (its SHA-256 is checked on
@@ -44,6 +45,81 @@ impl ItemWeights {
             return None;
         }
         self.weights.get(at * n..(at + 1) * n)
+    }
+}
+
+/// A trained iALS model: item factors Y (`n_items × factors`, row-major:
+/// yᵢ is row `i`) and YᵀY, kept so the user side is folded in at request
+/// time without recomputing it. Item `i` is dense item `i` of the state it
+/// was trained on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IalsFactors {
+    /// Items covered: dense ids `0..n_items`.
+    pub n_items: u32,
+    /// The items' external ids, in dense order.
+    pub names: Vec<String>,
+    /// Factors per item (f).
+    pub factors: u32,
+    /// λ it was trained with (fold-in uses it too).
+    pub lambda: f32,
+    /// α it was trained with (fold-in uses it too).
+    pub alpha: f32,
+    /// How a pair enters x.
+    pub input: ItemModelInput,
+    /// `n_items × factors`, row-major.
+    pub item_factors: Vec<f32>,
+    /// YᵀY (`factors × factors`, symmetric, without λ).
+    pub gram: Vec<f64>,
+}
+
+/// The item model attached to the state: one family or the other.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemModel {
+    /// EASE weights (`Strategy::Ease`).
+    Ease(ItemWeights),
+    /// iALS factors (`Strategy::Ials`).
+    Ials(IalsFactors),
+}
+
+impl ItemModel {
+    /// Items covered: dense ids `0..n_items`.
+    pub fn n_items(&self) -> u32 {
+        match self {
+            ItemModel::Ease(model) => model.n_items,
+            ItemModel::Ials(model) => model.n_items,
+        }
+    }
+
+    /// The covered items' external ids, in dense order.
+    pub fn names(&self) -> &[String] {
+        match self {
+            ItemModel::Ease(model) => &model.names,
+            ItemModel::Ials(model) => &model.names,
+        }
+    }
+
+    /// λ it was trained with.
+    pub fn lambda(&self) -> f32 {
+        match self {
+            ItemModel::Ease(model) => model.lambda,
+            ItemModel::Ials(model) => model.lambda,
+        }
+    }
+
+    /// What X held.
+    pub fn input(&self) -> ItemModelInput {
+        match self {
+            ItemModel::Ease(model) => model.input,
+            ItemModel::Ials(model) => model.input,
+        }
+    }
+
+    /// `ease` or `ials`.
+    pub fn family(&self) -> crate::config::ItemModelFamily {
+        match self {
+            ItemModel::Ease(_) => crate::config::ItemModelFamily::Ease,
+            ItemModel::Ials(_) => crate::config::ItemModelFamily::Ials,
+        }
     }
 }
 

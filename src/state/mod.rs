@@ -33,7 +33,7 @@ pub(crate) use interactions::event_seconds;
 use interactions::Interactions;
 pub(crate) use interactions::ItemUser;
 pub use interactions::Pair;
-pub use item_model::{ItemModelInput, ItemModelRef, ItemWeights};
+pub use item_model::{IalsFactors, ItemModel, ItemModelInput, ItemModelRef, ItemWeights};
 use metadata::Metadata;
 pub use metadata::MetadataBody;
 pub(crate) use metadata::{ItemMeta, Label, Labels};
@@ -71,7 +71,7 @@ pub(crate) struct State {
     /// The item model's weights, once the engine loaded or trained them
     /// (not from the log: see `item_model.rs`); not in the digest nor in
     /// snapshots.
-    item_model: Option<std::sync::Arc<ItemWeights>>,
+    item_model: Option<std::sync::Arc<ItemModel>>,
     /// `Some` while replaying a log (`begin_replay` to `finish_replay`): the
     /// derived indexes and the popularity order are not maintained per
     /// event but rebuilt once at the end, and the per-user lists are updated
@@ -82,9 +82,9 @@ pub(crate) struct State {
 /// Getters: shared borrows, no copies (the read path and the strategies);
 /// `#[inline]` as they replace field reads in the strategies' inner loops.
 impl State {
-    /// The item model EASE scores with, if one is attached.
+    /// The item model `ease` or `ials` scores with, if one is attached.
     #[inline]
-    pub fn item_model(&self) -> Option<&ItemWeights> {
+    pub fn item_model(&self) -> Option<&ItemModel> {
         self.item_model.as_deref()
     }
 
@@ -283,13 +283,13 @@ impl State {
     /// derived by `apply`: the digest and snapshots leave them out. Refused
     /// (false) when the weights' items are not the state's items
     /// `0..n_items`, so a model never scores items it was not trained on.
-    pub fn attach_item_model(&mut self, weights: Option<std::sync::Arc<ItemWeights>>) -> bool {
+    pub fn attach_item_model(&mut self, weights: Option<std::sync::Arc<ItemModel>>) -> bool {
         if let Some(weights) = &weights {
-            let n = weights.n_items as usize;
+            let n = weights.n_items() as usize;
             let names = self.items.names();
             if n > names.len()
-                || weights.names.len() != n
-                || weights.names.iter().zip(names).any(|(have, want)| have.as_str() != &**want)
+                || weights.names().len() != n
+                || weights.names().iter().zip(names).any(|(have, want)| have.as_str() != &**want)
             {
                 return false;
             }

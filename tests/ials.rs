@@ -1,0 +1,170 @@
+//! The `ials` strategy end to end: implicit ALS item factors trained from
+//! the state, stored, logged as record 11 and loaded at restart like EASE's
+//! weights, with the user's factors folded in at request time from their
+//! current interactions (a new event changes the next answer without
+//! retraining); `auto` picks iALS above `items_max`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use recwal::wal::SyncPolicy;
+use recwal::{Engine, EngineConfig, Event, EventKind, ItemModelFamily, Reason, RecommendRequest, Strategy};
+
+/// No automatic checkpoints, no scheduled training; iALS small enough for
+/// the seed (λ 60, the default, is for MovieLens-sized data).
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
+    config.checkpoint.every_records = None;
+    config.checkpoint.every_bytes = None;
+    config.checkpoint.every = None;
+    config.item_model.retrain_every_events = None;
+    config.item_model.retrain_every = None;
+    config.item_model.family = ItemModelFamily::Ials;
+    config.item_model.ials.factors = 8;
+    config.item_model.ials.lambda = 1.0;
+    config
+}
+
+/// Two tastes: users 0–19 take a, b and (most) c; users 20–39 take x, y
+/// and (most) z; a popular item p is taken by everyone.
+fn seed(engine: &Engine) {
+    let mut events = Vec::new();
+    for user in 0..40 {
+        let name = format!("u{user}");
+        let items: &[&str] = if user < 20 { &["a", "b", "c"] } else { &["x", "y", "z"] };
+        for (at, item) in items.iter().enumerate() {
+            if at == 2 && user % 5 == 0 {
+                continue;
+            }
+            events.push(Event::new(&name, *item, EventKind::Rating(5.0)));
+        }
+        events.push(Event::new(&name, "p", EventKind::Rating(3.0)));
+    }
+    engine.ingest_batch(&events).unwrap();
+}
+
+fn names(engine: &Engine, user: &str, n: usize) -> Vec<String> {
+    let answer = engine.recommend(&RecommendRequest::new(user, n, Strategy::Ials)).unwrap();
+    answer.items.into_iter().map(|scored| scored.item).collect()
+}
+
+#[test]
+fn a_new_event_changes_the_next_answer_without_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    seed(&engine);
+    engine.ingest(Event::new("alice", "a", EventKind::Rating(5.0))).unwrap();
+    let trained = engine.train_item_model().unwrap();
+    assert_eq!((trained.version, trained.family), (1, ItemModelFamily::Ials));
+    let before = engine.recommend(&RecommendRequest::new("alice", 3, Strategy::Ials)).unwrap();
+    let first: Vec<&str> = before.items.iter().map(|scored| scored.item.as_str()).collect();
+    // Her taste first (b; the popular p may come between), the other's not at all.
+    assert_eq!(first[0], "b", "{before:?}");
+    assert!(first.contains(&"c") && !first.iter().any(|item| ["x", "y", "z"].contains(item)), "{first:?}");
+    assert!(before.items.iter().all(|scored| scored.strategy == Strategy::Ials));
+    assert!(
+        matches!(&before.items[0].reasons[0], Reason::ItemWeight { item, contribution } if item == "a" && *contribution > 0.0),
+        "{:?}",
+        before.items[0].reasons
+    );
+    // Alice now takes x: y and z join her answer at once, x leaves it.
+    let receipt = engine.ingest(Event::new("alice", "x", EventKind::Rating(5.0))).unwrap();
+    let after = engine.recommend(&RecommendRequest::new("alice", 4, Strategy::Ials)).unwrap();
+    assert!(after.lsn >= receipt.lsn);
+    let then: Vec<&str> = after.items.iter().map(|scored| scored.item.as_str()).collect();
+    assert!(then.contains(&"y") && then.contains(&"z"), "{then:?}");
+    assert!(!then.contains(&"x") && !then.contains(&"a"), "{then:?}");
+    // One event moves a score: bob's score for c changes with his event on a.
+    let score_of = |engine: &Engine| {
+        let answer = engine.recommend(&RecommendRequest::new("bob", 5, Strategy::Ials)).unwrap();
+        answer.items.iter().find(|scored| scored.item == "c").map(|scored| scored.score)
+    };
+    engine.ingest(Event::new("bob", "x", EventKind::Rating(5.0))).unwrap();
+    let without = score_of(&engine);
+    engine.ingest(Event::new("bob", "a", EventKind::Rating(5.0))).unwrap();
+    let with = score_of(&engine);
+    assert_ne!(without, with, "bob's event on a must change c's score");
+    let status = engine.item_model_status();
+    assert_eq!((status.trainings, status.active.map(|active| active.version)), (1, Some(1)), "retrained?");
+    assert_eq!(status.family, Some(ItemModelFamily::Ials));
+}
+
+#[test]
+fn the_model_is_reloaded_at_restart_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (answer, digest, active) = {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        engine.train_item_model().unwrap();
+        engine.ingest(Event::new("alice", "a", EventKind::Rating(5.0))).unwrap();
+        assert_eq!(engine.train_item_model().unwrap().version, 2);
+        assert_eq!(std::fs::read_dir(dir.path().join("models")).unwrap().count(), 1, "only the active artefact");
+        let answer = engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ials)).unwrap();
+        (answer, engine.state_digest(), engine.item_model_status().active)
+    };
+    for checkpoint_first in [false, true] {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        let status = engine.item_model_status();
+        assert!(status.serving && status.fault.is_none(), "{status:?}");
+        assert_eq!((status.active, status.family), (active.clone(), Some(ItemModelFamily::Ials)));
+        assert_eq!(engine.state_digest(), digest);
+        assert_eq!(engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ials)).unwrap(), answer);
+        if !checkpoint_first {
+            engine.checkpoint().unwrap();
+        }
+    }
+}
+
+fn artefact(dir: &Path) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}
+
+#[test]
+fn a_damaged_artefact_is_reported_and_served_by_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), config()).unwrap();
+        seed(&engine);
+        engine.train_item_model().unwrap();
+    }
+    let path = artefact(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let engine = Engine::open(dir.path(), config()).unwrap();
+    let status = engine.item_model_status();
+    assert!(!status.serving && status.family.is_none(), "{status:?}");
+    assert!(status.fault.as_deref().is_some_and(|fault| fault.contains("SHA-256")), "{status:?}");
+    let answer = engine.recommend(&RecommendRequest::new("u1", 3, Strategy::Ials)).unwrap();
+    assert!(answer.items.iter().all(|scored| scored.strategy == Strategy::Popularity), "{answer:?}");
+    // A retraining serves again.
+    engine.train_item_model().unwrap();
+    assert_eq!(names(&engine, "u5", 1), ["c"]); // u5 took a and b, not c
+}
+
+#[test]
+fn auto_trains_ease_up_to_items_max_and_ials_above() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut auto = config();
+    auto.item_model.family = ItemModelFamily::Auto;
+    auto.item_model.lambda = 1.0;
+    auto.item_model.items_max = 7;
+    let engine = Engine::open(dir.path(), auto).unwrap();
+    seed(&engine); // 7 items
+    assert_eq!(engine.train_item_model().unwrap().family, ItemModelFamily::Ease);
+    let ease = engine.recommend(&RecommendRequest::new("u1", 1, Strategy::Ease)).unwrap();
+    assert_eq!(ease.items[0].strategy, Strategy::Ease);
+    // `ials` without an iALS model: popular items, marked as such.
+    let fallback = engine.recommend(&RecommendRequest::new("u1", 1, Strategy::Ials)).unwrap();
+    assert_eq!(fallback.items[0].strategy, Strategy::Popularity);
+    engine.ingest(Event::new("u1", "q", EventKind::Rating(4.0))).unwrap(); // 8 items
+    assert_eq!(engine.train_item_model().unwrap().family, ItemModelFamily::Ials);
+    assert_eq!(names(&engine, "u5", 1), ["c"]);
+    let ease = engine.recommend(&RecommendRequest::new("u1", 1, Strategy::Ease)).unwrap();
+    assert_eq!(ease.items[0].strategy, Strategy::Popularity);
+    assert!(engine.metrics_text().contains("recwal_item_model_version 2"));
+}
