@@ -809,7 +809,10 @@ fn reasons(
                     ease::contributors(model, co.pairs, item, REASONS_PER_ITEM)
                 }
                 Some(ItemModel::Ials(model)) if strategy == Strategy::Ials => {
-                    ials::contributors(model, co.pairs, item, REASONS_PER_ITEM)
+                    match co.ials.get_or_init(|| ials::explainer(model, co.pairs)) {
+                        Some(explainer) => explainer.contributors(model, co.pairs, item, REASONS_PER_ITEM),
+                        None => Vec::new(),
+                    }
                 }
                 _ => Vec::new(),
             };
@@ -844,6 +847,9 @@ struct CoInteraction<'a> {
     marked: Option<Vec<Dense>>,
     /// The requesting profile's pairs.
     pairs: &'a [crate::state::Pair],
+    /// The profile's iALS system, factored once for all the items of an
+    /// answer (`ials` reasons); built when first needed.
+    ials: OnceCell<Option<ials::Explainer>>,
 }
 
 impl<'a> CoInteraction<'a> {
@@ -851,7 +857,7 @@ impl<'a> CoInteraction<'a> {
     const SCAN: usize = 1000;
 
     fn new(state: &'a State, pairs: &'a [crate::state::Pair]) -> Self {
-        CoInteraction { state, history: Vec::new(), marked: None, pairs }
+        CoInteraction { state, history: Vec::new(), marked: None, pairs, ials: OnceCell::new() }
     }
 
     fn sample(&self, item: Dense) -> (&'a [crate::state::ItemUser], f64) {

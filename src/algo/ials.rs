@@ -739,27 +739,49 @@ pub fn artefact(model: &IalsFactors) -> Result<Vec<u8>, String> {
 /// matrix, yᵢ·xᵤ = Σⱼ cⱼ·(yᵢᵀA⁻¹yⱼ), so item j contributes
 /// cⱼ·(yᵢᵀA⁻¹yⱼ) (Hu, Koren and Volinsky's explanation, §5). Only
 /// positive contributions are kept, and `item` itself is left out.
+/// (The engine builds an [`Explainer`] once per answer instead.)
+#[cfg(test)]
 pub(crate) fn contributors(model: &IalsFactors, pairs: &[Pair], item: Dense, n: usize) -> Vec<(Dense, f32)> {
-    let f = model.factors as usize;
-    let Some(target) = item_row(model, item) else { return Vec::new() };
+    explainer(model, pairs).map_or_else(Vec::new, |explainer| explainer.contributors(model, pairs, item, n))
+}
+
+/// A user's factored system, for the explanations of several items of one
+/// answer: the Cholesky factor is computed once (O(nᵤ·f² + f³)), each
+/// item's explanation then costs one solve (O(f²)) and a pass over the
+/// user's items.
+pub(crate) struct Explainer {
+    factor: Vec<f64>,
+}
+
+/// The explainer of `pairs`' answers, `None` when no pair is covered and
+/// observed (nothing to explain with).
+pub(crate) fn explainer(model: &IalsFactors, pairs: &[Pair]) -> Option<Explainer> {
     let observed = pairs.iter().map(|pair| (pair.item, x_of(model.input, pair.value())));
-    let Some((factor, _)) = user_system(model, observed) else { return Vec::new() };
-    let mut z: Vec<f64> = target.iter().map(|&value| f64::from(value)).collect();
-    solve_with(&factor, f, &mut z);
-    let alpha = f64::from(model.alpha);
-    let mut found: Vec<(Dense, f32)> = pairs
-        .iter()
-        .filter(|pair| pair.item != item)
-        .filter_map(|pair| {
-            let gain = confidence_gain(alpha, x_of(model.input, pair.value()))?;
-            let y = item_row(model, pair.item)?;
-            let contribution = ((1.0 + gain) * dot_mixed(y, &z)) as f32;
-            (contribution > 0.0).then_some((pair.item, contribution))
-        })
-        .collect();
-    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    found.truncate(n);
-    found
+    user_system(model, observed).map(|(factor, _)| Explainer { factor })
+}
+
+impl Explainer {
+    /// `contributors` with this user's factor (built from the same `pairs`).
+    pub(crate) fn contributors(&self, model: &IalsFactors, pairs: &[Pair], item: Dense, n: usize) -> Vec<(Dense, f32)> {
+        let f = model.factors as usize;
+        let Some(target) = item_row(model, item) else { return Vec::new() };
+        let mut z: Vec<f64> = target.iter().map(|&value| f64::from(value)).collect();
+        solve_with(&self.factor, f, &mut z);
+        let alpha = f64::from(model.alpha);
+        let mut found: Vec<(Dense, f32)> = pairs
+            .iter()
+            .filter(|pair| pair.item != item)
+            .filter_map(|pair| {
+                let gain = confidence_gain(alpha, x_of(model.input, pair.value()))?;
+                let y = item_row(model, pair.item)?;
+                let contribution = ((1.0 + gain) * dot_mixed(y, &z)) as f32;
+                (contribution > 0.0).then_some((pair.item, contribution))
+            })
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        found.truncate(n);
+        found
+    }
 }
 
 /// The artefact file's magic and format version.
