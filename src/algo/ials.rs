@@ -1267,6 +1267,34 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
+        /// Any damage to an artefact (bytes flipped anywhere, a cut) is a
+        /// decode error or a consistent model (its sizes agree, its values
+        /// finite): never a panic. (The engine reads only files whose
+        /// SHA-256 matches the log; this is the codec's own guard.)
+        #[test]
+        fn damaged_artefacts_never_panic_nor_decode_to_another_file(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let data = random_set(12, 9, 4, 3);
+            let model = train(&data, &params(3, 1), &Progress::default()).unwrap();
+            let mut bytes = encode_artefact(&model).unwrap();
+            for (at, mask) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= mask;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            if let Ok(decoded) = decode_artefact(&bytes) {
+                let (n, f) = (decoded.n_items as usize, decoded.factors as usize);
+                prop_assert_eq!((decoded.names.len(), decoded.item_factors.len(), decoded.gram.len()), (n, n * f, f * f));
+                prop_assert!(decoded.item_factors.iter().all(|value| value.is_finite()));
+                prop_assert!(decoded.gram.iter().all(|value| value.is_finite()));
+            }
+        }
+
         #[test]
         fn training_gives_finite_factors_and_scores(
             rows in prop::collection::vec(prop::collection::vec((0u32..12, 0.0f32..6.0), 0..8), 1..12),
