@@ -395,7 +395,7 @@ def run(server, out, chromium):
             check(row is not None, f"explorer: {desk} not in {alice}'s item_rank answer after the event")
             reasons = row.locator("td").last.inner_text()
             check(lamp in reasons, f"explorer: item_rank's reasons for {desk} do not name {lamp}: {reasons!r}")
-            for strategy in ("blend", "user_cf", "item_rank", "item_rank_exact", "popularity"):
+            for strategy in ("blend", "user_cf", "item_rank", "item_rank_exact", "popularity", "ease", "ials"):
                 check(answer_section(page, strategy).count() == 1, f"explorer: no {strategy} answer")
             settle(page)
             console.expect_clean("explorer")

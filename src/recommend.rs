@@ -265,7 +265,8 @@ pub enum Reason {
         users: u32,
     },
     /// One of the user's items adds to this item's score in the learned
-    /// item model (EASE): the user's value for it times its weight.
+    /// item model: EASE (the user's value for it times its weight) or iALS
+    /// (its exact share of the folded-in score).
     ItemWeight {
         /// The user's item.
         item: String,

@@ -3,46 +3,22 @@
 //! side (a new event changes the next answer without retraining).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod item_model_support;
+
 use std::time::{Duration, Instant};
 
-use recwal::wal::SyncPolicy;
+use item_model_support::{artefact, seed};
 use recwal::{
-    Engine, EngineConfig, Event, EventKind, Reason, RecommendRequest, SessionEvent, SessionRequest, Strategy,
+    Engine, EngineConfig, Event, EventKind, ItemModelFamily, Reason, RecommendRequest, SessionEvent, SessionRequest,
+    Strategy,
 };
 
-/// No automatic checkpoints, no scheduled training: the tests train.
+/// EASE whatever the catalogue's size (`auto` would train iALS above
+/// `items_max`: tests/ials.rs), λ for the small seed.
 fn config() -> EngineConfig {
-    let mut config = EngineConfig::default();
-    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
-    config.item_model.retrain_every_events = None;
-    config.item_model.retrain_every = None;
+    let mut config = item_model_support::config(ItemModelFamily::Ease);
     config.item_model.lambda = 1.0;
-    // EASE whatever the catalogue's size (`auto` would train iALS above
-    // `items_max`: tests/ials.rs).
-    config.item_model.family = recwal::ItemModelFamily::Ease;
     config
-}
-
-/// Two tastes: users 0–19 take a, b and (most) c; users 20–39 take x, y
-/// and (most) z; a popular item p is taken by everyone.
-fn seed(engine: &Engine) {
-    let mut events = Vec::new();
-    for user in 0..40 {
-        let name = format!("u{user}");
-        let items: &[&str] = if user < 20 { &["a", "b", "c"] } else { &["x", "y", "z"] };
-        for (at, item) in items.iter().enumerate() {
-            if at == 2 && user % 5 == 0 {
-                continue;
-            }
-            events.push(Event::new(&name, *item, EventKind::Rating(5.0)));
-        }
-        events.push(Event::new(&name, "p", EventKind::Rating(3.0)));
-    }
-    engine.ingest_batch(&events).unwrap();
 }
 
 fn items(engine: &Engine, user: &str, n: usize) -> Vec<String> {
@@ -111,38 +87,7 @@ fn without_a_model_and_for_new_items_ease_falls_back_to_popularity() {
 
 #[test]
 fn the_model_is_reloaded_at_restart_and_answers_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let (answer, digest, active) = {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        seed(&engine);
-        engine.train_item_model().unwrap();
-        engine.ingest(Event::new("alice", "a", EventKind::Rating(5.0))).unwrap();
-        let second = engine.train_item_model().unwrap();
-        assert_eq!(second.version, 2);
-        // Only the active artefact is kept.
-        let artefacts = std::fs::read_dir(dir.path().join("models")).unwrap().count();
-        assert_eq!(artefacts, 1);
-        let answer = engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ease)).unwrap();
-        (answer, engine.state_digest(), engine.item_model_status().active)
-    };
-    for checkpoint_first in [false, true] {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        let status = engine.item_model_status();
-        assert!(status.serving && status.fault.is_none(), "{status:?}");
-        assert_eq!(status.active, active);
-        assert_eq!(engine.state_digest(), digest);
-        assert_eq!(engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ease)).unwrap(), answer);
-        if !checkpoint_first {
-            // The next open starts from a snapshot that carries the reference.
-            engine.checkpoint().unwrap();
-        }
-    }
-}
-
-fn artefact(dir: &Path) -> std::path::PathBuf {
-    let entries: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|entry| entry.unwrap().path()).collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    entries[0].clone()
+    item_model_support::reloaded_at_restart_answers_the_same(config(), Strategy::Ease);
 }
 
 #[test]

@@ -5,43 +5,18 @@
 //! retraining); `auto` picks iALS above `items_max`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod item_model_support;
 
-use recwal::wal::SyncPolicy;
+use item_model_support::{artefact, seed};
 use recwal::{Engine, EngineConfig, Event, EventKind, ItemModelFamily, Reason, RecommendRequest, Strategy};
 
-/// No automatic checkpoints, no scheduled training; iALS small enough for
-/// the seed (λ 60, the default, is for MovieLens-sized data).
+/// iALS small enough for the seed (λ 60, the default, is for
+/// MovieLens-sized data).
 fn config() -> EngineConfig {
-    let mut config = EngineConfig::default();
-    config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
-    config.item_model.retrain_every_events = None;
-    config.item_model.retrain_every = None;
-    config.item_model.family = ItemModelFamily::Ials;
+    let mut config = item_model_support::config(ItemModelFamily::Ials);
     config.item_model.ials.factors = 8;
     config.item_model.ials.lambda = 1.0;
     config
-}
-
-/// Two tastes: users 0–19 take a, b and (most) c; users 20–39 take x, y
-/// and (most) z; a popular item p is taken by everyone.
-fn seed(engine: &Engine) {
-    let mut events = Vec::new();
-    for user in 0..40 {
-        let name = format!("u{user}");
-        let items: &[&str] = if user < 20 { &["a", "b", "c"] } else { &["x", "y", "z"] };
-        for (at, item) in items.iter().enumerate() {
-            if at == 2 && user % 5 == 0 {
-                continue;
-            }
-            events.push(Event::new(&name, *item, EventKind::Rating(5.0)));
-        }
-        events.push(Event::new(&name, "p", EventKind::Rating(3.0)));
-    }
-    engine.ingest_batch(&events).unwrap();
 }
 
 fn names(engine: &Engine, user: &str, n: usize) -> Vec<String> {
@@ -92,34 +67,7 @@ fn a_new_event_changes_the_next_answer_without_retraining() {
 
 #[test]
 fn the_model_is_reloaded_at_restart_and_answers_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let (answer, digest, active) = {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        seed(&engine);
-        engine.train_item_model().unwrap();
-        engine.ingest(Event::new("alice", "a", EventKind::Rating(5.0))).unwrap();
-        assert_eq!(engine.train_item_model().unwrap().version, 2);
-        assert_eq!(std::fs::read_dir(dir.path().join("models")).unwrap().count(), 1, "only the active artefact");
-        let answer = engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ials)).unwrap();
-        (answer, engine.state_digest(), engine.item_model_status().active)
-    };
-    for checkpoint_first in [false, true] {
-        let engine = Engine::open(dir.path(), config()).unwrap();
-        let status = engine.item_model_status();
-        assert!(status.serving && status.fault.is_none(), "{status:?}");
-        assert_eq!((status.active, status.family), (active.clone(), Some(ItemModelFamily::Ials)));
-        assert_eq!(engine.state_digest(), digest);
-        assert_eq!(engine.recommend(&RecommendRequest::new("alice", 5, Strategy::Ials)).unwrap(), answer);
-        if !checkpoint_first {
-            engine.checkpoint().unwrap();
-        }
-    }
-}
-
-fn artefact(dir: &Path) -> std::path::PathBuf {
-    let entries: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|entry| entry.unwrap().path()).collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    entries[0].clone()
+    item_model_support::reloaded_at_restart_answers_the_same(config(), Strategy::Ials);
 }
 
 #[test]

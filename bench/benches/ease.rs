@@ -21,13 +21,9 @@ use recwal::eval::{load_ratings, train_engine};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::wal::SyncPolicy;
 use recwal::{Engine, EngineConfig, RecommendRequest, Strategy};
+use recwal_bench::{percentile, proc_status_bytes, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
-
-fn test_mode() -> bool {
-    // `cargo test --benches` passes no `--bench`.
-    !std::env::args().any(|arg| arg == "--bench")
-}
 
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
@@ -39,29 +35,6 @@ fn config() -> EngineConfig {
     config.item_model.retrain_every = None;
     config.item_model.items_max = recwal::ITEM_MODEL_ITEMS_MAX;
     config
-}
-
-fn vm_hwm() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-fn vm_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
 }
 
 /// Recommend latency on ML-100k: every user, `rounds` times, p50 / p99.
@@ -152,11 +125,11 @@ fn training(_: &mut Criterion) {
         for chunk in events.chunks(5000) {
             engine.ingest_batch(chunk).unwrap();
         }
-        let before = vm_rss();
+        let before = proc_status_bytes("VmRSS");
         let began = Instant::now();
         let info = engine.train_item_model().unwrap();
         let elapsed = began.elapsed();
-        let peak = vm_hwm().saturating_sub(before);
+        let peak = proc_status_bytes("VmHWM").saturating_sub(before);
         let restart = restart_with_artefact(dir.path(), engine);
         println!(
             "| {} | {users} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} |",

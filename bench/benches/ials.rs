@@ -29,31 +29,9 @@ use recwal::eval::load_ratings;
 use recwal::ials::{self, IalsFactors, IalsParams, Progress, TrainingSet};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::{EventKind, KindWeights};
+use recwal_bench::{mib, percentile, proc_status_bytes, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
-
-fn test_mode() -> bool {
-    // `cargo test --benches` passes no `--bench`.
-    !std::env::args().any(|arg| arg == "--bench")
-}
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
-}
 
 /// The events of `config` as a training set: one pair per (user, item),
 /// valued as `Pair::value` (the latest rating plus the implicit weights).
@@ -141,11 +119,11 @@ fn measure(name: &str, set: &TrainingSet, params: &IalsParams) -> IalsFactors {
     let pairs: usize = set.rows.iter().map(Vec::len).sum();
     // Resets VmHWM to the current RSS (Linux ≥ 4.0; ignored elsewhere).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = status_kib("VmRSS:");
+    let before = proc_status_bytes("VmRSS");
     let began = Instant::now();
     let model = ials::train(set, params, &Progress::default()).unwrap();
     let elapsed = began.elapsed();
-    let peak = status_kib("VmHWM:").saturating_sub(before);
+    let peak = proc_status_bytes("VmHWM").saturating_sub(before);
     let artefact = ials::artefact(&model).unwrap().len() as u64;
 
     let mut rng = SplitMix64::new(7);

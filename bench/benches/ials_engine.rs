@@ -21,13 +21,9 @@ use recwal::eval::{load_ratings, train_engine};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::wal::SyncPolicy;
 use recwal::{Durability, Engine, EngineConfig, ItemModelFamily, RecommendRequest, Strategy};
+use recwal_bench::{mib, percentile, proc_status_bytes, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
-
-fn test_mode() -> bool {
-    // `cargo test --benches` passes no `--bench`.
-    !std::env::args().any(|arg| arg == "--bench")
-}
 
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
@@ -41,27 +37,9 @@ fn config() -> EngineConfig {
     config
 }
 
-fn proc_status(key: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
-}
-
 /// Trains iALS on `engine`, timing it and its memory.
 fn train(engine: &Engine, what: &str) {
-    let before = proc_status("VmRSS:");
+    let before = proc_status_bytes("VmRSS");
     let began = Instant::now();
     let info = engine.train_item_model().unwrap();
     let took = began.elapsed();
@@ -70,7 +48,7 @@ fn train(engine: &Engine, what: &str) {
         "ials: {what}: trained {} items in {:.1} s, peak RSS {:.0} MiB above the {:.0} MiB before, artefact {:.1} MiB",
         info.n_items,
         took.as_secs_f64(),
-        mib(proc_status("VmHWM:").saturating_sub(before)),
+        mib(proc_status_bytes("VmHWM").saturating_sub(before)),
         mib(before),
         mib(info.bytes)
     );
@@ -173,7 +151,7 @@ fn large(_: &mut Criterion) {
         "ials: large state: {} events ingested in {:.0} s, RSS {:.0} MiB",
         stats.events_applied,
         began.elapsed().as_secs_f64(),
-        mib(proc_status("VmRSS:"))
+        mib(proc_status_bytes("VmRSS"))
     );
     let what = "1M users / 100k items / 10M events";
     train(&engine, what);

@@ -43,7 +43,15 @@ Protocols: hash-80-20 (per user, a fifth of the ratings rounded up, chosen by th
 (per user, the latest --test-fraction of the ratings by timestamp), leave-last-out (per user with at \
 least 2 ratings, the latest one; HR@k is the hit rate on it), random-holdout (each rating with \
 probability --test-fraction, drawn from --seed). The training ratings are ingested in event-time order, \
-so the figures do not depend on the order of the rows. See docs/EVALUATION.md.";
+so the figures do not depend on the order of the rows. See docs/EVALUATION.md.
+
+Item models: ease and ials are measured with an item model of their family, trained on the train part \
+with the configured parameters (engine defaults) before their row.
+
+Learned ranker (docs/MODELS.md): --export-ranker-data DIR writes a ranker's training set from the \
+protocol's train part only (--protocol none: every rating); scripts/ranker/train.py trains LightGBM \
+LambdaRank on it and exports ONNX; --ranker MODEL.onnx measures each strategy with the model ordering \
+its --candidates best items. --items FILE fills the catalogue features.";
 
 /// `recwal eval`'s arguments.
 #[derive(Args)]

@@ -3,7 +3,7 @@
 
 import { ApiError, badge, call, errorBox, fmtInt, get, h, table } from './api.js';
 
-const STRATEGIES = ['blend', 'user_cf', 'item_rank', 'item_rank_exact', 'popularity'];
+const STRATEGIES = ['blend', 'user_cf', 'item_rank', 'item_rank_exact', 'popularity', 'ease', 'ials'];
 const RECENT_KEY = 'recwal.recent-users';
 
 function recentUsers() {
@@ -29,6 +29,8 @@ export function reasonText(reason) {
       return `${fmtInt(reason.users)} user(s) who interacted with ${reason.item} (in this user's history) also interacted with it`;
     case 'popular':
       return `popular: ${fmtInt(reason.events)} events`;
+    case 'item_weight':
+      return `the learned item model links it to ${reason.item} (in this user's history): contributes ${Number(reason.contribution).toFixed(3)}`;
     default:
       return JSON.stringify(reason);
   }
