@@ -116,3 +116,41 @@ fn auto_trains_ease_up_to_items_max_and_ials_above() {
     assert_eq!(ease.items[0].strategy, Strategy::Popularity);
     assert!(engine.metrics_text().contains("recwal_item_model_version 2"));
 }
+
+/// The trainer thread (where scheduled trainings, and an iALS training's
+/// own threads, run) is at the model builds' lower priority: nice 10.
+#[test]
+fn scheduled_trainings_run_at_a_lower_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let _engine = Engine::open(dir.path(), config()).unwrap();
+    // The thread names and lowers itself as it starts: look for a while.
+    let began = std::time::Instant::now();
+    loop {
+        let trainers = trainer_nice_values();
+        if !trainers.is_empty() && trainers.iter().all(|&nice| nice >= 10) {
+            break;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(10), "trainer threads' nice values: {trainers:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The nice value of every thread of this process named `recwal-item-model`.
+fn trainer_nice_values() -> Vec<i32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        // comm keeps the first 15 bytes of the name.
+        if comm.trim() != "recwal-item-mod" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+        // After "pid (comm) ": state is field 3, nice field 19.
+        let Some(close) = stat.rfind(')') else { continue };
+        if let Some(nice) = stat[close + 2..].split(' ').nth(16).and_then(|field| field.parse().ok()) {
+            found.push(nice);
+        }
+    }
+    found
+}

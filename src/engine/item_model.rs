@@ -517,19 +517,34 @@ pub(super) fn start_trainer(shared: &Arc<Shared>) -> Result<(), EngineError> {
     let weak: Weak<Shared> = Arc::downgrade(shared);
     let handle = std::thread::Builder::new()
         .name("recwal-item-model".into())
-        .spawn(move || loop {
-            std::thread::park_timeout(TRAINER_POLL);
-            let Some(shared) = weak.upgrade() else { return };
-            if shared.item_models.stop.load(Ordering::Relaxed) {
-                return;
+        .spawn(move || {
+            // Scheduled trainings (and the threads an iALS training starts,
+            // which inherit it) run at the model builds' lower priority, so
+            // the cores they share with serving go to the requests first.
+            let tid = rustix::thread::gettid();
+            if let Err(err) = rustix::process::setpriority_process(Some(tid), crate::model::build_thread::BUILD_NICE) {
+                tracing::debug!(%err, "cannot lower the item-model trainer's priority");
             }
-            if shared.poisoned.get().is_none() && shared.item_model_due() {
-                // Failures are logged and counted by `train_item_model`;
-                // `events_at_train` moved, so it is retried next period.
-                let _ = shared.train_item_model(shared.configured_spec());
-            }
+            trainer_loop(&weak);
         })
         .map_err(|err| EngineError::io("starting the item-model thread", err))?;
     *shared.item_models.trainer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
     Ok(())
+}
+
+/// The trainer thread's loop: checks every `TRAINER_POLL` whether a
+/// training is due, until the engine is gone or stopping.
+fn trainer_loop(weak: &Weak<Shared>) {
+    loop {
+        std::thread::park_timeout(TRAINER_POLL);
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.item_models.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if shared.poisoned.get().is_none() && shared.item_model_due() {
+            // Failures are logged and counted by `train_item_model`;
+            // `events_at_train` moved, so it is retried next period.
+            let _ = shared.train_item_model(shared.configured_spec());
+        }
+    }
 }
