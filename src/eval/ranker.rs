@@ -89,8 +89,8 @@ pub fn ranker_set(
 
 impl RankerSet {
     /// Adds `other`'s rows and counts (of the same schema).
-    pub fn append(&mut self, mut other: RankerSet) {
-        self.rows.append(&mut other.rows);
+    pub fn append(&mut self, other: RankerSet) {
+        self.rows.extend(other.rows);
         self.users += other.users;
         self.users_without_positive += other.users_without_positive;
     }
