@@ -16,9 +16,12 @@
 //!    rating-valued × λ) is scored on validation by NDCG@10 (relevant =
 //!    rating ≥ 4); the best pair wins (ties: the first in grid order).
 //!    `RECWAL_EASE_VALIDATION=80-20` carves a fifth instead, by the test's
-//!    own hash rule applied to the train part (`Protocol::Hash8020`).
+//!    own hash rule applied to the train part (`Protocol::Hash8020`). Then
+//!    iALS's grid (λ × α, rating-valued X, 64 factors) on the same fit
+//!    engine, the same way.
 //! 3. Test: an engine trained on the whole train part gets an item model
-//!    with the chosen pair; every strategy, EASE with the chosen pair and
+//!    with the chosen pair (and iALS the chosen λ, α for its row); every
+//!    strategy, EASE with the chosen pair and
 //!    the two anchors (binary λ = 500, rating-valued λ = 4000) are
 //!    scored on test (P@10, R@10, NDCG@10, HR@10).
 //!
@@ -33,7 +36,7 @@ use recwal::eval::{
     evaluate_engine, evaluate_engine_ranked, load_ratings, split, train_engine, validation_split, EvalSet, Protocol,
     Report,
 };
-use recwal::{EngineConfig, ItemModelInput, Strategy};
+use recwal::{EngineConfig, ItemModelInput, ItemModelSpec, Strategy};
 
 const K: usize = 10;
 const RELEVANT_MIN: f32 = 4.0;
@@ -42,6 +45,11 @@ const RELEVANT_MIN: f32 = 4.0;
 /// 5, so its Gram entries are up to 25× larger and so is a useful λ).
 const GRID_BINARY: [f32; 9] = [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0];
 const GRID_VALUE: [f32; 10] = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 12000.0, 20000.0];
+/// iALS's grid (rating-valued X): the region where a wider search (binary
+/// X, λ 0.01–400, α 0–40, 8–128 factors; docs/EVALUATION.md) found every
+/// good point.
+const IALS_GRID_LAMBDA: [f32; 4] = [30.0, 45.0, 60.0, 75.0];
+const IALS_GRID_ALPHA: [f32; 4] = [1.5, 2.0, 2.5, 3.0];
 
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
@@ -60,6 +68,19 @@ fn ease_report(
 ) -> Result<(Report, u64), Box<dyn Error>> {
     let info = engine.train_item_model_with(lambda, input)?;
     Ok((evaluate_engine(engine, set, Strategy::Ease, K, RELEVANT_MIN).report, info.train_ms))
+}
+
+/// iALS with λ and α (the other parameters the defaults), scored on `set`.
+fn ials_report(
+    engine: &recwal::Engine,
+    set: &EvalSet,
+    lambda: f32,
+    alpha: f32,
+) -> Result<(Report, u64), Box<dyn Error>> {
+    let mut params = ItemModelSpec::ials_params(&engine.config().item_model);
+    (params.lambda, params.alpha, params.input) = (lambda, alpha, ItemModelInput::Value);
+    let info = engine.train_item_model_spec(ItemModelSpec::Ials(params))?;
+    Ok((evaluate_engine(engine, set, Strategy::Ials, K, RELEVANT_MIN).report, info.train_ms))
 }
 
 fn row(name: &str, report: &Report) -> String {
@@ -111,9 +132,30 @@ fn main() -> Result<(), Box<dyn Error>> {
             best = Some((report.ndcg, lambda, input));
         }
     }
-    drop(engine);
     let Some((_, lambda, input)) = best else { return Err("empty grid".into()) };
     println!("\nchosen on validation: X {}, λ {lambda}\n", input.name());
+
+    // The iALS grid on the same fit engine (X as the pair's value, 64
+    // factors, 15 iterations of 3 CG steps): λ × α.
+    println!("### iALS validation grid (fit → validation, NDCG@10; 64 factors, X value)\n");
+    println!("| λ | α | P@10 | R@10 | NDCG@10 | HR@10 | train ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut best_ials: Option<(f64, f32, f32)> = None;
+    for &ials_lambda in &IALS_GRID_LAMBDA {
+        for &alpha in &IALS_GRID_ALPHA {
+            let report = ials_report(&engine, &validation, ials_lambda, alpha)?;
+            println!(
+                "| {ials_lambda} | {alpha} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+                report.0.precision, report.0.recall, report.0.ndcg, report.0.hit_rate, report.1
+            );
+            if best_ials.is_none_or(|(ndcg, _, _)| report.0.ndcg > ndcg) {
+                best_ials = Some((report.0.ndcg, ials_lambda, alpha));
+            }
+        }
+    }
+    drop(engine);
+    let Some((_, ials_lambda, alpha)) = best_ials else { return Err("empty iALS grid".into()) };
+    println!("\niALS chosen on validation: λ {ials_lambda}, α {alpha}\n");
     if std::env::var("RECWAL_EASE_GRID_ONLY").is_ok_and(|value| value == "1") {
         return Ok(());
     }
@@ -124,6 +166,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut chosen = config();
     chosen.item_model.lambda = lambda;
     chosen.item_model.input = input;
+    (chosen.item_model.ials.lambda, chosen.item_model.ials.alpha) = (ials_lambda, alpha);
     let engine = train_engine(dir.path(), chosen, &outer.train)?;
     println!("### Test (hash 80/20, relevant = rating ≥ {RELEVANT_MIN})\n");
     println!("| strategy | P@10 | R@10 | NDCG@10 | HR@10 |");
@@ -135,10 +178,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         |strategy: Strategy| only.as_deref().is_none_or(|only| only.split(',').any(|name| name == strategy.name()));
     for strategy in Strategy::ALL.into_iter().filter(|&strategy| wanted(strategy)) {
         let report = evaluate_engine(&engine, &test, strategy, K, RELEVANT_MIN).report;
-        let name = if strategy == Strategy::Ease {
-            format!("ease (chosen on validation: X {}, λ {lambda})", input.name())
-        } else {
-            strategy.name().to_string()
+        let name = match strategy {
+            Strategy::Ease => format!("ease (chosen on validation: X {}, λ {lambda})", input.name()),
+            Strategy::Ials => format!("ials (chosen on validation: 64 factors, λ {ials_lambda}, α {alpha})"),
+            _ => strategy.name().to_string(),
         };
         println!("{}", row(&name, &report));
     }

@@ -105,9 +105,10 @@ impl ItemModelFamily {
     }
 }
 
-/// The iALS item model's parameters (`item_model.ials`). The defaults were
-/// picked on a validation split carved from ML-100k's training part
-/// (docs/EVALUATION.md); λ and α scale with the values in X.
+/// The iALS item model's parameters (`item_model.ials`). λ and α were
+/// picked on a validation split carved from ML-100k's training part by
+/// `examples/evaluate_ease` (docs/EVALUATION.md, "iALS"); they scale with
+/// the values in X.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IalsConfig {
@@ -127,7 +128,7 @@ pub struct IalsConfig {
 
 impl Default for IalsConfig {
     fn default() -> Self {
-        IalsConfig { factors: 64, lambda: 60.0, alpha: 2.5, iterations: 15, cg_steps: 3, threads: 0 }
+        IalsConfig { factors: 64, lambda: 45.0, alpha: 1.5, iterations: 15, cg_steps: 3, threads: 0 }
     }
 }
 

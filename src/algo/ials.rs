@@ -87,19 +87,19 @@ pub struct IalsParams {
 }
 
 impl Default for IalsParams {
-    /// 64 factors, λ 60, α 2.5, 15 iterations of 3 CG steps, x = the
-    /// pair's value, one thread per core. λ and α were picked on a
-    /// validation split carved from ML-100k's training part (ratings 1–5 as
-    /// x; validation NDCG@10 is flat from 32 to 128 factors there, since λ
-    /// this large shrinks most factors); both scale with x, so values of
-    /// another range want them tuned again.
+    /// `engine.item_model.ials`'s defaults (`IalsConfig`: 64 factors, λ 45,
+    /// α 1.5, 15 iterations of 3 CG steps, picked on a validation split
+    /// carved from ML-100k's training part by `examples/evaluate_ease`),
+    /// x = the pair's value, seed 42, one thread per core. λ and α scale
+    /// with x, so values of another range want them tuned again.
     fn default() -> IalsParams {
+        let config = crate::config::IalsConfig::default();
         IalsParams {
-            factors: 64,
-            lambda: 60.0,
-            alpha: 2.5,
-            iterations: 15,
-            cg_steps: 3,
+            factors: config.factors,
+            lambda: config.lambda,
+            alpha: config.alpha,
+            iterations: config.iterations,
+            cg_steps: config.cg_steps,
             seed: 42,
             input: ItemModelInput::Value,
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),

@@ -120,6 +120,7 @@ fn sample(key: &str, default: &Json) -> Json {
         "engine.popularity.half_life_ms" => json!(86_400_000),
         "engine.feedback.ttl_ms" => json!(604_800_000),
         "engine.item_model.input" => json!("binary"),
+        "engine.item_model.family" => json!("ials"),
         "engine.weights.custom" => json!({ "share": 3.5 }),
         "cluster.url" => json!("nats://127.0.0.1:4222,nats://127.0.0.1:4223"),
         "cluster.stream" => json!("RECWAL_TEST"),
