@@ -21,7 +21,7 @@ use recwal::eval::{load_ratings, train_engine};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::wal::SyncPolicy;
 use recwal::{Engine, EngineConfig, RecommendRequest, Strategy};
-use recwal_bench::{percentile, proc_status_bytes, test_mode};
+use recwal_bench::{load_average, proc_status_bytes, quantiles, restart_until_item_model_serves, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
 
@@ -64,14 +64,11 @@ fn latency(c: &mut Criterion) {
             assert_eq!(answer.items.len(), 10);
         }
     }
-    times.sort();
     println!(
-        "ease: recommend n=10 on ML-100k ({} requests, load {}): p50 {:?}, p99 {:?}, max {:?}",
+        "ease: recommend n=10 on ML-100k ({} requests, load {}): {}",
         times.len(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0)
+        load_average(),
+        quantiles(&mut times)
     );
     let mut rng = SplitMix64::new(7);
     c.bench_function("ease/recommend_ml100k_n10", |b| {
@@ -80,28 +77,11 @@ fn latency(c: &mut Criterion) {
             engine.recommend(&RecommendRequest::new(user.as_str(), 10, Strategy::Ease)).unwrap()
         })
     });
-    let restart = restart_with_artefact(dir.path(), engine);
+    let restart = restart_until_item_model_serves(dir.path(), engine, config());
     println!(
         "ease: restart of the ML-100k state with its item model: {:.3} s until ease serves",
         restart.as_secs_f64()
     );
-}
-
-/// Checkpoints and closes `engine`, then times `Engine::open` on `dir`
-/// until the `ease` item model serves again (its artefact loaded and
-/// checked against the log's SHA-256).
-fn restart_with_artefact(dir: &std::path::Path, engine: Engine) -> Duration {
-    engine.checkpoint().unwrap();
-    engine.close().unwrap();
-    let began = Instant::now();
-    let engine = Engine::open(dir, config()).unwrap();
-    while !engine.item_model_status().serving {
-        assert!(engine.item_model_status().fault.is_none(), "{:?}", engine.item_model_status().fault);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let took = began.elapsed();
-    engine.close().unwrap();
-    took
 }
 
 /// Training time and memory per catalogue size.
@@ -130,7 +110,7 @@ fn training(_: &mut Criterion) {
         let info = engine.train_item_model().unwrap();
         let elapsed = began.elapsed();
         let peak = proc_status_bytes("VmHWM").saturating_sub(before);
-        let restart = restart_with_artefact(dir.path(), engine);
+        let restart = restart_until_item_model_serves(dir.path(), engine, config());
         println!(
             "| {} | {users} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} |",
             info.n_items,

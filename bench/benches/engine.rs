@@ -49,6 +49,7 @@ use recwal::record::{EventsV1, LogRecord, LoggedEvent, KIND_EVENTS_V1};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::wal::{Durability, SyncPolicy, Wal};
 use recwal::{Engine, EngineConfig, Event, EventKind, KindWeights, LoggedKind, RecommendRequest, Strategy};
+use recwal_bench::{load_average, mib, proc_status_bytes};
 
 /// Events per `ingest_batch_with` call.
 const BATCH_EVENTS: usize = 100;
@@ -96,16 +97,6 @@ fn engine_config(policy: SyncPolicy, mode: Mode) -> EngineConfig {
     config
 }
 
-/// Resident bytes of `field` ("RssAnon", "VmRSS", ...) in /proc/self/status.
-fn proc_status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| {
-        let value = line.strip_prefix(field)?.strip_prefix(':')?;
-        let kib: u64 = value.trim().strip_suffix("kB")?.trim().parse().ok()?;
-        Some(kib * 1024)
-    })
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Rss {
     anon: u64,
@@ -122,18 +113,7 @@ fn rss() -> Rss {
     unsafe {
         libc::malloc_trim(0);
     }
-    Rss { anon: proc_status_bytes("RssAnon").unwrap_or(0), total: proc_status_bytes("VmRSS").unwrap_or(0) }
-}
-
-/// /proc/loadavg's first three fields: how busy the shared machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1u32 << 20)
+    Rss { anon: proc_status_bytes("RssAnon"), total: proc_status_bytes("VmRSS") }
 }
 
 /// Formats a rate per second with a k/M suffix.

@@ -29,7 +29,7 @@ use recwal::eval::load_ratings;
 use recwal::ials::{self, IalsFactors, IalsParams, Progress, TrainingSet};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::{EventKind, KindWeights};
-use recwal_bench::{mib, percentile, proc_status_bytes, test_mode};
+use recwal_bench::{mib, proc_status_bytes, quantiles, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
 
@@ -138,7 +138,7 @@ fn measure(name: &str, set: &TrainingSet, params: &IalsParams) -> IalsFactors {
         times.push(began.elapsed());
         assert!(scores[0].is_finite());
     }
-    times.sort();
+    let latency = quantiles(&mut times);
     println!(
         "| {name} | {} | {} | {pairs} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:?} | {:?} | {:?} |",
         set.rows.len(),
@@ -149,9 +149,9 @@ fn measure(name: &str, set: &TrainingSet, params: &IalsParams) -> IalsFactors {
         mib(peak),
         mib(ials::train_bytes(set.rows.len(), set.names.len(), pairs, params.factors)),
         mib(artefact),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        latency.p50,
+        latency.p99,
+        latency.max,
     );
     model
 }

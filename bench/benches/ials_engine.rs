@@ -21,7 +21,7 @@ use recwal::eval::{load_ratings, train_engine};
 use recwal::synth::{self, SplitMix64, SynthConfig};
 use recwal::wal::SyncPolicy;
 use recwal::{Durability, Engine, EngineConfig, ItemModelFamily, RecommendRequest, Strategy};
-use recwal_bench::{mib, percentile, proc_status_bytes, test_mode};
+use recwal_bench::{load_average, mib, proc_status_bytes, quantiles, restart_until_item_model_serves, test_mode};
 
 const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
 
@@ -67,31 +67,18 @@ fn latency(engine: &Engine, users: &[String], requests: usize, what: &str) {
         times.push(began.elapsed());
         assert_eq!(answer.items.len(), 10);
     }
-    times.sort();
     println!(
-        "ials: recommend n=10 on {what} ({} requests, load {}): p50 {:?}, p99 {:?}, max {:?}",
+        "ials: recommend n=10 on {what} ({} requests, load {}): {}",
         times.len(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0)
+        load_average(),
+        quantiles(&mut times)
     );
 }
 
-/// Checkpoints and closes `engine`, then times `Engine::open` on `dir`
-/// until the item model serves again (its artefact loaded and checked
-/// against the log's SHA-256).
+/// The restart with the artefact, printed.
 fn restart(dir: &std::path::Path, engine: Engine, what: &str) {
-    engine.checkpoint().unwrap();
-    engine.close().unwrap();
-    let began = Instant::now();
-    let engine = Engine::open(dir, config()).unwrap();
-    while !engine.item_model_status().serving {
-        assert!(engine.item_model_status().fault.is_none(), "{:?}", engine.item_model_status().fault);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    println!("ials: restart of {what} with its item model: {:.2} s until ials serves", began.elapsed().as_secs_f64());
-    engine.close().unwrap();
+    let took = restart_until_item_model_serves(dir, engine, config());
+    println!("ials: restart of {what} with its item model: {:.2} s until ials serves", took.as_secs_f64());
 }
 
 /// ML-100k's state (or, without the file or in test mode, a small

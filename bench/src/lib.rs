@@ -1,8 +1,14 @@
 //! The benchmarks of recwal live in `benches/` beside this file; see
 //! docs/BENCHMARKS.md for what each measures and how to run it. This library
-//! is empty: the crate exists to keep the benchmarks' dependencies (criterion
-//! and the reference logs) out of the `recwal` package's build.
+//! holds what several of them share (paths, /proc readings, latency
+//! quantiles, a timed restart); the crate exists to keep the benchmarks'
+//! dependencies (criterion and the reference logs) out of the `recwal`
+//! package's build.
 #![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use recwal::{Engine, EngineConfig};
 
 /// `relative` (e.g. `data/ml-100k/ml-100k.inter`, where
 /// scripts/fetch-movielens.sh writes it) under the workspace root: cargo runs
@@ -32,11 +38,56 @@ pub fn proc_status_bytes(field: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// The `p` quantile (0–1, nearest rank) of `sorted`, which must not be
-/// empty.
-pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
+/// p50, p99 and the largest of a set of latencies.
+#[derive(Clone, Copy, Debug)]
+pub struct Quantiles {
+    /// The median.
+    pub p50: Duration,
+    /// The 99th percentile (nearest rank).
+    pub p99: Duration,
+    /// The largest.
+    pub max: Duration,
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p50 {:?}, p99 {:?}, max {:?}", self.p50, self.p99, self.max)
+    }
+}
+
+/// The quantiles of `times` (sorted in place); zero for no times.
+pub fn quantiles(times: &mut [Duration]) -> Quantiles {
+    times.sort_unstable();
+    let at = |p: f64| {
+        let last = times.len().saturating_sub(1);
+        times.get(((last as f64) * p).round() as usize).copied().unwrap_or_default()
+    };
+    Quantiles { p50: at(0.5), p99: at(0.99), max: at(1.0) }
+}
+
+/// /proc/loadavg's first three fields: how busy the shared machine was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Checkpoints and closes `engine`, then times `Engine::open` on `dir` with
+/// `config` until its item model serves again (the artefact read and
+/// checked against the log's SHA-256): a restart with the artefact.
+pub fn restart_until_item_model_serves(dir: &std::path::Path, engine: Engine, config: EngineConfig) -> Duration {
+    engine.checkpoint().unwrap_or_else(|err| panic!("checkpoint: {err}"));
+    engine.close().unwrap_or_else(|err| panic!("close: {err}"));
+    let began = Instant::now();
+    let engine = Engine::open(dir, config).unwrap_or_else(|err| panic!("open: {err}"));
+    while !engine.item_model_status().serving {
+        let fault = engine.item_model_status().fault;
+        assert!(fault.is_none(), "{fault:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = began.elapsed();
+    engine.close().unwrap_or_else(|err| panic!("close: {err}"));
+    took
 }
 
 /// `bytes` in MiB.

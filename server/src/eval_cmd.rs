@@ -241,7 +241,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     }
     let set = EvalSet::new(&split);
     let scratch = ScratchDir::new()?;
-    let engine = train(args, &scratch, scale, &split.train)?;
+    let engine = train(args, &scratch, scale, &split.train, &catalogue(args)?)?;
     let ranker = match &args.ranker {
         None => None,
         Some(path) => {
@@ -314,28 +314,33 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An engine in `scratch` trained on `ratings` (and the --items catalogue).
+/// The --items catalogue (empty without the flag): as `recwal export
+/// --items` writes it (and `recwal import --items` reads it), or MovieLens'
+/// movies.
+fn catalogue(args: &EvalArgs) -> Result<Vec<recwal::Item>, String> {
+    match &args.items {
+        None => Ok(Vec::new()),
+        Some(path)
+            if path.extension().is_some_and(|ext| ["jsonl", "ndjson", "csv", "tsv"].iter().any(|e| ext == *e)) =>
+        {
+            Ok(crate::import_items::load_items(path)
+                .map_err(|err| format!("--items: {err}"))?
+                .into_iter()
+                .map(|(_, item)| item)
+                .collect())
+        }
+        Some(path) => recwal::eval::load_items(path).map_err(|err| format!("--items: {err}")),
+    }
+}
+
+/// An engine in `scratch` trained on `ratings`, with `items` in its catalogue.
 fn train(
     args: &EvalArgs,
     scratch: &ScratchDir,
     scale: RatingScale,
     ratings: &[recwal::eval::Rating],
+    items: &[recwal::Item],
 ) -> Result<recwal::Engine, String> {
-    let items = match &args.items {
-        None => Vec::new(),
-        // The catalogue as `recwal export --items` writes it (and `recwal
-        // import --items` reads it), or MovieLens' movies.
-        Some(path)
-            if path.extension().is_some_and(|ext| ["jsonl", "ndjson", "csv", "tsv"].iter().any(|e| ext == *e)) =>
-        {
-            crate::import_items::load_items(path)
-                .map_err(|err| format!("--items: {err}"))?
-                .into_iter()
-                .map(|(_, item)| item)
-                .collect()
-        }
-        Some(path) => recwal::eval::load_items(path).map_err(|err| format!("--items: {err}"))?,
-    };
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
     config.checkpoint.every = None;
@@ -348,7 +353,7 @@ fn train(
     let engine = recwal::eval::train_engine(&scratch.path, config, ratings).map_err(|err| err.to_string())?;
     // After training, so the items' dense ids (and the figures without a
     // catalogue) do not move.
-    for item in &items {
+    for item in items {
         engine.upsert_item(item).map_err(|err| format!("--items: item {:?}: {err}", item.id))?;
     }
     Ok(engine)
@@ -366,10 +371,11 @@ fn export_ranker_data(
     let strategy = args.ranker_strategy;
     let schema = recwal::model::schema::FEATURE_SCHEMA_VERSION;
     let folds = recwal::eval::validation_folds(part, args.ranker_folds as usize);
+    let items = catalogue(args)?;
     let mut set = recwal::eval::RankerSet { schema, ..Default::default() };
     for (fold, carve) in folds.iter().enumerate() {
         let scratch = ScratchDir::new()?;
-        let engine = train(args, &scratch, scale, &carve.train)?;
+        let engine = train(args, &scratch, scale, &carve.train, &items)?;
         let found = recwal::eval::ranker_set(
             &engine,
             &carve.test,

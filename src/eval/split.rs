@@ -178,7 +178,12 @@ fn is_decimal(text: &str) -> bool {
 
 /// FNV-1a, 64 bits, of `bytes`.
 pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    fnv1a64_continue(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a-64 of the bytes hashed into `hash` followed by `bytes`.
+fn fnv1a64_continue(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The hash 80/20 key of a (user, item) pair of any ids:
@@ -255,8 +260,7 @@ fn divide(ratings: &[Rating], held_out: &[bool]) -> Split {
 /// splitmix64(FNV-1a-64(user ‖ 0x00 ‖ item)): a training rating's key in
 /// the validation carve.
 fn validation_key(user: &str, item: &str) -> u64 {
-    let bytes: Vec<u8> = user.bytes().chain([0u8]).chain(item.bytes()).collect();
-    splitmix64(fnv1a64(&bytes))
+    splitmix64(fnv1a64_continue(fnv1a64_continue(fnv1a64(user.as_bytes()), &[0]), item.as_bytes()))
 }
 
 /// Per user, the last `n_test(n)` of the user's `n` ratings by (timestamp,
