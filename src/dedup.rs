@@ -3,9 +3,10 @@
 //! retry after a restart is still recognised.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DedupConfig;
@@ -19,73 +20,148 @@ pub struct FirstSeen {
     pub ingested_ms: i64,
 }
 
-/// Ids in arrival order, and an index over them. An id accepted again after
-/// it aged out (but before eviction reached it) moves to the back: its old
-/// slot in `order` goes stale (its generation no longer matches) and is
-/// skipped.
+/// Ids in arrival order, and an index from each id to its place in that
+/// order. An id accepted again after it aged out (but before eviction
+/// reached it) moves to the back: its old slot is marked dead and skipped.
+///
+/// Ingest runs `record` for each event with an id, in the apply turn every
+/// writer waits for, so it allocates nothing per id and does one hash-table
+/// operation per insert and per eviction: the ids' bytes sit back to back in
+/// one buffer, slots are numbered by arrival (`first_slot` is the number of
+/// `order[0]`), and the table holds slot numbers hashed by their id.
 #[derive(Clone, Default)]
 pub(crate) struct DedupWindow {
-    by_id: FxHashMap<Arc<str>, (FirstSeen, u64)>,
-    order: VecDeque<(Arc<str>, u64)>,
-    next_generation: u64,
+    index: HashTable<u64>,
+    order: VecDeque<Slot>,
+    first_slot: u64,
+    /// The ids' bytes in arrival order; `bytes[0]` is byte number
+    /// `first_byte`. The front is dropped once evicted ids fill half of it.
+    bytes: Vec<u8>,
+    first_byte: u64,
+}
+
+#[derive(Clone)]
+struct Slot {
+    /// Byte number of the id's first byte, and its length.
+    start: u64,
+    len: u32,
+    /// False once the id was accepted again (a later slot holds it).
+    live: bool,
+    hash: u64,
+    seen: FirstSeen,
+}
+
+fn hash_of(id: &str) -> u64 {
+    FxBuildHasher.hash_one(id.as_bytes())
+}
+
+/// Slot number `number` of `order` (whose first is `first_slot`); the free
+/// functions let the table's closures borrow the fields they read while the
+/// table itself is borrowed mutably.
+fn slot_at(order: &VecDeque<Slot>, first_slot: u64, number: u64) -> Option<&Slot> {
+    order.get(usize::try_from(number.checked_sub(first_slot)?).ok()?)
+}
+
+/// The bytes of `slot`'s id in `bytes` (whose first is byte `first_byte`).
+fn id_bytes<'a>(bytes: &'a [u8], first_byte: u64, slot: &Slot) -> &'a [u8] {
+    let start = slot.start.checked_sub(first_byte).and_then(|start| usize::try_from(start).ok());
+    start.and_then(|start| bytes.get(start..start.checked_add(slot.len as usize)?)).unwrap_or_default()
 }
 
 impl DedupWindow {
     /// The id's first acceptance, if it is still inside the window at `now_ms`.
     pub fn lookup(&self, id: &str, now_ms: i64, config: &DedupConfig) -> Option<FirstSeen> {
-        let (seen, _) = self.by_id.get(id)?;
+        let number = self.index.find(hash_of(id), |&number| self.holds(number, id))?;
+        let seen = slot_at(&self.order, self.first_slot, *number)?.seen;
         let max_age = i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX);
-        (seen.ingested_ms >= now_ms.saturating_sub(max_age)).then_some(*seen)
+        (seen.ingested_ms >= now_ms.saturating_sub(max_age)).then_some(seen)
     }
 
     /// Records an accepted id, then evicts what fell out of the window.
     /// Driven only by logged values, so replay evicts exactly as the live
     /// run did.
     pub fn record(&mut self, id: &str, seen: FirstSeen, config: &DedupConfig) {
-        self.push(Arc::from(id), seen);
+        self.push(id, seen);
         let max_age = i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX);
         let oldest_allowed = seen.ingested_ms.saturating_sub(max_age);
-        while let Some((front, generation)) = self.order.front() {
-            match self.by_id.get(front) {
-                Some((_, live)) if live != generation => {
-                    self.order.pop_front(); // a stale slot of a re-accepted id
+        while let Some(front) = self.order.front() {
+            if front.live {
+                if self.index.len() <= config.max_ids && front.seen.ingested_ms >= oldest_allowed {
+                    break;
                 }
-                Some((first, _)) if self.by_id.len() > config.max_ids || first.ingested_ms < oldest_allowed => {
-                    if let Some((front, _)) = self.order.pop_front() {
-                        self.by_id.remove(&front);
-                    }
-                }
-                Some(_) => break,
-                None => {
-                    self.order.pop_front();
+                let number = self.first_slot;
+                if let Ok(entry) = self.index.find_entry(front.hash, |&slot| slot == number) {
+                    entry.remove();
                 }
             }
+            self.order.pop_front();
+            self.first_slot += 1;
+        }
+        self.drop_evicted_bytes();
+    }
+
+    /// Whether slot `number` holds `id`.
+    fn holds(&self, number: u64, id: &str) -> bool {
+        slot_at(&self.order, self.first_slot, number)
+            .is_some_and(|slot| id_bytes(&self.bytes, self.first_byte, slot) == id.as_bytes())
+    }
+
+    fn push(&mut self, id: &str, seen: FirstSeen) {
+        let hash = hash_of(id);
+        let number = self.first_slot + self.order.len() as u64;
+        let (order, bytes, first_slot, first_byte) = (&self.order, &self.bytes, self.first_slot, self.first_byte);
+        let holds_id = |&slot: &u64| {
+            slot_at(order, first_slot, slot).is_some_and(|slot| id_bytes(bytes, first_byte, slot) == id.as_bytes())
+        };
+        match self.index.find_mut(hash, holds_id) {
+            // Listed already: the id moves to the back, its old slot dies.
+            Some(listed) => {
+                let earlier = std::mem::replace(listed, number);
+                let at = earlier.checked_sub(first_slot).and_then(|at| usize::try_from(at).ok());
+                if let Some(old) = at.and_then(|at| self.order.get_mut(at)) {
+                    old.live = false;
+                }
+            }
+            None => {
+                let rehash = |&slot: &u64| slot_at(order, first_slot, slot).map_or(0, |slot| slot.hash);
+                self.index.insert_unique(hash, number, rehash);
+            }
+        }
+        let start = self.first_byte + self.bytes.len() as u64;
+        self.bytes.extend_from_slice(id.as_bytes());
+        self.order.push_back(Slot { start, len: id.len() as u32, live: true, hash, seen });
+    }
+
+    /// Drops the bytes of evicted ids once they are half the buffer (each
+    /// byte is moved at most once on average: O(1) per id).
+    fn drop_evicted_bytes(&mut self) {
+        let first_kept = self.order.front().map_or(self.first_byte + self.bytes.len() as u64, |slot| slot.start);
+        let evicted = (first_kept - self.first_byte) as usize;
+        if evicted > 0 && evicted >= self.bytes.len() / 2 {
+            self.bytes.drain(..evicted);
+            self.first_byte = first_kept;
         }
     }
 
-    fn push(&mut self, id: Arc<str>, seen: FirstSeen) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        self.by_id.insert(Arc::clone(&id), (seen, generation));
-        self.order.push_back((id, generation));
-    }
-
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.index.len()
     }
 
     /// Live entries in arrival order, for snapshots.
     pub fn entries(&self) -> impl Iterator<Item = (&str, FirstSeen)> + '_ {
-        self.order.iter().filter_map(|(id, generation)| match self.by_id.get(id) {
-            Some((seen, live)) if live == generation => Some((&**id, *seen)),
-            _ => None,
-        })
+        self.order
+            .iter()
+            .filter(|slot| slot.live)
+            // Every id went in as a `&str`.
+            .filter_map(|slot| {
+                Some((std::str::from_utf8(id_bytes(&self.bytes, self.first_byte, slot)).ok()?, slot.seen))
+            })
     }
 
     pub fn from_entries(entries: Vec<(String, FirstSeen)>) -> DedupWindow {
         let mut window = DedupWindow::default();
         for (id, seen) in entries {
-            window.push(Arc::from(id), seen);
+            window.push(&id, seen);
         }
         window
     }
@@ -128,5 +204,44 @@ mod tests {
         assert_eq!(ids, vec!["a", "c"]);
         let rebuilt = DedupWindow::from_entries(window.entries().map(|(id, s)| (id.to_string(), s)).collect());
         assert_eq!(rebuilt.entries().collect::<Vec<_>>(), window.entries().collect::<Vec<_>>());
+    }
+
+    proptest::proptest! {
+        /// The window equals a plain list of live ids kept in arrival order
+        /// (an id accepted again moves to the back; the front leaves while
+        /// the list is over `max_ids` or older than `max_age` at the newest
+        /// acceptance), whatever the ids, clocks and limits.
+        #[test]
+        fn the_window_behaves_like_a_list_of_live_ids(
+            max_ids in 1usize..6,
+            max_age_ms in 1u64..50,
+            steps in proptest::collection::vec((0u8..8, 0i64..15), 0..80),
+        ) {
+            let config = DedupConfig { max_ids, max_age: Duration::from_millis(max_age_ms) };
+            let mut window = DedupWindow::default();
+            let mut model: Vec<(String, FirstSeen)> = Vec::new();
+            let mut now = 0i64;
+            for (lsn, (id, step)) in steps.into_iter().enumerate() {
+                now += step;
+                let id = format!("id-{id}");
+                let seen = FirstSeen { lsn: lsn as u64 + 1, ingested_ms: now };
+                window.record(&id, seen, &config);
+                model.retain(|(kept, _)| *kept != id);
+                model.push((id, seen));
+                let oldest_allowed = now - max_age_ms as i64;
+                while model.len() > max_ids || model.first().is_some_and(|(_, first)| first.ingested_ms < oldest_allowed) {
+                    model.remove(0);
+                }
+                let entries: Vec<(String, FirstSeen)> = window.entries().map(|(id, s)| (id.to_string(), s)).collect();
+                proptest::prop_assert_eq!(&entries, &model);
+                proptest::prop_assert_eq!(window.len(), model.len());
+                for probe in 0..8u8 {
+                    let probe = format!("id-{probe}");
+                    let expected = model.iter().find(|(kept, _)| *kept == probe).map(|(_, s)| *s)
+                        .filter(|s| s.ingested_ms >= now - max_age_ms as i64);
+                    proptest::prop_assert_eq!(window.lookup(&probe, now, &config), expected);
+                }
+            }
+        }
     }
 }

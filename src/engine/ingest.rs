@@ -9,13 +9,15 @@ use std::collections::VecDeque;
 use std::sync::MutexGuard;
 
 use recwal_wal::{AppendTicket, Durability, WalError};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::warn;
 
 use super::{Receipt, Shared};
+use crate::dedup::FirstSeen;
 use crate::error::EngineError;
 use crate::event::{self, Event};
 use crate::record::{EventsV1, LogRecord, LoggedEvent};
+use crate::state::State;
 
 /// An ingest call after its append (or its duplicate check), before its
 /// acknowledgement: what it must wait for and apply.
@@ -53,6 +55,9 @@ pub(super) struct Sequencer {
     /// Event ids of pending records, so a retry racing its original is
     /// still caught (and waits for the original to be durable and applied).
     in_flight: FxHashMap<String, u64>,
+    /// The highest LSN whose event ids left `in_flight` for the state's
+    /// dedup window (see `Shared::lock_sequencer_after_lookup`).
+    released_through: u64,
 }
 
 impl Sequencer {
@@ -109,6 +114,9 @@ impl Sequencer {
     /// check always finds them in one or the other).
     pub(super) fn release_in_flight(&mut self, due: &[Pending]) {
         for pending in due {
+            if !pending.event_ids.is_empty() {
+                self.released_through = self.released_through.max(pending.lsn);
+            }
             for id in &pending.event_ids {
                 if self.in_flight.get(id) == Some(&pending.lsn) {
                     self.in_flight.remove(id);
@@ -209,8 +217,8 @@ impl Shared {
         }
     }
 
-    /// Under the sequencer lock: finds the events whose id was already
-    /// accepted, and appends the rest as one record.
+    /// Finds the events whose id was already accepted, and appends the rest
+    /// as one record, under the sequencer lock.
     fn sequence_events(
         &self,
         valid: &[LoggedEvent<'_>],
@@ -220,38 +228,34 @@ impl Shared {
     ) -> Result<Waiting, EngineError> {
         let mut receipts: Vec<Option<Receipt>> = vec![None; valid.len()];
         let mut repeats = Vec::new();
-        let mut sequencer = self.lock_sequencer()?;
+        let (in_window, mut sequencer) = self.lock_sequencer_after_lookup(valid, now)?;
         let mut fresh: Vec<LoggedEvent<'_>> = Vec::with_capacity(valid.len());
         let mut fresh_ids: Vec<String> = Vec::new();
+        let mut fresh_set: FxHashSet<&str> = FxHashSet::default();
         // The latest pending (unapplied) record a duplicate refers to: the
         // call must not return before that record is durable and applied.
         let mut pending_original = 0u64;
-        {
-            // The dedup window is read only when an event carries an id, so
-            // plain appends never wait for an apply in progress.
-            let state = valid.iter().any(|event| event.event_id.is_some()).then(|| self.read_state());
-            for (at, event) in valid.iter().enumerate() {
-                if let (Some(id), Some(state)) = (event.event_id, &state) {
-                    if let Some(seen) = state.dedup().lookup(id, now, &self.config.dedup) {
-                        receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
-                        // Applied, but maybe written `Never` and not yet
-                        // durable: the caller's durability covers it too.
-                        pending_original = pending_original.max(seen.lsn);
-                        continue;
-                    }
-                    if let Some(&lsn) = sequencer.in_flight.get(id) {
-                        receipts[at] = Some(Receipt { lsn, duplicate: true });
-                        pending_original = pending_original.max(lsn);
-                        continue;
-                    }
-                    if fresh_ids.iter().any(|fresh| fresh == id) {
-                        repeats.push(at);
-                        continue;
-                    }
-                    fresh_ids.push(id.to_string());
+        for (at, event) in valid.iter().enumerate() {
+            if let Some(id) = event.event_id {
+                if let Some(seen) = in_window.get(at).copied().flatten() {
+                    receipts[at] = Some(Receipt { lsn: seen.lsn, duplicate: true });
+                    // Applied, but maybe written `Never` and not yet
+                    // durable: the caller's durability covers it too.
+                    pending_original = pending_original.max(seen.lsn);
+                    continue;
                 }
-                fresh.push(event.clone());
+                if let Some(&lsn) = sequencer.in_flight.get(id) {
+                    receipts[at] = Some(Receipt { lsn, duplicate: true });
+                    pending_original = pending_original.max(lsn);
+                    continue;
+                }
+                if !fresh_set.insert(id) {
+                    repeats.push(at);
+                    continue;
+                }
+                fresh_ids.push(id.to_string());
             }
+            fresh.push(event.clone());
         }
         if fresh.is_empty() {
             let ticket = sequencer.ticket_of(pending_original);
@@ -260,6 +264,42 @@ impl Shared {
         let record = LogRecord::Events(EventsV1 { ingested_ms: now, events: fresh });
         let (lsn, ticket) = self.append(&mut sequencer, &record, fresh_ids, durability, field)?;
         Ok(Waiting { lsn, ticket: Some(ticket), appended: Some(lsn), receipts, repeats })
+    }
+
+    /// Looks the events' ids up in the dedup window, then locks the
+    /// sequencer. The lookup runs before the lock, so appends do not queue
+    /// behind an apply in progress (which holds the state); it still covers
+    /// every accepted id: one applied through the LSN the lookup saw is in
+    /// the window, one not yet applied is in the sequencer's in-flight set
+    /// until its record is applied. Only ids released from that set after
+    /// the lookup could fall between the two: then the lookup is repeated
+    /// (and after a few tries, done under the sequencer lock).
+    fn lock_sequencer_after_lookup(
+        &self,
+        valid: &[LoggedEvent<'_>],
+        now: i64,
+    ) -> Result<(Vec<Option<FirstSeen>>, MutexGuard<'_, Sequencer>), EngineError> {
+        const LOOKUPS_UNLOCKED: usize = 3;
+        if valid.iter().all(|event| event.event_id.is_none()) {
+            return Ok((Vec::new(), self.lock_sequencer()?));
+        }
+        let look_up = |state: &State| -> Vec<Option<FirstSeen>> {
+            let window = state.dedup();
+            valid.iter().map(|event| event.event_id.and_then(|id| window.lookup(id, now, &self.config.dedup))).collect()
+        };
+        for _ in 0..LOOKUPS_UNLOCKED {
+            let (seen, lsn_seen) = {
+                let state = self.read_state();
+                (look_up(&state), state.lsn_applied())
+            };
+            let sequencer = self.lock_sequencer()?;
+            if sequencer.released_through <= lsn_seen {
+                return Ok((seen, sequencer));
+            }
+        }
+        let sequencer = self.lock_sequencer()?;
+        let seen = look_up(&self.read_state());
+        Ok((seen, sequencer))
     }
 
     /// The log's ring is full: checkpoint now, and if the oldest kept

@@ -9,10 +9,11 @@
 //! `models.rs` adds the model registry to `Engine`.
 //!
 //! Locks, always taken in this order:
-//! - `applying` (a mutex and a condvar) gives appliers turns, so records
+//! - `applying` (a mutex; waiters park) gives appliers turns, so records
 //!   are applied in LSN order; it is not held during a turn itself, and a
 //!   turn stops at the lowest LSN a caller waits for, so callers return in
-//!   LSN order as their records are applied.
+//!   LSN order as their records are applied; a turn wakes only the callers
+//!   it covered and the next turn's taker.
 //! - `sequencer` (a mutex) orders appends: dedup check, LSN assignment and
 //!   the queue of records not yet applied. Never held across a sync, nor
 //!   while the state is updated.
@@ -41,7 +42,7 @@ pub use replica_models::ReplicaModelAdd;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -170,8 +171,6 @@ struct Shared {
     /// Apply's (`apply.rs`): whose turn it is, and how far the state is
     /// applied.
     applying: Mutex<ApplyGate>,
-    /// Signalled whenever an applier finishes a turn.
-    applied: Condvar,
     /// Written only by an apply turn (and by recovery before this exists).
     state: RwLock<State>,
     /// Checkpoint's (`checkpoint.rs`).
@@ -282,7 +281,6 @@ impl Engine {
             default_durability,
             sequencer: Mutex::new(Sequencer::default()),
             applying: Mutex::new(ApplyGate::new(state.lsn_applied())),
-            applied: Condvar::new(),
             state: RwLock::new(state),
             checkpoints,
             poisoned: OnceLock::new(),

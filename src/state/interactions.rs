@@ -112,6 +112,68 @@ impl Interactions {
         self.user_items[user as usize].binary_search_by_key(&item, |pair| pair.item)
     }
 
+    /// `search`, given a position found earlier that may have moved since:
+    /// used if it is still right (checked in O(1)), searched again if not.
+    #[inline]
+    pub(super) fn search_hinted(&self, user: Dense, item: Dense, hint: Option<usize>) -> Result<usize, usize> {
+        let pairs = &self.user_items[user as usize];
+        if let Some(at) = hint {
+            match pairs.get(at) {
+                Some(pair) if pair.item == item => return Ok(at),
+                // The sorted list puts `item` exactly between its neighbours.
+                next if next.is_none_or(|pair| pair.item > item)
+                    && (at == 0 || pairs.get(at - 1).is_some_and(|pair| pair.item < item)) =>
+                {
+                    return Err(at)
+                }
+                _ => {}
+            }
+        }
+        self.search(user, item)
+    }
+
+    /// For each `(user, item)`, the first position in the user's list whose
+    /// item is not below `item` (where it is, or would be inserted). The
+    /// binary searches advance together, one probe of each per round: the
+    /// lists of a batch's users are rarely in cache, and independent probes
+    /// let their misses overlap instead of queueing one behind the other.
+    pub(super) fn search_many(&self, pairs: &[Option<(Dense, Dense)>]) -> Vec<Option<usize>> {
+        // Per pair: the list, the item, the window's start and its length.
+        let mut searches: Vec<(&[Pair], Dense, usize, usize)> = pairs
+            .iter()
+            .map(|pair| match pair {
+                Some((user, item)) => {
+                    let list = self.user_items[*user as usize].as_slice();
+                    (list, *item, 0, list.len())
+                }
+                None => (&[][..], 0, 0, 0),
+            })
+            .collect();
+        loop {
+            let mut narrowed = false;
+            for (list, item, base, size) in &mut searches {
+                if *size > 1 {
+                    let half = *size / 2;
+                    if list[*base + half].item < *item {
+                        *base += half;
+                    }
+                    *size -= half;
+                    narrowed = true;
+                }
+            }
+            if !narrowed {
+                break;
+            }
+        }
+        pairs
+            .iter()
+            .zip(searches)
+            .map(|(pair, (list, item, base, size))| {
+                pair.map(|_| base + usize::from(size == 1 && list[base].item < item))
+            })
+            .collect()
+    }
+
     /// Inserts a new pair at `pos` (from `search`) and appends the user to
     /// the item's list.
     pub(super) fn insert_pair(&mut self, user: Dense, item: Dense, pos: usize) {
@@ -264,5 +326,49 @@ impl Interactions {
             return Err(format!("{entries} item-list entries for {} pairs", self.pair_count()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The batched search finds what one search at a time finds, for
+        /// lists of any length (empty, one pair, odd and even), items in
+        /// them, between them and past both ends; and a hint, right or
+        /// stale, never changes `search_hinted`'s answer.
+        #[test]
+        fn search_many_and_hints_agree_with_search(
+            lists in prop::collection::vec(prop::collection::btree_set(0u32..64, 0..40), 1..6),
+            probes in prop::collection::vec((0usize..6, 0u32..66, prop::option::of(0usize..45)), 0..40),
+        ) {
+            let mut interactions = Interactions::default();
+            for items in &lists {
+                interactions.push_user();
+                let user = (interactions.user_items.len() - 1) as Dense;
+                for &item in items {
+                    interactions.user_items[user as usize].push(Pair::empty(item));
+                }
+            }
+            let pairs: Vec<Option<(Dense, Dense)>> = probes
+                .iter()
+                .map(|&(user, item, _)| (user < lists.len()).then_some((user as Dense, item)))
+                .collect();
+            let found = interactions.search_many(&pairs);
+            prop_assert_eq!(found.len(), pairs.len());
+            for ((pair, found), &(_, _, hint)) in pairs.iter().zip(found).zip(&probes) {
+                let Some((user, item)) = *pair else {
+                    prop_assert_eq!(found, None);
+                    continue;
+                };
+                let expected = interactions.search(user, item);
+                let at = found.expect("a position for every known pair");
+                prop_assert_eq!(at, match expected { Ok(at) | Err(at) => at });
+                prop_assert_eq!(interactions.search_hinted(user, item, Some(at)), expected);
+                prop_assert_eq!(interactions.search_hinted(user, item, hint), expected);
+            }
+        }
     }
 }

@@ -374,13 +374,15 @@ impl State {
                 // the record, at its end (popular items repeat within a
                 // batch); the keys themselves change per event.
                 let mut touched: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
-                for event in &batch.events {
+                let hints = self.position_hints(batch);
+                for (at, event) in batch.events.iter().enumerate() {
                     let user = self.intern_user(event.user);
                     let item = self.intern_item(event.item);
                     if self.replay.is_none() {
                         touched.entry(item).or_insert(self.popularity.key(item));
                     }
-                    self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms);
+                    let hint = hints.get(at).copied().flatten();
+                    self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms, hint);
                     if let Some(id) = event.event_id {
                         self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
                     }
@@ -463,7 +465,30 @@ impl State {
         item
     }
 
-    fn add_interaction(&mut self, user: Dense, item: Dense, kind: LoggedKind, weight: f32, timestamp_ms: i64) {
+    /// Where each event's pair is, or would go, in its user's list, searched
+    /// for the whole batch at once before it is applied (see
+    /// `Interactions::search_many`; an event earlier in the batch may move a
+    /// position, so each is only a hint, checked before use). `None` for a
+    /// user or item not interned yet, and during a replay (which defers the
+    /// lists).
+    fn position_hints(&self, batch: &EventsV1<'_>) -> Vec<Option<usize>> {
+        if self.replay.is_some() || batch.events.len() < 2 {
+            return Vec::new();
+        }
+        let pairs: Vec<Option<(Dense, Dense)>> =
+            batch.events.iter().map(|event| Some((self.users.get(event.user)?, self.items.get(event.item)?))).collect();
+        self.interactions.search_many(&pairs)
+    }
+
+    fn add_interaction(
+        &mut self,
+        user: Dense,
+        item: Dense,
+        kind: LoggedKind,
+        weight: f32,
+        timestamp_ms: i64,
+        hint: Option<usize>,
+    ) {
         let rating = kind == LoggedKind::Rating;
         // The popularity key and count change now, also during a replay (they
         // are global and in log order); the order changes at the record's end.
@@ -475,7 +500,7 @@ impl State {
             }
             return;
         }
-        let pos = match self.interactions.search(user, item) {
+        let pos = match self.interactions.search_hinted(user, item, hint) {
             Ok(pos) => pos,
             Err(pos) => {
                 for index in self.derived.all_mut() {
