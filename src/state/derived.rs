@@ -12,8 +12,8 @@ use crate::ids::Dense;
 pub(super) trait DerivedIndex {
     /// A new item (dense id: the previous item count).
     fn on_item_added(&mut self);
-    /// `item` joins a user's list, which held `pairs_before`.
-    fn on_pair_added(&mut self, pairs_before: &[Pair], item: Dense);
+    /// `item` joins a user's list, which held the items `items_before`.
+    fn on_pair_added(&mut self, items_before: &[Dense], item: Dense);
     /// A user whose list was `pairs` is forgotten.
     fn on_user_forgotten(&mut self, pairs: &[Pair]);
     /// Builds the index from the lists, in O(pairs).

@@ -29,13 +29,13 @@ impl DerivedIndex for ItemRankColumns {
         self.item_others.push(0);
     }
 
-    fn on_pair_added(&mut self, pairs_before: &[Pair], item: Dense) {
+    fn on_pair_added(&mut self, items_before: &[Dense], item: Dense) {
         // Every item the user already has gains one co-occurrence, the new
         // one gains them all.
-        for pair in pairs_before {
-            self.item_others[pair.item as usize] += 1;
+        for &before in items_before {
+            self.item_others[before as usize] += 1;
         }
-        self.item_others[item as usize] += pairs_before.len() as u64;
+        self.item_others[item as usize] += items_before.len() as u64;
     }
 
     fn on_user_forgotten(&mut self, pairs: &[Pair]) {

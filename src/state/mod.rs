@@ -504,7 +504,7 @@ impl State {
             Ok(pos) => pos,
             Err(pos) => {
                 for index in self.derived.all_mut() {
-                    index.on_pair_added(&self.interactions.user_items[user as usize], item);
+                    index.on_pair_added(&self.interactions.user_item_ids[user as usize], item);
                 }
                 self.interactions.insert_pair(user, item, pos);
                 pos
@@ -703,6 +703,8 @@ impl State {
             items: Interner::from_names(body.items),
             interactions: Interactions {
                 user_items: body.user_items,
+                // Rebuilt with the item lists (`place_item_users`).
+                user_item_ids: Vec::new(),
                 user_norm_sq: body.user_norm_sq,
                 item_users: Vec::new(),
             },

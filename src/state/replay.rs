@@ -170,6 +170,9 @@ fn apply_run(
         }
     }
     merge_fresh(pairs, old_len, scratch, user as Dense, first_at);
+    if pairs.len() != old_len {
+        interactions.refresh_item_ids(user);
+    }
 }
 
 /// Where each event of the run goes: an existing pair, or a new one (made
