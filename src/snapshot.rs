@@ -110,6 +110,19 @@ pub(crate) fn encode_state(state: &crate::state::State) -> Result<Vec<u8>, Engin
     )
 }
 
+/// Encodes a copy of the state (`State::snapshot_copy`) into the file
+/// format: the same bytes as `encode_state` on the state it was copied from.
+pub(crate) fn encode_copy(copy: &crate::state::SnapshotCopy) -> Result<Vec<u8>, EngineError> {
+    encode(
+        copy.lsn_applied(),
+        &copy.view(),
+        &copy.models,
+        &copy.metadata,
+        copy.stream_seq,
+        copy.item_model_ref.as_ref(),
+    )
+}
+
 /// Encodes the state at `lsn` (a `SnapshotBody` or its borrowed view) into
 /// the file format.
 pub(crate) fn encode(

@@ -85,15 +85,21 @@ impl Shared {
     fn checkpoint_locked(&self, mark: &mut CheckpointMark) -> Result<CheckpointInfo, EngineError> {
         let checkpoints = &self.checkpoints;
         let metrics = self.wal.metrics();
-        let (lsn, bytes) = {
+        let copy_started = std::time::Instant::now();
+        let copy = {
             // A panic while applying may have left a batch half applied:
             // never snapshot that.
             let state = self.state.read().map_err(|_| self.poison("a writer panicked while applying"))?;
             if state.lsn_applied() == mark.lsn {
                 return Ok(CheckpointInfo { lsn: mark.lsn, path: None, bytes: 0, segments_released: 0 });
             }
-            (state.lsn_applied(), snapshot::encode_state(&state)?)
+            // Copied under the lock, encoded after it: writers wait only
+            // for the copy.
+            state.snapshot_copy()
         };
+        let copy_ms = copy_started.elapsed().as_millis() as u64;
+        let (lsn, bytes) = (copy.lsn_applied(), snapshot::encode_copy(&copy)?);
+        drop(copy);
         assert!(lsn > mark.lsn, "the state went back behind the last checkpoint");
         // Everything the snapshot holds must be durable in the log first:
         // otherwise a crash could lose records the snapshot already shows
@@ -110,7 +116,8 @@ impl Shared {
         }
         checkpoints.lsn_snapshot.store(lsn, Ordering::Release);
         *mark = CheckpointMark::new(lsn, &metrics);
-        info!(lsn, bytes = bytes.len(), segments_released, "checkpoint written");
+        // `copy_ms`: how long writers waited for the checkpoint.
+        info!(lsn, bytes = bytes.len(), segments_released, copy_ms, "checkpoint written");
         Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })
     }
 

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::DedupConfig;
-use crate::dedup::{DedupWindow, FirstSeen};
+use crate::dedup::{DedupEntries, DedupWindow, FirstSeen};
 use crate::ids::{Dense, Interner};
 use crate::record::{EventsV1, LogRecord, LoggedKind};
 
@@ -617,6 +617,32 @@ impl State {
         self.metadata.body()
     }
 
+    /// What a snapshot of the state as it stands holds, copied (see
+    /// `SnapshotCopy`).
+    pub fn snapshot_copy(&self) -> SnapshotCopy {
+        SnapshotCopy {
+            lsn_applied: self.lsn_applied,
+            events_applied: self.events_applied,
+            users: self.users.names().to_vec(),
+            items: self.items.names().to_vec(),
+            user_items: self.interactions.user_items.clone(),
+            user_norm_sq: self.interactions.user_norm_sq.clone(),
+            half_life_ms: self.popularity.half_life_ms,
+            latest_ms: self.popularity.latest_ms,
+            item_popularity: self.popularity.item_popularity.clone(),
+            removed_items: self.removed_items(),
+            dedup: self.dedup.entries_copy(),
+            models: self.models.clone(),
+            metadata: self.metadata_body(),
+            stream_seq: self.stream_seq,
+            item_model_ref: self.item_model_ref.clone(),
+        }
+    }
+
+    fn removed_items(&self) -> Vec<Dense> {
+        (0..self.item_removed.len() as Dense).filter(|&item| self.item_removed[item as usize]).collect()
+    }
+
     /// A borrowed view that serialises exactly like `SnapshotBody`.
     pub fn snapshot_view(&self) -> SnapshotView<'_> {
         SnapshotView {
@@ -629,9 +655,7 @@ impl State {
             half_life_ms: self.popularity.half_life_ms,
             latest_ms: self.popularity.latest_ms,
             item_popularity: &self.popularity.item_popularity,
-            removed_items: (0..self.item_removed.len() as Dense)
-                .filter(|&item| self.item_removed[item as usize])
-                .collect(),
+            removed_items: self.removed_items(),
             dedup: self.dedup.entries().collect(),
         }
     }
@@ -749,6 +773,52 @@ impl State {
         state.rebuild_derived();
         debug_assert!(state.pairs() > CHECK_PAIRS_MAX || state.check().is_ok());
         Ok(state)
+    }
+}
+
+/// A copy of what a snapshot stores, taken under the state's read lock and
+/// encoded after it is released: copying is mostly `memcpy` (the pairs, the
+/// dedup window's two buffers), where encoding walks every field — 250-300
+/// ms for a 50 MB snapshot on the load test's state, during which every
+/// write waited for the lock.
+pub(crate) struct SnapshotCopy {
+    lsn_applied: u64,
+    events_applied: u64,
+    users: Vec<std::sync::Arc<str>>,
+    items: Vec<std::sync::Arc<str>>,
+    user_items: Vec<Vec<Pair>>,
+    user_norm_sq: Vec<f64>,
+    half_life_ms: Option<f64>,
+    latest_ms: i64,
+    item_popularity: Vec<f64>,
+    removed_items: Vec<Dense>,
+    dedup: DedupEntries,
+    pub(crate) models: Catalog,
+    pub(crate) metadata: MetadataBody,
+    pub(crate) stream_seq: u64,
+    pub(crate) item_model_ref: Option<ItemModelRef>,
+}
+
+impl SnapshotCopy {
+    pub fn lsn_applied(&self) -> u64 {
+        self.lsn_applied
+    }
+
+    /// Serialises exactly like `State::snapshot_view`.
+    pub fn view(&self) -> SnapshotView<'_> {
+        SnapshotView {
+            lsn_applied: self.lsn_applied,
+            events_applied: self.events_applied,
+            users: &self.users,
+            items: &self.items,
+            user_items: &self.user_items,
+            user_norm_sq: &self.user_norm_sq,
+            half_life_ms: self.half_life_ms,
+            latest_ms: self.latest_ms,
+            item_popularity: &self.item_popularity,
+            removed_items: self.removed_items.clone(),
+            dedup: self.dedup.entries().collect(),
+        }
     }
 }
 
@@ -882,6 +952,33 @@ mod tests {
             state.apply(lsn as u64 + 1, &LogRecord::Events(EventsV1 { ingested_ms: 0, events }), &dedup);
         }
         state
+    }
+
+    /// What a checkpoint encodes after releasing the lock equals what it
+    /// encoded under it: every field, the dedup window with a dead slot,
+    /// a removed item and the catalogue included.
+    #[test]
+    fn a_snapshot_copy_encodes_to_the_same_bytes_as_the_state() -> Result<(), crate::error::EngineError> {
+        let mut state = small_state(Some(std::time::Duration::from_millis(5)));
+        let dedup = DedupConfig { max_ids: 3, max_age: std::time::Duration::from_secs(60) };
+        let ids = ["e1", "e2", "e1", "e3", "e4"];
+        for (at, id) in ids.iter().enumerate() {
+            let event = LoggedEvent {
+                user: "a",
+                item: "z",
+                kind: LoggedKind::Click,
+                weight: 1.0,
+                timestamp_ms: 10 + at as i64,
+                event_id: Some(id),
+            };
+            let record = LogRecord::Events(EventsV1 { ingested_ms: at as i64, events: vec![event] });
+            state.apply(4 + at as u64, &record, &dedup);
+        }
+        state.apply(9, &LogRecord::RemoveItem(crate::record::RemoveItemV1 { item: "y" }), &dedup);
+        assert_eq!(state.dedup().entries().count(), 3, "e1's first slot dead, e2 evicted");
+        let copied = crate::snapshot::encode_copy(&state.snapshot_copy())?;
+        assert_eq!(copied, crate::snapshot::encode_state(&state)?);
+        Ok(())
     }
 
     #[test]
