@@ -4,9 +4,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
+
+use crossbeam_channel::Sender;
 
 use crate::error::EngineError;
 
@@ -15,7 +16,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The worker threads, started on first use.
 pub(crate) struct Offload {
     threads: usize,
-    jobs: OnceLock<Result<Mutex<Sender<Job>>, String>>,
+    jobs: OnceLock<Result<Sender<Job>, String>>,
 }
 
 impl Offload {
@@ -40,10 +41,7 @@ impl Offload {
             }
         });
         let sent = match self.jobs.get_or_init(|| self.start()) {
-            Ok(jobs) => jobs
-                .lock()
-                .map_err(|_| "worker queue poisoned".to_string())
-                .and_then(|jobs| jobs.send(job).map_err(|_| "the engine's worker threads stopped".to_string())),
+            Ok(jobs) => jobs.send(job).map_err(|_| "the engine's worker threads stopped".to_string()),
             Err(reason) => Err(reason.clone()),
         };
         if let Err(reason) = sent {
@@ -54,28 +52,23 @@ impl Offload {
         Outcome { slot }
     }
 
-    fn start(&self) -> Result<Mutex<Sender<Job>>, String> {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+    fn start(&self) -> Result<Sender<Job>, String> {
+        // A multi-consumer channel: every idle worker waits on it (briefly
+        // spinning before it sleeps), with no lock between them.
+        let (sender, receiver) = crossbeam_channel::unbounded::<Job>();
         for at in 0..self.threads {
-            let receiver = Arc::clone(&receiver);
+            let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("recwal-offload-{at}"))
-                .spawn(move || loop {
-                    // One worker waits on the queue at a time; the job runs
-                    // after the lock is released.
-                    let job = match receiver.lock() {
-                        Ok(queue) => queue.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // the engine is gone
+                .spawn(move || {
+                    // Ends once the engine (the sender) is gone.
+                    for job in receiver {
+                        job();
                     }
                 })
                 .map_err(|err| format!("cannot start a worker thread: {err}"))?;
         }
-        Ok(Mutex::new(sender))
+        Ok(sender)
     }
 }
 
