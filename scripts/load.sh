@@ -10,7 +10,10 @@
 #      (Debian package `wrk`, installed with apt when missing):
 #      `GET /v1/users/{user}/recommend?n=10` at 2, 8 and 64 connections,
 #      `POST /v1/event` (one event, default group commit) at 64 connections,
-#      `POST /v1/events` (100 events) at 8 connections;
+#      `POST /v1/events` (100 events, each with its own id) at 8 and 32
+#      connections (under the default `batch` durability a call waits for
+#      the group commit's timer, 2 ms, so 8 closed-loop writers leave the
+#      cores idle between groups; 32 keep the apply turn busy);
 #   4. a markdown table on stdout: throughput, p50 / p99, and HTTP
 #      `recommend` throughput ÷ the in-process rate on the same cores.
 #
@@ -66,6 +69,7 @@ run recommend-8 8 recommend.lua
 run recommend-64 64 recommend.lua
 run event-64 64 event.lua
 run events-8 8 events.lua
+run events-32 32 events.lua
 
 kill -TERM "$server_pid"
 wait "$server_pid" || fail "the server exited with $? on SIGTERM"
@@ -95,6 +99,7 @@ for name, label, connections, events in [
     ("recommend-64", "HTTP `recommend`", 64, 0),
     ("event-64", "`POST /v1/event` (1 event)", 64, 1),
     ("events-8", "`POST /v1/events` (100 events)", 8, 100),
+    ("events-32", "`POST /v1/events` (100 events)", 32, 100),
 ]:
     rate, p50, p99 = parse(name)
     ratio = f"{rate / best:.2f}" if events == 0 else ""
