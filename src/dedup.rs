@@ -3,10 +3,9 @@
 //! retry after a restart is still recognised.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DedupConfig;
@@ -28,12 +27,16 @@ pub struct FirstSeen {
 /// writer waits for, so it allocates nothing per id and does one hash-table
 /// operation per insert and per eviction: the ids' bytes sit back to back in
 /// one buffer, slots are numbered by arrival (`first_slot` is the number of
-/// `order[0]`), and the table holds slot numbers hashed by their id.
+/// `order[0]`), and the tables hold slot numbers hashed by their id.
 #[derive(Clone, Default)]
 pub(crate) struct DedupWindow {
     /// Slot numbers hashed by their id, in `SHARDS` tables chosen by hash
     /// bits that neither the table's bucket index nor its tag uses.
     index: [HashTable<u64>; SHARDS],
+    /// Keyed per process (SipHash with random keys): ids come from clients,
+    /// and ids crafted to collide under a fixed hash would turn each insert
+    /// into a scan. Hashes are never stored outside this process.
+    hasher: RandomState,
     /// Entries in `index`.
     listed: usize,
     order: VecDeque<Slot>,
@@ -57,16 +60,12 @@ struct Slot {
 
 /// A table doubles and rehashes everything when it fills, in the apply turn
 /// every writer waits for: one table of the default million ids stalled
-/// ingest for 50-80 ms at each doubling under load. Sixteen tables each
-/// rehash a sixteenth as often as the whole would grow.
+/// ingest for 50-80 ms at each doubling under load. Split in sixteen, a
+/// doubling rehashes a sixteenth of the ids.
 const SHARDS: usize = 16;
 
 fn shard(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
-}
-
-fn hash_of(id: &str) -> u64 {
-    FxBuildHasher.hash_one(id.as_bytes())
 }
 
 /// Slot number `number` of `order` (whose first is `first_slot`); the free
@@ -85,7 +84,7 @@ fn id_bytes<'a>(bytes: &'a [u8], first_byte: u64, slot: &Slot) -> &'a [u8] {
 impl DedupWindow {
     /// The id's first acceptance, if it is still inside the window at `now_ms`.
     pub fn lookup(&self, id: &str, now_ms: i64, config: &DedupConfig) -> Option<FirstSeen> {
-        let hash = hash_of(id);
+        let hash = self.hasher.hash_one(id.as_bytes());
         let number = self.index[shard(hash)].find(hash, |&number| self.holds(number, id))?;
         let seen = slot_at(&self.order, self.first_slot, *number)?.seen;
         let max_age = i64::try_from(config.max_age.as_millis()).unwrap_or(i64::MAX);
@@ -123,7 +122,7 @@ impl DedupWindow {
     }
 
     fn push(&mut self, id: &str, seen: FirstSeen) {
-        let hash = hash_of(id);
+        let hash = self.hasher.hash_one(id.as_bytes());
         let number = self.first_slot + self.order.len() as u64;
         let (order, bytes, first_slot, first_byte) = (&self.order, &self.bytes, self.first_slot, self.first_byte);
         let holds_id = |&slot: &u64| {
@@ -171,9 +170,20 @@ impl DedupWindow {
     }
 
     /// A copy of the live entries, for a snapshot written after the
-    /// state's lock is released: two buffer copies, no per-id work.
-    pub fn entries_copy(&self) -> DedupEntries {
-        DedupEntries { order: self.order.clone(), bytes: self.bytes.clone(), first_byte: self.first_byte }
+    /// state's lock is released: two buffer copies, no per-id work, into
+    /// `into`'s buffers (see `DedupEntries::with_room`).
+    pub fn entries_copy(&self, mut into: DedupEntries) -> DedupEntries {
+        into.order.clear();
+        into.order.extend(self.order.iter().cloned());
+        into.bytes.clear();
+        into.bytes.extend_from_slice(&self.bytes);
+        into.first_byte = self.first_byte;
+        into
+    }
+
+    /// The sizes of the buffers `entries_copy` fills: slots and bytes.
+    pub fn room(&self) -> (usize, usize) {
+        (self.order.len(), self.bytes.len())
     }
 
     pub fn from_entries(entries: Vec<(String, FirstSeen)>) -> DedupWindow {
@@ -186,6 +196,7 @@ impl DedupWindow {
 }
 
 /// The entries of a `DedupWindow`, without its index (`entries_copy`).
+#[derive(Default)]
 pub(crate) struct DedupEntries {
     order: VecDeque<Slot>,
     bytes: Vec<u8>,
@@ -193,6 +204,21 @@ pub(crate) struct DedupEntries {
 }
 
 impl DedupEntries {
+    /// Empty buffers with room for a window of `(slots, bytes)` (`room`)
+    /// and an eighth more, their memory written once: allocated before the
+    /// state's lock is taken, so that the copy under it does not fault the
+    /// pages in (two thirds of a 60 ms copy of a million ids did).
+    pub fn with_room((slots, bytes): (usize, usize)) -> DedupEntries {
+        let (slots, bytes) = (slots + slots / 8, bytes + bytes / 8);
+        let blank = Slot { start: 0, len: 0, live: false, hash: 0, seen: FirstSeen { lsn: 0, ingested_ms: 0 } };
+        let mut order = VecDeque::with_capacity(slots);
+        order.resize(slots, blank);
+        order.clear();
+        let mut buffer = vec![0u8; bytes];
+        buffer.clear();
+        DedupEntries { order, bytes: buffer, first_byte: 0 }
+    }
+
     /// Live entries in arrival order, as `DedupWindow::entries`.
     pub fn entries(&self) -> impl Iterator<Item = (&str, FirstSeen)> + '_ {
         live_entries(&self.order, &self.bytes, self.first_byte)
@@ -246,8 +272,11 @@ mod tests {
         assert_eq!(window.lookup("b", 160, &config), None);
         let ids: Vec<&str> = window.entries().map(|(id, _)| id).collect();
         assert_eq!(ids, vec!["a", "c"]);
-        let copied: Vec<_> = window.entries_copy().entries().map(|(id, s)| (id.to_string(), s)).collect();
-        assert_eq!(copied, window.entries().map(|(id, s)| (id.to_string(), s)).collect::<Vec<_>>());
+        let entries: Vec<_> = window.entries().map(|(id, s)| (id.to_string(), s)).collect();
+        for into in [DedupEntries::default(), DedupEntries::with_room((1, 1)), DedupEntries::with_room(window.room())] {
+            let copied: Vec<_> = window.entries_copy(into).entries().map(|(id, s)| (id.to_string(), s)).collect();
+            assert_eq!(copied, entries);
+        }
         let rebuilt = DedupWindow::from_entries(window.entries().map(|(id, s)| (id.to_string(), s)).collect());
         assert_eq!(rebuilt.entries().collect::<Vec<_>>(), window.entries().collect::<Vec<_>>());
     }

@@ -105,8 +105,17 @@ impl Shared {
         sequencer.undurable_through(lsn, self.wal.lsn_durable())
     }
 
+    /// The gate; once a thread panicked holding it, an error, and every
+    /// parked caller is woken to get the same error rather than wait for a
+    /// turn that will never end.
     fn lock_gate(&self) -> Result<MutexGuard<'_, ApplyGate>, EngineError> {
-        self.applying.lock().map_err(|_| self.poison("a writer panicked while applying"))
+        self.applying.lock().map_err(|poisoned| {
+            let mut gate = poisoned.into_inner();
+            gate.panicked = true;
+            gate.wake_after_turn();
+            drop(gate);
+            self.poison("a writer panicked while applying")
+        })
     }
 
     /// Applies every pending record up to `lsn`, in LSN order. Records that

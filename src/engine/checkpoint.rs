@@ -85,6 +85,10 @@ impl Shared {
     fn checkpoint_locked(&self, mark: &mut CheckpointMark) -> Result<CheckpointInfo, EngineError> {
         let checkpoints = &self.checkpoints;
         let metrics = self.wal.metrics();
+        // The dedup window's buffers (the biggest part of the copy) are
+        // allocated and faulted in before the lock is taken again.
+        let room = self.read_state().dedup().room();
+        let dedup = crate::dedup::DedupEntries::with_room(room);
         let copy_started = std::time::Instant::now();
         let copy = {
             // A panic while applying may have left a batch half applied:
@@ -95,7 +99,7 @@ impl Shared {
             }
             // Copied under the lock, encoded after it: writers wait only
             // for the copy.
-            state.snapshot_copy()
+            state.snapshot_copy(dedup)
         };
         let copy_ms = copy_started.elapsed().as_millis() as u64;
         let (lsn, bytes) = (copy.lsn_applied(), snapshot::encode_copy(&copy)?);

@@ -618,8 +618,8 @@ impl State {
     }
 
     /// What a snapshot of the state as it stands holds, copied (see
-    /// `SnapshotCopy`).
-    pub fn snapshot_copy(&self) -> SnapshotCopy {
+    /// `SnapshotCopy`); the dedup window into `dedup`'s buffers.
+    pub fn snapshot_copy(&self, dedup: DedupEntries) -> SnapshotCopy {
         SnapshotCopy {
             lsn_applied: self.lsn_applied,
             events_applied: self.events_applied,
@@ -631,7 +631,7 @@ impl State {
             latest_ms: self.popularity.latest_ms,
             item_popularity: self.popularity.item_popularity.clone(),
             removed_items: self.removed_items(),
-            dedup: self.dedup.entries_copy(),
+            dedup: self.dedup.entries_copy(dedup),
             models: self.models.clone(),
             metadata: self.metadata_body(),
             stream_seq: self.stream_seq,
@@ -976,7 +976,7 @@ mod tests {
         }
         state.apply(9, &LogRecord::RemoveItem(crate::record::RemoveItemV1 { item: "y" }), &dedup);
         assert_eq!(state.dedup().entries().count(), 3, "e1's first slot dead, e2 evicted");
-        let copied = crate::snapshot::encode_copy(&state.snapshot_copy())?;
+        let copied = crate::snapshot::encode_copy(&state.snapshot_copy(DedupEntries::default()))?;
         assert_eq!(copied, crate::snapshot::encode_state(&state)?);
         Ok(())
     }
