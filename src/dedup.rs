@@ -37,8 +37,6 @@ pub(crate) struct DedupWindow {
     /// and ids crafted to collide under a fixed hash would turn each insert
     /// into a scan. Hashes are never stored outside this process.
     hasher: RandomState,
-    /// Entries in `index`.
-    listed: usize,
     order: VecDeque<Slot>,
     first_slot: u64,
     /// The ids' bytes in arrival order; `bytes[0]` is byte number
@@ -100,13 +98,12 @@ impl DedupWindow {
         let oldest_allowed = seen.ingested_ms.saturating_sub(max_age);
         while let Some(front) = self.order.front() {
             if front.live {
-                if self.listed <= config.max_ids && front.seen.ingested_ms >= oldest_allowed {
+                if self.len() <= config.max_ids && front.seen.ingested_ms >= oldest_allowed {
                     break;
                 }
                 let number = self.first_slot;
                 if let Ok(entry) = self.index[shard(front.hash)].find_entry(front.hash, |&slot| slot == number) {
                     entry.remove();
-                    self.listed -= 1;
                 }
             }
             self.order.pop_front();
@@ -141,7 +138,6 @@ impl DedupWindow {
             None => {
                 let rehash = |&slot: &u64| slot_at(order, first_slot, slot).map_or(0, |slot| slot.hash);
                 table.insert_unique(hash, number, rehash);
-                self.listed += 1;
             }
         }
         let start = self.first_byte + self.bytes.len() as u64;
@@ -161,7 +157,7 @@ impl DedupWindow {
     }
 
     pub fn len(&self) -> usize {
-        self.listed
+        self.index.iter().map(HashTable::len).sum()
     }
 
     /// Live entries in arrival order, for snapshots.

@@ -376,12 +376,15 @@ impl State {
                 let mut touched: rustc_hash::FxHashMap<Dense, f64> = rustc_hash::FxHashMap::default();
                 let hints = self.position_hints(batch);
                 for (at, event) in batch.events.iter().enumerate() {
-                    let user = self.intern_user(event.user);
-                    let item = self.intern_item(event.item);
+                    // Names the hints already looked up are interned (and
+                    // stay so within a record): no second lookup.
+                    let (user, item, hint) = match hints.get(at).copied().flatten() {
+                        Some(PositionHint { user, item, at }) => (user, item, Some(at)),
+                        None => (self.intern_user(event.user), self.intern_item(event.item), None),
+                    };
                     if self.replay.is_none() {
                         touched.entry(item).or_insert(self.popularity.key(item));
                     }
-                    let hint = hints.get(at).copied().flatten();
                     self.add_interaction(user, item, event.kind, event.weight, event.timestamp_ms, hint);
                     if let Some(id) = event.event_id {
                         self.dedup.record(id, FirstSeen { lsn, ingested_ms: batch.ingested_ms }, dedup);
@@ -468,16 +471,21 @@ impl State {
     /// Where each event's pair is, or would go, in its user's list, searched
     /// for the whole batch at once before it is applied (see
     /// `Interactions::search_many`; an event earlier in the batch may move a
-    /// position, so each is only a hint, checked before use). `None` for a
-    /// user or item not interned yet, and during a replay (which defers the
-    /// lists).
-    fn position_hints(&self, batch: &EventsV1<'_>) -> Vec<Option<usize>> {
+    /// position, so each is only a hint, checked before use), with the
+    /// dense ids looked up for it. `None` for a user or item not interned
+    /// yet, and during a replay (which defers the lists).
+    fn position_hints(&self, batch: &EventsV1<'_>) -> Vec<Option<PositionHint>> {
         if self.replay.is_some() || batch.events.len() < 2 {
             return Vec::new();
         }
         let pairs: Vec<Option<(Dense, Dense)>> =
             batch.events.iter().map(|event| Some((self.users.get(event.user)?, self.items.get(event.item)?))).collect();
-        self.interactions.search_many(&pairs)
+        let found = self.interactions.search_many(&pairs);
+        pairs
+            .into_iter()
+            .zip(found)
+            .map(|(pair, at)| Some(PositionHint { user: pair?.0, item: pair?.1, at: at? }))
+            .collect()
     }
 
     fn add_interaction(
@@ -774,6 +782,15 @@ impl State {
         debug_assert!(state.pairs() > CHECK_PAIRS_MAX || state.check().is_ok());
         Ok(state)
     }
+}
+
+/// An event's interned user and item, and where the pair is or would go in
+/// the user's list (`State::position_hints`).
+#[derive(Clone, Copy)]
+struct PositionHint {
+    user: Dense,
+    item: Dense,
+    at: usize,
 }
 
 /// A copy of what a snapshot stores, taken under the state's read lock and
