@@ -39,9 +39,7 @@ const RELEVANT_MIN: f32 = 4.0;
 fn config(alpha: f32) -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config.itemrank.alpha = alpha;
     // RECWAL_FAST_HOPS=<h>: exact hops of fast ItemRank.
     if let Some(hops) = std::env::var("RECWAL_FAST_HOPS").ok().and_then(|h| h.parse().ok()) {

@@ -54,9 +54,7 @@ const IALS_GRID_ALPHA: [f32; 4] = [1.5, 2.0, 2.5, 3.0];
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

@@ -186,9 +186,7 @@ fn shapes() -> Vec<(&'static str, bool, Shape)> {
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     if let Some(alpha) = std::env::var("RECWAL_ALPHA").ok().and_then(|a| a.parse().ok()) {
         config.itemrank.alpha = alpha;
     }

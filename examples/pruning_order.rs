@@ -21,9 +21,7 @@ use recwal::{Engine, EngineConfig, Event, Strategy};
 fn config(scan: usize) -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config.usercf.scan_users_per_item = scan;
     config
 }

@@ -388,6 +388,17 @@ pub struct CheckpointConfig {
     pub snapshots_kept: usize,
 }
 
+impl CheckpointConfig {
+    /// Turns every automatic trigger off (records, bytes, time): a
+    /// checkpoint is written only when asked for (`Engine::checkpoint`), as
+    /// tools and tests that decide when do. `snapshots_kept` is unchanged.
+    pub fn disable_automatic(&mut self) {
+        self.every_records = None;
+        self.every_bytes = None;
+        self.every = None;
+    }
+}
+
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {

@@ -16,9 +16,7 @@ use recwal::{
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

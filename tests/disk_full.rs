@@ -17,9 +17,7 @@ use recwal::{Engine, EngineConfig, EngineError, Event, EventKind};
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

@@ -13,9 +13,7 @@ use recwal::{Engine, EngineConfig, EngineError, Event, EventKind, Reason, Recomm
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 
@@ -381,9 +379,7 @@ fn open_reports_replay_progress() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     {
         let engine = Engine::open(dir.path(), config.clone()).unwrap();
         for at in 0..3000 {

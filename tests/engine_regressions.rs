@@ -13,9 +13,7 @@ use recwal::{Durability, Engine, EngineConfig, EngineError, Event, EventKind};
 fn config(policy: SyncPolicy) -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(policy);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

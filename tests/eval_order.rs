@@ -12,9 +12,7 @@ use recwal::{EngineConfig, Strategy};
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     // Prune hard, so that which users of a popular item are scanned matters.
     config.usercf.scan_users_per_item = 4;
     config.usercf.neighbours = 5;

@@ -46,9 +46,7 @@ fn op() -> impl Generator<Value = Op> {
 fn open(dir: &Path) -> Engine {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     Engine::open(dir, config).unwrap()
 }
 

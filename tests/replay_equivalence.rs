@@ -64,9 +64,7 @@ fn config(policy: SyncPolicy, seed: u64) -> EngineConfig {
         config.popularity.half_life = Some(std::time::Duration::from_millis(5));
     }
     config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).segments_max(8).sync_policy(policy);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     // Item models are trained by the ops only.
     config.item_model.retrain_every_events = None;
     config.item_model.retrain_every = None;

@@ -128,9 +128,7 @@ fn the_stream_sequence_survives_replay_and_snapshots_and_digests_agree() -> Test
 fn a_log_whose_stream_messages_go_back_is_refused_at_open_not_skipped() -> TestResult {
     let dir = tempfile::tempdir()?;
     let mut config = EngineConfig::default();
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     {
         let engine = Engine::open(dir.path(), config.clone())?;
         engine.apply_replicated(1, &message(&engine, &clicks(0, 2))?)?;

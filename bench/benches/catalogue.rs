@@ -79,9 +79,7 @@ fn engine_config(mode: Mode) -> EngineConfig {
     if mode == Mode::Test {
         config.wal = config.wal.segment_bytes(4 << 20).segments_initial(2);
     }
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

@@ -91,9 +91,7 @@ fn engine_config(policy: SyncPolicy, mode: Mode) -> EngineConfig {
         // Zero-filling four 64 MiB segments per engine would dominate a test run.
         config.wal = config.wal.segment_bytes(4 << 20).segments_initial(2);
     }
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config
 }
 

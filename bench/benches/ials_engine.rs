@@ -28,9 +28,7 @@ const ML_PATH: &str = "data/ml-100k/ml-100k.inter";
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(SyncPolicy::Never);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config.item_model.family = ItemModelFamily::Ials;
     config.item_model.retrain_every_events = None;
     config.item_model.retrain_every = None;

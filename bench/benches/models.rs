@@ -64,9 +64,7 @@ const FAMILIES: [Family; 2] = [
 fn build(dir: &Path, events: u64, family: &Family) -> (Engine, Vec<String>) {
     let mut config = EngineConfig::default();
     config.models.candidates = family.candidates;
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     config.models.runtime_path = Some(runtime_path());
     // A busy moment must not open the breaker mid-measurement.
     config.models.breaker.latency_budget = Duration::from_secs(10);

@@ -611,9 +611,7 @@ mod tests {
 
     fn config() -> EngineConfig {
         let mut config = EngineConfig::default();
-        config.checkpoint.every = None;
-        config.checkpoint.every_records = None;
-        config.checkpoint.every_bytes = None;
+        config.checkpoint.disable_automatic();
         config
     }
 

@@ -343,9 +343,7 @@ fn train(
 ) -> Result<recwal::Engine, String> {
     let mut config = EngineConfig::default();
     config.wal = config.wal.sync_policy(recwal::wal::SyncPolicy::Never);
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     // Implicit interactions are ingested as ratings of 1.
     config.rating_min = scale.min.min(1.0);
     config.rating_max = scale.max.max(1.0);

@@ -29,9 +29,7 @@ fn p(path: &Path) -> &str {
 fn config() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(16 << 10).segments_initial(2).segments_max(6).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config.checkpoint.snapshots_kept = 2;
     config
 }

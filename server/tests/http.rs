@@ -362,9 +362,7 @@ fn healthz_answers_while_the_log_replays_and_readyz_waits_for_it() {
     {
         // A log with no snapshot: 300k events to replay at the next start.
         let mut config = recwal::EngineConfig::default();
-        config.checkpoint.every = None;
-        config.checkpoint.every_records = None;
-        config.checkpoint.every_bytes = None;
+        config.checkpoint.disable_automatic();
         let engine = recwal::Engine::open(dir.path(), config).unwrap();
         for batch in 0..300 {
             let events: Vec<recwal::Event> = (0..1000)

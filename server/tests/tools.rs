@@ -51,9 +51,7 @@ fn p(path: &Path) -> &str {
 fn data_dir_with_records(dir: &Path, n_records: usize) -> PathBuf {
     let data = dir.join("data");
     let mut config = recwal::EngineConfig::default();
-    config.checkpoint.every = None;
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
+    config.checkpoint.disable_automatic();
     let engine = recwal::Engine::open(&data, config).unwrap();
     for batch in 0..n_records {
         let events: Vec<recwal::Event> = (0..10)

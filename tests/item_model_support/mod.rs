@@ -11,9 +11,7 @@ use recwal::{Engine, EngineConfig, Event, EventKind, ItemModelFamily, RecommendR
 pub fn config(family: ItemModelFamily) -> EngineConfig {
     let mut config = EngineConfig::default();
     config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).sync_policy(SyncPolicy::Always);
-    config.checkpoint.every_records = None;
-    config.checkpoint.every_bytes = None;
-    config.checkpoint.every = None;
+    config.checkpoint.disable_automatic();
     config.item_model.retrain_every_events = None;
     config.item_model.retrain_every = None;
     config.item_model.family = family;
