@@ -380,6 +380,12 @@ pub struct CheckpointConfig {
     /// Log bytes appended.
     #[serde(with = "crate::units::count_or_off")]
     pub every_bytes: Option<u64>,
+    /// With `every_bytes`: the log bytes also reach this many times the
+    /// newest snapshot's size (at most half the log's ring), so a large
+    /// state is not written again for every `every_bytes` of log: snapshot
+    /// bytes written per log byte stay under 1 / this. 0: `every_bytes`
+    /// alone.
+    pub log_per_snapshot_byte: f64,
     /// Time elapsed (only while records arrived).
     #[serde(rename = "every_ms", with = "crate::units::ms_or_off")]
     pub every: Option<Duration>,
@@ -404,6 +410,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             every_records: Some(1_000_000),
             every_bytes: Some(64 << 20),
+            log_per_snapshot_byte: 1.0,
             every: Some(Duration::from_secs(300)),
             snapshots_kept: 2,
         }
@@ -613,6 +620,10 @@ impl EngineConfig {
         }
         if self.checkpoint.every_bytes == Some(0) {
             return Err(bad("checkpoint.every_bytes", "must be ≥ 1 (None, \"off\" in a file, disables it)"));
+        }
+        let ratio = self.checkpoint.log_per_snapshot_byte;
+        if !ratio.is_finite() || !(0.0..=1000.0).contains(&ratio) {
+            return Err(bad("checkpoint.log_per_snapshot_byte", format!("must be 0–1000, got {ratio}")));
         }
         if self.checkpoint.every.is_some_and(|every| every.is_zero()) {
             return Err(bad("checkpoint.every", "must be at least 1 ms (None, \"off\" in a file, disables it)"));

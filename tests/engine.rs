@@ -397,3 +397,70 @@ fn open_reports_replay_progress() {
     assert!(seen.windows(2).all(|pair| pair[0].records_done <= pair[1].records_done));
     assert_eq!(engine.open_report().records_replayed, 3000);
 }
+
+/// Size of the newest snapshot file (`snapshots/snapshot-<lsn>.bin`).
+fn newest_snapshot_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".bin"))
+        .max_by_key(|entry| entry.file_name())
+        .map(|entry| entry.metadata().unwrap().len())
+        .unwrap()
+}
+
+/// `checkpoint.log_per_snapshot_byte`: a byte-triggered checkpoint waits
+/// until the log since the last one is that many times the snapshot's size
+/// (so a large state is not rewritten for every `every_bytes` of log), and
+/// then comes; at 0 `every_bytes` alone decides.
+#[test]
+fn a_byte_triggered_checkpoint_waits_for_a_log_as_large_as_the_snapshot() {
+    const EVERY_BYTES: u64 = 8 << 10;
+    for ratio in [1.0, 0.0] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.checkpoint.every_bytes = Some(EVERY_BYTES);
+        config.checkpoint.log_per_snapshot_byte = ratio;
+        let engine = Engine::open(dir.path(), config).unwrap();
+        // A state whose snapshot is many times `every_bytes`.
+        for batch in 0..20 {
+            let events: Vec<Event> = (0..1_000)
+                .map(|at| Event::new(format!("u{}", at % 997), format!("i{batch}-{at}"), EventKind::View))
+                .collect();
+            engine.ingest_batch(&events).unwrap();
+        }
+        engine.checkpoint().unwrap();
+        let snapshot_bytes = newest_snapshot_bytes(dir.path());
+        assert!(snapshot_bytes >= 16 * EVERY_BYTES, "the snapshot is only {snapshot_bytes} bytes");
+        let (lsn_snapshot, log_at_snapshot) = (engine.stats().lsn_snapshot, engine.wal_metrics().bytes_appended);
+        let since = |engine: &Engine| engine.wal_metrics().bytes_appended - log_at_snapshot;
+        let mut next = 0;
+        let mut ingest_until = |engine: &Engine, bytes: u64| {
+            while since(engine) < bytes {
+                let events: Vec<Event> =
+                    (0..10).map(|at| Event::new(format!("v{next}"), format!("j{at}"), EventKind::View)).collect();
+                next += 1;
+                engine.ingest_batch(&events).unwrap();
+            }
+        };
+        // Four times `every_bytes`, a quarter of the snapshot: due only
+        // without the ratio. The checkpoint thread looks every 20 ms.
+        ingest_until(&engine, 4 * EVERY_BYTES);
+        let waited = std::time::Instant::now();
+        while engine.stats().lsn_snapshot == lsn_snapshot && waited.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let moved = engine.stats().lsn_snapshot != lsn_snapshot;
+        assert_eq!(moved, ratio == 0.0, "ratio {ratio}: a checkpoint after {} log bytes", since(&engine));
+        if ratio == 0.0 {
+            continue;
+        }
+        // A log as large as the snapshot: due.
+        ingest_until(&engine, snapshot_bytes + EVERY_BYTES);
+        let waited = std::time::Instant::now();
+        while engine.stats().lsn_snapshot == lsn_snapshot && waited.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_ne!(engine.stats().lsn_snapshot, lsn_snapshot, "no checkpoint after {} log bytes", since(&engine));
+    }
+}

@@ -24,12 +24,29 @@ struct CheckpointMark {
     records: u64,
     bytes: u64,
     at: Instant,
+    /// Size of the snapshot at `lsn` (0: none, or unknown).
+    snapshot_bytes: u64,
 }
 
 impl CheckpointMark {
-    fn new(lsn: u64, metrics: &WalMetrics) -> CheckpointMark {
-        CheckpointMark { lsn, records: metrics.records_appended, bytes: metrics.bytes_appended, at: Instant::now() }
+    fn new(lsn: u64, metrics: &WalMetrics, snapshot_bytes: u64) -> CheckpointMark {
+        CheckpointMark {
+            lsn,
+            records: metrics.records_appended,
+            bytes: metrics.bytes_appended,
+            at: Instant::now(),
+            snapshot_bytes,
+        }
     }
+}
+
+/// Log bytes after which a checkpoint is due: `every_bytes`, raised to
+/// `log_per_snapshot_byte` times the newest snapshot's size but never past
+/// half the ring (a full ring makes a writer checkpoint while it waits).
+fn bytes_due(config: &crate::config::EngineConfig, every_bytes: u64, snapshot_bytes: u64) -> u64 {
+    let ring = config.wal.segment_bytes.saturating_mul(u64::from(config.wal.segments_max));
+    let scaled = (config.checkpoint.log_per_snapshot_byte * snapshot_bytes as f64).min((ring / 2) as f64) as u64;
+    every_bytes.max(scaled)
 }
 
 /// The checkpoint protocol's state: one checkpoint at a time (`mark`), the
@@ -48,9 +65,13 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     /// After start-up from the snapshot at `lsn_snapshot` (0: none).
     pub(super) fn new(snapshots_dir: PathBuf, lsn_snapshot: u64, metrics: &WalMetrics) -> Checkpoints {
+        let snapshot_bytes = match lsn_snapshot {
+            0 => 0,
+            lsn => std::fs::metadata(snapshots_dir.join(snapshot::file_name(lsn))).map_or(0, |meta| meta.len()),
+        };
         Checkpoints {
             snapshots_dir,
-            mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics)),
+            mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics, snapshot_bytes)),
             lsn_snapshot: AtomicU64::new(lsn_snapshot),
             backoff: Mutex::new(Backoff::new()),
         }
@@ -119,7 +140,7 @@ impl Shared {
             warn!(%err, "could not record the log's durable end in its manifest");
         }
         checkpoints.lsn_snapshot.store(lsn, Ordering::Release);
-        *mark = CheckpointMark::new(lsn, &metrics);
+        *mark = CheckpointMark::new(lsn, &metrics, bytes.len() as u64);
         // `copy_ms`: how long writers waited for the checkpoint.
         info!(lsn, bytes = bytes.len(), segments_released, copy_ms, "checkpoint written");
         Ok(CheckpointInfo { lsn, path: Some(path), bytes: bytes.len() as u64, segments_released })
@@ -194,7 +215,7 @@ impl Shared {
         let bytes = metrics.bytes_appended.saturating_sub(mark.bytes);
         records > 0
             && (config.every_records.is_some_and(|every| records >= every)
-                || config.every_bytes.is_some_and(|every| bytes >= every)
+                || config.every_bytes.is_some_and(|every| bytes >= bytes_due(&self.config, every, mark.snapshot_bytes))
                 || config.every.is_some_and(|every| mark.at.elapsed() >= every))
     }
 
@@ -337,4 +358,28 @@ pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(mpsc::Sender<(
         })
         .map_err(|err| EngineError::io("starting the checkpoint thread", err))?;
     Ok((stop, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes_due;
+    use crate::config::EngineConfig;
+
+    #[test]
+    fn the_byte_trigger_scales_with_the_snapshot_up_to_half_the_ring() {
+        let mut config = EngineConfig::default();
+        config.wal = config.wal.segment_bytes(1 << 20).segments_initial(2).segments_max(4);
+        let mib = 1u64 << 20;
+        // Ratio 1 (the default): the snapshot's size, over `every_bytes`.
+        assert_eq!(bytes_due(&config, mib / 4, mib / 2), mib / 2);
+        assert_eq!(bytes_due(&config, mib, mib / 2), mib);
+        // Never past half the 4 MiB ring, however large the snapshot.
+        assert_eq!(bytes_due(&config, mib / 4, 10 * mib), 2 * mib);
+        // `every_bytes` above half the ring is kept as configured.
+        assert_eq!(bytes_due(&config, 3 * mib, 10 * mib), 3 * mib);
+        config.checkpoint.log_per_snapshot_byte = 2.0;
+        assert_eq!(bytes_due(&config, mib / 4, mib / 2), mib);
+        config.checkpoint.log_per_snapshot_byte = 0.0;
+        assert_eq!(bytes_due(&config, mib / 4, 10 * mib), mib / 4);
+    }
 }

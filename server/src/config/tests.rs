@@ -89,6 +89,8 @@ fn engine_rules_are_named_by_their_keys() {
     for (key, value, named) in [
         ("engine.itemrank.alpha", "1.5", "engine.itemrank.alpha"),
         ("engine.checkpoint.every_records", "0", "engine.checkpoint.every_records"),
+        ("engine.checkpoint.log_per_snapshot_byte", "-1", "engine.checkpoint.log_per_snapshot_byte"),
+        ("engine.checkpoint.log_per_snapshot_byte", "1e9", "engine.checkpoint.log_per_snapshot_byte"),
         ("engine.popularity.half_life_ms", "0", "engine.popularity.half_life_ms"),
         ("engine.wal.segments_initial", "0", "engine.wal.segments_initial"),
         ("engine.wal.sync_batch_delay_us", "0", "engine.wal.sync_batch_delay_us"),
