@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use recwal::eval::{Delimiter, Format, LoadOptions, Protocol, RatingFile, RatingScale};
+use recwal::eval::{ColumnOrder, Delimiter, Format, LoadOptions, Protocol, RatingFile, RatingScale};
 use recwal::EngineConfig;
 
 macro_rules! out {
@@ -27,7 +27,8 @@ extension decides: .csv, .tsv, .inter, .dat (ml1m), .jsonl/.ndjson, anything els
 (user,item,rating) or 4 (user,item,rating,timestamp), or any columns named in a header row (user/userId/\
 user_id/uid, item/itemId/movieId/item_id/iid, rating/score, timestamp/time). The first row is taken as a \
 header when every field is such a name, or when none of its fields is a number while the next row has a \
-number where it has none; --header or --no-header says so instead. Timestamps are seconds since the epoch.
+number where it has none; --header or --no-header says so instead. Other layouts: --columns (e.g. \
+user,-,item,timestamp). Timestamps are seconds since the epoch.
 
 Ids: any string (user and item ids are the file's text). The hash 80/20 split keys a rating by \
 splitmix64((42<<42) ^ (user<<21) ^ item) when both ids are non-negative integers (the reference figures), \
@@ -77,6 +78,13 @@ pub(crate) struct EvalArgs {
     /// The first row of a CSV/TSV file is data (default: detected).
     #[arg(long)]
     no_header: bool,
+    /// The columns of a CSV/TSV file in order: user, item, rating, timestamp
+    /// (seconds), `-` for one to ignore, e.g. `user,-,item,timestamp` (no
+    /// rating: implicit feedback). For a file whose columns are not user,
+    /// item[, rating[, timestamp]] and whose header does not name them. Its
+    /// first row is data unless --header, or every field is a column name.
+    #[arg(long, value_name = "NAMES", allow_hyphen_values = true)]
+    columns: Option<ColumnOrder>,
     /// The ratings' scale, MIN..MAX (default 0..5); ratings outside it are refused.
     #[arg(long, value_name = "MIN..MAX")]
     rating_scale: Option<RatingScale>,
@@ -199,7 +207,13 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
         (_, true) => Some(false),
         _ => None,
     };
-    let options = LoadOptions { format: args.format, delimiter: args.delimiter, header, scale: Some(scale) };
+    let options = LoadOptions {
+        format: args.format,
+        delimiter: args.delimiter,
+        header,
+        scale: Some(scale),
+        columns: args.columns,
+    };
     let file = load_rating_file(&args.file, &options).map_err(|err| err.to_string())?;
     let relevance = relevance(args, &file, scale)?;
     if args.candidates == 0 || args.candidates > recwal::N_MAX {

@@ -122,7 +122,7 @@ pub(crate) struct ImportArgs {
     /// `user,item,rating,timestamp` (names: user, item, rating, kind,
     /// weight, timestamp (seconds), timestamp_ms, event_id, op, lsn, and
     /// `-` for a column to ignore).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     columns: Option<Vec<String>>,
     /// With --columns: the file has a header row all the same (skipped).
     #[arg(long, requires = "columns")]

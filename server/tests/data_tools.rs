@@ -454,6 +454,12 @@ fn import_twice_changes_nothing_the_second_time() {
         ["import", p(&plain), "--data-dir", p(&data), "--delimiter", ";", "--columns", "user,item,rating,timestamp"];
     assert!(succeeds(&recwal(&columns)).contains("(1 new, 0 duplicates)"));
     assert!(succeeds(&recwal(&columns)).contains("(0 new, 1 duplicates)"));
+    // A first column to ignore: `-` leads the value.
+    let leading = dir.path().join("leading.txt");
+    std::fs::write(&leading, "s1;u4;i9;4\n").unwrap();
+    let skip_first =
+        ["import", p(&leading), "--data-dir", p(&data), "--delimiter", ";", "--columns", "-,user,item,rating"];
+    assert!(succeeds(&recwal(&skip_first)).contains("(1 new, 0 duplicates)"));
     // Errors name the file and the line.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "user,item,rating\nu1,i1,4\nu2,i2,lots\n").unwrap();

@@ -233,3 +233,27 @@ fn help_says_what_is_read() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
 }
+
+/// `--columns` reads a layout neither positions nor a header give: here
+/// implicit feedback as `session;user;item;timestamp;device`.
+#[test]
+fn columns_name_a_layout_the_file_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.csv");
+    let mut text = String::new();
+    for user in 0..40 {
+        for item in 0..12 {
+            if (user + item) % 3 != 0 {
+                text.push_str(&format!("s{user};u{user};i{};{};d1\n", (user * 7 + item) % 30, 1_000 + item));
+            }
+        }
+    }
+    std::fs::write(&file, text).unwrap();
+    let args = ["eval", p(&file), "--delimiter", ";", "--strategies", "popularity"];
+    let refused_without = refused(&recwal(&args));
+    assert!(refused_without.contains("--columns"), "{refused_without}");
+    let out = succeeds(&recwal(&[&args[..], &["--columns", "-,user,item,timestamp,-"]].concat()));
+    assert!(out.contains("implicit: no rating column") && out.contains("| popularity |"), "{out}");
+    let bad = refused(&recwal(&[&args[..], &["--columns", "-,user,thing,timestamp,-"]].concat()));
+    assert!(bad.contains("unknown column \"thing\""), "{bad}");
+}

@@ -293,6 +293,58 @@ pub struct LoadOptions {
     /// Ratings outside this scale are refused with their line; `None`: any
     /// finite rating is read.
     pub scale: Option<RatingScale>,
+    /// Where a CSV/TSV file's columns are (`--columns`), instead of a
+    /// header's names or their positions. The first row is then data
+    /// unless `header` says it is a header, or every field of it is a known
+    /// column name (see [`COLUMN_NAMES`]).
+    pub columns: Option<ColumnOrder>,
+}
+
+/// The columns of a CSV/TSV file in order, by name: `user`, `item`,
+/// `rating`, `timestamp` (seconds), or `-` for one to ignore; e.g.
+/// `user,-,item,timestamp`. User and item are required; without `rating`
+/// the file is implicit feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnOrder {
+    user: usize,
+    item: usize,
+    rating: Option<usize>,
+    timestamp: Option<usize>,
+    n_fields: usize,
+}
+
+impl ColumnOrder {
+    /// Most columns a row may have.
+    pub const MAX: usize = 64;
+}
+
+impl std::str::FromStr for ColumnOrder {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ColumnOrder, String> {
+        const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
+        let names: Vec<&str> = text.split(',').map(str::trim).collect();
+        if names.len() > ColumnOrder::MAX {
+            return Err(format!("{} columns; at most {}", names.len(), ColumnOrder::MAX));
+        }
+        let mut slots: [Option<usize>; 4] = [None; 4];
+        for (column, name) in names.iter().enumerate() {
+            if *name == "-" {
+                continue;
+            }
+            let slot = NAMES.iter().position(|known| known == name).ok_or_else(|| {
+                format!("unknown column {name:?}: the names are user, item, rating, timestamp, and - for one to ignore")
+            })?;
+            if slots[slot].is_some() {
+                return Err(format!("column {name:?} is named twice"));
+            }
+            slots[slot] = Some(column);
+        }
+        let [Some(user), Some(item), rating, timestamp] = slots else {
+            return Err("the columns must name a user and an item (e.g. user,item,timestamp)".to_string());
+        };
+        Ok(ColumnOrder { user, item, rating, timestamp, n_fields: names.len() })
+    }
 }
 
 /// A ratings file as read: its ratings in file order, and what it held.
@@ -428,6 +480,14 @@ pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str)
                 Format::Inter => {
                     layout = Some(Layout::inter(&fields, delimiter).map_err(|failure| fail(line, failure))?);
                     continue;
+                }
+                Format::Csv | Format::Tsv if options.columns.is_some() => {
+                    let chosen = options.columns.map(|order| Layout::named(&order, delimiter));
+                    layout = chosen;
+                    let all_named = fields.iter().all(|field| field.trim() == "-" || column_of(field).is_some());
+                    if options.header.unwrap_or(all_named) {
+                        continue;
+                    }
                 }
                 Format::Csv | Format::Tsv => match pending.take() {
                     None if options.header.is_none() => {
@@ -833,6 +893,20 @@ impl Layout {
         })
     }
 
+    /// The layout `--columns` gives.
+    fn named(order: &ColumnOrder, delimiter: Delimiter) -> Layout {
+        Layout {
+            user: order.user,
+            item: order.item,
+            rating: order.rating,
+            timestamp: order.timestamp,
+            n_fields: order.n_fields,
+            names: ["user", "item", "rating", "timestamp"],
+            expected: format!("expected {} {} fields, as --columns names", order.n_fields, delimiter.separated()),
+            hint: String::new(),
+        }
+    }
+
     /// The layout of a CSV/TSV from its first record (and the second, to
     /// detect a header), and whether the first record is a header.
     fn tabular(
@@ -861,7 +935,7 @@ impl Layout {
         let expected = |n: usize| format!("expected {n} {} fields, as on the first line", delimiter.separated());
         let hint = format!(
             "; a row is user, item[, rating[, timestamp]]; the formats are {} (--format, --delimiter, \
-             --header/--no-header)",
+             --header/--no-header, --columns)",
             Format::names()
         );
         if is_header {
@@ -911,7 +985,7 @@ impl Layout {
                 } else {
                     format!(
                         "expected 2, 3 or 4 {} fields (user, item[, rating[, timestamp]]), found {n}; the formats are {} \
-                         (--format, --delimiter, --header/--no-header)",
+                         (--format, --delimiter, --header/--no-header, --columns)",
                         delimiter.separated(),
                         Format::names()
                     )
@@ -949,7 +1023,8 @@ impl Layout {
                         return Err(Failure::Field(
                             self.names[2],
                             format!(
-                                "{value} is outside the rating scale {scale}; give the file's scale with --rating-scale MIN..MAX"
+                                "{value} is outside the rating scale {scale}; give the file's scale with --rating-scale MIN..MAX \
+                                 (or, if that column is not a rating, name the columns with --columns)"
                             ),
                         ));
                     }
@@ -1161,12 +1236,12 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2,3\n1,2\n", Format::Csv),
-            "test.txt line 2: field `rating`: missing: expected 3 comma-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `rating`: missing: expected 3 comma-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
         assert_eq!(
             error_message("1,2,3,4,5\n", Format::Csv),
             "test.txt line 1: field `record`: expected 2, 3 or 4 comma-separated fields (user, item[, rating[, timestamp]]), \
-             found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
+             found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
         assert_eq!(error_message("1,,3\n", Format::Csv), "test.txt line 1: field `item`: empty id");
     }
@@ -1203,7 +1278,7 @@ mod tests {
     fn csv_rows_have_the_field_count_of_the_first_line() {
         assert_eq!(
             error_message("u,i,4\nu,i,5,881250949\n", Format::Csv),
-            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `record`: expected 3 comma-separated fields, as on the first line, found 4; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
         assert_eq!(
             error_message("user,item,rating\nu,i,5,881250949\n", Format::Csv),
@@ -1245,7 +1320,7 @@ mod tests {
         );
         assert_eq!(
             error_message("1,2\n1\t2\t3\t4\n", Format::Csv),
-            "test.txt line 2: field `item`: missing: expected 2 comma-separated fields, as on the first line, found 1; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `item`: missing: expected 2 comma-separated fields, as on the first line, found 1; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
         // Two fields, one of them with a `;`: a two-column (implicit) row
         // whose user id holds `;`, as ids may.
@@ -1262,7 +1337,7 @@ mod tests {
         assert_eq!(parse_with(text, Format::Inter, ',').unwrap(), expected);
         assert_eq!(
             parse_with("u1;i1;4\nu2;i1\n", Format::Csv, ';').unwrap_err().to_string(),
-            "test.txt line 2: field `rating`: missing: expected 3 `;`-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header)"
+            "test.txt line 2: field `rating`: missing: expected 3 `;`-separated fields, as on the first line, found 2; a row is user, item[, rating[, timestamp]]; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
     }
 
@@ -1332,13 +1407,51 @@ mod tests {
     }
 
     #[test]
+    fn columns_place_the_fields_of_a_file_by_name() {
+        let columns = |text: &str| LoadOptions { columns: Some(text.parse().unwrap()), ..LoadOptions::default() };
+        // Implicit feedback with a timestamp, and columns to ignore.
+        let file = load("7,x,u1,i1,100\n7,y,u2,i2,50\n", columns("-,-,user,item,timestamp")).unwrap();
+        assert!(!file.has_rating && file.has_timestamp);
+        let rows: Vec<(&str, &str, f32, Option<i64>)> =
+            file.ratings.iter().map(|r| (r.user.as_str(), r.item.as_str(), r.value, r.timestamp_ms)).collect();
+        assert_eq!(rows, [("u1", "i1", 1.0, Some(100_000)), ("u2", "i2", 1.0, Some(50_000))]);
+        // The same file without --columns is refused: 5 fields.
+        assert!(load("7,x,u1,i1,100\n", LoadOptions::default()).is_err());
+        // A header row: skipped when every field is a column name or `-`,
+        // or when --header says so; otherwise data.
+        let file = load("item,user,-\ni1,u1,z\n", columns("item,user,-")).unwrap();
+        assert_eq!((file.ratings.len(), file.ratings[0].user.as_str()), (1, "u1"));
+        let said = LoadOptions { header: Some(true), ..columns("item,user,-") };
+        assert_eq!(load("a,b,c\ni1,u1,z\n", said).unwrap().ratings.len(), 1);
+        assert_eq!(load("a,b,c\ni1,u1,z\n", columns("item,user,-")).unwrap().ratings.len(), 2);
+        // Every row must have the columns named; the rating is checked.
+        let err = load("u1,i1,4\nu2,i2\n", columns("user,item,rating")).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("expected 3 comma-separated fields, as --columns names"),
+            "{err}"
+        );
+        let scaled = LoadOptions { scale: Some("0..5".parse().unwrap()), ..columns("user,item,rating") };
+        assert!(load("u1,i1,9\n", scaled).is_err());
+        // The names' rules.
+        for (bad, says) in [
+            ("user,rating", "must name a user and an item"),
+            ("user,item,user", "named twice"),
+            ("user,item,stars", "unknown column \"stars\""),
+        ] {
+            let err = bad.parse::<ColumnOrder>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(vec!["-"; 70].join(",").parse::<ColumnOrder>().is_err());
+    }
+
+    #[test]
     fn the_rating_scale_is_checked_with_the_line() {
         let scale = |text: &str| LoadOptions { scale: Some(text.parse().unwrap()), ..LoadOptions::default() };
         let text = "u,i,4\nu,j,8\n";
         assert_eq!(
             load(text, scale("0..5")).unwrap_err().to_string(),
             "r.csv line 2: field `rating`: 8 is outside the rating scale 0..5; give the file's scale with \
-             --rating-scale MIN..MAX"
+             --rating-scale MIN..MAX (or, if that column is not a rating, name the columns with --columns)"
         );
         assert_eq!(load(text, scale("1..10")).unwrap().ratings.len(), 2);
         assert!(load("u,i,0.5\n", scale("1..10")).is_err());

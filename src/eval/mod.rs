@@ -56,7 +56,7 @@ mod split;
 pub use categories::{categories_by_size, evaluate_engine_by_category, CategoryEvaluation, CategoryReport, TopK};
 pub use data::{
     detect_format, load_rating_file, load_ratings, load_ratings_with, parse_rating_file, parse_ratings,
-    parse_ratings_with, Delimiter, Format, LoadOptions, Rating, RatingFile, RatingScale, COLUMN_NAMES,
+    parse_ratings_with, ColumnOrder, Delimiter, Format, LoadOptions, Rating, RatingFile, RatingScale, COLUMN_NAMES,
 };
 pub use engine::{
     evaluate_engine, evaluate_engine_ranked, ingest_order, prepare_strategy, train_engine, StrategyReport,
