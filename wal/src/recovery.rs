@@ -420,9 +420,10 @@ pub(crate) fn scan(
     let mut report = RecoveryReport { segments_scanned: segments.len() as u32, ..RecoveryReport::default() };
 
     // Headers first: which segments are live, in which order, and what seq comes next.
-    let Headers { mut live, damaged, seq_max } = read_headers(&input, segment_bytes_configured, &mut report)?;
+    let Headers { mut live, mut damaged, seq_max } = read_headers(&input, segment_bytes_configured, &mut report)?;
     let header_of = |slot: usize| segments[slot].header.as_ref().ok().copied();
-    live.sort_by_key(|slot| header_of(*slot).map(|header| header.seq));
+    live.sort_by_key(|slot| (header_of(*slot).map(|header| header.seq), segments[*slot].index));
+    refuse_repeated_laps(&input, &mut live, &mut damaged, &mut report)?;
     // Released LSNs only grow, and every header records the value when its lap
     // began; free headers count too (they keep the fields of the lap they retired).
     let lsn_released = segments
@@ -558,6 +559,38 @@ fn read_headers(
         }
     }
     Ok(headers)
+}
+
+/// A lap's seq is unique forever (FORMAT.md): two live segments with the
+/// same one mean a segment file was copied over another, and the records
+/// the overwritten file held are gone. An error, unless `PointInTime`
+/// (then it is reported and the copy with the higher file index is
+/// retired). `live` is sorted by seq.
+fn refuse_repeated_laps(
+    input: &ScanInput<'_>,
+    live: &mut Vec<usize>,
+    damaged: &mut Vec<usize>,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let seq_of = |slot: usize| input.segments[slot].header.as_ref().ok().map(|header| header.seq);
+    while let Some(at) = live.windows(2).position(|pair| seq_of(pair[0]) == seq_of(pair[1])) {
+        let (first, second) = (&input.segments[live[at]], &input.segments[live[at + 1]]);
+        let reason = format!(
+            "segments {} and {} both carry lap seq {}, which the writer never repeats: one file was copied over \
+             the other, and the records that file held are gone",
+            first.index,
+            second.index,
+            seq_of(live[at]).unwrap_or(0)
+        );
+        let detail = corruption(second, 0, 0, reason);
+        if input.mode != RecoveryMode::PointInTime {
+            return Err(WalError::Corruption(Box::new(detail)));
+        }
+        report.segments_damaged.push(second.index);
+        report.corruption.get_or_insert(detail);
+        damaged.push(live.remove(at + 1));
+    }
+    Ok(())
 }
 
 /// A segment's header is damaged: an error, unless `PointInTime` (then it

@@ -224,3 +224,32 @@ fn truncated_segment_files_are_refused_by_default_and_reported_point_in_time() {
         assert_eq!(std::fs::metadata(&segment).expect("metadata").len(), SEGMENT_BYTES);
     }
 }
+
+/// A segment file copied over another repeats a lap's seq, which the writer
+/// never does: refused, naming both, except point in time, where it is
+/// reported and what comes back is still an unaltered prefix.
+#[test]
+fn a_segment_copied_over_another_is_refused_or_reported() {
+    let (images, records) = build();
+    for from in 0..3usize {
+        for over in (0..3usize).filter(|over| *over != from) {
+            let mut copied = images.clone();
+            copied[over].1 = images[from].1.clone();
+            let what = format!("segment {from} copied over segment {over}");
+            let opened = Wal::open_with_storage(Box::new(load(&copied)), config());
+            match opened {
+                Err(WalError::Corruption(detail)) => {
+                    assert!(detail.reason.contains("both carry lap seq"), "{what}: {}", detail.reason)
+                }
+                Err(err) => panic!("{what}: refused for another reason: {err}"),
+                Ok(wal) => panic!("{what}: opened, {:?}", wal.recovery_report()),
+            }
+            let wal =
+                Wal::open_with_storage(Box::new(load(&copied)), config().recovery_mode(RecoveryMode::PointInTime))
+                    .unwrap_or_else(|err| panic!("{what}: point in time refused: {err}"));
+            assert!(!wal.recovery_report().is_clean(), "{what}: point in time said clean");
+            drop(wal);
+            check(&load(&copied), RecoveryMode::PointInTime, &records, None, &what);
+        }
+    }
+}
