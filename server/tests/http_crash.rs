@@ -150,3 +150,41 @@ fn verify(server: &Server, clients: &[Client], iteration: usize) {
         );
     }
 }
+
+/// Zeros at the log's end after a SIGKILL look like records never written;
+/// the server records the log's durable end every second while records
+/// arrive, so records acknowledged more than that before the kill and
+/// then zeroed at rest are refused as missing (by `serve` and by `wal
+/// verify`, naming the manifest), never dropped in silence.
+#[test]
+fn records_zeroed_at_rest_after_a_kill_are_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None, &[]);
+    for seq in 0..3u64 {
+        let body = event(0, seq);
+        let path = "/v1/event?durability=always";
+        let response = request(&server.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes());
+        assert_eq!(response.unwrap().status, 200);
+    }
+    // The background thread records the durable end once a second passed.
+    std::thread::sleep(Duration::from_millis(1_600));
+    server.kill();
+    // Zero the second and third records (and the rest of the segment).
+    let segment = data.join("wal").join("seg-00000000.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let first_len = u32::from_le_bytes(bytes[68..72].try_into().unwrap()) as usize;
+    let second = 64 + (32 + first_len).div_ceil(8) * 8;
+    bytes[second..].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let limit = Duration::from_secs(60);
+    let verify = support::run_cli(&["wal", "verify", data.to_str().unwrap()], limit);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        !verify.status.success() && said.contains("MANIFEST") && said.contains("records 2..=3 are missing"),
+        "{said}"
+    );
+    let args = ["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let serve = support::refused(&support::run_cli(&args, limit));
+    assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
+}

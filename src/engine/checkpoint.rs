@@ -1,7 +1,7 @@
 //! Checkpoints (snapshot, then release of the log behind the oldest kept
 //! snapshot) and the background thread, whose jobs run every `POLL`:
 //! apply orphaned records, free swapped-out model versions, probe a full
-//! disk, and checkpoint when due.
+//! disk, checkpoint when due, and record the log's durable end.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +60,24 @@ pub(super) struct Checkpoints {
     lsn_snapshot: AtomicU64,
     /// When the automatic checkpoint may try again after failures.
     backoff: Mutex<Backoff>,
+    /// The durable LSN last recorded as the log's floor, and when.
+    floor: Mutex<FloorMark>,
 }
+
+/// See `Shared::record_floor_when_due`.
+struct FloorMark {
+    lsn: u64,
+    at: Instant,
+    /// The last try failed (warned once per run of failures).
+    failing: bool,
+}
+
+/// How often the log's durable end is recorded in its manifest while
+/// records arrive. Bytes at the log's end zeroed at rest after a crash
+/// cannot be told from bytes never written; past the recorded end they are
+/// refused as damage instead, so at most this much of the newest writes is
+/// exposed. Each record costs a small file write and two syncs.
+const FLOOR_EVERY: Duration = Duration::from_secs(1);
 
 impl Checkpoints {
     /// After start-up from the snapshot at `lsn_snapshot` (0: none).
@@ -74,6 +91,7 @@ impl Checkpoints {
             mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics, snapshot_bytes)),
             lsn_snapshot: AtomicU64::new(lsn_snapshot),
             backoff: Mutex::new(Backoff::new()),
+            floor: Mutex::new(FloorMark { lsn: lsn_snapshot, at: Instant::now(), failing: false }),
         }
     }
 
@@ -233,6 +251,31 @@ impl Shared {
         }
     }
 
+    /// Records the log's durable end in its manifest (`Wal::record_floor`)
+    /// when it moved and `FLOOR_EVERY` has passed since the last time. One
+    /// of the checkpoint thread's jobs.
+    fn record_floor_when_due(&self) {
+        if self.poisoned.get().is_some() {
+            return;
+        }
+        let mut floor = self.checkpoints.floor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.wal.lsn_durable() <= floor.lsn || floor.at.elapsed() < FLOOR_EVERY {
+            return;
+        }
+        floor.at = Instant::now();
+        match self.wal.record_floor() {
+            Ok(lsn) => {
+                floor.lsn = lsn;
+                floor.failing = false;
+            }
+            Err(err) if !floor.failing => {
+                floor.failing = true;
+                warn!(%err, "could not record the log's durable end in its manifest; retried every second");
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Frees swapped-out model versions no request holds any more, here
     /// so that no request pays for tearing one down. One of the checkpoint
     /// thread's jobs.
@@ -269,6 +312,7 @@ impl Shared {
         self.probe_disk();
         self.expire_feedback_when_due();
         self.checkpoint_when_due();
+        self.record_floor_when_due();
     }
 }
 

@@ -87,7 +87,7 @@ pub(crate) fn open_log(
         flusher_tx,
         preparer_tx,
         dir_lock,
-        manifest_writes: Mutex::new(()),
+        manifest_writes: Mutex::new((next_index, lsn_floor)),
         config,
     });
     let flusher = shared.spawn_flusher(flusher_rx)?;

@@ -322,8 +322,8 @@ pub(crate) fn check_floor(
         return Ok(());
     }
     let reason = format!(
-        "the log ends at lsn {}, but it had reached lsn {} (recorded in {} when the log was last opened, grown or \
-         closed): records {}..={} are missing",
+        "the log ends at lsn {}, but it had reached lsn {} (the durable end recorded in {}): records {}..={} are \
+         missing",
         report.lsn_last,
         manifest.lsn_floor,
         storage.describe_manifest().display(),

@@ -86,9 +86,12 @@ pub(crate) struct Shared {
     /// Wakes the preparer thread (see `Shared::prepare_segment`).
     pub(crate) preparer_tx: Sender<PrepareMsg>,
     pub(crate) dir_lock: Option<Arc<DirLock>>,
-    /// Serialises writes of the manifest (they share its temporary file).
-    /// Taken after the append lock where both are held, never before it.
-    pub(crate) manifest_writes: Mutex<()>,
+    /// Serialises writes of the manifest (they share its temporary file),
+    /// and holds what the last one recorded: `(segments_created,
+    /// lsn_floor)`. Both only grow, so a write never records less than the
+    /// last (callers read them before they queue here). Taken after the
+    /// append lock where both are held, never before it.
+    pub(crate) manifest_writes: Mutex<(u32, u64)>,
 }
 
 pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
@@ -100,11 +103,14 @@ pub(crate) fn lock_inner(shared: &Shared) -> MutexGuard<'_, Inner> {
 impl Shared {
     /// Replaces the manifest (see `manifest.rs`).
     pub(crate) fn write_manifest(&self, segments_created: u32, lsn_floor: u64) -> Result<(), WalError> {
-        let _serial = self.manifest_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.manifest_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (segments_created, lsn_floor) = (segments_created.max(last.0), lsn_floor.max(last.1));
         let manifest = Manifest { segment_bytes: self.config.segment_bytes, segments_created, lsn_floor };
         self.storage
             .write_manifest(&manifest.encode())
-            .map_err(|err| WalError::io("write manifest", self.storage.describe_manifest(), err))
+            .map_err(|err| WalError::io("write manifest", self.storage.describe_manifest(), err))?;
+        *last = (segments_created, lsn_floor);
+        Ok(())
     }
 
     /// The highest LSN a reader may see: durable, or written under `Never`.
