@@ -220,6 +220,16 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
             }
         }
     }
+    // What `open` refuses (no MANIFEST, no segment file, yet snapshots): the
+    // log is gone, and records after the newest snapshot may have existed.
+    let snapshots_found = candidates.len() + files_dropped.len();
+    if log.is_dir() && snapshots_found > 0 && matches!(recwal::wal::find_log_file(&log), Ok(None)) {
+        damage.push(format!(
+            "{}: no MANIFEST and no segment file, though {} holds snapshots: the log is gone",
+            log.display(),
+            snapshots_dir.display()
+        ));
+    }
     candidates.push((0, None));
     // The base that keeps the most: its snapshot, then dense records after it.
     let kept_end = |base: u64| {

@@ -756,3 +756,26 @@ fn a_backup_of_a_server_taken_while_a_client_ingests_restores_to_the_state_at_it
     assert_eq!(reference.state_digest(), restored_digest);
     reference.close().unwrap();
 }
+
+/// A data dir whose log directory was emptied (snapshots left): `serve`
+/// refuses it, and salvage keeps the newest snapshot but cannot know what
+/// followed it, so it says the loss is possible and exits 1.
+#[test]
+fn salvage_of_a_data_dir_whose_log_is_gone_says_a_loss_is_possible() {
+    let case = tempfile::tempdir().unwrap();
+    let dir = case.path().join("data");
+    let (_, n) = build(&dir, History::WithSnapshots);
+    for entry in std::fs::read_dir(dir.join("wal")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let out = case.path().join("salvaged");
+    let output = recwal(&["wal", "salvage", "--data-dir", p(&dir), "--out", p(&out), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(report["lossy"], true, "{report}");
+    assert!(report["lsn_last"].as_u64().unwrap() < n, "{report}");
+    assert!(report["damage"].to_string().contains("the log is gone"), "{report}");
+    let human = recwal(&["wal", "salvage", p(&dir), "--out", p(&case.path().join("again"))]);
+    let text = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(text.contains("LOSS POSSIBLE"), "{text}");
+}
