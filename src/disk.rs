@@ -48,6 +48,15 @@ pub struct DiskFull {
     pub needed_bytes: u64,
 }
 
+impl DiskFull {
+    /// Whether ingest and every other logged write are refused: the log
+    /// cannot start a segment. A snapshot that does not fit refuses only
+    /// checkpoints; the log goes on taking records in the space it has.
+    pub fn refuses_writes(&self) -> bool {
+        self.what == Cause::Log.name()
+    }
+}
+
 struct Active {
     condition: DiskFull,
     /// For `Log`: segments started (created or recycled) when the write was
@@ -89,8 +98,12 @@ impl DiskWatch {
                 held.started_at_refusal = started;
             }
             empty => {
-                warn!(what = cause.name(), path = %path.display(), %detail, needed_bytes,
-                    "disk full: refusing these writes until space is freed (not ready)");
+                match cause {
+                    Cause::Log => warn!(what = cause.name(), path = %path.display(), %detail, needed_bytes,
+                        "disk full: refusing writes until space is freed (not ready)"),
+                    Cause::Snapshot => warn!(what = cause.name(), path = %path.display(), %detail, needed_bytes,
+                        "disk full: checkpoints fail until space is freed; writes go on in the log's space"),
+                }
                 let condition = DiskFull { what: cause.name(), path, detail, since: SystemTime::now(), needed_bytes };
                 *empty = Some(Active { condition, started_at_refusal: started });
             }

@@ -312,7 +312,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else if let Some(reason) = &poisoned {
         reasons.push(format!("the engine accepts no writes ({reason}); restart it"));
     }
-    if let Some(full) = &disk_full {
+    // A snapshot that does not fit fails checkpoints only: the log still
+    // takes writes, so the node stays ready (the condition is in the body
+    // and in `recwal_disk_full`).
+    if let Some(full) = disk_full.as_ref().filter(|full| full.refuses_writes()) {
         reasons.push(format!(
             "disk full: the {} cannot be written ({}); writes answer 503 until space is freed, then resume by themselves",
             full.what, full.detail
@@ -376,12 +379,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         ));
         // Off the async threads: it reads the state under its lock.
         match tokio::task::spawn_blocking(move || {
-            (engine.poisoned().is_none() && engine.disk_full().is_none(), engine.metrics_text())
+            let refuses_writes = engine.disk_full().is_some_and(|full| full.refuses_writes());
+            (engine.poisoned().is_none() && !refuses_writes, engine.metrics_text())
         })
         .await
         {
             Ok((accepts_writes, engine_text)) => {
-                // Not ready while poisoned or the disk is full (as /readyz says).
+                // Not ready while poisoned or the log's disk is full (as /readyz says).
                 ready = accepts_writes;
                 text.push_str(&engine_text);
             }

@@ -197,3 +197,50 @@ fn a_shutdown_on_a_full_disk_closes_the_log_and_exits_cleanly() {
     let server = Server::start(&data, None, &["--config", &config]);
     assert_exactly(&server, &acked);
 }
+
+/// A snapshot that does not fit fails the checkpoint (503 `disk full`) but
+/// not writes: the log still has room in its segment, so the server stays
+/// ready, shows the condition (`/readyz`'s `disk_full`, `recwal_disk_full
+/// 1`) and keeps acknowledging events; once space is back the checkpoint
+/// succeeds and the condition clears.
+#[test]
+fn a_snapshot_that_does_not_fit_leaves_the_server_ready_and_writable() {
+    let Some((volume, _config_dir, config)) = volume_and_config() else { return };
+    let data = volume.path().join("data");
+    let server = Server::start(&data, None, &["--config", &config]);
+    let mut acked = Acked::new();
+    for from in [0, 200] {
+        let (body, events) = batch(from, 200);
+        let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
+        assert_eq!(status, 200, "{answer}");
+        for (user, item) in events {
+            acked.entry(user).or_default().insert(item);
+        }
+    }
+    volume.fill("filler").unwrap();
+    let (status, head, answer) = exchange(&server.addr, "POST", "/admin/checkpoint", "");
+    assert_eq!(status, 503, "{answer}");
+    assert!(head.contains("retry-after: ") && answer.contains("disk full"), "{head}{answer}");
+    let (status, _, ready) = exchange(&server.addr, "GET", "/readyz", "");
+    assert_eq!(status, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["disk_full"]["what"], "snapshot", "{ready}");
+    let (_, _, metrics) = exchange(&server.addr, "GET", "/metrics", "");
+    assert!(metrics.contains("recwal_disk_full 1") && metrics.contains("recwal_ready 1"), "{metrics}");
+    let (body, events) = batch(400, 20);
+    let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
+    assert_eq!(status, 200, "{answer}");
+    for (user, item) in events {
+        acked.entry(user).or_default().insert(item);
+    }
+    std::fs::remove_file(volume.path().join("filler")).unwrap();
+    let (status, _, answer) = exchange(&server.addr, "POST", "/admin/checkpoint", "");
+    assert_eq!(status, 200, "{answer}");
+    wait_for("the condition clears", || {
+        let (_, _, metrics) = exchange(&server.addr, "GET", "/metrics", "");
+        metrics.contains("recwal_disk_full 0")
+    });
+    server.kill();
+    let server = Server::start(&data, None, &["--config", &config]);
+    assert_exactly(&server, &acked);
+}

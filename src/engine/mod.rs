@@ -565,7 +565,9 @@ impl Engine {
 
     /// The disk-full condition in force, if a log segment or a snapshot
     /// could not be written for lack of space; it clears by itself once
-    /// space is back (a server reports itself not ready meanwhile).
+    /// space is back. While the log cannot start a segment writes are
+    /// refused (`DiskFull::refuses_writes`; a server reports itself not
+    /// ready); a snapshot that does not fit only fails checkpoints.
     pub fn disk_full(&self) -> Option<DiskFull> {
         self.shared.disk.current()
     }
