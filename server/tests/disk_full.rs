@@ -244,3 +244,38 @@ fn a_snapshot_that_does_not_fit_leaves_the_server_ready_and_writable() {
     let server = Server::start(&data, None, &["--config", &config]);
     assert_exactly(&server, &acked);
 }
+
+/// A model upload on a full disk is refused like any write for lack of
+/// space (503 `disk full`, `Retry-After`), leaves no temp file, and
+/// succeeds once space is back.
+#[test]
+fn a_model_upload_on_a_full_disk_answers_503_and_succeeds_with_space() {
+    let Some((volume, _config_dir, config)) = volume_and_config() else { return };
+    let data = volume.path().join("data");
+    let server = Server::start(&data, None, &["--config", &config]);
+    volume.fill("filler").unwrap();
+    let model = support::fixture("linear_v1");
+    let upload = || {
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST /admin/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+             content-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+            model.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&model).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        String::from_utf8_lossy(&raw).to_ascii_lowercase()
+    };
+    let refused = upload();
+    assert!(refused.starts_with("http/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: ") && refused.contains("disk full"), "{refused}");
+    let mut left = Vec::new();
+    temp_files(&data, &mut left);
+    assert_eq!(left, Vec::<String>::new(), "temp files left behind");
+    std::fs::remove_file(volume.path().join("filler")).unwrap();
+    let added = upload();
+    assert!(added.starts_with("http/1.1 201"), "{added}");
+}

@@ -26,8 +26,16 @@ pub(crate) fn path(dir: &Path, version: u32) -> PathBuf {
 
 /// Stores `bytes` as `version`, durably (a crash leaves the whole file or
 /// a `.tmp` the next start sweeps).
+/// A full disk is `DiskFull` (503 with `Retry-After` over HTTP), not an
+/// I/O failure: nothing was written, and a retry with space succeeds.
 pub(crate) fn write(dir: &Path, version: u32, bytes: &[u8]) -> Result<PathBuf, EngineError> {
-    write_atomically(dir, &format!("v{version:06}.onnx"), bytes)
+    let name = format!("v{version:06}.onnx");
+    write_atomically(dir, &name, bytes).map_err(|err| match err {
+        EngineError::Io { context, source } if recwal_wal::is_out_of_space(&source) => {
+            EngineError::DiskFull { path: dir.join(&name), detail: format!("{context}: {source}") }
+        }
+        other => other,
+    })
 }
 
 /// The file of `version`, if its hash is `expected`; otherwise what is wrong.
