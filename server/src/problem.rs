@@ -135,6 +135,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// A query parameter whose name or value is not UTF-8 once
+/// percent-decoded, as a 400 naming it. The query extractors would read
+/// such bytes as U+FFFD and answer for a different value than was sent.
+pub fn query_not_utf8(query: &str) -> Option<Problem> {
+    let decodes = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8().is_ok();
+    let (name, _) = query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(name, value)| !decodes(name) || !decodes(value))?;
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    Some(Problem::bad_request(format!(
+        "query parameter `{name}`: not valid UTF-8 once percent-decoded (send text as UTF-8, percent-encoded)"
+    )))
+}
+
 fn query_problem(rejection: &QueryRejection) -> Problem {
     Problem::bad_request(rejection.body_text())
 }

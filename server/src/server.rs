@@ -207,6 +207,9 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
                 return response;
             }
         }
+        if let Some(problem) = request.uri().query().and_then(crate::problem::query_not_utf8) {
+            return problem.into_response();
+        }
         // Probes and metrics are never refused for load: an orchestrator
         // must see a busy server as alive.
         if open || route == "/metrics" {

@@ -209,6 +209,19 @@ fn bad_input_is_refused_with_problem_json_and_writes_nothing() {
     server.call("PUT", "/v1/events", b"{}").assert_problem(405, "wrong method");
     server.call("GET", "/v1/users/%ff/recommend", b"").assert_problem(400, "invalid percent-encoding");
     server.call("DELETE", "/v1/users/%c3%28", b"").assert_problem(400, "invalid UTF-8 in the path");
+    // In a query value (or name) too: a 400 naming the parameter, never an
+    // answer for U+FFFD in its place.
+    for (path, name) in [
+        ("/v1/users/alice/recommend?category=%FF", "category"),
+        ("/v1/popular?n=5&label=%c3%28", "label"),
+        ("/v1/items/i1/similar?exclude=ok&exclude=%e2%82", "exclude"),
+        ("/v1/popular?%ff=1", "\u{fffd}"),
+    ] {
+        let answer = server.call("GET", path, b"");
+        answer.assert_problem(400, path);
+        assert!(answer.text().contains(&format!("query parameter `{name}`")), "{path}: {}", answer.text());
+    }
+    assert_eq!(server.call("GET", "/v1/popular?n=5&category=caf%C3%A9", b"").status, 200);
     let upload = request(
         &server.addr,
         "POST",
