@@ -210,6 +210,24 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         if let Some(problem) = request.uri().query().and_then(crate::problem::query_not_utf8) {
             return problem.into_response();
         }
+        // A body declared over the route's limit is refused before it is
+        // read (and before `Expect: 100-continue` asks for it).
+        let (limit, key) = if route == "/admin/models" {
+            (app.config.server.model_limit_bytes, "server.model_limit_bytes")
+        } else {
+            (app.config.server.body_limit_bytes, "server.body_limit_bytes")
+        };
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok());
+        if let Some(declared) = declared.and_then(|value| value.trim().parse::<u64>().ok()) {
+            if declared > limit as u64 {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body too large",
+                    format!("the body is {declared} bytes (Content-Length); this route takes at most {limit} ({key})"),
+                )
+                .into_response();
+            }
+        }
         // Probes and metrics are never refused for load: an orchestrator
         // must see a busy server as alive.
         if open || route == "/metrics" {

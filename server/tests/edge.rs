@@ -435,3 +435,52 @@ fn at_the_cap_the_longest_idle_connection_is_evicted_and_busy_ones_are_refused_w
     assert!(metric(&server.addr, "recwal_http_connections_refused_total") >= 1);
     assert!(metric(&server.addr, "recwal_http_connections_evicted_total") >= 1);
 }
+
+/// A body declared (Content-Length) over the route's limit is refused with
+/// 413 at once, before it is read: with `Expect: 100-continue` the server
+/// never asks for it, and a client that sends only the head is not kept
+/// waiting for the body timeout. The model route has its own, larger limit.
+#[test]
+fn a_declared_body_over_the_limit_is_refused_with_413_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None, &[&FAST[..], &["--request-timeout-ms", "60000"]].concat());
+    for (path, length, expect) in [
+        ("/v1/events", 5_000_000u64, true),
+        ("/v1/events", (1 << 20) + 1, false),
+        ("/v1/event", 5_000_000, false),
+        ("/admin/models", (256 << 20) + 1, true),
+    ] {
+        let expect = if expect { "expect: 100-continue\r\n" } else { "" };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{expect}content-length: {length}\r\n\r\n"
+        );
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        while !(answer.windows(4).any(|window| window == b"\r\n\r\n") && answer.ends_with(b"}")) {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(err) => {
+                    panic!("{path} {length}: no answer within 700 ms ({err}): {:?}", String::from_utf8_lossy(&answer))
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(!text.contains("100 Continue"), "{path}: asked for the body: {text}");
+        let responses = parse_responses(&answer);
+        responses[0].assert_problem(413, path);
+        assert!(responses[0].text().contains(&format!("the body is {length} bytes")), "{}", responses[0].text());
+    }
+    // Within the limit, the same route still answers as before.
+    let body = r#"{"user":"u","item":"i","kind":"view"}"#;
+    let request = format!(
+        "POST /v1/event HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (responses, _) = exchange(&server.addr, request.as_bytes());
+    assert_eq!(responses[0].status, 200, "{}", responses[0].text());
+}
