@@ -156,8 +156,10 @@ pub struct WalConfig {
     pub segment_bytes: u64,
     /// Segments created (zero-filled) when the log is first opened. Default 1;
     /// at least 1. Later segments are created as the ring needs them, each
-    /// prepared ahead by a background thread (one free segment at a time), so
-    /// a new log costs `segments_initial + 1` segments on disk.
+    /// prepared ahead by a background thread (one free segment at a time,
+    /// from the first append on: `open` itself creates none in a log that
+    /// has its files), so a new log costs `segments_initial + 1` segments on
+    /// disk once written to.
     pub segments_initial: u32,
     /// The ring may grow to this many segments when all hold unreleased data.
     /// Default 256 (1 GiB of 4 MiB segments); at least 2 and at least

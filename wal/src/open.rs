@@ -23,7 +23,7 @@ use crate::recovery::{
 use crate::repair::apply_repairs;
 use crate::ring::{FreeSegment, LiveSegment, Ring, RingStart};
 use crate::segment::Segment;
-use crate::shared::{lock_inner, Inner, Shared};
+use crate::shared::{Inner, Shared};
 use crate::staging::Staging;
 use crate::storage::{DirLock, Storage};
 
@@ -74,6 +74,7 @@ pub(crate) fn open_log(
             lsn_next: plan.lsn_next,
             batch_bytes: 0,
             staged: Staging::new(staging_capacity(&config)),
+            prepare_at_first_append: true,
         }),
         space_freed: Condvar::new(),
         lsn_written: AtomicU64::new(lsn_last),
@@ -99,8 +100,6 @@ pub(crate) fn open_log(
             return Err(err);
         }
     };
-    // A log reopened with every segment live prepares its next one now.
-    shared.request_prepare(&lock_inner(&shared));
     log_recovered(&report, started);
     Ok(OpenLog { shared, flusher, preparer, report })
 }

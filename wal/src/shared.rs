@@ -38,6 +38,11 @@ pub(crate) struct Inner {
     pub(crate) batch_bytes: u64,
     /// `Always` and `Batch` frames not yet written to their files.
     pub(crate) staged: Staging,
+    /// Set at open: the first append asks the preparer for the next segment
+    /// (if the ring wants one), not `open` itself, so that a caller who
+    /// refuses the log it opened (the engine, on snapshots that do not
+    /// match it) leaves the directory as it found it.
+    pub(crate) prepare_at_first_append: bool,
 }
 
 /// What the preparer thread is told.

@@ -572,6 +572,11 @@ fn place<'a>(
     let mut inner = shared.ensure_room(lock_inner(shared), record.frame)?;
     // Checked again under the lock: a sync may have failed while we waited.
     shared.commit.check_poisoned()?;
+    if inner.prepare_at_first_append {
+        // A log reopened with every segment live prepares its next one now.
+        inner.prepare_at_first_append = false;
+        shared.request_prepare(&inner);
+    }
     let lsn = inner.lsn_next;
     assert!(
         shared.lsn_appended.load(Ordering::Relaxed) + 1 == lsn,
