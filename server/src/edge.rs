@@ -359,17 +359,36 @@ pub fn connection_cap(limits: &Limits) -> Result<usize, String> {
     Ok(cap)
 }
 
-/// Accepts connections and serves `router` on them until `shutdown`
-/// resolves; then lets the connections finish their requests (idle ones
+/// Lowers `server.concurrency` below the connection cap `cap` where it is
+/// not: a connection with a request in flight cannot be evicted, so with
+/// as many requests allowed as connections, clients that send heads and
+/// trickle their bodies could hold every connection, and `/healthz` would
+/// find none. Kept under the cap by an eighth (at least 2), the refused
+/// requests' connections stay evictable and probes always get in.
+pub fn bound_concurrency(config: &mut crate::config::ServeConfig, cap: usize) {
+    let most = cap.saturating_sub((cap / 8).max(2)).max(1);
+    if config.server.concurrency > most {
+        warn!(
+            concurrency = config.server.concurrency,
+            connection_cap = cap,
+            lowered_to = most,
+            "server.concurrency lowered below the connection cap, so that probes always find a connection"
+        );
+        config.server.concurrency = most;
+    }
+}
+
+/// Accepts connections (at most `cap`, from `connection_cap`) and serves
+/// `router` on them until `shutdown` resolves; then lets the connections finish their requests (idle ones
 /// close at once) and returns when all are closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     stats: Arc<EdgeStats>,
     limits: Limits,
+    cap: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let cap = connection_cap(&limits)?;
     stats.cap.store(cap as u64, Ordering::Relaxed);
     info!(
         cap,

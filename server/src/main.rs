@@ -419,6 +419,8 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         info!(%local, data_dir = %config.server.data_dir.display(), "listening; /healthz answers now, /readyz once the log is replayed");
         let snapshot_on_shutdown = config.server.snapshot_on_shutdown;
         let limits = edge::Limits::from_config(&config);
+        let cap = edge::connection_cap(&limits)?;
+        edge::bound_concurrency(&mut config, cap);
         let app = Arc::new(server::App::new(config, durability));
         if app.config.cluster.url.is_some() {
             let replica = cluster::Replica::connect(&app.config.cluster).await?;
@@ -455,7 +457,7 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
                 Ok(()) = stopped => {}
             }
         };
-        edge::serve(listener, server::router(Arc::clone(&app)), Arc::clone(&app.edge), limits, shutdown)
+        edge::serve(listener, server::router(Arc::clone(&app)), Arc::clone(&app.edge), limits, cap, shutdown)
             .await
             .map_err(|err| format!("server error: {err}"))?;
         // The follower holds the engine: stop it before the engine closes.

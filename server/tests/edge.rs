@@ -484,3 +484,35 @@ fn a_declared_body_over_the_limit_is_refused_with_413_before_it_is_read() {
     let (responses, _) = exchange(&server.addr, request.as_bytes());
     assert_eq!(responses[0].status, 200, "{}", responses[0].text());
 }
+
+/// Under a descriptor limit that puts the connection cap below
+/// `server.concurrency`, requests in flight stay under the cap (the
+/// concurrency is lowered at start): as many clients as the cap allows
+/// sending heads and trickling their bodies cannot hold every connection,
+/// and `/healthz` and `/readyz` still get in at once.
+#[test]
+fn slow_bodies_on_every_connection_cannot_lock_probes_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_with_descriptor_limit(dir.path(), 256);
+    let cap = metric(&server.addr, "recwal_http_connections_max") as usize;
+    assert!(cap < 512, "the test needs a cap under the default concurrency, got {cap}");
+    let mut slow = Vec::new();
+    for _ in 0..cap + 16 {
+        let Ok(mut stream) = TcpStream::connect(&server.addr) else { continue };
+        let head =
+            "POST /v1/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{";
+        let _ = stream.write_all(head.as_bytes());
+        slow.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for path in ["/healthz", "/readyz"] {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+        let responses = read_responses(&mut stream);
+        assert_eq!(responses[0].status, 200, "{path}: {}", responses[0].text());
+        assert!(started.elapsed() < Duration::from_secs(1), "{path} took {:?}", started.elapsed());
+    }
+    drop(slow);
+}
