@@ -234,11 +234,13 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
             return next.run(request).await;
         }
         let Ok(_permit) = app.in_flight.try_acquire() else {
-            return Problem::unavailable(format!(
+            let mut problem = Problem::unavailable(format!(
                 "too many requests in flight (concurrency limit {}); retry later",
                 app.config.server.concurrency
-            ))
-            .into_response();
+            ));
+            // A slot frees as soon as a request in flight ends.
+            problem.retry_after = Some(1);
+            return problem.into_response();
         };
         // Operator actions (model uploads, checkpoints of a large state) may
         // take long and are not cut off.

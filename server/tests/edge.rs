@@ -395,8 +395,10 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 }
 
 #[test]
-fn at_the_cap_the_longest_idle_connection_is_evicted_and_busy_ones_are_refused_with_retry_after() {
+fn at_the_cap_the_longest_idle_connection_is_evicted_and_requests_in_flight_never_fill_it() {
     let dir = tempfile::tempdir().unwrap();
+    // A cap of 2 lowers the concurrency to 1 (requests in flight stay under
+    // the cap).
     let server = Server::start(dir.path(), None, &["--max-connections", "2", "--body-read-timeout-ms", "3000"]);
     // Two idle connections, the first older; a third evicts the first.
     let mut oldest = TcpStream::connect(&server.addr).unwrap();
@@ -405,35 +407,37 @@ fn at_the_cap_the_longest_idle_connection_is_evicted_and_busy_ones_are_refused_w
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(get(&server.addr, "/healthz").status, 200);
     assert!(closed_within(&mut oldest, Duration::from_secs(2)), "the longest-idle connection was not evicted");
-    // Two connections with a request in flight (slow bodies): the second
-    // evicts `newer`, idle now the longest.
+    // A request in flight (a slow body) holds the only concurrency slot.
     let slow_head =
         b"POST /v1/event HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
-    let mut busy_a = TcpStream::connect(&server.addr).unwrap();
-    busy_a.write_all(slow_head).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    let mut busy_b = TcpStream::connect(&server.addr).unwrap();
-    busy_b.write_all(slow_head).unwrap();
-    assert!(closed_within(&mut newer, Duration::from_secs(2)), "the idle connection was not evicted");
-    // (Until the server has read busy_b's head it is evictable too.)
-    std::thread::sleep(Duration::from_millis(500));
-    // Every connection is busy: the next one is refused, with Retry-After.
-    let mut refused = TcpStream::connect(&server.addr).unwrap();
-    refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut busy = TcpStream::connect(&server.addr).unwrap();
+    busy.write_all(slow_head).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A second slow body evicts `newer`, idle the longest, and is refused at
+    // once (503, Retry-After): its connection stays evictable...
+    let mut second = TcpStream::connect(&server.addr).unwrap();
+    second.write_all(slow_head).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut raw = Vec::new();
-    let _ = refused.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
-    assert!(text.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{text}");
-    parse_responses(&raw)[0].assert_problem(503, "at the cap, all busy");
-    // Once the slow bodies are cut (408), connections get in again.
-    for busy in [&mut busy_a, &mut busy_b] {
-        busy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        read_responses(busy)[0].assert_problem(408, "slow body at the cap");
+    let mut chunk = [0_u8; 4096];
+    while !(raw.windows(4).any(|window| window == b"\r\n\r\n") && raw.ends_with(b"}")) {
+        let n = second.read(&mut chunk).expect("the second slow body must be answered at once");
+        assert!(n > 0, "closed without an answer");
+        raw.extend_from_slice(&chunk[..n]);
     }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 503 ") && text.to_ascii_lowercase().contains("\r\nretry-after: "), "{text}");
+    assert!(text.contains("concurrency limit"), "{text}");
+    assert!(closed_within(&mut newer, Duration::from_secs(2)), "the idle connection was not evicted");
+    // ...so probes still get in, evicting it.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get(&server.addr, path).status, 200, "{path}");
+    }
+    // The slow body is cut (408) at the body timeout.
+    busy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    read_responses(&mut busy)[0].assert_problem(408, "slow body at the cap");
     assert_eq!(get(&server.addr, "/healthz").status, 200);
-    assert!(metric(&server.addr, "recwal_http_connections_refused_total") >= 1);
-    assert!(metric(&server.addr, "recwal_http_connections_evicted_total") >= 1);
+    assert!(metric(&server.addr, "recwal_http_connections_evicted_total") >= 2);
 }
 
 /// A body declared (Content-Length) over the route's limit is refused with
