@@ -40,7 +40,7 @@ pub struct ItemBody {
     pub id: Option<String>,
     #[serde(default)]
     pub categories: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "api::unique_keys")]
     pub labels: BTreeMap<String, LabelValue>,
     #[serde(default)]
     pub hidden: Option<bool>,
@@ -71,7 +71,7 @@ impl ItemBody {
 pub struct UserBody {
     /// May repeat the path's id.
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "api::unique_keys")]
     pub labels: BTreeMap<String, LabelValue>,
 }
 

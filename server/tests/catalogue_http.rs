@@ -332,6 +332,13 @@ fn every_refusal_is_a_problem_naming_the_parameter_and_nothing_is_written() {
     refused("GET", "/v1/users/me/recommend?n=1&n=2", Value::Null, "n");
     refused("GET", "/v1/users/me/recommend?strategy=astrology", Value::Null, "strategy");
     refused("GET", "/v1/items?limit=x", Value::Null, "limit");
+    // A label given twice (serde_json would keep the last in silence).
+    for path in ["/v1/items/star", "/v1/users/ann"] {
+        let response = server.call("PUT", path, br#"{"labels": {"a": 1, "b": 2, "a": 3}}"#);
+        response.assert_problem(400, path);
+        let detail = response.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains("labels") && detail.contains("`a` appears twice"), "{path}: {detail}");
+    }
     assert_eq!(server.lsn(), lsn, "a refusal wrote to the log");
     assert_eq!(get(&server, "/v1/items/star")["categories"], json!(["a"]));
     server.call("GET", "/v1/users/ann", b"").assert_problem(404, "a refused user upsert");
