@@ -271,6 +271,9 @@ enum Cut {
     Idle,
     /// hyper finished the connection.
     Finished,
+    /// The client opened with the HTTP/2 preface, which hyper (HTTP/1
+    /// only here) refuses without an answer.
+    Http2,
     /// Closed to admit another at the cap.
     Evicted,
 }
@@ -511,6 +514,9 @@ async fn serve_connection(
             finished = &mut connection => {
                 if let Err(err) = finished {
                     debug!(connection = conn.id, %err, "connection ended with an error");
+                    if err.is_parse_version_h2() {
+                        break Cut::Http2;
+                    }
                 }
                 break Cut::Finished;
             }
@@ -554,6 +560,18 @@ async fn serve_connection(
                         "the request head was not complete within {} ms (header_read_timeout_ms)",
                         limits.header_read_timeout.as_millis()
                     ),
+                    None,
+                );
+                if write_all(&stream, &answer).await.is_ok() {
+                    linger_close(&stream).await;
+                }
+            }
+            Cut::Http2 => {
+                stats.bad_heads.fetch_add(1, Ordering::Relaxed);
+                let answer = problem_bytes(
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "HTTP version not supported",
+                    "this server speaks HTTP/1.1 (and 1.0), not HTTP/2: send the request as HTTP/1.1",
                     None,
                 );
                 if write_all(&stream, &answer).await.is_ok() {

@@ -86,8 +86,9 @@ fn metric(addr: &str, name: &str) -> u64 {
 fn requests_hyper_refuses_below_the_router_are_answered_with_problem_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None, &[]);
-    let cases: [(&str, Vec<u8>, u16); 4] = [
+    let cases: [(&str, Vec<u8>, u16); 5] = [
         ("garbage request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
+        ("the HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
         ("header without a colon", b"GET /healthz HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n".to_vec(), 400),
         ("100 kB URL", [b"GET /".as_slice(), &[b'a'; 100_000], b" HTTP/1.1\r\nhost: x\r\n\r\n"].concat(), 414),
         (
@@ -118,7 +119,7 @@ fn requests_hyper_refuses_below_the_router_are_answered_with_problem_json() {
     );
     let (responses, _) = exchange(&server.addr, &[head.as_bytes(), &body].concat());
     responses[0].assert_problem(413, "body over body_limit_bytes");
-    assert!(metric(&server.addr, "recwal_http_bad_request_heads_total") >= 5);
+    assert!(metric(&server.addr, "recwal_http_bad_request_heads_total") >= 6);
 }
 
 #[test]
