@@ -108,6 +108,16 @@ fn ingest_until_refused(server: &Server, acked: &mut Acked, next: &mut usize) ->
     }
 }
 
+/// Ingests `count` events from `from` and records them, expecting a 200.
+fn ingest_acked(server: &Server, acked: &mut Acked, from: usize, count: usize) {
+    let (body, events) = batch(from, count);
+    let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
+    assert_eq!(status, 200, "{answer}");
+    for (user, item) in events {
+        acked.entry(user).or_default().insert(item);
+    }
+}
+
 /// Every acknowledged event is there, and no refused one.
 fn assert_exactly(server: &Server, acked: &Acked) {
     for (user, items) in acked {
@@ -161,13 +171,8 @@ fn a_full_disk_answers_503_until_space_is_freed_and_loses_nothing() {
     let (_, _, metrics) = exchange(&server.addr, "GET", "/metrics", "");
     assert!(metrics.contains("recwal_disk_full 0") && metrics.contains("recwal_ready 1"), "{metrics}");
     for _ in 0..5 {
-        let (body, events) = batch(next, 200);
+        ingest_acked(&server, &mut acked, next, 200);
         next += 200;
-        let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
-        assert_eq!(status, 200, "{answer}");
-        for (user, item) in events {
-            acked.entry(user).or_default().insert(item);
-        }
     }
     let (status, _, answer) = exchange(&server.addr, "POST", "/admin/checkpoint", "");
     assert_eq!(status, 200, "{answer}");
@@ -210,12 +215,7 @@ fn a_snapshot_that_does_not_fit_leaves_the_server_ready_and_writable() {
     let server = Server::start(&data, None, &["--config", &config]);
     let mut acked = Acked::new();
     for from in [0, 200] {
-        let (body, events) = batch(from, 200);
-        let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
-        assert_eq!(status, 200, "{answer}");
-        for (user, item) in events {
-            acked.entry(user).or_default().insert(item);
-        }
+        ingest_acked(&server, &mut acked, from, 200);
     }
     volume.fill("filler").unwrap();
     let (status, head, answer) = exchange(&server.addr, "POST", "/admin/checkpoint", "");
@@ -227,12 +227,7 @@ fn a_snapshot_that_does_not_fit_leaves_the_server_ready_and_writable() {
     assert_eq!(ready["disk_full"]["what"], "snapshot", "{ready}");
     let (_, _, metrics) = exchange(&server.addr, "GET", "/metrics", "");
     assert!(metrics.contains("recwal_disk_full 1") && metrics.contains("recwal_ready 1"), "{metrics}");
-    let (body, events) = batch(400, 20);
-    let (status, _, answer) = exchange(&server.addr, "POST", "/v1/events", &body);
-    assert_eq!(status, 200, "{answer}");
-    for (user, item) in events {
-        acked.entry(user).or_default().insert(item);
-    }
+    ingest_acked(&server, &mut acked, 400, 20);
     std::fs::remove_file(volume.path().join("filler")).unwrap();
     let (status, _, answer) = exchange(&server.addr, "POST", "/admin/checkpoint", "");
     assert_eq!(status, 200, "{answer}");
