@@ -382,8 +382,9 @@ pub fn bound_concurrency(config: &mut crate::config::ServeConfig, cap: usize) {
 }
 
 /// Accepts connections (at most `cap`, from `connection_cap`) and serves
-/// `router` on them until `shutdown` resolves; then lets the connections finish their requests (idle ones
-/// close at once) and returns when all are closed.
+/// `router` on them until `shutdown` resolves; then lets the connections
+/// finish their requests (idle ones close at once) and returns when all
+/// are closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

@@ -60,7 +60,8 @@ pub(super) struct Checkpoints {
     lsn_snapshot: AtomicU64,
     /// When the automatic checkpoint may try again after failures.
     backoff: Mutex<Backoff>,
-    /// The durable LSN last recorded as the log's floor, and when.
+    /// The durable LSN last recorded as the log's floor (at first, the
+    /// durable LSN at open), and when.
     floor: Mutex<FloorMark>,
 }
 
@@ -91,7 +92,10 @@ impl Checkpoints {
             mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics, snapshot_bytes)),
             lsn_snapshot: AtomicU64::new(lsn_snapshot),
             backoff: Mutex::new(Backoff::new()),
-            floor: Mutex::new(FloorMark { lsn: lsn_snapshot, at: Instant::now(), failing: false }),
+            // Only what this process appends and syncs moves the floor: the
+            // records recovered at open keep the floor the manifest had
+            // (wal/FORMAT.md, MANIFEST).
+            floor: Mutex::new(FloorMark { lsn: metrics.lsn_durable, at: Instant::now(), failing: false }),
         }
     }
 

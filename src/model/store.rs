@@ -26,6 +26,7 @@ pub(crate) fn path(dir: &Path, version: u32) -> PathBuf {
 
 /// Stores `bytes` as `version`, durably (a crash leaves the whole file or
 /// a `.tmp` the next start sweeps).
+///
 /// A full disk is `DiskFull` (503 with `Retry-After` over HTTP), not an
 /// I/O failure: nothing was written, and a retry with space succeeds.
 pub(crate) fn write(dir: &Path, version: u32, bytes: &[u8]) -> Result<PathBuf, EngineError> {
