@@ -934,10 +934,14 @@ fn handle_end(
     Ok(EndPlan { zero_range, invalidate: later.to_vec(), seal_tail: true })
 }
 
-/// True if the bytes at `offset` carry this lap's `seq` or the expected LSN
-/// where a record header keeps them: a frame of the current lap that is
-/// damaged (one flipped bit changes at most one of the two), never the
-/// leftovers of an earlier lap, whose records carry older seqs and LSNs.
+/// True if the bytes at `offset` carry this lap's `seq` and the expected LSN
+/// where a record header keeps them, one of the two possibly damaged in a
+/// single byte: a frame of the current lap that is damaged (a flipped bit,
+/// or a damaged byte, changes at most one of the two), never the leftovers
+/// of an earlier lap, whose records carry older seqs and LSNs. One field
+/// alone is not enough: an earlier lap's payload can hold the expected LSN
+/// by chance (a short id such as `e7` puts 55 there), and took a cleanly
+/// closed log for a damaged one.
 fn names_this_record(segment: &OpenedSegment, offset: u64, lap_seq: u64, lsn_expected: u64) -> bool {
     let mut raw = [0u8; RECORD_HEADER_BYTES as usize];
     if offset + RECORD_HEADER_BYTES > segment.file.len() || segment.file.read_at(offset, &mut raw).is_err() {
@@ -948,8 +952,11 @@ fn names_this_record(segment: &OpenedSegment, offset: u64, lap_seq: u64, lsn_exp
         word.copy_from_slice(&raw[at..at + 8]);
         u64::from_le_bytes(word)
     };
+    // Bytes in which two words differ.
+    let bytes_apart = |a: u64, b: u64| (a ^ b).to_le_bytes().iter().filter(|byte| **byte != 0).count();
     // Offsets of `lsn` and `seq` in the record frame (FORMAT.md).
-    field(8) == lsn_expected || field(16) == lap_seq
+    let (lsn, seq) = (field(8), field(16));
+    (lsn == lsn_expected && bytes_apart(seq, lap_seq) <= 1) || (seq == lap_seq && bytes_apart(lsn, lsn_expected) <= 1)
 }
 
 /// True if a whole record of an earlier lap lies at some aligned offset at or

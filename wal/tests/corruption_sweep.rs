@@ -253,3 +253,62 @@ fn a_segment_copied_over_another_is_refused_or_reported() {
         }
     }
 }
+
+/// A reused segment whose new lap ends inside an old lap's payload that
+/// happens to hold the next LSN where a record header keeps it (a short id
+/// such as `e7` does): a clean end, as the clean close left it, not a torn
+/// tail (it was reported as one, and `AbsoluteConsistency` refused the log).
+#[test]
+fn an_old_laps_payload_holding_the_next_lsn_by_chance_is_a_clean_end() {
+    let config = |mode: RecoveryMode| {
+        WalConfig::default()
+            .segment_bytes(4096)
+            .segments_initial(2)
+            .segments_max(2)
+            .record_bytes_max(1024)
+            .sync_policy(SyncPolicy::Always)
+            .recovery_mode(mode)
+    };
+    const OLD: usize = 120;
+    const NEW: usize = 40;
+    // Lap 1: 152-byte frames of 0xAB payloads through segment 0 into 1, all
+    // released; lap 2: 72-byte frames, until segment 0 holds five of them.
+    let (storage, end, lsn_last) = (1..400)
+        .find_map(|after| {
+            let storage = SimStorage::new(5);
+            let wal = Wal::open_with_storage(Box::new(storage.clone()), config(RecoveryMode::default())).unwrap();
+            let mut released = 0;
+            for _ in 0..30 {
+                released = wal.append(1, &[0xAB; OLD]).unwrap().lsn();
+            }
+            wal.checkpoint(released).unwrap();
+            let mut last = released;
+            for _ in 0..after {
+                last = wal.append(2, &[0x11; NEW]).unwrap().lsn();
+            }
+            wal.close().unwrap();
+            let mut records = Vec::new();
+            inspect_storage(&storage, &config(RecoveryMode::default()), &mut |info, _| records.push(*info)).unwrap();
+            let lap2: Vec<&RecordInfo> =
+                records.iter().filter(|record| record.segment_index == 0 && record.lsn > released).collect();
+            (lap2.len() == 5).then(|| {
+                let newest = lap2[4];
+                (storage.clone(), covered_end(newest).next_multiple_of(8), last)
+            })
+        })
+        .expect("a lap 2 with five records in segment 0");
+    assert_eq!(end, 64 + 5 * 72);
+    let mut image = storage.image(0).unwrap();
+    // The old lap's payload (0xAB) is what follows the new lap's end.
+    assert!(image[end as usize..end as usize + 32].iter().all(|byte| *byte == 0xAB));
+    image[end as usize + 8..end as usize + 16].copy_from_slice(&(lsn_last + 1).to_le_bytes());
+    storage.set_image(0, image);
+    for mode in [RecoveryMode::TolerateCorruptedTail, RecoveryMode::AbsoluteConsistency] {
+        let wal = Wal::open_with_storage(Box::new(storage.clone()), config(mode))
+            .unwrap_or_else(|err| panic!("{mode:?}: a cleanly closed log was refused: {err}"));
+        let report = wal.recovery_report().clone();
+        assert!(report.is_clean(), "{mode:?}: {report:?}");
+        assert_eq!(report.lsn_last, lsn_last, "{mode:?}");
+        wal.close().unwrap();
+    }
+}
