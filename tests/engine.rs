@@ -194,6 +194,9 @@ fn forget_and_remove_survive_replay_and_snapshots() {
         );
         let popular: Vec<String> = engine.popular(10).unwrap().into_iter().map(|s| s.item).collect();
         assert_eq!(popular, vec!["x", "y"], "bob's events still count, or w is still listed");
+        // A removed item is no subject either.
+        assert!(matches!(engine.similar_items("w", 10), Err(EngineError::UnknownItem(_))));
+        assert!(engine.similar_items("x", 10).unwrap().iter().all(|scored| scored.item != "w"));
     };
     check(&engine);
     let digest = engine.state_digest();

@@ -462,7 +462,13 @@ impl Engine {
         event::validate_id("item", item)?;
         query.validate()?;
         let state = self.shared.read_state();
-        let dense = state.items().get(item).ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
+        // A removed item is gone for good: like an unknown one (404 over
+        // HTTP), not a subject whose neighbours are still answered.
+        let dense = state
+            .items()
+            .get(item)
+            .filter(|&dense| !state.item_is_removed(dense))
+            .ok_or_else(|| EngineError::UnknownItem(item.to_string()))?;
         Ok(recommend::similar_page(&state, dense, query, event::now_ms()))
     }
 
