@@ -96,7 +96,11 @@ pub fn api_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
     let models = OpenApiRouter::new()
         .routes(routes!(list_models, add_model))
         .layer(middleware::from_fn_with_state(Arc::clone(app), crate::cluster::layer))
-        .layer(DefaultBodyLimit::max(config.server.model_limit_bytes));
+        .layer(DefaultBodyLimit::max(config.server.model_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            (config.server.model_limit_bytes, "server.model_limit_bytes"),
+            refuse_declared_over,
+        ));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -129,7 +133,32 @@ pub fn api_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(model_routes::retire_model))
         .layer(middleware::from_fn_with_state(Arc::clone(app), crate::cluster::layer))
         .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            (config.server.body_limit_bytes, "server.body_limit_bytes"),
+            refuse_declared_over,
+        ))
         .merge(models)
+}
+
+/// Beside each `DefaultBodyLimit` (which bounds the bytes read): a body
+/// whose `Content-Length` declares more than `limit` (the setting `key`)
+/// is refused with 413 before any of it is read, and before `Expect:
+/// 100-continue` asks for it.
+async fn refuse_declared_over(
+    State((limit, key)): State<(usize, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok());
+    match declared.and_then(|value| value.trim().parse::<u64>().ok()) {
+        Some(declared) if declared > limit as u64 => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+            format!("the body is {declared} bytes (Content-Length); this route takes at most {limit} ({key})"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// The router with every route and middleware: the API (`api_routes`),
@@ -209,24 +238,6 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         }
         if let Some(problem) = request.uri().query().and_then(crate::problem::query_not_utf8) {
             return problem.into_response();
-        }
-        // A body declared over the route's limit is refused before it is
-        // read (and before `Expect: 100-continue` asks for it).
-        let (limit, key) = if route == "/admin/models" {
-            (app.config.server.model_limit_bytes, "server.model_limit_bytes")
-        } else {
-            (app.config.server.body_limit_bytes, "server.body_limit_bytes")
-        };
-        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok());
-        if let Some(declared) = declared.and_then(|value| value.trim().parse::<u64>().ok()) {
-            if declared > limit as u64 {
-                return Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body too large",
-                    format!("the body is {declared} bytes (Content-Length); this route takes at most {limit} ({key})"),
-                )
-                .into_response();
-            }
         }
         // Probes and metrics are never refused for load: an orchestrator
         // must see a busy server as alive.
