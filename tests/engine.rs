@@ -467,3 +467,34 @@ fn a_byte_triggered_checkpoint_waits_for_a_log_as_large_as_the_snapshot() {
         assert_ne!(engine.stats().lsn_snapshot, lsn_snapshot, "no checkpoint after {} log bytes", since(&engine));
     }
 }
+
+/// A restart does not forget what the snapshots cover: segments released
+/// before it are reused after it, so a node restarted often (each time
+/// after a checkpoint, before the log starts its next segment) keeps its
+/// ring at the size its data needs instead of growing a file per restart.
+#[test]
+fn segments_released_before_a_restart_are_reused_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.checkpoint.snapshots_kept = 1;
+    config.wal = config.wal.segment_bytes(64 << 10).segments_initial(2).segments_max(64);
+    let mut grown = Vec::new();
+    for restart in 0..12 {
+        let engine = Engine::open(dir.path(), config.clone()).unwrap();
+        // About one and a half segments of records, then a checkpoint that
+        // covers them all.
+        for batch in 0..3 {
+            let events: Vec<Event> = (0..600)
+                .map(|i| Event::new(format!("u{i}"), format!("item-{restart}-{batch}-{i}"), EventKind::View))
+                .collect();
+            engine.ingest_batch(&events).unwrap();
+        }
+        engine.checkpoint().unwrap();
+        grown.push(engine.wal_metrics().segments_live + engine.wal_metrics().segments_free);
+    }
+    let files = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-"))
+        .count();
+    assert!(files <= 4, "{files} segment files after 12 restarts (ring sizes per restart: {grown:?})");
+}

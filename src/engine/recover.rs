@@ -41,6 +41,7 @@ pub(super) fn recover(
     let replayed = replay(wal, &mut state, config, progress)?;
     let replay = replay_started.elapsed();
     info!(records = replayed, ms = replay.as_millis() as u64, lsn_snapshot = lsn_state, "replay finished");
+    release_covered(wal, snapshots_dir, lsn_state)?;
     let report = OpenReport {
         wal: wal.recovery_report().clone(),
         lsn_snapshot: lsn_state,
@@ -113,6 +114,23 @@ fn check_no_gap(wal: &Wal, snapshots_dir: &Path, lsn_state: u64, n_skipped: usiz
             first - 1,
         )));
     }
+    Ok(())
+}
+
+/// Lets the ring reuse the segments the kept snapshots cover, as the last
+/// checkpoint before the restart did: a release reaches disk only when the
+/// next segment starts, so without this a node restarted between a
+/// checkpoint and its next segment would grow the ring by a segment each
+/// time instead of reusing one. The rule is the checkpoint's: keep the log
+/// from the oldest kept snapshot (and from the loaded one, if older), so any
+/// of them can still be fallen back to. Nothing is written here.
+fn release_covered(wal: &Wal, snapshots_dir: &Path, lsn_state: u64) -> Result<(), EngineError> {
+    if lsn_state == 0 {
+        return Ok(());
+    }
+    let oldest = snapshot::list(snapshots_dir)?.iter().map(|(lsn, _)| *lsn).min().unwrap_or(lsn_state);
+    // The log reports what it released ("wal checkpoint").
+    wal.checkpoint(oldest.min(lsn_state))?;
     Ok(())
 }
 
