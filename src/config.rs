@@ -8,7 +8,9 @@ use recwal_wal::{SyncPolicy, WalConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::limits::{CUSTOM_KIND_BYTES_MAX, ITEMRANK_ITERATIONS_MAX, MODEL_SESSIONS_MAX, N_MAX, WEIGHT_MAX};
+use crate::limits::{
+    CUSTOM_KIND_BYTES_MAX, ITEMRANK_ITERATIONS_MAX, MODEL_SESSIONS_MAX, N_MAX, RECORD_BYTES_MIN, WEIGHT_MAX,
+};
 // `EngineConfig::models`; re-exported so `recwal::ModelConfig` keeps its path.
 pub use crate::model::config::ModelConfig;
 
@@ -490,6 +492,15 @@ impl EngineConfig {
     /// The log, event weights and ratings, batches, the dedup window.
     fn validate_log_and_events(&self) -> Result<(), EngineError> {
         self.wal.validate()?;
+        if (self.wal.record_bytes_max as usize) < RECORD_BYTES_MIN {
+            return Err(bad(
+                "wal.record_bytes_max",
+                format!(
+                    "must be at least {RECORD_BYTES_MIN} (one event with every id at its limit), got {}",
+                    self.wal.record_bytes_max
+                ),
+            ));
+        }
         let weights = [
             ("weights.view", self.weights.view),
             ("weights.click", self.weights.click),
@@ -510,6 +521,21 @@ impl EngineConfig {
                 return Err(bad(
                     "weights.custom",
                     format!("kind name {name:?} must be 1–{CUSTOM_KIND_BYTES_MAX} bytes"),
+                ));
+            }
+            // An event names its kind: a built-in name would never reach
+            // this weight, and a name no client can type reliably is a trap.
+            if ["view", "click", "cart", "purchase", "rating"].contains(&name.as_str()) {
+                let weight = if name == "rating" { "its value".to_string() } else { format!("weights.{name}") };
+                return Err(bad(
+                    "weights.custom",
+                    format!("kind name {name:?} is a built-in kind (its weight is {weight}): choose another name"),
+                ));
+            }
+            if name.chars().any(char::is_control) || name.trim() != name {
+                return Err(bad(
+                    "weights.custom",
+                    format!("kind name {name:?} must not hold control characters or start or end with a space"),
                 ));
             }
         }

@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::ids::id_rule;
 // The engine facade validates ids through this path; the rule lives with the ids.
-pub(crate) use crate::ids::validate_id;
+pub use crate::ids::validate_id;
 use crate::limits::WEIGHT_MAX;
 use crate::record::{LoggedEvent, LoggedKind};
 
@@ -73,6 +73,23 @@ impl Event {
     pub fn weighted(mut self, weight: f32) -> Event {
         self.weight = Some(weight);
         self
+    }
+
+    /// Checks the event as `Engine::ingest` with `config` would, as of now
+    /// (a timestamp too far in the future may pass later); the error names
+    /// the field (`event.user`) and the rule. For callers that must refuse
+    /// a whole input before writing any of it.
+    ///
+    /// ```
+    /// use recwal::{EngineConfig, Event, EventKind};
+    /// let config = EngineConfig::default();
+    /// assert!(Event::new("u", "i", EventKind::View).check(&config).is_ok());
+    /// let long = "u".repeat(300);
+    /// let err = Event::new(long, "i", EventKind::View).check(&config).unwrap_err();
+    /// assert!(err.to_string().contains("event.user"), "{err}");
+    /// ```
+    pub fn check(&self, config: &EngineConfig) -> Result<(), EngineError> {
+        validate(self, config, now_ms(), &|| "event".to_string()).map(|_| ())
     }
 }
 

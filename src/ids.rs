@@ -133,8 +133,15 @@ pub(crate) fn id_rule(id: &str) -> Option<String> {
     None
 }
 
-/// Checks an external id (user or item); the error names `field`.
-pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
+/// Checks an external id (user, item or event id) against the rules every
+/// write applies (1–256 bytes, no control characters); the error names
+/// `field`.
+///
+/// ```
+/// assert!(recwal::validate_id("user", "alice").is_ok());
+/// assert!(recwal::validate_id("user", "").unwrap_err().to_string().contains("user"));
+/// ```
+pub fn validate_id(field: &str, id: &str) -> Result<(), EngineError> {
     match id_rule(id) {
         Some(rule) => Err(EngineError::invalid(field, rule)),
         None => Ok(()),

@@ -55,7 +55,7 @@ pub use engine::{
 };
 pub use engine::{ReplicaModelAdd, RouteChange, MODEL_BYTES_MAX};
 pub use error::EngineError;
-pub use event::{Event, EventKind};
+pub use event::{validate_id, Event, EventKind};
 pub use limits::{
     CATEGORY_BYTES_MAX, EVENT_ID_BYTES_MAX, FILTER_CATEGORIES_MAX, FILTER_LABELS_MAX, ID_BYTES_MAX,
     ITEM_CATEGORIES_MAX, ITEM_MODEL_ITEMS_MAX, LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX, N_MAX,

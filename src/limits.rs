@@ -45,6 +45,11 @@ pub const FILTER_LABELS_MAX: usize = 16;
 /// Longest name of a custom event kind (`KindWeights::custom`), in bytes.
 pub(crate) const CUSTOM_KIND_BYTES_MAX: usize = 64;
 
+/// Smallest `wal.record_bytes_max` the engine accepts: a record of one
+/// event whose user, item and event ids are at their limits (3 × 256 bytes
+/// and the fields around them) fits with room to spare.
+pub(crate) const RECORD_BYTES_MIN: usize = 1024;
+
 /// Most sessions one loaded model version may hold (`ModelConfig::sessions`).
 pub(crate) const MODEL_SESSIONS_MAX: usize = 64;
 

@@ -104,14 +104,29 @@ fn is_jsonl(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "jsonl" || ext == "ndjson")
 }
 
+/// The rules `read` checks each line against.
+pub(crate) enum Rules<'a> {
+    /// Every rule of the engine with this configuration (an import into a
+    /// data dir, opened with it).
+    Engine(&'a EngineConfig),
+    /// The rules every server applies whatever its configuration (ids,
+    /// timestamps, the shape of each line); a server checks the rest (its
+    /// rating scale, custom kinds, how far ahead a timestamp may be) as the
+    /// batches arrive.
+    AnyServer,
+}
+
 /// Reads and checks every line of `path`; `Err` names the file and line.
-pub(crate) fn read(path: &Path, options: &ReadOptions, config: &EngineConfig) -> Result<Vec<Row>, String> {
+pub(crate) fn read(path: &Path, options: &ReadOptions, rules: &Rules<'_>) -> Result<Vec<Row>, String> {
     let source = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
+    // A server's rating scale is its own: here, any finite value passes.
+    let any_scale = EngineConfig { rating_min: f32::MIN, rating_max: f32::MAX, ..EngineConfig::default() };
+    let check = Check { config: if let Rules::Engine(config) = rules { config } else { &any_scale }, rules };
     let mut rows = if is_jsonl(path) {
-        read_jsonl(std::io::BufReader::new(file), &source, config)?
+        read_jsonl(std::io::BufReader::new(file), &source, &check)?
     } else {
-        read_csv(file, path, options, config)?
+        read_csv(file, path, options, &check)?
     };
     if rows.is_empty() {
         return Err(format!("{source}: no ratings or events in it"));
@@ -122,7 +137,14 @@ pub(crate) fn read(path: &Path, options: &ReadOptions, config: &EngineConfig) ->
     Ok(rows)
 }
 
-fn read_jsonl(reader: impl BufRead, source: &str, config: &EngineConfig) -> Result<Vec<Row>, String> {
+/// What `row_of` checks a line with.
+struct Check<'a> {
+    /// The configuration the API shape is checked against.
+    config: &'a EngineConfig,
+    rules: &'a Rules<'a>,
+}
+
+fn read_jsonl(reader: impl BufRead, source: &str, check: &Check<'_>) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for (at, text) in reader.lines().enumerate() {
         let line_no = at as u64 + 1;
@@ -132,15 +154,18 @@ fn read_jsonl(reader: impl BufRead, source: &str, config: &EngineConfig) -> Resu
             continue;
         }
         let line: Line = serde_json::from_str(text).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
+        rows.push(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
     }
     Ok(rows)
 }
 
-/// A line's row: checks the fields its op needs.
-fn row_of(line: Line, line_no: u64, config: &EngineConfig) -> Result<Row, String> {
+/// A line's row: checks the fields its op needs, and the event against the
+/// rules (the engine's own check: what ingest would refuse is refused here,
+/// before anything is written).
+fn row_of(line: Line, line_no: u64, check: &Check<'_>) -> Result<Row, String> {
     let lsn = line.lsn;
     let required = |field: Option<String>, name: &str| field.ok_or_else(|| format!("{name} is required"));
+    let id = |field: &str, id: String| recwal::validate_id(field, &id).map(|()| id).map_err(|err| err.to_string());
     let action = match line.op.as_deref().unwrap_or("event") {
         "event" => {
             let api = ApiEvent {
@@ -155,14 +180,62 @@ fn row_of(line: Line, line_no: u64, config: &EngineConfig) -> Result<Row, String
             if api.kind.is_empty() {
                 return Err("kind is required (or a rating value)".to_string());
             }
-            let event = api.clone().into_event("event", config).map_err(|problem| problem.detail)?;
+            let event = api.clone().into_event("event", check.config).map_err(|problem| problem.detail)?;
+            match check.rules {
+                Rules::Engine(config) => event.check(config).map_err(|err| err.to_string())?,
+                Rules::AnyServer => {
+                    for (field, value) in
+                        [("event.user", Some(&event.user)), ("event.item", Some(&event.item)), ("event.event_id", event.event_id.as_ref())]
+                    {
+                        if let Some(value) = value {
+                            recwal::validate_id(field, value).map_err(|err| err.to_string())?;
+                        }
+                    }
+                    if event.timestamp_ms.is_some_and(|at| at < 0) {
+                        return Err("invalid event.timestamp_ms: must be ≥ 0 (ms since the Unix epoch)".to_string());
+                    }
+                }
+            }
             Action::Event(Box::new((api, event)))
         }
-        "forget_user" => Action::ForgetUser(required(line.user, "user")?),
-        "remove_item" => Action::RemoveItem(required(line.item, "item")?),
+        "forget_user" => Action::ForgetUser(id("user", required(line.user, "user")?)?),
+        "remove_item" => Action::RemoveItem(id("item", required(line.item, "item")?)?),
         other => return Err(format!("op {other:?}: expected event, forget_user or remove_item")),
     };
     Ok(Row { line: line_no, lsn, action })
+}
+
+/// Refuses a `forget_user` or `remove_item` line whose id neither the data
+/// dir (`knows_user`, `knows_item`) nor an event earlier in the file names:
+/// the engine would refuse it, after the lines before it were written.
+pub(crate) fn check_known(
+    rows: &[Row],
+    knows_user: &dyn Fn(&str) -> bool,
+    knows_item: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    let (mut users, mut items) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for row in rows {
+        match &row.action {
+            Action::Event(pair) => {
+                users.insert(pair.1.user.as_str());
+                items.insert(pair.1.item.as_str());
+            }
+            Action::ForgetUser(user) if !users.contains(user.as_str()) && !knows_user(user) => {
+                return Err(format!(
+                    "line {}: forget_user of unknown user {user:?} (no event in the data dir or before this line names it)",
+                    row.line
+                ));
+            }
+            Action::RemoveItem(item) if !items.contains(item.as_str()) && !knows_item(item) => {
+                return Err(format!(
+                    "line {}: remove_item of unknown item {item:?} (no event in the data dir or before this line names it)",
+                    row.line
+                ));
+            }
+            Action::ForgetUser(_) | Action::RemoveItem(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The layout of a file that is not JSONL, from its name and the options:
@@ -181,12 +254,7 @@ fn layout(path: &Path, options: &ReadOptions) -> (u8, Option<Vec<String>>, bool)
     }
 }
 
-fn read_csv(
-    file: std::fs::File,
-    path: &Path,
-    options: &ReadOptions,
-    config: &EngineConfig,
-) -> Result<Vec<Row>, String> {
+fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Check<'_>) -> Result<Vec<Row>, String> {
     let source = path.display().to_string();
     if options.delimiter.is_some_and(|delimiter| u8::try_from(delimiter.as_char()).is_err()) {
         return Err(format!("{source}: --delimiter must be a single-byte character for CSV"));
@@ -196,7 +264,9 @@ fn read_csv(
         .delimiter(delimiter)
         .has_headers(false)
         .flexible(false)
-        .trim(csv::Trim::All)
+        // Fields are taken as they are: an id keeps its spaces (what the
+        // API accepted, and `export` wrote); numbers are trimmed when parsed.
+        .trim(csv::Trim::None)
         .from_reader(file);
     let mut names: Option<Vec<&'static str>> = match &fixed {
         Some(columns) => Some(
@@ -210,6 +280,9 @@ fn read_csv(
         ),
         None => None,
     };
+    if let Some(columns) = &names {
+        refuse_repeated(columns).map_err(|err| format!("--columns: {err}"))?;
+    }
     let mut header_pending = header;
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -218,7 +291,7 @@ fn read_csv(
             None => format!("{source}: {err}"),
         })?;
         let line_no = record.position().map_or(0, csv::Position::line);
-        if record.iter().all(str::is_empty) {
+        if record.iter().all(|field| field.trim().is_empty()) {
             continue;
         }
         if record.len() == 1 {
@@ -247,6 +320,7 @@ fn read_csv(
                         )
                     })?);
                 }
+                refuse_repeated(&found).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
                 names = Some(found);
             }
             continue;
@@ -262,7 +336,7 @@ fn read_csv(
             ));
         }
         let line = line_of(columns, &record).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, config).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
+        rows.push(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
     }
     if let Some(columns) = &names {
         if !columns.contains(&"user") && !columns.contains(&"op") {
@@ -272,14 +346,28 @@ fn read_csv(
     Ok(rows)
 }
 
+/// A column named twice would have one of its fields dropped in silence.
+fn refuse_repeated(columns: &[&'static str]) -> Result<(), String> {
+    for (at, column) in columns.iter().enumerate() {
+        if *column != "-" && columns[..at].contains(column) {
+            return Err(format!("column {column:?} appears twice (a column to ignore is named -)"));
+        }
+    }
+    Ok(())
+}
+
 /// A CSV record as a JSONL line.
 fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line, String> {
     let mut line = Line::default();
-    for (column, field) in columns.iter().zip(record.iter()) {
+    for (column, raw) in columns.iter().zip(record.iter()) {
+        // Ids are taken as they are (spaces included: the API accepts them
+        // and `export` writes them so); every other field is trimmed.
+        let verbatim = matches!(*column, "user" | "item" | "event_id");
+        let field = if verbatim { raw } else { raw.trim() };
         if field.is_empty() {
             continue;
         }
-        let number = |name: &str| field.parse::<f64>().map_err(|_| format!("{name}: {field:?} is not a number"));
+        let number = |name: &str| field.parse::<f64>().map_err(|_| format!("{name}: {raw:?} is not a number"));
         match *column {
             "user" => line.user = Some(field.to_string()),
             "item" => line.item = Some(field.to_string()),
@@ -291,12 +379,11 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
                 line.timestamp_ms = Some((seconds * 1000.0).round() as i64);
             }
             "timestamp_ms" => {
-                line.timestamp_ms =
-                    Some(field.parse().map_err(|_| format!("timestamp_ms: {field:?} is not an integer"))?)
+                line.timestamp_ms = Some(field.parse().map_err(|_| format!("timestamp_ms: {raw:?} is not an integer"))?)
             }
             "event_id" => line.event_id = Some(field.to_string()),
             "op" => line.op = Some(field.to_string()),
-            "lsn" => line.lsn = Some(field.parse().map_err(|_| format!("lsn: {field:?} is not an integer"))?),
+            "lsn" => line.lsn = Some(field.parse().map_err(|_| format!("lsn: {raw:?} is not an integer"))?),
             _ => {}
         }
     }

@@ -161,7 +161,14 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         header: args.header,
         derive_ids: !args.no_derived_ids,
     };
-    let rows = crate::import::read(&args.file, &options, &EngineConfig::default())?;
+    // Into a data dir, every rule of the engine (opened with the default
+    // configuration) is checked here; a server checks its own.
+    let config = EngineConfig::default();
+    let rules = match remote {
+        Some(_) => crate::import::Rules::AnyServer,
+        None => crate::import::Rules::Engine(&config),
+    };
+    let rows = crate::import::read(&args.file, &options, &rules)?;
     let started = Instant::now();
     let total = rows.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -189,7 +196,18 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
     let done = match (&remote, &data_dir) {
         (Some(remote), _) => crate::import::into_server(remote, &rows, args.batch, &mut progress)?,
         (None, Some(data_dir)) => {
+            // A forget or remove of an id nobody knows is refused before the
+            // data dir is created or anything is written to it.
+            let fresh = !data_dir.join("wal").exists();
+            if fresh {
+                crate::import::check_known(&rows, &|_| false, &|_| false)
+                    .map_err(|err| format!("{}: {err}", args.file.display()))?;
+            }
             let engine = open(data_dir)?;
+            if !fresh {
+                crate::import::check_known(&rows, &|user| engine.knows_user(user), &|item| engine.knows_item(item))
+                    .map_err(|err| format!("{}: {err}", args.file.display()))?;
+            }
             let done = crate::import::into_engine(&engine, &rows, args.batch, &mut progress)
                 .map_err(|err| format!("{}: {err}", args.file.display()))?;
             engine.checkpoint().map_err(|err| err.to_string())?;

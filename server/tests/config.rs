@@ -73,6 +73,13 @@ fn print_config_validates_and_names_the_key_and_the_rule() {
         (vec![], vec![("RECWAL_ENGINE__ITEMRANK__ALPHA", "1.5")], "engine.itemrank.alpha", "[0, 1)"),
         (vec!["--set", "engine.wal.segment_bytes=1000"], vec![], "engine.wal.segment_bytes", "multiple of 4096"),
         (vec!["--set", "engine.models.device=gpu"], vec![], "engine.models.device", "cuda:<device id"),
+        // A custom kind with a built-in kind's name would never be used.
+        (vec!["--set", "engine.weights.custom.view=7"], vec![], "engine.weights.custom", "built-in kind"),
+        (vec!["--set", "engine.weights.custom.rating=3"], vec![], "engine.weights.custom", "built-in kind"),
+        (vec![], vec![("RECWAL_ENGINE__WEIGHTS__CUSTOM__A\u{7}B", "2")], "engine.weights.custom", "control characters"),
+        // A log whose records cannot hold one event refuses every write.
+        (vec!["--set", "engine.wal.record_bytes_max=0"], vec![], "engine.wal.record_bytes_max", "at least"),
+        (vec!["--set", "engine.wal.record_bytes_max=100"], vec![], "engine.wal.record_bytes_max", "at least 1024"),
     ] {
         let output = print_config(&args, &env);
         assert!(!output.status.success(), "{args:?} {env:?} was accepted:\n{}", stdout(&output));

@@ -368,6 +368,9 @@ fn varied_data_dir(dir: &Path) -> u64 {
     engine.forget_user("user 3").unwrap();
     engine.remove_item("item,4").unwrap();
     engine.ingest(Event::new("late", "item,1", EventKind::Cart).at(7)).unwrap();
+    // Ids with spaces at their ends, or only a space: taken as they are.
+    engine.ingest(Event::new(" pad ", " i2", EventKind::View).at(8)).unwrap();
+    engine.ingest(Event::new(" ", "item,1 ", EventKind::Click).at(9)).unwrap();
     let digest = engine.state_digest();
     engine.close().unwrap();
     digest
@@ -392,7 +395,7 @@ fn export_then_import_into_a_fresh_data_dir_gives_the_same_state() {
         assert!(text.contains("forget_user") && text.contains("remove_item"), "{format}: {text}");
         let target = dir.path().join(format!("from-{format}"));
         let imported = succeeds(&recwal(&["import", p(&file), "--data-dir", p(&target), "--no-derived-ids"]));
-        assert!(imported.contains("imported 73 events (73 new, 0 duplicates)"), "{format}: {imported}");
+        assert!(imported.contains("imported 75 events (75 new, 0 duplicates)"), "{format}: {imported}");
         assert_eq!(digest_of(&target), digest_of(&source), "{format}: a different state");
         assert_eq!(digest_of(&target).1, digest);
     }
@@ -489,6 +492,15 @@ fn import_through_a_running_server_is_idempotent_too() {
     assert_eq!(server.lsn(), lsn + 1);
     let stderr = refused(&recwal(&["import", p(&file), "--server", &url, "--token", "wrong"]));
     assert!(stderr.contains("401"), "{stderr}");
+    // A line any server refuses (an id over the limit) is refused before
+    // the first batch is sent.
+    let bad = dir.path().join("bad.csv");
+    let good: String = (0..50).map(|at| format!("u{at},i{at},3\n")).collect();
+    std::fs::write(&bad, format!("user,item,rating\n{good}{},i1,3\n", "u".repeat(300))).unwrap();
+    let lsn = server.lsn();
+    let stderr = refused(&recwal(&["import", p(&bad), "--server", &url, "--token", "secret-token-0123456789", "--batch", "10"]));
+    assert!(stderr.contains("line 52: invalid event.user"), "{stderr}");
+    assert_eq!(server.lsn(), lsn, "a refused import sent batches");
 }
 
 #[test]

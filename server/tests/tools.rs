@@ -279,6 +279,7 @@ fn import_refuses_a_file_it_cannot_parse_as_a_whole_and_writes_nothing() {
         ("header.data", "user\titem\trating\ttimestamp\n1\t2\t3\t4\n", "line 1"),
         ("short.inter", "user_id:token\titem_id:token\trating:float\nu\ti\t4\nu\ti\n", "line 3"),
         ("long.inter", "user_id:token\titem_id:token\nu\ti\t4\n", "line 2"),
+        ("repeated.csv", "user,user,item,rating\nu1,u2,i1,4\n", "column \"user\" appears twice"),
     ];
     for (name, content, expected) in cases {
         let file = dir.path().join(name);
@@ -287,6 +288,50 @@ fn import_refuses_a_file_it_cannot_parse_as_a_whole_and_writes_nothing() {
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
     assert_eq!(listing(&data), before, "a refused import changed the data dir");
+}
+
+/// What the engine would refuse at ingest is refused while the file is
+/// read, naming the line that breaks the rule, not the first line of its
+/// batch; a refused import into a new path creates nothing there.
+#[test]
+fn import_refuses_a_line_the_engine_would_refuse_before_writing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 2);
+    let before = listing(&data);
+    let good: String = (0..50).map(|at| format!("u{at},i{at},3\n")).collect();
+    let event = |user: &str, rest: &str| format!("{{\"user\":\"{user}\",\"item\":\"i1\",{rest}}}\n");
+    let view = event("u1", "\"kind\":\"view\"");
+    let cases = [
+        ("long-id.csv", format!("user,item,rating\n{good}{},i1,3\n", "u".repeat(300)), "line 52: invalid event.user"),
+        ("control.jsonl", format!("{view}{}", event("a\\u0007b", "\"kind\":\"view\"")), "line 2: invalid event.user"),
+        ("kind.jsonl", format!("{view}{}", event("u2", "\"kind\":\"like\"")), "line 2: invalid event.kind"),
+        (
+            "future.jsonl",
+            format!("{view}{}", event("u2", "\"kind\":\"view\",\"timestamp_ms\":9000000000000000")),
+            "line 2: invalid event.timestamp_ms",
+        ),
+        ("forget.jsonl", format!("{view}{{\"op\":\"forget_user\",\"user\":\"nobody\"}}\n"), "line 2: forget_user of unknown user"),
+        ("remove.jsonl", format!("{view}{{\"op\":\"remove_item\",\"item\":\"no-item\"}}\n"), "line 2: remove_item of unknown item"),
+    ];
+    for (name, content, expected) in &cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, content).unwrap();
+        let stderr = refused(&recwal(&["import", p(&file), "--data-dir", p(&data)]));
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        // The same file into a path that does not exist yet: refused alike,
+        // and nothing is created.
+        let fresh = dir.path().join(format!("fresh-{name}"));
+        let stderr = refused(&recwal(&["import", p(&file), "--data-dir", p(&fresh)]));
+        assert!(stderr.contains(expected), "{name} into a new path: {stderr}");
+        assert!(!fresh.exists(), "{name}: a refused import created {}", fresh.display());
+    }
+    assert_eq!(listing(&data), before, "a refused import changed the data dir");
+    // Forgetting a user the data dir knows, or one an earlier line names, is fine.
+    let fine = dir.path().join("fine.jsonl");
+    let forget = |user: &str| format!("{{\"op\":\"forget_user\",\"user\":\"{user}\"}}\n");
+    std::fs::write(&fine, format!("{}{view}{}", forget("u0"), forget("u1"))).unwrap();
+    let (stdout, stderr) = text(&recwal(&["import", p(&fine), "--data-dir", p(&data)]));
+    assert!(stdout.contains("imported 1 events"), "{stdout}{stderr}");
 }
 
 #[test]

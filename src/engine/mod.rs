@@ -387,6 +387,18 @@ impl Engine {
         })
     }
 
+    /// True if `user` was ever seen (a forgotten user is still known: ids
+    /// stay interned), so `forget_user` of it is accepted.
+    pub fn knows_user(&self, user: &str) -> bool {
+        self.shared.read_state().users().get(user).is_some()
+    }
+
+    /// True if `item` was ever seen (events or the catalogue; a removed
+    /// item is still known), so `remove_item` of it is accepted.
+    pub fn knows_item(&self, item: &str) -> bool {
+        self.shared.read_state().items().get(item).is_some()
+    }
+
     /// Stops recommending `item` (its past interactions still link other
     /// items). Logged, so it survives replay. Returns the record's LSN.
     pub fn remove_item(&self, item: &str) -> Result<u64, EngineError> {

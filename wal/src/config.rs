@@ -331,6 +331,9 @@ impl WalConfig {
         if self.segments_max > 1 << 20 {
             return invalid("segments_max", format!("must be at most 1048576, got {}", self.segments_max));
         }
+        if self.record_bytes_max == 0 {
+            return invalid("record_bytes_max", "must be at least 1, got 0".to_string());
+        }
         if self.record_bytes_max > self.record_bytes_readable() {
             return invalid(
                 "record_bytes_max",

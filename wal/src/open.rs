@@ -60,7 +60,11 @@ pub(crate) fn open_log(
     // show records that never reached the disk (FORMAT.md, assumption 4),
     // and a floor must only ever name LSNs this process saw synced.
     let lsn_floor = found.manifest.map_or(0, |manifest| manifest.lsn_floor).min(plan.lsn_next - 1);
-    write_manifest_or_warn(storage.as_ref(), config.segment_bytes, next_index, lsn_floor);
+    let manifest = Manifest { segment_bytes: config.segment_bytes, segments_created: next_index, lsn_floor };
+    // What the file holds from here on, as far as this process knows
+    // (nothing, if the write failed: the next write then goes ahead).
+    let on_disk =
+        if write_manifest_or_warn(storage.as_ref(), found.manifest, manifest) { (next_index, lsn_floor) } else { (0, 0) };
     let ring = ring_from_plan(&plan, found.opened, &config, next_seq, next_index, dir_lock.clone());
 
     let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
@@ -88,7 +92,7 @@ pub(crate) fn open_log(
         flusher_tx,
         preparer_tx,
         dir_lock,
-        manifest_writes: Mutex::new((next_index, lsn_floor)),
+        manifest_writes: Mutex::new(on_disk),
         config,
     });
     let flusher = shared.spawn_flusher(flusher_rx)?;
@@ -251,14 +255,19 @@ fn log_recovered(report: &RecoveryReport, started: Instant) {
 }
 
 /// Records in the manifest that segment files `0..segments_created` exist and
-/// that every LSN up to `lsn_floor` is durable. Called where both are known
-/// (open, growth of the ring, close), never on the append path. A failure
-/// only weakens what the next open can check, so it is logged, not returned.
-fn write_manifest_or_warn(storage: &dyn Storage, segment_bytes: u64, segments_created: u32, lsn_floor: u64) {
-    let manifest = Manifest { segment_bytes, segments_created, lsn_floor };
+/// that every LSN up to `lsn_floor` is durable, unless it already says so
+/// (an open that changes nothing writes nothing: a tool that opens a data
+/// dir and refuses its input leaves it as it was). A failure only weakens
+/// what the next open can check, so it is logged, not returned; false then.
+fn write_manifest_or_warn(storage: &dyn Storage, found: Option<Manifest>, manifest: Manifest) -> bool {
+    if found == Some(manifest) {
+        return true;
+    }
     if let Err(err) = storage.write_manifest(&manifest.encode()) {
         warn!(path = %storage.describe_manifest().display(), %err, "could not update the log's manifest");
+        return false;
     }
+    true
 }
 
 /// Staged bytes at which an appender writes them out itself: twice a batch

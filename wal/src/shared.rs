@@ -92,10 +92,11 @@ pub(crate) struct Shared {
     pub(crate) preparer_tx: Sender<PrepareMsg>,
     pub(crate) dir_lock: Option<Arc<DirLock>>,
     /// Serialises writes of the manifest (they share its temporary file),
-    /// and holds what the last one recorded: `(segments_created,
-    /// lsn_floor)`. Both only grow, so a write never records less than the
-    /// last (callers read them before they queue here). Taken after the
-    /// append lock where both are held, never before it.
+    /// and holds what the file records as far as this process knows:
+    /// `(segments_created, lsn_floor)`. Both only grow, so a write never
+    /// records less than the last (callers read them before they queue
+    /// here), and one that would record the same is skipped. Taken after
+    /// the append lock where both are held, never before it.
     pub(crate) manifest_writes: Mutex<(u32, u64)>,
 }
 
@@ -110,6 +111,10 @@ impl Shared {
     pub(crate) fn write_manifest(&self, segments_created: u32, lsn_floor: u64) -> Result<(), WalError> {
         let mut last = self.manifest_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (segments_created, lsn_floor) = (segments_created.max(last.0), lsn_floor.max(last.1));
+        if (segments_created, lsn_floor) == *last {
+            // The file says this already: no write, no fsync.
+            return Ok(());
+        }
         let manifest = Manifest { segment_bytes: self.config.segment_bytes, segments_created, lsn_floor };
         self.storage
             .write_manifest(&manifest.encode())
