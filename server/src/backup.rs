@@ -222,10 +222,33 @@ fn frame_head(lsn: u64, kind: u8, payload: &[u8]) -> [u8; FRAME_HEAD_BYTES] {
     head
 }
 
-/// A destination that must not exist yet (or be an empty directory) and
-/// whose parent exists: returns it absolute.
+/// Longest file name most file systems take (ext4, xfs, tmpfs).
+const NAME_BYTES_MAX: usize = 255;
+
+/// A destination that must not exist yet (or be an empty directory), whose
+/// parent directory exists, and that is not inside a data dir or a log
+/// (a backup written there would be taken for part of it): returns it
+/// absolute. Every refusal is the caller's to fix, so a `Destination`.
 fn fresh_destination(path: &Path, what: &str) -> Result<PathBuf, BackupError> {
-    let absolute = std::path::absolute(path).map_err(io_error(path))?;
+    let refuse = |reason: String| BackupError::Destination { path: path.to_path_buf(), reason };
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(refuse("must not contain a NUL byte".to_string()));
+    }
+    if let Some(long) = path.components().find(|part| part.as_os_str().len() > NAME_BYTES_MAX) {
+        return Err(refuse(format!(
+            "the name {:?} is over {NAME_BYTES_MAX} bytes",
+            long.as_os_str().to_string_lossy()
+        )));
+    }
+    let absolute = std::path::absolute(path).map_err(|err| refuse(err.to_string()))?;
+    match absolute.parent() {
+        Some(parent) if !parent.is_dir() => {
+            return Err(refuse(format!("its parent {} is not an existing directory", parent.display())));
+        }
+        None => return Err(refuse("is the root directory".to_string())),
+        Some(_) => {}
+    }
+    crate::datadir::refuse_nested(&absolute).map_err(|err| refuse(err.to_string()))?;
     match fs::read_dir(&absolute) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -254,7 +277,13 @@ pub fn backup(engine: &Engine, out: &Path) -> Result<Written, BackupError> {
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
     }
-    fs::create_dir(&staging).map_err(io_error(&staging))?;
+    fs::create_dir(&staging).map_err(|err| match err.kind() {
+        // Where the caller asked to write, this server may not.
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            BackupError::Destination { path: out.clone(), reason: format!("cannot be created: {err}") }
+        }
+        _ => io_error(&staging)(err),
+    })?;
     let written = engine.backup_cut(|cut| write_cut(cut, &staging)).map_err(BackupError::from).and_then(|r| r);
     let manifest = match written {
         Ok(manifest) => manifest,

@@ -60,9 +60,9 @@ its --candidates best items. --items FILE fills the catalogue features.";
 pub(crate) struct EvalArgs {
     /// The ratings file (string ids, explicit ratings or implicit feedback).
     file: PathBuf,
-    /// Cut-off of the top-N metrics.
-    #[arg(long, default_value_t = 10)]
-    k: usize,
+    /// Cut-off of the top-N metrics, 1–1000 (the most a recommendation holds).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=recwal::N_MAX as i64))]
+    k: u16,
     /// The strategies to measure, comma-separated (default: every one).
     #[arg(long, value_delimiter = ',', value_parser = parse_strategy)]
     strategies: Vec<recwal::Strategy>,
@@ -264,7 +264,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
             Some(added.version)
         }
     };
-    let k = args.k;
+    let k = usize::from(args.k);
     let users: std::collections::HashSet<&str> = file.ratings.iter().map(|rating| rating.user.as_str()).collect();
     let items: std::collections::HashSet<&str> = file.ratings.iter().map(|rating| rating.item.as_str()).collect();
     let feedback = if file.has_rating {

@@ -742,6 +742,11 @@ async fn list_models(State(app): State<Arc<App>>) -> Result<Response, Problem> {
         (status = 422, description = "The file is not a usable model (it does not load, breaks the feature contract or fails warm-up).", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn add_model(State(app): State<Arc<App>>, ApiBytes(body): ApiBytes) -> Result<Response, Problem> {
+    if body.is_empty() {
+        // The engine's own bound is wider than this server's limit: name the one in force.
+        let max = app.config.server.model_limit_bytes.min(recwal::MODEL_BYTES_MAX);
+        return Err(Problem::bad_request(format!("invalid body: must be 1–{max} bytes (an ONNX file), got 0")));
+    }
     if app.is_cluster_node() {
         return crate::cluster::models::add(&app, body.to_vec()).await;
     }

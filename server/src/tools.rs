@@ -332,10 +332,9 @@ fn backup(args: &BackupArgs) -> Result<ExitCode, String> {
 }
 
 fn restore(args: &RestoreArgs) -> Result<ExitCode, String> {
-    if args.data_dir.exists() {
-        // Refuses a path inside a data dir or a log, as every command does.
-        datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?;
-    }
+    // Refuses a path inside a data dir or a log, as every command does,
+    // whether it exists yet or not.
+    datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?;
     let (manifest, digest) = crate::backup::restore(&args.from, &args.data_dir).map_err(|err| err.to_string())?;
     if args.json {
         out!(

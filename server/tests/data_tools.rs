@@ -546,7 +546,36 @@ fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
     assert!(stdout.contains("verified"), "{stdout}");
     let (status, body) = server.json("POST", "/admin/backup", r#"{"out":"relative"}"#);
     assert_eq!(status, 400, "{body}");
+    // Destinations the caller must fix are 400s naming the rule, and
+    // nothing is written: inside the live data dir (its root, log,
+    // snapshots, models), a NUL, a missing parent, a name too long.
+    let live = restored.display().to_string();
+    let long = "n".repeat(300);
+    let cases = [
+        (format!("{live}/bk"), "nested"),
+        (format!("{live}/wal/bk"), "data dir"),
+        (format!("{live}/snapshots/bk"), "data dir"),
+        (format!("{live}/models/bk"), "data dir"),
+        (format!("{}/bk\u{0}x", dir.path().display()), "NUL"),
+        (format!("{}/no-such-dir/bk", dir.path().display()), "parent"),
+        (format!("{}/{long}", dir.path().display()), "over 255 bytes"),
+    ];
+    for (out, rule) in &cases {
+        let (status, body) = server.json("POST", "/admin/backup", &serde_json::json!({ "out": out }).to_string());
+        assert_eq!(status, 400, "{out}: {body}");
+        assert!(body.to_string().contains(rule), "{out}: {body}");
+        let out = Path::new(out);
+        if let Some(parent) = out.parent().filter(|parent| parent.is_dir()) {
+            let names: Vec<String> =
+                std::fs::read_dir(parent).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            assert!(!names.iter().any(|name| name == "bk" || name.contains(".partial")), "{}: {names:?}", out.display());
+        }
+    }
     drop(server);
+    // Nor is a restore written inside a data dir's log.
+    let stderr = refused(&recwal(&["restore", "--from", p(&remote_out), "--data-dir", p(&data.join("wal").join("nested"))]));
+    assert!(stderr.contains("data dir"), "{stderr}");
+    assert!(!data.join("wal").join("nested").exists());
     let again = dir.path().join("restored-again");
     succeeds(&recwal(&["restore", "--from", p(&remote_out), "--data-dir", p(&again)]));
     let engine = Engine::open(&again, EngineConfig::default()).unwrap();

@@ -70,6 +70,11 @@ fn string_ids_are_evaluated_with_the_hash_split_on_their_bytes() {
     assert!(some.contains("| ease |") && !some.contains("| item_rank |"), "{some}");
     let err = refused(&recwal(&["eval", p(&file), "--strategies", "user_cf,knn"]));
     assert!(err.contains("unknown strategy \"knn\"") && err.contains("ease"), "{err}");
+    // A cut-off of 0 would print metrics of nothing; over 1000 no answer holds.
+    for k in ["0", "1001"] {
+        let err = refused(&recwal(&["eval", p(&file), "--k", k]));
+        assert!(err.contains("--k") && err.contains("1..=1000"), "{k}: {err}");
+    }
 }
 
 #[test]

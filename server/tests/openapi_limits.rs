@@ -242,6 +242,9 @@ fn every_limit_the_openapi_document_states_is_the_one_the_server_enforces() {
     assert_eq!(garbage.status, 422);
     let empty = check.call("post", "/admin/models", "/admin/models", b"", false, "an empty model");
     assert_eq!(empty.status, 400);
+    // The rule names this server's limit, the one the document declares.
+    let model_limit = count(&operation(&document, "post", "/admin/models")["requestBody"]["x-maxBodyBytes"]);
+    assert!(empty.text().contains(&format!("must be 1–{model_limit} bytes")), "{}", empty.text());
     let rollback = check.call("post", "/admin/models/rollback", "/admin/models/rollback", b"", false, "rollback");
     assert_eq!(rollback.status, 409, "no previous version is a conflict: {}", rollback.text());
 }
