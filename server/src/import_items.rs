@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use recwal::{
+    Durability,
     Engine, EngineConfig, Item, LabelValue, CATEGORY_BYTES_MAX, ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX,
     LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX,
 };
@@ -55,7 +56,11 @@ pub(crate) fn import_items(file: &Path, data_dir: &Path) -> Result<ExitCode, Str
         bar
     });
     for (done, (line, item)) in items.iter().enumerate() {
-        engine.upsert_item(item).map_err(|err| format!("{}, line {line}: {err}", file.display()))?;
+        // Durable together at the end: the checkpoint below syncs the log
+        // before its snapshot, and nothing is acknowledged before that.
+        engine
+            .upsert_item_with(item, Durability::Never)
+            .map_err(|err| format!("{}, line {line}: {err}", file.display()))?;
         if let Some(bar) = &bar {
             bar.set_position(done as u64 + 1);
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::{Engine, ReplicaWrite};
 use crate::catalogue::{Item, ItemPage, LabelValue, User};
 use crate::error::EngineError;
+use crate::wal::Durability;
 use crate::event;
 use crate::ids::Dense;
 use crate::limits::N_MAX;
@@ -21,8 +22,16 @@ impl Engine {
     /// the record's LSN once it is durable and applied. Nothing is written
     /// when a field breaks its rule (the error names it).
     pub fn upsert_item(&self, item: &Item) -> Result<u64, EngineError> {
+        self.upsert_item_with(item, self.shared.default_durability)
+    }
+
+    /// `upsert_item` with an explicit durability: a bulk load writes its
+    /// items with `Never` and makes them durable together at the end
+    /// (`checkpoint` syncs the log first) instead of waiting for a sync per
+    /// item.
+    pub fn upsert_item_with(&self, item: &Item, durability: Durability) -> Result<u64, EngineError> {
         let record = self.record_of(ReplicaWrite::UpsertItem(item))?;
-        self.shared.log_and_apply(&record, Vec::new(), self.shared.default_durability)
+        self.shared.log_and_apply(&record, Vec::new(), durability)
     }
 
     /// Hides `item` from every read from the next request on (`hidden`), or
