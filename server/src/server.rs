@@ -218,6 +218,12 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         // data; the pages call the API with the token the user gives them).
         let open = openapi::OPEN_ROUTES.contains(&route.as_str()) || is_not_api(&route);
         if let (Some(token), false) = (app.config.server.token.as_deref(), open) {
+            if request.headers().get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+                // A singleton field (RFC 9110): which one counts would be a
+                // guess, and proxies disagree on it.
+                return Problem::bad_request("the header Authorization is sent more than once; send it once")
+                    .into_response();
+            }
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)

@@ -132,6 +132,15 @@ fn every_endpoint_answers_and_auth_guards_them() {
     // The scheme is case-insensitive.
     let lower = format!("bearer {TOKEN}");
     assert_eq!(request(&server.addr, "GET", "/admin/stats", &[("authorization", &lower)], b"").unwrap().status, 200);
+    // Sent twice, the header is refused whichever copy holds the token.
+    let good = format!("Bearer {TOKEN}");
+    let wrong = "Bearer wrong-token-0123456789";
+    for pair in [[("authorization", good.as_str()), ("authorization", wrong)], [("authorization", wrong), ("authorization", good.as_str())]] {
+        let response = request(&server.addr, "POST", "/v1/events", &pair, event).unwrap();
+        response.assert_problem(400, "Authorization twice");
+        assert!(response.text().contains("more than once"), "{}", response.text());
+    }
+    assert_eq!(server.lsn(), lsn, "a request with two Authorization headers wrote to the log");
     // Invented methods are refused and counted under one label, so they
     // cannot grow /metrics.
     for method in ["FOO", "BAR"] {
