@@ -184,9 +184,11 @@ fn row_of(line: Line, line_no: u64, check: &Check<'_>) -> Result<Row, String> {
             match check.rules {
                 Rules::Engine(config) => event.check(config).map_err(|err| err.to_string())?,
                 Rules::AnyServer => {
-                    for (field, value) in
-                        [("event.user", Some(&event.user)), ("event.item", Some(&event.item)), ("event.event_id", event.event_id.as_ref())]
-                    {
+                    for (field, value) in [
+                        ("event.user", Some(&event.user)),
+                        ("event.item", Some(&event.item)),
+                        ("event.event_id", event.event_id.as_ref()),
+                    ] {
                         if let Some(value) = value {
                             recwal::validate_id(field, value).map_err(|err| err.to_string())?;
                         }

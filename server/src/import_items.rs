@@ -28,9 +28,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use recwal::{
-    Durability,
-    Engine, EngineConfig, Item, LabelValue, CATEGORY_BYTES_MAX, ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX,
-    LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX,
+    Durability, Engine, EngineConfig, Item, LabelValue, CATEGORY_BYTES_MAX, ID_BYTES_MAX, ITEM_CATEGORIES_MAX,
+    LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX,
 };
 use tracing::info;
 

@@ -498,7 +498,8 @@ fn import_through_a_running_server_is_idempotent_too() {
     let good: String = (0..50).map(|at| format!("u{at},i{at},3\n")).collect();
     std::fs::write(&bad, format!("user,item,rating\n{good}{},i1,3\n", "u".repeat(300))).unwrap();
     let lsn = server.lsn();
-    let stderr = refused(&recwal(&["import", p(&bad), "--server", &url, "--token", "secret-token-0123456789", "--batch", "10"]));
+    let stderr =
+        refused(&recwal(&["import", p(&bad), "--server", &url, "--token", "secret-token-0123456789", "--batch", "10"]));
     assert!(stderr.contains("line 52: invalid event.user"), "{stderr}");
     assert_eq!(server.lsn(), lsn, "a refused import sent batches");
 }
@@ -566,14 +567,21 @@ fn backup_then_restore_from_a_data_dir_and_from_a_running_server() {
         assert!(body.to_string().contains(rule), "{out}: {body}");
         let out = Path::new(out);
         if let Some(parent) = out.parent().filter(|parent| parent.is_dir()) {
-            let names: Vec<String> =
-                std::fs::read_dir(parent).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
-            assert!(!names.iter().any(|name| name == "bk" || name.contains(".partial")), "{}: {names:?}", out.display());
+            let names: Vec<String> = std::fs::read_dir(parent)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                !names.iter().any(|name| name == "bk" || name.contains(".partial")),
+                "{}: {names:?}",
+                out.display()
+            );
         }
     }
     drop(server);
     // Nor is a restore written inside a data dir's log.
-    let stderr = refused(&recwal(&["restore", "--from", p(&remote_out), "--data-dir", p(&data.join("wal").join("nested"))]));
+    let stderr =
+        refused(&recwal(&["restore", "--from", p(&remote_out), "--data-dir", p(&data.join("wal").join("nested"))]));
     assert!(stderr.contains("data dir"), "{stderr}");
     assert!(!data.join("wal").join("nested").exists());
     let again = dir.path().join("restored-again");

@@ -135,7 +135,10 @@ fn every_endpoint_answers_and_auth_guards_them() {
     // Sent twice, the header is refused whichever copy holds the token.
     let good = format!("Bearer {TOKEN}");
     let wrong = "Bearer wrong-token-0123456789";
-    for pair in [[("authorization", good.as_str()), ("authorization", wrong)], [("authorization", wrong), ("authorization", good.as_str())]] {
+    for pair in [
+        [("authorization", good.as_str()), ("authorization", wrong)],
+        [("authorization", wrong), ("authorization", good.as_str())],
+    ] {
         let response = request(&server.addr, "POST", "/v1/events", &pair, event).unwrap();
         response.assert_problem(400, "Authorization twice");
         assert!(response.text().contains("more than once"), "{}", response.text());

@@ -310,8 +310,16 @@ fn import_refuses_a_line_the_engine_would_refuse_before_writing_any() {
             format!("{view}{}", event("u2", "\"kind\":\"view\",\"timestamp_ms\":9000000000000000")),
             "line 2: invalid event.timestamp_ms",
         ),
-        ("forget.jsonl", format!("{view}{{\"op\":\"forget_user\",\"user\":\"nobody\"}}\n"), "line 2: forget_user of unknown user"),
-        ("remove.jsonl", format!("{view}{{\"op\":\"remove_item\",\"item\":\"no-item\"}}\n"), "line 2: remove_item of unknown item"),
+        (
+            "forget.jsonl",
+            format!("{view}{{\"op\":\"forget_user\",\"user\":\"nobody\"}}\n"),
+            "line 2: forget_user of unknown user",
+        ),
+        (
+            "remove.jsonl",
+            format!("{view}{{\"op\":\"remove_item\",\"item\":\"no-item\"}}\n"),
+            "line 2: remove_item of unknown item",
+        ),
     ];
     for (name, content, expected) in &cases {
         let file = dir.path().join(name);

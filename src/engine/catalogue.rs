@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use super::{Engine, ReplicaWrite};
 use crate::catalogue::{Item, ItemPage, LabelValue, User};
 use crate::error::EngineError;
-use crate::wal::Durability;
 use crate::event;
 use crate::ids::Dense;
 use crate::limits::N_MAX;
 use crate::recommend::{self, ItemQuery};
 use crate::record::{ExpireFeedbackV1, LogRecord};
 use crate::state::{ItemMeta, Label, Labels, State};
+use crate::wal::Durability;
 
 impl Engine {
     /// Sets `item`'s metadata (categories, labels, hidden, publication time,

@@ -63,8 +63,11 @@ pub(crate) fn open_log(
     let manifest = Manifest { segment_bytes: config.segment_bytes, segments_created: next_index, lsn_floor };
     // What the file holds from here on, as far as this process knows
     // (nothing, if the write failed: the next write then goes ahead).
-    let on_disk =
-        if write_manifest_or_warn(storage.as_ref(), found.manifest, manifest) { (next_index, lsn_floor) } else { (0, 0) };
+    let on_disk = if write_manifest_or_warn(storage.as_ref(), found.manifest, manifest) {
+        (next_index, lsn_floor)
+    } else {
+        (0, 0)
+    };
     let ring = ring_from_plan(&plan, found.opened, &config, next_seq, next_index, dir_lock.clone());
 
     let (flusher_tx, flusher_rx) = crossbeam_channel::unbounded();
