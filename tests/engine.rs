@@ -498,3 +498,19 @@ fn segments_released_before_a_restart_are_reused_after_it() {
         .count();
     assert!(files <= 4, "{files} segment files after 12 restarts (ring sizes per restart: {grown:?})");
 }
+
+/// `wal.record_bytes_max` may go down to 1024: one event with every id at
+/// its limit still fits, so no configuration the engine accepts refuses every
+/// write.
+#[test]
+fn the_smallest_record_limit_holds_an_event_with_every_id_at_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.wal = config.wal.record_bytes_max(1024);
+    let engine = Engine::open(dir.path(), config.clone()).unwrap();
+    let long = |c: char| c.to_string().repeat(recwal::ID_BYTES_MAX);
+    let event = Event::new(long('u'), long('i'), EventKind::Rating(4.5)).with_id(long('e')).at(1_700_000_000_000);
+    engine.ingest(event).unwrap();
+    config.wal = config.wal.record_bytes_max(1023);
+    assert!(matches!(Engine::open(dir.path(), config), Err(EngineError::InvalidConfig { .. })));
+}

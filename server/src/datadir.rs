@@ -269,13 +269,13 @@ fn resolve(path: &Path) -> Result<PathBuf, DataDirError> {
     }
 }
 
-/// Refuses a path inside a data dir or inside a log directory, naming it.
 /// Refuses a path inside a data dir or a log (for what is written beside
 /// data dirs: backups, restores).
 pub fn refuse_nested(path: &Path) -> Result<(), DataDirError> {
     refuse_inside(&resolve(path)?)
 }
 
+/// Refuses a path inside a data dir or inside a log directory, naming it.
 fn refuse_inside(path: &Path) -> Result<(), DataDirError> {
     for ancestor in path.ancestors().skip(1) {
         if is_data_dir(ancestor)? {
