@@ -400,6 +400,12 @@ fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    if config.cluster.url.is_some() {
+        // A replica killed while it installed a snapshot: finish or drop
+        // that install first, so the data dir is whole when it is checked.
+        cluster::finish_interrupted_install(&config.server.data_dir)
+            .map_err(|err| format!("cannot open the engine: {err}"))?;
+    }
     datadir::existing_or_new(&config.server.data_dir).map_err(|err| format!("cannot open the engine: {err}"))?;
     let _log_writer = init_logging(&config.server.log_format);
     if let Some(reason) = &runtime.missing {

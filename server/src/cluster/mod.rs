@@ -46,6 +46,7 @@ use tracing::{info, warn};
 
 pub use config::ClusterConfig;
 pub use http::{layer, write};
+pub use seed::finish_interrupted_install;
 
 use crate::answers::{ClusterPhase, ClusterStatus, ReplicaState};
 use crate::observe::HTTP_BUCKETS_S;

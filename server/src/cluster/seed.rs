@@ -224,9 +224,8 @@ impl Replica {
     /// Where NATS cannot be reached within `cluster.publish_timeout_ms`, no
     /// snapshot is recent enough, or the download fails or does not match
     /// its metadata, the node keeps its state (its follower reports what it
-    /// finds). A failure once the old files are set aside is an error: the
-    /// node does not start (its old files stay in `replaced-*`; the next
-    /// start, finding no log, installs the snapshot again).
+    /// finds). A failure of the install itself is an error: the node does
+    /// not start, and the next start finds its data dir whole (`install`).
     pub async fn seed_at_open(&self, opened: Engine, dir: &Path, config: EngineConfig) -> Result<Engine, String> {
         let applied = opened.stream_seq();
         let fresh = opened.lsn_applied() == 0;
@@ -296,32 +295,95 @@ impl Replica {
     }
 }
 
-/// Closes `opened`, sets its files aside, writes a data dir holding the
-/// snapshot file `snapshot` (covering `lsn`) and a new log after it, and
-/// opens it.
+/// The parts of a data dir a snapshot install replaces.
+const PARTS: [&str; 3] = ["wal", "snapshots", "models"];
+
+/// Where an install writes the new data dir before it switches to it.
+const STAGED: &str = "seed.new";
+
+/// Present (synced) from the moment the staged data dir is complete until
+/// the switch is done; holds the name of the directory the old parts go to
+/// (empty: they are removed). A start that finds it finishes the switch.
+const SWITCHING: &str = "SEEDING";
+
+/// Closes `opened`, writes a data dir holding the snapshot file `snapshot`
+/// (covering `lsn`) and a new log after it beside the old one, switches to
+/// it (the old parts set aside), and opens it. Killed at any point, the next
+/// start finds either the old data dir untouched (the staged copy is
+/// dropped) or the switch to finish (`finish_interrupted_install`): never a
+/// data dir with a part missing.
 fn install(opened: Engine, dir: &Path, snapshot: &Path, lsn: u64, config: EngineConfig) -> Result<Engine, String> {
     let fresh = opened.lsn_applied() == 0;
     opened.close().map_err(|err| format!("closing the engine before installing the snapshot: {err}"))?;
-    set_aside(dir, fresh)?;
-    crate::backup::write_data_dir(dir, Some((snapshot, lsn)), lsn, &[], None, &config.wal)
+    let staged = dir.join(STAGED);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).map_err(|err| format!("removing {}: {err}", staged.display()))?;
+    }
+    crate::backup::write_data_dir(&staged, Some((snapshot, lsn)), lsn, &[], None, &config.wal)
         .map_err(|err| format!("installing the snapshot: {err}"))?;
+    sync_dir(&staged)?;
+    let aside = if fresh { String::new() } else { aside_name(dir)? };
+    let marker = dir.join(SWITCHING);
+    write_synced(&marker, aside.as_bytes())?;
+    sync_dir(dir)?;
+    switch(dir)?;
     Engine::open(dir, config).map_err(|err| format!("opening the installed snapshot: {err}"))
 }
 
-/// Moves the data dir's `wal/`, `snapshots/` and `models/` into
-/// `replaced-<unix ms>/` (removing an older one), or removes them where the
-/// node had applied nothing.
-fn set_aside(dir: &Path, fresh: bool) -> Result<(), String> {
-    let parts = ["wal", "snapshots", "models"];
-    if fresh {
-        for part in parts {
-            let path = dir.join(part);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|err| format!("removing {}: {err}", path.display()))?;
+/// Before the engine opens a replica's data dir: finishes a snapshot
+/// install that was cut short after its staged copy was complete, or drops
+/// a staged copy that was not. True if an install was finished.
+pub fn finish_interrupted_install(dir: &Path) -> Result<bool, String> {
+    if dir.join(SWITCHING).exists() {
+        warn!(data_dir = %dir.display(), "a snapshot install was interrupted; finishing it");
+        switch(dir)?;
+        return Ok(true);
+    }
+    let staged = dir.join(STAGED);
+    if staged.exists() {
+        warn!(data_dir = %dir.display(), "dropping the copy of an interrupted snapshot install; the data dir is as it was");
+        std::fs::remove_dir_all(&staged).map_err(|err| format!("removing {}: {err}", staged.display()))?;
+    }
+    Ok(false)
+}
+
+/// Moves each staged part into place, the old one first set aside (or
+/// removed) as the marker says. Each step is a rename that is skipped once
+/// done, so a switch killed half way is finished by running it again.
+fn switch(dir: &Path) -> Result<(), String> {
+    let marker = dir.join(SWITCHING);
+    let aside =
+        std::fs::read_to_string(&marker).map_err(|err| format!("reading {}: {err}", marker.display()))?.trim().to_string();
+    let staged = dir.join(STAGED);
+    for part in PARTS {
+        let new = staged.join(part);
+        if !new.exists() {
+            continue;
+        }
+        let old = dir.join(part);
+        if old.exists() {
+            if aside.is_empty() {
+                std::fs::remove_dir_all(&old).map_err(|err| format!("removing {}: {err}", old.display()))?;
+            } else {
+                let into = dir.join(&aside);
+                std::fs::create_dir_all(&into).map_err(|err| format!("creating {}: {err}", into.display()))?;
+                std::fs::rename(&old, into.join(part))
+                    .map_err(|err| format!("moving {} aside: {err}", old.display()))?;
             }
         }
-        return Ok(());
+        std::fs::rename(&new, &old).map_err(|err| format!("moving {} into place: {err}", new.display()))?;
     }
+    sync_dir(dir)?;
+    if !aside.is_empty() {
+        warn!(kept = %dir.join(&aside).display(), "this node's previous log and snapshots were set aside (delete them once not needed)");
+    }
+    std::fs::remove_dir_all(&staged).map_err(|err| format!("removing {}: {err}", staged.display()))?;
+    std::fs::remove_file(&marker).map_err(|err| format!("removing {}: {err}", marker.display()))?;
+    sync_dir(dir)
+}
+
+/// A new `replaced-<unix ms>` name, the older such directories removed.
+fn aside_name(dir: &Path) -> Result<String, String> {
     let entries = std::fs::read_dir(dir).map_err(|err| format!("reading {}: {err}", dir.display()))?;
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with("replaced-") {
@@ -330,22 +392,84 @@ fn set_aside(dir: &Path, fresh: bool) -> Result<(), String> {
     }
     let now_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis());
-    let aside: PathBuf = dir.join(format!("replaced-{now_ms}"));
-    std::fs::create_dir_all(&aside).map_err(|err| format!("creating {}: {err}", aside.display()))?;
-    for part in parts {
-        let path = dir.join(part);
-        if path.exists() {
-            std::fs::rename(&path, aside.join(part))
-                .map_err(|err| format!("moving {} aside: {err}", path.display()))?;
-        }
-    }
-    warn!(kept = %aside.display(), "this node's previous log and snapshots were set aside (delete them once not needed)");
-    Ok(())
+    Ok(format!("replaced-{now_ms}"))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(path)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|err| format!("writing {}: {err}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(|err| format!("syncing {}: {err}", dir.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(next) = pending.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    let name = path.strip_prefix(dir).unwrap().display().to_string();
+                    found.push(format!("{name}={}", std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// A switch killed after any of its steps is finished by the next start;
+    /// a staged copy without the marker is dropped, the data dir untouched.
+    #[test]
+    fn an_interrupted_install_is_finished_or_dropped_never_left_half_done() {
+        for done in 0..=PARTS.len() {
+            let dir = tempfile::tempdir().unwrap();
+            for part in PARTS {
+                std::fs::create_dir_all(dir.path().join(part)).unwrap();
+                std::fs::write(dir.path().join(part).join("f"), format!("old {part}")).unwrap();
+                std::fs::create_dir_all(dir.path().join(STAGED).join(part)).unwrap();
+                std::fs::write(dir.path().join(STAGED).join(part).join("f"), format!("new {part}")).unwrap();
+            }
+            std::fs::write(dir.path().join(SWITCHING), "replaced-1").unwrap();
+            // The first `done` parts were switched before the kill.
+            for part in &PARTS[..done] {
+                std::fs::create_dir_all(dir.path().join("replaced-1")).unwrap();
+                std::fs::rename(dir.path().join(part), dir.path().join("replaced-1").join(part)).unwrap();
+                std::fs::rename(dir.path().join(STAGED).join(part), dir.path().join(part)).unwrap();
+            }
+            assert!(finish_interrupted_install(dir.path()).unwrap());
+            let expected: Vec<String> = {
+                let mut expected: Vec<String> = PARTS
+                    .iter()
+                    .flat_map(|part| [format!("{part}/f=new {part}"), format!("replaced-1/{part}/f=old {part}")])
+                    .collect();
+                expected.sort();
+                expected
+            };
+            assert_eq!(tree(dir.path()), expected, "killed after {done} part(s)");
+            assert!(!finish_interrupted_install(dir.path()).unwrap(), "nothing left to finish");
+        }
+        // Staged but no marker: the old data dir stays as it was.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+        std::fs::write(dir.path().join("wal").join("f"), "old").unwrap();
+        std::fs::create_dir_all(dir.path().join(STAGED).join("wal")).unwrap();
+        std::fs::write(dir.path().join(STAGED).join("wal").join("f"), "partial").unwrap();
+        assert!(!finish_interrupted_install(dir.path()).unwrap());
+        assert_eq!(tree(dir.path()), vec!["wal/f=old".to_string()]);
+    }
 
     #[test]
     fn a_node_installs_a_snapshot_only_when_it_cannot_follow_or_is_new() {
