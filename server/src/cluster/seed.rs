@@ -19,7 +19,7 @@
 //! the snapshot's sequence + 1. A node that needs a snapshot and finds none
 //! recent enough keeps its state; its follower halts with the reason.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
