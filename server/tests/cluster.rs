@@ -558,6 +558,89 @@ fn a_node_behind_a_gap_stops_applying_and_reports_unready() {
     assert!(metrics.lines().any(|line| line == "recwal_cluster_following 0"), "node b: {metrics}");
 }
 
+/// A stream deleted under running nodes makes them unready with the reason
+/// (they do not create another); a stream created again (by a new node)
+/// starts its sequences anew, and a node whose state came from the old one
+/// stops instead of applying the new one's messages as if they followed
+/// its own (which skipped the ones it had and mixed two histories); the
+/// new node seeds from nothing of the old stream. A stream that does not
+/// take the cluster's subject keeps a node unready, saying so.
+#[test]
+fn a_deleted_or_recreated_stream_stops_the_nodes_that_followed_it() {
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
+    let flags = [
+        "--cluster",
+        url.as_str(),
+        "--set",
+        "cluster.replicas=1",
+        "--set",
+        "cluster.apply_wait_ms=300",
+        // The state as it stands is published (no second node to agree with).
+        "--set",
+        "cluster.digest_every=0",
+        "--set",
+        "cluster.snapshot_interval_ms=200",
+    ];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    for at in 1..=4 {
+        ingest_one(&a, &format!("old{at}"));
+    }
+    // Its snapshot of the old stream reaches the bucket.
+    wait_until(&a, "a snapshot published", |a| metric(a, "recwal_cluster_snapshot_published_seq").unwrap_or(0) == 4);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let js = runtime.block_on(async { async_nats::jetstream::new(async_nats::connect(url.as_str()).await.unwrap()) });
+    runtime.block_on(async { js.delete_stream(STREAM).await.unwrap() });
+    wait_until(&a, "node a unready on the deleted stream", |a| {
+        let ready = a.call("GET", "/readyz", b"");
+        ready.status == 503 && ready.text().contains("does not exist")
+    });
+    runtime.block_on(async {
+        assert!(js.get_stream(STREAM).await.is_err(), "node a created the stream again");
+    });
+
+    // A new node creates the stream again and writes past node a's position.
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    let seqs: Vec<u64> = (1..=6).map(|at| ingest_one(&b, &format!("new{at}"))).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "a new stream starts at 1");
+    assert_eq!(metric(&b, "recwal_cluster_seeded_from_seq"), Some(0), "node b seeded from the old stream's snapshot");
+    let (status, items) = b.json("GET", "/v1/users/u1/interactions", "");
+    let names: Vec<&str> =
+        items["interactions"].as_array().unwrap().iter().map(|i| i["item"].as_str().unwrap()).collect();
+    assert_eq!((status, names.len()), (200, 6), "{items}");
+    assert!(names.iter().all(|name| name.starts_with("new")), "node b holds the old stream's events: {names:?}");
+    wait_until(&a, "node a halted on the recreated stream", |a| {
+        let ready = a.call("GET", "/readyz", b"");
+        ready.status == 503 && ready.json()["cluster"]["phase"] == "halted" && ready.text().contains("created again")
+    });
+    // It applied nothing of the new stream: its four events, no more.
+    let (_, items) = a.json("GET", "/v1/users/u1/interactions", "");
+    let names: Vec<&str> =
+        items["interactions"].as_array().unwrap().iter().map(|i| i["item"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 4, "{items}");
+    assert!(names.iter().all(|name| name.starts_with("old")), "{names:?}");
+    let (status, ready) = b.json("GET", "/readyz", "");
+    assert_eq!((status, ready["cluster"]["phase"].as_str()), (200, Some("following")), "{ready}");
+    drop((a, b));
+
+    // A stream made by hand with another subject: not ready, and why.
+    runtime.block_on(async {
+        js.delete_stream(STREAM).await.unwrap();
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: STREAM.into(),
+            subjects: vec!["other.subject".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let c = Server::spawn(&dir.path().join("c"), None, &flags);
+    wait_until(&c, "node c unready on a stream without its subject", |c| {
+        let ready = c.call("GET", "/readyz", b"");
+        ready.status == 503 && ready.text().contains("does not take the subject")
+    });
+}
+
 /// Polls `what` on `server` until `done` holds (at most 60 s).
 fn wait_until(server: &Server, what: &str, done: impl Fn(&Server) -> bool) {
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! Digest agreement (docs/CLUSTER.md): replicas at the same stream sequence
 //! must hold the same state. Every `cluster.digest_every` messages, right
 //! after applying that message, a node reads its replica digest and puts
-//! `<node> <digest>` under the key `<sequence>` of the JetStream key-value
+//! `<node> <digest>` under the key `<stream incarnation>.<sequence>` of the JetStream key-value
 //! bucket `<stream>_digests` (each key keeps every node's value as its
 //! history). Once a second it compares its recent digests with what the
 //! other nodes wrote under the same keys: a node whose digest is not the
@@ -30,6 +30,11 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// Recent digests of this node that are compared again each round (other
 /// nodes reach a sequence later).
 const RECENT: usize = 8;
+
+/// The key of the digests at `seq` of the stream incarnation `stream_id`.
+fn digest_key(stream_id: &str, seq: u64) -> String {
+    format!("{stream_id}.{seq}")
+}
 
 /// What the digests written at one sequence say about this node's.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,12 +105,15 @@ impl Replica {
                 return None;
             }
         };
+        // Keys name the stream's incarnation: digests a deleted stream's
+        // nodes left at the same sequences are not this stream's.
+        let stream_id = self.stream_id()?;
         let recent: Vec<(u64, String, bool)> =
             self.digests.lock().map(|recent| recent.iter().cloned().collect()).ok()?;
         for (seq, digest, written) in recent {
             if !written {
                 let value = format!("{} {digest}", self.node);
-                if store.put(seq.to_string(), value.into()).await.is_err() {
+                if store.put(digest_key(&stream_id, seq), value.into()).await.is_err() {
                     continue;
                 }
                 if let Ok(mut recent) = self.digests.lock() {
@@ -114,7 +122,9 @@ impl Replica {
                     }
                 }
             }
-            let Ok(Ok(others)) = tokio::time::timeout(Duration::from_secs(2), self.others_at(&store, seq)).await else {
+            let Ok(Ok(others)) =
+                tokio::time::timeout(Duration::from_secs(2), self.others_at(&store, &stream_id, seq)).await
+            else {
                 continue;
             };
             match verdict(&digest, &others) {
@@ -173,8 +183,8 @@ impl Replica {
     }
 
     /// The other nodes' digests written at `seq`.
-    async fn others_at(&self, store: &kv::Store, seq: u64) -> Result<Vec<(String, String)>, String> {
-        let mut history = store.history(seq.to_string()).await.map_err(|err| err.to_string())?;
+    async fn others_at(&self, store: &kv::Store, stream_id: &str, seq: u64) -> Result<Vec<(String, String)>, String> {
+        let mut history = store.history(digest_key(stream_id, seq)).await.map_err(|err| err.to_string())?;
         let mut others = Vec::new();
         while let Some(entry) = history.next().await {
             let entry = entry.map_err(|err| err.to_string())?;

@@ -30,6 +30,7 @@ pub mod models;
 pub mod openapi;
 mod seed;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -93,6 +94,9 @@ pub struct Replica {
     seeded_from_seq: AtomicU64,
     /// This process's name in the digest bucket.
     node: String,
+    /// The incarnation of the stream this node's state comes from (its
+    /// creation time, `STREAM_FILE`), once the follower checked it.
+    stream_id: Mutex<Option<String>>,
     /// Recent `(stream sequence, digest, written to the bucket)` of this
     /// node, not yet compared with another node's (`digests.rs`).
     digests: Mutex<std::collections::VecDeque<(u64, String, bool)>>,
@@ -122,6 +126,14 @@ enum Halt {
     Retry(String),
     /// Stop applying (gap, undecodable message, the engine refuses writes).
     Stop(String),
+}
+
+/// Why the stream could not be had.
+pub(super) enum StreamError {
+    /// It does not exist.
+    Missing(String),
+    /// Anything else (connection, leader election).
+    Other(String),
 }
 
 /// What a publish got back.
@@ -174,6 +186,7 @@ impl Replica {
             snapshot_published_seq: AtomicU64::new(0),
             seeded_from_seq: AtomicU64::new(0),
             node,
+            stream_id: Mutex::new(None),
             digests: Mutex::new(std::collections::VecDeque::new()),
             digests_agreed: AtomicU64::new(0),
             diverged: Mutex::new(None),
@@ -443,6 +456,7 @@ impl Replica {
             }
         };
         let data_dir = app.config.server.data_dir.clone();
+        let stream_file = data_dir.join(STREAM_FILE);
         drop(app);
         self.applied.send_replace(engine.stream_seq());
         if self.config.digest_every > 0 {
@@ -457,7 +471,7 @@ impl Replica {
             if *stop.borrow() {
                 return;
             }
-            match self.follow_once(&engine, &mut stop).await {
+            match self.follow_once(&engine, &stream_file, &mut stop).await {
                 Ok(()) => return,
                 Err(Halt::Stop(reason)) => {
                     self.set_phase(Phase::Halted(reason));
@@ -516,8 +530,23 @@ impl Replica {
 
     /// One round: an ordered consumer from the applied sequence + 1, each
     /// message applied in turn. `Ok` when stopped.
-    async fn follow_once(&self, engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> Result<(), Halt> {
-        let stream = self.stream().await.map_err(Halt::Retry)?;
+    async fn follow_once(
+        &self,
+        engine: &Arc<Engine>,
+        stream_file: &Path,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Halt> {
+        // Only a node whose state comes from no stream yet may create it:
+        // one that followed a stream that is gone must not start another.
+        let stream = if engine.stream_seq() == 0 && !stream_file.exists() {
+            self.stream().await.map_err(Halt::Retry)?
+        } else {
+            self.existing_stream()
+                .await
+                .map_err(|(StreamError::Missing(reason) | StreamError::Other(reason))| Halt::Retry(reason))?
+        };
+        self.check_config(stream.cached_info())?;
+        self.check_identity(stream.cached_info(), engine.stream_seq(), stream_file)?;
         let start = engine.stream_seq() + 1;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
@@ -527,6 +556,12 @@ impl Replica {
             })
             .await
             .map_err(|err| Halt::Retry(format!("ordered consumer from {start}: {err}")))?;
+        // The ordered consumer creates itself again (a new name) after a
+        // fault, from the last sequence it delivered, on whatever stream
+        // has the name by then: messages of a consumer not yet seen are
+        // applied only once the stream is checked to be the one this
+        // node's state comes from.
+        let mut consumer_name = consumer.cached_info().name.clone();
         let mut messages = consumer.messages().await.map_err(|err| Halt::Retry(format!("consumer: {err}")))?;
         self.set_phase(Phase::Following);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -537,7 +572,7 @@ impl Replica {
                     if let Some(reason) = self.diverged.lock().ok().and_then(|diverged| diverged.clone()) {
                         return Err(Halt::Stop(reason));
                     }
-                    self.check_stream(&stream, engine).await?;
+                    self.check_stream(engine, stream_file).await?;
                 }
                 next = messages.next() => {
                     let first = match next {
@@ -566,9 +601,15 @@ impl Replica {
                     }
                     let mut work = Vec::with_capacity(batch.len());
                     let mut stored = Vec::with_capacity(batch.len());
+                    let mut recheck = None;
                     for message in &batch {
                         let (seq, pending, stored_ns) = match message.info() {
-                            Ok(info) => (info.stream_sequence, info.pending, info.published.unix_timestamp_nanos()),
+                            Ok(info) => {
+                                if info.consumer != consumer_name {
+                                    recheck = Some(info.consumer.to_string());
+                                }
+                                (info.stream_sequence, info.pending, info.published.unix_timestamp_nanos())
+                            }
                             Err(err) => return Err(Halt::Retry(format!("message without stream info: {err}"))),
                         };
                         self.note_stream_last(seq + pending);
@@ -583,6 +624,13 @@ impl Replica {
                         };
                         work.push((seq, message.payload.clone(), file));
                         stored.push(stored_ns);
+                    }
+                    if let Some(name) = recheck {
+                        let stream = self.existing_stream().await.map_err(
+                            |(StreamError::Missing(reason) | StreamError::Other(reason))| Halt::Retry(reason),
+                        )?;
+                        self.check_identity(stream.cached_info(), engine.stream_seq(), stream_file)?;
+                        consumer_name = name;
                     }
                     let engine = Arc::clone(engine);
                     let digest_every = self.config.digest_every;
@@ -654,12 +702,118 @@ impl Replica {
         }
     }
 
-    /// Once a second: the stream's newest sequence (for the lag), and the
-    /// gaps the consumer cannot show: messages this node still needs were
-    /// removed (retention), or the stream is behind this node (recreated).
-    async fn check_stream(&self, stream: &stream::Stream, engine: &Engine) -> Result<(), Halt> {
-        let Ok(info) = stream.get_info().await else { return Ok(()) };
-        let state = info.state;
+    /// The stream, which must exist: while it does not, `Missing` (the
+    /// node is not ready, and says why).
+    pub(super) async fn existing_stream(&self) -> Result<stream::Stream, StreamError> {
+        self.js.get_stream(&self.config.stream).await.map_err(|err| match err.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                StreamError::Missing(format!(
+                    "the stream {} does not exist (deleted?); this node's state comes from it, so it does not create \
+                     another",
+                    self.config.stream
+                ))
+            }
+            _ => StreamError::Other(format!("stream {}: {err}", self.config.stream)),
+        })
+    }
+
+    /// A stream made elsewhere (by hand, by another tool) must take this
+    /// node's subject, or every publish waits `publish_timeout_ms` for
+    /// nothing: not ready until it does. Settings weaker than the cluster's
+    /// are said once per round.
+    fn check_config(&self, info: &stream::Info) -> Result<(), Halt> {
+        let config = &info.config;
+        if !config.subjects.iter().any(|subject| *subject == self.config.subject) {
+            return Err(Halt::Retry(format!(
+                "the stream {} does not take the subject {} (its subjects: {}): publishes cannot reach it; set \
+                 cluster.subject, or fix the stream",
+                self.config.stream,
+                self.config.subject,
+                config.subjects.join(", ")
+            )));
+        }
+        if config.num_replicas < self.config.replicas {
+            warn!(
+                stream = %self.config.stream,
+                replicas = config.num_replicas,
+                configured = self.config.replicas,
+                "the stream keeps fewer copies than cluster.replicas: it survives fewer NATS node losses"
+            );
+        }
+        if config.discard == stream::DiscardPolicy::New && (config.max_messages > 0 || config.max_bytes > 0) {
+            warn!(
+                stream = %self.config.stream,
+                "the stream refuses new messages once full (discard = new): ingest will answer 503 then"
+            );
+        }
+        Ok(())
+    }
+
+    /// The stream must be the incarnation this node's state comes from
+    /// (its creation time, kept in `stream_file`): a stream deleted and
+    /// created again starts its sequences anew, and following it would
+    /// skip messages this node has not seen or apply others over a state
+    /// they do not extend. A node that never followed one takes this one.
+    fn check_identity(&self, info: &stream::Info, applied: u64, stream_file: &Path) -> Result<(), Halt> {
+        let current = info.created.unix_timestamp_nanos().to_string();
+        let followed = match std::fs::read_to_string(stream_file) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(Halt::Retry(format!("reading {}: {err}", stream_file.display()))),
+        };
+        match followed {
+            Some(followed) if followed == current => {}
+            Some(followed) => {
+                return Err(Halt::Stop(format!(
+                    "the stream {} was created again (this node's state comes from the one created at {followed} ns, \
+                     this one was created at {current} ns and does not hold its messages); move this data dir aside \
+                     and start the node on an empty one",
+                    self.config.stream
+                )))
+            }
+            None => {
+                // A node that followed a stream before this file existed:
+                // this stream, if it reaches the node's position.
+                if info.state.last_sequence < applied {
+                    return Err(Halt::Stop(format!(
+                        "the stream ends at sequence {} but this node applied through {applied}: was the stream \
+                         recreated?",
+                        info.state.last_sequence
+                    )));
+                }
+                write_stream_file(stream_file, &current).map_err(Halt::Retry)?;
+            }
+        }
+        if let Ok(mut id) = self.stream_id.lock() {
+            *id = Some(current);
+        }
+        Ok(())
+    }
+
+    /// The incarnation of the stream this node follows, once checked.
+    pub(super) fn stream_id(&self) -> Option<String> {
+        self.stream_id.lock().ok().and_then(|id| id.clone())
+    }
+
+    /// Once a second: the stream's newest sequence (for the lag), that it
+    /// is still the incarnation this node follows, and the gaps the
+    /// consumer cannot show: messages this node still needs were removed
+    /// (retention). A stream info that ends before this node's position
+    /// comes from a server that lags (the node got those messages from
+    /// another): not a reason to stop.
+    async fn check_stream(&self, engine: &Engine, stream_file: &Path) -> Result<(), Halt> {
+        let stream = match self.existing_stream().await {
+            Ok(stream) => stream,
+            // A missing stream is reported; other errors (a NATS server
+            // restarting) pass: the consumer reports what it cannot get.
+            Err(StreamError::Missing(reason)) => return Err(Halt::Retry(reason)),
+            Err(StreamError::Other(_)) => return Ok(()),
+        };
+        let info = stream.cached_info();
+        self.check_identity(info, engine.stream_seq(), stream_file)?;
+        let state = &info.state;
         let applied = engine.stream_seq();
         self.note_stream_last(state.last_sequence);
         // (An empty stream's first sequence is its last + 1: a gap too if
@@ -671,15 +825,29 @@ impl Replica {
                 state.first_sequence
             )));
         }
-        if state.last_sequence < applied {
-            return Err(Halt::Stop(format!(
-                "the stream ends at sequence {} but this node applied through {applied}: was the stream recreated?",
-                state.last_sequence
-            )));
-        }
         Ok(())
     }
 }
+
+/// Writes `STREAM_FILE` (synced, then its directory).
+fn write_stream_file(path: &Path, id: &str) -> Result<(), String> {
+    let write = || -> std::io::Result<()> {
+        let temporary = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|err| format!("writing {}: {err}", path.display()))
+}
+
+/// The file in a replica's data dir naming the incarnation of the stream
+/// its state comes from (the stream's creation time, ns since the epoch).
+pub(crate) const STREAM_FILE: &str = "STREAM";
 
 /// The payload type the client takes (the `bytes` crate's, which axum
 /// re-exports).

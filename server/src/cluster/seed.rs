@@ -42,6 +42,9 @@ pub(super) struct SnapshotMeta {
     pub lsn: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// The incarnation of the stream the state comes from (its creation
+    /// time, as in `STREAM`); absent in snapshots of builds before it.
+    pub stream_id: Option<String>,
 }
 
 impl SnapshotMeta {
@@ -53,6 +56,7 @@ impl SnapshotMeta {
             ("sha256", self.sha256.clone()),
         ]
         .into_iter()
+        .chain(self.stream_id.clone().map(|id| ("stream_id", id)))
         .map(|(key, value)| (key.to_string(), value))
         .collect()
     }
@@ -68,7 +72,13 @@ impl SnapshotMeta {
         if sha256.len() != 64 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err("its metadata's sha256 is not 64 hex digits".into());
         }
-        Ok(SnapshotMeta { stream_seq: number("stream_seq")?, lsn: number("lsn")?, bytes: number("bytes")?, sha256 })
+        Ok(SnapshotMeta {
+            stream_seq: number("stream_seq")?,
+            lsn: number("lsn")?,
+            bytes: number("bytes")?,
+            sha256,
+            stream_id: map.get("stream_id").cloned(),
+        })
     }
 }
 
@@ -129,12 +139,15 @@ impl Replica {
         }
     }
 
-    /// Publishes `snapshot` unless the bucket holds one at least as new;
-    /// the stream sequence published, if any.
+    /// Publishes `snapshot` unless the bucket holds one of this stream at
+    /// least as new (one of a stream deleted since is replaced); the stream
+    /// sequence published, if any.
     pub(super) async fn publish_snapshot(&self, snapshot: ReplicaSnapshot) -> Result<Option<u64>, String> {
+        let Some(stream_id) = self.stream_id() else { return Ok(None) };
         let store = self.bucket().await?;
-        let there = self.published(&store).await?.map_or(0, |meta| meta.stream_seq);
-        if snapshot.stream_seq <= there {
+        let there = self.published(&store).await?;
+        let same_stream = |meta: &SnapshotMeta| meta.stream_id.as_ref().is_none_or(|id| *id == stream_id);
+        if there.is_some_and(|meta| same_stream(&meta) && snapshot.stream_seq <= meta.stream_seq) {
             return Ok(None);
         }
         let meta = SnapshotMeta {
@@ -142,6 +155,7 @@ impl Replica {
             lsn: snapshot.lsn,
             bytes: snapshot.bytes.len() as u64,
             sha256: sha256_hex(&snapshot.bytes),
+            stream_id: Some(stream_id),
         };
         let object = ObjectMetadata {
             name: OBJECT.into(),
@@ -232,7 +246,8 @@ impl Replica {
         let wait = Duration::from_millis(self.config.publish_timeout_ms);
         let started = Instant::now();
         let looked = loop {
-            match self.look(applied, fresh, dir.join(super::digests::DIVERGED).exists()).await {
+            let stream_file = dir.join(super::STREAM_FILE);
+            match self.look(applied, fresh, dir.join(super::digests::DIVERGED).exists(), &stream_file).await {
                 Ok(found) => break Some(found),
                 Err(reason) if started.elapsed() >= wait => {
                     warn!(%reason, "cannot check the stream and the snapshot bucket at start-up; following from this node's position");
@@ -277,11 +292,36 @@ impl Replica {
     }
 
     /// The plan for a node at `applied`, with the bucket to install from.
-    async fn look(&self, applied: u64, fresh: bool, diverged: bool) -> Result<(SeedPlan, ObjectStore), String> {
-        let stream = self.stream().await?;
-        let first = stream.get_info().await.map_err(|err| format!("stream info: {err}"))?.state.first_sequence;
+    /// Only a snapshot of the stream incarnation the node follows (`stream_file`;
+    /// any, for a node that followed none) is installed; only a node that
+    /// followed none creates a missing stream.
+    async fn look(
+        &self,
+        applied: u64,
+        fresh: bool,
+        diverged: bool,
+        stream_file: &Path,
+    ) -> Result<(SeedPlan, ObjectStore), String> {
+        let followed = std::fs::read_to_string(stream_file).ok().map(|text| text.trim().to_string());
+        let stream = if applied == 0 && followed.is_none() {
+            self.stream().await?
+        } else {
+            self.existing_stream()
+                .await
+                .map_err(|(super::StreamError::Missing(reason) | super::StreamError::Other(reason))| reason)?
+        };
+        let info = stream.get_info().await.map_err(|err| format!("stream info: {err}"))?;
+        let (first, current) = (info.state.first_sequence, info.created.unix_timestamp_nanos().to_string());
         let store = self.bucket().await?;
-        let snapshot = self.published(&store).await?.map(|meta| meta.stream_seq);
+        if followed.as_ref().is_some_and(|followed| *followed != current) {
+            // The follower stops with the reason; nothing here fits.
+            return Ok((SeedPlan::Keep, store));
+        }
+        let snapshot = self
+            .published(&store)
+            .await?
+            .filter(|meta| meta.stream_id.as_ref().is_none_or(|id| *id == current))
+            .map(|meta| meta.stream_seq);
         let plan = plan(applied, fresh, diverged, first, snapshot);
         if plan == SeedPlan::Keep && first > applied + 1 {
             warn!(
@@ -352,8 +392,10 @@ pub fn finish_interrupted_install(dir: &Path) -> Result<bool, String> {
 /// done, so a switch killed half way is finished by running it again.
 fn switch(dir: &Path) -> Result<(), String> {
     let marker = dir.join(SWITCHING);
-    let aside =
-        std::fs::read_to_string(&marker).map_err(|err| format!("reading {}: {err}", marker.display()))?.trim().to_string();
+    let aside = std::fs::read_to_string(&marker)
+        .map_err(|err| format!("reading {}: {err}", marker.display()))?
+        .trim()
+        .to_string();
     let staged = dir.join(STAGED);
     for part in PARTS {
         let new = staged.join(part);
@@ -495,7 +537,13 @@ mod tests {
 
     #[test]
     fn snapshot_metadata_round_trips_and_bad_metadata_is_refused() {
-        let meta = SnapshotMeta { stream_seq: 7, lsn: 9, bytes: 3, sha256: sha256_hex(b"abc") };
+        let meta = SnapshotMeta {
+            stream_seq: 7,
+            lsn: 9,
+            bytes: 3,
+            sha256: sha256_hex(b"abc"),
+            stream_id: Some("1796665931182000000".into()),
+        };
         assert_eq!(SnapshotMeta::from_map(&meta.to_map()), Ok(meta.clone()));
         let mut map = meta.to_map();
         map.insert("sha256".into(), "xyz".into());
