@@ -834,6 +834,29 @@ pub async fn open_engine(app: Arc<App>) -> Result<(), String> {
     .await
     .map_err(|err| format!("the start-up task failed: {err}"))?
     .map_err(|err| err.to_string())?;
+    // A replica's state comes from the stream alone, a single node's from
+    // its own writes: one data dir is never both (it would serve a state no
+    // other replica has, while ready).
+    let stats = opened.stats();
+    let shown = app.config.server.data_dir.display();
+    match (app.cluster.get().is_some(), opened.stream_seq()) {
+        (false, seq) if seq > 0 => {
+            return Err(format!(
+                "{shown} is a replica's data dir (it applied the cluster's stream through sequence {seq}): start it \
+                 with --cluster; a write of a single node here would make it differ from every other replica \
+                 (`recwal export` copies its events out for a single node)"
+            ));
+        }
+        (true, 0) if stats.users + stats.items + stats.catalogue_items > 0 => {
+            return Err(format!(
+                "{shown} holds a single node's data ({} users, {} items, none of them from the cluster's stream): a \
+                 replica's state comes from the stream alone; start it on an empty data dir (`recwal import \
+                 --server` sends these events to the cluster)",
+                stats.users, stats.items
+            ));
+        }
+        _ => {}
+    }
     // A replica that cannot follow the stream from where it stands (or a
     // new one) starts from the snapshot bucket instead (cluster/seed.rs).
     let opened = match app.cluster.get() {

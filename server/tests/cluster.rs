@@ -641,6 +641,42 @@ fn a_deleted_or_recreated_stream_stops_the_nodes_that_followed_it() {
     });
 }
 
+/// A data dir is a replica's (its state from the stream alone) or a single
+/// node's (its own writes), never both: a single node's data dir joining a
+/// cluster, or a replica's served alone, is refused at start, naming the
+/// way out; nothing of it is written.
+#[test]
+fn a_data_dir_is_either_a_replicas_or_a_single_nodes() {
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
+    let cluster = ["--cluster", url.as_str(), "--set", "cluster.replicas=1"];
+    let single = dir.path().join("one-node");
+    let node = Server::start(&single, None, &[]);
+    let (status, _) = node.json("POST", "/v1/event", r#"{"user":"u","item":"i","kind":"view"}"#);
+    assert_eq!(status, 200);
+    assert!(node.terminate().success());
+    let serve = |data: &Path, extra: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        support::run_cli(&args, Duration::from_secs(60))
+    };
+    let joined = serve(&single, &cluster);
+    let stderr = String::from_utf8_lossy(&joined.stderr);
+    assert!(!joined.status.success() && stderr.contains("holds a single node's data"), "{stderr}");
+
+    let replica = dir.path().join("replica");
+    let node = Server::start(&replica, None, &cluster);
+    ingest_one(&node, "r1");
+    assert!(node.terminate().success());
+    let alone = serve(&replica, &[]);
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success() && stderr.contains("is a replica's data dir"), "{stderr}");
+    // Where it belongs, it starts and has its event.
+    let node = Server::start(&replica, None, &cluster);
+    let (status, items) = node.json("GET", "/v1/users/u1/interactions?min_seq=1", "");
+    assert_eq!((status, items["interactions"].as_array().map(Vec::len)), (200, Some(1)), "{items}");
+}
+
 /// Polls `what` on `server` until `done` holds (at most 60 s).
 fn wait_until(server: &Server, what: &str, done: impl Fn(&Server) -> bool) {
     let started = Instant::now();
