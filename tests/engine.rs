@@ -252,12 +252,18 @@ fn a_log_recycled_past_every_readable_snapshot_is_an_error_not_an_empty_state() 
     }
     assert!(engine.wal_metrics().segments_recycled > 0, "the ring should have recycled");
     drop(engine);
-    std::fs::write(snapshot.unwrap(), b"garbage").unwrap();
+    let snapshot = snapshot.unwrap();
+    std::fs::write(&snapshot, b"garbage").unwrap();
     match Engine::open(dir.path(), config) {
-        Err(EngineError::Unrecoverable(reason)) => assert!(reason.contains("gone"), "{reason}"),
+        Err(EngineError::Unrecoverable(reason)) => {
+            assert!(reason.contains("gone") && reason.contains("1 snapshot(s) unreadable"), "{reason}")
+        }
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("opened with an incomplete state"),
     }
+    // The refused start changed nothing: the unreadable snapshot is where
+    // it was (set aside only by a start that succeeds).
+    assert_eq!(std::fs::read(&snapshot).unwrap(), b"garbage");
 }
 
 #[test]
@@ -513,4 +519,21 @@ fn the_smallest_record_limit_holds_an_event_with_every_id_at_its_limit() {
     engine.ingest(event).unwrap();
     config.wal = config.wal.record_bytes_max(1023);
     assert!(matches!(Engine::open(dir.path(), config), Err(EngineError::InvalidConfig { .. })));
+}
+
+/// A log keeps the segment size it was created with; the engine's
+/// configuration in force says so (what /admin/wal and the checkpoint's ring
+/// arithmetic read), not the size asked for at the reopen.
+#[test]
+fn the_configuration_in_force_has_the_logs_own_segment_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.wal = config.wal.segment_bytes(4096);
+    let engine = Engine::open(dir.path(), config.clone()).unwrap();
+    engine.ingest(Event::new("u", "i", EventKind::View)).unwrap();
+    drop(engine);
+    config.wal = config.wal.segment_bytes(64 << 10);
+    let engine = Engine::open(dir.path(), config).unwrap();
+    assert_eq!(engine.config().wal.segment_bytes, 4096);
+    assert!(u64::from(engine.config().wal.record_bytes_max) < 4096);
 }

@@ -41,6 +41,11 @@ pub(super) fn recover(
     let replayed = replay(wal, &mut state, config, progress)?;
     let replay = replay_started.elapsed();
     info!(records = replayed, ms = replay.as_millis() as u64, lsn_snapshot = lsn_state, "replay finished");
+    // Set aside only once the start succeeds: a refused start changes
+    // nothing on disk (and says how many snapshots it could not read).
+    for (path, _) in &skipped {
+        quarantine(snapshots_dir, path)?;
+    }
     release_covered(wal, snapshots_dir, lsn_state)?;
     let report = OpenReport {
         wal: wal.recovery_report().clone(),
@@ -54,8 +59,9 @@ pub(super) fn recover(
 }
 
 /// The newest snapshot that reads back, newest first; each unreadable one
-/// is set aside (renamed `.bad`) and listed. A snapshot beyond the log's
-/// end, or one written by another build, stops the start.
+/// is listed (and set aside, renamed `.bad`, once the start succeeds). A
+/// snapshot beyond the log's end, or one written by another build, stops
+/// the start.
 fn choose_snapshot(wal: &Wal, snapshots_dir: &Path) -> Result<(Option<State>, Skipped), EngineError> {
     let last = wal.lsn_written();
     let mut skipped = Vec::new();
@@ -81,7 +87,7 @@ fn choose_snapshot(wal: &Wal, snapshots_dir: &Path) -> Result<(Option<State>, Sk
                 });
             }
             Err(err) => {
-                quarantine(snapshots_dir, &path, &err)?;
+                warn!(path = %path.display(), %err, "snapshot unreadable; trying the previous one");
                 skipped.push((path, err.to_string()));
             }
         }
@@ -91,11 +97,11 @@ fn choose_snapshot(wal: &Wal, snapshots_dir: &Path) -> Result<(Option<State>, Sk
 
 /// Sets an unreadable snapshot aside (not deleted: it is evidence), so it
 /// never counts as a kept snapshot and the log stays pinned for the good one.
-fn quarantine(snapshots_dir: &Path, path: &Path, err: &EngineError) -> Result<(), EngineError> {
+fn quarantine(snapshots_dir: &Path, path: &Path) -> Result<(), EngineError> {
     let mut quarantined = path.to_path_buf().into_os_string();
     quarantined.push(".bad");
     let quarantined = PathBuf::from(quarantined);
-    warn!(path = %path.display(), %err, moved_to = %quarantined.display(), "snapshot unreadable; trying the previous one");
+    warn!(path = %path.display(), moved_to = %quarantined.display(), "unreadable snapshot set aside");
     std::fs::rename(path, &quarantined)
         .map_err(|io| EngineError::io(format!("setting aside {}", path.display()), io))?;
     snapshot::sync_dir(snapshots_dir)
