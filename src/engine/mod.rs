@@ -265,6 +265,11 @@ impl Engine {
         config: EngineConfig,
         progress: &(dyn Fn(ReplayProgress) + Sync),
     ) -> Result<Engine, EngineError> {
+        // An existing log keeps the geometry it was created with (segment
+        // size, the record limit that fits it): that is the configuration
+        // in force, for the checkpoint's ring arithmetic and for whoever
+        // reads `config()`.
+        let config = EngineConfig { wal: wal.config().clone(), ..config };
         let snapshots_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshots_dir)
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
