@@ -539,13 +539,22 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(EXIT_UNCHECKED));
         }
     };
-    let config = match log_config(&log) {
-        Ok(config) => config,
-        Err(err) if json => return unchecked_json(&log, &err),
-        Err(err) => {
+    // A damaged manifest is damage `serve` refuses, found before the scan.
+    let geometry = match recwal::wal::log_segment_bytes(&log) {
+        Err(err @ WalError::Damaged { .. }) => Err(err),
+        other => Ok(other),
+    };
+    let config = match geometry {
+        Ok(Ok(bytes)) => {
+            let config = EngineConfig::default().wal;
+            bytes.map_or(config.clone(), |bytes| config.segment_bytes(bytes))
+        }
+        Ok(Err(err)) if json => return unchecked_json(&log, &err.to_string()),
+        Ok(Err(err)) => {
             eprintln!("recwal: cannot check {}: {err}", log.display());
             return Ok(ExitCode::from(EXIT_UNCHECKED));
         }
+        Err(err) => return show_verdict(&log, None, &[damaged_file(err)], json, None),
     };
     let inspection = match recwal::wal::inspect(&log, &config, &mut |_, _| {}) {
         Ok(inspection) => inspection,
@@ -565,17 +574,7 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
             };
             return show_verdict(&log, None, &[damage], json, None);
         }
-        Err(WalError::Damaged { path, reason, .. }) => {
-            let damage = Damage {
-                kind: "damaged_file",
-                segment: None,
-                offset: None,
-                lsn: None,
-                reason: format!("{}: {reason}", path.display()),
-                action: Action::Refuse,
-            };
-            return show_verdict(&log, None, &[damage], json, None);
-        }
+        Err(err @ WalError::Damaged { .. }) => return show_verdict(&log, None, &[damaged_file(err)], json, None),
         Err(err) if json => return unchecked_json(&log, &err.to_string()),
         Err(err) => {
             eprintln!("recwal: cannot check {}: {err}", log.display());
@@ -590,6 +589,15 @@ fn wal(command: WalCommand) -> Result<ExitCode, String> {
     }
     let found = damages(&inspection.report);
     show_verdict(&log, Some(&inspection.report), &found, json, segments.map(|(_, rows)| rows))
+}
+
+/// A file of the log that `open` refuses as damaged (the manifest).
+fn damaged_file(err: WalError) -> Damage {
+    let reason = match err {
+        WalError::Damaged { path, reason, .. } => format!("{}: {reason}", path.display()),
+        other => other.to_string(),
+    };
+    Damage { kind: "damaged_file", segment: None, offset: None, lsn: None, reason, action: Action::Refuse }
 }
 
 /// The segments of `wal inspect`: a table for people (with a header line),

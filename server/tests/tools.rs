@@ -231,6 +231,28 @@ fn wal_verify_names_the_damaged_file_exits_non_zero_and_agrees_with_open() {
     assert_eq!(listing(&data), before, "verify or a refused open changed the damaged data dir");
 }
 
+/// A damaged manifest is damage verify finds (exit 1, `serve` refuses), not
+/// a log it could not check (exit 2): the start refuses it the same way.
+#[test]
+fn wal_verify_reports_a_damaged_manifest_as_damage_serve_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_with_records(dir.path(), 3);
+    let manifest = data.join("wal").join("MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&manifest, bytes).unwrap();
+    let before = listing(&data);
+    let output = recwal(&["wal", "verify", "--json", p(&data)]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((json["clean"].as_bool(), json["serve"].as_str()), (Some(false), Some("refuse")), "{json}");
+    assert_eq!(json["damage"][0]["kind"], "damaged_file", "{json}");
+    assert!(json["damage"][0]["reason"].as_str().unwrap().contains("MANIFEST"), "{json}");
+    let stderr = refused(&recwal(&["checkpoint", "--data-dir", p(&data)]));
+    assert!(stderr.contains("MANIFEST"), "{stderr}");
+    assert_eq!(listing(&data), before, "verify or a refused open changed the data dir");
+}
+
 #[test]
 fn import_refuses_a_semicolon_csv_unless_told_the_delimiter() {
     let dir = tempfile::tempdir().unwrap();
