@@ -188,3 +188,34 @@ fn records_zeroed_at_rest_after_a_kill_are_refused_not_dropped() {
     let serve = support::refused(&support::run_cli(&args, limit));
     assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
 }
+
+/// The same damage after a second crash, with a restart left idle between:
+/// the restart records the recovered end in the manifest as it starts
+/// (after syncing those records itself), so records acknowledged in the
+/// first run's last moments are refused as missing, not dropped in silence.
+#[test]
+fn records_zeroed_at_rest_after_an_idle_restart_are_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None, &[]);
+    for seq in 0..3u64 {
+        let body = event(0, seq);
+        let path = "/v1/event?durability=always";
+        let response = request(&server.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes());
+        assert_eq!(response.unwrap().status, 200);
+    }
+    // Killed at once: the once-a-second floor has not run for these.
+    server.kill();
+    let idle = Server::start(&data, None, &[]);
+    idle.kill();
+    let segment = data.join("wal").join("seg-00000000.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let first_len = u32::from_le_bytes(bytes[68..72].try_into().unwrap()) as usize;
+    let second = 64 + (32 + first_len).div_ceil(8) * 8;
+    bytes[second..].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let limit = Duration::from_secs(60);
+    let args = ["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let serve = support::refused(&support::run_cli(&args, limit));
+    assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
+}

@@ -92,9 +92,9 @@ impl Checkpoints {
             mark: Mutex::new(CheckpointMark::new(lsn_snapshot, metrics, snapshot_bytes)),
             lsn_snapshot: AtomicU64::new(lsn_snapshot),
             backoff: Mutex::new(Backoff::new()),
-            // Only what this process appends and syncs moves the floor: the
-            // records recovered at open keep the floor the manifest had
-            // (wal/FORMAT.md, MANIFEST).
+            // Only what this process synced moves the floor: the recovered
+            // records were synced and recorded as the engine opened
+            // (`Wal::sync_recovered`); from here, what it appends.
             floor: Mutex::new(FloorMark { lsn: metrics.lsn_durable, at: Instant::now(), failing: false }),
         }
     }

@@ -275,6 +275,21 @@ impl Engine {
             .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
         let default_durability = config.wal.sync_policy.default_durability();
         let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        // The recovered records, synced by this process, go into the
+        // manifest's floor now: otherwise a node restarted and left idle
+        // keeps the previous run's floor, and records it had acknowledged
+        // in its last second, zeroed at rest before another crash, would
+        // look never written.
+        // A failed sync leaves the floor where it was (a start is not
+        // refused for it: the next write's sync reports a failing disk).
+        match wal.sync_recovered() {
+            Ok(()) => {
+                if let Err(err) = wal.record_floor() {
+                    warn!(%err, "could not record the log's durable end in its manifest");
+                }
+            }
+            Err(err) => warn!(%err, "could not sync the recovered log; its manifest keeps the previous durable end"),
+        }
         let item_models = item_model::ItemModels::open(dir.join("models"), &mut state)?;
         let ranker = Ranker::new(dir.join("models"), config.models.clone())?;
         ranker.restore(state.models())?;

@@ -132,6 +132,11 @@ impl Ring {
         self.lsn_released
     }
 
+    /// The segments holding retained records, oldest first.
+    pub(crate) fn live_segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.live.iter().map(|live| &live.segment)
+    }
+
     /// Segment files this log has created (`0..segments_created`).
     pub(crate) fn segments_created(&self) -> u32 {
         self.next_index

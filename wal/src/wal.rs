@@ -463,6 +463,39 @@ impl Wal {
         Ok(lsn_floor)
     }
 
+    /// Syncs every segment file holding records of the log, the ones
+    /// recovered at open included. A log records in its manifest only
+    /// records that its own process saw synced (after a failed sync, the
+    /// page cache may show records that never reached the disk); once this
+    /// returns, the recovered records are synced by this process too, and
+    /// `record_floor` names the whole log. The engine does both as it
+    /// starts, so a node restarted and left idle does not keep an older
+    /// floor until its next write.
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Never);
+    /// let wal = Wal::open(dir.path(), config.clone())?;
+    /// wal.append(1, b"a")?;
+    /// drop(wal); // no close: nothing synced, no floor recorded
+    /// let wal = Wal::open(dir.path(), config)?;
+    /// wal.sync_recovered()?;
+    /// assert_eq!(wal.record_floor()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync_recovered(&self) -> Result<(), WalError> {
+        let shared = &*self.shared;
+        shared.commit.check_poisoned()?;
+        let live: Vec<_> = lock_inner(shared).ring.live_segments().map(Arc::clone).collect();
+        for segment in live {
+            segment.file.sync_data().map_err(|err| {
+                WalError::io("sync recovered segment", shared.storage.describe(Some(segment.index)), err)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Syncs everything written, stops the flusher and closes the log.
     ///
     /// ```
