@@ -14,6 +14,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +152,37 @@ fn verify(server: &Server, clients: &[Client], iteration: usize) {
     }
 }
 
+/// Three events acknowledged under `always` by a server on `data`, which
+/// is returned still running.
+fn three_acknowledged(data: &Path) -> Server {
+    let server = Server::start(data, None, &[]);
+    for seq in 0..3u64 {
+        let body = event(0, seq);
+        let path = "/v1/event?durability=always";
+        let response = request(&server.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes());
+        assert_eq!(response.unwrap().status, 200);
+    }
+    server
+}
+
+/// Zeros the second and third records of the log (and the rest of its
+/// first segment), as damage at rest would.
+fn zero_after_the_first_record(data: &Path) {
+    let segment = data.join("wal").join("seg-00000000.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let first_len = u32::from_le_bytes(bytes[68..72].try_into().unwrap()) as usize;
+    let second = 64 + (32 + first_len).div_ceil(8) * 8;
+    bytes[second..].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+}
+
+/// `serve` on `data` refuses to start, naming the manifest and the records.
+fn serve_refuses_records_2_to_3_as_missing(data: &Path) {
+    let args = ["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let serve = support::refused(&support::run_cli(&args, Duration::from_secs(60)));
+    assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
+}
+
 /// Zeros at the log's end after a SIGKILL look like records never written;
 /// the server records the log's durable end every second while records
 /// arrive, so records acknowledged more than that before the kill and
@@ -160,33 +192,18 @@ fn verify(server: &Server, clients: &[Client], iteration: usize) {
 fn records_zeroed_at_rest_after_a_kill_are_refused_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, None, &[]);
-    for seq in 0..3u64 {
-        let body = event(0, seq);
-        let path = "/v1/event?durability=always";
-        let response = request(&server.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes());
-        assert_eq!(response.unwrap().status, 200);
-    }
+    let server = three_acknowledged(&data);
     // The background thread records the durable end once a second passed.
     std::thread::sleep(Duration::from_millis(1_600));
     server.kill();
-    // Zero the second and third records (and the rest of the segment).
-    let segment = data.join("wal").join("seg-00000000.wal");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let first_len = u32::from_le_bytes(bytes[68..72].try_into().unwrap()) as usize;
-    let second = 64 + (32 + first_len).div_ceil(8) * 8;
-    bytes[second..].fill(0);
-    std::fs::write(&segment, &bytes).unwrap();
-    let limit = Duration::from_secs(60);
-    let verify = support::run_cli(&["wal", "verify", data.to_str().unwrap()], limit);
+    zero_after_the_first_record(&data);
+    let verify = support::run_cli(&["wal", "verify", data.to_str().unwrap()], Duration::from_secs(60));
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(
         !verify.status.success() && said.contains("MANIFEST") && said.contains("records 2..=3 are missing"),
         "{said}"
     );
-    let args = ["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    let serve = support::refused(&support::run_cli(&args, limit));
-    assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
+    serve_refuses_records_2_to_3_as_missing(&data);
 }
 
 /// The same damage after a second crash, with a restart left idle between:
@@ -197,25 +214,9 @@ fn records_zeroed_at_rest_after_a_kill_are_refused_not_dropped() {
 fn records_zeroed_at_rest_after_an_idle_restart_are_refused_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, None, &[]);
-    for seq in 0..3u64 {
-        let body = event(0, seq);
-        let path = "/v1/event?durability=always";
-        let response = request(&server.addr, "POST", path, &[("content-type", "application/json")], body.as_bytes());
-        assert_eq!(response.unwrap().status, 200);
-    }
     // Killed at once: the once-a-second floor has not run for these.
-    server.kill();
-    let idle = Server::start(&data, None, &[]);
-    idle.kill();
-    let segment = data.join("wal").join("seg-00000000.wal");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let first_len = u32::from_le_bytes(bytes[68..72].try_into().unwrap()) as usize;
-    let second = 64 + (32 + first_len).div_ceil(8) * 8;
-    bytes[second..].fill(0);
-    std::fs::write(&segment, &bytes).unwrap();
-    let limit = Duration::from_secs(60);
-    let args = ["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    let serve = support::refused(&support::run_cli(&args, limit));
-    assert!(serve.contains("MANIFEST") && serve.contains("records 2..=3 are missing"), "{serve}");
+    three_acknowledged(&data).kill();
+    Server::start(&data, None, &[]).kill();
+    zero_after_the_first_record(&data);
+    serve_refuses_records_2_to_3_as_missing(&data);
 }
