@@ -758,10 +758,14 @@ impl Replica {
     /// they do not extend. A node that never followed one takes this one.
     fn check_identity(&self, info: &stream::Info, applied: u64, stream_file: &Path) -> Result<(), Halt> {
         let current = info.created.unix_timestamp_nanos().to_string();
-        let followed = match std::fs::read_to_string(stream_file) {
-            Ok(text) => Some(text.trim().to_string()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => return Err(Halt::Retry(format!("reading {}: {err}", stream_file.display()))),
+        // The file is read once a run; after that the checked id is in memory.
+        let followed = match self.stream_id() {
+            Some(id) => Some(id),
+            None => match std::fs::read_to_string(stream_file) {
+                Ok(text) => Some(text.trim().to_string()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => return Err(Halt::Retry(format!("reading {}: {err}", stream_file.display()))),
+            },
         };
         match followed {
             Some(followed) if followed == current => {}
