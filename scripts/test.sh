@@ -24,6 +24,12 @@
 # for the checks of deploy/ (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the build may use: a fresh clone gains nothing from incremental
+# compilation (it wrote 2.3 GB of target/debug/incremental), and the free
+# space is printed so that a log ending in "No space left on device" says how
+# much there was (README.md says how much the whole run needs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . >&2 || true
 ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh)"
 export ORT_DYLIB_PATH
 # server/tests/cluster.rs runs a real 3-node NATS JetStream cluster: the
