@@ -82,6 +82,23 @@ pub const RECORD_HEADER_BYTES: u64 = 32;
 /// ```
 pub const RECORD_ALIGN: u64 = 8;
 
+/// Written after the last frame of every write (in the same write) where a
+/// record header still fits before the segment's end: one header's worth of
+/// zeros. The next write starts on it and overwrites it. So after a crash the
+/// log's last record is always followed by zeros (or by the segment's end),
+/// even on a reused segment whose earlier lap left a frame there that runs
+/// to the segment's end; without it, those old bytes looked like a torn
+/// write (FORMAT.md, "Recovery", step 4).
+pub(crate) const END_MARK: [u8; RECORD_HEADER_BYTES as usize] = [0; RECORD_HEADER_BYTES as usize];
+
+/// Whether the end mark is written after a frame ending at `end` of a
+/// segment `segment_len` bytes long: when a record header still fits there.
+/// (Where it does not, no record can follow in this segment and recovery
+/// reads the rest as the segment's end.)
+pub(crate) fn end_mark_fits(end: u64, segment_len: u64) -> bool {
+    end + RECORD_HEADER_BYTES <= segment_len
+}
+
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_ALIGN.is_power_of_two());

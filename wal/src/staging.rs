@@ -26,7 +26,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::error::WalError;
-use crate::format::Lsn;
+use crate::format::{end_mark_fits, Lsn, END_MARK};
 use crate::segment::Segment;
 use crate::storage::WritePath;
 
@@ -183,7 +183,13 @@ impl WriteOut<'_> {
         // a sync claim the failed records: the failure poisoned the log while
         // holding the write order, so this check sees it.
         sink.check_poisoned()?;
-        for chunk in &self.chunks {
+        for chunk in &mut self.chunks {
+            // The end mark rides in the same write (wal/FORMAT.md): the next
+            // write-out starts where it lies and overwrites it.
+            let end = chunk.offset + chunk.bytes.len() as u64;
+            if end_mark_fits(end, chunk.segment.file.len()) {
+                chunk.bytes.extend_from_slice(&END_MARK);
+            }
             if let Err(err) = chunk.segment.file.write_at(chunk.offset, &chunk.bytes, WritePath::Syscall) {
                 return Err(sink.fail_write(chunk.segment.index, err));
             }

@@ -19,7 +19,7 @@ use tracing::{info, info_span, warn};
 
 use crate::config::{Durability, WalConfig};
 use crate::error::WalError;
-use crate::format::{frame_bytes, Lsn, RecordHeader, RECORD_HEADER_BYTES};
+use crate::format::{end_mark_fits, frame_bytes, Lsn, RecordHeader, END_MARK, RECORD_HEADER_BYTES};
 use crate::group_commit::FlushMsg;
 use crate::metrics::WalMetrics;
 use crate::open::{open_log, OpenLog};
@@ -627,7 +627,7 @@ fn place<'a>(
     let eager_write = match durability {
         Durability::Always | Durability::Batch => stage(shared, staged, &spot, &record, durability, sync_now),
         Durability::Never => {
-            write_through_map(shared, staged, &spot, record.payload)?;
+            write_through_map(shared, staged, &spot, &record)?;
             None
         }
     };
@@ -680,14 +680,24 @@ fn stage<'a>(
 /// Writes a `Never` frame straight into the page cache, behind everything
 /// before it: staged frames are written first, and a write-out in flight
 /// (it holds the write order) is waited for.
-fn write_through_map(shared: &Shared, staged: &mut Staging, spot: &Spot<'_>, payload: &[u8]) -> Result<(), WalError> {
+fn write_through_map(
+    shared: &Shared,
+    staged: &mut Staging,
+    spot: &Spot<'_>,
+    record: &NewRecord<'_>,
+) -> Result<(), WalError> {
     let (lsn, offset) = (spot.lsn, spot.offset);
     if staged.must_write_before(shared.lsn_written.load(Ordering::Acquire)) {
         staged.begin_write(&shared.write_order).finish(shared)?;
     }
     let file = &spot.active.segment.file;
+    let end = offset + record.frame;
     file.write_at(offset, &spot.header.encode(), WritePath::Map)
-        .and_then(|()| file.write_at(offset + RECORD_HEADER_BYTES, payload, WritePath::Map))
+        .and_then(|()| file.write_at(offset + RECORD_HEADER_BYTES, record.payload, WritePath::Map))
+        // The end mark (wal/FORMAT.md); the next record overwrites it.
+        .and_then(
+            |()| if end_mark_fits(end, file.len()) { file.write_at(end, &END_MARK, WritePath::Map) } else { Ok(()) },
+        )
         .map_err(|err| WalError::io("append", shared.storage.describe(Some(spot.active.segment.index)), err))?;
     debug_assert_eq!(shared.lsn_written.load(Ordering::Acquire) + 1, lsn, "nothing staged or in flight precedes it");
     shared.lsn_written.store(lsn, Ordering::Release);

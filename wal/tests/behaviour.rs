@@ -633,3 +633,51 @@ fn staged_memory_stays_bounded_when_syncs_fall_behind() {
     disk.delay_syncs(Duration::ZERO);
     assert_eq!(wal.sync().expect("sync"), 12_000);
 }
+
+/// A reused segment whose earlier lap ended in one frame running to the
+/// segment's end: the new lap's last record ends inside that old frame, and
+/// nothing whole of the old lap follows. Recovery after a crash there must
+/// find a clean end (each write leaves an end mark of zeros behind its last
+/// frame), not a torn write: under `AbsoluteConsistency` that false alarm
+/// refused a healthy restart.
+#[test]
+fn a_lap_ending_inside_an_old_frame_that_runs_to_the_segment_end_ends_cleanly() {
+    const SEGMENT: u64 = 4096;
+    let big = vec![0xABu8; (SEGMENT - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES) as usize];
+    let small_payload = vec![0xCDu8; 100];
+    let small_frame = RECORD_HEADER_BYTES + 104;
+    for policy in [SyncPolicy::Always, SyncPolicy::Never] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig::default()
+            .segment_bytes(SEGMENT)
+            .segments_initial(2)
+            .segments_max(2)
+            .record_bytes_max(big.len() as u32)
+            .sync_policy(policy);
+        let wal = Wal::open(dir.path(), config.clone()).expect("open");
+        // Lap 1 of segment 0: one frame from offset 64 to the segment's end.
+        let _ = wal.append(0, &big).expect("append the big record");
+        // Segment 1, filled; then segment 0 again, three small records in.
+        let _ = wal.append(0, &small_payload).expect("append");
+        wal.sync().expect("sync");
+        wal.checkpoint(1).expect("release segment 0");
+        let per_segment = (SEGMENT - SEGMENT_HEADER_BYTES) / small_frame;
+        let records = 1 + per_segment + 3;
+        for _ in 3..=records {
+            let _ = wal.append(0, &small_payload).expect("append");
+        }
+        wal.sync().expect("sync");
+        assert_eq!(wal.metrics().segments_recycled, 1, "segment 0 is on its second lap");
+        drop(wal); // a crash: nothing more is written
+
+        for mode in [RecoveryMode::AbsoluteConsistency, RecoveryMode::TolerateCorruptedTail] {
+            let wal = Wal::open(dir.path(), config.clone().recovery_mode(mode))
+                .unwrap_or_else(|err| panic!("{policy:?}, {mode:?}: a healthy log refused: {err}"));
+            let report = wal.recovery_report();
+            assert!(report.is_clean(), "{policy:?}, {mode:?}: {report:?}");
+            assert_eq!(report.lsn_last, records, "{policy:?}, {mode:?}");
+            assert_eq!(read_all(&wal).len() as u64, records - 1, "every record after the released one");
+            drop(wal);
+        }
+    }
+}

@@ -299,8 +299,13 @@ fn an_old_laps_payload_holding_the_next_lsn_by_chance_is_a_clean_end() {
         .expect("a lap 2 with five records in segment 0");
     assert_eq!(end, 64 + 5 * 72);
     let mut image = storage.image(0).unwrap();
-    // The old lap's payload (0xAB) is what follows the new lap's end.
-    assert!(image[end as usize..end as usize + 32].iter().all(|byte| *byte == 0xAB));
+    // The writer leaves an end mark (a header's worth of zeros) after its
+    // last frame; behind it, the old lap's payload (0xAB).
+    assert!(image[end as usize..end as usize + 32].iter().all(|byte| *byte == 0));
+    assert!(image[end as usize + 32..end as usize + 40].iter().all(|byte| *byte == 0xAB));
+    // A log written before the end mark existed (or with the mark damaged):
+    // the old payload right after the end.
+    image[end as usize..end as usize + 32].fill(0xAB);
     image[end as usize + 8..end as usize + 16].copy_from_slice(&(lsn_last + 1).to_le_bytes());
     storage.set_image(0, image);
     for mode in [RecoveryMode::TolerateCorruptedTail, RecoveryMode::AbsoluteConsistency] {
