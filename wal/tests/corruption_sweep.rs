@@ -276,19 +276,21 @@ fn an_old_laps_payload_holding_the_next_lsn_by_chance_is_a_clean_end() {
     let (storage, end, lsn_last) = (1..400)
         .find_map(|after| {
             let storage = SimStorage::new(5);
-            let wal = Wal::open_with_storage(Box::new(storage.clone()), config(RecoveryMode::default())).unwrap();
+            let wal =
+                Wal::open_with_storage(Box::new(storage.clone()), config(RecoveryMode::default())).expect("sim log");
             let mut released = 0;
             for _ in 0..30 {
-                released = wal.append(1, &[0xAB; OLD]).unwrap().lsn();
+                released = wal.append(1, &[0xAB; OLD]).expect("sim log").lsn();
             }
-            wal.checkpoint(released).unwrap();
+            wal.checkpoint(released).expect("sim log");
             let mut last = released;
             for _ in 0..after {
-                last = wal.append(2, &[0x11; NEW]).unwrap().lsn();
+                last = wal.append(2, &[0x11; NEW]).expect("sim log").lsn();
             }
-            wal.close().unwrap();
+            wal.close().expect("sim log");
             let mut records = Vec::new();
-            inspect_storage(&storage, &config(RecoveryMode::default()), &mut |info, _| records.push(*info)).unwrap();
+            inspect_storage(&storage, &config(RecoveryMode::default()), &mut |info, _| records.push(*info))
+                .expect("sim log");
             let lap2: Vec<&RecordInfo> =
                 records.iter().filter(|record| record.segment_index == 0 && record.lsn > released).collect();
             (lap2.len() == 5).then(|| {
@@ -298,7 +300,7 @@ fn an_old_laps_payload_holding_the_next_lsn_by_chance_is_a_clean_end() {
         })
         .expect("a lap 2 with five records in segment 0");
     assert_eq!(end, 64 + 5 * 72);
-    let mut image = storage.image(0).unwrap();
+    let mut image = storage.image(0).expect("sim log");
     // The writer leaves an end mark (a header's worth of zeros) after its
     // last frame; behind it, the old lap's payload (0xAB).
     assert!(image[end as usize..end as usize + 32].iter().all(|byte| *byte == 0));
@@ -314,6 +316,6 @@ fn an_old_laps_payload_holding_the_next_lsn_by_chance_is_a_clean_end() {
         let report = wal.recovery_report().clone();
         assert!(report.is_clean(), "{mode:?}: {report:?}");
         assert_eq!(report.lsn_last, lsn_last, "{mode:?}");
-        wal.close().unwrap();
+        wal.close().expect("sim log");
     }
 }

@@ -725,7 +725,7 @@ impl Replica {
     /// are said once per round.
     fn check_config(&self, info: &stream::Info) -> Result<(), Halt> {
         let config = &info.config;
-        if !config.subjects.iter().any(|subject| *subject == self.config.subject) {
+        if !config.subjects.contains(&self.config.subject) {
             return Err(Halt::Retry(format!(
                 "the stream {} does not take the subject {} (its subjects: {}): publishes cannot reach it; set \
                  cluster.subject, or fix the stream",

@@ -458,13 +458,13 @@ mod tests {
         let mut found = Vec::new();
         let mut pending = vec![dir.to_path_buf()];
         while let Some(next) = pending.pop() {
-            for entry in std::fs::read_dir(&next).unwrap() {
-                let path = entry.unwrap().path();
+            for entry in std::fs::read_dir(&next).expect("test setup") {
+                let path = entry.expect("test setup").path();
                 if path.is_dir() {
                     pending.push(path);
                 } else {
-                    let name = path.strip_prefix(dir).unwrap().display().to_string();
-                    found.push(format!("{name}={}", std::fs::read_to_string(&path).unwrap()));
+                    let name = path.strip_prefix(dir).expect("test setup").display().to_string();
+                    found.push(format!("{name}={}", std::fs::read_to_string(&path).expect("test setup")));
                 }
             }
         }
@@ -477,21 +477,22 @@ mod tests {
     #[test]
     fn an_interrupted_install_is_finished_or_dropped_never_left_half_done() {
         for done in 0..=PARTS.len() {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempfile::tempdir().expect("test setup");
             for part in PARTS {
-                std::fs::create_dir_all(dir.path().join(part)).unwrap();
-                std::fs::write(dir.path().join(part).join("f"), format!("old {part}")).unwrap();
-                std::fs::create_dir_all(dir.path().join(STAGED).join(part)).unwrap();
-                std::fs::write(dir.path().join(STAGED).join(part).join("f"), format!("new {part}")).unwrap();
+                std::fs::create_dir_all(dir.path().join(part)).expect("test setup");
+                std::fs::write(dir.path().join(part).join("f"), format!("old {part}")).expect("test setup");
+                std::fs::create_dir_all(dir.path().join(STAGED).join(part)).expect("test setup");
+                std::fs::write(dir.path().join(STAGED).join(part).join("f"), format!("new {part}"))
+                    .expect("test setup");
             }
-            std::fs::write(dir.path().join(SWITCHING), "replaced-1").unwrap();
+            std::fs::write(dir.path().join(SWITCHING), "replaced-1").expect("test setup");
             // The first `done` parts were switched before the kill.
             for part in &PARTS[..done] {
-                std::fs::create_dir_all(dir.path().join("replaced-1")).unwrap();
-                std::fs::rename(dir.path().join(part), dir.path().join("replaced-1").join(part)).unwrap();
-                std::fs::rename(dir.path().join(STAGED).join(part), dir.path().join(part)).unwrap();
+                std::fs::create_dir_all(dir.path().join("replaced-1")).expect("test setup");
+                std::fs::rename(dir.path().join(part), dir.path().join("replaced-1").join(part)).expect("test setup");
+                std::fs::rename(dir.path().join(STAGED).join(part), dir.path().join(part)).expect("test setup");
             }
-            assert!(finish_interrupted_install(dir.path()).unwrap());
+            assert!(finish_interrupted_install(dir.path()).expect("test setup"));
             let expected: Vec<String> = {
                 let mut expected: Vec<String> = PARTS
                     .iter()
@@ -501,15 +502,15 @@ mod tests {
                 expected
             };
             assert_eq!(tree(dir.path()), expected, "killed after {done} part(s)");
-            assert!(!finish_interrupted_install(dir.path()).unwrap(), "nothing left to finish");
+            assert!(!finish_interrupted_install(dir.path()).expect("test setup"), "nothing left to finish");
         }
         // Staged but no marker: the old data dir stays as it was.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("wal")).unwrap();
-        std::fs::write(dir.path().join("wal").join("f"), "old").unwrap();
-        std::fs::create_dir_all(dir.path().join(STAGED).join("wal")).unwrap();
-        std::fs::write(dir.path().join(STAGED).join("wal").join("f"), "partial").unwrap();
-        assert!(!finish_interrupted_install(dir.path()).unwrap());
+        let dir = tempfile::tempdir().expect("test setup");
+        std::fs::create_dir_all(dir.path().join("wal")).expect("test setup");
+        std::fs::write(dir.path().join("wal").join("f"), "old").expect("test setup");
+        std::fs::create_dir_all(dir.path().join(STAGED).join("wal")).expect("test setup");
+        std::fs::write(dir.path().join(STAGED).join("wal").join("f"), "partial").expect("test setup");
+        assert!(!finish_interrupted_install(dir.path()).expect("test setup"));
         assert_eq!(tree(dir.path()), vec!["wal/f=old".to_string()]);
     }
 
