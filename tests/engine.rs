@@ -254,6 +254,22 @@ fn a_log_recycled_past_every_readable_snapshot_is_an_error_not_an_empty_state() 
     drop(engine);
     let snapshot = snapshot.unwrap();
     std::fs::write(&snapshot, b"garbage").unwrap();
+    // And a torn write at the log's end (the next LSN's header, its payload
+    // never written), which a start that goes ahead cuts.
+    let wal_dir = dir.path().join("wal");
+    let mut last = None;
+    recwal::wal::inspect(&wal_dir, &config.wal, &mut |info, _| last = Some(*info)).unwrap();
+    let last = last.unwrap();
+    let segment = wal_dir.join(format!("seg-{:08}.wal", last.segment_index));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (at, end) = (last.offset as usize, (last.offset + 32 + u64::from(last.len)).next_multiple_of(8) as usize);
+    assert!(end + 32 <= bytes.len(), "room for a torn header after the last record");
+    let mut torn = bytes[at..at + 32].to_vec();
+    torn[8..16].copy_from_slice(&(last.lsn + 1).to_le_bytes());
+    bytes[end..end + 32].copy_from_slice(&torn);
+    std::fs::write(&segment, &bytes).unwrap();
+    let files_before = files_under(dir.path());
+
     match Engine::open(dir.path(), config) {
         Err(EngineError::Unrecoverable(reason)) => {
             assert!(reason.contains("gone") && reason.contains("1 snapshot(s) unreadable"), "{reason}")
@@ -262,8 +278,28 @@ fn a_log_recycled_past_every_readable_snapshot_is_an_error_not_an_empty_state() 
         Ok(_) => panic!("opened with an incomplete state"),
     }
     // The refused start changed nothing: the unreadable snapshot is where
-    // it was (set aside only by a start that succeeds).
+    // it was (set aside only by a start that succeeds), and the log's torn
+    // tail is not cut nor its manifest rewritten (the engine's check runs
+    // before the log repairs anything), so a salvage sees what the crash left.
     assert_eq!(std::fs::read(&snapshot).unwrap(), b"garbage");
+    assert!(files_under(dir.path()) == files_before, "the refused start changed files in the data directory");
+}
+
+/// Every file under `dir` with its bytes, by path.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.file_name().is_some_and(|name| name != "LOCK") {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }
 
 #[test]

@@ -242,8 +242,13 @@ impl Engine {
                 )));
             }
         }
-        let wal = Wal::open(&wal_dir, config.wal.clone())?;
-        Engine::open_on(dir, wal, config, progress)
+        let snapshots_dir = recover::snapshots_dir(dir)?;
+        let mut chosen = None;
+        let opened = Wal::open_checked(&wal_dir, config.wal.clone(), &mut |found| {
+            recover::check_start(found, &snapshots_dir, &config, &mut chosen)
+        });
+        let (wal, chosen) = recover::started(opened, chosen)?;
+        Engine::open_on(dir, wal, chosen, config, progress)
     }
 
     /// `open` with the log on a caller-supplied storage (snapshots still go
@@ -255,13 +260,19 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         config.validate()?;
-        let wal = Wal::open_with_storage(storage, config.wal.clone())?;
-        Engine::open_on(dir, wal, config, &|_| {})
+        let snapshots_dir = recover::snapshots_dir(dir)?;
+        let mut chosen = None;
+        let opened = Wal::open_with_storage_checked(storage, config.wal.clone(), &mut |found| {
+            recover::check_start(found, &snapshots_dir, &config, &mut chosen)
+        });
+        let (wal, chosen) = recover::started(opened, chosen)?;
+        Engine::open_on(dir, wal, chosen, config, &|_| {})
     }
 
     fn open_on(
         dir: &Path,
         wal: Wal,
+        chosen: recover::Chosen,
         config: EngineConfig,
         progress: &(dyn Fn(ReplayProgress) + Sync),
     ) -> Result<Engine, EngineError> {
@@ -271,10 +282,8 @@ impl Engine {
         // reads `config()`.
         let config = EngineConfig { wal: wal.config().clone(), ..config };
         let snapshots_dir = dir.join("snapshots");
-        std::fs::create_dir_all(&snapshots_dir)
-            .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
         let default_durability = config.wal.sync_policy.default_durability();
-        let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, progress)?;
+        let (mut state, report) = recover::recover(&wal, &snapshots_dir, &config, chosen, progress)?;
         // The recovered records, synced by this process, go into the
         // manifest's floor now: otherwise a node restarted and left idle
         // keeps the previous run's floor, and records it had acknowledged

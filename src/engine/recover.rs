@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use recwal_wal::Wal;
+use recwal_wal::{RecoveryReport, Wal, WalError};
 use tracing::{info, warn};
 
 use super::{OpenReport, ReplayProgress};
@@ -18,23 +18,84 @@ use crate::state::State;
 /// Snapshots that could not be read, with the reason, newest first.
 type Skipped = Vec<(PathBuf, String)>;
 
-/// Newest readable snapshot + replay of the log after it.
+/// The snapshot a start begins from, chosen and checked against what the
+/// log's recovery found before the log repaired anything (`choose`, run
+/// as `Wal::open_checked`'s check): a start refused here leaves the data
+/// directory as it was.
+pub(super) struct Chosen {
+    state: Option<State>,
+    skipped: Skipped,
+    snapshot_load: Duration,
+}
+
+/// The snapshot directory of data directory `dir`, created if missing.
+pub(super) fn snapshots_dir(dir: &Path) -> Result<PathBuf, EngineError> {
+    let snapshots_dir = dir.join("snapshots");
+    std::fs::create_dir_all(&snapshots_dir)
+        .map_err(|err| EngineError::io(format!("creating {}", snapshots_dir.display()), err))?;
+    Ok(snapshots_dir)
+}
+
+/// The engine's check for `Wal::open_checked`: chooses the snapshot (into
+/// `chosen`, with the engine's own error if the start is refused) and
+/// answers the log.
+pub(super) fn check_start(
+    found: &RecoveryReport,
+    snapshots_dir: &Path,
+    config: &EngineConfig,
+    chosen: &mut Option<Result<Chosen, EngineError>>,
+) -> Result<(), String> {
+    let outcome = choose(found, snapshots_dir, config);
+    let answer = outcome.as_ref().map(|_| ()).map_err(ToString::to_string);
+    *chosen = Some(outcome);
+    answer
+}
+
+/// The opened log and the chosen snapshot, or why the start failed: the
+/// engine's own error when its check refused, else the log's.
+pub(super) fn started(
+    opened: Result<Wal, WalError>,
+    chosen: Option<Result<Chosen, EngineError>>,
+) -> Result<(Wal, Chosen), EngineError> {
+    match (opened, chosen) {
+        (Ok(wal), Some(Ok(chosen))) => Ok((wal, chosen)),
+        (Err(WalError::Refused { .. }), Some(Err(refused))) => Err(refused),
+        (Err(err), _) => Err(err.into()),
+        // `open_checked` runs the check before it returns a log.
+        (Ok(_), _) => Err(EngineError::Unrecoverable("the log opened without the engine's start check".to_string())),
+    }
+}
+
+/// Chooses the newest readable snapshot and checks that it fits the log
+/// recovery found (`found`: nothing repaired yet) and the configuration.
+pub(super) fn choose(
+    found: &RecoveryReport,
+    snapshots_dir: &Path,
+    config: &EngineConfig,
+) -> Result<Chosen, EngineError> {
+    let started = Instant::now();
+    let (state, skipped) = choose_snapshot(found.lsn_last, snapshots_dir)?;
+    let snapshot_load = started.elapsed();
+    let lsn_state = state.as_ref().map_or(0, |state| state.lsn_applied());
+    check_no_gap(found.lsn_first, snapshots_dir, lsn_state, skipped.len())?;
+    if let Some(loaded) = &state {
+        check_half_life(loaded, config)?;
+    }
+    Ok(Chosen { state, skipped, snapshot_load })
+}
+
+/// Replays the log after the chosen snapshot.
 pub(super) fn recover(
     wal: &Wal,
     snapshots_dir: &Path,
     config: &EngineConfig,
+    chosen: Chosen,
     progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<(State, OpenReport), EngineError> {
-    let started = Instant::now();
-    let (state, skipped) = choose_snapshot(wal, snapshots_dir)?;
-    let snapshot_load = started.elapsed();
+    let Chosen { state, skipped, snapshot_load } = chosen;
     let lsn_state = state.as_ref().map_or(0, |state| state.lsn_applied());
-    check_no_gap(wal, snapshots_dir, lsn_state, skipped.len())?;
     if state.is_none() && !skipped.is_empty() {
         warn!(unreadable = skipped.len(), "no snapshot readable; rebuilding everything from the log");
-    }
-    if let Some(loaded) = &state {
-        check_half_life(loaded, config)?;
     }
     let mut state = state.unwrap_or_else(|| State::new(config.popularity.half_life));
     let replay_started = Instant::now();
@@ -62,8 +123,7 @@ pub(super) fn recover(
 /// is listed (and set aside, renamed `.bad`, once the start succeeds). A
 /// snapshot beyond the log's end, or one written by another build, stops
 /// the start.
-fn choose_snapshot(wal: &Wal, snapshots_dir: &Path) -> Result<(Option<State>, Skipped), EngineError> {
-    let last = wal.lsn_written();
+fn choose_snapshot(last: u64, snapshots_dir: &Path) -> Result<(Option<State>, Skipped), EngineError> {
     let mut skipped = Vec::new();
     for (lsn, path) in snapshot::list(snapshots_dir)? {
         if lsn > last {
@@ -108,8 +168,7 @@ fn quarantine(snapshots_dir: &Path, path: &Path) -> Result<(), EngineError> {
 }
 
 /// The log must hold every record after the chosen snapshot.
-fn check_no_gap(wal: &Wal, snapshots_dir: &Path, lsn_state: u64, n_skipped: usize) -> Result<(), EngineError> {
-    let first = wal.lsn_first();
+fn check_no_gap(first: u64, snapshots_dir: &Path, lsn_state: u64, n_skipped: usize) -> Result<(), EngineError> {
     if lsn_state + 1 < first {
         return Err(EngineError::Unrecoverable(format!(
             "the log starts at LSN {first} and the newest readable snapshot in {} covers LSN {lsn_state}: records \

@@ -170,6 +170,13 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
+    /// The caller's check (`Wal::open_checked`) refused what recovery found;
+    /// nothing was repaired or written.
+    #[error("opening the log was refused: {reason}; nothing was repaired or written")]
+    Refused {
+        /// The caller's reason.
+        reason: String,
+    },
     /// The log was closed.
     #[error("log is closed")]
     Closed,

@@ -68,4 +68,4 @@ pub use recovery::{RecordInfo, RecoveryReport};
 pub use seed::create_log_at;
 pub use storage::{available_bytes, find_log_file, DirLock, FileStorage, SegmentFile, Storage, WritePath};
 pub use ticket::{AppendTicket, DurableFuture};
-pub use wal::Wal;
+pub use wal::{OpenCheck, Wal};

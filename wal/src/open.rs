@@ -26,6 +26,7 @@ use crate::segment::Segment;
 use crate::shared::{Inner, Shared};
 use crate::staging::Staging;
 use crate::storage::{DirLock, Storage};
+use crate::wal::OpenCheck;
 
 /// An open log: its shared state, its flusher thread and what recovery found.
 pub(crate) struct OpenLog {
@@ -41,6 +42,7 @@ pub(crate) fn open_log(
     storage: Box<dyn Storage>,
     config: WalConfig,
     dir_lock: Option<Arc<DirLock>>,
+    check: OpenCheck<'_>,
 ) -> Result<OpenLog, WalError> {
     config.validate()?;
     let config = adopt_log_geometry(storage.as_ref(), config)?;
@@ -52,6 +54,10 @@ pub(crate) fn open_log(
     let found = find_or_create(storage.as_ref(), &config, &metrics)?;
     let describe = |index: u32| storage.describe(Some(index));
     let (plan, report) = plan_recovery(storage.as_ref(), &config, &found)?;
+    // The caller decides before anything is repaired: a start it refuses
+    // leaves the log as it found it (a torn tail not yet cut, no manifest
+    // written), for a salvage or a restore to work on.
+    check(&report).map_err(|reason| WalError::Refused { reason })?;
     let next_seq = apply_repairs(&plan, &found.opened, config.segment_bytes, &describe)?;
 
     let next_index = found.opened.iter().map(|segment| segment.index + 1).max().unwrap_or(0);

@@ -30,6 +30,10 @@ use crate::staging::{Staging, WriteOut};
 use crate::storage::{DirLock, FileStorage, Storage, WritePath};
 use crate::ticket::AppendTicket;
 
+/// A caller's check of what recovery found, run before any repair
+/// (`Wal::open_checked`): `Ok` to open, or the reason to refuse.
+pub type OpenCheck<'a> = &'a mut dyn FnMut(&RecoveryReport) -> Result<(), String>;
+
 /// The write-ahead log. `Send + Sync`: share it with an `Arc`.
 ///
 /// ```
@@ -63,11 +67,37 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: &Path, config: WalConfig) -> Result<Wal, WalError> {
+        Wal::open_checked(dir, config, &mut |_| Ok(()))
+    }
+
+    /// As `open`, but `check` sees what recovery found (the recovered LSN
+    /// range, anything it would cut) before any repair is made, and may
+    /// refuse: then `open` returns `WalError::Refused` with its reason and
+    /// the log is left as it was found. For a caller whose own state must
+    /// fit the log (a snapshot that needs every record after it), so that a
+    /// start it refuses does not first cut a torn tail or rewrite the
+    /// manifest. (A log never initialised is created before the check; in
+    /// `PointInTime` mode, missing or short segment files are restored
+    /// before it too.)
+    ///
+    /// ```
+    /// use recwal_wal::{SyncPolicy, Wal, WalConfig, WalError};
+    /// let dir = tempfile::tempdir()?;
+    /// let config = WalConfig::default().segment_bytes(1 << 20).sync_policy(SyncPolicy::Always);
+    /// Wal::open(dir.path(), config.clone())?.append(1, b"a")?;
+    /// let refused = Wal::open_checked(dir.path(), config.clone(), &mut |found| {
+    ///     if found.lsn_last < 2 { Err(format!("the log ends at {}, the state needs 2", found.lsn_last)) } else { Ok(()) }
+    /// });
+    /// assert!(matches!(refused, Err(WalError::Refused { .. })));
+    /// assert_eq!(Wal::open(dir.path(), config)?.recovery_report().lsn_last, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_checked(dir: &Path, config: WalConfig, check: OpenCheck<'_>) -> Result<Wal, WalError> {
         config.validate()?;
         let storage = FileStorage::open(dir)?;
         let lock = Arc::new(DirLock::acquire(dir)?);
         storage.remove_stale_temp_files();
-        Wal::open_inner(Box::new(storage), config, Some(lock))
+        Wal::open_inner(Box::new(storage), config, Some(lock), check)
     }
 
     /// Opens the log on any `Storage`: the simulated disk in tests, or a
@@ -88,15 +118,25 @@ impl Wal {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with_storage(storage: Box<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
-        Wal::open_inner(storage, config, None)
+        Wal::open_with_storage_checked(storage, config, &mut |_| Ok(()))
+    }
+
+    /// `open_with_storage` with a `check`, as `open_checked`.
+    pub fn open_with_storage_checked(
+        storage: Box<dyn Storage>,
+        config: WalConfig,
+        check: OpenCheck<'_>,
+    ) -> Result<Wal, WalError> {
+        Wal::open_inner(storage, config, None, check)
     }
 
     fn open_inner(
         storage: Box<dyn Storage>,
         config: WalConfig,
         dir_lock: Option<Arc<DirLock>>,
+        check: OpenCheck<'_>,
     ) -> Result<Wal, WalError> {
-        let OpenLog { shared, flusher, preparer, report } = open_log(storage, config, dir_lock)?;
+        let OpenLog { shared, flusher, preparer, report } = open_log(storage, config, dir_lock, check)?;
         Ok(Wal { shared, flusher: Some(flusher), preparer: Some(preparer), report })
     }
 
