@@ -52,6 +52,7 @@ pub(crate) fn open_log(
     let metrics = Metrics::new();
 
     let found = find_or_create(storage.as_ref(), &config, &metrics)?;
+    let config = adopt_segment_count(storage.as_ref(), config, &found);
     let describe = |index: u32| storage.describe(Some(index));
     let (plan, report) = plan_recovery(storage.as_ref(), &config, &found)?;
     // The caller decides before anything is repaired: a start it refuses
@@ -171,6 +172,26 @@ fn adopt_log_geometry(storage: &dyn Storage, config: WalConfig) -> Result<WalCon
     let adopted = config.segment_bytes(log_bytes);
     adopted.validate()?;
     Ok(adopted)
+}
+
+/// Segment files are never deleted (FORMAT.md, "Files"), so a log that
+/// already has more of them than `segments_max` keeps them all: the bound
+/// in force is the number it has, with a warning naming both, and the
+/// configuration in force (`Wal::config`) says so. Silently keeping the
+/// lower figure would misstate the log's disk use.
+fn adopt_segment_count(storage: &dyn Storage, config: WalConfig, found: &FoundFiles) -> WalConfig {
+    let present = found.opened.iter().map(|segment| segment.index + 1).max().unwrap_or(0);
+    if present <= config.segments_max {
+        return config;
+    }
+    warn!(
+        path = %storage.describe(None).display(),
+        segments_max_configured = config.segments_max,
+        segment_files = present,
+        "the log already has more segment files than segments_max allows; it keeps them (files are never \
+         deleted) and grows no further"
+    );
+    config.segments_max(present)
 }
 
 /// Scans the segments and checks the result against the manifest's floor.

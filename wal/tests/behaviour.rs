@@ -681,3 +681,38 @@ fn a_lap_ending_inside_an_old_frame_that_runs_to_the_segment_end_ends_cleanly() 
         }
     }
 }
+
+/// Segment files are never deleted: a log reopened with `segments_max`
+/// below the files it has keeps them all, says so in the configuration in
+/// force (it was the lower figure, misstating the disk bound), and grows no
+/// further.
+#[test]
+fn a_log_with_more_segment_files_than_segments_max_keeps_them_and_grows_no_further() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WalConfig::default().segment_bytes(4096).segments_initial(2).sync_policy(SyncPolicy::Never);
+    let segment_files = || {
+        std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter(|entry| entry.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".wal"))
+            .count()
+    };
+    let payload = [5u8; 200];
+    let wal = Wal::open(dir.path(), config.clone().segments_max(6)).expect("open");
+    while wal.metrics().segments_live < 6 {
+        let _ = wal.append(0, &payload).expect("append");
+    }
+    wal.close().expect("close");
+    assert_eq!(segment_files(), 6);
+
+    let wal = Wal::open(dir.path(), config.clone().segments_max(3)).expect("reopen with a lower bound");
+    assert_eq!(wal.config().segments_max, 6, "the bound in force is the files the log has");
+    for round in 0..40 {
+        wal.sync().expect("sync");
+        wal.checkpoint(wal.lsn_durable()).expect("checkpoint");
+        for _ in 0..50 {
+            let _ = wal.append(0, &payload).expect("append");
+        }
+        assert!(segment_files() <= 6, "round {round}: the ring grew past its files");
+    }
+    assert!(wal.metrics().segments_recycled > 6, "the ring turned on its six files");
+}
