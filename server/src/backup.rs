@@ -206,7 +206,7 @@ fn copy_verified(from: &Path, to: &Path, root: &Path) -> Result<FileEntry, Backu
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir).and_then(|dir| dir.sync_all()).map_err(io_error(dir))
+    crate::durable::sync_dir(dir).map_err(io_error(dir))
 }
 
 /// One record frame: lsn, kind, len, CRC-32 of those 13 bytes and the payload.

@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod datadir;
 mod docs_ui;
+mod durable;
 mod edge;
 mod eval_cmd;
 mod import;

@@ -835,18 +835,8 @@ impl Replica {
 
 /// Writes `STREAM_FILE` (synced, then its directory).
 fn write_stream_file(path: &Path, id: &str) -> Result<(), String> {
-    let write = || -> std::io::Result<()> {
-        let temporary = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|err| format!("writing {}: {err}", path.display()))
+    crate::durable::replace_synced(path, format!("{id}\n").as_bytes())
+        .map_err(|err| format!("writing {}: {err}", path.display()))
 }
 
 /// The file in a replica's data dir naming the incarnation of the stream

@@ -438,16 +438,11 @@ fn aside_name(dir: &Path) -> Result<String, String> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(path)?;
-        std::io::Write::write_all(&mut file, bytes)?;
-        file.sync_all()
-    };
-    write().map_err(|err| format!("writing {}: {err}", path.display()))
+    crate::durable::write_synced(path, bytes).map_err(|err| format!("writing {}: {err}", path.display()))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), String> {
-    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(|err| format!("syncing {}: {err}", dir.display()))
+    crate::durable::sync_dir(dir).map_err(|err| format!("syncing {}: {err}", dir.display()))
 }
 
 #[cfg(test)]
