@@ -17,8 +17,8 @@ use crate::group_commit::{FlushMsg, GroupCommit};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::recovery::{
-    check_floor, existing_segment_bytes, open_segments, scan, FileRepair, FoundFiles, OpenedSegment, RecoveryReport,
-    Scan,
+    check_floor, existing_segment_bytes, open_segments, scan, FileRepair, FoundFiles, OpenCheck, OpenedSegment,
+    RecoveryReport, Scan,
 };
 use crate::repair::apply_repairs;
 use crate::ring::{FreeSegment, LiveSegment, Ring, RingStart};
@@ -26,7 +26,6 @@ use crate::segment::Segment;
 use crate::shared::{Inner, Shared};
 use crate::staging::Staging;
 use crate::storage::{DirLock, Storage};
-use crate::wal::OpenCheck;
 
 /// An open log: its shared state, its flusher thread and what recovery found.
 pub(crate) struct OpenLog {

@@ -94,6 +94,10 @@ impl RecoveryReport {
     }
 }
 
+/// A caller's check of what recovery found, run before any repair
+/// (`Wal::open_checked`): `Ok` to open, or the reason to refuse.
+pub type OpenCheck<'a> = &'a mut dyn FnMut(&RecoveryReport) -> Result<(), String>;
+
 /// One record seen by the scan.
 ///
 /// ```

@@ -346,6 +346,16 @@ impl Shared {
     /// Starts a new lap of `segment` (see `Ring::start_lap`). Returns whether
     /// the segment had held an earlier lap.
     fn start_lap(&self, inner: &mut Inner, segment: Arc<Segment>) -> Result<bool, WalError> {
+        // Every record before the new lap reaches its file first (staged
+        // ones written out, one in flight waited for): the lap's header is
+        // synced right away, and a process killed between the two would
+        // otherwise leave a started segment behind a hole of records that
+        // were never written, which recovery must report as a torn tail
+        // (and `AbsoluteConsistency` refuses). This way the written part of
+        // the log stays a prefix across segments too. Once per segment.
+        if inner.staged.must_write_before(self.lsn_written.load(Ordering::Acquire)) {
+            inner.staged.begin_write(&self.write_order).finish(self)?;
+        }
         let index = segment.index;
         let lsn_durable = self.commit.lsn_durable();
         match inner.ring.start_lap(segment, inner.lsn_next, lsn_durable, self.config.segment_bytes) {

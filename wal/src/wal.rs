@@ -23,16 +23,12 @@ use crate::format::{end_mark_fits, frame_bytes, Lsn, RecordHeader, END_MARK, REC
 use crate::group_commit::FlushMsg;
 use crate::metrics::WalMetrics;
 use crate::open::{open_log, OpenLog};
-use crate::recovery::RecoveryReport;
+use crate::recovery::{OpenCheck, RecoveryReport};
 use crate::ring::LiveSegment;
 use crate::shared::{lock_inner, mark_dirty, Inner, PrepareMsg, Shared};
 use crate::staging::{Staging, WriteOut};
 use crate::storage::{DirLock, FileStorage, Storage, WritePath};
 use crate::ticket::AppendTicket;
-
-/// A caller's check of what recovery found, run before any repair
-/// (`Wal::open_checked`): `Ok` to open, or the reason to refuse.
-pub type OpenCheck<'a> = &'a mut dyn FnMut(&RecoveryReport) -> Result<(), String>;
 
 /// The write-ahead log. `Send + Sync`: share it with an `Arc`.
 ///
