@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use recwal::eval::Delimiter;
 use recwal::record::{LogRecord, LoggedKind};
@@ -745,24 +745,7 @@ pub(crate) fn export_to(
     match out {
         None => export(log, config, format, &mut std::io::stdout().lock()),
         Some(path) if path == Path::new("-") => export(log, config, format, &mut std::io::stdout().lock()),
-        Some(path) => {
-            let mut temp = PathBuf::from(path).into_os_string();
-            temp.push(".partial");
-            let temp = PathBuf::from(temp);
-            let file = std::fs::File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
-            let mut writer = std::io::BufWriter::new(file);
-            let done = export(log, config, format, &mut writer);
-            let finished = done.and_then(|done| {
-                let file = writer.into_inner().map_err(|err| format!("{}: {}", temp.display(), err.error()))?;
-                file.sync_all().map_err(|err| format!("{}: {err}", temp.display()))?;
-                std::fs::rename(&temp, path).map_err(|err| format!("{}: {err}", path.display()))?;
-                Ok(done)
-            });
-            if finished.is_err() {
-                let _ = std::fs::remove_file(&temp);
-            }
-            finished
-        }
+        Some(path) => crate::output::write_output(path, |out| export(log, config, format, out)),
     }
 }
 

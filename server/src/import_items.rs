@@ -365,11 +365,9 @@ pub(crate) fn export_items(data_dir: &Path, out: Option<&Path>) -> Result<u64, S
     }
     engine.close().map_err(|err| err.to_string())?;
     match out {
-        Some(path) => {
-            let temp = path.with_extension("tmp");
-            std::fs::write(&temp, &text).map_err(|err| format!("writing {}: {err}", temp.display()))?;
-            std::fs::rename(&temp, path).map_err(|err| format!("renaming {}: {err}", temp.display()))?;
-        }
+        Some(path) => crate::output::write_output(path, |out| {
+            out.write_all(text.as_bytes()).map_err(|err| format!("writing {}: {err}", path.display()))
+        })?,
         None => {
             use std::io::Write;
             std::io::stdout().write_all(text.as_bytes()).map_err(|err| format!("writing stdout: {err}"))?;

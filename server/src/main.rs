@@ -19,6 +19,7 @@ mod model_routes;
 mod models_cmd;
 mod observe;
 mod openapi;
+mod output;
 mod problem;
 mod salvage;
 mod server;

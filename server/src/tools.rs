@@ -274,7 +274,9 @@ pub(crate) struct ExportArgs {
     data_dir: PathBuf,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: crate::import::ExportFormat,
-    /// The file to write (written whole, then renamed); stdout by default.
+    /// The file to write: a regular file is written whole, then renamed over
+    /// the old one; a device or FIFO is written through; a symbolic link is
+    /// followed. stdout by default (or `-`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// The catalogue instead of the events: every item with a catalogue
