@@ -240,6 +240,15 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
             args.file.display()
         ));
     }
+    if split.train.is_empty() {
+        // Every figure would come from ties among all-zero scores.
+        return Err(format!(
+            "{}: the {protocol} split holds out every rating ({} of them): nothing is left to train on (each user \
+             needs ratings on both sides; try leave-last-out, or a smaller --test-fraction)",
+            args.file.display(),
+            split.test.len()
+        ));
+    }
     if !split.test.iter().any(|rating| rating.value >= relevance.min) {
         let highest = split.test.iter().map(|rating| rating.value).fold(f32::NEG_INFINITY, f32::max);
         return Err(format!(
@@ -291,16 +300,22 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     out!("|---|---|---|---|---|---|---|")?;
     let strategies = if args.strategies.is_empty() { recwal::Strategy::ALL.to_vec() } else { args.strategies.clone() };
     for strategy in strategies {
+        if let Err(err) = recwal::eval::prepare_strategy(&engine, strategy) {
+            // No item model of its family (too many items for EASE, too
+            // little data): its scores would be all zero, its figures ties.
+            out!("| {} | not trained: {err} | | | | | |", strategy.name())?;
+            continue;
+        }
         let report = evaluate_engine(&engine, &set, strategy, k, relevance.min);
         let r = report.report;
         out!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
             strategy.name(),
             r.precision,
             r.recall,
             r.ndcg,
             r.hit_rate,
-            r.doa,
+            doa_cell(&r),
             report.per_user.as_micros()
         )?;
         let Some(version) = ranker else { continue };
@@ -313,19 +328,30 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
         }
         let r = ranked.report;
         out!(
-            "| {} + ranker (v{version}, {} candidates) | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {} |",
+            "| {} + ranker (v{version}, {} candidates) | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
             strategy.name(),
             engine.config().models.candidates,
             r.precision,
             r.recall,
             r.ndcg,
             r.hit_rate,
-            r.doa,
+            doa_cell(&r),
             ranked.per_user.as_micros()
         )?;
     }
     drop(engine);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DOA figure, or `n/a` when no test user has a pair to order (every
+/// user rated every item, say): a mean over no users is no figure, and 0
+/// would read as the worst possible.
+fn doa_cell(report: &recwal::eval::Report) -> String {
+    if report.users_doa == 0 {
+        "n/a".to_string()
+    } else {
+        format!("{:.2}", report.doa)
+    }
 }
 
 /// The --items catalogue (empty without the flag): as `recwal export

@@ -262,3 +262,36 @@ fn columns_name_a_layout_the_file_does_not() {
     let bad = refused(&recwal(&[&args[..], &["--columns", "-,user,thing,timestamp,-"]].concat()));
     assert!(bad.contains("unknown column \"thing\""), "{bad}");
 }
+
+#[test]
+fn figures_that_would_mean_nothing_are_refused_or_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    // One rating per user: hashed 80/20 holds every one out, nothing trains.
+    let lone: String = (0..20).map(|user| format!("u{user},i{user},5\n")).collect();
+    let file = write(dir.path(), "lone.csv", &lone);
+    let err = refused(&recwal(&["eval", p(&file)]));
+    assert!(err.contains("nothing is left to train on"), "{err}");
+
+    // Every user rated every item: no (held-out, unrated) pair, DOA n/a.
+    let full = "u1,i1,5,1\nu1,i2,4,2\nu2,i1,5,1\nu2,i2,4,2\n";
+    let file = write(dir.path(), "full.csv", full);
+    let out = succeeds(&recwal(&["eval", p(&file), "--protocol", "leave-last-out", "--strategies", "popularity"]));
+    let row = out.lines().find(|line| line.starts_with("| popularity |")).unwrap();
+    assert!(row.contains("| n/a |"), "{out}");
+
+    // More items than EASE trains on (item_model.items_max, 10,000): its
+    // row says why instead of printing the figures of all-zero scores.
+    // (Three raters an item: whatever the split holds out, training keeps
+    // far more than 10,000 of the 12,000 items.)
+    let mut many = String::new();
+    for item in 0..12_000u32 {
+        for rater in [0, 7, 13] {
+            many.push_str(&format!("u{},i{item},{}\n", (item + rater) % 200, 3 + rater % 3));
+        }
+    }
+    let file = write(dir.path(), "many.csv", &many);
+    let out = succeeds(&recwal(&["eval", p(&file), "--strategies", "ease,popularity"]));
+    let row = out.lines().find(|line| line.starts_with("| ease |")).unwrap();
+    assert!(row.contains("not trained:") && row.contains("items_max"), "{out}");
+    assert!(metrics(&out, "popularity")[0] >= 0.0, "{out}");
+}

@@ -151,7 +151,7 @@ pub fn evaluate_engine_by_category(
     k: usize,
     relevant_min: f32,
 ) -> Result<CategoryEvaluation, EngineError> {
-    super::prepare_strategy(engine, strategy);
+    let _ = super::prepare_strategy(engine, strategy);
     let item_categories: FxHashMap<&str, &[String]> =
         items.iter().map(|item| (item.id.as_str(), item.categories.as_slice())).collect();
     let in_category =

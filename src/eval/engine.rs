@@ -72,19 +72,25 @@ pub struct StrategyReport {
 /// strategy's family, training one with the configured parameters when the
 /// active model is of the other family or missing (the reason is logged
 /// when it cannot be trained, and the strategy then scores nothing).
-pub fn prepare_strategy(engine: &Engine, strategy: Strategy) {
-    let Some(family) = strategy.item_model_family() else { return };
+///
+/// An error says why the strategy has no item model (too many items for
+/// EASE, too little data): its scores would then be all zero, and a caller
+/// that prints figures must say so instead (`recwal eval` prints the row as
+/// not trained).
+pub fn prepare_strategy(engine: &Engine, strategy: Strategy) -> Result<(), EngineError> {
+    let Some(family) = strategy.item_model_family() else { return Ok(()) };
     if engine.item_model_status().family == Some(family) {
-        return;
+        return Ok(());
     }
     let config = &engine.config().item_model;
     let spec = match family {
         ItemModelFamily::Ials => ItemModelSpec::Ials(ItemModelSpec::ials_params(config)),
         _ => ItemModelSpec::Ease { lambda: config.lambda, input: config.input },
     };
-    if let Err(err) = engine.train_item_model_spec(spec) {
+    engine.train_item_model_spec(spec).map(|_| ()).map_err(|err| {
         tracing::warn!(%err, strategy = strategy.name(), "evaluation: no item model of the strategy's family");
-    }
+        err
+    })
 }
 
 /// Scores every user of `set` with `strategy` on `engine` (after
@@ -96,7 +102,7 @@ pub fn evaluate_engine(
     k: usize,
     relevant_min: f32,
 ) -> StrategyReport {
-    prepare_strategy(engine, strategy);
+    let _ = prepare_strategy(engine, strategy);
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let started = Instant::now();
@@ -126,7 +132,7 @@ pub fn evaluate_engine_ranked(
     k: usize,
     relevant_min: f32,
 ) -> (StrategyReport, u32) {
-    prepare_strategy(engine, strategy);
+    let _ = prepare_strategy(engine, strategy);
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let candidates = engine.config().models.candidates;

@@ -104,6 +104,7 @@ pub fn split(ratings: &[Rating], protocol: Protocol) -> Result<Split, EvalError>
         }
     };
     debug_assert_eq!(in_test.len(), ratings.len());
+    let in_test = hold_out_pairs_whole(ratings, in_test);
     let mut result = Split::default();
     for (rating, is_test) in ratings.iter().zip(in_test) {
         if is_test {
@@ -113,6 +114,26 @@ pub fn split(ratings: &[Rating], protocol: Protocol) -> Result<Split, EvalError>
         }
     }
     Ok(result)
+}
+
+/// A (user, item) pair held out once is held out whole: a user who rated an
+/// item again (or viewed it twice) would otherwise keep it in training too,
+/// where the model learns it and never recommends it (a user's training
+/// items are not candidates), so the held-out rating could only count as a
+/// miss. Every protocol could divide one (its rows are chosen one by one).
+fn hold_out_pairs_whole(ratings: &[Rating], mut in_test: Vec<bool>) -> Vec<bool> {
+    let held: rustc_hash::FxHashSet<(&str, &str)> = ratings
+        .iter()
+        .zip(&in_test)
+        .filter(|(_, is_test)| **is_test)
+        .map(|(rating, _)| (rating.user.as_str(), rating.item.as_str()))
+        .collect();
+    for (rating, is_test) in ratings.iter().zip(in_test.iter_mut()) {
+        if !*is_test && held.contains(&(rating.user.as_str(), rating.item.as_str())) {
+            *is_test = true;
+        }
+    }
+    in_test
 }
 
 /// SplitMix64's output function (Steele, Lea & Flood 2014): the state is
@@ -483,6 +504,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pair_held_out_once_is_held_out_whole() {
+        // a rated 1, then 2, then 1 again: leave-last-out holds out the
+        // second rating of 1, and the first goes with it (it would leak the
+        // held-out item into training).
+        let ratings = rows(&[("a", "1", Some(1)), ("a", "2", Some(2)), ("a", "1", Some(3)), ("b", "1", Some(1))]);
+        let result = split(&ratings, Protocol::LeaveLastOut).unwrap();
+        assert_eq!(row_ids(&result.test), vec![0, 2]);
+        assert_eq!(row_ids(&result.train), vec![1, 3]);
+        // Every rating still lands in exactly one half, under every protocol.
+        for protocol in [
+            Protocol::Hash8020,
+            Protocol::LeaveLastOut,
+            Protocol::Temporal { test_fraction: 0.5 },
+            Protocol::RandomHoldout { seed: 3, test_fraction: 0.5 },
+        ] {
+            let result = split(&ratings, protocol).unwrap();
+            assert_eq!(result.train.len() + result.test.len(), ratings.len(), "{protocol:?}");
+            for rating in &result.test {
+                assert!(
+                    !result.train.iter().any(|kept| kept.user == rating.user && kept.item == rating.item),
+                    "{protocol:?}: {rating:?} on both sides"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn temporal_tests_the_latest_ratings_per_user() {
         // User a: 5 ratings out of time order, fraction 0.4 → the 2 latest.
         // User b: 3 ratings, two at the same time → ceil(1.2) = 2 latest; the tie
@@ -577,6 +625,11 @@ mod tests {
 
         #[test]
         fn per_user_protocols_test_a_share_of_each_user(ratings in arb_ratings(), test_fraction in 0.01f64..0.99) {
+            // Distinct pairs: a repeated pair is held out whole
+            // (`a_pair_held_out_once_is_held_out_whole`), beyond the share.
+            let mut seen = std::collections::HashSet::new();
+            let ratings: Vec<Rating> =
+                ratings.into_iter().filter(|rating| seen.insert((rating.user.clone(), rating.item.clone()))).collect();
             for (protocol, share) in [
                 (Protocol::Hash8020, 0.2),
                 (Protocol::Temporal { test_fraction }, test_fraction),
