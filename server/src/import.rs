@@ -256,12 +256,40 @@ fn layout(path: &Path, options: &ReadOptions) -> (u8, Option<Vec<String>>, bool)
     }
 }
 
+/// The 1-based line of a record from its byte offset. The csv crate's own
+/// line count is one short after CRLF line ends (an error named the line
+/// before the bad row), and a record's offset may lie before the line ends
+/// of blank lines it skipped: the record's line is that of its first byte
+/// that is not a line end. Offsets only grow, so the count goes on from the
+/// last one.
+#[derive(Default)]
+struct LineOf {
+    offset: usize,
+    line: u64,
+}
+
+impl LineOf {
+    fn at(&mut self, data: &[u8], byte: u64) -> u64 {
+        let mut start = usize::try_from(byte).unwrap_or(data.len()).min(data.len()).max(self.offset);
+        while data.get(start).is_some_and(|byte| *byte == b'\r' || *byte == b'\n') {
+            start += 1;
+        }
+        self.line += data[self.offset..start].iter().filter(|byte| **byte == b'\n').count() as u64;
+        self.offset = start;
+        self.line + 1
+    }
+}
+
 fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Check<'_>) -> Result<Vec<Row>, String> {
     let source = path.display().to_string();
     if options.delimiter.is_some_and(|delimiter| u8::try_from(delimiter.as_char()).is_err()) {
         return Err(format!("{source}: --delimiter must be a single-byte character for CSV"));
     }
     let (delimiter, fixed, header) = layout(path, options);
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::BufReader::new(file), &mut data)
+        .map_err(|err| format!("{source}: {err}"))?;
+    let mut lines = LineOf::default();
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -269,7 +297,7 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Che
         // Fields are taken as they are: an id keeps its spaces (what the
         // API accepted, and `export` wrote); numbers are trimmed when parsed.
         .trim(csv::Trim::None)
-        .from_reader(file);
+        .from_reader(data.as_slice());
     let mut names: Option<Vec<&'static str>> = match &fixed {
         Some(columns) => Some(
             columns
@@ -289,10 +317,10 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Che
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|err| match err.position() {
-            Some(position) => format!("{source}, line {}: {err}", position.line()),
+            Some(position) => format!("{source}, line {}: {err}", lines.at(&data, position.byte())),
             None => format!("{source}: {err}"),
         })?;
-        let line_no = record.position().map_or(0, csv::Position::line);
+        let line_no = record.position().map_or(0, |position| lines.at(&data, position.byte()));
         if record.iter().all(|field| field.trim().is_empty()) {
             continue;
         }
@@ -746,6 +774,28 @@ pub(crate) fn export_to(
         None => export(log, config, format, &mut std::io::stdout().lock()),
         Some(path) if path == Path::new("-") => export(log, config, format, &mut std::io::stdout().lock()),
         Some(path) => crate::output::write_output(path, |out| export(log, config, format, out)),
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_row_is_named_by_its_own_line_with_any_line_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("lf.csv", "user,item,kind,value\nu1,i1,rating,4\n\nu2,i2,rating,x\n"),
+            ("crlf.csv", "user,item,kind,value\r\nu1,i1,rating,4\r\n\r\nu2,i2,rating,x\r\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let options = ReadOptions { delimiter: None, columns: None, header: true, derive_ids: false };
+            let Err(err) = read(&path, &options, &Rules::AnyServer) else {
+                panic!("{name}: the bad rating was read");
+            };
+            assert!(err.contains(", line 4:"), "{name}: {err}");
+        }
     }
 }
 

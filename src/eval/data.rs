@@ -624,6 +624,9 @@ fn parse_jsonl(reader: impl Read, scale: Option<RatingScale>, source: &str) -> R
             (None, true) => return Err(fail("rating", "missing: the first line has one".to_string())),
         };
         let timestamp_ms = match (parsed.timestamp_ms, parsed.timestamp) {
+            (Some(ms), _) if ms < 0 => {
+                return Err(fail("timestamp_ms", format!("a time before 1970 (negative): {ms}")));
+            }
             (Some(ms), _) => Some(ms),
             (None, Some(seconds)) => {
                 Some(parse_seconds_as_ms("timestamp", &seconds.to_string()).map_err(|(f, r)| fail(f, r))?)
@@ -667,7 +670,10 @@ impl<R: Read> Records<R> {
                     .has_headers(false)
                     .flexible(true)
                     .quoting(quoting)
-                    .trim(csv::Trim::All)
+                    // Ids are the file's text, spaces included (as `recwal
+                    // import` reads them); ratings and timestamps are
+                    // trimmed where they are parsed.
+                    .trim(csv::Trim::None)
                     .from_reader(reader);
                 RecordsKind::Csv(reader, csv::StringRecord::new(), newlines)
             }
@@ -687,7 +693,7 @@ impl<R: Read> Records<R> {
                         Ok(false) => return Ok(None),
                         Ok(true) => {
                             let line = line_at(record.position().map_or(byte_before, csv::Position::byte));
-                            if record.iter().all(str::is_empty) {
+                            if record.iter().all(|field| field.trim().is_empty()) {
                                 continue;
                             }
                             let mut fields: Vec<String> = record.iter().map(str::to_string).collect();
@@ -722,7 +728,7 @@ impl<R: Read> Records<R> {
                             if text.trim().is_empty() {
                                 continue;
                             }
-                            return Ok(Some((line, text.split("::").map(|field| field.trim().to_string()).collect())));
+                            return Ok(Some((line, text.split("::").map(str::to_string).collect())));
                         }
                     }
                 }
@@ -1017,7 +1023,7 @@ impl Layout {
         }
         let value = match self.rating {
             Some(column) => {
-                let value = parse_value(self.names[2], &fields[column])?;
+                let value = parse_value(self.names[2], fields[column].trim())?;
                 if let Some(scale) = scale {
                     if !scale.contains(value) {
                         return Err(Failure::Field(
@@ -1038,7 +1044,7 @@ impl Layout {
             item: parse_id(self.names[1], &fields[self.item])?,
             value,
             timestamp_ms: match self.timestamp {
-                Some(column) => Some(parse_seconds_as_ms(self.names[3], &fields[column])?),
+                Some(column) => Some(parse_seconds_as_ms(self.names[3], fields[column].trim())?),
                 None => None,
             },
         })
@@ -1080,6 +1086,17 @@ fn parse_value(field: &'static str, text: &str) -> Result<f32, FieldError> {
 /// Seconds since the epoch, integer or decimal (`.inter` files declare them
 /// `float`), to whole milliseconds.
 fn parse_seconds_as_ms(field: &'static str, text: &str) -> Result<i64, FieldError> {
+    let ms = seconds_as_ms(field, text)?;
+    if ms < 0 {
+        // The engine keeps times from the epoch on (`timestamp_ms` ≥ 0): a
+        // negative one passed the hashed split and failed a temporal one
+        // deep inside, naming no line.
+        return Err((field, format!("a time before 1970 (negative): {text:?}; times are seconds since the epoch")));
+    }
+    Ok(ms)
+}
+
+fn seconds_as_ms(field: &'static str, text: &str) -> Result<i64, FieldError> {
     let out_of_range = || (field, format!("timestamp out of range: {text:?}"));
     if let Ok(seconds) = text.parse::<i64>() {
         return seconds.checked_mul(1000).ok_or_else(out_of_range);
@@ -1224,8 +1241,15 @@ mod tests {
         assert_eq!(parse(with_header, Format::Csv).unwrap(), expected);
         let without_header = "1,31,2.5,1260759144\n1,1029,3.0,1260759179\n";
         assert_eq!(parse(without_header, Format::Csv).unwrap(), expected);
-        // Three fields: no timestamp.
-        assert_eq!(parse("u, i, 4\n", Format::Csv).unwrap(), vec![rating("u", "i", 4.0, None)]);
+        // Three fields: no timestamp. Ids are the file's text, spaces
+        // included, as `recwal import` reads them; the rating is trimmed.
+        assert_eq!(parse("u, i, 4 \n", Format::Csv).unwrap(), vec![rating("u", " i", 4.0, None)]);
+        assert_eq!(parse("u::i ::4:: 5\n", Format::MovieLens1m).unwrap(), vec![rating("u", "i ", 4.0, Some(5000))]);
+        // A time before 1970 is refused with its line, as the engine would.
+        assert!(parse("u,i,4,-7\n", Format::Csv)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1: field `timestamp`: a time before 1970"));
     }
 
     #[test]
