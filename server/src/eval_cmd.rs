@@ -216,6 +216,11 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     };
     let file = load_rating_file(&args.file, &options).map_err(|err| err.to_string())?;
     let relevance = relevance(args, &file, scale)?;
+    // Checked whatever the protocol: a NaN or 1.5 given to a protocol that
+    // does not use it was silently ignored.
+    if !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
+        return Err(format!("--test-fraction {}: must be in (0, 1)", args.test_fraction));
+    }
     if args.candidates == 0 || args.candidates > recwal::N_MAX {
         return Err(format!("--candidates {}: must be in 1..={}", args.candidates, recwal::N_MAX));
     }
@@ -298,7 +303,11 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     )?;
     out!("| strategy | P@{k} | R@{k} | NDCG@{k} | HR@{k} | DOA | µs/user |")?;
     out!("|---|---|---|---|---|---|---|")?;
-    let strategies = if args.strategies.is_empty() { recwal::Strategy::ALL.to_vec() } else { args.strategies.clone() };
+    let mut strategies =
+        if args.strategies.is_empty() { recwal::Strategy::ALL.to_vec() } else { args.strategies.clone() };
+    // `--strategies popularity,popularity` printed the row twice.
+    let mut seen = std::collections::HashSet::new();
+    strategies.retain(|strategy| seen.insert(strategy.name()));
     for strategy in strategies {
         if let Err(err) = recwal::eval::prepare_strategy(&engine, strategy) {
             // No item model of its family (too many items for EASE, too

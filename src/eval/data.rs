@@ -384,8 +384,12 @@ pub const COLUMN_NAMES: [(&str, &[&str]); 4] = [
         ],
     ),
     ("rating", &["rating", "score", "value", "stars", "preference", "rate"]),
-    ("timestamp", &["timestamp", "time", "ts", "unix_timestamp"]),
+    ("timestamp", &["timestamp", "time", "ts", "unix_timestamp", TIMESTAMP_MS]),
 ];
+
+/// The header name of a timestamp column in milliseconds (`recwal export
+/// --format csv` writes it); every other timestamp column is in seconds.
+const TIMESTAMP_MS: &str = "timestamp_ms";
 
 /// Picks the format from the file's extension: `.inter` → `inter`, `.csv` →
 /// `csv`, `.tsv` → `tsv`, `.dat` → `ml1m`, `.jsonl`/`.ndjson` → `jsonl`,
@@ -544,6 +548,9 @@ pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str)
 /// One line of a `jsonl` file.
 #[derive(serde::Deserialize)]
 struct JsonLine {
+    /// `event` (the default), `forget_user` or `remove_item`, as `recwal
+    /// export` writes them.
+    op: Option<String>,
     user: Option<JsonId>,
     item: Option<JsonId>,
     rating: Option<f64>,
@@ -592,6 +599,24 @@ fn parse_jsonl(reader: impl Read, scale: Option<RatingScale>, source: &str) -> R
         };
         let parsed: JsonLine = serde_json::from_str(text)
             .map_err(|err| fail("record", format!("not a JSON object of a rating: {err}")))?;
+        // An export's forget and remove lines do what they did in the log:
+        // the user's (or the item's) ratings before them are gone.
+        match parsed.op.as_deref() {
+            None | Some("event") => {}
+            Some(op @ ("forget_user" | "remove_item")) => {
+                let (field, id) = if op == "forget_user" { ("user", parsed.user) } else { ("item", parsed.item) };
+                let id = parse_id(field, &id.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
+                if op == "forget_user" {
+                    ratings.retain(|rating: &Rating| rating.user != id);
+                } else {
+                    ratings.retain(|rating: &Rating| rating.item != id);
+                }
+                continue;
+            }
+            Some(other) => {
+                return Err(fail("op", format!("{other:?}: expected event, forget_user or remove_item")));
+            }
+        }
         let user = parse_id("user", &parsed.user.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
         let item = parse_id("item", &parsed.item.map(JsonId::text).unwrap_or_default()).map_err(|(f, r)| fail(f, r))?;
         let is_rating_kind = parsed.kind.as_deref().is_none_or(|kind| kind == "rating");
@@ -958,13 +983,16 @@ impl Layout {
                 }
             }
             if let [Some(user), Some(item), rating, timestamp] = slots {
+                let in_ms = timestamp.is_some_and(|column| {
+                    first[column].split(':').next().unwrap_or_default().trim().eq_ignore_ascii_case(TIMESTAMP_MS)
+                });
                 let layout = Layout {
                     user,
                     item,
                     rating,
                     timestamp,
                     n_fields: first.len(),
-                    names: ["user", "item", "rating", "timestamp"],
+                    names: ["user", "item", "rating", if in_ms { TIMESTAMP_MS } else { "timestamp" }],
                     expected: format!("the header has {} {} fields", first.len(), delimiter.separated()),
                     hint: String::new(),
                 };
@@ -1044,6 +1072,7 @@ impl Layout {
             item: parse_id(self.names[1], &fields[self.item])?,
             value,
             timestamp_ms: match self.timestamp {
+                Some(column) if self.names[3] == TIMESTAMP_MS => Some(parse_ms(fields[column].trim())?),
                 Some(column) => Some(parse_seconds_as_ms(self.names[3], fields[column].trim())?),
                 None => None,
             },
@@ -1094,6 +1123,15 @@ fn parse_seconds_as_ms(field: &'static str, text: &str) -> Result<i64, FieldErro
         return Err((field, format!("a time before 1970 (negative): {text:?}; times are seconds since the epoch")));
     }
     Ok(ms)
+}
+
+/// Milliseconds since the epoch, an integer (a `timestamp_ms` column).
+fn parse_ms(text: &str) -> Result<i64, FieldError> {
+    match text.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(ms),
+        Ok(_) => Err((TIMESTAMP_MS, format!("a time before 1970 (negative): {text:?}"))),
+        Err(_) => Err((TIMESTAMP_MS, format!("not a timestamp in milliseconds: {text:?}"))),
+    }
 }
 
 fn seconds_as_ms(field: &'static str, text: &str) -> Result<i64, FieldError> {
@@ -1234,6 +1272,30 @@ mod tests {
     }
 
     #[test]
+    fn an_exports_forget_and_remove_lines_drop_what_came_before_them() {
+        let text = concat!(
+            r#"{"op":"event","user":"a","item":"1","kind":"rating","rating":4,"timestamp_ms":1000}"#,
+            "\n",
+            r#"{"op":"event","user":"b","item":"1","kind":"rating","rating":5,"timestamp_ms":2000}"#,
+            "\n",
+            r#"{"op":"event","user":"b","item":"2","kind":"rating","rating":3,"timestamp_ms":3000}"#,
+            "\n",
+            r#"{"op":"forget_user","user":"a"}"#,
+            "\n",
+            r#"{"op":"remove_item","item":"2"}"#,
+            "\n",
+            r#"{"op":"event","user":"a","item":"2","kind":"rating","rating":2,"timestamp_ms":4000}"#,
+            "\n",
+        );
+        let options = LoadOptions { format: Some(Format::Jsonl), ..LoadOptions::default() };
+        let file = parse_rating_file(text.as_bytes(), &options, "export.jsonl").unwrap();
+        assert_eq!(file.ratings, vec![rating("b", "1", 5.0, Some(2000)), rating("a", "2", 2.0, Some(4000))]);
+        let bad = r#"{"op":"merge","user":"a"}"#;
+        let err = parse_rating_file(bad.as_bytes(), &options, "x.jsonl").unwrap_err().to_string();
+        assert!(err.contains("line 1: field `op`"), "{err}");
+    }
+
+    #[test]
     fn csv_with_and_without_header() {
         let expected =
             vec![rating("1", "31", 2.5, Some(1_260_759_144_000)), rating("1", "1029", 3.0, Some(1_260_759_179_000))];
@@ -1245,6 +1307,10 @@ mod tests {
         // included, as `recwal import` reads them; the rating is trimmed.
         assert_eq!(parse("u, i, 4 \n", Format::Csv).unwrap(), vec![rating("u", " i", 4.0, None)]);
         assert_eq!(parse("u::i ::4:: 5\n", Format::MovieLens1m).unwrap(), vec![rating("u", "i ", 4.0, Some(5000))]);
+        // `recwal export --format csv`'s header: a timestamp in milliseconds.
+        let exported = "op,lsn,user,item,kind,rating,weight,timestamp_ms,event_id\n\
+                        event,1,u,i,rating,4,,1500,e1\n";
+        assert_eq!(parse(exported, Format::Csv).unwrap(), vec![rating("u", "i", 4.0, Some(1500))]);
         // A time before 1970 is refused with its line, as the engine would.
         assert!(parse("u,i,4,-7\n", Format::Csv)
             .unwrap_err()
