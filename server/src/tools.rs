@@ -111,9 +111,9 @@ pub(crate) struct ImportArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     remote: crate::RemoteArgs,
-    /// Events per log record (per request, with --server).
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
+    /// Events per log record (per request, with --server); at least 1.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
     /// Field separator: one character, or tab, space, comma, semicolon,
     /// pipe (default: tab for u.data, .inter and .tsv, comma otherwise).
     #[arg(long)]
@@ -194,7 +194,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         }
     };
     let done = match (&remote, &data_dir) {
-        (Some(remote), _) => crate::import::into_server(remote, &rows, args.batch, &mut progress)?,
+        (Some(remote), _) => crate::import::into_server(remote, &rows, args.batch as usize, &mut progress)?,
         (None, Some(data_dir)) => {
             // A forget or remove of an id nobody knows is refused before the
             // data dir is created or anything is written to it.
@@ -208,7 +208,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
                 crate::import::check_known(&rows, &|user| engine.knows_user(user), &|item| engine.knows_item(item))
                     .map_err(|err| format!("{}: {err}", args.file.display()))?;
             }
-            let done = crate::import::into_engine(&engine, &rows, args.batch, &mut progress)
+            let done = crate::import::into_engine(&engine, &rows, args.batch as usize, &mut progress)
                 .map_err(|err| format!("{}: {err}", args.file.display()))?;
             engine.checkpoint().map_err(|err| err.to_string())?;
             engine.close().map_err(|err| err.to_string())?;

@@ -466,6 +466,18 @@ pub fn parse_rating_file(reader: impl Read, options: &LoadOptions, source: &str)
     }
     let fail = |line: usize, failure: Failure| match failure {
         Failure::Field(field, rule) => parse_error(line, field, rule),
+        // MovieLens 1M's layout is always `::`: --delimiter does not apply
+        // to it, so the way out is another format.
+        Failure::Delimiter(found) if format == Format::MovieLens1m => parse_error(
+            line,
+            "record",
+            format!(
+                "the line has no `::` but splits on {}: it is not MovieLens 1M's ratings.dat layout; pass --format \
+                 csv --delimiter {} (with --columns if it has no header)",
+                found.name(),
+                found.flag()
+            ),
+        ),
         Failure::Delimiter(found) => {
             EvalError::Delimiter { input: source.to_string(), line, expected: delimiter, found }
         }
@@ -1307,6 +1319,10 @@ mod tests {
         // included, as `recwal import` reads them; the rating is trimmed.
         assert_eq!(parse("u, i, 4 \n", Format::Csv).unwrap(), vec![rating("u", " i", 4.0, None)]);
         assert_eq!(parse("u::i ::4:: 5\n", Format::MovieLens1m).unwrap(), vec![rating("u", "i ", 4.0, Some(5000))]);
+        // A comma-separated .dat: MovieLens 1M's layout takes no
+        // --delimiter, so the hint names another format.
+        let err = parse("1,2,5,100\n", Format::MovieLens1m).unwrap_err().to_string();
+        assert!(err.contains("not MovieLens 1M's ratings.dat layout; pass --format csv"), "{err}");
         // `recwal export --format csv`'s header: a timestamp in milliseconds.
         let exported = "op,lsn,user,item,kind,rating,weight,timestamp_ms,event_id\n\
                         event,1,u,i,rating,4,,1500,e1\n";
