@@ -267,6 +267,7 @@ impl Shared {
             match step {
                 RoomStep::Fits => return Ok(inner),
                 RoomStep::Recycle(free_idx) => {
+                    self.write_out_before_lap(&mut inner)?;
                     let segment = inner.ring.take_free(free_idx);
                     if self.start_lap(&mut inner, segment)? {
                         self.metrics.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
@@ -281,10 +282,29 @@ impl Shared {
                     inner = self.sync_unlocked(inner, lsn)?;
                 }
                 RoomStep::AwaitPrepared => inner = self.wait_for_prepared(inner, &mut counted_prepare_wait),
-                RoomStep::Grow => self.grow_ring(&mut inner)?,
+                RoomStep::Grow => {
+                    self.write_out_before_lap(&mut inner)?;
+                    self.grow_ring(&mut inner)?;
+                }
                 RoomStep::Full => inner = self.wait_for_space(inner, deadline, &mut counted_wait)?,
             }
         }
+    }
+
+    /// Every record before a new lap reaches its file before the lap starts
+    /// (staged ones written out, one in flight waited for): the lap's header
+    /// is synced right away, and a process killed between the two would
+    /// otherwise leave a started segment behind a hole of records that were
+    /// never written, which recovery must report as a torn tail (and
+    /// `AbsoluteConsistency` refuses). So the written part of the log stays
+    /// a prefix across segments too. Once per segment; done before the
+    /// segment is taken from the free list (or created), so a failed write
+    /// (which poisons the log) leaves the ring as it was.
+    fn write_out_before_lap(&self, inner: &mut Inner) -> Result<(), WalError> {
+        if inner.staged.must_write_before(self.lsn_written.load(Ordering::Acquire)) {
+            inner.staged.begin_write(&self.write_order).finish(self)?;
+        }
+        Ok(())
     }
 
     /// Makes `lsn` durable with the append lock released, then takes it again.
@@ -346,16 +366,6 @@ impl Shared {
     /// Starts a new lap of `segment` (see `Ring::start_lap`). Returns whether
     /// the segment had held an earlier lap.
     fn start_lap(&self, inner: &mut Inner, segment: Arc<Segment>) -> Result<bool, WalError> {
-        // Every record before the new lap reaches its file first (staged
-        // ones written out, one in flight waited for): the lap's header is
-        // synced right away, and a process killed between the two would
-        // otherwise leave a started segment behind a hole of records that
-        // were never written, which recovery must report as a torn tail
-        // (and `AbsoluteConsistency` refuses). This way the written part of
-        // the log stays a prefix across segments too. Once per segment.
-        if inner.staged.must_write_before(self.lsn_written.load(Ordering::Acquire)) {
-            inner.staged.begin_write(&self.write_order).finish(self)?;
-        }
         let index = segment.index;
         let lsn_durable = self.commit.lsn_durable();
         match inner.ring.start_lap(segment, inner.lsn_next, lsn_durable, self.config.segment_bytes) {

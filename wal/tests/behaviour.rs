@@ -752,3 +752,29 @@ fn a_crash_right_after_a_segment_roll_leaves_a_clean_prefix_not_a_hole() {
     let payloads: Vec<Vec<u8>> = read_all(&wal).into_iter().map(|(_, _, payload)| payload).collect();
     assert_eq!(payloads, (1..=written).map(numbered).collect::<Vec<_>>());
 }
+
+/// The write-out before a new lap fails (and poisons the log): the segment
+/// the lap would have used stays in the ring (it was taken from the free
+/// list first, and went missing from the ring's counts).
+#[test]
+fn a_failed_write_out_at_a_segment_roll_keeps_every_segment_in_the_ring() {
+    let disk = SimStorage::new(7);
+    let config = WalConfig::default()
+        .segment_bytes(4096)
+        .segments_initial(2)
+        .segments_max(2)
+        .sync_policy(SyncPolicy::Batch { max_delay: Duration::from_secs(60), max_bytes: 1 << 30 });
+    let wal = Wal::open_with_storage(Box::new(disk.clone()), config).expect("open");
+    let segments = |wal: &Wal| {
+        let metrics = wal.metrics();
+        metrics.segments_live + metrics.segments_free
+    };
+    let before = segments(&wal);
+    // Segment 0 filled with staged records; the next append rolls.
+    while wal.metrics().staged_bytes + SEGMENT_HEADER_BYTES + 232 <= 4096 {
+        let _ = wal.append(1, &[7u8; 200]).expect("append");
+    }
+    disk.fail_next_writes(1);
+    assert!(matches!(wal.append(1, &[7u8; 200]), Err(WalError::Poisoned { .. })));
+    assert_eq!(segments(&wal), before, "a segment left the ring");
+}
