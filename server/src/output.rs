@@ -1,13 +1,13 @@
 //! Where a command writes its `--out PATH`: a regular file (or a new one) is
-//! replaced whole — written beside it as `PATH.partial`, synced, renamed
-//! over it — so nobody ever reads half of it and a failed run leaves the old
-//! file; anything else is written straight through: a device such as
+//! replaced whole (`durable::replace_with`: written beside it as
+//! `PATH.partial`, synced, renamed over it), so nobody ever reads half of it
+//! and a failed run leaves the old file; anything else is written straight through: a device such as
 //! `/dev/null`, a FIFO, a terminal. A symbolic link is followed to what it
 //! names, and stays a link. (Renaming over every path replaced `/dev/null`
 //! itself with a regular file when run as root, and a FIFO's reader got
 //! nothing.)
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,7 @@ pub(crate) fn write_output<T>(
             writer.flush().map_err(|err| format!("{}: {err}", target.display()))?;
             Ok(done)
         }
-        _ => replace_whole(&target, write),
+        _ => crate::durable::replace_with(&target, write, |path, err| format!("{}: {err}", path.display())),
     }
 }
 
@@ -42,24 +42,6 @@ fn resolved(path: &Path) -> PathBuf {
         Ok(named) => path.parent().map_or(named.clone(), |dir| dir.join(named)),
         Err(_) => path.to_path_buf(),
     }
-}
-
-fn replace_whole<T>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<T, String>) -> Result<T, String> {
-    let mut temp = path.to_path_buf().into_os_string();
-    temp.push(".partial");
-    let temp = PathBuf::from(temp);
-    let file = File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
-    let mut writer = BufWriter::new(file);
-    let finished = write(&mut writer).and_then(|done| {
-        let file = writer.into_inner().map_err(|err| format!("{}: {}", temp.display(), err.error()))?;
-        file.sync_all().map_err(|err| format!("{}: {err}", temp.display()))?;
-        std::fs::rename(&temp, path).map_err(|err| format!("{}: {err}", path.display()))?;
-        Ok(done)
-    });
-    if finished.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    finished
 }
 
 #[cfg(test)]
@@ -115,7 +97,7 @@ mod tests {
         // that renamed over the FIFO instead makes this fail, not hang.
         let reader = rustix::fs::open(&fifo, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK, 0.into())
             .expect("open the fifo's reader end");
-        let mut reader = File::from(reader);
+        let mut reader = std::fs::File::from(reader);
         write_text(&fifo, "five\n").expect("fifo");
         assert!(std::fs::symlink_metadata(&fifo).expect("fifo").file_type().is_fifo(), "still a FIFO");
         let mut got = String::new();
