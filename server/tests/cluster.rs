@@ -798,11 +798,14 @@ fn nodes_join_and_reseed_from_the_snapshot_bucket() {
 
 /// Every 5 messages each node compares its state digest with the others'.
 /// Node c runs with a different dedup window (a misconfiguration that makes
-/// its state differ from the same stream): it stops applying, is not ready,
-/// names both digests and leaves DIVERGED; a and b, which agree, stay ready
-/// and publish a snapshot only at a sequence where their digests agreed.
-/// Restarted with the right configuration, c re-seeds from that snapshot
-/// although it is not behind, and converges.
+/// its state differ from the same stream). While only a and c wrote digests
+/// it is one against one: a tie, and both wait for another node rather
+/// than stop (the first two writers of three). Node b joins and breaks it:
+/// c stops applying, is not ready, names both digests and leaves DIVERGED;
+/// a and b, which agree, stay ready and publish a snapshot only at a
+/// sequence where their digests agreed. Restarted with the right
+/// configuration, c re-seeds from that snapshot although it is not behind,
+/// and converges.
 #[test]
 fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
     let Some(setup) = single_nats() else { return };
@@ -818,11 +821,22 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
         "cluster.snapshot_interval_ms=100",
     ];
     let a = Server::start(&dir.path().join("a"), None, &flags);
-    let b = Server::start(&dir.path().join("b"), None, &flags);
     let mut odd = flags.to_vec();
     odd.extend(["--set", "engine.dedup.max_ids=2"]);
     let c = Server::start(&dir.path().join("c"), None, &odd);
-    for at in 1..=20 {
+    for at in 1..=10 {
+        ingest_one(&a, &format!("e{at}"));
+    }
+    // Both wrote their digests at 5 and 10 and read each other's (once a
+    // second): a tie, which neither takes for a divergence yet.
+    std::thread::sleep(Duration::from_millis(2500));
+    for node in [&a, &c] {
+        let (status, ready) = node.json("GET", "/readyz", "");
+        assert_eq!((status, &ready["cluster"]["phase"]), (200, &serde_json::json!("following")), "{ready}");
+        assert_eq!(metric(node, "recwal_cluster_digest_agreed_seq"), Some(0));
+    }
+    let b = Server::start(&dir.path().join("b"), None, &flags);
+    for at in 11..=20 {
         ingest_one(&a, &format!("e{at}"));
         std::thread::sleep(Duration::from_millis(30));
     }
@@ -834,8 +848,8 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
     assert!(dir.path().join("c").join("DIVERGED").is_file());
     for node in [&a, &b] {
         wait_until(node, "a and b at 20", |node| position(node).0 == 20);
+        wait_until(node, "a and b agree", |node| metric(node, "recwal_cluster_digest_agreed_seq").unwrap_or(0) >= 5);
         assert_eq!(node.json("GET", "/readyz", "").0, 200);
-        assert!(metric(node, "recwal_cluster_digest_agreed_seq").unwrap_or(0) >= 5);
     }
     assert_eq!(position(&a), position(&b));
     // A snapshot was published, at a digest point two nodes agreed on.
@@ -859,6 +873,33 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
         wait_until(node, "digests agreed at 25", |node| metric(node, "recwal_cluster_digest_agreed_seq") == Some(25));
         assert_eq!(node.json("GET", "/readyz", "").0, 200);
     }
+}
+
+/// Two nodes whose digests differ: neither can tell which is right, and
+/// no third node breaks the tie, so after the tie's wait both stop, not
+/// ready, each naming the other's digest.
+#[test]
+fn two_nodes_that_disagree_both_stop_once_nobody_breaks_the_tie() {
+    let Some(setup) = single_nats() else { return };
+    let (dir, url) = (&setup.dir, &setup.url);
+    let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1", "--set", "cluster.digest_every=5"];
+    let a = Server::start(&dir.path().join("a"), None, &flags);
+    let mut odd = flags.to_vec();
+    odd.extend(["--set", "engine.dedup.max_ids=2"]);
+    let c = Server::start(&dir.path().join("c"), None, &odd);
+    for at in 1..=5 {
+        ingest_one(&a, &format!("e{at}"));
+    }
+    let tied_at = Instant::now();
+    for (node, name) in [(&a, "a"), (&c, "c")] {
+        wait_until(node, "halted on the tie", |node| node.json("GET", "/readyz", "").1["cluster"]["phase"] == "halted");
+        let (status, ready) = node.json("GET", "/readyz", "");
+        assert_eq!(status, 503, "{ready}");
+        let reason = ready["cluster"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("state digest at stream sequence 5") && reason.contains("broke the tie"), "{reason}");
+        assert!(dir.path().join(name).join("DIVERGED").is_file());
+    }
+    assert!(tied_at.elapsed() >= Duration::from_secs(9), "a tie is not a divergence at once");
 }
 
 /// The catalogue writes, forget user and remove item go through the stream

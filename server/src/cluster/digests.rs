@@ -4,16 +4,19 @@
 //! `<node> <digest>` under the key `<stream incarnation>.<sequence>` of the JetStream key-value
 //! bucket `<stream>_digests` (each key keeps every node's value as its
 //! history). Once a second it compares its recent digests with what the
-//! other nodes wrote under the same keys: a node whose digest is not the
-//! most common one at a sequence (ties included) has diverged. It stops
-//! applying, reports itself not ready with both digests, and leaves the
-//! marker file `DIVERGED` in its data dir, so that its next start re-seeds
-//! it from the snapshot bucket (`seed.rs`) even though it is not behind.
+//! other nodes wrote under the same keys: a node whose digest another one
+//! outnumbers at a sequence has diverged. A tie (two nodes that disagree, or
+//! the first two writers of three) waits up to `TIE_WAIT` for another node
+//! to break it, and counts as a divergence of both sides if none does. A
+//! diverged node stops applying, reports itself not ready with both digests,
+//! and leaves the marker file `DIVERGED` in its data dir, so that its next
+//! start re-seeds it from the snapshot bucket (`seed.rs`) even though it is
+//! not behind.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
@@ -30,6 +33,11 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// Recent digests of this node that are compared again each round (other
 /// nodes reach a sequence later).
 const RECENT: usize = 8;
+/// How long a tie waits for another node's digest to break it before it
+/// counts as a divergence. Each node writes its digests once a second, so a
+/// node that applied the sequence too breaks it well within this; a
+/// cluster of two that disagree stops after it.
+const TIE_WAIT: Duration = Duration::from_secs(10);
 
 /// The key of the digests at `seq` of the stream incarnation `stream_id`.
 fn digest_key(stream_id: &str, seq: u64) -> String {
@@ -43,8 +51,19 @@ pub(super) enum Verdict {
     Alone,
     /// This node's digest is the most common one (strictly).
     Agrees,
-    /// Another digest is as common or more: this node diverged.
+    /// Another digest is as common, none more: a node yet to write may
+    /// break the tie.
+    Tied { others: String },
+    /// Another digest is more common: this node diverged.
     Differs { others: String },
+}
+
+/// A tie at one of this node's digest points, judged again each round.
+#[derive(Debug)]
+pub(super) struct Tie {
+    seq: u64,
+    digest: String,
+    since: Instant,
 }
 
 /// The verdict on `mine` among `(node, digest)` values of other nodes.
@@ -58,11 +77,26 @@ pub(super) fn verdict(mine: &str, others: &[(String, String)]) -> Verdict {
         *counts.entry(digest.as_str()).or_default() += 1;
     }
     let own = counts[mine];
-    if counts.iter().all(|(digest, &count)| *digest == mine || count < own) {
-        return Verdict::Agrees;
+    let most_other = counts.iter().filter(|(digest, _)| **digest != mine).map(|(_, &count)| count).max();
+    let others = || others.iter().map(|(node, digest)| format!("{digest} on {node}")).collect::<Vec<_>>().join(", ");
+    match most_other {
+        Some(count) if count > own => Verdict::Differs { others: others() },
+        Some(count) if count == own => Verdict::Tied { others: others() },
+        _ => Verdict::Agrees,
     }
-    let others = others.iter().map(|(node, digest)| format!("{digest} on {node}")).collect::<Vec<_>>().join(", ");
-    Verdict::Differs { others }
+}
+
+/// Why this node stops: its digest at `seq` is not the one the others hold.
+fn diverged_reason(seq: u64, digest: &str, others: &str, tied: bool) -> String {
+    let how = if tied {
+        format!(" (as many nodes hold another digest, and no other node broke the tie within {}s)", TIE_WAIT.as_secs())
+    } else {
+        String::new()
+    };
+    format!(
+        "the state digest at stream sequence {seq} is {digest} on this node but {others}{how}: this node's state \
+         differs; restart it to re-seed it from the snapshot bucket"
+    )
 }
 
 impl Replica {
@@ -108,12 +142,28 @@ impl Replica {
         // Keys name the stream's incarnation: digests a deleted stream's
         // nodes left at the same sequences are not this stream's.
         let stream_id = self.stream_id()?;
+        let reason = match self.judge_tie(&store, &stream_id).await {
+            Some(reason) => Some(reason),
+            None => self.judge_recent(&store, &stream_id).await,
+        };
+        if let Some(reason) = &reason {
+            if let Err(err) = std::fs::write(data_dir.join(DIVERGED), reason) {
+                warn!(%err, "cannot write the DIVERGED marker");
+            }
+        }
+        reason
+    }
+
+    /// Writes the digests noted since the last round and compares each
+    /// recent one with the other nodes'. Returns the reason once this node
+    /// diverged.
+    async fn judge_recent(&self, store: &kv::Store, stream_id: &str) -> Option<String> {
         let recent: Vec<(u64, String, bool)> =
             self.digests.lock().map(|recent| recent.iter().cloned().collect()).ok()?;
         for (seq, digest, written) in recent {
             if !written {
                 let value = format!("{} {digest}", self.node);
-                if store.put(digest_key(&stream_id, seq), value.into()).await.is_err() {
+                if store.put(digest_key(stream_id, seq), value.into()).await.is_err() {
                     continue;
                 }
                 if let Ok(mut recent) = self.digests.lock() {
@@ -123,45 +173,88 @@ impl Replica {
                 }
             }
             let Ok(Ok(others)) =
-                tokio::time::timeout(Duration::from_secs(2), self.others_at(&store, &stream_id, seq)).await
+                tokio::time::timeout(Duration::from_secs(2), self.others_at(store, stream_id, seq)).await
             else {
                 continue;
             };
             match verdict(&digest, &others) {
                 Verdict::Alone => {}
-                Verdict::Agrees => {
-                    // Settled: a node that reaches it later and differs
-                    // sees two agreeing digests and stops itself.
-                    self.digests_agreed.fetch_max(seq, Ordering::Relaxed);
-                    if let Ok(mut recent) = self.digests.lock() {
-                        recent.retain(|entry| entry.0 != seq);
-                    }
-                    // A snapshot taken at this sequence holds a state
-                    // another node has too: it may be published.
-                    let agreed = self
-                        .pending_snapshot
-                        .lock()
-                        .ok()
-                        .and_then(|mut pending| pending.take_if(|snapshot| snapshot.stream_seq <= seq));
-                    if let Some(snapshot) = agreed.filter(|snapshot| snapshot.stream_seq == seq) {
-                        if let Err(reason) = self.publish_snapshot(snapshot).await {
-                            warn!(%reason, "publishing the agreed snapshot failed; the next one is taken later");
+                Verdict::Agrees => self.agreed_at(seq).await,
+                Verdict::Tied { .. } => {
+                    // Judged again each round until broken or outlasted
+                    // (`judge_tie`); one tie at a time, the others stay
+                    // recent and are compared again.
+                    if let Ok(mut tie) = self.tie.lock() {
+                        if tie.is_none() {
+                            *tie = Some(Tie { seq, digest, since: Instant::now() });
+                            if let Ok(mut recent) = self.digests.lock() {
+                                recent.retain(|entry| entry.0 != seq);
+                            }
                         }
                     }
                 }
-                Verdict::Differs { others } => {
-                    let reason = format!(
-                        "the state digest at stream sequence {seq} is {digest} on this node but {others}: this node's \
-                         state differs; restart it to re-seed it from the snapshot bucket"
-                    );
-                    if let Err(err) = std::fs::write(data_dir.join(DIVERGED), &reason) {
-                        warn!(%err, "cannot write the DIVERGED marker");
-                    }
-                    return Some(reason);
-                }
+                Verdict::Differs { others } => return Some(diverged_reason(seq, &digest, &others, false)),
             }
         }
         None
+    }
+
+    /// The tie this node waits on, judged again: settled when a node broke
+    /// it, this node's divergence when the others outnumber it or nobody
+    /// broke it within `TIE_WAIT`.
+    async fn judge_tie(&self, store: &kv::Store, stream_id: &str) -> Option<String> {
+        let (seq, digest, since) = {
+            let tie = self.tie.lock().ok()?;
+            let tie = tie.as_ref()?;
+            (tie.seq, tie.digest.clone(), tie.since)
+        };
+        let Ok(Ok(others)) = tokio::time::timeout(Duration::from_secs(2), self.others_at(store, stream_id, seq)).await
+        else {
+            return None;
+        };
+        let settled = |replica: &Self| {
+            if let Ok(mut tie) = replica.tie.lock() {
+                *tie = None;
+            }
+        };
+        match verdict(&digest, &others) {
+            Verdict::Agrees => {
+                settled(self);
+                self.agreed_at(seq).await;
+                None
+            }
+            // The bucket no longer holds the others' values (kept an hour).
+            Verdict::Alone => {
+                settled(self);
+                None
+            }
+            Verdict::Tied { others } if since.elapsed() >= TIE_WAIT => {
+                Some(diverged_reason(seq, &digest, &others, true))
+            }
+            Verdict::Tied { .. } => None,
+            Verdict::Differs { others } => Some(diverged_reason(seq, &digest, &others, false)),
+        }
+    }
+
+    /// Another node holds this node's digest at `seq`: settled. A node that
+    /// reaches it later and differs sees two agreeing digests and stops
+    /// itself; a snapshot taken at `seq` holds a state another node has
+    /// too, so it may be published.
+    async fn agreed_at(&self, seq: u64) {
+        self.digests_agreed.fetch_max(seq, Ordering::Relaxed);
+        if let Ok(mut recent) = self.digests.lock() {
+            recent.retain(|entry| entry.0 != seq);
+        }
+        let agreed = self
+            .pending_snapshot
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.take_if(|snapshot| snapshot.stream_seq <= seq));
+        if let Some(snapshot) = agreed.filter(|snapshot| snapshot.stream_seq == seq) {
+            if let Err(reason) = self.publish_snapshot(snapshot).await {
+                warn!(%reason, "publishing the agreed snapshot failed; the next one is taken later");
+            }
+        }
     }
 
     /// Compares digests once a second until this node diverged (then the
@@ -211,15 +304,21 @@ mod tests {
     }
 
     #[test]
-    fn a_node_differs_unless_its_digest_is_the_strictly_most_common() {
+    fn a_node_differs_when_outnumbered_and_waits_on_a_tie() {
         assert_eq!(verdict("a", &[]), Verdict::Alone);
         assert_eq!(verdict("a", &of(&[("n2", "a")])), Verdict::Agrees);
         assert_eq!(verdict("a", &of(&[("n2", "a"), ("n3", "b")])), Verdict::Agrees, "n3 is the odd one");
         assert!(matches!(verdict("b", &of(&[("n1", "a"), ("n2", "a")])), Verdict::Differs { .. }));
-        // Two nodes that disagree: neither can tell, both report it.
-        assert!(matches!(verdict("a", &of(&[("n2", "b")])), Verdict::Differs { .. }));
+        assert!(matches!(
+            verdict("b", &of(&[("n1", "a"), ("n2", "a"), ("n3", "a"), ("n4", "b")])),
+            Verdict::Differs { .. }
+        ));
+        // Two nodes that disagree: neither can tell yet; a third may break
+        // the tie (the first two writers of three).
+        assert!(matches!(verdict("a", &of(&[("n2", "b")])), Verdict::Tied { .. }));
+        assert!(matches!(verdict("a", &of(&[("n2", "b"), ("n3", "a"), ("n4", "b")])), Verdict::Tied { .. }));
         match verdict("c", &of(&[("n1", "a"), ("n2", "b")])) {
-            Verdict::Differs { others } => assert_eq!(others, "a on n1, b on n2"),
+            Verdict::Tied { others } => assert_eq!(others, "a on n1, b on n2"),
             other => panic!("{other:?}"),
         }
     }

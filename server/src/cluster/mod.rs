@@ -102,6 +102,9 @@ pub struct Replica {
     digests: Mutex<std::collections::VecDeque<(u64, String, bool)>>,
     /// Highest stream sequence at which another node had the same digest.
     digests_agreed: AtomicU64,
+    /// A digest point where another digest is as common as this node's,
+    /// waiting for a node to break the tie (`digests.rs`).
+    tie: Mutex<Option<digests::Tie>>,
     /// Set once this node's digest differs from the others' (the reason).
     diverged: Mutex<Option<String>>,
     /// `/readyz`'s position, with when it was computed and how long that
@@ -189,6 +192,7 @@ impl Replica {
             stream_id: Mutex::new(None),
             digests: Mutex::new(std::collections::VecDeque::new()),
             digests_agreed: AtomicU64::new(0),
+            tie: Mutex::new(None),
             diverged: Mutex::new(None),
             position: Mutex::new(None),
             snapshot_due: std::sync::atomic::AtomicBool::new(false),
