@@ -73,13 +73,20 @@ fn run(
     let set = EvalSet::new(&split);
     let dir = tempfile::tempdir()?;
     let engine = train_engine(dir.path(), config(alpha), &split.train)?;
-    let mut reports: Vec<StrategyReport> =
-        strategies.iter().map(|&strategy| evaluate_engine(&engine, &set, strategy, K, RELEVANT_MIN)).collect();
+    let mut reports = Vec::new();
+    for &strategy in strategies {
+        match evaluate_engine(&engine, &set, strategy, K, RELEVANT_MIN) {
+            Ok(report) => reports.push(report),
+            Err(err) => eprintln!("{}: not trained: {err}", strategy.name()),
+        }
+    }
     if let Some(model) = std::env::var_os("RECWAL_EVAL_MODEL") {
         let added = engine.add_model_file(std::path::Path::new(&model))?;
         engine.activate_model(added.version)?;
         for &strategy in strategies {
-            let (report, unranked) = evaluate_engine_ranked(&engine, &set, strategy, K, RELEVANT_MIN);
+            let Ok((report, unranked)) = evaluate_engine_ranked(&engine, &set, strategy, K, RELEVANT_MIN) else {
+                continue;
+            };
             if unranked > 0 {
                 eprintln!("{}: {unranked} users answered without the model", strategy.name());
             }

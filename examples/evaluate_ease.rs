@@ -65,7 +65,7 @@ fn ease_report(
     input: ItemModelInput,
 ) -> Result<(Report, u64), Box<dyn Error>> {
     let info = engine.train_item_model_with(lambda, input)?;
-    Ok((evaluate_engine(engine, set, Strategy::Ease, K, RELEVANT_MIN).report, info.train_ms))
+    Ok((evaluate_engine(engine, set, Strategy::Ease, K, RELEVANT_MIN)?.report, info.train_ms))
 }
 
 /// iALS with λ and α (the other parameters the defaults), scored on `set`.
@@ -78,7 +78,7 @@ fn ials_report(
     let mut params = ItemModelSpec::ials_params(&engine.config().item_model);
     (params.lambda, params.alpha, params.input) = (lambda, alpha, ItemModelInput::Value);
     let info = engine.train_item_model_spec(ItemModelSpec::Ials(params))?;
-    Ok((evaluate_engine(engine, set, Strategy::Ials, K, RELEVANT_MIN).report, info.train_ms))
+    Ok((evaluate_engine(engine, set, Strategy::Ials, K, RELEVANT_MIN)?.report, info.train_ms))
 }
 
 fn row(name: &str, report: &Report) -> String {
@@ -175,7 +175,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let wanted =
         |strategy: Strategy| only.as_deref().is_none_or(|only| only.split(',').any(|name| name == strategy.name()));
     for strategy in Strategy::ALL.into_iter().filter(|&strategy| wanted(strategy)) {
-        let report = evaluate_engine(&engine, &test, strategy, K, RELEVANT_MIN).report;
+        let report = evaluate_engine(&engine, &test, strategy, K, RELEVANT_MIN)?.report;
         let name = match strategy {
             Strategy::Ease => format!("ease (chosen on validation: X {}, λ {lambda})", input.name()),
             Strategy::Ials => format!("ials (chosen on validation: 64 factors, λ {ials_lambda}, α {alpha})"),
@@ -200,7 +200,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         let added = engine.add_model_file(std::path::Path::new(&ranker))?;
         engine.activate_model(added.version)?;
-        let (ranked, unranked) = evaluate_engine_ranked(&engine, &test, Strategy::Ease, K, RELEVANT_MIN);
+        let (ranked, unranked) = evaluate_engine_ranked(&engine, &test, Strategy::Ease, K, RELEVANT_MIN)?;
         if unranked > 0 {
             return Err(format!("{unranked} users were answered without the ranker").into());
         }

@@ -203,16 +203,16 @@ fn row(name: &str, held_out: bool, ratings: &[Rating]) -> Result<(), Box<dyn Err
     let set = EvalSet::new(&split);
     let dir = tempfile::tempdir()?;
     let engine = train_engine(dir.path(), config(), &split.train)?;
-    let exact = evaluate_engine(&engine, &set, Strategy::ItemRankExact, K, RELEVANT_MIN);
-    let fast = evaluate_engine(&engine, &set, Strategy::ItemRank, K, RELEVANT_MIN);
-    let popularity = evaluate_engine(&engine, &set, Strategy::Popularity, K, RELEVANT_MIN);
+    let exact = evaluate_engine(&engine, &set, Strategy::ItemRankExact, K, RELEVANT_MIN)?;
+    let fast = evaluate_engine(&engine, &set, Strategy::ItemRank, K, RELEVANT_MIN)?;
+    let popularity = evaluate_engine(&engine, &set, Strategy::Popularity, K, RELEVANT_MIN)?;
     engine.close()?;
     // The pruned path alone: the fast mode of earlier versions.
     let pruned_dir = tempfile::tempdir()?;
     let mut pruned_config = config();
     pruned_config.itemrank.fast_dense_pairs_max = 0;
     let pruned_engine = train_engine(pruned_dir.path(), pruned_config, &split.train)?;
-    let pruned = evaluate_engine(&pruned_engine, &set, Strategy::ItemRank, K, RELEVANT_MIN);
+    let pruned = evaluate_engine(&pruned_engine, &set, Strategy::ItemRank, K, RELEVANT_MIN)?;
     pruned_engine.close()?;
     let pruned_ndcg_gap = if exact.report.ndcg > 0.0 { pruned.report.ndcg / exact.report.ndcg - 1.0 } else { 0.0 };
     let density = ratings.len() as f64 / (users as f64 * items as f64);

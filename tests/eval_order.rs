@@ -63,7 +63,10 @@ fn reports(ratings: &[Rating]) -> Vec<String> {
     let engine = train_engine(dir.path(), config(), &split.train).unwrap();
     Strategy::ALL
         .iter()
-        .map(|&strategy| format!("{:?}", evaluate_engine(&engine, &set, strategy, 5, 4.0).report))
+        .map(|&strategy| match evaluate_engine(&engine, &set, strategy, 5, 4.0) {
+            Ok(report) => format!("{:?}", report.report),
+            Err(err) => format!("not trained: {err}"),
+        })
         .collect()
 }
 

@@ -309,13 +309,15 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
     let mut seen = std::collections::HashSet::new();
     strategies.retain(|strategy| seen.insert(strategy.name()));
     for strategy in strategies {
-        if let Err(err) = recwal::eval::prepare_strategy(&engine, strategy) {
-            // No item model of its family (too many items for EASE, too
-            // little data): its scores would be all zero, its figures ties.
-            out!("| {} | not trained: {err} | | | | | |", strategy.name())?;
-            continue;
-        }
-        let report = evaluate_engine(&engine, &set, strategy, k, relevance.min);
+        let report = match evaluate_engine(&engine, &set, strategy, k, relevance.min) {
+            Ok(report) => report,
+            Err(err) => {
+                // No item model of its family (too many items for EASE, too
+                // little data): its scores would be all zero, its figures ties.
+                out!("| {} | not trained: {err} | | | | | |", strategy.name())?;
+                continue;
+            }
+        };
         let r = report.report;
         out!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |",
@@ -328,7 +330,8 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode, String> {
             report.per_user.as_micros()
         )?;
         let Some(version) = ranker else { continue };
-        let (ranked, unranked) = evaluate_engine_ranked(&engine, &set, strategy, k, relevance.min);
+        let (ranked, unranked) = evaluate_engine_ranked(&engine, &set, strategy, k, relevance.min)
+            .map_err(|err| format!("{}: {err}", strategy.name()))?;
         if unranked > 0 {
             return Err(format!(
                 "--ranker: {unranked} users of {} were answered without the model (see the log): no figure",

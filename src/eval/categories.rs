@@ -151,7 +151,7 @@ pub fn evaluate_engine_by_category(
     k: usize,
     relevant_min: f32,
 ) -> Result<CategoryEvaluation, EngineError> {
-    let _ = super::prepare_strategy(engine, strategy);
+    super::prepare_strategy(engine, strategy)?;
     let item_categories: FxHashMap<&str, &[String]> =
         items.iter().map(|item| (item.id.as_str(), item.categories.as_slice())).collect();
     let in_category =
@@ -318,6 +318,39 @@ mod tests {
         assert_eq!(report.pairs, 2);
         assert!(close(report.pooled_filtered.precision, 0.5), "{report:?}");
         assert!(close(report.pooled_unfiltered.precision, 0.25), "{report:?}");
+        Ok(())
+    }
+
+    /// EASE above `item_model.items_max` cannot be trained: every
+    /// evaluation of it is that error, not the figures of all-zero scores.
+    #[test]
+    fn a_strategy_whose_item_model_cannot_be_trained_is_an_error_not_figures() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let mut train = Vec::new();
+        for user in 0..6u32 {
+            for item in 0..8u32 {
+                if (user + item) % 3 != 0 {
+                    train.push(rating(&format!("u{user}"), &format!("i{item}"), 4.0));
+                }
+            }
+        }
+        let test = vec![rating("u0", "i0", 5.0), rating("u1", "i2", 5.0)];
+        let set = EvalSet::new(&Split { train: train.clone(), test });
+        let dir = tempfile::tempdir()?;
+        let mut config = EngineConfig::default();
+        config.item_model.items_max = 3;
+        let engine = train_engine(dir.path(), config, &train)?;
+        let items: Vec<Item> = (0..8).map(|item| Item::new(format!("i{item}")).category("A")).collect();
+        let categories = vec!["A".to_string()];
+        let refused = |err: &EngineError| err.to_string().contains("items_max");
+        let by_category = evaluate_engine_by_category(&engine, &set, &items, &categories, Strategy::Ease, 2, 4.0);
+        assert!(by_category.as_ref().is_err_and(refused), "{by_category:?}");
+        let whole = crate::eval::evaluate_engine(&engine, &set, Strategy::Ease, 2, 4.0);
+        assert!(whole.as_ref().is_err_and(refused), "{:?}", whole.map(|report| report.report));
+        let ranked = crate::eval::evaluate_engine_ranked(&engine, &set, Strategy::Ease, 2, 4.0);
+        assert!(ranked.as_ref().is_err_and(refused), "{:?}", ranked.map(|report| report.1));
+        // A strategy without an item model is measured as before.
+        assert!(crate::eval::evaluate_engine(&engine, &set, Strategy::Popularity, 2, 4.0).is_ok());
         Ok(())
     }
 }

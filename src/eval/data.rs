@@ -1110,9 +1110,14 @@ fn other_delimiter(fields: &[String], delimiter: Delimiter, fits: impl Fn(usize)
         .find(|candidate| fits(only.split(candidate.0).count()))
 }
 
+/// An id under the rules every write applies (what `import` and the API
+/// refuse is refused here too: an engine could not be trained on it).
 fn parse_id(field: &'static str, text: &str) -> Result<String, FieldError> {
     if text.is_empty() {
         return Err((field, "empty id".to_string()));
+    }
+    if let Some(rule) = crate::ids::id_rule(text) {
+        return Err((field, format!("id {rule}")));
     }
     Ok(text.to_string())
 }
@@ -1350,6 +1355,21 @@ mod tests {
              found 5; the formats are ml100k, ml1m, inter, csv, tsv, jsonl (--format, --delimiter, --header/--no-header, --columns)"
         );
         assert_eq!(error_message("1,,3\n", Format::Csv), "test.txt line 1: field `item`: empty id");
+        // The rules every write applies: at most 256 bytes, no control
+        // characters (an engine would refuse to be trained on them).
+        let long = "u".repeat(257);
+        assert_eq!(
+            error_message(&format!("{long},i,3\n"), Format::Csv),
+            "test.txt line 1: field `user`: id must be at most 256 bytes, got 257"
+        );
+        assert_eq!(
+            error_message("u,i\u{7}x,3\n", Format::Csv),
+            "test.txt line 1: field `item`: id must not contain control characters"
+        );
+        assert_eq!(
+            parse(&format!("{},i,3\n", "u".repeat(256)), Format::Csv).map(|ratings| ratings.len()).ok(),
+            Some(1)
+        );
     }
 
     #[test]
@@ -1480,9 +1500,13 @@ mod tests {
 
     #[test]
     fn quoted_fields_as_pandas_writes_them() {
-        let text = "\"user\",\"item\",\"rating\"\n\"Smith, J\",\"a \"\"b\"\"\",4.5\n\"x\ny\",\"i\",3\n";
+        // (A line end inside a quoted id is a control character, refused;
+        // inside a number it is space around it.)
+        let text = "\"user\",\"item\",\"rating\"\n\"Smith, J\",\"a \"\"b\"\"\",4.5\n\"xy\",\"i\",\"3\n\"\n";
         let file = load(text, LoadOptions::default()).unwrap();
-        assert_eq!(file.ratings, vec![rating("Smith, J", "a \"b\"", 4.5, None), rating("x\ny", "i", 3.0, None)]);
+        assert_eq!(file.ratings, vec![rating("Smith, J", "a \"b\"", 4.5, None), rating("xy", "i", 3.0, None)]);
+        let err = load("user,item,rating\n\"x\ny\",i,3\n", LoadOptions::default()).unwrap_err().to_string();
+        assert_eq!(err, "r.csv line 2: field `user`: id must not contain control characters");
         assert!(file.has_rating && !file.has_timestamp);
         // After a record spanning two lines, lines are still the file's.
         let err = load(&format!("{text}u,i,x\n"), LoadOptions::default()).unwrap_err().to_string();

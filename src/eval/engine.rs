@@ -94,15 +94,16 @@ pub fn prepare_strategy(engine: &Engine, strategy: Strategy) -> Result<(), Engin
 }
 
 /// Scores every user of `set` with `strategy` on `engine` (after
-/// [`prepare_strategy`]).
+/// [`prepare_strategy`]). An error when the strategy's item model cannot be
+/// trained: its figures would be those of all-zero scores.
 pub fn evaluate_engine(
     engine: &Engine,
     set: &EvalSet,
     strategy: Strategy,
     k: usize,
     relevant_min: f32,
-) -> StrategyReport {
-    let _ = prepare_strategy(engine, strategy);
+) -> Result<StrategyReport, EngineError> {
+    prepare_strategy(engine, strategy)?;
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let started = Instant::now();
@@ -115,7 +116,7 @@ pub fn evaluate_engine(
             }
         });
     });
-    StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) }
+    Ok(StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) })
 }
 
 /// Like `evaluate_engine`, with the engine's active ranking model: the
@@ -131,8 +132,8 @@ pub fn evaluate_engine_ranked(
     strategy: Strategy,
     k: usize,
     relevant_min: f32,
-) -> (StrategyReport, u32) {
-    let _ = prepare_strategy(engine, strategy);
+) -> Result<(StrategyReport, u32), EngineError> {
+    prepare_strategy(engine, strategy)?;
     let index: rustc_hash::FxHashMap<&str, usize> =
         set.items().iter().enumerate().map(|(at, item)| (item.as_str(), at)).collect();
     let candidates = engine.config().models.candidates;
@@ -159,5 +160,5 @@ pub fn evaluate_engine_ranked(
             _ => unranked += 1,
         }
     });
-    (StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) }, unranked)
+    Ok((StrategyReport { strategy, report, per_user: started.elapsed() / users.max(1) }, unranked))
 }
