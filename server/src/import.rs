@@ -1,11 +1,15 @@
 //! `recwal import` and `recwal export`: files of events in and out.
 //!
-//! Import reads the whole file before anything is written, through the csv
-//! crate (quoting, any one-byte delimiter, a header row or `--columns`) or
-//! as JSONL (one object per line, the shape of `POST /v1/events`' events,
-//! plus `op` and `lsn`). Every event without an event id gets one derived
-//! from its content (`import:<SHA-256 of the row's fields>:<occurrence>`),
-//! so a second run of the same file, or of the file with rows added, is all
+//! Import reads the file twice, line by line, through the csv crate
+//! (quoting, any one-byte delimiter, a header row or `--columns`) or as
+//! JSONL (one object per line, the shape of `POST /v1/events`' events, plus
+//! `op` and `lsn`): the first reading checks every line and writes nothing
+//! ([`check`]), the second ingests ([`replay`]). Neither holds the file or
+//! its rows, only a batch at a time (and ~20 bytes a row for the derived
+//! ids): a file of tens of millions of events needs the engine's memory,
+//! not ten times it. Every event without an event id gets one derived from
+//! its content (`import:<SHA-256 of the row's fields>:<occurrence>`), so a
+//! second run of the same file, or of the file with rows added, is all
 //! duplicates inside the dedup window. Export writes the log's records in
 //! the same JSONL (or CSV) shape, one line per event, with the LSN of its
 //! record, so an import of an export rebuilds the same records.
@@ -90,6 +94,7 @@ fn column_name(raw: &str) -> Option<&'static str> {
 }
 
 /// How to read an import file.
+#[derive(Clone)]
 pub(crate) struct ReadOptions {
     pub(crate) delimiter: Option<Delimiter>,
     /// `--columns`: the names of the columns, in order; the file then has no
@@ -116,25 +121,176 @@ pub(crate) enum Rules<'a> {
     AnyServer,
 }
 
-/// Reads and checks every line of `path`; `Err` names the file and line.
-pub(crate) fn read(path: &Path, options: &ReadOptions, rules: &Rules<'_>) -> Result<Vec<Row>, String> {
+/// Reads and checks every line of `path` in order, deriving event ids when
+/// asked, and hands each row to `visit`. `Err` names the file and line (or
+/// is `visit`'s own). Returns how many rows there were.
+fn scan(
+    path: &Path,
+    options: &ReadOptions,
+    rules: &Rules<'_>,
+    visit: &mut dyn FnMut(Row) -> Result<(), String>,
+) -> Result<u64, String> {
     let source = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
     // A server's rating scale is its own: here, any finite value passes.
     let any_scale = EngineConfig { rating_min: f32::MIN, rating_max: f32::MAX, ..EngineConfig::default() };
     let check = Check { config: if let Rules::Engine(config) = rules { config } else { &any_scale }, rules };
-    let mut rows = if is_jsonl(path) {
-        read_jsonl(std::io::BufReader::new(file), &source, &check)?
-    } else {
-        read_csv(file, path, options, &check)?
+    let mut ids = options.derive_ids.then(IdDeriver::default);
+    let mut rows = 0u64;
+    let mut each = |mut row: Row| {
+        if let Some(ids) = &mut ids {
+            ids.derive(&mut row);
+        }
+        rows += 1;
+        visit(row)
     };
-    if rows.is_empty() {
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    if is_jsonl(path) {
+        read_jsonl(reader, &source, &check, &mut each)?;
+    } else {
+        read_csv(reader, path, options, &check, &mut each)?;
+    }
+    if rows == 0 {
         return Err(format!("{source}: no ratings or events in it"));
     }
-    if options.derive_ids {
-        derive_ids(&mut rows);
-    }
     Ok(rows)
+}
+
+/// What the first reading of a file found: every line can be written.
+pub(crate) struct Checked {
+    /// Rows, and of them events.
+    pub(crate) rows: u64,
+    pub(crate) events: u64,
+    /// Forget and remove lines whose id no event before them names: the
+    /// data dir must know it ([`Checked::check_known`]).
+    unresolved: Vec<(u64, Action)>,
+    /// The file's size and modification time, to tell whether the second
+    /// reading reads the same file.
+    stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The first reading: checks every line of `path` against `rules` and
+/// writes nothing.
+pub(crate) fn check(path: &Path, options: &ReadOptions, rules: &Rules<'_>) -> Result<Checked, String> {
+    let stamp = stamp(path);
+    let (mut users, mut items) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    let (mut events, mut unresolved) = (0u64, Vec::new());
+    // Ids are derived on the second reading only: none is needed here.
+    let options = ReadOptions { derive_ids: false, ..options.clone() };
+    let rows = scan(path, &options, rules, &mut |row| {
+        match row.action {
+            Action::Event(pair) => {
+                events += 1;
+                let event = pair.1;
+                if !users.contains(&event.user) {
+                    users.insert(event.user);
+                }
+                if !items.contains(&event.item) {
+                    items.insert(event.item);
+                }
+            }
+            Action::ForgetUser(user) if !users.contains(&user) => {
+                unresolved.push((row.line, Action::ForgetUser(user)));
+            }
+            Action::RemoveItem(item) if !items.contains(&item) => {
+                unresolved.push((row.line, Action::RemoveItem(item)));
+            }
+            Action::ForgetUser(_) | Action::RemoveItem(_) => {}
+        }
+        Ok(())
+    })?;
+    Ok(Checked { rows, events, unresolved, stamp })
+}
+
+impl Checked {
+    /// Refuses a `forget_user` or `remove_item` line whose id neither the
+    /// data dir (`knows_user`, `knows_item`) nor an event earlier in the
+    /// file names: the engine would refuse it, after the lines before it
+    /// were written.
+    pub(crate) fn check_known(
+        &self,
+        knows_user: &dyn Fn(&str) -> bool,
+        knows_item: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        for (line, action) in &self.unresolved {
+            match action {
+                Action::ForgetUser(user) if !knows_user(user) => {
+                    return Err(format!(
+                        "line {line}: forget_user of unknown user {user:?} (no event in the data dir or before this line names it)"
+                    ));
+                }
+                Action::RemoveItem(item) if !knows_item(item) => {
+                    return Err(format!(
+                        "line {line}: remove_item of unknown item {item:?} (no event in the data dir or before this line names it)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The second reading: hands `write` the rows of `path` in groups of one
+/// call each ([`Grouper`]), in order. A file changed since [`check`] is
+/// refused before anything is written; one that changes while it is read
+/// stops at the first line that no longer passes, with what was written
+/// said (the derived ids make running the import again safe).
+pub(crate) fn replay(
+    path: &Path,
+    options: &ReadOptions,
+    rules: &Rules<'_>,
+    checked: &Checked,
+    batch: usize,
+    write: &mut dyn FnMut(&[Row]) -> Result<(), String>,
+) -> Result<(), String> {
+    let source = path.display().to_string();
+    if stamp(path) != checked.stamp {
+        return Err(format!("{source}: the file changed after it was checked; nothing was written, import it again"));
+    }
+    // One thread reads and parses, this one writes: on two cores the
+    // parsing no longer adds to the ingest. A few groups wait in between.
+    const STOPPED: &str = "the writer stopped";
+    let (rows, written) = std::thread::scope(|scope| {
+        let (send, groups_read) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
+        let reader = scope.spawn(move || {
+            let mut groups = Grouper { batch: batch.max(1), pending: Vec::new() };
+            let rows = scan(path, options, rules, &mut |row| match groups.push(row) {
+                Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
+                None => Ok(()),
+            })?;
+            if !groups.pending.is_empty() {
+                send.send(groups.pending).map_err(|_| STOPPED.to_string())?;
+            }
+            Ok::<u64, String>(rows)
+        });
+        let mut written = Ok(());
+        while let Ok(group) = groups_read.recv() {
+            written = write(&group);
+            if written.is_err() {
+                break;
+            }
+        }
+        // The reader, blocked on a full channel, sees the writer gone.
+        drop(groups_read);
+        let rows = reader.join().unwrap_or_else(|_| Err("the reading thread panicked".to_string()));
+        (rows, written)
+    });
+    written?;
+    let rows = rows
+        .map_err(|err| format!("{err} (the file changed while it was imported? the lines before it were written)"))?;
+    if rows != checked.rows {
+        return Err(format!(
+            "{source}: {rows} rows read, {} when it was checked: the file changed while it was imported",
+            checked.rows
+        ));
+    }
+    Ok(())
 }
 
 /// What `row_of` checks a line with.
@@ -144,8 +300,12 @@ struct Check<'a> {
     rules: &'a Rules<'a>,
 }
 
-fn read_jsonl(reader: impl BufRead, source: &str, check: &Check<'_>) -> Result<Vec<Row>, String> {
-    let mut rows = Vec::new();
+fn read_jsonl(
+    reader: impl BufRead,
+    source: &str,
+    check: &Check<'_>,
+    visit: &mut dyn FnMut(Row) -> Result<(), String>,
+) -> Result<(), String> {
     for (at, text) in reader.lines().enumerate() {
         let line_no = at as u64 + 1;
         let text = text.map_err(|err| format!("{source}, line {line_no}: {err}"))?;
@@ -154,9 +314,9 @@ fn read_jsonl(reader: impl BufRead, source: &str, check: &Check<'_>) -> Result<V
             continue;
         }
         let line: Line = serde_json::from_str(text).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
+        visit(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A line's row: checks the fields its op needs, and the event against the
@@ -207,39 +367,6 @@ fn row_of(line: Line, line_no: u64, check: &Check<'_>) -> Result<Row, String> {
     Ok(Row { line: line_no, lsn, action })
 }
 
-/// Refuses a `forget_user` or `remove_item` line whose id neither the data
-/// dir (`knows_user`, `knows_item`) nor an event earlier in the file names:
-/// the engine would refuse it, after the lines before it were written.
-pub(crate) fn check_known(
-    rows: &[Row],
-    knows_user: &dyn Fn(&str) -> bool,
-    knows_item: &dyn Fn(&str) -> bool,
-) -> Result<(), String> {
-    let (mut users, mut items) = (std::collections::HashSet::new(), std::collections::HashSet::new());
-    for row in rows {
-        match &row.action {
-            Action::Event(pair) => {
-                users.insert(pair.1.user.as_str());
-                items.insert(pair.1.item.as_str());
-            }
-            Action::ForgetUser(user) if !users.contains(user.as_str()) && !knows_user(user) => {
-                return Err(format!(
-                    "line {}: forget_user of unknown user {user:?} (no event in the data dir or before this line names it)",
-                    row.line
-                ));
-            }
-            Action::RemoveItem(item) if !items.contains(item.as_str()) && !knows_item(item) => {
-                return Err(format!(
-                    "line {}: remove_item of unknown item {item:?} (no event in the data dir or before this line names it)",
-                    row.line
-                ));
-            }
-            Action::ForgetUser(_) | Action::RemoveItem(_) => {}
-        }
-    }
-    Ok(())
-}
-
 /// The layout of a file that is not JSONL, from its name and the options:
 /// delimiter, columns (if fixed) and whether a header row comes first.
 fn layout(path: &Path, options: &ReadOptions) -> (u8, Option<Vec<String>>, bool) {
@@ -256,40 +383,21 @@ fn layout(path: &Path, options: &ReadOptions) -> (u8, Option<Vec<String>>, bool)
     }
 }
 
-/// The 1-based line of a record from its byte offset. The csv crate's own
-/// line count is one short after CRLF line ends (an error named the line
-/// before the bad row), and a record's offset may lie before the line ends
-/// of blank lines it skipped: the record's line is that of its first byte
-/// that is not a line end. Offsets only grow, so the count goes on from the
-/// last one.
-#[derive(Default)]
-struct LineOf {
-    offset: usize,
-    line: u64,
-}
-
-impl LineOf {
-    fn at(&mut self, data: &[u8], byte: u64) -> u64 {
-        let mut start = usize::try_from(byte).unwrap_or(data.len()).min(data.len()).max(self.offset);
-        while data.get(start).is_some_and(|byte| *byte == b'\r' || *byte == b'\n') {
-            start += 1;
-        }
-        self.line += data[self.offset..start].iter().filter(|byte| **byte == b'\n').count() as u64;
-        self.offset = start;
-        self.line + 1
-    }
-}
-
-fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Check<'_>) -> Result<Vec<Row>, String> {
+fn read_csv(
+    file: impl std::io::Read,
+    path: &Path,
+    options: &ReadOptions,
+    check: &Check<'_>,
+    visit: &mut dyn FnMut(Row) -> Result<(), String>,
+) -> Result<(), String> {
     let source = path.display().to_string();
     if options.delimiter.is_some_and(|delimiter| u8::try_from(delimiter.as_char()).is_err()) {
         return Err(format!("{source}: --delimiter must be a single-byte character for CSV"));
     }
     let (delimiter, fixed, header) = layout(path, options);
-    let mut data = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::BufReader::new(file), &mut data)
-        .map_err(|err| format!("{source}: {err}"))?;
-    let mut lines = LineOf::default();
+    // The csv crate's own line count leaves out blank lines and is one
+    // short after CRLF line ends: lines are counted from byte offsets.
+    let (file, lines) = recwal::eval::count_lines(file);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -297,7 +405,7 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Che
         // Fields are taken as they are: an id keeps its spaces (what the
         // API accepted, and `export` wrote); numbers are trimmed when parsed.
         .trim(csv::Trim::None)
-        .from_reader(data.as_slice());
+        .from_reader(file);
     let mut names: Option<Vec<&'static str>> = match &fixed {
         Some(columns) => Some(
             columns
@@ -314,13 +422,18 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Che
         refuse_repeated(columns).map_err(|err| format!("--columns: {err}"))?;
     }
     let mut header_pending = header;
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|err| match err.position() {
-            Some(position) => format!("{source}, line {}: {err}", lines.at(&data, position.byte())),
-            None => format!("{source}: {err}"),
-        })?;
-        let line_no = record.position().map_or(0, |position| lines.at(&data, position.byte()));
+    let mut record = csv::StringRecord::new();
+    loop {
+        let byte_before = reader.position().byte();
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(err) => {
+                let at = err.position().map_or(byte_before, csv::Position::byte);
+                return Err(format!("{source}, line {}: {err}", lines.line_at(at)));
+            }
+        }
+        let line_no = lines.line_at(record.position().map_or(byte_before, csv::Position::byte)) as u64;
         if record.iter().all(|field| field.trim().is_empty()) {
             continue;
         }
@@ -366,14 +479,14 @@ fn read_csv(file: std::fs::File, path: &Path, options: &ReadOptions, check: &Che
             ));
         }
         let line = line_of(columns, &record).map_err(|err| format!("{source}, line {line_no}: {err}"))?;
-        rows.push(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?);
+        visit(row_of(line, line_no, check).map_err(|err| format!("{source}, line {line_no}: {err}"))?)?;
     }
     if let Some(columns) = &names {
         if !columns.contains(&"user") && !columns.contains(&"op") {
             return Err(format!("{source}: the columns ({}) name no user column", columns.join(",")));
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A column named twice would have one of its fields dropped in silence.
@@ -422,14 +535,20 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
 
 /// Gives each event without an id `import:<SHA-256 of its fields>:<n>`,
 /// `n` counting identical rows before it: the same rows get the same ids
-/// in every run, whatever else the file holds.
-fn derive_ids(rows: &mut [Row]) {
-    let mut seen: HashMap<[u8; 32], u64> = HashMap::new();
-    for row in rows {
-        let Action::Event(pair) = &mut row.action else { continue };
+/// in every run, whatever else the file holds. It holds a count per
+/// distinct row, keyed by the 12 bytes of the hash the id shows (~20 bytes
+/// a row).
+#[derive(Default)]
+struct IdDeriver {
+    seen: HashMap<[u8; 12], u32>,
+}
+
+impl IdDeriver {
+    fn derive(&mut self, row: &mut Row) {
+        let Action::Event(pair) = &mut row.action else { return };
         let (api, event) = pair.as_mut();
         if api.event_id.is_some() {
-            continue;
+            return;
         }
         let mut hash = Sha256::new();
         for field in [api.user.as_str(), api.item.as_str(), api.kind.as_str()] {
@@ -440,35 +559,39 @@ fn derive_ids(rows: &mut [Row]) {
         hash.update(api.weight.map_or(u64::MAX, f64::to_bits).to_le_bytes());
         hash.update(api.timestamp_ms.map_or(i64::MIN, |at| at).to_le_bytes());
         let digest: [u8; 32] = hash.finalize().into();
-        let count = seen.entry(digest).or_insert(0);
-        let id =
-            format!("import:{}:{count}", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        let mut key = [0u8; 12];
+        key.copy_from_slice(&digest[..12]);
+        let count = self.seen.entry(key).or_insert(0);
+        let id = format!("import:{}:{count}", key.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
         *count += 1;
         api.event_id = Some(id.clone());
         event.event_id = Some(id);
     }
 }
 
-/// Consecutive rows that go in one call: events of one LSN (or up to
-/// `batch` events without one), or a single forget/remove.
-pub(crate) fn groups(rows: &[Row], batch: usize) -> Vec<&[Row]> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    while start < rows.len() {
-        let mut end = start + 1;
-        if let Action::Event(_) = rows[start].action {
-            while end < rows.len()
-                && matches!(rows[end].action, Action::Event(_))
-                && rows[end].lsn == rows[start].lsn
-                && (rows[start].lsn.is_some() || end - start < batch.max(1))
-            {
-                end += 1;
-            }
+/// Gathers consecutive rows into the groups that go in one call each:
+/// events of one LSN (or up to `batch` events without one), or a single
+/// forget/remove.
+struct Grouper {
+    batch: usize,
+    pending: Vec<Row>,
+}
+
+impl Grouper {
+    /// Takes the next row; returns the group it closed, if it closed one.
+    fn push(&mut self, row: Row) -> Option<Vec<Row>> {
+        let joins = self.pending.first().is_some_and(|first| {
+            matches!(first.action, Action::Event(_))
+                && matches!(row.action, Action::Event(_))
+                && row.lsn == first.lsn
+                && (first.lsn.is_some() || self.pending.len() < self.batch)
+        });
+        if joins || self.pending.is_empty() {
+            self.pending.push(row);
+            return None;
         }
-        groups.push(&rows[start..end]);
-        start = end;
+        Some(std::mem::replace(&mut self.pending, vec![row]))
     }
-    groups
 }
 
 /// What an import did.
@@ -480,94 +603,84 @@ pub(crate) struct Imported {
     pub(crate) items_removed: u64,
 }
 
-/// Ingests `rows` into `engine`, in order.
-pub(crate) fn into_engine(
-    engine: &Engine,
-    rows: &[Row],
+/// Ingests one group of rows into `engine`.
+pub(crate) fn into_engine(engine: &Engine, group: &[Row], done: &mut Imported) -> Result<(), String> {
+    let Some(first) = group.first() else { return Ok(()) };
+    let line = first.line;
+    match &first.action {
+        Action::Event(_) => {
+            let events: Vec<Event> = group
+                .iter()
+                .filter_map(|row| match &row.action {
+                    Action::Event(pair) => Some(pair.1.clone()),
+                    _ => None,
+                })
+                .collect();
+            let receipts = engine.ingest_batch(&events).map_err(|err| format!("line {line}: {err}"))?;
+            done.events += receipts.len() as u64;
+            done.duplicates += receipts.iter().filter(|receipt| receipt.duplicate).count() as u64;
+        }
+        Action::ForgetUser(user) => {
+            engine.forget_user(user).map_err(|err| format!("line {line}: {err}"))?;
+            done.users_forgotten += 1;
+        }
+        Action::RemoveItem(item) => {
+            engine.remove_item(item).map_err(|err| format!("line {line}: {err}"))?;
+            done.items_removed += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Sends one group of rows to a running server, in batches of at most
+/// `batch` events.
+pub(crate) fn into_server(
+    remote: &crate::client::Remote,
+    group: &[Row],
     batch: usize,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Imported, String> {
-    let mut done = Imported::default();
-    for group in groups(rows, batch) {
-        let line = group[0].line;
-        match &group[0].action {
-            Action::Event(_) => {
-                let events: Vec<Event> = group
+    done: &mut Imported,
+) -> Result<(), String> {
+    let Some(first) = group.first() else { return Ok(()) };
+    let line = first.line;
+    match &first.action {
+        Action::Event(_) => {
+            for chunk in group.chunks(batch.max(1)) {
+                let events: Vec<&ApiEvent> = chunk
                     .iter()
                     .filter_map(|row| match &row.action {
-                        Action::Event(pair) => Some(pair.1.clone()),
+                        Action::Event(pair) => Some(&pair.0),
                         _ => None,
                     })
                     .collect();
-                let receipts = engine.ingest_batch(&events).map_err(|err| format!("line {line}: {err}"))?;
-                done.events += receipts.len() as u64;
-                done.duplicates += receipts.iter().filter(|receipt| receipt.duplicate).count() as u64;
-            }
-            Action::ForgetUser(user) => {
-                engine.forget_user(user).map_err(|err| format!("line {line}: {err}"))?;
-                done.users_forgotten += 1;
-            }
-            Action::RemoveItem(item) => {
-                engine.remove_item(item).map_err(|err| format!("line {line}: {err}"))?;
-                done.items_removed += 1;
-            }
-        }
-        progress(done.events);
-    }
-    Ok(done)
-}
-
-/// Sends `rows` to a running server, in order, in batches of at most `batch`.
-pub(crate) fn into_server(
-    remote: &crate::client::Remote,
-    rows: &[Row],
-    batch: usize,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Imported, String> {
-    let mut done = Imported::default();
-    for group in groups(rows, batch) {
-        let line = group[0].line;
-        match &group[0].action {
-            Action::Event(_) => {
-                for chunk in group.chunks(batch.max(1)) {
-                    let events: Vec<&ApiEvent> = chunk
-                        .iter()
-                        .filter_map(|row| match &row.action {
-                            Action::Event(pair) => Some(&pair.0),
-                            _ => None,
-                        })
-                        .collect();
-                    let body =
-                        serde_json::to_vec(&serde_json::json!({ "events": events })).map_err(|err| err.to_string())?;
-                    let answer = remote
-                        .call("POST", "/v1/events", "application/json", &body)
-                        .map_err(|err| format!("line {line}: {err}"))?;
-                    let receipts = answer["receipts"].as_array().map_or(&[][..], Vec::as_slice);
-                    if receipts.len() != events.len() {
-                        return Err(format!(
-                            "line {line}: the server acknowledged {} of {} events",
-                            receipts.len(),
-                            events.len()
-                        ));
-                    }
-                    done.events += receipts.len() as u64;
-                    done.duplicates += receipts.iter().filter(|receipt| receipt["duplicate"] == true).count() as u64;
+                let body =
+                    serde_json::to_vec(&serde_json::json!({ "events": events })).map_err(|err| err.to_string())?;
+                let answer = remote
+                    .call("POST", "/v1/events", "application/json", &body)
+                    .map_err(|err| format!("line {line}: {err}"))?;
+                let receipts = answer["receipts"].as_array().map_or(&[][..], Vec::as_slice);
+                if receipts.len() != events.len() {
+                    return Err(format!(
+                        "line {line}: the server acknowledged {} of {} events",
+                        receipts.len(),
+                        events.len()
+                    ));
                 }
-            }
-            Action::ForgetUser(user) => {
-                let path = format!("/v1/users/{}", crate::client::path_segment(user));
-                remote.call("DELETE", &path, "application/json", b"").map_err(|err| format!("line {line}: {err}"))?;
-                done.users_forgotten += 1;
-            }
-            Action::RemoveItem(item) => {
-                let path = format!("/v1/items/{}", crate::client::path_segment(item));
-                remote.call("DELETE", &path, "application/json", b"").map_err(|err| format!("line {line}: {err}"))?;
-                done.items_removed += 1;
+                done.events += receipts.len() as u64;
+                done.duplicates += receipts.iter().filter(|receipt| receipt["duplicate"] == true).count() as u64;
             }
         }
-        progress(done.events);
+        Action::ForgetUser(user) => {
+            let path = format!("/v1/users/{}", crate::client::path_segment(user));
+            remote.call("DELETE", &path, "application/json", b"").map_err(|err| format!("line {line}: {err}"))?;
+            done.users_forgotten += 1;
+        }
+        Action::RemoveItem(item) => {
+            let path = format!("/v1/items/{}", crate::client::path_segment(item));
+            remote.call("DELETE", &path, "application/json", b"").map_err(|err| format!("line {line}: {err}"))?;
+            done.items_removed += 1;
+        }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// `--format` of `export`.
@@ -791,11 +904,111 @@ mod line_tests {
             let path = dir.path().join(name);
             std::fs::write(&path, text).expect("write");
             let options = ReadOptions { delimiter: None, columns: None, header: true, derive_ids: false };
-            let Err(err) = read(&path, &options, &Rules::AnyServer) else {
+            let Err(err) = check(&path, &options, &Rules::AnyServer) else {
                 panic!("{name}: the bad rating was read");
             };
             assert!(err.contains(", line 4:"), "{name}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::*;
+
+    fn options() -> ReadOptions {
+        ReadOptions { delimiter: None, columns: None, header: true, derive_ids: true }
+    }
+
+    fn lines(rows: &[Row]) -> Vec<u64> {
+        rows.iter().map(|row| row.line).collect()
+    }
+
+    /// Events of one LSN go together whatever `batch` says; others by
+    /// `batch`; a forget or remove alone.
+    #[test]
+    fn groups_follow_lsns_batches_and_ops() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let path = dir.path().join("rows.jsonl");
+        let text = [
+            r#"{"lsn":1,"user":"u1","item":"a","kind":"view"}"#,
+            r#"{"lsn":1,"user":"u1","item":"b","kind":"view"}"#,
+            r#"{"lsn":1,"user":"u1","item":"c","kind":"view"}"#,
+            r#"{"lsn":2,"user":"u2","item":"a","kind":"view"}"#,
+            r#"{"user":"u3","item":"a","kind":"view"}"#,
+            r#"{"user":"u3","item":"b","kind":"view"}"#,
+            r#"{"user":"u3","item":"c","kind":"view"}"#,
+            r#"{"op":"forget_user","user":"u3"}"#,
+            r#"{"user":"u4","item":"a","kind":"view"}"#,
+        ]
+        .join("\n");
+        std::fs::write(&path, text).map_err(|err| err.to_string())?;
+        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        assert_eq!((checked.rows, checked.events), (9, 8));
+        let mut groups = Vec::new();
+        replay(&path, &options(), &Rules::AnyServer, &checked, 2, &mut |group| {
+            groups.push(lines(group));
+            Ok(())
+        })?;
+        assert_eq!(groups, vec![vec![1, 2, 3], vec![4], vec![5, 6], vec![7], vec![8], vec![9]]);
+        Ok(())
+    }
+
+    /// A file changed between the readings writes nothing; the same rows
+    /// get the same derived ids in both readings and in every run.
+    #[test]
+    fn a_file_changed_after_its_check_writes_nothing() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let path = dir.path().join("rows.csv");
+        std::fs::write(&path, "user,item,rating\nu1,a,4\nu1,a,4\nu2,b,3\n").map_err(|err| err.to_string())?;
+        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        let mut ids = Vec::new();
+        replay(&path, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
+            for row in group {
+                if let Action::Event(pair) = &row.action {
+                    ids.push(pair.1.event_id.clone().unwrap_or_default());
+                }
+            }
+            Ok(())
+        })?;
+        assert_eq!(ids.len(), 3);
+        assert!(ids[0].starts_with("import:") && ids[0].ends_with(":0") && ids[1].ends_with(":1"), "{ids:?}");
+        assert_eq!(ids[0].trim_end_matches(":0"), ids[1].trim_end_matches(":1"), "identical rows, counted");
+        assert_ne!(ids[0].trim_end_matches(":0"), ids[2].trim_end_matches(":0"));
+
+        std::fs::write(&path, "user,item,rating\nu1,a,4\nu1,a,4\nu2,b,3\nu3,c,x\n").map_err(|err| err.to_string())?;
+        let mut written = 0;
+        let refused = replay(&path, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
+            written += group.len();
+            Ok(())
+        });
+        assert!(refused.as_ref().is_err_and(|err| err.contains("changed after it was checked")), "{refused:?}");
+        assert_eq!(written, 0);
+        Ok(())
+    }
+
+    /// The first reading refuses a forget of a user no event before it
+    /// names, unless the data dir knows it.
+    #[test]
+    fn a_forget_before_any_event_of_its_user_needs_the_data_dir_to_know_it() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let path = dir.path().join("rows.jsonl");
+        let text = [
+            r#"{"op":"forget_user","user":"u1"}"#,
+            r#"{"user":"u1","item":"a","kind":"view"}"#,
+            r#"{"op":"forget_user","user":"u1"}"#,
+            r#"{"op":"remove_item","item":"a"}"#,
+        ]
+        .join("\n");
+        std::fs::write(&path, text).map_err(|err| err.to_string())?;
+        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        let refused = checked.check_known(&|_| false, &|_| false);
+        assert!(
+            refused.as_ref().is_err_and(|err| err.starts_with("line 1: forget_user of unknown user")),
+            "{refused:?}"
+        );
+        assert!(checked.check_known(&|user| user == "u1", &|_| false).is_ok());
+        Ok(())
     }
 }
 

@@ -154,7 +154,8 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         None => Some(datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?),
     };
     // The whole file is read and checked before anything is written: a file
-    // that cannot be parsed as a whole writes nothing.
+    // that cannot be parsed as a whole writes nothing. A second reading
+    // writes it, a batch at a time (neither holds the file).
     let options = crate::import::ReadOptions {
         delimiter: args.delimiter,
         columns: args.columns.clone(),
@@ -168,9 +169,9 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         Some(_) => crate::import::Rules::AnyServer,
         None => crate::import::Rules::Engine(&config),
     };
-    let rows = crate::import::read(&args.file, &options, &rules)?;
+    let checked = crate::import::check(&args.file, &options, &rules)?;
     let started = Instant::now();
-    let total = rows.len() as u64;
+    let total = checked.events;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
@@ -193,26 +194,38 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             );
         }
     };
-    let done = match (&remote, &data_dir) {
-        (Some(remote), _) => crate::import::into_server(remote, &rows, args.batch as usize, &mut progress)?,
+    let batch = args.batch as usize;
+    let mut done = crate::import::Imported::default();
+    match (&remote, &data_dir) {
+        (Some(remote), _) => {
+            crate::import::replay(&args.file, &options, &rules, &checked, batch, &mut |group| {
+                crate::import::into_server(remote, group, batch, &mut done)?;
+                progress(done.events);
+                Ok(())
+            })
+            .map_err(|err| written(err, &done))?;
+        }
         (None, Some(data_dir)) => {
             // A forget or remove of an id nobody knows is refused before the
             // data dir is created or anything is written to it.
             let fresh = !data_dir.join("wal").exists();
             if fresh {
-                crate::import::check_known(&rows, &|_| false, &|_| false)
-                    .map_err(|err| format!("{}: {err}", args.file.display()))?;
+                checked.check_known(&|_| false, &|_| false).map_err(|err| format!("{}: {err}", args.file.display()))?;
             }
             let engine = open(data_dir)?;
             if !fresh {
-                crate::import::check_known(&rows, &|user| engine.knows_user(user), &|item| engine.knows_item(item))
+                checked
+                    .check_known(&|user| engine.knows_user(user), &|item| engine.knows_item(item))
                     .map_err(|err| format!("{}: {err}", args.file.display()))?;
             }
-            let done = crate::import::into_engine(&engine, &rows, args.batch as usize, &mut progress)
-                .map_err(|err| format!("{}: {err}", args.file.display()))?;
+            crate::import::replay(&args.file, &options, &rules, &checked, batch, &mut |group| {
+                crate::import::into_engine(&engine, group, &mut done)?;
+                progress(done.events);
+                Ok(())
+            })
+            .map_err(|err| written(format!("{}: {err}", args.file.display()), &done))?;
             engine.checkpoint().map_err(|err| err.to_string())?;
             engine.close().map_err(|err| err.to_string())?;
-            done
         }
         (None, None) => return Err("no data dir and no server".to_string()),
     };
@@ -235,6 +248,18 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An import's error, with what it had written before it (nothing, when
+/// the first reading refused the file).
+fn written(err: String, done: &crate::import::Imported) -> String {
+    if done.events + done.users_forgotten + done.items_removed == 0 {
+        return err;
+    }
+    format!(
+        "{err}; written before it: {} events ({} duplicates), {} users forgotten, {} items removed",
+        done.events, done.duplicates, done.users_forgotten, done.items_removed
+    )
 }
 
 /// `recwal backup`.

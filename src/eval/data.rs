@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use super::lines::{count_lines, CountLines, LineNumbers};
 use super::EvalError;
 
 /// One rating of one item by one user, as read from a file.
@@ -687,7 +688,7 @@ struct Records<R: Read> {
 }
 
 enum RecordsKind<R: Read> {
-    Csv(csv::Reader<LineCounter<R>>, csv::StringRecord, NewLines),
+    Csv(csv::Reader<CountLines<R>>, csv::StringRecord, LineNumbers),
     /// MovieLens 1M: lines split on `::`.
     Lines(std::io::Lines<BufReader<R>>, usize),
 }
@@ -699,9 +700,7 @@ impl<R: Read> Records<R> {
             _ => {
                 let quoting = matches!(format, Format::Csv | Format::Tsv);
                 let byte = u8::try_from(u32::from(delimiter.as_char())).unwrap_or(b'\t');
-                let newlines = NewLines::default();
-                let reader =
-                    LineCounter { inner: reader, offset: 0, line: 1, has_content: false, seen: newlines.clone() };
+                let (reader, newlines) = count_lines(reader);
                 let reader = csv::ReaderBuilder::new()
                     .delimiter(byte)
                     .has_headers(false)
@@ -771,81 +770,6 @@ impl<R: Read> Records<R> {
                 }
             }
         }
-    }
-}
-
-/// What the reader saw so far and the parser has not yet asked about,
-/// shared between the reader that sees the bytes and the parser that
-/// numbers lines: the byte offsets of the newlines, and the (1-based)
-/// numbers of the empty lines. Records are asked about in file order, so
-/// what lies before the last one asked about is dropped: the memory held is
-/// that of the csv crate's buffer, not of the file.
-#[derive(Clone, Default)]
-struct NewLines(std::rc::Rc<std::cell::RefCell<Seen>>);
-
-#[derive(Default)]
-struct Seen {
-    /// Newlines dropped from the front of `newlines`.
-    lines_before: usize,
-    newlines: std::collections::VecDeque<u64>,
-    blank_lines: std::collections::VecDeque<usize>,
-}
-
-impl NewLines {
-    /// The line of the first non-empty line at or after byte `at` (never
-    /// less than an earlier call's `at`): the csv crate skips empty lines,
-    /// and a record's position is where it began to look, before them.
-    fn line_at(&self, at: u64) -> usize {
-        let mut seen = self.0.borrow_mut();
-        // `<=`: a record never starts on a newline, but after a CRLF line
-        // the csv crate's position is that line's `\n`.
-        while seen.newlines.front().is_some_and(|&newline| newline <= at) {
-            seen.newlines.pop_front();
-            seen.lines_before += 1;
-        }
-        let mut line = 1 + seen.lines_before;
-        while let Some(&blank) = seen.blank_lines.front() {
-            if blank > line {
-                break;
-            }
-            if blank == line {
-                line += 1;
-            }
-            seen.blank_lines.pop_front();
-        }
-        line
-    }
-}
-
-/// A reader that notes where every newline and empty line is.
-struct LineCounter<R> {
-    inner: R,
-    offset: u64,
-    line: usize,
-    has_content: bool,
-    seen: NewLines,
-}
-
-impl<R: Read> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut seen = self.seen.0.borrow_mut();
-        for (at, byte) in buf[..n].iter().enumerate() {
-            match byte {
-                b'\n' => {
-                    seen.newlines.push_back(self.offset + at as u64);
-                    if !self.has_content {
-                        seen.blank_lines.push_back(self.line);
-                    }
-                    self.line += 1;
-                    self.has_content = false;
-                }
-                b'\r' => {}
-                _ => self.has_content = true,
-            }
-        }
-        self.offset += n as u64;
-        Ok(n)
     }
 }
 

@@ -48,6 +48,7 @@ mod categories;
 mod data;
 mod engine;
 mod items;
+mod lines;
 mod metrics;
 mod ranker;
 mod shapes;
@@ -65,6 +66,7 @@ pub use items::{
     detect_item_format, load_items, parse_atomic_items, parse_genres, parse_movielens_items, ItemFormat,
     MOVIELENS_GENRES,
 };
+pub use lines::{count_lines, CountLines, LineNumbers};
 pub use metrics::{evaluate, EvalSet, Report};
 pub use ranker::{ranker_set, RankerRow, RankerSet};
 pub use shapes::{shape_ratings, Shape};
