@@ -125,13 +125,14 @@ pub(crate) enum Rules<'a> {
 /// asked, and hands each row to `visit`. `Err` names the file and line (or
 /// is `visit`'s own). Returns how many rows there were.
 fn scan(
-    path: &Path,
+    input: &Input,
     options: &ReadOptions,
     rules: &Rules<'_>,
     visit: &mut dyn FnMut(Row) -> Result<(), String>,
 ) -> Result<u64, String> {
+    let path = input.name.as_path();
     let source = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
+    let file = std::fs::File::open(input.read_from()).map_err(|err| format!("{source}: {err}"))?;
     // A server's rating scale is its own: here, any finite value passes.
     let any_scale = EngineConfig { rating_min: f32::MIN, rating_max: f32::MAX, ..EngineConfig::default() };
     let check = Check { config: if let Rules::Engine(config) = rules { config } else { &any_scale }, rules };
@@ -156,6 +157,40 @@ fn scan(
     Ok(rows)
 }
 
+/// The file an import reads twice. A regular file is read in place; a
+/// pipe, a device or `/dev/stdin` can be read once, so it is copied first
+/// into a temporary file (in `$TMPDIR`), removed when the import ends.
+pub(crate) struct Input {
+    /// The name given: messages name it, the format comes from it.
+    name: std::path::PathBuf,
+    spool: Option<tempfile::NamedTempFile>,
+}
+
+impl Input {
+    pub(crate) fn open(path: &Path) -> Result<Input, String> {
+        let source = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|err| format!("{source}: {err}"))?;
+        if meta.is_file() {
+            return Ok(Input { name: path.to_path_buf(), spool: None });
+        }
+        if meta.is_dir() {
+            return Err(format!("{source}: a directory, not a file"));
+        }
+        let mut spool = tempfile::Builder::new()
+            .prefix("recwal-import-")
+            .tempfile()
+            .map_err(|err| format!("{source}: a temporary file to copy it into: {err}"))?;
+        let mut from = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
+        std::io::copy(&mut from, spool.as_file_mut())
+            .map_err(|err| format!("{source}: copying it into {}: {err}", spool.path().display()))?;
+        Ok(Input { name: path.to_path_buf(), spool: Some(spool) })
+    }
+
+    fn read_from(&self) -> &Path {
+        self.spool.as_ref().map_or(self.name.as_path(), tempfile::NamedTempFile::path)
+    }
+}
+
 /// What the first reading of a file found: every line can be written.
 pub(crate) struct Checked {
     /// Rows, and of them events.
@@ -176,13 +211,13 @@ fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
 
 /// The first reading: checks every line of `path` against `rules` and
 /// writes nothing.
-pub(crate) fn check(path: &Path, options: &ReadOptions, rules: &Rules<'_>) -> Result<Checked, String> {
-    let stamp = stamp(path);
+pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> Result<Checked, String> {
+    let stamp = stamp(input.read_from());
     let (mut users, mut items) = (std::collections::HashSet::new(), std::collections::HashSet::new());
     let (mut events, mut unresolved) = (0u64, Vec::new());
     // Ids are derived on the second reading only: none is needed here.
     let options = ReadOptions { derive_ids: false, ..options.clone() };
-    let rows = scan(path, &options, rules, &mut |row| {
+    let rows = scan(input, &options, rules, &mut |row| {
         match row.action {
             Action::Event(pair) => {
                 events += 1;
@@ -242,15 +277,15 @@ impl Checked {
 /// stops at the first line that no longer passes, with what was written
 /// said (the derived ids make running the import again safe).
 pub(crate) fn replay(
-    path: &Path,
+    input: &Input,
     options: &ReadOptions,
     rules: &Rules<'_>,
     checked: &Checked,
     batch: usize,
     write: &mut dyn FnMut(&[Row]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let source = path.display().to_string();
-    if stamp(path) != checked.stamp {
+    let source = input.name.display().to_string();
+    if stamp(input.read_from()) != checked.stamp {
         return Err(format!("{source}: the file changed after it was checked; nothing was written, import it again"));
     }
     // One thread reads and parses, this one writes: on two cores the
@@ -260,7 +295,7 @@ pub(crate) fn replay(
         let (send, groups_read) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
         let reader = scope.spawn(move || {
             let mut groups = Grouper { batch: batch.max(1), pending: Vec::new() };
-            let rows = scan(path, options, rules, &mut |row| match groups.push(row) {
+            let rows = scan(input, options, rules, &mut |row| match groups.push(row) {
                 Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
                 None => Ok(()),
             })?;
@@ -281,7 +316,8 @@ pub(crate) fn replay(
         let rows = reader.join().unwrap_or_else(|_| Err("the reading thread panicked".to_string()));
         (rows, written)
     });
-    written?;
+    // The writer's errors name the line; the reader's the file and line.
+    written.map_err(|err| format!("{source}: {err}"))?;
     let rows = rows
         .map_err(|err| format!("{err} (the file changed while it was imported? the lines before it were written)"))?;
     if rows != checked.rows {
@@ -904,7 +940,7 @@ mod line_tests {
             let path = dir.path().join(name);
             std::fs::write(&path, text).expect("write");
             let options = ReadOptions { delimiter: None, columns: None, header: true, derive_ids: false };
-            let Err(err) = check(&path, &options, &Rules::AnyServer) else {
+            let Err(err) = Input::open(&path).and_then(|input| check(&input, &options, &Rules::AnyServer)) else {
                 panic!("{name}: the bad rating was read");
             };
             assert!(err.contains(", line 4:"), "{name}: {err}");
@@ -943,10 +979,10 @@ mod reading_tests {
         ]
         .join("\n");
         std::fs::write(&path, text).map_err(|err| err.to_string())?;
-        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        let checked = check(&Input::open(&path)?, &options(), &Rules::AnyServer)?;
         assert_eq!((checked.rows, checked.events), (9, 8));
         let mut groups = Vec::new();
-        replay(&path, &options(), &Rules::AnyServer, &checked, 2, &mut |group| {
+        replay(&Input::open(&path)?, &options(), &Rules::AnyServer, &checked, 2, &mut |group| {
             groups.push(lines(group));
             Ok(())
         })?;
@@ -961,9 +997,9 @@ mod reading_tests {
         let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
         let path = dir.path().join("rows.csv");
         std::fs::write(&path, "user,item,rating\nu1,a,4\nu1,a,4\nu2,b,3\n").map_err(|err| err.to_string())?;
-        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        let checked = check(&Input::open(&path)?, &options(), &Rules::AnyServer)?;
         let mut ids = Vec::new();
-        replay(&path, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
+        replay(&Input::open(&path)?, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
             for row in group {
                 if let Action::Event(pair) = &row.action {
                     ids.push(pair.1.event_id.clone().unwrap_or_default());
@@ -978,7 +1014,7 @@ mod reading_tests {
 
         std::fs::write(&path, "user,item,rating\nu1,a,4\nu1,a,4\nu2,b,3\nu3,c,x\n").map_err(|err| err.to_string())?;
         let mut written = 0;
-        let refused = replay(&path, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
+        let refused = replay(&Input::open(&path)?, &options(), &Rules::AnyServer, &checked, 100, &mut |group| {
             written += group.len();
             Ok(())
         });
@@ -1001,7 +1037,7 @@ mod reading_tests {
         ]
         .join("\n");
         std::fs::write(&path, text).map_err(|err| err.to_string())?;
-        let checked = check(&path, &options(), &Rules::AnyServer)?;
+        let checked = check(&Input::open(&path)?, &options(), &Rules::AnyServer)?;
         let refused = checked.check_known(&|_| false, &|_| false);
         assert!(
             refused.as_ref().is_err_and(|err| err.starts_with("line 1: forget_user of unknown user")),

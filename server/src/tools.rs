@@ -169,7 +169,8 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         Some(_) => crate::import::Rules::AnyServer,
         None => crate::import::Rules::Engine(&config),
     };
-    let checked = crate::import::check(&args.file, &options, &rules)?;
+    let input = crate::import::Input::open(&args.file)?;
+    let checked = crate::import::check(&input, &options, &rules)?;
     let started = Instant::now();
     let total = checked.events;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -198,7 +199,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
     let mut done = crate::import::Imported::default();
     match (&remote, &data_dir) {
         (Some(remote), _) => {
-            crate::import::replay(&args.file, &options, &rules, &checked, batch, &mut |group| {
+            crate::import::replay(&input, &options, &rules, &checked, batch, &mut |group| {
                 crate::import::into_server(remote, group, batch, &mut done)?;
                 progress(done.events);
                 Ok(())
@@ -218,12 +219,12 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
                     .check_known(&|user| engine.knows_user(user), &|item| engine.knows_item(item))
                     .map_err(|err| format!("{}: {err}", args.file.display()))?;
             }
-            crate::import::replay(&args.file, &options, &rules, &checked, batch, &mut |group| {
+            crate::import::replay(&input, &options, &rules, &checked, batch, &mut |group| {
                 crate::import::into_engine(&engine, group, &mut done)?;
                 progress(done.events);
                 Ok(())
             })
-            .map_err(|err| written(format!("{}: {err}", args.file.display()), &done))?;
+            .map_err(|err| written(err, &done))?;
             engine.checkpoint().map_err(|err| err.to_string())?;
             engine.close().map_err(|err| err.to_string())?;
         }

@@ -364,6 +364,41 @@ fn import_refuses_a_line_the_engine_would_refuse_before_writing_any() {
     assert!(stdout.contains("imported 1 events"), "{stdout}{stderr}");
 }
 
+/// A pipe can be read once and import reads its file twice (check, then
+/// write): what comes through a pipe is imported all the same (copied
+/// aside first), and refused whole when a line is bad.
+#[test]
+fn import_reads_a_pipe_as_it_reads_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let through_pipe = |content: String, data: &Path| {
+        let mut child = Command::new(support::binary())
+            .args(["import", "/dev/stdin", "--data-dir", p(data)])
+            .env_remove("RECWAL_DATA_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, content.as_bytes()));
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        output
+    };
+    // Larger than a pipe's buffer, so the copy is read in many pieces.
+    let rows: String = (0..20_000).map(|at| format!("u{},i{},{}\n", at % 700, at % 900, 1 + at % 5)).collect();
+    let data = dir.path().join("data");
+    let output = through_pipe(format!("user,item,rating\n{rows}"), &data);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success() && stdout.contains("imported 20000 events (20000 new"), "{stdout}{stderr}");
+
+    let bad = dir.path().join("bad");
+    let output = through_pipe(format!("user,item,rating\n{rows}u1,i1,lots\n"), &bad);
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success() && stderr.contains("/dev/stdin, line 20002: rating"), "{stdout}{stderr}");
+    assert!(!bad.exists(), "a refused import created {}", bad.display());
+}
+
 #[test]
 fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
     let dir = tempfile::tempdir().unwrap();
