@@ -298,11 +298,13 @@ pub(crate) fn replay(
             let rows = scan(input, options, rules, &mut |row| match groups.push(row) {
                 Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
                 None => Ok(()),
-            })?;
+            });
+            // Also after a line that no longer passes: every line before it
+            // is written, as the error says.
             if !groups.pending.is_empty() {
                 send.send(groups.pending).map_err(|_| STOPPED.to_string())?;
             }
-            Ok::<u64, String>(rows)
+            rows
         });
         let mut written = Ok(());
         while let Ok(group) = groups_read.recv() {
@@ -1020,6 +1022,32 @@ mod reading_tests {
         });
         assert!(refused.as_ref().is_err_and(|err| err.contains("changed after it was checked")), "{refused:?}");
         assert_eq!(written, 0);
+        Ok(())
+    }
+
+    /// A line appended while the file is written (after its check) that
+    /// does not pass stops the import there, every line before it written.
+    #[test]
+    fn a_bad_line_appended_during_the_writing_stops_it_after_every_line_before() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let path = dir.path().join("rows.csv");
+        let rows: String = (0..20_000).map(|at| format!("u{at},i{},4\n", at % 50)).collect();
+        std::fs::write(&path, format!("user,item,rating\n{rows}")).map_err(|err| err.to_string())?;
+        let input = Input::open(&path)?;
+        let checked = check(&input, &options(), &Rules::AnyServer)?;
+        let mut written = 0;
+        let result = replay(&input, &options(), &Rules::AnyServer, &checked, 10, &mut |group| {
+            if written == 0 {
+                // The reader is a few groups and one buffer ahead.
+                let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|err| err.to_string())?;
+                std::io::Write::write_all(&mut file, b"u1,i1,lots\n").map_err(|err| err.to_string())?;
+            }
+            written += group.len();
+            Ok(())
+        });
+        let err = result.err().unwrap_or_default();
+        assert!(err.contains("line 20002: rating") && err.contains("the file changed"), "{err}");
+        assert_eq!(written, 20_000);
         Ok(())
     }
 
