@@ -140,7 +140,14 @@ fn categories_report(ratings: &[recwal::eval::Rating], items: &[Item]) -> Result
     let mut evaluations: Vec<CategoryEvaluation> = Vec::new();
     for strategy in Strategy::ALL {
         let began = std::time::Instant::now();
-        let evaluation = evaluate_engine_by_category(&engine, &set, items, &categories, strategy, K, RELEVANT_MIN)?;
+        let evaluation = match evaluate_engine_by_category(&engine, &set, items, &categories, strategy, K, RELEVANT_MIN)
+        {
+            Ok(evaluation) => evaluation,
+            Err(err) => {
+                eprintln!("{}: not trained: {err}", strategy.name());
+                continue;
+            }
+        };
         eprintln!("{}: {:.1} s", strategy.name(), began.elapsed().as_secs_f64());
         let short: usize = evaluation.categories.iter().map(|report| report.short_answers).sum();
         let foreign: usize = evaluation.categories.iter().map(|report| report.foreign_items).sum();

@@ -5,9 +5,10 @@
 //! JSONL (one object per line, the shape of `POST /v1/events`' events, plus
 //! `op` and `lsn`): the first reading checks every line and writes nothing
 //! ([`check`]), the second ingests ([`replay`]). Neither holds the file or
-//! its rows, only a batch at a time (and ~20 bytes a row for the derived
-//! ids): a file of tens of millions of events needs the engine's memory,
-//! not ten times it. Every event without an event id gets one derived from
+//! its rows, only a batch (or one record's events) at a time, the distinct
+//! user and item ids, and 20–40 bytes a row for the derived ids: a file of
+//! tens of millions of events needs about the engine's memory, not ten
+//! times it. Every event without an event id gets one derived from
 //! its content (`import:<SHA-256 of the row's fields>:<occurrence>`), so a
 //! second run of the same file, or of the file with rows added, is all
 //! duplicates inside the dedup window. Export writes the log's records in
@@ -243,6 +244,18 @@ pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> 
 }
 
 impl Checked {
+    /// Refuses the input when it changed (size or modification time) since
+    /// it was checked: the second reading would not read what was checked.
+    pub(crate) fn unchanged(&self, input: &Input) -> Result<(), String> {
+        if stamp(input.read_from()) == self.stamp {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: the file changed after it was checked; nothing was written, import it again",
+            input.name.display()
+        ))
+    }
+
     /// Refuses a `forget_user` or `remove_item` line whose id neither the
     /// data dir (`knows_user`, `knows_item`) nor an event earlier in the
     /// file names: the engine would refuse it, after the lines before it
@@ -285,9 +298,7 @@ pub(crate) fn replay(
     write: &mut dyn FnMut(&[Row]) -> Result<(), String>,
 ) -> Result<(), String> {
     let source = input.name.display().to_string();
-    if stamp(input.read_from()) != checked.stamp {
-        return Err(format!("{source}: the file changed after it was checked; nothing was written, import it again"));
-    }
+    checked.unchanged(input)?;
     // One thread reads and parses, this one writes: on two cores the
     // parsing no longer adds to the ingest. A few groups wait in between.
     const STOPPED: &str = "the writer stopped";
@@ -322,9 +333,10 @@ pub(crate) fn replay(
     written.map_err(|err| format!("{source}: {err}"))?;
     let rows = rows
         .map_err(|err| format!("{err} (the file changed while it was imported? the lines before it were written)"))?;
-    if rows != checked.rows {
+    if rows != checked.rows || checked.unchanged(input).is_err() {
         return Err(format!(
-            "{source}: {rows} rows read, {} when it was checked: the file changed while it was imported",
+            "{source}: the file changed while it was imported ({rows} rows read, {} when it was checked); what it \
+             held then was written",
             checked.rows
         ));
     }
@@ -574,11 +586,11 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
 /// Gives each event without an id `import:<SHA-256 of its fields>:<n>`,
 /// `n` counting identical rows before it: the same rows get the same ids
 /// in every run, whatever else the file holds. It holds a count per
-/// distinct row, keyed by the 12 bytes of the hash the id shows (~20 bytes
-/// a row).
+/// distinct row, keyed by the 12 bytes of the hash the id shows (20–40
+/// bytes a row with the table's slack).
 #[derive(Default)]
 struct IdDeriver {
-    seen: HashMap<[u8; 12], u32>,
+    seen: HashMap<[u8; 12], u64>,
 }
 
 impl IdDeriver {

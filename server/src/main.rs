@@ -54,11 +54,13 @@ enum Command {
     ///
     /// MovieLens u.data, RecBole .inter, CSV (a header row, or --columns) and
     /// JSONL (one event per line, as `recwal export` writes it). The whole
-    /// file is read first: one it cannot parse as a whole is refused, naming
-    /// the file and line, and nothing is written. Every event without an
-    /// event id gets one derived from the file's content and its line, so a
-    /// second run of the same file is all duplicates (inside the dedup
-    /// window). Creates the data dir if it does not exist or is empty.
+    /// file is checked first: one it cannot parse as a whole is refused,
+    /// naming the file and line, and nothing is written; then it is read
+    /// again and written a batch at a time (a pipe is copied to $TMPDIR
+    /// first). Every event without an event id gets one derived from its
+    /// fields and how many identical rows came before it, so a second run
+    /// of the same file is all duplicates (inside the dedup window).
+    /// Creates the data dir if it does not exist or is empty.
     Import(Box<tools::ImportArgs>),
     /// Offline evaluation of every strategy on a ratings file: MovieLens,
     /// RecBole .inter, CSV/TSV; string ids; explicit ratings on any scale or

@@ -213,6 +213,8 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             if fresh {
                 checked.check_known(&|_| false, &|_| false).map_err(|err| format!("{}: {err}", args.file.display()))?;
             }
+            // Nor when the file changed since it was checked.
+            checked.unchanged(&input)?;
             let engine = open(data_dir)?;
             if !fresh {
                 checked

@@ -800,16 +800,20 @@ fn nodes_join_and_reseed_from_the_snapshot_bucket() {
 /// Node c runs with a different dedup window (a misconfiguration that makes
 /// its state differ from the same stream). While only a and c wrote digests
 /// it is one against one: a tie, and both wait for another node rather
-/// than stop (the first two writers of three). Node b joins and breaks it:
-/// c stops applying, is not ready, names both digests and leaves DIVERGED;
-/// a and b, which agree, stay ready and publish a snapshot only at a
-/// sequence where their digests agreed. Restarted with the right
-/// configuration, c re-seeds from that snapshot although it is not behind,
-/// and converges.
+/// than stop (the first two writers of three). Node b joins late: it
+/// catches up 200 messages at once and writes only its last digests, never
+/// the tied points, yet agreeing with a at a later point settles a's tie
+/// (a stays ready past the tie's wait) while c, outnumbered, stops applying,
+/// is not ready, names both digests and leaves DIVERGED; a and b publish a
+/// snapshot only at a sequence where their digests agreed. Restarted with
+/// the right configuration, c re-seeds from that snapshot although it is not
+/// behind, and converges.
 #[test]
 fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
     let Some(setup) = single_nats() else { return };
     let (dir, url) = (&setup.dir, &setup.url);
+    let tie_wait = Duration::from_secs(12);
+    let tie_wait_flag = format!("cluster.digest_tie_wait_ms={}", tie_wait.as_millis());
     let flags = [
         "--cluster",
         url.as_str(),
@@ -819,16 +823,20 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
         "cluster.digest_every=5",
         "--set",
         "cluster.snapshot_interval_ms=100",
+        "--set",
+        tie_wait_flag.as_str(),
     ];
     let a = Server::start(&dir.path().join("a"), None, &flags);
     let mut odd = flags.to_vec();
     odd.extend(["--set", "engine.dedup.max_ids=2"]);
     let c = Server::start(&dir.path().join("c"), None, &odd);
-    for at in 1..=10 {
+    // No tie can start before this.
+    let first_write = Instant::now();
+    for at in 1..=200 {
         ingest_one(&a, &format!("e{at}"));
     }
-    // Both wrote their digests at 5 and 10 and read each other's (once a
-    // second): a tie, which neither takes for a divergence yet.
+    // Both wrote their digests and read each other's (once a second): a
+    // tie, which neither takes for a divergence yet.
     std::thread::sleep(Duration::from_millis(2500));
     for node in [&a, &c] {
         let (status, ready) = node.json("GET", "/readyz", "");
@@ -836,10 +844,6 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
         assert_eq!(metric(node, "recwal_cluster_digest_agreed_seq"), Some(0));
     }
     let b = Server::start(&dir.path().join("b"), None, &flags);
-    for at in 11..=20 {
-        ingest_one(&a, &format!("e{at}"));
-        std::thread::sleep(Duration::from_millis(30));
-    }
     wait_until(&c, "node c halted", |c| c.json("GET", "/readyz", "").1["cluster"]["phase"] == "halted");
     let (status, ready) = c.json("GET", "/readyz", "");
     assert_eq!(status, 503, "{ready}");
@@ -847,9 +851,14 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
     assert!(reason.contains("state digest at stream sequence"), "{reason}");
     assert!(dir.path().join("c").join("DIVERGED").is_file());
     for node in [&a, &b] {
-        wait_until(node, "a and b at 20", |node| position(node).0 == 20);
+        wait_until(node, "a and b at 200", |node| position(node).0 == 200);
         wait_until(node, "a and b agree", |node| metric(node, "recwal_cluster_digest_agreed_seq").unwrap_or(0) >= 5);
-        assert_eq!(node.json("GET", "/readyz", "").0, 200);
+    }
+    // Past the wait of any tie a could hold: a agreed with b since.
+    std::thread::sleep((first_write + tie_wait + Duration::from_secs(6)).saturating_duration_since(Instant::now()));
+    for node in [&a, &b] {
+        let (status, ready) = node.json("GET", "/readyz", "");
+        assert_eq!(status, 200, "{ready}");
     }
     assert_eq!(position(&a), position(&b));
     // A snapshot was published, at a digest point two nodes agreed on.
@@ -863,14 +872,14 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
     let seeded = metric(&c, "recwal_cluster_seeded_from_seq").unwrap_or(0);
     assert!(seeded > 0 && seeded.is_multiple_of(5), "seeded from {seeded}");
     assert!(!dir.path().join("c").join("DIVERGED").exists());
-    wait_until(&c, "node c at 20", |c| position(c).0 == 20);
+    wait_until(&c, "node c at 200", |c| position(c).0 == 200);
     assert_eq!(position(&c), position(&a));
-    for at in 21..=25 {
+    for at in 201..=205 {
         ingest_one(&c, &format!("e{at}"));
     }
     for node in [&a, &b, &c] {
-        wait_until(node, "every node at 25", |node| position(node).0 == 25);
-        wait_until(node, "digests agreed at 25", |node| metric(node, "recwal_cluster_digest_agreed_seq") == Some(25));
+        wait_until(node, "every node at 205", |node| position(node).0 == 205);
+        wait_until(node, "digests agreed at 205", |node| metric(node, "recwal_cluster_digest_agreed_seq") == Some(205));
         assert_eq!(node.json("GET", "/readyz", "").0, 200);
     }
 }
@@ -882,7 +891,16 @@ fn a_node_whose_digest_differs_stops_and_reseeds_at_its_next_start() {
 fn two_nodes_that_disagree_both_stop_once_nobody_breaks_the_tie() {
     let Some(setup) = single_nats() else { return };
     let (dir, url) = (&setup.dir, &setup.url);
-    let flags = ["--cluster", url.as_str(), "--set", "cluster.replicas=1", "--set", "cluster.digest_every=5"];
+    let flags = [
+        "--cluster",
+        url.as_str(),
+        "--set",
+        "cluster.replicas=1",
+        "--set",
+        "cluster.digest_every=5",
+        "--set",
+        "cluster.digest_tie_wait_ms=4000",
+    ];
     let a = Server::start(&dir.path().join("a"), None, &flags);
     let mut odd = flags.to_vec();
     odd.extend(["--set", "engine.dedup.max_ids=2"]);
@@ -899,7 +917,7 @@ fn two_nodes_that_disagree_both_stop_once_nobody_breaks_the_tie() {
         assert!(reason.contains("state digest at stream sequence 5") && reason.contains("broke the tie"), "{reason}");
         assert!(dir.path().join(name).join("DIVERGED").is_file());
     }
-    assert!(tied_at.elapsed() >= Duration::from_secs(9), "a tie is not a divergence at once");
+    assert!(tied_at.elapsed() >= Duration::from_secs(4), "a tie is not a divergence at once");
 }
 
 /// The catalogue writes, forget user and remove item go through the stream

@@ -41,6 +41,13 @@ pub struct ClusterConfig {
     /// other nodes'; one that differs stops and reports itself unready;
     /// 0: never.
     pub digest_every: u64,
+    /// How long a tie (another digest as common as this node's at a digest
+    /// point, none more: two nodes that disagree, or the first two writers
+    /// of three) waits for another node to break it before this node counts
+    /// itself diverged. Each node writes within about a second of applying
+    /// the point; a third node that lags more than this (restarting,
+    /// catching up) leaves the tie unbroken.
+    pub digest_tie_wait_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -56,6 +63,7 @@ impl Default for ClusterConfig {
             max_messages: 0,
             snapshot_interval_ms: 300_000,
             digest_every: 10_000,
+            digest_tie_wait_ms: 10_000,
         }
     }
 }
@@ -85,6 +93,7 @@ impl ClusterConfig {
             ("cluster.duplicate_window_ms", self.duplicate_window_ms),
             ("cluster.publish_timeout_ms", self.publish_timeout_ms),
             ("cluster.apply_wait_ms", self.apply_wait_ms),
+            ("cluster.digest_tie_wait_ms", self.digest_tie_wait_ms),
         ] {
             if value == 0 {
                 return Err(bad(key, "must be positive"));
@@ -108,6 +117,11 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+
+    /// `digest_tie_wait_ms` as a duration.
+    pub fn digest_tie_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.digest_tie_wait_ms)
     }
 
     /// The object-store bucket of the stream's snapshots.

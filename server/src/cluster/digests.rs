@@ -6,8 +6,10 @@
 //! history). Once a second it compares its recent digests with what the
 //! other nodes wrote under the same keys: a node whose digest another one
 //! outnumbers at a sequence has diverged. A tie (two nodes that disagree, or
-//! the first two writers of three) waits up to `TIE_WAIT` for another node
-//! to break it, and counts as a divergence of both sides if none does. A
+//! the first two writers of three) waits up to `cluster.digest_tie_wait_ms`
+//! for another node to break it (at that sequence, or by agreeing with this
+//! node at a later one), and counts as a divergence of both sides if none
+//! does. A
 //! diverged node stops applying, reports itself not ready with both digests,
 //! and leaves the marker file `DIVERGED` in its data dir, so that its next
 //! start re-seeds it from the snapshot bucket (`seed.rs`) even though it is
@@ -33,11 +35,6 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// Recent digests of this node that are compared again each round (other
 /// nodes reach a sequence later).
 const RECENT: usize = 8;
-/// How long a tie waits for another node's digest to break it before it
-/// counts as a divergence. Each node writes its digests once a second, so a
-/// node that applied the sequence too breaks it well within this; a
-/// cluster of two that disagree stops after it.
-const TIE_WAIT: Duration = Duration::from_secs(10);
 
 /// The key of the digests at `seq` of the stream incarnation `stream_id`.
 fn digest_key(stream_id: &str, seq: u64) -> String {
@@ -86,12 +83,15 @@ pub(super) fn verdict(mine: &str, others: &[(String, String)]) -> Verdict {
     }
 }
 
-/// Why this node stops: its digest at `seq` is not the one the others hold.
-fn diverged_reason(seq: u64, digest: &str, others: &str, tied: bool) -> String {
-    let how = if tied {
-        format!(" (as many nodes hold another digest, and no other node broke the tie within {}s)", TIE_WAIT.as_secs())
-    } else {
-        String::new()
+/// Why this node stops: its digest at `seq` is not the one the others
+/// hold; `tied_for`: how long a tie lasted, when it was one.
+fn diverged_reason(seq: u64, digest: &str, others: &str, tied_for: Option<Duration>) -> String {
+    let how = match tied_for {
+        Some(wait) => format!(
+            " (as many nodes hold another digest, and no other node broke the tie within {} ms)",
+            wait.as_millis()
+        ),
+        None => String::new(),
     };
     format!(
         "the state digest at stream sequence {seq} is {digest} on this node but {others}{how}: this node's state \
@@ -193,7 +193,7 @@ impl Replica {
                         }
                     }
                 }
-                Verdict::Differs { others } => return Some(diverged_reason(seq, &digest, &others, false)),
+                Verdict::Differs { others } => return Some(diverged_reason(seq, &digest, &others, None)),
             }
         }
         None
@@ -201,7 +201,7 @@ impl Replica {
 
     /// The tie this node waits on, judged again: settled when a node broke
     /// it, this node's divergence when the others outnumber it or nobody
-    /// broke it within `TIE_WAIT`.
+    /// broke it within `cluster.digest_tie_wait_ms`.
     async fn judge_tie(&self, store: &kv::Store, stream_id: &str) -> Option<String> {
         let (seq, digest, since) = {
             let tie = self.tie.lock().ok()?;
@@ -228,11 +228,11 @@ impl Replica {
                 settled(self);
                 None
             }
-            Verdict::Tied { others } if since.elapsed() >= TIE_WAIT => {
-                Some(diverged_reason(seq, &digest, &others, true))
+            Verdict::Tied { others } if since.elapsed() >= self.config.digest_tie_wait() => {
+                Some(diverged_reason(seq, &digest, &others, Some(self.config.digest_tie_wait())))
             }
             Verdict::Tied { .. } => None,
-            Verdict::Differs { others } => Some(diverged_reason(seq, &digest, &others, false)),
+            Verdict::Differs { others } => Some(diverged_reason(seq, &digest, &others, None)),
         }
     }
 
@@ -242,6 +242,15 @@ impl Replica {
     /// too, so it may be published.
     async fn agreed_at(&self, seq: u64) {
         self.digests_agreed.fetch_max(seq, Ordering::Relaxed);
+        // A tie at an earlier point is settled too: another node holds this
+        // node's state now, so it was not this node that diverged then (the
+        // third node may never write the tied point: its entry was pushed
+        // out of its recent digests while it caught up).
+        if let Ok(mut tie) = self.tie.lock() {
+            if tie.as_ref().is_some_and(|tie| tie.seq < seq) {
+                *tie = None;
+            }
+        }
         if let Ok(mut recent) = self.digests.lock() {
             recent.retain(|entry| entry.0 != seq);
         }
