@@ -171,6 +171,21 @@ pub struct Sources {
     pub flags: Vec<(String, String, String)>,
 }
 
+/// `--set KEY=VALUE` pairs as the flags of [`Sources`] (`serve`, `import`).
+pub fn set_flags(pairs: &[String]) -> Result<Vec<(String, String, String)>, ConfigError> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => Ok((key.trim().to_string(), value.to_string(), format!("--set {pair}"))),
+            None => Err(ConfigError {
+                key: pair.clone(),
+                rule: "--set takes KEY=VALUE".into(),
+                origin: Some(format!("--set {pair}")),
+            }),
+        })
+        .collect()
+}
+
 /// One layer: its values and a name for messages.
 struct Layer {
     name: String,

@@ -317,16 +317,7 @@ impl ServeArgs {
                 value.map(|value| (key.to_string(), value, format!("{flag} or {variable}")))
             })
             .collect();
-        for pair in &self.set {
-            let Some((key, value)) = pair.split_once('=') else {
-                return Err(config::ConfigError {
-                    key: pair.clone(),
-                    rule: "--set takes KEY=VALUE".into(),
-                    origin: Some(format!("--set {pair}")),
-                });
-            };
-            flags.push((key.trim().to_string(), value.to_string(), format!("--set {pair}")));
-        }
+        flags.extend(config::set_flags(&self.set)?);
         Ok(config::Sources { file: self.config.clone(), env: std::env::vars().collect(), flags })
     }
 

@@ -134,11 +134,44 @@ pub(crate) struct ImportArgs {
     /// One JSON object instead of the human line.
     #[arg(long)]
     json: bool,
+    /// Into a data dir: the server's TOML configuration, whose `[engine]`
+    /// the data dir is opened with (its rating scale, custom kinds, dedup
+    /// window, …) and the file checked against; `RECWAL_ENGINE__…`
+    /// variables and --set apply too, as for `serve`. Unused with --server
+    /// (the server checks with its own).
+    #[arg(long, env = "RECWAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Any engine key, as KEY=VALUE (e.g. --set engine.dedup.max_ids=30000000
+    /// to keep a second run of a larger file idempotent).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// The file is a catalogue of items (CSV, TSV or JSONL with id,
     /// categories, labels, hidden, timestamp, expires), not events; into a
     /// data dir (see docs/SERVER.md, "Importing items").
     #[arg(long, conflicts_with_all = ["delimiter", "columns", "no_derived_ids"])]
     items: bool,
+}
+
+impl ImportArgs {
+    /// The engine configuration an import into `data_dir` opens it with:
+    /// the server's (--config, `RECWAL_ENGINE__…`, --set), with the segment
+    /// size the log was created with.
+    fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
+        let sources = crate::config::Sources {
+            file: self.config.clone(),
+            env: std::env::vars().collect(),
+            flags: crate::config::set_flags(&self.set).map_err(|err| err.to_string())?,
+        };
+        let loaded = crate::config::ServeConfig::load(&sources).map_err(|err| err.to_string())?;
+        let mut config = loaded.engine().map_err(|err| err.to_string())?;
+        let log = data_dir.join("wal");
+        match recwal::wal::log_segment_bytes(&log) {
+            Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
+            Ok(None) => {}
+            Err(err) => return Err(format!("reading {}: {err}", log.display())),
+        }
+        Ok(config)
+    }
 }
 
 fn import(args: &ImportArgs) -> Result<ExitCode, String> {
@@ -162,9 +195,12 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         header: args.header,
         derive_ids: !args.no_derived_ids,
     };
-    // Into a data dir, every rule of the engine (opened with the default
+    // Into a data dir, every rule of the engine (opened with the server's
     // configuration) is checked here; a server checks its own.
-    let config = EngineConfig::default();
+    let config = match &data_dir {
+        Some(data_dir) => args.engine_config(data_dir)?,
+        None => EngineConfig::default(),
+    };
     let rules = match remote {
         Some(_) => crate::import::Rules::AnyServer,
         None => crate::import::Rules::Engine(&config),
@@ -215,7 +251,8 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             }
             // Nor when the file changed since it was checked.
             checked.unchanged(&input)?;
-            let engine = open(data_dir)?;
+            let engine = Engine::open(data_dir, config.clone())
+                .map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
             if !fresh {
                 checked
                     .check_known(&|user| engine.knows_user(user), &|item| engine.knows_item(item))

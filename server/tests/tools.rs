@@ -399,6 +399,44 @@ fn import_reads_a_pipe_as_it_reads_a_file() {
     assert!(!bad.exists(), "a refused import created {}", bad.display());
 }
 
+/// An import into a data dir opens it with the server's engine
+/// configuration (--config, --set, `RECWAL_ENGINE__…`): its rating scale is
+/// the one the file is checked against, and its dedup window the one that
+/// keeps a second run idempotent.
+#[test]
+fn import_into_a_data_dir_uses_the_servers_engine_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenths = dir.path().join("tenths.csv");
+    std::fs::write(&tenths, "user,item,rating\nu1,i1,8\nu2,i1,9.5\n").unwrap();
+    let data = dir.path().join("data");
+    let stderr = refused(&recwal(&["import", p(&tenths), "--data-dir", p(&data)]));
+    assert!(stderr.contains("line 2") && stderr.contains("event.value"), "{stderr}");
+    assert!(!data.exists());
+    let config = dir.path().join("recwal.toml");
+    std::fs::write(&config, "[engine]\nrating_max = 10.0\n").unwrap();
+    let out = succeeds(&recwal(&["import", p(&tenths), "--data-dir", p(&data), "--config", p(&config)]));
+    assert!(out.contains("imported 2 events (2 new"), "{out}");
+    let set = dir.path().join("set");
+    let out = succeeds(&recwal(&["import", p(&tenths), "--data-dir", p(&set), "--set", "engine.rating_max=10"]));
+    assert!(out.contains("imported 2 events (2 new"), "{out}");
+    let stderr = refused(&recwal(&["import", p(&tenths), "--data-dir", p(&set), "--set", "engine.rating_max=-1"]));
+    assert!(stderr.contains("engine.rating_min/rating_max"), "{stderr}");
+
+    // 30 rows through a window of 10 ids: a second run finds the last 10
+    // only; through a window of 100, all 30.
+    let rows: String = (0..30).map(|at| format!("u{at},i{},4\n", at % 7)).collect();
+    let file = dir.path().join("rows.csv");
+    std::fs::write(&file, format!("user,item,rating\n{rows}")).unwrap();
+    for (max_ids, second_run) in [("10", "(20 new, 10 duplicates)"), ("100", "(0 new, 30 duplicates)")] {
+        let data = dir.path().join(format!("window-{max_ids}"));
+        let window = format!("engine.dedup.max_ids={max_ids}");
+        let args = ["import", p(&file), "--data-dir", p(&data), "--set", &window];
+        assert!(succeeds(&recwal(&args)).contains("(30 new, 0 duplicates)"));
+        let out = succeeds(&recwal(&args));
+        assert!(out.contains(second_run), "window {max_ids}: {out}");
+    }
+}
+
 #[test]
 fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
     let dir = tempfile::tempdir().unwrap();
