@@ -83,6 +83,8 @@ enum Command {
         /// One JSON object instead of the human line.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        engine: tools::EngineConfigArgs,
     },
     /// Write a consistent, verified backup (snapshot + the log records after
     /// it + model files) of a data dir no server holds, or of a running
@@ -104,6 +106,8 @@ enum Command {
         json: bool,
         #[command(flatten)]
         remote: RemoteArgs,
+        #[command(flatten)]
+        engine: tools::EngineConfigArgs,
         #[command(subcommand)]
         command: ModelsCommand,
     },

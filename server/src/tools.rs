@@ -33,7 +33,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
         Command::Export(args) => export(&args),
         Command::Eval(args) => crate::eval_cmd::run(&args),
         Command::Wal { command } => wal(command),
-        Command::Checkpoint { data_dir, remote, json } => {
+        Command::Checkpoint { data_dir, remote, json, engine } => {
             if let Some(remote) = remote.remote()? {
                 let info = remote.call("POST", "/admin/checkpoint", "application/json", b"")?;
                 if json {
@@ -48,7 +48,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
                 )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let engine = open_existing(&data_dir)?;
+            let engine = open_existing(&data_dir, &engine)?;
             let info = engine.checkpoint().map_err(|err| err.to_string())?;
             if json {
                 out!(
@@ -71,15 +71,55 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
             engine.close().map_err(|err| err.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models { data_dir, remote, command, json } => match remote.remote()? {
+        Command::Models { data_dir, remote, command, json, engine } => match remote.remote()? {
             Some(remote) => models_cmd::remote(&remote, command, json),
-            None => models_cmd::local(open_existing(&data_dir)?, command, json),
+            None => models_cmd::local(open_existing(&data_dir, &engine)?, command, json),
         },
     }
 }
 
-fn open(dir: &Path) -> Result<Engine, String> {
-    let config = EngineConfig { wal: log_config(&dir.join("wal"))?, ..EngineConfig::default() };
+/// The server's configuration, for a tool that opens a data dir itself
+/// (`import`, `checkpoint`, `backup`, `models`): the engine must run with
+/// the settings the server runs with, or what it writes differs. The dedup
+/// window is one: replaying the log under a smaller window evicts ids, a
+/// snapshot then keeps fewer, and retries the server would have refused
+/// are accepted again.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct EngineConfigArgs {
+    /// The server's TOML configuration, whose `[engine]` the data dir is
+    /// opened with (`RECWAL_ENGINE__…` variables apply too, as for
+    /// `serve`). Unused with --server.
+    #[arg(long, env = "RECWAL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Any engine key, as KEY=VALUE (e.g. --set engine.dedup.max_ids=30000000).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
+}
+
+impl EngineConfigArgs {
+    /// The engine configuration to open `data_dir` with: the server's
+    /// (--config, `RECWAL_ENGINE__…`, --set), with the segment size the log
+    /// was created with.
+    pub(crate) fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
+        let sources = crate::config::Sources {
+            file: self.config.clone(),
+            env: std::env::vars().collect(),
+            flags: crate::config::set_flags(&self.set).map_err(|err| err.to_string())?,
+        };
+        let loaded = crate::config::ServeConfig::load(&sources).map_err(|err| err.to_string())?;
+        let mut config = loaded.engine().map_err(|err| err.to_string())?;
+        let log = data_dir.join("wal");
+        match recwal::wal::log_segment_bytes(&log) {
+            Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
+            Ok(None) => {}
+            Err(err) => return Err(format!("reading {}: {err}", log.display())),
+        }
+        Ok(config)
+    }
+}
+
+fn open(dir: &Path, engine: &EngineConfigArgs) -> Result<Engine, String> {
+    let config = engine.engine_config(dir)?;
     Engine::open(dir, config).map_err(|err| format!("opening {}: {err}", dir.display()))
 }
 
@@ -96,9 +136,9 @@ pub(crate) fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
 }
 
 /// Opens a data dir that must exist already.
-fn open_existing(dir: &Path) -> Result<Engine, String> {
+fn open_existing(dir: &Path, engine: &EngineConfigArgs) -> Result<Engine, String> {
     let dir = datadir::existing(dir).map_err(|err| err.to_string())?;
-    open(&dir)
+    open(&dir, engine)
 }
 
 /// `recwal import`.
@@ -134,44 +174,16 @@ pub(crate) struct ImportArgs {
     /// One JSON object instead of the human line.
     #[arg(long)]
     json: bool,
-    /// Into a data dir: the server's TOML configuration, whose `[engine]`
-    /// the data dir is opened with (its rating scale, custom kinds, dedup
-    /// window, …) and the file checked against; `RECWAL_ENGINE__…`
-    /// variables and --set apply too, as for `serve`. Unused with --server
-    /// (the server checks with its own).
-    #[arg(long, env = "RECWAL_CONFIG")]
-    config: Option<PathBuf>,
-    /// Any engine key, as KEY=VALUE (e.g. --set engine.dedup.max_ids=30000000
-    /// to keep a second run of a larger file idempotent).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    /// Into a data dir: the server's configuration, whose rules the file is
+    /// checked against (rating scale, custom kinds) and whose dedup window
+    /// keeps a second run idempotent.
+    #[command(flatten)]
+    engine: EngineConfigArgs,
     /// The file is a catalogue of items (CSV, TSV or JSONL with id,
     /// categories, labels, hidden, timestamp, expires), not events; into a
     /// data dir (see docs/SERVER.md, "Importing items").
     #[arg(long, conflicts_with_all = ["delimiter", "columns", "no_derived_ids"])]
     items: bool,
-}
-
-impl ImportArgs {
-    /// The engine configuration an import into `data_dir` opens it with:
-    /// the server's (--config, `RECWAL_ENGINE__…`, --set), with the segment
-    /// size the log was created with.
-    fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
-        let sources = crate::config::Sources {
-            file: self.config.clone(),
-            env: std::env::vars().collect(),
-            flags: crate::config::set_flags(&self.set).map_err(|err| err.to_string())?,
-        };
-        let loaded = crate::config::ServeConfig::load(&sources).map_err(|err| err.to_string())?;
-        let mut config = loaded.engine().map_err(|err| err.to_string())?;
-        let log = data_dir.join("wal");
-        match recwal::wal::log_segment_bytes(&log) {
-            Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
-            Ok(None) => {}
-            Err(err) => return Err(format!("reading {}: {err}", log.display())),
-        }
-        Ok(config)
-    }
 }
 
 fn import(args: &ImportArgs) -> Result<ExitCode, String> {
@@ -198,7 +210,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
     // Into a data dir, every rule of the engine (opened with the server's
     // configuration) is checked here; a server checks its own.
     let config = match &data_dir {
-        Some(data_dir) => args.engine_config(data_dir)?,
+        Some(data_dir) => args.engine.engine_config(data_dir)?,
         None => EngineConfig::default(),
     };
     let rules = match remote {
@@ -316,6 +328,8 @@ pub(crate) struct BackupArgs {
     /// One JSON object (the backup's BACKUP.json) instead of the human line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    engine: EngineConfigArgs,
 }
 
 /// `recwal restore`.
@@ -376,7 +390,7 @@ fn backup(args: &BackupArgs) -> Result<ExitCode, String> {
                 .map_err(|err| format!("the server's answer: {err}"))?
         }
         None => {
-            let engine = open_existing(&args.data_dir)?;
+            let engine = open_existing(&args.data_dir, &args.engine)?;
             let written = crate::backup::backup(&engine, &args.out).map_err(|err| err.to_string())?;
             engine.close().map_err(|err| err.to_string())?;
             written.manifest

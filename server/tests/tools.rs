@@ -437,6 +437,46 @@ fn import_into_a_data_dir_uses_the_servers_engine_configuration() {
     }
 }
 
+/// `recwal checkpoint` of a data dir no server holds replays the log with
+/// the engine configuration it is given (--config, --set, the variables):
+/// with the server's dedup window the snapshot remembers the ids the
+/// server did; with a smaller one it forgets some, and a retry the server
+/// would have refused is accepted again (what a default configuration did
+/// to a server configured with a larger window).
+#[test]
+fn checkpoint_replays_with_the_servers_engine_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("recwal.toml");
+    std::fs::write(&config, "[engine.dedup]\nmax_ids = 20\n").unwrap();
+    let config_flag = p(&config).to_string();
+    let duplicate = |data: &Path, event_id: &str| {
+        let server = support::Server::start(data, None, &["--config", &config_flag]);
+        let body = format!(r#"{{"user":"u","item":"i","kind":"view","event_id":"{event_id}"}}"#);
+        let (status, answer) = server.json("POST", "/v1/event", &body);
+        assert_eq!(status, 200, "{answer}");
+        server.kill();
+        answer["receipts"][0]["duplicate"].as_bool().unwrap()
+    };
+    for (name, tool_window) in [("server", None), ("smaller", Some("engine.dedup.max_ids=5"))] {
+        let data = dir.path().join(name);
+        let server = support::Server::start(&data, None, &["--config", &config_flag]);
+        for at in 0..30 {
+            let body = format!(r#"{{"user":"u{at}","item":"i","kind":"view","event_id":"e{at}"}}"#);
+            assert_eq!(server.json("POST", "/v1/event?durability=always", &body).0, 200);
+        }
+        // SIGKILL: no snapshot at shutdown, the events are only in the log.
+        server.kill();
+        let mut args = vec!["checkpoint", "--data-dir", p(&data), "--config", &config_flag];
+        if let Some(set) = tool_window {
+            args.extend(["--set", set]);
+        }
+        let out = succeeds(&recwal(&args));
+        assert!(out.contains("snapshot at LSN 30"), "{out}");
+        // e14 is one of the 20 newest ids the server remembers.
+        assert_eq!(duplicate(&data, "e14"), tool_window.is_none(), "{name}: a retry of e14");
+    }
+}
+
 #[test]
 fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
     let dir = tempfile::tempdir().unwrap();
