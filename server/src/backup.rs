@@ -547,7 +547,11 @@ pub(crate) fn check_opens(
     lsn_last: u64,
     wal_config: &recwal::wal::WalConfig,
 ) -> Result<u64, BackupError> {
-    let engine = Engine::open(data_dir, EngineConfig { wal: wal_config.clone(), ..EngineConfig::default() })?;
+    let mut config = EngineConfig { wal: wal_config.clone(), ..EngineConfig::default() };
+    // A check only: no checkpoint may write a snapshot replayed under
+    // settings (the dedup window) other than the server's.
+    config.checkpoint.disable_automatic();
+    let engine = Engine::open(data_dir, config)?;
     let lsn = engine.lsn_applied();
     let digest = engine.state_digest();
     engine.close()?;

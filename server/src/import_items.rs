@@ -38,10 +38,14 @@ use crate::datadir;
 
 /// Reads `file` whole, checks every item, then upserts them into `data_dir`
 /// (created if absent or empty) and writes a snapshot.
-pub(crate) fn import_items(file: &Path, data_dir: &Path) -> Result<ExitCode, String> {
+pub(crate) fn import_items(
+    file: &Path,
+    data_dir: &Path,
+    engine: &crate::tools::EngineConfigArgs,
+) -> Result<ExitCode, String> {
     let data_dir = datadir::existing_or_new(data_dir).map_err(|err| err.to_string())?;
     let items = load_items(file)?;
-    let config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let config = engine.engine_config(&data_dir)?;
     let engine = Engine::open(&data_dir, config).map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
     let started = Instant::now();
     let mut last = Instant::now();
@@ -346,7 +350,10 @@ fn check_labels(labels: &BTreeMap<String, LabelValue>) -> Result<(), String> {
 /// its id and whole entry. Written whole to `out` (then renamed) or stdout.
 pub(crate) fn export_items(data_dir: &Path, out: Option<&Path>) -> Result<u64, String> {
     let data_dir = datadir::existing(data_dir).map_err(|err| err.to_string())?;
-    let config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let mut config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    // It only reads: no checkpoint may write a snapshot replayed under
+    // settings (the dedup window) other than the server's.
+    config.checkpoint.disable_automatic();
     let engine = Engine::open(&data_dir, config).map_err(|err| format!("opening {}: {err}", data_dir.display()))?;
     let mut text = String::new();
     let mut after: Option<String> = None;

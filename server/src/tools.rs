@@ -191,7 +191,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         if args.remote.remote()?.is_some() {
             return Err("import --items writes into a data dir (--data-dir), not through --server".into());
         }
-        return crate::import_items::import_items(&args.file, &args.data_dir);
+        return crate::import_items::import_items(&args.file, &args.data_dir, &args.engine);
     }
     let remote = args.remote.remote()?;
     let data_dir = match remote {
