@@ -137,11 +137,15 @@ fn scan(
     // A server's rating scale is its own: here, any finite value passes.
     let any_scale = EngineConfig { rating_min: f32::MIN, rating_max: f32::MAX, ..EngineConfig::default() };
     let check = Check { config: if let Rules::Engine(config) = rules { config } else { &any_scale }, rules };
-    let mut ids = options.derive_ids.then(IdDeriver::default);
+    let mut ids = options.derive_ids.then(|| (IdDeriver::default(), Gone::default()));
     let mut rows = 0u64;
     let mut each = |mut row: Row| {
-        if let Some(ids) = &mut ids {
-            ids.derive(&mut row);
+        if let Some((ids, gone)) = &mut ids {
+            if gone.after_gone(&row) {
+                ids.strip(&mut row);
+            } else {
+                ids.derive(&mut row);
+            }
         }
         rows += 1;
         visit(row)
@@ -593,7 +597,45 @@ struct IdDeriver {
     seen: HashMap<[u8; 12], u64>,
 }
 
+/// The users forgotten and items removed so far in the file. A second run
+/// of the file forgets the user (removes the item) again, so an event of
+/// theirs after that line must be ingested again too: it goes in without
+/// an event id (none derived, the file's own dropped), which the dedup
+/// window would otherwise find from the first run and skip, losing it.
+#[derive(Default)]
+struct Gone {
+    users: std::collections::HashSet<String>,
+    items: std::collections::HashSet<String>,
+}
+
+impl Gone {
+    /// Notes a forget or a remove; whether `row` is an event of a user or
+    /// an item gone earlier in the file.
+    fn after_gone(&mut self, row: &Row) -> bool {
+        match &row.action {
+            Action::ForgetUser(user) => {
+                self.users.insert(user.clone());
+                false
+            }
+            Action::RemoveItem(item) => {
+                self.items.insert(item.clone());
+                false
+            }
+            Action::Event(pair) => self.users.contains(&pair.1.user) || self.items.contains(&pair.1.item),
+        }
+    }
+}
+
 impl IdDeriver {
+    /// Takes the event id off an event that must go in again on every run
+    /// ([`Gone`]).
+    fn strip(&mut self, row: &mut Row) {
+        if let Action::Event(pair) = &mut row.action {
+            pair.0.event_id = None;
+            pair.1.event_id = None;
+        }
+    }
+
     fn derive(&mut self, row: &mut Row) {
         let Action::Event(pair) = &mut row.action else { return };
         let (api, event) = pair.as_mut();

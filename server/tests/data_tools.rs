@@ -470,6 +470,41 @@ fn import_twice_changes_nothing_the_second_time() {
     assert!(stderr.contains(&format!("{}, line 3", bad.display())) && stderr.contains("rating"), "{stderr}");
 }
 
+/// A file that forgets a user (removes an item) and has events of theirs
+/// after that line: a second run forgets again, and must ingest those
+/// events again rather than find them in the dedup window and lose them.
+#[test]
+fn a_second_run_of_a_file_that_forgets_keeps_what_came_after_the_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.jsonl");
+    let event = |user: &str, item: &str, at: u64| {
+        format!(r#"{{"user":"{user}","item":"{item}","kind":"view","timestamp_ms":{}}}"#, 1_700_000_000_000 + at)
+    };
+    let lines = [
+        event("u1", "i1", 0),
+        event("u2", "i3", 1),
+        r#"{"op":"forget_user","user":"u1"}"#.to_string(),
+        event("u1", "i2", 2),
+        r#"{"op":"remove_item","item":"i3"}"#.to_string(),
+        event("u2", "i3", 3),
+        event("u2", "i4", 4),
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data");
+    let items_of = |user: &str| {
+        let engine = Engine::open(&data, EngineConfig::default()).unwrap();
+        let mut items: Vec<String> = engine.interactions(user).unwrap().into_iter().map(|i| i.item).collect();
+        items.sort();
+        engine.close().unwrap();
+        items
+    };
+    for run in ["first", "second", "third"] {
+        succeeds(&recwal(&["import", p(&file), "--data-dir", p(&data)]));
+        assert_eq!(items_of("u1"), ["i2"], "{run} run");
+        assert_eq!(items_of("u2"), ["i3", "i4"], "{run} run");
+    }
+}
+
 #[test]
 fn import_through_a_running_server_is_idempotent_too() {
     let dir = tempfile::tempdir().unwrap();
