@@ -220,9 +220,37 @@ pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> 
     let stamp = stamp(input.read_from());
     let (mut users, mut items) = (std::collections::HashSet::new(), std::collections::HashSet::new());
     let (mut events, mut unresolved) = (0u64, Vec::new());
+    // The events of one LSN (an export's record) go in as one record: into
+    // a data dir they must fit the engine's limits, or the lines before
+    // them would be written and these refused.
+    let limits = match rules {
+        Rules::Engine(config) => Some((config.batch_events_max, record_limit(config).saturating_sub(RECORD_OVERHEAD))),
+        Rules::AnyServer => None,
+    };
+    // (LSN, first line, events, estimated bytes) of the group being read.
+    let mut group: Option<(u64, u64, usize, usize)> = None;
     // Ids are derived on the second reading only: none is needed here.
     let options = ReadOptions { derive_ids: false, ..options.clone() };
     let rows = scan(input, &options, rules, &mut |row| {
+        let lsn = matches!(row.action, Action::Event(_)).then_some(row.lsn).flatten();
+        match (&mut group, lsn) {
+            (Some((open, _, count, bytes)), Some(lsn)) if *open == lsn => {
+                *count += 1;
+                *bytes += encoded_bytes(&row);
+            }
+            (_, Some(lsn)) => group = Some((lsn, row.line, 1, encoded_bytes(&row))),
+            (_, None) => group = None,
+        }
+        if let (Some((lsn, line, count, bytes)), Some((events_max, bytes_max))) = (group, limits) {
+            if count > events_max || bytes > bytes_max {
+                return Err(format!(
+                    "{}, line {line}: the events of lsn {lsn} ({count} so far, ~{bytes} bytes) go in as one \
+                     record, over the engine's limit (engine.batch_events_max {events_max}, a record of at most \
+                     {bytes_max} bytes)",
+                    input.name.display()
+                ));
+            }
+        }
         match row.action {
             Action::Event(pair) => {
                 events += 1;
@@ -302,6 +330,12 @@ pub(crate) fn replay(
     write: &mut dyn FnMut(&[Row]) -> Result<(), String>,
 ) -> Result<(), String> {
     let source = input.name.display().to_string();
+    // Into a data dir, a group without an LSN stays under the log's record
+    // limit; a server splits nothing, its answer says.
+    let record_bytes_max = match rules {
+        Rules::Engine(config) => record_limit(config),
+        Rules::AnyServer => usize::MAX,
+    };
     checked.unchanged(input)?;
     // One thread reads and parses, this one writes: on two cores the
     // parsing no longer adds to the ingest. A few groups wait in between.
@@ -309,7 +343,7 @@ pub(crate) fn replay(
     let (rows, written) = std::thread::scope(|scope| {
         let (send, groups_read) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
         let reader = scope.spawn(move || {
-            let mut groups = Grouper { batch: batch.max(1), pending: Vec::new() };
+            let mut groups = Grouper::new(batch, record_bytes_max);
             let rows = scan(input, options, rules, &mut |row| match groups.push(row) {
                 Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
                 None => Ok(()),
@@ -666,22 +700,63 @@ impl IdDeriver {
 /// forget/remove.
 struct Grouper {
     batch: usize,
+    /// The most bytes a group without an LSN may encode to (estimated by
+    /// `encoded_bytes`): the log's record limit.
+    bytes_max: usize,
     pending: Vec<Row>,
+    pending_bytes: usize,
+}
+
+/// An upper bound of what an event encodes to in a log record: its ids and
+/// at most 32 bytes for the kind, weight, time and lengths.
+fn encoded_bytes(row: &Row) -> usize {
+    match &row.action {
+        Action::Event(pair) => {
+            let event = &pair.1;
+            event.user.len() + event.item.len() + event.event_id.as_ref().map_or(0, String::len) + 32
+        }
+        Action::ForgetUser(id) | Action::RemoveItem(id) => id.len() + 32,
+    }
+}
+
+/// What a record holds besides its events (its kind, the ingest time, the
+/// count), at most.
+const RECORD_OVERHEAD: usize = 64;
+
+/// The most bytes a record's payload may have in the log `config` opens:
+/// `record_bytes_max`, and never more than one segment holds.
+fn record_limit(config: &EngineConfig) -> usize {
+    let wal = config.wal.clone();
+    let segment_bytes = wal.segment_bytes;
+    wal.segment_bytes(segment_bytes).record_bytes_max as usize
 }
 
 impl Grouper {
+    fn new(batch: usize, record_bytes_max: usize) -> Grouper {
+        Grouper {
+            batch: batch.max(1),
+            bytes_max: record_bytes_max.saturating_sub(RECORD_OVERHEAD),
+            pending: Vec::new(),
+            pending_bytes: 0,
+        }
+    }
+
     /// Takes the next row; returns the group it closed, if it closed one.
     fn push(&mut self, row: Row) -> Option<Vec<Row>> {
+        let bytes = encoded_bytes(&row);
         let joins = self.pending.first().is_some_and(|first| {
             matches!(first.action, Action::Event(_))
                 && matches!(row.action, Action::Event(_))
                 && row.lsn == first.lsn
-                && (first.lsn.is_some() || self.pending.len() < self.batch)
+                && (first.lsn.is_some()
+                    || (self.pending.len() < self.batch && self.pending_bytes + bytes <= self.bytes_max))
         });
         if joins || self.pending.is_empty() {
             self.pending.push(row);
+            self.pending_bytes += bytes;
             return None;
         }
+        self.pending_bytes = bytes;
         Some(std::mem::replace(&mut self.pending, vec![row]))
     }
 }

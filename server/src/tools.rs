@@ -151,9 +151,12 @@ pub(crate) struct ImportArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     remote: crate::RemoteArgs,
-    /// Events per log record (per request, with --server); at least 1.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
+    /// Events per log record (per request, with --server); at least 1, at
+    /// most engine.batch_events_max into a data dir [default: 1000, or
+    /// engine.batch_events_max if lower]. Fewer where long ids would make
+    /// a record larger than the log takes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
     /// Field separator: one character, or tab, space, comma, semicolon,
     /// pipe (default: tab for u.data, .inter and .tsv, comma otherwise).
     #[arg(long)]
@@ -217,6 +220,18 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
         Some(_) => crate::import::Rules::AnyServer,
         None => crate::import::Rules::Engine(&config),
     };
+    const BATCH_DEFAULT: usize = 1000;
+    let batch = match (args.batch, &data_dir) {
+        (Some(batch), Some(_)) if batch as usize > config.batch_events_max => {
+            return Err(format!(
+                "--batch {batch}: at most engine.batch_events_max ({}) events go in one record",
+                config.batch_events_max
+            ));
+        }
+        (Some(batch), _) => batch as usize,
+        (None, Some(_)) => BATCH_DEFAULT.min(config.batch_events_max),
+        (None, None) => BATCH_DEFAULT,
+    };
     let input = crate::import::Input::open(&args.file)?;
     let checked = crate::import::check(&input, &options, &rules)?;
     let started = Instant::now();
@@ -243,7 +258,6 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             );
         }
     };
-    let batch = args.batch as usize;
     let mut done = crate::import::Imported::default();
     match (&remote, &data_dir) {
         (Some(remote), _) => {

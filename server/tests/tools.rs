@@ -477,6 +477,46 @@ fn checkpoint_replays_with_the_servers_engine_configuration() {
     }
 }
 
+/// What the engine's limits would refuse halfway is refused before
+/// anything is written (a --batch over engine.batch_events_max, an
+/// export's record of more events than a record may hold), and batches of
+/// long ids are cut to the log's record limit instead of failing after
+/// the batches before them were written.
+#[test]
+fn import_fits_the_engines_record_limits_or_refuses_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..30).map(|at| format!("u{at},i{},4\n", at % 7)).collect();
+    let file = dir.path().join("rows.csv");
+    std::fs::write(&file, format!("user,item,rating\n{rows}")).unwrap();
+    let data = dir.path().join("batch");
+    let stderr = refused(&recwal(&["import", p(&file), "--data-dir", p(&data), "--batch", "20000"]));
+    assert!(stderr.contains("--batch 20000") && stderr.contains("engine.batch_events_max"), "{stderr}");
+    assert!(!data.exists());
+
+    // 20 one-event records, then one record of 11 events over a limit of 10.
+    let mut lines: Vec<String> =
+        (0..20).map(|at| format!(r#"{{"lsn":{},"user":"u{at}","item":"i","kind":"view"}}"#, at + 1)).collect();
+    lines.extend((0..11).map(|at| format!(r#"{{"lsn":21,"user":"v{at}","item":"i","kind":"view"}}"#)));
+    let export = dir.path().join("export.jsonl");
+    std::fs::write(&export, lines.join("\n")).unwrap();
+    let data = dir.path().join("record");
+    let args = ["import", p(&export), "--data-dir", p(&data), "--set", "engine.batch_events_max=10"];
+    let stderr = refused(&recwal(&args));
+    assert!(stderr.contains("line 21: the events of lsn 21"), "{stderr}");
+    assert!(!data.exists());
+
+    // 1,500 rows with 250-byte ids: 1,000 of them (the default --batch)
+    // encode to ~550 KB, over the record limit of 256 KiB segments.
+    let long: String =
+        (0..1500).map(|at| format!("{}{at:05},{}{at:05},4\n", "u".repeat(245), "i".repeat(245))).collect();
+    let file = dir.path().join("long.csv");
+    std::fs::write(&file, format!("user,item,rating\n{long}")).unwrap();
+    let data = dir.path().join("long");
+    let args = ["import", p(&file), "--data-dir", p(&data), "--set", "engine.wal.segment_bytes=262144"];
+    let out = succeeds(&recwal(&args));
+    assert!(out.contains("imported 1500 events (1500 new"), "{out}");
+}
+
 #[test]
 fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
     let dir = tempfile::tempdir().unwrap();
