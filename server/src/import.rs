@@ -129,11 +129,13 @@ fn scan(
     input: &Input,
     options: &ReadOptions,
     rules: &Rules<'_>,
+    bytes: Option<u64>,
     visit: &mut dyn FnMut(Row) -> Result<(), String>,
 ) -> Result<u64, String> {
     let path = input.name.as_path();
     let source = path.display().to_string();
     let file = std::fs::File::open(input.read_from()).map_err(|err| format!("{source}: {err}"))?;
+    let file = Checked::bytes_of(file, bytes);
     // A server's rating scale is its own: here, any finite value passes.
     let any_scale = EngineConfig { rating_min: f32::MIN, rating_max: f32::MAX, ..EngineConfig::default() };
     let check = Check { config: if let Rules::Engine(config) = rules { config } else { &any_scale }, rules };
@@ -231,7 +233,7 @@ pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> 
     let mut group: Option<(u64, u64, usize, usize)> = None;
     // Ids are derived on the second reading only: none is needed here.
     let options = ReadOptions { derive_ids: false, ..options.clone() };
-    let rows = scan(input, &options, rules, &mut |row| {
+    let rows = scan(input, &options, rules, None, &mut |row| {
         let lsn = matches!(row.action, Action::Event(_)).then_some(row.lsn).flatten();
         match (&mut group, lsn) {
             (Some((open, _, count, bytes)), Some(lsn)) if *open == lsn => {
@@ -275,7 +277,40 @@ pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> 
     Ok(Checked { rows, events, unresolved, stamp })
 }
 
+/// The bytes a file had when it was checked, and no more: a file cut short
+/// since is an error when its end comes early (its last line may be cut
+/// in the middle and still parse: it is not ingested), and what was
+/// appended since is not read.
+struct CheckedBytes<R> {
+    inner: R,
+    left: Option<u64>,
+}
+
+impl<R: std::io::Read> std::io::Read for CheckedBytes<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(left) = self.left else { return self.inner.read(buf) };
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ended {left} bytes before the size it had when it was checked (cut short since)"),
+            ));
+        }
+        self.left = Some(left - n as u64);
+        Ok(n)
+    }
+}
+
 impl Checked {
+    /// `file`, read up to `bytes` (all of it with `None`).
+    fn bytes_of(file: std::fs::File, bytes: Option<u64>) -> CheckedBytes<std::fs::File> {
+        CheckedBytes { inner: file, left: bytes }
+    }
+
     /// Refuses the input when it changed (size or modification time) since
     /// it was checked: the second reading would not read what was checked.
     pub(crate) fn unchanged(&self, input: &Input) -> Result<(), String> {
@@ -344,7 +379,8 @@ pub(crate) fn replay(
         let (send, groups_read) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
         let reader = scope.spawn(move || {
             let mut groups = Grouper::new(batch, record_bytes_max);
-            let rows = scan(input, options, rules, &mut |row| match groups.push(row) {
+            let bytes = checked.stamp.map(|(len, _)| len);
+            let rows = scan(input, options, rules, bytes, &mut |row| match groups.push(row) {
                 Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
                 None => Ok(()),
             });
@@ -373,8 +409,8 @@ pub(crate) fn replay(
         .map_err(|err| format!("{err} (the file changed while it was imported? the lines before it were written)"))?;
     if rows != checked.rows || checked.unchanged(input).is_err() {
         return Err(format!(
-            "{source}: the file changed while it was imported ({rows} rows read, {} when it was checked); what it \
-             held then was written",
+            "{source}: the file changed while it was imported ({rows} rows read, {} when it was checked); the \
+             rows read were written",
             checked.rows
         ));
     }
@@ -1154,10 +1190,10 @@ mod reading_tests {
         Ok(())
     }
 
-    /// A line appended while the file is written (after its check) that
-    /// does not pass stops the import there, every line before it written.
+    /// A line appended while the file is written (after its check) is not
+    /// read: every line checked is written, and the change is reported.
     #[test]
-    fn a_bad_line_appended_during_the_writing_stops_it_after_every_line_before() -> Result<(), String> {
+    fn a_line_appended_during_the_writing_is_not_read_and_the_change_is_reported() -> Result<(), String> {
         let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
         let path = dir.path().join("rows.csv");
         let rows: String = (0..20_000).map(|at| format!("u{at},i{},4\n", at % 50)).collect();
@@ -1175,8 +1211,43 @@ mod reading_tests {
             Ok(())
         });
         let err = result.err().unwrap_or_default();
-        assert!(err.contains("line 20002: rating") && err.contains("the file changed"), "{err}");
+        assert!(err.contains("the file changed while it was imported"), "{err}");
         assert_eq!(written, 20_000);
+        Ok(())
+    }
+
+    /// A file cut short during the writing, in the middle of a line that
+    /// still parses (an empty last field), stops there: that half line is
+    /// not ingested.
+    #[test]
+    fn a_file_cut_short_during_the_writing_ingests_no_half_line() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let path = dir.path().join("rows.csv");
+        let header = "user,item,rating,timestamp\n";
+        let row = |at: u32| format!("u{at},i{at},4,{}\n", 1_600_000_000 + at);
+        let rows: String = (0..20_000).map(row).collect();
+        std::fs::write(&path, format!("{header}{rows}")).map_err(|err| err.to_string())?;
+        // Cut right after "u15000,i15000,4,": the line would parse with no timestamp.
+        let cut = header.len() + (0..15_000).map(|at| row(at).len()).sum::<usize>() + "u15000,i15000,4,".len();
+        let input = Input::open(&path)?;
+        let checked = check(&input, &options(), &Rules::AnyServer)?;
+        let mut users = Vec::new();
+        let result = replay(&input, &options(), &Rules::AnyServer, &checked, 10, &mut |group| {
+            if users.is_empty() {
+                let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|err| err.to_string())?;
+                file.set_len(cut as u64).map_err(|err| err.to_string())?;
+            }
+            for row in group {
+                if let Action::Event(pair) = &row.action {
+                    users.push(pair.1.user.clone());
+                }
+            }
+            Ok(())
+        });
+        let err = result.err().unwrap_or_default();
+        assert!(err.contains("cut short"), "{err}");
+        assert!(!users.contains(&"u15000".to_string()), "the half line was ingested");
+        assert_eq!(users.last().map(String::as_str), Some("u14999"));
         Ok(())
     }
 
