@@ -509,23 +509,24 @@ fn read_records(path: &Path, lsn_first: u64) -> Result<Vec<BackupRecord>, Backup
 /// Restores the backup `from` into `data_dir` (new or an empty directory)
 /// and opens it once to check that it does. Returns the manifest and the
 /// restored engine's state digest.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<(Manifest, u64), BackupError> {
+pub fn restore(from: &Path, data_dir: &Path, engine_config: &EngineConfig) -> Result<(Manifest, u64), BackupError> {
+    let existed = data_dir.exists();
     let data_dir = fresh_destination(data_dir, "a restore")?;
     let (manifest, records) = verify(from)?;
     let snapshot =
         (manifest.lsn_snapshot > 0).then(|| (from.join(snapshot_name(manifest.lsn_snapshot)), manifest.lsn_snapshot));
     let models = from.join("models");
-    let wal_config = EngineConfig::default().wal;
+    let wal_config = engine_config.wal.clone();
     let snapshot = snapshot.as_ref().map(|(path, lsn)| (path.as_path(), *lsn));
     let written = write_data_dir(&data_dir, snapshot, manifest.lsn_snapshot, &records, Some(&models), &wal_config);
     if let Err(err) = written {
-        remove_created(&data_dir);
+        remove_created(&data_dir, existed);
         return Err(err);
     }
-    let digest = match check_opens(&data_dir, manifest.lsn_last, &wal_config) {
+    let digest = match check_opens(&data_dir, manifest.lsn_last, engine_config) {
         Ok(digest) => digest,
         Err(err) => {
-            remove_created(&data_dir);
+            remove_created(&data_dir, existed);
             return Err(err);
         }
     };
@@ -534,20 +535,22 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Manifest, u64), BackupEr
 }
 
 /// Removes what a failed restore or salvage created in `dir`.
-pub(crate) fn remove_created(dir: &Path) {
+/// `existed`: whether `dir` was there before (then it is left, empty).
+pub(crate) fn remove_created(dir: &Path, existed: bool) {
     for name in ["wal", "snapshots", "models"] {
         let _ = fs::remove_dir_all(dir.join(name));
+    }
+    if !existed {
+        let _ = fs::remove_dir(dir);
     }
 }
 
 /// Opens the data dir written by a restore or a salvage, checks it holds
 /// the state at `lsn_last`, closes it; its state digest.
-pub(crate) fn check_opens(
-    data_dir: &Path,
-    lsn_last: u64,
-    wal_config: &recwal::wal::WalConfig,
-) -> Result<u64, BackupError> {
-    let mut config = EngineConfig { wal: wal_config.clone(), ..EngineConfig::default() };
+/// `config` is the server's (its snapshot settings must match what the
+/// snapshot was written with).
+pub(crate) fn check_opens(data_dir: &Path, lsn_last: u64, config: &EngineConfig) -> Result<u64, BackupError> {
+    let mut config = config.clone();
     // A check only: no checkpoint may write a snapshot replayed under
     // settings (the dedup window) other than the server's.
     config.checkpoint.disable_automatic();
@@ -705,7 +708,7 @@ mod tests {
         assert!(written.manifest.lsn_last <= after_backup + 1);
         assert!(engine.lsn_applied() > written.manifest.lsn_last, "the writer went on after the cut");
 
-        let (manifest, digest) = restore(&out, &dir.path().join("restored")).unwrap();
+        let (manifest, digest) = restore(&out, &dir.path().join("restored"), &EngineConfig::default()).unwrap();
         assert_eq!(manifest, written.manifest);
         assert_eq!(digest, digest_after(&dir.path().join("reference"), manifest.lsn_last));
         assert_ne!(digest, engine.state_digest(), "the source moved on after the cut");
@@ -722,9 +725,9 @@ mod tests {
         }
         let written = backup(&engine, &dir.path().join("b")).unwrap();
         assert_eq!(written.manifest.lsn_last, 50);
-        let (_, digest) = restore(&written.dir, &dir.path().join("restored")).unwrap();
+        let (_, digest) = restore(&written.dir, &dir.path().join("restored"), &EngineConfig::default()).unwrap();
         assert_eq!(digest, engine.state_digest());
-        let (_, digest) = restore(&empty.dir, &dir.path().join("restored-empty")).unwrap();
+        let (_, digest) = restore(&empty.dir, &dir.path().join("restored-empty"), &EngineConfig::default()).unwrap();
         assert_eq!(digest, digest_after(&dir.path().join("reference"), 0));
     }
 
@@ -742,7 +745,7 @@ mod tests {
         let busy = dir.path().join("busy");
         fs::create_dir(&busy).unwrap();
         fs::write(busy.join("keep"), b"x").unwrap();
-        let err = restore(&written.dir, &busy).unwrap_err().to_string();
+        let err = restore(&written.dir, &busy, &EngineConfig::default()).unwrap_err().to_string();
         assert!(err.contains("is not empty"), "{err}");
         assert_eq!(fs::read_dir(&busy).unwrap().count(), 1);
         // A backup destination that exists and is not empty: refused too.
@@ -764,11 +767,11 @@ mod tests {
             bytes[last] ^= 0x40;
             fs::write(copy.join(&name), bytes).unwrap();
             let target = dir.path().join(format!("target-{name}"));
-            let err = restore(&copy, &target).unwrap_err().to_string();
+            let err = restore(&copy, &target, &EngineConfig::default()).unwrap_err().to_string();
             assert!(err.contains(&name) && err.contains("SHA-256"), "{err}");
             assert!(!target.join("wal").exists(), "nothing restored from a damaged backup");
         }
-        let err = restore(dir.path(), &dir.path().join("t")).unwrap_err().to_string();
+        let err = restore(dir.path(), &dir.path().join("t"), &EngineConfig::default()).unwrap_err().to_string();
         assert!(err.contains("BACKUP.json") && err.contains("not a recwal backup"), "{err}");
     }
 }

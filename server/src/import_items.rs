@@ -28,8 +28,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use recwal::{
-    Durability, Engine, EngineConfig, Item, LabelValue, CATEGORY_BYTES_MAX, ID_BYTES_MAX, ITEM_CATEGORIES_MAX,
-    LABELS_MAX, LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX,
+    Durability, Engine, Item, LabelValue, CATEGORY_BYTES_MAX, ID_BYTES_MAX, ITEM_CATEGORIES_MAX, LABELS_MAX,
+    LABEL_KEY_BYTES_MAX, LABEL_TEXT_BYTES_MAX,
 };
 use tracing::info;
 
@@ -348,9 +348,13 @@ fn check_labels(labels: &BTreeMap<String, LabelValue>) -> Result<(), String> {
 /// Writes the catalogue of `data_dir` (every item with a catalogue entry,
 /// in catalogue order) as the JSONL `import_items` reads: one item per line,
 /// its id and whole entry. Written whole to `out` (then renamed) or stdout.
-pub(crate) fn export_items(data_dir: &Path, out: Option<&Path>) -> Result<u64, String> {
+pub(crate) fn export_items(
+    data_dir: &Path,
+    out: Option<&Path>,
+    engine: &crate::tools::EngineConfigArgs,
+) -> Result<u64, String> {
     let data_dir = datadir::existing(data_dir).map_err(|err| err.to_string())?;
-    let mut config = EngineConfig { wal: crate::tools::log_config(&data_dir.join("wal"))?, ..EngineConfig::default() };
+    let mut config = engine.engine_config(&data_dir)?;
     // It only reads: no checkpoint may write a snapshot replayed under
     // settings (the dedup window) other than the server's.
     config.checkpoint.disable_automatic();

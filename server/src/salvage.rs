@@ -139,7 +139,9 @@ fn scan_segments(
 }
 
 /// Salvages `source` into `out` (new or an empty directory).
-pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -> Result<SalvageReport, BackupError> {
+pub fn salvage(source: &Path, out: &Path, engine_config: &recwal::EngineConfig) -> Result<SalvageReport, BackupError> {
+    let wal_config = &engine_config.wal;
+    let existed = out.exists();
     let out = std::path::absolute(out).map_err(|err| BackupError::Io { path: out.to_path_buf(), source: err })?;
     if std::fs::read_dir(&out).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(BackupError::Destination {
@@ -278,13 +280,13 @@ pub fn salvage(source: &Path, out: &Path, wal_config: &recwal::wal::WalConfig) -
         wal_config,
     );
     if let Err(err) = written {
-        backup::remove_created(&out);
+        backup::remove_created(&out, existed);
         return Err(err);
     }
-    let state_digest = match backup::check_opens(&out, lsn_last, wal_config) {
+    let state_digest = match backup::check_opens(&out, lsn_last, engine_config) {
         Ok(digest) => digest,
         Err(err) => {
-            backup::remove_created(&out);
+            backup::remove_created(&out, existed);
             return Err(err);
         }
     };

@@ -97,17 +97,23 @@ pub(crate) struct EngineConfigArgs {
 }
 
 impl EngineConfigArgs {
-    /// The engine configuration to open `data_dir` with: the server's
-    /// (--config, `RECWAL_ENGINE__…`, --set), with the segment size the log
-    /// was created with.
-    pub(crate) fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
+    /// The server's engine configuration (--config, `RECWAL_ENGINE__…`,
+    /// --set), checked.
+    pub(crate) fn load(&self) -> Result<EngineConfig, String> {
         let sources = crate::config::Sources {
             file: self.config.clone(),
             env: std::env::vars().collect(),
             flags: crate::config::set_flags(&self.set).map_err(|err| err.to_string())?,
         };
         let loaded = crate::config::ServeConfig::load(&sources).map_err(|err| err.to_string())?;
-        let mut config = loaded.engine().map_err(|err| err.to_string())?;
+        loaded.engine().map_err(|err| err.to_string())
+    }
+
+    /// The engine configuration to open `data_dir` with: the server's
+    /// (--config, `RECWAL_ENGINE__…`, --set), with the segment size the log
+    /// was created with.
+    pub(crate) fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
+        let mut config = self.load()?;
         let log = data_dir.join("wal");
         match recwal::wal::log_segment_bytes(&log) {
             Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
@@ -358,6 +364,8 @@ pub(crate) struct RestoreArgs {
     /// One JSON object instead of the human line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    engine: EngineConfigArgs,
 }
 
 /// `recwal export`.
@@ -376,6 +384,8 @@ pub(crate) struct ExportArgs {
     /// entry as the JSONL `recwal import --items` reads.
     #[arg(long, conflicts_with = "format")]
     items: bool,
+    #[command(flatten)]
+    engine: EngineConfigArgs,
 }
 
 /// `recwal wal salvage`.
@@ -393,6 +403,8 @@ pub(crate) struct SalvageArgs {
     /// One JSON object instead of the human report.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    engine: EngineConfigArgs,
 }
 
 fn backup(args: &BackupArgs) -> Result<ExitCode, String> {
@@ -430,7 +442,9 @@ fn restore(args: &RestoreArgs) -> Result<ExitCode, String> {
     // Refuses a path inside a data dir or a log, as every command does,
     // whether it exists yet or not.
     datadir::existing_or_new(&args.data_dir).map_err(|err| err.to_string())?;
-    let (manifest, digest) = crate::backup::restore(&args.from, &args.data_dir).map_err(|err| err.to_string())?;
+    let config = args.engine.load()?;
+    let (manifest, digest) =
+        crate::backup::restore(&args.from, &args.data_dir, &config).map_err(|err| err.to_string())?;
     if args.json {
         out!(
             "{}",
@@ -449,7 +463,7 @@ fn restore(args: &RestoreArgs) -> Result<ExitCode, String> {
 
 fn export(args: &ExportArgs) -> Result<ExitCode, String> {
     if args.items {
-        let items = crate::import_items::export_items(&args.data_dir, args.out.as_deref())?;
+        let items = crate::import_items::export_items(&args.data_dir, args.out.as_deref(), &args.engine)?;
         info!(items, "catalogue exported");
         return Ok(ExitCode::SUCCESS);
     }
@@ -486,13 +500,15 @@ fn salvage(args: &SalvageArgs) -> Result<ExitCode, String> {
             return failed(err.to_string());
         }
     }
-    let config = match log_config(&dir.join("wal")) {
+    let mut config = match args.engine.load() {
         Ok(config) => config,
-        Err(err) => {
-            tracing::warn!(%err, "the log's segment size is unreadable; using the default");
-            EngineConfig::default().wal
-        }
+        Err(err) => return failed(err),
     };
+    match recwal::wal::log_segment_bytes(&dir.join("wal")) {
+        Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(%err, "the log's segment size is unreadable; using the configured one"),
+    }
     let report = match crate::salvage::salvage(dir, &args.out, &config) {
         Ok(report) => report,
         Err(err) => return failed(err.to_string()),

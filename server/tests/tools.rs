@@ -517,6 +517,36 @@ fn import_fits_the_engines_record_limits_or_refuses_before_writing() {
     assert!(out.contains("imported 1500 events (1500 new"), "{out}");
 }
 
+/// A data dir whose snapshots were written under a setting other than the
+/// default (a popularity half-life) is backed up, restored, salvaged and
+/// its catalogue exported when the tools are given the server's
+/// configuration; without it, restore refuses and names the setting.
+#[test]
+fn restore_salvage_and_export_take_the_servers_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rows.csv");
+    std::fs::write(&file, "user,item,rating\nu1,i1,4\nu2,i1,5\n").unwrap();
+    let data = dir.path().join("data");
+    let set = ["--set", "engine.popularity.half_life_ms=86400000"];
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(set.iter()).map(|arg| arg.to_string()).collect() };
+    let run = |args: Vec<String>| recwal(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    succeeds(&run(with(&["import", p(&file), "--data-dir", p(&data)])));
+    let backup = dir.path().join("backup");
+    succeeds(&run(with(&["backup", "--data-dir", p(&data), "--out", p(&backup)])));
+
+    let plain = dir.path().join("plain");
+    let stderr = refused(&recwal(&["restore", "--from", p(&backup), "--data-dir", p(&plain)]));
+    assert!(stderr.contains("half-life"), "{stderr}");
+    assert!(!plain.exists(), "a refused restore left {}", plain.display());
+    let restored = dir.path().join("restored");
+    let out = succeeds(&run(with(&["restore", "--from", p(&backup), "--data-dir", p(&restored)])));
+    assert!(out.contains("restored"), "{out}");
+    let salvaged = dir.path().join("salvaged");
+    succeeds(&run(with(&["wal", "salvage", p(&data), "--out", p(&salvaged)])));
+    let items = dir.path().join("items.jsonl");
+    succeeds(&run(with(&["export", "--items", "--data-dir", p(&data), "--out", p(&items)])));
+}
+
 #[test]
 fn wal_verify_on_a_log_a_server_holds_says_it_could_not_check() {
     let dir = tempfile::tempdir().unwrap();
