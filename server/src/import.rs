@@ -183,11 +183,13 @@ impl Input {
         if meta.is_dir() {
             return Err(format!("{source}: a directory, not a file"));
         }
+        // Opened first: a FIFO without a writer waits here, before a
+        // temporary file exists to be left behind by a Ctrl-C.
+        let mut from = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
         let mut spool = tempfile::Builder::new()
             .prefix("recwal-import-")
             .tempfile()
             .map_err(|err| format!("{source}: a temporary file to copy it into: {err}"))?;
-        let mut from = std::fs::File::open(path).map_err(|err| format!("{source}: {err}"))?;
         std::io::copy(&mut from, spool.as_file_mut())
             .map_err(|err| format!("{source}: copying it into {}: {err}", spool.path().display()))?;
         Ok(Input { name: path.to_path_buf(), spool: Some(spool) })
@@ -208,12 +210,15 @@ pub(crate) struct Checked {
     unresolved: Vec<(u64, Action)>,
     /// The file's size and modification time, to tell whether the second
     /// reading reads the same file.
-    stamp: Option<(u64, std::time::SystemTime)>,
+    stamp: Option<(u64, std::time::SystemTime, (u64, u64))>,
 }
 
-fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
+    // The device and inode too: a file renamed over it with the same size
+    // and time is another file.
+    Some((meta.len(), meta.modified().ok()?, (meta.dev(), meta.ino())))
 }
 
 /// The first reading: checks every line of `path` against `rules` and
@@ -336,7 +341,8 @@ impl Checked {
             match action {
                 Action::ForgetUser(user) if !knows_user(user) => {
                     return Err(format!(
-                        "line {line}: forget_user of unknown user {user:?} (no event in the data dir or before this line names it)"
+                        "line {line}: forget_user of unknown user {user:?} (no event in the data dir or before this line \
+                         names it)"
                     ));
                 }
                 Action::RemoveItem(item) if !knows_item(item) => {
@@ -379,7 +385,7 @@ pub(crate) fn replay(
         let (send, groups_read) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
         let reader = scope.spawn(move || {
             let mut groups = Grouper::new(batch, record_bytes_max);
-            let bytes = checked.stamp.map(|(len, _)| len);
+            let bytes = checked.stamp.map(|(len, _, _)| len);
             let rows = scan(input, options, rules, bytes, &mut |row| match groups.push(row) {
                 Some(group) => send.send(group).map_err(|_| STOPPED.to_string()),
                 None => Ok(()),
@@ -623,6 +629,16 @@ fn refuse_repeated(columns: &[&'static str]) -> Result<(), String> {
     Ok(())
 }
 
+/// A field as an error shows it: quoted, and cut after 64 characters (a
+/// stray quote can make a field of the rest of the file).
+fn shown(raw: &str) -> String {
+    const SHOWN_MAX: usize = 64;
+    match raw.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &raw[..cut], raw.len()),
+        None => format!("{raw:?}"),
+    }
+}
+
 /// A CSV record as a JSONL line.
 fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line, String> {
     let mut line = Line::default();
@@ -634,7 +650,7 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
         if field.is_empty() {
             continue;
         }
-        let number = |name: &str| field.parse::<f64>().map_err(|_| format!("{name}: {raw:?} is not a number"));
+        let number = |name: &str| field.parse::<f64>().map_err(|_| format!("{name}: {} is not a number", shown(raw)));
         match *column {
             "user" => line.user = Some(field.to_string()),
             "item" => line.item = Some(field.to_string()),
@@ -646,11 +662,12 @@ fn line_of(columns: &[&'static str], record: &csv::StringRecord) -> Result<Line,
                 line.timestamp_ms = Some((seconds * 1000.0).round() as i64);
             }
             "timestamp_ms" => {
-                line.timestamp_ms = Some(field.parse().map_err(|_| format!("timestamp_ms: {raw:?} is not an integer"))?)
+                line.timestamp_ms =
+                    Some(field.parse().map_err(|_| format!("timestamp_ms: {} is not an integer", shown(raw)))?)
             }
             "event_id" => line.event_id = Some(field.to_string()),
             "op" => line.op = Some(field.to_string()),
-            "lsn" => line.lsn = Some(field.parse().map_err(|_| format!("lsn: {raw:?} is not an integer"))?),
+            "lsn" => line.lsn = Some(field.parse().map_err(|_| format!("lsn: {} is not an integer", shown(raw)))?),
             _ => {}
         }
     }
@@ -1112,6 +1129,25 @@ mod line_tests {
             };
             assert!(err.contains(", line 4:"), "{name}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    /// An error shows at most the start of a long field, and its size.
+    #[test]
+    fn a_long_bad_field_is_cut_in_the_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("long.csv");
+        std::fs::write(&path, format!("user,item,rating\nu1,i1,{}\n", "9x".repeat(10_000))).expect("write");
+        let options = ReadOptions { delimiter: None, columns: None, header: true, derive_ids: false };
+        let Err(err) = Input::open(&path).and_then(|input| check(&input, &options, &Rules::AnyServer)) else {
+            panic!("the bad rating was read");
+        };
+        assert!(err.contains("line 2: rating: \"9x9x") && err.contains("… (20000 bytes) is not a number"), "{err}");
+        assert!(err.len() < 300, "{} bytes: {err}", err.len());
     }
 }
 

@@ -279,7 +279,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             // data dir is created or anything is written to it.
             let fresh = !data_dir.join("wal").exists();
             if fresh {
-                checked.check_known(&|_| false, &|_| false).map_err(|err| format!("{}: {err}", args.file.display()))?;
+                checked.check_known(&|_| false, &|_| false).map_err(|err| format!("{}, {err}", args.file.display()))?;
             }
             // Nor when the file changed since it was checked.
             checked.unchanged(&input)?;
@@ -288,7 +288,7 @@ fn import(args: &ImportArgs) -> Result<ExitCode, String> {
             if !fresh {
                 checked
                     .check_known(&|user| engine.knows_user(user), &|item| engine.knows_item(item))
-                    .map_err(|err| format!("{}: {err}", args.file.display()))?;
+                    .map_err(|err| format!("{}, {err}", args.file.display()))?;
             }
             crate::import::replay(&input, &options, &rules, &checked, batch, &mut |group| {
                 crate::import::into_engine(&engine, group, &mut done)?;
