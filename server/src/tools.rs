@@ -40,6 +40,10 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
                     out!("{info}")?;
                     return Ok(ExitCode::SUCCESS);
                 }
+                if info["path"].is_null() {
+                    out!("snapshot at LSN {}: the newest one already covers the log, nothing written", info["lsn"])?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 out!(
                     "snapshot at LSN {} ({} bytes), {} segment(s) released",
                     info["lsn"],
@@ -60,6 +64,8 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, String> {
                         "segments_released": info.segments_released,
                     })
                 )?;
+            } else if info.path.is_none() {
+                out!("snapshot at LSN {}: the newest one already covers the log, nothing written", info.lsn)?;
             } else {
                 out!(
                     "snapshot at LSN {} ({} bytes), {} segment(s) released",

@@ -471,7 +471,13 @@ fn checkpoint_replays_with_the_servers_engine_configuration() {
             args.extend(["--set", set]);
         }
         let out = succeeds(&recwal(&args));
-        assert!(out.contains("snapshot at LSN 30"), "{out}");
+        assert!(out.contains("snapshot at LSN 30 ("), "{out}");
+        // Nothing new since: said so, not "0 bytes".
+        let again = succeeds(&recwal(&args));
+        assert!(
+            again.contains("snapshot at LSN 30: the newest one already covers the log, nothing written"),
+            "{again}"
+        );
         // e14 is one of the 20 newest ids the server remembers.
         assert_eq!(duplicate(&data, "e14"), tool_window.is_none(), "{name}: a retry of e14");
     }
