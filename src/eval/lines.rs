@@ -11,11 +11,12 @@
 //!
 //! let (mut reader, lines) = recwal::eval::count_lines("a\r\n\r\nb\n".as_bytes());
 //! let mut text = String::new();
-//! reader.read_to_string(&mut text).unwrap();
+//! reader.read_to_string(&mut text)?;
 //! assert_eq!(lines.line_at(0), 1);
 //! // The record after the blank line starts at byte 3 (where the csv crate
 //! // began to look) but is on line 3.
 //! assert_eq!(lines.line_at(3), 3);
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 use std::cell::RefCell;
