@@ -144,7 +144,7 @@ fn scan(
     let mut each = |mut row: Row| {
         if let Some((ids, gone)) = &mut ids {
             if gone.after_gone(&row) {
-                ids.strip(&mut row);
+                without_id(&mut row);
             } else {
                 ids.derive(&mut row);
             }
@@ -262,12 +262,8 @@ pub(crate) fn check(input: &Input, options: &ReadOptions, rules: &Rules<'_>) -> 
             Action::Event(pair) => {
                 events += 1;
                 let event = pair.1;
-                if !users.contains(&event.user) {
-                    users.insert(event.user);
-                }
-                if !items.contains(&event.item) {
-                    items.insert(event.item);
-                }
+                users.insert(event.user);
+                items.insert(event.item);
             }
             Action::ForgetUser(user) if !users.contains(&user) => {
                 unresolved.push((row.line, Action::ForgetUser(user)));
@@ -713,16 +709,16 @@ impl Gone {
     }
 }
 
-impl IdDeriver {
-    /// Takes the event id off an event that must go in again on every run
-    /// ([`Gone`]).
-    fn strip(&mut self, row: &mut Row) {
-        if let Action::Event(pair) = &mut row.action {
-            pair.0.event_id = None;
-            pair.1.event_id = None;
-        }
+/// Takes the event id off an event that must go in again on every run
+/// ([`Gone`]).
+fn without_id(row: &mut Row) {
+    if let Action::Event(pair) = &mut row.action {
+        pair.0.event_id = None;
+        pair.1.event_id = None;
     }
+}
 
+impl IdDeriver {
     fn derive(&mut self, row: &mut Row) {
         let Action::Event(pair) = &mut row.action else { return };
         let (api, event) = pair.as_mut();

@@ -120,12 +120,7 @@ impl EngineConfigArgs {
     /// was created with.
     pub(crate) fn engine_config(&self, data_dir: &Path) -> Result<EngineConfig, String> {
         let mut config = self.load()?;
-        let log = data_dir.join("wal");
-        match recwal::wal::log_segment_bytes(&log) {
-            Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
-            Ok(None) => {}
-            Err(err) => return Err(format!("reading {}: {err}", log.display())),
-        }
+        config.wal = fitted_to_log(config.wal, &data_dir.join("wal"))?;
         Ok(config)
     }
 }
@@ -139,7 +134,12 @@ fn open(dir: &Path, engine: &EngineConfigArgs) -> Result<Engine, String> {
 /// with the segment size the log was created with (a server may have been
 /// configured with another one).
 pub(crate) fn log_config(log: &Path) -> Result<recwal::wal::WalConfig, String> {
-    let config = EngineConfig::default().wal;
+    fitted_to_log(EngineConfig::default().wal, log)
+}
+
+/// `config` with the segment size the log at `log` was created with (as it
+/// is when there is no log yet).
+fn fitted_to_log(config: recwal::wal::WalConfig, log: &Path) -> Result<recwal::wal::WalConfig, String> {
     match recwal::wal::log_segment_bytes(log) {
         Ok(Some(segment_bytes)) => Ok(config.segment_bytes(segment_bytes)),
         Ok(None) => Ok(config),
@@ -510,9 +510,8 @@ fn salvage(args: &SalvageArgs) -> Result<ExitCode, String> {
         Ok(config) => config,
         Err(err) => return failed(err),
     };
-    match recwal::wal::log_segment_bytes(&dir.join("wal")) {
-        Ok(Some(segment_bytes)) => config.wal = config.wal.segment_bytes(segment_bytes),
-        Ok(None) => {}
+    match fitted_to_log(config.wal.clone(), &dir.join("wal")) {
+        Ok(wal) => config.wal = wal,
         Err(err) => tracing::warn!(%err, "the log's segment size is unreadable; using the configured one"),
     }
     let report = match crate::salvage::salvage(dir, &args.out, &config) {

@@ -172,11 +172,7 @@ impl Replica {
                     }
                 }
             }
-            let Ok(Ok(others)) =
-                tokio::time::timeout(Duration::from_secs(2), self.others_at(store, stream_id, seq)).await
-            else {
-                continue;
-            };
+            let Some(others) = self.others_at(store, stream_id, seq).await else { continue };
             match verdict(&digest, &others) {
                 Verdict::Alone => {}
                 Verdict::Agrees => self.agreed_at(seq).await,
@@ -208,10 +204,7 @@ impl Replica {
             let tie = tie.as_ref()?;
             (tie.seq, tie.digest.clone(), tie.since)
         };
-        let Ok(Ok(others)) = tokio::time::timeout(Duration::from_secs(2), self.others_at(store, stream_id, seq)).await
-        else {
-            return None;
-        };
+        let others = self.others_at(store, stream_id, seq).await?;
         let settled = |replica: &Self| {
             if let Ok(mut tie) = replica.tie.lock() {
                 *tie = None;
@@ -284,8 +277,14 @@ impl Replica {
         }
     }
 
-    /// The other nodes' digests written at `seq`.
-    async fn others_at(&self, store: &kv::Store, stream_id: &str, seq: u64) -> Result<Vec<(String, String)>, String> {
+    /// The other nodes' digests written at `seq`; `None` when the bucket
+    /// did not answer within 2 s (compared again next round).
+    async fn others_at(&self, store: &kv::Store, stream_id: &str, seq: u64) -> Option<Vec<(String, String)>> {
+        tokio::time::timeout(Duration::from_secs(2), self.history_at(store, stream_id, seq)).await.ok()?.ok()
+    }
+
+    /// The history of the key at `seq`, without this node's values.
+    async fn history_at(&self, store: &kv::Store, stream_id: &str, seq: u64) -> Result<Vec<(String, String)>, String> {
         let mut history = store.history(digest_key(stream_id, seq)).await.map_err(|err| err.to_string())?;
         let mut others = Vec::new();
         while let Some(entry) = history.next().await {
